@@ -1,0 +1,138 @@
+/*
+ * libkeyward internals shared by the client's source files (never
+ * installed): the parsed configuration, one TLS connection, the pool and
+ * failover, and the object conversion from the wire.
+ *
+ * Layers, bottom up:
+ *   config.c   client.conf -> struct kw_config (inih)
+ *   conn.c     one TCP + TLS 1.3 connection: connect, Hello, request/response
+ *   client.c   kw_client: TLS contexts, idle pool, failover, fork detection
+ *   object.c   kw_object / kw_object_list copies of ObjectInfo
+ *   ops.c      the key operations, one Request/Response each
+ *   enroll.c   setup password -> credential files
+ */
+#ifndef KW_CLIENT_CLIENT_H
+#define KW_CLIENT_CLIENT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include <keyward/keyward.h>
+
+#include "keyward.pb-c.h"
+
+/* ---- configuration (config.c) ---- */
+
+struct kw_hsm_cfg {
+	char *section;     /* "hsm primary" */
+	char *host;
+	unsigned port;
+	int priority;
+	char *server_name; /* what the server certificate must name; default host */
+	char *address;     /* "host:port" */
+	unsigned line;     /* where the section first appeared */
+};
+
+struct kw_config {
+	char *path;        /* the file read */
+	char *dir;         /* its directory: relative paths resolve here */
+	char *partition;
+	char *ca;          /* absolute or relative to cwd after resolution */
+	char *cert;        /* NULL when not configured */
+	char *key;
+	double connect_timeout;
+	double command_timeout;
+	int keepalive;
+	unsigned pool_size;
+	char *machine_owner; /* reserved: stored, not used yet */
+	struct kw_hsm_cfg *hsms;
+	size_t n_hsms;
+};
+
+/* Reads and checks path; on failure KW_ERR_CONFIG naming file, line and key. */
+kw_rv kw_config_load(const char *path, struct kw_config *cfg);
+void kw_config_cleanup(struct kw_config *cfg);
+
+/*
+ * The order in which to try the HSMs: ascending priority, shuffled among
+ * equal priorities with rnd (returns a uniform 32-bit value). order has
+ * cfg->n_hsms entries.
+ */
+void kw_failover_order(const struct kw_config *cfg, size_t *order, uint32_t (*rnd)(void *arg), void *arg);
+
+/* ---- one connection (conn.c) ---- */
+
+struct kw_conn {
+	int fd;
+	SSL *ssl;
+	pid_t pid;        /* process that made it: a child must not use it */
+	uint64_t next_id; /* request ids, increasing per connection */
+	size_t hsm;       /* index into cfg->hsms */
+};
+
+/* The TLS 1.3 client context: trusts cfg->ca; presents cert+key if with_cred. */
+kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cred, SSL_CTX **out);
+
+/*
+ * TCP connect (connect_timeout), TLS handshake and Hello (command_timeout).
+ * hello_out, if not NULL, receives the HelloResult (free with
+ * keyward__hello_result__free_unpacked). On failure *why holds a short
+ * reason for the failover message ("connection refused").
+ */
+kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct kw_conn **out,
+		   Keyward__HelloResult **hello_out, char *why, size_t why_len);
+
+/*
+ * Sends req (its id is set here) and reads its response. A non-OK status is
+ * returned as that kw_rv with the server's message, the connection still
+ * usable; KW_ERR_NETWORK / PROTOCOL / TIMEOUT mean the connection is broken.
+ * *resp is set only on KW_OK.
+ */
+kw_rv kw_conn_call(struct kw_conn *conn, double timeout, Keyward__Request *req, Keyward__Response **resp);
+
+/* Whether an idle connection still looks open (peer did not close it). */
+bool kw_conn_alive(const struct kw_conn *conn);
+
+/* graceful: send close_notify first; never in a forked child. */
+void kw_conn_close(struct kw_conn *conn, bool graceful);
+
+/* ---- the client (client.c) ---- */
+
+struct kw_client {
+	struct kw_config cfg;
+	pthread_mutex_t lock;
+	char *pin;          /* wiped on change and free */
+	SSL_CTX *ctx_cred;  /* with the client credential, made on first use */
+	SSL_CTX *ctx_anon;  /* without: Enroll, and probe before enrollment */
+	struct kw_conn **idle; /* stack of pool_size idle connections */
+	size_t n_idle;
+	pid_t pid;          /* owner of the idle connections */
+};
+
+/*
+ * Opens a fresh connection, failing over in priority order. with_cred
+ * false: no client certificate (enrollment).
+ */
+kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out);
+
+/*
+ * One request on a pooled connection, retried once on a fresh connection
+ * if a reused one turns out closed. Checks that the response body is
+ * `expect` (0: any). Free *resp with keyward__response__free_unpacked.
+ */
+kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect,
+		     Keyward__Response **resp);
+
+/* ---- objects (object.c) ---- */
+
+kw_rv kw_object_from_info(const Keyward__ObjectInfo *info, kw_object **out);
+kw_rv kw_object_list_from_infos(Keyward__ObjectInfo *const *infos, size_t n, kw_object_list **out);
+/* Appends copies of infos to l. */
+kw_rv kw_object_list_append(kw_object_list *l, Keyward__ObjectInfo *const *infos, size_t n);
+kw_rv kw_object_list_new_empty(kw_object_list **out);
+
+#endif

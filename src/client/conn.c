@@ -1,0 +1,653 @@
+/*
+ * One connection to one HSM: non-blocking TCP connect bounded by
+ * connect_timeout, TLS 1.3 with the server verified against the configured
+ * CA and name, a Hello, then framed Request/Response exchanges, each bounded
+ * by command_timeout. The socket stays non-blocking; every wait is a poll()
+ * after OpenSSL said WANT_READ/WANT_WRITE, so bytes OpenSSL already buffered
+ * are never waited for. SIGPIPE is blocked around writes, since a library
+ * must not kill its host process when an HSM goes away.
+ */
+#include "client/client.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/log.h"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* strerror with a lower-case first letter, to sit inside a sentence */
+static const char *errtext(int e, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", strerror(e));
+	if (buf[0])
+		buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+static const char *ssl_errtext(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (!e)
+		snprintf(buf, len, "unknown TLS error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+	return buf;
+}
+
+/* ---- SIGPIPE ---- */
+
+struct sigpipe_guard {
+	sigset_t old;
+	bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+	sigset_t set, pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+	sigemptyset(&pend);
+	sigpending(&pend);
+	g->was_pending = sigismember(&pend, SIGPIPE);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+	sigset_t set, pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	if (!g->was_pending) {
+		sigemptyset(&pend);
+		sigpending(&pend);
+		if (sigismember(&pend, SIGPIPE)) {
+			struct timespec zero = {0, 0};
+			sigtimedwait(&set, NULL, &zero);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- waiting ---- */
+
+static kw_rv wait_fd(int fd, short events, double deadline, double timeout, const char *what)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = events};
+		double left = deadline - now();
+		int r, ms;
+		char eb[128];
+
+		if (left <= 0)
+			return kw_error_set(KW_ERR_TIMEOUT, "%s timed out after %g s", what, timeout);
+		ms = (int)(left * 1000) + 1;
+		r = poll(&pfd, 1, ms);
+		if (r > 0)
+			return KW_OK; /* readable, writable, or an error the next call reports */
+		if (r < 0 && errno != EINTR)
+			return kw_error_set(KW_ERR_NETWORK, "%s: poll failed: %s", what,
+					    errtext(errno, eb, sizeof eb));
+	}
+}
+
+/* ---- TLS context ---- */
+
+struct pin_state {
+	const char *pin;
+	bool asked;
+};
+
+static int pin_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct pin_state *st = u;
+	size_t len;
+
+	(void)rwflag;
+	st->asked = true;
+	if (!st->pin)
+		return -1;
+	len = strlen(st->pin);
+	if (len > (size_t)size)
+		return -1;
+	memcpy(buf, st->pin, len);
+	return (int)len;
+}
+
+static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
+{
+	struct pin_state st = {.pin = pin};
+	char eb[256];
+	BIO *bio;
+
+	*out = NULL;
+	bio = BIO_new_file(path, "r");
+	if (!bio) {
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_CONFIG,
+				    "cannot read credential key %s: %s (enroll this client first, or fix \"key\" in "
+				    "the configuration)",
+				    path, errtext(errno, eb, sizeof eb));
+	}
+	*out = PEM_read_bio_PrivateKey(bio, NULL, pin_cb, &st);
+	BIO_free(bio);
+	if (*out) {
+		ERR_clear_error();
+		return KW_OK;
+	}
+	ssl_errtext(eb, sizeof eb);
+	if (st.asked && !pin)
+		return kw_error_set(KW_ERR_AUTH,
+				    "credential key %s is encrypted: a PIN is needed (kw_client_set_pin)", path);
+	if (st.asked)
+		return kw_error_set(KW_ERR_AUTH, "cannot decrypt credential key %s: wrong PIN? (%s)", path, eb);
+	return kw_error_set(KW_ERR_CONFIG, "credential key %s is not a PEM private key (%s)", path, eb);
+}
+
+kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cred, SSL_CTX **out)
+{
+	SSL_CTX *ctx;
+	EVP_PKEY *pkey = NULL;
+	char eb[256];
+	kw_rv rv = KW_OK;
+
+	*out = NULL;
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_NO_MEMORY, "cannot create a TLS context: out of memory");
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION)) {
+		rv = kw_error_set(KW_ERR_CRYPTO, "cannot require TLS 1.3: %s", ssl_errtext(eb, sizeof eb));
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (access(cfg->ca, R_OK) != 0) {
+		rv = kw_error_set(KW_ERR_CONFIG, "cannot read the HSM's CA certificate %s (\"ca\" in %s): %s",
+				  cfg->ca, cfg->path, errtext(errno, eb, sizeof eb));
+		goto out;
+	}
+	if (!SSL_CTX_load_verify_file(ctx, cfg->ca)) {
+		rv = kw_error_set(KW_ERR_CONFIG, "%s (\"ca\" in %s) holds no usable PEM certificate: %s", cfg->ca,
+				  cfg->path, ssl_errtext(eb, sizeof eb));
+		goto out;
+	}
+	if (with_cred) {
+		if (!cfg->cert) {
+			rv = kw_error_set(KW_ERR_CONFIG,
+					  "%s names no client credential: add \"cert\" and \"key\" to [client]",
+					  cfg->path);
+			goto out;
+		}
+		if (access(cfg->cert, R_OK) != 0) {
+			rv = kw_error_set(KW_ERR_CONFIG,
+					  "cannot read client certificate %s: %s (enroll this client first with its "
+					  "partition's setup password)",
+					  cfg->cert, errtext(errno, eb, sizeof eb));
+			goto out;
+		}
+		if (!SSL_CTX_use_certificate_chain_file(ctx, cfg->cert)) {
+			rv = kw_error_set(KW_ERR_CONFIG, "client certificate %s is not a PEM certificate: %s",
+					  cfg->cert, ssl_errtext(eb, sizeof eb));
+			goto out;
+		}
+		rv = load_key(cfg->key, pin, &pkey);
+		if (rv)
+			goto out;
+		if (!SSL_CTX_use_PrivateKey(ctx, pkey) || !SSL_CTX_check_private_key(ctx)) {
+			rv = kw_error_set(KW_ERR_CONFIG, "client certificate %s does not match key %s: %s", cfg->cert,
+					  cfg->key, ssl_errtext(eb, sizeof eb));
+			goto out;
+		}
+	}
+out:
+	EVP_PKEY_free(pkey);
+	if (rv) {
+		SSL_CTX_free(ctx);
+		return rv;
+	}
+	*out = ctx;
+	return KW_OK;
+}
+
+/* ---- TCP ---- */
+
+static kw_rv tcp_connect(const struct kw_config *cfg, const struct kw_hsm_cfg *h, int *fd_out)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL, *ai;
+	char port[16], eb[128];
+	double deadline = now() + cfg->connect_timeout;
+	kw_rv rv = KW_ERR_NETWORK;
+	int r, fd = -1;
+
+	*fd_out = -1;
+	snprintf(port, sizeof port, "%u", h->port);
+	r = getaddrinfo(h->host, port, &hints, &res);
+	if (r)
+		return kw_error_set(KW_ERR_NETWORK, "cannot resolve host: %s",
+				    r == EAI_SYSTEM ? errtext(errno, eb, sizeof eb) : gai_strerror(r));
+	kw_error_set(KW_ERR_NETWORK, "no address");
+	for (ai = res; ai; ai = ai->ai_next) {
+		int err = 0;
+		socklen_t elen = sizeof err;
+
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			rv = kw_error_set(KW_ERR_NETWORK, "socket: %s", errtext(errno, eb, sizeof eb));
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (errno != EINPROGRESS) {
+			rv = kw_error_set(KW_ERR_NETWORK, "%s", errtext(errno, eb, sizeof eb));
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		for (;;) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			double left = deadline - now();
+			if (left <= 0) {
+				r = 0;
+				break;
+			}
+			r = poll(&pfd, 1, (int)(left * 1000) + 1);
+			if (r >= 0 || errno != EINTR)
+				break;
+		}
+		if (r == 0) {
+			rv = kw_error_set(KW_ERR_TIMEOUT, "timed out after %g s", cfg->connect_timeout);
+			close(fd);
+			fd = -1;
+			break; /* the time is spent */
+		}
+		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			err = errno;
+		if (err == 0)
+			break;
+		rv = kw_error_set(KW_ERR_NETWORK, "%s", errtext(err, eb, sizeof eb));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return rv;
+
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (cfg->keepalive > 0) {
+		int idle = cfg->keepalive;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	}
+	*fd_out = fd;
+	return KW_OK;
+}
+
+/* ---- TLS I/O ---- */
+
+/* An error after SSL_connect/read/write failed with SSL_ERROR_SSL. */
+static kw_rv tls_failure(const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	int reason = ERR_GET_REASON(e);
+	char eb[256];
+
+	ssl_errtext(eb, sizeof eb);
+	switch (reason) {
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+		return kw_error_set(KW_ERR_AUTH, "%s: the HSM refused this client's certificate (%s)", what, eb);
+	default:
+		return kw_error_set(KW_ERR_NETWORK, "%s: TLS error: %s", what, eb);
+	}
+}
+
+static kw_rv ssl_wait(struct kw_conn *c, int r, double deadline, double timeout, const char *what)
+{
+	int err = SSL_get_error(c->ssl, r);
+	char eb[128];
+
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		return wait_fd(c->fd, POLLIN, deadline, timeout, what);
+	case SSL_ERROR_WANT_WRITE:
+		return wait_fd(c->fd, POLLOUT, deadline, timeout, what);
+	case SSL_ERROR_ZERO_RETURN:
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_NETWORK, "%s: the HSM closed the connection", what);
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_last_error())
+			return tls_failure(what);
+		if (errno == 0 || errno == EAGAIN)
+			return kw_error_set(KW_ERR_NETWORK, "%s: the HSM closed the connection", what);
+		return kw_error_set(KW_ERR_NETWORK, "%s: %s", what, errtext(errno, eb, sizeof eb));
+	case SSL_ERROR_SSL:
+		return tls_failure(what);
+	default:
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_NETWORK, "%s: unexpected TLS state %d", what, err);
+	}
+}
+
+static kw_rv ssl_write_all(struct kw_conn *c, const unsigned char *p, size_t len, double deadline, double timeout)
+{
+	struct sigpipe_guard g;
+	kw_rv rv = KW_OK;
+
+	sigpipe_block(&g);
+	while (len) {
+		size_t n = 0;
+		int r;
+
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_write_ex(c->ssl, p, len, &n);
+		if (r > 0) {
+			p += n;
+			len -= n;
+			continue;
+		}
+		rv = ssl_wait(c, r, deadline, timeout, "sending the request");
+		if (rv)
+			break;
+	}
+	sigpipe_restore(&g);
+	return rv;
+}
+
+static kw_rv ssl_read_exact(struct kw_conn *c, unsigned char *p, size_t len, double deadline, double timeout)
+{
+	struct sigpipe_guard g;
+	kw_rv rv = KW_OK;
+
+	/* a read may write too (key updates), hence the guard */
+	sigpipe_block(&g);
+	while (len) {
+		size_t n = 0;
+		int r;
+
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_read_ex(c->ssl, p, len, &n);
+		if (r > 0) {
+			p += n;
+			len -= n;
+			continue;
+		}
+		rv = ssl_wait(c, r, deadline, timeout, "waiting for the HSM's answer");
+		if (rv)
+			break;
+	}
+	sigpipe_restore(&g);
+	return rv;
+}
+
+kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Keyward__Response **resp_out)
+{
+	double deadline = now() + timeout;
+	struct kw_buf out;
+	unsigned char hdr[KW_FRAME_HEADER], *body = NULL;
+	Keyward__Response *resp = NULL;
+	size_t body_len = 0;
+	bool complete;
+	kw_rv rv;
+
+	*resp_out = NULL;
+	kw_buf_init(&out, KW_FRAME_HEADER + KW_MAX_FRAME);
+	req->id = c->next_id++;
+	rv = kw_frame_put_request(&out, req);
+	if (rv) {
+		/* nothing was sent: the connection is still good */
+		kw_buf_cleanup(&out);
+		if (rv == KW_ERR_NO_MEMORY)
+			return kw_error_set(rv, "out of memory encoding a request");
+		return kw_error_set(KW_ERR_DATA_LEN, "request too large: more than %u bytes once encoded",
+				    KW_MAX_FRAME);
+	}
+	kw_debug(KW_DEBUG_WIRE, "wire: request %llu, body %d, %zu bytes", (unsigned long long)req->id,
+		 (int)req->body_case, out.len);
+	rv = ssl_write_all(c, out.data, out.len, deadline, timeout);
+	kw_buf_cleanup(&out); /* may carry key material or passwords */
+	if (rv)
+		return rv;
+	rv = ssl_read_exact(c, hdr, sizeof hdr, deadline, timeout);
+	if (rv)
+		return rv;
+	if (kw_frame_peek(hdr, sizeof hdr, KW_MAX_FRAME, &body_len, &complete) != KW_OK) {
+		uint32_t announced = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+		return kw_error_set(KW_ERR_PROTOCOL,
+				    "the HSM announced a response of %lu bytes (allowed: 1 to %u): not a keyward "
+				    "server, or a damaged stream",
+				    (unsigned long)announced, KW_MAX_FRAME);
+	}
+	body = malloc(body_len);
+	if (!body)
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory receiving a %zu-byte response", body_len);
+	rv = ssl_read_exact(c, body, body_len, deadline, timeout);
+	if (rv)
+		goto out;
+	if (kw_frame_decode_response(body, body_len, &resp) != KW_OK) {
+		rv = kw_error_set(KW_ERR_PROTOCOL, "the HSM sent a response that does not decode (%zu bytes)",
+				  body_len);
+		goto out;
+	}
+	if (resp->id != req->id) {
+		rv = kw_error_set(KW_ERR_PROTOCOL, "the HSM answered request %llu with a response to %llu",
+				  (unsigned long long)req->id, (unsigned long long)resp->id);
+		goto out;
+	}
+	kw_debug(KW_DEBUG_WIRE, "wire: response %llu, status %d", (unsigned long long)resp->id, (int)resp->status);
+	if (resp->status != KEYWARD__STATUS__OK) {
+		kw_rv srv = (unsigned)resp->status < KW_RV_COUNT ? (kw_rv)resp->status : KW_ERR_GENERAL;
+		const char *msg = resp->message && *resp->message ? resp->message : kw_rv_text(srv);
+		/* error.c keeps the thread's message; msg is copied before resp goes */
+		rv = kw_error_set(srv, "%s", msg);
+		goto out;
+	}
+	*resp_out = resp;
+	resp = NULL;
+out:
+	if (body) {
+		OPENSSL_cleanse(body, body_len);
+		free(body);
+	}
+	if (resp)
+		keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+/* ---- open / close ---- */
+
+static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg *h, SSL_CTX *ctx, struct kw_conn *c)
+{
+	double deadline = now() + cfg->command_timeout;
+	unsigned char ipbuf[16];
+	bool is_ip;
+	kw_rv rv;
+
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl) {
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
+	}
+	if (!SSL_set_fd(c->ssl, c->fd)) {
+		ERR_clear_error();
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
+	}
+	is_ip = inet_pton(AF_INET, h->server_name, ipbuf) == 1 || inet_pton(AF_INET6, h->server_name, ipbuf) == 1;
+	if (is_ip) {
+		if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), h->server_name)) {
+			ERR_clear_error();
+			return kw_error_set(KW_ERR_CONFIG, "server_name %s: not a usable IP address", h->server_name);
+		}
+	} else {
+		if (!SSL_set1_host(c->ssl, h->server_name) ||
+		    !SSL_set_tlsext_host_name(c->ssl, h->server_name)) {
+			ERR_clear_error();
+			return kw_error_set(KW_ERR_CONFIG, "server_name %s: not a usable host name", h->server_name);
+		}
+	}
+	for (;;) {
+		struct sigpipe_guard g;
+		int r;
+
+		ERR_clear_error();
+		errno = 0;
+		sigpipe_block(&g);
+		r = SSL_connect(c->ssl);
+		sigpipe_restore(&g);
+		if (r == 1)
+			return KW_OK;
+		if (SSL_get_error(c->ssl, r) == SSL_ERROR_SSL) {
+			long vr = SSL_get_verify_result(c->ssl);
+			if (vr != X509_V_OK) {
+				ERR_clear_error();
+				return kw_error_set(KW_ERR_AUTH,
+						    "server certificate not trusted: %s (expected a certificate for "
+						    "\"%s\" from the CA in %s)",
+						    X509_verify_cert_error_string(vr), h->server_name, cfg->ca);
+			}
+		}
+		rv = ssl_wait(c, r, deadline, cfg->command_timeout, "TLS handshake");
+		if (rv)
+			return rv;
+	}
+}
+
+kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct kw_conn **out,
+		   Keyward__HelloResult **hello_out, char *why, size_t why_len)
+{
+	const struct kw_hsm_cfg *h = &cfg->hsms[hsm];
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__Hello hello = KEYWARD__HELLO__INIT;
+	Keyward__Response *resp = NULL;
+	struct kw_conn *c;
+	kw_rv rv;
+
+	*out = NULL;
+	if (hello_out)
+		*hello_out = NULL;
+	why[0] = '\0';
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory connecting to %s", h->address);
+	c->fd = -1;
+	c->pid = getpid();
+	c->next_id = 1;
+	c->hsm = hsm;
+
+	rv = tcp_connect(cfg, h, &c->fd);
+	if (rv)
+		goto out;
+	rv = tls_handshake(cfg, h, ctx, c);
+	if (rv)
+		goto out;
+
+	hello.min_version = KW_PROTOCOL_VERSION;
+	hello.max_version = KW_PROTOCOL_VERSION;
+	hello.partition = cfg->partition;
+	hello.client = program_invocation_short_name;
+	req.body_case = KEYWARD__REQUEST__BODY_HELLO;
+	req.hello = &hello;
+	rv = kw_conn_call(c, cfg->command_timeout, &req, &resp);
+	if (rv)
+		goto out;
+	if (resp->body_case != KEYWARD__RESPONSE__BODY_HELLO) {
+		rv = kw_error_set(KW_ERR_PROTOCOL, "the HSM answered Hello without a HelloResult");
+		goto out;
+	}
+	if (resp->hello->version != KW_PROTOCOL_VERSION) {
+		rv = kw_error_set(KW_ERR_VERSION, "the HSM speaks protocol version %u, this client %u",
+				  resp->hello->version, KW_PROTOCOL_VERSION);
+		goto out;
+	}
+	kw_debug(KW_DEBUG_POOL, "pool: connected to %s (server %s, partition %s)", h->address,
+		 resp->hello->server ? resp->hello->server : "", resp->hello->partition ? resp->hello->partition : "");
+	if (hello_out) {
+		*hello_out = resp->hello;
+		resp->hello = NULL;
+		resp->body_case = KEYWARD__RESPONSE__BODY__NOT_SET;
+	}
+out:
+	if (resp)
+		keyward__response__free_unpacked(resp, NULL);
+	if (rv) {
+		snprintf(why, why_len, "%s", kw_last_error());
+		kw_error_set(rv, "%s: %s", h->address, why);
+		kw_conn_close(c, false);
+		return rv;
+	}
+	*out = c;
+	return KW_OK;
+}
+
+bool kw_conn_alive(const struct kw_conn *c)
+{
+	char b;
+	ssize_t r;
+
+	if (SSL_pending(c->ssl) > 0)
+		return true;
+	r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r > 0)
+		return true;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return true;
+	return false;
+}
+
+void kw_conn_close(struct kw_conn *c, bool graceful)
+{
+	if (!c)
+		return;
+	if (c->ssl) {
+		if (graceful && c->pid == getpid()) {
+			struct sigpipe_guard g;
+			sigpipe_block(&g);
+			SSL_shutdown(c->ssl); /* one non-blocking try: close_notify out */
+			sigpipe_restore(&g);
+		}
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}

@@ -1,0 +1,467 @@
+/*
+ * The key operations: each API function checks its arguments, fills one
+ * Request (proto/keyward.proto), runs it through kw_client_call (pool,
+ * failover, retry), and copies the answer out. The C enums carry the same
+ * numbers as the wire's, so they are passed through after a range check.
+ */
+#include "client/client.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "common/error.h"
+#include "common/frame.h"
+
+/* GenerateRandom asks in pieces well below the frame limit. */
+#define RANDOM_CHUNK (64u * 1024u)
+
+static kw_rv check_str(const char *fn, const char *what, const char *s, size_t max)
+{
+	size_t len;
+
+	if (!s || !*s)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: %s is missing", fn, what);
+	len = strlen(s);
+	if (len > max)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: %s is %zu bytes long, at most %zu allowed", fn, what, len,
+				    max);
+	return KW_OK;
+}
+
+static kw_rv check_opt_str(const char *fn, const char *what, const char *s, size_t max)
+{
+	if (!s || !*s)
+		return KW_OK;
+	return check_str(fn, what, s, max);
+}
+
+/* By id when non-zero (owner and name ignored), else by owner + name + class. */
+static kw_rv make_ref(const char *fn, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+		      Keyward__ObjectRef *ref)
+{
+	kw_rv rv;
+
+	if ((unsigned)cls > KW_CLASS_DATA)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown object class %d", fn, (int)cls);
+	ref->cls = (Keyward__ObjectClass)cls;
+	if (id) {
+		ref->id = id;
+		return KW_OK;
+	}
+	rv = check_str(fn, "the owner (or a non-zero id)", owner, KW_OWNER_MAX);
+	if (!rv)
+		rv = check_str(fn, "the name (or a non-zero id)", name, KW_NAME_MAX);
+	if (rv)
+		return rv;
+	ref->owner = (char *)owner;
+	ref->name = (char *)name;
+	return KW_OK;
+}
+
+static kw_rv check_hash(const char *fn, enum kw_hash h)
+{
+	if ((unsigned)h > KW_HASH_SHA512)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "%s: unknown hash %d", fn, (int)h);
+	return KW_OK;
+}
+
+static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
+{
+	kw_rv rv;
+
+	if (!m)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no mechanism given", fn);
+	if (m->mech == KW_MECH_NONE || (unsigned)m->mech > KW_MECH_EDDSA)
+		return kw_error_set(KW_ERR_MECHANISM, "%s: unknown mechanism %d", fn, (int)m->mech);
+	rv = check_hash(fn, m->hash);
+	if (!rv)
+		rv = check_hash(fn, m->mgf1_hash);
+	if (!rv && m->label_len && !m->label)
+		rv = kw_error_set(KW_ERR_ARGUMENTS, "%s: label_len is %zu but label is NULL", fn, m->label_len);
+	return rv;
+}
+
+static kw_rv check_client(const char *fn, kw_client *c)
+{
+	if (!c)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: client is NULL", fn);
+	return KW_OK;
+}
+
+kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw_key_type type, unsigned bits,
+		      const char *curve, unsigned flags, unsigned usages, kw_object **private_out,
+		      kw_object **public_out)
+{
+	static const char fn[] = "kw_generate_key";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__GenerateKey gk = KEYWARD__GENERATE_KEY__INIT;
+	Keyward__Response *resp = NULL;
+	kw_object *priv = NULL, *pub = NULL;
+	kw_rv rv;
+
+	if (private_out)
+		*private_out = NULL;
+	if (public_out)
+		*public_out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the owner", owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) ||
+	    (rv = check_opt_str(fn, "the curve", curve, 64)))
+		return rv;
+	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_ED25519)
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC or Ed25519)", fn, (int)type);
+	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
+	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown usage bits 0x%x", fn, usages);
+	gk.owner = (char *)owner;
+	gk.name = (char *)name;
+	gk.key_type = (Keyward__KeyType)type;
+	gk.bits = bits;
+	gk.curve = (char *)(curve ? curve : "");
+	gk.extractable = (flags & KW_GEN_EXTRACTABLE) != 0;
+	gk.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	gk.usages = usages;
+	req.body_case = KEYWARD__REQUEST__BODY_GENERATE_KEY;
+	req.generate_key = &gk;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
+	if (rv)
+		return rv;
+	if (private_out && (rv = kw_object_from_info(resp->key_pair->private_key, &priv)))
+		goto out;
+	if (public_out && (rv = kw_object_from_info(resp->key_pair->public_key, &pub)))
+		goto out;
+	if (private_out)
+		*private_out = priv;
+	if (public_out)
+		*public_out = pub;
+	priv = pub = NULL;
+out:
+	kw_object_free(priv);
+	kw_object_free(pub);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+/* Copies a result into the caller's buffer, or says how large it must be. */
+static kw_rv copy_out(const char *fn, const char *what, const ProtobufCBinaryData *d, unsigned char *buf,
+		      size_t *len)
+{
+	if (!buf || *len < d->len) {
+		size_t had = buf ? *len : 0;
+		*len = d->len;
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: the %s needs %zu bytes, the buffer has %zu", fn, what,
+				    d->len, had);
+	}
+	if (d->len)
+		memcpy(buf, d->data, d->len);
+	*len = d->len;
+	return KW_OK;
+}
+
+kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *data,
+	      size_t data_len, unsigned char *sig, size_t *sig_len)
+{
+	static const char fn[] = "kw_sign";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__Sign s = KEYWARD__SIGN__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
+		return rv;
+	if (!sig_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: sig_len is NULL", fn);
+	if (!key_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (!data && data_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: data is NULL", fn);
+	if (data_len > KW_MAX_FRAME - 1024)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes to sign, at most %u in one request", fn, data_len,
+				    KW_MAX_FRAME - 1024);
+	ref.id = key_id;
+	s.key = &ref;
+	s.mechanism = (Keyward__Mechanism)m->mech;
+	s.hash = (Keyward__Hash)m->hash;
+	s.mgf1_hash = (Keyward__Hash)m->mgf1_hash;
+	s.salt_length = m->salt_length;
+	s.data.data = (uint8_t *)data;
+	s.data.len = data_len;
+	req.body_case = KEYWARD__REQUEST__BODY_SIGN;
+	req.sign = &s;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_SIGNATURE, &resp);
+	if (rv)
+		return rv;
+	rv = copy_out(fn, "signature", &resp->signature->signature, sig, sig_len);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *in,
+		 size_t in_len, unsigned char *out, size_t *out_len)
+{
+	static const char fn[] = "kw_decrypt";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__Decrypt d = KEYWARD__DECRYPT__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
+		return rv;
+	if (!out_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out_len is NULL", fn);
+	if (!key_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (!in && in_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: input is NULL", fn);
+	if (in_len + m->label_len > KW_MAX_FRAME - 1024)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes to decrypt, at most %u in one request", fn,
+				    in_len, KW_MAX_FRAME - 1024);
+	ref.id = key_id;
+	d.key = &ref;
+	d.mechanism = (Keyward__Mechanism)m->mech;
+	d.hash = (Keyward__Hash)m->hash;
+	d.mgf1_hash = (Keyward__Hash)m->mgf1_hash;
+	d.label.data = (uint8_t *)m->label;
+	d.label.len = m->label_len;
+	d.data.data = (uint8_t *)in;
+	d.data.len = in_len;
+	req.body_case = KEYWARD__REQUEST__BODY_DECRYPT;
+	req.decrypt = &d;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_PLAINTEXT, &resp);
+	if (rv)
+		return rv;
+	rv = copy_out(fn, "plaintext", &resp->plaintext->data, out, out_len);
+	/* the plaintext may be a secret: wipe the response's copy */
+	if (resp->plaintext->data.data)
+		OPENSSL_cleanse(resp->plaintext->data.data, resp->plaintext->data.len);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+		    kw_object **out)
+{
+	static const char fn[] = "kw_get_object";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__GetObject g = KEYWARD__GET_OBJECT__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (!out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out is NULL", fn);
+	*out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)))
+		return rv;
+	g.ref = &ref;
+	req.body_case = KEYWARD__REQUEST__BODY_GET_OBJECT;
+	req.get_object = &g;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECT, &resp);
+	if (rv)
+		return rv;
+	rv = kw_object_from_info(resp->object, out);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_list_objects(kw_client *c, const char *owner, const char *name, kw_object_list **out)
+{
+	static const char fn[] = "kw_list_objects";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__ListObjects lo = KEYWARD__LIST_OBJECTS__INIT;
+	kw_object_list *l = NULL;
+	kw_rv rv;
+
+	if (!out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out is NULL", fn);
+	*out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_opt_str(fn, "the owner", owner, KW_OWNER_MAX)) ||
+	    (rv = check_opt_str(fn, "the name", name, KW_NAME_MAX)))
+		return rv;
+	rv = kw_object_list_new_empty(&l);
+	if (rv)
+		return rv;
+	lo.owner = (char *)(owner ? owner : "");
+	lo.name = (char *)(name ? name : "");
+	req.body_case = KEYWARD__REQUEST__BODY_LIST_OBJECTS;
+	req.list_objects = &lo;
+	for (;;) {
+		Keyward__Response *resp = NULL;
+		Keyward__ObjectList *page;
+		bool more;
+
+		rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECT_LIST, &resp);
+		if (rv)
+			goto out;
+		page = resp->object_list;
+		more = page->more;
+		/* the next page starts after the last id; ids must grow, or paging never ends */
+		for (size_t i = 0; i < page->n_objects && !rv; i++) {
+			if (!page->objects[i] || page->objects[i]->id <= lo.after_id)
+				rv = kw_error_set(KW_ERR_PROTOCOL,
+						  "%s: the HSM listed objects out of order (id %llu after %llu)", fn,
+						  page->objects[i] ? (unsigned long long)page->objects[i]->id : 0ULL,
+						  (unsigned long long)lo.after_id);
+			else
+				lo.after_id = page->objects[i]->id;
+		}
+		if (!rv && more && page->n_objects == 0)
+			rv = kw_error_set(KW_ERR_PROTOCOL, "%s: the HSM sent an empty page that says more follow", fn);
+		if (!rv)
+			rv = kw_object_list_append(l, page->objects, page->n_objects);
+		keyward__response__free_unpacked(resp, NULL);
+		if (rv || !more)
+			break;
+	}
+out:
+	if (rv) {
+		kw_object_list_free(l);
+		return rv;
+	}
+	*out = l;
+	return KW_OK;
+}
+
+kw_rv kw_delete_objects(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+			unsigned *deleted)
+{
+	static const char fn[] = "kw_delete_objects";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__DeleteObjects d = KEYWARD__DELETE_OBJECTS__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (deleted)
+		*deleted = 0;
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)))
+		return rv;
+	d.ref = &ref;
+	req.body_case = KEYWARD__REQUEST__BODY_DELETE_OBJECTS;
+	req.delete_objects = &d;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_COUNT, &resp);
+	if (rv)
+		return rv;
+	if (deleted)
+		*deleted = resp->count->count;
+	keyward__response__free_unpacked(resp, NULL);
+	return KW_OK;
+}
+
+static kw_rv tristate(const char *fn, const char *what, int v, Keyward__Tristate *out)
+{
+	switch (v) {
+	case -1:
+		*out = KEYWARD__TRISTATE__UNCHANGED;
+		return KW_OK;
+	case 0:
+		*out = KEYWARD__TRISTATE__SET_FALSE;
+		return KW_OK;
+	case 1:
+		*out = KEYWARD__TRISTATE__SET_TRUE;
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: %s is %d; use -1 (unchanged), 0 or 1", fn, what, v);
+	}
+}
+
+kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+			int extractable, int modifiable, const char *new_name)
+{
+	static const char fn[] = "kw_set_attributes";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__SetAttributes sa = KEYWARD__SET_ATTRIBUTES__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)) ||
+	    (rv = tristate(fn, "extractable", extractable, &sa.extractable)) ||
+	    (rv = tristate(fn, "modifiable", modifiable, &sa.modifiable)))
+		return rv;
+	if (new_name && (rv = check_str(fn, "the new name", new_name, KW_NAME_MAX)))
+		return rv;
+	sa.ref = &ref;
+	sa.new_name = (char *)(new_name ? new_name : "");
+	req.body_case = KEYWARD__REQUEST__BODY_SET_ATTRIBUTES;
+	req.set_attributes = &sa;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY__NOT_SET, &resp);
+	if (rv)
+		return rv;
+	keyward__response__free_unpacked(resp, NULL);
+	return KW_OK;
+}
+
+kw_rv kw_change_owner(kw_client *c, const char *name, const char *old_owner, const char *new_owner,
+		      kw_object_list **moved)
+{
+	static const char fn[] = "kw_change_owner";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__ChangeOwner co = KEYWARD__CHANGE_OWNER__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (moved)
+		*moved = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the name", name, KW_NAME_MAX)) ||
+	    (rv = check_str(fn, "the old owner", old_owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the new owner", new_owner, KW_OWNER_MAX)))
+		return rv;
+	co.name = (char *)name;
+	co.old_owner = (char *)old_owner;
+	co.new_owner = (char *)new_owner;
+	req.body_case = KEYWARD__REQUEST__BODY_CHANGE_OWNER;
+	req.change_owner = &co;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECTS, &resp);
+	if (rv)
+		return rv;
+	if (moved)
+		rv = kw_object_list_from_infos(resp->objects->objects, resp->objects->n_objects, moved);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_generate_random(kw_client *c, unsigned char *buf, size_t len)
+{
+	static const char fn[] = "kw_generate_random";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__GenerateRandom gr = KEYWARD__GENERATE_RANDOM__INIT;
+	size_t done = 0;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)))
+		return rv;
+	if (!buf && len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: buf is NULL", fn);
+	req.body_case = KEYWARD__REQUEST__BODY_GENERATE_RANDOM;
+	req.generate_random = &gr;
+	while (done < len) {
+		Keyward__Response *resp = NULL;
+		size_t want = len - done > RANDOM_CHUNK ? RANDOM_CHUNK : len - done;
+
+		gr.length = (uint32_t)want;
+		rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_RANDOM, &resp);
+		if (rv)
+			goto fail;
+		if (resp->random->data.len != want) {
+			size_t got = resp->random->data.len;
+			keyward__response__free_unpacked(resp, NULL);
+			rv = kw_error_set(KW_ERR_PROTOCOL, "%s: asked the HSM for %zu random bytes, got %zu", fn, want,
+					  got);
+			goto fail;
+		}
+		memcpy(buf + done, resp->random->data.data, want);
+		OPENSSL_cleanse(resp->random->data.data, want);
+		keyward__response__free_unpacked(resp, NULL);
+		done += want;
+	}
+	return KW_OK;
+fail:
+	if (buf && len)
+		OPENSSL_cleanse(buf, len);
+	return rv;
+}

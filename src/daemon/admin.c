@@ -1,0 +1,353 @@
+/*
+ * Requests of the local admin socket (keyward-admin): initialise, unlock and
+ * lock the HSM, create partitions and their one-time setup passwords, verify
+ * the audit log. The socket is mode 0600 and checked with SO_PEERCRED, so
+ * whoever reaches it is root or keywardd's own user: the HSM's
+ * administrators. Passphrases, shares and setup passwords pass through here
+ * and are wiped after use; none is logged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+
+#define PASSPHRASE_MIN 8
+#define SHARES_MAX 16
+#define UNLOCK_WHO "security officer (unlock)"
+
+static void admin_audit(struct kw_server *srv, const char *event, const char *detail)
+{
+	if (kw_keystore_audit(srv->ks, "", "admin", event, detail))
+		kw_log(KW_LOG_ERROR, "audit: cannot record %s: %s", event, kw_last_error());
+}
+
+static void free_shares(void *ptr, size_t n)
+{
+	kw_keystore_shares_free(ptr, (unsigned)n);
+}
+
+static kw_rv on_init(struct kw_server *srv, const Keyward__AdminInit *a, Keyward__Response *resp,
+		     struct kw_scratch *s)
+{
+	Keyward__AdminInitResult *r = kw_scratch_alloc(s, sizeof *r);
+	char **shares = NULL;
+	char detail[80];
+	kw_rv rv;
+
+	if (!r)
+		return KW_ERR_NO_MEMORY;
+	keyward__admin_init_result__init(r);
+	if (kw_keystore_initialized(srv->ks))
+		return kw_error_set(KW_ERR_ALREADY_INITIALIZED, "the HSM is already initialized (%s)",
+				    kw_keystore_unlock_method(srv->ks));
+	if (a->shares) {
+		if (a->threshold < 2 || a->threshold > a->shares || a->shares > SHARES_MAX)
+			return kw_error_set(KW_ERR_ARGUMENTS,
+					    "shares: need 2 <= threshold <= shares <= %d, got %u of %u", SHARES_MAX,
+					    a->threshold, a->shares);
+		rv = kw_keystore_init_shamir(srv->ks, a->shares, a->threshold, &shares);
+		if (rv)
+			return rv;
+		if (!kw_scratch_adopt(s, shares, a->shares, free_shares))
+			return KW_ERR_NO_MEMORY; /* the shares are lost: init again cannot help, say so */
+		r->shares = shares;
+		r->n_shares = a->shares;
+		snprintf(detail, sizeof detail, "master key split %u-of-%u", a->threshold, a->shares);
+	} else {
+		if (!a->passphrase || strlen(a->passphrase) < PASSPHRASE_MIN)
+			return kw_error_set(KW_ERR_ARGUMENTS, "the passphrase must have at least %d characters",
+					    PASSPHRASE_MIN);
+		rv = kw_keystore_init_passphrase(srv->ks, a->passphrase);
+		if (rv)
+			return rv;
+		snprintf(detail, sizeof detail, "master key under a passphrase");
+	}
+	admin_audit(srv, "hsm.init", detail);
+	kw_log(KW_LOG_INFO, "HSM initialized: %s", detail);
+	resp->body_case = KEYWARD__RESPONSE__BODY_ADMIN_INIT;
+	resp->admin_init = r;
+	return KW_OK;
+}
+
+static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
+{
+	kw_rv rv;
+
+	if (!kw_keystore_initialized(srv->ks))
+		return kw_error_set(KW_ERR_NOT_INITIALIZED, "the HSM is not initialized: keyward-admin init");
+	if (!kw_keystore_locked(srv->ks))
+		return KW_OK;
+	if ((rv = kw_lockout_check(srv->lockout, UNLOCK_WHO)))
+		return rv;
+	if (a->n_shares)
+		rv = kw_keystore_unlock_shares(srv->ks, (const char *const *)a->shares, a->n_shares);
+	else
+		rv = kw_keystore_unlock_passphrase(srv->ks, a->passphrase ? a->passphrase : "");
+	if (rv == KW_ERR_AUTH) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", kw_last_error());
+		kw_lockout_fail(srv->lockout, UNLOCK_WHO);
+		admin_audit(srv, "hsm.unlock.fail", a->n_shares ? "shares rejected" : "passphrase rejected");
+		return kw_error_set(rv, "%s", msg);
+	}
+	if (rv)
+		return rv;
+	kw_lockout_success(srv->lockout, UNLOCK_WHO);
+	admin_audit(srv, "hsm.unlock", kw_keystore_unlock_method(srv->ks));
+	kw_log(KW_LOG_INFO, "HSM unlocked");
+	return KW_OK;
+}
+
+static kw_rv on_status(struct kw_server *srv, Keyward__Response *resp, struct kw_scratch *s)
+{
+	Keyward__AdminStatusResult *r = kw_scratch_alloc(s, sizeof *r);
+	struct kw_partition_info *parts = NULL;
+	size_t n = 0;
+
+	if (!r)
+		return KW_ERR_NO_MEMORY;
+	keyward__admin_status_result__init(r);
+	r->initialized = kw_keystore_initialized(srv->ks);
+	r->locked = kw_keystore_locked(srv->ks);
+	r->unlock_method = (char *)kw_keystore_unlock_method(srv->ks);
+	if (kw_keystore_partition_list(srv->ks, &parts, &n) == KW_OK)
+		r->partitions = (uint32_t)n;
+	free(parts);
+	r->connections = atomic_load(&srv->connections);
+	r->version = KW_PROTOCOL_VERSION;
+	r->listen = srv->bound;
+	r->uptime = (uint64_t)(time(NULL) - srv->started);
+	resp->body_case = KEYWARD__RESPONSE__BODY_ADMIN_STATUS;
+	resp->admin_status = r;
+	return KW_OK;
+}
+
+static void free_secret_string(void *ptr, size_t n)
+{
+	(void)n;
+	OPENSSL_cleanse(ptr, strlen(ptr));
+	free(ptr);
+}
+
+/* 25 characters from an unambiguous alphabet, in groups: ~120 bits. */
+static kw_rv new_setup_password(char *out, size_t size, unsigned char hash[KW_SETUP_HASH_LEN])
+{
+	static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"; /* 32 symbols */
+	unsigned char raw[25];
+	size_t j = 0;
+
+	if (size < 30 || RAND_bytes(raw, sizeof raw) != 1)
+		return kw_error_set(KW_ERR_CRYPTO, "setup password: the random generator failed");
+	for (size_t i = 0; i < sizeof raw; i++) {
+		if (i && i % 5 == 0)
+			out[j++] = '-';
+		out[j++] = alphabet[raw[i] & 31];
+	}
+	out[j] = '\0';
+	OPENSSL_cleanse(raw, sizeof raw);
+	SHA256((const unsigned char *)out, strlen(out), hash);
+	return KW_OK;
+}
+
+static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, const char *partition,
+			     char *password)
+{
+	Keyward__SetupPassword *r = kw_scratch_alloc(s, sizeof *r);
+	char *name = kw_scratch_alloc(s, strlen(partition) + 1);
+
+	if (!r || !name) {
+		free_secret_string(password, 0);
+		return KW_ERR_NO_MEMORY;
+	}
+	if (!kw_scratch_adopt(s, password, 0, free_secret_string))
+		return KW_ERR_NO_MEMORY;
+	memcpy(name, partition, strlen(partition) + 1);
+	keyward__setup_password__init(r);
+	r->partition = name;
+	r->setup_password = password;
+	resp->body_case = KEYWARD__RESPONSE__BODY_SETUP_PASSWORD;
+	resp->setup_password = r;
+	return KW_OK;
+}
+
+static kw_rv on_partition_create(struct kw_server *srv, const Keyward__PartitionCreate *p,
+				 Keyward__Response *resp, struct kw_scratch *s)
+{
+	unsigned char hash[KW_SETUP_HASH_LEN];
+	char *password = calloc(1, 32);
+	char detail[120];
+	uint64_t id;
+	kw_rv rv;
+
+	if (!password)
+		return KW_ERR_NO_MEMORY;
+	if (!kw_keystore_initialized(srv->ks)) {
+		free(password);
+		return kw_error_set(KW_ERR_NOT_INITIALIZED, "initialize the HSM first: keyward-admin init");
+	}
+	rv = new_setup_password(password, 32, hash);
+	if (rv == KW_OK)
+		rv = kw_keystore_partition_create(srv->ks, p->name ? p->name : "", hash, &id);
+	OPENSSL_cleanse(hash, sizeof hash);
+	if (rv) {
+		free_secret_string(password, 0);
+		return rv;
+	}
+	snprintf(detail, sizeof detail, "partition \"%s\" created", p->name);
+	admin_audit(srv, "partition.create", detail);
+	return answer_password(resp, s, p->name, password);
+}
+
+static kw_rv on_partition_password(struct kw_server *srv, const Keyward__PartitionPassword *p,
+				   Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_partition_info part;
+	unsigned char hash[KW_SETUP_HASH_LEN];
+	char *password;
+	char detail[120];
+	kw_rv rv;
+
+	if ((rv = kw_keystore_partition_get(srv->ks, p->name ? p->name : "", &part)))
+		return rv;
+	password = calloc(1, 32);
+	if (!password)
+		return KW_ERR_NO_MEMORY;
+	rv = new_setup_password(password, 32, hash);
+	if (rv == KW_OK)
+		rv = kw_keystore_partition_set_setup(srv->ks, part.id, hash);
+	OPENSSL_cleanse(hash, sizeof hash);
+	if (rv) {
+		free_secret_string(password, 0);
+		return rv;
+	}
+	snprintf(detail, sizeof detail, "new setup password for partition \"%s\"", part.name);
+	admin_audit(srv, "partition.password", detail);
+	return answer_password(resp, s, part.name, password);
+}
+
+static void free_partitions(void *ptr, size_t n)
+{
+	(void)n;
+	free(ptr);
+}
+
+static kw_rv on_partition_list(struct kw_server *srv, Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_partition_info *parts = NULL;
+	Keyward__Partitions *r = kw_scratch_alloc(s, sizeof *r);
+	Keyward__PartitionInfo *infos, **ptrs;
+	size_t n = 0;
+	kw_rv rv;
+
+	if (!r)
+		return KW_ERR_NO_MEMORY;
+	if ((rv = kw_keystore_partition_list(srv->ks, &parts, &n)))
+		return rv;
+	if (!kw_scratch_adopt(s, parts, n, free_partitions))
+		return KW_ERR_NO_MEMORY;
+	infos = kw_scratch_alloc(s, n * sizeof *infos);
+	ptrs = kw_scratch_alloc(s, n * sizeof *ptrs);
+	if (!infos || !ptrs)
+		return KW_ERR_NO_MEMORY;
+	keyward__partitions__init(r);
+	for (size_t i = 0; i < n; i++) {
+		keyward__partition_info__init(&infos[i]);
+		infos[i].name = parts[i].name;
+		infos[i].objects = parts[i].objects;
+		infos[i].credentials = parts[i].credentials;
+		infos[i].setup_pending = parts[i].setup_pending;
+		ptrs[i] = &infos[i];
+	}
+	r->partitions = ptrs;
+	r->n_partitions = n;
+	resp->body_case = KEYWARD__RESPONSE__BODY_PARTITIONS;
+	resp->partitions = r;
+	return KW_OK;
+}
+
+static kw_rv on_audit_verify(struct kw_server *srv, Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_audit_report *report = kw_scratch_alloc(s, sizeof *report);
+	Keyward__AuditReport *r = kw_scratch_alloc(s, sizeof *r);
+	kw_rv rv;
+
+	if (!r || !report)
+		return KW_ERR_NO_MEMORY;
+	/* what is counted but not yet written belongs in the check */
+	kw_usage_flush(srv->usage, srv->ks);
+	if ((rv = kw_keystore_audit_verify(srv->ks, report)))
+		return rv;
+	keyward__audit_report__init(r);
+	r->ok = report->ok;
+	r->records = report->records;
+	r->first_bad = report->first_bad;
+	r->problem = report->problem;
+	resp->body_case = KEYWARD__RESPONSE__BODY_AUDIT_REPORT;
+	resp->audit_report = r;
+	return KW_OK;
+}
+
+static kw_rv empty(Keyward__Response *resp, struct kw_scratch *s)
+{
+	Keyward__Empty *e = kw_scratch_alloc(s, sizeof *e);
+
+	if (!e)
+		return KW_ERR_NO_MEMORY;
+	keyward__empty__init(e);
+	resp->body_case = KEYWARD__RESPONSE__BODY_EMPTY;
+	resp->empty = e;
+	return KW_OK;
+}
+
+void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
+		     Keyward__Response *resp, struct kw_scratch *s)
+{
+	kw_rv rv;
+
+	(void)peer;
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_ADMIN_INIT:
+		rv = on_init(srv, req->admin_init, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
+		rv = on_unlock(srv, req->admin_unlock);
+		if (rv == KW_OK)
+			rv = empty(resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_ADMIN_LOCK:
+		kw_keystore_lock(srv->ks);
+		kw_keycache_clear(srv->keys);
+		admin_audit(srv, "hsm.lock", "master key wiped from memory");
+		kw_log(KW_LOG_INFO, "HSM locked");
+		rv = empty(resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_ADMIN_STATUS:
+		rv = on_status(srv, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_PARTITION_CREATE:
+		rv = on_partition_create(srv, req->partition_create, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_PARTITION_PASSWORD:
+		rv = on_partition_password(srv, req->partition_password, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_PARTITION_LIST:
+		rv = on_partition_list(srv, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
+		rv = on_audit_verify(srv, resp, s);
+		break;
+	default:
+		rv = kw_error_set(KW_ERR_PERMISSION,
+				  "the admin socket serves administration only; key operations go over TLS");
+		break;
+	}
+	if (rv)
+		resp->body_case = KEYWARD__RESPONSE__BODY__NOT_SET;
+	kw_response_status(resp, rv);
+}

@@ -1,0 +1,238 @@
+/*
+ * The HSM's private-key operations, on OpenSSL 3 EVP. Callers have already
+ * checked the key's partition and usage; this file checks that the
+ * mechanism fits the key and that the data has the length it must.
+ */
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+
+#include "common/error.h"
+#include "daemon/daemon.h"
+
+static kw_rv ssl_fail(kw_rv rv, const char *what)
+{
+	char err[256] = "";
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, err, sizeof err);
+	ERR_clear_error();
+	return kw_error_set(rv, "%s%s%s", what, err[0] ? ": " : "", err);
+}
+
+kw_rv kw_crypto_generate(enum kw_key_type type, unsigned bits, const char *curve, EVP_PKEY **out)
+{
+	*out = NULL;
+	switch (type) {
+	case KW_KEY_RSA:
+		if (bits != 2048 && bits != 3072 && bits != 4096)
+			return kw_error_set(KW_ERR_KEY_SIZE, "RSA keys are 2048, 3072 or 4096 bits, not %u", bits);
+		*out = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+		break;
+	case KW_KEY_EC:
+		if (strcmp(curve, "P-256") && strcmp(curve, "P-384") && strcmp(curve, "P-521"))
+			return kw_error_set(KW_ERR_KEY_SIZE, "EC curves are P-256, P-384 or P-521, not \"%s\"", curve);
+		*out = EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve);
+		break;
+	case KW_KEY_ED25519:
+		*out = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		break;
+	default:
+		return kw_error_set(KW_ERR_KEY_TYPE, "unknown key type %d (RSA, EC or ED25519)", (int)type);
+	}
+	return *out ? KW_OK : ssl_fail(KW_ERR_CRYPTO, "key generation failed");
+}
+
+static const EVP_MD *hash_md(Keyward__Hash h)
+{
+	switch (h) {
+	case KEYWARD__HASH__SHA1:
+		return EVP_sha1();
+	case KEYWARD__HASH__SHA224:
+		return EVP_sha224();
+	case KEYWARD__HASH__SHA256:
+		return EVP_sha256();
+	case KEYWARD__HASH__SHA384:
+		return EVP_sha384();
+	case KEYWARD__HASH__SHA512:
+		return EVP_sha512();
+	default:
+		return NULL;
+	}
+}
+
+/* DER ECDSA-Sig-Value -> r||s, each `half` bytes (the PKCS#11 form). */
+static kw_rv ecdsa_der_to_raw(const unsigned char *der, size_t der_len, size_t half, unsigned char *out,
+			      size_t *out_len)
+{
+	const unsigned char *p = der;
+	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+	const BIGNUM *r, *s;
+	kw_rv rv = KW_OK;
+
+	if (!sig)
+		return ssl_fail(KW_ERR_CRYPTO, "ECDSA signature encoding");
+	ECDSA_SIG_get0(sig, &r, &s);
+	if (*out_len < 2 * half || BN_bn2binpad(r, out, (int)half) < 0 || BN_bn2binpad(s, out + half, (int)half) < 0)
+		rv = kw_error_set(KW_ERR_CRYPTO, "ECDSA signature does not fit");
+	else
+		*out_len = 2 * half;
+	ECDSA_SIG_free(sig);
+	return rv;
+}
+
+static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Sign *req)
+{
+	const EVP_MD *md = hash_md(req->hash);
+	size_t k = (size_t)EVP_PKEY_get_size(pkey);
+
+	switch (req->mechanism) {
+	case KEYWARD__MECHANISM__RSA_PKCS1:
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+			return ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+		if (req->hash != KEYWARD__HASH__HASH_NONE) {
+			if (!md)
+				return kw_error_set(KW_ERR_MECHANISM_PARAM, "RSA PKCS#1: unknown hash %d", req->hash);
+			if (req->data.len != (size_t)EVP_MD_get_size(md))
+				return kw_error_set(KW_ERR_DATA_LEN, "RSA PKCS#1: a %s digest is %d bytes, not %zu",
+						    EVP_MD_get0_name(md), EVP_MD_get_size(md), req->data.len);
+			if (EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0)
+				return ssl_fail(KW_ERR_CRYPTO, "RSA digest");
+		} else if (req->data.len + 11 > k) {
+			return kw_error_set(KW_ERR_DATA_LEN, "RSA PKCS#1: %zu bytes do not fit a %zu-byte modulus",
+					    req->data.len, k);
+		}
+		return KW_OK;
+	case KEYWARD__MECHANISM__RSA_PSS: {
+		const EVP_MD *mgf = req->mgf1_hash ? hash_md(req->mgf1_hash) : md;
+		int salt = req->salt_length < 0 ? RSA_PSS_SALTLEN_DIGEST : req->salt_length;
+		if (!md || !mgf)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "RSA-PSS needs a hash and an MGF1 hash");
+		if (req->data.len != (size_t)EVP_MD_get_size(md))
+			return kw_error_set(KW_ERR_DATA_LEN, "RSA-PSS: a %s digest is %d bytes, not %zu",
+					    EVP_MD_get0_name(md), EVP_MD_get_size(md), req->data.len);
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, salt) <= 0)
+			return ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-PSS parameters");
+		return KW_OK;
+	}
+	case KEYWARD__MECHANISM__RSA_RAW:
+		if (req->data.len != k)
+			return kw_error_set(KW_ERR_DATA_LEN, "raw RSA: data must be %zu bytes (the modulus), not %zu", k,
+					    req->data.len);
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) <= 0)
+			return ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not sign with an RSA key", req->mechanism);
+	}
+}
+
+kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign *req, unsigned char *sig,
+		     size_t *sig_len)
+{
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_MD_CTX *mdctx = NULL;
+	unsigned char der[160];
+	size_t der_len = sizeof der;
+	kw_rv rv = KW_OK;
+
+	if (type == KW_KEY_ED25519) {
+		if (req->mechanism != KEYWARD__MECHANISM__EDDSA)
+			return kw_error_set(KW_ERR_MECHANISM, "an Ed25519 key signs with EDDSA only");
+		mdctx = EVP_MD_CTX_new();
+		if (!mdctx || EVP_DigestSignInit(mdctx, NULL, NULL, NULL, pkey) <= 0 ||
+		    EVP_DigestSign(mdctx, sig, sig_len, req->data.data, req->data.len) <= 0)
+			rv = ssl_fail(KW_ERR_CRYPTO, "Ed25519 signature");
+		EVP_MD_CTX_free(mdctx);
+		return rv;
+	}
+
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!ctx || EVP_PKEY_sign_init(ctx) <= 0) {
+		rv = ssl_fail(KW_ERR_CRYPTO, "sign init");
+		goto out;
+	}
+	if (type == KW_KEY_RSA) {
+		rv = sign_rsa_setup(ctx, pkey, req);
+		if (rv)
+			goto out;
+		if (EVP_PKEY_sign(ctx, sig, sig_len, req->data.data, req->data.len) <= 0)
+			rv = ssl_fail(KW_ERR_CRYPTO, "RSA signature");
+	} else if (type == KW_KEY_EC) {
+		if (req->mechanism != KEYWARD__MECHANISM__ECDSA) {
+			rv = kw_error_set(KW_ERR_MECHANISM, "an EC key signs with ECDSA only");
+			goto out;
+		}
+		if (req->data.len == 0 || req->data.len > 64) {
+			rv = kw_error_set(KW_ERR_DATA_LEN, "ECDSA: the digest must be 1 to 64 bytes, not %zu",
+					  req->data.len);
+			goto out;
+		}
+		if (EVP_PKEY_sign(ctx, der, &der_len, req->data.data, req->data.len) <= 0) {
+			rv = ssl_fail(KW_ERR_CRYPTO, "ECDSA signature");
+			goto out;
+		}
+		rv = ecdsa_der_to_raw(der, der_len, (size_t)(EVP_PKEY_get_bits(pkey) + 7) / 8, sig, sig_len);
+	} else {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "key type %d cannot sign", (int)type);
+	}
+out:
+	EVP_PKEY_CTX_free(ctx);
+	return rv;
+}
+
+kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Decrypt *req, unsigned char *out,
+			size_t *out_len)
+{
+	EVP_PKEY_CTX *ctx = NULL;
+	kw_rv rv = KW_OK;
+	size_t k = (size_t)EVP_PKEY_get_size(pkey);
+
+	if (type != KW_KEY_RSA)
+		return kw_error_set(KW_ERR_KEY_TYPE, "only RSA keys decrypt");
+	if (req->data.len != k)
+		return kw_error_set(KW_ERR_ENCRYPTED_DATA, "RSA ciphertext must be %zu bytes, not %zu", k,
+				    req->data.len);
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!ctx || EVP_PKEY_decrypt_init(ctx) <= 0) {
+		rv = ssl_fail(KW_ERR_CRYPTO, "decrypt init");
+		goto out;
+	}
+	if (req->mechanism == KEYWARD__MECHANISM__RSA_OAEP) {
+		const EVP_MD *md = hash_md(req->hash ? req->hash : KEYWARD__HASH__SHA1);
+		const EVP_MD *mgf = req->mgf1_hash ? hash_md(req->mgf1_hash) : md;
+		if (!md || !mgf || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0) {
+			rv = ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-OAEP parameters");
+			goto out;
+		}
+		if (req->label.len) {
+			unsigned char *label = OPENSSL_memdup(req->label.data, req->label.len);
+			if (!label || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, label, (int)req->label.len) <= 0) {
+				OPENSSL_free(label);
+				rv = ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-OAEP label");
+				goto out;
+			}
+		}
+	} else if (req->mechanism == KEYWARD__MECHANISM__RSA_PKCS1) {
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0) {
+			rv = ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+			goto out;
+		}
+	} else {
+		rv = kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not decrypt (RSA_OAEP or RSA_PKCS1)",
+				  req->mechanism);
+		goto out;
+	}
+	if (EVP_PKEY_decrypt(ctx, out, out_len, req->data.data, req->data.len) <= 0)
+		rv = ssl_fail(KW_ERR_ENCRYPTED_DATA, "decryption failed");
+out:
+	EVP_PKEY_CTX_free(ctx);
+	return rv;
+}

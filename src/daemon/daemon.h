@@ -1,0 +1,207 @@
+/*
+ * keywardd internals shared between its files.
+ *
+ * Threads: one I/O thread runs the epoll loop (accept, TLS, framing,
+ * timeouts); two worker pools run requests: `ops` (sign, decrypt, lists,
+ * admin; as many threads as cores) and `slow` (key generation, which can
+ * take a second for RSA-4096, and audit flushes), so a burst of key
+ * generations never stalls signing. Workers never touch a connection's SSL:
+ * they append the encoded response to the connection's out-queue and wake
+ * the I/O thread through an eventfd.
+ */
+#ifndef KW_DAEMON_H
+#define KW_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "common/buf.h"
+#include "common/frame.h"
+#include "keystore/keystore.h"
+
+struct kw_server_config {
+	char listen[256];        /* host:port; port 0 picks a free one */
+	char admin_socket[512];
+	char store[600];
+	uint64_t store_max_bytes;
+	char tls_dir[512];
+	char server_names[512];  /* SANs for a generated server certificate */
+	unsigned workers;        /* 0: one per core */
+	unsigned slow_workers;   /* 0: one per core */
+	unsigned max_connections;
+	unsigned max_inflight;
+	unsigned idle_timeout;   /* seconds */
+	unsigned read_timeout;   /* seconds, for a frame once begun and for the handshake */
+	unsigned lockout_failures;
+	unsigned lockout_window;
+	unsigned lockout_duration;
+	char log_level[16];
+	char dev_dir[400];       /* set in development mode */
+};
+
+void kw_server_config_defaults(struct kw_server_config *cfg);
+/* Reads an INI file over the defaults; KW_ERR_CONFIG names file, line, key. */
+kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path);
+
+/* ---- TLS material (tls.c) ---- */
+
+struct kw_tls {
+	SSL_CTX *ctx;
+	X509 *ca;
+	EVP_PKEY *ca_key;
+};
+
+/*
+ * Loads DIR/ca.crt, ca.key, server.crt, server.key, creating any that are
+ * missing (an EC P-256 CA and a server certificate for `names`).
+ */
+kw_rv kw_tls_load_or_create(struct kw_tls *tls, const char *dir, const char *names);
+void kw_tls_cleanup(struct kw_tls *tls);
+/* Issues a client certificate for a CSR (whose signature is checked). */
+kw_rv kw_tls_issue_client(struct kw_tls *tls, const unsigned char *csr_der, size_t csr_len, const char *partition,
+			  X509 **out);
+kw_rv kw_tls_write_pem_cert(const char *path, X509 *cert);
+kw_rv kw_tls_write_pem_key(const char *path, EVP_PKEY *key);
+void kw_tls_fingerprint(X509 *cert, unsigned char out[KW_FINGERPRINT_LEN]);
+
+/* ---- worker pool (pool.c) ---- */
+
+struct kw_pool;
+typedef void (*kw_job_fn)(void *arg);
+kw_rv kw_pool_new(const char *name, unsigned threads, struct kw_pool **out);
+/* Never fails once the pool exists; jobs run in FIFO order. */
+void kw_pool_submit(struct kw_pool *pool, kw_job_fn fn, void *arg);
+/* Runs every queued job, then joins the threads. */
+void kw_pool_free(struct kw_pool *pool);
+
+/* ---- lockout (lockout.c) ---- */
+
+struct kw_lockout;
+kw_rv kw_lockout_new(unsigned failures, unsigned window, unsigned duration, struct kw_lockout **out);
+void kw_lockout_free(struct kw_lockout *lo);
+/* KW_ERR_LOCKED_OUT (with the time left in the message) while `who` is locked. */
+kw_rv kw_lockout_check(struct kw_lockout *lo, const char *who);
+void kw_lockout_fail(struct kw_lockout *lo, const char *who);
+void kw_lockout_success(struct kw_lockout *lo, const char *who);
+
+/* ---- unsealed key cache (keycache.c) ---- */
+
+struct kw_keycache;
+struct kw_cached_key {
+	EVP_PKEY *pkey;
+	uint64_t partition_id;
+	enum kw_key_type key_type;
+	unsigned usages;
+	char owner[KW_OWNER_MAX + 1];
+	char name[KW_NAME_MAX + 1];
+};
+kw_rv kw_keycache_new(struct kw_keycache **out);
+void kw_keycache_free(struct kw_keycache *kc);
+/*
+ * The private key `id` of `partition_id`, unsealed once and then kept (its
+ * EVP_PKEY up-referenced into *out; release with kw_cached_key_release).
+ */
+kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
+		      struct kw_cached_key *out);
+void kw_cached_key_release(struct kw_cached_key *key);
+void kw_keycache_forget(struct kw_keycache *kc, uint64_t id);
+void kw_keycache_clear(struct kw_keycache *kc);
+
+/* ---- key-use audit (usage.c): counts per key, written once a second ---- */
+
+struct kw_usage;
+kw_rv kw_usage_new(struct kw_usage **out);
+void kw_usage_free(struct kw_usage *u);
+void kw_usage_count(struct kw_usage *u, const char *partition, const char *actor, const char *event,
+		    const struct kw_cached_key *key, uint64_t id);
+/* Writes the counts gathered so far as audit records. */
+void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks);
+
+/* ---- crypto (crypto.c): the HSM's private-key operations ---- */
+
+kw_rv kw_crypto_generate(enum kw_key_type type, unsigned bits, const char *curve, EVP_PKEY **out);
+kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign *req, unsigned char *sig,
+		     size_t *sig_len);
+kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Decrypt *req, unsigned char *out,
+			size_t *out_len);
+
+/* ---- the server (server.c) and its request handlers (handlers.c, admin.c) ---- */
+
+struct kw_server {
+	struct kw_server_config cfg;
+	struct kw_keystore *ks;
+	struct kw_tls tls;
+	struct kw_pool *ops;
+	struct kw_pool *slow;
+	struct kw_lockout *lockout;
+	struct kw_keycache *keys;
+	struct kw_usage *usage;
+	time_t started;
+	atomic_uint connections;
+	char bound[300]; /* the address actually listened on */
+	unsigned short port;
+	/* I/O loop state lives in server.c */
+	struct kw_loop *loop;
+};
+
+struct kw_conn;
+/* What a handler knows of its connection. */
+struct kw_peer {
+	bool admin;                 /* the local admin socket */
+	bool has_cert;              /* presented a client certificate */
+	bool authenticated;         /* Hello accepted: partition_id is valid */
+	uint64_t partition_id;
+	char partition[KW_PARTITION_NAME_MAX + 1];
+	char actor[160];            /* certificate subject, or "admin" */
+	unsigned char fingerprint[KW_FINGERPRINT_LEN];
+	char address[80];
+};
+
+/*
+ * What a response points to until it is packed: freed by kw_scratch_free
+ * after the I/O path has encoded the response.
+ */
+struct kw_scratch {
+	struct kw_scratch_item *head;
+};
+void *kw_scratch_alloc(struct kw_scratch *s, size_t size);
+/*
+ * Hands ptr to the scratch; free_fn(ptr, n) runs at kw_scratch_free. When
+ * out of memory it runs at once and the result is false: do not use ptr.
+ */
+bool kw_scratch_adopt(struct kw_scratch *s, void *ptr, size_t n, void (*free_fn)(void *, size_t));
+void kw_scratch_free(struct kw_scratch *s);
+
+/*
+ * Runs one request and fills resp (status, message, body). May update peer
+ * (Hello authenticates). Runs on a worker thread.
+ */
+void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
+		       Keyward__Response *resp, struct kw_scratch *scratch);
+void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
+		     Keyward__Response *resp, struct kw_scratch *scratch);
+/* Sets resp's status and message from rv and the thread's error. */
+void kw_response_status(Keyward__Response *resp, kw_rv rv);
+/* Whether a request must run on the slow pool. */
+bool kw_request_is_slow(const Keyward__Request *req);
+
+/*
+ * Blocks SIGTERM/SIGINT (they are read from a signalfd by the loop) and
+ * ignores SIGPIPE. Call before any thread starts, so every thread inherits it.
+ */
+void kw_server_block_signals(void);
+kw_rv kw_server_start(struct kw_server *srv);
+/* Runs the loop until SIGTERM/SIGINT. */
+kw_rv kw_server_run(struct kw_server *srv);
+void kw_server_stop(struct kw_server *srv);
+
+/* Development mode (dev.c): a fresh store, TLS, partition "dev", client.conf. */
+kw_rv kw_dev_prepare(struct kw_server *srv);
+kw_rv kw_dev_write_client_conf(struct kw_server *srv);
+
+#endif

@@ -1,0 +1,687 @@
+/*
+ * Request handlers for the TLS side: Hello (authentication by client
+ * certificate), Enroll (setup password -> credential), and the key
+ * operations of the caller's partition. Every handler answers with a
+ * status and, on failure, a message that says what, where and what to do.
+ * A handler never returns private key bytes: no request has a body for them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+
+#define LIST_PAGE_DEFAULT 500
+#define LIST_PAGE_MAX 1000
+#define RANDOM_MAX 65536
+#define SIG_MAX 1024
+
+struct kw_scratch_item {
+	struct kw_scratch_item *next;
+	void *ptr;
+	size_t n;
+	void (*free_fn)(void *, size_t);
+};
+
+static void free_plain(void *ptr, size_t n)
+{
+	(void)n;
+	free(ptr);
+}
+
+/* Keeps ptr until kw_scratch_free; false (and ptr already freed) when out of memory. */
+static bool adopt(struct kw_scratch *s, void *ptr, size_t n, void (*free_fn)(void *, size_t))
+{
+	struct kw_scratch_item *item = malloc(sizeof *item);
+
+	if (!item) {
+		free_fn(ptr, n); /* cannot keep it: the response then lacks it */
+		return false;
+	}
+	item->ptr = ptr;
+	item->n = n;
+	item->free_fn = free_fn;
+	item->next = s->head;
+	s->head = item;
+	return true;
+}
+
+bool kw_scratch_adopt(struct kw_scratch *s, void *ptr, size_t n, void (*free_fn)(void *, size_t))
+{
+	return adopt(s, ptr, n, free_fn);
+}
+
+void *kw_scratch_alloc(struct kw_scratch *s, size_t size)
+{
+	void *p = calloc(1, size ? size : 1);
+
+	return p && adopt(s, p, 0, free_plain) ? p : NULL;
+}
+
+void kw_scratch_free(struct kw_scratch *s)
+{
+	while (s->head) {
+		struct kw_scratch_item *item = s->head;
+		s->head = item->next;
+		item->free_fn(item->ptr, item->n);
+		free(item);
+	}
+}
+
+static void free_rows(void *ptr, size_t n)
+{
+	kw_object_rows_free(ptr, n);
+}
+
+void kw_response_status(Keyward__Response *resp, kw_rv rv)
+{
+	resp->status = (Keyward__Status)rv;
+	if (rv) {
+		const char *msg = kw_last_error();
+		resp->message = (char *)(msg[0] ? msg : kw_rv_text(rv));
+	}
+}
+
+bool kw_request_is_slow(const Keyward__Request *req)
+{
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
+	case KEYWARD__REQUEST__BODY_ADMIN_INIT:
+	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void fill_info(Keyward__ObjectInfo *info, const struct kw_object_row *row)
+{
+	keyward__object_info__init(info);
+	info->id = row->id;
+	info->owner = (char *)row->owner;
+	info->name = (char *)row->name;
+	info->cls = (Keyward__ObjectClass)row->cls;
+	info->key_type = (Keyward__KeyType)row->key_type;
+	info->bits = row->bits;
+	info->curve = (char *)row->curve;
+	if (row->cls != KW_CLASS_PRIVATE_KEY) {
+		info->public_key.data = row->value;
+		info->public_key.len = row->value_len;
+	}
+	info->sensitive = row->sensitive;
+	info->extractable = row->extractable;
+	info->modifiable = row->modifiable;
+	info->never_extractable = row->never_extractable;
+	info->always_sensitive = row->always_sensitive;
+	info->usages = row->usages;
+	info->created = row->created;
+	info->pair_id = row->pair_id;
+}
+
+/* An array of ObjectInfo pointers over rows (rows adopted by the scratch). */
+static Keyward__ObjectInfo **infos_of(struct kw_scratch *s, struct kw_object_row *rows, size_t n)
+{
+	Keyward__ObjectInfo *infos, **ptrs;
+
+	if (!kw_scratch_adopt(s, rows, n, free_rows))
+		return NULL;
+	infos = kw_scratch_alloc(s, n * sizeof *infos);
+	ptrs = kw_scratch_alloc(s, n * sizeof *ptrs);
+	if (!infos || !ptrs)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		fill_info(&infos[i], &rows[i]);
+		ptrs[i] = &infos[i];
+	}
+	return ptrs;
+}
+
+static Keyward__ObjectInfo *info_of(struct kw_scratch *s, struct kw_object_row *row)
+{
+	struct kw_object_row *copy = malloc(sizeof *copy);
+	Keyward__ObjectInfo **ptrs;
+
+	if (!copy) {
+		kw_object_row_cleanup(row);
+		return NULL;
+	}
+	*copy = *row; /* takes over row->value */
+	memset(row, 0, sizeof *row);
+	ptrs = infos_of(s, copy, 1);
+	return ptrs ? ptrs[0] : NULL;
+}
+
+static void hex_prefix(const unsigned char *fpr, char *out, size_t bytes)
+{
+	for (size_t i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", fpr[i]);
+}
+
+static void audit(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void audit(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+{
+	char detail[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	if (kw_keystore_audit(srv->ks, peer->partition, peer->actor, event, detail))
+		kw_log(KW_LOG_ERROR, "audit: cannot record %s (%s): %s", event, detail, kw_last_error());
+}
+
+static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward__Hello *h,
+		      Keyward__Response *resp, struct kw_scratch *s)
+{
+	Keyward__HelloResult *r = kw_scratch_alloc(s, sizeof *r);
+	char who[80], name[KW_PARTITION_NAME_MAX + 1];
+	uint64_t pid;
+	kw_rv rv;
+
+	if (!r)
+		return KW_ERR_NO_MEMORY;
+	if (h->max_version < 1 || h->min_version > KW_PROTOCOL_VERSION || h->min_version > h->max_version)
+		return kw_error_set(KW_ERR_VERSION, "client speaks protocol versions %u to %u, this HSM speaks %u",
+				    h->min_version, h->max_version, KW_PROTOCOL_VERSION);
+	keyward__hello_result__init(r);
+	r->version = KW_PROTOCOL_VERSION;
+	r->server = "keywardd " KEYWARD_VERSION;
+	r->initialized = kw_keystore_initialized(srv->ks);
+	r->locked = kw_keystore_locked(srv->ks);
+	r->partition = "";
+	resp->body_case = KEYWARD__RESPONSE__BODY_HELLO;
+	resp->hello = r;
+	if (!peer->has_cert)
+		return KW_OK; /* may enroll, nothing else */
+
+	snprintf(who, sizeof who, "credential ");
+	hex_prefix(peer->fingerprint, who + strlen(who), 8);
+	if ((rv = kw_lockout_check(srv->lockout, who)))
+		return rv;
+	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
+	if (rv == KW_OK)
+		rv = kw_keystore_partition_name(srv->ks, pid, name);
+	if (rv) {
+		kw_lockout_fail(srv->lockout, who);
+		audit(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
+		return kw_error_set(KW_ERR_AUTH,
+				    "this client certificate (%s) is not registered with this HSM: its partition may "
+				    "have been deleted; register again with a setup password",
+				    who);
+	}
+	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
+		kw_lockout_fail(srv->lockout, who);
+		audit(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
+		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
+				    h->partition);
+	}
+	kw_lockout_success(srv->lockout, who);
+	peer->authenticated = true;
+	peer->partition_id = pid;
+	memcpy(peer->partition, name, sizeof peer->partition);
+	r->partition = kw_scratch_alloc(s, sizeof name);
+	if (r->partition)
+		memcpy(r->partition, name, sizeof name);
+	kw_debug(KW_DEBUG_TLS, "connection %s: authenticated as %s of partition %s", peer->address, peer->actor, name);
+	return KW_OK;
+}
+
+static void free_x509(void *ptr, size_t n)
+{
+	(void)n;
+	OPENSSL_free(ptr);
+}
+
+static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keyward__Enroll *e,
+		       Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_partition_info part;
+	unsigned char hash[SHA256_DIGEST_LENGTH], fpr[KW_FINGERPRINT_LEN];
+	char who[120], subject[160];
+	Keyward__EnrollResult *r;
+	X509 *cert = NULL;
+	unsigned char *der = NULL;
+	int der_len;
+	kw_rv rv;
+
+	snprintf(who, sizeof who, "setup password of partition \"%.64s\"", e->partition ? e->partition : "");
+	if ((rv = kw_lockout_check(srv->lockout, who)))
+		return rv;
+	if (!e->setup_password || !e->setup_password[0] || !e->csr.len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "enroll: a partition, its setup password and a CSR are needed");
+	rv = kw_keystore_partition_get(srv->ks, e->partition, &part);
+	if (rv == KW_OK && !part.setup_pending)
+		rv = KW_ERR_AUTH;
+	if (rv == KW_OK) {
+		rv = kw_tls_issue_client(&srv->tls, e->csr.data, e->csr.len, part.name, &cert);
+		if (rv)
+			return rv; /* a bad CSR says so; it is not a failed authentication */
+		SHA256((const unsigned char *)e->setup_password, strlen(e->setup_password), hash);
+		kw_tls_fingerprint(cert, fpr);
+		X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+		rv = kw_keystore_enroll(srv->ks, part.id, hash, fpr, subject);
+		OPENSSL_cleanse(hash, sizeof hash);
+	}
+	if (rv == KW_ERR_AUTH || rv == KW_ERR_NOT_FOUND) {
+		kw_lockout_fail(srv->lockout, who);
+		audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		rv = kw_error_set(KW_ERR_AUTH,
+				  "enrollment refused for partition \"%s\": unknown partition, or the setup password is "
+				  "wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
+				  "partition password NAME)",
+				  e->partition);
+		goto out;
+	}
+	if (rv)
+		goto out;
+	kw_lockout_success(srv->lockout, who);
+	snprintf(peer->partition, sizeof peer->partition, "%s", part.name);
+	audit(srv, peer, "partition.enroll", "credential %s issued to %s", subject, peer->address);
+
+	r = kw_scratch_alloc(s, sizeof *r);
+	if (!r) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	keyward__enroll_result__init(r);
+	der_len = i2d_X509(cert, &der);
+	if (der_len > 0 && kw_scratch_adopt(s, der, 0, free_x509)) {
+		r->certificate.data = der;
+		r->certificate.len = (size_t)der_len;
+	}
+	der = NULL;
+	der_len = i2d_X509(srv->tls.ca, &der);
+	if (der_len > 0 && kw_scratch_adopt(s, der, 0, free_x509)) {
+		r->ca_certificate.data = der;
+		r->ca_certificate.len = (size_t)der_len;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_ENROLL;
+	resp->enroll = r;
+out:
+	X509_free(cert);
+	return rv;
+}
+
+/* The object a KeyRef names: by id, or by owner + name + class. */
+static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
+		     enum kw_class want, uint64_t *id)
+{
+	struct kw_object_row row = {0};
+	static const enum kw_class any[] = {KW_CLASS_PRIVATE_KEY, KW_CLASS_PUBLIC_KEY, KW_CLASS_CERTIFICATE,
+					    KW_CLASS_DATA};
+	kw_rv rv = KW_ERR_NOT_FOUND;
+
+	if (!ref)
+		return kw_error_set(KW_ERR_ARGUMENTS, "no object named: give an id, or an owner and a name");
+	if (ref->id) {
+		*id = ref->id;
+		return KW_OK;
+	}
+	if (!ref->owner || !ref->owner[0] || !ref->name || !ref->name[0])
+		return kw_error_set(KW_ERR_ARGUMENTS, "no object named: give an id, or an owner and a name");
+	if (ref->cls != KEYWARD__OBJECT_CLASS__CLASS_ANY)
+		want = (enum kw_class)ref->cls;
+	for (unsigned i = 0; i < 4 && rv == KW_ERR_NOT_FOUND; i++) {
+		enum kw_class cls = want != KW_CLASS_ANY ? want : any[i];
+		rv = kw_keystore_find(srv->ks, peer->partition_id, ref->owner, ref->name, cls, &row);
+		if (want != KW_CLASS_ANY)
+			break;
+	}
+	if (rv == KW_OK)
+		*id = row.id;
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
+static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
+			 Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row priv = {0}, pub = {0};
+	struct kw_keygen spec;
+	Keyward__KeyPair *pair;
+	EVP_PKEY *pkey = NULL;
+	unsigned usages = g->usages;
+	kw_rv rv;
+
+	if (kw_keystore_locked(srv->ks))
+		return kw_error_set(KW_ERR_STORE_LOCKED, "the HSM is locked: an administrator must unlock it "
+							 "(keyward-admin unlock)");
+	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
+		return kw_error_set(KW_ERR_ARGUMENTS, "unknown usage bits 0x%x", usages);
+	if (!usages)
+		usages = g->key_type == KEYWARD__KEY_TYPE__RSA ? KW_USAGE_SIGN | KW_USAGE_DECRYPT : KW_USAGE_SIGN;
+	if (g->key_type != KEYWARD__KEY_TYPE__RSA && (usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP)))
+		return kw_error_set(KW_ERR_KEY_FUNCTION, "only RSA keys may decrypt or wrap");
+	if (g->key_type == KEYWARD__KEY_TYPE__ED25519 && (usages & KW_USAGE_DERIVE))
+		return kw_error_set(KW_ERR_KEY_FUNCTION, "Ed25519 keys only sign");
+	rv = kw_crypto_generate((enum kw_key_type)g->key_type, g->bits, g->curve ? g->curve : "", &pkey);
+	if (rv)
+		return rv;
+	spec.owner = g->owner;
+	spec.name = g->name;
+	spec.extractable = g->extractable;
+	spec.modifiable = !g->not_modifiable;
+	spec.usages = usages;
+	rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
+	EVP_PKEY_free(pkey);
+	if (rv)
+		return rv;
+	audit(srv, peer, "key.generate", "%s/%s (0x%" PRIx64 "): %s %u%s%s, usages 0x%x%s%s", priv.owner, priv.name,
+	      priv.id, priv.key_type == KW_KEY_RSA ? "RSA" : priv.key_type == KW_KEY_EC ? "EC" : "Ed25519",
+	      priv.bits, priv.curve[0] ? " " : "", priv.curve, priv.usages,
+	      priv.extractable ? ", extractable" : "", priv.modifiable ? "" : ", not modifiable");
+	pair = kw_scratch_alloc(s, sizeof *pair);
+	if (!pair) {
+		kw_object_row_cleanup(&priv);
+		kw_object_row_cleanup(&pub);
+		return KW_ERR_NO_MEMORY;
+	}
+	keyward__key_pair__init(pair);
+	pair->private_key = info_of(s, &priv);
+	pair->public_key = info_of(s, &pub);
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+	return KW_OK;
+}
+
+static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
+		     struct kw_scratch *s)
+{
+	struct kw_cached_key key;
+	Keyward__Signature *out;
+	unsigned char *sig;
+	size_t sig_len = SIG_MAX;
+	uint64_t id;
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, r->key, KW_CLASS_PRIVATE_KEY, &id)))
+		return rv;
+	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, id, &key)))
+		return rv;
+	out = kw_scratch_alloc(s, sizeof *out);
+	sig = kw_scratch_alloc(s, SIG_MAX);
+	if (!out || !sig)
+		rv = KW_ERR_NO_MEMORY;
+	else if (!(key.usages & KW_USAGE_SIGN))
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not sign (its usages do not include sign)",
+				  key.owner, key.name);
+	else
+		rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
+	if (rv == KW_OK) {
+		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.sign", &key, id);
+		keyward__signature__init(out);
+		out->signature.data = sig;
+		out->signature.len = sig_len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_SIGNATURE;
+		resp->signature = out;
+	}
+	kw_cached_key_release(&key);
+	return rv;
+}
+
+static void free_secret(void *ptr, size_t n)
+{
+	OPENSSL_cleanse(ptr, n);
+	free(ptr);
+}
+
+static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keyward__Decrypt *r,
+			Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_cached_key key;
+	Keyward__Plaintext *out;
+	unsigned char *plain = NULL;
+	size_t len = SIG_MAX;
+	uint64_t id;
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, r->key, KW_CLASS_PRIVATE_KEY, &id)))
+		return rv;
+	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, id, &key)))
+		return rv;
+	out = kw_scratch_alloc(s, sizeof *out);
+	plain = calloc(1, SIG_MAX);
+	if (plain && !kw_scratch_adopt(s, plain, SIG_MAX, free_secret))
+		plain = NULL;
+	if (!out || !plain)
+		rv = KW_ERR_NO_MEMORY;
+	else if (!(key.usages & KW_USAGE_DECRYPT))
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not decrypt (its usages do not include decrypt)",
+				  key.owner, key.name);
+	else
+		rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
+	if (rv == KW_OK) {
+		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.decrypt", &key, id);
+		keyward__plaintext__init(out);
+		out->data.data = plain;
+		out->data.len = len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_PLAINTEXT;
+		resp->plaintext = out;
+	}
+	kw_cached_key_release(&key);
+	return rv;
+}
+
+static kw_rv on_get(struct kw_server *srv, struct kw_peer *peer, const Keyward__GetObject *g,
+		    Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	uint64_t id;
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, g->ref, KW_CLASS_ANY, &id)))
+		return rv;
+	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
+		return rv;
+	resp->object = info_of(s, &row);
+	if (!resp->object)
+		return KW_ERR_NO_MEMORY;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
+	return KW_OK;
+}
+
+static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward__ListObjects *l,
+		     Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row *rows = NULL;
+	Keyward__ObjectList *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned limit = l->limit ? l->limit : LIST_PAGE_DEFAULT;
+	size_t n = 0;
+	bool more = false;
+	kw_rv rv;
+
+	if (!out)
+		return KW_ERR_NO_MEMORY;
+	if (limit > LIST_PAGE_MAX)
+		limit = LIST_PAGE_MAX;
+	rv = kw_keystore_list(srv->ks, peer->partition_id, l->owner && l->owner[0] ? l->owner : NULL,
+			      l->name && l->name[0] ? l->name : NULL, l->after_id, limit, &rows, &n, &more);
+	if (rv)
+		return rv;
+	keyward__object_list__init(out);
+	out->objects = infos_of(s, rows, n);
+	if (n && !out->objects)
+		return KW_ERR_NO_MEMORY;
+	out->n_objects = n;
+	out->more = more;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT_LIST;
+	resp->object_list = out;
+	return KW_OK;
+}
+
+static kw_rv on_delete(struct kw_server *srv, struct kw_peer *peer, const Keyward__DeleteObjects *d,
+		       Keyward__Response *resp, struct kw_scratch *s)
+{
+	const Keyward__ObjectRef *ref = d->ref;
+	Keyward__Count *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned deleted = 0;
+	kw_rv rv;
+
+	if (!out)
+		return KW_ERR_NO_MEMORY;
+	if (!ref || (!ref->id && (!ref->owner || !ref->owner[0] || !ref->name || !ref->name[0])))
+		return kw_error_set(KW_ERR_ARGUMENTS, "delete: give an id, or an owner and a name");
+	rv = kw_keystore_delete(srv->ks, peer->partition_id, ref->id, ref->owner, ref->name, (enum kw_class)ref->cls,
+				&deleted);
+	if (rv)
+		return rv;
+	/* a deleted key must not go on signing from the cache */
+	kw_keycache_clear(srv->keys);
+	if (ref->id)
+		audit(srv, peer, "key.delete", "object 0x%" PRIx64 ": %u object%s", ref->id, deleted,
+		      deleted == 1 ? "" : "s");
+	else
+		audit(srv, peer, "key.delete", "%s/%s: %u object%s", ref->owner, ref->name, deleted,
+		      deleted == 1 ? "" : "s");
+	keyward__count__init(out);
+	out->count = deleted;
+	resp->body_case = KEYWARD__RESPONSE__BODY_COUNT;
+	resp->count = out;
+	return KW_OK;
+}
+
+static int tristate(Keyward__Tristate t)
+{
+	return t == KEYWARD__TRISTATE__SET_TRUE ? 1 : t == KEYWARD__TRISTATE__SET_FALSE ? 0 : -1;
+}
+
+static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, const Keyward__SetAttributes *a,
+			       Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	const char *new_name = a->new_name && a->new_name[0] ? a->new_name : NULL;
+	uint64_t id;
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)))
+		return rv;
+	rv = kw_keystore_set_attributes(srv->ks, peer->partition_id, id, tristate(a->extractable),
+					tristate(a->modifiable), new_name);
+	if (rv)
+		return rv;
+	kw_keycache_clear(srv->keys);
+	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
+		return rv;
+	audit(srv, peer, "key.set_attributes", "%s/%s (0x%" PRIx64 "): extractable %d, modifiable %d%s%s", row.owner,
+	      row.name, id, row.extractable, row.modifiable, new_name ? ", renamed to " : "", new_name ? new_name : "");
+	resp->object = info_of(s, &row);
+	if (!resp->object)
+		return KW_ERR_NO_MEMORY;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
+	return KW_OK;
+}
+
+static kw_rv on_change_owner(struct kw_server *srv, struct kw_peer *peer, const Keyward__ChangeOwner *c,
+			     Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row *rows = NULL;
+	Keyward__ObjectInfos *out = kw_scratch_alloc(s, sizeof *out);
+	size_t n = 0;
+	kw_rv rv;
+
+	if (!out)
+		return KW_ERR_NO_MEMORY;
+	if (!c->name || !c->name[0] || !c->old_owner || !c->old_owner[0] || !c->new_owner || !c->new_owner[0])
+		return kw_error_set(KW_ERR_ARGUMENTS, "change owner: a name, the old owner and the new owner are needed");
+	rv = kw_keystore_change_owner(srv->ks, peer->partition_id, c->name, c->old_owner, c->new_owner, &rows, &n);
+	if (rv)
+		return rv;
+	kw_keycache_clear(srv->keys);
+	audit(srv, peer, "key.change_owner", "%s: %s -> %s (%zu object%s)", c->name, c->old_owner, c->new_owner, n,
+	      n == 1 ? "" : "s");
+	keyward__object_infos__init(out);
+	out->objects = infos_of(s, rows, n);
+	out->n_objects = out->objects ? n : 0;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECTS;
+	resp->objects = out;
+	return KW_OK;
+}
+
+static kw_rv on_random(const Keyward__GenerateRandom *g, Keyward__Response *resp, struct kw_scratch *s)
+{
+	Keyward__Random *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *data;
+
+	if (g->length == 0 || g->length > RANDOM_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "random: ask for 1 to %u bytes, not %u", RANDOM_MAX, g->length);
+	data = kw_scratch_alloc(s, g->length);
+	if (!out || !data)
+		return KW_ERR_NO_MEMORY;
+	if (RAND_bytes(data, (int)g->length) != 1)
+		return kw_error_set(KW_ERR_CRYPTO, "random: the generator failed");
+	keyward__random__init(out);
+	out->data.data = data;
+	out->data.len = g->length;
+	resp->body_case = KEYWARD__RESPONSE__BODY_RANDOM;
+	resp->random = out;
+	return KW_OK;
+}
+
+void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
+		       Keyward__Response *resp, struct kw_scratch *s)
+{
+	kw_rv rv;
+
+	if (req->body_case == KEYWARD__REQUEST__BODY_HELLO) {
+		rv = on_hello(srv, peer, req->hello, resp, s);
+		goto out;
+	}
+	if (req->body_case == KEYWARD__REQUEST__BODY_ENROLL) {
+		rv = on_enroll(srv, peer, req->enroll, resp, s);
+		goto out;
+	}
+	if (req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT) {
+		rv = kw_error_set(KW_ERR_PERMISSION, "administrative requests are served on the local admin socket only");
+		goto out;
+	}
+	if (!peer->authenticated) {
+		rv = kw_error_set(KW_ERR_AUTH, peer->has_cert ? "send Hello first: it authenticates this connection"
+							     : "this connection has no client certificate: only Enroll "
+							       "is served (register with the partition's setup password)");
+		goto out;
+	}
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
+		rv = on_generate(srv, peer, req->generate_key, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_SIGN:
+		rv = on_sign(srv, peer, req->sign, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_DECRYPT:
+		rv = on_decrypt(srv, peer, req->decrypt, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_GET_OBJECT:
+		rv = on_get(srv, peer, req->get_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_LIST_OBJECTS:
+		rv = on_list(srv, peer, req->list_objects, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_DELETE_OBJECTS:
+		rv = on_delete(srv, peer, req->delete_objects, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_SET_ATTRIBUTES:
+		rv = on_set_attributes(srv, peer, req->set_attributes, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_CHANGE_OWNER:
+		rv = on_change_owner(srv, peer, req->change_owner, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_GENERATE_RANDOM:
+		rv = on_random(req->generate_random, resp, s);
+		break;
+	default:
+		rv = kw_error_set(KW_ERR_PROTOCOL, "unknown request type %d", (int)req->body_case);
+		break;
+	}
+out:
+	if (rv)
+		resp->body_case = KEYWARD__RESPONSE__BODY__NOT_SET;
+	kw_response_status(resp, rv);
+}

@@ -1,0 +1,195 @@
+/*
+ * keywardd: the keyward network HSM.
+ *
+ *   keywardd [--config FILE] [--listen HOST:PORT] [--log-level LEVEL]
+ *   keywardd --dev DIR [--listen HOST:PORT]
+ *
+ * Runs in the foreground, logs to stderr, stops cleanly on SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+
+#define DEFAULT_CONFIG "/etc/keyward/keywardd.conf"
+#define SECURE_HEAP (8u * 1024 * 1024)
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: keywardd [--config FILE] [--listen HOST:PORT] [--log-level error|warn|info|debug]\n"
+		     "       keywardd --dev DIR [--listen HOST:PORT]\n"
+		     "       keywardd --version\n"
+		     "\n"
+		     "  --config FILE    server configuration (default " DEFAULT_CONFIG " if it exists)\n"
+		     "  --dev DIR        development HSM: fresh store in DIR, unlocked, partition \"dev\",\n"
+		     "                   client configuration in DIR/client.conf\n"
+		     "  --listen H:P     address to listen on (port 0: any free port)\n"
+		     "  --log-level L    error, warn, info (default) or debug; KEYWARD_DEBUG=wire,tls,store,pool\n"
+		     "See keywardd(8).\n");
+}
+
+static kw_rv prepare_dev_dir(struct kw_server_config *cfg)
+{
+	const char *dir = cfg->dev_dir;
+	static const char *const old[] = {"keystore.db", "keystore.db-wal", "keystore.db-shm", "client.conf"};
+	char path[600];
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return kw_error_set(KW_ERR_CONFIG, "--dev: cannot create %s: %s", dir, strerror(errno));
+	for (unsigned i = 0; i < sizeof old / sizeof old[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, old[i]);
+		unlink(path);
+	}
+	snprintf(cfg->store, sizeof cfg->store, "sqlite:%s/keystore.db", dir);
+	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "%s/tls", dir);
+	snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin.sock", dir);
+	return KW_OK;
+}
+
+static unsigned cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static kw_rv setup(struct kw_server *srv)
+{
+	struct kw_server_config *cfg = &srv->cfg;
+	kw_rv rv;
+
+	if ((rv = kw_keystore_open(cfg->store, cfg->store_max_bytes, &srv->ks)))
+		return rv;
+	if ((rv = kw_tls_load_or_create(&srv->tls, cfg->tls_dir, cfg->server_names)))
+		return rv;
+	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_window, cfg->lockout_duration, &srv->lockout)) ||
+	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(&srv->usage)))
+		return rv;
+	if ((rv = kw_pool_new("ops", cfg->workers ? cfg->workers : cores(), &srv->ops)) ||
+	    (rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))
+		return rv;
+	if (cfg->dev_dir[0] && (rv = kw_dev_prepare(srv)))
+		return rv;
+	if ((rv = kw_server_start(srv)))
+		return rv;
+	if (cfg->dev_dir[0] && (rv = kw_dev_write_client_conf(srv)))
+		return rv;
+	return KW_OK;
+}
+
+static void teardown(struct kw_server *srv)
+{
+	kw_server_stop(srv); /* also drains and stops the pools */
+	kw_pool_free(srv->ops);
+	kw_pool_free(srv->slow);
+	if (srv->ks) {
+		kw_usage_flush(srv->usage, srv->ks);
+		kw_keystore_audit(srv->ks, "", "keywardd", "keywardd.stop", "clean shutdown");
+	}
+	kw_usage_free(srv->usage);
+	kw_keycache_free(srv->keys);
+	kw_lockout_free(srv->lockout);
+	kw_tls_cleanup(&srv->tls);
+	kw_keystore_free(srv->ks);
+}
+
+static void print_banner(const struct kw_server *srv)
+{
+	const struct kw_server_config *cfg = &srv->cfg;
+
+	if (!cfg->dev_dir[0]) {
+		kw_log(KW_LOG_INFO, "keywardd %s listening on %s (admin socket %s, store %s, %s)", KEYWARD_VERSION,
+		       srv->bound, cfg->admin_socket, cfg->store,
+		       !kw_keystore_initialized(srv->ks) ? "not initialized: run keyward-admin init"
+		       : kw_keystore_locked(srv->ks)     ? "locked: run keyward-admin unlock"
+							 : "unlocked");
+		return;
+	}
+	printf("keywardd %s: development HSM listening on %s (unlocked; store %s)\n"
+	       "  Its store is thrown away at the next start. In another shell:\n"
+	       "    export KEYWARD_CONF=%s/client.conf KEYWARD_ADMIN_SOCKET=%s\n"
+	       "    keyward-admin status\n",
+	       KEYWARD_VERSION, srv->bound, cfg->store, cfg->dev_dir, cfg->admin_socket);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"dev", required_argument, NULL, 'd'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"log-level", required_argument, NULL, 'L'},
+					     {"version", no_argument, NULL, 'V'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	struct kw_server srv;
+	const char *config = NULL, *listen = NULL, *level = NULL, *dev = NULL;
+	kw_rv rv;
+	int c;
+
+	memset(&srv, 0, sizeof srv);
+	while ((c = getopt_long(argc, argv, "c:d:l:L:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'd': dev = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'L': level = optarg; break;
+		case 'V': printf("keywardd %s\n", KEYWARD_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "keywardd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	kw_server_config_defaults(&srv.cfg);
+	if (!config && !dev && access(DEFAULT_CONFIG, F_OK) == 0)
+		config = DEFAULT_CONFIG;
+	if (config && (rv = kw_server_config_load(&srv.cfg, config))) {
+		fprintf(stderr, "keywardd: %s\n", kw_last_error());
+		return 2;
+	}
+	if (dev) {
+		snprintf(srv.cfg.dev_dir, sizeof srv.cfg.dev_dir, "%s", dev);
+		if ((rv = prepare_dev_dir(&srv.cfg))) {
+			fprintf(stderr, "keywardd: %s\n", kw_last_error());
+			return 2;
+		}
+	}
+	if (listen)
+		snprintf(srv.cfg.listen, sizeof srv.cfg.listen, "%s", listen);
+	if (level && !kw_log_level_parse(level, &kw_log_threshold)) {
+		fprintf(stderr, "keywardd: --log-level must be error, warn, info or debug\n");
+		return 2;
+	}
+	kw_log_init(level ? level : srv.cfg.log_level);
+	/* unsealed keys and the master key live in the secure heap where the
+	 * memory-lock limit allows one; without it they are still wiped on free */
+	if (!CRYPTO_secure_malloc_init(SECURE_HEAP, 32))
+		kw_log(KW_LOG_WARN, "no secure heap (locked-memory limit too low?): key material stays in ordinary "
+				    "memory, still wiped after use");
+	kw_server_block_signals();
+	rv = setup(&srv);
+	if (rv) {
+		kw_log(KW_LOG_ERROR, "%s", kw_last_error()[0] ? kw_last_error() : kw_rv_text(rv));
+		teardown(&srv);
+		return 1;
+	}
+	kw_keystore_audit(srv.ks, "", "keywardd", "keywardd.start", srv.bound);
+	print_banner(&srv);
+	rv = kw_server_run(&srv);
+	teardown(&srv);
+	kw_log(KW_LOG_INFO, "keywardd stopped");
+	return rv ? 1 : 0;
+}

@@ -1,0 +1,771 @@
+/*
+ * The I/O thread: one epoll loop over the TLS listener, the local admin
+ * socket, an eventfd the workers poke, and a signalfd for SIGTERM/SIGINT.
+ *
+ * A connection's SSL and its input buffer belong to this thread alone.
+ * Complete frames become jobs on a worker pool; a worker packs its response
+ * into the connection's out-queue under the connection's lock and puts the
+ * connection on the ready list, and this thread writes it. Requests of one
+ * connection may run concurrently (up to max_inflight; responses carry the
+ * request's id); until Hello has authenticated the connection, one at a
+ * time. When a connection has max_inflight requests running, this thread
+ * stops reading it, so a client cannot queue unbounded work.
+ *
+ * Timeouts, checked once a second: a TLS handshake or a started frame must
+ * finish within read_timeout, an idle connection closes after idle_timeout.
+ * Bad frames are answered with KW_ERR_PROTOCOL; a frame whose length is out
+ * of range cannot be skipped, so that connection is closed after the answer.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+
+#define READ_CHUNK 16384
+#define IN_MAX (KW_MAX_FRAME + KW_FRAME_HEADER + READ_CHUNK)
+#define OUT_MAX (64u * (KW_MAX_FRAME + KW_FRAME_HEADER))
+
+struct kw_conn {
+	int fd;
+	SSL *ssl; /* NULL on the admin socket */
+	struct kw_server *srv;
+	atomic_int refs;
+	struct kw_conn *prev, *next; /* the loop's list */
+
+	/* I/O thread only */
+	bool handshaken;
+	bool closing; /* answer what is queued, then close */
+	bool paused;  /* not reading: in-flight limit reached */
+	uint32_t events;
+	struct kw_buf in;
+	struct kw_buf wbuf;
+	time_t accepted, last_active, frame_started;
+
+	/* shared with workers, under lock */
+	pthread_mutex_t lock;
+	struct kw_peer peer;
+	struct kw_buf out;
+	unsigned inflight;
+	bool dead;
+	bool queued;
+	struct kw_conn *ready_next;
+};
+
+struct kw_loop {
+	int epfd, listen_fd, admin_fd, event_fd, signal_fd;
+	struct kw_conn *conns;
+	pthread_mutex_t ready_lock;
+	struct kw_conn *ready;
+	atomic_bool flushing;
+	bool stop;
+};
+
+/* epoll tags for the non-connection descriptors */
+static char tag_listen, tag_admin, tag_event, tag_signal;
+
+struct job {
+	struct kw_conn *conn;
+	Keyward__Request *req;
+};
+
+static time_t mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void conn_unref(struct kw_conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	kw_buf_cleanup(&c->in);
+	kw_buf_cleanup(&c->wbuf);
+	kw_buf_cleanup(&c->out);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* Puts c on the ready list (caller holds c->lock). */
+static void mark_ready_locked(struct kw_loop *loop, struct kw_conn *c)
+{
+	bool was_empty;
+	uint64_t one = 1;
+
+	if (c->queued || c->dead)
+		return;
+	c->queued = true;
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_lock(&loop->ready_lock);
+	was_empty = !loop->ready;
+	c->ready_next = loop->ready;
+	loop->ready = c;
+	pthread_mutex_unlock(&loop->ready_lock);
+	if (was_empty && write(loop->event_fd, &one, sizeof one) < 0)
+		kw_log(KW_LOG_ERROR, "server: cannot wake the I/O thread: %s", strerror(errno));
+}
+
+static void update_events(struct kw_loop *loop, struct kw_conn *c)
+{
+	uint32_t want = 0;
+	struct epoll_event ev;
+
+	if (!c->paused && !c->closing)
+		want |= EPOLLIN;
+	if (c->wbuf.len)
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	ev.events = want;
+	ev.data.ptr = c;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = want;
+}
+
+static void conn_close(struct kw_server *srv, struct kw_conn *c, const char *why)
+{
+	struct kw_loop *loop = srv->loop;
+
+	if (why)
+		kw_log(KW_LOG_INFO, "connection %s closed: %s", c->peer.address, why);
+	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->ssl) {
+		if (c->handshaken && !why)
+			SSL_shutdown(c->ssl); /* best effort close_notify */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	close(c->fd);
+	pthread_mutex_lock(&c->lock);
+	c->dead = true;
+	pthread_mutex_unlock(&c->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		loop->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	atomic_fetch_sub(&srv->connections, 1);
+	conn_unref(c);
+	ERR_clear_error();
+}
+
+/* Queues a response built on this thread (protocol errors). */
+static void reply_error(struct kw_server *srv, struct kw_conn *c, uint64_t id, kw_rv rv, const char *msg)
+{
+	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
+
+	resp.id = id;
+	resp.status = (Keyward__Status)rv;
+	resp.message = (char *)msg;
+	pthread_mutex_lock(&c->lock);
+	if (kw_frame_put_response(&c->out, &resp) == KW_OK)
+		mark_ready_locked(srv->loop, c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void run_job(void *arg)
+{
+	struct job *job = arg;
+	struct kw_conn *c = job->conn;
+	struct kw_server *srv = c->srv;
+	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
+	struct kw_scratch scratch = {0};
+	struct kw_peer peer;
+
+	pthread_mutex_lock(&c->lock);
+	peer = c->peer;
+	pthread_mutex_unlock(&c->lock);
+
+	kw_error_clear();
+	if (peer.admin)
+		kw_handle_admin(srv, &peer, job->req, &resp, &scratch);
+	else
+		kw_handle_request(srv, &peer, job->req, &resp, &scratch);
+	resp.id = job->req->id;
+
+	pthread_mutex_lock(&c->lock);
+	if (job->req->body_case == KEYWARD__REQUEST__BODY_HELLO)
+		c->peer = peer;
+	if (!c->dead && kw_frame_put_response(&c->out, &resp) != KW_OK) {
+		Keyward__Response big = KEYWARD__RESPONSE__INIT;
+		big.id = job->req->id;
+		big.status = KEYWARD__STATUS__DATA_LEN;
+		big.message = "response larger than the frame limit; ask for less (ListObjects limit)";
+		kw_frame_put_response(&c->out, &big);
+	}
+	c->inflight--;
+	mark_ready_locked(srv->loop, c);
+	pthread_mutex_unlock(&c->lock);
+
+	kw_scratch_free(&scratch);
+	keyward__request__free_unpacked(job->req, NULL);
+	free(job);
+	conn_unref(c);
+}
+
+/* Turns complete frames in c->in into jobs, up to the in-flight limit. */
+static void parse_frames(struct kw_server *srv, struct kw_conn *c)
+{
+	for (;;) {
+		size_t len;
+		bool complete, authenticated;
+		unsigned inflight, limit;
+		Keyward__Request *req;
+		struct job *job;
+		kw_rv rv;
+
+		pthread_mutex_lock(&c->lock);
+		inflight = c->inflight;
+		authenticated = c->peer.authenticated || c->peer.admin;
+		pthread_mutex_unlock(&c->lock);
+		limit = authenticated ? srv->cfg.max_inflight : 1;
+		if (inflight >= limit) {
+			c->paused = true;
+			return;
+		}
+		c->paused = false;
+		rv = kw_frame_peek(c->in.data, c->in.len, KW_MAX_FRAME, &len, &complete);
+		if (rv) {
+			char msg[160];
+			uint32_t announced = c->in.data[0] << 24 | c->in.data[1] << 16 | c->in.data[2] << 8 | c->in.data[3];
+			snprintf(msg, sizeof msg, "frame length %" PRIu32 " is out of range (1 to %u bytes); closing",
+				 announced, KW_MAX_FRAME);
+			kw_log(KW_LOG_WARN, "connection %s: %s", c->peer.address, msg);
+			reply_error(srv, c, 0, KW_ERR_PROTOCOL, msg);
+			c->closing = true;
+			c->in.len = 0;
+			return;
+		}
+		if (!complete) {
+			c->frame_started = c->in.len ? (c->frame_started ? c->frame_started : mono_now()) : 0;
+			return;
+		}
+		rv = kw_frame_decode_request(c->in.data + KW_FRAME_HEADER, len, &req);
+		kw_buf_consume(&c->in, KW_FRAME_HEADER + len);
+		c->frame_started = 0;
+		if (rv) {
+			kw_log(KW_LOG_WARN, "connection %s: malformed or unknown request (%zu bytes)", c->peer.address,
+			       len);
+			reply_error(srv, c, 0, KW_ERR_PROTOCOL,
+				    "malformed request: not a keyward Request, or a request type this server does not know");
+			continue;
+		}
+		kw_debug(KW_DEBUG_WIRE, "connection %s: request %" PRIu64 " type %d", c->peer.address, req->id,
+			 (int)req->body_case);
+		job = malloc(sizeof *job);
+		if (!job) {
+			reply_error(srv, c, req->id, KW_ERR_NO_MEMORY, "server out of memory");
+			keyward__request__free_unpacked(req, NULL);
+			continue;
+		}
+		job->conn = c;
+		job->req = req;
+		atomic_fetch_add(&c->refs, 1);
+		pthread_mutex_lock(&c->lock);
+		c->inflight++;
+		pthread_mutex_unlock(&c->lock);
+		kw_pool_submit(kw_request_is_slow(req) ? srv->slow : srv->ops, run_job, job);
+	}
+}
+
+static void describe_handshake_failure(struct kw_conn *c, char *out, size_t size)
+{
+	unsigned long e = ERR_peek_error();
+	long verify = SSL_get_verify_result(c->ssl);
+
+	if (verify != X509_V_OK)
+		snprintf(out, size, "TLS handshake failed: client certificate rejected: %s",
+			 X509_verify_cert_error_string(verify));
+	else if (e)
+		snprintf(out, size, "TLS handshake failed: %s", ERR_reason_error_string(e));
+	else
+		snprintf(out, size, "TLS handshake failed: connection closed");
+}
+
+static void on_handshake(struct kw_conn *c)
+{
+	X509 *cert = SSL_get1_peer_certificate(c->ssl);
+
+	pthread_mutex_lock(&c->lock);
+	if (cert) {
+		c->peer.has_cert = true;
+		kw_tls_fingerprint(cert, c->peer.fingerprint);
+		X509_NAME_oneline(X509_get_subject_name(cert), c->peer.actor, sizeof c->peer.actor);
+	} else {
+		snprintf(c->peer.actor, sizeof c->peer.actor, "unauthenticated %s", c->peer.address);
+	}
+	pthread_mutex_unlock(&c->lock);
+	kw_debug(KW_DEBUG_TLS, "connection %s: TLS %s, %s, client certificate: %s", c->peer.address,
+		 SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), cert ? c->peer.actor : "none");
+	X509_free(cert);
+}
+
+/* Returns false when the connection was closed. */
+static bool conn_flush(struct kw_server *srv, struct kw_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->out.len) {
+		if (!c->wbuf.len) {
+			struct kw_buf t = c->wbuf;
+			c->wbuf = c->out;
+			c->out = t;
+		} else if (kw_buf_append(&c->wbuf, c->out.data, c->out.len) == KW_OK) {
+			c->out.len = 0;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	while (c->wbuf.len) {
+		ssize_t n;
+		if (c->ssl) {
+			int r = SSL_write(c->ssl, c->wbuf.data, (int)(c->wbuf.len > INT32_MAX ? INT32_MAX : c->wbuf.len));
+			if (r <= 0) {
+				int err = SSL_get_error(c->ssl, r);
+				if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+					break;
+				conn_close(srv, c, "write failed");
+				return false;
+			}
+			n = r;
+		} else {
+			n = write(c->fd, c->wbuf.data, c->wbuf.len);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					break;
+				conn_close(srv, c, "write failed");
+				return false;
+			}
+		}
+		kw_buf_consume(&c->wbuf, (size_t)n);
+		c->last_active = mono_now();
+	}
+	if (c->closing && !c->wbuf.len) {
+		conn_close(srv, c, "protocol error");
+		return false;
+	}
+	update_events(srv->loop, c);
+	return true;
+}
+
+/* Reads what the socket has, then parses. Returns false when closed. */
+static bool conn_read(struct kw_server *srv, struct kw_conn *c)
+{
+	char why[300];
+
+	if (c->ssl && !c->handshaken) {
+		int r = SSL_accept(c->ssl);
+		if (r != 1) {
+			int err = SSL_get_error(c->ssl, r);
+			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+				return true;
+			describe_handshake_failure(c, why, sizeof why);
+			conn_close(srv, c, why);
+			return false;
+		}
+		c->handshaken = true;
+		on_handshake(c);
+	}
+	while (!c->paused && !c->closing) {
+		ssize_t n;
+		if (kw_buf_reserve(&c->in, READ_CHUNK)) {
+			conn_close(srv, c, "input buffer full");
+			return false;
+		}
+		if (c->ssl) {
+			int r = SSL_read(c->ssl, c->in.data + c->in.len, READ_CHUNK);
+			if (r <= 0) {
+				int err = SSL_get_error(c->ssl, r);
+				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+					break;
+				conn_close(srv, c, err == SSL_ERROR_ZERO_RETURN ? NULL : "connection lost");
+				return false;
+			}
+			n = r;
+		} else {
+			n = read(c->fd, c->in.data + c->in.len, READ_CHUNK);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			if (n <= 0) {
+				conn_close(srv, c, n == 0 ? NULL : "read failed");
+				return false;
+			}
+		}
+		c->in.len += (size_t)n;
+		c->last_active = mono_now();
+		parse_frames(srv, c);
+	}
+	return conn_flush(srv, c);
+}
+
+static void accept_all(struct kw_server *srv, int lfd, bool admin)
+{
+	struct kw_loop *loop = srv->loop;
+
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof sa;
+		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct kw_conn *c;
+		struct epoll_event ev;
+		char host[INET6_ADDRSTRLEN] = "?", port[8] = "";
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				kw_log(KW_LOG_WARN, "accept: %s", strerror(errno));
+			return;
+		}
+		if (atomic_load(&srv->connections) >= srv->cfg.max_connections) {
+			kw_log(KW_LOG_WARN, "connection refused: the limit of %u connections is reached",
+			       srv->cfg.max_connections);
+			close(fd);
+			continue;
+		}
+		if (admin) {
+			struct ucred cred;
+			socklen_t len = sizeof cred;
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+			    (cred.uid != 0 && cred.uid != geteuid())) {
+				kw_log(KW_LOG_WARN, "admin socket: refused uid %u", (unsigned)cred.uid);
+				close(fd);
+				continue;
+			}
+		} else {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			getnameinfo((struct sockaddr *)&sa, salen, host, sizeof host, port, sizeof port,
+				    NI_NUMERICHOST | NI_NUMERICSERV);
+		}
+		c = calloc(1, sizeof *c);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->srv = srv;
+		atomic_init(&c->refs, 1);
+		pthread_mutex_init(&c->lock, NULL);
+		kw_buf_init(&c->in, IN_MAX);
+		kw_buf_init(&c->wbuf, OUT_MAX);
+		kw_buf_init(&c->out, OUT_MAX);
+		c->accepted = c->last_active = mono_now();
+		c->peer.admin = admin;
+		if (admin) {
+			snprintf(c->peer.address, sizeof c->peer.address, "admin socket");
+			snprintf(c->peer.actor, sizeof c->peer.actor, "admin");
+			c->handshaken = true;
+		} else {
+			snprintf(c->peer.address, sizeof c->peer.address, "%s%s%s:%s", strchr(host, ':') ? "[" : "",
+				 host, strchr(host, ':') ? "]" : "", port);
+			c->ssl = SSL_new(srv->tls.ctx);
+			if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+				SSL_free(c->ssl);
+				close(fd);
+				conn_unref(c);
+				continue;
+			}
+			SSL_set_accept_state(c->ssl);
+		}
+		ev.events = c->events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			SSL_free(c->ssl);
+			close(fd);
+			conn_unref(c);
+			continue;
+		}
+		c->next = loop->conns;
+		if (loop->conns)
+			loop->conns->prev = c;
+		loop->conns = c;
+		atomic_fetch_add(&srv->connections, 1);
+		kw_debug(KW_DEBUG_TLS, "connection %s accepted", c->peer.address);
+	}
+}
+
+static void drain_ready(struct kw_server *srv)
+{
+	struct kw_loop *loop = srv->loop;
+	struct kw_conn *list;
+	uint64_t count;
+
+	if (read(loop->event_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+		kw_log(KW_LOG_WARN, "eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&loop->ready_lock);
+	list = loop->ready;
+	loop->ready = NULL;
+	pthread_mutex_unlock(&loop->ready_lock);
+	while (list) {
+		struct kw_conn *c = list;
+		bool dead;
+		list = c->ready_next;
+		pthread_mutex_lock(&c->lock);
+		c->queued = false;
+		dead = c->dead;
+		pthread_mutex_unlock(&c->lock);
+		if (!dead && conn_flush(srv, c) && c->paused) {
+			/* a request finished: resume reading, starting with what is buffered */
+			parse_frames(srv, c);
+			if (!c->paused)
+				conn_read(srv, c);
+			else
+				update_events(loop, c);
+		}
+		conn_unref(c);
+	}
+}
+
+static void flush_usage_job(void *arg)
+{
+	struct kw_server *srv = arg;
+
+	kw_usage_flush(srv->usage, srv->ks);
+	atomic_store(&srv->loop->flushing, false);
+}
+
+static void tick(struct kw_server *srv)
+{
+	time_t now = mono_now();
+	struct kw_conn *c = srv->loop->conns;
+
+	while (c) {
+		struct kw_conn *next = c->next;
+		unsigned inflight;
+		char why[120];
+
+		pthread_mutex_lock(&c->lock);
+		inflight = c->inflight;
+		pthread_mutex_unlock(&c->lock);
+		if (!c->handshaken && now - c->accepted > (time_t)srv->cfg.read_timeout) {
+			snprintf(why, sizeof why, "TLS handshake not finished within %u s", srv->cfg.read_timeout);
+			conn_close(srv, c, why);
+		} else if (c->frame_started && now - c->frame_started > (time_t)srv->cfg.read_timeout) {
+			snprintf(why, sizeof why, "a frame was begun but not finished within %u s", srv->cfg.read_timeout);
+			conn_close(srv, c, why);
+		} else if (!inflight && !c->wbuf.len && now - c->last_active > (time_t)srv->cfg.idle_timeout) {
+			snprintf(why, sizeof why, "idle for %u s", srv->cfg.idle_timeout);
+			conn_close(srv, c, why);
+		}
+		c = next;
+	}
+	if (!atomic_exchange(&srv->loop->flushing, true))
+		kw_pool_submit(srv->slow, flush_usage_job, srv);
+}
+
+static kw_rv listen_tcp(struct kw_server *srv)
+{
+	char host[256], *colon;
+	const char *port;
+	struct addrinfo hints = {0}, *ai = NULL;
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof sa;
+	char nhost[INET6_ADDRSTRLEN], nport[8];
+	int fd = -1, one = 1, r;
+
+	snprintf(host, sizeof host, "%s", srv->cfg.listen);
+	colon = strrchr(host, ':');
+	if (!colon)
+		return kw_error_set(KW_ERR_CONFIG, "listen: \"%s\" is not host:port", srv->cfg.listen);
+	*colon = '\0';
+	port = colon + 1;
+	if (host[0] == '[') { /* [::1]:7117 */
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = '\0';
+	}
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (r)
+		return kw_error_set(KW_ERR_CONFIG, "listen: cannot resolve \"%s\": %s", srv->cfg.listen, gai_strerror(r));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+		kw_rv rv = kw_error_set(KW_ERR_CONFIG, "listen: cannot listen on %s: %s", srv->cfg.listen, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rv;
+	}
+	freeaddrinfo(ai);
+	getsockname(fd, (struct sockaddr *)&sa, &salen);
+	getnameinfo((struct sockaddr *)&sa, salen, nhost, sizeof nhost, nport, sizeof nport,
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	srv->port = (unsigned short)atoi(nport);
+	snprintf(srv->bound, sizeof srv->bound, "%s%s%s:%s", strchr(nhost, ':') ? "[" : "", nhost,
+		 strchr(nhost, ':') ? "]" : "", nport);
+	srv->loop->listen_fd = fd;
+	return KW_OK;
+}
+
+static kw_rv listen_admin(struct kw_server *srv)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const char *path = srv->cfg.admin_socket;
+	char dir[sizeof sa.sun_path];
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		return kw_error_set(KW_ERR_CONFIG, "admin_socket: path too long (%zu bytes, at most %zu): %s",
+				    strlen(path), sizeof sa.sun_path - 1, path);
+	snprintf(dir, sizeof dir, "%s", path);
+	if (strrchr(dir, '/')) {
+		*strrchr(dir, '/') = '\0';
+		if (dir[0] && mkdir(dir, 0700) != 0 && errno != EEXIST)
+			return kw_error_set(KW_ERR_CONFIG, "admin_socket: cannot create %s: %s", dir, strerror(errno));
+	}
+	/* a socket left by a previous run; anything else there is not ours to remove */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return kw_error_set(KW_ERR_CONFIG, "admin_socket: %s exists and is not a socket", path);
+		unlink(path);
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(path, 0600) != 0 ||
+	    listen(fd, 16) != 0) {
+		kw_rv rv = kw_error_set(KW_ERR_CONFIG, "admin_socket: cannot listen on %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return rv;
+	}
+	srv->loop->admin_fd = fd;
+	return KW_OK;
+}
+
+static kw_rv add_fd(struct kw_loop *loop, int fd, void *tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+		return kw_error_set(KW_ERR_GENERAL, "epoll: %s", strerror(errno));
+	return KW_OK;
+}
+
+void kw_server_block_signals(void)
+{
+	sigset_t sigs;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+kw_rv kw_server_start(struct kw_server *srv)
+{
+	struct kw_loop *loop = calloc(1, sizeof *loop);
+	sigset_t sigs;
+	kw_rv rv;
+
+	if (!loop)
+		return KW_ERR_NO_MEMORY;
+	srv->loop = loop;
+	loop->listen_fd = loop->admin_fd = loop->event_fd = loop->signal_fd = -1;
+	pthread_mutex_init(&loop->ready_lock, NULL);
+	/* SIGTERM/SIGINT arrive through the loop (kw_server_block_signals ran first) */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	loop->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	loop->signal_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (loop->epfd < 0 || loop->event_fd < 0 || loop->signal_fd < 0)
+		return kw_error_set(KW_ERR_GENERAL, "server: %s", strerror(errno));
+	if ((rv = listen_tcp(srv)) || (rv = listen_admin(srv)))
+		return rv;
+	if ((rv = add_fd(loop, loop->listen_fd, &tag_listen)) || (rv = add_fd(loop, loop->admin_fd, &tag_admin)) ||
+	    (rv = add_fd(loop, loop->event_fd, &tag_event)) || (rv = add_fd(loop, loop->signal_fd, &tag_signal)))
+		return rv;
+	srv->started = time(NULL);
+	return KW_OK;
+}
+
+kw_rv kw_server_run(struct kw_server *srv)
+{
+	struct kw_loop *loop = srv->loop;
+	struct epoll_event events[64];
+	time_t last_tick = mono_now();
+
+	while (!loop->stop) {
+		int n = epoll_wait(loop->epfd, events, 64, 1000);
+
+		for (int i = 0; i < n; i++) {
+			void *tag = events[i].data.ptr;
+			if (tag == &tag_listen) {
+				accept_all(srv, loop->listen_fd, false);
+			} else if (tag == &tag_admin) {
+				accept_all(srv, loop->admin_fd, true);
+			} else if (tag == &tag_event) {
+				drain_ready(srv);
+			} else if (tag == &tag_signal) {
+				struct signalfd_siginfo si;
+				if (read(loop->signal_fd, &si, sizeof si) == sizeof si)
+					kw_log(KW_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
+				loop->stop = true;
+			} else {
+				struct kw_conn *c = tag;
+				/* conn_read ends in a flush, which also serves EPOLLOUT */
+				if (c->ssl && !c->handshaken)
+					conn_read(srv, c);
+				else if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+					conn_read(srv, c);
+				else if (events[i].events & EPOLLOUT)
+					conn_flush(srv, c);
+			}
+		}
+		if (mono_now() != last_tick) {
+			last_tick = mono_now();
+			tick(srv);
+		}
+	}
+	return KW_OK;
+}
+
+void kw_server_stop(struct kw_server *srv)
+{
+	struct kw_loop *loop = srv->loop;
+
+	if (!loop)
+		return;
+	/* finish running requests first: pools drain their queues before joining */
+	kw_pool_free(srv->ops);
+	kw_pool_free(srv->slow);
+	srv->ops = srv->slow = NULL;
+	drain_ready(srv);
+	while (loop->conns)
+		conn_close(srv, loop->conns, NULL);
+	if (loop->listen_fd >= 0)
+		close(loop->listen_fd);
+	if (loop->admin_fd >= 0) {
+		close(loop->admin_fd);
+		unlink(srv->cfg.admin_socket);
+	}
+	close(loop->event_fd);
+	close(loop->signal_fd);
+	close(loop->epfd);
+	pthread_mutex_destroy(&loop->ready_lock);
+	free(loop);
+	srv->loop = NULL;
+}

@@ -1,0 +1,99 @@
+/*
+ * The row-storage interface under the keystore. A backend stores and
+ * returns rows; it knows nothing of sealing, master keys or policy, which
+ * live in keystore.c, so every backend (SQLite now, PostgreSQL later)
+ * protects keys the same way.
+ *
+ * Callers hold the keystore mutex around every call, so a backend needs no
+ * locking of its own. Mutations run between begin() and commit(); any
+ * error is followed by rollback(). Every failure sets the thread's message
+ * (kw_error_set), except meta_get's plain KW_ERR_NOT_FOUND. A unique
+ * constraint violation is KW_ERR_EXISTS, a full disk or cap
+ * KW_ERR_STORE_FULL, any other storage failure KW_ERR_STORE.
+ */
+#ifndef KW_KEYSTORE_BACKEND_H
+#define KW_KEYSTORE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keystore/keystore.h"
+
+#define KW_HASH_LEN 32
+
+/* The sealed material of a private-key row (all NULL for other rows). */
+struct kw_sealed {
+	unsigned char *spki; /* the private key's own copy of its public key (DER SPKI) */
+	size_t spki_len;
+	unsigned char *wrapped_dek; /* nonce || AES-256-GCM(MK, DEK) || tag */
+	size_t wrapped_dek_len;
+	unsigned char *sealed; /* nonce || AES-256-GCM(DEK, PKCS#8) || tag */
+	size_t sealed_len;
+};
+void kw_sealed_cleanup(struct kw_sealed *s);
+
+struct kw_audit_rec {
+	uint64_t seq;
+	int64_t time;
+	char *partition;
+	char *actor;
+	char *event;
+	char *detail;
+	unsigned char prev_hash[KW_HASH_LEN];
+	unsigned char hash[KW_HASH_LEN];
+};
+
+struct kw_backend;
+
+typedef kw_rv (*kw_audit_cb)(void *ctx, const struct kw_audit_rec *rec);
+
+struct kw_backend_ops {
+	void (*close)(struct kw_backend *b);
+	kw_rv (*begin)(struct kw_backend *b); /* an immediate (write) transaction */
+	kw_rv (*commit)(struct kw_backend *b);
+	void (*rollback)(struct kw_backend *b);
+
+	/* KW_ERR_NOT_FOUND (no message) when the key is absent; *val is malloc'd */
+	kw_rv (*meta_get)(struct kw_backend *b, const char *key, unsigned char **val, size_t *len);
+	kw_rv (*meta_put)(struct kw_backend *b, const char *key, const void *val, size_t len);
+
+	kw_rv (*partition_insert)(struct kw_backend *b, const char *name, const unsigned char *setup_hash,
+				  int64_t created, uint64_t *id_out);
+	/* by name, or by id when name is NULL; setup_hash/has_setup may be NULL */
+	kw_rv (*partition_get)(struct kw_backend *b, const char *name, uint64_t id, struct kw_partition_info *out,
+			       unsigned char setup_hash[KW_SETUP_HASH_LEN], bool *has_setup);
+	kw_rv (*partition_list)(struct kw_backend *b, struct kw_partition_info **out, size_t *n);
+	kw_rv (*partition_set_setup)(struct kw_backend *b, uint64_t id, const unsigned char *setup_hash);
+
+	kw_rv (*credential_insert)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
+				   uint64_t partition_id, const char *subject, int64_t created);
+	kw_rv (*credential_find)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
+				 uint64_t *partition_id);
+
+	/* sealed may be NULL */
+	kw_rv (*object_insert)(struct kw_backend *b, const struct kw_object_row *row, const struct kw_sealed *sealed);
+	/* sealed may be NULL; KW_ERR_NOT_FOUND unless id is in the partition */
+	kw_rv (*object_get)(struct kw_backend *b, uint64_t partition_id, uint64_t id, struct kw_object_row *out,
+			    struct kw_sealed *sealed);
+	/* ordered by id; owner/name NULL and cls KW_CLASS_ANY match all; limit 0 = no limit */
+	kw_rv (*object_list)(struct kw_backend *b, uint64_t partition_id, const char *owner, const char *name,
+			     enum kw_class cls, uint64_t after_id, unsigned limit, struct kw_object_row **rows,
+			     size_t *n);
+	/* rewrites owner, name, flags, usages, pair_id; the sealed columns too when sealed != NULL */
+	kw_rv (*object_update)(struct kw_backend *b, const struct kw_object_row *row, const struct kw_sealed *sealed);
+	kw_rv (*object_delete)(struct kw_backend *b, uint64_t partition_id, uint64_t id);
+
+	kw_rv (*audit_insert)(struct kw_backend *b, const struct kw_audit_rec *rec);
+	/* in seq order; stops at the first non-OK return of cb and returns it */
+	kw_rv (*audit_foreach)(struct kw_backend *b, kw_audit_cb cb, void *ctx);
+};
+
+struct kw_backend {
+	const struct kw_backend_ops *ops;
+};
+
+/* path: a file name, or ":memory:" */
+kw_rv kw_sqlite_open(const char *path, uint64_t max_bytes, struct kw_backend **out);
+
+#endif

@@ -1,0 +1,1764 @@
+/*
+ * The keystore's policy, independent of the backend: the master key and
+ * its unlock methods, sealing of private keys with the associated data
+ * that binds every policy field, the attribute rules (one-way extractable
+ * and modifiable, owner/name changes only while modifiable), partitions,
+ * enrollment and the hash-chained audit log.
+ *
+ * One mutex guards the backend connection and the master key. Every
+ * mutation runs as one backend transaction, rolled back on any error, so
+ * a failed call leaves the store as it was.
+ */
+#include "keystore/keystore.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "keystore/backend.h"
+#include "keystore/master.h"
+#include "keystore/seal.h"
+
+#define AAD_VERSION 1
+#define AAD_MAX 256
+#define AUDIT_FIELD_MAX 65536
+#define SUBJECT_MAX 1024
+#define LIST_LIMIT_MAX 1000
+
+static const char MK_AAD[] = "keyward master key v1";
+static const char CHECK_AAD[] = "keyward master key check v1";
+static const char CHECK_TEXT[] = "keyward: this is the master key";
+
+struct kw_keystore {
+	pthread_mutex_t mu;
+	struct kw_backend *b;
+	unsigned char *mk; /* secure heap; NULL while locked */
+	char method[32];   /* "passphrase", "shamir 2-of-3", "dev", "" */
+};
+
+/* ---- small helpers ---- */
+
+void kw_object_row_cleanup(struct kw_object_row *row)
+{
+	if (!row)
+		return;
+	free(row->value);
+	row->value = NULL;
+	row->value_len = 0;
+}
+
+void kw_object_rows_free(struct kw_object_row *rows, size_t n)
+{
+	if (!rows)
+		return;
+	for (size_t i = 0; i < n; i++)
+		kw_object_row_cleanup(&rows[i]);
+	free(rows);
+}
+
+void kw_sealed_cleanup(struct kw_sealed *s)
+{
+	if (!s)
+		return;
+	free(s->spki);
+	free(s->wrapped_dek);
+	free(s->sealed);
+	memset(s, 0, sizeof *s);
+}
+
+static void lock(struct kw_keystore *ks)
+{
+	pthread_mutex_lock(&ks->mu);
+}
+
+static void unlock(struct kw_keystore *ks)
+{
+	pthread_mutex_unlock(&ks->mu);
+}
+
+static int64_t now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static kw_rv finish(struct kw_backend *b, kw_rv rv)
+{
+	if (rv)
+		b->ops->rollback(b);
+	else
+		rv = b->ops->commit(b);
+	return rv;
+}
+
+static void part_name_locked(struct kw_keystore *ks, uint64_t pid, char name[KW_PARTITION_NAME_MAX + 1])
+{
+	struct kw_partition_info info;
+	char saved[1024];
+
+	/* keep the caller's message: this lookup only decorates it */
+	snprintf(saved, sizeof saved, "%s", kw_last_error());
+	if (ks->b->ops->partition_get(ks->b, NULL, pid, &info, NULL, NULL) == KW_OK)
+		snprintf(name, KW_PARTITION_NAME_MAX + 1, "%s", info.name);
+	else
+		snprintf(name, KW_PARTITION_NAME_MAX + 1, "#%" PRIu64, pid);
+	kw_error_set(KW_OK, "%s", saved);
+}
+
+static kw_rv check_text(const char *what, const char *s, size_t max, bool forbid_double_underscore)
+{
+	size_t len;
+
+	if (!s || !*s)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: the %s is empty", what);
+	len = strlen(s);
+	if (len > max)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: the %s is %zu characters long, the maximum is %zu", what,
+				    len, max);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c > 0x7e)
+			return kw_error_set(KW_ERR_ARGUMENTS,
+					    "store: the %s \"%.*s...\" has a non-printable character at position %zu",
+					    what, (int)(i < 40 ? i : 40), s, i + 1);
+	}
+	if (forbid_double_underscore && strstr(s, "__"))
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "store: the %s \"%s\" contains \"__\", which separates owner and name", what, s);
+	return KW_OK;
+}
+
+static kw_rv check_owner(const char *owner)
+{
+	return check_text("owner", owner, KW_OWNER_MAX, true);
+}
+
+static kw_rv check_name(const char *name)
+{
+	return check_text("object name", name, KW_NAME_MAX, false);
+}
+
+static kw_rv check_partition_name(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len < 1 || len > KW_PARTITION_NAME_MAX)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: a partition name has 1 to %d characters",
+				    KW_PARTITION_NAME_MAX);
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return kw_error_set(KW_ERR_ARGUMENTS,
+					    "store: partition name \"%s\": only letters, digits, '.', '_' and '-' are allowed",
+					    name);
+	}
+	return KW_OK;
+}
+
+static kw_rv random_id(uint64_t *out)
+{
+	uint64_t v = 0;
+
+	do {
+		if (RAND_bytes((unsigned char *)&v, sizeof v) != 1)
+			return kw_error_set(KW_ERR_CRYPTO, "store: no random bytes for an object id");
+		v &= INT64_MAX;
+	} while (v == 0);
+	*out = v;
+	return KW_OK;
+}
+
+/* ---- keys ---- */
+
+static kw_rv describe_key(EVP_PKEY *pkey, enum kw_key_type *type, unsigned *bits, char curve[KW_CURVE_MAX])
+{
+	char group[64] = "";
+	size_t glen = 0;
+
+	curve[0] = '\0';
+	switch (EVP_PKEY_get_base_id(pkey)) {
+	case EVP_PKEY_RSA:
+		*type = KW_KEY_RSA;
+		*bits = (unsigned)EVP_PKEY_get_bits(pkey);
+		return KW_OK;
+	case EVP_PKEY_EC:
+		*type = KW_KEY_EC;
+		if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) != 1)
+			return kw_error_set(KW_ERR_KEY_TYPE, "store: EC key without a named curve");
+		if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
+			snprintf(curve, KW_CURVE_MAX, "P-256");
+			*bits = 256;
+		} else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
+			snprintf(curve, KW_CURVE_MAX, "P-384");
+			*bits = 384;
+		} else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0) {
+			snprintf(curve, KW_CURVE_MAX, "P-521");
+			*bits = 521;
+		} else {
+			return kw_error_set(KW_ERR_KEY_TYPE, "store: EC curve %s is not supported", group);
+		}
+		return KW_OK;
+	case EVP_PKEY_ED25519:
+		*type = KW_KEY_ED25519;
+		*bits = 256;
+		snprintf(curve, KW_CURVE_MAX, "Ed25519");
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_KEY_TYPE, "store: key type %s is not supported",
+				    EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "(unknown)");
+	}
+}
+
+static kw_rv spki_der(EVP_PKEY *pkey, unsigned char **out, size_t *len)
+{
+	unsigned char *buf = NULL;
+	int n = i2d_PUBKEY(pkey, &buf);
+
+	if (n <= 0)
+		return kw_error_set(KW_ERR_CRYPTO, "store: cannot encode the public key");
+	*out = malloc((size_t)n);
+	if (!*out) {
+		OPENSSL_free(buf);
+		return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+	}
+	memcpy(*out, buf, (size_t)n);
+	OPENSSL_free(buf);
+	*len = (size_t)n;
+	return KW_OK;
+}
+
+/* PKCS#8 DER of the private key in a malloc'd buffer the caller wipes. */
+static kw_rv pkcs8_der(EVP_PKEY *pkey, unsigned char **out, size_t *len)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pkey);
+	unsigned char *buf = NULL, *p;
+	int n;
+
+	*out = NULL;
+	if (!p8)
+		return kw_error_set(KW_ERR_KEY_TYPE, "store: the key has no private half to store");
+	n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
+	if (n > 0)
+		buf = malloc((size_t)n);
+	if (n <= 0 || !buf) {
+		PKCS8_PRIV_KEY_INFO_free(p8);
+		return n <= 0 ? kw_error_set(KW_ERR_CRYPTO, "store: cannot encode the private key")
+			      : kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+	}
+	p = buf;
+	if (i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != n) {
+		PKCS8_PRIV_KEY_INFO_free(p8);
+		OPENSSL_cleanse(buf, (size_t)n);
+		free(buf);
+		return kw_error_set(KW_ERR_CRYPTO, "store: cannot encode the private key");
+	}
+	PKCS8_PRIV_KEY_INFO_free(p8); /* its free callback wipes the key octets */
+	*out = buf;
+	*len = (size_t)n;
+	return KW_OK;
+}
+
+/* ---- associated data ---- */
+
+struct enc {
+	unsigned char *p;
+	size_t len, cap;
+	bool overflow;
+};
+
+static void enc_bytes(struct enc *e, const void *data, size_t n)
+{
+	unsigned char l[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+			      (unsigned char)n};
+
+	if (e->overflow || e->cap - e->len < 4 + n) {
+		e->overflow = true;
+		return;
+	}
+	memcpy(e->p + e->len, l, 4);
+	memcpy(e->p + e->len + 4, data, n);
+	e->len += 4 + n;
+}
+
+static void enc_u64(struct enc *e, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (56 - 8 * i));
+	enc_bytes(e, b, 8);
+}
+
+static void enc_u32(struct enc *e, uint32_t v)
+{
+	unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+			      (unsigned char)v};
+
+	enc_bytes(e, b, 4);
+}
+
+static void enc_bool(struct enc *e, bool v)
+{
+	unsigned char b = v ? 1 : 0;
+
+	enc_bytes(e, &b, 1);
+}
+
+/*
+ * version byte, then each field as a 4-byte big-endian length and its
+ * bytes: partition, id, class, key type, bits, curve, extractable,
+ * modifiable, sensitive, never_extractable, always_sensitive, usages,
+ * SHA-256(SPKI). Owner and name are deliberately not bound: they are a
+ * namespace and change while the key is modifiable.
+ */
+static kw_rv aad_build(const struct kw_object_row *r, const unsigned char *spki, size_t spki_len,
+		       unsigned char out[AAD_MAX], size_t *len)
+{
+	unsigned char h[SHA256_DIGEST_LENGTH];
+	struct enc e = {out, 1, AAD_MAX, false};
+
+	out[0] = AAD_VERSION;
+	SHA256(spki, spki_len, h);
+	enc_u64(&e, r->partition_id);
+	enc_u64(&e, r->id);
+	enc_u32(&e, (uint32_t)r->cls);
+	enc_u32(&e, (uint32_t)r->key_type);
+	enc_u32(&e, r->bits);
+	enc_bytes(&e, r->curve, strnlen(r->curve, KW_CURVE_MAX));
+	enc_bool(&e, r->extractable);
+	enc_bool(&e, r->modifiable);
+	enc_bool(&e, r->sensitive);
+	enc_bool(&e, r->never_extractable);
+	enc_bool(&e, r->always_sensitive);
+	enc_u32(&e, r->usages);
+	enc_bytes(&e, h, sizeof h);
+	if (e.overflow)
+		return kw_error_set(KW_ERR_GENERAL, "store: associated data too long");
+	*len = e.len;
+	return KW_OK;
+}
+
+static kw_rv seal_row_locked(struct kw_keystore *ks, const struct kw_object_row *r, EVP_PKEY *pkey,
+			     const unsigned char *spki, size_t spki_len, struct kw_sealed *out)
+{
+	unsigned char aad[AAD_MAX], *der = NULL;
+	size_t aad_len, der_len = 0;
+	kw_rv rv;
+
+	memset(out, 0, sizeof *out);
+	rv = aad_build(r, spki, spki_len, aad, &aad_len);
+	if (rv)
+		return rv;
+	rv = pkcs8_der(pkey, &der, &der_len);
+	if (rv)
+		return rv;
+	out->spki = malloc(spki_len);
+	if (!out->spki) {
+		rv = kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+		goto out;
+	}
+	memcpy(out->spki, spki, spki_len);
+	out->spki_len = spki_len;
+	rv = kw_seal_key(ks->mk, aad, aad_len, der, der_len, out);
+out:
+	OPENSSL_cleanse(der, der_len);
+	free(der);
+	if (rv)
+		kw_sealed_cleanup(out);
+	return rv;
+}
+
+static kw_rv tampered_locked(struct kw_keystore *ks, const struct kw_object_row *r, const char *why)
+{
+	char pname[KW_PARTITION_NAME_MAX + 1];
+
+	part_name_locked(ks, r->partition_id, pname);
+	kw_log(KW_LOG_ERROR, "store: object 0x%" PRIx64 " of partition '%s' failed authentication: %s", r->id, pname,
+	       why);
+	return kw_error_set(KW_ERR_TAMPERED, "store: object 0x%" PRIx64 " of partition '%s' failed authentication: %s",
+			    r->id, pname, why);
+}
+
+/*
+ * Unseals a private-key row: both GCM layers under the row's associated
+ * data, then the key's public half against the stored SPKI and the pair's
+ * public row.
+ */
+static kw_rv unseal_row_locked(struct kw_keystore *ks, const struct kw_object_row *r, const struct kw_sealed *s,
+			       EVP_PKEY **out)
+{
+	unsigned char aad[AAD_MAX], *der = NULL, *spki = NULL;
+	const unsigned char *p;
+	size_t aad_len, der_len = 0, spki_len = 0;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	EVP_PKEY *pkey = NULL;
+	struct kw_object_row pub;
+	kw_rv rv;
+
+	*out = NULL;
+	memset(&pub, 0, sizeof pub);
+	if (!s->spki || !s->sealed || !s->wrapped_dek)
+		return tampered_locked(ks, r, "the sealed key material is missing");
+	rv = aad_build(r, s->spki, s->spki_len, aad, &aad_len);
+	if (rv)
+		return rv;
+	rv = kw_unseal_key(ks->mk, aad, aad_len, s, &der, &der_len);
+	if (rv == KW_ERR_TAMPERED)
+		return tampered_locked(ks, r, "the row was modified outside keywardd");
+	if (rv)
+		return rv;
+	p = der;
+	p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
+	if (p8)
+		pkey = EVP_PKCS82PKEY(p8);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	OPENSSL_cleanse(der, der_len);
+	free(der);
+	if (!pkey)
+		return tampered_locked(ks, r, "the sealed private key does not decode");
+	rv = spki_der(pkey, &spki, &spki_len);
+	if (rv)
+		goto out;
+	if (spki_len != s->spki_len || CRYPTO_memcmp(spki, s->spki, spki_len) != 0) {
+		rv = tampered_locked(ks, r, "the private key does not match its stored public key");
+		goto out;
+	}
+	if (r->pair_id) {
+		rv = ks->b->ops->object_get(ks->b, r->partition_id, r->pair_id, &pub, NULL);
+		if (rv == KW_ERR_NOT_FOUND) {
+			rv = tampered_locked(ks, r, "its public half is missing (deleted outside keywardd)");
+			goto out;
+		}
+		if (rv)
+			goto out;
+		if (pub.cls != KW_CLASS_PUBLIC_KEY || pub.pair_id != r->id || pub.key_type != r->key_type ||
+		    pub.bits != r->bits || strcmp(pub.curve, r->curve) != 0 || pub.value_len != spki_len ||
+		    CRYPTO_memcmp(pub.value, spki, spki_len) != 0) {
+			rv = tampered_locked(ks, r, "its public half does not match the private key");
+			goto out;
+		}
+	}
+	*out = pkey;
+	pkey = NULL;
+out:
+	kw_object_row_cleanup(&pub);
+	free(spki);
+	EVP_PKEY_free(pkey);
+	return rv;
+}
+
+static kw_rv need_unlocked(struct kw_keystore *ks)
+{
+	if (ks->mk)
+		return KW_OK;
+	if (!ks->method[0])
+		return kw_error_set(KW_ERR_STORE_LOCKED, "store: the HSM is not initialized (keyward-admin init)");
+	return kw_error_set(KW_ERR_STORE_LOCKED, "store: the HSM is locked (unlock it with keyward-admin unlock)");
+}
+
+/* ---- opening ---- */
+
+static kw_rv meta_get_text(struct kw_backend *b, const char *key, char *buf, size_t cap)
+{
+	unsigned char *val = NULL;
+	size_t len = 0;
+	kw_rv rv = b->ops->meta_get(b, key, &val, &len);
+
+	if (rv)
+		return rv;
+	snprintf(buf, cap, "%.*s", (int)(len < cap ? len : cap - 1), (const char *)val);
+	free(val);
+	return KW_OK;
+}
+
+static kw_rv meta_get_u64(struct kw_backend *b, const char *key, uint64_t *v)
+{
+	char buf[32], *end;
+	kw_rv rv = meta_get_text(b, key, buf, sizeof buf);
+
+	if (rv)
+		return rv;
+	*v = strtoull(buf, &end, 10);
+	if (end == buf || *end)
+		return kw_error_set(KW_ERR_STORE, "store: meta %s is not a number", key);
+	return KW_OK;
+}
+
+static kw_rv meta_put_u64(struct kw_backend *b, const char *key, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof buf, "%" PRIu64, v);
+	return b->ops->meta_put(b, key, buf, strlen(buf));
+}
+
+static kw_rv meta_put_text(struct kw_backend *b, const char *key, const char *v)
+{
+	return b->ops->meta_put(b, key, v, strlen(v));
+}
+
+static kw_rv load_method_locked(struct kw_keystore *ks)
+{
+	char m[32];
+	uint64_t t = 0, n = 0;
+	kw_rv rv = meta_get_text(ks->b, "mk.method", m, sizeof m);
+
+	ks->method[0] = '\0';
+	if (rv == KW_ERR_NOT_FOUND)
+		return KW_OK;
+	if (rv)
+		return rv;
+	if (strcmp(m, "shamir") == 0) {
+		rv = meta_get_u64(ks->b, "mk.threshold", &t);
+		if (!rv)
+			rv = meta_get_u64(ks->b, "mk.shares", &n);
+		if (rv == KW_ERR_NOT_FOUND)
+			return kw_error_set(KW_ERR_STORE, "store: Shamir master key without threshold/shares in meta");
+		if (rv)
+			return rv;
+		snprintf(ks->method, sizeof ks->method, "shamir %" PRIu64 "-of-%" PRIu64, t, n);
+	} else {
+		snprintf(ks->method, sizeof ks->method, "%s", m);
+	}
+	return KW_OK;
+}
+
+kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore **out)
+{
+	struct kw_keystore *ks;
+	const char *path = url;
+	kw_rv rv;
+
+	if (!url || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no store URL given");
+	*out = NULL;
+	if (strncmp(url, "sqlite:", 7) == 0) {
+		path = url + 7;
+		if (strncmp(path, "//", 2) == 0)
+			path += 2;
+	} else if (strncmp(url, "postgres", 8) == 0) {
+		return kw_error_set(KW_ERR_CONFIG, "store %s: the PostgreSQL backend is not built yet", url);
+	}
+	if (!*path)
+		return kw_error_set(KW_ERR_CONFIG, "store: empty path in store URL \"%s\"", url);
+	ks = calloc(1, sizeof *ks);
+	if (!ks)
+		return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+	if (pthread_mutex_init(&ks->mu, NULL) != 0) {
+		free(ks);
+		return kw_error_set(KW_ERR_NO_MEMORY, "store: cannot create a mutex");
+	}
+	rv = kw_sqlite_open(path, max_bytes, &ks->b);
+	if (!rv)
+		rv = load_method_locked(ks);
+	if (rv) {
+		kw_keystore_free(ks);
+		return rv;
+	}
+	*out = ks;
+	return KW_OK;
+}
+
+static void wipe_mk_locked(struct kw_keystore *ks)
+{
+	if (ks->mk) {
+		OPENSSL_secure_clear_free(ks->mk, KW_MASTER_KEY_LEN);
+		ks->mk = NULL;
+	}
+}
+
+void kw_keystore_free(struct kw_keystore *ks)
+{
+	if (!ks)
+		return;
+	wipe_mk_locked(ks);
+	if (ks->b)
+		ks->b->ops->close(ks->b);
+	pthread_mutex_destroy(&ks->mu);
+	free(ks);
+}
+
+/* ---- master key ---- */
+
+bool kw_keystore_initialized(struct kw_keystore *ks)
+{
+	bool r;
+
+	lock(ks);
+	r = ks->method[0] != '\0';
+	unlock(ks);
+	return r;
+}
+
+bool kw_keystore_locked(struct kw_keystore *ks)
+{
+	bool r;
+
+	lock(ks);
+	r = ks->mk == NULL;
+	unlock(ks);
+	return r;
+}
+
+const char *kw_keystore_unlock_method(struct kw_keystore *ks)
+{
+	/* written only by init, which happens once per store */
+	return ks->method;
+}
+
+static kw_rv set_mk_locked(struct kw_keystore *ks, const unsigned char key[KW_MASTER_KEY_LEN])
+{
+	if (!ks->mk) {
+		ks->mk = OPENSSL_secure_malloc(KW_MASTER_KEY_LEN);
+		if (!ks->mk)
+			return kw_error_set(KW_ERR_NO_MEMORY, "store: out of secure memory for the master key");
+	}
+	memcpy(ks->mk, key, KW_MASTER_KEY_LEN);
+	return KW_OK;
+}
+
+static kw_rv not_initialized_check_locked(struct kw_keystore *ks)
+{
+	if (ks->method[0])
+		return kw_error_set(KW_ERR_ALREADY_INITIALIZED, "store: the HSM already has a master key (%s)",
+				    ks->method);
+	return KW_OK;
+}
+
+kw_rv kw_keystore_init_passphrase(struct kw_keystore *ks, const char *passphrase)
+{
+	unsigned char mk[KW_MASTER_KEY_LEN], kek[KW_MASTER_KEY_LEN], salt[KW_SALT_LEN];
+	unsigned char *wrapped = NULL;
+	size_t wrapped_len = 0;
+	uint64_t n = kw_master_kdf_n();
+	char params[64];
+	kw_rv rv;
+
+	if (!ks || !passphrase || !*passphrase)
+		return kw_error_set(KW_ERR_ARGUMENTS, "init: the passphrase is empty");
+	lock(ks);
+	rv = not_initialized_check_locked(ks);
+	if (rv)
+		goto out;
+	if (RAND_bytes(mk, sizeof mk) != 1 || RAND_bytes(salt, sizeof salt) != 1) {
+		rv = kw_error_set(KW_ERR_CRYPTO, "init: no random bytes for the master key");
+		goto out;
+	}
+	rv = kw_master_kdf(passphrase, salt, sizeof salt, n, KW_SCRYPT_R, KW_SCRYPT_P, kek);
+	if (rv)
+		goto out;
+	rv = kw_gcm_seal(kek, (const unsigned char *)MK_AAD, sizeof MK_AAD - 1, mk, sizeof mk, &wrapped, &wrapped_len);
+	if (rv)
+		goto out;
+	snprintf(params, sizeof params, "%" PRIu64 " %u %u", n, KW_SCRYPT_R, KW_SCRYPT_P);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = meta_put_text(ks->b, "mk.method", "passphrase");
+	if (!rv)
+		rv = ks->b->ops->meta_put(ks->b, "mk.salt", salt, sizeof salt);
+	if (!rv)
+		rv = meta_put_text(ks->b, "mk.scrypt", params);
+	if (!rv)
+		rv = ks->b->ops->meta_put(ks->b, "mk.wrapped", wrapped, wrapped_len);
+	rv = finish(ks->b, rv);
+	if (rv)
+		goto out;
+	snprintf(ks->method, sizeof ks->method, "passphrase");
+	rv = set_mk_locked(ks, mk);
+	kw_debug(KW_DEBUG_STORE, "store: master key created, sealed under a passphrase (scrypt N=%" PRIu64 ")", n);
+out:
+	unlock(ks);
+	OPENSSL_cleanse(mk, sizeof mk);
+	OPENSSL_cleanse(kek, sizeof kek);
+	free(wrapped);
+	return rv;
+}
+
+kw_rv kw_keystore_init_shamir(struct kw_keystore *ks, unsigned shares, unsigned threshold, char ***shares_out)
+{
+	unsigned char mk[KW_MASTER_KEY_LEN], *check = NULL;
+	size_t check_len = 0;
+	char **texts = NULL;
+	kw_rv rv;
+
+	if (!ks || !shares_out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "init: no place for the shares");
+	*shares_out = NULL;
+	lock(ks);
+	rv = not_initialized_check_locked(ks);
+	if (rv)
+		goto out;
+	if (RAND_bytes(mk, sizeof mk) != 1) {
+		rv = kw_error_set(KW_ERR_CRYPTO, "init: no random bytes for the master key");
+		goto out;
+	}
+	rv = kw_shamir_split(mk, shares, threshold, &texts);
+	if (rv)
+		goto out;
+	rv = kw_gcm_seal(mk, (const unsigned char *)CHECK_AAD, sizeof CHECK_AAD - 1, (const unsigned char *)CHECK_TEXT,
+			 sizeof CHECK_TEXT - 1, &check, &check_len);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = meta_put_text(ks->b, "mk.method", "shamir");
+	if (!rv)
+		rv = meta_put_u64(ks->b, "mk.threshold", threshold);
+	if (!rv)
+		rv = meta_put_u64(ks->b, "mk.shares", shares);
+	if (!rv)
+		rv = ks->b->ops->meta_put(ks->b, "mk.check", check, check_len);
+	rv = finish(ks->b, rv);
+	if (rv)
+		goto out;
+	snprintf(ks->method, sizeof ks->method, "shamir %u-of-%u", threshold, shares);
+	rv = set_mk_locked(ks, mk);
+	if (rv)
+		goto out;
+	*shares_out = texts;
+	texts = NULL;
+	kw_debug(KW_DEBUG_STORE, "store: master key created, split %u-of-%u", threshold, shares);
+out:
+	unlock(ks);
+	if (texts)
+		kw_keystore_shares_free(texts, shares);
+	OPENSSL_cleanse(mk, sizeof mk);
+	free(check);
+	return rv;
+}
+
+void kw_keystore_shares_free(char **shares, unsigned n)
+{
+	if (!shares)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		if (shares[i]) {
+			OPENSSL_cleanse(shares[i], strlen(shares[i]));
+			free(shares[i]);
+		}
+	}
+	free(shares);
+}
+
+kw_rv kw_keystore_init_dev(struct kw_keystore *ks)
+{
+	unsigned char mk[KW_MASTER_KEY_LEN];
+	kw_rv rv;
+
+	if (!ks)
+		return kw_error_set(KW_ERR_ARGUMENTS, "init: no store");
+	lock(ks);
+	rv = not_initialized_check_locked(ks);
+	if (rv)
+		goto out;
+	if (RAND_bytes(mk, sizeof mk) != 1) {
+		rv = kw_error_set(KW_ERR_CRYPTO, "init: no random bytes for the master key");
+		goto out;
+	}
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = finish(ks->b, meta_put_text(ks->b, "mk.method", "dev"));
+	if (rv)
+		goto out;
+	snprintf(ks->method, sizeof ks->method, "dev");
+	rv = set_mk_locked(ks, mk);
+	kw_debug(KW_DEBUG_STORE, "store: development master key created (in memory only)");
+out:
+	unlock(ks);
+	OPENSSL_cleanse(mk, sizeof mk);
+	return rv;
+}
+
+static kw_rv method_check_locked(struct kw_keystore *ks, const char *want)
+{
+	if (!ks->method[0])
+		return kw_error_set(KW_ERR_NOT_INITIALIZED, "unlock: the HSM is not initialized (keyward-admin init)");
+	if (strcmp(ks->method, "dev") == 0)
+		return kw_error_set(KW_ERR_AUTH,
+				    "unlock: this store was created in development mode; its master key lived only "
+				    "in memory and is gone, so the store cannot be unlocked (start with a fresh store)");
+	if (strncmp(ks->method, want, strlen(want)) != 0)
+		return kw_error_set(KW_ERR_ARGUMENTS, "unlock: this store is unlocked with %s, not with a %s",
+				    ks->method, want);
+	return KW_OK;
+}
+
+kw_rv kw_keystore_unlock_passphrase(struct kw_keystore *ks, const char *passphrase)
+{
+	unsigned char salt[KW_SALT_LEN], kek[KW_MASTER_KEY_LEN], *salt_v = NULL, *wrapped = NULL, *mk = NULL;
+	size_t salt_len = 0, wrapped_len = 0, mk_len = 0;
+	unsigned long long n = 0;
+	unsigned r = 0, p = 0;
+	char params[64];
+	kw_rv rv;
+
+	if (!ks || !passphrase)
+		return kw_error_set(KW_ERR_ARGUMENTS, "unlock: no passphrase given");
+	lock(ks);
+	rv = method_check_locked(ks, "passphrase");
+	if (!rv)
+		rv = ks->b->ops->meta_get(ks->b, "mk.salt", &salt_v, &salt_len);
+	if (!rv)
+		rv = ks->b->ops->meta_get(ks->b, "mk.wrapped", &wrapped, &wrapped_len);
+	if (!rv)
+		rv = meta_get_text(ks->b, "mk.scrypt", params, sizeof params);
+	unlock(ks);
+	if (rv == KW_ERR_NOT_FOUND)
+		rv = kw_error_set(KW_ERR_STORE, "unlock: the store's master-key record is incomplete");
+	if (rv)
+		goto out;
+	if (salt_len != sizeof salt || sscanf(params, "%llu %u %u", &n, &r, &p) != 3) {
+		rv = kw_error_set(KW_ERR_STORE, "unlock: the store's master-key record is damaged");
+		goto out;
+	}
+	memcpy(salt, salt_v, sizeof salt);
+	/* the KDF is slow on purpose: run it without holding the store */
+	rv = kw_master_kdf(passphrase, salt, sizeof salt, n, r, p, kek);
+	if (rv)
+		goto out;
+	rv = kw_gcm_open(kek, (const unsigned char *)MK_AAD, sizeof MK_AAD - 1, wrapped, wrapped_len, &mk, &mk_len);
+	if (rv == KW_ERR_TAMPERED || (!rv && mk_len != KW_MASTER_KEY_LEN)) {
+		rv = kw_error_set(KW_ERR_AUTH, "unlock: wrong passphrase");
+		goto out;
+	}
+	if (rv)
+		goto out;
+	lock(ks);
+	rv = set_mk_locked(ks, mk);
+	unlock(ks);
+	if (!rv)
+		kw_debug(KW_DEBUG_STORE, "store: unlocked with the passphrase");
+out:
+	OPENSSL_cleanse(kek, sizeof kek);
+	if (mk) {
+		OPENSSL_cleanse(mk, mk_len);
+		free(mk);
+	}
+	free(salt_v);
+	free(wrapped);
+	return rv;
+}
+
+kw_rv kw_keystore_unlock_shares(struct kw_keystore *ks, const char *const *shares, size_t count)
+{
+	unsigned char mk[KW_MASTER_KEY_LEN], *check = NULL, *text = NULL;
+	size_t check_len = 0, text_len = 0;
+	uint64_t threshold = 0, total = 0;
+	kw_rv rv;
+
+	if (!ks || (!shares && count))
+		return kw_error_set(KW_ERR_ARGUMENTS, "unlock: no shares given");
+	lock(ks);
+	rv = method_check_locked(ks, "shamir");
+	if (!rv)
+		rv = meta_get_u64(ks->b, "mk.threshold", &threshold);
+	if (!rv)
+		rv = meta_get_u64(ks->b, "mk.shares", &total);
+	if (!rv)
+		rv = ks->b->ops->meta_get(ks->b, "mk.check", &check, &check_len);
+	if (rv == KW_ERR_NOT_FOUND)
+		rv = kw_error_set(KW_ERR_STORE, "unlock: the store's master-key record is incomplete");
+	if (rv)
+		goto out;
+	if (threshold < 2 || threshold > total || total > 255) {
+		rv = kw_error_set(KW_ERR_STORE, "unlock: the store's Shamir parameters are damaged");
+		goto out;
+	}
+	rv = kw_shamir_combine(shares, count, (unsigned)threshold, (unsigned)total, mk);
+	if (rv)
+		goto out;
+	rv = kw_gcm_open(mk, (const unsigned char *)CHECK_AAD, sizeof CHECK_AAD - 1, check, check_len, &text,
+			 &text_len);
+	if (rv == KW_ERR_TAMPERED) {
+		rv = kw_error_set(KW_ERR_AUTH,
+				  "unlock: the %zu shares do not recombine to this store's master key "
+				  "(a wrong or corrupted share, or shares of another store)",
+				  count);
+		goto out;
+	}
+	if (rv)
+		goto out;
+	rv = set_mk_locked(ks, mk);
+	if (!rv)
+		kw_debug(KW_DEBUG_STORE, "store: unlocked with %zu shares", count);
+out:
+	unlock(ks);
+	OPENSSL_cleanse(mk, sizeof mk);
+	free(text);
+	free(check);
+	return rv;
+}
+
+void kw_keystore_lock(struct kw_keystore *ks)
+{
+	if (!ks)
+		return;
+	lock(ks);
+	wipe_mk_locked(ks);
+	unlock(ks);
+	kw_debug(KW_DEBUG_STORE, "store: locked");
+}
+
+/* ---- partitions ---- */
+
+kw_rv kw_keystore_partition_create(struct kw_keystore *ks, const char *name,
+				   const unsigned char setup_hash[KW_SETUP_HASH_LEN], uint64_t *id_out)
+{
+	uint64_t id = 0;
+	kw_rv rv;
+
+	rv = check_partition_name(name);
+	if (rv)
+		return rv;
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv) {
+		rv = ks->b->ops->partition_insert(ks->b, name, setup_hash, now(), &id);
+		if (rv == KW_ERR_EXISTS)
+			kw_error_set(rv, "store: partition '%s' already exists", name);
+		rv = finish(ks->b, rv);
+	}
+	unlock(ks);
+	if (!rv && id_out)
+		*id_out = id;
+	return rv;
+}
+
+kw_rv kw_keystore_partition_get(struct kw_keystore *ks, const char *name, struct kw_partition_info *out)
+{
+	kw_rv rv;
+
+	if (!name || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no partition name given");
+	lock(ks);
+	rv = ks->b->ops->partition_get(ks->b, name, 0, out, NULL, NULL);
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_partition_name(struct kw_keystore *ks, uint64_t id, char name[KW_PARTITION_NAME_MAX + 1])
+{
+	struct kw_partition_info info;
+	kw_rv rv;
+
+	lock(ks);
+	rv = ks->b->ops->partition_get(ks->b, NULL, id, &info, NULL, NULL);
+	unlock(ks);
+	if (!rv)
+		snprintf(name, KW_PARTITION_NAME_MAX + 1, "%s", info.name);
+	return rv;
+}
+
+kw_rv kw_keystore_partition_list(struct kw_keystore *ks, struct kw_partition_info **out, size_t *n)
+{
+	kw_rv rv;
+
+	lock(ks);
+	rv = ks->b->ops->partition_list(ks->b, out, n);
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_partition_set_setup(struct kw_keystore *ks, uint64_t id,
+				      const unsigned char setup_hash[KW_SETUP_HASH_LEN])
+{
+	kw_rv rv;
+
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv)
+		rv = finish(ks->b, ks->b->ops->partition_set_setup(ks->b, id, setup_hash));
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_enroll(struct kw_keystore *ks, uint64_t partition_id,
+			 const unsigned char setup_hash[KW_SETUP_HASH_LEN],
+			 const unsigned char fingerprint[KW_FINGERPRINT_LEN], const char *subject)
+{
+	struct kw_partition_info info;
+	unsigned char stored[KW_SETUP_HASH_LEN];
+	bool has = false;
+	kw_rv rv;
+
+	if (!setup_hash || !fingerprint || !subject || strlen(subject) > SUBJECT_MAX)
+		return kw_error_set(KW_ERR_ARGUMENTS, "enroll: setup password hash, fingerprint and subject are needed");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->partition_get(ks->b, NULL, partition_id, &info, stored, &has);
+	if (rv)
+		goto done;
+	if (!has) {
+		rv = kw_error_set(KW_ERR_AUTH,
+				  "enroll: partition '%s' has no pending setup password (already used? "
+				  "set a new one with keyward-admin)",
+				  info.name);
+		goto done;
+	}
+	if (CRYPTO_memcmp(stored, setup_hash, KW_SETUP_HASH_LEN) != 0) {
+		rv = kw_error_set(KW_ERR_AUTH, "enroll: wrong setup password for partition '%s'", info.name);
+		goto done;
+	}
+	rv = ks->b->ops->partition_set_setup(ks->b, partition_id, NULL);
+	if (rv)
+		goto done;
+	rv = ks->b->ops->credential_insert(ks->b, fingerprint, partition_id, subject, now());
+	if (rv == KW_ERR_EXISTS)
+		kw_error_set(rv, "enroll: this client certificate is already enrolled");
+done:
+	rv = finish(ks->b, rv);
+out:
+	unlock(ks);
+	OPENSSL_cleanse(stored, sizeof stored);
+	return rv;
+}
+
+kw_rv kw_keystore_credential_find(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN],
+				  uint64_t *partition_id)
+{
+	kw_rv rv;
+
+	if (!fingerprint || !partition_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no fingerprint given");
+	lock(ks);
+	rv = ks->b->ops->credential_find(ks->b, fingerprint, partition_id);
+	unlock(ks);
+	return rv;
+}
+
+/* ---- objects ---- */
+
+static kw_rv partition_exists_locked(struct kw_keystore *ks, uint64_t pid)
+{
+	struct kw_partition_info info;
+
+	return ks->b->ops->partition_get(ks->b, NULL, pid, &info, NULL, NULL);
+}
+
+kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
+			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub)
+{
+	struct kw_object_row pr, pu;
+	struct kw_sealed sealed;
+	unsigned char *spki = NULL;
+	size_t spki_len = 0;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&pr, 0, sizeof pr);
+	memset(&pu, 0, sizeof pu);
+	memset(&sealed, 0, sizeof sealed);
+	if (!ks || !spec || !pkey || !priv || !pub)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_keypair needs a spec, a key and output rows");
+	memset(priv, 0, sizeof *priv);
+	memset(pub, 0, sizeof *pub);
+	rv = check_owner(spec->owner);
+	if (!rv)
+		rv = check_name(spec->name);
+	if (!rv)
+		rv = describe_key(pkey, &pr.key_type, &pr.bits, pr.curve);
+	if (!rv)
+		rv = spki_der(pkey, &spki, &spki_len);
+	if (rv)
+		return rv;
+
+	lock(ks);
+	rv = need_unlocked(ks);
+	if (!rv)
+		rv = partition_exists_locked(ks, partition_id);
+	if (!rv)
+		rv = random_id(&pr.id);
+	if (!rv)
+		do
+			rv = random_id(&pu.id);
+		while (!rv && pu.id == pr.id);
+	if (rv)
+		goto out;
+	pr.partition_id = partition_id;
+	pr.pair_id = pu.id;
+	snprintf(pr.owner, sizeof pr.owner, "%s", spec->owner);
+	snprintf(pr.name, sizeof pr.name, "%s", spec->name);
+	pr.cls = KW_CLASS_PRIVATE_KEY;
+	pr.sensitive = true;
+	pr.extractable = spec->extractable;
+	pr.modifiable = spec->modifiable;
+	pr.never_extractable = !spec->extractable;
+	pr.always_sensitive = true;
+	pr.usages = spec->usages;
+	pr.created = now();
+
+	pu = (struct kw_object_row){.id = pu.id, .partition_id = partition_id, .pair_id = pr.id,
+				    .cls = KW_CLASS_PUBLIC_KEY, .key_type = pr.key_type, .bits = pr.bits,
+				    .value = spki, .value_len = spki_len, .sensitive = false, .extractable = true,
+				    .modifiable = spec->modifiable, .usages = spec->usages, .created = pr.created};
+	memcpy(pu.owner, pr.owner, sizeof pu.owner);
+	memcpy(pu.name, pr.name, sizeof pu.name);
+	memcpy(pu.curve, pr.curve, sizeof pu.curve);
+
+	rv = seal_row_locked(ks, &pr, pkey, spki, spki_len, &sealed);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->object_insert(ks->b, &pu, NULL);
+	if (!rv)
+		rv = ks->b->ops->object_insert(ks->b, &pr, &sealed);
+	if (rv == KW_ERR_EXISTS) {
+		part_name_locked(ks, partition_id, pname);
+		kw_error_set(rv, "store: a key named \"%s\" already exists under owner %s in partition '%s'", pr.name,
+			     pr.owner, pname);
+	}
+	rv = finish(ks->b, rv);
+	if (rv)
+		goto out;
+	*priv = pr;
+	*pub = pu;
+	spki = NULL; /* now pub->value */
+	kw_debug(KW_DEBUG_STORE, "store: key pair 0x%" PRIx64 "/0x%" PRIx64 " \"%s\" stored under %s", pr.id, pu.id,
+		 pr.name, pr.owner);
+out:
+	unlock(ks);
+	kw_sealed_cleanup(&sealed);
+	free(spki);
+	return rv;
+}
+
+static kw_rv not_found_locked(struct kw_keystore *ks, uint64_t pid, uint64_t id)
+{
+	char pname[KW_PARTITION_NAME_MAX + 1];
+
+	part_name_locked(ks, pid, pname);
+	return kw_error_set(KW_ERR_NOT_FOUND, "store: no object 0x%" PRIx64 " in partition '%s'", id, pname);
+}
+
+kw_rv kw_keystore_get(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, struct kw_object_row *out)
+{
+	kw_rv rv;
+
+	if (!out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output row");
+	memset(out, 0, sizeof *out);
+	lock(ks);
+	rv = ks->b->ops->object_get(ks->b, partition_id, id, out, NULL);
+	if (rv == KW_ERR_NOT_FOUND)
+		rv = not_found_locked(ks, partition_id, id);
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_find(struct kw_keystore *ks, uint64_t partition_id, const char *owner, const char *name,
+		       enum kw_class cls, struct kw_object_row *out)
+{
+	struct kw_object_row *rows = NULL;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	size_t n = 0, best = 0;
+	kw_rv rv;
+
+	if (!out || !owner || !name)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: find needs an owner and a name");
+	memset(out, 0, sizeof *out);
+	lock(ks);
+	rv = ks->b->ops->object_list(ks->b, partition_id, owner, name, cls, 0, 0, &rows, &n);
+	if (rv)
+		goto out;
+	if (n == 0) {
+		part_name_locked(ks, partition_id, pname);
+		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no object \"%s\" under owner %s in partition '%s'", name,
+				  owner, pname);
+		goto out;
+	}
+	for (size_t i = 1; i < n; i++) /* private key first, then public, certificate, data */
+		if (rows[i].cls < rows[best].cls)
+			best = i;
+	*out = rows[best];
+	rows[best].value = NULL;
+out:
+	unlock(ks);
+	kw_object_rows_free(rows, n);
+	return rv;
+}
+
+kw_rv kw_keystore_list(struct kw_keystore *ks, uint64_t partition_id, const char *owner, const char *name,
+		       uint64_t after_id, unsigned limit, struct kw_object_row **rows, size_t *n, bool *more)
+{
+	struct kw_object_row *r = NULL;
+	size_t cnt = 0;
+	kw_rv rv;
+
+	if (!rows || !n)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output for the list");
+	*rows = NULL;
+	*n = 0;
+	if (more)
+		*more = false;
+	if (limit == 0 || limit > LIST_LIMIT_MAX)
+		limit = LIST_LIMIT_MAX;
+	lock(ks);
+	rv = ks->b->ops->object_list(ks->b, partition_id, owner, name, KW_CLASS_ANY, after_id, limit + 1, &r, &cnt);
+	unlock(ks);
+	if (rv)
+		return rv;
+	if (cnt > limit) {
+		kw_object_row_cleanup(&r[limit]);
+		cnt = limit;
+		if (more)
+			*more = true;
+	}
+	*rows = r;
+	*n = cnt;
+	return KW_OK;
+}
+
+static kw_rv get_sealed_locked(struct kw_keystore *ks, uint64_t pid, uint64_t id, struct kw_object_row *row,
+			       struct kw_sealed *s)
+{
+	kw_rv rv = ks->b->ops->object_get(ks->b, pid, id, row, s);
+
+	if (rv == KW_ERR_NOT_FOUND)
+		rv = not_found_locked(ks, pid, id);
+	return rv;
+}
+
+kw_rv kw_keystore_load_private(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, EVP_PKEY **out)
+{
+	struct kw_object_row row;
+	struct kw_sealed s;
+	kw_rv rv;
+
+	if (!out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output key");
+	*out = NULL;
+	memset(&row, 0, sizeof row);
+	memset(&s, 0, sizeof s);
+	lock(ks);
+	rv = need_unlocked(ks);
+	if (!rv)
+		rv = get_sealed_locked(ks, partition_id, id, &row, &s);
+	if (rv)
+		goto out;
+	if (row.cls != KW_CLASS_PRIVATE_KEY) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "store: object 0x%" PRIx64 " (\"%s\") is not a private key", id,
+				  row.name);
+		goto out;
+	}
+	rv = unseal_row_locked(ks, &row, &s, out);
+out:
+	unlock(ks);
+	kw_object_row_cleanup(&row);
+	kw_sealed_cleanup(&s);
+	return rv;
+}
+
+/* Deletes rows[i] for every i with del[i], clearing survivors' pair_id; inside a transaction. */
+static kw_rv delete_rows_locked(struct kw_keystore *ks, uint64_t pid, const struct kw_object_row *rows, size_t n)
+{
+	struct kw_object_row pair;
+	kw_rv rv;
+
+	for (size_t i = 0; i < n; i++) {
+		rv = ks->b->ops->object_delete(ks->b, pid, rows[i].id);
+		if (rv)
+			return rv;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].pair_id)
+			continue;
+		rv = ks->b->ops->object_get(ks->b, pid, rows[i].pair_id, &pair, NULL);
+		if (rv == KW_ERR_NOT_FOUND) /* deleted too, or already gone */
+			continue;
+		if (rv)
+			return rv;
+		if (pair.pair_id == rows[i].id) {
+			pair.pair_id = 0;
+			rv = ks->b->ops->object_update(ks->b, &pair, NULL);
+		}
+		kw_object_row_cleanup(&pair);
+		if (rv)
+			return rv;
+	}
+	return KW_OK;
+}
+
+kw_rv kw_keystore_delete(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, const char *owner,
+			 const char *name, enum kw_class cls, unsigned *deleted)
+{
+	struct kw_object_row *rows = NULL;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	size_t n = 0;
+	kw_rv rv;
+
+	if (deleted)
+		*deleted = 0;
+	if (!id && (!owner || !name))
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: delete needs an object id, or an owner and a name");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	if (id) {
+		rows = calloc(1, sizeof *rows);
+		if (!rows) {
+			rv = kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+			goto done;
+		}
+		rv = ks->b->ops->object_get(ks->b, partition_id, id, rows, NULL);
+		if (rv == KW_ERR_NOT_FOUND)
+			rv = not_found_locked(ks, partition_id, id);
+		if (rv)
+			goto done;
+		n = 1;
+	} else {
+		rv = ks->b->ops->object_list(ks->b, partition_id, owner, name, cls, 0, 0, &rows, &n);
+		if (rv)
+			goto done;
+		if (n == 0) {
+			part_name_locked(ks, partition_id, pname);
+			rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no object \"%s\" under owner %s in partition '%s'",
+					  name, owner, pname);
+			goto done;
+		}
+	}
+	rv = delete_rows_locked(ks, partition_id, rows, n);
+done:
+	rv = finish(ks->b, rv);
+	if (!rv && deleted)
+		*deleted = (unsigned)n;
+	if (!rv)
+		kw_debug(KW_DEBUG_STORE, "store: deleted %zu object(s)", n);
+out:
+	unlock(ks);
+	kw_object_rows_free(rows, n ? n : (rows ? 1 : 0));
+	return rv;
+}
+
+/* Reseals a private-key row under its (new) fields; old_row has the fields it was sealed under. */
+static kw_rv reseal_locked(struct kw_keystore *ks, const struct kw_object_row *old_row,
+			   const struct kw_sealed *old_s, const struct kw_object_row *new_row)
+{
+	EVP_PKEY *pkey = NULL;
+	struct kw_sealed s;
+	kw_rv rv;
+
+	memset(&s, 0, sizeof s);
+	rv = unseal_row_locked(ks, old_row, old_s, &pkey);
+	if (!rv)
+		rv = seal_row_locked(ks, new_row, pkey, old_s->spki, old_s->spki_len, &s);
+	if (!rv)
+		rv = ks->b->ops->object_update(ks->b, new_row, &s);
+	EVP_PKEY_free(pkey);
+	kw_sealed_cleanup(&s);
+	return rv;
+}
+
+kw_rv kw_keystore_set_attributes(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, int extractable,
+				 int modifiable, const char *new_name)
+{
+	struct kw_object_row row, nrow, pair;
+	struct kw_sealed s;
+	bool rename, has_pair = false, changed;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&row, 0, sizeof row);
+	memset(&pair, 0, sizeof pair);
+	memset(&s, 0, sizeof s);
+	if (extractable < -1 || extractable > 1 || modifiable < -1 || modifiable > 1)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: extractable/modifiable must be -1, 0 or 1");
+	if (new_name) {
+		rv = check_name(new_name);
+		if (rv)
+			return rv;
+	}
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = get_sealed_locked(ks, partition_id, id, &row, &s);
+	if (rv)
+		goto done;
+	if (row.pair_id) {
+		rv = ks->b->ops->object_get(ks->b, partition_id, row.pair_id, &pair, NULL);
+		if (rv == KW_ERR_NOT_FOUND)
+			rv = KW_OK;
+		else if (rv)
+			goto done;
+		else
+			has_pair = true;
+	}
+	/* one-way rules first */
+	if (extractable == 1 && !row.extractable) {
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+				  "store: object 0x%" PRIx64 " (\"%s\"): extractable may go from true to false, never back",
+				  id, row.name);
+		goto done;
+	}
+	if (modifiable == 1 && !row.modifiable) {
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+				  "store: object 0x%" PRIx64 " (\"%s\"): modifiable may go from true to false, never back",
+				  id, row.name);
+		goto done;
+	}
+	rename = new_name && strcmp(new_name, row.name) != 0;
+	if (rename && (!row.modifiable || (has_pair && !pair.modifiable))) {
+		rv = kw_error_set(KW_ERR_NOT_MODIFIABLE,
+				  "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not modifiable: it cannot be renamed",
+				  id, row.name, row.owner);
+		goto done;
+	}
+	nrow = row;
+	if (extractable == 0)
+		nrow.extractable = false;
+	if (modifiable == 0)
+		nrow.modifiable = false;
+	if (rename)
+		snprintf(nrow.name, sizeof nrow.name, "%s", new_name);
+	changed = nrow.extractable != row.extractable || nrow.modifiable != row.modifiable;
+	if (!changed && !rename)
+		goto done;
+	if (row.cls == KW_CLASS_PRIVATE_KEY && changed) {
+		rv = need_unlocked(ks);
+		if (!rv)
+			rv = reseal_locked(ks, &row, &s, &nrow);
+	} else {
+		rv = ks->b->ops->object_update(ks->b, &nrow, NULL);
+	}
+	if (rv == KW_ERR_EXISTS)
+		goto exists;
+	if (rv)
+		goto done;
+	if (rename && has_pair) {
+		snprintf(pair.name, sizeof pair.name, "%s", new_name);
+		rv = ks->b->ops->object_update(ks->b, &pair, NULL);
+		if (rv == KW_ERR_EXISTS)
+			goto exists;
+	}
+	goto done;
+exists:
+	part_name_locked(ks, partition_id, pname);
+	rv = kw_error_set(KW_ERR_EXISTS, "store: owner %s already has an object named \"%s\" in partition '%s'",
+			  row.owner, new_name, pname);
+done:
+	rv = finish(ks->b, rv);
+out:
+	unlock(ks);
+	kw_object_row_cleanup(&row);
+	kw_object_row_cleanup(&pair);
+	kw_sealed_cleanup(&s);
+	return rv;
+}
+
+kw_rv kw_keystore_change_owner(struct kw_keystore *ks, uint64_t partition_id, const char *name,
+			       const char *old_owner, const char *new_owner, struct kw_object_row **moved,
+			       size_t *n)
+{
+	struct kw_object_row *rows = NULL, *all = NULL, *taken = NULL;
+	size_t cnt = 0, nall = 0, ntaken = 0;
+	char pname[KW_PARTITION_NAME_MAX + 1], owners[512];
+	size_t off = 0;
+	kw_rv rv;
+
+	if (moved)
+		*moved = NULL;
+	if (n)
+		*n = 0;
+	rv = check_name(name);
+	if (!rv)
+		rv = check_owner(old_owner);
+	if (!rv)
+		rv = check_owner(new_owner);
+	if (rv)
+		return rv;
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	part_name_locked(ks, partition_id, pname);
+	rv = ks->b->ops->object_list(ks->b, partition_id, old_owner, name, KW_CLASS_ANY, 0, 0, &rows, &cnt);
+	if (rv)
+		goto done;
+	if (cnt == 0) {
+		rv = ks->b->ops->object_list(ks->b, partition_id, NULL, name, KW_CLASS_ANY, 0, 0, &all, &nall);
+		if (rv)
+			goto done;
+		owners[0] = '\0';
+		for (size_t i = 0; i < nall; i++) {
+			bool seen = false;
+
+			for (size_t j = 0; j < i && !seen; j++)
+				seen = strcmp(all[j].owner, all[i].owner) == 0;
+			if (!seen && off < sizeof owners)
+				off += (size_t)snprintf(owners + off, sizeof owners - off, "%s%s", off ? ", " : "",
+							all[i].owner);
+		}
+		rv = kw_error_set(KW_ERR_NOT_FOUND,
+				  "store: no object \"%s\" under owner %s in partition '%s' (owners with that name: %s)",
+				  name, old_owner, pname, nall ? owners : "none");
+		goto done;
+	}
+	rv = ks->b->ops->object_list(ks->b, partition_id, new_owner, name, KW_CLASS_ANY, 0, 0, &taken, &ntaken);
+	if (rv)
+		goto done;
+	if (ntaken) {
+		rv = kw_error_set(KW_ERR_EXISTS,
+				  "store: owner %s already has an object named \"%s\" in partition '%s'; "
+				  "delete or rename it first",
+				  new_owner, name, pname);
+		goto done;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		if (!rows[i].modifiable) {
+			rv = kw_error_set(KW_ERR_NOT_MODIFIABLE,
+					  "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not modifiable; "
+					  "its owner cannot change",
+					  rows[i].id, name, old_owner);
+			goto done;
+		}
+	}
+	for (size_t i = 0; i < cnt && !rv; i++) {
+		snprintf(rows[i].owner, sizeof rows[i].owner, "%s", new_owner);
+		rv = ks->b->ops->object_update(ks->b, &rows[i], NULL);
+	}
+	if (rv == KW_ERR_EXISTS)
+		rv = kw_error_set(KW_ERR_EXISTS, "store: owner %s already has an object named \"%s\"", new_owner, name);
+done:
+	rv = finish(ks->b, rv);
+out:
+	unlock(ks);
+	kw_object_rows_free(all, nall);
+	kw_object_rows_free(taken, ntaken);
+	if (!rv) {
+		kw_debug(KW_DEBUG_STORE, "store: moved %zu object(s) \"%s\" from %s to %s", cnt, name, old_owner,
+			 new_owner);
+		if (moved) {
+			*moved = rows;
+			rows = NULL;
+		}
+		if (n)
+			*n = cnt;
+	}
+	kw_object_rows_free(rows, cnt);
+	return rv;
+}
+
+/* ---- audit ---- */
+
+static kw_rv audit_hash(const unsigned char prev[KW_HASH_LEN], const struct kw_audit_rec *r,
+			unsigned char out[KW_HASH_LEN])
+{
+	const char *fields[4] = {r->partition, r->actor, r->event, r->detail};
+	unsigned char hdr[17];
+	struct kw_buf b;
+	kw_rv rv = KW_OK;
+
+	kw_buf_init(&b, 4 * (AUDIT_FIELD_MAX + 4) + sizeof hdr);
+	hdr[0] = 1; /* encoding version */
+	for (int i = 0; i < 8; i++) {
+		hdr[1 + i] = (unsigned char)(r->seq >> (56 - 8 * i));
+		hdr[9 + i] = (unsigned char)((uint64_t)r->time >> (56 - 8 * i));
+	}
+	rv = kw_buf_append(&b, prev, KW_HASH_LEN);
+	if (!rv)
+		rv = kw_buf_append(&b, hdr, sizeof hdr);
+	for (int i = 0; i < 4 && !rv; i++) {
+		size_t len = strlen(fields[i]);
+		unsigned char l[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+				      (unsigned char)(len >> 8), (unsigned char)len};
+
+		rv = kw_buf_append(&b, l, 4);
+		if (!rv)
+			rv = kw_buf_append(&b, fields[i], len);
+	}
+	if (rv == KW_ERR_DATA_LEN)
+		rv = kw_error_set(KW_ERR_DATA_LEN, "audit: record %" PRIu64 " is too long", r->seq);
+	else if (rv)
+		rv = kw_error_set(rv, "audit: out of memory");
+	else
+		SHA256(b.data, b.len, out);
+	kw_buf_cleanup(&b);
+	return rv;
+}
+
+static kw_rv audit_head_locked(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_HASH_LEN])
+{
+	unsigned char *h = NULL;
+	size_t len = 0;
+	kw_rv rv;
+
+	*seq = 0;
+	memset(hash, 0, KW_HASH_LEN);
+	rv = meta_get_u64(ks->b, "audit.seq", seq);
+	if (rv == KW_ERR_NOT_FOUND)
+		return KW_OK;
+	if (rv)
+		return rv;
+	rv = ks->b->ops->meta_get(ks->b, "audit.hash", &h, &len);
+	if (rv == KW_ERR_NOT_FOUND || (!rv && len != KW_HASH_LEN))
+		rv = kw_error_set(KW_ERR_STORE, "audit: the head hash in meta is missing or damaged");
+	if (!rv)
+		memcpy(hash, h, KW_HASH_LEN);
+	free(h);
+	return rv;
+}
+
+kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
+			const char *detail)
+{
+	struct kw_audit_rec r;
+	uint64_t seq;
+	kw_rv rv;
+
+	if (!partition)
+		partition = "";
+	if (!detail)
+		detail = "";
+	if (!actor || !event || !*event)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit: a record needs an actor and an event");
+	if (strlen(partition) > AUDIT_FIELD_MAX || strlen(actor) > AUDIT_FIELD_MAX || strlen(event) > AUDIT_FIELD_MAX ||
+	    strlen(detail) > AUDIT_FIELD_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "audit: a field is longer than %d bytes", AUDIT_FIELD_MAX);
+	memset(&r, 0, sizeof r);
+	r.partition = (char *)partition;
+	r.actor = (char *)actor;
+	r.event = (char *)event;
+	r.detail = (char *)detail;
+	r.time = now();
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = audit_head_locked(ks, &seq, r.prev_hash);
+	if (rv)
+		goto done;
+	r.seq = seq + 1;
+	rv = audit_hash(r.prev_hash, &r, r.hash);
+	if (!rv)
+		rv = ks->b->ops->audit_insert(ks->b, &r);
+	if (rv == KW_ERR_EXISTS)
+		rv = kw_error_set(KW_ERR_STORE, "audit: record %" PRIu64 " already exists past the head in meta",
+				  r.seq);
+	if (!rv)
+		rv = meta_put_u64(ks->b, "audit.seq", r.seq);
+	if (!rv)
+		rv = ks->b->ops->meta_put(ks->b, "audit.hash", r.hash, KW_HASH_LEN);
+done:
+	rv = finish(ks->b, rv);
+out:
+	unlock(ks);
+	return rv;
+}
+
+struct verify_ctx {
+	struct kw_audit_report *rep;
+	uint64_t next;
+	uint64_t last_seq;
+	unsigned char prev[KW_HASH_LEN];
+	bool bad;
+};
+
+static void report_bad(struct verify_ctx *c, uint64_t seq, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void report_bad(struct verify_ctx *c, uint64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->bad = true;
+	c->rep->ok = false;
+	c->rep->first_bad = seq;
+	va_start(ap, fmt);
+	vsnprintf(c->rep->problem, sizeof c->rep->problem, fmt, ap);
+	va_end(ap);
+}
+
+static kw_rv verify_cb(void *ctx, const struct kw_audit_rec *r)
+{
+	struct verify_ctx *c = ctx;
+	unsigned char h[KW_HASH_LEN];
+	kw_rv rv;
+
+	c->rep->records++;
+	c->last_seq = r->seq;
+	if (c->bad)
+		return KW_OK;
+	if (r->seq != c->next) {
+		if (r->seq == c->next + 1)
+			report_bad(c, c->next, "record %" PRIu64 " missing", c->next);
+		else
+			report_bad(c, c->next, "records %" PRIu64 " to %" PRIu64 " missing", c->next, r->seq - 1);
+		return KW_OK;
+	}
+	if (CRYPTO_memcmp(r->prev_hash, c->prev, KW_HASH_LEN) != 0) {
+		report_bad(c, r->seq,
+			   "record %" PRIu64 ": chain broken (the record before it was altered, or records were reordered)",
+			   r->seq);
+		return KW_OK;
+	}
+	rv = audit_hash(c->prev, r, h);
+	if (rv)
+		return rv;
+	if (CRYPTO_memcmp(h, r->hash, KW_HASH_LEN) != 0) {
+		report_bad(c, r->seq, "record %" PRIu64 ": hash mismatch (altered)", r->seq);
+		return KW_OK;
+	}
+	memcpy(c->prev, r->hash, KW_HASH_LEN);
+	c->next++;
+	return KW_OK;
+}
+
+kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *out)
+{
+	struct verify_ctx c;
+	unsigned char head_hash[KW_HASH_LEN];
+	uint64_t head = 0;
+	kw_rv rv;
+
+	if (!out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit: no report given");
+	memset(out, 0, sizeof *out);
+	memset(&c, 0, sizeof c);
+	out->ok = true;
+	c.rep = out;
+	c.next = 1;
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b); /* one consistent view of log and head */
+	if (rv)
+		goto out;
+	rv = audit_head_locked(ks, &head, head_hash);
+	if (!rv)
+		rv = ks->b->ops->audit_foreach(ks->b, verify_cb, &c);
+	ks->b->ops->rollback(ks->b);
+	if (rv || c.bad)
+		goto out;
+	if (c.last_seq < head)
+		report_bad(&c, c.last_seq + 1, "log ends at %" PRIu64 " but head says %" PRIu64, c.last_seq, head);
+	else if (c.last_seq > head)
+		report_bad(&c, head + 1, "record %" PRIu64 " is past the head (%" PRIu64 "): written outside keywardd",
+			   head + 1, head);
+	else if (head && CRYPTO_memcmp(c.prev, head_hash, KW_HASH_LEN) != 0)
+		report_bad(&c, head, "record %" PRIu64 ": differs from the head hash (replaced)", head);
+out:
+	unlock(ks);
+	if (rv)
+		out->ok = false;
+	return rv;
+}

@@ -1,0 +1,399 @@
+/*
+ * keyward-admin: administration of a keywardd HSM over its local admin
+ * socket. A thin front end: it parses arguments, reads secrets without
+ * echo, sends one request and prints the answer. See keyward-admin(8).
+ *
+ * Exit codes: 0 done; 1 the HSM refused or failed (the message says why);
+ * 2 bad usage; 3 keywardd not reachable.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/error.h"
+#include "tools/admin_client.h"
+
+#define SECRET_MAX 1024
+#define INIT_TIMEOUT 120 /* scrypt and key splitting take a moment */
+
+static const char *socket_path;
+static const char *passphrase_file;
+static unsigned opt_shares, opt_threshold;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: keyward-admin [--socket PATH] COMMAND\n"
+		"\n"
+		"commands:\n"
+		"  status                          state of the HSM\n"
+		"  init [--passphrase-file F]      create the master key under a security officer passphrase\n"
+		"  init --shares N --threshold M   ... or split it into N shares, any M of which unlock\n"
+		"  unlock [--passphrase-file F]    unlock with the passphrase\n"
+		"  unlock --shares                 unlock with shares (one per line on standard input)\n"
+		"  lock                            wipe the master key and every unsealed key from memory\n"
+		"  partition create NAME           create a partition; prints its one-time setup password\n"
+		"  partition password NAME         a new one-time setup password (to register another client)\n"
+		"  partition list                  partitions, their objects and credentials\n"
+		"  audit verify                    check the hash chain of the audit log\n"
+		"\n"
+		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
+		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
+}
+
+/* One line of secret: from a file, the terminal (no echo), or standard input. */
+static int read_secret(const char *prompt, char *buf, size_t size)
+{
+	FILE *in = stdin;
+	struct termios old, quiet;
+	bool tty = false;
+	size_t len;
+
+	if (passphrase_file) {
+		in = fopen(passphrase_file, "r");
+		if (!in) {
+			fprintf(stderr, "keyward-admin: cannot read %s: %s\n", passphrase_file, strerror(errno));
+			return -1;
+		}
+	} else if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
+		tty = true;
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		fprintf(stderr, "%s", prompt);
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	if (!fgets(buf, (int)size, in))
+		buf[0] = '\0';
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (in != stdin)
+		fclose(in);
+	len = strcspn(buf, "\r\n");
+	buf[len] = '\0';
+	return 0;
+}
+
+static int fail(kw_rv rv)
+{
+	fprintf(stderr, "keyward-admin: %s\n", kw_last_error()[0] ? kw_last_error() : kw_rv_text(rv));
+	return rv == KW_ERR_UNREACHABLE ? 3 : 1;
+}
+
+/* Connects, sends, and hands back the response (NULL on failure, after printing why). */
+static Keyward__Response *call(Keyward__Request *req, int timeout_s, int *status)
+{
+	Keyward__Response *resp = NULL;
+	int fd;
+	kw_rv rv = kw_admin_connect(socket_path, &fd);
+
+	if (rv == KW_OK) {
+		rv = kw_admin_call(fd, req, timeout_s, &resp);
+		close(fd);
+	}
+	if (rv) {
+		if (resp)
+			keyward__response__free_unpacked(resp, NULL);
+		*status = fail(rv);
+		return NULL;
+	}
+	*status = 0;
+	return resp;
+}
+
+static int cmd_status(void)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AdminStatus body = KEYWARD__ADMIN_STATUS__INIT;
+	Keyward__Response *resp;
+	Keyward__AdminStatusResult *r;
+	int status;
+
+	req.body_case = KEYWARD__REQUEST__BODY_ADMIN_STATUS;
+	req.admin_status = &body;
+	if (!(resp = call(&req, 10, &status)))
+		return status;
+	r = resp->admin_status;
+	printf("listening:   %s\n", r->listen);
+	printf("protocol:    %u\n", r->version);
+	printf("initialized: %s%s%s%s\n", r->initialized ? "yes" : "no", r->initialized ? " (" : "",
+	       r->initialized ? r->unlock_method : "", r->initialized ? ")" : "");
+	printf("state:       %s\n", !r->initialized ? "not initialized: keyward-admin init"
+				    : r->locked    ? "locked: keyward-admin unlock"
+						   : "unlocked");
+	printf("partitions:  %u\n", r->partitions);
+	printf("connections: %u\n", r->connections);
+	printf("uptime:      %llu s\n", (unsigned long long)r->uptime);
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int cmd_init(void)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AdminInit body = KEYWARD__ADMIN_INIT__INIT;
+	Keyward__Response *resp;
+	char pass[SECRET_MAX] = "", again[SECRET_MAX] = "";
+	int status;
+
+	if (opt_shares || opt_threshold) {
+		body.shares = opt_shares;
+		body.threshold = opt_threshold;
+	} else {
+		if (read_secret("Security officer passphrase: ", pass, sizeof pass))
+			return 2;
+		if (!passphrase_file && isatty(STDIN_FILENO)) {
+			read_secret("Repeat it: ", again, sizeof again);
+			if (strcmp(pass, again) != 0) {
+				OPENSSL_cleanse(pass, sizeof pass);
+				OPENSSL_cleanse(again, sizeof again);
+				fprintf(stderr, "keyward-admin: the passphrases differ; nothing was changed\n");
+				return 2;
+			}
+		}
+		body.passphrase = pass;
+	}
+	req.body_case = KEYWARD__REQUEST__BODY_ADMIN_INIT;
+	req.admin_init = &body;
+	resp = call(&req, INIT_TIMEOUT, &status);
+	OPENSSL_cleanse(pass, sizeof pass);
+	OPENSSL_cleanse(again, sizeof again);
+	if (!resp)
+		return status;
+	if (resp->admin_init->n_shares) {
+		printf("HSM initialized; the master key is split into %zu shares, any %u of which unlock it.\n"
+		       "Give each share to a different custodian. They are shown once and stored nowhere.\n\n",
+		       resp->admin_init->n_shares, opt_threshold);
+		for (size_t i = 0; i < resp->admin_init->n_shares; i++) {
+			printf("share %zu: %s\n", i + 1, resp->admin_init->shares[i]);
+			OPENSSL_cleanse(resp->admin_init->shares[i], strlen(resp->admin_init->shares[i]));
+		}
+	} else {
+		printf("HSM initialized and unlocked; after a restart, unlock it with keyward-admin unlock.\n");
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int cmd_unlock(bool with_shares)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AdminUnlock body = KEYWARD__ADMIN_UNLOCK__INIT;
+	Keyward__Response *resp;
+	char pass[SECRET_MAX] = "";
+	char *shares[16];
+	size_t n = 0;
+	int status;
+
+	if (with_shares) {
+		char line[SECRET_MAX];
+		if (isatty(STDIN_FILENO))
+			fprintf(stderr, "Enter the shares, one per line; an empty line ends:\n");
+		while (n < 16 && fgets(line, sizeof line, stdin)) {
+			line[strcspn(line, "\r\n")] = '\0';
+			if (!line[0])
+				break;
+			shares[n] = strdup(line);
+			OPENSSL_cleanse(line, sizeof line);
+			if (!shares[n])
+				break;
+			n++;
+		}
+		body.shares = shares;
+		body.n_shares = n;
+	} else {
+		if (read_secret("Security officer passphrase: ", pass, sizeof pass))
+			return 2;
+		body.passphrase = pass;
+	}
+	req.body_case = KEYWARD__REQUEST__BODY_ADMIN_UNLOCK;
+	req.admin_unlock = &body;
+	resp = call(&req, INIT_TIMEOUT, &status);
+	OPENSSL_cleanse(pass, sizeof pass);
+	for (size_t i = 0; i < n; i++) {
+		OPENSSL_cleanse(shares[i], strlen(shares[i]));
+		free(shares[i]);
+	}
+	if (!resp)
+		return status;
+	printf("HSM unlocked.\n");
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int cmd_lock(void)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AdminLock body = KEYWARD__ADMIN_LOCK__INIT;
+	Keyward__Response *resp;
+	int status;
+
+	req.body_case = KEYWARD__REQUEST__BODY_ADMIN_LOCK;
+	req.admin_lock = &body;
+	if (!(resp = call(&req, 10, &status)))
+		return status;
+	printf("HSM locked.\n");
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int print_password(Keyward__Response *resp, const char *what)
+{
+	printf("%s \"%s\".\n"
+	       "One-time setup password: %s\n"
+	       "Register a client with it (it works once): KEYWARD_CONF=... ksputil register\n",
+	       what, resp->setup_password->partition, resp->setup_password->setup_password);
+	OPENSSL_cleanse(resp->setup_password->setup_password, strlen(resp->setup_password->setup_password));
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+static int cmd_partition(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__PartitionCreate create = KEYWARD__PARTITION_CREATE__INIT;
+	Keyward__PartitionPassword password = KEYWARD__PARTITION_PASSWORD__INIT;
+	Keyward__PartitionList list = KEYWARD__PARTITION_LIST__INIT;
+	Keyward__Response *resp;
+	int status;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc == 1) {
+		req.body_case = KEYWARD__REQUEST__BODY_PARTITION_LIST;
+		req.partition_list = &list;
+		if (!(resp = call(&req, 10, &status)))
+			return status;
+		printf("%-24s %8s %12s  %s\n", "PARTITION", "OBJECTS", "CREDENTIALS", "SETUP PASSWORD");
+		for (size_t i = 0; i < resp->partitions->n_partitions; i++) {
+			Keyward__PartitionInfo *p = resp->partitions->partitions[i];
+			printf("%-24s %8u %12u  %s\n", p->name, p->objects, p->credentials,
+			       p->setup_pending ? "pending" : "-");
+		}
+		keyward__response__free_unpacked(resp, NULL);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[0], "create") == 0) {
+		create.name = argv[1];
+		req.body_case = KEYWARD__REQUEST__BODY_PARTITION_CREATE;
+		req.partition_create = &create;
+		if (!(resp = call(&req, 10, &status)))
+			return status;
+		return print_password(resp, "Created partition");
+	}
+	if (argc == 2 && strcmp(argv[0], "password") == 0) {
+		password.name = argv[1];
+		req.body_case = KEYWARD__REQUEST__BODY_PARTITION_PASSWORD;
+		req.partition_password = &password;
+		if (!(resp = call(&req, 10, &status)))
+			return status;
+		return print_password(resp, "New setup password for partition");
+	}
+	fprintf(stderr, "keyward-admin: partition create NAME | partition password NAME | partition list\n");
+	return 2;
+}
+
+static int cmd_audit(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AuditVerify body = KEYWARD__AUDIT_VERIFY__INIT;
+	Keyward__Response *resp;
+	int status, rc;
+
+	if (argc != 1 || strcmp(argv[0], "verify") != 0) {
+		fprintf(stderr, "keyward-admin: audit verify\n");
+		return 2;
+	}
+	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_VERIFY;
+	req.audit_verify = &body;
+	if (!(resp = call(&req, 120, &status)))
+		return status;
+	if (resp->audit_report->ok) {
+		printf("audit log intact: %llu records\n", (unsigned long long)resp->audit_report->records);
+		rc = 0;
+	} else {
+		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)resp->audit_report->first_bad,
+		       resp->audit_report->problem);
+		rc = 1;
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+				     {"passphrase-file", required_argument, NULL, 'p'},
+				     {"shares", optional_argument, NULL, 'n'},
+				     {"threshold", required_argument, NULL, 't'},
+				     {"help", no_argument, NULL, 'h'},
+				     {NULL, 0, NULL, 0}};
+
+/* Options up to the next non-option; -1 on a bad one, 1 for --help. */
+static int parse_options(int argc, char **argv, bool *with_shares)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+s:p:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': socket_path = optarg; break;
+		case 'p': passphrase_file = optarg; break;
+		case 'n':
+			*with_shares = true;
+			if (optarg)
+				opt_shares = (unsigned)atoi(optarg);
+			break;
+		case 't': opt_threshold = (unsigned)atoi(optarg); break;
+		case 'h': return 1;
+		default: return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	bool with_shares = false;
+	const char *cmd;
+	int r;
+
+	r = parse_options(argc, argv, &with_shares);
+	if (r == 0 && optind < argc) {
+		cmd = argv[optind++];
+		r = parse_options(argc, argv, &with_shares); /* options may also follow the command */
+	} else {
+		cmd = NULL;
+	}
+	if (r == 1) {
+		usage(stdout);
+		return 0;
+	}
+	if (r < 0 || !cmd) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "status") == 0 && optind == argc)
+		return cmd_status();
+	if (strcmp(cmd, "init") == 0 && optind == argc) {
+		if (with_shares != (opt_threshold != 0) || (with_shares && !opt_shares)) {
+			fprintf(stderr, "keyward-admin: init --shares N --threshold M (both, or neither)\n");
+			return 2;
+		}
+		return cmd_init();
+	}
+	if (strcmp(cmd, "unlock") == 0 && optind == argc)
+		return cmd_unlock(with_shares);
+	if (strcmp(cmd, "lock") == 0 && optind == argc)
+		return cmd_lock();
+	if (strcmp(cmd, "partition") == 0)
+		return cmd_partition(argc - optind, argv + optind);
+	if (strcmp(cmd, "audit") == 0)
+		return cmd_audit(argc - optind, argv + optind);
+	fprintf(stderr, "keyward-admin: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,329 @@
+/* The integration-test harness (see harness.h). */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#define START_TIMEOUT_MS 30000
+#define STOP_TIMEOUT_MS 20000
+
+static const char *keywardd_path(void)
+{
+	const char *p = getenv("KEYWARDD");
+	return p ? p : KEYWARDD_PATH;
+}
+
+static const char *admin_path(void)
+{
+	const char *p = getenv("KEYWARD_ADMIN");
+	return p ? p : KEYWARD_ADMIN_PATH;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+unsigned short kwt_free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+char *kwt_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long size;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)size + 1);
+	assert_non_null(buf);
+	if (fread(buf, 1, (size_t)size, f) != (size_t)size)
+		size = 0;
+	buf[size] = '\0';
+	fclose(f);
+	if (len)
+		*len = (size_t)size;
+	return buf;
+}
+
+static void make_dir(struct kwt_server *s)
+{
+	if (s->dir[0])
+		return;
+	snprintf(s->dir, sizeof s->dir, "/tmp/kwtest.XXXXXX");
+	assert_non_null(mkdtemp(s->dir));
+	snprintf(s->admin_socket, sizeof s->admin_socket, "%s/admin.sock", s->dir);
+	snprintf(s->log, sizeof s->log, "%s/keywardd.log", s->dir);
+}
+
+static void spawn(struct kwt_server *s, char *const argv[])
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		/* never outlive the test */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (log >= 0) {
+			dup2(log, STDERR_FILENO);
+			dup2(log, STDOUT_FILENO);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	s->pid = pid;
+}
+
+static void assert_alive(struct kwt_server *s)
+{
+	int status;
+
+	if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+		char *log = kwt_read_file(s->log, NULL);
+		s->pid = 0;
+		fail_msg("keywardd exited early (status %d); its log:\n%s", status, log ? log : "(none)");
+	}
+}
+
+static bool can_connect_tcp(unsigned short port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+
+	close(fd);
+	return ok;
+}
+
+static bool can_connect_unix(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	bool ok;
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		return false;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	close(fd);
+	return ok;
+}
+
+void kwt_start_dev(struct kwt_server *s)
+{
+	char *argv[] = {(char *)keywardd_path(), "--dev", s->dir, "--listen", "127.0.0.1:0", NULL};
+	char *conf = NULL;
+
+	memset(s, 0, sizeof *s);
+	make_dir(s);
+	s->dev = true;
+	argv[2] = s->dir;
+	snprintf(s->conf, sizeof s->conf, "%s/client.conf", s->dir);
+	spawn(s, argv);
+	for (int waited = 0; waited < START_TIMEOUT_MS; waited += 20) {
+		assert_alive(s);
+		if (access(s->conf, F_OK) == 0)
+			break;
+		sleep_ms(20);
+	}
+	conf = kwt_read_file(s->conf, NULL);
+	if (!conf)
+		fail_msg("keywardd --dev wrote no %s within %d s", s->conf, START_TIMEOUT_MS / 1000);
+	assert_non_null(strstr(conf, "port = "));
+	s->port = (unsigned short)atoi(strstr(conf, "port = ") + 7);
+	free(conf);
+	assert_true(s->port > 0);
+}
+
+void kwt_start_config(struct kwt_server *s, const char *extra)
+{
+	char *argv[] = {(char *)keywardd_path(), "--config", s->server_conf, NULL};
+	FILE *f;
+
+	if (!s->dir[0]) {
+		memset(s, 0, sizeof *s);
+		make_dir(s);
+		s->port = kwt_free_port();
+	}
+	snprintf(s->server_conf, sizeof s->server_conf, "%s/keywardd.conf", s->dir);
+	argv[2] = s->server_conf;
+	f = fopen(s->server_conf, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"[server]\n"
+		"listen = 127.0.0.1:%u\n"
+		"admin_socket = %s\n"
+		"store = sqlite:%s/keystore.db\n"
+		"tls_dir = %s/tls\n"
+		"%s\n",
+		s->port, s->admin_socket, s->dir, s->dir, extra ? extra : "");
+	fclose(f);
+	spawn(s, argv);
+	kwt_wait_ready(s);
+}
+
+void kwt_wait_ready(struct kwt_server *s)
+{
+	for (int waited = 0; waited < START_TIMEOUT_MS; waited += 20) {
+		assert_alive(s);
+		if (can_connect_tcp(s->port) && can_connect_unix(s->admin_socket))
+			return;
+		sleep_ms(20);
+	}
+	fail_msg("keywardd did not listen on 127.0.0.1:%u within %d s", s->port, START_TIMEOUT_MS / 1000);
+}
+
+static int wait_exit(struct kwt_server *s, int timeout_ms)
+{
+	int status = 0;
+
+	for (int waited = 0; waited < timeout_ms; waited += 10) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			return status;
+		}
+		sleep_ms(10);
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, &status, 0);
+	s->pid = 0;
+	fail_msg("keywardd did not stop within %d s of SIGTERM", timeout_ms / 1000);
+	return status;
+}
+
+void kwt_stop(struct kwt_server *s)
+{
+	int status;
+
+	if (!s->pid)
+		return;
+	kill(s->pid, SIGTERM);
+	status = wait_exit(s, STOP_TIMEOUT_MS);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char *log = kwt_read_file(s->log, NULL);
+		fail_msg("keywardd did not exit cleanly (status 0x%x); its log:\n%s", status, log ? log : "");
+	}
+}
+
+void kwt_kill9(struct kwt_server *s)
+{
+	if (!s->pid)
+		return;
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+}
+
+void kwt_cleanup(struct kwt_server *s)
+{
+	char cmd[400];
+
+	kwt_kill9(s);
+	if (s->dir[0] && strncmp(s->dir, "/tmp/kwtest.", 12) == 0) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "harness: could not remove %s\n", s->dir);
+	}
+	s->dir[0] = '\0';
+}
+
+int kwt_admin(struct kwt_server *s, const char *stdin_text, char **out, const char *args_fmt, ...)
+{
+	char args[1024], cmd[4096], in_path[320], out_path[320];
+	va_list ap;
+	int status;
+	FILE *f;
+
+	va_start(ap, args_fmt);
+	vsnprintf(args, sizeof args, args_fmt, ap);
+	va_end(ap);
+	snprintf(in_path, sizeof in_path, "%s/admin.in", s->dir);
+	snprintf(out_path, sizeof out_path, "%s/admin.out", s->dir);
+	f = fopen(in_path, "w");
+	assert_non_null(f);
+	if (stdin_text)
+		fputs(stdin_text, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "KEYWARD_ADMIN_SOCKET='%s' '%s' %s <'%s' >'%s' 2>&1", s->admin_socket,
+		 admin_path(), args, in_path, out_path);
+	status = system(cmd);
+	if (out)
+		*out = kwt_read_file(out_path, NULL);
+	unlink(in_path);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out,
+			   size_t size)
+{
+	FILE *f;
+
+	snprintf(path_out, size, "%s/%s.conf", s->dir, name);
+	f = fopen(path_out, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"[client]\n"
+		"partition = %s\n"
+		"ca = tls/ca.crt\n"
+		"cert = %s.crt\n"
+		"key = %s.key\n"
+		"command_timeout = 60\n"
+		"\n"
+		"[hsm test]\n"
+		"host = 127.0.0.1\n"
+		"port = %u\n",
+		partition, name, name, s->port);
+	fclose(f);
+}
+
+kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition)
+{
+	char *out = NULL, *pw, conf[400], password[64] = "";
+	kw_client *c = NULL;
+
+	assert_int_equal(kwt_admin(s, NULL, &out, "partition create %s", partition), 0);
+	pw = strstr(out, "setup password: ");
+	assert_non_null(pw);
+	sscanf(pw + strlen("setup password: "), "%63s", password);
+	free(out);
+	kwt_write_client_conf(s, partition, partition, conf, sizeof conf);
+	kwt_ok(kw_client_new(conf, &c));
+	kwt_ok(kw_enroll(c, password, NULL));
+	return c;
+}

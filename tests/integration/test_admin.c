@@ -1,0 +1,290 @@
+/*
+ * The HSM's life cycle with keyward-admin against a real keywardd started
+ * from a configuration file: init under a passphrase or Shamir shares,
+ * partitions and one-time setup passwords, lock/unlock, restart
+ * persistence, lockout after failed authentications, and the audit chain.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+
+#include "harness.h"
+
+#define OWNER "S-1-5-21-1-2-3"
+#define PASSPHRASE "correct horse battery staple"
+#define LOCKOUT "[lockout]\nmax_failures = 3\nwindow = 60\nduration = 3\n"
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static char *setup_password(struct kwt_server *s, const char *cmd, const char *partition)
+{
+	char *out = NULL, *p;
+	static char password[64];
+
+	if (kwt_admin(s, NULL, &out, "partition %s %s", cmd, partition) != 0)
+		fail_msg("partition %s %s: %s", cmd, partition, out);
+	p = strstr(out, "setup password: ");
+	assert_non_null(p);
+	sscanf(p + strlen("setup password: "), "%63s", password);
+	free(out);
+	return password;
+}
+
+static kw_client *client_for(struct kwt_server *s, const char *name, const char *partition)
+{
+	char conf[400];
+	kw_client *c;
+
+	kwt_write_client_conf(s, name, partition, conf, sizeof conf);
+	kwt_ok(kw_client_new(conf, &c));
+	return c;
+}
+
+static void sign_ok(kw_client *c, uint64_t id, const unsigned char *spki, size_t spki_len)
+{
+	unsigned char digest[32] = {9}, sig[128], *der = NULL;
+	size_t sig_len = sizeof sig;
+	struct kw_mechanism m = {.mech = KW_MECH_ECDSA};
+	const unsigned char *p = spki;
+	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)spki_len);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pkey, NULL);
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	int der_len;
+
+	kwt_ok(kw_sign(c, id, &m, digest, sizeof digest, sig, &sig_len));
+	ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL));
+	der_len = i2d_ECDSA_SIG(es, &der);
+	assert_int_equal(EVP_PKEY_verify_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, sizeof digest), 1);
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+}
+
+static void test_passphrase_life_cycle(void **state)
+{
+	struct kwt_server s = {0};
+	char pass_file[300], *out = NULL, *pw;
+	kw_client *c, *c2, *c3;
+	kw_object *priv, *pub;
+	unsigned char spki[512];
+	size_t spki_len;
+	uint64_t id;
+	const unsigned char *der;
+	unsigned char digest[32] = {1}, sig[128];
+	size_t sig_len = sizeof sig;
+	struct kw_mechanism m = {.mech = KW_MECH_ECDSA};
+
+	(void)state;
+	kwt_start_config(&s, LOCKOUT);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "status"), 0);
+	assert_non_null(strstr(out, "not initialized"));
+	free(out);
+	/* nothing before init */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition create early"), 1);
+	assert_non_null(strstr(out, "init"));
+	free(out);
+	/* too short a passphrase changes nothing */
+	assert_int_equal(kwt_admin(&s, "short\n", &out, "init"), 1);
+	free(out);
+	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
+	write_file(pass_file, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(&s, NULL, &out, "init --passphrase-file %s", pass_file), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "init --passphrase-file %s", pass_file), 1);
+	assert_non_null(strstr(out, "already initialized"));
+	free(out);
+
+	/* a setup password works once */
+	pw = setup_password(&s, "create", "p1");
+	c = client_for(&s, "c1", "p1");
+	kwt_ok(kw_enroll(c, pw, NULL));
+	c2 = client_for(&s, "c2", "p1");
+	assert_int_equal(kw_enroll(c2, pw, NULL), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "already used"));
+	/* a fresh one registers a second client of the same partition */
+	pw = setup_password(&s, "password", "p1");
+	kwt_ok(kw_enroll(c2, pw, NULL));
+
+	kwt_ok(kw_generate_key(c, OWNER, "persist", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	id = kw_object_id(priv);
+	der = kw_object_public_key(pub, &spki_len);
+	memcpy(spki, der, spki_len);
+	kw_object_free(priv);
+	kw_object_free(pub);
+	sign_ok(c2, id, spki, spki_len); /* the second client uses the partition's key */
+
+	/* locked: no key operation, listing still works */
+	assert_int_equal(kwt_admin(&s, NULL, NULL, "lock"), 0);
+	assert_int_equal(kw_sign(c, id, &m, digest, sizeof digest, sig, &sig_len), KW_ERR_STORE_LOCKED);
+	assert_int_equal(kw_generate_key(c, OWNER, "while-locked", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub),
+			 KW_ERR_STORE_LOCKED);
+	kwt_ok(kw_get_object(c, id, NULL, NULL, KW_CLASS_ANY, &priv));
+	kw_object_free(priv);
+	write_file(pass_file, "not the passphrase\n");
+	assert_int_equal(kwt_admin(&s, NULL, &out, "unlock --passphrase-file %s", pass_file), 1);
+	free(out);
+	write_file(pass_file, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(&s, NULL, NULL, "unlock --passphrase-file %s", pass_file), 0);
+	sign_ok(c, id, spki, spki_len);
+
+	/* restart: the store comes back locked, with every key */
+	kwt_stop(&s);
+	kwt_start_config(&s, LOCKOUT);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "status"), 0);
+	assert_non_null(strstr(out, "locked"));
+	free(out);
+	sig_len = sizeof sig;
+	assert_int_equal(kw_sign(c, id, &m, digest, sizeof digest, sig, &sig_len), KW_ERR_STORE_LOCKED);
+	assert_int_equal(kwt_admin(&s, NULL, NULL, "unlock --passphrase-file %s", pass_file), 0);
+	sign_ok(c, id, spki, spki_len);
+
+	/* a third client that asks for a partition its credential is not of */
+	c3 = client_for(&s, "c1", "wrong-partition");
+	sig_len = sizeof sig;
+	assert_int_equal(kw_sign(c3, id, &m, digest, sizeof digest, sig, &sig_len), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "p1"));
+	kw_client_free(c3);
+
+	/* the audit chain holds, and says what happened */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	assert_non_null(strstr(out, "intact"));
+	free(out);
+
+	kw_client_free(c);
+	kw_client_free(c2);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+static void test_setup_password_lockout(void **state)
+{
+	struct kwt_server s = {0};
+	char pass_file[300], *pw;
+	char good[64];
+	kw_client *c;
+
+	(void)state;
+	kwt_start_config(&s, LOCKOUT);
+	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
+	write_file(pass_file, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
+	pw = setup_password(&s, "create", "p2");
+	snprintf(good, sizeof good, "%s", pw);
+	c = client_for(&s, "c", "p2");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
+	/* locked now: even the right password is refused, and it is not consumed */
+	assert_int_equal(kw_enroll(c, good, NULL), KW_ERR_LOCKED_OUT);
+	assert_non_null(strstr(kw_last_error(), "locked"));
+	sleep(4);
+	kwt_ok(kw_enroll(c, good, NULL));
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+static void test_shamir(void **state)
+{
+	struct kwt_server s = {0};
+	char *out = NULL, shares[3][256], input[1024];
+	kw_client *c;
+	kw_object *priv, *pub;
+
+	(void)state;
+	kwt_start_config(&s, NULL);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "init --shares=3 --threshold 2"), 0);
+	for (int i = 0; i < 3; i++) {
+		char tag[16], *p;
+		snprintf(tag, sizeof tag, "share %d: ", i + 1);
+		p = strstr(out, tag);
+		assert_non_null(p);
+		sscanf(p + strlen(tag), "%255s", shares[i]);
+	}
+	free(out);
+	c = client_for(&s, "c", "p");
+	kwt_ok(kw_enroll(c, setup_password(&s, "create", "p"), NULL));
+	kwt_ok(kw_generate_key(c, OWNER, "k", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+
+	kwt_stop(&s);
+	kwt_start_config(&s, NULL);
+	/* one share is not enough; a damaged share fails; shares 1 and 3 unlock */
+	snprintf(input, sizeof input, "%s\n", shares[0]);
+	assert_int_equal(kwt_admin(&s, input, &out, "unlock --shares"), 1);
+	free(out);
+	snprintf(input, sizeof input, "%s\n%.*sff\n", shares[0], (int)strlen(shares[2]) - 2, shares[2]);
+	assert_int_equal(kwt_admin(&s, input, &out, "unlock --shares"), 1);
+	free(out);
+	snprintf(input, sizeof input, "%s\n%s\n", shares[0], shares[2]);
+	assert_int_equal(kwt_admin(&s, input, &out, "unlock --shares"), 0);
+	free(out);
+	size_t len;
+	const unsigned char *spki = kw_object_public_key(pub, &len);
+	sign_ok(c, kw_object_id(priv), spki, len);
+	kw_object_free(priv);
+	kw_object_free(pub);
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+static void test_audit_tamper_detected(void **state)
+{
+	struct kwt_server s = {0};
+	char db[300], *out = NULL;
+	sqlite3 *sql;
+	kw_client *c;
+	kw_object *priv, *pub;
+
+	(void)state;
+	kwt_start_dev(&s);
+	kwt_ok(kw_client_new(s.conf, &c));
+	kwt_ok(kw_generate_key(c, OWNER, "audited", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	free(out);
+	/* someone edits a record behind keywardd's back */
+	snprintf(db, sizeof db, "%s/keystore.db", s.dir);
+	assert_int_equal(sqlite3_open(db, &sql), SQLITE_OK);
+	sqlite3_busy_timeout(sql, 5000);
+	assert_int_equal(sqlite3_exec(sql, "UPDATE audit SET detail = 'nothing happened' WHERE event = 'key.generate'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_changes(sql), 1);
+	sqlite3_close(sql);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 1);
+	assert_non_null(strstr(out, "BROKEN"));
+	free(out);
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_passphrase_life_cycle),
+		cmocka_unit_test(test_setup_password_lockout),
+		cmocka_unit_test(test_shamir),
+		cmocka_unit_test(test_audit_tamper_detected),
+	};
+	return cmocka_run_group_tests_name("integration_admin", tests, NULL, NULL);
+}

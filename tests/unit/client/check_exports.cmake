@@ -1,0 +1,25 @@
+# libkeyward.so must export exactly the functions include/keyward/keyward.h
+# declares: none missing (unimplemented or left out of libkeyward.map), no
+# internal kw_* helper leaking out. Run: cmake -DNM=.. -DLIB=.. -DHEADER=.. -P
+execute_process(COMMAND ${NM} -D --defined-only ${LIB} OUTPUT_VARIABLE syms RESULT_VARIABLE r)
+if(NOT r EQUAL 0)
+  message(FATAL_ERROR "nm failed on ${LIB}")
+endif()
+string(REGEX MATCHALL " [TtWw] [A-Za-z_][A-Za-z0-9_]*" found "${syms}")
+list(TRANSFORM found REPLACE "^ [TtWw] " "")
+list(SORT found)
+file(READ ${HEADER} header)
+string(REGEX MATCHALL "[ *](kw_[a-z0-9_]+)\\(" declared "${header}")
+list(TRANSFORM declared REPLACE "^[ *](kw_[a-z0-9_]+)\\($" "\\1")
+list(REMOVE_DUPLICATES declared)
+list(SORT declared)
+if(NOT found STREQUAL declared)
+  set(missing ${declared})
+  list(REMOVE_ITEM missing ${found})
+  set(extra ${found})
+  list(REMOVE_ITEM extra ${declared})
+  message(FATAL_ERROR "libkeyward exports differ from keyward.h: missing [${missing}], extra [${extra}]; "
+                      "update src/client/libkeyward.map")
+endif()
+list(LENGTH found n)
+message(STATUS "libkeyward exports the ${n} functions of keyward.h")

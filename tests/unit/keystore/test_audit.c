@@ -1,0 +1,143 @@
+/* The hash-chained audit log: append, verify, and detection of altered, missing and truncated records. */
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void append_n(struct fx *f, int n)
+{
+	for (int i = 1; i <= n; i++) {
+		char detail[64];
+
+		snprintf(detail, sizeof detail, "key 0x%x generated", i);
+		assert_int_equal(kw_keystore_audit(f->ks, i % 2 ? "dev" : NULL, "CN=client", "key.generate", detail),
+				 KW_OK);
+	}
+}
+
+static void test_audit_ok(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.records, 0);
+	append_n(f, 6);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.records, 6);
+	assert_int_equal(raw_int(f, "SELECT max(seq) FROM audit"), 6);
+	/* the chain survives a restart */
+	fx_reopen(f);
+	append_n(f, 2);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.records, 8);
+	assert_int_equal(kw_keystore_audit(f->ks, "", "admin", "", "x"), KW_ERR_ARGUMENTS);
+}
+
+static void test_audit_altered(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	append_n(f, 5);
+	raw_sql(f, "UPDATE audit SET detail = 'nothing happened' WHERE seq = 3");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 3);
+	assert_non_null(strstr(rep.problem, "record 3"));
+	assert_non_null(strstr(rep.problem, "altered"));
+	assert_int_equal(rep.records, 5);
+}
+
+static void test_audit_altered_other_fields(void **state)
+{
+	struct fx *f = *state;
+	static const char *const edits[] = {"time = time + 1", "actor = 'admin'", "event = 'key.delete'",
+					    "partition = 'other'"};
+	struct kw_audit_report rep;
+
+	append_n(f, 4 * 2);
+	for (int i = 0; i < 4; i++) {
+		raw_sql(f, "UPDATE audit SET %s WHERE seq = %d", edits[i], 8 - i);
+		assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+		assert_false(rep.ok);
+		assert_int_equal(rep.first_bad, 8 - i);
+	}
+}
+
+static void test_audit_rehashed(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	append_n(f, 4);
+	/* an edit that also replaces the record's hash breaks the next link */
+	raw_sql(f, "UPDATE audit SET detail = 'x', hash = zeroblob(32) WHERE seq = 2");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 2);
+}
+
+static void test_audit_reordered(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	append_n(f, 4);
+	raw_sql(f, "UPDATE audit SET seq = 100 WHERE seq = 2");
+	raw_sql(f, "UPDATE audit SET seq = 2 WHERE seq = 3");
+	raw_sql(f, "UPDATE audit SET seq = 3 WHERE seq = 100");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 2);
+}
+
+static void test_audit_tail_removed(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	append_n(f, 5);
+	raw_sql(f, "DELETE FROM audit WHERE seq = 5");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 5);
+	assert_string_equal(rep.problem, "log ends at 4 but head says 5");
+	assert_int_equal(rep.records, 4);
+	/* the whole log removed */
+	raw_sql(f, "DELETE FROM audit");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 1);
+}
+
+static void test_audit_middle_removed(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+
+	append_n(f, 5);
+	raw_sql(f, "DELETE FROM audit WHERE seq = 2");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 2);
+	assert_string_equal(rep.problem, "record 2 missing");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_audit_ok, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_altered, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_altered_other_fields, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_rehashed, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_reordered, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_tail_removed, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_middle_removed, fx_setup, fx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
