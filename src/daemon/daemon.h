@@ -1,13 +1,13 @@
 /*
  * keywardd internals shared between its files.
  *
- * Threads: one I/O thread runs the epoll loop (accept, TLS, framing,
- * timeouts); two worker pools run requests: `ops` (sign, decrypt, lists,
- * admin; as many threads as cores) and `slow` (key generation, which can
- * take a second for RSA-4096, and audit flushes), so a burst of key
- * generations never stalls signing. Workers never touch a connection's SSL:
- * they append the encoded response to the connection's out-queue and wake
- * the I/O thread through an eventfd.
+ * Threads: one event loop per core (server.c) reads, runs and answers the
+ * requests of its connections; the `slow` pool runs what takes long (key
+ * generation, which can take a second for RSA-4096, init and unlock with
+ * their KDF, audit flushes), so a burst of key generations never stalls
+ * signing. Pool workers never touch a connection's SSL: they append the
+ * encoded response to the connection's out-queue and wake its loop through
+ * an eventfd.
  */
 #ifndef KW_DAEMON_H
 #define KW_DAEMON_H
@@ -31,7 +31,7 @@ struct kw_server_config {
 	uint64_t store_max_bytes;
 	char tls_dir[512];
 	char server_names[512];  /* SANs for a generated server certificate */
-	unsigned workers;        /* 0: one per core */
+	unsigned workers;        /* event loops; 0: one per core */
 	unsigned slow_workers;   /* 0: one per core */
 	unsigned max_connections;
 	unsigned max_inflight;
@@ -136,7 +136,6 @@ struct kw_server {
 	struct kw_server_config cfg;
 	struct kw_keystore *ks;
 	struct kw_tls tls;
-	struct kw_pool *ops;
 	struct kw_pool *slow;
 	struct kw_lockout *lockout;
 	struct kw_keycache *keys;
@@ -145,8 +144,8 @@ struct kw_server {
 	atomic_uint connections;
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
-	/* I/O loop state lives in server.c */
-	struct kw_loop *loop;
+	/* event loops, in server.c */
+	struct kw_loops *loops;
 };
 
 struct kw_conn;
@@ -195,8 +194,9 @@ bool kw_request_is_slow(const Keyward__Request *req);
  * ignores SIGPIPE. Call before any thread starts, so every thread inherits it.
  */
 void kw_server_block_signals(void);
-kw_rv kw_server_start(struct kw_server *srv);
-/* Runs the loop until SIGTERM/SIGINT. */
+/* Listens, and prepares `loops` event loops. */
+kw_rv kw_server_start(struct kw_server *srv, unsigned loops);
+/* Runs the loops (this thread is loop 0) until SIGTERM/SIGINT. */
 kw_rv kw_server_run(struct kw_server *srv);
 void kw_server_stop(struct kw_server *srv);
 

@@ -74,12 +74,11 @@ static kw_rv setup(struct kw_server *srv)
 	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_window, cfg->lockout_duration, &srv->lockout)) ||
 	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(&srv->usage)))
 		return rv;
-	if ((rv = kw_pool_new("ops", cfg->workers ? cfg->workers : cores(), &srv->ops)) ||
-	    (rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))
+	if ((rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))
 		return rv;
 	if (cfg->dev_dir[0] && (rv = kw_dev_prepare(srv)))
 		return rv;
-	if ((rv = kw_server_start(srv)))
+	if ((rv = kw_server_start(srv, cfg->workers ? cfg->workers : cores())))
 		return rv;
 	if (cfg->dev_dir[0] && (rv = kw_dev_write_client_conf(srv)))
 		return rv;
@@ -88,8 +87,7 @@ static kw_rv setup(struct kw_server *srv)
 
 static void teardown(struct kw_server *srv)
 {
-	kw_server_stop(srv); /* also drains and stops the pools */
-	kw_pool_free(srv->ops);
+	kw_server_stop(srv); /* also drains and stops the pool */
 	kw_pool_free(srv->slow);
 	if (srv->ks) {
 		kw_usage_flush(srv->usage, srv->ks);

@@ -1,20 +1,26 @@
 /*
- * The I/O thread: one epoll loop over the TLS listener, the local admin
- * socket, an eventfd the workers poke, and a signalfd for SIGTERM/SIGINT.
+ * The event loops: one thread per core (`workers`), each an epoll loop
+ * over its own connections. A loop reads a connection's frames and runs
+ * each request right there, then writes all the answers in one TLS write:
+ * no thread hand-off on the signing path, where every syscall and context
+ * switch costs as much as the signature. Requests that take long (key
+ * generation, init and unlock with their memory-hard KDF) go to the `slow`
+ * pool; its worker packs the response into the connection's out-queue under
+ * the connection's lock and pokes the loop's eventfd.
  *
- * A connection's SSL and its input buffer belong to this thread alone.
- * Complete frames become jobs on a worker pool; a worker packs its response
- * into the connection's out-queue under the connection's lock and puts the
- * connection on the ready list, and this thread writes it. Requests of one
- * connection may run concurrently (up to max_inflight; responses carry the
- * request's id); until Hello has authenticated the connection, one at a
- * time. When a connection has max_inflight requests running, this thread
- * stops reading it, so a client cannot queue unbounded work.
+ * Every loop listens on the TCP socket (EPOLLEXCLUSIVE wakes one of them
+ * per connection); loop 0 also serves the admin socket and the signalfd,
+ * and stops the others.
  *
- * Timeouts, checked once a second: a TLS handshake or a started frame must
- * finish within read_timeout, an idle connection closes after idle_timeout.
- * Bad frames are answered with KW_ERR_PROTOCOL; a frame whose length is out
- * of range cannot be skipped, so that connection is closed after the answer.
+ * Bounds: at most max_inflight requests of one connection run per turn
+ * (then the loop serves others and comes back), and at most max_inflight
+ * slow requests of one connection may be outstanding; a connection whose
+ * unsent answers pile up (its client does not read) is not read until they
+ * drain. Timeouts, checked once a second: a TLS handshake or a started frame
+ * must finish within read_timeout, an idle connection closes after
+ * idle_timeout. Bad frames are answered with KW_ERR_PROTOCOL; a frame whose
+ * length is out of range cannot be skipped, so that connection is closed
+ * after the answer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,40 +50,55 @@
 #define READ_CHUNK 16384
 #define IN_MAX (KW_MAX_FRAME + KW_FRAME_HEADER + READ_CHUNK)
 #define OUT_MAX (64u * (KW_MAX_FRAME + KW_FRAME_HEADER))
+/* stop reading a connection whose unsent answers exceed this */
+#define OUT_PAUSE (4u * 1024 * 1024)
+#define MAX_LOOPS 256
+
+struct kw_loop;
 
 struct kw_conn {
 	int fd;
 	SSL *ssl; /* NULL on the admin socket */
 	struct kw_server *srv;
+	struct kw_loop *loop;
 	atomic_int refs;
 	struct kw_conn *prev, *next; /* the loop's list */
 
-	/* I/O thread only */
+	/* loop thread only */
 	bool handshaken;
 	bool closing; /* answer what is queued, then close */
-	bool paused;  /* not reading: in-flight limit reached */
+	bool paused;  /* not reading: slow requests or unsent answers at their limit */
 	uint32_t events;
 	struct kw_buf in;
 	struct kw_buf wbuf;
+	struct kw_peer peer;
 	time_t accepted, last_active, frame_started;
 
-	/* shared with workers, under lock */
+	/* shared with slow-pool workers, under lock */
 	pthread_mutex_t lock;
-	struct kw_peer peer;
 	struct kw_buf out;
-	unsigned inflight;
+	unsigned slow_inflight;
 	bool dead;
 	bool queued;
 	struct kw_conn *ready_next;
 };
 
 struct kw_loop {
-	int epfd, listen_fd, admin_fd, event_fd, signal_fd;
+	struct kw_server *srv;
+	unsigned index;
+	pthread_t thread;
+	int epfd, event_fd;
 	struct kw_conn *conns;
 	pthread_mutex_t ready_lock;
 	struct kw_conn *ready;
+};
+
+struct kw_loops {
+	unsigned n;
+	int listen_fd, admin_fd, signal_fd;
+	atomic_bool stop;
 	atomic_bool flushing;
-	bool stop;
+	struct kw_loop loop[];
 };
 
 /* epoll tags for the non-connection descriptors */
@@ -86,6 +107,7 @@ static char tag_listen, tag_admin, tag_event, tag_signal;
 struct job {
 	struct kw_conn *conn;
 	Keyward__Request *req;
+	struct kw_peer peer;
 };
 
 static time_t mono_now(void)
@@ -107,11 +129,19 @@ static void conn_unref(struct kw_conn *c)
 	free(c);
 }
 
-/* Puts c on the ready list (caller holds c->lock). */
-static void mark_ready_locked(struct kw_loop *loop, struct kw_conn *c)
+static void wake(struct kw_loop *loop)
 {
-	bool was_empty;
 	uint64_t one = 1;
+
+	if (write(loop->event_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+		kw_log(KW_LOG_ERROR, "server: cannot wake loop %u: %s", loop->index, strerror(errno));
+}
+
+/* Puts c on its loop's ready list (caller holds c->lock). */
+static void mark_ready_locked(struct kw_conn *c)
+{
+	struct kw_loop *loop = c->loop;
+	bool was_empty;
 
 	if (c->queued || c->dead)
 		return;
@@ -122,11 +152,11 @@ static void mark_ready_locked(struct kw_loop *loop, struct kw_conn *c)
 	c->ready_next = loop->ready;
 	loop->ready = c;
 	pthread_mutex_unlock(&loop->ready_lock);
-	if (was_empty && write(loop->event_fd, &one, sizeof one) < 0)
-		kw_log(KW_LOG_ERROR, "server: cannot wake the I/O thread: %s", strerror(errno));
+	if (was_empty)
+		wake(loop);
 }
 
-static void update_events(struct kw_loop *loop, struct kw_conn *c)
+static void update_events(struct kw_conn *c)
 {
 	uint32_t want = 0;
 	struct epoll_event ev;
@@ -139,13 +169,13 @@ static void update_events(struct kw_loop *loop, struct kw_conn *c)
 		return;
 	ev.events = want;
 	ev.data.ptr = c;
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->events = want;
 }
 
-static void conn_close(struct kw_server *srv, struct kw_conn *c, const char *why)
+static void conn_close(struct kw_conn *c, const char *why)
 {
-	struct kw_loop *loop = srv->loop;
+	struct kw_loop *loop = c->loop;
 
 	if (why)
 		kw_log(KW_LOG_INFO, "connection %s closed: %s", c->peer.address, why);
@@ -166,13 +196,26 @@ static void conn_close(struct kw_server *srv, struct kw_conn *c, const char *why
 		loop->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	atomic_fetch_sub(&srv->connections, 1);
+	atomic_fetch_sub(&c->srv->connections, 1);
 	conn_unref(c);
 	ERR_clear_error();
 }
 
-/* Queues a response built on this thread (protocol errors). */
-static void reply_error(struct kw_server *srv, struct kw_conn *c, uint64_t id, kw_rv rv, const char *msg)
+/* Packs resp into c's out-queue; a response too big becomes an error. */
+static void queue_response_locked(struct kw_conn *c, const Keyward__Response *resp)
+{
+	if (c->dead)
+		return;
+	if (kw_frame_put_response(&c->out, resp) != KW_OK) {
+		Keyward__Response big = KEYWARD__RESPONSE__INIT;
+		big.id = resp->id;
+		big.status = KEYWARD__STATUS__DATA_LEN;
+		big.message = "response larger than the frame limit; ask for less (ListObjects limit)";
+		kw_frame_put_response(&c->out, &big);
+	}
+}
+
+static void reply_error(struct kw_conn *c, uint64_t id, kw_rv rv, const char *msg)
 {
 	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
 
@@ -180,87 +223,105 @@ static void reply_error(struct kw_server *srv, struct kw_conn *c, uint64_t id, k
 	resp.status = (Keyward__Status)rv;
 	resp.message = (char *)msg;
 	pthread_mutex_lock(&c->lock);
-	if (kw_frame_put_response(&c->out, &resp) == KW_OK)
-		mark_ready_locked(srv->loop, c);
+	queue_response_locked(c, &resp);
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void run_job(void *arg)
+/* Runs one request for peer and queues its answer on c. */
+static void execute(struct kw_conn *c, struct kw_peer *peer, const Keyward__Request *req)
+{
+	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
+	struct kw_scratch scratch = {0};
+
+	kw_error_clear();
+	if (peer->admin)
+		kw_handle_admin(c->srv, peer, req, &resp, &scratch);
+	else
+		kw_handle_request(c->srv, peer, req, &resp, &scratch);
+	resp.id = req->id;
+	pthread_mutex_lock(&c->lock);
+	queue_response_locked(c, &resp);
+	pthread_mutex_unlock(&c->lock);
+	kw_scratch_free(&scratch);
+}
+
+static void run_slow_job(void *arg)
 {
 	struct job *job = arg;
 	struct kw_conn *c = job->conn;
-	struct kw_server *srv = c->srv;
-	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
-	struct kw_scratch scratch = {0};
-	struct kw_peer peer;
 
+	execute(c, &job->peer, job->req);
 	pthread_mutex_lock(&c->lock);
-	peer = c->peer;
+	c->slow_inflight--;
+	mark_ready_locked(c);
 	pthread_mutex_unlock(&c->lock);
-
-	kw_error_clear();
-	if (peer.admin)
-		kw_handle_admin(srv, &peer, job->req, &resp, &scratch);
-	else
-		kw_handle_request(srv, &peer, job->req, &resp, &scratch);
-	resp.id = job->req->id;
-
-	pthread_mutex_lock(&c->lock);
-	if (job->req->body_case == KEYWARD__REQUEST__BODY_HELLO)
-		c->peer = peer;
-	if (!c->dead && kw_frame_put_response(&c->out, &resp) != KW_OK) {
-		Keyward__Response big = KEYWARD__RESPONSE__INIT;
-		big.id = job->req->id;
-		big.status = KEYWARD__STATUS__DATA_LEN;
-		big.message = "response larger than the frame limit; ask for less (ListObjects limit)";
-		kw_frame_put_response(&c->out, &big);
-	}
-	c->inflight--;
-	mark_ready_locked(srv->loop, c);
-	pthread_mutex_unlock(&c->lock);
-
-	kw_scratch_free(&scratch);
 	keyward__request__free_unpacked(job->req, NULL);
 	free(job);
 	conn_unref(c);
 }
 
-/* Turns complete frames in c->in into jobs, up to the in-flight limit. */
-static void parse_frames(struct kw_server *srv, struct kw_conn *c)
+static kw_rv submit_slow(struct kw_conn *c, Keyward__Request *req)
 {
-	for (;;) {
+	struct job *job = malloc(sizeof *job);
+
+	if (!job)
+		return KW_ERR_NO_MEMORY;
+	job->conn = c;
+	job->req = req;
+	job->peer = c->peer; /* a slow request does not change its connection's peer */
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_lock(&c->lock);
+	c->slow_inflight++;
+	pthread_mutex_unlock(&c->lock);
+	kw_pool_submit(c->srv->slow, run_slow_job, job);
+	return KW_OK;
+}
+
+/* Whether c may not take more work now. */
+static bool must_pause(struct kw_conn *c)
+{
+	unsigned slow;
+	size_t unsent;
+
+	pthread_mutex_lock(&c->lock);
+	slow = c->slow_inflight;
+	unsent = c->out.len + c->wbuf.len;
+	pthread_mutex_unlock(&c->lock);
+	return slow >= c->srv->cfg.max_inflight || unsent > OUT_PAUSE;
+}
+
+/*
+ * Runs the complete frames in c->in, at most max_inflight of them this
+ * turn. Returns true when frames are left for another turn.
+ */
+static bool run_frames(struct kw_conn *c)
+{
+	unsigned budget = c->srv->cfg.max_inflight;
+
+	while (budget--) {
 		size_t len;
-		bool complete, authenticated;
-		unsigned inflight, limit;
+		bool complete;
 		Keyward__Request *req;
-		struct job *job;
 		kw_rv rv;
 
-		pthread_mutex_lock(&c->lock);
-		inflight = c->inflight;
-		authenticated = c->peer.authenticated || c->peer.admin;
-		pthread_mutex_unlock(&c->lock);
-		limit = authenticated ? srv->cfg.max_inflight : 1;
-		if (inflight >= limit) {
-			c->paused = true;
-			return;
-		}
-		c->paused = false;
+		if ((c->paused = must_pause(c)))
+			return false;
 		rv = kw_frame_peek(c->in.data, c->in.len, KW_MAX_FRAME, &len, &complete);
 		if (rv) {
 			char msg[160];
-			uint32_t announced = c->in.data[0] << 24 | c->in.data[1] << 16 | c->in.data[2] << 8 | c->in.data[3];
+			uint32_t announced = (uint32_t)c->in.data[0] << 24 | (uint32_t)c->in.data[1] << 16 |
+					     (uint32_t)c->in.data[2] << 8 | c->in.data[3];
 			snprintf(msg, sizeof msg, "frame length %" PRIu32 " is out of range (1 to %u bytes); closing",
 				 announced, KW_MAX_FRAME);
 			kw_log(KW_LOG_WARN, "connection %s: %s", c->peer.address, msg);
-			reply_error(srv, c, 0, KW_ERR_PROTOCOL, msg);
+			reply_error(c, 0, KW_ERR_PROTOCOL, msg);
 			c->closing = true;
 			c->in.len = 0;
-			return;
+			return false;
 		}
 		if (!complete) {
 			c->frame_started = c->in.len ? (c->frame_started ? c->frame_started : mono_now()) : 0;
-			return;
+			return false;
 		}
 		rv = kw_frame_decode_request(c->in.data + KW_FRAME_HEADER, len, &req);
 		kw_buf_consume(&c->in, KW_FRAME_HEADER + len);
@@ -268,26 +329,23 @@ static void parse_frames(struct kw_server *srv, struct kw_conn *c)
 		if (rv) {
 			kw_log(KW_LOG_WARN, "connection %s: malformed or unknown request (%zu bytes)", c->peer.address,
 			       len);
-			reply_error(srv, c, 0, KW_ERR_PROTOCOL,
+			reply_error(c, 0, KW_ERR_PROTOCOL,
 				    "malformed request: not a keyward Request, or a request type this server does not know");
 			continue;
 		}
 		kw_debug(KW_DEBUG_WIRE, "connection %s: request %" PRIu64 " type %d", c->peer.address, req->id,
 			 (int)req->body_case);
-		job = malloc(sizeof *job);
-		if (!job) {
-			reply_error(srv, c, req->id, KW_ERR_NO_MEMORY, "server out of memory");
-			keyward__request__free_unpacked(req, NULL);
+		if (kw_request_is_slow(req)) {
+			if (submit_slow(c, req)) {
+				reply_error(c, req->id, KW_ERR_NO_MEMORY, "server out of memory");
+				keyward__request__free_unpacked(req, NULL);
+			}
 			continue;
 		}
-		job->conn = c;
-		job->req = req;
-		atomic_fetch_add(&c->refs, 1);
-		pthread_mutex_lock(&c->lock);
-		c->inflight++;
-		pthread_mutex_unlock(&c->lock);
-		kw_pool_submit(kw_request_is_slow(req) ? srv->slow : srv->ops, run_job, job);
+		execute(c, &c->peer, req);
+		keyward__request__free_unpacked(req, NULL);
 	}
+	return c->in.len >= KW_FRAME_HEADER;
 }
 
 static void describe_handshake_failure(struct kw_conn *c, char *out, size_t size)
@@ -308,7 +366,6 @@ static void on_handshake(struct kw_conn *c)
 {
 	X509 *cert = SSL_get1_peer_certificate(c->ssl);
 
-	pthread_mutex_lock(&c->lock);
 	if (cert) {
 		c->peer.has_cert = true;
 		kw_tls_fingerprint(cert, c->peer.fingerprint);
@@ -316,14 +373,13 @@ static void on_handshake(struct kw_conn *c)
 	} else {
 		snprintf(c->peer.actor, sizeof c->peer.actor, "unauthenticated %s", c->peer.address);
 	}
-	pthread_mutex_unlock(&c->lock);
 	kw_debug(KW_DEBUG_TLS, "connection %s: TLS %s, %s, client certificate: %s", c->peer.address,
 		 SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), cert ? c->peer.actor : "none");
 	X509_free(cert);
 }
 
-/* Returns false when the connection was closed. */
-static bool conn_flush(struct kw_server *srv, struct kw_conn *c)
+/* Writes what is queued. Returns false when the connection was closed. */
+static bool conn_flush(struct kw_conn *c)
 {
 	pthread_mutex_lock(&c->lock);
 	if (c->out.len) {
@@ -344,7 +400,7 @@ static bool conn_flush(struct kw_server *srv, struct kw_conn *c)
 				int err = SSL_get_error(c->ssl, r);
 				if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
 					break;
-				conn_close(srv, c, "write failed");
+				conn_close(c, "write failed");
 				return false;
 			}
 			n = r;
@@ -353,7 +409,7 @@ static bool conn_flush(struct kw_server *srv, struct kw_conn *c)
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					break;
-				conn_close(srv, c, "write failed");
+				conn_close(c, "write failed");
 				return false;
 			}
 		}
@@ -361,35 +417,45 @@ static bool conn_flush(struct kw_server *srv, struct kw_conn *c)
 		c->last_active = mono_now();
 	}
 	if (c->closing && !c->wbuf.len) {
-		conn_close(srv, c, "protocol error");
+		conn_close(c, "protocol error");
 		return false;
 	}
-	update_events(srv->loop, c);
 	return true;
 }
 
-/* Reads what the socket has, then parses. Returns false when closed. */
-static bool conn_read(struct kw_server *srv, struct kw_conn *c)
+/*
+ * Reads what the socket has, runs the complete frames, writes the answers.
+ * Returns false when the connection was closed.
+ */
+static bool conn_service(struct kw_conn *c)
 {
 	char why[300];
+	bool more = false;
 
 	if (c->ssl && !c->handshaken) {
 		int r = SSL_accept(c->ssl);
 		if (r != 1) {
 			int err = SSL_get_error(c->ssl, r);
-			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+				struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+				if (err == SSL_ERROR_WANT_WRITE)
+					ev.events |= EPOLLOUT;
+				if (ev.events != c->events && epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+					c->events = ev.events;
 				return true;
+			}
 			describe_handshake_failure(c, why, sizeof why);
-			conn_close(srv, c, why);
+			conn_close(c, why);
 			return false;
 		}
 		c->handshaken = true;
 		on_handshake(c);
 	}
-	while (!c->paused && !c->closing) {
+	more = run_frames(c);
+	while (!more && !c->paused && !c->closing) {
 		ssize_t n;
 		if (kw_buf_reserve(&c->in, READ_CHUNK)) {
-			conn_close(srv, c, "input buffer full");
+			conn_close(c, "input buffer full");
 			return false;
 		}
 		if (c->ssl) {
@@ -398,7 +464,7 @@ static bool conn_read(struct kw_server *srv, struct kw_conn *c)
 				int err = SSL_get_error(c->ssl, r);
 				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 					break;
-				conn_close(srv, c, err == SSL_ERROR_ZERO_RETURN ? NULL : "connection lost");
+				conn_close(c, err == SSL_ERROR_ZERO_RETURN ? NULL : "connection lost");
 				return false;
 			}
 			n = r;
@@ -407,20 +473,34 @@ static bool conn_read(struct kw_server *srv, struct kw_conn *c)
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				break;
 			if (n <= 0) {
-				conn_close(srv, c, n == 0 ? NULL : "read failed");
+				conn_close(c, n == 0 ? NULL : "read failed");
 				return false;
 			}
 		}
 		c->in.len += (size_t)n;
 		c->last_active = mono_now();
-		parse_frames(srv, c);
+		more = run_frames(c);
+		/* a short read emptied the socket (and OpenSSL's buffer): epoll says when more comes */
+		if (n < READ_CHUNK && !(c->ssl && SSL_has_pending(c->ssl)))
+			break;
 	}
-	return conn_flush(srv, c);
+	if (!conn_flush(c))
+		return false;
+	if (c->paused && !must_pause(c))
+		more = true; /* the answers drained: take work again, next turn */
+	if (more) {
+		/* frames left after this turn's budget: come back after the others */
+		pthread_mutex_lock(&c->lock);
+		mark_ready_locked(c);
+		pthread_mutex_unlock(&c->lock);
+	}
+	update_events(c);
+	return true;
 }
 
-static void accept_all(struct kw_server *srv, int lfd, bool admin)
+static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 {
-	struct kw_loop *loop = srv->loop;
+	struct kw_server *srv = loop->srv;
 
 	for (;;) {
 		struct sockaddr_storage sa;
@@ -463,6 +543,7 @@ static void accept_all(struct kw_server *srv, int lfd, bool admin)
 		}
 		c->fd = fd;
 		c->srv = srv;
+		c->loop = loop;
 		atomic_init(&c->refs, 1);
 		pthread_mutex_init(&c->lock, NULL);
 		kw_buf_init(&c->in, IN_MAX);
@@ -499,13 +580,12 @@ static void accept_all(struct kw_server *srv, int lfd, bool admin)
 			loop->conns->prev = c;
 		loop->conns = c;
 		atomic_fetch_add(&srv->connections, 1);
-		kw_debug(KW_DEBUG_TLS, "connection %s accepted", c->peer.address);
+		kw_debug(KW_DEBUG_TLS, "connection %s accepted by loop %u", c->peer.address, loop->index);
 	}
 }
 
-static void drain_ready(struct kw_server *srv)
+static void drain_ready(struct kw_loop *loop)
 {
-	struct kw_loop *loop = srv->loop;
 	struct kw_conn *list;
 	uint64_t count;
 
@@ -523,14 +603,8 @@ static void drain_ready(struct kw_server *srv)
 		c->queued = false;
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
-		if (!dead && conn_flush(srv, c) && c->paused) {
-			/* a request finished: resume reading, starting with what is buffered */
-			parse_frames(srv, c);
-			if (!c->paused)
-				conn_read(srv, c);
-			else
-				update_events(loop, c);
-		}
+		if (!dead)
+			conn_service(c); /* flushes answers, resumes a paused connection */
 		conn_unref(c);
 	}
 }
@@ -540,36 +614,75 @@ static void flush_usage_job(void *arg)
 	struct kw_server *srv = arg;
 
 	kw_usage_flush(srv->usage, srv->ks);
-	atomic_store(&srv->loop->flushing, false);
+	atomic_store(&srv->loops->flushing, false);
 }
 
-static void tick(struct kw_server *srv)
+static void tick(struct kw_loop *loop)
 {
+	struct kw_server *srv = loop->srv;
 	time_t now = mono_now();
-	struct kw_conn *c = srv->loop->conns;
+	struct kw_conn *c = loop->conns;
 
 	while (c) {
 		struct kw_conn *next = c->next;
-		unsigned inflight;
+		unsigned slow;
 		char why[120];
 
 		pthread_mutex_lock(&c->lock);
-		inflight = c->inflight;
+		slow = c->slow_inflight;
 		pthread_mutex_unlock(&c->lock);
 		if (!c->handshaken && now - c->accepted > (time_t)srv->cfg.read_timeout) {
 			snprintf(why, sizeof why, "TLS handshake not finished within %u s", srv->cfg.read_timeout);
-			conn_close(srv, c, why);
+			conn_close(c, why);
 		} else if (c->frame_started && now - c->frame_started > (time_t)srv->cfg.read_timeout) {
 			snprintf(why, sizeof why, "a frame was begun but not finished within %u s", srv->cfg.read_timeout);
-			conn_close(srv, c, why);
-		} else if (!inflight && !c->wbuf.len && now - c->last_active > (time_t)srv->cfg.idle_timeout) {
+			conn_close(c, why);
+		} else if (!slow && !c->wbuf.len && now - c->last_active > (time_t)srv->cfg.idle_timeout) {
 			snprintf(why, sizeof why, "idle for %u s", srv->cfg.idle_timeout);
-			conn_close(srv, c, why);
+			conn_close(c, why);
 		}
 		c = next;
 	}
-	if (!atomic_exchange(&srv->loop->flushing, true))
+	if (loop->index == 0 && !atomic_exchange(&srv->loops->flushing, true))
 		kw_pool_submit(srv->slow, flush_usage_job, srv);
+}
+
+static void *loop_main(void *arg)
+{
+	struct kw_loop *loop = arg;
+	struct kw_server *srv = loop->srv;
+	struct kw_loops *loops = srv->loops;
+	struct epoll_event events[64];
+	time_t last_tick = mono_now();
+
+	while (!atomic_load(&loops->stop)) {
+		int n = epoll_wait(loop->epfd, events, 64, 1000);
+
+		for (int i = 0; i < n; i++) {
+			void *tag = events[i].data.ptr;
+			if (tag == &tag_listen) {
+				accept_all(loop, loops->listen_fd, false);
+			} else if (tag == &tag_admin) {
+				accept_all(loop, loops->admin_fd, true);
+			} else if (tag == &tag_event) {
+				drain_ready(loop);
+			} else if (tag == &tag_signal) {
+				struct signalfd_siginfo si;
+				if (read(loops->signal_fd, &si, sizeof si) == sizeof si)
+					kw_log(KW_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
+				atomic_store(&loops->stop, true);
+				for (unsigned j = 0; j < loops->n; j++)
+					wake(&loops->loop[j]);
+			} else {
+				conn_service(tag);
+			}
+		}
+		if (mono_now() != last_tick) {
+			last_tick = mono_now();
+			tick(loop);
+		}
+	}
+	return NULL;
 }
 
 static kw_rv listen_tcp(struct kw_server *srv)
@@ -613,7 +726,7 @@ static kw_rv listen_tcp(struct kw_server *srv)
 	srv->port = (unsigned short)atoi(nport);
 	snprintf(srv->bound, sizeof srv->bound, "%s%s%s:%s", strchr(nhost, ':') ? "[" : "", nhost,
 		 strchr(nhost, ':') ? "]" : "", nport);
-	srv->loop->listen_fd = fd;
+	srv->loops->listen_fd = fd;
 	return KW_OK;
 }
 
@@ -649,13 +762,13 @@ static kw_rv listen_admin(struct kw_server *srv)
 			close(fd);
 		return rv;
 	}
-	srv->loop->admin_fd = fd;
+	srv->loops->admin_fd = fd;
 	return KW_OK;
 }
 
-static kw_rv add_fd(struct kw_loop *loop, int fd, void *tag)
+static kw_rv add_fd(struct kw_loop *loop, int fd, void *tag, uint32_t extra)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+	struct epoll_event ev = {.events = EPOLLIN | extra, .data.ptr = tag};
 
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		return kw_error_set(KW_ERR_GENERAL, "epoll: %s", strerror(errno));
@@ -673,30 +786,48 @@ void kw_server_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-kw_rv kw_server_start(struct kw_server *srv)
+kw_rv kw_server_start(struct kw_server *srv, unsigned loops_n)
 {
-	struct kw_loop *loop = calloc(1, sizeof *loop);
+	struct kw_loops *loops;
 	sigset_t sigs;
 	kw_rv rv;
 
-	if (!loop)
+	if (loops_n == 0 || loops_n > MAX_LOOPS)
+		return kw_error_set(KW_ERR_CONFIG, "workers: 1 to %d event loops, not %u", MAX_LOOPS, loops_n);
+	loops = calloc(1, sizeof *loops + loops_n * sizeof loops->loop[0]);
+	if (!loops)
 		return KW_ERR_NO_MEMORY;
-	srv->loop = loop;
-	loop->listen_fd = loop->admin_fd = loop->event_fd = loop->signal_fd = -1;
-	pthread_mutex_init(&loop->ready_lock, NULL);
-	/* SIGTERM/SIGINT arrive through the loop (kw_server_block_signals ran first) */
+	srv->loops = loops;
+	loops->listen_fd = loops->admin_fd = loops->signal_fd = -1;
+	for (unsigned i = 0; i < loops_n; i++) {
+		struct kw_loop *loop = &loops->loop[i];
+		loop->srv = srv;
+		loop->index = i;
+		pthread_mutex_init(&loop->ready_lock, NULL);
+		loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+		loop->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		loops->n++;
+		if (loop->epfd < 0 || loop->event_fd < 0)
+			return kw_error_set(KW_ERR_GENERAL, "server: %s", strerror(errno));
+	}
+	/* SIGTERM/SIGINT arrive through loop 0 (kw_server_block_signals ran first) */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
-	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-	loop->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	loop->signal_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (loop->epfd < 0 || loop->event_fd < 0 || loop->signal_fd < 0)
+	loops->signal_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (loops->signal_fd < 0)
 		return kw_error_set(KW_ERR_GENERAL, "server: %s", strerror(errno));
 	if ((rv = listen_tcp(srv)) || (rv = listen_admin(srv)))
 		return rv;
-	if ((rv = add_fd(loop, loop->listen_fd, &tag_listen)) || (rv = add_fd(loop, loop->admin_fd, &tag_admin)) ||
-	    (rv = add_fd(loop, loop->event_fd, &tag_event)) || (rv = add_fd(loop, loop->signal_fd, &tag_signal)))
+	for (unsigned i = 0; i < loops_n; i++) {
+		struct kw_loop *loop = &loops->loop[i];
+		/* EPOLLEXCLUSIVE: a new connection wakes one loop, not all */
+		if ((rv = add_fd(loop, loops->listen_fd, &tag_listen, EPOLLEXCLUSIVE)) ||
+		    (rv = add_fd(loop, loop->event_fd, &tag_event, 0)))
+			return rv;
+	}
+	if ((rv = add_fd(&loops->loop[0], loops->admin_fd, &tag_admin, 0)) ||
+	    (rv = add_fd(&loops->loop[0], loops->signal_fd, &tag_signal, 0)))
 		return rv;
 	srv->started = time(NULL);
 	return KW_OK;
@@ -704,68 +835,51 @@ kw_rv kw_server_start(struct kw_server *srv)
 
 kw_rv kw_server_run(struct kw_server *srv)
 {
-	struct kw_loop *loop = srv->loop;
-	struct epoll_event events[64];
-	time_t last_tick = mono_now();
+	struct kw_loops *loops = srv->loops;
 
-	while (!loop->stop) {
-		int n = epoll_wait(loop->epfd, events, 64, 1000);
-
-		for (int i = 0; i < n; i++) {
-			void *tag = events[i].data.ptr;
-			if (tag == &tag_listen) {
-				accept_all(srv, loop->listen_fd, false);
-			} else if (tag == &tag_admin) {
-				accept_all(srv, loop->admin_fd, true);
-			} else if (tag == &tag_event) {
-				drain_ready(srv);
-			} else if (tag == &tag_signal) {
-				struct signalfd_siginfo si;
-				if (read(loop->signal_fd, &si, sizeof si) == sizeof si)
-					kw_log(KW_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
-				loop->stop = true;
-			} else {
-				struct kw_conn *c = tag;
-				/* conn_read ends in a flush, which also serves EPOLLOUT */
-				if (c->ssl && !c->handshaken)
-					conn_read(srv, c);
-				else if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-					conn_read(srv, c);
-				else if (events[i].events & EPOLLOUT)
-					conn_flush(srv, c);
-			}
-		}
-		if (mono_now() != last_tick) {
-			last_tick = mono_now();
-			tick(srv);
+	for (unsigned i = 1; i < loops->n; i++) {
+		if (pthread_create(&loops->loop[i].thread, NULL, loop_main, &loops->loop[i]) != 0) {
+			kw_log(KW_LOG_ERROR, "server: cannot start event loop %u", i);
+			atomic_store(&loops->stop, true);
+			for (unsigned j = 1; j < i; j++)
+				pthread_join(loops->loop[j].thread, NULL);
+			return KW_ERR_GENERAL;
 		}
 	}
+	loop_main(&loops->loop[0]);
+	for (unsigned i = 1; i < loops->n; i++)
+		pthread_join(loops->loop[i].thread, NULL);
 	return KW_OK;
 }
 
 void kw_server_stop(struct kw_server *srv)
 {
-	struct kw_loop *loop = srv->loop;
+	struct kw_loops *loops = srv->loops;
 
-	if (!loop)
+	if (!loops)
 		return;
-	/* finish running requests first: pools drain their queues before joining */
-	kw_pool_free(srv->ops);
+	/* finish the slow requests first: the pool drains its queue before joining */
 	kw_pool_free(srv->slow);
-	srv->ops = srv->slow = NULL;
-	drain_ready(srv);
-	while (loop->conns)
-		conn_close(srv, loop->conns, NULL);
-	if (loop->listen_fd >= 0)
-		close(loop->listen_fd);
-	if (loop->admin_fd >= 0) {
-		close(loop->admin_fd);
+	srv->slow = NULL;
+	for (unsigned i = 0; i < loops->n; i++) {
+		struct kw_loop *loop = &loops->loop[i];
+		if (loop->epfd < 0)
+			continue;
+		drain_ready(loop);
+		while (loop->conns)
+			conn_close(loop->conns, NULL);
+		close(loop->event_fd);
+		close(loop->epfd);
+		pthread_mutex_destroy(&loop->ready_lock);
+	}
+	if (loops->listen_fd >= 0)
+		close(loops->listen_fd);
+	if (loops->admin_fd >= 0) {
+		close(loops->admin_fd);
 		unlink(srv->cfg.admin_socket);
 	}
-	close(loop->event_fd);
-	close(loop->signal_fd);
-	close(loop->epfd);
-	pthread_mutex_destroy(&loop->ready_lock);
-	free(loop);
-	srv->loop = NULL;
+	if (loops->signal_fd >= 0)
+		close(loops->signal_fd);
+	free(loops);
+	srv->loops = NULL;
 }
