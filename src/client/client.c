@@ -12,9 +12,12 @@
 #include "client/client.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -68,7 +71,7 @@ kw_rv kw_client_new(const char *conf_path, kw_client **out)
 		free(c);
 		return kw_error_set(KW_ERR_GENERAL, "cannot create a mutex for the keyward client");
 	}
-	c->pid = getpid();
+	c->fork_gen = kw_fork_generation();
 	kw_error_clear();
 	*out = c;
 	return KW_OK;
@@ -80,7 +83,7 @@ void kw_client_free(kw_client *c)
 
 	if (!c)
 		return;
-	child = c->pid != getpid();
+	child = c->fork_gen != kw_fork_generation();
 	for (size_t i = 0; i < c->n_idle; i++)
 		kw_conn_close(c->idle[i], !child);
 	free(c->idle);
@@ -150,19 +153,38 @@ static kw_rv get_ctx(kw_client *c, bool with_cred, SSL_CTX **out)
 	return rv;
 }
 
+static atomic_uint fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+	atomic_fetch_add(&fork_generation, 1);
+}
+
+static void install_atfork(void)
+{
+	/* glibc unregisters it if this library is dlclose()d */
+	pthread_atfork(NULL, NULL, count_fork);
+}
+
+unsigned kw_fork_generation(void)
+{
+	pthread_once(&atfork_once, install_atfork);
+	return atomic_load(&fork_generation);
+}
+
 /* After fork(): the parent's connections are closed here without a word. */
 static void drop_if_forked_locked(kw_client *c)
 {
-	pid_t pid = getpid();
+	unsigned gen = kw_fork_generation();
 
-	if (c->pid == pid)
+	if (c->fork_gen == gen)
 		return;
-	kw_debug(KW_DEBUG_POOL, "pool: fork detected, dropping %zu connections of process %d", c->n_idle,
-		 (int)c->pid);
+	kw_debug(KW_DEBUG_POOL, "pool: fork detected, dropping %zu connections of the parent", c->n_idle);
 	for (size_t i = 0; i < c->n_idle; i++)
 		kw_conn_close(c->idle[i], false);
 	c->n_idle = 0;
-	c->pid = pid;
+	c->fork_gen = gen;
 }
 
 static uint32_t rand32(void *arg)
@@ -228,6 +250,17 @@ kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out)
 	return kw_error_set(KW_ERR_UNREACHABLE, "no HSM reachable: %s", msg);
 }
 
+/* seconds an idle connection may rest before we check that the HSM kept it open */
+#define IDLE_CHECK_AFTER 1.0
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Takes an idle, live connection (reused = true) or opens a new one. */
 static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
 {
@@ -237,7 +270,8 @@ static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
 	drop_if_forked_locked(c);
 	while (c->n_idle) {
 		struct kw_conn *conn = c->idle[--c->n_idle];
-		if (kw_conn_alive(conn)) {
+		/* only a connection idle for a while may have been closed by the HSM */
+		if (now_mono() - conn->last_used < IDLE_CHECK_AFTER || kw_conn_alive(conn)) {
 			*out = conn;
 			*reused = true;
 			break;
@@ -256,13 +290,14 @@ static void give_back(kw_client *c, struct kw_conn *conn)
 {
 	pthread_mutex_lock(&c->lock);
 	drop_if_forked_locked(c);
-	if (conn->pid == c->pid && c->n_idle < c->cfg.pool_size) {
+	if (conn->fork_gen == c->fork_gen && c->n_idle < c->cfg.pool_size) {
+		conn->last_used = now_mono();
 		c->idle[c->n_idle++] = conn;
 		conn = NULL;
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (conn)
-		kw_conn_close(conn, conn->pid == getpid());
+		kw_conn_close(conn, true);
 }
 
 static bool conn_broken(kw_rv rv)

@@ -69,7 +69,8 @@ void kw_failover_order(const struct kw_config *cfg, size_t *order, uint32_t (*rn
 struct kw_conn {
 	int fd;
 	SSL *ssl;
-	pid_t pid;        /* process that made it: a child must not use it */
+	unsigned fork_gen; /* kw_fork_generation() when made: a child must not use it */
+	double last_used;  /* monotonic seconds, when it went back to the pool */
 	uint64_t next_id; /* request ids, increasing per connection */
 	size_t hsm;       /* index into cfg->hsms */
 };
@@ -100,6 +101,13 @@ bool kw_conn_alive(const struct kw_conn *conn);
 /* graceful: send close_notify first; never in a forked child. */
 void kw_conn_close(struct kw_conn *conn, bool graceful);
 
+/*
+ * Counts fork()s of this process (a pthread_atfork child handler, installed
+ * on first use): cheaper than getpid() on every request, and it changes in
+ * every child.
+ */
+unsigned kw_fork_generation(void);
+
 /* ---- the client (client.c) ---- */
 
 struct kw_client {
@@ -110,7 +118,7 @@ struct kw_client {
 	SSL_CTX *ctx_anon;  /* without: Enroll, and probe before enrollment */
 	struct kw_conn **idle; /* stack of pool_size idle connections */
 	size_t n_idle;
-	pid_t pid;          /* owner of the idle connections */
+	unsigned fork_gen;  /* kw_fork_generation() of the idle connections' process */
 };
 
 /*

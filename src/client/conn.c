@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -64,38 +65,49 @@ static const char *ssl_errtext(char *buf, size_t len)
 
 /* ---- SIGPIPE ---- */
 
-struct sigpipe_guard {
-	sigset_t old;
-	bool was_pending;
-};
+/*
+ * A socket BIO whose writes use send(MSG_NOSIGNAL): a peer that went away
+ * must not raise SIGPIPE in the host process, and blocking the signal
+ * around every call would cost several syscalls per request.
+ */
+static BIO_METHOD *nosigpipe_method;
+static pthread_once_t nosigpipe_once = PTHREAD_ONCE_INIT;
 
-static void sigpipe_block(struct sigpipe_guard *g)
+static int nosigpipe_write(BIO *b, const char *data, int len)
 {
-	sigset_t set, pend;
+	int fd = -1;
+	ssize_t n;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, &g->old);
-	sigemptyset(&pend);
-	sigpending(&pend);
-	g->was_pending = sigismember(&pend, SIGPIPE);
+	BIO_get_fd(b, &fd);
+	errno = 0;
+	n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+	BIO_clear_retry_flags(b);
+	if (n <= 0 && BIO_sock_should_retry((int)n))
+		BIO_set_retry_write(b);
+	return (int)n;
 }
 
-static void sigpipe_restore(struct sigpipe_guard *g)
+static int nosigpipe_puts(BIO *b, const char *str)
 {
-	sigset_t set, pend;
+	return nosigpipe_write(b, str, (int)strlen(str));
+}
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGPIPE);
-	if (!g->was_pending) {
-		sigemptyset(&pend);
-		sigpending(&pend);
-		if (sigismember(&pend, SIGPIPE)) {
-			struct timespec zero = {0, 0};
-			sigtimedwait(&set, NULL, &zero);
-		}
+static void make_nosigpipe_method(void)
+{
+	const BIO_METHOD *sock = BIO_s_socket();
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+				     "keyward socket");
+
+	if (!m)
+		return;
+	if (!BIO_meth_set_write(m, nosigpipe_write) || !BIO_meth_set_puts(m, nosigpipe_puts) ||
+	    !BIO_meth_set_read(m, BIO_meth_get_read(sock)) || !BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) ||
+	    !BIO_meth_set_create(m, BIO_meth_get_create(sock)) ||
+	    !BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock))) {
+		BIO_meth_free(m);
+		return;
 	}
-	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	nosigpipe_method = m;
 }
 
 /* ---- waiting ---- */
@@ -192,6 +204,8 @@ kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cre
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* one read() per burst of records, not two per record (header, body) */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (access(cfg->ca, R_OK) != 0) {
 		rv = kw_error_set(KW_ERR_CONFIG, "cannot read the HSM's CA certificate %s (\"ca\" in %s): %s",
 				  cfg->ca, cfg->path, errtext(errno, eb, sizeof eb));
@@ -368,10 +382,8 @@ static kw_rv ssl_wait(struct kw_conn *c, int r, double deadline, double timeout,
 
 static kw_rv ssl_write_all(struct kw_conn *c, const unsigned char *p, size_t len, double deadline, double timeout)
 {
-	struct sigpipe_guard g;
 	kw_rv rv = KW_OK;
 
-	sigpipe_block(&g);
 	while (len) {
 		size_t n = 0;
 		int r;
@@ -388,21 +400,21 @@ static kw_rv ssl_write_all(struct kw_conn *c, const unsigned char *p, size_t len
 		if (rv)
 			break;
 	}
-	sigpipe_restore(&g);
 	return rv;
 }
 
 static kw_rv ssl_read_exact(struct kw_conn *c, unsigned char *p, size_t len, double deadline, double timeout)
 {
-	struct sigpipe_guard g;
 	kw_rv rv = KW_OK;
 
-	/* a read may write too (key updates), hence the guard */
-	sigpipe_block(&g);
 	while (len) {
 		size_t n = 0;
 		int r;
 
+		/* the answer is not there yet: wait first rather than try a read that fails */
+		if (!SSL_has_pending(c->ssl) && (rv = wait_fd(c->fd, POLLIN, deadline, timeout,
+							      "waiting for the HSM's answer")))
+			break;
 		ERR_clear_error();
 		errno = 0;
 		r = SSL_read_ex(c->ssl, p, len, &n);
@@ -415,7 +427,6 @@ static kw_rv ssl_read_exact(struct kw_conn *c, unsigned char *p, size_t len, dou
 		if (rv)
 			break;
 	}
-	sigpipe_restore(&g);
 	return rv;
 }
 
@@ -500,6 +511,7 @@ static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg 
 	double deadline = now() + cfg->command_timeout;
 	unsigned char ipbuf[16];
 	bool is_ip;
+	BIO *bio;
 	kw_rv rv;
 
 	c->ssl = SSL_new(ctx);
@@ -507,10 +519,14 @@ static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg 
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
 	}
-	if (!SSL_set_fd(c->ssl, c->fd)) {
+	pthread_once(&nosigpipe_once, make_nosigpipe_method);
+	bio = nosigpipe_method ? BIO_new(nosigpipe_method) : NULL;
+	if (!bio) {
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
 	}
+	BIO_set_fd(bio, c->fd, BIO_NOCLOSE);
+	SSL_set_bio(c->ssl, bio, bio);
 	is_ip = inet_pton(AF_INET, h->server_name, ipbuf) == 1 || inet_pton(AF_INET6, h->server_name, ipbuf) == 1;
 	if (is_ip) {
 		if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), h->server_name)) {
@@ -525,14 +541,11 @@ static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg 
 		}
 	}
 	for (;;) {
-		struct sigpipe_guard g;
 		int r;
 
 		ERR_clear_error();
 		errno = 0;
-		sigpipe_block(&g);
 		r = SSL_connect(c->ssl);
-		sigpipe_restore(&g);
 		if (r == 1)
 			return KW_OK;
 		if (SSL_get_error(c->ssl, r) == SSL_ERROR_SSL) {
@@ -569,7 +582,8 @@ kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct
 	if (!c)
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory connecting to %s", h->address);
 	c->fd = -1;
-	c->pid = getpid();
+	c->fork_gen = kw_fork_generation();
+	c->last_used = now();
 	c->next_id = 1;
 	c->hsm = hsm;
 
@@ -638,12 +652,8 @@ void kw_conn_close(struct kw_conn *c, bool graceful)
 	if (!c)
 		return;
 	if (c->ssl) {
-		if (graceful && c->pid == getpid()) {
-			struct sigpipe_guard g;
-			sigpipe_block(&g);
+		if (graceful && c->fork_gen == kw_fork_generation())
 			SSL_shutdown(c->ssl); /* one non-blocking try: close_notify out */
-			sigpipe_restore(&g);
-		}
 		SSL_free(c->ssl);
 		ERR_clear_error();
 	}

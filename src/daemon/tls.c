@@ -296,6 +296,8 @@ kw_rv kw_tls_load_or_create(struct kw_tls *tls, const char *dir, const char *nam
 	SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(tls->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 					   SSL_MODE_RELEASE_BUFFERS);
+	/* one read() per burst of records, not two per record (header, body) */
+	SSL_CTX_set_read_ahead(tls->ctx, 1);
 	if (SSL_CTX_use_certificate(tls->ctx, srv) != 1 || SSL_CTX_use_PrivateKey(tls->ctx, srv_key) != 1 ||
 	    SSL_CTX_check_private_key(tls->ctx) != 1) {
 		rv = ssl_error(KW_ERR_CONFIG, "tls: server certificate and key do not match");
