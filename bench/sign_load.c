@@ -2,7 +2,11 @@
  * Signing load through libkeyward: N threads sign for S seconds with one
  * key and print the aggregate rate. The key is generated on the HSM first.
  *
- *   keyward-bench-sign CONF rsa2048|p256 THREADS SECONDS
+ *   keyward-bench-sign CONF rsa2048|p256|noop THREADS SECONDS
+ *
+ * "noop" asks for one random byte: a request with no key work, so its rate
+ * is the ceiling the transport (TLS, loopback, wake-ups) puts on any
+ * operation.
  *
  * Prints one line: "<alg> <threads> <signatures> <seconds> <per-second>".
  * bench/sign runs it against a development keywardd and compares with
@@ -21,6 +25,7 @@
 static kw_client *client;
 static uint64_t key_id;
 static struct kw_mechanism mech;
+static bool noop;
 static atomic_bool stop;
 static double seconds;
 
@@ -38,7 +43,8 @@ static void *worker(void *arg)
 
 	while (!atomic_load(&stop)) {
 		size_t len = sizeof sig;
-		kw_rv rv = kw_sign(client, key_id, &mech, digest, sizeof digest, sig, &len);
+		kw_rv rv = noop ? kw_generate_random(client, sig, 1)
+				: kw_sign(client, key_id, &mech, digest, sizeof digest, sig, &len);
 		if (rv) {
 			fprintf(stderr, "keyward-bench-sign: %s\n", kw_last_error());
 			exit(1);
@@ -59,10 +65,11 @@ int main(int argc, char **argv)
 	char name[64];
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: keyward-bench-sign CONF rsa2048|p256 THREADS SECONDS\n");
+		fprintf(stderr, "usage: keyward-bench-sign CONF rsa2048|p256|noop THREADS SECONDS\n");
 		return 2;
 	}
 	rsa = strcmp(argv[2], "rsa2048") == 0;
+	noop = strcmp(argv[2], "noop") == 0;
 	threads = (unsigned)atoi(argv[3]);
 	seconds = atof(argv[4]);
 	if (kw_client_new(argv[1], &client)) {

@@ -1,12 +1,13 @@
 /*
  * kw_client: the configuration, two lazily made TLS contexts (with and
- * without the client credential), a mutex-protected stack of idle
- * connections, failover across the HSMs by priority, and fork detection.
+ * without the client credential), a list of shared connections, failover
+ * across the HSMs by priority, and fork detection.
  *
- * A call takes an idle connection (or opens one), uses it with the lock
- * released, and gives it back; at most pool_size idle connections are kept,
- * any number may be in use. A connection that failed in the network or the
- * protocol is closed, never pooled. A child process never touches its
+ * A call joins the least busy shared connection, or opens another while
+ * every one already carries KW_PIPELINE_DEPTH calls and fewer than
+ * pool_size are open; calls on one connection are pipelined (see conn.c).
+ * A connection that failed in the network or the protocol leaves the list
+ * and is closed by its last user. A child process never touches its
  * parent's connections beyond closing its own copy of the fd.
  */
 #include "client/client.h"
@@ -58,15 +59,15 @@ kw_rv kw_client_new(const char *conf_path, kw_client **out)
 		return rv;
 	}
 	if (c->cfg.pool_size) {
-		c->idle = calloc(c->cfg.pool_size, sizeof *c->idle);
-		if (!c->idle) {
+		c->conns = calloc(c->cfg.pool_size, sizeof *c->conns);
+		if (!c->conns) {
 			kw_config_cleanup(&c->cfg);
 			free(c);
 			return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a keyward client");
 		}
 	}
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
-		free(c->idle);
+		free(c->conns);
 		kw_config_cleanup(&c->cfg);
 		free(c);
 		return kw_error_set(KW_ERR_GENERAL, "cannot create a mutex for the keyward client");
@@ -84,9 +85,9 @@ void kw_client_free(kw_client *c)
 	if (!c)
 		return;
 	child = c->fork_gen != kw_fork_generation();
-	for (size_t i = 0; i < c->n_idle; i++)
-		kw_conn_close(c->idle[i], !child);
-	free(c->idle);
+	for (size_t i = 0; i < c->n_conns; i++)
+		kw_conn_close(c->conns[i], !child);
+	free(c->conns);
 	SSL_CTX_free(c->ctx_cred);
 	SSL_CTX_free(c->ctx_anon);
 	wipe_free(c->pin);
@@ -173,6 +174,38 @@ unsigned kw_fork_generation(void)
 	return atomic_load(&fork_generation);
 }
 
+/*
+ * Takes every shared connection out of the list (caller holds c->lock);
+ * those no call is using go to *closing for the caller to close after
+ * unlocking, the others are closed by their last user.
+ */
+static size_t unlist_all_locked(kw_client *c, struct kw_conn **closing)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_conns; i++) {
+		c->conns[i]->listed = false;
+		if (!c->conns[i]->users)
+			closing[n++] = c->conns[i];
+	}
+	c->n_conns = 0;
+	return n;
+}
+
+void kw_client_drop_connections(kw_client *c)
+{
+	struct kw_conn **closing = calloc(c->cfg.pool_size ? c->cfg.pool_size : 1, sizeof *closing);
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (closing)
+		n = unlist_all_locked(c, closing);
+	pthread_mutex_unlock(&c->lock);
+	for (size_t i = 0; i < n; i++)
+		kw_conn_close(closing[i], true);
+	free(closing);
+}
+
 /* After fork(): the parent's connections are closed here without a word. */
 static void drop_if_forked_locked(kw_client *c)
 {
@@ -180,10 +213,11 @@ static void drop_if_forked_locked(kw_client *c)
 
 	if (c->fork_gen == gen)
 		return;
-	kw_debug(KW_DEBUG_POOL, "pool: fork detected, dropping %zu connections of the parent", c->n_idle);
-	for (size_t i = 0; i < c->n_idle; i++)
-		kw_conn_close(c->idle[i], false);
-	c->n_idle = 0;
+	kw_debug(KW_DEBUG_POOL, "pool: fork detected, dropping %zu connections of the parent", c->n_conns);
+	/* the parent's other threads do not exist here: their calls never end */
+	for (size_t i = 0; i < c->n_conns; i++)
+		kw_conn_close(c->conns[i], false);
+	c->n_conns = 0;
 	c->fork_gen = gen;
 }
 
@@ -261,43 +295,84 @@ static double now_mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Takes an idle, live connection (reused = true) or opens a new one. */
-static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
+/* Removes conn from the list (caller holds c->lock). */
+static void unlist_locked(kw_client *c, struct kw_conn *conn)
 {
-	*out = NULL;
-	*reused = false;
-	pthread_mutex_lock(&c->lock);
-	drop_if_forked_locked(c);
-	while (c->n_idle) {
-		struct kw_conn *conn = c->idle[--c->n_idle];
-		/* only a connection idle for a while may have been closed by the HSM */
-		if (now_mono() - conn->last_used < IDLE_CHECK_AFTER || kw_conn_alive(conn)) {
-			*out = conn;
-			*reused = true;
+	for (size_t i = 0; i < c->n_conns; i++) {
+		if (c->conns[i] == conn) {
+			c->conns[i] = c->conns[--c->n_conns];
 			break;
 		}
-		kw_debug(KW_DEBUG_POOL, "pool: idle connection to %s was closed by the HSM",
-			 c->cfg.hsms[conn->hsm].address);
-		kw_conn_close(conn, false);
 	}
-	pthread_mutex_unlock(&c->lock);
-	if (*out)
-		return KW_OK;
-	return kw_client_connect(c, true, out);
+	conn->listed = false;
 }
 
-static void give_back(kw_client *c, struct kw_conn *conn)
+/*
+ * Joins the least busy shared connection (reused = true), or opens a new
+ * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
+ */
+static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
 {
+	struct kw_conn *best, *dead = NULL, *fresh;
+	kw_rv rv;
+
+	*out = NULL;
+	*reused = false;
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		drop_if_forked_locked(c);
+		best = NULL;
+		for (size_t i = 0; i < c->n_conns; i++)
+			if (!best || c->conns[i]->users < best->users)
+				best = c->conns[i];
+		if (best && (best->users < KW_PIPELINE_DEPTH || c->n_conns >= c->cfg.pool_size)) {
+			/* only a connection idle for a while may have been closed by the HSM */
+			if (best->users || now_mono() - best->last_used < IDLE_CHECK_AFTER || kw_conn_alive(best)) {
+				best->users++;
+				*out = best;
+				*reused = true;
+				pthread_mutex_unlock(&c->lock);
+				return KW_OK;
+			}
+			kw_debug(KW_DEBUG_POOL, "pool: idle connection to %s was closed by the HSM",
+				 c->cfg.hsms[best->hsm].address);
+			unlist_locked(c, best);
+			dead = best;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!dead)
+			break;
+		kw_conn_close(dead, false);
+		dead = NULL;
+	}
+	rv = kw_client_connect(c, true, &fresh);
+	if (rv)
+		return rv;
 	pthread_mutex_lock(&c->lock);
-	drop_if_forked_locked(c);
-	if (conn->fork_gen == c->fork_gen && c->n_idle < c->cfg.pool_size) {
-		conn->last_used = now_mono();
-		c->idle[c->n_idle++] = conn;
-		conn = NULL;
+	fresh->users = 1;
+	if (c->n_conns < c->cfg.pool_size && fresh->fork_gen == c->fork_gen) {
+		fresh->listed = true;
+		c->conns[c->n_conns++] = fresh;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (conn)
-		kw_conn_close(conn, true);
+	*out = fresh;
+	return KW_OK;
+}
+
+/* Ends a call on conn; a broken or unlisted connection closes with its last user. */
+static void give_back(kw_client *c, struct kw_conn *conn)
+{
+	bool close_it;
+
+	pthread_mutex_lock(&c->lock);
+	drop_if_forked_locked(c);
+	conn->users--;
+	if (conn->listed && kw_conn_broken(conn))
+		unlist_locked(c, conn);
+	close_it = !conn->listed && !conn->users;
+	pthread_mutex_unlock(&c->lock);
+	if (close_it)
+		kw_conn_close(conn, conn->fork_gen == kw_fork_generation() && !kw_conn_broken(conn));
 }
 
 static bool conn_broken(kw_rv rv)
@@ -328,7 +403,7 @@ kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__Bod
 			snprintf(why, sizeof why, "%s", kw_last_error());
 			kw_error_set(rv, "%s: %s", c->cfg.hsms[conn->hsm].address, why);
 		}
-		kw_conn_close(conn, false);
+		give_back(c, conn); /* broken: it leaves the list, its last user closes it */
 		/* an idle connection the server closed meanwhile: once more, fresh */
 		if (!(rv == KW_ERR_NETWORK && reused && attempt == 0))
 			return rv;

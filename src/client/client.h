@@ -23,6 +23,7 @@
 
 #include <keyward/keyward.h>
 
+#include "common/buf.h"
 #include "keyward.pb-c.h"
 
 /* ---- configuration (config.c) ---- */
@@ -66,14 +67,46 @@ void kw_failover_order(const struct kw_config *cfg, size_t *order, uint32_t (*rn
 
 /* ---- one connection (conn.c) ---- */
 
+struct kw_waiter;
+
+/*
+ * One connection, shared by up to KW_PIPELINE_DEPTH calls at once: each
+ * queues its encoded request in `out` and waits; whichever waiting call
+ * finds no one doing I/O becomes the I/O leader, writes everything queued
+ * in one TLS write, reads every answer that has arrived in one read, and
+ * hands each to its waiter, until its own has come. Under load, one
+ * syscall then carries several requests on both sides.
+ */
 struct kw_conn {
 	int fd;
 	SSL *ssl;
 	unsigned fork_gen; /* kw_fork_generation() when made: a child must not use it */
-	double last_used;  /* monotonic seconds, when it went back to the pool */
-	uint64_t next_id; /* request ids, increasing per connection */
-	size_t hsm;       /* index into cfg->hsms */
+	double last_used;  /* monotonic seconds of the last call's end */
+	size_t hsm;        /* index into cfg->hsms */
+
+	pthread_mutex_t lock;      /* guards what follows */
+	uint64_t next_id;          /* request ids, increasing per connection */
+	bool io_busy;              /* a leader is writing/reading */
+	kw_rv broken;              /* non-zero once the stream is unusable */
+	char broken_msg[512];
+	struct kw_buf out;         /* requests queued, not yet written */
+	struct kw_waiter *waiters; /* calls waiting for an answer */
+
+	struct kw_buf in; /* the leader's: bytes read, not yet a whole frame */
+
+	/* client.c's, under the client's lock */
+	unsigned users; /* calls using it now */
+	bool listed;    /* in the client's list of shared connections */
 };
+
+/*
+ * Calls one connection carries before the client opens another (while
+ * fewer than pool_size are open; beyond that, calls share). Measured on
+ * 2 cores: deeper sharing batches syscalls but adds a thread hand-off per
+ * answer, and came out no faster than one connection per calling thread
+ * (docs/performance.md).
+ */
+#define KW_PIPELINE_DEPTH 1
 
 /* The TLS 1.3 client context: trusts cfg->ca; presents cert+key if with_cred. */
 kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cred, SSL_CTX **out);
@@ -88,12 +121,16 @@ kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct
 		   Keyward__HelloResult **hello_out, char *why, size_t why_len);
 
 /*
- * Sends req (its id is set here) and reads its response. A non-OK status is
- * returned as that kw_rv with the server's message, the connection still
- * usable; KW_ERR_NETWORK / PROTOCOL / TIMEOUT mean the connection is broken.
- * *resp is set only on KW_OK.
+ * Sends req (its id is set here) and waits for its response; safe to call
+ * from several threads on one connection. A non-OK status is returned as
+ * that kw_rv with the server's message, the connection still usable;
+ * KW_ERR_NETWORK / PROTOCOL / TIMEOUT mean the connection is broken (see
+ * kw_conn_broken). *resp is set only on KW_OK.
  */
 kw_rv kw_conn_call(struct kw_conn *conn, double timeout, Keyward__Request *req, Keyward__Response **resp);
+
+/* Whether the connection failed and must not take new calls. */
+bool kw_conn_broken(struct kw_conn *conn);
 
 /* Whether an idle connection still looks open (peer did not close it). */
 bool kw_conn_alive(const struct kw_conn *conn);
@@ -116,8 +153,8 @@ struct kw_client {
 	char *pin;          /* wiped on change and free */
 	SSL_CTX *ctx_cred;  /* with the client credential, made on first use */
 	SSL_CTX *ctx_anon;  /* without: Enroll, and probe before enrollment */
-	struct kw_conn **idle; /* stack of pool_size idle connections */
-	size_t n_idle;
+	struct kw_conn **conns; /* up to pool_size shared connections */
+	size_t n_conns;
 	unsigned fork_gen;  /* kw_fork_generation() of the idle connections' process */
 };
 
@@ -126,6 +163,9 @@ struct kw_client {
  * false: no client certificate (enrollment).
  */
 kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out);
+
+/* Unlists every shared connection (new calls open fresh ones). */
+void kw_client_drop_connections(kw_client *c);
 
 /*
  * One request on a pooled connection, retried once on a fresh connection

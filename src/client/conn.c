@@ -110,6 +110,9 @@ static void make_nosigpipe_method(void)
 	nosigpipe_method = m;
 }
 
+/* how much one read asks for; a burst of answers usually fits */
+#define READ_CHUNK 16384
+
 /* ---- waiting ---- */
 
 static kw_rv wait_fd(int fd, short events, double deadline, double timeout, const char *what)
@@ -403,105 +406,245 @@ static kw_rv ssl_write_all(struct kw_conn *c, const unsigned char *p, size_t len
 	return rv;
 }
 
-static kw_rv ssl_read_exact(struct kw_conn *c, unsigned char *p, size_t len, double deadline, double timeout)
+/*
+ * Reads what has arrived into c->in, waiting (up to the deadline) when
+ * nothing has. The leader's alone.
+ */
+static kw_rv ssl_read_some(struct kw_conn *c, double deadline, double timeout)
 {
-	kw_rv rv = KW_OK;
+	kw_rv rv;
+	bool got = false;
 
-	while (len) {
+	for (;;) {
 		size_t n = 0;
 		int r;
 
-		/* the answer is not there yet: wait first rather than try a read that fails */
-		if (!SSL_has_pending(c->ssl) && (rv = wait_fd(c->fd, POLLIN, deadline, timeout,
-							      "waiting for the HSM's answer")))
-			break;
+		if (!got && !SSL_has_pending(c->ssl) &&
+		    (rv = wait_fd(c->fd, POLLIN, deadline, timeout, "waiting for the HSM's answer")))
+			return rv;
+		if ((rv = kw_buf_reserve(&c->in, READ_CHUNK)))
+			return kw_error_set(KW_ERR_PROTOCOL, "the HSM sent more than a frame can hold");
 		ERR_clear_error();
 		errno = 0;
-		r = SSL_read_ex(c->ssl, p, len, &n);
+		r = SSL_read_ex(c->ssl, c->in.data + c->in.len, READ_CHUNK, &n);
 		if (r > 0) {
-			p += n;
-			len -= n;
+			c->in.len += n;
+			got = true;
+			/* a short read emptied the socket and OpenSSL's buffer */
+			if (n < READ_CHUNK && !SSL_has_pending(c->ssl))
+				return KW_OK;
 			continue;
+		}
+		if (got && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) {
+			ERR_clear_error();
+			return KW_OK;
 		}
 		rv = ssl_wait(c, r, deadline, timeout, "waiting for the HSM's answer");
 		if (rv)
-			break;
+			return rv;
 	}
-	return rv;
+}
+
+struct kw_waiter {
+	uint64_t id;
+	pthread_cond_t cond;
+	bool done;
+	Keyward__Response *resp;
+	struct kw_waiter *next;
+};
+
+static void unlink_waiter_locked(struct kw_conn *c, struct kw_waiter *w)
+{
+	for (struct kw_waiter **pp = &c->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			return;
+		}
+	}
+}
+
+/* Marks the stream unusable and wakes every waiter (caller holds c->lock). */
+static void break_locked(struct kw_conn *c, kw_rv rv, const char *msg)
+{
+	if (!c->broken) {
+		c->broken = rv;
+		snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
+	}
+	for (struct kw_waiter *w = c->waiters; w; w = w->next)
+		pthread_cond_signal(&w->cond);
+}
+
+/*
+ * Decodes the whole frames in c->in and hands each to its waiter (caller
+ * holds c->lock). A frame for an id never sent, or one that does not
+ * decode, breaks the stream; an answer whose caller gave up is dropped.
+ */
+static void dispatch_locked(struct kw_conn *c)
+{
+	size_t body_len = 0, off = 0;
+	bool complete;
+
+	while (!c->broken) {
+		Keyward__Response *resp = NULL;
+		struct kw_waiter *w;
+		char msg[300];
+
+		if (kw_frame_peek(c->in.data + off, c->in.len - off, KW_MAX_FRAME, &body_len, &complete) != KW_OK) {
+			const unsigned char *h = c->in.data + off;
+			snprintf(msg, sizeof msg,
+				 "the HSM announced a response of %lu bytes (allowed: 1 to %u): not a keyward server, "
+				 "or a damaged stream",
+				 (unsigned long)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]),
+				 KW_MAX_FRAME);
+			break_locked(c, KW_ERR_PROTOCOL, msg);
+			break;
+		}
+		if (!complete)
+			break;
+		if (kw_frame_decode_response(c->in.data + off + KW_FRAME_HEADER, body_len, &resp) != KW_OK) {
+			snprintf(msg, sizeof msg, "the HSM sent a response that does not decode (%zu bytes)", body_len);
+			break_locked(c, KW_ERR_PROTOCOL, msg);
+			break;
+		}
+		OPENSSL_cleanse(c->in.data + off, KW_FRAME_HEADER + body_len);
+		off += KW_FRAME_HEADER + body_len;
+		kw_debug(KW_DEBUG_WIRE, "wire: response %llu, status %d", (unsigned long long)resp->id,
+			 (int)resp->status);
+		for (w = c->waiters; w && w->id != resp->id; w = w->next)
+			;
+		if (w) {
+			w->resp = resp;
+			w->done = true;
+			pthread_cond_signal(&w->cond);
+		} else if (resp->id == 0 || resp->id >= c->next_id) {
+			snprintf(msg, sizeof msg, "the HSM sent a response to request %llu, which was never sent%s%s",
+				 (unsigned long long)resp->id, resp->message && *resp->message ? ": " : "",
+				 resp->message ? resp->message : "");
+			keyward__response__free_unpacked(resp, NULL);
+			break_locked(c, KW_ERR_PROTOCOL, msg);
+		} else {
+			keyward__response__free_unpacked(resp, NULL); /* its caller timed out */
+		}
+	}
+	kw_buf_consume(&c->in, off);
+}
+
+/*
+ * The I/O leader's turn (called and returning with c->lock held): write
+ * what is queued, read what has come, dispatch, until `me` is answered or
+ * the stream breaks; then pass the lead to a waiter still waiting.
+ */
+static void lead_io_locked(struct kw_conn *c, struct kw_waiter *me, double deadline, double timeout)
+{
+	c->io_busy = true;
+	while (!me->done && !c->broken) {
+		struct kw_buf out = c->out;
+		kw_rv rv = KW_OK;
+
+		kw_buf_init(&c->out, out.max);
+		pthread_mutex_unlock(&c->lock);
+		if (out.len)
+			rv = ssl_write_all(c, out.data, out.len, deadline, timeout);
+		kw_buf_cleanup(&out); /* may carry key material or passwords */
+		if (!rv)
+			rv = ssl_read_some(c, deadline, timeout);
+		pthread_mutex_lock(&c->lock);
+		if (rv) {
+			break_locked(c, rv, kw_last_error());
+			break;
+		}
+		dispatch_locked(c);
+	}
+	c->io_busy = false;
+	for (struct kw_waiter *w = c->waiters; w; w = w->next) {
+		if (!w->done) {
+			pthread_cond_signal(&w->cond);
+			break;
+		}
+	}
+}
+
+static void abs_deadline(double deadline, struct timespec *ts)
+{
+	/* cond waits use CLOCK_MONOTONIC, like now() */
+	ts->tv_sec = (time_t)deadline;
+	ts->tv_nsec = (long)((deadline - (double)ts->tv_sec) * 1e9);
+}
+
+bool kw_conn_broken(struct kw_conn *c)
+{
+	bool broken;
+
+	pthread_mutex_lock(&c->lock);
+	broken = c->broken != KW_OK;
+	pthread_mutex_unlock(&c->lock);
+	return broken;
 }
 
 kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Keyward__Response **resp_out)
 {
 	double deadline = now() + timeout;
-	struct kw_buf out;
-	unsigned char hdr[KW_FRAME_HEADER], *body = NULL;
-	Keyward__Response *resp = NULL;
-	size_t body_len = 0;
-	bool complete;
+	struct kw_waiter me = {0};
+	pthread_condattr_t attr;
+	Keyward__Response *resp;
 	kw_rv rv;
 
 	*resp_out = NULL;
-	kw_buf_init(&out, KW_FRAME_HEADER + KW_MAX_FRAME);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&me.cond, &attr);
+	pthread_condattr_destroy(&attr);
+
+	pthread_mutex_lock(&c->lock);
+	if (c->broken) {
+		rv = kw_error_set(c->broken, "%s", c->broken_msg);
+		goto out;
+	}
 	req->id = c->next_id++;
-	rv = kw_frame_put_request(&out, req);
+	me.id = req->id;
+	rv = kw_frame_put_request(&c->out, req);
 	if (rv) {
-		/* nothing was sent: the connection is still good */
-		kw_buf_cleanup(&out);
-		if (rv == KW_ERR_NO_MEMORY)
-			return kw_error_set(rv, "out of memory encoding a request");
-		return kw_error_set(KW_ERR_DATA_LEN, "request too large: more than %u bytes once encoded",
-				    KW_MAX_FRAME);
+		/* nothing was queued: the connection is still good */
+		rv = rv == KW_ERR_NO_MEMORY ? kw_error_set(rv, "out of memory encoding a request")
+					    : kw_error_set(KW_ERR_DATA_LEN, "request too large: more than %u bytes once encoded",
+							   KW_MAX_FRAME);
+		goto out;
 	}
-	kw_debug(KW_DEBUG_WIRE, "wire: request %llu, body %d, %zu bytes", (unsigned long long)req->id,
-		 (int)req->body_case, out.len);
-	rv = ssl_write_all(c, out.data, out.len, deadline, timeout);
-	kw_buf_cleanup(&out); /* may carry key material or passwords */
-	if (rv)
+	kw_debug(KW_DEBUG_WIRE, "wire: request %llu, body %d", (unsigned long long)req->id, (int)req->body_case);
+	me.next = c->waiters;
+	c->waiters = &me;
+	while (!me.done && !c->broken) {
+		if (!c->io_busy) {
+			lead_io_locked(c, &me, deadline, timeout);
+			continue;
+		}
+		struct timespec ts;
+		abs_deadline(deadline, &ts);
+		if (pthread_cond_timedwait(&me.cond, &c->lock, &ts) == ETIMEDOUT && !me.done) {
+			rv = kw_error_set(KW_ERR_TIMEOUT, "waiting for the HSM's answer timed out after %g s", timeout);
+			break;
+		}
+	}
+	unlink_waiter_locked(c, &me);
+	if (!me.done && !rv)
+		rv = kw_error_set(c->broken, "%s", c->broken_msg);
+out:
+	c->last_used = now();
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&me.cond);
+	if (!me.done)
 		return rv;
-	rv = ssl_read_exact(c, hdr, sizeof hdr, deadline, timeout);
-	if (rv)
-		return rv;
-	if (kw_frame_peek(hdr, sizeof hdr, KW_MAX_FRAME, &body_len, &complete) != KW_OK) {
-		uint32_t announced = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-		return kw_error_set(KW_ERR_PROTOCOL,
-				    "the HSM announced a response of %lu bytes (allowed: 1 to %u): not a keyward "
-				    "server, or a damaged stream",
-				    (unsigned long)announced, KW_MAX_FRAME);
-	}
-	body = malloc(body_len);
-	if (!body)
-		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory receiving a %zu-byte response", body_len);
-	rv = ssl_read_exact(c, body, body_len, deadline, timeout);
-	if (rv)
-		goto out;
-	if (kw_frame_decode_response(body, body_len, &resp) != KW_OK) {
-		rv = kw_error_set(KW_ERR_PROTOCOL, "the HSM sent a response that does not decode (%zu bytes)",
-				  body_len);
-		goto out;
-	}
-	if (resp->id != req->id) {
-		rv = kw_error_set(KW_ERR_PROTOCOL, "the HSM answered request %llu with a response to %llu",
-				  (unsigned long long)req->id, (unsigned long long)resp->id);
-		goto out;
-	}
-	kw_debug(KW_DEBUG_WIRE, "wire: response %llu, status %d", (unsigned long long)resp->id, (int)resp->status);
+	resp = me.resp;
 	if (resp->status != KEYWARD__STATUS__OK) {
 		kw_rv srv = (unsigned)resp->status < KW_RV_COUNT ? (kw_rv)resp->status : KW_ERR_GENERAL;
 		const char *msg = resp->message && *resp->message ? resp->message : kw_rv_text(srv);
 		/* error.c keeps the thread's message; msg is copied before resp goes */
 		rv = kw_error_set(srv, "%s", msg);
-		goto out;
+		keyward__response__free_unpacked(resp, NULL);
+		return rv;
 	}
 	*resp_out = resp;
-	resp = NULL;
-out:
-	if (body) {
-		OPENSSL_cleanse(body, body_len);
-		free(body);
-	}
-	if (resp)
-		keyward__response__free_unpacked(resp, NULL);
-	return rv;
+	return KW_OK;
 }
 
 /* ---- open / close ---- */
@@ -586,6 +729,9 @@ kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct
 	c->last_used = now();
 	c->next_id = 1;
 	c->hsm = hsm;
+	pthread_mutex_init(&c->lock, NULL);
+	kw_buf_init(&c->out, (size_t)KW_PIPELINE_DEPTH * 4 * (KW_FRAME_HEADER + KW_MAX_FRAME));
+	kw_buf_init(&c->in, KW_FRAME_HEADER + KW_MAX_FRAME + READ_CHUNK);
 
 	rv = tcp_connect(cfg, h, &c->fd);
 	if (rv)
@@ -659,5 +805,8 @@ void kw_conn_close(struct kw_conn *c, bool graceful)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
+	kw_buf_cleanup(&c->out);
+	kw_buf_cleanup(&c->in);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

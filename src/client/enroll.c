@@ -211,8 +211,6 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 	const unsigned char *p;
 	char *data;
 	long dlen;
-	struct kw_conn **fresh = NULL, **idle;
-	size_t n_idle;
 	int csr_len = 0;
 	kw_rv rv;
 
@@ -271,11 +269,6 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 		goto out;
 	}
 
-	/* a new, empty stack for the pool, so the old connections close outside the lock */
-	if (c->cfg.pool_size && !(fresh = calloc(c->cfg.pool_size, sizeof *fresh))) {
-		rv = kw_error_set(KW_ERR_NO_MEMORY, "out of memory during enrollment");
-		goto out;
-	}
 	rv = key_pem(pkey, pin, &kbio);
 	if (rv)
 		goto out;
@@ -297,21 +290,13 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 	pthread_mutex_lock(&c->lock);
 	SSL_CTX_free(c->ctx_cred);
 	c->ctx_cred = NULL;
-	idle = c->idle;
-	n_idle = c->n_idle;
-	c->idle = fresh;
-	c->n_idle = 0;
-	fresh = NULL;
 	pthread_mutex_unlock(&c->lock);
-	for (size_t i = 0; i < n_idle; i++)
-		kw_conn_close(idle[i], true); /* no close_notify from a forked child: see kw_conn_close */
-	free(idle);
+	kw_client_drop_connections(c);
 out:
 	if (conn)
 		kw_conn_close(conn, rv != KW_ERR_NETWORK && rv != KW_ERR_PROTOCOL && rv != KW_ERR_TIMEOUT);
 	if (resp)
 		keyward__response__free_unpacked(resp, NULL);
-	free(fresh);
 	BIO_free(kbio); /* secure memory: wiped */
 	BIO_free(cbio);
 	X509_free(cert);

@@ -89,8 +89,10 @@ struct kw_loop {
 	pthread_t thread;
 	int epfd, event_fd;
 	struct kw_conn *conns;
+	atomic_uint n_conns;
 	pthread_mutex_t ready_lock;
 	struct kw_conn *ready;
+	struct kw_conn *incoming; /* accepted by another loop, handed to this one */
 };
 
 struct kw_loops {
@@ -197,6 +199,7 @@ static void conn_close(struct kw_conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	atomic_fetch_sub(&c->srv->connections, 1);
+	atomic_fetch_sub(&loop->n_conns, 1);
 	conn_unref(c);
 	ERR_clear_error();
 }
@@ -498,6 +501,9 @@ static bool conn_service(struct kw_conn *c)
 	return true;
 }
 
+static void hand_over(struct kw_loop *self, struct kw_loop *target, struct kw_conn *c);
+static struct kw_loop *least_loaded(struct kw_server *srv);
+
 static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 {
 	struct kw_server *srv = loop->srv;
@@ -507,7 +513,6 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 		socklen_t salen = sizeof sa;
 		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct kw_conn *c;
-		struct epoll_event ev;
 		char host[INET6_ADDRSTRLEN] = "?", port[8] = "";
 
 		if (fd < 0) {
@@ -567,26 +572,73 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			}
 			SSL_set_accept_state(c->ssl);
 		}
-		ev.events = c->events = EPOLLIN;
-		ev.data.ptr = c;
-		if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			SSL_free(c->ssl);
-			close(fd);
-			conn_unref(c);
-			continue;
-		}
-		c->next = loop->conns;
-		if (loop->conns)
-			loop->conns->prev = c;
-		loop->conns = c;
 		atomic_fetch_add(&srv->connections, 1);
-		kw_debug(KW_DEBUG_TLS, "connection %s accepted by loop %u", c->peer.address, loop->index);
+		hand_over(loop, admin ? loop : least_loaded(srv), c);
 	}
+}
+
+/* Starts serving c on this loop (its own thread). */
+static void adopt_conn(struct kw_loop *loop, struct kw_conn *c)
+{
+	struct epoll_event ev;
+
+	c->loop = loop;
+	ev.events = c->events = EPOLLIN;
+	ev.data.ptr = c;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+		kw_log(KW_LOG_WARN, "connection %s: epoll: %s", c->peer.address, strerror(errno));
+		SSL_free(c->ssl);
+		close(c->fd);
+		atomic_fetch_sub(&c->srv->connections, 1);
+		conn_unref(c);
+		return;
+	}
+	c->next = loop->conns;
+	if (loop->conns)
+		loop->conns->prev = c;
+	loop->conns = c;
+	atomic_fetch_add(&loop->n_conns, 1);
+	kw_debug(KW_DEBUG_TLS, "connection %s served by loop %u", c->peer.address, loop->index);
+}
+
+/*
+ * The loop with the fewest connections. EPOLLEXCLUSIVE wakes whichever
+ * loop is idle, so without this a few busy connections can end up on one
+ * core while another has none.
+ */
+static struct kw_loop *least_loaded(struct kw_server *srv)
+{
+	struct kw_loops *loops = srv->loops;
+	struct kw_loop *best = &loops->loop[0];
+
+	for (unsigned i = 1; i < loops->n; i++)
+		if (atomic_load(&loops->loop[i].n_conns) < atomic_load(&best->n_conns))
+			best = &loops->loop[i];
+	return best;
+}
+
+static void hand_over(struct kw_loop *self, struct kw_loop *target, struct kw_conn *c)
+{
+	bool was_empty;
+
+	if (target == self) {
+		adopt_conn(self, c);
+		return;
+	}
+	/* counted now, so the next accept sees it */
+	atomic_fetch_add(&target->n_conns, 1);
+	pthread_mutex_lock(&target->ready_lock);
+	was_empty = !target->incoming && !target->ready;
+	c->ready_next = target->incoming;
+	target->incoming = c;
+	pthread_mutex_unlock(&target->ready_lock);
+	if (was_empty)
+		wake(target);
 }
 
 static void drain_ready(struct kw_loop *loop)
 {
-	struct kw_conn *list;
+	struct kw_conn *list, *incoming;
 	uint64_t count;
 
 	if (read(loop->event_fd, &count, sizeof count) < 0 && errno != EAGAIN)
@@ -594,7 +646,15 @@ static void drain_ready(struct kw_loop *loop)
 	pthread_mutex_lock(&loop->ready_lock);
 	list = loop->ready;
 	loop->ready = NULL;
+	incoming = loop->incoming;
+	loop->incoming = NULL;
 	pthread_mutex_unlock(&loop->ready_lock);
+	while (incoming) {
+		struct kw_conn *c = incoming;
+		incoming = c->ready_next;
+		atomic_fetch_sub(&loop->n_conns, 1); /* adopt_conn counts it again */
+		adopt_conn(loop, c);
+	}
 	while (list) {
 		struct kw_conn *c = list;
 		bool dead;

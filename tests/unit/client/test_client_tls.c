@@ -114,7 +114,7 @@ static void test_id_mismatch_and_oversize(void **state)
 
 	(void)state;
 	assert_int_equal(kw_generate_random(c, buf, 7), KW_ERR_PROTOCOL);
-	assert_contains(kw_last_error(), "answered request");
+	assert_contains(kw_last_error(), "never sent");
 	assert_contains(kw_last_error(), "127.0.0.1:");
 
 	/* the broken connection is not reused */
@@ -416,7 +416,7 @@ static void test_threads_share_client(void **state)
 		pthread_join(t[i], NULL);
 		assert_int_equal(args[i].ok, 20);
 	}
-	assert_true(c->n_idle <= 2);
+	assert_true(c->n_conns <= 2);
 	kw_client_free(c);
 }
 
