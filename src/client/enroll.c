@@ -125,18 +125,6 @@ out:
 	return rv;
 }
 
-static kw_rv crypto_fail(const char *what)
-{
-	char eb[256];
-	unsigned long e = ERR_peek_last_error();
-
-	if (e)
-		ERR_error_string_n(e, eb, sizeof eb);
-	else
-		snprintf(eb, sizeof eb, "unknown error");
-	ERR_clear_error();
-	return kw_error_set(KW_ERR_CRYPTO, "enrollment: %s failed: %s", what, eb);
-}
 
 static kw_rv make_csr(const char *partition, EVP_PKEY *pkey, unsigned char **der, int *der_len)
 {
@@ -153,23 +141,23 @@ static kw_rv make_csr(const char *partition, EVP_PKEY *pkey, unsigned char **der
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory making the CSR");
 	req = X509_REQ_new();
 	if (!req) {
-		rv = crypto_fail("creating the CSR");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "creating the CSR");
 		goto out;
 	}
 	name = X509_REQ_get_subject_name(req);
 	if (!X509_REQ_set_version(req, 0) ||
 	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0)) {
-		rv = crypto_fail("setting the CSR subject (CN is at most 64 characters: partition@hostname)");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "setting the CSR subject (CN is at most 64 characters: partition@hostname)");
 		goto out;
 	}
 	if (!X509_REQ_set_pubkey(req, pkey) || !X509_REQ_sign(req, pkey, EVP_sha256())) {
-		rv = crypto_fail("signing the CSR");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "signing the CSR");
 		goto out;
 	}
 	*der_len = i2d_X509_REQ(req, der);
 	if (*der_len <= 0) {
 		*der = NULL;
-		rv = crypto_fail("encoding the CSR");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "encoding the CSR");
 	}
 out:
 	X509_REQ_free(req);
@@ -185,14 +173,14 @@ static kw_rv key_pem(EVP_PKEY *pkey, const char *pin, BIO **out)
 
 	*out = NULL;
 	if (!bio)
-		return crypto_fail("allocating memory for the key");
+		return kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "allocating memory for the key");
 	if (pin)
 		ok = PEM_write_bio_PKCS8PrivateKey(bio, pkey, EVP_aes_256_cbc(), NULL, 0, NULL, (void *)pin);
 	else
 		ok = PEM_write_bio_PKCS8PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL);
 	if (!ok) {
 		BIO_free(bio);
-		return crypto_fail("encoding the key");
+		return kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "encoding the key");
 	}
 	*out = bio;
 	return KW_OK;
@@ -228,7 +216,7 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 
 	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	if (!pkey) {
-		rv = crypto_fail("generating the EC P-256 key");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "generating the EC P-256 key");
 		goto out;
 	}
 	rv = make_csr(c->cfg.partition, pkey, &csr, &csr_len);
@@ -274,7 +262,7 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 		goto out;
 	cbio = BIO_new(BIO_s_mem());
 	if (!cbio || !PEM_write_bio_X509(cbio, cert)) {
-		rv = crypto_fail("encoding the certificate");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "enrollment: %s failed", "encoding the certificate");
 		goto out;
 	}
 	dlen = BIO_get_mem_data(kbio, &data);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <openssl/err.h>
 #include <p11-kit/pkcs11.h>
 
 struct rv_entry {
@@ -91,6 +92,21 @@ kw_rv kw_error_set(kw_rv rv, const char *fmt, ...)
 	vsnprintf(last_error, sizeof last_error, fmt, ap);
 	va_end(ap);
 	return rv;
+}
+
+kw_rv kw_error_openssl(kw_rv rv, const char *fmt, ...)
+{
+	char what[512], reason[256] = "";
+	unsigned long e = ERR_peek_last_error();
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	if (e)
+		ERR_error_string_n(e, reason, sizeof reason);
+	ERR_clear_error();
+	return kw_error_set(rv, "%s%s%s", what, reason[0] ? ": " : "", reason);
 }
 
 void kw_error_clear(void)

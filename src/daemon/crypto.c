@@ -13,17 +13,6 @@
 #include "common/error.h"
 #include "daemon/daemon.h"
 
-static kw_rv ssl_fail(kw_rv rv, const char *what)
-{
-	char err[256] = "";
-	unsigned long e = ERR_get_error();
-
-	if (e)
-		ERR_error_string_n(e, err, sizeof err);
-	ERR_clear_error();
-	return kw_error_set(rv, "%s%s%s", what, err[0] ? ": " : "", err);
-}
-
 kw_rv kw_crypto_generate(enum kw_key_type type, unsigned bits, const char *curve, EVP_PKEY **out)
 {
 	*out = NULL;
@@ -44,7 +33,7 @@ kw_rv kw_crypto_generate(enum kw_key_type type, unsigned bits, const char *curve
 	default:
 		return kw_error_set(KW_ERR_KEY_TYPE, "unknown key type %d (RSA, EC or ED25519)", (int)type);
 	}
-	return *out ? KW_OK : ssl_fail(KW_ERR_CRYPTO, "key generation failed");
+	return *out ? KW_OK : kw_error_openssl(KW_ERR_CRYPTO, "key generation failed");
 }
 
 static const EVP_MD *hash_md(Keyward__Hash h)
@@ -75,7 +64,7 @@ static kw_rv ecdsa_der_to_raw(const unsigned char *der, size_t der_len, size_t h
 	kw_rv rv = KW_OK;
 
 	if (!sig)
-		return ssl_fail(KW_ERR_CRYPTO, "ECDSA signature encoding");
+		return kw_error_openssl(KW_ERR_CRYPTO, "ECDSA signature encoding");
 	ECDSA_SIG_get0(sig, &r, &s);
 	if (*out_len < 2 * half || BN_bn2binpad(r, out, (int)half) < 0 || BN_bn2binpad(s, out + half, (int)half) < 0)
 		rv = kw_error_set(KW_ERR_CRYPTO, "ECDSA signature does not fit");
@@ -93,7 +82,7 @@ static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Si
 	switch (req->mechanism) {
 	case KEYWARD__MECHANISM__RSA_PKCS1:
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
-			return ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+			return kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
 		if (req->hash != KEYWARD__HASH__HASH_NONE) {
 			if (!md)
 				return kw_error_set(KW_ERR_MECHANISM_PARAM, "RSA PKCS#1: unknown hash %d", req->hash);
@@ -101,7 +90,7 @@ static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Si
 				return kw_error_set(KW_ERR_DATA_LEN, "RSA PKCS#1: a %s digest is %d bytes, not %zu",
 						    EVP_MD_get0_name(md), EVP_MD_get_size(md), req->data.len);
 			if (EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0)
-				return ssl_fail(KW_ERR_CRYPTO, "RSA digest");
+				return kw_error_openssl(KW_ERR_CRYPTO, "RSA digest");
 		} else if (req->data.len + 11 > k) {
 			return kw_error_set(KW_ERR_DATA_LEN, "RSA PKCS#1: %zu bytes do not fit a %zu-byte modulus",
 					    req->data.len, k);
@@ -118,7 +107,7 @@ static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Si
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
 		    EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0 ||
 		    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, salt) <= 0)
-			return ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-PSS parameters");
+			return kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-PSS parameters");
 		return KW_OK;
 	}
 	case KEYWARD__MECHANISM__RSA_RAW:
@@ -126,7 +115,7 @@ static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Si
 			return kw_error_set(KW_ERR_DATA_LEN, "raw RSA: data must be %zu bytes (the modulus), not %zu", k,
 					    req->data.len);
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) <= 0)
-			return ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+			return kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
 		return KW_OK;
 	default:
 		return kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not sign with an RSA key", req->mechanism);
@@ -148,14 +137,14 @@ kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign 
 		mdctx = EVP_MD_CTX_new();
 		if (!mdctx || EVP_DigestSignInit(mdctx, NULL, NULL, NULL, pkey) <= 0 ||
 		    EVP_DigestSign(mdctx, sig, sig_len, req->data.data, req->data.len) <= 0)
-			rv = ssl_fail(KW_ERR_CRYPTO, "Ed25519 signature");
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "Ed25519 signature");
 		EVP_MD_CTX_free(mdctx);
 		return rv;
 	}
 
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (!ctx || EVP_PKEY_sign_init(ctx) <= 0) {
-		rv = ssl_fail(KW_ERR_CRYPTO, "sign init");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "sign init");
 		goto out;
 	}
 	if (type == KW_KEY_RSA) {
@@ -163,7 +152,7 @@ kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign 
 		if (rv)
 			goto out;
 		if (EVP_PKEY_sign(ctx, sig, sig_len, req->data.data, req->data.len) <= 0)
-			rv = ssl_fail(KW_ERR_CRYPTO, "RSA signature");
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "RSA signature");
 	} else if (type == KW_KEY_EC) {
 		if (req->mechanism != KEYWARD__MECHANISM__ECDSA) {
 			rv = kw_error_set(KW_ERR_MECHANISM, "an EC key signs with ECDSA only");
@@ -175,7 +164,7 @@ kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign 
 			goto out;
 		}
 		if (EVP_PKEY_sign(ctx, der, &der_len, req->data.data, req->data.len) <= 0) {
-			rv = ssl_fail(KW_ERR_CRYPTO, "ECDSA signature");
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "ECDSA signature");
 			goto out;
 		}
 		rv = ecdsa_der_to_raw(der, der_len, (size_t)(EVP_PKEY_get_bits(pkey) + 7) / 8, sig, sig_len);
@@ -201,7 +190,7 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 				    req->data.len);
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (!ctx || EVP_PKEY_decrypt_init(ctx) <= 0) {
-		rv = ssl_fail(KW_ERR_CRYPTO, "decrypt init");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "decrypt init");
 		goto out;
 	}
 	if (req->mechanism == KEYWARD__MECHANISM__RSA_OAEP) {
@@ -209,20 +198,20 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 		const EVP_MD *mgf = req->mgf1_hash ? hash_md(req->mgf1_hash) : md;
 		if (!md || !mgf || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
 		    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0) {
-			rv = ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-OAEP parameters");
+			rv = kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP parameters");
 			goto out;
 		}
 		if (req->label.len) {
 			unsigned char *label = OPENSSL_memdup(req->label.data, req->label.len);
 			if (!label || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, label, (int)req->label.len) <= 0) {
 				OPENSSL_free(label);
-				rv = ssl_fail(KW_ERR_MECHANISM_PARAM, "RSA-OAEP label");
+				rv = kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP label");
 				goto out;
 			}
 		}
 	} else if (req->mechanism == KEYWARD__MECHANISM__RSA_PKCS1) {
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0) {
-			rv = ssl_fail(KW_ERR_CRYPTO, "RSA padding");
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
 			goto out;
 		}
 	} else {
@@ -231,7 +220,7 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 		goto out;
 	}
 	if (EVP_PKEY_decrypt(ctx, out, out_len, req->data.data, req->data.len) <= 0)
-		rv = ssl_fail(KW_ERR_ENCRYPTED_DATA, "decryption failed");
+		rv = kw_error_openssl(KW_ERR_ENCRYPTED_DATA, "decryption failed");
 out:
 	EVP_PKEY_CTX_free(ctx);
 	return rv;

@@ -109,7 +109,6 @@ void kw_keycache_free(struct kw_keycache *kc);
 kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
 		      struct kw_cached_key *out);
 void kw_cached_key_release(struct kw_cached_key *key);
-void kw_keycache_forget(struct kw_keycache *kc, uint64_t id);
 void kw_keycache_clear(struct kw_keycache *kc);
 
 /* ---- key-use audit (usage.c): counts per key, written once a second ---- */

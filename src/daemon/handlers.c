@@ -393,29 +393,45 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	return KW_OK;
 }
 
+/* The unsealed private key a request names, if its usages allow `usage`. */
+static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
+			unsigned usage, const char *verb, struct kw_cached_key *key, uint64_t *id)
+{
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, ref, KW_CLASS_PRIVATE_KEY, id)))
+		return rv;
+	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key)))
+		return rv;
+	if (!(key->usages & usage)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not %s (its usages do not include %s)",
+				  key->owner, key->name, verb, verb);
+		kw_cached_key_release(key);
+	}
+	return rv;
+}
+
+static void free_secret(void *ptr, size_t n)
+{
+	OPENSSL_cleanse(ptr, n);
+	free(ptr);
+}
+
 static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
 		     struct kw_scratch *s)
 {
-	struct kw_cached_key key;
-	Keyward__Signature *out;
-	unsigned char *sig;
+	Keyward__Signature *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *sig = kw_scratch_alloc(s, SIG_MAX);
 	size_t sig_len = SIG_MAX;
+	struct kw_cached_key key;
 	uint64_t id;
 	kw_rv rv;
 
-	if ((rv = resolve(srv, peer, r->key, KW_CLASS_PRIVATE_KEY, &id)))
-		return rv;
-	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, id, &key)))
-		return rv;
-	out = kw_scratch_alloc(s, sizeof *out);
-	sig = kw_scratch_alloc(s, SIG_MAX);
 	if (!out || !sig)
-		rv = KW_ERR_NO_MEMORY;
-	else if (!(key.usages & KW_USAGE_SIGN))
-		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not sign (its usages do not include sign)",
-				  key.owner, key.name);
-	else
-		rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
+		return KW_ERR_NO_MEMORY;
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, "sign", &key, &id)))
+		return rv;
+	rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
 	if (rv == KW_OK) {
 		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.sign", &key, id);
 		keyward__signature__init(out);
@@ -428,37 +444,24 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 	return rv;
 }
 
-static void free_secret(void *ptr, size_t n)
-{
-	OPENSSL_cleanse(ptr, n);
-	free(ptr);
-}
-
 static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keyward__Decrypt *r,
 			Keyward__Response *resp, struct kw_scratch *s)
 {
-	struct kw_cached_key key;
-	Keyward__Plaintext *out;
-	unsigned char *plain = NULL;
+	Keyward__Plaintext *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *plain = calloc(1, SIG_MAX);
 	size_t len = SIG_MAX;
+	struct kw_cached_key key;
 	uint64_t id;
 	kw_rv rv;
 
-	if ((rv = resolve(srv, peer, r->key, KW_CLASS_PRIVATE_KEY, &id)))
-		return rv;
-	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, id, &key)))
-		return rv;
-	out = kw_scratch_alloc(s, sizeof *out);
-	plain = calloc(1, SIG_MAX);
+	/* the plaintext may be a session key: wiped when the answer is sent */
 	if (plain && !kw_scratch_adopt(s, plain, SIG_MAX, free_secret))
 		plain = NULL;
 	if (!out || !plain)
-		rv = KW_ERR_NO_MEMORY;
-	else if (!(key.usages & KW_USAGE_DECRYPT))
-		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not decrypt (its usages do not include decrypt)",
-				  key.owner, key.name);
-	else
-		rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
+		return KW_ERR_NO_MEMORY;
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, "decrypt", &key, &id)))
+		return rv;
+	rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
 	if (rv == KW_OK) {
 		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.decrypt", &key, id);
 		keyward__plaintext__init(out);

@@ -1,10 +1,11 @@
 /*
  * Unsealed private keys, kept after first use so a signature costs what
  * OpenSSL's own does. Each key is unsealed (and its AAD checked) once; the
- * cache is dropped whole when the HSM is locked, and per key when it is
- * deleted or its attributes change. Readers share a rwlock; an entry's
+ * cache is dropped whole when the HSM is locked or a key is deleted or
+ * changed (a generation counter keeps a key unsealed just before that from
+ * being cached after it). Readers share a rwlock; an entry's
  * EVP_PKEY is up-referenced for the duration of an operation, so a key
- * forgotten mid-signature is freed only after that signature.
+ * dropped mid-signature is freed only after that signature.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -134,25 +135,6 @@ void kw_cached_key_release(struct kw_cached_key *key)
 {
 	EVP_PKEY_free(key->pkey);
 	key->pkey = NULL;
-}
-
-void kw_keycache_forget(struct kw_keycache *kc, uint64_t id)
-{
-	struct node **pp, *gone = NULL;
-
-	pthread_rwlock_wrlock(&kc->lock);
-	for (pp = &kc->buckets[bucket_of(id)]; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == id) {
-			gone = *pp;
-			*pp = gone->next;
-			break;
-		}
-	}
-	pthread_rwlock_unlock(&kc->lock);
-	if (gone) {
-		EVP_PKEY_free(gone->key.pkey);
-		free(gone);
-	}
 }
 
 void kw_keycache_clear(struct kw_keycache *kc)

@@ -26,17 +26,6 @@
 #define SERVER_DAYS 825
 #define CLIENT_DAYS 1825
 
-static kw_rv ssl_error(kw_rv rv, const char *what)
-{
-	char err[256] = "";
-	unsigned long e = ERR_get_error();
-
-	if (e)
-		ERR_error_string_n(e, err, sizeof err);
-	ERR_clear_error();
-	return kw_error_set(rv, "%s%s%s", what, err[0] ? ": " : "", err);
-}
-
 static kw_rv random_serial(X509 *cert)
 {
 	unsigned char raw[16];
@@ -44,11 +33,11 @@ static kw_rv random_serial(X509 *cert)
 	kw_rv rv = KW_OK;
 
 	if (RAND_bytes(raw, sizeof raw) != 1)
-		return ssl_error(KW_ERR_CRYPTO, "tls: random serial");
+		return kw_error_openssl(KW_ERR_CRYPTO, "tls: random serial");
 	raw[0] &= 0x7f; /* positive */
 	bn = BN_bin2bn(raw, sizeof raw, NULL);
 	if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
-		rv = ssl_error(KW_ERR_CRYPTO, "tls: serial");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "tls: serial");
 	BN_free(bn);
 	return rv;
 }
@@ -61,7 +50,7 @@ static kw_rv add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
 	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
 	if (!ext)
-		return ssl_error(KW_ERR_CRYPTO, "tls: extension");
+		return kw_error_openssl(KW_ERR_CRYPTO, "tls: extension");
 	X509_add_ext(cert, ext, -1);
 	X509_EXTENSION_free(ext);
 	return KW_OK;
@@ -92,7 +81,7 @@ static kw_rv make_cert(const X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EV
 			goto out;
 	}
 	if (!X509_sign(cert, issuer_key, EVP_sha256())) {
-		rv = ssl_error(KW_ERR_CRYPTO, "tls: signing certificate");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "tls: signing certificate");
 		goto out;
 	}
 	*out = cert;
@@ -224,7 +213,7 @@ static kw_rv create_material(const char *dir, const char *names)
 	ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	srv_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	if (!ca_key || !srv_key) {
-		rv = ssl_error(KW_ERR_CRYPTO, "tls: key generation");
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "tls: key generation");
 		goto out;
 	}
 	name = name_cn("keyward HSM CA", host);
@@ -286,7 +275,7 @@ kw_rv kw_tls_load_or_create(struct kw_tls *tls, const char *dir, const char *nam
 	}
 	tls->ctx = SSL_CTX_new(TLS_server_method());
 	if (!tls->ctx) {
-		rv = ssl_error(KW_ERR_NO_MEMORY, "tls: context");
+		rv = kw_error_openssl(KW_ERR_NO_MEMORY, "tls: context");
 		goto out;
 	}
 	SSL_CTX_set_min_proto_version(tls->ctx, TLS1_3_VERSION);
@@ -300,7 +289,7 @@ kw_rv kw_tls_load_or_create(struct kw_tls *tls, const char *dir, const char *nam
 	SSL_CTX_set_read_ahead(tls->ctx, 1);
 	if (SSL_CTX_use_certificate(tls->ctx, srv) != 1 || SSL_CTX_use_PrivateKey(tls->ctx, srv_key) != 1 ||
 	    SSL_CTX_check_private_key(tls->ctx) != 1) {
-		rv = ssl_error(KW_ERR_CONFIG, "tls: server certificate and key do not match");
+		rv = kw_error_openssl(KW_ERR_CONFIG, "tls: server certificate and key do not match");
 		goto out;
 	}
 	X509_STORE_add_cert(SSL_CTX_get_cert_store(tls->ctx), tls->ca);
@@ -337,12 +326,12 @@ kw_rv kw_tls_issue_client(struct kw_tls *tls, const unsigned char *csr_der, size
 
 	*out = NULL;
 	if (!req || p != csr_der + csr_len) {
-		rv = ssl_error(KW_ERR_ARGUMENTS, "enroll: the CSR is not a DER PKCS#10 request");
+		rv = kw_error_openssl(KW_ERR_ARGUMENTS, "enroll: the CSR is not a DER PKCS#10 request");
 		goto out;
 	}
 	pub = X509_REQ_get_pubkey(req);
 	if (!pub || X509_REQ_verify(req, pub) != 1) {
-		rv = ssl_error(KW_ERR_SIGNATURE_INVALID, "enroll: the CSR's signature does not verify");
+		rv = kw_error_openssl(KW_ERR_SIGNATURE_INVALID, "enroll: the CSR's signature does not verify");
 		goto out;
 	}
 	if (EVP_PKEY_is_a(pub, "RSA") ? EVP_PKEY_get_bits(pub) < 2048 : !EVP_PKEY_is_a(pub, "EC") &&

@@ -21,6 +21,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #define START_TIMEOUT_MS 30000
 #define STOP_TIMEOUT_MS 20000
 
@@ -326,4 +330,75 @@ kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition)
 	kwt_ok(kw_client_new(conf, &c));
 	kwt_ok(kw_enroll(c, password, NULL));
 	return c;
+}
+
+kw_client *kwt_start_dev_client(struct kwt_server *s)
+{
+	kw_client *c = NULL;
+
+	kwt_start_dev(s);
+	kwt_ok(kw_client_new(s->conf, &c));
+	return c;
+}
+
+void kwt_stop_client(struct kwt_server *s, kw_client *c)
+{
+	kw_client_free(c);
+	kwt_stop(s);
+	kwt_cleanup(s);
+}
+
+void kwt_gen_ec(kw_client *c, const char *name, uint64_t *id, unsigned char *spki, size_t *spki_len)
+{
+	kw_object *priv = NULL, *pub = NULL;
+	const unsigned char *der;
+	size_t len = 0;
+
+	kwt_ok(kw_generate_key(c, KWT_OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	*id = kw_object_id(priv);
+	der = kw_object_public_key(pub, &len);
+	assert_non_null(der);
+	assert_true(len <= 512);
+	if (spki) {
+		memcpy(spki, der, len);
+		*spki_len = len;
+	}
+	kw_object_free(priv);
+	kw_object_free(pub);
+}
+
+int kwt_ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
+		       const unsigned char *sig, size_t sig_len)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)spki_len);
+	EVP_PKEY_CTX *ctx;
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	unsigned char *der = NULL;
+	int der_len, ok;
+
+	if (!pkey || !es) {
+		EVP_PKEY_free(pkey);
+		ECDSA_SIG_free(es);
+		return 0;
+	}
+	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL), BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
+	der_len = i2d_ECDSA_SIG(es, &der);
+	ctx = EVP_PKEY_CTX_new(pkey, NULL);
+	ok = der_len > 0 && EVP_PKEY_verify_init(ctx) == 1 &&
+	     EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, digest_len) == 1;
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	return ok;
+}
+
+void kwt_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
 }

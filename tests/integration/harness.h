@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <keyward/keyward.h>
@@ -58,6 +59,20 @@ void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *p
 			   size_t size);
 /* Creates a partition and enrolls a client for it; returns a connected kw_client. */
 kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition);
+
+/* A dev-mode keywardd and a client of its partition "dev" (group fixtures). */
+kw_client *kwt_start_dev_client(struct kwt_server *s);
+/* Frees the client, stops the server (asserting a clean exit), removes its directory. */
+void kwt_stop_client(struct kwt_server *s, kw_client *c);
+
+/* The owner the tests file their keys under. */
+#define KWT_OWNER "S-1-5-21-1-2-3"
+/* An EC P-256 key named name under KWT_OWNER: its id and public key (SPKI, at most 512 bytes; spki may be NULL). */
+void kwt_gen_ec(kw_client *c, const char *name, uint64_t *id, unsigned char *spki, size_t *spki_len);
+/* Whether a raw r||s ECDSA signature verifies against spki with OpenSSL. */
+int kwt_ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
+		       const unsigned char *sig, size_t sig_len);
+void kwt_write_file(const char *path, const char *text);
 
 /* A port on 127.0.0.1 that nothing listens on right now. */
 unsigned short kwt_free_port(void);

@@ -20,17 +20,9 @@
 
 #include "harness.h"
 
-#define OWNER "S-1-5-21-1-2-3"
+#define OWNER KWT_OWNER
 #define PASSPHRASE "correct horse battery staple"
 #define LOCKOUT "[lockout]\nmax_failures = 3\nwindow = 60\nduration = 3\n"
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
 
 static char *setup_password(struct kwt_server *s, const char *cmd, const char *partition)
 {
@@ -105,7 +97,7 @@ static void test_passphrase_life_cycle(void **state)
 	assert_int_equal(kwt_admin(&s, "short\n", &out, "init"), 1);
 	free(out);
 	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	assert_int_equal(kwt_admin(&s, NULL, &out, "init --passphrase-file %s", pass_file), 0);
 	free(out);
 	assert_int_equal(kwt_admin(&s, NULL, &out, "init --passphrase-file %s", pass_file), 1);
@@ -138,10 +130,10 @@ static void test_passphrase_life_cycle(void **state)
 			 KW_ERR_STORE_LOCKED);
 	kwt_ok(kw_get_object(c, id, NULL, NULL, KW_CLASS_ANY, &priv));
 	kw_object_free(priv);
-	write_file(pass_file, "not the passphrase\n");
+	kwt_write_file(pass_file, "not the passphrase\n");
 	assert_int_equal(kwt_admin(&s, NULL, &out, "unlock --passphrase-file %s", pass_file), 1);
 	free(out);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	assert_int_equal(kwt_admin(&s, NULL, NULL, "unlock --passphrase-file %s", pass_file), 0);
 	sign_ok(c, id, spki, spki_len);
 
@@ -184,7 +176,7 @@ static void test_setup_password_lockout(void **state)
 	(void)state;
 	kwt_start_config(&s, LOCKOUT);
 	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
 	pw = setup_password(&s, "create", "p2");
 	snprintf(good, sizeof good, "%s", pw);

@@ -37,7 +37,7 @@
 #include "common/frame.h"
 #include "harness.h"
 
-#define OWNER "S-1-5-21-1-2-3"
+#define OWNER KWT_OWNER
 #define PASSPHRASE "correct horse battery staple"
 #define RECV_TIMEOUT_S 15
 
@@ -49,14 +49,6 @@ static unsigned char ref_spki[512];
 static size_t ref_spki_len;
 
 /* ---- helpers ---- */
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
 
 static double now_s(void)
 {
@@ -114,28 +106,6 @@ static char *snapshot(kw_client *c)
 }
 
 /* r||s from the HSM checked against the SPKI with OpenSSL. */
-static int ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
-			  const unsigned char *sig, size_t sig_len)
-{
-	const unsigned char *p = spki;
-	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)spki_len);
-	EVP_PKEY_CTX *ctx;
-	ECDSA_SIG *es = ECDSA_SIG_new();
-	unsigned char *der = NULL;
-	int der_len, ok;
-
-	assert_non_null(pkey);
-	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL), BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
-	der_len = i2d_ECDSA_SIG(es, &der);
-	ctx = EVP_PKEY_CTX_new(pkey, NULL);
-	ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, digest_len) == 1;
-	OPENSSL_free(der);
-	ECDSA_SIG_free(es);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pkey);
-	return ok;
-}
-
 /* The server still serves a well-behaved client: a signature that verifies. */
 static void still_signs(kw_client *c, uint64_t id, const unsigned char *spki, size_t spki_len)
 {
@@ -147,26 +117,7 @@ static void still_signs(kw_client *c, uint64_t id, const unsigned char *spki, si
 		digest[i] = (unsigned char)(i * 7 + 3);
 	kwt_ok(kw_sign(c, id, &m, digest, sizeof digest, sig, &sig_len));
 	assert_int_equal(sig_len, 64);
-	assert_true(ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len));
-}
-
-static void gen_ec(kw_client *c, const char *name, uint64_t *id, unsigned char *spki, size_t *spki_len)
-{
-	kw_object *priv = NULL, *pub = NULL;
-	const unsigned char *der;
-	size_t len = 0;
-
-	kwt_ok(kw_generate_key(c, OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
-	*id = kw_object_id(priv);
-	der = kw_object_public_key(pub, &len);
-	assert_non_null(der);
-	assert_true(len <= 512);
-	if (spki) {
-		memcpy(spki, der, len);
-		*spki_len = len;
-	}
-	kw_object_free(priv);
-	kw_object_free(pub);
+	assert_true(kwt_ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len));
 }
 
 /* Waits (at most timeout_ms) for the server's log to contain one of two strings. */
@@ -190,7 +141,7 @@ static kw_client *start_initialized(struct kwt_server *s, const char *extra)
 
 	kwt_start_config(s, extra);
 	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s->dir);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	if (kwt_admin(s, NULL, &out, "init --passphrase-file %s", pass_file) != 0)
 		fail_msg("init: %s", out ? out : "");
 	free(out);
@@ -404,18 +355,15 @@ static Keyward__Response *raw_sign(struct raw *r, uint64_t id, uint64_t key_id, 
 static int setup(void **state)
 {
 	(void)state;
-	kwt_start_dev(&server);
-	kwt_ok(kw_client_new(server.conf, &client));
-	gen_ec(client, "ref", &ref_id, ref_spki, &ref_spki_len);
+	client = kwt_start_dev_client(&server);
+	kwt_gen_ec(client, "ref", &ref_id, ref_spki, &ref_spki_len);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	kw_client_free(client);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	kwt_stop_client(&server, client);
 	return 0;
 }
 
@@ -460,7 +408,7 @@ static void test_garbage_frames(void **state)
 		fail_msg("Sign after garbage: status %d: %s", resp->status, resp->message);
 	assert_int_equal(resp->id, 8);
 	assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY_SIGNATURE);
-	assert_true(ecdsa_verifies(ref_spki, ref_spki_len, digest, 32, resp->signature->signature.data,
+	assert_true(kwt_ecdsa_verifies(ref_spki, ref_spki_len, digest, 32, resp->signature->signature.data,
 				   resp->signature->signature.len));
 	keyward__response__free_unpacked(resp, NULL);
 	raw_close(&r);
@@ -819,7 +767,7 @@ static void tamper_one(const char *name, const char *set)
 	struct kw_mechanism m = {.mech = KW_MECH_ECDSA};
 
 	/* never used, so not in the server's key cache */
-	gen_ec(client, name, &id, NULL, NULL);
+	kwt_gen_ec(client, name, &id, NULL, NULL);
 	snprintf(db, sizeof db, "%s/keystore.db", server.dir);
 	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
 	sqlite3_busy_timeout(h, 5000);
@@ -867,7 +815,7 @@ static void test_truncated_frame(void **state)
 
 	(void)state;
 	c = start_initialized(&s, "read_timeout = 2");
-	gen_ec(c, "k", &id, spki, &spki_len);
+	kwt_gen_ec(c, "k", &id, spki, &spki_len);
 	before = snapshot(c);
 	snprintf(cert, sizeof cert, "%s/p.crt", s.dir);
 	snprintf(key, sizeof key, "%s/p.key", s.dir);

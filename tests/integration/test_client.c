@@ -21,7 +21,7 @@
 
 #include "harness.h"
 
-#define OWNER "S-1-5-21-1-2-3"
+#define OWNER KWT_OWNER
 #define PASSPHRASE "correct horse battery staple"
 #define THREADS 8
 #define PER_THREAD 200
@@ -31,38 +31,6 @@ static kw_client *client;
 static uint64_t key_id;
 static unsigned char key_spki[512];
 static size_t key_spki_len;
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-static int ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
-			  const unsigned char *sig, size_t sig_len)
-{
-	const unsigned char *p = spki;
-	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)spki_len);
-	EVP_PKEY_CTX *ctx;
-	ECDSA_SIG *es = ECDSA_SIG_new();
-	unsigned char *der = NULL;
-	int der_len, ok;
-
-	if (!pkey || !es)
-		return 0;
-	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL), BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
-	der_len = i2d_ECDSA_SIG(es, &der);
-	ctx = EVP_PKEY_CTX_new(pkey, NULL);
-	ok = der_len > 0 && EVP_PKEY_verify_init(ctx) == 1 &&
-	     EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, digest_len) == 1;
-	OPENSSL_free(der);
-	ECDSA_SIG_free(es);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pkey);
-	return ok;
-}
 
 static void digest_of(unsigned seed, unsigned char digest[32])
 {
@@ -82,26 +50,9 @@ static kw_rv sign_checked(kw_client *c, uint64_t id, const unsigned char *spki, 
 	rv = kw_sign(c, id, &m, digest, sizeof digest, sig, &sig_len);
 	if (rv)
 		return rv;
-	if (sig_len != 64 || !ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len))
+	if (sig_len != 64 || !kwt_ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len))
 		return KW_ERR_SIGNATURE_INVALID;
 	return KW_OK;
-}
-
-static void gen_ec(kw_client *c, const char *name, uint64_t *id, unsigned char *spki, size_t *spki_len)
-{
-	kw_object *priv = NULL, *pub = NULL;
-	const unsigned char *der;
-	size_t len = 0;
-
-	kwt_ok(kw_generate_key(c, OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
-	*id = kw_object_id(priv);
-	der = kw_object_public_key(pub, &len);
-	assert_non_null(der);
-	assert_true(len <= 512);
-	memcpy(spki, der, len);
-	*spki_len = len;
-	kw_object_free(priv);
-	kw_object_free(pub);
 }
 
 /* A client.conf in the dev server's directory with the dev credential and the given [hsm] sections. */
@@ -114,24 +65,21 @@ static void write_conf(const char *name, const char *hsms, char *path, size_t si
 		 "[client]\npartition = dev\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\n"
 		 "connect_timeout = 3\ncommand_timeout = 30\n\n%s",
 		 hsms);
-	write_file(path, text);
+	kwt_write_file(path, text);
 }
 
 static int setup(void **state)
 {
 	(void)state;
-	kwt_start_dev(&server);
-	kwt_ok(kw_client_new(server.conf, &client));
-	gen_ec(client, "shared", &key_id, key_spki, &key_spki_len);
+	client = kwt_start_dev_client(&server);
+	kwt_gen_ec(client, "shared", &key_id, key_spki, &key_spki_len);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	kw_client_free(client);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	kwt_stop_client(&server, client);
 	return 0;
 }
 
@@ -252,7 +200,7 @@ static void test_threads(void **state)
 			digest_of(t * PER_THREAD + i, digest);
 			assert_int_equal(w[t].sig_lens[i], 64);
 			/* each signature is over this thread's own digest: no crossed responses */
-			if (!ecdsa_verifies(key_spki, key_spki_len, digest, sizeof digest, w[t].sigs[i], 64))
+			if (!kwt_ecdsa_verifies(key_spki, key_spki_len, digest, sizeof digest, w[t].sigs[i], 64))
 				fail_msg("thread %u, signature %u does not verify over its own digest", t, i);
 		}
 	}
@@ -333,10 +281,10 @@ static void test_server_restart(void **state)
 	(void)state;
 	kwt_start_config(&s, NULL);
 	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
 	c = kwt_new_partition_client(&s, "p");
-	gen_ec(c, "survivor", &id, spki, &spki_len);
+	kwt_gen_ec(c, "survivor", &id, spki, &spki_len);
 	kwt_ok(sign_checked(c, id, spki, spki_len, 1)); /* a pooled, live connection */
 
 	/* restart behind the client's back: its next request reconnects */

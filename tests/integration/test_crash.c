@@ -23,7 +23,7 @@
 
 #include "harness.h"
 
-#define OWNER "S-1-5-21-1-2-3"
+#define OWNER KWT_OWNER
 #define PASSPHRASE "correct horse battery staple"
 #define MAX_KEYS 100000
 #define WANT_ACKED 50
@@ -36,14 +36,6 @@ struct generator {
 	kw_rv first_failure;
 	char failure_msg[512];
 };
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
 
 static void *generate_loop(void *arg)
 {
@@ -68,28 +60,6 @@ static void *generate_loop(void *arg)
 	return NULL;
 }
 
-static int ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
-			  const unsigned char *sig, size_t sig_len)
-{
-	const unsigned char *p = spki;
-	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)spki_len);
-	EVP_PKEY_CTX *ctx;
-	ECDSA_SIG *es = ECDSA_SIG_new();
-	unsigned char *der = NULL;
-	int der_len, ok;
-
-	assert_non_null(pkey);
-	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL), BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
-	der_len = i2d_ECDSA_SIG(es, &der);
-	ctx = EVP_PKEY_CTX_new(pkey, NULL);
-	ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, digest_len) == 1;
-	OPENSSL_free(der);
-	ECDSA_SIG_free(es);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pkey);
-	return ok;
-}
-
 static void test_kill9_during_generation(void **state)
 {
 	struct kwt_server s = {0};
@@ -103,7 +73,7 @@ static void test_kill9_during_generation(void **state)
 	(void)state;
 	kwt_start_config(&s, NULL);
 	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	write_file(pass_file, PASSPHRASE "\n");
+	kwt_write_file(pass_file, PASSPHRASE "\n");
 	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
 	g.c = kwt_new_partition_client(&s, "crash");
 
@@ -166,7 +136,7 @@ static void test_kill9_during_generation(void **state)
 			digest[0] = 0x5a;
 			if (kw_sign(g.c, kw_object_id(priv), &m, digest, sizeof digest, sig, &sig_len) != KW_OK)
 				fail_msg("acknowledged key %s does not sign after kill -9: %s", name, kw_last_error());
-			assert_true(ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len));
+			assert_true(kwt_ecdsa_verifies(spki, spki_len, digest, sizeof digest, sig, sig_len));
 		}
 		present++;
 	}

@@ -24,18 +24,14 @@ static kw_client *client;
 static int setup(void **state)
 {
 	(void)state;
-	kwt_start_dev(&server);
-	if (kw_client_new(server.conf, &client) != KW_OK)
-		fail_msg("kw_client_new: %s", kw_last_error());
+	client = kwt_start_dev_client(&server);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	kw_client_free(client);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	kwt_stop_client(&server, client);
 	return 0;
 }
 
