@@ -14,7 +14,9 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -876,10 +878,12 @@ static void test_truncated_frame(void **state)
 	kwt_cleanup(&s);
 }
 
-static void test_store_full(void **state)
+/*
+ * Generates keys until the store refuses with KW_ERR_STORE_FULL; then the
+ * failed attempt must have left nothing behind and the rest still works.
+ */
+static void fill_until_full(struct kwt_server *s, kw_client *c, const char *what)
 {
-	struct kwt_server s = {0};
-	kw_client *c;
 	uint64_t first_id = 0;
 	unsigned char first_spki[512], rnd[16];
 	size_t first_len = 0;
@@ -888,9 +892,7 @@ static void test_store_full(void **state)
 	kw_rv rv = KW_OK;
 	int n;
 
-	(void)state;
-	c = start_initialized(&s, "store_max_bytes = 262144");
-	for (n = 0; n < 2000; n++) {
+	for (n = 0; n < 5000; n++) {
 		free(before);
 		before = snapshot(c);
 		snprintf(name, sizeof name, "full-%d", n);
@@ -906,9 +908,10 @@ static void test_store_full(void **state)
 		kw_object_free(pub);
 	}
 	if (rv != KW_ERR_STORE_FULL)
-		fail_msg("after %d keys: %s (%s), expected KW_ERR_STORE_FULL", n, kw_rv_name(rv), kw_last_error());
+		fail_msg("%s: after %d keys: %s (%s), expected KW_ERR_STORE_FULL", what, n, kw_rv_name(rv),
+			 kw_last_error());
 	assert_true(n >= 3); /* a few fit */
-	print_message("store_max_bytes = 262144: %d key pairs fit; then: %s\n", n, kw_last_error());
+	print_message("%s: %d key pairs fit; then: %s\n", what, n, kw_last_error());
 	assert_null(priv);
 	assert_null(pub);
 	if (!strstr(kw_last_error(), "full"))
@@ -926,12 +929,40 @@ static void test_store_full(void **state)
 	/* what is there still works */
 	still_signs(c, first_id, first_spki, first_len);
 	kwt_ok(kw_generate_random(c, rnd, sizeof rnd));
-	assert_int_equal(kwt_admin(&s, NULL, &out, "status"), 0);
+	assert_int_equal(kwt_admin(s, NULL, &out, "status"), 0);
 	assert_non_null(strstr(out, "initialized: yes"));
 	free(out);
-	kw_client_free(c);
-	kwt_stop(&s);
-	kwt_cleanup(&s);
+}
+
+/* The store's own size cap (store_max_bytes). */
+static void test_store_full(void **state)
+{
+	struct kwt_server s = {0};
+	kw_client *c;
+
+	(void)state;
+	c = start_initialized(&s, "store_max_bytes = 262144");
+	fill_until_full(&s, c, "store_max_bytes = 262144");
+	kwt_stop_client(&s, c);
+}
+
+/* A real full filesystem: the store on a 1 MiB tmpfs (needs root, as CI runs). */
+static void test_disk_full(void **state)
+{
+	struct kwt_server s = {0};
+	char disk[] = "/tmp/kwdisk.XXXXXX", extra[128];
+	kw_client *c;
+
+	(void)state;
+	assert_non_null(mkdtemp(disk));
+	if (mount("tmpfs", disk, "tmpfs", 0, "size=1m,mode=0700") != 0)
+		fail_msg("cannot mount a 1 MiB tmpfs on %s: %s (this test needs root)", disk, strerror(errno));
+	snprintf(extra, sizeof extra, "store = sqlite:%s/keystore.db", disk);
+	c = start_initialized(&s, extra);
+	fill_until_full(&s, c, "a 1 MiB filesystem");
+	kwt_stop_client(&s, c);
+	umount2(disk, MNT_DETACH);
+	rmdir(disk);
 }
 
 int main(void)
@@ -947,6 +978,7 @@ int main(void)
 		cmocka_unit_test(test_tampered_rows),
 		cmocka_unit_test(test_truncated_frame),
 		cmocka_unit_test(test_store_full),
+		cmocka_unit_test(test_disk_full),
 	};
 	/* raw writes to a connection the server closed must fail, not kill the test */
 	signal(SIGPIPE, SIG_IGN);
