@@ -82,6 +82,7 @@ enum kw_class {
 	KW_CLASS_PUBLIC_KEY = 2,
 	KW_CLASS_CERTIFICATE = 3,
 	KW_CLASS_DATA = 4,
+	KW_CLASS_SECRET_KEY = 5, /* AES: one sealed object, no public half */
 };
 
 enum kw_key_type {
@@ -89,6 +90,7 @@ enum kw_key_type {
 	KW_KEY_RSA = 1,
 	KW_KEY_EC = 2,
 	KW_KEY_ED25519 = 3,
+	KW_KEY_AES = 4, /* 128, 192 or 256 bits; class KW_CLASS_SECRET_KEY */
 };
 
 enum kw_hash {
@@ -108,6 +110,8 @@ enum kw_mech {
 	KW_MECH_RSA_OAEP = 4,
 	KW_MECH_ECDSA = 5,
 	KW_MECH_EDDSA = 6,
+	KW_MECH_AES_KEY_WRAP = 7,     /* kw_wrap_key: RFC 3394, secret keys of a multiple of 8 bytes */
+	KW_MECH_AES_KEY_WRAP_PAD = 8, /* kw_wrap_key: RFC 5649, private (PKCS#8 DER) and secret keys */
 };
 
 /* Usage bits */
@@ -161,6 +165,13 @@ kw_rv kw_client_probe(kw_client *c, size_t i, unsigned *version, int *initialize
  */
 kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin);
 
+/*
+ * A key pair (RSA: bits; EC: curve "P-256", "P-384", "P-521"; Ed25519) or,
+ * for KW_KEY_AES (bits 128, 192, 256; usages KW_USAGE_WRAP, the default),
+ * a secret key: then *private_out gets the KW_CLASS_SECRET_KEY object and
+ * *public_out is NULL. Key pairs get the default CKA_ID (see
+ * kw_generate_key_ckaid).
+ */
 kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw_key_type type,
 		      unsigned bits, const char *curve, unsigned flags, unsigned usages,
 		      kw_object **private_out, kw_object **public_out);
@@ -209,6 +220,115 @@ void kw_object_free(kw_object *o);
 size_t kw_object_list_count(const kw_object_list *l);
 const kw_object *kw_object_list_get(const kw_object_list *l, size_t i);
 void kw_object_list_free(kw_object_list *l);
+
+/*
+ * Owners: the key spaces of a partition (the seed's "key prefix"). An
+ * owner is a SID string; the HSM object name is "<owner>__<name>". See
+ * docs/key-spaces.md for the derivation.
+ *
+ *   machine owner  S-1-5-21-a-b-c: the client configuration's
+ *                  machine_owner, else derived from the machine-id file
+ *                  named by $KEYWARD_MACHINE_ID_FILE, else /etc/machine-id
+ *   user owner     machine owner + "-RID", RID = 1000 + 2 * uid
+ *   shared owner   KW_OWNER_SHARED, for names ending in ".global"
+ *
+ * Every function writes a NUL-terminated owner into out, of size bytes
+ * (KW_OWNER_MAX + 1 always suffices).
+ */
+#define KW_OWNER_SHARED "S-1-5-11"
+
+/*
+ * The machine owner for a machine id (32 hex digits; surrounding
+ * whitespace ignored, upper case taken as lower case): a, b, c are the
+ * first three big-endian 32-bit words of
+ * SHA-256("keyward machine owner\n" || the 32 lower-case hex digits).
+ */
+kw_rv kw_owner_from_machine_id(const char *machine_id, char *out, size_t size);
+/*
+ * This machine's owner: c's machine_owner, else derived from the file
+ * $KEYWARD_MACHINE_ID_FILE names, else /etc/machine-id. c may be NULL (no
+ * configuration). KW_ERR_CONFIG, naming the file, when none of them serves.
+ */
+kw_rv kw_owner_machine(const kw_client *c, char *out, size_t size);
+/* The owner of local user uid on this machine. */
+kw_rv kw_owner_user(const kw_client *c, unsigned uid, char *out, size_t size);
+/*
+ * The owner a key name belongs to: KW_OWNER_SHARED for names ending in
+ * ".global"; else the machine owner if machine_scope, else the calling
+ * user's (getuid()).
+ */
+kw_rv kw_owner_for_name(const kw_client *c, const char *name, int machine_scope, char *out, size_t size);
+/*
+ * 1 if owner is a SID string: "S-1-", an identifier authority, then 1 to 15
+ * sub-authorities, each a decimal 32-bit number without leading zeros;
+ * at most KW_OWNER_MAX characters. 0 otherwise (also for NULL).
+ */
+int kw_owner_is_valid(const char *owner);
+
+/*
+ * PKCS#11 groundwork: CKA_ID, certificate and data objects stored on the
+ * HSM, AES secret keys, key wrap and copy.
+ */
+#define KW_CKAID_MAX 64              /* bytes of a CKA_ID */
+#define KW_OBJECT_VALUE_MAX 65536    /* bytes of a certificate or data object */
+#define KW_APPLICATION_MAX 256       /* characters of a data object's application */
+
+/*
+ * kw_generate_key with a CKA_ID for the new key (both halves of a pair).
+ * ckaid_len 0: key pairs get the default, SHA-1 of the public key's BIT
+ * STRING contents (the usual PKCS#11 convention); AES keys get none.
+ */
+kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, enum kw_key_type type,
+			    unsigned bits, const char *curve, unsigned flags, unsigned usages,
+			    const unsigned char *ckaid, size_t ckaid_len, kw_object **private_out,
+			    kw_object **public_out);
+/*
+ * Stores a certificate (value: one DER X.509 certificate, else
+ * KW_ERR_ATTRIBUTE_VALUE) or a data object (value: 0 to
+ * KW_OBJECT_VALUE_MAX bytes; application may be NULL) under owner + name.
+ * Public material: stored as it is, not sealed. KW_ERR_EXISTS if owner
+ * has an object of that class and name. flags: KW_GEN_NOT_MODIFIABLE.
+ */
+kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls,
+		       const unsigned char *value, size_t value_len, const unsigned char *ckaid, size_t ckaid_len,
+		       const char *application, unsigned flags, kw_object **out);
+/*
+ * Sets the CKA_ID (0 to KW_CKAID_MAX bytes) of an object and, for a key
+ * half, of its pair half too; only while they are modifiable
+ * (KW_ERR_NOT_MODIFIABLE).
+ */
+kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+		   const unsigned char *ckaid, size_t ckaid_len);
+/*
+ * Wraps key key_id (a private key: its PKCS#8 DER; a secret key: its
+ * bytes) under the secret key wrapping_id, which must have usage
+ * KW_USAGE_WRAP (KW_ERR_KEY_FUNCTION). m->mech: KW_MECH_AES_KEY_WRAP_PAD,
+ * or KW_MECH_AES_KEY_WRAP for secret keys. The key must be extractable:
+ * KW_ERR_UNEXTRACTABLE otherwise, it never leaves the HSM. out: a buffer of
+ * *out_len bytes; on return *out_len is the wrapped key's length
+ * (KW_ERR_DATA_LEN, with *out_len set, when the buffer is too small).
+ */
+kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m,
+		  unsigned char *out, size_t *out_len);
+/*
+ * Copies object id under the same owner as new_name (both halves of a key
+ * pair); *out gets the copies (the private half first). extractable,
+ * modifiable: -1 as the source, 0 false, 1 true; the copy may only be
+ * tighter than the source (KW_ERR_ATTRIBUTE_VALUE otherwise). A copy of a
+ * never-extractable key stays never-extractable.
+ */
+kw_rv kw_copy_object(kw_client *c, uint64_t id, const char *new_name, int extractable, int modifiable,
+		     kw_object_list **out);
+/* The CKA_ID (NULL with *len 0 if none) */
+const unsigned char *kw_object_ckaid(const kw_object *o, size_t *len);
+/*
+ * A certificate's DER, a data object's bytes, a public key's DER
+ * SubjectPublicKeyInfo (as kw_object_public_key); NULL for private and
+ * secret keys and empty data objects.
+ */
+const unsigned char *kw_object_value(const kw_object *o, size_t *len);
+/* A data object's application ("" if none) */
+const char *kw_object_application(const kw_object *o);
 
 #ifdef __cplusplus
 }

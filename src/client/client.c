@@ -375,6 +375,27 @@ static void give_back(kw_client *c, struct kw_conn *conn)
 		kw_conn_close(conn, conn->fork_gen == kw_fork_generation() && !kw_conn_broken(conn));
 }
 
+/*
+ * Requests that change nothing, which may be sent again when a connection
+ * fails under them; a key generation, deletion or move may have been
+ * carried out already, so the caller hears of the failure instead.
+ */
+static bool safe_to_repeat(const Keyward__Request *req)
+{
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_HELLO:
+	case KEYWARD__REQUEST__BODY_SIGN:
+	case KEYWARD__REQUEST__BODY_DECRYPT:
+	case KEYWARD__REQUEST__BODY_GET_OBJECT:
+	case KEYWARD__REQUEST__BODY_LIST_OBJECTS:
+	case KEYWARD__REQUEST__BODY_GENERATE_RANDOM:
+	case KEYWARD__REQUEST__BODY_WRAP_KEY:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool conn_broken(kw_rv rv)
 {
 	return rv == KW_ERR_NETWORK || rv == KW_ERR_PROTOCOL || rv == KW_ERR_TIMEOUT;
@@ -405,7 +426,7 @@ kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__Bod
 		}
 		give_back(c, conn); /* broken: it leaves the list, its last user closes it */
 		/* an idle connection the server closed meanwhile: once more, fresh */
-		if (!(rv == KW_ERR_NETWORK && reused && attempt == 0))
+		if (!(rv == KW_ERR_NETWORK && reused && attempt == 0 && safe_to_repeat(req)))
 			return rv;
 		kw_debug(KW_DEBUG_POOL, "pool: retrying on a fresh connection");
 	}

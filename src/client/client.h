@@ -49,7 +49,7 @@ struct kw_config {
 	double command_timeout;
 	int keepalive;
 	unsigned pool_size;
-	char *machine_owner; /* reserved: stored, not used yet */
+	char *machine_owner; /* the machine owner override (owner.c checks its form) */
 	struct kw_hsm_cfg *hsms;
 	size_t n_hsms;
 };

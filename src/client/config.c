@@ -185,7 +185,7 @@ static int client_key(struct parse_ctx *p, const char *name, const char *v)
 		cfg->pool_size = (unsigned)l;
 		return 1;
 	}
-	/* machine_owner: reserved for the owner override */
+	/* machine_owner: the owner override, checked by owner.c when used */
 	return set_str(p, &cfg->machine_owner, v, false);
 }
 

@@ -24,7 +24,24 @@ struct kw_object {
 	int sensitive, extractable, modifiable, never_extractable, always_sensitive;
 	unsigned usages;
 	int64_t created;
+	unsigned char *ckaid;
+	size_t ckaid_len;
+	unsigned char *value; /* certificate, data object */
+	size_t value_len;
+	char *application;
 };
+
+static unsigned char *dup_bytes(const ProtobufCBinaryData *d)
+{
+	unsigned char *p;
+
+	if (!d->len)
+		return NULL;
+	p = malloc(d->len);
+	if (p)
+		memcpy(p, d->data, d->len);
+	return p;
+}
 
 struct kw_object_list {
 	kw_object **items;
@@ -61,14 +78,15 @@ kw_rv kw_object_from_info(const Keyward__ObjectInfo *info, kw_object **out)
 	o->always_sensitive = info->always_sensitive;
 	o->usages = info->usages;
 	o->created = info->created;
-	if (info->public_key.len) {
-		o->public_key = malloc(info->public_key.len);
-		if (o->public_key) {
-			memcpy(o->public_key, info->public_key.data, info->public_key.len);
-			o->public_key_len = info->public_key.len;
-		}
-	}
-	if (!o->owner || !o->name || !o->curve || (info->public_key.len && !o->public_key)) {
+	o->application = dup_or_empty(info->application);
+	o->public_key = dup_bytes(&info->public_key);
+	o->public_key_len = o->public_key ? info->public_key.len : 0;
+	o->value = dup_bytes(&info->value);
+	o->value_len = o->value ? info->value.len : 0;
+	o->ckaid = dup_bytes(&info->ckaid);
+	o->ckaid_len = o->ckaid ? info->ckaid.len : 0;
+	if (!o->owner || !o->name || !o->curve || !o->application || (info->public_key.len && !o->public_key) ||
+	    (info->value.len && !o->value) || (info->ckaid.len && !o->ckaid)) {
 		kw_object_free(o);
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory copying an object");
 	}
@@ -84,6 +102,9 @@ void kw_object_free(kw_object *o)
 	free(o->name);
 	free(o->curve);
 	free(o->public_key);
+	free(o->value);
+	free(o->ckaid);
+	free(o->application);
 	free(o);
 }
 
@@ -167,6 +188,27 @@ unsigned kw_object_usages(const kw_object *o)
 int64_t kw_object_created(const kw_object *o)
 {
 	return o ? o->created : 0;
+}
+
+const unsigned char *kw_object_ckaid(const kw_object *o, size_t *len)
+{
+	if (len)
+		*len = o ? o->ckaid_len : 0;
+	return o ? o->ckaid : NULL;
+}
+
+const unsigned char *kw_object_value(const kw_object *o, size_t *len)
+{
+	if (o && o->cls == KW_CLASS_PUBLIC_KEY)
+		return kw_object_public_key(o, len);
+	if (len)
+		*len = o ? o->value_len : 0;
+	return o ? o->value : NULL;
+}
+
+const char *kw_object_application(const kw_object *o)
+{
+	return o ? o->application : NULL;
 }
 
 /* ---- lists ---- */

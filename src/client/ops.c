@@ -43,7 +43,7 @@ static kw_rv make_ref(const char *fn, uint64_t id, const char *owner, const char
 {
 	kw_rv rv;
 
-	if ((unsigned)cls > KW_CLASS_DATA)
+	if ((unsigned)cls > KW_CLASS_SECRET_KEY)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown object class %d", fn, (int)cls);
 	ref->cls = (Keyward__ObjectClass)cls;
 	if (id) {
@@ -73,7 +73,7 @@ static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
 
 	if (!m)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no mechanism given", fn);
-	if (m->mech == KW_MECH_NONE || (unsigned)m->mech > KW_MECH_EDDSA)
+	if (m->mech == KW_MECH_NONE || (unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD)
 		return kw_error_set(KW_ERR_MECHANISM, "%s: unknown mechanism %d", fn, (int)m->mech);
 	rv = check_hash(fn, m->hash);
 	if (!rv)
@@ -90,9 +90,28 @@ static kw_rv check_client(const char *fn, kw_client *c)
 	return KW_OK;
 }
 
+static kw_rv check_ckaid(const char *fn, const unsigned char *ckaid, size_t len)
+{
+	if (len > KW_CKAID_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "%s: the CKA_ID is %zu bytes long, at most %d", fn, len,
+				    KW_CKAID_MAX);
+	if (len && !ckaid)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: ckaid_len is %zu but ckaid is NULL", fn, len);
+	return KW_OK;
+}
+
 kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw_key_type type, unsigned bits,
 		      const char *curve, unsigned flags, unsigned usages, kw_object **private_out,
 		      kw_object **public_out)
+{
+	return kw_generate_key_ckaid(c, owner, name, type, bits, curve, flags, usages, NULL, 0, private_out,
+				     public_out);
+}
+
+kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, enum kw_key_type type,
+			    unsigned bits, const char *curve, unsigned flags, unsigned usages,
+			    const unsigned char *ckaid, size_t ckaid_len, kw_object **private_out,
+			    kw_object **public_out)
 {
 	static const char fn[] = "kw_generate_key";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -107,10 +126,10 @@ kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw
 		*public_out = NULL;
 	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the owner", owner, KW_OWNER_MAX)) ||
 	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) ||
-	    (rv = check_opt_str(fn, "the curve", curve, 64)))
+	    (rv = check_opt_str(fn, "the curve", curve, 64)) || (rv = check_ckaid(fn, ckaid, ckaid_len)))
 		return rv;
-	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_ED25519)
-		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC or Ed25519)", fn, (int)type);
+	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_AES)
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn, (int)type);
 	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
 	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
@@ -123,15 +142,23 @@ kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw
 	gk.extractable = (flags & KW_GEN_EXTRACTABLE) != 0;
 	gk.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
 	gk.usages = usages;
+	gk.ckaid.data = (uint8_t *)ckaid;
+	gk.ckaid.len = ckaid_len;
 	req.body_case = KEYWARD__REQUEST__BODY_GENERATE_KEY;
 	req.generate_key = &gk;
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
 	if (rv)
 		return rv;
-	if (private_out && (rv = kw_object_from_info(resp->key_pair->private_key, &priv)))
-		goto out;
-	if (public_out && (rv = kw_object_from_info(resp->key_pair->public_key, &pub)))
-		goto out;
+	if (type == KW_KEY_AES) {
+		/* one secret key: into *private_out, no public half */
+		if (private_out && (rv = kw_object_from_info(resp->key_pair->secret_key, &priv)))
+			goto out;
+	} else {
+		if (private_out && (rv = kw_object_from_info(resp->key_pair->private_key, &priv)))
+			goto out;
+		if (public_out && (rv = kw_object_from_info(resp->key_pair->public_key, &pub)))
+			goto out;
+	}
 	if (private_out)
 		*private_out = priv;
 	if (public_out)
@@ -396,13 +423,26 @@ kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char
 	return KW_OK;
 }
 
+/* Sends req, whose answer is a list of objects, and copies them to *out (if out). */
+static kw_rv call_for_objects(kw_client *c, Keyward__Request *req, kw_object_list **out)
+{
+	Keyward__Response *resp = NULL;
+	kw_rv rv = kw_client_call(c, req, KEYWARD__RESPONSE__BODY_OBJECTS, &resp);
+
+	if (rv)
+		return rv;
+	if (out)
+		rv = kw_object_list_from_infos(resp->objects->objects, resp->objects->n_objects, out);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
 kw_rv kw_change_owner(kw_client *c, const char *name, const char *old_owner, const char *new_owner,
 		      kw_object_list **moved)
 {
 	static const char fn[] = "kw_change_owner";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__ChangeOwner co = KEYWARD__CHANGE_OWNER__INIT;
-	Keyward__Response *resp = NULL;
 	kw_rv rv;
 
 	if (moved)
@@ -416,13 +456,7 @@ kw_rv kw_change_owner(kw_client *c, const char *name, const char *old_owner, con
 	co.new_owner = (char *)new_owner;
 	req.body_case = KEYWARD__REQUEST__BODY_CHANGE_OWNER;
 	req.change_owner = &co;
-	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECTS, &resp);
-	if (rv)
-		return rv;
-	if (moved)
-		rv = kw_object_list_from_infos(resp->objects->objects, resp->objects->n_objects, moved);
-	keyward__response__free_unpacked(resp, NULL);
-	return rv;
+	return call_for_objects(c, &req, moved);
 }
 
 kw_rv kw_generate_random(kw_client *c, unsigned char *buf, size_t len)
@@ -464,4 +498,138 @@ fail:
 	if (buf && len)
 		OPENSSL_cleanse(buf, len);
 	return rv;
+}
+
+kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+		   const unsigned char *ckaid, size_t ckaid_len)
+{
+	static const char fn[] = "kw_set_ckaid";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__SetAttributes sa = KEYWARD__SET_ATTRIBUTES__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)) ||
+	    (rv = check_ckaid(fn, ckaid, ckaid_len)))
+		return rv;
+	sa.ref = &ref;
+	sa.new_name = "";
+	sa.set_ckaid = true;
+	sa.new_ckaid.data = (uint8_t *)ckaid;
+	sa.new_ckaid.len = ckaid_len;
+	req.body_case = KEYWARD__REQUEST__BODY_SET_ATTRIBUTES;
+	req.set_attributes = &sa;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY__NOT_SET, &resp);
+	if (rv)
+		return rv;
+	keyward__response__free_unpacked(resp, NULL);
+	return KW_OK;
+}
+
+kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls,
+		       const unsigned char *value, size_t value_len, const unsigned char *ckaid, size_t ckaid_len,
+		       const char *application, unsigned flags, kw_object **out)
+{
+	static const char fn[] = "kw_create_object";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__CreateObject co = KEYWARD__CREATE_OBJECT__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (out)
+		*out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the owner", owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) || (rv = check_ckaid(fn, ckaid, ckaid_len)) ||
+	    (rv = check_opt_str(fn, "the application", application, KW_APPLICATION_MAX)))
+		return rv;
+	if (cls != KW_CLASS_CERTIFICATE && cls != KW_CLASS_DATA)
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "%s: class %d: only certificates and data objects are created (keys are generated)",
+				    fn, (int)cls);
+	if (value_len && !value)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: value_len is %zu but value is NULL", fn, value_len);
+	if (value_len > KW_OBJECT_VALUE_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "%s: the value is %zu bytes, at most %d", fn, value_len,
+				    KW_OBJECT_VALUE_MAX);
+	if (flags & ~KW_GEN_NOT_MODIFIABLE)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x (only KW_GEN_NOT_MODIFIABLE)", fn, flags);
+	co.owner = (char *)owner;
+	co.name = (char *)name;
+	co.cls = (Keyward__ObjectClass)cls;
+	co.value.data = (uint8_t *)value;
+	co.value.len = value_len;
+	co.ckaid.data = (uint8_t *)ckaid;
+	co.ckaid.len = ckaid_len;
+	co.application = (char *)(application ? application : "");
+	co.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	req.body_case = KEYWARD__REQUEST__BODY_CREATE_OBJECT;
+	req.create_object = &co;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECT, &resp);
+	if (rv)
+		return rv;
+	if (out)
+		rv = kw_object_from_info(resp->object, out);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m,
+		  unsigned char *out, size_t *out_len)
+{
+	static const char fn[] = "kw_wrap_key";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__WrapKey wk = KEYWARD__WRAP_KEY__INIT;
+	Keyward__ObjectRef wref = KEYWARD__OBJECT_REF__INIT, kref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
+		return rv;
+	if (m->mech != KW_MECH_AES_KEY_WRAP && m->mech != KW_MECH_AES_KEY_WRAP_PAD)
+		return kw_error_set(KW_ERR_MECHANISM, "%s: mechanism %d does not wrap (KW_MECH_AES_KEY_WRAP or "
+						      "KW_MECH_AES_KEY_WRAP_PAD)",
+				    fn, (int)m->mech);
+	if (!out_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out_len is NULL", fn);
+	if (!wrapping_id || !key_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	wref.id = wrapping_id;
+	kref.id = key_id;
+	wk.wrapping_key = &wref;
+	wk.key = &kref;
+	wk.mechanism = (Keyward__Mechanism)m->mech;
+	req.body_case = KEYWARD__REQUEST__BODY_WRAP_KEY;
+	req.wrap_key = &wk;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_WRAPPED_KEY, &resp);
+	if (rv)
+		return rv;
+	rv = copy_out(fn, "wrapped key", &resp->wrapped_key->data, out, out_len);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_copy_object(kw_client *c, uint64_t id, const char *new_name, int extractable, int modifiable,
+		     kw_object_list **out)
+{
+	static const char fn[] = "kw_copy_object";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__CopyObject co = KEYWARD__COPY_OBJECT__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	kw_rv rv;
+
+	if (out)
+		*out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the new name", new_name, KW_NAME_MAX)) ||
+	    (rv = tristate(fn, "extractable", extractable, &co.extractable)) ||
+	    (rv = tristate(fn, "modifiable", modifiable, &co.modifiable)))
+		return rv;
+	if (!id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: object id 0 names no object", fn);
+	ref.id = id;
+	co.ref = &ref;
+	co.new_name = (char *)new_name;
+	req.body_case = KEYWARD__REQUEST__BODY_COPY_OBJECT;
+	req.copy_object = &co;
+	return call_for_objects(c, &req, out);
 }

@@ -3,6 +3,7 @@
  * checked the key's partition and usage; this file checks that the
  * mechanism fits the key and that the data has the length it must.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -223,5 +224,53 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 		rv = kw_error_openssl(KW_ERR_ENCRYPTED_DATA, "decryption failed");
 out:
 	EVP_PKEY_CTX_free(ctx);
+	return rv;
+}
+
+kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		     size_t in_len, unsigned char *out, size_t *out_len)
+{
+	bool pad = mech == KEYWARD__MECHANISM__AES_KEY_WRAP_PAD;
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	char name[32];
+	size_t need;
+	int len = 0, fin = 0;
+	kw_rv rv = KW_OK;
+
+	if (!pad && mech != KEYWARD__MECHANISM__AES_KEY_WRAP)
+		return kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not wrap keys (AES_KEY_WRAP or AES_KEY_WRAP_PAD)",
+				    (int)mech);
+	if (kek_len != 16 && kek_len != 24 && kek_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "an AES wrapping key has 16, 24 or 32 bytes, not %zu", kek_len);
+	if (in_len == 0 || in_len > KW_WRAP_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "%zu bytes to wrap: 1 to %d can be", in_len, KW_WRAP_MAX);
+	if (!pad && (in_len % 8 || in_len < 16))
+		return kw_error_set(KW_ERR_DATA_LEN,
+				    "AES_KEY_WRAP (RFC 3394) wraps a multiple of 8 bytes, at least 16, not %zu: "
+				    "use AES_KEY_WRAP_PAD",
+				    in_len);
+	need = pad ? (in_len + 7) / 8 * 8 + 8 : in_len + 8;
+	if (*out_len < need)
+		return kw_error_set(KW_ERR_DATA_LEN, "the wrapped key needs %zu bytes, the buffer has %zu", need,
+				    *out_len);
+	snprintf(name, sizeof name, "AES-%zu-WRAP%s", kek_len * 8, pad ? "-PAD" : "");
+	cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!cipher || !ctx) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES key wrap is not available");
+		goto out;
+	}
+	EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	if (EVP_EncryptInit_ex2(ctx, cipher, kek, NULL, NULL) != 1 ||
+	    EVP_EncryptUpdate(ctx, out, &len, in, (int)in_len) != 1 || len < 0 ||
+	    EVP_EncryptFinal_ex(ctx, out + len, &fin) != 1 || (size_t)len + (size_t)fin != need) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES key wrap failed");
+		goto out;
+	}
+	*out_len = need;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
 	return rv;
 }

@@ -128,6 +128,15 @@ kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign 
 		     size_t *sig_len);
 kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Decrypt *req, unsigned char *out,
 			size_t *out_len);
+/*
+ * AES key wrap of in under kek (16, 24 or 32 bytes): mech
+ * KEYWARD__MECHANISM__AES_KEY_WRAP (RFC 3394; in a multiple of 8 bytes,
+ * at least 16) or AES_KEY_WRAP_PAD (RFC 5649). out has *out_len bytes; on
+ * return *out_len is the wrapped length.
+ */
+#define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
+kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		     size_t in_len, unsigned char *out, size_t *out_len);
 
 /* ---- the server (server.c) and its request handlers (handlers.c, admin.c) ---- */
 

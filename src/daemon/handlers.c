@@ -3,7 +3,9 @@
  * certificate), Enroll (setup password -> credential), and the key
  * operations of the caller's partition. Every handler answers with a
  * status and, on failure, a message that says what, where and what to do.
- * A handler never returns private key bytes: no request has a body for them.
+ * A handler never returns private or secret key bytes in the clear: no
+ * response has a body for them; WrapKey sends an extractable key only
+ * encrypted under a wrapping key that never leaves the HSM.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +23,9 @@
 #define LIST_PAGE_MAX 1000
 #define RANDOM_MAX 65536
 #define SIG_MAX 1024
+/* a list page stops growing past this many bytes of values, well below KW_MAX_FRAME */
+#define LIST_PAGE_BYTES (512u * 1024u)
+#define WRAPPED_MAX (KW_WRAP_MAX + 16)
 
 struct kw_scratch_item {
 	struct kw_scratch_item *next;
@@ -111,10 +116,17 @@ static void fill_info(Keyward__ObjectInfo *info, const struct kw_object_row *row
 	info->key_type = (Keyward__KeyType)row->key_type;
 	info->bits = row->bits;
 	info->curve = (char *)row->curve;
-	if (row->cls != KW_CLASS_PRIVATE_KEY) {
+	/* a private or secret row holds no value; the sealed bytes never get here */
+	if (row->cls == KW_CLASS_PUBLIC_KEY) {
 		info->public_key.data = row->value;
 		info->public_key.len = row->value_len;
+	} else if (row->cls == KW_CLASS_CERTIFICATE || row->cls == KW_CLASS_DATA) {
+		info->value.data = row->value;
+		info->value.len = row->value_len;
+		info->application = (char *)row->application;
 	}
+	info->ckaid.data = (uint8_t *)row->ckaid;
+	info->ckaid.len = row->ckaid_len;
 	info->sensitive = row->sensitive;
 	info->extractable = row->extractable;
 	info->modifiable = row->modifiable;
@@ -316,8 +328,8 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		     enum kw_class want, uint64_t *id)
 {
 	struct kw_object_row row = {0};
-	static const enum kw_class any[] = {KW_CLASS_PRIVATE_KEY, KW_CLASS_PUBLIC_KEY, KW_CLASS_CERTIFICATE,
-					    KW_CLASS_DATA};
+	static const enum kw_class any[] = {KW_CLASS_PRIVATE_KEY, KW_CLASS_SECRET_KEY, KW_CLASS_PUBLIC_KEY,
+					    KW_CLASS_CERTIFICATE, KW_CLASS_DATA};
 	kw_rv rv = KW_ERR_NOT_FOUND;
 
 	if (!ref)
@@ -330,7 +342,7 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		return kw_error_set(KW_ERR_ARGUMENTS, "no object named: give an id, or an owner and a name");
 	if (ref->cls != KEYWARD__OBJECT_CLASS__CLASS_ANY)
 		want = (enum kw_class)ref->cls;
-	for (unsigned i = 0; i < 4 && rv == KW_ERR_NOT_FOUND; i++) {
+	for (unsigned i = 0; i < sizeof any / sizeof any[0] && rv == KW_ERR_NOT_FOUND; i++) {
 		enum kw_class cls = want != KW_CLASS_ANY ? want : any[i];
 		rv = kw_keystore_find(srv->ks, peer->partition_id, ref->owner, ref->name, cls, &row);
 		if (want != KW_CLASS_ANY)
@@ -340,6 +352,56 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		*id = row.id;
 	kw_object_row_cleanup(&row);
 	return rv;
+}
+
+static const char *type_name(enum kw_key_type t)
+{
+	switch (t) {
+	case KW_KEY_RSA: return "RSA";
+	case KW_KEY_EC: return "EC";
+	case KW_KEY_ED25519: return "Ed25519";
+	case KW_KEY_AES: return "AES";
+	default: return "none";
+	}
+}
+
+/* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
+static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
+			     Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	struct kw_keygen spec;
+	Keyward__KeyPair *pair;
+	unsigned char key[32];
+	unsigned usages = g->usages ? g->usages : KW_USAGE_WRAP;
+	kw_rv rv;
+
+	if (usages != KW_USAGE_WRAP)
+		return kw_error_set(KW_ERR_KEY_FUNCTION, "AES keys only wrap (usage 0x%x), not usages 0x%x", KW_USAGE_WRAP,
+				    usages);
+	if (g->bits != 128 && g->bits != 192 && g->bits != 256)
+		return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
+	if (RAND_priv_bytes(key, (int)g->bits / 8) != 1)
+		return kw_error_set(KW_ERR_CRYPTO, "generate: the random generator failed");
+	spec = (struct kw_keygen){.owner = g->owner, .name = g->name, .extractable = g->extractable,
+				  .modifiable = !g->not_modifiable, .usages = usages, .ckaid = g->ckaid.data,
+				  .ckaid_len = g->ckaid.len};
+	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, key, g->bits / 8, &row);
+	OPENSSL_cleanse(key, sizeof key);
+	if (rv)
+		return rv;
+	audit(srv, peer, "key.generate", "%s/%s (0x%" PRIx64 "): AES %u, usages 0x%x%s%s", row.owner, row.name, row.id,
+	      row.bits, row.usages, row.extractable ? ", extractable" : "", row.modifiable ? "" : ", not modifiable");
+	pair = kw_scratch_alloc(s, sizeof *pair);
+	if (!pair)
+		return KW_ERR_NO_MEMORY;
+	keyward__key_pair__init(pair);
+	pair->secret_key = info_of(s, &row);
+	if (!pair->secret_key)
+		return KW_ERR_NO_MEMORY;
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+	return KW_OK;
 }
 
 static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
@@ -357,6 +419,11 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 							 "(keyward-admin unlock)");
 	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
 		return kw_error_set(KW_ERR_ARGUMENTS, "unknown usage bits 0x%x", usages);
+	if (g->ckaid.len > KW_CKAID_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "generate: the CKA_ID is %zu bytes long, at most %d",
+				    g->ckaid.len, KW_CKAID_MAX);
+	if (g->key_type == KEYWARD__KEY_TYPE__AES)
+		return generate_secret(srv, peer, g, resp, s);
 	if (!usages)
 		usages = g->key_type == KEYWARD__KEY_TYPE__RSA ? KW_USAGE_SIGN | KW_USAGE_DECRYPT : KW_USAGE_SIGN;
 	if (g->key_type != KEYWARD__KEY_TYPE__RSA && (usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP)))
@@ -371,13 +438,14 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	spec.extractable = g->extractable;
 	spec.modifiable = !g->not_modifiable;
 	spec.usages = usages;
+	spec.ckaid = g->ckaid.data;
+	spec.ckaid_len = g->ckaid.len;
 	rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
 	EVP_PKEY_free(pkey);
 	if (rv)
 		return rv;
 	audit(srv, peer, "key.generate", "%s/%s (0x%" PRIx64 "): %s %u%s%s, usages 0x%x%s%s", priv.owner, priv.name,
-	      priv.id, priv.key_type == KW_KEY_RSA ? "RSA" : priv.key_type == KW_KEY_EC ? "EC" : "Ed25519",
-	      priv.bits, priv.curve[0] ? " " : "", priv.curve, priv.usages,
+	      priv.id, type_name(priv.key_type), priv.bits, priv.curve[0] ? " " : "", priv.curve, priv.usages,
 	      priv.extractable ? ", extractable" : "", priv.modifiable ? "" : ", not modifiable");
 	pair = kw_scratch_alloc(s, sizeof *pair);
 	if (!pair) {
@@ -510,6 +578,17 @@ static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 			      l->name && l->name[0] ? l->name : NULL, l->after_id, limit, &rows, &n, &more);
 	if (rv)
 		return rv;
+	/* certificates and data objects are up to 64 KiB each: stop the page before the frame limit */
+	for (size_t i = 0, bytes = 0; i < n; i++) {
+		bytes += rows[i].value_len + 1024;
+		if (bytes > LIST_PAGE_BYTES && i > 0) {
+			for (size_t j = i; j < n; j++)
+				kw_object_row_cleanup(&rows[j]);
+			n = i;
+			more = true;
+			break;
+		}
+	}
 	keyward__object_list__init(out);
 	out->objects = infos_of(s, rows, n);
 	if (n && !out->objects)
@@ -561,21 +640,34 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 			       Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row row = {0};
+	struct kw_attr_change chg = {0};
 	const char *new_name = a->new_name && a->new_name[0] ? a->new_name : NULL;
+	char ckaid_hex[2 * KW_CKAID_MAX + 1] = "";
 	uint64_t id;
 	kw_rv rv;
 
 	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)))
 		return rv;
-	rv = kw_keystore_set_attributes(srv->ks, peer->partition_id, id, tristate(a->extractable),
-					tristate(a->modifiable), new_name);
+	if (a->set_ckaid && a->new_ckaid.len > KW_CKAID_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "set attributes: the CKA_ID is %zu bytes long, at most %d",
+				    a->new_ckaid.len, KW_CKAID_MAX);
+	chg.extractable = tristate(a->extractable);
+	chg.modifiable = tristate(a->modifiable);
+	chg.new_name = new_name;
+	chg.set_ckaid = a->set_ckaid;
+	chg.ckaid = a->new_ckaid.data;
+	chg.ckaid_len = a->new_ckaid.len;
+	rv = kw_keystore_modify(srv->ks, peer->partition_id, id, &chg);
 	if (rv)
 		return rv;
 	kw_keycache_clear(srv->keys);
 	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
 		return rv;
-	audit(srv, peer, "key.set_attributes", "%s/%s (0x%" PRIx64 "): extractable %d, modifiable %d%s%s", row.owner,
-	      row.name, id, row.extractable, row.modifiable, new_name ? ", renamed to " : "", new_name ? new_name : "");
+	if (a->set_ckaid)
+		hex_prefix(row.ckaid, ckaid_hex, row.ckaid_len);
+	audit(srv, peer, "key.set_attributes", "%s/%s (0x%" PRIx64 "): extractable %d, modifiable %d%s%s%s%s", row.owner,
+	      row.name, id, row.extractable, row.modifiable, new_name ? ", renamed to " : "", new_name ? new_name : "",
+	      a->set_ckaid ? ", CKA_ID " : "", a->set_ckaid ? (ckaid_hex[0] ? ckaid_hex : "(empty)") : "");
 	resp->object = info_of(s, &row);
 	if (!resp->object)
 		return KW_ERR_NO_MEMORY;
@@ -604,6 +696,159 @@ static kw_rv on_change_owner(struct kw_server *srv, struct kw_peer *peer, const 
 	keyward__object_infos__init(out);
 	out->objects = infos_of(s, rows, n);
 	out->n_objects = out->objects ? n : 0;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECTS;
+	resp->objects = out;
+	return KW_OK;
+}
+
+static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const Keyward__CreateObject *c,
+			      Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	struct kw_objspec spec = {0};
+	kw_rv rv;
+
+	if (!c->owner || !c->owner[0] || !c->name || !c->name[0])
+		return kw_error_set(KW_ERR_ARGUMENTS, "create object: an owner and a name are needed");
+	if (c->cls != KEYWARD__OBJECT_CLASS__CERTIFICATE && c->cls != KEYWARD__OBJECT_CLASS__DATA)
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "create object \"%s\": only certificates and data objects are created this way "
+				    "(class %d); keys are generated on the HSM",
+				    c->name, (int)c->cls);
+	if (c->ckaid.len > KW_CKAID_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "create object \"%s\": the CKA_ID is %zu bytes long, at most %d",
+				    c->name, c->ckaid.len, KW_CKAID_MAX);
+	spec.owner = c->owner;
+	spec.name = c->name;
+	spec.cls = (enum kw_class)c->cls;
+	spec.value = c->value.data;
+	spec.value_len = c->value.len;
+	spec.ckaid = c->ckaid.data;
+	spec.ckaid_len = c->ckaid.len;
+	spec.application = c->application;
+	spec.modifiable = !c->not_modifiable;
+	rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
+	if (rv)
+		return rv;
+	audit(srv, peer, "object.create", "%s/%s (0x%" PRIx64 "): %s of %zu bytes%s", row.owner, row.name, row.id,
+	      row.cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object", row.value_len,
+	      row.modifiable ? "" : ", not modifiable");
+	resp->object = info_of(s, &row);
+	if (!resp->object)
+		return KW_ERR_NO_MEMORY;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
+	return KW_OK;
+}
+
+static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__WrapKey *w,
+			 Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row wrow = {0}, krow = {0};
+	Keyward__WrappedKey *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *wrapped = kw_scratch_alloc(s, WRAPPED_MAX), *kek = NULL, *plain = NULL;
+	size_t kek_len = 0, plain_len = 0, wrapped_len = WRAPPED_MAX;
+	uint64_t wid, kid;
+	kw_rv rv;
+
+	if (!out || !wrapped)
+		return KW_ERR_NO_MEMORY;
+	if (w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP && w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP_PAD)
+		return kw_error_set(KW_ERR_MECHANISM, "wrap: mechanism %d does not wrap keys (AES_KEY_WRAP or "
+						      "AES_KEY_WRAP_PAD)",
+				    (int)w->mechanism);
+	if ((rv = resolve(srv, peer, w->wrapping_key, KW_CLASS_SECRET_KEY, &wid)) ||
+	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)))
+		return rv;
+	/* the wrapping key: a secret key with usage wrap */
+	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
+	if (rv)
+		goto out;
+	if (!(wrow.usages & KW_USAGE_WRAP)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "wrap: key %s/%s may not wrap (its usages do not include wrap)",
+				  wrow.owner, wrow.name);
+		goto out;
+	}
+	if (wrow.cls != KW_CLASS_SECRET_KEY) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "wrap: %s/%s (0x%" PRIx64 ") is not a secret key: only AES keys wrap",
+				  wrow.owner, wrow.name, wid);
+		goto out;
+	}
+	rv = kw_keystore_get(srv->ks, peer->partition_id, kid, &krow);
+	if (rv)
+		goto out;
+	if (w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP && krow.cls != KW_CLASS_SECRET_KEY) {
+		rv = kw_error_set(KW_ERR_MECHANISM,
+				  "wrap: AES_KEY_WRAP (RFC 3394) wraps secret keys only; wrap %s/%s with "
+				  "AES_KEY_WRAP_PAD",
+				  krow.owner, krow.name);
+		goto out;
+	}
+	kw_object_row_cleanup(&krow);
+	/* refuses a key that is not extractable, whatever we checked here */
+	rv = kw_keystore_export_key(srv->ks, peer->partition_id, kid, &plain, &plain_len, &krow);
+	if (rv)
+		goto out;
+	kw_object_row_cleanup(&wrow);
+	rv = kw_keystore_load_secret(srv->ks, peer->partition_id, wid, &kek, &kek_len, &wrow);
+	if (rv)
+		goto out;
+	if (!(wrow.usages & KW_USAGE_WRAP)) { /* now authenticated by unsealing */
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "wrap: key %s/%s may not wrap (its usages do not include wrap)",
+				  wrow.owner, wrow.name);
+		goto out;
+	}
+	rv = kw_crypto_wrap(kek, kek_len, w->mechanism, plain, plain_len, wrapped, &wrapped_len);
+	if (rv)
+		goto out;
+	audit(srv, peer, "key.wrap", "%s/%s (0x%" PRIx64 ") wrapped under %s/%s (0x%" PRIx64 ") with %s", krow.owner,
+	      krow.name, kid, wrow.owner, wrow.name, wid,
+	      w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP ? "AES_KEY_WRAP" : "AES_KEY_WRAP_PAD");
+	keyward__wrapped_key__init(out);
+	out->data.data = wrapped;
+	out->data.len = wrapped_len;
+	resp->body_case = KEYWARD__RESPONSE__BODY_WRAPPED_KEY;
+	resp->wrapped_key = out;
+out:
+	if (kek) {
+		OPENSSL_cleanse(kek, kek_len);
+		free(kek);
+	}
+	if (plain) {
+		OPENSSL_cleanse(plain, plain_len);
+		free(plain);
+	}
+	kw_object_row_cleanup(&wrow);
+	kw_object_row_cleanup(&krow);
+	return rv;
+}
+
+static kw_rv on_copy_object(struct kw_server *srv, struct kw_peer *peer, const Keyward__CopyObject *c,
+			    Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row *rows = NULL;
+	Keyward__ObjectInfos *out = kw_scratch_alloc(s, sizeof *out);
+	size_t n = 0;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!out)
+		return KW_ERR_NO_MEMORY;
+	if (!c->new_name || !c->new_name[0])
+		return kw_error_set(KW_ERR_ARGUMENTS, "copy: a new name is needed");
+	if ((rv = resolve(srv, peer, c->ref, KW_CLASS_ANY, &id)))
+		return rv;
+	rv = kw_keystore_copy(srv->ks, peer->partition_id, id, c->new_name, tristate(c->extractable),
+			      tristate(c->modifiable), &rows, &n);
+	if (rv)
+		return rv;
+	audit(srv, peer, "object.copy", "0x%" PRIx64 " copied as %s/%s (0x%" PRIx64 "%s)%s%s", id, rows[0].owner,
+	      rows[0].name, rows[0].id, n == 2 ? " and its public half" : "",
+	      rows[0].extractable ? ", extractable" : "", rows[0].modifiable ? "" : ", not modifiable");
+	keyward__object_infos__init(out);
+	out->objects = infos_of(s, rows, n);
+	if (!out->objects)
+		return KW_ERR_NO_MEMORY;
+	out->n_objects = n;
 	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECTS;
 	resp->objects = out;
 	return KW_OK;
@@ -679,6 +924,15 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_GENERATE_RANDOM:
 		rv = on_random(req->generate_random, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_CREATE_OBJECT:
+		rv = on_create_object(srv, peer, req->create_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_WRAP_KEY:
+		rv = on_wrap_key(srv, peer, req->wrap_key, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
+		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
 		break;
 	default:
 		rv = kw_error_set(KW_ERR_PROTOCOL, "unknown request type %d", (int)req->body_case);

@@ -398,7 +398,11 @@ static bool conn_flush(struct kw_conn *c)
 	while (c->wbuf.len) {
 		ssize_t n;
 		if (c->ssl) {
-			int r = SSL_write(c->ssl, c->wbuf.data, (int)(c->wbuf.len > INT32_MAX ? INT32_MAX : c->wbuf.len));
+			int r;
+
+			/* requests leave OpenSSL errors behind; SSL_get_error must not see them */
+			ERR_clear_error();
+			r = SSL_write(c->ssl, c->wbuf.data, (int)(c->wbuf.len > INT32_MAX ? INT32_MAX : c->wbuf.len));
 			if (r <= 0) {
 				int err = SSL_get_error(c->ssl, r);
 				if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
@@ -436,7 +440,11 @@ static bool conn_service(struct kw_conn *c)
 	bool more = false;
 
 	if (c->ssl && !c->handshaken) {
-		int r = SSL_accept(c->ssl);
+		int r;
+
+		/* a stale error left by a handler would make SSL_get_error lie */
+		ERR_clear_error();
+		r = SSL_accept(c->ssl);
 		if (r != 1) {
 			int err = SSL_get_error(c->ssl, r);
 			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
@@ -462,7 +470,10 @@ static bool conn_service(struct kw_conn *c)
 			return false;
 		}
 		if (c->ssl) {
-			int r = SSL_read(c->ssl, c->in.data + c->in.len, READ_CHUNK);
+			int r;
+
+			ERR_clear_error(); /* see SSL_accept above */
+			r = SSL_read(c->ssl, c->in.data + c->in.len, READ_CHUNK);
 			if (r <= 0) {
 				int err = SSL_get_error(c->ssl, r);
 				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)

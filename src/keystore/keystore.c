@@ -12,6 +12,7 @@
 #include "keystore/keystore.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -324,7 +326,10 @@ static void enc_bool(struct enc *e, bool v)
  * bytes: partition, id, class, key type, bits, curve, extractable,
  * modifiable, sensitive, never_extractable, always_sensitive, usages,
  * SHA-256(SPKI). Owner and name are deliberately not bound: they are a
- * namespace and change while the key is modifiable.
+ * namespace and change while the key is modifiable; nor is the CKA_ID, an
+ * identifier like the name. A secret key has no public key: its SPKI is
+ * taken as empty, so SHA-256("") is bound in its place (its class, bound
+ * too, keeps the two kinds of row apart).
  */
 static kw_rv aad_build(const struct kw_object_row *r, const unsigned char *spki, size_t spki_len,
 		       unsigned char out[AAD_MAX], size_t *len)
@@ -333,7 +338,7 @@ static kw_rv aad_build(const struct kw_object_row *r, const unsigned char *spki,
 	struct enc e = {out, 1, AAD_MAX, false};
 
 	out[0] = AAD_VERSION;
-	SHA256(spki, spki_len, h);
+	SHA256(spki ? spki : (const unsigned char *)"", spki ? spki_len : 0, h);
 	enc_u64(&e, r->partition_id);
 	enc_u64(&e, r->id);
 	enc_u32(&e, (uint32_t)r->cls);
@@ -353,33 +358,48 @@ static kw_rv aad_build(const struct kw_object_row *r, const unsigned char *spki,
 	return KW_OK;
 }
 
-static kw_rv seal_row_locked(struct kw_keystore *ks, const struct kw_object_row *r, EVP_PKEY *pkey,
-			     const unsigned char *spki, size_t spki_len, struct kw_sealed *out)
+/*
+ * Seals key bytes (a private key's PKCS#8 DER, a secret key's raw bytes)
+ * under the row's associated data; spki NULL for a secret key.
+ */
+static kw_rv seal_bytes_locked(struct kw_keystore *ks, const struct kw_object_row *r, const unsigned char *key,
+			       size_t key_len, const unsigned char *spki, size_t spki_len, struct kw_sealed *out)
 {
-	unsigned char aad[AAD_MAX], *der = NULL;
-	size_t aad_len, der_len = 0;
+	unsigned char aad[AAD_MAX];
+	size_t aad_len;
 	kw_rv rv;
 
 	memset(out, 0, sizeof *out);
 	rv = aad_build(r, spki, spki_len, aad, &aad_len);
 	if (rv)
 		return rv;
+	if (spki) {
+		out->spki = malloc(spki_len);
+		if (!out->spki)
+			return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+		memcpy(out->spki, spki, spki_len);
+		out->spki_len = spki_len;
+	}
+	rv = kw_seal_key(ks->mk, aad, aad_len, key, key_len, out);
+	if (rv)
+		kw_sealed_cleanup(out);
+	return rv;
+}
+
+static kw_rv seal_row_locked(struct kw_keystore *ks, const struct kw_object_row *r, EVP_PKEY *pkey,
+			     const unsigned char *spki, size_t spki_len, struct kw_sealed *out)
+{
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	kw_rv rv;
+
+	memset(out, 0, sizeof *out);
 	rv = pkcs8_der(pkey, &der, &der_len);
 	if (rv)
 		return rv;
-	out->spki = malloc(spki_len);
-	if (!out->spki) {
-		rv = kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
-		goto out;
-	}
-	memcpy(out->spki, spki, spki_len);
-	out->spki_len = spki_len;
-	rv = kw_seal_key(ks->mk, aad, aad_len, der, der_len, out);
-out:
+	rv = seal_bytes_locked(ks, r, der, der_len, spki, spki_len, out);
 	OPENSSL_cleanse(der, der_len);
 	free(der);
-	if (rv)
-		kw_sealed_cleanup(out);
 	return rv;
 }
 
@@ -460,6 +480,36 @@ out:
 	free(spki);
 	EVP_PKEY_free(pkey);
 	return rv;
+}
+
+/* Unseals a secret-key row: its bytes in *key (malloc'd; the caller wipes and frees). */
+static kw_rv unseal_secret_locked(struct kw_keystore *ks, const struct kw_object_row *r, const struct kw_sealed *s,
+				  unsigned char **key, size_t *key_len)
+{
+	unsigned char aad[AAD_MAX], *bytes = NULL;
+	size_t aad_len, len = 0;
+	kw_rv rv;
+
+	*key = NULL;
+	*key_len = 0;
+	if (!s->sealed || !s->wrapped_dek)
+		return tampered_locked(ks, r, "the sealed key material is missing");
+	rv = aad_build(r, NULL, 0, aad, &aad_len);
+	if (rv)
+		return rv;
+	rv = kw_unseal_key(ks->mk, aad, aad_len, s, &bytes, &len);
+	if (rv == KW_ERR_TAMPERED)
+		return tampered_locked(ks, r, "the row was modified outside keywardd");
+	if (rv)
+		return rv;
+	if (r->key_type != KW_KEY_AES || len * 8 != r->bits) {
+		OPENSSL_cleanse(bytes, len);
+		free(bytes);
+		return tampered_locked(ks, r, "the sealed secret key does not have the length its row says");
+	}
+	*key = bytes;
+	*key_len = len;
+	return KW_OK;
 }
 
 static kw_rv need_unlocked(struct kw_keystore *ks)
@@ -1055,6 +1105,71 @@ static kw_rv partition_exists_locked(struct kw_keystore *ks, uint64_t pid)
 	return ks->b->ops->partition_get(ks->b, NULL, pid, &info, NULL, NULL);
 }
 
+static bool is_key_class(enum kw_class cls)
+{
+	return cls == KW_CLASS_PRIVATE_KEY || cls == KW_CLASS_PUBLIC_KEY || cls == KW_CLASS_SECRET_KEY;
+}
+
+static bool is_sealed_class(enum kw_class cls)
+{
+	return cls == KW_CLASS_PRIVATE_KEY || cls == KW_CLASS_SECRET_KEY;
+}
+
+static kw_rv check_ckaid(const unsigned char *ckaid, size_t len)
+{
+	if (len > KW_CKAID_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "store: a CKA_ID is %zu bytes long, the maximum is %d", len,
+				    KW_CKAID_MAX);
+	if (len && !ckaid)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: CKA_ID length %zu without its bytes", len);
+	return KW_OK;
+}
+
+kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len, unsigned char out[KW_CKAID_DEFAULT_LEN])
+{
+	const unsigned char *p = spki, *bits = NULL;
+	X509_PUBKEY *pub;
+	int bits_len = 0;
+	kw_rv rv = KW_OK;
+
+	if (!spki || !spki_len || spki_len > LONG_MAX)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no public key for a CKA_ID");
+	pub = d2i_X509_PUBKEY(NULL, &p, (long)spki_len);
+	if (!pub || p != spki + spki_len || X509_PUBKEY_get0_param(NULL, &bits, &bits_len, NULL, pub) != 1 ||
+	    !bits || bits_len <= 0)
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "store: the public key does not decode (for its CKA_ID)");
+	else
+		SHA1(bits, (size_t)bits_len, out);
+	X509_PUBKEY_free(pub);
+	return rv;
+}
+
+/*
+ * Keys (private, public, secret) share one namespace per owner: EXISTS if
+ * owner has a key named name other than skip1/skip2. Certificates and
+ * data objects are no conflict. Inside a transaction.
+ */
+static kw_rv key_name_free_locked(struct kw_keystore *ks, uint64_t pid, const char *owner, const char *name,
+				  uint64_t skip1, uint64_t skip2)
+{
+	struct kw_object_row *rows = NULL;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	size_t n = 0;
+	kw_rv rv;
+
+	rv = ks->b->ops->object_list(ks->b, pid, owner, name, KW_CLASS_ANY, 0, 0, &rows, &n);
+	for (size_t i = 0; !rv && i < n; i++) {
+		if (is_key_class(rows[i].cls) && rows[i].id != skip1 && rows[i].id != skip2) {
+			part_name_locked(ks, pid, pname);
+			rv = kw_error_set(KW_ERR_EXISTS,
+					  "store: a key named \"%s\" already exists under owner %s in partition '%s'", name,
+					  owner, pname);
+		}
+	}
+	kw_object_rows_free(rows, n);
+	return rv;
+}
+
 kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub)
 {
@@ -1076,11 +1191,22 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 	if (!rv)
 		rv = check_name(spec->name);
 	if (!rv)
+		rv = check_ckaid(spec->ckaid, spec->ckaid_len);
+	if (!rv)
 		rv = describe_key(pkey, &pr.key_type, &pr.bits, pr.curve);
 	if (!rv)
 		rv = spki_der(pkey, &spki, &spki_len);
-	if (rv)
+	if (!rv && spec->ckaid_len) {
+		memcpy(pr.ckaid, spec->ckaid, spec->ckaid_len);
+		pr.ckaid_len = spec->ckaid_len;
+	} else if (!rv) {
+		rv = kw_keystore_default_ckaid(spki, spki_len, pr.ckaid);
+		pr.ckaid_len = KW_CKAID_DEFAULT_LEN;
+	}
+	if (rv) {
+		free(spki);
 		return rv;
+	}
 
 	lock(ks);
 	rv = need_unlocked(ks);
@@ -1114,6 +1240,8 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 	memcpy(pu.owner, pr.owner, sizeof pu.owner);
 	memcpy(pu.name, pr.name, sizeof pu.name);
 	memcpy(pu.curve, pr.curve, sizeof pu.curve);
+	memcpy(pu.ckaid, pr.ckaid, sizeof pu.ckaid);
+	pu.ckaid_len = pr.ckaid_len;
 
 	rv = seal_row_locked(ks, &pr, pkey, spki, spki_len, &sealed);
 	if (rv)
@@ -1121,7 +1249,9 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 	rv = ks->b->ops->begin(ks->b);
 	if (rv)
 		goto out;
-	rv = ks->b->ops->object_insert(ks->b, &pu, NULL);
+	rv = key_name_free_locked(ks, partition_id, pr.owner, pr.name, 0, 0);
+	if (!rv)
+		rv = ks->b->ops->object_insert(ks->b, &pu, NULL);
 	if (!rv)
 		rv = ks->b->ops->object_insert(ks->b, &pr, &sealed);
 	if (rv == KW_ERR_EXISTS) {
@@ -1167,6 +1297,18 @@ kw_rv kw_keystore_get(struct kw_keystore *ks, uint64_t partition_id, uint64_t id
 	return rv;
 }
 
+static int class_rank(enum kw_class cls)
+{
+	switch (cls) {
+	case KW_CLASS_PRIVATE_KEY: return 0;
+	case KW_CLASS_SECRET_KEY: return 1;
+	case KW_CLASS_PUBLIC_KEY: return 2;
+	case KW_CLASS_CERTIFICATE: return 3;
+	case KW_CLASS_DATA: return 4;
+	default: return 5;
+	}
+}
+
 kw_rv kw_keystore_find(struct kw_keystore *ks, uint64_t partition_id, const char *owner, const char *name,
 		       enum kw_class cls, struct kw_object_row *out)
 {
@@ -1188,8 +1330,8 @@ kw_rv kw_keystore_find(struct kw_keystore *ks, uint64_t partition_id, const char
 				  owner, pname);
 		goto out;
 	}
-	for (size_t i = 1; i < n; i++) /* private key first, then public, certificate, data */
-		if (rows[i].cls < rows[best].cls)
+	for (size_t i = 1; i < n; i++) /* private key first, then secret, public, certificate, data */
+		if (class_rank(rows[i].cls) < class_rank(rows[best].cls))
 			best = i;
 	*out = rows[best];
 	rows[best].value = NULL;
@@ -1352,21 +1494,37 @@ out:
 	return rv;
 }
 
-/* Reseals a private-key row under its (new) fields; old_row has the fields it was sealed under. */
+/*
+ * Reseals a private- or secret-key row under its (new) fields and writes
+ * new_row; old_row has the fields it was sealed under. With insert, new_row
+ * is a new row (a copy) rather than an update.
+ */
 static kw_rv reseal_locked(struct kw_keystore *ks, const struct kw_object_row *old_row,
-			   const struct kw_sealed *old_s, const struct kw_object_row *new_row)
+			   const struct kw_sealed *old_s, const struct kw_object_row *new_row, bool insert)
 {
 	EVP_PKEY *pkey = NULL;
+	unsigned char *key = NULL;
+	size_t key_len = 0;
 	struct kw_sealed s;
 	kw_rv rv;
 
 	memset(&s, 0, sizeof s);
-	rv = unseal_row_locked(ks, old_row, old_s, &pkey);
+	if (old_row->cls == KW_CLASS_SECRET_KEY) {
+		rv = unseal_secret_locked(ks, old_row, old_s, &key, &key_len);
+		if (!rv)
+			rv = seal_bytes_locked(ks, new_row, key, key_len, NULL, 0, &s);
+	} else {
+		rv = unseal_row_locked(ks, old_row, old_s, &pkey);
+		if (!rv)
+			rv = seal_row_locked(ks, new_row, pkey, old_s->spki, old_s->spki_len, &s);
+	}
 	if (!rv)
-		rv = seal_row_locked(ks, new_row, pkey, old_s->spki, old_s->spki_len, &s);
-	if (!rv)
-		rv = ks->b->ops->object_update(ks->b, new_row, &s);
+		rv = insert ? ks->b->ops->object_insert(ks->b, new_row, &s) : ks->b->ops->object_update(ks->b, new_row, &s);
 	EVP_PKEY_free(pkey);
+	if (key) {
+		OPENSSL_cleanse(key, key_len);
+		free(key);
+	}
 	kw_sealed_cleanup(&s);
 	return rv;
 }
@@ -1374,22 +1532,36 @@ static kw_rv reseal_locked(struct kw_keystore *ks, const struct kw_object_row *o
 kw_rv kw_keystore_set_attributes(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, int extractable,
 				 int modifiable, const char *new_name)
 {
+	struct kw_attr_change chg = {.extractable = extractable, .modifiable = modifiable, .new_name = new_name};
+
+	return kw_keystore_modify(ks, partition_id, id, &chg);
+}
+
+kw_rv kw_keystore_modify(struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
+			 const struct kw_attr_change *chg)
+{
 	struct kw_object_row row, nrow, pair;
 	struct kw_sealed s;
-	bool rename, has_pair = false, changed;
+	bool rename, has_pair = false, changed, reid;
+	const char *new_name;
 	char pname[KW_PARTITION_NAME_MAX + 1];
 	kw_rv rv;
 
 	memset(&row, 0, sizeof row);
 	memset(&pair, 0, sizeof pair);
 	memset(&s, 0, sizeof s);
-	if (extractable < -1 || extractable > 1 || modifiable < -1 || modifiable > 1)
+	if (!chg)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no change given");
+	new_name = chg->new_name;
+	if (chg->extractable < -1 || chg->extractable > 1 || chg->modifiable < -1 || chg->modifiable > 1)
 		return kw_error_set(KW_ERR_ARGUMENTS, "store: extractable/modifiable must be -1, 0 or 1");
 	if (new_name) {
 		rv = check_name(new_name);
 		if (rv)
 			return rv;
 	}
+	if (chg->set_ckaid && (rv = check_ckaid(chg->ckaid, chg->ckaid_len)))
+		return rv;
 	lock(ks);
 	rv = ks->b->ops->begin(ks->b);
 	if (rv)
@@ -1407,39 +1579,53 @@ kw_rv kw_keystore_set_attributes(struct kw_keystore *ks, uint64_t partition_id, 
 			has_pair = true;
 	}
 	/* one-way rules first */
-	if (extractable == 1 && !row.extractable) {
+	if (chg->extractable == 1 && !row.extractable) {
 		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
 				  "store: object 0x%" PRIx64 " (\"%s\"): extractable may go from true to false, never back",
 				  id, row.name);
 		goto done;
 	}
-	if (modifiable == 1 && !row.modifiable) {
+	if (chg->modifiable == 1 && !row.modifiable) {
 		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
 				  "store: object 0x%" PRIx64 " (\"%s\"): modifiable may go from true to false, never back",
 				  id, row.name);
 		goto done;
 	}
 	rename = new_name && strcmp(new_name, row.name) != 0;
-	if (rename && (!row.modifiable || (has_pair && !pair.modifiable))) {
+	reid = chg->set_ckaid &&
+	       (chg->ckaid_len != row.ckaid_len || (chg->ckaid_len && memcmp(chg->ckaid, row.ckaid, chg->ckaid_len)) ||
+		(has_pair && (chg->ckaid_len != pair.ckaid_len ||
+			      (chg->ckaid_len && memcmp(chg->ckaid, pair.ckaid, chg->ckaid_len)))));
+	if ((rename || reid) && (!row.modifiable || (has_pair && !pair.modifiable))) {
 		rv = kw_error_set(KW_ERR_NOT_MODIFIABLE,
-				  "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not modifiable: it cannot be renamed",
-				  id, row.name, row.owner);
+				  "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not modifiable: its %s cannot change",
+				  id, row.name, row.owner, rename ? "name" : "CKA_ID");
 		goto done;
 	}
-	nrow = row;
-	if (extractable == 0)
+	if (rename && is_key_class(row.cls)) {
+		rv = key_name_free_locked(ks, partition_id, row.owner, new_name, row.id, has_pair ? pair.id : 0);
+		if (rv)
+			goto done;
+	}
+	nrow = row; /* shares row.value, which only row frees */
+	if (chg->extractable == 0)
 		nrow.extractable = false;
-	if (modifiable == 0)
+	if (chg->modifiable == 0)
 		nrow.modifiable = false;
 	if (rename)
 		snprintf(nrow.name, sizeof nrow.name, "%s", new_name);
+	if (reid) {
+		if (chg->ckaid_len)
+			memcpy(nrow.ckaid, chg->ckaid, chg->ckaid_len);
+		nrow.ckaid_len = chg->ckaid_len;
+	}
 	changed = nrow.extractable != row.extractable || nrow.modifiable != row.modifiable;
-	if (!changed && !rename)
+	if (!changed && !rename && !reid)
 		goto done;
-	if (row.cls == KW_CLASS_PRIVATE_KEY && changed) {
+	if (is_sealed_class(row.cls) && changed) {
 		rv = need_unlocked(ks);
 		if (!rv)
-			rv = reseal_locked(ks, &row, &s, &nrow);
+			rv = reseal_locked(ks, &row, &s, &nrow, false);
 	} else {
 		rv = ks->b->ops->object_update(ks->b, &nrow, NULL);
 	}
@@ -1447,8 +1633,13 @@ kw_rv kw_keystore_set_attributes(struct kw_keystore *ks, uint64_t partition_id, 
 		goto exists;
 	if (rv)
 		goto done;
-	if (rename && has_pair) {
-		snprintf(pair.name, sizeof pair.name, "%s", new_name);
+	if ((rename || reid) && has_pair) {
+		if (rename)
+			snprintf(pair.name, sizeof pair.name, "%s", new_name);
+		if (reid) {
+			memcpy(pair.ckaid, nrow.ckaid, sizeof pair.ckaid);
+			pair.ckaid_len = nrow.ckaid_len;
+		}
 		rv = ks->b->ops->object_update(ks->b, &pair, NULL);
 		if (rv == KW_ERR_EXISTS)
 			goto exists;
@@ -1559,6 +1750,408 @@ out:
 	}
 	kw_object_rows_free(rows, cnt);
 	return rv;
+}
+
+/* ---- secret keys, certificates, data objects, export, copy ---- */
+
+kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
+			     const unsigned char *key, size_t key_len, struct kw_object_row *out)
+{
+	struct kw_object_row r;
+	struct kw_sealed sealed;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&r, 0, sizeof r);
+	memset(&sealed, 0, sizeof sealed);
+	if (!ks || !spec || !key || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_secret needs a spec, a key and an output row");
+	memset(out, 0, sizeof *out);
+	if (key_len != 16 && key_len != 24 && key_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "store: AES keys are 128, 192 or 256 bits, not %zu", key_len * 8);
+	rv = check_owner(spec->owner);
+	if (!rv)
+		rv = check_name(spec->name);
+	if (!rv)
+		rv = check_ckaid(spec->ckaid, spec->ckaid_len);
+	if (rv)
+		return rv;
+	lock(ks);
+	rv = need_unlocked(ks);
+	if (!rv)
+		rv = partition_exists_locked(ks, partition_id);
+	if (!rv)
+		rv = random_id(&r.id);
+	if (rv)
+		goto out;
+	r.partition_id = partition_id;
+	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
+	snprintf(r.name, sizeof r.name, "%s", spec->name);
+	r.cls = KW_CLASS_SECRET_KEY;
+	r.key_type = KW_KEY_AES;
+	r.bits = (unsigned)key_len * 8;
+	r.sensitive = true;
+	r.extractable = spec->extractable;
+	r.modifiable = spec->modifiable;
+	r.never_extractable = !spec->extractable;
+	r.always_sensitive = true;
+	r.usages = spec->usages;
+	r.created = now();
+	if (spec->ckaid_len)
+		memcpy(r.ckaid, spec->ckaid, spec->ckaid_len);
+	r.ckaid_len = spec->ckaid_len;
+	rv = seal_bytes_locked(ks, &r, key, key_len, NULL, 0, &sealed);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = key_name_free_locked(ks, partition_id, r.owner, r.name, 0, 0);
+	if (!rv)
+		rv = ks->b->ops->object_insert(ks->b, &r, &sealed);
+	if (rv == KW_ERR_EXISTS) {
+		part_name_locked(ks, partition_id, pname);
+		kw_error_set(rv, "store: a key named \"%s\" already exists under owner %s in partition '%s'", r.name,
+			     r.owner, pname);
+	}
+	rv = finish(ks->b, rv);
+	if (rv)
+		goto out;
+	*out = r;
+	kw_debug(KW_DEBUG_STORE, "store: secret key 0x%" PRIx64 " \"%s\" stored under %s", r.id, r.name, r.owner);
+out:
+	unlock(ks);
+	kw_sealed_cleanup(&sealed);
+	return rv;
+}
+
+kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
+			     struct kw_object_row *out)
+{
+	struct kw_object_row r;
+	const char *what, *app;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&r, 0, sizeof r);
+	if (!ks || !spec || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_object needs a spec and an output row");
+	memset(out, 0, sizeof *out);
+	if (spec->cls != KW_CLASS_CERTIFICATE && spec->cls != KW_CLASS_DATA)
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "store: only certificates and data objects are created this way (class %d); keys "
+				    "are generated on the HSM",
+				    (int)spec->cls);
+	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object";
+	app = spec->application && spec->application[0] ? spec->application : NULL;
+	rv = check_owner(spec->owner);
+	if (!rv)
+		rv = check_name(spec->name);
+	if (!rv)
+		rv = check_ckaid(spec->ckaid, spec->ckaid_len);
+	if (rv)
+		return rv;
+	if (spec->value_len && !spec->value)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: %s \"%s\": value length %zu without its bytes", what,
+				    spec->name, spec->value_len);
+	if (spec->value_len > KW_OBJECT_VALUE_MAX)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "store: %s \"%s\": the value is %zu bytes, at most %d", what,
+				    spec->name, spec->value_len, KW_OBJECT_VALUE_MAX);
+	if (spec->cls == KW_CLASS_CERTIFICATE) {
+		const unsigned char *p = spec->value;
+		X509 *x = spec->value_len ? d2i_X509(NULL, &p, (long)spec->value_len) : NULL;
+		bool whole = x && p == spec->value + spec->value_len;
+
+		X509_free(x);
+		/* leave no error on the thread's queue: a later SSL_read there would take it for its own */
+		ERR_clear_error();
+		if (!whole)
+			return kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+					    "store: certificate \"%s\": the value is not one DER-encoded X.509 certificate "
+					    "(%zu bytes%s)",
+					    spec->name, spec->value_len,
+					    x ? ", with bytes after the certificate" : "");
+		if (app)
+			return kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+					    "store: certificate \"%s\": only data objects have an application", spec->name);
+	}
+	if (app && (rv = check_text("application", app, KW_APPLICATION_MAX, false)))
+		return rv;
+
+	r.partition_id = partition_id;
+	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
+	snprintf(r.name, sizeof r.name, "%s", spec->name);
+	r.cls = spec->cls;
+	r.key_type = KW_KEY_NONE;
+	r.extractable = true;
+	r.modifiable = spec->modifiable;
+	r.created = now();
+	if (spec->ckaid_len)
+		memcpy(r.ckaid, spec->ckaid, spec->ckaid_len);
+	r.ckaid_len = spec->ckaid_len;
+	snprintf(r.application, sizeof r.application, "%s", app ? app : "");
+	if (spec->value_len) {
+		r.value = malloc(spec->value_len);
+		if (!r.value)
+			return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+		memcpy(r.value, spec->value, spec->value_len);
+		r.value_len = spec->value_len;
+	}
+	lock(ks);
+	rv = partition_exists_locked(ks, partition_id);
+	if (!rv)
+		rv = random_id(&r.id);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	rv = ks->b->ops->object_insert(ks->b, &r, NULL);
+	if (rv == KW_ERR_EXISTS) {
+		part_name_locked(ks, partition_id, pname);
+		kw_error_set(rv, "store: a %s named \"%s\" already exists under owner %s in partition '%s'", what, r.name,
+			     r.owner, pname);
+	}
+	rv = finish(ks->b, rv);
+	if (rv)
+		goto out;
+	*out = r;
+	r.value = NULL;
+	kw_debug(KW_DEBUG_STORE, "store: %s 0x%" PRIx64 " \"%s\" stored under %s", what, out->id, out->name,
+		 out->owner);
+out:
+	unlock(ks);
+	kw_object_row_cleanup(&r);
+	return rv;
+}
+
+kw_rv kw_keystore_load_secret(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, unsigned char **key,
+			      size_t *len, struct kw_object_row *row_out)
+{
+	struct kw_object_row row;
+	struct kw_sealed s;
+	kw_rv rv;
+
+	if (!key || !len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output for the secret key");
+	*key = NULL;
+	*len = 0;
+	memset(&row, 0, sizeof row);
+	memset(&s, 0, sizeof s);
+	lock(ks);
+	rv = need_unlocked(ks);
+	if (!rv)
+		rv = get_sealed_locked(ks, partition_id, id, &row, &s);
+	if (rv)
+		goto out;
+	if (row.cls != KW_CLASS_SECRET_KEY) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not a secret key",
+				  id, row.name, row.owner);
+		goto out;
+	}
+	rv = unseal_secret_locked(ks, &row, &s, key, len);
+out:
+	unlock(ks);
+	kw_sealed_cleanup(&s);
+	if (!rv && row_out) {
+		*row_out = row;
+		row.value = NULL;
+	}
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
+kw_rv kw_keystore_export_key(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, unsigned char **out,
+			     size_t *len, struct kw_object_row *row_out)
+{
+	struct kw_object_row row;
+	struct kw_sealed s;
+	EVP_PKEY *pkey = NULL;
+	kw_rv rv;
+
+	if (!out || !len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output for the key");
+	*out = NULL;
+	*len = 0;
+	memset(&row, 0, sizeof row);
+	memset(&s, 0, sizeof s);
+	lock(ks);
+	rv = need_unlocked(ks);
+	if (!rv)
+		rv = get_sealed_locked(ks, partition_id, id, &row, &s);
+	if (rv)
+		goto out;
+	if (!is_sealed_class(row.cls)) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE,
+				  "store: object 0x%" PRIx64 " (\"%s\" under owner %s) is not a private or secret key: "
+				  "only those are wrapped",
+				  id, row.name, row.owner);
+		goto out;
+	}
+	/* the flag is also bound into the row's associated data: unsealing re-checks it */
+	if (!row.extractable) {
+		rv = kw_error_set(KW_ERR_UNEXTRACTABLE,
+				  "store: key %s/%s (0x%" PRIx64 ") is not extractable: it can never leave the HSM",
+				  row.owner, row.name, id);
+		goto out;
+	}
+	if (row.cls == KW_CLASS_SECRET_KEY) {
+		rv = unseal_secret_locked(ks, &row, &s, out, len);
+	} else {
+		rv = unseal_row_locked(ks, &row, &s, &pkey);
+		if (!rv)
+			rv = pkcs8_der(pkey, out, len);
+	}
+out:
+	unlock(ks);
+	EVP_PKEY_free(pkey);
+	kw_sealed_cleanup(&s);
+	if (!rv && row_out) {
+		*row_out = row;
+		row.value = NULL;
+	}
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
+/* One copied row: src's fields under a new id and name, the one-way rules applied. */
+static kw_rv copy_row(const struct kw_object_row *src, uint64_t new_id, const char *new_name, int extractable,
+		      int modifiable, struct kw_object_row *dst)
+{
+	/* a public key, a certificate or data object is public: its extractable stays as it is */
+	bool secret = is_sealed_class(src->cls);
+
+	if (secret && extractable == 1 && !src->extractable)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+				    "store: object 0x%" PRIx64 " (\"%s\") is not extractable: a copy of it cannot be either",
+				    src->id, src->name);
+	if (modifiable == 1 && !src->modifiable)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE,
+				    "store: object 0x%" PRIx64 " (\"%s\") is not modifiable: a copy of it cannot be either",
+				    src->id, src->name);
+	*dst = *src;
+	dst->value = NULL;
+	dst->value_len = 0;
+	dst->id = new_id;
+	snprintf(dst->name, sizeof dst->name, "%s", new_name);
+	if (secret && extractable == 0)
+		dst->extractable = false;
+	if (modifiable == 0)
+		dst->modifiable = false;
+	/* the copy's history includes the source's: never_extractable, always_sensitive carry over */
+	dst->never_extractable = src->never_extractable && !dst->extractable;
+	dst->always_sensitive = src->always_sensitive;
+	dst->created = now();
+	if (src->value_len) {
+		dst->value = malloc(src->value_len);
+		if (!dst->value)
+			return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+		memcpy(dst->value, src->value, src->value_len);
+		dst->value_len = src->value_len;
+	}
+	return KW_OK;
+}
+
+kw_rv kw_keystore_copy(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, const char *new_name,
+		       int extractable, int modifiable, struct kw_object_row **rows_out, size_t *n_out)
+{
+	struct kw_object_row src[2], *copies = NULL;
+	struct kw_sealed s;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	size_t n = 0;
+	uint64_t ids[2] = {0, 0};
+	kw_rv rv;
+
+	memset(src, 0, sizeof src);
+	memset(&s, 0, sizeof s);
+	if (!rows_out || !n_out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no output for the copy");
+	*rows_out = NULL;
+	*n_out = 0;
+	if (extractable < -1 || extractable > 1 || modifiable < -1 || modifiable > 1)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: extractable/modifiable must be -1, 0 or 1");
+	rv = check_name(new_name);
+	if (rv)
+		return rv;
+	copies = calloc(2, sizeof *copies);
+	if (!copies)
+		return kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out;
+	/* src[0]: the row to copy, with its sealed material if any; src[1]: its pair half */
+	rv = ks->b->ops->object_get(ks->b, partition_id, id, &src[0], NULL);
+	if (rv == KW_ERR_NOT_FOUND)
+		rv = not_found_locked(ks, partition_id, id);
+	if (rv)
+		goto done;
+	n = 1;
+	if (src[0].pair_id) {
+		/* either half names the pair: copy from its private half */
+		uint64_t priv_id = src[0].cls == KW_CLASS_PUBLIC_KEY ? src[0].pair_id : src[0].id;
+		uint64_t pub_id = src[0].cls == KW_CLASS_PUBLIC_KEY ? src[0].id : src[0].pair_id;
+
+		kw_object_row_cleanup(&src[0]);
+		rv = get_sealed_locked(ks, partition_id, priv_id, &src[0], &s);
+		if (!rv)
+			rv = ks->b->ops->object_get(ks->b, partition_id, pub_id, &src[1], NULL);
+		if (rv == KW_ERR_NOT_FOUND)
+			rv = tampered_locked(ks, &src[0], "its pair half is missing (deleted outside keywardd)");
+		if (rv)
+			goto done;
+		n = 2;
+	} else if (is_sealed_class(src[0].cls)) {
+		kw_object_row_cleanup(&src[0]);
+		rv = get_sealed_locked(ks, partition_id, id, &src[0], &s);
+		if (rv)
+			goto done;
+	}
+	if (is_key_class(src[0].cls))
+		rv = key_name_free_locked(ks, partition_id, src[0].owner, new_name, 0, 0);
+	if (!rv)
+		rv = random_id(&ids[0]);
+	while (!rv && n == 2 && (ids[1] == 0 || ids[1] == ids[0]))
+		rv = random_id(&ids[1]);
+	for (size_t i = 0; i < n && !rv; i++)
+		rv = copy_row(&src[i], ids[i], new_name, extractable, modifiable, &copies[i]);
+	if (rv)
+		goto done;
+	if (n == 2) {
+		copies[0].pair_id = ids[1];
+		copies[1].pair_id = ids[0];
+	}
+	/* public half first, as put_keypair: the private row's checks then find it */
+	if (n == 2)
+		rv = ks->b->ops->object_insert(ks->b, &copies[1], NULL);
+	if (!rv && is_sealed_class(src[0].cls)) {
+		rv = need_unlocked(ks);
+		if (!rv)
+			rv = reseal_locked(ks, &src[0], &s, &copies[0], true);
+	} else if (!rv) {
+		rv = ks->b->ops->object_insert(ks->b, &copies[0], NULL);
+	}
+	if (rv == KW_ERR_EXISTS) {
+		part_name_locked(ks, partition_id, pname);
+		kw_error_set(rv, "store: owner %s already has an object named \"%s\" of that class in partition '%s'",
+			     src[0].owner, new_name, pname);
+	}
+done:
+	rv = finish(ks->b, rv);
+out:
+	unlock(ks);
+	kw_object_row_cleanup(&src[0]);
+	kw_object_row_cleanup(&src[1]);
+	kw_sealed_cleanup(&s);
+	if (rv) {
+		kw_object_rows_free(copies, 2);
+		return rv;
+	}
+	kw_debug(KW_DEBUG_STORE, "store: copied 0x%" PRIx64 " as \"%s\" (%zu object%s)", id, new_name, n,
+		 n == 1 ? "" : "s");
+	*rows_out = copies;
+	*n_out = n;
+	return KW_OK;
 }
 
 /* ---- audit ---- */

@@ -16,6 +16,16 @@
  * public key) is bound into the associated data. A row edited by hand fails
  * to unseal and is reported as KW_ERR_TAMPERED, never obeyed.
  *
+ * Secret (AES) keys are sealed the same way, their raw bytes in place of
+ * the PKCS#8 DER; having no public key, their associated data binds
+ * SHA-256 of the empty string in its place (the class, also bound, tells
+ * the two kinds apart).
+ *
+ * Certificates and data objects are public material and are stored as
+ * they are, not sealed: a hand edit of such a row (its value or its flags)
+ * is not detected, as for a public-key row on its own. Owner, name and
+ * CKA_ID are identifiers, not policy, and are bound into no associated data.
+ *
  * The master key lives only in memory (secure heap) between unlock and lock.
  * keystore.c holds that policy; a backend (sqlite.c, later postgres.c) only
  * stores rows, so every backend seals the same way.
@@ -62,6 +72,9 @@ struct kw_object_row {
 	bool always_sensitive;
 	unsigned usages; /* KW_USAGE_* */
 	int64_t created; /* Unix seconds */
+	unsigned char ckaid[KW_CKAID_MAX]; /* PKCS#11 CKA_ID */
+	size_t ckaid_len;
+	char application[KW_APPLICATION_MAX + 1]; /* data objects: CKA_APPLICATION, else "" */
 };
 
 /* Frees row->value; the row itself is caller-owned. */
@@ -158,17 +171,57 @@ struct kw_keygen {
 	bool extractable;
 	bool modifiable;
 	unsigned usages;
+	const unsigned char *ckaid; /* CKA_ID, or NULL/ckaid_len 0 for the default */
+	size_t ckaid_len;
 };
+
+/* SHA-1 of the BIT STRING contents of a DER SubjectPublicKeyInfo: the default CKA_ID of a key pair. */
+#define KW_CKAID_DEFAULT_LEN 20
+kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len,
+				unsigned char out[KW_CKAID_DEFAULT_LEN]);
 
 /*
  * Stores a freshly generated key pair: seals the private half, inserts both
  * rows in one transaction, fills priv/pub (cleanup with
- * kw_object_row_cleanup). KW_ERR_EXISTS if owner+name is taken (by a
- * private or public key: a certificate of the same name is no conflict),
- * KW_ERR_STORE_FULL when the disk or the cap is full, KW_ERR_STORE_LOCKED.
+ * kw_object_row_cleanup). Both halves get spec's CKA_ID, or by default
+ * kw_keystore_default_ckaid of the public key. KW_ERR_EXISTS if owner+name
+ * is taken by a key (private, public or secret: a certificate or data
+ * object of the same name is no conflict), KW_ERR_STORE_FULL when the
+ * disk or the cap is full, KW_ERR_STORE_LOCKED.
  */
 kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub);
+
+/*
+ * Stores a freshly generated AES key (16, 24 or 32 bytes, else
+ * KW_ERR_KEY_SIZE) as one KW_CLASS_SECRET_KEY row, sealed like a private
+ * key (pair_id 0; no CKA_ID unless spec gives one). The same conflicts and
+ * errors as put_keypair. The caller wipes key.
+ */
+kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
+			     const unsigned char *key, size_t key_len, struct kw_object_row *out);
+
+/*
+ * Stores a certificate or data object (public material, not sealed).
+ * cls KW_CLASS_CERTIFICATE: value must be exactly one DER X.509
+ * certificate; KW_CLASS_DATA: 0 to KW_OBJECT_VALUE_MAX bytes and an
+ * optional application (certificates have none). Bad values:
+ * KW_ERR_ATTRIBUTE_VALUE; KW_ERR_EXISTS if owner has an object of that
+ * class and name. Extractable, not sensitive, usages 0.
+ */
+struct kw_objspec {
+	const char *owner;
+	const char *name;
+	enum kw_class cls;
+	const unsigned char *value;
+	size_t value_len;
+	const unsigned char *ckaid;
+	size_t ckaid_len;
+	const char *application; /* NULL or "" for none */
+	bool modifiable;
+};
+kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
+			     struct kw_object_row *out);
 
 /* KW_ERR_NOT_FOUND unless the object exists in this partition. */
 kw_rv kw_keystore_get(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, struct kw_object_row *out);
@@ -191,6 +244,26 @@ kw_rv kw_keystore_list(struct kw_keystore *ks, uint64_t partition_id, const char
  */
 kw_rv kw_keystore_load_private(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, EVP_PKEY **out);
 
+/*
+ * Unseals a secret key for use inside the HSM (as a wrapping key): *key
+ * (malloc'd, *len bytes) is the caller's to wipe and free. KW_ERR_KEY_TYPE
+ * unless the object is a secret key; KW_ERR_TAMPERED, KW_ERR_STORE_LOCKED
+ * as load_private. *row (may be NULL) gets the row, for its usages.
+ */
+kw_rv kw_keystore_load_secret(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, unsigned char **key,
+			      size_t *len, struct kw_object_row *row);
+
+/*
+ * The plaintext of an *extractable* key, to be wrapped and sent out: a
+ * private key's PKCS#8 DER or a secret key's bytes, in *out (malloc'd; the
+ * caller wipes and frees it). Refuses here too (defence in depth) a key
+ * that is not extractable: KW_ERR_UNEXTRACTABLE, "it can never leave the
+ * HSM". KW_ERR_KEY_TYPE for anything but a private or secret key. *row
+ * (may be NULL) gets the key's row.
+ */
+kw_rv kw_keystore_export_key(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, unsigned char **out,
+			     size_t *len, struct kw_object_row *row);
+
 /* By id, or owner+name (+class, KW_CLASS_ANY for all). *deleted counts rows. */
 kw_rv kw_keystore_delete(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, const char *owner,
 			 const char *name, enum kw_class cls, unsigned *deleted);
@@ -204,6 +277,37 @@ kw_rv kw_keystore_delete(struct kw_keystore *ks, uint64_t partition_id, uint64_t
  */
 kw_rv kw_keystore_set_attributes(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, int extractable,
 				 int modifiable, const char *new_name);
+
+/*
+ * set_attributes plus a new CKA_ID: with set_ckaid, ckaid (0 to
+ * KW_CKAID_MAX bytes) replaces the CKA_ID of the object and of its pair
+ * half, which needs both modifiable (KW_ERR_NOT_MODIFIABLE). All changes
+ * or none, in one transaction.
+ */
+struct kw_attr_change {
+	int extractable;      /* -1 unchanged, 0, 1 */
+	int modifiable;       /* -1 unchanged, 0, 1 */
+	const char *new_name; /* NULL to keep */
+	bool set_ckaid;
+	const unsigned char *ckaid;
+	size_t ckaid_len;
+};
+kw_rv kw_keystore_modify(struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
+			 const struct kw_attr_change *chg);
+
+/*
+ * Copies object id under the same owner as new_name, in one transaction:
+ * a key pair as both halves (new ids, the private half resealed under the
+ * copy's fields), other objects as one row. extractable/modifiable: -1 as
+ * the source, 0/1 the copy's value, which may only be tighter than the
+ * source's (KW_ERR_ATTRIBUTE_VALUE for false -> true). never_extractable,
+ * always_sensitive, usages, CKA_ID and value carry over; created is now.
+ * Copying needs no modifiable source: the source is not changed.
+ * KW_ERR_EXISTS when the name is taken (for keys: by any key).
+ * *rows (private half first) and *n are the copies.
+ */
+kw_rv kw_keystore_copy(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, const char *new_name,
+		       int extractable, int modifiable, struct kw_object_row **rows, size_t *n);
 
 /*
  * Moves every object named `name` from old_owner to new_owner in one

@@ -5,7 +5,8 @@
  *
  * The schema version lives in meta('schema_version'). Opening applies the
  * steps of `migrations` from the stored version up to the newest, in order,
- * inside one transaction; a store newer than this code is refused.
+ * inside one transaction; a store newer than this code is refused. A step
+ * is SQL, optionally followed by a C fix-up for what SQL cannot compute.
  */
 #include "keystore/backend.h"
 
@@ -29,10 +30,17 @@ struct sq_backend {
 	char *path;
 };
 
+static kw_rv backfill_ckaid(struct sq_backend *s);
+
+struct migration {
+	const char *sql;
+	kw_rv (*fixup)(struct sq_backend *s); /* NULL, or runs after sql in the same transaction */
+};
+
 /* migrations[i] takes the schema from version i to version i + 1 */
-static const char *const migrations[] = {
+static const struct migration migrations[] = {
 	/* 0 -> 1: the first schema */
-	"CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);"
+	{"CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);"
 	"CREATE TABLE partitions (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
 	" setup_hash BLOB, created INTEGER NOT NULL);"
 	"CREATE TABLE credentials (fingerprint BLOB PRIMARY KEY,"
@@ -50,12 +58,20 @@ static const char *const migrations[] = {
 	"CREATE TABLE audit (seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, partition TEXT NOT NULL,"
 	" actor TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL, prev_hash BLOB NOT NULL,"
 	" hash BLOB NOT NULL);",
+	 NULL},
+	/*
+	 * 1 -> 2: PKCS#11 CKA_ID of every object, CKA_APPLICATION of data
+	 * objects; existing key pairs get the default CKA_ID.
+	 */
+	{"ALTER TABLE objects ADD COLUMN ckaid BLOB;"
+	 "ALTER TABLE objects ADD COLUMN application TEXT NOT NULL DEFAULT '';",
+	 backfill_ckaid},
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 #define OBJ_COLS                                                                                   \
 	"id, partition_id, owner, name, cls, key_type, bits, curve, value, sensitive, extractable, "  \
-	"modifiable, never_extractable, always_sensitive, usages, created, pair_id"
+	"modifiable, never_extractable, always_sensitive, usages, created, pair_id, ckaid, application"
 
 static struct sq_backend *sq(struct kw_backend *b)
 {
@@ -396,6 +412,8 @@ static kw_rv sq_credential_find(struct kw_backend *b, const unsigned char fp[KW_
 
 static kw_rv obj_read(sqlite3_stmt *st, struct kw_object_row *r)
 {
+	int n;
+
 	memset(r, 0, sizeof *r);
 	r->id = (uint64_t)sqlite3_column_int64(st, 0);
 	r->partition_id = (uint64_t)sqlite3_column_int64(st, 1);
@@ -413,6 +431,12 @@ static kw_rv obj_read(sqlite3_stmt *st, struct kw_object_row *r)
 	r->usages = (unsigned)sqlite3_column_int64(st, 14);
 	r->created = sqlite3_column_int64(st, 15);
 	r->pair_id = (uint64_t)sqlite3_column_int64(st, 16);
+	n = sqlite3_column_bytes(st, 17);
+	if (n > 0 && (size_t)n <= sizeof r->ckaid) {
+		memcpy(r->ckaid, sqlite3_column_blob(st, 17), (size_t)n);
+		r->ckaid_len = (size_t)n;
+	}
+	text_copy(r->application, sizeof r->application, st, 18);
 	return blob_dup(st, 8, &r->value, &r->value_len);
 }
 
@@ -432,7 +456,7 @@ static kw_rv sq_object_insert(struct kw_backend *b, const struct kw_object_row *
 
 	rv = sq_prepare(s,
 			"INSERT INTO objects (" OBJ_COLS ", spki, wrapped_dek, sealed) VALUES "
-			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			&st);
 	if (rv)
 		return rv;
@@ -453,9 +477,11 @@ static kw_rv sq_object_insert(struct kw_backend *b, const struct kw_object_row *
 	sqlite3_bind_int64(st, 15, r->usages);
 	sqlite3_bind_int64(st, 16, r->created);
 	sqlite3_bind_int64(st, 17, (sqlite3_int64)r->pair_id);
-	bind_blob_or_null(st, 18, sealed ? sealed->spki : NULL, sealed ? sealed->spki_len : 0);
-	bind_blob_or_null(st, 19, sealed ? sealed->wrapped_dek : NULL, sealed ? sealed->wrapped_dek_len : 0);
-	bind_blob_or_null(st, 20, sealed ? sealed->sealed : NULL, sealed ? sealed->sealed_len : 0);
+	bind_blob_or_null(st, 18, r->ckaid, r->ckaid_len);
+	sqlite3_bind_text(st, 19, r->application, -1, SQLITE_STATIC);
+	bind_blob_or_null(st, 20, sealed ? sealed->spki : NULL, sealed ? sealed->spki_len : 0);
+	bind_blob_or_null(st, 21, sealed ? sealed->wrapped_dek : NULL, sealed ? sealed->wrapped_dek_len : 0);
+	bind_blob_or_null(st, 22, sealed ? sealed->sealed : NULL, sealed ? sealed->sealed_len : 0);
 	return sq_done(s, st, "storing an object");
 }
 
@@ -478,11 +504,11 @@ static kw_rv sq_object_get(struct kw_backend *b, uint64_t partition_id, uint64_t
 		rv = obj_read(st, out);
 		if (!rv && sealed) {
 			memset(sealed, 0, sizeof *sealed);
-			rv = blob_dup(st, 17, &sealed->spki, &sealed->spki_len);
+			rv = blob_dup(st, 19, &sealed->spki, &sealed->spki_len);
 			if (!rv)
-				rv = blob_dup(st, 18, &sealed->wrapped_dek, &sealed->wrapped_dek_len);
+				rv = blob_dup(st, 20, &sealed->wrapped_dek, &sealed->wrapped_dek_len);
 			if (!rv)
-				rv = blob_dup(st, 19, &sealed->sealed, &sealed->sealed_len);
+				rv = blob_dup(st, 21, &sealed->sealed, &sealed->sealed_len);
 			if (rv)
 				kw_sealed_cleanup(sealed);
 		}
@@ -564,11 +590,11 @@ static kw_rv sq_object_update(struct kw_backend *b, const struct kw_object_row *
 	rv = sq_prepare(s,
 			sealed ? "UPDATE objects SET owner = ?1, name = ?2, extractable = ?3, modifiable = ?4,"
 				 " never_extractable = ?5, always_sensitive = ?6, usages = ?7, pair_id = ?8,"
-				 " sensitive = ?11, spki = ?12, wrapped_dek = ?13, sealed = ?14"
+				 " sensitive = ?11, ckaid = ?15, spki = ?12, wrapped_dek = ?13, sealed = ?14"
 				 " WHERE id = ?9 AND partition_id = ?10"
 			       : "UPDATE objects SET owner = ?1, name = ?2, extractable = ?3, modifiable = ?4,"
 				 " never_extractable = ?5, always_sensitive = ?6, usages = ?7, pair_id = ?8,"
-				 " sensitive = ?11 WHERE id = ?9 AND partition_id = ?10",
+				 " sensitive = ?11, ckaid = ?15 WHERE id = ?9 AND partition_id = ?10",
 			&st);
 	if (rv)
 		return rv;
@@ -583,6 +609,7 @@ static kw_rv sq_object_update(struct kw_backend *b, const struct kw_object_row *
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)r->id);
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)r->partition_id);
 	sqlite3_bind_int(st, 11, r->sensitive);
+	bind_blob_or_null(st, 15, r->ckaid, r->ckaid_len);
 	if (sealed) {
 		bind_blob_or_null(st, 12, sealed->spki, sealed->spki_len);
 		bind_blob_or_null(st, 13, sealed->wrapped_dek, sealed->wrapped_dek_len);
@@ -675,6 +702,46 @@ static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
 	if (!rv && rc != SQLITE_DONE)
 		rv = sq_fail(s, rc, "reading the audit log");
 	sqlite3_finalize(st);
+	return rv;
+}
+
+/* ---- migration fix-ups ---- */
+
+/*
+ * 1 -> 2: the default CKA_ID of every key-pair half, from the public key:
+ * a public row's value, a private row's own SPKI copy. An SPKI that does
+ * not decode leaves the CKA_ID empty (the row is reported when it is used).
+ */
+static kw_rv backfill_ckaid(struct sq_backend *s)
+{
+	sqlite3_stmt *st = NULL, *up = NULL;
+	unsigned char id[KW_CKAID_DEFAULT_LEN];
+	kw_rv rv;
+	int rc = SQLITE_DONE;
+
+	rv = sq_prepare(s,
+			"SELECT id, CASE WHEN cls = 1 THEN spki ELSE value END FROM objects"
+			" WHERE cls IN (1, 2) AND ckaid IS NULL",
+			&st);
+	if (!rv)
+		rv = sq_prepare(s, "UPDATE objects SET ckaid = ?1 WHERE id = ?2", &up);
+	while (!rv && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *spki = sqlite3_column_blob(st, 1);
+		int len = sqlite3_column_bytes(st, 1);
+
+		if (!spki || len <= 0 || kw_keystore_default_ckaid(spki, (size_t)len, id) != KW_OK)
+			continue;
+		sqlite3_bind_blob(up, 1, id, sizeof id, SQLITE_STATIC);
+		sqlite3_bind_int64(up, 2, sqlite3_column_int64(st, 0));
+		rc = sqlite3_step(up);
+		if (rc != SQLITE_DONE)
+			rv = sq_fail(s, rc, "migrating: setting the default CKA_ID");
+		sqlite3_reset(up);
+	}
+	if (!rv && rc != SQLITE_DONE)
+		rv = sq_fail(s, rc, "migrating: reading keys for their CKA_ID");
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
 	return rv;
 }
 
@@ -775,7 +842,9 @@ static kw_rv sq_migrate(struct sq_backend *s)
 	for (int v = (int)version; v < SCHEMA_VERSION; v++) {
 		kw_debug(KW_DEBUG_STORE, "store %s: migrating schema %d -> %d", s->path, v, v + 1);
 		snprintf(buf, sizeof buf, "migrating the schema to version %d", v + 1);
-		rv = sq_exec(s, migrations[v], buf);
+		rv = sq_exec(s, migrations[v].sql, buf);
+		if (!rv && migrations[v].fixup)
+			rv = migrations[v].fixup(s);
 		if (rv)
 			goto out;
 	}

@@ -133,7 +133,7 @@ static void test_enroll(void **state)
 static void test_put_duplicate_and_names(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {OWNER_A, "myDemoCA", false, true, KW_USAGE_SIGN};
+	struct kw_keygen spec = {OWNER_A, "myDemoCA", false, true, KW_USAGE_SIGN, NULL, 0};
 	struct kw_object_row priv, pub;
 	EVP_PKEY *k = gen_key("P-256");
 	char *before, *after, longname[KW_NAME_MAX + 2];
@@ -445,7 +445,7 @@ static void test_isolation(void **state)
 static void test_store_full(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {OWNER_A, NULL, false, true, KW_USAGE_SIGN};
+	struct kw_keygen spec = {OWNER_A, NULL, false, true, KW_USAGE_SIGN, NULL, 0};
 	struct kw_object_row priv, pub, first_priv, got;
 	EVP_PKEY *k = gen_key("P-256");
 	char name[64], *before, *after;

@@ -10,7 +10,7 @@
 static void round_trip(void **state, const char *type, enum kw_key_type kt, unsigned bits, const char *curve)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {"S-1-5-21-1-2-3", "myDemoCA", false, true, KW_USAGE_SIGN};
+	struct kw_keygen spec = {"S-1-5-21-1-2-3", "myDemoCA", false, true, KW_USAGE_SIGN, NULL, 0};
 	struct kw_object_row priv, pub, got;
 	EVP_PKEY *k = gen_key(type), *loaded = NULL;
 	unsigned char *spki = NULL;
@@ -209,7 +209,7 @@ static void test_passphrase(void **state)
 static void test_restart_and_locked(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {"S-1-5-21-1-2-3", "second", false, true, KW_USAGE_SIGN};
+	struct kw_keygen spec = {"S-1-5-21-1-2-3", "second", false, true, KW_USAGE_SIGN, NULL, 0};
 	struct kw_object_row priv, pub, got, a, b, *rows = NULL;
 	EVP_PKEY *loaded = NULL, *k = gen_key("P-256");
 	size_t n = 0;
@@ -375,7 +375,7 @@ static void test_open_urls(void **state)
 	assert_int_equal(kw_keystore_open("/nonexistent-dir/x/keystore.db", 0, &ks), KW_ERR_STORE);
 	assert_non_null(strstr(kw_last_error(), "/nonexistent-dir/x/keystore.db"));
 	/* WAL and a schema version */
-	assert_int_equal(raw_int(f, "SELECT value = CAST('1' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
+	assert_int_equal(raw_int(f, "SELECT value = CAST('2' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
 	/* a store from a newer keywardd is refused */
 	raw_sql(f, "UPDATE meta SET value = CAST('99' AS BLOB) WHERE key = 'schema_version'");
 	assert_int_equal(kw_keystore_open(f->path, 0, &ks), KW_ERR_STORE);
