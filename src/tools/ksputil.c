@@ -298,6 +298,7 @@ static const char *class_name(enum kw_class cls)
 	case KW_CLASS_PUBLIC_KEY: return "PublicKey";
 	case KW_CLASS_CERTIFICATE: return "Certificate";
 	case KW_CLASS_DATA: return "Data";
+	case KW_CLASS_SECRET_KEY: return "SecretKey";
 	default: return "Unknown";
 	}
 }
@@ -308,9 +309,10 @@ static int class_rank(enum kw_class cls)
 	switch (cls) {
 	case KW_CLASS_PUBLIC_KEY: return 0;
 	case KW_CLASS_PRIVATE_KEY: return 1;
-	case KW_CLASS_CERTIFICATE: return 2;
-	case KW_CLASS_DATA: return 3;
-	default: return 4;
+	case KW_CLASS_SECRET_KEY: return 2;
+	case KW_CLASS_CERTIFICATE: return 3;
+	case KW_CLASS_DATA: return 4;
+	default: return 5;
 	}
 }
 
@@ -318,7 +320,7 @@ static bool is_key(const kw_object *o)
 {
 	enum kw_class cls = kw_object_class(o);
 
-	return cls == KW_CLASS_PRIVATE_KEY || cls == KW_CLASS_PUBLIC_KEY;
+	return cls == KW_CLASS_PRIVATE_KEY || cls == KW_CLASS_PUBLIC_KEY || cls == KW_CLASS_SECRET_KEY;
 }
 
 static unsigned key_bits(const kw_object *o)
@@ -342,6 +344,7 @@ static void algorithm_of(const kw_object *o, char *buf, size_t size)
 
 	switch (kw_object_key_type(o)) {
 	case KW_KEY_RSA: snprintf(buf, size, "RSA"); break;
+	case KW_KEY_AES: snprintf(buf, size, "AES"); break;
 	case KW_KEY_EC: snprintf(buf, size, "EC %s", curve && *curve ? curve : "(unknown curve)"); break;
 	case KW_KEY_ED25519: snprintf(buf, size, "EdDSA Ed25519"); break;
 	default: snprintf(buf, size, "none"); break;

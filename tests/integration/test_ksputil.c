@@ -436,6 +436,23 @@ static void test_json(void **state)
 	free(err);
 }
 
+/* A secret key (AES, made through libkeyward) lists as one SecretKey entry. */
+static void test_secret_key_listed(void **state)
+{
+	kw_object *key = NULL, *none = NULL;
+	char *out = NULL, *err = NULL;
+
+	(void)state;
+	kwt_ok(kw_generate_key(client, owner_a, "wrapper", KW_KEY_AES, 256, NULL, 0, 0, &key, &none));
+	assert_null(none);
+	assert_int_equal(run(mid_a, &out, &err, "enumkeys -m -v"), 0);
+	if (!strstr(out, "+ Key name:                     wrapper\n  Algorithm, size, type:        AES, 256 bit, SecretKey"))
+		fail_msg("the AES key is not listed as a SecretKey:\n%s", out);
+	free(out);
+	free(err);
+	kw_object_free(key);
+}
+
 static void test_deletekey(void **state)
 {
 	char *out = NULL, *err = NULL;
@@ -636,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_seed_procedure),
 		cmocka_unit_test(test_chkeysowner_refusals),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_secret_key_listed),
 		cmocka_unit_test(test_deletekey),
 		cmocka_unit_test(test_whoami_and_scopes),
 		cmocka_unit_test(test_unreachable),
