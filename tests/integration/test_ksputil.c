@@ -453,6 +453,55 @@ static void test_secret_key_listed(void **state)
 	kw_object_free(key);
 }
 
+/*
+ * register: a new partition's setup password becomes this client's
+ * credential, with the key file encrypted under a PIN; the password works
+ * once, and the credential works only with the PIN.
+ */
+static void test_register(void **state)
+{
+	char *out = NULL, *err = NULL, *pw, password[64] = "", conf[400], pw_file[400], pin_file[400], key[400];
+	char *key_pem;
+
+	(void)state;
+	assert_int_equal(kwt_admin(&server, NULL, &out, "partition create reg"), 0);
+	pw = strstr(out, "setup password: ");
+	assert_non_null(pw);
+	sscanf(pw + strlen("setup password: "), "%63s", password);
+	free(out);
+	kwt_write_client_conf(&server, "reg", "reg", conf, sizeof conf);
+	snprintf(pw_file, sizeof pw_file, "%s/reg.password", server.dir);
+	snprintf(pin_file, sizeof pin_file, "%s/reg.pin", server.dir);
+	kwt_write_file(pw_file, password);
+	kwt_write_file(pin_file, "4711-pin\n");
+
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s --pin-file %s", pw_file,
+				  pin_file),
+			 0);
+	free(out);
+	free(err);
+	snprintf(key, sizeof key, "%s/reg.key", server.dir);
+	key_pem = kwt_read_file(key, NULL);
+	assert_non_null(key_pem);
+	assert_contains(key_pem, "ENCRYPTED PRIVATE KEY");
+	free(key_pem);
+	/* the credential works with the PIN, and sees its own, empty partition */
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "enumkeys -a --pin-file %s", pin_file), 0);
+	assert_not_contains(out, "myDemoCA");
+	free(out);
+	free(err);
+	/* without the PIN the key file cannot be used */
+	assert_int_not_equal(run_conf(conf, mid_a, &out, &err, "enumkeys -a"), 0);
+	assert_contains(err, "PIN");
+	free(out);
+	free(err);
+	/* the password is spent */
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s", pw_file), 1);
+	assert_contains(err, "already used");
+	free(out);
+	free(err);
+}
+
 static void test_deletekey(void **state)
 {
 	char *out = NULL, *err = NULL;
@@ -654,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_chkeysowner_refusals),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_secret_key_listed),
+		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_deletekey),
 		cmocka_unit_test(test_whoami_and_scopes),
 		cmocka_unit_test(test_unreachable),
