@@ -354,17 +354,6 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 	return rv;
 }
 
-static const char *type_name(enum kw_key_type t)
-{
-	switch (t) {
-	case KW_KEY_RSA: return "RSA";
-	case KW_KEY_EC: return "EC";
-	case KW_KEY_ED25519: return "Ed25519";
-	case KW_KEY_AES: return "AES";
-	default: return "none";
-	}
-}
-
 /* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
 static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
 			     Keyward__Response *resp, struct kw_scratch *s)
@@ -390,8 +379,6 @@ static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const 
 	OPENSSL_cleanse(key, sizeof key);
 	if (rv)
 		return rv;
-	audit(srv, peer, "key.generate", "%s/%s (0x%" PRIx64 "): AES %u, usages 0x%x%s%s", row.owner, row.name, row.id,
-	      row.bits, row.usages, row.extractable ? ", extractable" : "", row.modifiable ? "" : ", not modifiable");
 	pair = kw_scratch_alloc(s, sizeof *pair);
 	if (!pair)
 		return KW_ERR_NO_MEMORY;
@@ -444,9 +431,6 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	EVP_PKEY_free(pkey);
 	if (rv)
 		return rv;
-	audit(srv, peer, "key.generate", "%s/%s (0x%" PRIx64 "): %s %u%s%s, usages 0x%x%s%s", priv.owner, priv.name,
-	      priv.id, type_name(priv.key_type), priv.bits, priv.curve[0] ? " " : "", priv.curve, priv.usages,
-	      priv.extractable ? ", extractable" : "", priv.modifiable ? "" : ", not modifiable");
 	pair = kw_scratch_alloc(s, sizeof *pair);
 	if (!pair) {
 		kw_object_row_cleanup(&priv);
@@ -618,12 +602,6 @@ static kw_rv on_delete(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		return rv;
 	/* a deleted key must not go on signing from the cache */
 	kw_keycache_clear(srv->keys);
-	if (ref->id)
-		audit(srv, peer, "key.delete", "object 0x%" PRIx64 ": %u object%s", ref->id, deleted,
-		      deleted == 1 ? "" : "s");
-	else
-		audit(srv, peer, "key.delete", "%s/%s: %u object%s", ref->owner, ref->name, deleted,
-		      deleted == 1 ? "" : "s");
 	keyward__count__init(out);
 	out->count = deleted;
 	resp->body_case = KEYWARD__RESPONSE__BODY_COUNT;
@@ -665,9 +643,6 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 		return rv;
 	if (a->set_ckaid)
 		hex_prefix(row.ckaid, ckaid_hex, row.ckaid_len);
-	audit(srv, peer, "key.set_attributes", "%s/%s (0x%" PRIx64 "): extractable %d, modifiable %d%s%s%s%s", row.owner,
-	      row.name, id, row.extractable, row.modifiable, new_name ? ", renamed to " : "", new_name ? new_name : "",
-	      a->set_ckaid ? ", CKA_ID " : "", a->set_ckaid ? (ckaid_hex[0] ? ckaid_hex : "(empty)") : "");
 	resp->object = info_of(s, &row);
 	if (!resp->object)
 		return KW_ERR_NO_MEMORY;
@@ -691,8 +666,6 @@ static kw_rv on_change_owner(struct kw_server *srv, struct kw_peer *peer, const 
 	if (rv)
 		return rv;
 	kw_keycache_clear(srv->keys);
-	audit(srv, peer, "key.change_owner", "%s: %s -> %s (%zu object%s)", c->name, c->old_owner, c->new_owner, n,
-	      n == 1 ? "" : "s");
 	keyward__object_infos__init(out);
 	out->objects = infos_of(s, rows, n);
 	out->n_objects = out->objects ? n : 0;
@@ -730,9 +703,6 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
 	if (rv)
 		return rv;
-	audit(srv, peer, "object.create", "%s/%s (0x%" PRIx64 "): %s of %zu bytes%s", row.owner, row.name, row.id,
-	      row.cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object", row.value_len,
-	      row.modifiable ? "" : ", not modifiable");
 	resp->object = info_of(s, &row);
 	if (!resp->object)
 		return KW_ERR_NO_MEMORY;
@@ -800,9 +770,20 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	rv = kw_crypto_wrap(kek, kek_len, w->mechanism, plain, plain_len, wrapped, &wrapped_len);
 	if (rv)
 		goto out;
-	audit(srv, peer, "key.wrap", "%s/%s (0x%" PRIx64 ") wrapped under %s/%s (0x%" PRIx64 ") with %s", krow.owner,
-	      krow.name, kid, wrow.owner, wrow.name, wid,
-	      w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP ? "AES_KEY_WRAP" : "AES_KEY_WRAP_PAD");
+	/* a key leaves the HSM: only once that is on record */
+	{
+		char detail[600];
+		snprintf(detail, sizeof detail, "%s/%s (0x%" PRIx64 ") wrapped under %s/%s (0x%" PRIx64 ") with %s",
+			 krow.owner, krow.name, kid, wrow.owner, wrow.name, wid,
+			 w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP ? "AES_KEY_WRAP" : "AES_KEY_WRAP_PAD");
+		rv = kw_keystore_audit(srv->ks, peer->partition, peer->actor, "key.wrap", detail);
+		if (rv) {
+			char why[512];
+			snprintf(why, sizeof why, "%s", kw_last_error()); /* the message buffer is rewritten below */
+			rv = kw_error_set(rv, "wrap refused: it could not be recorded in the audit log: %s", why);
+			goto out;
+		}
+	}
 	keyward__wrapped_key__init(out);
 	out->data.data = wrapped;
 	out->data.len = wrapped_len;
@@ -841,9 +822,6 @@ static kw_rv on_copy_object(struct kw_server *srv, struct kw_peer *peer, const K
 			      tristate(c->modifiable), &rows, &n);
 	if (rv)
 		return rv;
-	audit(srv, peer, "object.copy", "0x%" PRIx64 " copied as %s/%s (0x%" PRIx64 "%s)%s%s", id, rows[0].owner,
-	      rows[0].name, rows[0].id, n == 2 ? " and its public half" : "",
-	      rows[0].extractable ? ", extractable" : "", rows[0].modifiable ? "" : ", not modifiable");
 	keyward__object_infos__init(out);
 	out->objects = infos_of(s, rows, n);
 	if (!out->objects)

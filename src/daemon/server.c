@@ -237,6 +237,8 @@ static void execute(struct kw_conn *c, struct kw_peer *peer, const Keyward__Requ
 	struct kw_scratch scratch = {0};
 
 	kw_error_clear();
+	/* the keystore audits the changes this request makes under this name */
+	kw_keystore_set_actor(peer->partition, peer->actor);
 	if (peer->admin)
 		kw_handle_admin(c->srv, peer, req, &resp, &scratch);
 	else

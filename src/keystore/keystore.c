@@ -588,6 +588,10 @@ static kw_rv load_method_locked(struct kw_keystore *ks)
 	return KW_OK;
 }
 
+static kw_rv audit_key_locked(struct kw_keystore *ks, const char *event, const struct kw_object_row *r);
+static kw_rv audit_change_locked(struct kw_keystore *ks, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore **out)
 {
 	struct kw_keystore *ks;
@@ -1259,6 +1263,8 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 		kw_error_set(rv, "store: a key named \"%s\" already exists under owner %s in partition '%s'", pr.name,
 			     pr.owner, pname);
 	}
+	if (!rv)
+		rv = audit_key_locked(ks, "key.generate", &pr);
 	rv = finish(ks->b, rv);
 	if (rv)
 		goto out;
@@ -1484,6 +1490,21 @@ kw_rv kw_keystore_delete(struct kw_keystore *ks, uint64_t partition_id, uint64_t
 	rv = delete_rows_locked(ks, partition_id, rows, n);
 done:
 	rv = finish(ks->b, rv);
+	/*
+	 * A deletion is how room is made in a full store, so its record is
+	 * written after it commits, in a transaction of its own; if even that
+	 * fails, the error log says so.
+	 */
+	if (!rv && n) {
+		kw_rv arv = ks->b->ops->begin(ks->b);
+		if (!arv)
+			arv = finish(ks->b, audit_change_locked(ks, "key.delete", "%s/%s (0x%" PRIx64 "%s): %zu object%s",
+							       rows[0].owner, rows[0].name, rows[0].id,
+							       n > 1 ? " and its pair" : "", n, n == 1 ? "" : "s"));
+		if (arv)
+			kw_log(KW_LOG_ERROR, "audit: the deletion of %s/%s is done but not recorded: %s", rows[0].owner,
+			       rows[0].name, kw_last_error());
+	}
 	if (!rv && deleted)
 		*deleted = (unsigned)n;
 	if (!rv)
@@ -1644,6 +1665,11 @@ kw_rv kw_keystore_modify(struct kw_keystore *ks, uint64_t partition_id, uint64_t
 		if (rv == KW_ERR_EXISTS)
 			goto exists;
 	}
+	if (!rv)
+		rv = audit_change_locked(ks, "key.set_attributes",
+					 "%s/%s (0x%" PRIx64 "): extractable %d, modifiable %d%s%s%s", row.owner, nrow.name,
+					 row.id, nrow.extractable, nrow.modifiable, rename ? ", renamed from " : "",
+					 rename ? row.name : "", reid ? ", CKA_ID changed" : "");
 	goto done;
 exists:
 	part_name_locked(ks, partition_id, pname);
@@ -1732,6 +1758,9 @@ kw_rv kw_keystore_change_owner(struct kw_keystore *ks, uint64_t partition_id, co
 	}
 	if (rv == KW_ERR_EXISTS)
 		rv = kw_error_set(KW_ERR_EXISTS, "store: owner %s already has an object named \"%s\"", new_owner, name);
+	if (!rv)
+		rv = audit_change_locked(ks, "key.change_owner", "%s: %s -> %s (%zu object%s)", name, old_owner,
+					 new_owner, cnt, cnt == 1 ? "" : "s");
 done:
 	rv = finish(ks->b, rv);
 out:
@@ -1814,6 +1843,8 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 		kw_error_set(rv, "store: a key named \"%s\" already exists under owner %s in partition '%s'", r.name,
 			     r.owner, pname);
 	}
+	if (!rv)
+		rv = audit_key_locked(ks, "key.generate", &r);
 	rv = finish(ks->b, rv);
 	if (rv)
 		goto out;
@@ -1912,6 +1943,9 @@ kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, cons
 		kw_error_set(rv, "store: a %s named \"%s\" already exists under owner %s in partition '%s'", what, r.name,
 			     r.owner, pname);
 	}
+	if (!rv)
+		rv = audit_change_locked(ks, "object.create", "%s/%s (0x%" PRIx64 "): %s of %zu bytes", r.owner, r.name,
+					 r.id, what, r.value_len);
 	rv = finish(ks->b, rv);
 	if (rv)
 		goto out;
@@ -2136,6 +2170,10 @@ kw_rv kw_keystore_copy(struct kw_keystore *ks, uint64_t partition_id, uint64_t i
 		kw_error_set(rv, "store: owner %s already has an object named \"%s\" of that class in partition '%s'",
 			     src[0].owner, new_name, pname);
 	}
+	if (!rv)
+		rv = audit_change_locked(ks, "object.copy", "%s/%s (0x%" PRIx64 ") copied as %s (0x%" PRIx64 "%s)",
+					 src[0].owner, src[0].name, src[0].id, new_name, copies[0].id,
+					 n == 2 ? " and its pair" : "");
 done:
 	rv = finish(ks->b, rv);
 out:
@@ -2214,8 +2252,9 @@ static kw_rv audit_head_locked(struct kw_keystore *ks, uint64_t *seq, unsigned c
 	return rv;
 }
 
-kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
-			const char *detail)
+/* Appends one record inside the caller's open transaction (caller holds the lock). */
+static kw_rv audit_append_locked(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
+				 const char *detail)
 {
 	struct kw_audit_rec r;
 	uint64_t seq;
@@ -2236,13 +2275,9 @@ kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const cha
 	r.event = (char *)event;
 	r.detail = (char *)detail;
 	r.time = now();
-	lock(ks);
-	rv = ks->b->ops->begin(ks->b);
-	if (rv)
-		goto out;
 	rv = audit_head_locked(ks, &seq, r.prev_hash);
 	if (rv)
-		goto done;
+		return rv;
 	r.seq = seq + 1;
 	rv = audit_hash(r.prev_hash, &r, r.hash);
 	if (!rv)
@@ -2254,11 +2289,67 @@ kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const cha
 		rv = meta_put_u64(ks->b, "audit.seq", r.seq);
 	if (!rv)
 		rv = ks->b->ops->meta_put(ks->b, "audit.hash", r.hash, KW_HASH_LEN);
-done:
-	rv = finish(ks->b, rv);
-out:
+	return rv;
+}
+
+kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
+			const char *detail)
+{
+	kw_rv rv;
+
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv)
+		rv = finish(ks->b, audit_append_locked(ks, partition, actor, event, detail));
 	unlock(ks);
 	return rv;
+}
+
+/* Whom the calling thread's mutations are done for (kw_keystore_set_actor). */
+static _Thread_local char actor_partition[KW_PARTITION_NAME_MAX + 1];
+static _Thread_local char actor_name[160];
+
+void kw_keystore_set_actor(const char *partition, const char *actor)
+{
+	snprintf(actor_partition, sizeof actor_partition, "%s", partition ? partition : "");
+	snprintf(actor_name, sizeof actor_name, "%s", actor ? actor : "");
+}
+
+/*
+ * The audit record of a change, written in the change's own transaction:
+ * if it cannot be written, the change is rolled back with it.
+ */
+static kw_rv audit_change_locked(struct kw_keystore *ks, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static kw_rv audit_change_locked(struct kw_keystore *ks, const char *event, const char *fmt, ...)
+{
+	char detail[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	return audit_append_locked(ks, actor_partition, actor_name[0] ? actor_name : "keystore", event, detail);
+}
+
+static const char *type_text(const struct kw_object_row *r)
+{
+	switch (r->key_type) {
+	case KW_KEY_RSA: return "RSA";
+	case KW_KEY_EC: return "EC";
+	case KW_KEY_ED25519: return "Ed25519";
+	case KW_KEY_AES: return "AES";
+	default: return "-";
+	}
+}
+
+/* "owner/name (0xID): RSA 2048, usages 0x3, extractable, not modifiable" */
+static kw_rv audit_key_locked(struct kw_keystore *ks, const char *event, const struct kw_object_row *r)
+{
+	return audit_change_locked(ks, event, "%s/%s (0x%" PRIx64 "): %s %u%s%s, usages 0x%x%s%s", r->owner, r->name,
+				   r->id, type_text(r), r->bits, r->curve[0] ? " " : "", r->curve, r->usages,
+				   r->extractable ? ", extractable" : "", r->modifiable ? "" : ", not modifiable");
 }
 
 struct verify_ctx {

@@ -322,6 +322,18 @@ kw_rv kw_keystore_change_owner(struct kw_keystore *ks, uint64_t partition_id, co
 /* ---- audit ---- */
 
 /*
+ * Every change to an object (key.generate, object.create,
+ * key.set_attributes, key.change_owner, object.copy) appends its audit
+ * record inside its own transaction: a change whose record cannot be
+ * written is rolled back. A deletion (key.delete) is recorded right after
+ * it commits, since deleting is how room is made in a full store. The record names the partition and actor the
+ * calling thread set here (keywardd sets them for each request); without
+ * one, the actor is "keystore".
+ */
+void kw_keystore_set_actor(const char *partition, const char *actor);
+
+
+/*
  * Appends one record: seq, time, partition ("" for the HSM), actor (client
  * certificate subject, "admin", "keywardd"), event ("key.generate",
  * "key.sign", "partition.create", "unlock.fail", ...), detail (free text,

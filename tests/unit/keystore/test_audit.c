@@ -37,6 +37,49 @@ static void test_audit_ok(void **state)
 	assert_int_equal(kw_keystore_audit(f->ks, "", "admin", "", "x"), KW_ERR_ARGUMENTS);
 }
 
+/*
+ * Changes to objects carry their own audit record, under the calling
+ * thread's actor; a refused change leaves none.
+ */
+static void test_changes_audited(void **state)
+{
+	struct fx *f = *state;
+	struct kw_object_row priv, pub, *moved = NULL;
+	struct kw_audit_report rep;
+	unsigned deleted = 0;
+	size_t n = 0;
+	int64_t records;
+
+	kw_keystore_set_actor("dev", "CN=ca-server");
+	put_pair(f, f->pid, "S-1-5-21-1-2-3", "myDemoCA", "P-256", false, true, &priv, &pub);
+	assert_int_equal(kw_keystore_change_owner(f->ks, f->pid, "myDemoCA", "S-1-5-21-1-2-3", "S-1-5-21-4-5-6",
+						  &moved, &n),
+			 KW_OK);
+	kw_object_rows_free(moved, n);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit WHERE event = 'key.generate' AND actor = "
+				    "'CN=ca-server' AND partition = 'dev' AND detail LIKE 'S-1-5-21-1-2-3/myDemoCA (0x%%'"),
+			 1);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit WHERE event = 'key.change_owner' AND detail = "
+				    "'myDemoCA: S-1-5-21-1-2-3 -> S-1-5-21-4-5-6 (2 objects)'"),
+			 1);
+	/* refused: nothing changes, nothing is recorded */
+	records = raw_int(f, "SELECT count(*) FROM audit");
+	assert_int_equal(kw_keystore_change_owner(f->ks, f->pid, "myDemoCA", "S-1-5-21-1-2-3", "S-1-5-21-7-8-9",
+						  &moved, &n),
+			 KW_ERR_NOT_FOUND);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit"), records);
+	assert_int_equal(kw_keystore_delete(f->ks, f->pid, 0, "S-1-5-21-4-5-6", "myDemoCA", KW_CLASS_ANY, &deleted),
+			 KW_OK);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit WHERE event = 'key.delete' AND actor = 'CN=ca-server'"),
+			 1);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.records, 3);
+	kw_keystore_set_actor(NULL, NULL);
+	kw_object_row_cleanup(&priv);
+	kw_object_row_cleanup(&pub);
+}
+
 static void test_audit_altered(void **state)
 {
 	struct fx *f = *state;
@@ -131,6 +174,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_audit_ok, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_changes_audited, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_altered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_altered_other_fields, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_rehashed, fx_setup, fx_teardown),
