@@ -1,0 +1,828 @@
+/*
+ * keyward-pkcs11.so: the PKCS#11 v2.40 module of keyward, on libkeyward.
+ *
+ * This file: C_GetFunctionList (the only export), C_Initialize and
+ * C_Finalize, slots and tokens, sessions, login, C_GenerateRandom.
+ *
+ * Slots: one token per key space the caller may use, in this order, each
+ * present when its owner can be derived (docs/key-spaces.md): the machine
+ * ("keyward machine"), the calling user ("keyward user") and the shared
+ * space S-1-5-11 ("keyward shared"). The token's serial number is the
+ * partition. The configuration is libkeyward's: $KEYWARD_CONF, else
+ * /etc/keyward/client.conf.
+ *
+ * Login: the user PIN is handed to kw_client_set_pin; it decrypts the
+ * partition's client credential key. A development credential
+ * (keywardd --dev) has an unencrypted key, so any PIN is accepted for it.
+ * A wrong PIN for an encrypted key answers CKR_PIN_INCORRECT. One
+ * credential serves every token, so login is module-wide.
+ *
+ * The module never aborts or exits the host process; every entry point
+ * checks its arguments and that C_Initialize was called.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/log.h"
+#include "p11.h"
+
+struct p11_module p11 = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+#define P11_MANUFACTURER "keyward"
+#define P11_SLOT_FLAGS (CKF_TOKEN_PRESENT | CKF_REMOVABLE_DEVICE | CKF_HW_SLOT)
+
+/* Copies s into a blank-padded, not NUL-terminated PKCS#11 field. */
+static void pad(CK_UTF8CHAR *dst, size_t size, const char *s)
+{
+	size_t n = strlen(s);
+
+	memset(dst, ' ', size);
+	memcpy(dst, s, n < size ? n : size);
+}
+
+/* Entry points open with this: the lock taken, the module initialized. */
+static CK_RV enter(void)
+{
+	pthread_mutex_lock(&p11.lock);
+	if (!p11.initialized || p11.pid != getpid()) {
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	return CKR_OK;
+}
+
+static CK_RV leave(CK_RV rv)
+{
+	pthread_mutex_unlock(&p11.lock);
+	return rv;
+}
+
+struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h)
+{
+	if (h == 0 || h > p11.n_sessions)
+		return NULL;
+	return p11.sessions[h - 1];
+}
+
+static void session_free(struct p11_session *s)
+{
+	if (!s)
+		return;
+	p11_session_find_cleanup(s);
+	p11_op_cleanup(&s->sign);
+	p11_op_cleanup(&s->verify);
+	free(s);
+}
+
+static void add_slot(const char *space, const char *owner)
+{
+	struct p11_slot *sl = &p11.slots[p11.n_slots++];
+
+	snprintf(sl->owner, sizeof sl->owner, "%s", owner);
+	sl->space = space;
+}
+
+static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
+{
+	CK_C_INITIALIZE_ARGS_PTR a = init_args;
+	char owner[KW_OWNER_MAX + 1];
+	kw_rv rv;
+
+	if (a) {
+		int some = a->CreateMutex || a->DestroyMutex || a->LockMutex || a->UnlockMutex;
+		int all = a->CreateMutex && a->DestroyMutex && a->LockMutex && a->UnlockMutex;
+
+		if (a->pReserved || (some && !all))
+			return CKR_ARGUMENTS_BAD;
+		/* Only the operating system's locks are used: they must be allowed. */
+		if (all && !(a->flags & CKF_OS_LOCKING_OK))
+			return CKR_CANT_LOCK;
+	}
+	pthread_mutex_lock(&p11.lock);
+	if (p11.initialized && p11.pid == getpid())
+		return leave(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	if (p11.initialized) {
+		/*
+		 * A child after fork(): the parent's state is left alone (its
+		 * connections belong to the parent) and started afresh.
+		 */
+		memset(p11.slots, 0, sizeof p11.slots);
+		p11.client = NULL;
+		p11.sessions = NULL;
+		p11.n_sessions = 0;
+		p11.initialized = 0;
+	}
+	rv = kw_client_new(NULL, &p11.client);
+	if (rv) {
+		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: %s", kw_last_error());
+		return leave(CKR_GENERAL_ERROR);
+	}
+	p11.n_slots = 0;
+	if (kw_owner_machine(p11.client, owner, sizeof owner) == KW_OK)
+		add_slot("machine", owner);
+	else
+		kw_log_write(KW_LOG_WARN, "keyward-pkcs11: no machine key space: %s", kw_last_error());
+	if (kw_owner_user(p11.client, (unsigned)getuid(), owner, sizeof owner) == KW_OK)
+		add_slot("user", owner);
+	add_slot("shared", KW_OWNER_SHARED);
+	p11.logged_in = 0;
+	p11.pid = getpid();
+	p11.initialized = 1;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_Finalize(CK_VOID_PTR reserved)
+{
+	CK_RV rv;
+
+	if (reserved)
+		return CKR_ARGUMENTS_BAD;
+	if ((rv = enter()))
+		return rv;
+	for (size_t i = 0; i < p11.n_sessions; i++)
+		session_free(p11.sessions[i]);
+	free(p11.sessions);
+	p11.sessions = NULL;
+	p11.n_sessions = 0;
+	p11_objects_free_locked();
+	kw_client_free(p11.client);
+	p11.client = NULL;
+	p11.initialized = 0;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetInfo(CK_INFO_PTR info)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!info)
+		return leave(CKR_ARGUMENTS_BAD);
+	memset(info, 0, sizeof *info);
+	info->cryptokiVersion.major = 2;
+	info->cryptokiVersion.minor = 40;
+	pad(info->manufacturerID, sizeof info->manufacturerID, P11_MANUFACTURER);
+	pad(info->libraryDescription, sizeof info->libraryDescription, "keyward network HSM");
+	info->libraryVersion.major = 0;
+	info->libraryVersion.minor = 1;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetSlotList(CK_BBOOL token_present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+	CK_RV rv;
+
+	(void)token_present; /* every slot holds its token */
+	if ((rv = enter()))
+		return rv;
+	if (!count)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (list && *count < p11.n_slots)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else if (list)
+		for (size_t i = 0; i < p11.n_slots; i++)
+			list[i] = i;
+	*count = p11.n_slots;
+	return leave(rv);
+}
+
+static CK_RV p11_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
+{
+	char desc[80];
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!info)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	memset(info, 0, sizeof *info);
+	snprintf(desc, sizeof desc, "keyward %s key space %s", p11.slots[id].space, p11.slots[id].owner);
+	pad(info->slotDescription, sizeof info->slotDescription, desc);
+	pad(info->manufacturerID, sizeof info->manufacturerID, P11_MANUFACTURER);
+	info->flags = P11_SLOT_FLAGS;
+	info->hardwareVersion.major = 0;
+	info->firmwareVersion.major = 0;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
+{
+	char label[40];
+	const char *part;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!info)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	memset(info, 0, sizeof *info);
+	snprintf(label, sizeof label, "keyward %s", p11.slots[id].space);
+	pad(info->label, sizeof info->label, label);
+	pad(info->manufacturerID, sizeof info->manufacturerID, P11_MANUFACTURER);
+	pad(info->model, sizeof info->model, "network HSM");
+	part = kw_client_partition(p11.client);
+	pad(info->serialNumber, sizeof info->serialNumber, part ? part : "");
+	info->flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
+	info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+	info->ulSessionCount = CK_UNAVAILABLE_INFORMATION;
+	info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+	info->ulRwSessionCount = CK_UNAVAILABLE_INFORMATION;
+	info->ulMaxPinLen = 256;
+	info->ulMinPinLen = 0;
+	info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	pad(info->utcTime, sizeof info->utcTime, "");
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetMechanismList(CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!count)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	return leave(p11_mechanism_list(list, count));
+}
+
+static CK_RV p11_C_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!info)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	return leave(p11_mechanism_info(type, info));
+}
+
+static CK_RV p11_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+			       CK_SESSION_HANDLE_PTR out)
+{
+	struct p11_session *s, **grown;
+	size_t i;
+	CK_RV rv;
+
+	(void)app;
+	(void)notify; /* no callbacks are ever made */
+	if ((rv = enter()))
+		return rv;
+	if (!out)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	if (!(flags & CKF_SERIAL_SESSION))
+		return leave(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+	if (!(s = calloc(1, sizeof *s)))
+		return leave(CKR_HOST_MEMORY);
+	s->slot = id;
+	s->flags = flags;
+	for (i = 0; i < p11.n_sessions && p11.sessions[i]; i++)
+		;
+	if (i == p11.n_sessions) {
+		grown = realloc(p11.sessions, (p11.n_sessions + 16) * sizeof *grown);
+		if (!grown) {
+			free(s);
+			return leave(CKR_HOST_MEMORY);
+		}
+		memset(grown + p11.n_sessions, 0, 16 * sizeof *grown);
+		p11.sessions = grown;
+		p11.n_sessions += 16;
+	}
+	p11.sessions[i] = s;
+	*out = i + 1;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_CloseSession(CK_SESSION_HANDLE h)
+{
+	struct p11_session *s;
+	int open = 0;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	session_free(s);
+	p11.sessions[h - 1] = NULL;
+	for (size_t i = 0; i < p11.n_sessions; i++)
+		open |= p11.sessions[i] != NULL;
+	if (!open)
+		p11.logged_in = 0; /* the last session closed: logged out */
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_CloseAllSessions(CK_SLOT_ID id)
+{
+	int open = 0;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (id >= p11.n_slots)
+		return leave(CKR_SLOT_ID_INVALID);
+	for (size_t i = 0; i < p11.n_sessions; i++) {
+		if (p11.sessions[i] && p11.sessions[i]->slot == id) {
+			session_free(p11.sessions[i]);
+			p11.sessions[i] = NULL;
+		}
+		open |= p11.sessions[i] != NULL;
+	}
+	if (!open)
+		p11.logged_in = 0;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
+{
+	struct p11_session *s;
+	int rw;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!info)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	rw = (s->flags & CKF_RW_SESSION) != 0;
+	memset(info, 0, sizeof *info);
+	info->slotID = s->slot;
+	info->flags = s->flags;
+	if (p11.logged_in)
+		info->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+	else
+		info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+	unsigned char probe[1];
+	char *copy = NULL;
+	kw_rv krv;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!pin && pin_len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (user == CKU_SO)
+		return leave(CKR_USER_TYPE_INVALID); /* administration is keyward-admin's */
+	if (user != CKU_USER && user != CKU_CONTEXT_SPECIFIC)
+		return leave(CKR_USER_TYPE_INVALID);
+	if (user == CKU_USER && p11.logged_in)
+		return leave(CKR_USER_ALREADY_LOGGED_IN);
+	if (pin_len > 256)
+		return leave(CKR_PIN_LEN_RANGE);
+	if (!(copy = malloc(pin_len + 1)))
+		return leave(CKR_HOST_MEMORY);
+	if (pin_len)
+		memcpy(copy, pin, pin_len);
+	copy[pin_len] = '\0';
+	krv = kw_client_set_pin(p11.client, copy);
+	OPENSSL_cleanse(copy, pin_len);
+	free(copy);
+	/*
+	 * One small request proves the PIN: the credential is loaded with it
+	 * on the next connection. An unencrypted (development) key ignores
+	 * the PIN, so any PIN logs in.
+	 */
+	if (!krv)
+		krv = kw_generate_random(p11.client, probe, sizeof probe);
+	OPENSSL_cleanse(probe, sizeof probe);
+	if (krv) {
+		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: login: %s", kw_last_error());
+		kw_client_set_pin(p11.client, NULL);
+		return leave(krv == KW_ERR_AUTH ? CKR_PIN_INCORRECT : kw_rv_to_ckr(krv));
+	}
+	p11.logged_in = 1;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_Logout(CK_SESSION_HANDLE h)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
+	p11.logged_in = 0;
+	kw_client_set_pin(p11.client, NULL);
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR templ, CK_ULONG count)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!templ && count)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (s->finding)
+		return leave(CKR_OPERATION_ACTIVE);
+	return leave(p11_find_init_locked(s, templ, count));
+}
+
+static CK_RV p11_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count)
+{
+	struct p11_session *s;
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!out || !count)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!s->finding)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	while (n < max && s->pos < s->n_found)
+		out[n++] = s->found[s->pos++];
+	*count = n;
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_FindObjectsFinal(CK_SESSION_HANDLE h)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!s->finding)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	p11_session_find_cleanup(s);
+	return leave(CKR_OK);
+}
+
+static CK_RV p11_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR templ, CK_ULONG count)
+{
+	const kw_object *o;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!templ && count)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!(o = p11_object_get_locked(oh)))
+		return leave(CKR_OBJECT_HANDLE_INVALID);
+	return leave(p11_get_attributes_locked(o, templ, count));
+}
+
+static CK_RV p11_C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub_t, CK_ULONG pub_n,
+				   CK_ATTRIBUTE_PTR priv_t, CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR pub_h,
+				   CK_OBJECT_HANDLE_PTR priv_h)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!m || !pub_h || !priv_h || (!pub_t && pub_n) || (!priv_t && priv_n))
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
+	if (!(s->flags & CKF_RW_SESSION))
+		return leave(CKR_SESSION_READ_ONLY);
+	return leave(p11_generate_key_pair_locked(s, m, pub_t, pub_n, priv_t, priv_n, pub_h, priv_h));
+}
+
+static CK_RV op_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key, int verify)
+{
+	struct p11_session *s;
+	struct p11_op *op;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!m)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	op = verify ? &s->verify : &s->sign;
+	if (op->active)
+		return leave(CKR_OPERATION_ACTIVE);
+	if (!verify && !p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
+	return leave(p11_op_init_locked(s, op, verify, m, key));
+}
+
+static CK_RV op_update(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULONG len, int verify)
+{
+	struct p11_session *s;
+	struct p11_op *op;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!data && len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	op = verify ? &s->verify : &s->sign;
+	if (!op->active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	rv = p11_op_update(op, data, len);
+	if (rv)
+		p11_op_cleanup(op);
+	return leave(rv);
+}
+
+static CK_RV p11_C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	return op_init(h, m, key, 0);
+}
+
+static CK_RV p11_C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len)
+{
+	return op_update(h, data, len, 0);
+}
+
+static CK_RV p11_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+	if (!sig_len)
+		return CKR_ARGUMENTS_BAD;
+	return p11_sign_final(h, sig, sig_len);
+}
+
+static CK_RV p11_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if ((!data && len) || !sig_len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!s->sign.active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	/* The size query: the length follows from the key, no HSM request. */
+	if (!sig || *sig_len < s->sign.sig_len) {
+		rv = sig ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+		*sig_len = s->sign.sig_len;
+		return leave(rv);
+	}
+	if ((rv = p11_op_update(&s->sign, data, len))) {
+		p11_op_cleanup(&s->sign);
+		return leave(rv);
+	}
+	leave(CKR_OK);
+	return p11_sign_final(h, sig, sig_len);
+}
+
+static CK_RV p11_C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	return op_init(h, m, key, 1);
+}
+
+static CK_RV p11_C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len)
+{
+	return op_update(h, data, len, 1);
+}
+
+static CK_RV verify_final(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULONG len, int with_data, CK_BYTE_PTR sig,
+			  CK_ULONG sig_len)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if ((!data && len) || !sig)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!s->verify.active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	rv = with_data ? p11_op_update(&s->verify, data, len) : CKR_OK;
+	if (!rv)
+		rv = p11_verify_final_locked(&s->verify, sig, sig_len);
+	p11_op_cleanup(&s->verify);
+	return leave(rv);
+}
+
+static CK_RV p11_C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG sig_len)
+{
+	return verify_final(h, data, len, 1, sig, sig_len);
+}
+
+static CK_RV p11_C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len)
+{
+	return verify_final(h, NULL, 0, 0, sig, sig_len);
+}
+
+static CK_RV p11_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
+{
+	kw_client *c;
+	kw_rv krv;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!out && len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	c = p11.client;
+	leave(CKR_OK);
+	if (!len)
+		return CKR_OK;
+	/* kw_client is thread-safe; C_Finalize during a call is the caller's error */
+	krv = kw_generate_random(c, out, len);
+	return krv ? kw_rv_to_ckr(krv) : CKR_OK;
+}
+
+static CK_RV p11_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!seed && len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	return leave(CKR_RANDOM_SEED_NOT_SUPPORTED);
+}
+
+/*
+ * Functions not implemented (yet): each checks initialization and answers
+ * CKR_FUNCTION_NOT_SUPPORTED. The argument lists match the PKCS#11
+ * prototypes; the bodies ignore them.
+ */
+static CK_RV not_supported(void)
+{
+	CK_RV rv = enter();
+
+	return rv ? rv : leave(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+#define P11_UNSUPPORTED(name, params)                                                                                  \
+	static CK_RV p11_##name params                                                                                 \
+	{                                                                                                              \
+		return not_supported();                                                                                \
+	}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+P11_UNSUPPORTED(C_InitToken, (CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d))
+P11_UNSUPPORTED(C_InitPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c))
+P11_UNSUPPORTED(C_SetPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d, CK_ULONG e))
+P11_UNSUPPORTED(C_GetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
+P11_UNSUPPORTED(C_SetOperationState,
+		(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e))
+P11_UNSUPPORTED(C_CreateObject, (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE_PTR d))
+P11_UNSUPPORTED(C_CopyObject,
+		(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
+P11_UNSUPPORTED(C_DestroyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b))
+P11_UNSUPPORTED(C_GetObjectSize, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c))
+P11_UNSUPPORTED(C_SetAttributeValue, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d))
+P11_UNSUPPORTED(C_EncryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+P11_UNSUPPORTED(C_Encrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_EncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_EncryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
+P11_UNSUPPORTED(C_DecryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+P11_UNSUPPORTED(C_Decrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DecryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DecryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
+P11_UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b))
+P11_UNSUPPORTED(C_Digest, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
+P11_UNSUPPORTED(C_DigestKey, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b))
+P11_UNSUPPORTED(C_DigestFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
+P11_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+P11_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+P11_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DigestEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DecryptDigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
+P11_UNSUPPORTED(C_GenerateKey,
+		(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c, CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
+P11_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_OBJECT_HANDLE d,
+			    CK_BYTE_PTR e, CK_ULONG_PTR f))
+P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_BYTE_PTR d, CK_ULONG e,
+			      CK_ATTRIBUTE_PTR f, CK_ULONG g, CK_OBJECT_HANDLE_PTR h))
+P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,
+			      CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
+P11_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE a))
+P11_UNSUPPORTED(C_CancelFunction, (CK_SESSION_HANDLE a))
+P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
+#pragma GCC diagnostic pop
+
+static CK_FUNCTION_LIST function_list = {
+	.version = {2, 40},
+	.C_GetFunctionList = C_GetFunctionList,
+	.C_Initialize = p11_C_Initialize,
+	.C_Finalize = p11_C_Finalize,
+	.C_GetInfo = p11_C_GetInfo,
+	.C_GetSlotList = p11_C_GetSlotList,
+	.C_GetSlotInfo = p11_C_GetSlotInfo,
+	.C_GetTokenInfo = p11_C_GetTokenInfo,
+	.C_GetMechanismList = p11_C_GetMechanismList,
+	.C_GetMechanismInfo = p11_C_GetMechanismInfo,
+	.C_InitToken = p11_C_InitToken,
+	.C_InitPIN = p11_C_InitPIN,
+	.C_SetPIN = p11_C_SetPIN,
+	.C_OpenSession = p11_C_OpenSession,
+	.C_CloseSession = p11_C_CloseSession,
+	.C_CloseAllSessions = p11_C_CloseAllSessions,
+	.C_GetSessionInfo = p11_C_GetSessionInfo,
+	.C_GetOperationState = p11_C_GetOperationState,
+	.C_SetOperationState = p11_C_SetOperationState,
+	.C_Login = p11_C_Login,
+	.C_Logout = p11_C_Logout,
+	.C_CreateObject = p11_C_CreateObject,
+	.C_CopyObject = p11_C_CopyObject,
+	.C_DestroyObject = p11_C_DestroyObject,
+	.C_GetObjectSize = p11_C_GetObjectSize,
+	.C_GetAttributeValue = p11_C_GetAttributeValue,
+	.C_SetAttributeValue = p11_C_SetAttributeValue,
+	.C_FindObjectsInit = p11_C_FindObjectsInit,
+	.C_FindObjects = p11_C_FindObjects,
+	.C_FindObjectsFinal = p11_C_FindObjectsFinal,
+	.C_EncryptInit = p11_C_EncryptInit,
+	.C_Encrypt = p11_C_Encrypt,
+	.C_EncryptUpdate = p11_C_EncryptUpdate,
+	.C_EncryptFinal = p11_C_EncryptFinal,
+	.C_DecryptInit = p11_C_DecryptInit,
+	.C_Decrypt = p11_C_Decrypt,
+	.C_DecryptUpdate = p11_C_DecryptUpdate,
+	.C_DecryptFinal = p11_C_DecryptFinal,
+	.C_DigestInit = p11_C_DigestInit,
+	.C_Digest = p11_C_Digest,
+	.C_DigestUpdate = p11_C_DigestUpdate,
+	.C_DigestKey = p11_C_DigestKey,
+	.C_DigestFinal = p11_C_DigestFinal,
+	.C_SignInit = p11_C_SignInit,
+	.C_Sign = p11_C_Sign,
+	.C_SignUpdate = p11_C_SignUpdate,
+	.C_SignFinal = p11_C_SignFinal,
+	.C_SignRecoverInit = p11_C_SignRecoverInit,
+	.C_SignRecover = p11_C_SignRecover,
+	.C_VerifyInit = p11_C_VerifyInit,
+	.C_Verify = p11_C_Verify,
+	.C_VerifyUpdate = p11_C_VerifyUpdate,
+	.C_VerifyFinal = p11_C_VerifyFinal,
+	.C_VerifyRecoverInit = p11_C_VerifyRecoverInit,
+	.C_VerifyRecover = p11_C_VerifyRecover,
+	.C_DigestEncryptUpdate = p11_C_DigestEncryptUpdate,
+	.C_DecryptDigestUpdate = p11_C_DecryptDigestUpdate,
+	.C_SignEncryptUpdate = p11_C_SignEncryptUpdate,
+	.C_DecryptVerifyUpdate = p11_C_DecryptVerifyUpdate,
+	.C_GenerateKey = p11_C_GenerateKey,
+	.C_GenerateKeyPair = p11_C_GenerateKeyPair,
+	.C_WrapKey = p11_C_WrapKey,
+	.C_UnwrapKey = p11_C_UnwrapKey,
+	.C_DeriveKey = p11_C_DeriveKey,
+	.C_SeedRandom = p11_C_SeedRandom,
+	.C_GenerateRandom = p11_C_GenerateRandom,
+	.C_GetFunctionStatus = p11_C_GetFunctionStatus,
+	.C_CancelFunction = p11_C_CancelFunction,
+	.C_WaitForSlotEvent = p11_C_WaitForSlotEvent,
+};
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
+{
+	if (!list)
+		return CKR_ARGUMENTS_BAD;
+	*list = &function_list;
+	return CKR_OK;
+}
