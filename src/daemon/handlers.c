@@ -170,6 +170,16 @@ static Keyward__ObjectInfo *info_of(struct kw_scratch *s, struct kw_object_row *
 	return ptrs ? ptrs[0] : NULL;
 }
 
+/* Answers with one object; the row's value is handed to the scratch. */
+static kw_rv answer_object(Keyward__Response *resp, struct kw_scratch *s, struct kw_object_row *row)
+{
+	resp->object = info_of(s, row);
+	if (!resp->object)
+		return KW_ERR_NO_MEMORY;
+	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
+	return KW_OK;
+}
+
 static void hex_prefix(const unsigned char *fpr, char *out, size_t bytes)
 {
 	for (size_t i = 0; i < bytes; i++)
@@ -537,11 +547,7 @@ static kw_rv on_get(struct kw_server *srv, struct kw_peer *peer, const Keyward__
 		return rv;
 	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
 		return rv;
-	resp->object = info_of(s, &row);
-	if (!resp->object)
-		return KW_ERR_NO_MEMORY;
-	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
-	return KW_OK;
+	return answer_object(resp, s, &row);
 }
 
 static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward__ListObjects *l,
@@ -643,11 +649,7 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 		return rv;
 	if (a->set_ckaid)
 		hex_prefix(row.ckaid, ckaid_hex, row.ckaid_len);
-	resp->object = info_of(s, &row);
-	if (!resp->object)
-		return KW_ERR_NO_MEMORY;
-	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
-	return KW_OK;
+	return answer_object(resp, s, &row);
 }
 
 static kw_rv on_change_owner(struct kw_server *srv, struct kw_peer *peer, const Keyward__ChangeOwner *c,
@@ -703,11 +705,7 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
 	if (rv)
 		return rv;
-	resp->object = info_of(s, &row);
-	if (!resp->object)
-		return KW_ERR_NO_MEMORY;
-	resp->body_case = KEYWARD__RESPONSE__BODY_OBJECT;
-	return KW_OK;
+	return answer_object(resp, s, &row);
 }
 
 static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__WrapKey *w,
