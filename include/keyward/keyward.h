@@ -144,8 +144,16 @@ typedef struct kw_object_list kw_object_list;
  */
 kw_rv kw_client_new(const char *conf_path, kw_client **out);
 void kw_client_free(kw_client *c);
-/* The PIN that decrypts the credential's key file, if it is encrypted. */
+/*
+ * The PIN that decrypts the credential's key file, if it is encrypted.
+ * Without one, the configuration's pin_file (if any) gives it.
+ */
 kw_rv kw_client_set_pin(kw_client *c, const char *pin);
+/*
+ * Whether pin decrypts the credential's key file, checked here without a
+ * request: KW_ERR_AUTH if not. A key file stored unencrypted accepts any PIN.
+ */
+kw_rv kw_client_check_pin(kw_client *c, const char *pin);
 /* The partition named in the configuration. */
 const char *kw_client_partition(const kw_client *c);
 

@@ -114,6 +114,13 @@ kw_rv kw_client_set_pin(kw_client *c, const char *pin)
 	return KW_OK;
 }
 
+kw_rv kw_client_check_pin(kw_client *c, const char *pin)
+{
+	if (!c || !pin)
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_check_pin: %s is NULL", c ? "pin" : "client");
+	return kw_tls_check_pin(&c->cfg, pin);
+}
+
 const char *kw_client_partition(const kw_client *c)
 {
 	return c ? c->cfg.partition : NULL;

@@ -50,6 +50,7 @@ struct kw_config {
 	int keepalive;
 	unsigned pool_size;
 	char *machine_owner; /* the machine owner override (owner.c checks its form) */
+	char *pin_file;      /* the credential key's PIN, for unattended services; NULL: none */
 	struct kw_hsm_cfg *hsms;
 	size_t n_hsms;
 };
@@ -110,6 +111,8 @@ struct kw_conn {
 
 /* The TLS 1.3 client context: trusts cfg->ca; presents cert+key if with_cred. */
 kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cred, SSL_CTX **out);
+/* Whether pin decrypts the credential key (KW_OK also for a key stored unencrypted). */
+kw_rv kw_tls_check_pin(const struct kw_config *cfg, const char *pin);
 
 /*
  * TCP connect (connect_timeout), TLS handshake and Hello (command_timeout).

@@ -32,7 +32,7 @@ struct parse_ctx {
 };
 
 static const char *const client_keys[] = {"partition", "ca", "cert", "key", "connect_timeout", "command_timeout",
-					  "keepalive", "pool_size", "machine_owner"};
+					  "keepalive", "pool_size", "machine_owner", "pin_file"};
 #define N_CLIENT_KEYS (sizeof client_keys / sizeof client_keys[0])
 
 static char *reader(char *str, int num, void *stream)
@@ -141,7 +141,7 @@ static int client_key(struct parse_ctx *p, const char *name, const char *v)
 	if (k == N_CLIENT_KEYS)
 		return fail(p, KW_ERR_CONFIG,
 			    "unknown key \"%s\" in [client] (known: partition, ca, cert, key, connect_timeout, "
-			    "command_timeout, keepalive, pool_size, machine_owner)",
+			    "command_timeout, keepalive, pool_size, machine_owner, pin_file)",
 			    name);
 	if (p->seen[k])
 		return fail(p, KW_ERR_CONFIG, "key \"%s\" given twice in [client]: keep one", name);
@@ -152,8 +152,11 @@ static int client_key(struct parse_ctx *p, const char *name, const char *v)
 			return fail(p, KW_ERR_CONFIG, "key \"partition\" is empty: name this client's partition");
 		return set_str(p, &cfg->partition, v, false);
 	}
-	if (strcmp(name, "ca") == 0 || strcmp(name, "cert") == 0 || strcmp(name, "key") == 0) {
-		char **dst = name[0] == 'c' ? (name[1] == 'a' ? &cfg->ca : &cfg->cert) : &cfg->key;
+	if (strcmp(name, "ca") == 0 || strcmp(name, "cert") == 0 || strcmp(name, "key") == 0 ||
+	    strcmp(name, "pin_file") == 0) {
+		char **dst = name[0] == 'p'   ? &cfg->pin_file
+			     : name[0] == 'c' ? (name[1] == 'a' ? &cfg->ca : &cfg->cert)
+					      : &cfg->key;
 		if (!*v)
 			return fail(p, KW_ERR_CONFIG, "key \"%s\" is empty: give a file name", name);
 		return set_str(p, dst, v, true);
@@ -423,6 +426,7 @@ void kw_config_cleanup(struct kw_config *cfg)
 	free(cfg->cert);
 	free(cfg->key);
 	free(cfg->machine_owner);
+	free(cfg->pin_file);
 	memset(cfg, 0, sizeof *cfg);
 }
 

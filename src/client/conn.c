@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,6 +189,60 @@ static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
 	return kw_error_set(KW_ERR_CONFIG, "credential key %s is not a PEM private key (%s)", path, eb);
 }
 
+/*
+ * The PIN of the configuration's pin_file (its first line) into buf, for a
+ * service that must start unattended. The file is the secret's only copy
+ * outside the operator's head: it must not be readable by others.
+ */
+static kw_rv read_pin_file(const struct kw_config *cfg, char *buf, size_t size)
+{
+	char eb[256];
+	struct stat st;
+	FILE *f = fopen(cfg->pin_file, "re");
+
+	if (!f)
+		return kw_error_set(KW_ERR_CONFIG, "cannot read the PIN file %s (\"pin_file\" in %s): %s",
+				    cfg->pin_file, cfg->path, errtext(errno, eb, sizeof eb));
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077)) {
+		fclose(f);
+		return kw_error_set(KW_ERR_CONFIG,
+				    "the PIN file %s is readable by group or others (mode %03o): chmod 600 it",
+				    cfg->pin_file, (unsigned)(st.st_mode & 0777));
+	}
+	if (!fgets(buf, (int)size, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return KW_OK;
+}
+
+/* The credential key, decrypted with pin, else with the pin_file's PIN. */
+static kw_rv load_credential_key(const struct kw_config *cfg, const char *pin, EVP_PKEY **out)
+{
+	char from_file[1024];
+	kw_rv rv;
+
+	if (pin || !cfg->pin_file)
+		return load_key(cfg->key, pin, out);
+	if ((rv = read_pin_file(cfg, from_file, sizeof from_file)) == KW_OK)
+		rv = load_key(cfg->key, from_file, out);
+	OPENSSL_cleanse(from_file, sizeof from_file);
+	return rv;
+}
+
+kw_rv kw_tls_check_pin(const struct kw_config *cfg, const char *pin)
+{
+	EVP_PKEY *pkey = NULL;
+	kw_rv rv;
+
+	if (!cfg->key)
+		return kw_error_set(KW_ERR_CONFIG, "%s names no client credential: add \"cert\" and \"key\" to [client]",
+				    cfg->path);
+	rv = load_key(cfg->key, pin, &pkey);
+	EVP_PKEY_free(pkey);
+	return rv;
+}
+
 kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cred, SSL_CTX **out)
 {
 	SSL_CTX *ctx;
@@ -238,7 +293,7 @@ kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cre
 					  cfg->cert, ssl_errtext(eb, sizeof eb));
 			goto out;
 		}
-		rv = load_key(cfg->key, pin, &pkey);
+		rv = load_credential_key(cfg, pin, &pkey);
 		if (rv)
 			goto out;
 		if (!SSL_CTX_use_PrivateKey(ctx, pkey) || !SSL_CTX_check_private_key(ctx)) {

@@ -66,7 +66,8 @@ void kw_tls_cleanup(struct kw_tls *tls);
 kw_rv kw_tls_issue_client(struct kw_tls *tls, const unsigned char *csr_der, size_t csr_len, const char *partition,
 			  X509 **out);
 kw_rv kw_tls_write_pem_cert(const char *path, X509 *cert);
-kw_rv kw_tls_write_pem_key(const char *path, EVP_PKEY *key);
+/* pin: the key is encrypted under it (PKCS#8, AES-256); NULL: stored in the clear, mode 0600. */
+kw_rv kw_tls_write_pem_key(const char *path, EVP_PKEY *key, const char *pin);
 void kw_tls_fingerprint(X509 *cert, unsigned char out[KW_FINGERPRINT_LEN]);
 
 /* ---- worker pool (pool.c) ---- */

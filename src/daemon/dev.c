@@ -2,7 +2,8 @@
  * Development mode (keywardd --dev DIR): a throwaway HSM in one step.
  * Creates DIR with a fresh store (any old one is removed), TLS material,
  * an unlocked master key that exists only in memory, the partition "dev"
- * with a client credential in DIR/client/, and DIR/client.conf, written
+ * with a client credential in DIR/client/ (its key encrypted under the
+ * user PIN in DIR/pin), and DIR/client.conf, written
  * after the listener is bound so it names the real port. Clients point
  * at it with KEYWARD_CONF=DIR/client.conf; keyward-admin with
  * KEYWARD_ADMIN_SOCKET=DIR/admin.sock.
@@ -41,9 +42,41 @@ static kw_rv make_csr(EVP_PKEY *key, unsigned char **der, int *der_len)
 	return rv;
 }
 
+/*
+ * A fresh user PIN of DEV_PIN_DIGITS decimal digits, written to DIR/pin
+ * (mode 0600): the PIN a PKCS#11 login takes, and the pin_file of
+ * DIR/client.conf, so the development tools run without asking.
+ */
+#define DEV_PIN_DIGITS 8
+
+static kw_rv write_dev_pin(const char *dir, char pin[DEV_PIN_DIGITS + 1])
+{
+	unsigned char r[DEV_PIN_DIGITS];
+	char path[600];
+	int fd;
+	ssize_t n;
+
+	if (RAND_bytes(r, sizeof r) != 1)
+		return kw_error_set(KW_ERR_CRYPTO, "dev: random generator failed");
+	for (size_t i = 0; i < sizeof r; i++)
+		pin[i] = (char)('0' + r[i] % 10); /* the bias of 256 % 10 is harmless for a dev PIN */
+	pin[DEV_PIN_DIGITS] = '\n';
+	OPENSSL_cleanse(r, sizeof r);
+	snprintf(path, sizeof path, "%s/pin", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return kw_error_set(KW_ERR_CONFIG, "dev: cannot create %s: %s", path, strerror(errno));
+	n = write(fd, pin, DEV_PIN_DIGITS + 1);
+	if (close(fd) != 0 || n != DEV_PIN_DIGITS + 1)
+		return kw_error_set(KW_ERR_CONFIG, "dev: cannot write %s", path);
+	pin[DEV_PIN_DIGITS] = '\0';
+	return KW_OK;
+}
+
 /* The same exchange a client makes with kw_enroll, done in-process. */
 static kw_rv enroll_dev_client(struct kw_server *srv, uint64_t pid, const unsigned char hash[KW_SETUP_HASH_LEN])
 {
+	char pin[DEV_PIN_DIGITS + 1];
 	const char *dir = srv->cfg.dev_dir;
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	unsigned char *csr = NULL, fpr[KW_FINGERPRINT_LEN];
@@ -68,12 +101,15 @@ static kw_rv enroll_dev_client(struct kw_server *srv, uint64_t pid, const unsign
 		rv = kw_error_set(KW_ERR_CONFIG, "dev: cannot create %s: %s", path, strerror(errno));
 		goto out;
 	}
+	if ((rv = write_dev_pin(dir, pin)))
+		goto out;
 	snprintf(path, sizeof path, "%s/client/%s.key", dir, DEV_PARTITION);
-	if ((rv = kw_tls_write_pem_key(path, key)))
+	if ((rv = kw_tls_write_pem_key(path, key, pin)))
 		goto out;
 	snprintf(path, sizeof path, "%s/client/%s.crt", dir, DEV_PARTITION);
 	rv = kw_tls_write_pem_cert(path, cert);
 out:
+	OPENSSL_cleanse(pin, sizeof pin);
 	OPENSSL_free(csr);
 	X509_free(cert);
 	EVP_PKEY_free(key);
@@ -131,6 +167,8 @@ kw_rv kw_dev_write_client_conf(struct kw_server *srv)
 		"ca = tls/ca.crt\n"
 		"cert = client/%s.crt\n"
 		"key = client/%s.key\n"
+		"# the key is encrypted under the user PIN in this file\n"
+		"pin_file = pin\n"
 		"\n"
 		"[hsm dev]\n"
 		"host = %s\n"

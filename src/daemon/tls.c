@@ -132,9 +132,18 @@ static int write_cert(BIO *bio, void *obj)
 	return PEM_write_bio_X509(bio, obj);
 }
 
+struct key_and_pin {
+	EVP_PKEY *key;
+	const char *pin;
+};
+
 static int write_key(BIO *bio, void *obj)
 {
-	return PEM_write_bio_PrivateKey(bio, obj, NULL, NULL, 0, NULL, NULL);
+	const struct key_and_pin *kp = obj;
+
+	if (kp->pin) /* as kw_enroll writes a client's key: PKCS#8, AES-256 under the PIN */
+		return PEM_write_bio_PKCS8PrivateKey(bio, kp->key, EVP_aes_256_cbc(), NULL, 0, NULL, (void *)kp->pin);
+	return PEM_write_bio_PrivateKey(bio, kp->key, NULL, NULL, 0, NULL, NULL);
 }
 
 kw_rv kw_tls_write_pem_cert(const char *path, X509 *cert)
@@ -142,9 +151,11 @@ kw_rv kw_tls_write_pem_cert(const char *path, X509 *cert)
 	return write_atomically(path, 0644, write_cert, cert);
 }
 
-kw_rv kw_tls_write_pem_key(const char *path, EVP_PKEY *key)
+kw_rv kw_tls_write_pem_key(const char *path, EVP_PKEY *key, const char *pin)
 {
-	return write_atomically(path, 0600, write_key, key);
+	struct key_and_pin kp = {key, pin};
+
+	return write_atomically(path, 0600, write_key, &kp);
 }
 
 void kw_tls_fingerprint(X509 *cert, unsigned char out[KW_FINGERPRINT_LEN])
@@ -226,10 +237,10 @@ static kw_rv create_material(const char *dir, const char *names)
 	if (rv)
 		goto out;
 	snprintf(path, sizeof path, "%s/ca.key", dir);
-	if ((rv = kw_tls_write_pem_key(path, ca_key)))
+	if ((rv = kw_tls_write_pem_key(path, ca_key, NULL)))
 		goto out;
 	snprintf(path, sizeof path, "%s/server.key", dir);
-	if ((rv = kw_tls_write_pem_key(path, srv_key)))
+	if ((rv = kw_tls_write_pem_key(path, srv_key, NULL)))
 		goto out;
 	snprintf(path, sizeof path, "%s/server.crt", dir);
 	if ((rv = kw_tls_write_pem_cert(path, srv)))

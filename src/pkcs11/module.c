@@ -11,11 +11,14 @@
  * partition. The configuration is libkeyward's: $KEYWARD_CONF, else
  * /etc/keyward/client.conf.
  *
- * Login: the user PIN is handed to kw_client_set_pin; it decrypts the
- * partition's client credential key. A development credential
- * (keywardd --dev) has an unencrypted key, so any PIN is accepted for it.
- * A wrong PIN for an encrypted key answers CKR_PIN_INCORRECT. One
- * credential serves every token, so login is module-wide.
+ * Login: the user PIN decrypts the partition's client credential key
+ * (enrolled with a PIN; keywardd --dev writes its PIN to DIR/pin). It is
+ * checked here against the key file, then handed to kw_client_set_pin. A
+ * wrong PIN answers CKR_PIN_INCORRECT; a key file stored unencrypted
+ * accepts any PIN. One credential serves every token, so login is
+ * module-wide. Before login the module reaches the HSM only if the
+ * configuration's pin_file opens the key (a service's unattended PIN):
+ * then public objects are listed, as PKCS#11 expects; else there are none.
  *
  * The module never aborts or exits the host process; every entry point
  * checks its arguments and that C_Initialize was called.
@@ -399,14 +402,12 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	if (pin_len)
 		memcpy(copy, pin, pin_len);
 	copy[pin_len] = '\0';
-	krv = kw_client_set_pin(p11.client, copy);
+	krv = kw_client_check_pin(p11.client, copy);
+	if (!krv)
+		krv = kw_client_set_pin(p11.client, copy);
 	OPENSSL_cleanse(copy, pin_len);
 	free(copy);
-	/*
-	 * One small request proves the PIN: the credential is loaded with it
-	 * on the next connection. An unencrypted (development) key ignores
-	 * the PIN, so any PIN logs in.
-	 */
+	/* one small request proves the HSM takes the credential */
 	if (!krv)
 		krv = kw_generate_random(p11.client, probe, sizeof probe);
 	OPENSSL_cleanse(probe, sizeof probe);

@@ -505,6 +505,12 @@ CK_RV p11_find_init_locked(struct p11_session *s, CK_ATTRIBUTE_PTR templ, CK_ULO
 		if (!templ[i].pValue && templ[i].ulValueLen)
 			return CKR_ARGUMENTS_BAD;
 	krv = kw_list_objects(p11.client, p11.slots[s->slot].owner, NULL, &l);
+	if (krv == KW_ERR_AUTH && !p11.logged_in) {
+		/* the credential needs the PIN of a login: until then nothing is visible */
+		s->pos = 0;
+		s->finding = 1;
+		return CKR_OK;
+	}
 	if (krv)
 		return kw_rv_to_ckr(krv);
 	if (!(h = calloc(1, sizeof *h))) {

@@ -81,6 +81,20 @@ char *kwt_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+void kwt_dev_pin(const struct kwt_server *s, char *out, size_t size)
+{
+	char path[400], *text;
+
+	snprintf(path, sizeof path, "%s/pin", s->dir);
+	text = kwt_read_file(path, NULL);
+	if (!text)
+		fail_msg("the development HSM wrote no PIN file %s", path);
+	text[strcspn(text, "\r\n")] = '\0';
+	assert_true(strlen(text) > 0 && strlen(text) < size);
+	snprintf(out, size, "%s", text);
+	free(text);
+}
+
 static void make_dir(struct kwt_server *s)
 {
 	if (s->dir[0])

@@ -76,6 +76,8 @@ void kwt_write_file(const char *path, const char *text);
 
 /* A port on 127.0.0.1 that nothing listens on right now. */
 unsigned short kwt_free_port(void);
+/* The user PIN a dev-mode keywardd wrote to DIR/pin (it encrypts DIR/client/dev.key). */
+void kwt_dev_pin(const struct kwt_server *s, char *out, size_t size);
 /* Reads a whole file (caller frees); NULL if missing. */
 char *kwt_read_file(const char *path, size_t *len);
 /* Fails the test with the client's last error if rv is not KW_OK. */

@@ -163,9 +163,10 @@ enum { RECV_OK, RECV_CLOSED, RECV_TIMEOUT };
 
 /*
  * A TLS 1.3 connection to s that trusts the HSM's CA, presenting cert/key
- * (paths) when given. r->handshake_ok says whether SSL_connect succeeded.
+ * (paths) when given; pin opens an encrypted key. r->handshake_ok says
+ * whether SSL_connect succeeded.
  */
-static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, const char *key)
+static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, const char *key, const char *pin)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(s->port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -180,6 +181,7 @@ static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, cons
 	assert_int_equal(SSL_CTX_load_verify_locations(r->ctx, ca, NULL), 1);
 	SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
 	if (cert) {
+		SSL_CTX_set_default_passwd_cb_userdata(r->ctx, (void *)pin);
 		assert_int_equal(SSL_CTX_use_certificate_chain_file(r->ctx, cert), 1);
 		assert_int_equal(SSL_CTX_use_PrivateKey_file(r->ctx, key, SSL_FILETYPE_PEM), 1);
 	}
@@ -199,11 +201,12 @@ static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, cons
 /* With the development client's credential. */
 static void raw_open_dev(struct raw *r)
 {
-	char cert[400], key[400];
+	char cert[400], key[400], pin[64];
 
 	snprintf(cert, sizeof cert, "%s/client/dev.crt", server.dir);
 	snprintf(key, sizeof key, "%s/client/dev.key", server.dir);
-	raw_open(r, &server, cert, key);
+	kwt_dev_pin(&server, pin, sizeof pin);
+	raw_open(r, &server, cert, key, pin);
 	if (!r->handshake_ok)
 		fail_msg("TLS handshake with the development credential failed");
 }
@@ -512,7 +515,7 @@ static void test_no_client_certificate(void **state)
 
 	(void)state;
 	before = snapshot(client);
-	raw_open(&r, &server, NULL, NULL);
+	raw_open(&r, &server, NULL, NULL, NULL);
 	assert_true(r.handshake_ok);
 	/* Hello is answered, but authenticates nothing */
 	resp = raw_hello(&r, 1, "dev");
@@ -613,7 +616,7 @@ static void test_foreign_ca_certificate(void **state)
 	fclose(f);
 
 	before = snapshot(client);
-	raw_open(&r, &server, cert_path, key_path);
+	raw_open(&r, &server, cert_path, key_path, NULL);
 	/* TLS 1.3: the client may finish before the server has judged its certificate */
 	if (r.handshake_ok) {
 		Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -669,7 +672,7 @@ static void test_admin_over_tls(void **state)
 			raw_open_dev(&r);
 			raw_hello_ok(&r, 1);
 		} else {
-			raw_open(&r, &server, NULL, NULL);
+			raw_open(&r, &server, NULL, NULL, NULL);
 			assert_true(r.handshake_ok);
 		}
 		pc.name = "evil";
@@ -738,7 +741,7 @@ static void test_wrong_partition(void **state)
 	f = fopen(conf, "w");
 	assert_non_null(f);
 	fprintf(f,
-		"[client]\npartition = nope\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\n\n"
+		"[client]\npartition = nope\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\npin_file = pin\n\n"
 		"[hsm dev]\nhost = 127.0.0.1\nport = %u\n",
 		server.port);
 	fclose(f);
@@ -821,7 +824,7 @@ static void test_truncated_frame(void **state)
 	before = snapshot(c);
 	snprintf(cert, sizeof cert, "%s/p.crt", s.dir);
 	snprintf(key, sizeof key, "%s/p.key", s.dir);
-	raw_open(&r, &s, cert, key);
+	raw_open(&r, &s, cert, key, NULL);
 	assert_true(r.handshake_ok);
 	assert_int_equal(raw_write(&r, header, sizeof header), 0);
 	assert_int_equal(raw_write(&r, part, sizeof part), 0);
@@ -840,7 +843,7 @@ static void test_truncated_frame(void **state)
 	assert_true(log_contains(&s, "begun but not finished", NULL, 2000));
 
 	/* a slow but complete sender is not cut off: header now, body a second later */
-	raw_open(&r, &s, cert, key);
+	raw_open(&r, &s, cert, key, NULL);
 	assert_true(r.handshake_ok);
 	{
 		Keyward__Request req = KEYWARD__REQUEST__INIT;

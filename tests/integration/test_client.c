@@ -62,7 +62,7 @@ static void write_conf(const char *name, const char *hsms, char *path, size_t si
 
 	snprintf(path, size, "%s/%s.conf", server.dir, name);
 	snprintf(text, sizeof text,
-		 "[client]\npartition = dev\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\n"
+		 "[client]\npartition = dev\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\npin_file = pin\n"
 		 "connect_timeout = 3\ncommand_timeout = 30\n\n%s",
 		 hsms);
 	kwt_write_file(path, text);

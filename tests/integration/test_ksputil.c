@@ -577,7 +577,7 @@ static void test_unreachable(void **state)
 	(void)state;
 	snprintf(conf, sizeof conf, "%s/dead.conf", server.dir);
 	snprintf(text, sizeof text,
-		 "[client]\npartition = dev\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\n"
+		 "[client]\npartition = dev\nca = tls/ca.crt\ncert = client/dev.crt\nkey = client/dev.key\npin_file = pin\n"
 		 "connect_timeout = 2\n[hsm dead]\nhost = 127.0.0.1\nport = %u\n",
 		 kwt_free_port());
 	kwt_write_file(conf, text);

@@ -27,6 +27,7 @@
 
 static struct kwt_server server;
 static char work[300];
+static char pin[64]; /* the dev credential's user PIN; commands take it from $KWT_PIN */
 
 /* Runs a shell command line; *out (may be NULL) gets stdout+stderr. Returns the exit code. */
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -98,6 +99,8 @@ static int setup(void **state)
 	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
 	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
 	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
+	kwt_dev_pin(&server, pin, sizeof pin);
+	assert_int_equal(setenv("KWT_PIN", pin, 1), 0);
 	snprintf(path, sizeof path, "%s/data", work);
 	kwt_write_file(path, "the data to be signed\n");
 	snprintf(path, sizeof path, "%s/other", work);
@@ -149,11 +152,11 @@ static void test_ec_key(void **state)
 	int rc;
 
 	(void)state;
-	rc = run(&out, P11TOOL "--login --pin 1234 --keypairgen --key-type EC:prime256v1 --label k1 --id 01");
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --keypairgen --key-type EC:prime256v1 --label k1 --id 01");
 	expect_ok("keypairgen EC", rc, out);
 	free(out);
 
-	rc = run(&out, P11TOOL "--login --pin 1234 -O");
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" -O");
 	expect_ok("-O", rc, out);
 	assert_non_null(strstr(out, "Private Key Object; EC"));
 	assert_non_null(strstr(out, "Public Key Object; EC  EC_POINT 256 bits"));
@@ -168,7 +171,7 @@ static void test_ec_key(void **state)
 	assert_non_null(strstr(out, "Public Key Object; EC"));
 	free(out);
 	/* the shared key space (slot 2) does not see the machine's key */
-	rc = run(&out, P11TOOL "--slot 2 --login --pin 1234 -O");
+	rc = run(&out, P11TOOL "--slot 2 --login --pin \"$KWT_PIN\" -O");
 	expect_ok("-O on the shared token", rc, out);
 	assert_null(strstr(out, "k1"));
 	free(out);
@@ -180,7 +183,7 @@ static void test_ec_key(void **state)
 	expect_ok("openssl dgst", rc, out);
 	free(out);
 	rc = run(&out,
-		 P11TOOL "--login --pin 1234 --sign -m ECDSA --id 01 -i '%s/hash' -o '%s/ec.sig' "
+		 P11TOOL "--login --pin \"$KWT_PIN\" --sign -m ECDSA --id 01 -i '%s/hash' -o '%s/ec.sig' "
 			 "--signature-format openssl",
 		 work, work);
 	expect_ok("sign ECDSA", rc, out);
@@ -190,7 +193,7 @@ static void test_ec_key(void **state)
 
 	/* CKM_ECDSA_SHA256: hashed in the module */
 	rc = run(&out,
-		 P11TOOL "--login --pin 1234 --sign -m ECDSA-SHA256 --id 01 -i '%s/data' -o '%s/ec2.sig' "
+		 P11TOOL "--login --pin \"$KWT_PIN\" --sign -m ECDSA-SHA256 --id 01 -i '%s/data' -o '%s/ec2.sig' "
 			 "--signature-format openssl",
 		 work, work);
 	expect_ok("sign ECDSA-SHA256", rc, out);
@@ -204,20 +207,20 @@ static void test_rsa_key(void **state)
 	int rc;
 
 	(void)state;
-	rc = run(&out, P11TOOL "--login --pin 1234 --keypairgen --key-type rsa:2048 --label r1 --id 02");
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --keypairgen --key-type rsa:2048 --label r1 --id 02");
 	expect_ok("keypairgen RSA", rc, out);
 	assert_non_null(strstr(out, "Private Key Object; RSA"));
 	free(out);
 	read_pubkey("02", "rsa.der");
 
-	rc = run(&out, P11TOOL "--login --pin 1234 --sign -m SHA256-RSA-PKCS --id 02 -i '%s/data' -o '%s/rsa.sig'",
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS --id 02 -i '%s/data' -o '%s/rsa.sig'",
 		 work, work);
 	expect_ok("sign SHA256-RSA-PKCS", rc, out);
 	free(out);
 	assert_int_equal(openssl_verify("rsa.der", "rsa.sig", "data", ""), 0);
 	assert_int_not_equal(openssl_verify("rsa.der", "rsa.sig", "other", ""), 0);
 
-	rc = run(&out, P11TOOL "--login --pin 1234 --sign -m SHA256-RSA-PKCS-PSS --id 02 -i '%s/data' -o '%s/pss.sig'",
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS-PSS --id 02 -i '%s/data' -o '%s/pss.sig'",
 		 work, work);
 	expect_ok("sign SHA256-RSA-PKCS-PSS", rc, out);
 	free(out);
@@ -239,7 +242,7 @@ static void test_gnutls(void **state)
 		strstr(out, "pkcs11:model=network%20HSM;manufacturer=keyward;serial=dev;token=keyward%20machine"));
 	assert_non_null(strstr(out, "token=keyward%20shared"));
 	free(out);
-	rc = run(&out, "GNUTLS_PIN=1234 " KWT_P11_ENV "p11tool --provider '" KEYWARD_PKCS11_PATH
+	rc = run(&out, "GNUTLS_PIN=\"$KWT_PIN\" " KWT_P11_ENV "p11tool --provider '" KEYWARD_PKCS11_PATH
 		       "' --login --list-all 'pkcs11:token=keyward%%20machine'");
 	expect_ok("p11tool --list-all", rc, out);
 	assert_non_null(strstr(out, "id=%01;object=k1;type=private"));
@@ -258,7 +261,7 @@ static void test_gnutls(void **state)
 	snprintf(path, sizeof path, "%s/cert.tmpl", work);
 	kwt_write_file(path, "cn = keyward pkcs11 test\nexpiration_days = 30\nsigning_key\n");
 	rc = run(&out,
-		 "GNUTLS_PIN=1234 " KWT_P11_ENV "certtool --provider '" KEYWARD_PKCS11_PATH
+		 "GNUTLS_PIN=\"$KWT_PIN\" " KWT_P11_ENV "certtool --provider '" KEYWARD_PKCS11_PATH
 		 "' --generate-self-signed --load-privkey 'pkcs11:token=keyward%%20machine;object=k1;type=private'"
 		 " --load-pubkey 'pkcs11:token=keyward%%20machine;object=k1;type=public' --template '%s'"
 		 " --outfile '%s/cert.pem'",
@@ -277,7 +280,7 @@ static void test_pkcs11_tool_test(void **state)
 	int rc;
 
 	(void)state;
-	rc = run(&out, P11TOOL "--test --login --pin 1234");
+	rc = run(&out, P11TOOL "--test --login --pin \"$KWT_PIN\"");
 	expect_ok("pkcs11-tool --test", rc, out);
 	assert_non_null(strstr(out, "No errors"));
 	assert_non_null(strstr(out, "SHA256-RSA-PKCS: OK"));
@@ -417,8 +420,10 @@ static void test_module_direct(void **state)
 	assert_int_equal(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, NULL), CKR_ARGUMENTS_BAD);
 	assert_int_equal(f->C_OpenSession(7, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_SLOT_ID_INVALID);
 	assert_int_equal(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
-	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
-	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_USER_ALREADY_LOGGED_IN);
+	/* the PIN is checked against the credential's key file */
+	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "not-the-pin", 11), CKR_PIN_INCORRECT);
+	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_OK);
+	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_USER_ALREADY_LOGGED_IN);
 
 	priv = find_one(f, s, CKO_PRIVATE_KEY, 0x01);
 	pub = find_one(f, s, CKO_PUBLIC_KEY, 0x01);

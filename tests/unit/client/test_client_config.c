@@ -49,6 +49,7 @@ static const char good[] = "# a comment\n"
 			   "keepalive = 0\n"
 			   "pool_size = 3\n"
 			   "machine_owner =\n"
+			   "pin_file = client/pin\n"
 			   "\n"
 			   "[hsm primary]\n"
 			   "host = 127.0.0.1\n"
@@ -84,6 +85,9 @@ static void test_good_file(void **state)
 	assert_int_equal(cfg.keepalive, 0);
 	assert_int_equal(cfg.pool_size, 3);
 	assert_string_equal(cfg.machine_owner, "");
+	assert_true(asprintf(&want, "%s/client/pin", dir) > 0);
+	assert_string_equal(cfg.pin_file, want);
+	free(want);
 	assert_int_equal(cfg.n_hsms, 3);
 	assert_string_equal(cfg.hsms[0].host, "127.0.0.1");
 	assert_int_equal(cfg.hsms[0].port, 7000);

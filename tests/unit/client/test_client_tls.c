@@ -373,6 +373,29 @@ static void test_enroll(void **state)
 	assert_int_equal(kw_client_set_pin(c, "pin1"), KW_OK);
 	assert_int_equal(kw_generate_random(c, buf, 4), KW_OK);
 
+	/* the PIN is checked against the key file, with no request */
+	assert_int_equal(kw_client_check_pin(c, "pin2"), KW_ERR_AUTH);
+	assert_contains(kw_last_error(), "wrong PIN");
+	assert_int_equal(kw_client_check_pin(c, "pin1"), KW_OK);
+	assert_int_equal(kw_client_check_pin(c, NULL), KW_ERR_ARGUMENTS);
+
+	/* a service's pin_file opens the key; one open to others is refused */
+	{
+		kw_client *svc = client_with(
+			"dev", "cert = enrolled/sub/dev.crt\nkey = enrolled/sub/dev.key\npin_file = svc.pin", NULL);
+		char *pin_path;
+
+		assert_true(asprintf(&pin_path, "%s/svc.pin", dir) > 0);
+		free(kwt_write(dir, "svc.pin", "pin1\n"));
+		assert_int_equal(chmod(pin_path, 0644), 0);
+		assert_int_equal(kw_generate_random(svc, buf, 4), KW_ERR_CONFIG);
+		assert_contains(kw_last_error(), "readable by group or others");
+		assert_int_equal(chmod(pin_path, 0600), 0);
+		assert_int_equal(kw_generate_random(svc, buf, 4), KW_OK);
+		kw_client_free(svc);
+		free(pin_path);
+	}
+
 	/* again without a PIN: a plain PKCS#8 key */
 	assert_int_equal(kw_enroll(c, "setup-pw", NULL), KW_OK);
 	assert_true(file_starts(key, "-----BEGIN PRIVATE KEY-----"));
