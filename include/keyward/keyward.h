@@ -308,6 +308,21 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
 		   const unsigned char *ckaid, size_t ckaid_len);
 /*
+ * Several changes to object id (and, for name and CKA_ID, its pair half)
+ * in one transaction: all or none. extractable, modifiable: -1
+ * unchanged, 0 false (one way: true never comes back); new_name NULL to
+ * keep; set_ckaid non-zero to set the CKA_ID to ckaid/ckaid_len.
+ */
+struct kw_object_change {
+	int extractable;
+	int modifiable;
+	const char *new_name;
+	int set_ckaid;
+	const unsigned char *ckaid;
+	size_t ckaid_len;
+};
+kw_rv kw_modify_object(kw_client *c, uint64_t id, const struct kw_object_change *chg);
+/*
  * Wraps key key_id (a private key: its PKCS#8 DER; a secret key: its
  * bytes) under the secret key wrapping_id, which must have usage
  * KW_USAGE_WRAP (KW_ERR_KEY_FUNCTION). m->mech: KW_MECH_AES_KEY_WRAP_PAD,

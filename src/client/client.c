@@ -408,8 +408,7 @@ static bool conn_broken(kw_rv rv)
 	return rv == KW_ERR_NETWORK || rv == KW_ERR_PROTOCOL || rv == KW_ERR_TIMEOUT;
 }
 
-kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect,
-		     Keyward__Response **resp)
+kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect, Keyward__Response **resp)
 {
 	struct kw_conn *conn;
 	bool reused;

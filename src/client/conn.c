@@ -96,8 +96,8 @@ static int nosigpipe_puts(BIO *b, const char *str)
 static void make_nosigpipe_method(void)
 {
 	const BIO_METHOD *sock = BIO_s_socket();
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-				     "keyward socket");
+	BIO_METHOD *m =
+		BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "keyward socket");
 
 	if (!m)
 		return;
@@ -131,8 +131,7 @@ static kw_rv wait_fd(int fd, short events, double deadline, double timeout, cons
 		if (r > 0)
 			return KW_OK; /* readable, writable, or an error the next call reports */
 		if (r < 0 && errno != EINTR)
-			return kw_error_set(KW_ERR_NETWORK, "%s: poll failed: %s", what,
-					    errtext(errno, eb, sizeof eb));
+			return kw_error_set(KW_ERR_NETWORK, "%s: poll failed: %s", what, errtext(errno, eb, sizeof eb));
 	}
 }
 
@@ -182,8 +181,8 @@ static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
 	}
 	ssl_errtext(eb, sizeof eb);
 	if (st.asked && !pin)
-		return kw_error_set(KW_ERR_AUTH,
-				    "credential key %s is encrypted: a PIN is needed (kw_client_set_pin)", path);
+		return kw_error_set(KW_ERR_AUTH, "credential key %s is encrypted: a PIN is needed (kw_client_set_pin)",
+				    path);
 	if (st.asked)
 		return kw_error_set(KW_ERR_AUTH, "cannot decrypt credential key %s: wrong PIN? (%s)", path, eb);
 	return kw_error_set(KW_ERR_CONFIG, "credential key %s is not a PEM private key (%s)", path, eb);
@@ -236,8 +235,8 @@ kw_rv kw_tls_check_pin(const struct kw_config *cfg, const char *pin)
 	kw_rv rv;
 
 	if (!cfg->key)
-		return kw_error_set(KW_ERR_CONFIG, "%s names no client credential: add \"cert\" and \"key\" to [client]",
-				    cfg->path);
+		return kw_error_set(KW_ERR_CONFIG,
+				    "%s names no client credential: add \"cert\" and \"key\" to [client]", cfg->path);
 	rv = load_key(cfg->key, pin, &pkey);
 	EVP_PKEY_free(pkey);
 	return rv;
@@ -265,8 +264,8 @@ kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cre
 	/* one read() per burst of records, not two per record (header, body) */
 	SSL_CTX_set_read_ahead(ctx, 1);
 	if (access(cfg->ca, R_OK) != 0) {
-		rv = kw_error_set(KW_ERR_CONFIG, "cannot read the HSM's CA certificate %s (\"ca\" in %s): %s",
-				  cfg->ca, cfg->path, errtext(errno, eb, sizeof eb));
+		rv = kw_error_set(KW_ERR_CONFIG, "cannot read the HSM's CA certificate %s (\"ca\" in %s): %s", cfg->ca,
+				  cfg->path, errtext(errno, eb, sizeof eb));
 		goto out;
 	}
 	if (!SSL_CTX_load_verify_file(ctx, cfg->ca)) {
@@ -549,7 +548,8 @@ static void dispatch_locked(struct kw_conn *c)
 			snprintf(msg, sizeof msg,
 				 "the HSM announced a response of %lu bytes (allowed: 1 to %u): not a keyward server, "
 				 "or a damaged stream",
-				 (unsigned long)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]),
+				 (unsigned long)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 |
+						 h[3]),
 				 KW_MAX_FRAME);
 			break_locked(c, KW_ERR_PROTOCOL, msg);
 			break;
@@ -660,9 +660,10 @@ kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Key
 	rv = kw_frame_put_request(&c->out, req);
 	if (rv) {
 		/* nothing was queued: the connection is still good */
-		rv = rv == KW_ERR_NO_MEMORY ? kw_error_set(rv, "out of memory encoding a request")
-					    : kw_error_set(KW_ERR_DATA_LEN, "request too large: more than %u bytes once encoded",
-							   KW_MAX_FRAME);
+		rv = rv == KW_ERR_NO_MEMORY
+			     ? kw_error_set(rv, "out of memory encoding a request")
+			     : kw_error_set(KW_ERR_DATA_LEN, "request too large: more than %u bytes once encoded",
+					    KW_MAX_FRAME);
 		goto out;
 	}
 	kw_debug(KW_DEBUG_WIRE, "wire: request %llu, body %d", (unsigned long long)req->id, (int)req->body_case);
@@ -732,8 +733,7 @@ static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg 
 			return kw_error_set(KW_ERR_CONFIG, "server_name %s: not a usable IP address", h->server_name);
 		}
 	} else {
-		if (!SSL_set1_host(c->ssl, h->server_name) ||
-		    !SSL_set_tlsext_host_name(c->ssl, h->server_name)) {
+		if (!SSL_set1_host(c->ssl, h->server_name) || !SSL_set_tlsext_host_name(c->ssl, h->server_name)) {
 			ERR_clear_error();
 			return kw_error_set(KW_ERR_CONFIG, "server_name %s: not a usable host name", h->server_name);
 		}

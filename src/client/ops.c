@@ -108,10 +108,9 @@ kw_rv kw_generate_key(kw_client *c, const char *owner, const char *name, enum kw
 				     public_out);
 }
 
-kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, enum kw_key_type type,
-			    unsigned bits, const char *curve, unsigned flags, unsigned usages,
-			    const unsigned char *ckaid, size_t ckaid_len, kw_object **private_out,
-			    kw_object **public_out)
+kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, enum kw_key_type type, unsigned bits,
+			    const char *curve, unsigned flags, unsigned usages, const unsigned char *ckaid,
+			    size_t ckaid_len, kw_object **private_out, kw_object **public_out)
 {
 	static const char fn[] = "kw_generate_key";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -125,11 +124,12 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	if (public_out)
 		*public_out = NULL;
 	if ((rv = check_client(fn, c)) || (rv = check_str(fn, "the owner", owner, KW_OWNER_MAX)) ||
-	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) ||
-	    (rv = check_opt_str(fn, "the curve", curve, 64)) || (rv = check_ckaid(fn, ckaid, ckaid_len)))
+	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) || (rv = check_opt_str(fn, "the curve", curve, 64)) ||
+	    (rv = check_ckaid(fn, ckaid, ckaid_len)))
 		return rv;
 	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_AES)
-		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn, (int)type);
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn,
+				    (int)type);
 	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
 	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
@@ -172,14 +172,13 @@ out:
 }
 
 /* Copies a result into the caller's buffer, or says how large it must be. */
-static kw_rv copy_out(const char *fn, const char *what, const ProtobufCBinaryData *d, unsigned char *buf,
-		      size_t *len)
+static kw_rv copy_out(const char *fn, const char *what, const ProtobufCBinaryData *d, unsigned char *buf, size_t *len)
 {
 	if (!buf || *len < d->len) {
 		size_t had = buf ? *len : 0;
 		*len = d->len;
-		return kw_error_set(KW_ERR_DATA_LEN, "%s: the %s needs %zu bytes, the buffer has %zu", fn, what,
-				    d->len, had);
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: the %s needs %zu bytes, the buffer has %zu", fn, what, d->len,
+				    had);
 	}
 	if (d->len)
 		memcpy(buf, d->data, d->len);
@@ -187,8 +186,8 @@ static kw_rv copy_out(const char *fn, const char *what, const ProtobufCBinaryDat
 	return KW_OK;
 }
 
-kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *data,
-	      size_t data_len, unsigned char *sig, size_t *sig_len)
+kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *data, size_t data_len,
+	      unsigned char *sig, size_t *sig_len)
 {
 	static const char fn[] = "kw_sign";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -226,8 +225,8 @@ kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const
 	return rv;
 }
 
-kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *in,
-		 size_t in_len, unsigned char *out, size_t *out_len)
+kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *in, size_t in_len,
+		 unsigned char *out, size_t *out_len)
 {
 	static const char fn[] = "kw_decrypt";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -245,8 +244,8 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 	if (!in && in_len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: input is NULL", fn);
 	if (in_len + m->label_len > KW_MAX_FRAME - 1024)
-		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes to decrypt, at most %u in one request", fn,
-				    in_len, KW_MAX_FRAME - 1024);
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes to decrypt, at most %u in one request", fn, in_len,
+				    KW_MAX_FRAME - 1024);
 	ref.id = key_id;
 	d.key = &ref;
 	d.mechanism = (Keyward__Mechanism)m->mech;
@@ -269,8 +268,7 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 	return rv;
 }
 
-kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
-		    kw_object **out)
+kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls, kw_object **out)
 {
 	static const char fn[] = "kw_get_object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -396,24 +394,26 @@ static kw_rv tristate(const char *fn, const char *what, int v, Keyward__Tristate
 	}
 }
 
-kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
-			int extractable, int modifiable, const char *new_name)
+/* One SetAttributes request: every change in chg (see kw_modify_object) at once, on the object ref names. */
+static kw_rv set_attributes(const char *fn, kw_client *c, Keyward__ObjectRef *ref, const struct kw_object_change *chg)
 {
-	static const char fn[] = "kw_set_attributes";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__SetAttributes sa = KEYWARD__SET_ATTRIBUTES__INIT;
-	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
 	Keyward__Response *resp = NULL;
 	kw_rv rv;
 
-	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)) ||
-	    (rv = tristate(fn, "extractable", extractable, &sa.extractable)) ||
-	    (rv = tristate(fn, "modifiable", modifiable, &sa.modifiable)))
+	if ((rv = tristate(fn, "extractable", chg->extractable, &sa.extractable)) ||
+	    (rv = tristate(fn, "modifiable", chg->modifiable, &sa.modifiable)))
 		return rv;
-	if (new_name && (rv = check_str(fn, "the new name", new_name, KW_NAME_MAX)))
+	if (chg->new_name && (rv = check_str(fn, "the new name", chg->new_name, KW_NAME_MAX)))
 		return rv;
-	sa.ref = &ref;
-	sa.new_name = (char *)(new_name ? new_name : "");
+	if (chg->set_ckaid && (rv = check_ckaid(fn, chg->ckaid, chg->ckaid_len)))
+		return rv;
+	sa.ref = ref;
+	sa.new_name = (char *)(chg->new_name ? chg->new_name : "");
+	sa.set_ckaid = chg->set_ckaid != 0;
+	sa.new_ckaid.data = (uint8_t *)chg->ckaid;
+	sa.new_ckaid.len = chg->set_ckaid ? chg->ckaid_len : 0;
 	req.body_case = KEYWARD__REQUEST__BODY_SET_ATTRIBUTES;
 	req.set_attributes = &sa;
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY__NOT_SET, &resp);
@@ -421,6 +421,32 @@ kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char
 		return rv;
 	keyward__response__free_unpacked(resp, NULL);
 	return KW_OK;
+}
+
+kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
+			int extractable, int modifiable, const char *new_name)
+{
+	static const char fn[] = "kw_set_attributes";
+	struct kw_object_change chg = {.extractable = extractable, .modifiable = modifiable, .new_name = new_name};
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)))
+		return rv;
+	return set_attributes(fn, c, &ref, &chg);
+}
+
+kw_rv kw_modify_object(kw_client *c, uint64_t id, const struct kw_object_change *chg)
+{
+	static const char fn[] = "kw_modify_object";
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, NULL, NULL, KW_CLASS_ANY, &ref)))
+		return rv;
+	if (!chg)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: the change is NULL", fn);
+	return set_attributes(fn, c, &ref, chg);
 }
 
 /* Sends req, whose answer is a list of objects, and copies them to *out (if out). */
@@ -504,32 +530,19 @@ kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *nam
 		   const unsigned char *ckaid, size_t ckaid_len)
 {
 	static const char fn[] = "kw_set_ckaid";
-	Keyward__Request req = KEYWARD__REQUEST__INIT;
-	Keyward__SetAttributes sa = KEYWARD__SET_ATTRIBUTES__INIT;
+	struct kw_object_change chg = {
+		.extractable = -1, .modifiable = -1, .set_ckaid = 1, .ckaid = ckaid, .ckaid_len = ckaid_len};
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
-	Keyward__Response *resp = NULL;
 	kw_rv rv;
 
-	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)) ||
-	    (rv = check_ckaid(fn, ckaid, ckaid_len)))
+	if ((rv = check_client(fn, c)) || (rv = make_ref(fn, id, owner, name, cls, &ref)))
 		return rv;
-	sa.ref = &ref;
-	sa.new_name = "";
-	sa.set_ckaid = true;
-	sa.new_ckaid.data = (uint8_t *)ckaid;
-	sa.new_ckaid.len = ckaid_len;
-	req.body_case = KEYWARD__REQUEST__BODY_SET_ATTRIBUTES;
-	req.set_attributes = &sa;
-	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY__NOT_SET, &resp);
-	if (rv)
-		return rv;
-	keyward__response__free_unpacked(resp, NULL);
-	return KW_OK;
+	return set_attributes(fn, c, &ref, &chg);
 }
 
-kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls,
-		       const unsigned char *value, size_t value_len, const unsigned char *ckaid, size_t ckaid_len,
-		       const char *application, unsigned flags, kw_object **out)
+kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls, const unsigned char *value,
+		       size_t value_len, const unsigned char *ckaid, size_t ckaid_len, const char *application,
+		       unsigned flags, kw_object **out)
 {
 	static const char fn[] = "kw_create_object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -574,8 +587,8 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 	return rv;
 }
 
-kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m,
-		  unsigned char *out, size_t *out_len)
+kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m, unsigned char *out,
+		  size_t *out_len)
 {
 	static const char fn[] = "kw_wrap_key";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -587,8 +600,9 @@ kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const str
 	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
 		return rv;
 	if (m->mech != KW_MECH_AES_KEY_WRAP && m->mech != KW_MECH_AES_KEY_WRAP_PAD)
-		return kw_error_set(KW_ERR_MECHANISM, "%s: mechanism %d does not wrap (KW_MECH_AES_KEY_WRAP or "
-						      "KW_MECH_AES_KEY_WRAP_PAD)",
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "%s: mechanism %d does not wrap (KW_MECH_AES_KEY_WRAP or "
+				    "KW_MECH_AES_KEY_WRAP_PAD)",
 				    fn, (int)m->mech);
 	if (!out_len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out_len is NULL", fn);

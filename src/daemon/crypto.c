@@ -113,8 +113,8 @@ static kw_rv sign_rsa_setup(EVP_PKEY_CTX *ctx, EVP_PKEY *pkey, const Keyward__Si
 	}
 	case KEYWARD__MECHANISM__RSA_RAW:
 		if (req->data.len != k)
-			return kw_error_set(KW_ERR_DATA_LEN, "raw RSA: data must be %zu bytes (the modulus), not %zu", k,
-					    req->data.len);
+			return kw_error_set(KW_ERR_DATA_LEN, "raw RSA: data must be %zu bytes (the modulus), not %zu",
+					    k, req->data.len);
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) <= 0)
 			return kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
 		return KW_OK;
@@ -215,8 +215,14 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 			rv = kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
 			goto out;
 		}
+	} else if (req->mechanism == KEYWARD__MECHANISM__RSA_RAW) {
+		/* CKM_RSA_X_509: the caller unpads; the output is always k bytes */
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) <= 0) {
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");
+			goto out;
+		}
 	} else {
-		rv = kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not decrypt (RSA_OAEP or RSA_PKCS1)",
+		rv = kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not decrypt (RSA_OAEP, RSA_PKCS1 or RSA_RAW)",
 				  req->mechanism);
 		goto out;
 	}
@@ -239,8 +245,8 @@ kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanis
 	kw_rv rv = KW_OK;
 
 	if (!pad && mech != KEYWARD__MECHANISM__AES_KEY_WRAP)
-		return kw_error_set(KW_ERR_MECHANISM, "mechanism %d does not wrap keys (AES_KEY_WRAP or AES_KEY_WRAP_PAD)",
-				    (int)mech);
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "mechanism %d does not wrap keys (AES_KEY_WRAP or AES_KEY_WRAP_PAD)", (int)mech);
 	if (kek_len != 16 && kek_len != 24 && kek_len != 32)
 		return kw_error_set(KW_ERR_KEY_SIZE, "an AES wrapping key has 16, 24 or 32 bytes, not %zu", kek_len);
 	if (in_len == 0 || in_len > KW_WRAP_MAX)

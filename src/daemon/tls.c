@@ -212,11 +212,24 @@ static kw_rv create_material(const char *dir, const char *names)
 	X509 *ca = NULL, *srv = NULL;
 	X509_NAME *name = NULL;
 	kw_rv rv = KW_ERR_CRYPTO;
-	const char *ca_exts[] = {"basicConstraints", "critical,CA:TRUE,pathlen:0", "keyUsage",
-				 "critical,keyCertSign,cRLSign", "subjectKeyIdentifier", "hash", NULL};
-	const char *srv_exts[] = {"basicConstraints", "critical,CA:FALSE",  "keyUsage", "critical,digitalSignature",
-				  "extendedKeyUsage", "serverAuth", "subjectAltName", sans, "authorityKeyIdentifier",
-				  "keyid", NULL};
+	const char *ca_exts[] = {"basicConstraints",
+				 "critical,CA:TRUE,pathlen:0",
+				 "keyUsage",
+				 "critical,keyCertSign,cRLSign",
+				 "subjectKeyIdentifier",
+				 "hash",
+				 NULL};
+	const char *srv_exts[] = {"basicConstraints",
+				  "critical,CA:FALSE",
+				  "keyUsage",
+				  "critical,digitalSignature",
+				  "extendedKeyUsage",
+				  "serverAuth",
+				  "subjectAltName",
+				  sans,
+				  "authorityKeyIdentifier",
+				  "keyid",
+				  NULL};
 	char host[256] = "keywardd";
 
 	gethostname(host, sizeof host - 1);
@@ -330,8 +343,15 @@ kw_rv kw_tls_issue_client(struct kw_tls *tls, const unsigned char *csr_der, size
 	X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)csr_len);
 	EVP_PKEY *pub = NULL;
 	X509_NAME *subject = NULL;
-	const char *exts[] = {"basicConstraints", "critical,CA:FALSE", "keyUsage", "critical,digitalSignature",
-			      "extendedKeyUsage", "clientAuth", "authorityKeyIdentifier", "keyid", NULL};
+	const char *exts[] = {"basicConstraints",
+			      "critical,CA:FALSE",
+			      "keyUsage",
+			      "critical,digitalSignature",
+			      "extendedKeyUsage",
+			      "clientAuth",
+			      "authorityKeyIdentifier",
+			      "keyid",
+			      NULL};
 	char cn[128] = "client";
 	kw_rv rv;
 
@@ -345,9 +365,10 @@ kw_rv kw_tls_issue_client(struct kw_tls *tls, const unsigned char *csr_der, size
 		rv = kw_error_openssl(KW_ERR_SIGNATURE_INVALID, "enroll: the CSR's signature does not verify");
 		goto out;
 	}
-	if (EVP_PKEY_is_a(pub, "RSA") ? EVP_PKEY_get_bits(pub) < 2048 : !EVP_PKEY_is_a(pub, "EC") &&
-									  !EVP_PKEY_is_a(pub, "ED25519")) {
-		rv = kw_error_set(KW_ERR_KEY_TYPE, "enroll: client keys must be EC, Ed25519 or RSA of 2048 bits or more");
+	if (EVP_PKEY_is_a(pub, "RSA") ? EVP_PKEY_get_bits(pub) < 2048
+				      : !EVP_PKEY_is_a(pub, "EC") && !EVP_PKEY_is_a(pub, "ED25519")) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE,
+				  "enroll: client keys must be EC, Ed25519 or RSA of 2048 bits or more");
 		goto out;
 	}
 	X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn);

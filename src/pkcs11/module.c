@@ -78,6 +78,9 @@ static void session_free(struct p11_session *s)
 	p11_session_find_cleanup(s);
 	p11_op_cleanup(&s->sign);
 	p11_op_cleanup(&s->verify);
+	p11_crypt_cleanup(&s->decrypt);
+	p11_crypt_cleanup(&s->encrypt);
+	p11_crypt_cleanup(&s->digest);
 	free(s);
 }
 
@@ -87,6 +90,29 @@ static void add_slot(const char *space, const char *owner)
 
 	snprintf(sl->owner, sizeof sl->owner, "%s", owner);
 	sl->space = space;
+}
+
+/*
+ * fork() while another thread holds p11.lock would leave the child's copy
+ * locked forever, and its C_Initialize would hang. The lock is taken
+ * around fork, so the child gets it in a known state. (glibc drops these
+ * handlers when the module is unloaded.)
+ */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&p11.lock);
+}
+
+static void fork_done(void)
+{
+	pthread_mutex_unlock(&p11.lock);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void register_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_done, fork_done);
 }
 
 static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
@@ -105,6 +131,7 @@ static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
 		if (all && !(a->flags & CKF_OS_LOCKING_OK))
 			return CKR_CANT_LOCK;
 	}
+	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&p11.lock);
 	if (p11.initialized && p11.pid == getpid())
 		return leave(CKR_CRYPTOKI_ALREADY_INITIALIZED);
@@ -206,7 +233,8 @@ static CK_RV p11_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
 	if (id >= p11.n_slots)
 		return leave(CKR_SLOT_ID_INVALID);
 	memset(info, 0, sizeof *info);
-	snprintf(desc, sizeof desc, "keyward %s key space %s", p11.slots[id].space, p11.slots[id].owner);
+	/* "<space> <owner>": the longest user SID still fits the 64 characters */
+	snprintf(desc, sizeof desc, "%s %s", p11.slots[id].space, p11.slots[id].owner);
 	pad(info->slotDescription, sizeof info->slotDescription, desc);
 	pad(info->manufacturerID, sizeof info->manufacturerID, P11_MANUFACTURER);
 	info->flags = P11_SLOT_FLAGS;
@@ -682,10 +710,310 @@ static CK_RV p11_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG le
 	return leave(CKR_RANDOM_SEED_NOT_SUPPORTED);
 }
 
+/* ---- object management (manage.c) ---- */
+
+/* Opens an entry point that changes the HSM: session h, logged in, R/W if rw. Lock held on CKR_OK. */
+static CK_RV enter_write(CK_SESSION_HANDLE h, int rw, struct p11_session **out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
+	if (rw && !(s->flags & CKF_RW_SESSION))
+		return leave(CKR_SESSION_READ_ONLY);
+	if (out)
+		*out = s;
+	return CKR_OK;
+}
+
+static CK_RV p11_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, &s)))
+		return rv;
+	if ((!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_create_object_locked(s, t, n, out));
+}
+
+static CK_RV p11_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			      CK_OBJECT_HANDLE_PTR out)
+{
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, NULL)))
+		return rv;
+	if ((!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_copy_object_locked(o, t, n, out));
+}
+
+static CK_RV p11_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, NULL)))
+		return rv;
+	return leave(p11_destroy_object_locked(o));
+}
+
+static CK_RV p11_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!size)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!p11_session_get_locked(h))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	return leave(p11_object_size_locked(o, size));
+}
+
+static CK_RV p11_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, NULL)))
+		return rv;
+	if (!t && n)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_set_attributes_locked(o, t, n));
+}
+
+static CK_RV p11_C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			       CK_OBJECT_HANDLE_PTR out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, &s)))
+		return rv;
+	if (!m || (!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_generate_key_locked(s, m, t, n, out));
+}
+
+static CK_RV p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+			   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!m || !out_len)
+		return leave(CKR_ARGUMENTS_BAD);
+	leave(CKR_OK);
+	return p11_wrap_key(h, m, wrapping, key, out, out_len);
+}
+
+/* ---- decryption, encryption, digests (crypt.c) ---- */
+
+enum crypt_kind { DECRYPT, ENCRYPT, DIGEST };
+
+static struct p11_crypt *crypt_op(struct p11_session *s, enum crypt_kind kind)
+{
+	return kind == DECRYPT ? &s->decrypt : kind == ENCRYPT ? &s->encrypt : &s->digest;
+}
+
+static CK_RV crypt_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key, enum crypt_kind kind)
+{
+	struct p11_session *s;
+	struct p11_crypt *op;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!m)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	op = crypt_op(s, kind);
+	if (op->active)
+		return leave(CKR_OPERATION_ACTIVE);
+	if (kind == DECRYPT && !p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
+	if (kind == DECRYPT)
+		return leave(p11_decrypt_init_locked(op, m, key));
+	if (kind == ENCRYPT)
+		return leave(p11_encrypt_init_locked(op, m, key));
+	return leave(p11_digest_init_locked(op, m));
+}
+
 /*
- * Functions not implemented (yet): each checks initialization and answers
- * CKR_FUNCTION_NOT_SUPPORTED. The argument lists match the PKCS#11
- * prototypes; the bodies ignore them.
+ * A part of the input. Single-part calls pass restart: the input is the
+ * whole of it, also when the call repeats after a length query.
+ */
+static CK_RV crypt_update_locked(struct p11_crypt *op, enum crypt_kind kind, const unsigned char *in, size_t len,
+				 int restart)
+{
+	if (restart)
+		op->len = 0;
+	return kind == DIGEST ? p11_digest_update(op, in, len) : p11_crypt_update(op, in, len);
+}
+
+static CK_RV crypt_update(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG len, enum crypt_kind kind)
+{
+	struct p11_session *s;
+	struct p11_crypt *op;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!in && len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	op = crypt_op(s, kind);
+	if (!op->active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	if ((rv = crypt_update_locked(op, kind, in, len, 0)))
+		p11_crypt_cleanup(op);
+	return leave(rv);
+}
+
+/* The end of an operation: with_input for the single-part calls (C_Decrypt, C_Encrypt, C_Digest). */
+static CK_RV crypt_final(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG in_len, int with_input, CK_BYTE_PTR out,
+			 CK_ULONG_PTR out_len, enum crypt_kind kind)
+{
+	struct p11_session *s;
+	struct p11_crypt *op;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if ((!in && in_len) || !out_len)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	op = crypt_op(s, kind);
+	if (!op->active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	if (kind == DIGEST && !out) {
+		*out_len = op->out_max; /* a length query hashes nothing yet */
+		return leave(CKR_OK);
+	}
+	if (with_input && (rv = crypt_update_locked(op, kind, in, in_len, kind != DIGEST))) {
+		p11_crypt_cleanup(op);
+		return leave(rv);
+	}
+	if (kind == DECRYPT) {
+		leave(CKR_OK);
+		return p11_decrypt_final(h, out, out_len);
+	}
+	rv = kind == ENCRYPT ? p11_encrypt_final_locked(op, out, out_len) : p11_digest_final_locked(op, out, out_len);
+	/* a length query or a short buffer keeps the operation; anything else ends it */
+	if (!(rv == CKR_OK && !out) && rv != CKR_BUFFER_TOO_SMALL)
+		p11_crypt_cleanup(op);
+	return leave(rv);
+}
+
+static CK_RV p11_C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	return crypt_init(h, m, key, DECRYPT);
+}
+
+static CK_RV p11_C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, in, in_len, 1, out, out_len, DECRYPT);
+}
+
+/* A part of an RSA block: gathered, and nothing comes out until the end. */
+static CK_RV block_update(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG in_len, CK_ULONG_PTR out_len,
+			  enum crypt_kind kind)
+{
+	CK_RV rv;
+
+	if (!out_len)
+		return CKR_ARGUMENTS_BAD;
+	rv = crypt_update(h, in, in_len, kind);
+	if (!rv)
+		*out_len = 0;
+	return rv;
+}
+
+static CK_RV p11_C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+				 CK_ULONG_PTR out_len)
+{
+	(void)out;
+	return block_update(h, in, in_len, out_len, DECRYPT);
+}
+
+static CK_RV p11_C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, NULL, 0, 0, out, out_len, DECRYPT);
+}
+
+static CK_RV p11_C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	return crypt_init(h, m, key, ENCRYPT);
+}
+
+static CK_RV p11_C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, in, in_len, 1, out, out_len, ENCRYPT);
+}
+
+static CK_RV p11_C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+				 CK_ULONG_PTR out_len)
+{
+	(void)out;
+	return block_update(h, in, in_len, out_len, ENCRYPT);
+}
+
+static CK_RV p11_C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, NULL, 0, 0, out, out_len, ENCRYPT);
+}
+
+static CK_RV p11_C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
+{
+	return crypt_init(h, m, 0, DIGEST);
+}
+
+static CK_RV p11_C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, in, in_len, 1, out, out_len, DIGEST);
+}
+
+static CK_RV p11_C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
+{
+	return crypt_update(h, in, in_len, DIGEST);
+}
+
+static CK_RV p11_C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	(void)key;
+	if ((rv = enter()))
+		return rv;
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (!s->digest.active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	return leave(CKR_KEY_INDIGESTIBLE); /* a key's value never leaves the HSM, not even into a hash */
+}
+
+static CK_RV p11_C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	return crypt_final(h, NULL, 0, 0, out, out_len, DIGEST);
+}
+
+/*
+ * Functions keyward does not offer: token and PIN administration (that is
+ * keyward-admin's and enrollment's), operation state, recovery signatures,
+ * dual-function updates, unwrapping and derivation (keys are born on the
+ * HSM), and the legacy parallel functions. Each checks initialization and
+ * answers CKR_FUNCTION_NOT_SUPPORTED; the bodies ignore their arguments.
  */
 static CK_RV not_supported(void)
 {
@@ -708,25 +1036,6 @@ P11_UNSUPPORTED(C_SetPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, C
 P11_UNSUPPORTED(C_GetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 P11_UNSUPPORTED(C_SetOperationState,
 		(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e))
-P11_UNSUPPORTED(C_CreateObject, (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE_PTR d))
-P11_UNSUPPORTED(C_CopyObject,
-		(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
-P11_UNSUPPORTED(C_DestroyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b))
-P11_UNSUPPORTED(C_GetObjectSize, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c))
-P11_UNSUPPORTED(C_SetAttributeValue, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d))
-P11_UNSUPPORTED(C_EncryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
-P11_UNSUPPORTED(C_Encrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_EncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_EncryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
-P11_UNSUPPORTED(C_DecryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
-P11_UNSUPPORTED(C_Decrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_DecryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_DecryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
-P11_UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b))
-P11_UNSUPPORTED(C_Digest, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_DigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
-P11_UNSUPPORTED(C_DigestKey, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b))
-P11_UNSUPPORTED(C_DigestFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 P11_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
 P11_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
@@ -735,10 +1044,6 @@ P11_UNSUPPORTED(C_DigestEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_U
 P11_UNSUPPORTED(C_DecryptDigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_GenerateKey,
-		(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c, CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
-P11_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_OBJECT_HANDLE d,
-			    CK_BYTE_PTR e, CK_ULONG_PTR f))
 P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_BYTE_PTR d, CK_ULONG e,
 			      CK_ATTRIBUTE_PTR f, CK_ULONG g, CK_OBJECT_HANDLE_PTR h))
 P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,

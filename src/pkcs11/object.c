@@ -9,11 +9,13 @@
  * so keys moved between owners appear and disappear without a restart.
  * Private and secret keys are visible only when logged in.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "p11.h"
@@ -72,6 +74,24 @@ const unsigned char *p11_public_key_locked(const kw_object *o, size_t *len)
 	return spki;
 }
 
+void p11_object_forget_locked(CK_OBJECT_HANDLE h)
+{
+	if (h == 0 || h > n_table)
+		return;
+	/* the slot stays taken: a stale handle must never name another object */
+	holder_unref(table[h - 1].h);
+	table[h - 1].h = NULL;
+	table[h - 1].o = NULL;
+}
+
+CK_OBJECT_HANDLE p11_object_handle_of_locked(uint64_t id)
+{
+	for (size_t i = 0; i < n_table; i++)
+		if (table[i].id == id && table[i].o)
+			return i + 1;
+	return 0;
+}
+
 /* The handle for o (held by h, which gains a reference); 0 on out of memory. */
 static CK_OBJECT_HANDLE handle_for(const kw_object *o, struct holder *h)
 {
@@ -121,7 +141,7 @@ struct value {
 	size_t len;
 	CK_ULONG ul;
 	CK_BBOOL b;
-	unsigned char scratch[1200];
+	_Alignas(CK_ULONG) unsigned char scratch[1200];
 };
 
 static CK_RV set_ulong(struct value *v, CK_ULONG x)
@@ -359,6 +379,13 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 				    : kt == KW_KEY_EC  ? CKM_EC_KEY_PAIR_GEN
 				    : kt == KW_KEY_AES ? CKM_AES_KEY_GEN
 						       : CKM_EC_EDWARDS_KEY_PAIR_GEN);
+	case CKA_ALLOWED_MECHANISMS: {
+		CK_MECHANISM_TYPE *list = (CK_MECHANISM_TYPE *)(void *)v->scratch;
+
+		v->len = p11_allowed_mechanisms(o, list, sizeof v->scratch / sizeof *list) * sizeof *list;
+		v->p = list;
+		return CKR_OK;
+	}
 	case CKA_PUBLIC_KEY_INFO:
 		if (cls == CKO_SECRET_KEY)
 			break;
@@ -562,5 +589,24 @@ CK_RV p11_template_bool(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYP
 	if (!a->pValue || a->ulValueLen != sizeof(CK_BBOOL))
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	*out = *(CK_BBOOL *)a->pValue != CK_FALSE;
+	return CKR_OK;
+}
+
+CK_RV p11_label_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, char *out, size_t size)
+{
+	CK_ATTRIBUTE_PTR a = p11_template_find(t, n, CKA_LABEL);
+	unsigned char r[8];
+
+	if (a && a->ulValueLen) {
+		if (!a->pValue || a->ulValueLen >= size || a->ulValueLen > KW_NAME_MAX ||
+		    memchr(a->pValue, '\0', a->ulValueLen))
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		memcpy(out, a->pValue, a->ulValueLen);
+		out[a->ulValueLen] = '\0';
+		return CKR_OK;
+	}
+	if (RAND_bytes(r, sizeof r) != 1)
+		return CKR_FUNCTION_FAILED;
+	snprintf(out, size, "key-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
 	return CKR_OK;
 }

@@ -5,9 +5,13 @@
  * sessions and object-handle table. Calls to the HSM that may take long
  * (kw_sign) run with the lock released, on copies of what they need.
  *
- *   module.c  C_Initialize, slots and tokens, sessions, login, random
+ *   module.c  C_Initialize, slots and tokens, sessions, login, random,
+ *             and every entry point's argument and state checks
  *   object.c  the object-handle table, C_FindObjects*, C_GetAttributeValue
+ *   manage.c  C_CreateObject, C_DestroyObject, C_SetAttributeValue,
+ *             C_CopyObject, C_GetObjectSize, C_GenerateKey, C_WrapKey
  *   sign.c    mechanisms, C_GenerateKeyPair, C_Sign*, C_Verify*
+ *   crypt.c   C_Decrypt* (on the HSM), C_Encrypt* and C_Digest* (here)
  */
 #ifndef KW_P11_H
 #define KW_P11_H
@@ -25,6 +29,11 @@
 #define P11_MAX_SLOTS 3
 /* Bytes a raw (unhashed) sign or verify operation may accumulate. */
 #define P11_RAW_DATA_MAX 1024
+
+/* RFC 5649 key wrap with padding: PKCS#11 3.0's number, not in p11-kit 0.24's header. */
+#ifndef CKM_AES_KEY_WRAP_KWP
+#define CKM_AES_KEY_WRAP_KWP 0x210bUL
+#endif
 
 struct p11_slot {
 	char owner[KW_OWNER_MAX + 1];
@@ -46,6 +55,19 @@ struct p11_op {
 	EVP_PKEY *pub; /* verify: the public key */
 };
 
+/* A decrypt, encrypt or digest operation in progress on a session. */
+struct p11_crypt {
+	int active;
+	uint64_t key_id;
+	size_t out_max;			       /* decrypt, encrypt: the output's length bound (the modulus) */
+	struct kw_mechanism kwm;	       /* decrypt: what the HSM is asked to do */
+	unsigned char label[P11_RAW_DATA_MAX]; /* OAEP: kwm.label points here */
+	EVP_PKEY_CTX *pctx;		       /* encrypt: the public key, set up */
+	EVP_MD_CTX *mdctx;		       /* digest */
+	unsigned char buf[P11_RAW_DATA_MAX];   /* decrypt, encrypt: the input so far */
+	size_t len;
+};
+
 struct p11_session {
 	CK_SLOT_ID slot;
 	CK_FLAGS flags;
@@ -53,6 +75,7 @@ struct p11_session {
 	CK_OBJECT_HANDLE *found;
 	size_t n_found, pos;
 	struct p11_op sign, verify;
+	struct p11_crypt decrypt, encrypt, digest;
 };
 
 struct p11_module {
@@ -72,7 +95,14 @@ extern struct p11_module p11;
 /* module.c: the open session h, or NULL (lock held). */
 struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h);
 
+/* EC curves by CKA_EC_PARAMS: the DER of the curve's OID (or, for Ed25519, the printable name too). */
+const char *p11_curve_of_params(const void *der, size_t len);
+
 /* object.c */
+/* Forgets handle h after its object was destroyed (lock held). */
+void p11_object_forget_locked(CK_OBJECT_HANDLE h);
+/* The handle of HSM object id, if the table knows it (lock held); 0 otherwise. */
+CK_OBJECT_HANDLE p11_object_handle_of_locked(uint64_t id);
 /* The object of handle h (lock held), NULL if unknown. */
 const kw_object *p11_object_get_locked(CK_OBJECT_HANDLE h);
 /* A handle for object o, which the table takes over (lock held); 0 on out of memory. */
@@ -87,7 +117,42 @@ CK_RV p11_get_attributes_locked(const kw_object *o, CK_ATTRIBUTE_PTR templ, CK_U
 CK_RV p11_template_bool(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYPE t, int *out);
 CK_ATTRIBUTE_PTR p11_template_find(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYPE t);
 
+/* CKA_LABEL (NUL-terminated into out), else a fresh name "key-<16 hex digits>". */
+CK_RV p11_label_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, char *out, size_t size);
+/* The mechanisms key o may be used with, for CKA_ALLOWED_MECHANISMS; returns how many (at most max). */
+size_t p11_allowed_mechanisms(const kw_object *o, CK_MECHANISM_TYPE *out, size_t max);
+
+/* manage.c (lock held, session checked, logged in, R/W where it writes) */
+CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
+CK_RV p11_destroy_object_locked(CK_OBJECT_HANDLE h);
+CK_RV p11_set_attributes_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n);
+CK_RV p11_copy_object_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
+CK_RV p11_object_size_locked(CK_OBJECT_HANDLE h, CK_ULONG_PTR size);
+CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			      CK_OBJECT_HANDLE_PTR out);
+/* Takes and releases p11.lock around the HSM call. */
+CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+		   CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+
+/* crypt.c */
+void p11_crypt_cleanup(struct p11_crypt *op);
+CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
+CK_RV p11_encrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
+CK_RV p11_crypt_update(struct p11_crypt *op, const unsigned char *in, size_t len);
+/* Decrypts what the session's operation accumulated; takes and releases p11.lock around the HSM call. */
+CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV p11_encrypt_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV p11_digest_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m);
+CK_RV p11_digest_update(struct p11_crypt *op, const unsigned char *in, size_t len);
+CK_RV p11_digest_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+
 /* sign.c */
+/* Mechanism type's key type, HSM mechanism and hash, if it offers every flag in need. */
+CK_RV p11_mechanism_of(CK_MECHANISM_TYPE type, CK_FLAGS need, enum kw_key_type *key_type, enum kw_mech *kw,
+		       enum kw_hash *hash);
+const EVP_MD *p11_hash_md(enum kw_hash h);
+enum kw_hash p11_hash_from_ckm(CK_MECHANISM_TYPE t);
+enum kw_hash p11_hash_from_mgf(CK_RSA_PKCS_MGF_TYPE g);
 void p11_op_cleanup(struct p11_op *op);
 CK_RV p11_mechanism_list(CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count);
 CK_RV p11_mechanism_info(CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info);

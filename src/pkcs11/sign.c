@@ -31,15 +31,24 @@ struct mech {
 };
 
 #define SV (CKF_SIGN | CKF_VERIFY | CKF_HW)
+#define ED (CKF_ENCRYPT | CKF_DECRYPT)
 #define EC_FLAGS (CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
 
+/*
+ * Every mechanism the module offers. RSA and EC sizes are in bits, AES in
+ * bytes (PKCS#11's units). Key generation and digests name no key type.
+ */
 static const struct mech mechs[] = {
 	{CKM_RSA_PKCS_KEY_PAIR_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 2048, 4096,
 	 CKF_GENERATE_KEY_PAIR | CKF_HW},
 	{CKM_EC_KEY_PAIR_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 256, 521,
 	 CKF_GENERATE_KEY_PAIR | CKF_HW | EC_FLAGS},
-	{CKM_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_NONE, 2048, 4096, SV},
-	{CKM_RSA_X_509, KW_KEY_RSA, KW_MECH_RSA_RAW, KW_HASH_NONE, 2048, 4096, SV},
+	{CKM_EC_EDWARDS_KEY_PAIR_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 255, 255,
+	 CKF_GENERATE_KEY_PAIR | CKF_HW},
+	{CKM_AES_KEY_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 16, 32, CKF_GENERATE | CKF_HW},
+	{CKM_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_NONE, 2048, 4096, SV | ED},
+	{CKM_RSA_X_509, KW_KEY_RSA, KW_MECH_RSA_RAW, KW_HASH_NONE, 2048, 4096, SV | ED},
+	{CKM_RSA_PKCS_OAEP, KW_KEY_RSA, KW_MECH_RSA_OAEP, KW_HASH_NONE, 2048, 4096, ED | CKF_HW},
 	{CKM_SHA1_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_SHA1, 2048, 4096, SV},
 	{CKM_SHA224_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_SHA224, 2048, 4096, SV},
 	{CKM_SHA256_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_SHA256, 2048, 4096, SV},
@@ -57,6 +66,14 @@ static const struct mech mechs[] = {
 	{CKM_ECDSA_SHA256, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA256, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA384, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA384, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA512, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA512, 256, 521, SV | EC_FLAGS},
+	{CKM_EDDSA, KW_KEY_ED25519, KW_MECH_EDDSA, KW_HASH_NONE, 255, 255, SV},
+	{CKM_AES_KEY_WRAP, KW_KEY_AES, KW_MECH_AES_KEY_WRAP, KW_HASH_NONE, 16, 32, CKF_WRAP | CKF_HW},
+	{CKM_AES_KEY_WRAP_KWP, KW_KEY_AES, KW_MECH_AES_KEY_WRAP_PAD, KW_HASH_NONE, 16, 32, CKF_WRAP | CKF_HW},
+	{CKM_SHA_1, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA1, 0, 0, CKF_DIGEST},
+	{CKM_SHA224, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA224, 0, 0, CKF_DIGEST},
+	{CKM_SHA256, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA256, 0, 0, CKF_DIGEST},
+	{CKM_SHA384, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA384, 0, 0, CKF_DIGEST},
+	{CKM_SHA512, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA512, 0, 0, CKF_DIGEST},
 };
 #define N_MECHS (sizeof mechs / sizeof mechs[0])
 
@@ -93,7 +110,38 @@ CK_RV p11_mechanism_info(CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 	return CKR_OK;
 }
 
-static const EVP_MD *hash_md(enum kw_hash h)
+size_t p11_allowed_mechanisms(const kw_object *o, CK_MECHANISM_TYPE *out, size_t max)
+{
+	unsigned usages = kw_object_usages(o);
+	CK_FLAGS want = 0;
+	size_t n = 0;
+
+	if (usages & KW_USAGE_SIGN)
+		want |= CKF_SIGN | CKF_VERIFY;
+	if (usages & KW_USAGE_DECRYPT)
+		want |= CKF_DECRYPT | CKF_ENCRYPT;
+	if (usages & KW_USAGE_WRAP)
+		want |= CKF_WRAP;
+	for (size_t i = 0; i < N_MECHS && n < max; i++)
+		if (mechs[i].key_type == kw_object_key_type(o) && (mechs[i].flags & want))
+			out[n++] = mechs[i].type;
+	return n;
+}
+
+CK_RV p11_mechanism_of(CK_MECHANISM_TYPE type, CK_FLAGS need, enum kw_key_type *key_type, enum kw_mech *kw,
+		       enum kw_hash *hash)
+{
+	const struct mech *m = mech_find(type);
+
+	if (!m || (m->flags & need) != need)
+		return CKR_MECHANISM_INVALID;
+	*key_type = m->key_type;
+	*kw = m->kw;
+	*hash = m->hash;
+	return CKR_OK;
+}
+
+const EVP_MD *p11_hash_md(enum kw_hash h)
 {
 	switch (h) {
 	case KW_HASH_SHA1:
@@ -111,7 +159,7 @@ static const EVP_MD *hash_md(enum kw_hash h)
 	}
 }
 
-static enum kw_hash hash_from_ckm(CK_MECHANISM_TYPE t)
+enum kw_hash p11_hash_from_ckm(CK_MECHANISM_TYPE t)
 {
 	switch (t) {
 	case CKM_SHA_1:
@@ -129,7 +177,7 @@ static enum kw_hash hash_from_ckm(CK_MECHANISM_TYPE t)
 	}
 }
 
-static enum kw_hash hash_from_mgf(CK_RSA_PKCS_MGF_TYPE g)
+enum kw_hash p11_hash_from_mgf(CK_RSA_PKCS_MGF_TYPE g)
 {
 	switch (g) {
 	case CKG_MGF1_SHA1:
@@ -167,46 +215,37 @@ static CK_RV bits_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, unsigned *bits)
 	return CKR_OK;
 }
 
-static CK_RV curve_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, const char **curve)
+const char *p11_curve_of_params(const void *der, size_t len)
 {
 	static const struct {
 		const char *name;
-		unsigned char der[10];
+		unsigned char der[16];
 		size_t len;
 	} curves[] = {
 		{"P-256", {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, 10},
 		{"P-384", {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, 7},
 		{"P-521", {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, 7},
+		/* Ed25519: RFC 8410's id-Ed25519, PKCS#11 3.0's curve name, GnuPG's OID (OpenSC uses it) */
+		{"Ed25519", {0x06, 0x03, 0x2b, 0x65, 0x70}, 5},
+		{"Ed25519", {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'}, 14},
+		{"Ed25519", {0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47, 0x0f, 0x01}, 11},
 	};
+
+	for (size_t i = 0; der && i < sizeof curves / sizeof curves[0]; i++)
+		if (len == curves[i].len && !memcmp(der, curves[i].der, len))
+			return curves[i].name;
+	return NULL;
+}
+
+static CK_RV curve_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, int edwards, const char **curve)
+{
 	CK_ATTRIBUTE_PTR a = p11_template_find(t, n, CKA_EC_PARAMS);
 
 	if (!a)
 		return CKR_TEMPLATE_INCOMPLETE;
-	for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++)
-		if (a->pValue && a->ulValueLen == curves[i].len && !memcmp(a->pValue, curves[i].der, curves[i].len)) {
-			*curve = curves[i].name;
-			return CKR_OK;
-		}
-	return CKR_CURVE_NOT_SUPPORTED;
-}
-
-/* CKA_LABEL (NUL-terminated into out), else a fresh name "key-<16 hex digits>". */
-static CK_RV label_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, char *out, size_t size)
-{
-	CK_ATTRIBUTE_PTR a = p11_template_find(t, n, CKA_LABEL);
-	unsigned char r[8];
-
-	if (a && a->ulValueLen) {
-		if (!a->pValue || a->ulValueLen >= size || a->ulValueLen > KW_NAME_MAX ||
-		    memchr(a->pValue, '\0', a->ulValueLen))
-			return CKR_ATTRIBUTE_VALUE_INVALID;
-		memcpy(out, a->pValue, a->ulValueLen);
-		out[a->ulValueLen] = '\0';
-		return CKR_OK;
-	}
-	if (RAND_bytes(r, sizeof r) != 1)
-		return CKR_FUNCTION_FAILED;
-	snprintf(out, size, "key-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+	*curve = p11_curve_of_params(a->pValue, a->ulValueLen);
+	if (!*curve || edwards != !strcmp(*curve, "Ed25519"))
+		return CKR_CURVE_NOT_SUPPORTED;
 	return CKR_OK;
 }
 
@@ -243,8 +282,14 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		decrypt = 1;
 	} else if (m->mechanism == CKM_EC_KEY_PAIR_GEN) {
 		type = KW_KEY_EC;
-		if ((rv = curve_of_template(pub_t, pub_n, &curve)))
+		if ((rv = curve_of_template(pub_t, pub_n, 0, &curve)))
 			return rv;
+		decrypt = 0;
+	} else if (m->mechanism == CKM_EC_EDWARDS_KEY_PAIR_GEN) {
+		type = KW_KEY_ED25519;
+		if ((rv = curve_of_template(pub_t, pub_n, 1, &curve)))
+			return rv;
+		curve = NULL; /* the key type says it all */
 		decrypt = 0;
 	} else {
 		return CKR_MECHANISM_INVALID;
@@ -259,8 +304,8 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		return rv;
 	if (!sensitive)
 		return CKR_ATTRIBUTE_VALUE_INVALID; /* private keys on the HSM are always sensitive */
-	if (type == KW_KEY_EC && decrypt > 0)
-		return CKR_TEMPLATE_INCONSISTENT;
+	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0))
+		return CKR_TEMPLATE_INCONSISTENT; /* only RSA keys decrypt */
 	if (sign || verify > 0)
 		usages |= KW_USAGE_SIGN;
 	if (decrypt > 0 || encrypt > 0)
@@ -271,9 +316,9 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		flags |= KW_GEN_EXTRACTABLE;
 	if (!modifiable)
 		flags |= KW_GEN_NOT_MODIFIABLE;
-	rv = label_of_template(priv_t, priv_n, name, sizeof name);
+	rv = p11_label_of_template(priv_t, priv_n, name, sizeof name);
 	if (!rv && !p11_template_find(priv_t, priv_n, CKA_LABEL))
-		rv = label_of_template(pub_t, pub_n, name, sizeof name);
+		rv = p11_label_of_template(pub_t, pub_n, name, sizeof name);
 	if (rv)
 		return rv;
 	id = p11_template_find(priv_t, priv_n, CKA_ID);
@@ -302,7 +347,7 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 	(void)s;
 	if (!o)
 		return CKR_KEY_HANDLE_INVALID;
-	if (!me || me->key_type == KW_KEY_NONE)
+	if (!me || !(me->flags & (verify ? CKF_VERIFY : CKF_SIGN)))
 		return CKR_MECHANISM_INVALID;
 	/* a private key may verify too: its public half is known */
 	if (kw_object_class(o) != want && !(verify && kw_object_class(o) == KW_CLASS_PRIVATE_KEY))
@@ -318,20 +363,22 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 	op->kwm.mech = me->kw;
 	op->kwm.hash = me->hash;
 	op->kwm.salt_length = -1;
-	op->md = hash_md(me->hash);
+	op->md = p11_hash_md(me->hash);
 	bits = kw_object_bits(o);
-	op->sig_len = me->key_type == KW_KEY_RSA ? (bits + 7) / 8 : 2 * ((bits + 7) / 8);
+	op->sig_len = me->key_type == KW_KEY_RSA       ? (bits + 7) / 8
+		      : me->key_type == KW_KEY_ED25519 ? 64
+						       : 2 * ((bits + 7) / 8);
 	if (me->kw == KW_MECH_RSA_PSS) {
 		CK_RSA_PKCS_PSS_PARAMS *pp = m->pParameter;
 		enum kw_hash h;
 
 		if (!pp || m->ulParameterLen != sizeof *pp)
 			return CKR_MECHANISM_PARAM_INVALID;
-		h = hash_from_ckm(pp->hashAlg);
-		if (!h || (me->hash && h != me->hash) || !hash_from_mgf(pp->mgf))
+		h = p11_hash_from_ckm(pp->hashAlg);
+		if (!h || (me->hash && h != me->hash) || !p11_hash_from_mgf(pp->mgf))
 			return CKR_MECHANISM_PARAM_INVALID;
 		op->kwm.hash = h;
-		op->kwm.mgf1_hash = hash_from_mgf(pp->mgf);
+		op->kwm.mgf1_hash = p11_hash_from_mgf(pp->mgf);
 		op->kwm.salt_length = (int)pp->sLen;
 	} else if (m->pParameter || m->ulParameterLen) {
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -457,7 +504,13 @@ CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_
 		return CKR_SIGNATURE_LEN_RANGE;
 	if (!(ctx = EVP_PKEY_CTX_new_from_pkey(NULL, op->pub, NULL)))
 		return CKR_HOST_MEMORY;
-	if (op->key_type == KW_KEY_EC) {
+	if (op->key_type == KW_KEY_ED25519) {
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+		ok = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, op->pub) == 1 &&
+		     EVP_DigestVerify(md, sig, sig_len, op->buf, op->len) == 1;
+		EVP_MD_CTX_free(md);
+	} else if (op->key_type == KW_KEY_EC) {
 		der = ecdsa_raw_to_der(sig, sig_len, &der_len);
 		ok = der && EVP_PKEY_verify_init(ctx) == 1 &&
 		     EVP_PKEY_verify(ctx, der, (size_t)der_len, op->buf, op->len) == 1;
@@ -472,10 +525,10 @@ CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_
 		     CRYPTO_memcmp(rec, op->buf, rec_len) == 0;
 	} else if (op->kwm.mech == KW_MECH_RSA_PKCS1) {
 		ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
-		     EVP_PKEY_CTX_set_signature_md(ctx, hash_md(op->kwm.hash)) == 1 &&
+		     EVP_PKEY_CTX_set_signature_md(ctx, p11_hash_md(op->kwm.hash)) == 1 &&
 		     EVP_PKEY_verify(ctx, sig, sig_len, op->buf, op->len) == 1;
 	} else if (op->kwm.mech == KW_MECH_RSA_PSS) {
-		const EVP_MD *md = hash_md(op->kwm.hash);
+		const EVP_MD *md = p11_hash_md(op->kwm.hash);
 
 		if (op->len != (size_t)EVP_MD_get_size(md)) {
 			EVP_PKEY_CTX_free(ctx);
@@ -483,7 +536,7 @@ CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_
 		}
 		ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_signature_md(ctx, md) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, hash_md(op->kwm.mgf1_hash)) == 1 &&
+		     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, p11_hash_md(op->kwm.mgf1_hash)) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, op->kwm.salt_length) == 1 &&
 		     EVP_PKEY_verify(ctx, sig, sig_len, op->buf, op->len) == 1;
 	}

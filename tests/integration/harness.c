@@ -140,8 +140,8 @@ static void assert_alive(struct kwt_server *s)
 
 static bool can_connect_tcp(unsigned short port)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
 
@@ -298,8 +298,8 @@ int kwt_admin(struct kwt_server *s, const char *stdin_text, char **out, const ch
 	if (stdin_text)
 		fputs(stdin_text, f);
 	fclose(f);
-	snprintf(cmd, sizeof cmd, "KEYWARD_ADMIN_SOCKET='%s' '%s' %s <'%s' >'%s' 2>&1", s->admin_socket,
-		 admin_path(), args, in_path, out_path);
+	snprintf(cmd, sizeof cmd, "KEYWARD_ADMIN_SOCKET='%s' '%s' %s <'%s' >'%s' 2>&1", s->admin_socket, admin_path(),
+		 args, in_path, out_path);
 	status = system(cmd);
 	if (out)
 		*out = kwt_read_file(out_path, NULL);
@@ -307,8 +307,7 @@ int kwt_admin(struct kwt_server *s, const char *stdin_text, char **out, const ch
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out,
-			   size_t size)
+void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out, size_t size)
 {
 	FILE *f;
 
@@ -396,7 +395,8 @@ int kwt_ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigne
 		ECDSA_SIG_free(es);
 		return 0;
 	}
-	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL), BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
+	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)(sig_len / 2), NULL),
+		       BN_bin2bn(sig + sig_len / 2, (int)(sig_len / 2), NULL));
 	der_len = i2d_ECDSA_SIG(es, &der);
 	ctx = EVP_PKEY_CTX_new(pkey, NULL);
 	ok = der_len > 0 && EVP_PKEY_verify_init(ctx) == 1 &&
@@ -415,4 +415,27 @@ void kwt_write_file(const char *path, const char *text)
 	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
+}
+
+int kwt_run(const char *dir, char **out, const char *fmt, ...)
+{
+	char cmd[4096], shell[600];
+	va_list ap;
+	int st, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof cmd);
+	/* the command goes through the environment: no second level of quoting */
+	assert_int_equal(setenv("KWT_CMD", cmd, 1), 0);
+	snprintf(shell, sizeof shell,
+		 "timeout -k 10 " KWT_RUN_TIMEOUT " sh -c \"$KWT_CMD\" </dev/null >'%s/out.txt' 2>&1", dir);
+	st = system(shell);
+	assert_true(st != -1 && WIFEXITED(st));
+	if (out) {
+		snprintf(shell, sizeof shell, "%s/out.txt", dir);
+		assert_non_null(*out = kwt_read_file(shell, NULL));
+	}
+	return WEXITSTATUS(st);
 }

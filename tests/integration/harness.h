@@ -15,11 +15,11 @@
 #include <keyward/keyward.h>
 
 struct kwt_server {
-	char dir[256];        /* the server's directory (store, tls, admin.sock) */
-	char conf[300];       /* client.conf for partition "dev" (dev mode) */
+	char dir[256];	/* the server's directory (store, tls, admin.sock) */
+	char conf[300]; /* client.conf for partition "dev" (dev mode) */
 	char admin_socket[300];
-	char server_conf[300];/* keywardd.conf (config mode) */
-	char log[300];        /* keywardd's stderr */
+	char server_conf[300]; /* keywardd.conf (config mode) */
+	char log[300];	       /* keywardd's stderr */
 	unsigned short port;
 	pid_t pid;
 	bool dev;
@@ -55,8 +55,7 @@ int kwt_admin(struct kwt_server *s, const char *stdin_text, char **out, const ch
  * Writes DIR/<name>.conf for a client of `partition` with credential files
  * DIR/<name>.crt/.key, pointing at the server. Returns the path (static buffer per call site).
  */
-void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out,
-			   size_t size);
+void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out, size_t size);
 /* Creates a partition and enrolls a client for it; returns a connected kw_client. */
 kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition);
 
@@ -78,14 +77,22 @@ void kwt_write_file(const char *path, const char *text);
 unsigned short kwt_free_port(void);
 /* The user PIN a dev-mode keywardd wrote to DIR/pin (it encrypts DIR/client/dev.key). */
 void kwt_dev_pin(const struct kwt_server *s, char *out, size_t size);
+/*
+ * Runs a shell command line in sh, for at most KWT_RUN_TIMEOUT seconds (a
+ * client that hangs fails with exit 124 and its output, not at ctest's
+ * timeout); stdout+stderr go to DIR/out.txt and, if out, into *out (caller
+ * frees). Returns the exit code.
+ */
+#define KWT_RUN_TIMEOUT "120"
+int kwt_run(const char *dir, char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Reads a whole file (caller frees); NULL if missing. */
 char *kwt_read_file(const char *path, size_t *len);
 /* Fails the test with the client's last error if rv is not KW_OK. */
-#define kwt_ok(expr)                                                                                \
-	do {                                                                                        \
-		kw_rv kwt_rv_ = (expr);                                                             \
-		if (kwt_rv_ != KW_OK)                                                               \
-			fail_msg("%s failed: %s: %s", #expr, kw_rv_name(kwt_rv_), kw_last_error()); \
+#define kwt_ok(expr)                                                                                                   \
+	do {                                                                                                           \
+		kw_rv kwt_rv_ = (expr);                                                                                \
+		if (kwt_rv_ != KW_OK)                                                                                  \
+			fail_msg("%s failed: %s: %s", #expr, kw_rv_name(kwt_rv_), kw_last_error());                    \
 	} while (0)
 
 #endif

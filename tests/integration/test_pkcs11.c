@@ -29,26 +29,8 @@ static struct kwt_server server;
 static char work[300];
 static char pin[64]; /* the dev credential's user PIN; commands take it from $KWT_PIN */
 
-/* Runs a shell command line; *out (may be NULL) gets stdout+stderr. Returns the exit code. */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-	char cmd[4096], outfile[400];
-	va_list ap;
-	int st, n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(cmd, sizeof cmd - 100, fmt, ap);
-	va_end(ap);
-	assert_true(n > 0 && (size_t)n < sizeof cmd - 100);
-	snprintf(outfile, sizeof outfile, "%s/out.txt", work);
-	snprintf(cmd + n, sizeof cmd - (size_t)n, " </dev/null >'%s' 2>&1", outfile);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	if (out)
-		assert_non_null(*out = kwt_read_file(outfile, NULL));
-	return WEXITSTATUS(st);
-}
+/* A shell command line, run for at most KWT_RUN_TIMEOUT seconds (kwt_run). */
+#define run(out, ...) kwt_run(work, out, __VA_ARGS__)
 
 /* pkcs11-tool with the module and arguments (under the sanitizers, with their runtime preloaded). */
 #ifndef KWT_P11_ENV
@@ -213,14 +195,17 @@ static void test_rsa_key(void **state)
 	free(out);
 	read_pubkey("02", "rsa.der");
 
-	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS --id 02 -i '%s/data' -o '%s/rsa.sig'",
+	rc = run(&out,
+		 P11TOOL "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS --id 02 -i '%s/data' -o '%s/rsa.sig'",
 		 work, work);
 	expect_ok("sign SHA256-RSA-PKCS", rc, out);
 	free(out);
 	assert_int_equal(openssl_verify("rsa.der", "rsa.sig", "data", ""), 0);
 	assert_int_not_equal(openssl_verify("rsa.der", "rsa.sig", "other", ""), 0);
 
-	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS-PSS --id 02 -i '%s/data' -o '%s/pss.sig'",
+	rc = run(&out,
+		 P11TOOL
+		 "--login --pin \"$KWT_PIN\" --sign -m SHA256-RSA-PKCS-PSS --id 02 -i '%s/data' -o '%s/pss.sig'",
 		 work, work);
 	expect_ok("sign SHA256-RSA-PKCS-PSS", rc, out);
 	free(out);
@@ -271,6 +256,51 @@ static void test_gnutls(void **state)
 	rc = run(&out, "openssl verify -CAfile '%s/cert.pem' '%s/cert.pem'", work, work);
 	expect_ok("openssl verify", rc, out);
 	assert_non_null(strstr(out, "cert.pem: OK"));
+	free(out);
+}
+
+/* Certificates stored and deleted, Ed25519 keys made and used, with pkcs11-tool. */
+static void test_tool_objects(void **state)
+{
+	char *out = NULL;
+	int rc;
+
+	(void)state;
+	rc = run(&out,
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout '%s/c.key' "
+		 "-subj /CN=tool-cert -days 2 -outform DER -out '%s/c.der'",
+		 work, work);
+	expect_ok("openssl req -x509", rc, out);
+	free(out);
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --write-object '%s/c.der' --type cert --id 0c", work);
+	expect_ok("--write-object cert", rc, out);
+	free(out);
+	rc = run(&out, P11TOOL "-O --type cert");
+	expect_ok("-O --type cert", rc, out);
+	assert_non_null(strstr(out, "label:      tool-cert"));
+	assert_non_null(strstr(out, "subject:    DN: CN=tool-cert"));
+	free(out);
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --delete-object --type cert --id 0c");
+	expect_ok("--delete-object cert", rc, out);
+	free(out);
+	rc = run(&out, P11TOOL "-O --type cert");
+	assert_null(strstr(out, "tool-cert"));
+	free(out);
+
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --keypairgen --key-type EC:edwards25519 --label ed --id 0d");
+	expect_ok("keypairgen Ed25519", rc, out);
+	assert_non_null(strstr(out, "Public Key Object; EC_EDWARDS"));
+	free(out);
+	rc = run(&out, P11TOOL "--login --pin \"$KWT_PIN\" --sign -m EDDSA --id 0d -i '%s/data' -o '%s/ed.sig'", work,
+		 work);
+	expect_ok("sign EDDSA", rc, out);
+	free(out);
+	rc = run(&out,
+		 P11TOOL
+		 "--login --pin \"$KWT_PIN\" --verify -m EDDSA --id 0d -i '%s/data' --signature-file '%s/ed.sig'",
+		 work, work);
+	expect_ok("verify EDDSA", rc, out);
+	assert_non_null(strstr(out, "Signature is valid"));
 	free(out);
 }
 
@@ -491,6 +521,9 @@ static void test_module_direct(void **state)
 
 		for (int i = 0; i < 2; i++)
 			assert_int_equal(pthread_create(&t[i], NULL, sign_loop, &sg[i]), 0);
+		/* forks while the threads sign: a child must never inherit the module's lock held */
+		for (int i = 0; i < 5; i++)
+			check_fork(f);
 		for (int i = 0; i < 2; i++) {
 			assert_int_equal(pthread_join(t[i], NULL), 0);
 			assert_int_equal(sg[i].rv, CKR_OK);
@@ -499,7 +532,7 @@ static void test_module_direct(void **state)
 	check_fork(f);
 	assert_int_equal(f->C_Logout(s), CKR_OK);
 	assert_int_equal(f->C_SignInit(s, &rsam, rsa), CKR_USER_NOT_LOGGED_IN);
-	assert_int_equal(f->C_EncryptInit(s, &rsam, rsa), CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(f->C_EncryptInit(s, &rsam, rsa), CKR_MECHANISM_INVALID); /* signs, does not encrypt */
 	assert_int_equal(f->C_CloseSession(s), CKR_OK);
 	assert_int_equal(f->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
 	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
@@ -521,6 +554,7 @@ int main(void)
 		cmocka_unit_test(test_rsa_key),
 		cmocka_unit_test(test_module_direct),
 		cmocka_unit_test(test_gnutls),
+		cmocka_unit_test(test_tool_objects),
 		cmocka_unit_test(test_pkcs11_tool_test),
 		cmocka_unit_test(test_encrypted_credential_pin),
 	};
