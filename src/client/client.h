@@ -81,6 +81,7 @@ struct kw_waiter;
 struct kw_conn {
 	int fd;
 	SSL *ssl;
+	BIO_METHOD *bio_method; /* the SSL's socket BIO's, freed after it */
 	unsigned fork_gen; /* kw_fork_generation() when made: a child must not use it */
 	double last_used;  /* monotonic seconds of the last call's end */
 	size_t hsm;        /* index into cfg->hsms */

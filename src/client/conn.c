@@ -70,9 +70,21 @@ static const char *ssl_errtext(char *buf, size_t len)
  * A socket BIO whose writes use send(MSG_NOSIGNAL): a peer that went away
  * must not raise SIGPIPE in the host process, and blocking the signal
  * around every call would cost several syscalls per request.
+ *
+ * Each connection owns its BIO_METHOD and frees it after its SSL: a
+ * method shared by the process could never be freed safely, and would
+ * leak each time a host unloads the PKCS#11 module. The type index is
+ * taken once, as OpenSSL hands out only 128 of them.
  */
-static BIO_METHOD *nosigpipe_method;
+static int nosigpipe_type;
 static pthread_once_t nosigpipe_once = PTHREAD_ONCE_INIT;
+
+static void take_nosigpipe_type(void)
+{
+	int index = BIO_get_new_index();
+
+	nosigpipe_type = (index > 0 ? index : BIO_TYPE_NONE) | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+}
 
 static int nosigpipe_write(BIO *b, const char *data, int len)
 {
@@ -93,22 +105,22 @@ static int nosigpipe_puts(BIO *b, const char *str)
 	return nosigpipe_write(b, str, (int)strlen(str));
 }
 
-static void make_nosigpipe_method(void)
+/* A new method (BIO_meth_free), or NULL. */
+static BIO_METHOD *new_nosigpipe_method(void)
 {
 	const BIO_METHOD *sock = BIO_s_socket();
-	BIO_METHOD *m =
-		BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "keyward socket");
+	BIO_METHOD *m;
 
-	if (!m)
-		return;
-	if (!BIO_meth_set_write(m, nosigpipe_write) || !BIO_meth_set_puts(m, nosigpipe_puts) ||
-	    !BIO_meth_set_read(m, BIO_meth_get_read(sock)) || !BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) ||
-	    !BIO_meth_set_create(m, BIO_meth_get_create(sock)) ||
-	    !BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock))) {
+	pthread_once(&nosigpipe_once, take_nosigpipe_type);
+	m = BIO_meth_new(nosigpipe_type, "keyward socket");
+	if (m && (!BIO_meth_set_write(m, nosigpipe_write) || !BIO_meth_set_puts(m, nosigpipe_puts) ||
+		  !BIO_meth_set_read(m, BIO_meth_get_read(sock)) || !BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) ||
+		  !BIO_meth_set_create(m, BIO_meth_get_create(sock)) ||
+		  !BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock)))) {
 		BIO_meth_free(m);
-		return;
+		m = NULL;
 	}
-	nosigpipe_method = m;
+	return m;
 }
 
 /* how much one read asks for; a burst of answers usually fits */
@@ -718,8 +730,8 @@ static kw_rv tls_handshake(const struct kw_config *cfg, const struct kw_hsm_cfg 
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
 	}
-	pthread_once(&nosigpipe_once, make_nosigpipe_method);
-	bio = nosigpipe_method ? BIO_new(nosigpipe_method) : NULL;
+	c->bio_method = new_nosigpipe_method();
+	bio = c->bio_method ? BIO_new(c->bio_method) : NULL;
 	if (!bio) {
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a TLS connection");
@@ -858,6 +870,7 @@ void kw_conn_close(struct kw_conn *c, bool graceful)
 		SSL_free(c->ssl);
 		ERR_clear_error();
 	}
+	BIO_meth_free(c->bio_method); /* after the SSL, whose BIO uses it */
 	if (c->fd >= 0)
 		close(c->fd);
 	kw_buf_cleanup(&c->out);

@@ -537,11 +537,8 @@ static void test_module_direct(void **state)
 	assert_int_equal(f->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
 	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
 	assert_int_equal(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
-	/*
-	 * Not dlclose()d: libkeyward's one-time BIO_METHOD (conn.c,
-	 * make_nosigpipe_method) would leak with the module's copy of it.
-	 */
-	(void)handle;
+	/* unloaded: under the sanitizers, anything the module left behind is reported as a leak */
+	assert_int_equal(dlclose(handle), 0);
 }
 
 int main(void)
