@@ -1,0 +1,167 @@
+/*
+ * keyward-ca internals: a certificate authority whose key is reached only
+ * through PKCS#11 (libp11). See docs/keyward-ca.8.
+ *
+ *   main.c      the command line
+ *   conf.c      ca.conf: reading, writing
+ *   template.c  issuance templates: built-ins, rules, extensions
+ *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit
+ *   token.c     the CA key through libp11; key generation through the module
+ *   cert.c      CA certificates, subordinate requests, issuance
+ *   crl.c       full and delta CRLs
+ *
+ * Errors: functions return 0 or -1, after ca_error() said what and where.
+ */
+#ifndef KW_CA_H
+#define KW_CA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#define CA_NAME_MAX 128
+#define CA_PATH_MAX 1024
+#define CA_TEMPLATES_MAX 64
+
+/* Records an error message (printed by main as "keyward-ca: ..."). Returns -1. */
+int ca_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *ca_last_error(void);
+
+struct ca_template {
+	char name[64];
+	unsigned validity_days;
+	char key_usage[256];	      /* digitalSignature,keyEncipherment,... */
+	char extended_key_usage[256]; /* serverAuth,clientAuth,... or empty */
+	bool ca;
+	int path_len;	     /* -1: none */
+	char key_types[128]; /* RSA-2048+,EC-P256,EC-P384 */
+	bool subject_cn;     /* the subject must have a CN */
+	char san[64];	     /* SAN kinds taken from the request: dns,ip,email; empty: none */
+	bool manual;	     /* approval = manual */
+	bool ocsp_nocheck;
+	bool builtin; /* not from ca.conf */
+};
+
+struct ca_conf {
+	char dir[CA_PATH_MAX];
+	char name[CA_NAME_MAX + 1];
+	char key[CA_PATH_MAX]; /* a label, or a pkcs11: URI */
+	char token[64];	       /* the token label, when key is a label */
+	char module[CA_PATH_MAX];
+	char pin_file[CA_PATH_MAX];
+	char hash[16];
+	unsigned validity_days;
+	char server_name[256];
+	unsigned crl_period_hours, crl_overlap_hours, delta_crl_period_hours;
+	bool subordinate;
+	struct ca_template templates[CA_TEMPLATES_MAX]; /* built-ins, then ca.conf's (which override) */
+	size_t n_templates;
+};
+
+/* conf.c */
+int ca_conf_defaults(struct ca_conf *c, const char *dir);
+int ca_conf_load(struct ca_conf *c, const char *dir);
+/* Writes ca.conf atomically: the [ca] section and every template not built in (or changed). */
+int ca_conf_save(const struct ca_conf *c);
+/* dir/name into out */
+void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size);
+/* The name with every character but [A-Za-z0-9._-] replaced by '-', for file names and URLs. */
+void ca_file_name(const char *name, char *out, size_t size);
+const EVP_MD *ca_md(const struct ca_conf *c);
+
+/* template.c */
+void ca_templates_builtin(struct ca_conf *c);
+/* Sets key (from an INI key = value of a [template] section) in t; -1 on a bad key or value. */
+int ca_template_set(struct ca_template *t, const char *key, const char *value);
+const struct ca_template *ca_template_find(const struct ca_conf *c, const char *name);
+struct ca_template *ca_template_add(struct ca_conf *c, const char *name);
+/* Prints t as INI keys. */
+void ca_template_print(const struct ca_template *t, FILE *f);
+/* Whether req's key and names satisfy t; -1 with the reason. */
+int ca_template_check(const struct ca_template *t, X509_REQ *req);
+/* Adds extension nid (OpenSSL config syntax) to x, issued by issuer. */
+int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
+/* The template's extensions (and the allowed SANs of req) on x, issued by ca. */
+int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, X509 *x);
+
+/* token.c */
+struct ca_token;
+/* Opens the module, finds the token, logs in with the PIN file (if any). */
+int ca_token_open(const struct ca_conf *c, struct ca_token **out);
+void ca_token_close(struct ca_token *t);
+/* The CA key (private half, for signing) and its public key. */
+int ca_token_key(struct ca_token *t, const char *key, EVP_PKEY **priv, EVP_PKEY **pub);
+/* Prints the keys the CA sees. */
+int ca_token_list(struct ca_token *t, FILE *f);
+/* Generates a key pair TYPE on the CA's token, labelled label, not extractable. */
+int ca_token_generate(const struct ca_conf *c, const char *type, const char *label);
+
+/* db.c */
+struct ca_db;
+int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out);
+void ca_db_close(struct ca_db *db);
+/* BEGIN IMMEDIATE: one writer; others wait (busy timeout). */
+int ca_db_begin(struct ca_db *db);
+int ca_db_commit(struct ca_db *db);
+void ca_db_rollback(struct ca_db *db);
+/* An audit record in the open transaction. */
+int ca_db_audit(struct ca_db *db, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+struct ca_db_cert {
+	char serial[80]; /* upper-case hex */
+	char subject[512];
+	char template_name[64];
+	time_t not_before, not_after;
+	char status[16]; /* issued, revoked */
+	time_t revoked_at;
+	int reason; /* CRL reason code, -1 if none */
+	long long request_id;
+};
+int ca_db_insert_cert(struct ca_db *db, const struct ca_db_cert *row, const unsigned char *der, size_t der_len);
+/* 0 found, 1 not found, -1 error. der (may be NULL) is malloc'd. */
+int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row, unsigned char **der, size_t *der_len);
+int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason);
+long long ca_db_insert_request(struct ca_db *db, const unsigned char *csr, size_t len, const char *template_name,
+			       const char *status);
+/* 0 found, 1 not found. */
+int ca_db_get_request(struct ca_db *db, long long id, unsigned char **csr, size_t *len, char *template_name,
+		      size_t tsize, char *status, size_t ssize);
+int ca_db_set_request(struct ca_db *db, long long id, const char *status, const char *serial);
+/* Prints certificates and requests (status NULL for all) as text or JSON. */
+int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f);
+/* Calls fn for every revoked certificate (revoked after since, if since > 0). */
+int ca_db_each_revoked(struct ca_db *db, time_t since,
+		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg);
+/* The next CRL number (stored in the transaction); the last full CRL's number and time. */
+int ca_db_next_crl_number(struct ca_db *db, long long *number);
+int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when);
+int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long base, time_t this_update,
+		     time_t next_update);
+/* meta values */
+int ca_db_get_meta(struct ca_db *db, const char *key, char *value, size_t size);
+int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
+
+/* cert.c */
+int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain);
+X509 *ca_cert_make_root(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
+X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
+/* Issues a certificate for req under template t; *out gets it, signed. */
+X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv);
+int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain);
+/* Fresh random serial: 16 bytes, top bit clear, never zero. */
+ASN1_INTEGER *ca_new_serial(void);
+void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size);
+
+/* crl.c */
+/* Builds, signs and publishes a full (delta = false) or delta CRL, in the open transaction. */
+int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
+		   long long *number_out);
+/* CRL reason names <-> codes */
+int ca_reason_code(const char *name);
+const char *ca_reason_name(int code);
+
+#endif

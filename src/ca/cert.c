@@ -1,0 +1,187 @@
+/*
+ * keyward-ca: certificates. The root's self-signed certificate, a
+ * subordinate's request, and issuance from a request under a template:
+ * the request's signature is checked, its subject and public key are
+ * taken, every extension comes from the template, the validity never
+ * outlasts the CA's own, and the serial is 127 random bits.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+
+ASN1_INTEGER *ca_new_serial(void)
+{
+	unsigned char r[16];
+	BIGNUM *bn;
+	ASN1_INTEGER *serial = NULL;
+
+	do {
+		if (RAND_bytes(r, sizeof r) != 1)
+			return NULL;
+		r[0] &= 0x7f;	  /* positive, as RFC 5280 wants */
+	} while (!r[0] && !r[1]); /* keep at least 113 bits in use */
+	bn = BN_bin2bn(r, sizeof r, NULL);
+	if (bn)
+		serial = BN_to_ASN1_INTEGER(bn, NULL);
+	BN_free(bn);
+	return serial;
+}
+
+void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+	snprintf(out, size, "%s", hex ? hex : "");
+	OPENSSL_free(hex);
+	BN_free(bn);
+}
+
+int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain)
+{
+	char path[CA_PATH_MAX + 16];
+	FILE *f;
+	X509 *x;
+
+	ca_path(c, "ca.crt", path, sizeof path);
+	if (!(f = fopen(path, "re")))
+		return ca_error(
+			"%s: %s%s", path, strerror(errno),
+			c->subordinate ? " (a subordinate CA issues once install-cert installed its certificate)" : "");
+	*chain = sk_X509_new_null();
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)))
+		sk_X509_push(*chain, x);
+	fclose(f);
+	ERR_clear_error();
+	if (sk_X509_num(*chain) == 0) {
+		sk_X509_free(*chain);
+		return ca_error("%s holds no certificate", path);
+	}
+	return 0;
+}
+
+int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain)
+{
+	char tmp[CA_PATH_MAX + 32];
+	FILE *f;
+	int ok = 1;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (!(f = fopen(tmp, "we")))
+		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	for (int i = 0; i < sk_X509_num(chain); i++)
+		ok = ok && PEM_write_X509(f, sk_X509_value(chain, i));
+	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+	fclose(f);
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return ca_error("cannot write %s", path);
+	}
+	return 0;
+}
+
+static X509_NAME *ca_subject(const struct ca_conf *c)
+{
+	X509_NAME *n = X509_NAME_new();
+
+	if (n && !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)c->name, -1, -1, 0)) {
+		X509_NAME_free(n);
+		n = NULL;
+	}
+	return n;
+}
+
+X509 *ca_cert_make_root(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = ca_subject(c);
+	ASN1_INTEGER *serial = ca_new_serial();
+	int ok = x && n && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) &&
+		 X509_set_subject_name(x, n) && X509_set_issuer_name(x, n) && X509_set_pubkey(x, pub) &&
+		 X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
+		 X509_time_adj_ex(X509_getm_notAfter(x), (int)c->validity_days, 0, NULL);
+
+	ok = ok && !ca_add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") &&
+	     !ca_add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature") &&
+	     !ca_add_ext(x, x, NID_subject_key_identifier, "hash") &&
+	     !ca_add_ext(x, x, NID_authority_key_identifier, "keyid:always");
+	if (ok && X509_sign(x, priv, ca_md(c)) <= 0) {
+		ca_error("the token did not sign the CA certificate");
+		ok = 0;
+	} else if (!ok) {
+		ca_error("cannot build the CA certificate");
+	}
+	X509_NAME_free(n);
+	ASN1_INTEGER_free(serial);
+	if (!ok) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub)
+{
+	X509_REQ *r = X509_REQ_new();
+	X509_NAME *n = ca_subject(c);
+	int ok = r && n && X509_REQ_set_version(r, 0) && X509_REQ_set_subject_name(r, n) &&
+		 X509_REQ_set_pubkey(r, pub) && X509_REQ_sign(r, priv, ca_md(c)) > 0;
+
+	X509_NAME_free(n);
+	if (!ok) {
+		ca_error("cannot build or sign the subordinate CA's request");
+		X509_REQ_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv)
+{
+	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+	ASN1_INTEGER *serial = ca_new_serial();
+	X509 *x = X509_new();
+	ASN1_TIME *not_after = NULL;
+	int ok;
+
+	if (!key || X509_REQ_verify(req, key) != 1) {
+		ERR_clear_error();
+		ca_error("the request's signature does not verify with its public key");
+		goto fail;
+	}
+	if (ca_template_check(t, req))
+		goto fail;
+	ok = x && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) &&
+	     X509_set_subject_name(x, X509_REQ_get_subject_name(req)) &&
+	     X509_set_issuer_name(x, X509_get_subject_name(ca)) && X509_set_pubkey(x, key) &&
+	     X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
+	     (not_after = X509_time_adj_ex(NULL, (int)t->validity_days, 0, NULL));
+	if (!ok) {
+		ca_error("cannot build the certificate");
+		goto fail;
+	}
+	/* never beyond the CA's own validity */
+	X509_set1_notAfter(x, ASN1_TIME_compare(not_after, X509_get0_notAfter(ca)) > 0 ? X509_get0_notAfter(ca)
+										       : not_after);
+	if (ca_template_apply(c, t, req, ca, x))
+		goto fail;
+	if (X509_sign(x, priv, ca_md(c)) <= 0) {
+		ca_error("the token did not sign the certificate");
+		goto fail;
+	}
+	ASN1_TIME_free(not_after);
+	ASN1_INTEGER_free(serial);
+	return x;
+fail:
+	ASN1_TIME_free(not_after);
+	ASN1_INTEGER_free(serial);
+	X509_free(x);
+	return NULL;
+}

@@ -1,0 +1,238 @@
+/*
+ * keyward-ca: ca.conf, the instance's configuration (INI, read with inih).
+ * The [ca] section names the key and its token; [template NAME] sections
+ * add templates or override built-ins. Written back atomically (a
+ * temporary file renamed over the old one) when setup or a template
+ * command changes it.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/ca.h"
+
+static char last_error[1024];
+
+int ca_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+const char *ca_last_error(void)
+{
+	return last_error;
+}
+
+void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s", c->dir, name);
+}
+
+void ca_file_name(const char *name, char *out, size_t size)
+{
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < size; i++) {
+		char ch = name[i];
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			 ch == '.' || ch == '_' || ch == '-';
+
+		out[i] = ok ? ch : '-';
+	}
+	out[i] = '\0';
+}
+
+const EVP_MD *ca_md(const struct ca_conf *c)
+{
+	if (!strcmp(c->hash, "sha384"))
+		return EVP_sha384();
+	if (!strcmp(c->hash, "sha512"))
+		return EVP_sha512();
+	return EVP_sha256();
+}
+
+int ca_conf_defaults(struct ca_conf *c, const char *dir)
+{
+	memset(c, 0, sizeof *c);
+	if (strlen(dir) >= sizeof c->dir)
+		return ca_error("directory name too long: %s", dir);
+	snprintf(c->dir, sizeof c->dir, "%s", dir);
+	snprintf(c->token, sizeof c->token, "keyward machine");
+	snprintf(c->hash, sizeof c->hash, "sha256");
+	c->validity_days = 3650;
+	c->crl_period_hours = 168;
+	c->crl_overlap_hours = 12;
+	c->delta_crl_period_hours = 24;
+	if (gethostname(c->server_name, sizeof c->server_name) != 0)
+		snprintf(c->server_name, sizeof c->server_name, "localhost");
+	ca_templates_builtin(c);
+	return 0;
+}
+
+struct parse {
+	struct ca_conf *c;
+	char error[512];
+};
+
+static int set_unsigned(const char *v, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || !*v || *end || n == 0 || n > max)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int set_string(const char *v, char *out, size_t size)
+{
+	if (strlen(v) >= size)
+		return -1;
+	snprintf(out, size, "%s", v);
+	return 0;
+}
+
+static int ca_key(struct ca_conf *c, const char *key, const char *v)
+{
+	if (!strcmp(key, "name"))
+		return set_string(v, c->name, sizeof c->name);
+	if (!strcmp(key, "key"))
+		return set_string(v, c->key, sizeof c->key);
+	if (!strcmp(key, "token"))
+		return set_string(v, c->token, sizeof c->token);
+	if (!strcmp(key, "module"))
+		return set_string(v, c->module, sizeof c->module);
+	if (!strcmp(key, "pin_file"))
+		return set_string(v, c->pin_file, sizeof c->pin_file);
+	if (!strcmp(key, "hash")) {
+		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512"))
+			return -1;
+		return set_string(v, c->hash, sizeof c->hash);
+	}
+	if (!strcmp(key, "validity_days"))
+		return set_unsigned(v, 36500, &c->validity_days);
+	if (!strcmp(key, "server_name"))
+		return set_string(v, c->server_name, sizeof c->server_name);
+	if (!strcmp(key, "crl_period_hours"))
+		return set_unsigned(v, 24 * 366, &c->crl_period_hours);
+	if (!strcmp(key, "crl_overlap_hours"))
+		return set_unsigned(v, 24 * 366, &c->crl_overlap_hours);
+	if (!strcmp(key, "delta_crl_period_hours"))
+		return set_unsigned(v, 24 * 366, &c->delta_crl_period_hours);
+	if (!strcmp(key, "subordinate")) {
+		c->subordinate = !strcmp(v, "true");
+		return strcmp(v, "true") && strcmp(v, "false") ? -1 : 0;
+	}
+	return -1;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse *p = user;
+
+	if (p->error[0])
+		return 0;
+	if (!strcmp(section, "ca")) {
+		if (ca_key(p->c, key, value))
+			snprintf(p->error, sizeof p->error, "[ca] %s = \"%.200s\": unknown key or bad value", key,
+				 value);
+		return 1;
+	}
+	if (!strncmp(section, "template ", 9)) {
+		struct ca_template *t = ca_template_add(p->c, section + 9);
+
+		if (!t)
+			snprintf(p->error, sizeof p->error, "[%.100s]: too many templates or bad name", section);
+		else if (ca_template_set(t, key, value))
+			snprintf(p->error, sizeof p->error, "[%.100s] %.60s = \"%.100s\": %.200s", section, key, value,
+				 ca_last_error());
+		return 1;
+	}
+	snprintf(p->error, sizeof p->error, "unknown section [%.100s] (known: [ca], [template NAME])", section);
+	return 1;
+}
+
+int ca_conf_load(struct ca_conf *c, const char *dir)
+{
+	char path[CA_PATH_MAX + 16];
+	struct parse p = {.c = c};
+	FILE *f;
+	int r;
+
+	if (ca_conf_defaults(c, dir))
+		return -1;
+	snprintf(c->server_name, sizeof c->server_name, "localhost");
+	ca_path(c, "ca.conf", path, sizeof path);
+	f = fopen(path, "re");
+	if (!f)
+		return ca_error("%s: %s (is %s a CA directory? keyward-ca setup makes one)", path, strerror(errno),
+				dir);
+	r = ini_parse_file(f, handler, &p);
+	fclose(f);
+	if (p.error[0])
+		return ca_error("%s: %s", path, p.error);
+	if (r)
+		return ca_error("%s: line %d: not INI syntax", path, r);
+	if (!c->name[0] || !c->key[0])
+		return ca_error("%s: [ca] needs name and key", path);
+	return 0;
+}
+
+int ca_conf_save(const struct ca_conf *c)
+{
+	char path[CA_PATH_MAX + 16], tmp[CA_PATH_MAX + 32];
+	FILE *f;
+
+	ca_path(c, "ca.conf", path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	fprintf(f,
+		"# keyward-ca instance configuration (keyward-ca(8)).\n"
+		"[ca]\n"
+		"name = %s\n"
+		"key = %s\n"
+		"token = %s\n"
+		"module = %s\n"
+		"pin_file = %s\n"
+		"hash = %s\n"
+		"validity_days = %u\n"
+		"server_name = %s\n"
+		"crl_period_hours = %u\n"
+		"crl_overlap_hours = %u\n"
+		"delta_crl_period_hours = %u\n"
+		"subordinate = %s\n",
+		c->name, c->key, c->token, c->module, c->pin_file, c->hash, c->validity_days, c->server_name,
+		c->crl_period_hours, c->crl_overlap_hours, c->delta_crl_period_hours,
+		c->subordinate ? "true" : "false");
+	for (size_t i = 0; i < c->n_templates; i++) {
+		if (c->templates[i].builtin)
+			continue;
+		fprintf(f, "\n[template %s]\n", c->templates[i].name);
+		ca_template_print(&c->templates[i], f);
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		fclose(f);
+		unlink(tmp);
+		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	}
+	fclose(f);
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		return ca_error("cannot replace %s: %s", path, strerror(errno));
+	}
+	return 0;
+}

@@ -1,0 +1,436 @@
+/*
+ * keyward-ca: the database, keyward-ca.db (SQLite, WAL, synchronous=FULL:
+ * a certificate the CLI reported issued survives a crash or power loss).
+ * Every change runs in BEGIN IMMEDIATE ... COMMIT, so two processes on one
+ * CA take turns (busy timeout) and each change, with its audit record, is
+ * whole or absent.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "ca/ca.h"
+
+struct ca_db {
+	sqlite3 *db;
+};
+
+static const char schema[] = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS certs ("
+			     " serial TEXT PRIMARY KEY, subject TEXT NOT NULL, template TEXT NOT NULL,"
+			     " not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+			     " status TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),"
+			     " revoked_at INTEGER NOT NULL DEFAULT 0, reason INTEGER NOT NULL DEFAULT -1,"
+			     " request_id INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL);"
+			     "CREATE INDEX IF NOT EXISTS certs_revoked ON certs (status, revoked_at);"
+			     "CREATE TABLE IF NOT EXISTS requests ("
+			     " id INTEGER PRIMARY KEY AUTOINCREMENT, csr BLOB NOT NULL, template TEXT NOT NULL,"
+			     " status TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'denied')),"
+			     " submitted INTEGER NOT NULL, serial TEXT NOT NULL DEFAULT '');"
+			     "CREATE TABLE IF NOT EXISTS crls ("
+			     " number INTEGER PRIMARY KEY, delta INTEGER NOT NULL, base INTEGER NOT NULL,"
+			     " this_update INTEGER NOT NULL, next_update INTEGER NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS audit ("
+			     " id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, uid INTEGER NOT NULL,"
+			     " event TEXT NOT NULL, detail TEXT NOT NULL);";
+
+static int db_fail(struct ca_db *db, const char *what)
+{
+	return ca_error("database: %s: %s", what, sqlite3_errmsg(db->db));
+}
+
+int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)
+{
+	char path[CA_PATH_MAX + 32];
+	struct ca_db *db = calloc(1, sizeof *db);
+	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+
+	*out = NULL;
+	if (!db)
+		return ca_error("out of memory");
+	ca_path(c, "keyward-ca.db", path, sizeof path);
+	if (!create && access(path, F_OK) != 0) {
+		free(db);
+		return ca_error("%s: %s", path, strerror(errno));
+	}
+	if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK) {
+		ca_error("cannot open %s: %s", path, db->db ? sqlite3_errmsg(db->db) : "out of memory");
+		ca_db_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db->db, 30000);
+	if (sqlite3_exec(db->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL,
+			 NULL, NULL) != SQLITE_OK ||
+	    (create && sqlite3_exec(db->db, schema, NULL, NULL, NULL) != SQLITE_OK)) {
+		db_fail(db, path);
+		ca_db_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+void ca_db_close(struct ca_db *db)
+{
+	if (!db)
+		return;
+	sqlite3_close(db->db);
+	free(db);
+}
+
+int ca_db_begin(struct ca_db *db)
+{
+	return sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(db, "begin");
+}
+
+int ca_db_commit(struct ca_db *db)
+{
+	return sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(db, "commit");
+}
+
+void ca_db_rollback(struct ca_db *db)
+{
+	sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Prepares sql, binding the arguments: 'i' int64, 't' text, 'b' blob (pointer, size_t). */
+static sqlite3_stmt *prepare(struct ca_db *db, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+
+	if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		db_fail(db, sql);
+		return NULL;
+	}
+	va_start(ap, types);
+	for (int i = 0; types[i]; i++) {
+		if (types[i] == 'i') {
+			sqlite3_bind_int64(st, i + 1, va_arg(ap, long long));
+		} else if (types[i] == 't') {
+			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+		} else {
+			const void *p = va_arg(ap, const void *);
+			size_t n = va_arg(ap, size_t);
+
+			sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
+		}
+	}
+	va_end(ap);
+	return st;
+}
+
+/* Runs a statement that returns no rows. */
+static int run(struct ca_db *db, sqlite3_stmt *st, const char *what)
+{
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, what);
+	return 0;
+}
+
+int ca_db_audit(struct ca_db *db, const char *event, const char *fmt, ...)
+{
+	char detail[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	return run(db,
+		   prepare(db, "INSERT INTO audit (time, uid, event, detail) VALUES (?, ?, ?, ?)", "iitt",
+			   (long long)time(NULL), (long long)getuid(), event, detail),
+		   "audit");
+}
+
+int ca_db_insert_cert(struct ca_db *db, const struct ca_db_cert *r, const unsigned char *der, size_t der_len)
+{
+	return run(
+		db,
+		prepare(db,
+			"INSERT INTO certs (serial, subject, template, not_before, not_after, status, request_id, der)"
+			" VALUES (?, ?, ?, ?, ?, 'issued', ?, ?)",
+			"tttiiib", r->serial, r->subject, r->template_name, (long long)r->not_before,
+			(long long)r->not_after, r->request_id, der, der_len),
+		"insert certificate");
+}
+
+static void row_of(sqlite3_stmt *st, struct ca_db_cert *r)
+{
+	memset(r, 0, sizeof *r);
+	snprintf(r->serial, sizeof r->serial, "%s", (const char *)sqlite3_column_text(st, 0));
+	snprintf(r->subject, sizeof r->subject, "%s", (const char *)sqlite3_column_text(st, 1));
+	snprintf(r->template_name, sizeof r->template_name, "%s", (const char *)sqlite3_column_text(st, 2));
+	r->not_before = (time_t)sqlite3_column_int64(st, 3);
+	r->not_after = (time_t)sqlite3_column_int64(st, 4);
+	snprintf(r->status, sizeof r->status, "%s", (const char *)sqlite3_column_text(st, 5));
+	r->revoked_at = (time_t)sqlite3_column_int64(st, 6);
+	r->reason = sqlite3_column_int(st, 7);
+	r->request_id = sqlite3_column_int64(st, 8);
+}
+
+#define CERT_COLUMNS "serial, subject, template, not_before, not_after, status, revoked_at, reason, request_id"
+
+int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row, unsigned char **der, size_t *der_len)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT " CERT_COLUMNS ", der FROM certs WHERE serial = ?", "t", serial);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		row_of(st, row);
+		if (der) {
+			int n = sqlite3_column_bytes(st, 9);
+
+			*der = malloc((size_t)n);
+			if (*der)
+				memcpy(*der, sqlite3_column_blob(st, 9), (size_t)n);
+			*der_len = (size_t)n;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return der && !*der ? ca_error("out of memory") : 0;
+	return rc == SQLITE_DONE ? 1 : db_fail(db, "read certificate");
+}
+
+int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason)
+{
+	return run(db,
+		   prepare(db, "UPDATE certs SET status = ?, revoked_at = ?, reason = ? WHERE serial = ?", "tiit",
+			   status, (long long)when, (long long)reason, serial),
+		   "revocation");
+}
+
+long long ca_db_insert_request(struct ca_db *db, const unsigned char *csr, size_t len, const char *template_name,
+			       const char *status)
+{
+	if (run(db,
+		prepare(db, "INSERT INTO requests (csr, template, status, submitted) VALUES (?, ?, ?, ?)", "btti", csr,
+			len, template_name, status, (long long)time(NULL)),
+		"insert request"))
+		return -1;
+	return sqlite3_last_insert_rowid(db->db);
+}
+
+int ca_db_get_request(struct ca_db *db, long long id, unsigned char **csr, size_t *len, char *template_name,
+		      size_t tsize, char *status, size_t ssize)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT csr, template, status FROM requests WHERE id = ?", "i", id);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(st, 0);
+
+		*csr = malloc((size_t)n + 1);
+		if (*csr)
+			memcpy(*csr, sqlite3_column_blob(st, 0), (size_t)n);
+		*len = (size_t)n;
+		snprintf(template_name, tsize, "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(status, ssize, "%s", (const char *)sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return *csr ? 0 : ca_error("out of memory");
+	return rc == SQLITE_DONE ? 1 : db_fail(db, "read request");
+}
+
+int ca_db_set_request(struct ca_db *db, long long id, const char *status, const char *serial)
+{
+	return run(db,
+		   prepare(db, "UPDATE requests SET status = ?, serial = ? WHERE id = ?", "tti", status,
+			   serial ? serial : "", id),
+		   "update request");
+}
+
+static const char *iso(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f)
+{
+	json_t *arr = json ? json_array() : NULL;
+	time_t now = time(NULL);
+	sqlite3_stmt *st;
+	char a[32], b[32];
+	int rc;
+
+	if (!status || (strcmp(status, "pending") && strcmp(status, "denied"))) {
+		st = prepare(db, "SELECT " CERT_COLUMNS " FROM certs ORDER BY not_before, serial", "");
+		if (!st)
+			return -1;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct ca_db_cert r;
+			const char *shown;
+
+			row_of(st, &r);
+			shown = !strcmp(r.status, "issued") && r.not_after < now ? "expired" : r.status;
+			if (strcmp(r.status, "revoked"))
+				r.reason = -1; /* a hold taken back is not a revocation */
+			if (status && strcmp(status, shown))
+				continue;
+			if (json)
+				json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?}", "serial",
+								     r.serial, "subject", r.subject, "template",
+								     r.template_name, "status", shown, "not_before",
+								     iso(r.not_before, a, sizeof a), "not_after",
+								     iso(r.not_after, b, sizeof b), "reason",
+								     r.reason >= 0 ? ca_reason_name(r.reason) : NULL));
+			else
+				fprintf(f, "%s  %-8s %-12s %s  %s%s%s\n", r.serial, shown, r.template_name,
+					iso(r.not_after, b, sizeof b), r.subject, r.reason >= 0 ? "  " : "",
+					r.reason >= 0 ? ca_reason_name(r.reason) : "");
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_fail(db, "list certificates");
+	}
+	if (!status || !strcmp(status, "pending") || !strcmp(status, "denied")) {
+		st = prepare(
+			db, "SELECT id, template, status, submitted FROM requests WHERE status != 'issued' ORDER BY id",
+			"");
+		if (!st)
+			return -1;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *rs = (const char *)sqlite3_column_text(st, 2);
+
+			if (status && strcmp(status, rs))
+				continue;
+			if (json)
+				json_array_append_new(arr,
+						      json_pack("{s:I, s:s, s:s, s:s}", "request",
+								(json_int_t)sqlite3_column_int64(st, 0), "template",
+								(const char *)sqlite3_column_text(st, 1), "status", rs,
+								"submitted",
+								iso((time_t)sqlite3_column_int64(st, 3), a, sizeof a)));
+			else
+				fprintf(f, "request %lld  %-8s %s  submitted %s\n",
+					(long long)sqlite3_column_int64(st, 0), rs,
+					(const char *)sqlite3_column_text(st, 1),
+					iso((time_t)sqlite3_column_int64(st, 3), a, sizeof a));
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_fail(db, "list requests");
+	}
+	if (json) {
+		json_dumpf(arr, f, JSON_INDENT(2));
+		fputc('\n', f);
+		json_decref(arr);
+	}
+	return 0;
+}
+
+int ca_db_each_revoked(struct ca_db *db, time_t since,
+		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg)
+{
+	/*
+	 * A delta lists what changed since its base: revocations, and holds
+	 * taken back (reason removeFromCRL, kept by unrevoke). A revocation in
+	 * the base's second is listed in both, which is harmless.
+	 */
+	sqlite3_stmt *st =
+		since > 0 ? prepare(db,
+				    "SELECT serial, revoked_at, reason FROM certs WHERE (status = 'revoked' OR reason "
+				    "= 8)"
+				    " AND revoked_at >= ?",
+				    "i", (long long)since)
+			  : prepare(db, "SELECT serial, revoked_at, reason FROM certs WHERE status = 'revoked'", "");
+	int rc;
+
+	if (!st)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn(arg, (const char *)sqlite3_column_text(st, 0), (time_t)sqlite3_column_int64(st, 1),
+		       sqlite3_column_int(st, 2))) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "list revocations");
+}
+
+int ca_db_get_meta(struct ca_db *db, const char *key, char *value, size_t size)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT value FROM meta WHERE key = ?", "t", key);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snprintf(value, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : db_fail(db, "read meta");
+}
+
+int ca_db_set_meta(struct ca_db *db, const char *key, const char *value)
+{
+	return run(db, prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", "tt", key, value), "meta");
+}
+
+int ca_db_next_crl_number(struct ca_db *db, long long *number)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT COALESCE(MAX(number), 0) + 1 FROM crls", "");
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*number = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_fail(db, "CRL number");
+}
+
+int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when)
+{
+	sqlite3_stmt *st =
+		prepare(db, "SELECT number, this_update FROM crls WHERE delta = 0 ORDER BY number DESC LIMIT 1", "");
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*number = sqlite3_column_int64(st, 0);
+		*when = (time_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : db_fail(db, "last CRL");
+}
+
+int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long base, time_t this_update,
+		     time_t next_update)
+{
+	return run(db,
+		   prepare(db,
+			   "INSERT INTO crls (number, delta, base, this_update, next_update) VALUES (?, ?, ?, ?, ?)",
+			   "iiiii", number, (long long)delta, base, (long long)this_update, (long long)next_update),
+		   "record CRL");
+}

@@ -1,0 +1,304 @@
+/*
+ * keyward-ca: issuance templates. A template says what a certificate may
+ * be: validity, key usage, extended key usage, basic constraints, the key
+ * types it accepts, subject and SAN rules, manual approval. Extensions come
+ * from the template only; of the request, only the subject, the public key
+ * and the SAN kinds the template allows are used, never other extensions.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+
+static const struct ca_template builtins[] = {
+	{"WebServer", 397, "critical,digitalSignature,keyEncipherment", "serverAuth", false, -1,
+	 "RSA-2048+,EC-P256,EC-P384", false, "dns,ip", false, false, true},
+	{"Client", 397, "critical,digitalSignature", "clientAuth", false, -1, "RSA-2048+,EC-P256,EC-P384", true, "dns",
+	 false, false, true},
+	{"User", 365, "critical,digitalSignature,keyEncipherment", "clientAuth,emailProtection", false, -1,
+	 "RSA-2048+,EC-P256,EC-P384", true, "email", false, false, true},
+	{"SubCA", 1825, "critical,keyCertSign,cRLSign,digitalSignature", "", true, 0, "RSA-2048+,EC-P256,EC-P384", true,
+	 "", false, false, true},
+	{"OCSPSigning", 90, "critical,digitalSignature", "OCSPSigning", false, -1, "RSA-2048+,EC-P256,EC-P384", true,
+	 "", false, true, true},
+	{"CodeSigning", 365, "critical,digitalSignature", "codeSigning", false, -1, "RSA-3072+,EC-P256,EC-P384", true,
+	 "", false, false, true},
+};
+
+void ca_templates_builtin(struct ca_conf *c)
+{
+	c->n_templates = sizeof builtins / sizeof builtins[0];
+	memcpy(c->templates, builtins, sizeof builtins);
+}
+
+const struct ca_template *ca_template_find(const struct ca_conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_templates; i++)
+		if (!strcmp(c->templates[i].name, name))
+			return &c->templates[i];
+	return NULL;
+}
+
+struct ca_template *ca_template_add(struct ca_conf *c, const char *name)
+{
+	struct ca_template *t = (struct ca_template *)ca_template_find(c, name);
+
+	if (!*name || strlen(name) >= sizeof t->name || strpbrk(name, "[]\n"))
+		return NULL;
+	if (!t) {
+		if (c->n_templates == CA_TEMPLATES_MAX)
+			return NULL;
+		t = &c->templates[c->n_templates++];
+		memset(t, 0, sizeof *t);
+		snprintf(t->name, sizeof t->name, "%s", name);
+		t->validity_days = 365;
+		t->path_len = -1;
+		snprintf(t->key_types, sizeof t->key_types, "RSA-2048+,EC-P256,EC-P384");
+	}
+	t->builtin = false; /* from ca.conf: written back */
+	return t;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "yes"))
+		*out = true;
+	else if (!strcmp(v, "false") || !strcmp(v, "no"))
+		*out = false;
+	else
+		return ca_error("\"%s\" is not true or false", v);
+	return 0;
+}
+
+/* Whether every comma-separated item of v is one of the allowed words. */
+static int check_words(const char *v, const char *const *allowed, const char *what)
+{
+	char buf[256], *save = NULL, *w;
+
+	snprintf(buf, sizeof buf, "%s", v);
+	for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; allowed[i] && strcmp(allowed[i], w); i++)
+			;
+		if (!allowed[i])
+			return ca_error("unknown %s \"%s\"", what, w);
+	}
+	return 0;
+}
+
+int ca_template_set(struct ca_template *t, const char *key, const char *v)
+{
+	static const char *const usages[] = {"critical",	"digitalSignature", "nonRepudiation",
+					     "keyEncipherment", "dataEncipherment", "keyAgreement",
+					     "keyCertSign",	"cRLSign",	    NULL};
+	static const char *const ekus[] = {"serverAuth",   "clientAuth",  "codeSigning", "emailProtection",
+					   "timeStamping", "OCSPSigning", NULL};
+	static const char *const sans[] = {"dns", "ip", "email", "uri", NULL};
+	static const char *const subjects[] = {"cn", "any", NULL};
+	char *end;
+	long n;
+
+	if (strlen(v) >= 128)
+		return ca_error("value too long");
+	if (!strcmp(key, "validity_days")) {
+		n = strtol(v, &end, 10);
+		if (*end || n < 1 || n > 36500)
+			return ca_error("not a number of days from 1 to 36500");
+		t->validity_days = (unsigned)n;
+	} else if (!strcmp(key, "key_usage")) {
+		if (check_words(v, usages, "key usage"))
+			return -1;
+		snprintf(t->key_usage, sizeof t->key_usage, "%s", v);
+	} else if (!strcmp(key, "extended_key_usage")) {
+		if (check_words(v, ekus, "extended key usage"))
+			return -1;
+		snprintf(t->extended_key_usage, sizeof t->extended_key_usage, "%s", v);
+	} else if (!strcmp(key, "ca")) {
+		return parse_bool(v, &t->ca);
+	} else if (!strcmp(key, "path_len")) {
+		n = strtol(v, &end, 10);
+		if (*end || n < -1 || n > 16)
+			return ca_error("not a path length from -1 (none) to 16");
+		t->path_len = (int)n;
+	} else if (!strcmp(key, "key_types")) {
+		static const char *const types[] = {"RSA-2048+", "RSA-3072+", "RSA-4096+", "EC-P256",
+						    "EC-P384",	 "EC-P521",   "Ed25519",   NULL};
+		if (check_words(v, types, "key type"))
+			return -1;
+		snprintf(t->key_types, sizeof t->key_types, "%s", v);
+	} else if (!strcmp(key, "subject")) {
+		if (check_words(v, subjects, "subject rule"))
+			return -1;
+		t->subject_cn = !strcmp(v, "cn");
+	} else if (!strcmp(key, "san")) {
+		if (check_words(v, sans, "SAN kind"))
+			return -1;
+		snprintf(t->san, sizeof t->san, "%s", v);
+	} else if (!strcmp(key, "approval")) {
+		if (strcmp(v, "auto") && strcmp(v, "manual"))
+			return ca_error("approval is auto or manual");
+		t->manual = !strcmp(v, "manual");
+	} else if (!strcmp(key, "ocsp_nocheck")) {
+		return parse_bool(v, &t->ocsp_nocheck);
+	} else {
+		return ca_error("unknown template key (known: validity_days, key_usage, extended_key_usage, ca, "
+				"path_len, key_types, subject, san, approval, ocsp_nocheck)");
+	}
+	return 0;
+}
+
+void ca_template_print(const struct ca_template *t, FILE *f)
+{
+	fprintf(f,
+		"validity_days = %u\nkey_usage = %s\nextended_key_usage = %s\nca = %s\npath_len = %d\n"
+		"key_types = %s\nsubject = %s\nsan = %s\napproval = %s\nocsp_nocheck = %s\n",
+		t->validity_days, t->key_usage, t->extended_key_usage, t->ca ? "true" : "false", t->path_len,
+		t->key_types, t->subject_cn ? "cn" : "any", t->san, t->manual ? "manual" : "auto",
+		t->ocsp_nocheck ? "true" : "false");
+}
+
+/* The request key's type in the words of key_types ("RSA-3072", "EC-P256", "Ed25519"), and its size. */
+static int key_kind(EVP_PKEY *k, char *out, size_t size, int *bits)
+{
+	char group[64] = "";
+
+	*bits = EVP_PKEY_get_bits(k);
+	if (EVP_PKEY_is_a(k, "RSA")) {
+		snprintf(out, size, "RSA");
+	} else if (EVP_PKEY_is_a(k, "EC")) {
+		EVP_PKEY_get_group_name(k, group, sizeof group, NULL);
+		snprintf(out, size, "%s",
+			 !strcmp(group, "prime256v1")  ? "EC-P256"
+			 : !strcmp(group, "secp384r1") ? "EC-P384"
+			 : !strcmp(group, "secp521r1") ? "EC-P521"
+						       : "EC-other");
+	} else if (EVP_PKEY_is_a(k, "ED25519")) {
+		snprintf(out, size, "Ed25519");
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static bool allowed(const char *list, const char *word)
+{
+	char buf[128], *save = NULL, *w;
+
+	snprintf(buf, sizeof buf, "%s", list);
+	for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
+		if (!strcmp(w, word))
+			return true;
+	return false;
+}
+
+static const char *san_kind(const GENERAL_NAME *g)
+{
+	return g->type == GEN_DNS     ? "dns"
+	       : g->type == GEN_IPADD ? "ip"
+	       : g->type == GEN_EMAIL ? "email"
+	       : g->type == GEN_URI   ? "uri"
+				      : "other";
+}
+
+/* The request's subject alternative names (NULL if none; GENERAL_NAMES_free). */
+static GENERAL_NAMES *request_sans(X509_REQ *req)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	GENERAL_NAMES *names = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
+
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	return names;
+}
+
+/* The request's SANs (the template allowed their kinds: ca_template_check) onto x. */
+static int copy_sans(X509_REQ *req, X509 *x)
+{
+	GENERAL_NAMES *names = request_sans(req);
+	int ok = !names || sk_GENERAL_NAME_num(names) == 0 || X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, 0);
+
+	GENERAL_NAMES_free(names);
+	return ok ? 0 : ca_error("cannot add the subject alternative names");
+}
+
+int ca_template_check(const struct ca_template *t, X509_REQ *req)
+{
+	EVP_PKEY *k = X509_REQ_get0_pubkey(req);
+	char kind[32], buf[128], *save = NULL, *w;
+	int bits = 0, ok = 0;
+
+	if (!k || key_kind(k, kind, sizeof kind, &bits))
+		return ca_error("the request's key type is not one keyward-ca knows (RSA, EC, Ed25519)");
+	snprintf(buf, sizeof buf, "%s", t->key_types);
+	for (w = strtok_r(buf, ",", &save); w && !ok; w = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(w, "RSA-", 4) && !strcmp(kind, "RSA"))
+			ok = bits >= atoi(w + 4);
+		else
+			ok = !strcmp(w, kind);
+	}
+	if (!ok)
+		return ca_error("template %s does not accept a %s%s key of %d bits (it accepts %s)", t->name, kind,
+				!strcmp(kind, "RSA") ? "" : "", bits, t->key_types);
+	if (t->subject_cn && X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1) < 0)
+		return ca_error("template %s needs a subject with a CN", t->name);
+	{
+		GENERAL_NAMES *names = request_sans(req);
+		int rc = 0;
+
+		for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !rc; i++)
+			if (!allowed(t->san, san_kind(sk_GENERAL_NAME_value(names, i))))
+				rc = ca_error(
+					"template %s does not allow a %s subject alternative name (it allows: %s)",
+					t->name, san_kind(sk_GENERAL_NAME_value(names, i)),
+					t->san[0] ? t->san : "none");
+		GENERAL_NAMES_free(names);
+		return rc;
+	}
+}
+
+int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+	int ok;
+
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	e = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+	ok = e && X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	return ok ? 0 : ca_error("cannot add extension %s = %s", OBJ_nid2sn(nid), value);
+}
+
+int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, X509 *x)
+{
+	char file[CA_NAME_MAX + 1], v[1024];
+
+	ca_file_name(c->name, file, sizeof file);
+	if (t->ca) {
+		if (t->path_len >= 0)
+			snprintf(v, sizeof v, "critical,CA:TRUE,pathlen:%d", t->path_len);
+		else
+			snprintf(v, sizeof v, "critical,CA:TRUE");
+	} else {
+		snprintf(v, sizeof v, "critical,CA:FALSE");
+	}
+	if (ca_add_ext(x, ca, NID_basic_constraints, v) || ca_add_ext(x, ca, NID_subject_key_identifier, "hash") ||
+	    ca_add_ext(x, ca, NID_authority_key_identifier, "keyid:always"))
+		return -1;
+	if (t->key_usage[0] && ca_add_ext(x, ca, NID_key_usage, t->key_usage))
+		return -1;
+	if (t->extended_key_usage[0] && ca_add_ext(x, ca, NID_ext_key_usage, t->extended_key_usage))
+		return -1;
+	snprintf(v, sizeof v, "URI:http://%s/crl/%s.crl", c->server_name, file);
+	if (ca_add_ext(x, ca, NID_crl_distribution_points, v))
+		return -1;
+	snprintf(v, sizeof v, "caIssuers;URI:http://%s/ca/%s.crt,OCSP;URI:http://%s/ocsp", c->server_name, file,
+		 c->server_name);
+	if (ca_add_ext(x, ca, NID_info_access, v))
+		return -1;
+	if (t->ocsp_nocheck && ca_add_ext(x, ca, NID_id_pkix_OCSP_noCheck, "ignored"))
+		return -1;
+	return copy_sans(req, x);
+}

@@ -1,0 +1,346 @@
+/*
+ * keyward-ca: the CA key, reached only through PKCS#11. libp11 turns the
+ * token's key into an OpenSSL EVP_PKEY whose private operations are
+ * C_Sign calls, so certificates and CRLs are signed by ordinary OpenSSL
+ * code and the CA never holds key bytes.
+ *
+ * The key is named by its label on the configured token, or by an RFC 7512
+ * pkcs11: URI (parsed by p11-kit): token, object and id select it, and a
+ * pin-value or pin-source in the URI gives the PIN.
+ *
+ * libp11 generates no EC keys, so key generation calls the module itself
+ * (C_GenerateKeyPair), before libp11 loads it.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libp11.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
+
+#include "ca/ca.h"
+
+struct ca_token {
+	PKCS11_CTX *ctx;
+	PKCS11_SLOT *slots;
+	unsigned n_slots;
+	PKCS11_SLOT *slot;
+	P11KitUri *uri; /* when the key is a URI */
+};
+
+/* The first line of path into buf (secret: the caller cleanses it). */
+static int read_pin(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
+	if (!fgets(buf, (int)size, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static bool is_uri(const char *key)
+{
+	return !strncmp(key, "pkcs11:", 7);
+}
+
+/* A libp11 token as PKCS#11's blank-padded CK_TOKEN_INFO, for p11-kit's URI matching. */
+static void token_info(const PKCS11_TOKEN *tok, CK_TOKEN_INFO *info)
+{
+	const char *src[] = {tok->label, tok->manufacturer, tok->model, tok->serialnr};
+	CK_UTF8CHAR *dst[] = {info->label, info->manufacturerID, info->model, info->serialNumber};
+	size_t len[] = {sizeof info->label, sizeof info->manufacturerID, sizeof info->model, sizeof info->serialNumber};
+
+	memset(info, 0, sizeof *info);
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = src[i] ? strlen(src[i]) : 0;
+
+		memset(dst[i], ' ', len[i]);
+		memcpy(dst[i], src[i] ? src[i] : "", n < len[i] ? n : len[i]);
+	}
+}
+
+/* The tokens there are, for an error message. */
+static void token_names(struct ca_token *t, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < t->n_slots && used < size; i++)
+		if (t->slots[i].token)
+			used += (size_t)snprintf(out + used, size - used, "%s\"%s\"", used ? ", " : "",
+						 t->slots[i].token->label);
+	if (!out[0])
+		snprintf(out, size, "none");
+}
+
+int ca_token_open(const struct ca_conf *c, struct ca_token **out)
+{
+	struct ca_token *t = calloc(1, sizeof *t);
+	char pin[256] = "", names[512];
+	const char *uri_pin = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	if (!t)
+		return ca_error("out of memory");
+	if (is_uri(c->key)) {
+		if (!(t->uri = p11_kit_uri_new()) ||
+		    p11_kit_uri_parse(c->key, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, t->uri) != P11_KIT_URI_OK) {
+			ca_error("the key URI \"%s\" is not an RFC 7512 pkcs11: URI", c->key);
+			goto out;
+		}
+		uri_pin = p11_kit_uri_get_pin_value(t->uri);
+		if (!uri_pin && p11_kit_uri_get_pin_source(t->uri)) {
+			const char *src = p11_kit_uri_get_pin_source(t->uri);
+
+			if (read_pin(!strncmp(src, "file:", 5) ? src + 5 : src, pin, sizeof pin))
+				goto out;
+		}
+	}
+	if (!(t->ctx = PKCS11_CTX_new()) || PKCS11_CTX_load(t->ctx, c->module) != 0) {
+		ca_error("cannot load the PKCS#11 module %s", c->module);
+		goto out;
+	}
+	if (PKCS11_enumerate_slots(t->ctx, &t->slots, &t->n_slots) != 0) {
+		ca_error("%s: cannot list its slots", c->module);
+		goto out;
+	}
+	for (unsigned i = 0; i < t->n_slots && !t->slot; i++) {
+		PKCS11_TOKEN *tok = t->slots[i].token;
+		CK_TOKEN_INFO info;
+
+		if (!tok)
+			continue;
+		token_info(tok, &info);
+		if (t->uri ? p11_kit_uri_match_token_info(t->uri, &info) : !strcmp(tok->label, c->token))
+			t->slot = &t->slots[i];
+	}
+	if (!t->slot) {
+		token_names(t, names, sizeof names);
+		ca_error("%s: no token %s%s%s (tokens searched: %s)", c->module, t->uri ? "matches " : "\"",
+			 t->uri ? c->key : c->token, t->uri ? "" : "\"", names);
+		goto out;
+	}
+	if (!uri_pin && !pin[0] && c->pin_file[0] && read_pin(c->pin_file, pin, sizeof pin))
+		goto out;
+	if ((uri_pin || pin[0]) && PKCS11_login(t->slot, 0, uri_pin ? uri_pin : pin) != 0) {
+		ca_error("cannot log in to token \"%s\": wrong PIN? (PIN from %s)", t->slot->token->label,
+			 uri_pin ? "the key URI" : c->pin_file);
+		goto out;
+	}
+	*out = t;
+	rc = 0;
+out:
+	OPENSSL_cleanse(pin, sizeof pin);
+	if (rc)
+		ca_token_close(t);
+	return rc;
+}
+
+void ca_token_close(struct ca_token *t)
+{
+	if (!t)
+		return;
+	if (t->slots)
+		PKCS11_release_all_slots(t->ctx, t->slots, t->n_slots);
+	if (t->ctx) {
+		PKCS11_CTX_unload(t->ctx);
+		PKCS11_CTX_free(t->ctx);
+	}
+	if (t->uri)
+		p11_kit_uri_free(t->uri);
+	free(t);
+}
+
+/* Whether libp11's key k is the one the configuration names. */
+static bool key_matches(struct ca_token *t, const char *key, const PKCS11_KEY *k)
+{
+	CK_ATTRIBUTE *label, *id;
+
+	if (!t->uri)
+		return k->label && !strcmp(k->label, key);
+	label = p11_kit_uri_get_attribute(t->uri, CKA_LABEL);
+	id = p11_kit_uri_get_attribute(t->uri, CKA_ID);
+	if (label &&
+	    (!k->label || strlen(k->label) != label->ulValueLen || memcmp(k->label, label->pValue, label->ulValueLen)))
+		return false;
+	if (id && (k->id_len != id->ulValueLen || memcmp(k->id, id->pValue, id->ulValueLen)))
+		return false;
+	return label || id;
+}
+
+int ca_token_key(struct ca_token *t, const char *key, EVP_PKEY **priv, EVP_PKEY **pub)
+{
+	PKCS11_KEY *keys = NULL;
+	unsigned n = 0;
+
+	*priv = *pub = NULL;
+	if (PKCS11_enumerate_keys(t->slot->token, &keys, &n) != 0)
+		return ca_error("token \"%s\": cannot list its keys", t->slot->token->label);
+	for (unsigned i = 0; i < n; i++) {
+		if (!key_matches(t, key, &keys[i]))
+			continue;
+		*priv = PKCS11_get_private_key(&keys[i]);
+		*pub = PKCS11_get_public_key(&keys[i]);
+		if (!*priv || !*pub) {
+			ca_error("token \"%s\": key \"%s\" is there, but its %s half cannot be used",
+				 t->slot->token->label, key, *priv ? "public" : "private");
+			EVP_PKEY_free(*priv);
+			EVP_PKEY_free(*pub);
+			*priv = *pub = NULL;
+			return -1;
+		}
+		return 0;
+	}
+	return ca_error(
+		"no key \"%s\" on token \"%s\" (slot \"%s\", %u keys there): that token is the key space "
+		"searched; move the key to it with ksputil chkeysowner, or name another token with --token or a "
+		"pkcs11: URI",
+		key, t->slot->token->label, t->slot->description ? t->slot->description : "", n);
+}
+
+int ca_token_list(struct ca_token *t, FILE *f)
+{
+	PKCS11_KEY *keys = NULL;
+	unsigned n = 0;
+
+	if (PKCS11_enumerate_keys(t->slot->token, &keys, &n) != 0)
+		return ca_error("token \"%s\": cannot list its keys", t->slot->token->label);
+	fprintf(f, "token \"%s\": %u key%s\n", t->slot->token->label, n, n == 1 ? "" : "s");
+	for (unsigned i = 0; i < n; i++) {
+		EVP_PKEY *pub = PKCS11_get_public_key(&keys[i]);
+		char id[2 * 64 + 1] = "";
+
+		for (size_t j = 0; j < keys[i].id_len && j < 64; j++)
+			snprintf(id + 2 * j, 3, "%02x", keys[i].id[j]);
+		fprintf(f, "  %-32s id %-40s %s %d\n", keys[i].label ? keys[i].label : "", id,
+			pub ? EVP_PKEY_get0_type_name(pub) : "?", pub ? EVP_PKEY_get_bits(pub) : 0);
+		EVP_PKEY_free(pub);
+	}
+	return 0;
+}
+
+/* ---- key generation, through the module's own function list ---- */
+
+struct gen {
+	void *dl;
+	CK_FUNCTION_LIST_PTR f;
+	CK_SESSION_HANDLE s;
+	bool initialized;
+};
+
+static int gen_fail(const char *what, CK_RV rv)
+{
+	return ca_error("key generation: %s failed: CKR 0x%lx", what, (unsigned long)rv);
+}
+
+static int gen_open(const struct ca_conf *c, struct gen *g, const char *pin)
+{
+	CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR);
+	CK_SLOT_ID slots[64];
+	CK_ULONG n = 64;
+	CK_RV rv;
+
+	if (!(g->dl = dlopen(c->module, RTLD_NOW | RTLD_LOCAL)))
+		return ca_error("cannot load the PKCS#11 module %s: %s", c->module, dlerror());
+	*(void **)&get = dlsym(g->dl, "C_GetFunctionList");
+	if (!get || get(&g->f) != CKR_OK)
+		return ca_error("%s is not a PKCS#11 module", c->module);
+	if ((rv = g->f->C_Initialize(NULL)) != CKR_OK)
+		return gen_fail("C_Initialize", rv);
+	g->initialized = true;
+	if ((rv = g->f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
+		return gen_fail("C_GetSlotList", rv);
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_TOKEN_INFO info;
+		char label[33];
+		size_t len = sizeof info.label;
+
+		if (g->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
+			continue;
+		while (len && info.label[len - 1] == ' ')
+			len--;
+		memcpy(label, info.label, len);
+		label[len] = '\0';
+		if (strcmp(label, c->token))
+			continue;
+		if ((rv = g->f->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &g->s)) !=
+		    CKR_OK)
+			return gen_fail("C_OpenSession", rv);
+		rv = g->f->C_Login(g->s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+			return gen_fail("C_Login", rv);
+		return 0;
+	}
+	return ca_error("%s: no token \"%s\"", c->module, c->token);
+}
+
+static void gen_close(struct gen *g)
+{
+	if (g->initialized)
+		g->f->C_Finalize(NULL);
+	if (g->dl)
+		dlclose(g->dl);
+}
+
+int ca_token_generate(const struct ca_conf *c, const char *type, const char *label)
+{
+	static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+	static CK_BYTE p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+	static CK_BYTE f4[] = {0x01, 0x00, 0x01};
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = 0;
+	CK_BYTE id[20];
+	CK_MECHANISM m = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, sizeof yes},
+			      {CKA_VERIFY, &yes, sizeof yes},
+			      {CKA_LABEL, (void *)label, strlen(label)},
+			      {CKA_ID, id, sizeof id},
+			      {CKA_MODULUS_BITS, &bits, sizeof bits},
+			      {CKA_PUBLIC_EXPONENT, f4, sizeof f4}};
+	CK_ATTRIBUTE priv[] = {{CKA_TOKEN, &yes, sizeof yes},
+			       {CKA_PRIVATE, &yes, sizeof yes},
+			       {CKA_SENSITIVE, &yes, sizeof yes},
+			       {CKA_EXTRACTABLE, &no, sizeof no},
+			       {CKA_SIGN, &yes, sizeof yes},
+			       {CKA_DECRYPT, &no, sizeof no},
+			       {CKA_LABEL, (void *)label, strlen(label)},
+			       {CKA_ID, id, sizeof id}};
+	CK_OBJECT_HANDLE hpub, hpriv;
+	struct gen g = {0};
+	char pin[256] = "";
+	int rc = -1;
+	CK_RV rv;
+
+	if (!strncmp(type, "RSA-", 4)) {
+		bits = (CK_ULONG)atoi(type + 4);
+		if (bits != 2048 && bits != 3072 && bits != 4096)
+			return ca_error("key type %s: RSA-2048, RSA-3072 or RSA-4096", type);
+	} else if (!strcmp(type, "EC-P256") || !strcmp(type, "EC-P384")) {
+		m.mechanism = CKM_EC_KEY_PAIR_GEN;
+		pub[4] = (CK_ATTRIBUTE){CKA_EC_PARAMS, type[5] == '2' ? p256 : p384,
+					type[5] == '2' ? sizeof p256 : sizeof p384};
+	} else {
+		return ca_error("key type %s: RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384", type);
+	}
+	if (RAND_bytes(id, sizeof id) != 1)
+		return ca_error("random generator failed");
+	if (c->pin_file[0] && read_pin(c->pin_file, pin, sizeof pin))
+		return -1;
+	if (gen_open(c, &g, pin) == 0) {
+		rv = g.f->C_GenerateKeyPair(g.s, &m, pub, m.mechanism == CKM_EC_KEY_PAIR_GEN ? 5 : 6, priv, 8, &hpub,
+					    &hpriv);
+		rc = rv == CKR_OK ? 0 : gen_fail("C_GenerateKeyPair", rv);
+	}
+	OPENSSL_cleanse(pin, sizeof pin);
+	gen_close(&g);
+	return rc;
+}
