@@ -1,0 +1,92 @@
+/*
+ * keyward-ca: opening an instance, and the file formats every command shares.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "ca/cli.h"
+
+void ca_close(struct ca *ca)
+{
+	ca_db_close(ca->db);
+	sk_X509_pop_free(ca->chain, X509_free);
+	EVP_PKEY_free(ca->priv);
+	EVP_PKEY_free(ca->pub);
+	ca_token_close(ca->token);
+}
+
+int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca)
+{
+	memset(ca, 0, sizeof *ca);
+	if (ca_conf_load(&ca->conf, o->dir) || ca_db_open(&ca->conf, false, &ca->db))
+		return -1;
+	if (need_cert && ca_cert_load_chain(&ca->conf, &ca->chain))
+		return -1;
+	if (need_key &&
+	    (ca_token_open(&ca->conf, &ca->token) || ca_token_key(ca->token, ca->conf.key, &ca->priv, &ca->pub)))
+		return -1;
+	return 0;
+}
+
+X509 *ca_cert(struct ca *ca)
+{
+	return sk_X509_value(ca->chain, 0);
+}
+
+/* A PEM or DER file's bytes as DER of the given PEM kind. */
+X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len)
+{
+	FILE *f = fopen(path, "re");
+	X509_REQ *req;
+	int len;
+
+	*der = NULL;
+	if (!f) {
+		ca_error("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	req = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+	if (!req) {
+		rewind(f);
+		req = d2i_X509_REQ_fp(f, NULL);
+	}
+	fclose(f);
+	ERR_clear_error();
+	if (!req) {
+		ca_error("%s is not a certificate request (PKCS#10, PEM or DER)", path);
+		return NULL;
+	}
+	if ((len = i2d_X509_REQ(req, der)) <= 0) {
+		X509_REQ_free(req);
+		ca_error("%s: cannot encode the request", path);
+		return NULL;
+	}
+	*der_len = (size_t)len;
+	return req;
+}
+
+int write_cert(const char *out, X509 *x)
+{
+	FILE *f = out ? fopen(out, "we") : stdout;
+	int ok;
+
+	if (!f)
+		return ca_error("cannot write %s: %s", out, strerror(errno));
+	ok = PEM_write_X509(f, x);
+	if (out)
+		ok = fclose(f) == 0 && ok;
+	return ok ? 0 : ca_error("cannot write the certificate");
+}
+
+bool same_key(EVP_PKEY *a, EVP_PKEY *b)
+{
+	return EVP_PKEY_eq(a, b) == 1;
+}

@@ -1,0 +1,60 @@
+/*
+ * keyward-ca: what the command files share. Each cmd_* runs one command
+ * of keyward-ca(8) and returns 0, or -1 after ca_error().
+ *
+ *   main.c     options and dispatch
+ *   cli.c      opening the instance; reading requests, writing certificates
+ *   setup.c    setup, install-cert
+ *   issue.c    submit, approve, deny
+ *   manage.c   keys, templates, revoke, unrevoke, list, view, ca.cert, ca.chain, crl
+ */
+#ifndef KW_CA_CLI_H
+#define KW_CA_CLI_H
+
+#include "ca/ca.h"
+
+#ifndef KW_DEFAULT_PKCS11_MODULE
+#define KW_DEFAULT_PKCS11_MODULE "/usr/lib/x86_64-linux-gnu/pkcs11/keyward-pkcs11.so"
+#endif
+
+enum { EXIT_ERROR = 1, EXIT_USAGE = 2 };
+
+struct opts {
+	const char *dir, *name, *key_type, *existing_key, *cert, *hash, *server_name, *module, *token, *pin_file;
+	const char *template_name, *out, *reason, *date, *status, *file;
+	unsigned validity;
+	bool subordinate, delta, json, der;
+};
+
+/* The instance with its key and certificate, for the commands that sign. */
+struct ca {
+	struct ca_conf conf;
+	struct ca_token *token;
+	EVP_PKEY *priv, *pub;
+	STACK_OF(X509) * chain;
+	struct ca_db *db;
+};
+
+/* Loads the instance: its configuration and database, and if asked its chain and its key. */
+int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca);
+void ca_close(struct ca *ca);
+X509 *ca_cert(struct ca *ca);
+/* A PKCS#10 request from a PEM or DER file, and its DER (OPENSSL_free). */
+X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len);
+/* x as PEM to out, or standard output if out is NULL. */
+int write_cert(const char *out, X509 *x);
+bool same_key(EVP_PKEY *a, EVP_PKEY *b);
+
+int cmd_setup(const struct opts *o);
+int cmd_install_cert(const struct opts *o, const char *file);
+int cmd_submit(const struct opts *o, const char *file);
+int cmd_decide(const struct opts *o, const char *id_text, bool approve);
+int cmd_keys(const struct opts *o);
+int cmd_templates(const struct opts *o, int argc, char **argv);
+int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke);
+int cmd_list(const struct opts *o);
+int cmd_view(const struct opts *o, const char *serial);
+int cmd_export(const struct opts *o, const char *file, bool whole_chain);
+int cmd_crl(const struct opts *o);
+
+#endif

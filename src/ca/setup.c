@@ -1,0 +1,225 @@
+/*
+ * keyward-ca: setup (a root, a subordinate's request, or an existing key
+ * with its certificate) and install-cert. setup writes ca.conf last: until
+ * it exists the directory is not a CA, and a failed setup removes what it
+ * wrote.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "ca/cli.h"
+
+/* Whether dir already holds a CA: ca.conf, written last by setup, says so. */
+static bool holds_ca(const char *dir)
+{
+	char path[CA_PATH_MAX + 16];
+
+	snprintf(path, sizeof path, "%s/ca.conf", dir);
+	return access(path, F_OK) == 0;
+}
+
+int cmd_setup(const struct opts *o)
+{
+	struct ca_conf c;
+	struct ca_token *tok = NULL;
+	EVP_PKEY *priv = NULL, *pub = NULL;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	struct ca_db *db = NULL;
+	char path[CA_PATH_MAX + 16], label[CA_NAME_MAX + 8];
+	X509 *x = NULL;
+	X509_REQ *req = NULL;
+	bool made_dir = false;
+	int rc = -1;
+
+	if (!o->name || !*o->name || strlen(o->name) > CA_NAME_MAX)
+		return ca_error("setup needs --name (1 to %d characters)", CA_NAME_MAX);
+	if (o->key_type && o->existing_key)
+		return ca_error("--key-type makes a new key, --existing-key uses one: give one of them");
+	if (o->cert && !o->existing_key)
+		return ca_error("--cert goes with --existing-key: the certificate of that key");
+	if (o->cert && o->subordinate)
+		return ca_error("--cert installs a certificate; a --subordinate CA gets one with install-cert");
+	if (holds_ca(o->dir))
+		return ca_error("%s already holds a CA (ca.conf): nothing changed", o->dir);
+	if (mkdir(o->dir, 0750) == 0)
+		made_dir = true;
+	else if (errno != EEXIST)
+		return ca_error("cannot create %s: %s", o->dir, strerror(errno));
+	if (ca_conf_defaults(&c, o->dir))
+		return -1;
+	snprintf(c.name, sizeof c.name, "%s", o->name);
+	snprintf(c.module, sizeof c.module, "%s", o->module ? o->module : KW_DEFAULT_PKCS11_MODULE);
+	if (o->token)
+		snprintf(c.token, sizeof c.token, "%s", o->token);
+	if (o->pin_file) {
+		if (!realpath(o->pin_file, c.pin_file))
+			return ca_error("the PIN file %s: %s", o->pin_file, strerror(errno));
+	}
+	if (o->hash) {
+		if (strcmp(o->hash, "sha256") && strcmp(o->hash, "sha384") && strcmp(o->hash, "sha512"))
+			return ca_error("--hash: sha256, sha384 or sha512, not %s", o->hash);
+		snprintf(c.hash, sizeof c.hash, "%s", o->hash);
+	}
+	if (o->validity)
+		c.validity_days = o->validity;
+	if (o->server_name)
+		snprintf(c.server_name, sizeof c.server_name, "%s", o->server_name);
+	c.subordinate = o->subordinate;
+	if (o->existing_key) {
+		snprintf(c.key, sizeof c.key, "%s", o->existing_key);
+	} else {
+		snprintf(label, sizeof label, "ca-%s", o->name);
+		snprintf(c.key, sizeof c.key, "%s", label);
+		if (ca_token_generate(&c, o->key_type ? o->key_type : "RSA-3072", label))
+			return -1;
+	}
+	if (ca_token_open(&c, &tok) || ca_token_key(tok, c.key, &priv, &pub))
+		goto out;
+	if (o->cert) {
+		FILE *f = fopen(o->cert, "re");
+
+		while (f && (x = PEM_read_X509(f, NULL, NULL, NULL)))
+			sk_X509_push(chain, x);
+		if (f)
+			fclose(f);
+		ERR_clear_error();
+		x = NULL;
+		if (!sk_X509_num(chain)) {
+			ca_error("%s: %s", o->cert, f ? "no PEM certificate in it" : strerror(errno));
+			goto out;
+		}
+		if (!same_key(X509_get0_pubkey(sk_X509_value(chain, 0)), pub)) {
+			ca_error("%s is not the certificate of key \"%s\": its public key differs; nothing set up",
+				 o->cert, c.key);
+			goto out;
+		}
+	} else if (!c.subordinate) {
+		if (!(x = ca_cert_make_root(&c, priv, pub)))
+			goto out;
+		sk_X509_push(chain, x);
+		x = NULL;
+	} else {
+		FILE *f;
+
+		if (!(req = ca_cert_make_request(&c, priv, pub)))
+			goto out;
+		ca_path(&c, "ca.csr", path, sizeof path);
+		if (!(f = fopen(path, "we")) || !PEM_write_X509_REQ(f, req)) {
+			if (f)
+				fclose(f);
+			ca_error("cannot write %s", path);
+			goto out;
+		}
+		fclose(f);
+	}
+	if (ca_db_open(&c, true, &db) || ca_db_begin(db))
+		goto out;
+	if (ca_db_audit(db, "setup", "CA \"%s\", key %s on token \"%s\", %s", c.name, c.key, c.token,
+			c.subordinate ? "subordinate (request in ca.csr)"
+			: o->cert     ? "existing certificate"
+				      : "root") ||
+	    ca_db_commit(db)) {
+		ca_db_rollback(db);
+		goto out;
+	}
+	ca_path(&c, "ca.crt", path, sizeof path);
+	if (sk_X509_num(chain) && ca_write_pem_chain(path, chain))
+		goto out;
+	/* ca.conf last: its presence is what makes the directory a CA */
+	if (ca_conf_save(&c))
+		goto out;
+	printf("CA \"%s\" set up in %s with key \"%s\"%s\n", c.name, c.dir, c.key,
+	       c.subordinate ? "; ca.csr is the request for the parent CA, then run install-cert" : "");
+	rc = 0;
+out:
+	if (rc) {
+		/* no ca.conf was written: drop what was, so nothing half made stays behind */
+		static const char *const made[] = {"keyward-ca.db", "keyward-ca.db-wal", "keyward-ca.db-shm", "ca.crt",
+						   "ca.csr"};
+
+		for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+			ca_path(&c, made[i], path, sizeof path);
+			unlink(path);
+		}
+		if (made_dir)
+			rmdir(o->dir);
+	}
+	ca_db_close(db);
+	X509_REQ_free(req);
+	X509_free(x);
+	sk_X509_pop_free(chain, X509_free);
+	EVP_PKEY_free(priv);
+	EVP_PKEY_free(pub);
+	ca_token_close(tok);
+	return rc;
+}
+
+int cmd_install_cert(const struct opts *o, const char *file)
+{
+	struct ca ca;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	char path[CA_PATH_MAX + 16];
+	FILE *f;
+	X509 *x;
+	int rc = -1;
+
+	if (ca_open(o, true, false, &ca))
+		goto out;
+	if (!(f = fopen(file, "re"))) {
+		ca_error("%s: %s", file, strerror(errno));
+		goto out;
+	}
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)))
+		sk_X509_push(chain, x);
+	fclose(f);
+	ERR_clear_error();
+	if (!sk_X509_num(chain)) {
+		ca_error("%s holds no PEM certificate", file);
+		goto out;
+	}
+	x = sk_X509_value(chain, 0);
+	if (!same_key(X509_get0_pubkey(x), ca.pub)) {
+		ca_error("%s is not for this CA: its public key is not key \"%s\"'s; nothing installed", file,
+			 ca.conf.key);
+		goto out;
+	}
+	if (X509_check_ca(x) < 1) {
+		ca_error("%s is not a CA certificate (basicConstraints CA:TRUE); nothing installed", file);
+		goto out;
+	}
+	/* it must chain to a self-signed root in the file */
+	for (int i = 1; i < sk_X509_num(chain); i++)
+		if (X509_check_issued(sk_X509_value(chain, i), sk_X509_value(chain, i)) == X509_V_OK)
+			X509_STORE_add_cert(store, sk_X509_value(chain, i));
+	if (!X509_STORE_CTX_init(ctx, store, x, chain) || X509_verify_cert(ctx) != 1) {
+		ca_error("%s does not chain to a root in the file: %s; give the parent's chain after the certificate",
+			 file, X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+		goto out;
+	}
+	ca_path(&ca.conf, "ca.crt", path, sizeof path);
+	if (ca_db_begin(ca.db))
+		goto out;
+	if (ca_db_audit(ca.db, "install-cert", "CA certificate from %s installed", file) ||
+	    ca_write_pem_chain(path, chain) || ca_db_commit(ca.db)) {
+		ca_db_rollback(ca.db);
+		goto out;
+	}
+	printf("installed %s: the CA issues now\n", file);
+	rc = 0;
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(chain, X509_free);
+	ca_close(&ca);
+	return rc;
+}
