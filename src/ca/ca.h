@@ -84,6 +84,8 @@ struct ca_template *ca_template_add(struct ca_conf *c, const char *name);
 void ca_template_print(const struct ca_template *t, FILE *f);
 /* Whether req's key and names satisfy t; -1 with the reason. */
 int ca_template_check(const struct ca_template *t, X509_REQ *req);
+/* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
+int ca_request_check(const struct ca_template *t, X509_REQ *req);
 /* Adds extension nid (OpenSSL config syntax) to x, issued by issuer. */
 int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 /* The template's extensions (and the allowed SANs of req) on x, issued by ca. */
@@ -149,12 +151,31 @@ int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
 int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain);
 X509 *ca_cert_make_root(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
 X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
-/* Issues a certificate for req under template t; *out gets it, signed. */
+/*
+ * A certificate for req under template t, signed. The caller checked req
+ * first (ca_request_check): its signature and the template's rules.
+ */
 X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv);
 int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain);
 /* Fresh random serial: 16 bytes, top bit clear, never zero. */
 ASN1_INTEGER *ca_new_serial(void);
 void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size);
+
+/* crlder.c: DER built by hand where OpenSSL's object trees are too big (a CRL's entries) */
+struct ca_der {
+	unsigned char *p;
+	size_t len, cap;
+};
+int ca_der_put(struct ca_der *d, const void *p, size_t n);
+void ca_der_free(struct ca_der *d);
+/* One revokedCertificates entry (serial in hex; reason 0 or less: no reason extension) onto d. */
+int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason);
+/*
+ * The signed CertificateList (DER, onto out): head's version, algorithm,
+ * issuer, times and extensions (head is signed by the same key and digest,
+ * with no entries), the entries, and a fresh signature over the whole.
+ */
+int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv, const EVP_MD *md, struct ca_der *out);
 
 /* crl.c */
 /* Builds, signs and publishes a full (delta = false) or delta CRL, in the open transaction. */

@@ -6,6 +6,7 @@
  *   cli.c      opening the instance; reading requests, writing certificates
  *   setup.c    setup, install-cert
  *   issue.c    submit, approve, deny
+ *   batch.c    issuing many requests in one process, on several threads
  *   manage.c   keys, templates, revoke, unrevoke, list, view, ca.cert, ca.chain, crl
  */
 #ifndef KW_CA_CLI_H
@@ -21,8 +22,8 @@ enum { EXIT_ERROR = 1, EXIT_USAGE = 2 };
 
 struct opts {
 	const char *dir, *name, *key_type, *existing_key, *cert, *hash, *server_name, *module, *token, *pin_file;
-	const char *template_name, *out, *reason, *date, *status, *file;
-	unsigned validity;
+	const char *template_name, *out, *out_dir, *reason, *date, *status, *file;
+	unsigned validity, threads;
 	bool subordinate, delta, json, der;
 };
 
@@ -45,9 +46,25 @@ X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len);
 int write_cert(const char *out, X509 *x);
 bool same_key(EVP_PKEY *a, EVP_PKEY *b);
 
+/* A signed certificate, ready to be recorded. */
+struct issued {
+	X509 *x;
+	struct ca_db_cert row;
+	unsigned char *der;
+	size_t der_len;
+};
+/* Fills is from x (which it takes over), issued under t for request_id (0: none). */
+int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long long request_id);
+void issued_free(struct issued *is);
+/* Records n certificates with their audit rows in one transaction. */
+int issued_record(struct ca *ca, struct issued *is, size_t n);
+/* Issues every request (already checked) under t on threads; reports each after its commit. */
+int issue_batch(struct ca *ca, const struct ca_template *t, X509_REQ **reqs, char **files, size_t n,
+		const struct opts *o);
+
 int cmd_setup(const struct opts *o);
 int cmd_install_cert(const struct opts *o, const char *file);
-int cmd_submit(const struct opts *o, const char *file);
+int cmd_submit(const struct opts *o, int nfiles, char **files);
 int cmd_decide(const struct opts *o, const char *id_text, bool approve);
 int cmd_keys(const struct opts *o);
 int cmd_templates(const struct opts *o, int argc, char **argv);

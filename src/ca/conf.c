@@ -15,7 +15,7 @@
 
 #include "ca/ca.h"
 
-static char last_error[1024];
+static _Thread_local char last_error[1024]; /* per thread: batch.c signs on several */
 
 int ca_error(const char *fmt, ...)
 {

@@ -40,27 +40,7 @@ const char *ca_reason_name(int code)
 
 static int add_entry(void *arg, const char *serial, time_t when, int reason)
 {
-	X509_CRL *crl = arg;
-	X509_REVOKED *r = X509_REVOKED_new();
-	BIGNUM *bn = NULL;
-	ASN1_INTEGER *sn = NULL;
-	ASN1_TIME *t = ASN1_TIME_set(NULL, when);
-	ASN1_ENUMERATED *code = NULL;
-	int ok = r && t && BN_hex2bn(&bn, serial) && (sn = BN_to_ASN1_INTEGER(bn, NULL)) &&
-		 X509_REVOKED_set_serialNumber(r, sn) && X509_REVOKED_set_revocationDate(r, t);
-
-	if (ok && reason > 0) { /* unspecified is left out, as RFC 5280 recommends */
-		ok = (code = ASN1_ENUMERATED_new()) && ASN1_ENUMERATED_set(code, reason) &&
-		     X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, code, 0, 0);
-	}
-	ok = ok && X509_CRL_add0_revoked(crl, r);
-	if (!ok)
-		X509_REVOKED_free(r);
-	ASN1_ENUMERATED_free(code);
-	ASN1_TIME_free(t);
-	ASN1_INTEGER_free(sn);
-	BN_free(bn);
-	return ok ? 0 : ca_error("cannot add serial %s to the CRL", serial);
+	return ca_der_revoked_entry(arg, serial, when, reason);
 }
 
 static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
@@ -76,24 +56,17 @@ static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
 	return ok ? 0 : ca_error("cannot add CRL extension %s", OBJ_nid2sn(nid));
 }
 
-static int write_crl(const char *path, X509_CRL *crl)
+static int write_crl(const char *path, const struct ca_der *der)
 {
 	char tmp[CA_PATH_MAX + 48];
-	unsigned char *der = NULL;
-	int len = i2d_X509_CRL(crl, &der);
 	FILE *f;
 	int ok;
 
-	if (len <= 0)
-		return ca_error("cannot encode the CRL");
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	if (!(f = fopen(tmp, "we"))) {
-		OPENSSL_free(der);
+	if (!(f = fopen(tmp, "we")))
 		return ca_error("cannot write %s: %s", tmp, strerror(errno));
-	}
-	ok = fwrite(der, 1, (size_t)len, f) == (size_t)len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok = fwrite(der->p, 1, der->len, f) == der->len && fflush(f) == 0 && fsync(fileno(f)) == 0;
 	fclose(f);
-	OPENSSL_free(der);
 	if (!ok || rename(tmp, path) != 0) {
 		unlink(tmp);
 		return ca_error("cannot write %s: %s", path, strerror(errno));
@@ -112,6 +85,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 	ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
 	ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + (time_t)(hours + c->crl_overlap_hours) * 3600);
 	ASN1_INTEGER *num = NULL;
+	struct ca_der entries = {0}, der = {0};
 	int rc = -1;
 
 	ca_file_name(c->name, file, sizeof file);
@@ -130,7 +104,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		ca_error("cannot build the CRL");
 		goto out;
 	}
-	if (ca_db_each_revoked(db, delta ? base_time : 0, add_entry, crl))
+	if (ca_db_each_revoked(db, delta ? base_time : 0, add_entry, &entries))
 		goto out;
 	if (add_ext(crl, ca, NID_authority_key_identifier, "keyid:always"))
 		goto out;
@@ -150,11 +124,14 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		if (add_ext(crl, ca, NID_freshest_crl, v))
 			goto out;
 	}
+	/* the head, signed so it carries the algorithm; then the whole list, signed again */
 	if (X509_CRL_sign(crl, priv, ca_md(c)) <= 0) {
 		ERR_clear_error();
 		ca_error("the token did not sign the CRL");
 		goto out;
 	}
+	if (ca_crl_assemble(crl, &entries, priv, ca_md(c), &der))
+		goto out;
 	if (ca_db_record_crl(db, number, delta, delta ? base : number, now,
 			     now + (time_t)(hours + c->crl_overlap_hours) * 3600) ||
 	    ca_db_audit(db, delta ? "crl.delta" : "crl", "CRL number %lld%s", number, delta ? " (delta)" : ""))
@@ -165,7 +142,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		goto out;
 	}
 	snprintf(path + strlen(path), sizeof path - strlen(path), "/%s%s.crl", file, delta ? "+" : "");
-	if (write_crl(path, crl))
+	if (write_crl(path, &der))
 		goto out;
 	*number_out = number;
 	rc = 0;
@@ -174,5 +151,7 @@ out:
 	ASN1_TIME_free(this_update);
 	ASN1_TIME_free(next_update);
 	X509_CRL_free(crl);
+	ca_der_free(&entries);
+	ca_der_free(&der);
 	return rc;
 }

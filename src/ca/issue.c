@@ -16,101 +16,166 @@
 
 #include "ca/cli.h"
 
+int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long long request_id)
+{
+	struct tm tm;
+	unsigned char *der = NULL;
+	int len;
+
+	memset(is, 0, sizeof *is);
+	is->x = x;
+	is->row.request_id = request_id;
+	is->row.reason = -1;
+	ca_serial_hex(X509_get0_serialNumber(x), is->row.serial, sizeof is->row.serial);
+	X509_NAME_oneline(X509_get_subject_name(x), is->row.subject, sizeof is->row.subject);
+	snprintf(is->row.template_name, sizeof is->row.template_name, "%s", t->name);
+	ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm);
+	is->row.not_before = timegm(&tm);
+	ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm);
+	is->row.not_after = timegm(&tm);
+	if ((len = i2d_X509(x, &der)) <= 0)
+		return ca_error("cannot encode the certificate");
+	is->der = der;
+	is->der_len = (size_t)len;
+	return 0;
+}
+
+void issued_free(struct issued *is)
+{
+	OPENSSL_free(is->der);
+	X509_free(is->x);
+	memset(is, 0, sizeof *is);
+}
+
+int issued_record(struct ca *ca, struct issued *is, size_t n)
+{
+	if (ca_db_begin(ca->db))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct ca_db_cert *r = &is[i].row;
+
+		if (ca_db_insert_cert(ca->db, r, is[i].der, is[i].der_len) ||
+		    (r->request_id > 0 && ca_db_set_request(ca->db, r->request_id, "issued", r->serial)) ||
+		    ca_db_audit(ca->db, "issue", "serial %s template %s subject %s", r->serial, r->template_name,
+				r->subject)) {
+			ca_db_rollback(ca->db);
+			return -1;
+		}
+	}
+	if (ca_db_commit(ca->db)) {
+		ca_db_rollback(ca->db);
+		return -1;
+	}
+	return 0;
+}
+
 /* Issues req under t, records it (and request_id's new state) in one transaction; prints the serial. */
 static int issue(struct ca *ca, const struct ca_template *t, X509_REQ *req, long long request_id, const char *out,
 		 bool json)
 {
-	struct ca_db_cert row = {.request_id = request_id, .reason = -1};
 	X509 *x = ca_cert_issue(&ca->conf, t, req, ca_cert(ca), ca->priv);
-	unsigned char *der = NULL;
-	int len, rc = -1;
+	struct issued is;
+	int rc = -1;
 
 	if (!x)
 		return -1;
-	ca_serial_hex(X509_get0_serialNumber(x), row.serial, sizeof row.serial);
-	X509_NAME_oneline(X509_get_subject_name(x), row.subject, sizeof row.subject);
-	snprintf(row.template_name, sizeof row.template_name, "%s", t->name);
-	{
-		struct tm tm;
-
-		ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm);
-		row.not_before = timegm(&tm);
-		ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm);
-		row.not_after = timegm(&tm);
+	if (!issued_fill(&is, x, t, request_id) && !issued_record(ca, &is, 1)) {
+		/* reported only once committed: a crash before this line issued nothing anyone saw */
+		if (json)
+			printf("{\"status\": \"issued\", \"serial\": \"%s\"}\n", is.row.serial);
+		else
+			printf("issued %s\n", is.row.serial);
+		fflush(stdout);
+		rc = write_cert(out, x);
 	}
-	if ((len = i2d_X509(x, &der)) <= 0) {
-		ca_error("cannot encode the certificate");
-		goto out;
-	}
-	if (ca_db_begin(ca->db))
-		goto out;
-	if (ca_db_insert_cert(ca->db, &row, der, (size_t)len) ||
-	    (request_id > 0 && ca_db_set_request(ca->db, request_id, "issued", row.serial)) ||
-	    ca_db_audit(ca->db, "issue", "serial %s template %s subject %s", row.serial, t->name, row.subject) ||
-	    ca_db_commit(ca->db)) {
-		ca_db_rollback(ca->db);
-		goto out;
-	}
-	/* reported only once committed: a crash before this line issued nothing anyone saw */
-	if (json)
-		printf("{\"status\": \"issued\", \"serial\": \"%s\"}\n", row.serial);
-	else
-		printf("issued %s\n", row.serial);
-	fflush(stdout);
-	rc = write_cert(out, x);
-out:
-	OPENSSL_free(der);
-	X509_free(x);
+	issued_free(&is);
 	return rc;
 }
 
-/* ---- setup ---- */
+/* The requests of files, each parsed and checked against t now: one bad request issues none. */
+static int read_requests(const struct ca_template *t, int n, char **files, X509_REQ **reqs)
+{
+	for (int i = 0; i < n; i++) {
+		unsigned char *der = NULL;
+		size_t len = 0;
 
-int cmd_submit(const struct opts *o, const char *file)
+		reqs[i] = read_request(files[i], &der, &len);
+		OPENSSL_free(der);
+		if (!reqs[i])
+			return -1;
+		if (ca_request_check(t, reqs[i]))
+			return n > 1 ? ca_error("%s: %s", files[i], ca_last_error()) : -1;
+	}
+	return 0;
+}
+
+/* A request for a template that wants approval: recorded as pending. */
+static int submit_pending(struct ca *ca, const struct ca_template *t, X509_REQ *req, bool json)
+{
+	unsigned char *der = NULL;
+	int len = i2d_X509_REQ(req, &der);
+	long long id;
+
+	if (len <= 0)
+		return ca_error("cannot encode the request");
+	if (ca_db_begin(ca->db)) {
+		OPENSSL_free(der);
+		return -1;
+	}
+	id = ca_db_insert_request(ca->db, der, (size_t)len, t->name, "pending");
+	OPENSSL_free(der);
+	if (id < 0 || ca_db_audit(ca->db, "submit", "request %lld pending for template %s", id, t->name) ||
+	    ca_db_commit(ca->db)) {
+		ca_db_rollback(ca->db);
+		return -1;
+	}
+	printf(json ? "{\"status\": \"pending\", \"request\": %lld}\n" : "pending %lld\n", id);
+	return 0;
+}
+
+int cmd_submit(const struct opts *o, int nfiles, char **files)
 {
 	const struct ca_template *t;
-	unsigned char *der = NULL;
-	size_t der_len = 0;
-	X509_REQ *req = NULL;
+	X509_REQ **reqs = calloc((size_t)(nfiles > 0 ? nfiles : 1), sizeof *reqs);
 	struct ca ca;
 	int rc = -1;
 
-	if (!o->template_name)
-		return ca_error("submit needs --template NAME (templates list)");
+	memset(&ca, 0, sizeof ca);
+	if (!reqs)
+		return ca_error("out of memory");
+	if (nfiles < 1) {
+		ca_error("submit needs a request file");
+		goto out;
+	}
+	if (!o->template_name) {
+		ca_error("submit needs --template NAME (templates list)");
+		goto out;
+	}
+	if (o->out && nfiles > 1) {
+		ca_error("--out names one file: with several requests use --out-dir");
+		goto out;
+	}
 	if (ca_open(o, true, true, &ca))
 		goto out;
 	if (!(t = ca_template_find(&ca.conf, o->template_name))) {
 		ca_error("no template \"%s\" (templates list)", o->template_name);
 		goto out;
 	}
-	if (!(req = read_request(file, &der, &der_len)))
+	if (read_requests(t, nfiles, files, reqs))
 		goto out;
-	if (!t->manual) {
-		rc = issue(&ca, t, req, 0, o->out, o->json);
-		goto out;
+	if (t->manual) {
+		rc = 0;
+		for (int i = 0; i < nfiles && !rc; i++)
+			rc = submit_pending(&ca, t, reqs[i], o->json);
+	} else if (nfiles == 1 && !o->out_dir) {
+		rc = issue(&ca, t, reqs[0], 0, o->out, o->json);
+	} else {
+		rc = issue_batch(&ca, t, reqs, files, (size_t)nfiles, o);
 	}
-	/* checked now, so a request that can never be issued is not left pending */
-	if (X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
-		ERR_clear_error();
-		ca_error("the request's signature does not verify with its public key");
-		goto out;
-	}
-	if (ca_template_check(t, req) || ca_db_begin(ca.db))
-		goto out;
-	{
-		long long id = ca_db_insert_request(ca.db, der, der_len, t->name, "pending");
-
-		if (id < 0 || ca_db_audit(ca.db, "submit", "request %lld pending for template %s", id, t->name) ||
-		    ca_db_commit(ca.db)) {
-			ca_db_rollback(ca.db);
-			goto out;
-		}
-		printf(o->json ? "{\"status\": \"pending\", \"request\": %lld}\n" : "pending %lld\n", id);
-	}
-	rc = 0;
 out:
-	OPENSSL_free(der);
-	X509_REQ_free(req);
+	for (int i = 0; i < nfiles; i++)
+		X509_REQ_free(reqs[i]);
+	free(reqs);
 	ca_close(&ca);
 	return rc;
 }
@@ -160,6 +225,9 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 		ca_error("request %lld: stored request unreadable", id);
 		goto out;
 	}
+	/* again: the template may have changed since the request was submitted */
+	if (ca_request_check(t, req))
+		goto out;
 	rc = issue(&ca, t, req, id, o->out, o->json);
 out:
 	free(csr);

@@ -10,6 +10,20 @@
 
 #include "ca/cli.h"
 
+/* A whole number from 1 to max; -1 (after saying so) otherwise. */
+static int number_option(const char *name, const char *text, unsigned max, unsigned *out)
+{
+	char *end;
+	long v = strtol(text, &end, 10);
+
+	if (*end || v < 1 || v > (long)max) {
+		fprintf(stderr, "keyward-ca: %s: a whole number from 1 to %u, not \"%s\"\n", name, max, text);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -47,6 +61,8 @@ int main(int argc, char **argv)
 		{"delta", no_argument, NULL, 'x'},
 		{"json", no_argument, NULL, 'j'},
 		{"der", no_argument, NULL, 'E'},
+		{"out-dir", required_argument, NULL, 'O'},
+		{"threads", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
@@ -78,17 +94,10 @@ int main(int argc, char **argv)
 		case 'h':
 			o.hash = optarg;
 			break;
-		case 'v': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-
-			if (*end || v < 1 || v > 36500) {
-				fprintf(stderr, "keyward-ca: --validity: a number of days from 1 to 36500\n");
+		case 'v':
+			if (number_option("--validity", optarg, 36500, &o.validity))
 				return EXIT_USAGE;
-			}
-			o.validity = (unsigned)v;
 			break;
-		}
 		case 's':
 			o.server_name = optarg;
 			break;
@@ -128,6 +137,13 @@ int main(int argc, char **argv)
 		case 'j':
 			o.json = true;
 			break;
+		case 'O':
+			o.out_dir = optarg;
+			break;
+		case 'N':
+			if (number_option("--threads", optarg, 64, &o.threads))
+				return EXIT_USAGE;
+			break;
 		case 'E':
 			o.der = true;
 			break;
@@ -165,8 +181,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "templates")) {
 		rc = cmd_templates(&o, nargs, args);
 	} else if (!strcmp(cmd, "submit")) {
-		NEED(1);
-		rc = cmd_submit(&o, args[0]);
+		rc = cmd_submit(&o, nargs, args);
 	} else if (!strcmp(cmd, "approve") || !strcmp(cmd, "deny")) {
 		NEED(1);
 		rc = cmd_decide(&o, args[0], cmd[0] == 'a');

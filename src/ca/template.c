@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
@@ -256,6 +257,17 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 		GENERAL_NAMES_free(names);
 		return rc;
 	}
+}
+
+int ca_request_check(const struct ca_template *t, X509_REQ *req)
+{
+	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+
+	if (!key || X509_REQ_verify(req, key) != 1) {
+		ERR_clear_error();
+		return ca_error("the request's signature does not verify with its public key");
+	}
+	return ca_template_check(t, req);
 }
 
 int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)

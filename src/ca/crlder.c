@@ -1,0 +1,193 @@
+/*
+ * keyward-ca: a CRL's list of revoked certificates, written straight as
+ * DER. OpenSSL's X509_CRL keeps every entry as a tree of objects (a
+ * million revocations: about 400 MB and seconds of allocation); here each
+ * entry is 40-odd bytes appended to one buffer as the database yields it.
+ * OpenSSL still builds and signs everything else (a CRL with no entries
+ * gives the version, algorithm, issuer, times and extensions, each
+ * re-encoded from it), and the TBSCertList assembled here is signed with
+ * the CA key through EVP_DigestSign, so the PKCS#11 path is the same.
+ *
+ * RFC 5280 5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm,
+ * signatureValue BIT STRING }; revokedCertificates ::= SEQUENCE OF SEQUENCE {
+ * userCertificate INTEGER, revocationDate Time, crlEntryExtensions OPTIONAL }.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+
+int ca_der_put(struct ca_der *d, const void *p, size_t n)
+{
+	if (n > d->cap - d->len) {
+		size_t cap = d->cap ? d->cap : 4096;
+		unsigned char *grown;
+
+		while (cap - d->len < n)
+			cap *= 2;
+		if (!(grown = realloc(d->p, cap)))
+			return ca_error("out of memory building the CRL (%zu bytes)", cap);
+		d->p = grown;
+		d->cap = cap;
+	}
+	memcpy(d->p + d->len, p, n);
+	d->len += n;
+	return 0;
+}
+
+void ca_der_free(struct ca_der *d)
+{
+	free(d->p);
+	memset(d, 0, sizeof *d);
+}
+
+/* A tag and a definite length into out (at most 6 bytes); returns how many. */
+static size_t header(unsigned char *out, unsigned char tag, size_t len)
+{
+	size_t n = 0, bytes = 0;
+
+	out[n++] = tag;
+	if (len < 0x80) {
+		out[n++] = (unsigned char)len;
+		return n;
+	}
+	for (size_t l = len; l; l >>= 8)
+		bytes++;
+	out[n++] = (unsigned char)(0x80 | bytes);
+	while (bytes--)
+		out[n++] = (unsigned char)(len >> (8 * bytes));
+	return n;
+}
+
+static int put_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len)
+{
+	unsigned char h[8];
+
+	return ca_der_put(d, h, header(h, tag, len)) || ca_der_put(d, value, len);
+}
+
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				      : -1;
+}
+
+int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason)
+{
+	/* Extensions { Extension { id-ce-cRLReasons, OCTET STRING { ENUMERATED reason } } } */
+	unsigned char reason_ext[] = {0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55,
+				      0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, (unsigned char)reason};
+	unsigned char entry[128], num[40];
+	size_t hex = strlen(serial), nb = 1, first, e = 0, i = 0;
+	struct tm tm;
+	char t[20];
+
+	if (!hex || hex > 2 * 32)
+		return ca_error("serial %s: not 1 to 64 hex digits", serial);
+	num[0] = 0; /* room for the zero that keeps a high first bit positive */
+	if (hex % 2) {
+		if (hex_digit(serial[0]) < 0)
+			return ca_error("serial %s: not hexadecimal", serial);
+		num[nb++] = (unsigned char)hex_digit(serial[0]);
+		i = 1;
+	}
+	for (; i < hex; i += 2) {
+		int hi = hex_digit(serial[i]), lo = hex_digit(serial[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return ca_error("serial %s: not hexadecimal", serial);
+		num[nb++] = (unsigned char)(hi << 4 | lo);
+	}
+	for (first = 1; first < nb - 1 && num[first] == 0; first++)
+		; /* minimal: no redundant leading zero bytes */
+	if (num[first] & 0x80)
+		first--;
+	gmtime_r(&when, &tm);
+	e += header(entry + e, 0x02, nb - first);
+	memcpy(entry + e, num + first, nb - first);
+	e += nb - first;
+	if (tm.tm_year >= 50 && tm.tm_year < 150) { /* RFC 5280: UTCTime through 2049 */
+		strftime(t, sizeof t, "%y%m%d%H%M%SZ", &tm);
+		e += header(entry + e, 0x17, 13);
+		memcpy(entry + e, t, 13);
+		e += 13;
+	} else {
+		strftime(t, sizeof t, "%Y%m%d%H%M%SZ", &tm);
+		e += header(entry + e, 0x18, 15);
+		memcpy(entry + e, t, 15);
+		e += 15;
+	}
+	if (reason > 0) { /* unspecified is left out, as RFC 5280 recommends */
+		memcpy(entry + e, reason_ext, sizeof reason_ext);
+		e += sizeof reason_ext;
+	}
+	return put_tlv(d, 0x30, entry, e);
+}
+
+/* i2d of obj onto d; on failure, to out (the function's cleanup). */
+#define PUT_I2D(d, fn, obj)                                                                                            \
+	do {                                                                                                           \
+		unsigned char *der_ = NULL;                                                                            \
+		int len_ = fn(obj, &der_);                                                                             \
+		int bad_ = len_ <= 0 || ca_der_put(d, der_, (size_t)len_);                                             \
+		OPENSSL_free(der_);                                                                                    \
+		if (bad_) {                                                                                            \
+			ca_error("cannot encode the CRL's %s", #obj);                                                  \
+			goto out;                                                                                      \
+		}                                                                                                      \
+	} while (0)
+
+int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv, const EVP_MD *md, struct ca_der *out)
+{
+	static const unsigned char v2[] = {0x02, 0x01, 0x01};
+	const X509_ALGOR *alg = NULL;
+	const ASN1_BIT_STRING *unused = NULL;
+	const STACK_OF(X509_EXTENSION) *exts = X509_CRL_get0_extensions(head);
+	struct ca_der body = {0}, tbs = {0}, ext = {0}, whole = {0};
+	unsigned char *sig = NULL;
+	size_t sig_len = 0;
+	EVP_MD_CTX *ctx = NULL;
+	int rc = -1;
+
+	X509_CRL_get0_signature(head, &unused, &alg);
+	if (ca_der_put(&body, v2, sizeof v2))
+		goto out;
+	PUT_I2D(&body, i2d_X509_ALGOR, (X509_ALGOR *)alg);
+	PUT_I2D(&body, i2d_X509_NAME, X509_CRL_get_issuer(head));
+	PUT_I2D(&body, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_lastUpdate(head));
+	PUT_I2D(&body, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_nextUpdate(head));
+	if (entries->len && put_tlv(&body, 0x30, entries->p, entries->len))
+		goto out;
+	PUT_I2D(&ext, i2d_X509_EXTENSIONS, (X509_EXTENSIONS *)exts);
+	if (put_tlv(&body, 0xa0, ext.p, ext.len) || put_tlv(&tbs, 0x30, body.p, body.len))
+		goto out;
+	/* the signature, through the same EVP_PKEY (and so the same token) X509_CRL_sign used */
+	if (!(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, md, NULL, priv) != 1 ||
+	    EVP_DigestSign(ctx, NULL, &sig_len, tbs.p, tbs.len) != 1 || !(sig = OPENSSL_malloc(sig_len + 1)) ||
+	    EVP_DigestSign(ctx, sig + 1, &sig_len, tbs.p, tbs.len) != 1) {
+		ERR_clear_error();
+		ca_error("the token did not sign the CRL");
+		goto out;
+	}
+	sig[0] = 0; /* BIT STRING: no unused bits */
+	if (ca_der_put(&whole, tbs.p, tbs.len))
+		goto out;
+	PUT_I2D(&whole, i2d_X509_ALGOR, (X509_ALGOR *)alg);
+	if (put_tlv(&whole, 0x03, sig, sig_len + 1) || put_tlv(out, 0x30, whole.p, whole.len))
+		goto out;
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_free(sig);
+	ca_der_free(&body);
+	ca_der_free(&tbs);
+	ca_der_free(&ext);
+	ca_der_free(&whole);
+	return rc;
+}
