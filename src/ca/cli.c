@@ -90,3 +90,17 @@ bool same_key(EVP_PKEY *a, EVP_PKEY *b)
 {
 	return EVP_PKEY_eq(a, b) == 1;
 }
+
+void normalize_serial(const char *in, char *out, size_t size)
+{
+	size_t n = 0, zeros = 0;
+
+	/* as keyward-ca prints them (and openssl x509 -serial): upper-case hex, no leading zeros, no colons */
+	for (; *in && n + 1 < size; in++)
+		if (*in != ':')
+			out[n++] = (char)(*in >= 'a' && *in <= 'f' ? *in - 'a' + 'A' : *in);
+	out[n] = '\0';
+	while (zeros + 1 < n && out[zeros] == '0')
+		zeros++;
+	memmove(out, out + zeros, n - zeros + 1);
+}

@@ -45,6 +45,8 @@ X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len);
 /* x as PEM to out, or standard output if out is NULL. */
 int write_cert(const char *out, X509 *x);
 bool same_key(EVP_PKEY *a, EVP_PKEY *b);
+/* A serial as typed (any case, leading zeros, colons) in the form stored: upper-case hex. */
+void normalize_serial(const char *in, char *out, size_t size);
 
 /* A signed certificate, ready to be recorded. */
 struct issued {

@@ -153,12 +153,7 @@ int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke)
 	struct ca ca;
 	int rc = -1;
 
-	/* serials are stored upper-case without leading zeros */
-	while (serial_in[0] == '0' && serial_in[1])
-		serial_in++;
-	for (size_t i = 0; i <= strlen(serial_in) && i < sizeof serial; i++)
-		serial[i] = (char)(serial_in[i] >= 'a' && serial_in[i] <= 'f' ? serial_in[i] - 32 : serial_in[i]);
-	serial[sizeof serial - 1] = '\0';
+	normalize_serial(serial_in, serial, sizeof serial);
 	if (!unrevoke) {
 		if (!o->reason)
 			return ca_error(
@@ -210,8 +205,9 @@ int cmd_list(const struct opts *o)
 	return rc;
 }
 
-int cmd_view(const struct opts *o, const char *serial)
+int cmd_view(const struct opts *o, const char *serial_in)
 {
+	char serial[80];
 	struct ca_db_cert row;
 	unsigned char *der = NULL;
 	const unsigned char *p;
@@ -222,6 +218,7 @@ int cmd_view(const struct opts *o, const char *serial)
 
 	if (ca_open(o, false, false, &ca))
 		goto out;
+	normalize_serial(serial_in, serial, sizeof serial);
 	found = ca_db_get_cert(ca.db, serial, &row, &der, &len);
 	if (found) {
 		if (found > 0)
