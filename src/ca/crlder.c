@@ -164,8 +164,12 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 	PUT_I2D(&body, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_nextUpdate(head));
 	if (entries->len && put_tlv(&body, 0x30, entries->p, entries->len))
 		goto out;
-	PUT_I2D(&ext, i2d_X509_EXTENSIONS, (X509_EXTENSIONS *)exts);
-	if (put_tlv(&body, 0xa0, ext.p, ext.len) || put_tlv(&tbs, 0x30, body.p, body.len))
+	if (sk_X509_EXTENSION_num(exts) > 0) {
+		PUT_I2D(&ext, i2d_X509_EXTENSIONS, (X509_EXTENSIONS *)exts);
+		if (put_tlv(&body, 0xa0, ext.p, ext.len))
+			goto out;
+	}
+	if (put_tlv(&tbs, 0x30, body.p, body.len))
 		goto out;
 	/* the signature, through the same EVP_PKEY (and so the same token) X509_CRL_sign used */
 	if (!(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, md, NULL, priv) != 1 ||
