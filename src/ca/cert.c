@@ -39,7 +39,12 @@ void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size)
 	BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
 	char *hex = bn ? BN_bn2hex(bn) : NULL;
 
-	snprintf(out, size, "%s", hex ? hex : "");
+	const char *digits = hex ? hex : "";
+
+	/* BN_bn2hex pads to whole bytes; stored and shown without leading zeros, as normalize_serial reads them */
+	while (digits[0] == '0' && digits[1])
+		digits++;
+	snprintf(out, size, "%s", digits);
 	OPENSSL_free(hex);
 	BN_free(bn);
 }

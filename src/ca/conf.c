@@ -6,6 +6,7 @@
  * command changes it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,11 +20,14 @@ static _Thread_local char last_error[1024]; /* per thread: batch.c signs on seve
 
 int ca_error(const char *fmt, ...)
 {
+	char message[sizeof last_error];
 	va_list ap;
 
+	/* formatted apart first: the arguments may be the last error itself */
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	vsnprintf(message, sizeof message, fmt, ap);
 	va_end(ap);
+	memcpy(last_error, message, sizeof last_error);
 	return -1;
 }
 
@@ -194,12 +198,17 @@ int ca_conf_save(const struct ca_conf *c)
 {
 	char path[CA_PATH_MAX + 16], tmp[CA_PATH_MAX + 32];
 	FILE *f;
+	int fd;
 
 	ca_path(c, "ca.conf", path, sizeof path);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	f = fopen(tmp, "we");
-	if (!f)
+	/* 0640: it may hold a key URI with a pin-value */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		if (fd >= 0)
+			close(fd);
 		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	}
 	fprintf(f,
 		"# keyward-ca instance configuration (keyward-ca(8)).\n"
 		"[ca]\n"

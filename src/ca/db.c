@@ -21,24 +21,28 @@ struct ca_db {
 	sqlite3 *db;
 };
 
-static const char schema[] = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS certs ("
-			     " serial TEXT PRIMARY KEY, subject TEXT NOT NULL, template TEXT NOT NULL,"
-			     " not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
-			     " status TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),"
-			     " revoked_at INTEGER NOT NULL DEFAULT 0, reason INTEGER NOT NULL DEFAULT -1,"
-			     " request_id INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL);"
-			     "CREATE INDEX IF NOT EXISTS certs_revoked ON certs (status, revoked_at);"
-			     "CREATE TABLE IF NOT EXISTS requests ("
-			     " id INTEGER PRIMARY KEY AUTOINCREMENT, csr BLOB NOT NULL, template TEXT NOT NULL,"
-			     " status TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'denied')),"
-			     " submitted INTEGER NOT NULL, serial TEXT NOT NULL DEFAULT '');"
-			     "CREATE TABLE IF NOT EXISTS crls ("
-			     " number INTEGER PRIMARY KEY, delta INTEGER NOT NULL, base INTEGER NOT NULL,"
-			     " this_update INTEGER NOT NULL, next_update INTEGER NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS audit ("
-			     " id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, uid INTEGER NOT NULL,"
-			     " event TEXT NOT NULL, detail TEXT NOT NULL);";
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS certs ("
+	" serial TEXT PRIMARY KEY, subject TEXT NOT NULL, template TEXT NOT NULL,"
+	" not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+	" status TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),"
+	" revoked_at INTEGER NOT NULL DEFAULT 0, reason INTEGER NOT NULL DEFAULT -1,"
+	" changed_at INTEGER NOT NULL DEFAULT 0," /* the revocation state's last change: deltas select on it */
+	" request_id INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL);"
+	/* covering: a full CRL reads the index alone */
+	"CREATE INDEX IF NOT EXISTS certs_revoked ON certs (status, serial, revoked_at, reason);"
+	"CREATE INDEX IF NOT EXISTS certs_changed ON certs (changed_at);"
+	"CREATE TABLE IF NOT EXISTS requests ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, csr BLOB NOT NULL, template TEXT NOT NULL,"
+	" status TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'denied')),"
+	" submitted INTEGER NOT NULL, serial TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE IF NOT EXISTS crls ("
+	" number INTEGER PRIMARY KEY, delta INTEGER NOT NULL, base INTEGER NOT NULL,"
+	" this_update INTEGER NOT NULL, next_update INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS audit ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" event TEXT NOT NULL, detail TEXT NOT NULL);";
 
 static int db_fail(struct ca_db *db, const char *what)
 {
@@ -210,8 +214,9 @@ int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row,
 int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason)
 {
 	return run(db,
-		   prepare(db, "UPDATE certs SET status = ?, revoked_at = ?, reason = ? WHERE serial = ?", "tiit",
-			   status, (long long)when, (long long)reason, serial),
+		   prepare(db,
+			   "UPDATE certs SET status = ?, revoked_at = ?, reason = ?, changed_at = ? WHERE serial = ?",
+			   "tiiit", status, (long long)when, (long long)reason, (long long)time(NULL), serial),
 		   "revocation");
 }
 
@@ -346,15 +351,15 @@ int ca_db_each_revoked(struct ca_db *db, time_t since,
 		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg)
 {
 	/*
-	 * A delta lists what changed since its base: revocations, and holds
-	 * taken back (reason removeFromCRL, kept by unrevoke). A revocation in
-	 * the base's second is listed in both, which is harmless.
+	 * A delta lists what changed since its base was made, whatever date a
+	 * revocation carries (it may be backdated): revocations, and holds
+	 * taken back (reason removeFromCRL, kept by unrevoke). A change in the
+	 * base's second is listed in both, which is harmless.
 	 */
 	sqlite3_stmt *st =
 		since > 0 ? prepare(db,
-				    "SELECT serial, revoked_at, reason FROM certs WHERE (status = 'revoked' OR reason "
-				    "= 8)"
-				    " AND revoked_at >= ?",
+				    "SELECT serial, revoked_at, reason FROM certs WHERE changed_at >= ?"
+				    " AND (status = 'revoked' OR reason = 8)",
 				    "i", (long long)since)
 			  : prepare(db, "SELECT serial, revoked_at, reason FROM certs WHERE status = 'revoked'", "");
 	int rc;

@@ -56,8 +56,10 @@ int issued_record(struct ca *ca, struct issued *is, size_t n)
 
 		if (ca_db_insert_cert(ca->db, r, is[i].der, is[i].der_len) ||
 		    (r->request_id > 0 && ca_db_set_request(ca->db, r->request_id, "issued", r->serial)) ||
-		    ca_db_audit(ca->db, "issue", "serial %s template %s subject %s", r->serial, r->template_name,
-				r->subject)) {
+		    ca_db_audit(ca->db, "issue", "serial %s template %s subject %s%s", r->serial, r->template_name,
+				r->subject, r->request_id > 0 ? " (approved request)" : "") ||
+		    (r->request_id > 0 &&
+		     ca_db_audit(ca->db, "approve", "request %lld issued as serial %s", r->request_id, r->serial))) {
 			ca_db_rollback(ca->db);
 			return -1;
 		}
@@ -90,6 +92,18 @@ static int issue(struct ca *ca, const struct ca_template *t, X509_REQ *req, long
 	}
 	issued_free(&is);
 	return rc;
+}
+
+/* Whether the directory of path accepts a new file. */
+static bool dir_writable(const char *path)
+{
+	char dir[CA_PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return access(".", W_OK) == 0;
+	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+	return access(dir, W_OK) == 0;
 }
 
 /* The requests of files, each parsed and checked against t now: one bad request issues none. */
@@ -168,6 +182,11 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 		for (int i = 0; i < nfiles && !rc; i++)
 			rc = submit_pending(&ca, t, reqs[i], o->json);
 	} else if (nfiles == 1 && !o->out_dir) {
+		/* where the certificate goes is checked before anything is issued */
+		if (o->out && (access(o->out, F_OK) == 0 ? access(o->out, W_OK) != 0 : !dir_writable(o->out))) {
+			ca_error("cannot write %s: its directory is missing or not writable; nothing issued", o->out);
+			goto out;
+		}
 		rc = issue(&ca, t, reqs[0], 0, o->out, o->json);
 	} else {
 		rc = issue_batch(&ca, t, reqs, files, (size_t)nfiles, o);

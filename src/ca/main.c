@@ -31,7 +31,7 @@ static void usage(FILE *f)
 		"  setup --name NAME [--key-type T | --existing-key NAME|URI [--cert F]] [--hash H] [--validity DAYS]\n"
 		"        [--server-name HOST] [--subordinate] [--module PATH] [--token LABEL] [--pin-file F]\n"
 		"  install-cert FILE | keys | templates list|show N|add N --file F|remove N\n"
-		"  submit CSR --template T [--out F] [--json] | approve ID | deny ID\n"
+		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
 		"See keyward-ca(8).\n");

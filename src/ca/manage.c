@@ -141,6 +141,9 @@ static int parse_date(const char *s, time_t *out)
 	if (!end || *end)
 		return ca_error("--date \"%s\": use YYYY-MM-DDTHH:MM:SSZ (UTC)", s);
 	*out = timegm(&tm);
+	/* a revocation may be dated back (to the compromise), never forward */
+	if (*out > time(NULL) + 300)
+		return ca_error("--date %s is in the future", s);
 	return 0;
 }
 
@@ -171,15 +174,17 @@ int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke)
 	found = ca_db_get_cert(ca.db, serial, &row, NULL, NULL);
 	if (found > 0)
 		ca_error("no certificate with serial %s", serial);
-	else if (!found && !unrevoke && !strcmp(row.status, "revoked"))
+	else if (!found && !unrevoke && !strcmp(row.status, "revoked") && (row.reason != 6 || reason == 6))
+		/* on hold, a certificate may still be revoked for good (RFC 5280 5.3.1); otherwise once is final */
 		ca_error("serial %s is already revoked (%s)", serial, ca_reason_name(row.reason));
 	else if (!found && unrevoke && (strcmp(row.status, "revoked") || row.reason != 6))
 		ca_error("serial %s is not on hold (only certificateHold can be taken back)", serial);
 	else if (!found &&
 		 !ca_db_set_revocation(ca.db, serial, unrevoke ? "issued" : "revoked", unrevoke ? time(NULL) : when,
 				       unrevoke ? 8 : reason) &&
-		 !ca_db_audit(ca.db, unrevoke ? "unrevoke" : "revoke", "serial %s%s%s", serial,
-			      unrevoke ? "" : " reason ", unrevoke ? "" : o->reason) &&
+		 !ca_db_audit(ca.db, unrevoke ? "unrevoke" : "revoke", "serial %s%s%s%s%s", serial,
+			      unrevoke ? "" : " reason ", unrevoke ? "" : o->reason,
+			      o->date && !unrevoke ? " date " : "", o->date && !unrevoke ? o->date : "") &&
 		 !ca_db_commit(ca.db)) {
 		printf("%s %s\n", unrevoke ? "unrevoked" : "revoked", serial);
 		rc = 0;

@@ -17,6 +17,27 @@
 
 #include "ca/cli.h"
 
+/* Creates dir and any missing parent; *made says whether dir itself was created. */
+static int make_dirs(const char *dir, bool *made)
+{
+	char path[CA_PATH_MAX];
+
+	snprintf(path, sizeof path, "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			return ca_error("cannot create %s: %s", path, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(path, 0750) == 0)
+		*made = true;
+	else if (errno != EEXIST)
+		return ca_error("cannot create %s: %s", path, strerror(errno));
+	return 0;
+}
+
 /* Whether dir already holds a CA: ca.conf, written last by setup, says so. */
 static bool holds_ca(const char *dir)
 {
@@ -49,10 +70,8 @@ int cmd_setup(const struct opts *o)
 		return ca_error("--cert installs a certificate; a --subordinate CA gets one with install-cert");
 	if (holds_ca(o->dir))
 		return ca_error("%s already holds a CA (ca.conf): nothing changed", o->dir);
-	if (mkdir(o->dir, 0750) == 0)
-		made_dir = true;
-	else if (errno != EEXIST)
-		return ca_error("cannot create %s: %s", o->dir, strerror(errno));
+	if (make_dirs(o->dir, &made_dir))
+		return -1;
 	if (ca_conf_defaults(&c, o->dir))
 		return -1;
 	snprintf(c.name, sizeof c.name, "%s", o->name);
@@ -78,8 +97,20 @@ int cmd_setup(const struct opts *o)
 	} else {
 		snprintf(label, sizeof label, "ca-%s", o->name);
 		snprintf(c.key, sizeof c.key, "%s", label);
+		/* a second key of the same label would leave the CA signing with either: refused */
+		if (ca_token_open(&c, &tok))
+			goto out;
+		if (!ca_token_key(tok, label, &priv, &pub)) {
+			ca_error(
+				"token \"%s\" already has a key labelled \"%s\": set up with --existing-key \"%s\", or "
+				"choose another --name",
+				c.token, label, label);
+			goto out;
+		}
+		ca_token_close(tok);
+		tok = NULL;
 		if (ca_token_generate(&c, o->key_type ? o->key_type : "RSA-3072", label))
-			return -1;
+			goto out;
 	}
 	if (ca_token_open(&c, &tok) || ca_token_key(tok, c.key, &priv, &pub))
 		goto out;
@@ -214,6 +245,8 @@ int cmd_install_cert(const struct opts *o, const char *file)
 		ca_db_rollback(ca.db);
 		goto out;
 	}
+	ca_path(&ca.conf, "ca.csr", path, sizeof path);
+	unlink(path); /* answered */
 	printf("installed %s: the CA issues now\n", file);
 	rc = 0;
 out:

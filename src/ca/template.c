@@ -240,8 +240,8 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 			ok = !strcmp(w, kind);
 	}
 	if (!ok)
-		return ca_error("template %s does not accept a %s%s key of %d bits (it accepts %s)", t->name, kind,
-				!strcmp(kind, "RSA") ? "" : "", bits, t->key_types);
+		return ca_error("template %s does not accept a %s key of %d bits (it accepts %s)", t->name, kind, bits,
+				t->key_types);
 	if (t->subject_cn && X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1) < 0)
 		return ca_error("template %s needs a subject with a CN", t->name);
 	{
@@ -250,10 +250,15 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 
 		for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !rc; i++)
 			if (!allowed(t->san, san_kind(sk_GENERAL_NAME_value(names, i))))
-				rc = ca_error(
-					"template %s does not allow a %s subject alternative name (it allows: %s)",
-					t->name, san_kind(sk_GENERAL_NAME_value(names, i)),
-					t->san[0] ? t->san : "none");
+				rc = ca_error("template %s does not allow subject alternative names of kind %s (it "
+					      "allows: %s)",
+					      t->name, san_kind(sk_GENERAL_NAME_value(names, i)),
+					      t->san[0] ? t->san : "none");
+		/* a certificate must name something: a CN, or a SAN the template took */
+		if (!rc && sk_GENERAL_NAME_num(names) <= 0 &&
+		    X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1) < 0)
+			rc = ca_error("the request names nothing: it has neither a subject CN nor a subject "
+				      "alternative name");
 		GENERAL_NAMES_free(names);
 		return rc;
 	}

@@ -326,8 +326,10 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 			return ca_error("key type %s: RSA-2048, RSA-3072 or RSA-4096", type);
 	} else if (!strcmp(type, "EC-P256") || !strcmp(type, "EC-P384")) {
 		m.mechanism = CKM_EC_KEY_PAIR_GEN;
-		pub[4] = (CK_ATTRIBUTE){CKA_EC_PARAMS, type[5] == '2' ? p256 : p384,
-					type[5] == '2' ? sizeof p256 : sizeof p384};
+		bool p256_wanted = !strcmp(type, "EC-P256");
+
+		pub[4] = (CK_ATTRIBUTE){CKA_EC_PARAMS, p256_wanted ? p256 : p384,
+					p256_wanted ? sizeof p256 : sizeof p384};
 	} else {
 		return ca_error("key type %s: RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384", type);
 	}
