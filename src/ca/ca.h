@@ -167,6 +167,8 @@ struct ca_der {
 	size_t len, cap;
 };
 int ca_der_put(struct ca_der *d, const void *p, size_t n);
+/* Room for more bytes at once, so a large buffer is allocated one time. */
+int ca_der_reserve(struct ca_der *d, size_t more);
 void ca_der_free(struct ca_der *d);
 /* One revokedCertificates entry (serial in hex; reason 0 or less: no reason extension) onto d. */
 int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason);
@@ -178,7 +180,10 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
 int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv, const EVP_MD *md, struct ca_der *out);
 
 /* crl.c */
-/* Builds, signs and publishes a full (delta = false) or delta CRL, in the open transaction. */
+/*
+ * Builds and signs a full (delta = false) or delta CRL, records its number
+ * in one transaction of its own, then writes it atomically to publish/.
+ */
 int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
 		   long long *number_out);
 /* CRL reason names <-> codes */

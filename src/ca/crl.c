@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +60,7 @@ static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
 
 static int write_crl(const char *path, const struct ca_der *der)
 {
-	char tmp[CA_PATH_MAX + 48];
+	char tmp[CA_PATH_MAX + 320];
 	FILE *f;
 	int ok;
 
@@ -74,10 +76,11 @@ static int write_crl(const char *path, const struct ca_der *der)
 	return 0;
 }
 
-int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
-		   long long *number_out)
+/* Builds and signs the CRL into der and records its number, in the open transaction. */
+static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
+		     long long *number_out, struct ca_der *der)
 {
-	char file[CA_NAME_MAX + 1], v[512], path[CA_PATH_MAX + 300];
+	char file[CA_NAME_MAX + 1], v[512];
 	long long number = 0, base = 0;
 	time_t now = time(NULL), base_time = 0;
 	unsigned hours = delta ? c->delta_crl_period_hours : c->crl_period_hours;
@@ -85,7 +88,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 	ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
 	ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + (time_t)(hours + c->crl_overlap_hours) * 3600);
 	ASN1_INTEGER *num = NULL;
-	struct ca_der entries = {0}, der = {0};
+	struct ca_der entries = {0};
 	int rc = -1;
 
 	ca_file_name(c->name, file, sizeof file);
@@ -130,19 +133,11 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		ca_error("the token did not sign the CRL");
 		goto out;
 	}
-	if (ca_crl_assemble(crl, &entries, priv, ca_md(c), &der))
+	if (ca_crl_assemble(crl, &entries, priv, ca_md(c), der))
 		goto out;
 	if (ca_db_record_crl(db, number, delta, delta ? base : number, now,
 			     now + (time_t)(hours + c->crl_overlap_hours) * 3600) ||
 	    ca_db_audit(db, delta ? "crl.delta" : "crl", "CRL number %lld%s", number, delta ? " (delta)" : ""))
-		goto out;
-	ca_path(c, "publish", path, sizeof path);
-	if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-		ca_error("cannot create %s: %s", path, strerror(errno));
-		goto out;
-	}
-	snprintf(path + strlen(path), sizeof path - strlen(path), "/%s%s.crl", file, delta ? "+" : "");
-	if (write_crl(path, &der))
 		goto out;
 	*number_out = number;
 	rc = 0;
@@ -152,6 +147,46 @@ out:
 	ASN1_TIME_free(next_update);
 	X509_CRL_free(crl);
 	ca_der_free(&entries);
+	return rc;
+}
+
+int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
+		   long long *number_out)
+{
+	char file[CA_NAME_MAX + 1], dir[CA_PATH_MAX + 16], path[CA_PATH_MAX + 300];
+	struct ca_der der = {0};
+	int lock = -1, rc = -1;
+
+	ca_file_name(c->name, file, sizeof file);
+	ca_path(c, "publish", dir, sizeof dir);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return ca_error("cannot create %s: %s", dir, strerror(errno));
+	/*
+	 * The number is committed before the file is renamed into place, so a
+	 * crash can never publish a number the database does not hold; the
+	 * lock keeps two publishers' renames in number order.
+	 */
+	snprintf(path, sizeof path, "%s/.lock", dir);
+	if ((lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 || flock(lock, LOCK_EX) != 0) {
+		ca_error("cannot lock %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (ca_db_begin(db))
+		goto out;
+	if (build_crl(c, db, ca, priv, delta, number_out, &der) || ca_db_commit(db)) {
+		ca_db_rollback(db);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/%s%s.crl", dir, file, delta ? "+" : "");
+	if (write_crl(path, &der)) {
+		ca_error("CRL number %lld is recorded but could not be written (%s): run crl again", *number_out,
+			 ca_last_error());
+		goto out;
+	}
+	rc = 0;
+out:
+	if (lock >= 0)
+		close(lock);
 	ca_der_free(&der);
 	return rc;
 }

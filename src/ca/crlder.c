@@ -39,6 +39,19 @@ int ca_der_put(struct ca_der *d, const void *p, size_t n)
 	return 0;
 }
 
+int ca_der_reserve(struct ca_der *d, size_t more)
+{
+	unsigned char *grown;
+
+	if (more <= d->cap - d->len)
+		return 0;
+	if (!(grown = realloc(d->p, d->len + more)))
+		return ca_error("out of memory building the CRL (%zu bytes)", d->len + more);
+	d->p = grown;
+	d->cap = d->len + more;
+	return 0;
+}
+
 void ca_der_free(struct ca_der *d)
 {
 	free(d->p);
@@ -143,55 +156,74 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
 		}                                                                                                      \
 	} while (0)
 
+/* The length of a tag and length header for len content bytes. */
+static size_t header_len(size_t len)
+{
+	unsigned char h[8];
+
+	return header(h, 0x30, len);
+}
+
 int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv, const EVP_MD *md, struct ca_der *out)
 {
-	static const unsigned char v2[] = {0x02, 0x01, 0x01};
+	static const unsigned char v2[] = {0x02, 0x01, 0x01}, room[8] = {0};
 	const X509_ALGOR *alg = NULL;
 	const ASN1_BIT_STRING *unused = NULL;
 	const STACK_OF(X509_EXTENSION) *exts = X509_CRL_get0_extensions(head);
-	struct ca_der body = {0}, tbs = {0}, ext = {0}, whole = {0};
-	unsigned char *sig = NULL;
-	size_t sig_len = 0;
+	struct ca_der prefix = {0}, ext = {0}, algd = {0};
+	size_t body_len, tbs_start, total, sig_len = 0, h;
+	unsigned char *sig = NULL, hdr[8];
 	EVP_MD_CTX *ctx = NULL;
 	int rc = -1;
 
 	X509_CRL_get0_signature(head, &unused, &alg);
-	if (ca_der_put(&body, v2, sizeof v2))
+	if (ca_der_put(&prefix, v2, sizeof v2))
 		goto out;
-	PUT_I2D(&body, i2d_X509_ALGOR, (X509_ALGOR *)alg);
-	PUT_I2D(&body, i2d_X509_NAME, X509_CRL_get_issuer(head));
-	PUT_I2D(&body, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_lastUpdate(head));
-	PUT_I2D(&body, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_nextUpdate(head));
-	if (entries->len && put_tlv(&body, 0x30, entries->p, entries->len))
-		goto out;
-	if (sk_X509_EXTENSION_num(exts) > 0) {
+	PUT_I2D(&prefix, i2d_X509_ALGOR, (X509_ALGOR *)alg);
+	PUT_I2D(&prefix, i2d_X509_NAME, X509_CRL_get_issuer(head));
+	PUT_I2D(&prefix, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_lastUpdate(head));
+	PUT_I2D(&prefix, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_nextUpdate(head));
+	PUT_I2D(&algd, i2d_X509_ALGOR, (X509_ALGOR *)alg);
+	if (sk_X509_EXTENSION_num(exts) > 0)
 		PUT_I2D(&ext, i2d_X509_EXTENSIONS, (X509_EXTENSIONS *)exts);
-		if (put_tlv(&body, 0xa0, ext.p, ext.len))
-			goto out;
-	}
-	if (put_tlv(&tbs, 0x30, body.p, body.len))
+	/*
+	 * One buffer, sized once, holds the whole CRL; the entries are copied
+	 * into it once. The outer header's length is known only after signing
+	 * (ECDSA signatures vary), so room is left for it in front.
+	 */
+	body_len = prefix.len + (entries->len ? header_len(entries->len) + entries->len : 0) +
+		   (ext.len ? header_len(ext.len) + ext.len : 0);
+	if (ca_der_put(out, room, sizeof room))
+		goto out;
+	tbs_start = out->len;
+	if (ca_der_reserve(out, header_len(body_len) + body_len + algd.len + (size_t)EVP_PKEY_get_size(priv) + 64) ||
+	    ca_der_put(out, hdr, header(hdr, 0x30, body_len)) || ca_der_put(out, prefix.p, prefix.len) ||
+	    (entries->len && put_tlv(out, 0x30, entries->p, entries->len)) ||
+	    (ext.len && put_tlv(out, 0xa0, ext.p, ext.len)))
 		goto out;
 	/* the signature, through the same EVP_PKEY (and so the same token) X509_CRL_sign used */
-	if (!(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, md, NULL, priv) != 1 ||
-	    EVP_DigestSign(ctx, NULL, &sig_len, tbs.p, tbs.len) != 1 || !(sig = OPENSSL_malloc(sig_len + 1)) ||
-	    EVP_DigestSign(ctx, sig + 1, &sig_len, tbs.p, tbs.len) != 1) {
+	sig_len = (size_t)EVP_PKEY_get_size(priv);
+	if (!(sig = OPENSSL_malloc(sig_len + 1)) || !(ctx = EVP_MD_CTX_new()) ||
+	    EVP_DigestSignInit(ctx, NULL, md, NULL, priv) != 1 ||
+	    EVP_DigestSign(ctx, sig + 1, &sig_len, out->p + tbs_start, out->len - tbs_start) != 1) {
 		ERR_clear_error();
 		ca_error("the token did not sign the CRL");
 		goto out;
 	}
 	sig[0] = 0; /* BIT STRING: no unused bits */
-	if (ca_der_put(&whole, tbs.p, tbs.len))
+	if (ca_der_put(out, algd.p, algd.len) || put_tlv(out, 0x03, sig, sig_len + 1))
 		goto out;
-	PUT_I2D(&whole, i2d_X509_ALGOR, (X509_ALGOR *)alg);
-	if (put_tlv(&whole, 0x03, sig, sig_len + 1) || put_tlv(out, 0x30, whole.p, whole.len))
-		goto out;
+	total = out->len - tbs_start;
+	h = header(hdr, 0x30, total);
+	memcpy(out->p + tbs_start - h, hdr, h);
+	memmove(out->p, out->p + tbs_start - h, h + total);
+	out->len = h + total;
 	rc = 0;
 out:
 	EVP_MD_CTX_free(ctx);
 	OPENSSL_free(sig);
-	ca_der_free(&body);
-	ca_der_free(&tbs);
+	ca_der_free(&prefix);
 	ca_der_free(&ext);
-	ca_der_free(&whole);
+	ca_der_free(&algd);
 	return rc;
 }

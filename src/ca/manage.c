@@ -278,12 +278,8 @@ int cmd_crl(const struct opts *o)
 	struct ca ca;
 	int rc = -1;
 
-	if (ca_open(o, true, true, &ca) || ca_db_begin(ca.db))
+	if (ca_open(o, true, true, &ca) || ca_crl_publish(&ca.conf, ca.db, ca_cert(&ca), ca.priv, o->delta, &number))
 		goto out;
-	if (ca_crl_publish(&ca.conf, ca.db, ca_cert(&ca), ca.priv, o->delta, &number) || ca_db_commit(ca.db)) {
-		ca_db_rollback(ca.db);
-		goto out;
-	}
 	printf("published %s CRL number %lld\n", o->delta ? "delta" : "full", number);
 	rc = 0;
 out:
