@@ -189,6 +189,25 @@ static int copy_public_key(X509_REQ *req, X509 *x)
 	return 0;
 }
 
+/*
+ * The certificate's subject: with "subject = cn" the request's CN alone,
+ * nothing else the requester claims (an organization, a country); with
+ * "any", the request's subject as it is.
+ */
+static int set_subject(const struct ca_template *t, X509_REQ *req, X509 *x)
+{
+	X509_NAME *from = X509_REQ_get_subject_name(req), *name;
+	int i = X509_NAME_get_index_by_NID(from, NID_commonName, -1), ok;
+
+	if (!t->subject_cn || i < 0)
+		return X509_set_subject_name(x, from);
+	if (!(name = X509_NAME_new()))
+		return 0;
+	ok = X509_NAME_add_entry(name, X509_NAME_get_entry(from, i), -1, 0) && X509_set_subject_name(x, name);
+	X509_NAME_free(name);
+	return ok;
+}
+
 X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv)
 {
 	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
@@ -201,8 +220,7 @@ X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_R
 		ca_error("the request has no usable public key");
 		goto fail;
 	}
-	ok = x && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) &&
-	     X509_set_subject_name(x, X509_REQ_get_subject_name(req)) &&
+	ok = x && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) && set_subject(t, req, x) &&
 	     X509_set_issuer_name(x, X509_get_subject_name(ca)) && copy_public_key(req, x) &&
 	     X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
 	     (not_after = X509_time_adj_ex(NULL, (int)t->validity_days, 0, NULL));

@@ -288,6 +288,26 @@ int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : ca_error("cannot add extension %s = %s", OBJ_nid2sn(nid), value);
 }
 
+/*
+ * The template's key usage, for the key it goes with: an EC or EdDSA key
+ * cannot encipher (RFC 5480 3, RFC 8410 5), so keyEncipherment and
+ * dataEncipherment are kept for RSA keys only.
+ */
+static const char *key_usage_for(const struct ca_template *t, EVP_PKEY *key, char *out, size_t size)
+{
+	char buf[256], *save = NULL, *w;
+	size_t n = 0;
+
+	if (!key || EVP_PKEY_is_a(key, "RSA"))
+		return t->key_usage;
+	snprintf(buf, sizeof buf, "%s", t->key_usage);
+	out[0] = '\0';
+	for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
+		if (strcmp(w, "keyEncipherment") && strcmp(w, "dataEncipherment"))
+			n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%s", n ? "," : "", w);
+	return out;
+}
+
 int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, X509 *x)
 {
 	char file[CA_NAME_MAX + 1], v[1024];
@@ -304,7 +324,8 @@ int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509
 	if (ca_add_ext(x, ca, NID_basic_constraints, v) || ca_add_ext(x, ca, NID_subject_key_identifier, "hash") ||
 	    ca_add_ext(x, ca, NID_authority_key_identifier, "keyid:always"))
 		return -1;
-	if (t->key_usage[0] && ca_add_ext(x, ca, NID_key_usage, t->key_usage))
+	if (t->key_usage[0] &&
+	    ca_add_ext(x, ca, NID_key_usage, key_usage_for(t, X509_REQ_get0_pubkey(req), v, sizeof v)))
 		return -1;
 	if (t->extended_key_usage[0] && ca_add_ext(x, ca, NID_ext_key_usage, t->extended_key_usage))
 		return -1;
