@@ -52,7 +52,7 @@ int cmd_setup(const struct opts *o)
 	struct ca_conf c;
 	struct ca_token *tok = NULL;
 	EVP_PKEY *priv = NULL, *pub = NULL;
-	STACK_OF(X509) *chain = sk_X509_new_null();
+	STACK_OF(X509) *chain = NULL;
 	struct ca_db *db = NULL;
 	char path[CA_PATH_MAX + 16], label[CA_NAME_MAX + 8];
 	X509 *x = NULL;
@@ -68,25 +68,23 @@ int cmd_setup(const struct opts *o)
 		return ca_error("--cert goes with --existing-key: the certificate of that key");
 	if (o->cert && o->subordinate)
 		return ca_error("--cert installs a certificate; a --subordinate CA gets one with install-cert");
+	if (o->hash && strcmp(o->hash, "sha256") && strcmp(o->hash, "sha384") && strcmp(o->hash, "sha512"))
+		return ca_error("--hash: sha256, sha384 or sha512, not %s", o->hash);
 	if (holds_ca(o->dir))
 		return ca_error("%s already holds a CA (ca.conf): nothing changed", o->dir);
-	if (make_dirs(o->dir, &made_dir))
-		return -1;
 	if (ca_conf_defaults(&c, o->dir))
 		return -1;
+	if (o->pin_file && !realpath(o->pin_file, c.pin_file))
+		return ca_error("the PIN file %s: %s", o->pin_file, strerror(errno));
+	/* from here on, a failure removes what setup made (out:) */
+	if (make_dirs(o->dir, &made_dir) || !(chain = sk_X509_new_null()))
+		goto out;
 	snprintf(c.name, sizeof c.name, "%s", o->name);
 	snprintf(c.module, sizeof c.module, "%s", o->module ? o->module : KW_DEFAULT_PKCS11_MODULE);
 	if (o->token)
 		snprintf(c.token, sizeof c.token, "%s", o->token);
-	if (o->pin_file) {
-		if (!realpath(o->pin_file, c.pin_file))
-			return ca_error("the PIN file %s: %s", o->pin_file, strerror(errno));
-	}
-	if (o->hash) {
-		if (strcmp(o->hash, "sha256") && strcmp(o->hash, "sha384") && strcmp(o->hash, "sha512"))
-			return ca_error("--hash: sha256, sha384 or sha512, not %s", o->hash);
+	if (o->hash)
 		snprintf(c.hash, sizeof c.hash, "%s", o->hash);
-	}
 	if (o->validity)
 		c.validity_days = o->validity;
 	if (o->server_name)
