@@ -1,0 +1,1889 @@
+/*
+ * keyward-ca, the certificate authority whose key lives in an HSM, run as
+ * a process the way an administrator runs it (keyward-ca(8) is the
+ * contract), its certificates and CRLs checked by OpenSSL and GnuTLS's
+ * certtool rather than by reading its database:
+ *
+ *  - one suite, run on keyward (a development keywardd through
+ *    keyward-pkcs11.so) and on SoftHSM2 (a token made here): a root CA
+ *    (self-signed, key on the token, refused second setup), a certificate
+ *    from every built-in template (extensions, URLs, serials; nothing of
+ *    the request's own extensions), a subordinate CA installed and issuing,
+ *    and revocation with full and delta CRLs;
+ *  - on keyward only: a CA on a key made beforehand with ksputil, bad input
+ *    refused with the database unchanged, manual approval and templates
+ *    added from files, batch submission, and a burst of concurrent submits
+ *    and a batch killed with SIGKILL.
+ *
+ * Each test works in a directory of its own under the server's; the steps
+ * of the suite build on one another (root, then templates, subordinate,
+ * revocation), the other tests stand alone. Where keyward-ca(8) leaves a
+ * point open, the test asserts what a PKI administrator expects, and says
+ * so there.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <time.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+/* pkcs11-tool on keyward-pkcs11.so; see test_pkcs11_clients.c for the sanitizer environments */
+#ifndef KWT_P11_ENV_READ
+#define KWT_P11_ENV_READ ""
+#endif
+#define P11TOOL_READ KWT_P11_ENV_READ "pkcs11-tool --module '" KEYWARD_PKCS11_PATH "' "
+
+/*
+ * keyward-ca's environment: under the sanitizers, libp11 0.4.12's own
+ * leaks are suppressed (tests/lsan-libp11.supp), with full stacks so that
+ * only allocations libp11 made match.
+ */
+#ifndef KWT_CA_ENV
+#define KWT_CA_ENV ""
+#endif
+
+#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+/* openssl req -newkey arguments */
+#define EC256 "ec -pkeyopt ec_paramgen_curve:P-256"
+#define RSA2048 "rsa:2048"
+
+/* Where a suite runs: the module, token and PIN file its CAs are set up with. */
+struct backend {
+	const char *module;
+	const char *token; /* NULL: keyward-ca's default, "keyward machine" */
+	char pin_file[320];
+	char work[300];
+};
+
+static struct kwt_server server;
+static struct backend keyward_hsm = {.module = KEYWARD_PKCS11_PATH};
+static struct backend softhsm = {.module = SOFTHSM_MODULE, .token = "ca"};
+
+/* fail_msg() for messages that quote whole outputs: cmocka cuts its messages at 1 KB. */
+#define fail_full(...) fail_full_at(__FILE__, __LINE__, __VA_ARGS__)
+static void fail_full_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail_full_at(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ERROR: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	_fail(file, line);
+}
+
+/* ---- outputs, kept until the test ends ---- */
+
+static char **kept;
+static size_t n_kept, cap_kept;
+
+static const char *keep(char *s)
+{
+	if (n_kept == cap_kept) {
+		cap_kept = cap_kept ? 2 * cap_kept : 64;
+		kept = realloc(kept, cap_kept * sizeof *kept);
+		assert_non_null(kept);
+	}
+	kept[n_kept++] = s;
+	return s;
+}
+
+static const char *keepf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *keepf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, fmt);
+	assert_true(vasprintf(&s, fmt, ap) >= 0);
+	va_end(ap);
+	return keep(s);
+}
+
+static void forget_all(void)
+{
+	while (n_kept)
+		free(kept[--n_kept]);
+	free(kept);
+	kept = NULL;
+	cap_kept = 0;
+}
+
+/* ---- commands ---- */
+
+static char last_cmd[4096];
+
+/* Runs a shell command line in the current directory (kwt_run: bounded); the exit code, *out its output. */
+static int sh(const char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sh(const char **out, const char *fmt, ...)
+{
+	va_list ap;
+	char *text = NULL;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(last_cmd, sizeof last_cmd, fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof last_cmd);
+	rc = kwt_run(".", &text, "%s", last_cmd);
+	keep(text);
+	if (out)
+		*out = text;
+	return rc;
+}
+
+static void expect_has(const char *what, const char *text, const char *needle)
+{
+	if (!text || !strstr(text, needle))
+		fail_full("%s: \"%s\" not in:\n%s", what, needle, text ? text : "(nothing)");
+}
+
+static void expect_lacks(const char *what, const char *text, const char *needle)
+{
+	if (text && strstr(text, needle))
+		fail_full("%s: \"%s\" is in:\n%s", what, needle, text);
+}
+
+/* No sanitizer report in a program's output (keyward-ca, under the sanitizers, is instrumented). */
+static void expect_clean(const char *out)
+{
+	if (strstr(out, "AddressSanitizer") || strstr(out, "LeakSanitizer") || strstr(out, "runtime error:"))
+		fail_full("%s: a sanitizer reported:\n%s", last_cmd, out);
+}
+
+static const char *sh_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *sh_ok(const char *fmt, ...)
+{
+	char cmd[4096];
+	const char *out;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	rc = sh(&out, "%s", cmd);
+	if (rc != 0)
+		fail_full("%s: exit %d%s:\n%s", last_cmd, rc, rc == 124 ? " (timed out)" : "", out);
+	return out;
+}
+
+static const char *ca_path(void)
+{
+	const char *p = getenv("KEYWARD_CA");
+	return p ? p : KEYWARD_CA_PATH;
+}
+
+/* keyward-ca --dir DIR ARGS: its exit code; *out its output. */
+static int ca_v(const char *dir, const char **out, const char *fmt, va_list ap)
+{
+	char args[3000];
+	int n = vsnprintf(args, sizeof args, fmt, ap);
+
+	assert_true(n > 0 && (size_t)n < sizeof args);
+	return sh(out, KWT_CA_ENV "'%s' --dir '%s' %s", ca_path(), dir, args);
+}
+
+/* keyward-ca succeeds (and nothing reports); its output. */
+static const char *ca_ok(const char *dir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *ca_ok(const char *dir, const char *fmt, ...)
+{
+	const char *out;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = ca_v(dir, &out, fmt, ap);
+	va_end(ap);
+	if (rc != 0)
+		fail_full("%s: exit %d:\n%s", last_cmd, rc, out);
+	expect_clean(out);
+	if (strstr(out, "keyward-pkcs11: "))
+		fail_full("%s succeeded, but the module logged:\n%s", last_cmd, out);
+	return out;
+}
+
+/* keyward-ca refuses with exit code rc (any but 0: REFUSED) and says something; its output. */
+#define REFUSED (-1)
+static const char *ca_refused(const char *dir, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static const char *ca_refused(const char *dir, int rc, const char *fmt, ...)
+{
+	const char *out;
+	va_list ap;
+	int got;
+
+	va_start(ap, fmt);
+	got = ca_v(dir, &out, fmt, ap);
+	va_end(ap);
+	if (got == 0 || (rc != REFUSED && got != rc))
+		fail_full("%s: exit %d, expected %d:\n%s", last_cmd, got, rc, out);
+	expect_clean(out);
+	if (strspn(out, " \n") == strlen(out))
+		fail_full("%s: refused (exit %d) without a word", last_cmd, rc);
+	return out;
+}
+
+/* keyward-ca either succeeds (true) or refuses it as bad usage (exit 2, false); *out its output. */
+static bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = ca_v(dir, out, fmt, ap);
+	va_end(ap);
+	expect_clean(*out);
+	if (rc != 0 && rc != 2)
+		fail_full("%s: exit %d, expected 0 or 2 (usage):\n%s", last_cmd, rc, *out);
+	return rc == 0;
+}
+
+/* keyward-ca's options for the backend's module, token and PIN. */
+static const char *hsm_opts(const struct backend *b)
+{
+	return keepf("--module '%s' --pin-file '%s'%s%s%s", b->module, b->pin_file, b->token ? " --token '" : "",
+		     b->token ? b->token : "", b->token ? "'" : "");
+}
+
+/* Makes B/NAME (empty) and works there. */
+static void enter(const struct backend *b, const char *name)
+{
+	char path[400];
+
+	snprintf(path, sizeof path, "%s/%s", b->work, name);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chdir(path), 0);
+}
+
+/* ---- reading what openssl prints ---- */
+
+/* The file's contents (kept); fails if missing. */
+static const char *file(const char *path)
+{
+	char *text = kwt_read_file(path, NULL);
+
+	if (!text)
+		fail_full("%s was not written", path);
+	return keep(text);
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* The line after the one with header in text, trimmed (kept); NULL without header. */
+static const char *ext_line(const char *text, const char *header)
+{
+	const char *p = strstr(text, header), *end;
+
+	if (!p || !(p = strchr(p, '\n')))
+		return NULL;
+	p += strspn(p, " \n");
+	end = p + strcspn(p, "\n");
+	while (end > p && end[-1] == ' ')
+		end--;
+	return keepf("%.*s", (int)(end - p), p);
+}
+
+/* The line of text with needle (kept); NULL if none. */
+static const char *line_with(const char *text, const char *needle)
+{
+	const char *p = strstr(text, needle), *start;
+
+	if (!p)
+		return NULL;
+	for (start = p; start > text && start[-1] != '\n'; start--)
+		;
+	return keepf("%.*s", (int)strcspn(start, "\n"), start);
+}
+
+/* The value of "key = value" (or "key: value") in a line of text, trimmed (kept); NULL if absent. */
+static const char *conf_value(const char *text, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *p = line + strspn(line, " \t"), *end;
+
+		if (strncmp(p, key, n) != 0 || !strchr(" \t=:", p[n]))
+			continue;
+		p += n;
+		p += strspn(p, " \t");
+		if (*p != '=' && *p != ':')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		end = p + strcspn(p, "\n");
+		while (end > p && (end[-1] == ' ' || end[-1] == '\r'))
+			end--;
+		return keepf("%.*s", (int)(end - p), p);
+	}
+	return NULL;
+}
+
+/* A serial as hex digits, upper case, without separators or leading zeros. */
+static const char *norm_serial(const char *s)
+{
+	char buf[200];
+	size_t n = 0;
+
+	for (; *s && !strchr(" \n\t", *s) && n + 1 < sizeof buf; s++)
+		if (strchr("0123456789abcdefABCDEF", *s) && (n || *s != '0'))
+			buf[n++] = (char)(*s >= 'a' ? *s - 32 : *s);
+	buf[n] = '\0';
+	return keepf("%s", n ? buf : "0");
+}
+
+/* A serial (hex) as openssl x509 -text prints it: lower case, a colon between bytes (kept). */
+static const char *colon_serial(const char *hex)
+{
+	char buf[200] = "";
+	size_t n = strlen(hex);
+
+	assert_true(n % 2 == 0 && n * 3 / 2 < sizeof buf);
+	for (size_t i = 0; i < n; i += 2)
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%c%c", i ? ":" : "", hex[i] | 0x20,
+			 hex[i + 1] | 0x20);
+	return keepf("%s", buf);
+}
+
+/* The word after word (issued, pending) at the start of a line of out (kept); NULL if none. */
+static const char *printed(const char *out, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *line = out; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		if (strncmp(line, word, n) == 0 && line[n] == ' ')
+			return keepf("%.*s", (int)strcspn(line + n + 1, " \n"), line + n + 1);
+	return NULL;
+}
+
+/* keyward-ca's file name for a CA name: every character but letters, digits, '.', '_' and '-' made '-'. */
+static const char *file_name(const char *name)
+{
+	char *s = strdup(name);
+
+	assert_non_null(s);
+	for (char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      strchr("._-", *p)))
+			*p = '-';
+	return keep(s);
+}
+
+/* ---- lists of names: key usages and extended key usages ---- */
+
+struct name_map {
+	const char *conf;    /* as keyward-ca's templates write it */
+	const char *openssl; /* as openssl x509 -text prints it */
+};
+
+static const struct name_map key_usages[] = {
+	{"digitalSignature", "Digital Signature"},
+	{"nonRepudiation", "Non Repudiation"},
+	{"contentCommitment", "Non Repudiation"},
+	{"keyEncipherment", "Key Encipherment"},
+	{"dataEncipherment", "Data Encipherment"},
+	{"keyAgreement", "Key Agreement"},
+	{"keyCertSign", "Certificate Sign"},
+	{"cRLSign", "CRL Sign"},
+	{"encipherOnly", "Encipher Only"},
+	{"decipherOnly", "Decipher Only"},
+	{NULL, NULL},
+};
+
+static const struct name_map ext_key_usages[] = {
+	{"serverAuth", "TLS Web Server Authentication"},
+	{"clientAuth", "TLS Web Client Authentication"},
+	{"codeSigning", "Code Signing"},
+	{"emailProtection", "E-mail Protection"},
+	{"timeStamping", "Time Stamping"},
+	{"OCSPSigning", "OCSP Signing"},
+	{NULL, NULL},
+};
+
+/* The items of a comma-separated list, trimmed. */
+#define MAX_ITEMS 16
+struct items {
+	size_t n;
+	char v[MAX_ITEMS][64];
+};
+
+static void split(const char *list, struct items *it)
+{
+	it->n = 0;
+	for (const char *p = list; *p;) {
+		size_t n;
+
+		p += strspn(p, " ,");
+		n = strcspn(p, ",");
+		while (n && p[n - 1] == ' ')
+			n--;
+		if (n) {
+			assert_true(it->n < MAX_ITEMS && n < sizeof it->v[0]);
+			snprintf(it->v[it->n++], sizeof it->v[0], "%.*s", (int)n, p);
+		}
+		p += n;
+		p += strspn(p, " ");
+	}
+}
+
+static bool has_item(const struct items *it, const char *item)
+{
+	for (size_t i = 0; i < it->n; i++)
+		if (strcmp(it->v[i], item) == 0)
+			return true;
+	return false;
+}
+
+/* A template's list (keyUsage names) as openssl prints it (kept), without the items in drop (may be NULL). */
+static const char *openssl_names(const char *conf_list, const struct name_map *map, const char *drop)
+{
+	struct items in, out = {0}, dropped = {0};
+	const char *text = "";
+
+	split(conf_list, &in);
+	if (drop)
+		split(drop, &dropped);
+	for (size_t i = 0; i < in.n; i++) {
+		const struct name_map *m = map;
+
+		if (has_item(&dropped, in.v[i]))
+			continue;
+		while (m->conf && strcmp(m->conf, in.v[i]) != 0)
+			m++;
+		if (!m->conf)
+			fail_full("the template names \"%s\", which this test does not know", in.v[i]);
+		if (!has_item(&out, m->openssl)) {
+			snprintf(out.v[out.n++], sizeof out.v[0], "%s", m->openssl);
+			text = keepf("%s%s%s", text, *text ? ", " : "", m->openssl);
+		}
+	}
+	return text;
+}
+
+/* The comma-separated lists got and want hold the same items, in any order. */
+static void expect_same_items(const char *what, const char *got, const char *want)
+{
+	struct items g, w;
+
+	split(got, &g);
+	split(want, &w);
+	for (size_t i = 0; i < w.n; i++)
+		if (!has_item(&g, w.v[i]))
+			fail_full("%s: \"%s\" missing from \"%s\" (want \"%s\")", what, w.v[i], got, want);
+	for (size_t i = 0; i < g.n; i++)
+		if (!has_item(&w, g.v[i]))
+			fail_full("%s: \"%s\" in \"%s\" (want \"%s\")", what, g.v[i], got, want);
+}
+
+/* ---- certificates ---- */
+
+static const char *cert_text(const char *pem)
+{
+	return sh_ok("openssl x509 -noout -text -in '%s'", pem);
+}
+
+/* The certificate's serial as openssl prints it (hex, kept). */
+static const char *cert_serial(const char *pem)
+{
+	const char *out = sh_ok("openssl x509 -noout -serial -in '%s'", pem);
+
+	if (strncmp(out, "serial=", 7) != 0)
+		fail_full("openssl x509 -serial: %s", out);
+	return keepf("%.*s", (int)strcspn(out + 7, "\n"), out + 7);
+}
+
+static const char *cert_line(const char *pem, const char *option)
+{
+	const char *out = sh_ok("openssl x509 -noout %s -nameopt RFC2253 -in '%s'", option, pem);
+
+	return keepf("%.*s", (int)strcspn(out, "\n"), out);
+}
+
+/* The certificate is valid for days days from about now. */
+static void expect_validity(const char *pem, long days)
+{
+	const char *out;
+
+	sh_ok("openssl x509 -noout -in '%s' -checkend %ld", pem, (days - 1) * 86400);
+	if (sh(&out, "openssl x509 -noout -in '%s' -checkend %ld", pem, (days + 1) * 86400) == 0)
+		fail_full("%s is valid for more than %ld days:\n%s", pem, days, cert_line(pem, "-dates"));
+}
+
+/* A key identifier under header (subject or authority key id) in a text (kept), without "keyid:"; NULL if none. */
+static const char *key_id(const char *text, const char *header)
+{
+	const char *id = ext_line(text, header);
+
+	return id && strncmp(id, "keyid:", 6) == 0 ? id + 6 : id;
+}
+
+/* openssl verify (strict X.509) accepts pem under the trusted root ca and the untrusted chain (may be NULL). */
+static void expect_verifies(const char *ca, const char *untrusted, const char *pem)
+{
+	const char *out = sh_ok("openssl verify -x509_strict -CAfile '%s' %s%s%s '%s'", ca,
+				untrusted ? "-untrusted '" : "", untrusted ? untrusted : "", untrusted ? "'" : "", pem);
+
+	expect_has(last_cmd, out, keepf("%s: OK", pem));
+}
+
+/*
+ * What every certificate issued by the CA whose certificate is ca_pem and
+ * name is ca_name carries: it verifies (under root, the root CA's
+ * certificate, if ca_pem is a subordinate's), the authority key id is the
+ * CA's subject key id, the CRL, CA-issuer and OCSP URLs on ca.test, a
+ * serial of 64 bits or more, and the issuer is the CA's subject.
+ */
+static void expect_issued_by(const char *pem, const char *ca_pem, const char *root, const char *ca_name)
+{
+	const char *text = cert_text(pem), *ca_text = cert_text(ca_pem), *ski, *aki, *serial;
+	const char *name = file_name(ca_name);
+
+	expect_verifies(root ? root : ca_pem, root ? ca_pem : NULL, pem);
+	ski = key_id(ca_text, "X509v3 Subject Key Identifier");
+	aki = key_id(text, "X509v3 Authority Key Identifier");
+	if (!ski || !aki)
+		fail_full("%s or %s lacks the key identifier:\n%s\n%s", ca_pem, pem, ca_text, text);
+	if (strcmp(aki, ski) != 0)
+		fail_full("%s: authority key id %s, the CA's subject key id %s", pem, aki, ski);
+	expect_has(pem, text, keepf("URI:http://ca.test/crl/%s.crl", name));
+	expect_has(pem, text, keepf("CA Issuers - URI:http://ca.test/ca/%s.crt", name));
+	expect_has(pem, text, "OCSP - URI:http://ca.test/ocsp");
+	serial = cert_serial(pem);
+	if (strlen(serial) < 16)
+		fail_full("%s: serial %s has fewer than 64 bits", pem, serial);
+	if (strcmp(cert_line(pem, "-issuer") + 7, cert_line(ca_pem, "-subject") + 8) != 0)
+		fail_full("%s: %s, the CA's %s", pem, cert_line(pem, "-issuer"), cert_line(ca_pem, "-subject"));
+}
+
+/* ---- the CA's list --json ---- */
+
+/* The entries of list --json: its array, or the first array in its object. */
+static json_t *entries(json_t *root)
+{
+	const char *key;
+	json_t *v;
+
+	if (json_is_array(root))
+		return root;
+	json_object_foreach(root, key, v)
+	{
+		if (json_is_array(v))
+			return v;
+	}
+	fail_full("list --json: no array in the document");
+	return NULL;
+}
+
+/* list --json [--status status] of the CA in dir (caller json_decref()s). */
+static json_t *list_json(const char *dir, const char *status)
+{
+	const char *out = ca_ok(dir, "list --json%s%s", status ? " --status " : "", status ? status : "");
+	json_error_t err;
+	json_t *root = json_loads(out, 0, &err);
+
+	if (!root)
+		fail_full("%s: not JSON (%s, line %d):\n%s", last_cmd, err.text, err.line, out);
+	return root;
+}
+
+/* The entry's field as a string (kept): a string, or an integer in decimal; NULL if absent. */
+static const char *field(json_t *entry, const char *name)
+{
+	json_t *v = json_object_get(entry, name);
+
+	if (json_is_string(v))
+		return keepf("%s", json_string_value(v));
+	if (json_is_integer(v))
+		return keepf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	return NULL;
+}
+
+/* Whether list --json [--status] of dir has the certificate with serial (in any form). */
+static bool listed(const char *dir, const char *status, const char *serial)
+{
+	json_t *root = list_json(dir, status), *e;
+	const char *s;
+	bool found = false;
+	size_t i;
+
+	json_array_foreach(entries(root), i, e)
+	{
+		if ((s = field(e, "serial")) && strcmp(norm_serial(s), norm_serial(serial)) == 0)
+			found = true;
+	}
+	json_decref(root);
+	return found;
+}
+
+/* Whether list --json --status status of dir has the request id. */
+static bool listed_request(const char *dir, const char *status, const char *id)
+{
+	json_t *root = list_json(dir, status), *e;
+	const char *s;
+	bool found = false;
+	size_t i;
+
+	json_array_foreach(entries(root), i, e)
+	{
+		if (((s = field(e, "request")) || (s = field(e, "id"))) && strcmp(s, id) == 0)
+			found = true;
+	}
+	json_decref(root);
+	return found;
+}
+
+/* What the CA in dir knows, as list --json shows it, every status (kept). */
+static const char *ca_state(const char *dir)
+{
+	static const char *const statuses[] = {"issued", "revoked", "pending", "denied", "expired"};
+	const char *all = ca_ok(dir, "list --json");
+
+	for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
+		all = keepf("%s\n--status %s:\n%s", all, statuses[i],
+			    ca_ok(dir, "list --json --status %s", statuses[i]));
+	return all;
+}
+
+static void expect_unchanged(const char *what, const char *before, const char *after)
+{
+	if (strcmp(before, after) != 0)
+		fail_full("%s changed the CA:\nbefore:\n%s\nafter:\n%s", what, before, after);
+}
+
+/*
+ * openssl req: a new key (newkey: -newkey arguments) and its request
+ * NAME.csr for subj, extra (may be "") added to the command.
+ */
+static void make_csr(const char *name, const char *newkey, const char *subj, const char *extra)
+{
+	sh_ok("openssl req -new -newkey %s -noenc -keyout '%s.key' -subj '%s' %s -out '%s.csr'", newkey, name, subj,
+	      extra, name);
+}
+
+/*
+ * submit NAME.csr to the CA in dir with template tmpl: the certificate in
+ * NAME.pem; the serial printed (kept), which is the certificate's. With
+ * json, submit --json: {"status": "issued", "serial": S}.
+ */
+static const char *issue_json(const char *dir, const char *name, const char *tmpl, bool json)
+{
+	const char *out =
+		ca_ok(dir, "submit '%s.csr' --template '%s' --out '%s.pem'%s", name, tmpl, name, json ? " --json" : "");
+	const char *serial = NULL;
+
+	if (json) {
+		json_t *root = json_loads(out, 0, NULL);
+
+		if (!root || !field(root, "status") || strcmp(field(root, "status"), "issued") != 0)
+			fail_full("%s: not {\"status\": \"issued\", ...}:\n%s", last_cmd, out);
+		serial = field(root, "serial");
+		json_decref(root);
+	} else {
+		serial = printed(out, "issued");
+	}
+	if (!serial)
+		fail_full("%s: no \"issued SERIAL\" line:\n%s", last_cmd, out);
+	if (strcmp(norm_serial(serial), norm_serial(cert_serial(keepf("%s.pem", name)))) != 0)
+		fail_full("%s printed serial %s, the certificate has %s", last_cmd, serial,
+			  cert_serial(keepf("%s.pem", name)));
+	return serial;
+}
+
+static const char *issue(const char *dir, const char *name, const char *tmpl)
+{
+	return issue_json(dir, name, tmpl, false);
+}
+
+/* ---- CRLs ---- */
+
+/* DIR/publish/FILE.crl (DER) verifies under ca.pem; a PEM copy in pem; its text (kept). */
+static const char *crl_check(const char *der, const char *pem)
+{
+	const char *out = sh_ok("openssl crl -inform DER -in '%s' -CAfile ca.pem -noout", der);
+
+	expect_has(last_cmd, out, "verify OK");
+	sh_ok("openssl crl -inform DER -in '%s' -out '%s'", der, pem);
+	return sh_ok("openssl crl -inform DER -in '%s' -noout -text", der);
+}
+
+/* The number under header (CRL Number, Delta CRL Indicator) in a CRL's text. */
+static unsigned long long crl_number(const char *text, const char *header)
+{
+	const char *v = ext_line(text, header);
+	char *end;
+	unsigned long long n;
+
+	if (!v)
+		fail_full("no %s in the CRL:\n%s", header, text);
+	n = strtoull(v, &end, 0);
+	if (end == v || *end)
+		fail_full("%s: \"%s\" is no number", header, v);
+	return n;
+}
+
+/* The reason of serial's entry in a CRL's text (kept): "" without one, NULL if not listed. */
+static const char *crl_reason(const char *text, const char *serial)
+{
+	const char *p = strstr(text, keepf("Serial Number: %s\n", serial)), *next, *r;
+
+	if (!p)
+		return NULL;
+	next = strstr(p + 1, "Serial Number: ");
+	r = strstr(p, "X509v3 CRL Reason Code:");
+	if (!r || (next && r > next))
+		return "";
+	return ext_line(r, "X509v3 CRL Reason Code:");
+}
+
+/* The revocation date of serial's entry in a CRL's text, as openssl prints it (kept); "" if not listed. */
+static const char *crl_date(const char *text, const char *serial)
+{
+	const char *p = strstr(text, keepf("Serial Number: %s\n", serial));
+
+	if (!p || !(p = strstr(p, "Revocation Date: ")))
+		return "";
+	p += strlen("Revocation Date: ");
+	return keepf("%.*s", (int)strcspn(p, "\n"), p);
+}
+
+/* The time after key in text, as openssl prints times ("Nov 27 09:15:00 2026 GMT"). */
+static time_t gmt(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+	struct tm tm = {0};
+
+	if (!p || !strptime(p + strlen(key), "%b %d %H:%M:%S %Y GMT", &tm))
+		fail_full("no %s in:\n%s", key, text);
+	return timegm(&tm);
+}
+
+/* The CRL's nextUpdate - lastUpdate, in hours. */
+static double crl_hours(const char *der)
+{
+	const char *out = sh_ok("openssl crl -inform DER -in '%s' -noout -lastupdate -nextupdate", der);
+
+	return difftime(gmt(out, "nextUpdate="), gmt(out, "lastUpdate=")) / 3600.0;
+}
+
+/* A number of hours from ca.conf in dir, or the man page's example value. */
+static long conf_hours(const char *dir, const char *key, long example)
+{
+	const char *v = conf_value(file(keepf("%s/ca.conf", dir)), key);
+
+	return v ? atol(v) : example;
+}
+
+/* ---- fixtures ---- */
+
+static int setup(void **state)
+{
+	char path[400], conf[600];
+	const char *out;
+
+	(void)state;
+	kwt_start_dev(&server);
+	snprintf(path, sizeof path, "%s/machine-id", server.dir);
+	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
+	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
+	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
+	snprintf(keyward_hsm.pin_file, sizeof keyward_hsm.pin_file, "%s/pin", server.dir);
+	snprintf(keyward_hsm.work, sizeof keyward_hsm.work, "%s/keyward", server.dir);
+	assert_int_equal(mkdir(keyward_hsm.work, 0700), 0);
+
+	/* a SoftHSM2 token "ca" in the test's directory */
+	snprintf(softhsm.work, sizeof softhsm.work, "%s/softhsm", server.dir);
+	assert_int_equal(mkdir(softhsm.work, 0700), 0);
+	snprintf(path, sizeof path, "%s/tokens", softhsm.work);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(conf, sizeof conf, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", path);
+	snprintf(path, sizeof path, "%s/softhsm2.conf", softhsm.work);
+	kwt_write_file(path, conf);
+	assert_int_equal(setenv("SOFTHSM2_CONF", path, 1), 0);
+	snprintf(softhsm.pin_file, sizeof softhsm.pin_file, "%s/pin", softhsm.work);
+	kwt_write_file(softhsm.pin_file, "1234\n");
+	if (access(SOFTHSM_MODULE, R_OK) != 0)
+		fail_full("no %s: install softhsm2 (scripts/packages)", SOFTHSM_MODULE);
+	assert_int_equal(chdir(softhsm.work), 0);
+	out = sh_ok("softhsm2-util --init-token --free --label ca --pin 1234 --so-pin 5678");
+	expect_has(last_cmd, out, "has been initialized");
+	forget_all();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	assert_int_equal(chdir("/"), 0);
+	kwt_stop(&server);
+	kwt_cleanup(&server);
+	return 0;
+}
+
+static int test_done(void **state)
+{
+	(void)state;
+	forget_all();
+	return chdir("/");
+}
+
+/* ---- the suite: cases 1 to 4, on each backend ---- */
+
+/*
+ * Case 1: a root CA on the backend's token. ca.cert is a self-signed CA
+ * certificate of the asked key type, hash and validity; keys lists its key;
+ * a second setup in the same directory is refused and changes nothing,
+ * not even the token.
+ */
+static void root_ca(const struct backend *b)
+{
+	const char *out, *text, *conf, *crt, *state, *keys;
+
+	ca_ok("root",
+	      "setup --name 'Test Root' --key-type EC-P384 --hash sha384 --validity 3650 --server-name ca.test %s",
+	      hsm_opts(b));
+	ca_ok("root", "ca.cert ca.pem");
+	text = cert_text("ca.pem");
+	expect_verifies("ca.pem", NULL, "ca.pem");
+	if (strcmp(cert_line("ca.pem", "-subject"), "subject=CN=Test Root") != 0 ||
+	    strcmp(cert_line("ca.pem", "-issuer"), "issuer=CN=Test Root") != 0)
+		fail_full("ca.pem: %s, %s", cert_line("ca.pem", "-subject"), cert_line("ca.pem", "-issuer"));
+	expect_has("ca.pem", text, "CA:TRUE");
+	expect_has("ca.pem", ext_line(text, "X509v3 Key Usage"), "Certificate Sign");
+	expect_has("ca.pem", ext_line(text, "X509v3 Key Usage"), "CRL Sign");
+	if (!ext_line(text, "X509v3 Subject Key Identifier"))
+		fail_full("ca.pem: no subject key identifier:\n%s", text);
+	expect_has("ca.pem", text, "ASN1 OID: secp384r1");
+	expect_has("ca.pem", text, "Signature Algorithm: ecdsa-with-SHA384");
+	expect_validity("ca.pem", 3650);
+	ca_ok("root", "ca.cert ca.der --der");
+	sh_ok("openssl x509 -inform DER -in ca.der -out ca-from-der.pem");
+	if (strcmp(file("ca-from-der.pem"), file("ca.pem")) != 0)
+		fail_full("ca.cert --der is not the certificate ca.cert writes");
+	if (strcmp(file("root/ca.crt"), file("ca.pem")) != 0)
+		fail_full("root/ca.crt is not the root certificate alone:\n%s", file("root/ca.crt"));
+
+	/* keys: the token, then the key with its type and size */
+	keys = ca_ok("root", "keys");
+	expect_has(last_cmd, keys, keepf("\"%s\"", b->token ? b->token : "keyward machine"));
+	expect_has(last_cmd, line_with(keys, "ca-Test Root"), "EC");
+	expect_has(last_cmd, line_with(keys, "ca-Test Root"), "384");
+
+	/* a second setup: refused, nothing changed */
+	conf = file("root/ca.conf");
+	crt = file("root/ca.crt");
+	state = ca_state("root");
+	out = ca_refused("root", 1, "setup --name 'Other Root' --key-type EC-P256 --server-name ca.test %s",
+			 hsm_opts(b));
+	if (strcmp(conf, file("root/ca.conf")) != 0 || strcmp(crt, file("root/ca.crt")) != 0)
+		fail_full("a refused second setup changed ca.conf or ca.crt (it said:\n%s)", out);
+	expect_unchanged("a refused second setup", state, ca_state("root"));
+	expect_unchanged("a refused second setup (keys)", keys, ca_ok("root", "keys"));
+	expect_lacks("keys after a refused setup", keys, "ca-Other Root");
+
+	/* another CA of the same name: its key's label is taken on the token, refused, nothing made */
+	ca_refused("twin", 1, "setup --name 'Test Root' --key-type EC-P384 --server-name ca.test %s", hsm_opts(b));
+	expect_unchanged("a setup of a key label the token holds (keys)", keys, ca_ok("root", "keys"));
+	if (strcmp(sh_ok("ls -A twin 2>/dev/null || true"), "") != 0)
+		fail_full("a refused setup left in twin/:\n%s", sh_ok("ls -lA twin"));
+}
+
+/* A certificate per built-in template: what the request asks and what the template says. */
+struct tmpl_case {
+	const char *tmpl;
+	const char *name;   /* of the request and certificate files */
+	const char *newkey; /* openssl req -newkey arguments */
+	const char *subj;
+	const char *san;      /* subjectAltName in the request, or NULL */
+	const char *san_text; /* as openssl prints it in the certificate */
+	const char *eku;      /* what the certificate must include, as openssl prints it */
+	bool ca;
+};
+
+static const struct tmpl_case tmpl_cases[] = {
+	{"WebServer", "web", EC256, "/CN=www.test", "DNS:www.test,IP:127.0.0.1", "DNS:www.test, IP Address:127.0.0.1",
+	 "TLS Web Server Authentication", false},
+	{"WebServer", "web-rsa", RSA2048, "/CN=www.test", "DNS:www.test", "DNS:www.test",
+	 "TLS Web Server Authentication", false},
+	{"Client", "client", RSA2048, "/CN=client.test", NULL, NULL, "TLS Web Client Authentication", false},
+	{"User", "user", EC256, "/CN=Alice Example", "email:alice@example.test", "email:alice@example.test",
+	 "TLS Web Client Authentication, E-mail Protection", false},
+	{"SubCA", "subca", RSA2048, "/CN=Some Sub CA", NULL, NULL, NULL, true},
+	{"OCSPSigning", "ocsp", EC256, "/CN=OCSP Responder", NULL, NULL, "OCSP Signing", false},
+	{"CodeSigning", "code", "rsa:3072", "/CN=Code Signer", NULL, NULL, "Code Signing", false},
+};
+
+/*
+ * The certificate the template made: subject and SANs of the request; key
+ * usage (critical if the template says so; no encipherment for an EC key),
+ * extended key usage, CA flag and path length, and validity of the
+ * template, as templates show prints it; signed with the root's sha384.
+ */
+static void expect_template(const struct tmpl_case *t, const char *show)
+{
+	const char *pem = keepf("%s.pem", t->name), *text = cert_text(pem);
+	const char *ku = conf_value(show, "key_usage"), *eku = conf_value(show, "extended_key_usage");
+	const char *days = conf_value(show, "validity_days"), *got;
+	bool ec = strncmp(t->newkey, "ec", 2) == 0;
+
+	if (!ku || !days)
+		fail_full("templates show %s: no key_usage or validity_days:\n%s", t->tmpl, show);
+	if (strcmp(cert_line(pem, "-subject"), keepf("subject=%s", t->subj + 1)) != 0)
+		fail_full("%s: %s, the request's was %s", pem, cert_line(pem, "-subject"), t->subj);
+	if (t->san)
+		expect_has(pem, ext_line(text, "X509v3 Subject Alternative Name"), t->san_text);
+	got = ext_line(text, "X509v3 Key Usage");
+	if (!got)
+		fail_full("%s: no key usage:\n%s", pem, text);
+	/* an EC key is never given keyEncipherment or dataEncipherment (keyward-ca(8); RFC 5480, section 3) */
+	expect_same_items(keepf("%s: key usage (template: %s)", pem, ku), got,
+			  openssl_names(ku, key_usages, ec ? "critical,keyEncipherment,dataEncipherment" : "critical"));
+	if (strncmp(ku, "critical,", 9) == 0)
+		expect_has(pem, text, "X509v3 Key Usage: critical\n");
+	got = ext_line(text, "X509v3 Extended Key Usage");
+	if (eku && *eku) {
+		if (!got)
+			fail_full("%s: no extended key usage, the template has %s:\n%s", pem, eku, text);
+		expect_same_items(keepf("%s: extended key usage", pem), got, openssl_names(eku, ext_key_usages, NULL));
+	} else if (got)
+		fail_full("%s: extended key usage %s, the template has none", pem, got);
+	if (t->eku)
+		expect_same_items(keepf("%s: extended key usage of a %s certificate", pem, t->tmpl), got ? got : "",
+				  t->eku);
+	if (t->ca) {
+		const char *path_len = conf_value(show, "path_len");
+
+		expect_has(pem, ext_line(text, "X509v3 Basic Constraints"), "CA:TRUE");
+		if (path_len && atoi(path_len) >= 0)
+			expect_has(pem, ext_line(text, "X509v3 Basic Constraints"), keepf("pathlen:%s", path_len));
+		expect_has(pem, ext_line(text, "X509v3 Key Usage"), "Certificate Sign");
+	} else {
+		expect_lacks(pem, text, "CA:TRUE");
+	}
+	expect_validity(pem, atol(days));
+	expect_has(pem, text, "Signature Algorithm: ecdsa-with-SHA384");
+}
+
+/*
+ * Case 2: a certificate from every built-in template, checked against the
+ * template's rules; "subject = cn" certifies the CN alone; and a request's
+ * own extensions never reach the certificate.
+ */
+static void templates(const struct backend *b)
+{
+	const char *out, *show, *text, *pem;
+
+	(void)b;
+	out = ca_ok("root", "templates list");
+	for (size_t i = 0; i < sizeof tmpl_cases / sizeof *tmpl_cases; i++)
+		expect_has(last_cmd, out, tmpl_cases[i].tmpl);
+	show = ca_ok("root", "templates show WebServer");
+	expect_has(last_cmd, conf_value(show, "extended_key_usage"), "serverAuth");
+	expect_has(last_cmd, conf_value(show, "key_types"), "EC-P256");
+	expect_has(last_cmd, conf_value(show, "san"), "dns");
+	show = ca_ok("root", "templates show OCSPSigning");
+	expect_has(last_cmd, conf_value(show, "ocsp_nocheck"), "true");
+
+	for (size_t i = 0; i < sizeof tmpl_cases / sizeof *tmpl_cases; i++) {
+		const struct tmpl_case *t = &tmpl_cases[i];
+
+		make_csr(t->name, t->newkey, t->subj, t->san ? keepf("-addext 'subjectAltName=%s'", t->san) : "");
+		issue_json("root", t->name, t->tmpl, i == 0);
+		expect_issued_by(keepf("%s.pem", t->name), "ca.pem", NULL, "Test Root");
+		expect_template(t, ca_ok("root", "templates show %s", t->tmpl));
+	}
+	expect_has("ocsp.pem", cert_text("ocsp.pem"), "OCSP No Check");
+	expect_lacks("web.pem", cert_text("web.pem"), "OCSP No Check");
+
+	/* "subject = cn" issues with the CN alone: nothing else the requester claims (keyward-ca(8)) */
+	expect_has("templates show Client", conf_value(ca_ok("root", "templates show Client"), "subject"), "cn");
+	make_csr("claims", EC256, "/CN=claims.test/O=Someone Else Inc./C=US", "");
+	issue("root", "claims", "Client");
+	if (strcmp(cert_line("claims.pem", "-subject"), "subject=CN=claims.test") != 0)
+		fail_full("claims.pem (template Client, subject = cn): %s, from a request for "
+			  "/CN=claims.test/O=Someone Else Inc./C=US",
+			  cert_line("claims.pem", "-subject"));
+
+	/* what the request asks beyond the template is not in the certificate */
+	make_csr("greedy", EC256, "/CN=greedy.test",
+		 "-addext subjectAltName=DNS:greedy.test -addext basicConstraints=critical,CA:TRUE"
+		 " -addext keyUsage=critical,digitalSignature,keyCertSign,cRLSign"
+		 " -addext extendedKeyUsage=serverAuth,codeSigning,OCSPSigning"
+		 " -addext 1.3.6.1.4.1.55555.1=ASN1:UTF8String:from-the-request");
+	text = sh_ok("openssl req -noout -text -in greedy.csr");
+	expect_has("greedy.csr", text, "CA:TRUE");
+	issue("root", "greedy", "WebServer");
+	pem = "greedy.pem";
+	expect_issued_by(pem, "ca.pem", NULL, "Test Root");
+	text = cert_text(pem);
+	expect_lacks(pem, text, "CA:TRUE");
+	expect_lacks(pem, text, "Certificate Sign");
+	expect_lacks(pem, text, "CRL Sign");
+	expect_lacks(pem, text, "Code Signing");
+	expect_lacks(pem, text, "OCSP Signing");
+	expect_lacks(pem, text, "1.3.6.1.4.1.55555.1");
+	expect_lacks(pem, text, "from-the-request");
+	if (strcmp(ext_line(text, "X509v3 Extended Key Usage"), "TLS Web Server Authentication") != 0)
+		fail_full("%s: extended key usage %s", pem, ext_line(text, "X509v3 Extended Key Usage"));
+}
+
+/*
+ * Case 3: a subordinate CA. Its request is answered by the root (SubCA);
+ * install-cert refuses a certificate for another key, one that is not a
+ * CA's, and one without its root; until installed it cannot issue; then
+ * it issues, and OpenSSL and certtool verify leaf, sub and root.
+ */
+static void subordinate(const struct backend *b)
+{
+	const char *out, *text, *state;
+
+	out = ca_ok("issuing", "setup --subordinate --name 'Test Issuing' --key-type RSA-3072 --server-name ca.test %s",
+		    hsm_opts(b));
+	if (exists("issuing/ca.crt"))
+		fail_full("setup --subordinate wrote issuing/ca.crt:\n%s", file("issuing/ca.crt"));
+	text = sh_ok("openssl req -verify -noout -text -in issuing/ca.csr");
+	expect_has("issuing/ca.csr", text, "Test Issuing");
+	expect_has("issuing/ca.csr", text, "Public-Key: (3072 bit)");
+	expect_has("issuing/ca.csr", text,
+		   "self-signature verify OK"); /* openssl 3.0's req -verify exits 0 either way */
+
+	/* it cannot issue yet */
+	make_csr("early", EC256, "/CN=early.test", "-addext subjectAltName=DNS:early.test");
+	state = ca_state("issuing");
+	ca_refused("issuing", 1, "submit early.csr --template WebServer --out early.pem");
+	expect_unchanged("a submit before install-cert", state, ca_state("issuing"));
+	if (exists("early.pem"))
+		fail_full("a subordinate CA without its certificate wrote early.pem");
+
+	sh_ok("cp issuing/ca.csr sub-req.csr && cp issuing/ca.csr sub-client.csr");
+	issue("root", "sub-req", "SubCA");
+	expect_issued_by("sub-req.pem", "ca.pem", NULL, "Test Root");
+	expect_has("sub-req.pem", cert_text("sub-req.pem"), "CA:TRUE");
+
+	/* refused: a SubCA certificate for another key; a certificate that is no CA's; no root in the file */
+	make_csr("other-sub", EC256, "/CN=Other Sub", "");
+	issue("root", "other-sub", "SubCA");
+	sh_ok("cat other-sub.pem ca.pem > other-chain.pem");
+	out = ca_refused("issuing", 1, "install-cert other-chain.pem");
+	expect_has(last_cmd, out, "public key");
+	issue("root", "sub-client", "Client");
+	sh_ok("cat sub-client.pem ca.pem > noca-chain.pem");
+	ca_refused("issuing", 1, "install-cert noca-chain.pem");
+	ca_refused("issuing", 1, "install-cert sub-req.pem");
+	if (exists("issuing/ca.crt"))
+		fail_full("a refused install-cert wrote issuing/ca.crt");
+	expect_unchanged("refused install-certs", state, ca_state("issuing"));
+
+	sh_ok("cat sub-req.pem ca.pem > sub-chain.pem");
+	ca_ok("issuing", "install-cert sub-chain.pem");
+	if (exists("issuing/ca.csr"))
+		fail_full("install-cert answered issuing/ca.csr, which is still there");
+	ca_ok("issuing", "ca.cert sub.pem");
+	if (strcmp(file("sub.pem"), file("sub-req.pem")) != 0)
+		fail_full("ca.cert of the subordinate is not the certificate installed");
+	ca_ok("issuing", "ca.chain sub-ca-chain.pem");
+	if (strcmp(file("sub-ca-chain.pem"), file("sub-chain.pem")) != 0)
+		fail_full("ca.chain: not the subordinate's then the root's certificate:\n%s", file("sub-ca-chain.pem"));
+
+	/* the subordinate issues; default hash sha256 */
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("issuing", "leaf", "WebServer");
+	expect_issued_by("leaf.pem", "sub.pem", "ca.pem", "Test Issuing");
+	expect_has("leaf.pem", cert_text("leaf.pem"), "Signature Algorithm: sha256WithRSAEncryption");
+	sh_ok("openssl verify -CAfile ca.pem -untrusted sub.pem leaf.pem");
+	if (sh(&out, "openssl verify -CAfile sub.pem leaf.pem") == 0)
+		fail_full("leaf.pem verifies without its root:\n%s", out);
+	sh_ok("cat leaf.pem sub-ca-chain.pem > chain.pem");
+	out = sh_ok("certtool --verify-chain --verify-profile medium --infile chain.pem");
+	expect_has(last_cmd, out, "Chain verification output: Verified. The certificate is trusted.");
+	expect_lacks(last_cmd, out, "Not verified");
+}
+
+/*
+ * Case 4: revocation. A full CRL lists a keyCompromise with its reason and
+ * carries a CRL number, an authority key id and a Freshest CRL pointer; a
+ * delta CRL lists a hold made after it; OpenSSL refuses the revoked and
+ * held certificates with them and accepts the others; unrevoke takes the
+ * hold back (removeFromCRL in the next delta); a keyCompromise cannot be
+ * taken back. CRL numbers strictly increase.
+ */
+static void revocation(const struct backend *b)
+{
+	const char *text, *out, *state, *bad, *held, *good, *reason, *zero = NULL, *backdated, *later, *not_before;
+	char date[32], future[32];
+	time_t when;
+	unsigned long long base1, delta1, delta2, base2, base3, delta3;
+	const char *full = keepf("root/publish/%s.crl", file_name("Test Root"));
+	const char *delta = keepf("root/publish/%s+.crl", file_name("Test Root"));
+	double hours;
+
+	(void)b;
+	/*
+	 * SERIAL as submit printed it, as openssl x509 -serial prints it and as
+	 * openssl x509 -text does (lower case, colons), for a serial whose first
+	 * byte is below 0x10 (1 in 8), so that the leading zero counts too
+	 */
+	make_csr("zero", EC256, "/CN=zero.test", "-addext subjectAltName=DNS:zero.test");
+	for (int i = 0; i < 100; i++) {
+		zero = issue("root", "zero", "WebServer");
+		if (cert_serial("zero.pem")[0] == '0')
+			break;
+	}
+	if (cert_serial("zero.pem")[0] != '0')
+		fail_full("100 certificates, none with a serial below 0x10...: the serials are not random");
+	ca_ok("root", "view %s", zero);
+	ca_ok("root", "revoke %s --reason certificateHold", cert_serial("zero.pem"));
+	expect_has(last_cmd, ca_ok("root", "view %s", colon_serial(cert_serial("zero.pem"))), "status: revoked");
+	ca_ok("root", "unrevoke %s", colon_serial(cert_serial("zero.pem")));
+	if (!listed("root", "issued", zero))
+		fail_full("%s is not issued again after unrevoke:\n%s", zero, ca_state("root"));
+
+	make_csr("bad", EC256, "/CN=bad.test", "-addext subjectAltName=DNS:bad.test");
+	make_csr("held", EC256, "/CN=held.test", "-addext subjectAltName=DNS:held.test");
+	make_csr("good", EC256, "/CN=good.test", "-addext subjectAltName=DNS:good.test");
+	make_csr("backdated", EC256, "/CN=backdated.test", "-addext subjectAltName=DNS:backdated.test");
+	bad = issue("root", "bad", "WebServer");
+	held = issue("root", "held", "WebServer");
+	good = issue("root", "good", "WebServer");
+	backdated = issue("root", "backdated", "WebServer");
+
+	/* a full CRL with the keyCompromise */
+	ca_ok("root", "revoke %s --reason keyCompromise", bad);
+	if (!listed("root", "revoked", bad) || listed("root", "issued", bad))
+		fail_full("list: %s not (only) revoked:\n%s", bad, ca_state("root"));
+	ca_ok("root", "crl");
+	text = crl_check(full, "base1.pem");
+	reason = crl_reason(text, cert_serial("bad.pem"));
+	if (!reason || strcmp(reason, "Key Compromise") != 0)
+		fail_full("%s: %s listed with reason \"%s\":\n%s", full, bad, reason ? reason : "(not listed)", text);
+	if (crl_reason(text, cert_serial("good.pem")) || crl_reason(text, cert_serial("held.pem")))
+		fail_full("%s lists a certificate not revoked:\n%s", full, text);
+	base1 = crl_number(text, "X509v3 CRL Number");
+	expect_has(full, text, "X509v3 Freshest CRL");
+	expect_has(full, text, keepf("URI:http://ca.test/crl/%s+.crl", file_name("Test Root")));
+	expect_lacks(full, text, "Delta CRL Indicator");
+	expect_has(full, text, "Signature Algorithm: ecdsa-with-SHA384");
+	if (!key_id(text, "X509v3 Authority Key Identifier") ||
+	    strcmp(key_id(text, "X509v3 Authority Key Identifier"),
+		   key_id(cert_text("ca.pem"), "X509v3 Subject Key Identifier")) != 0)
+		fail_full("%s: authority key id is not the CA's:\n%s", full, text);
+	hours = crl_hours(full);
+	if (hours != conf_hours("root", "crl_period_hours", 168) + conf_hours("root", "crl_overlap_hours", 12))
+		fail_full("%s: nextUpdate is %.2f h after lastUpdate; ca.conf:\n%s", full, hours, file("root/ca.conf"));
+	if (sh(&out, "openssl verify -crl_check -CAfile ca.pem -CRLfile base1.pem bad.pem") == 0)
+		fail_full("%s verifies under the CRL that revokes it:\n%s", "bad.pem", out);
+	expect_has(last_cmd, out, "certificate revoked");
+	sh_ok("openssl verify -x509_strict -crl_check -CAfile ca.pem -CRLfile base1.pem good.pem");
+
+	/* a delta with the hold made since */
+	ca_ok("root", "revoke %s --reason certificateHold", held);
+	ca_ok("root", "crl --delta");
+	text = crl_check(delta, "delta1.pem");
+	delta1 = crl_number(text, "X509v3 CRL Number");
+	if (crl_number(text, "X509v3 Delta CRL Indicator") != base1 || delta1 <= base1)
+		fail_full("%s: delta of CRL %llu, number %llu; the full CRL's number is %llu:\n%s", delta,
+			  crl_number(text, "X509v3 Delta CRL Indicator"), delta1, base1, text);
+	expect_has(delta, text, "critical");
+	reason = crl_reason(text, cert_serial("held.pem"));
+	if (!reason || strcmp(reason, "Certificate Hold") != 0)
+		fail_full("%s: %s listed with reason \"%s\":\n%s", delta, held, reason ? reason : "(not listed)", text);
+	hours = crl_hours(delta);
+	if (hours != conf_hours("root", "delta_crl_period_hours", 24) + conf_hours("root", "crl_overlap_hours", 12))
+		fail_full("%s: nextUpdate is %.2f h after lastUpdate; ca.conf:\n%s", delta, hours,
+			  file("root/ca.conf"));
+	sh_ok("openssl verify -crl_check_all -use_deltas -CAfile ca.pem -CRLfile base1.pem held.pem");
+	if (sh(&out, "openssl verify -crl_check_all -use_deltas -CAfile ca.pem -CRLfile base1.pem -CRLfile delta1.pem"
+		     " held.pem") == 0)
+		fail_full("held.pem verifies under the delta CRL that holds it:\n%s", out);
+	expect_has(last_cmd, out, "certificate revoked");
+	sh_ok("openssl verify -crl_check_all -use_deltas -CAfile ca.pem -CRLfile base1.pem -CRLfile delta1.pem"
+	      " good.pem");
+
+	/* the hold taken back: the next delta no longer holds it */
+	ca_ok("root", "unrevoke %s", held);
+	if (!listed("root", "issued", held) || listed("root", "revoked", held))
+		fail_full("list: %s not back to issued:\n%s", held, ca_state("root"));
+	ca_ok("root", "crl --delta");
+	text = crl_check(delta, "delta2.pem");
+	delta2 = crl_number(text, "X509v3 CRL Number");
+	if (delta2 <= delta1 || crl_number(text, "X509v3 Delta CRL Indicator") != base1)
+		fail_full("%s: number %llu after %llu, delta of %llu:\n%s", delta, delta2, delta1,
+			  crl_number(text, "X509v3 Delta CRL Indicator"), text);
+	reason = crl_reason(text, cert_serial("held.pem"));
+	if (reason && strcmp(reason, "Remove From CRL") != 0)
+		fail_full("%s: the unrevoked %s listed with reason \"%s\"", delta, held, reason);
+	sh_ok("openssl verify -crl_check_all -use_deltas -CAfile ca.pem -CRLfile base1.pem -CRLfile delta2.pem"
+	      " held.pem");
+
+	/* a full CRL: the keyCompromise only */
+	ca_ok("root", "crl");
+	text = crl_check(full, "base2.pem");
+	base2 = crl_number(text, "X509v3 CRL Number");
+	if (base2 <= delta2)
+		fail_full("%s: number %llu after delta %llu", full, base2, delta2);
+	if (!crl_reason(text, cert_serial("bad.pem")) || crl_reason(text, cert_serial("held.pem")))
+		fail_full("%s: not just the keyCompromise:\n%s", full, text);
+
+	/* held in a full CRL, then taken back: the delta says removeFromCRL (RFC 5280, 5.3.1) */
+	ca_ok("root", "revoke %s --reason certificateHold", held);
+	ca_ok("root", "crl");
+	text = crl_check(full, "base3.pem");
+	base3 = crl_number(text, "X509v3 CRL Number");
+	if (base3 <= base2 || strcmp(crl_reason(text, cert_serial("held.pem")) ?: "", "Certificate Hold") != 0)
+		fail_full("%s: number %llu after %llu, or no hold of %s:\n%s", full, base3, base2, held, text);
+	ca_ok("root", "unrevoke %s", held);
+	ca_ok("root", "crl --delta");
+	text = crl_check(delta, "delta3.pem");
+	delta3 = crl_number(text, "X509v3 CRL Number");
+	if (delta3 <= base3 || crl_number(text, "X509v3 Delta CRL Indicator") != base3)
+		fail_full("%s: number %llu after %llu, delta of %llu:\n%s", delta, delta3, base3,
+			  crl_number(text, "X509v3 Delta CRL Indicator"), text);
+	reason = crl_reason(text, cert_serial("held.pem"));
+	if (!reason || strcmp(reason, "Remove From CRL") != 0)
+		fail_full("%s: the hold taken back since CRL %llu is listed as \"%s\":\n%s", delta, base3,
+			  reason ? reason : "(not listed)", text);
+	if (sh(&out, "openssl verify -crl_check_all -CAfile ca.pem -CRLfile base3.pem held.pem") == 0)
+		fail_full("held.pem verifies under the full CRL that holds it:\n%s", out);
+	sh_ok("openssl verify -crl_check_all -use_deltas -CAfile ca.pem -CRLfile base3.pem -CRLfile delta3.pem"
+	      " held.pem");
+
+	/*
+	 * backdated (--date, not in the future) to before the last full CRL: the
+	 * next delta lists it all the same, with that date
+	 */
+	not_before = cert_line("backdated.pem", "-startdate") + strlen("notBefore=");
+	when = gmt(keepf("notBefore=%s", not_before), "notBefore=");
+	strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&when));
+	if (gmt(sh_ok("openssl crl -in base3.pem -noout -lastupdate"), "lastUpdate=") <= when)
+		fail_full("CRL %llu is not later than %s: the backdating would not reach before it", base3, date);
+	state = ca_state("root");
+	when = time(NULL) + 86400;
+	strftime(future, sizeof future, "%Y-%m-%dT%H:%M:%SZ", gmtime(&when));
+	ca_refused("root", 1, "revoke %s --reason keyCompromise --date %s", backdated, future);
+	expect_unchanged("a revocation dated in the future", state, ca_state("root"));
+	ca_ok("root", "revoke %s --reason keyCompromise --date %s", backdated, date);
+	ca_ok("root", "crl --delta");
+	text = crl_check(delta, "delta4.pem");
+	if (crl_number(text, "X509v3 Delta CRL Indicator") != base3 ||
+	    !crl_reason(text, cert_serial("backdated.pem")) ||
+	    strcmp(crl_date(text, cert_serial("backdated.pem")), not_before) != 0)
+		fail_full("%s: not the revocation of %s dated %s (%s), since CRL %llu:\n%s", delta, backdated, date,
+			  not_before, base3, text);
+
+	/* a hold made permanent with another reason, which is not taken back */
+	make_csr("later", EC256, "/CN=later.test", "-addext subjectAltName=DNS:later.test");
+	later = issue("root", "later", "WebServer");
+	ca_ok("root", "revoke %s --reason certificateHold", later);
+	ca_ok("root", "revoke %s --reason keyCompromise", later);
+	expect_has(last_cmd, ca_ok("root", "view %s", later), "keyCompromise");
+	ca_refused("root", 1, "unrevoke %s", later);
+	ca_ok("root", "crl");
+	text = crl_check(full, "base4.pem");
+	if (!crl_reason(text, cert_serial("later.pem")) ||
+	    strcmp(crl_reason(text, cert_serial("later.pem")), "Key Compromise") != 0)
+		fail_full("%s: %s is not listed for Key Compromise:\n%s", full, later, text);
+
+	/* a keyCompromise is not taken back */
+	state = ca_state("root");
+	ca_refused("root", 1, "unrevoke %s", bad);
+	expect_unchanged("unrevoke of a keyCompromise", state, ca_state("root"));
+	if (!listed("root", "revoked", bad))
+		fail_full("%s is no longer revoked", bad);
+	expect_has(last_cmd, ca_ok("root", "view %s", bad), "status: revoked");
+	expect_has(last_cmd, ca_ok("root", "view %s", bad), "keyCompromise");
+	expect_has(last_cmd, ca_ok("root", "view %s", held), "status: issued");
+	expect_has(last_cmd, ca_ok("root", "view %s", good), "Subject: CN=good.test");
+}
+
+/* Cases 1 to 4 on one backend. */
+static void ca_suite(const struct backend *b)
+{
+	enter(b, "suite");
+	root_ca(b);
+	templates(b);
+	subordinate(b);
+	revocation(b);
+}
+
+/* The suite on the backend of the state. */
+static void test_suite(void **state)
+{
+	ca_suite(*state);
+}
+
+/* ---- keyward only ---- */
+
+/*
+ * Case 5: a CA on a key ksputil made in the machine's key space: setup
+ * --existing-key certifies that key (the public key ksputil printed, and
+ * the one pkcs11-tool reads from the token); --cert with that certificate
+ * is taken, one with another key is refused leaving nothing behind; a key
+ * that is not there is reported with the tokens searched. P-256: OpenSC
+ * 0.23's pkcs11-tool cannot read a P-384 public key ("cannot create
+ * EVP_PKEY", with SoftHSM2 too).
+ */
+static void test_existing_key(void **state)
+{
+	const struct backend *b = *state;
+	const char *out, *report, *sha256;
+
+	enter(b, "existing");
+	out = sh_ok("'%s' createkey --name existing-ca-key --algorithm ECDSA --curve P-256 -m", KSPUTIL_PATH);
+	expect_has(last_cmd, out, "Created key \"existing-ca-key\"");
+	if (!(sha256 = conf_value(out, "Public key SHA-256")))
+		fail_full("%s: no public key SHA-256:\n%s", last_cmd, out);
+	ca_ok("ca", "setup --name 'Existing CA' --existing-key existing-ca-key --hash sha384 --server-name ca.test %s",
+	      hsm_opts(b));
+	ca_ok("ca", "ca.cert existing.pem");
+	expect_verifies("existing.pem", NULL, "existing.pem");
+	expect_has("existing.pem", cert_text("existing.pem"), "CA:TRUE");
+	expect_has(last_cmd, ca_ok("ca", "keys"), "existing-ca-key");
+
+	/* the certificate's key is the token's */
+	if (sh(&out, P11TOOL_READ "--read-object --type pubkey --label existing-ca-key -o token-key.der") != 0)
+		fail_full("%s: failed:\n%s", last_cmd, out);
+	if (strstr(out, "keyward-pkcs11: ") || ((report = strstr(out, "AddressSanitizer")) &&
+						(strstr(report, "keyward-pkcs11.so") || strstr(report, "src/pkcs11/"))))
+		fail_full("%s: the module logged or is in a sanitizer report:\n%s", last_cmd, out);
+	sh_ok("openssl pkey -pubin -inform DER -in token-key.der -out token-key.pem");
+	sh_ok("openssl x509 -noout -pubkey -in existing.pem -out cert-key.pem");
+	if (strcmp(file("token-key.pem"), file("cert-key.pem")) != 0)
+		fail_full("the CA certificate's key is not the token's:\n%s\n%s", file("cert-key.pem"),
+			  file("token-key.pem"));
+	expect_has("the SHA-256 of the CA certificate's public key",
+		   sh_ok("openssl pkey -pubin -in cert-key.pem -outform DER | sha256sum"), sha256);
+
+	/* --cert: the key's certificate becomes the CA's; by URI */
+	ca_ok("again",
+	      "setup --name 'Existing CA' --existing-key 'pkcs11:token=keyward%%20machine;object=existing-ca-key'"
+	      " --cert existing.pem --server-name ca.test %s",
+	      hsm_opts(b));
+	ca_ok("again", "ca.cert again.pem");
+	if (strcmp(file("again.pem"), file("existing.pem")) != 0)
+		fail_full("setup --cert: the CA certificate is not the one given:\n%s", file("again.pem"));
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("again", "leaf", "WebServer");
+	expect_issued_by("leaf.pem", "existing.pem", NULL, "Existing CA");
+
+	/* --cert with another key's certificate: refused, nothing left */
+	sh_ok("openssl req -x509 -newkey " EC256 " -noenc -keyout other.key -subj '/CN=Existing CA' -days 30"
+	      " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out "
+	      "other.pem");
+	out = ca_refused("mismatch", 1, "setup --name 'Existing CA' --existing-key existing-ca-key --cert other.pem %s",
+			 hsm_opts(b));
+	expect_has(last_cmd, out, "public key");
+	expect_has(last_cmd, out, "other.pem");
+	if (strcmp(sh_ok("ls -A mismatch 2>/dev/null || true"), "") != 0)
+		fail_full("a refused setup left in mismatch/:\n%s", sh_ok("ls -lA mismatch"));
+
+	/* no such key: the tokens searched are named */
+	out = ca_refused("missing", 1, "setup --name 'Missing CA' --existing-key nosuchkey %s", hsm_opts(b));
+	expect_has(last_cmd, out, "nosuchkey");
+	expect_has(last_cmd, out, "keyward machine");
+	if (strcmp(sh_ok("ls -A missing 2>/dev/null || true"), "") != 0)
+		fail_full("a refused setup left in missing/:\n%s", sh_ok("ls -lA missing"));
+}
+
+/*
+ * Case 6: bad input, each refused with a clear message (exit 1, 2 for bad
+ * usage) and the CA's lists the same before and after.
+ */
+static void test_bad_input(void **state)
+{
+	const struct backend *b = *state;
+	const char *before, *out, *serial;
+	unsigned char *der;
+	size_t len;
+
+	enter(b, "input");
+	ca_ok("ca", "setup --name 'Input CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	ca_ok("ca", "ca.cert ca.pem");
+	make_csr("ok", EC256, "/CN=ok.test", "-addext subjectAltName=DNS:ok.test");
+	serial = issue("ca", "ok", "WebServer");
+	before = ca_state("ca");
+
+	/* not a request at all */
+	kwt_write_file(keepf("%s/input/garbage.csr", b->work),
+		       "-----BEGIN CERTIFICATE REQUEST-----\nnot base64 at all\n-----END CERTIFICATE REQUEST-----\n");
+	out = ca_refused("ca", 1, "submit garbage.csr --template WebServer --out garbage.pem");
+	expect_has(last_cmd, out, "garbage.csr");
+	expect_unchanged("a malformed request", before, ca_state("ca"));
+
+	/* a request whose signature does not verify: a byte flipped in its signature */
+	make_csr("forged", EC256, "/CN=forged.test", "-addext subjectAltName=DNS:forged.test -outform DER");
+	der = (unsigned char *)kwt_read_file(keepf("%s/input/forged.csr", b->work), &len);
+	assert_non_null(der);
+	assert_true(len > 100);
+	der[len - 3] ^= 0x01; /* the signature is the request's last bytes */
+	{
+		FILE *f = fopen("forged-bad.der", "wb");
+
+		assert_non_null(f);
+		assert_int_equal(fwrite(der, 1, len, f), len);
+		fclose(f);
+	}
+	free(der);
+	sh_ok("(echo '-----BEGIN CERTIFICATE REQUEST-----'; openssl base64 -in forged-bad.der;"
+	      " echo '-----END CERTIFICATE REQUEST-----') > forged.pem && openssl asn1parse -in forged.pem >/dev/null"
+	      " && openssl req -verify -noout -in forged.pem 2>&1 | grep 'verify failure'");
+	out = ca_refused("ca", 1, "submit forged.pem --template WebServer --out forged-cert.pem");
+	expect_has(last_cmd, out, "signature");
+	expect_unchanged("a request with a bad signature", before, ca_state("ca"));
+
+	/* a key type the template does not take */
+	make_csr("weak", "rsa:1024", "/CN=weak.test", "-addext subjectAltName=DNS:weak.test");
+	out = ca_refused("ca", 1, "submit weak.csr --template WebServer --out weak.pem");
+	expect_has(last_cmd, out, "1024");
+	expect_has(last_cmd, out, "WebServer");
+	expect_unchanged("a key type the template forbids", before, ca_state("ca"));
+
+	/* a subject alternative name of a kind the template does not allow */
+	make_csr("email", EC256, "/CN=mail.test", "-addext subjectAltName=DNS:mail.test,email:someone@mail.test");
+	out = ca_refused("ca", 1, "submit email.csr --template WebServer --out email.pem");
+	expect_has(last_cmd, out, "email");
+	expect_unchanged("a subject alternative name the template does not allow", before, ca_state("ca"));
+
+	/* no such template */
+	out = ca_refused("ca", 1, "submit ok.csr --template NoSuchTemplate --out nosuch.pem");
+	expect_has(last_cmd, out, "NoSuchTemplate");
+	expect_unchanged("an unknown template", before, ca_state("ca"));
+	if (exists("garbage.pem") || exists("forged-cert.pem") || exists("weak.pem") || exists("email.pem") ||
+	    exists("nosuch.pem"))
+		fail_full("a refused submit wrote a certificate:\n%s", sh_ok("ls -l"));
+
+	/* revoking a serial the CA never issued, then one twice */
+	out = ca_refused("ca", 1, "revoke 7777777777ABCDEF0123 --reason keyCompromise");
+	expect_has(last_cmd, out, "7777777777ABCDEF0123");
+	expect_unchanged("revoking an unknown serial", before, ca_state("ca"));
+	out = ca_refused("ca", REFUSED, "revoke %s --reason noSuchReason", serial);
+	expect_has(last_cmd, out, "noSuchReason");
+	expect_unchanged("revoking with an unknown reason", before, ca_state("ca"));
+	ca_ok("ca", "revoke %s --reason superseded", serial);
+	before = ca_state("ca");
+	out = ca_refused("ca", 1, "revoke %s --reason keyCompromise", serial);
+	expect_has(last_cmd, out, "revoked");
+	expect_unchanged("revoking twice", before, ca_state("ca"));
+	ca_refused("ca", 2, "no-such-command");
+}
+
+/* Templates added from a file: the keys of a [template] section. */
+static const char manual_tmpl[] = "validity_days = 30\n"
+				  "key_usage = digitalSignature\n"
+				  "extended_key_usage = clientAuth\n"
+				  "ca = false\n"
+				  "key_types = RSA-2048+,EC-P256,EC-P384\n"
+				  "subject = cn\n"
+				  "san = dns\n"
+				  "approval = manual\n";
+static const char short_client_tmpl[] = "validity_days = 7\n"
+					"key_usage = critical,digitalSignature\n"
+					"extended_key_usage = clientAuth\n"
+					"ca = false\n"
+					"key_types = EC-P256\n"
+					"subject = cn\n"
+					"san = dns\n"
+					"approval = auto\n";
+static const char bad_tmpl[] = "validity_days = 30\n"
+			       "key_usage = digitalSignature\n"
+			       "extended_key_usage = clientAuth\n"
+			       "ca = maybe\n"
+			       "key_types = EC-P256\n";
+
+/*
+ * Case 7: a template wanting approval: submit records a pending request,
+ * approve issues it, deny refuses another for good. A template added over
+ * a built-in replaces it until removed; one with a bad value is refused.
+ */
+static void test_manual_approval(void **state)
+{
+	const struct backend *b = *state;
+	const char *out, *id, *id2, *serial, *before;
+
+	enter(b, "manual");
+	ca_ok("ca", "setup --name 'Manual CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	ca_ok("ca", "ca.cert ca.pem");
+	kwt_write_file(keepf("%s/manual/manual.tmpl", b->work), manual_tmpl);
+	ca_ok("ca", "templates add Manual --file manual.tmpl");
+	expect_has(last_cmd, ca_ok("ca", "templates list"), "Manual");
+	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show Manual"), "approval"), "manual");
+
+	/* submitted: pending, no certificate */
+	make_csr("one", EC256, "/CN=one.test", "-addext subjectAltName=DNS:one.test");
+	out = ca_ok("ca", "submit one.csr --template Manual --out one.pem");
+	if (!(id = printed(out, "pending")))
+		fail_full("%s: no \"pending ID\" line:\n%s", last_cmd, out);
+	expect_lacks(last_cmd, out, "issued");
+	if (exists("one.pem"))
+		fail_full("a pending request wrote its certificate:\n%s", file("one.pem"));
+	if (!listed_request("ca", "pending", id))
+		fail_full("request %s is not listed as pending:\n%s", id, ca_state("ca"));
+	expect_has(last_cmd, ca_ok("ca", "list --status pending"), id);
+
+	/* approved: issued */
+	out = ca_ok("ca", "approve %s", id);
+	if (!(serial = printed(out, "issued")))
+		fail_full("%s: no \"issued SERIAL\" line:\n%s", last_cmd, out);
+	expect_has(last_cmd, out, "-----BEGIN CERTIFICATE-----");
+	if (!listed("ca", "issued", serial) || listed_request("ca", "pending", id))
+		fail_full("after approve %s: serial %s not issued, or the request still pending:\n%s", id, serial,
+			  ca_state("ca"));
+	kwt_write_file(keepf("%s/manual/one.pem", b->work), strstr(out, "-----BEGIN CERTIFICATE-----"));
+	expect_issued_by("one.pem", "ca.pem", NULL, "Manual CA");
+	if (strcmp(norm_serial(cert_serial("one.pem")), norm_serial(serial)) != 0)
+		fail_full("approve printed serial %s, the certificate has %s", serial, cert_serial("one.pem"));
+	expect_has("one.pem", ext_line(cert_text("one.pem"), "X509v3 Extended Key Usage"),
+		   "TLS Web Client Authentication");
+	expect_validity("one.pem", 30);
+	ca_refused("ca", 1, "approve %s", id);
+
+	/* denied: never issued, and cannot be approved after */
+	make_csr("two", EC256, "/CN=two.test", "-addext subjectAltName=DNS:two.test");
+	out = ca_ok("ca", "submit two.csr --template Manual --out two.pem");
+	if (!(id2 = printed(out, "pending")) || strcmp(id2, id) == 0)
+		fail_full("%s: no new \"pending ID\" line:\n%s", last_cmd, out);
+	before = ca_ok("ca", "list --json --status issued");
+	ca_ok("ca", "deny %s", id2);
+	if (!listed_request("ca", "denied", id2) || listed_request("ca", "pending", id2))
+		fail_full("request %s is not (only) denied:\n%s", id2, ca_state("ca"));
+	expect_unchanged("deny", before, ca_ok("ca", "list --json --status issued"));
+	before = ca_state("ca");
+	ca_refused("ca", 1, "approve %s", id2);
+	expect_unchanged("approving a denied request", before, ca_state("ca"));
+	if (exists("two.pem"))
+		fail_full("a denied request wrote a certificate");
+	ca_refused("ca", 1, "approve 999999");
+
+	/* removed again */
+	ca_ok("ca", "templates remove Manual");
+	expect_lacks(last_cmd, ca_ok("ca", "templates list"), "Manual");
+	ca_refused("ca", 1, "templates show Manual");
+
+	/* a built-in overridden by one added, and back when that is removed */
+	kwt_write_file(keepf("%s/manual/client.tmpl", b->work), short_client_tmpl);
+	ca_ok("ca", "templates add Client --file client.tmpl");
+	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show Client"), "validity_days"), "7");
+	make_csr("short", EC256, "/CN=short.test", "");
+	issue("ca", "short", "Client");
+	expect_validity("short.pem", 7);
+	ca_ok("ca", "templates remove Client");
+	expect_has(last_cmd, ca_ok("ca", "templates list"), "Client");
+	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show Client"), "validity_days"), "397");
+	issue("ca", "short", "Client");
+	expect_validity("short.pem", 397);
+	ca_refused("ca", 1, "templates remove WebServer");
+
+	/* a file with a bad value: refused, nothing added, the file, line and value named */
+	before = ca_ok("ca", "templates list");
+	kwt_write_file(keepf("%s/manual/bad.tmpl", b->work), bad_tmpl);
+	out = ca_refused("ca", 1, "templates add Bad --file bad.tmpl");
+	expect_unchanged("templates add of a bad file", before, ca_ok("ca", "templates list"));
+	expect_has("templates add Bad --file bad.tmpl", out, "bad.tmpl");
+	expect_has("templates add Bad --file bad.tmpl", out, "line 4");
+	expect_has("templates add Bad --file bad.tmpl", out, "maybe");
+}
+
+/* How many lines of the file at path start with "issued " (0 if it is missing). */
+static int count_issued(const char *path)
+{
+	char *text = kwt_read_file(path, NULL);
+	int n = 0;
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		n += strncmp(line, "issued ", 7) == 0;
+	free(text);
+	return n;
+}
+
+/* How many of the files out/1.txt .. out/n.txt say "issued". */
+static int count_issued_files(int n)
+{
+	int issued = 0;
+
+	for (int i = 1; i <= n; i++)
+		issued += count_issued(keepf("out/%d.txt", i)) > 0;
+	return issued;
+}
+
+/* sh -c script in a process group of its own: one kill reaches every process it starts. */
+static pid_t start_group(const char *script)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	return pid;
+}
+
+/*
+ * Waits (at most 60 s) until issued() says enough, then kills the group
+ * with SIGKILL: its shell and every keyward-ca in it. Whether the group
+ * was killed (false: it ended first).
+ */
+static bool kill_group_once(pid_t pid, int (*issued)(void), int enough)
+{
+	int status;
+
+	for (int waited = 0; issued() < enough && waited < 60000; waited += 10) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return false;
+		usleep(10000);
+	}
+	assert_int_equal(kill(-pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* the group's keyward-ca processes are gone (or zombies) within a moment */
+	for (int waited = 0; waited < 2000 && kill(-pid, 0) == 0; waited += 10)
+		usleep(10000);
+	return true;
+}
+
+/* Every serial (normalized) is in the CA's list --json, and no serial is there twice. */
+static void expect_recorded(const char *dir, const char *const *serials, size_t n)
+{
+	json_t *root = list_json(dir, NULL), *e, *f;
+	size_t i, j;
+
+	for (size_t k = 0; k < n; k++) {
+		bool found = false;
+
+		json_array_foreach(entries(root), i, e)
+		{
+			if (strcmp(norm_serial(field(e, "serial") ?: ""), serials[k]) == 0)
+				found = true;
+		}
+		if (!found)
+			fail_full("serial %s was reported issued but is not in the database:\n%s", serials[k],
+				  ca_ok(dir, "list --json"));
+	}
+	json_array_foreach(entries(root), i, e)
+	{
+		const char *s = field(e, "serial");
+
+		if (!s)
+			fail_full("list --json: an entry without a serial:\n%s", ca_ok(dir, "list --json"));
+		json_array_foreach(entries(root), j, f)
+		{
+			if (j > i && strcmp(norm_serial(field(f, "serial") ?: ""), norm_serial(s)) == 0)
+				fail_full("serial %s is in the database twice:\n%s", s, ca_ok(dir, "list --json"));
+		}
+	}
+	json_decref(root);
+}
+
+#define BURST 24
+#define BATCH 200
+
+static int burst_issued(void)
+{
+	return count_issued_files(BURST);
+}
+
+static int batch_issued(void)
+{
+	return count_issued("batch.txt");
+}
+
+/*
+ * Case 8: killed with SIGKILL midway, a burst of concurrent submits and
+ * then a batch: every serial a submit reported is in the database (and,
+ * for the batch, in --out-dir), every certificate written is in the
+ * database, no serial twice, no submit that ran to its end failed, and the
+ * CA works on.
+ */
+static void test_crash_safety(void **state)
+{
+	const struct backend *b = *state;
+	const char *serials[BATCH + 1], *out;
+	char script[2000];
+	size_t n_serials = 0, unfinished = 0;
+	bool killed;
+	pid_t pid;
+
+	enter(b, "crash");
+	ca_ok("ca", "setup --name 'Crash CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	sh_ok("mkdir out certs batch && for i in $(seq 1 %d); do openssl req -new -newkey " EC256
+	      " -noenc -keyout /dev/null -subj /CN=c$i.test -out c$i.csr 2>/dev/null || exit 1; done",
+	      BATCH);
+
+	/* the burst: each submit in the background, its output and then its exit code in out/N.txt */
+	snprintf(script, sizeof script,
+		 "for i in $(seq 1 %d); do"
+		 "  (" KWT_CA_ENV "'%s' --dir ca submit c$i.csr --template Client --out certs/$i.pem;"
+		 "   echo \"exit $?\") >out/$i.txt 2>&1 &"
+		 " done; wait",
+		 BURST, ca_path());
+	pid = start_group(script);
+	killed = kill_group_once(pid, burst_issued, 4);
+	for (int n = 1; n <= BURST; n++) {
+		char *text = kwt_read_file(keepf("out/%d.txt", n), NULL);
+		const char *s, *exit_code = text ? printed(text, "exit") : NULL;
+
+		if (text && (s = printed(text, "issued")))
+			serials[n_serials++] = norm_serial(s);
+		if (exit_code && strcmp(exit_code, "0") != 0)
+			fail_full("submit %d, not killed, failed (concurrent submits must be safe):\n%s", n, text);
+		unfinished += !exit_code;
+		free(text);
+	}
+	print_message("burst: %zu of %d submits reported a serial; %zu killed before they ended%s\n", n_serials, BURST,
+		      unfinished, killed ? "" : " (all ended before the kill)");
+	if (n_serials == 0)
+		fail_full("no submit of the burst issued within 60 s");
+	expect_recorded("ca", serials, n_serials);
+
+	/* the batch, killed once its first transaction committed */
+	snprintf(script, sizeof script,
+		 KWT_CA_ENV "'%s' --dir ca submit c*.csr --template Client --out-dir batch"
+			    " --threads 2 >batch.txt 2>&1",
+		 ca_path());
+	pid = start_group(script);
+	killed = kill_group_once(pid, batch_issued, 1);
+	out = file("batch.txt");
+	n_serials = 0;
+	for (const char *line = out; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *s = printed(line, "issued");
+
+		if (!s)
+			continue;
+		serials[n_serials] = norm_serial(s);
+		if (!exists(keepf("batch/%s.pem", s)))
+			fail_full("the batch reported serial %s, but batch/%s.pem is not there", s, s);
+		n_serials++;
+	}
+	print_message("batch: %zu of %d requests reported issued%s\n", n_serials, BATCH,
+		      killed ? "" : " (it ended before the kill)");
+	expect_recorded("ca", serials, n_serials);
+	/* and every certificate written is recorded */
+	out = sh_ok("ls batch");
+	for (const char *name = out; *name; name += strcspn(name, "\n"), name += *name == '\n') {
+		const char *serial = keepf("%.*s", (int)strcspn(name, "."), name);
+
+		if (!listed("ca", NULL, serial))
+			fail_full("batch/%.*s was written, but serial %s is not in the database",
+				  (int)strcspn(name, "\n"), name, serial);
+	}
+
+	/* and the CA works on */
+	sh_ok("cp c1.csr after.csr");
+	ca_ok("ca", "ca.cert ca.pem");
+	issue("ca", "after", "Client");
+	expect_issued_by("after.pem", "ca.pem", NULL, "Crash CA");
+	ca_ok("ca", "crl");
+}
+
+/*
+ * Batch submission: several requests, --out-dir, --threads; each reported
+ * as "issued SERIAL CSR" and written to DIR/SERIAL.pem; one bad request
+ * issues none. (And setup makes the missing parents of --dir.)
+ */
+static void test_batch(void **state)
+{
+	const struct backend *b = *state;
+	const char *ca = "made/by/setup/ca", *out, *before, *listing, *refusal;
+	int n = 0;
+
+	enter(b, "batch");
+	/* in a directory whose parents setup makes */
+	ca_ok(ca, "setup --name 'Batch CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	ca_ok(ca, "ca.cert ca.pem");
+	for (int i = 1; i <= 12; i++)
+		make_csr(keepf("r%d", i), i % 3 ? EC256 : RSA2048, keepf("/CN=r%d.test", i),
+			 keepf("-addext subjectAltName=DNS:r%d.test", i));
+	sh_ok("mkdir certs");
+	out = ca_ok(ca, "submit r1.csr r2.csr r3.csr r4.csr r5.csr r6.csr r7.csr r8.csr r9.csr r10.csr r11.csr r12.csr"
+			" --template WebServer --out-dir certs --threads 4");
+	for (const char *line = out; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *serial = printed(line, "issued"), *csr, *pem;
+
+		if (!serial)
+			continue;
+		csr = keepf("%.*s", (int)strcspn(line + 8 + strlen(serial), " \n"), line + 8 + strlen(serial));
+		pem = keepf("certs/%s.pem", serial);
+		if (strncmp(csr, "r", 1) != 0 || !exists(csr) || !exists(pem))
+			fail_full("%s: \"%.*s\" is not \"issued SERIAL CSR\" with certs/SERIAL.pem:\n%s", last_cmd,
+				  (int)strcspn(line, "\n"), line, out);
+		/* the certificate is for the request's key */
+		if (strcmp(sh_ok("openssl req -noout -pubkey -in '%s'", csr),
+			   sh_ok("openssl x509 -noout -pubkey -in '%s'", pem)) != 0)
+			fail_full("%s is not for the key of %s", pem, csr);
+		expect_issued_by(pem, "ca.pem", NULL, "Batch CA");
+		if (strcmp(norm_serial(cert_serial(pem)), norm_serial(serial)) != 0)
+			fail_full("%s has serial %s", pem, cert_serial(pem));
+		n++;
+	}
+	if (n != 12 || strcmp(sh_ok("ls certs | wc -l"), "12\n") != 0)
+		fail_full("%s: %d of 12 requests reported issued:\n%s\ncerts/:\n%s", last_cmd, n, out,
+			  sh_ok("ls certs"));
+
+	/* one bad request among good ones: none issued */
+	make_csr("weak", "rsa:1024", "/CN=weak.test", "-addext subjectAltName=DNS:weak.test");
+	before = ca_state(ca);
+	listing = sh_ok("ls certs");
+	refusal = ca_refused(ca, 1, "submit r1.csr weak.csr r2.csr --template WebServer --out-dir certs");
+	expect_unchanged("a batch with a bad request", before, ca_state(ca));
+	expect_unchanged("a batch with a bad request (certs/)", listing, sh_ok("ls certs"));
+	ca_refused(ca, REFUSED, "submit r1.csr r2.csr --template WebServer --out one.pem");
+
+	/* several requests and no --out-dir: the certificates on standard output, as for one */
+	if (ca_ok_or_usage(ca, &out, "submit r1.csr r2.csr --template WebServer")) {
+		const char *p = out;
+		int pems = 0;
+
+		while ((p = strstr(p, "-----BEGIN CERTIFICATE-----")))
+			pems++, p++;
+		if (pems != 2)
+			fail_full("%s issued, but wrote %d certificates of 2 to standard output:\n%s", last_cmd, pems,
+				  out);
+	}
+
+	/* the refusal of the bad request named it, and the template, as a single request's would */
+	expect_has("the refusal of a batch", refusal, "weak.csr");
+	expect_has("the refusal of a batch", refusal, "template WebServer");
+	if (strstr(strstr(refusal, "weak.csr") + 1, "weak.csr"))
+		fail_full("the refusal of a batch names weak.csr twice:\n%s", refusal);
+}
+
+int main(void)
+{
+	/* the suite on each backend; then, on keyward, tests that stand alone */
+	// clang-format off
+	const struct CMUnitTest tests[] = {
+		{"test_suite (keyward)", test_suite, NULL, test_done, &keyward_hsm},
+		{"test_suite (SoftHSM2)", test_suite, NULL, test_done, &softhsm},
+		{"test_existing_key", test_existing_key, NULL, test_done, &keyward_hsm},
+		{"test_bad_input", test_bad_input, NULL, test_done, &keyward_hsm},
+		{"test_manual_approval", test_manual_approval, NULL, test_done, &keyward_hsm},
+		{"test_batch", test_batch, NULL, test_done, &keyward_hsm},
+		{"test_crash_safety", test_crash_safety, NULL, test_done, &keyward_hsm},
+	};
+	// clang-format on
+
+	return cmocka_run_group_tests_name("integration_ca", tests, setup, teardown);
+}
