@@ -156,6 +156,9 @@ X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY
  * first (ca_request_check): its signature and the template's rules.
  */
 X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv);
+/* The two halves of ca_cert_issue: the certificate built, unsigned; then signed through the token. */
+X509 *ca_cert_build(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca);
+int ca_cert_sign(const struct ca_conf *c, X509 *x, EVP_PKEY *priv);
 int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain);
 /* Fresh random serial: 16 bytes, top bit clear, never zero. */
 ASN1_INTEGER *ca_new_serial(void);

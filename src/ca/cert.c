@@ -208,7 +208,7 @@ static int set_subject(const struct ca_template *t, X509_REQ *req, X509 *x)
 	return ok;
 }
 
-X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv)
+X509 *ca_cert_build(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca)
 {
 	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
 	ASN1_INTEGER *serial = ca_new_serial();
@@ -233,10 +233,6 @@ X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_R
 										       : not_after);
 	if (ca_template_apply(c, t, req, ca, x))
 		goto fail;
-	if (X509_sign(x, priv, ca_md(c)) <= 0) {
-		ca_error("the token did not sign the certificate");
-		goto fail;
-	}
 	ASN1_TIME_free(not_after);
 	ASN1_INTEGER_free(serial);
 	return x;
@@ -245,4 +241,24 @@ fail:
 	ASN1_INTEGER_free(serial);
 	X509_free(x);
 	return NULL;
+}
+
+int ca_cert_sign(const struct ca_conf *c, X509 *x, EVP_PKEY *priv)
+{
+	if (X509_sign(x, priv, ca_md(c)) <= 0) {
+		ERR_clear_error();
+		return ca_error("the token did not sign the certificate");
+	}
+	return 0;
+}
+
+X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv)
+{
+	X509 *x = ca_cert_build(c, t, req, ca);
+
+	if (x && ca_cert_sign(c, x, priv)) {
+		X509_free(x);
+		x = NULL;
+	}
+	return x;
 }
