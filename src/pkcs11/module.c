@@ -23,6 +23,7 @@
  * The module never aborts or exits the host process; every entry point
  * checks its arguments and that C_Initialize was called.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,28 @@ struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h)
 	if (h == 0 || h > p11.n_sessions)
 		return NULL;
 	return p11.sessions[h - 1];
+}
+
+/*
+ * Entry points on a session open with this: the lock taken, the module
+ * initialized, the arguments checked (args_ok) before the session handle,
+ * as PKCS#11 orders the errors; *out (may be NULL) gets the session. The
+ * lock is held only on CKR_OK.
+ */
+static CK_RV enter_session(CK_SESSION_HANDLE h, bool args_ok, struct p11_session **out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter()))
+		return rv;
+	if (!args_ok)
+		return leave(CKR_ARGUMENTS_BAD);
+	if (!(s = p11_session_get_locked(h)))
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	if (out)
+		*out = s;
+	return CKR_OK;
 }
 
 static void session_free(struct p11_session *s)
@@ -347,10 +370,8 @@ static CK_RV p11_C_CloseSession(CK_SESSION_HANDLE h)
 	int open = 0;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, true, &s)))
 		return rv;
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	session_free(s);
 	p11.sessions[h - 1] = NULL;
 	for (size_t i = 0; i < p11.n_sessions; i++)
@@ -387,12 +408,8 @@ static CK_RV p11_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 	int rw;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!info), &s)))
 		return rv;
-	if (!info)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	rw = (s->flags & CKF_RW_SESSION) != 0;
 	memset(info, 0, sizeof *info);
 	info->slotID = s->slot;
@@ -411,12 +428,8 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	kw_rv krv;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!pin && pin_len), NULL)))
 		return rv;
-	if (!pin && pin_len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (user == CKU_SO)
 		return leave(CKR_USER_TYPE_INVALID); /* administration is keyward-admin's */
 	if (user != CKU_USER && user != CKU_CONTEXT_SPECIFIC)
@@ -452,10 +465,8 @@ static CK_RV p11_C_Logout(CK_SESSION_HANDLE h)
 {
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, true, NULL)))
 		return rv;
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!p11.logged_in)
 		return leave(CKR_USER_NOT_LOGGED_IN);
 	p11.logged_in = 0;
@@ -468,12 +479,8 @@ static CK_RV p11_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR templ, 
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!templ && count), &s)))
 		return rv;
-	if (!templ && count)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (s->finding)
 		return leave(CKR_OPERATION_ACTIVE);
 	return leave(p11_find_init_locked(s, templ, count));
@@ -485,12 +492,8 @@ static CK_RV p11_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK
 	CK_ULONG n = 0;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!out || !count), &s)))
 		return rv;
-	if (!out || !count)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!s->finding)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	while (n < max && s->pos < s->n_found)
@@ -504,10 +507,8 @@ static CK_RV p11_C_FindObjectsFinal(CK_SESSION_HANDLE h)
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, true, &s)))
 		return rv;
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!s->finding)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	p11_session_find_cleanup(s);
@@ -519,12 +520,8 @@ static CK_RV p11_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, C
 	const kw_object *o;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!templ && count), NULL)))
 		return rv;
-	if (!templ && count)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!(o = p11_object_get_locked(oh)))
 		return leave(CKR_OBJECT_HANDLE_INVALID);
 	return leave(p11_get_attributes_locked(o, templ, count));
@@ -537,12 +534,8 @@ static CK_RV p11_C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_A
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!m || !pub_h || !priv_h || (!pub_t && pub_n) || (!priv_t && priv_n)), &s)))
 		return rv;
-	if (!m || !pub_h || !priv_h || (!pub_t && pub_n) || (!priv_t && priv_n))
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!p11.logged_in)
 		return leave(CKR_USER_NOT_LOGGED_IN);
 	if (!(s->flags & CKF_RW_SESSION))
@@ -556,12 +549,8 @@ static CK_RV op_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k
 	struct p11_op *op;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!m), &s)))
 		return rv;
-	if (!m)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	op = verify ? &s->verify : &s->sign;
 	if (op->active)
 		return leave(CKR_OPERATION_ACTIVE);
@@ -576,12 +565,8 @@ static CK_RV op_update(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULONG 
 	struct p11_op *op;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!data && len), &s)))
 		return rv;
-	if (!data && len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	op = verify ? &s->verify : &s->sign;
 	if (!op->active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
@@ -613,12 +598,8 @@ static CK_RV p11_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !((!data && len) || !sig_len), &s)))
 		return rv;
-	if ((!data && len) || !sig_len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!s->sign.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	/* The size query: the length follows from the key, no HSM request. */
@@ -651,12 +632,8 @@ static CK_RV verify_final(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULO
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !((!data && len) || !sig), &s)))
 		return rv;
-	if ((!data && len) || !sig)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!s->verify.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	rv = with_data ? p11_op_update(&s->verify, data, len) : CKR_OK;
@@ -682,12 +659,8 @@ static CK_RV p11_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG
 	kw_rv krv;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!out && len), NULL)))
 		return rv;
-	if (!out && len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	c = p11.client;
 	leave(CKR_OK);
 	if (!len)
@@ -701,12 +674,8 @@ static CK_RV p11_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG le
 {
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!seed && len), NULL)))
 		return rv;
-	if (!seed && len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	return leave(CKR_RANDOM_SEED_NOT_SUPPORTED);
 }
 
@@ -718,10 +687,8 @@ static CK_RV enter_write(CK_SESSION_HANDLE h, int rw, struct p11_session **out)
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, true, &s)))
 		return rv;
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!p11.logged_in)
 		return leave(CKR_USER_NOT_LOGGED_IN);
 	if (rw && !(s->flags & CKF_RW_SESSION))
@@ -768,12 +735,8 @@ static CK_RV p11_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULO
 {
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!size), NULL)))
 		return rv;
-	if (!size)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!p11_session_get_locked(h))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	return leave(p11_object_size_locked(o, size));
 }
 
@@ -829,12 +792,8 @@ static CK_RV crypt_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 	struct p11_crypt *op;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!m), &s)))
 		return rv;
-	if (!m)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	op = crypt_op(s, kind);
 	if (op->active)
 		return leave(CKR_OPERATION_ACTIVE);
@@ -865,12 +824,8 @@ static CK_RV crypt_update(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG
 	struct p11_crypt *op;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !(!in && len), &s)))
 		return rv;
-	if (!in && len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	op = crypt_op(s, kind);
 	if (!op->active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
@@ -887,12 +842,8 @@ static CK_RV crypt_final(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG 
 	struct p11_crypt *op;
 	CK_RV rv;
 
-	if ((rv = enter()))
+	if ((rv = enter_session(h, !((!in && in_len) || !out_len), &s)))
 		return rv;
-	if ((!in && in_len) || !out_len)
-		return leave(CKR_ARGUMENTS_BAD);
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	op = crypt_op(s, kind);
 	if (!op->active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
@@ -994,10 +945,8 @@ static CK_RV p11_C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 	CK_RV rv;
 
 	(void)key;
-	if ((rv = enter()))
+	if ((rv = enter_session(h, true, &s)))
 		return rv;
-	if (!(s = p11_session_get_locked(h)))
-		return leave(CKR_SESSION_HANDLE_INVALID);
 	if (!s->digest.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	return leave(CKR_KEY_INDIGESTIBLE); /* a key's value never leaves the HSM, not even into a hash */
