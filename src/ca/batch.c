@@ -1,16 +1,24 @@
 /*
  * keyward-ca: many requests in one process (submit CSR... --out-dir D).
- * A builder thread makes each group of certificates while the group
- * before is signed by the signer threads (each signature is an HSM
- * request) and recorded by the main thread, one transaction per group:
- * the CA's own work overlaps the HSM's, and the fsync of a commit is
- * shared by the group instead of paid per certificate. Each
- * certificate is reported ("issued SERIAL FILE") and written only after
- * its group committed, as in single issuance.
+ * A pipeline, so that the CA's own work on one certificate is done while
+ * the HSM signs another:
+ *
+ *   - the preparer thread reads each request, checks it (its signature,
+ *     the template's rules) and builds its certificate, unsigned;
+ *   - the signer threads (--threads) sign the certificates built: each
+ *     signature is an HSM round trip;
+ *   - the calling thread records them in order, GROUP per transaction so
+ *     that one fsync serves the group, then reports and writes each.
+ *
+ * Nothing is recorded before every request has been checked: one bad
+ * request issues none. Certificates signed by then are dropped unrecorded
+ * and untold, as after a crash; their serials are random, so nothing is
+ * used up. Each certificate is reported ("issued SERIAL FILE") and written
+ * only after its group committed, as in single issuance. Until the last
+ * request is checked, the certificates signed are held in memory.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,89 +30,139 @@
 
 /* certificates per transaction: large enough to share the fsync, small enough to report often */
 #define GROUP 64
+#define SIGNERS_MAX 64
 
-/* A group of certificates: built unsigned by the builder, then signed in place by the signers. */
-struct group {
-	X509 *made[GROUP];
-	size_t base, count;
-	char error[512]; /* the first failure of the group, if any */
-	atomic_int failed;
-};
-
-struct work {
+struct pipeline {
 	struct ca *ca;
 	const struct ca_template *t;
-	X509_REQ **reqs;
-	struct group *g;
-	atomic_size_t next;
-	pthread_mutex_t lock;
+	struct ca_issuer issuer;
+	char **files;
+	size_t n;
+	X509 **cert;	    /* [i]: certificate i, built, then signed */
+	unsigned *n_signed; /* [g]: how many certificates of group g are signed */
+
+	pthread_mutex_t lock;	 /* guards everything below, and n_signed[] */
+	pthread_cond_t built;	 /* a certificate was built, or the preparer stopped */
+	pthread_cond_t progress; /* a group was signed, the preparer finished, or a thread failed */
+	size_t n_built, next_to_sign;
+	bool prepared_all; /* every request read, checked and built */
+	bool failed;	   /* the first failure is in error; every thread stops */
+	char error[600];
 };
 
-static void group_failed(struct group *g, pthread_mutex_t *lock)
+/* Records the calling thread's last error as the pipeline's failure (the first one wins). */
+static void pipeline_fail(struct pipeline *p)
 {
-	if (atomic_exchange(&g->failed, 1))
-		return;
-	pthread_mutex_lock(lock);
-	snprintf(g->error, sizeof g->error, "%s", ca_last_error());
-	pthread_mutex_unlock(lock);
+	pthread_mutex_lock(&p->lock);
+	if (!p->failed)
+		snprintf(p->error, sizeof p->error, "%s", ca_last_error());
+	p->failed = true;
+	pthread_cond_broadcast(&p->built);
+	pthread_cond_broadcast(&p->progress);
+	pthread_mutex_unlock(&p->lock);
 }
 
-/* Builds the group's certificates, unsigned: this runs while the previous group is signed. */
-static void *builder(void *arg)
+static size_t group_size(const struct pipeline *p, size_t g)
 {
-	struct work *w = arg;
-	struct group *g = w->g;
+	return p->n - g * GROUP < GROUP ? p->n - g * GROUP : GROUP;
+}
 
-	for (size_t i = 0; i < g->count && !atomic_load(&g->failed); i++) {
-		g->made[i] = ca_cert_build(&w->ca->conf, w->t, w->reqs[g->base + i], ca_cert(w->ca));
-		if (!g->made[i])
-			group_failed(g, &w->lock);
-		ERR_clear_error();
+static bool pipeline_failed(struct pipeline *p)
+{
+	bool failed;
+
+	pthread_mutex_lock(&p->lock);
+	failed = p->failed;
+	pthread_mutex_unlock(&p->lock);
+	return failed;
+}
+
+/* Certificate i from request file i, checked and built; NULL after ca_error(). */
+static X509 *prepare(struct pipeline *p, struct ca_key_decoder *d, size_t i)
+{
+	struct ca_request *req = ca_request_read(p->files[i], d);
+	X509 *x = NULL;
+
+	if (req && ca_request_check(p->t, req) == 0)
+		x = ca_cert_build(&p->issuer, req);
+	else if (req)
+		ca_error("%s: %s", p->files[i], ca_last_error());
+	ca_request_free(req);
+	ERR_clear_error();
+	return x;
+}
+
+static void *preparer(void *arg)
+{
+	struct pipeline *p = arg;
+	struct ca_key_decoder *d = ca_key_decoder_new();
+	size_t i;
+
+	for (i = 0; d && i < p->n && !pipeline_failed(p); i++) {
+		X509 *x = prepare(p, d, i);
+
+		if (!x)
+			break;
+		pthread_mutex_lock(&p->lock);
+		p->cert[i] = x;
+		p->n_built = i + 1;
+		pthread_cond_signal(&p->built);
+		pthread_mutex_unlock(&p->lock);
 	}
+	ca_key_decoder_free(d);
+	if (i < p->n) {
+		pipeline_fail(p);
+		return NULL;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->prepared_all = true;
+	pthread_cond_broadcast(&p->built);
+	pthread_cond_broadcast(&p->progress);
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
 static void *signer(void *arg)
 {
-	struct work *w = arg;
-	struct group *g = w->g;
-	size_t i;
+	struct pipeline *p = arg;
 
-	while ((i = atomic_fetch_add(&w->next, 1)) < g->count && !atomic_load(&g->failed)) {
-		if (ca_cert_sign(&w->ca->conf, g->made[i], w->ca->priv))
-			group_failed(g, &w->lock);
-		ERR_clear_error();
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->failed && p->next_to_sign == p->n_built && p->next_to_sign < p->n)
+			pthread_cond_wait(&p->built, &p->lock);
+		if (p->failed || p->next_to_sign == p->n) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		i = p->next_to_sign++;
+		pthread_mutex_unlock(&p->lock);
+
+		if (ca_cert_sign(&p->ca->conf, p->cert[i], p->ca->priv)) {
+			pipeline_fail(p);
+			return NULL;
+		}
+		pthread_mutex_lock(&p->lock);
+		/* the calling thread is woken once a group, not once a certificate */
+		if (++p->n_signed[i / GROUP] == group_size(p, i / GROUP))
+			pthread_cond_signal(&p->progress);
+		pthread_mutex_unlock(&p->lock);
 	}
-	return NULL;
 }
 
-/* Signs the built group g on threads. */
-static int sign_group(struct work *w, struct group *g, unsigned threads)
+/* Waits until group g is signed and every request is checked; -1 if something failed. */
+static int wait_for(struct pipeline *p, size_t g)
 {
-	pthread_t tid[64];
-	unsigned started = 0;
+	int rc = 0;
 
-	w->g = g;
-	atomic_store(&w->next, 0);
-	for (; started < threads && started < g->count; started++)
-		if (pthread_create(&tid[started], NULL, signer, w) != 0)
-			break;
-	if (!started)
-		signer(w); /* no thread to be had: sign here */
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
-	return atomic_load(&g->failed) ? ca_error("%s", g->error) : 0;
-}
-
-static void group_clear(struct group *g, size_t base, size_t n)
-{
-	for (size_t i = 0; i < g->count; i++)
-		X509_free(g->made[i]);
-	memset(g->made, 0, sizeof g->made);
-	g->base = base;
-	g->count = n - base < GROUP ? n - base : GROUP;
-	g->error[0] = '\0';
-	atomic_store(&g->failed, 0);
+	pthread_mutex_lock(&p->lock);
+	while (!p->failed && !(p->prepared_all && p->n_signed[g] == group_size(p, g)))
+		pthread_cond_wait(&p->progress, &p->lock);
+	if (p->failed)
+		rc = ca_error("%s", p->error);
+	pthread_mutex_unlock(&p->lock);
+	return rc;
 }
 
 static int write_one(const struct opts *o, const struct issued *is)
@@ -112,77 +170,99 @@ static int write_one(const struct opts *o, const struct issued *is)
 	char path[CA_PATH_MAX + 100];
 
 	if (!o->out_dir)
-		return write_cert(NULL, is->x); /* after its "issued" line, as a single submit prints it */
-	snprintf(path, sizeof path, "%s/%s.pem", o->out_dir, is->row.serial);
-	return write_cert(path, is->x);
+		return write_cert(NULL, is->der,
+				  is->der_len); /* after its "issued" line, as a single submit prints it */
+	if (snprintf(path, sizeof path, "%s/%.*s.pem", o->out_dir, (int)sizeof is->row.serial, is->row.serial) >=
+	    (int)sizeof path)
+		return ca_error("--out-dir %s: name too long", o->out_dir);
+	return write_cert(path, is->der, is->der_len);
 }
 
-int issue_batch(struct ca *ca, const struct ca_template *t, X509_REQ **reqs, char **files, size_t n,
-		const struct opts *o)
+/* Records, reports and writes the certificates, a group at a time, as they are signed. */
+static int record_all(struct pipeline *p, const struct opts *o)
 {
-	struct work build = {.ca = ca, .t = t, .reqs = reqs, .lock = PTHREAD_MUTEX_INITIALIZER};
-	struct work sign = {.ca = ca, .t = t, .reqs = reqs, .lock = PTHREAD_MUTEX_INITIALIZER};
-	unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	struct group *groups = calloc(2, sizeof *groups);
 	struct issued is[GROUP];
-	pthread_t builder_tid;
 	int rc = 0;
 
-	if (!groups)
-		return ca_error("out of memory");
-	if (o->out_dir && access(o->out_dir, W_OK) != 0) {
-		free(groups);
-		return ca_error("--out-dir %s: %s", o->out_dir, strerror(errno));
-	}
-	/*
-	 * A pipeline: while group k is signed (the HSM's work) and committed,
-	 * the builder makes group k + 1 (the CA's work), so the two overlap.
-	 */
-	group_clear(&groups[0], 0, n);
-	build.g = &groups[0];
-	builder(&build);
-	for (size_t base = 0; base < n && !rc; base += GROUP) {
-		struct group *g = &groups[(base / GROUP) % 2], *next = &groups[(base / GROUP + 1) % 2];
-		bool building = false;
-		size_t filled = 0;
+	for (size_t g = 0, base = 0; base < p->n && !rc; g++, base += GROUP) {
+		size_t count = group_size(p, g), filled = 0;
 
-		if (atomic_load(&g->failed)) {
-			rc = ca_error("%s", g->error);
+		if ((rc = wait_for(p, g)))
 			break;
-		}
-		if (base + GROUP < n) {
-			group_clear(next, base + GROUP, n);
-			build.g = next;
-			building = pthread_create(&builder_tid, NULL, builder, &build) == 0;
-			if (!building)
-				builder(&build);
-		}
-		rc = sign_group(&sign, g, threads ? threads : 1);
-		for (size_t i = 0; i < g->count && !rc; i++, filled++) {
-			rc = issued_fill(&is[i], g->made[i], t, 0);
-			g->made[i] = NULL; /* is[i] owns it now */
+		for (; filled < count && !rc; filled++) {
+			rc = issued_fill(&is[filled], p->cert[base + filled], p->t, 0);
+			p->cert[base + filled] = NULL; /* freed by issued_fill */
 		}
 		if (!rc)
-			rc = issued_record(ca, is, g->count);
-		for (size_t i = 0; i < g->count && !rc; i++) {
+			rc = issued_record(p->ca, is, count);
+		for (size_t i = 0; i < count && !rc; i++) {
 			/* committed: now it may be told */
 			if (o->json)
 				printf("{\"status\": \"issued\", \"serial\": \"%s\", \"request\": \"%s\"}\n",
-				       is[i].row.serial, files[g->base + i]);
+				       is[i].row.serial, p->files[base + i]);
 			else
-				printf("issued %s %s\n", is[i].row.serial, files[g->base + i]);
+				printf("issued %s %s\n", is[i].row.serial, p->files[base + i]);
 			rc = write_one(o, &is[i]);
 		}
 		fflush(stdout);
 		for (size_t i = 0; i < filled; i++)
 			issued_free(&is[i]);
-		if (building)
-			pthread_join(builder_tid, NULL);
 	}
-	group_clear(&groups[0], 0, 0);
-	group_clear(&groups[1], 0, 0);
-	free(groups);
-	pthread_mutex_destroy(&build.lock);
-	pthread_mutex_destroy(&sign.lock);
+	if (rc)
+		pipeline_fail(p); /* the threads stop too */
+	return rc;
+}
+
+int issue_batch(struct ca *ca, const struct ca_template *t, char **files, size_t n, const struct opts *o)
+{
+	struct pipeline p = {.ca = ca, .t = t, .files = files, .n = n};
+	unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	pthread_t preparer_tid, signer_tid[SIGNERS_MAX];
+	unsigned signers = 0;
+	bool preparing;
+	int rc;
+
+	if (o->out_dir && access(o->out_dir, W_OK) != 0)
+		return ca_error("--out-dir %s: %s", o->out_dir, strerror(errno));
+	if (ca_issuer_init(&p.issuer, &ca->conf, t, ca_cert(ca)))
+		return -1;
+	p.cert = calloc(n, sizeof *p.cert);
+	p.n_signed = calloc((n + GROUP - 1) / GROUP, sizeof *p.n_signed);
+	if (!p.cert || !p.n_signed) {
+		free(p.cert);
+		free(p.n_signed);
+		ca_issuer_clear(&p.issuer);
+		return ca_error("out of memory");
+	}
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.built, NULL);
+	pthread_cond_init(&p.progress, NULL);
+
+	preparing = pthread_create(&preparer_tid, NULL, preparer, &p) == 0;
+	if (!preparing)
+		preparer(&p); /* no thread to be had: prepare everything first */
+	if (threads < 1)
+		threads = 1;
+	for (; signers < threads && signers < SIGNERS_MAX && signers < n; signers++)
+		if (pthread_create(&signer_tid[signers], NULL, signer, &p) != 0)
+			break;
+	if (!signers) {
+		ca_error("cannot start a signing thread: %s", strerror(errno));
+		pipeline_fail(&p);
+	}
+	rc = record_all(&p, o);
+
+	if (preparing)
+		pthread_join(preparer_tid, NULL);
+	for (unsigned i = 0; i < signers; i++)
+		pthread_join(signer_tid[i], NULL);
+	for (size_t i = 0; i < n; i++)
+		X509_free(p.cert[i]);
+	free(p.cert);
+	free(p.n_signed);
+	ca_issuer_clear(&p.issuer);
+	pthread_cond_destroy(&p.built);
+	pthread_cond_destroy(&p.progress);
+	pthread_mutex_destroy(&p.lock);
 	return rc;
 }

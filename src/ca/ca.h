@@ -5,6 +5,7 @@
  *   main.c      the command line
  *   conf.c      ca.conf: reading, writing
  *   template.c  issuance templates: built-ins, rules, extensions
+ *   request.c   PKCS#10 requests, parsed once
  *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit
  *   token.c     the CA key through libp11; key generation through the module
  *   cert.c      CA certificates, subordinate requests, issuance
@@ -74,6 +75,30 @@ void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size);
 void ca_file_name(const char *name, char *out, size_t size);
 const EVP_MD *ca_md(const struct ca_conf *c);
 
+/* request.c */
+/* A request as received, parsed; its key decoded. */
+struct ca_request {
+	struct CA_REQ_st *asn; /* the parsed structure (request.c) */
+	const X509_NAME *subject;
+	const X509_ALGOR *key_algorithm; /* the SubjectPublicKeyInfo as sent: */
+	const ASN1_BIT_STRING *key_bits; /* copied into the certificate, never re-encoded */
+	EVP_PKEY *key;
+	STACK_OF(X509_EXTENSION) * extensions; /* what the request asks for; NULL if nothing */
+	unsigned char *der;		       /* the request's DER, as stored for approval */
+	size_t der_len;
+};
+/* Decodes public keys; made once and used for many requests, by one thread at a time. */
+struct ca_key_decoder;
+struct ca_key_decoder *ca_key_decoder_new(void);
+void ca_key_decoder_free(struct ca_key_decoder *d);
+/* A request from a PEM or DER file; NULL after ca_error() names the file and what is wrong. */
+struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d);
+/* A request from DER (as stored); NULL with the reason. */
+struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct ca_key_decoder *d);
+void ca_request_free(struct ca_request *r);
+/* The request's signature verifies with its own key: 0, or -1 with the reason. */
+int ca_request_verify(const struct ca_request *r);
+
 /* template.c */
 void ca_templates_builtin(struct ca_conf *c);
 /* Sets key (from an INI key = value of a [template] section) in t; -1 on a bad key or value. */
@@ -83,13 +108,22 @@ struct ca_template *ca_template_add(struct ca_conf *c, const char *name);
 /* Prints t as INI keys. */
 void ca_template_print(const struct ca_template *t, FILE *f);
 /* Whether req's key and names satisfy t; -1 with the reason. */
-int ca_template_check(const struct ca_template *t, X509_REQ *req);
+int ca_template_check(const struct ca_template *t, const struct ca_request *req);
 /* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
-int ca_request_check(const struct ca_template *t, X509_REQ *req);
+int ca_request_check(const struct ca_template *t, const struct ca_request *req);
 /* Adds extension nid (OpenSSL config syntax) to x, issued by issuer. */
 int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
-/* The template's extensions (and the allowed SANs of req) on x, issued by ca. */
-int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, X509 *x);
+/* What every certificate issued under one template by one CA shares: made once for many. */
+struct ca_issuer {
+	const struct ca_conf *conf;
+	const struct ca_template *t;
+	X509 *ca;
+	STACK_OF(X509_EXTENSION) * exts[2]; /* the template's extensions, for [0] RSA keys, [1] others */
+};
+int ca_issuer_init(struct ca_issuer *is, const struct ca_conf *c, const struct ca_template *t, X509 *ca);
+void ca_issuer_clear(struct ca_issuer *is);
+/* The template's extensions (and the allowed SANs of req) on x. */
+int ca_template_apply(const struct ca_issuer *is, const struct ca_request *req, X509 *x);
 
 /* token.c */
 struct ca_token;
@@ -155,9 +189,9 @@ X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY
  * A certificate for req under template t, signed. The caller checked req
  * first (ca_request_check): its signature and the template's rules.
  */
-X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv);
+X509 *ca_cert_issue(const struct ca_issuer *is, const struct ca_request *req, EVP_PKEY *priv);
 /* The two halves of ca_cert_issue: the certificate built, unsigned; then signed through the token. */
-X509 *ca_cert_build(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca);
+X509 *ca_cert_build(const struct ca_issuer *is, const struct ca_request *req);
 int ca_cert_sign(const struct ca_conf *c, X509 *x, EVP_PKEY *priv);
 int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain);
 /* Fresh random serial: 16 bytes, top bit clear, never zero. */

@@ -149,34 +149,29 @@ X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY
 }
 
 /*
- * The request's SubjectPublicKeyInfo into x as it is encoded: X509_set_pubkey
- * decodes and re-encodes the key through the providers, a third of an
- * issuance's CPU. Parameters other than none, NULL, a curve OID or a
- * SEQUENCE take that slower road.
+ * The request's SubjectPublicKeyInfo into x as it was sent: X509_set_pubkey
+ * would encode the decoded key again through the providers, a third of an
+ * issuance's CPU in OpenSSL 3.0. Parameters other than none, NULL, a curve
+ * OID or a SEQUENCE take that slower road.
  */
-static int copy_public_key(X509_REQ *req, X509 *x)
+static int copy_public_key(const struct ca_request *req, X509 *x)
 {
-	X509_PUBKEY *from = X509_REQ_get_X509_PUBKEY(req);
-	const unsigned char *key;
 	const ASN1_OBJECT *oid;
 	const void *param;
-	X509_ALGOR *alg;
 	ASN1_OBJECT *oid_copy;
 	unsigned char *key_copy;
 	void *param_copy = NULL;
-	int key_len, type;
+	int key_len = ASN1_STRING_length(req->key_bits), type;
 
-	if (!from || !X509_PUBKEY_get0_param(NULL, &key, &key_len, &alg, from) || key_len < 0)
-		return 0;
-	X509_ALGOR_get0(&oid, &type, &param, alg);
+	X509_ALGOR_get0(&oid, &type, &param, req->key_algorithm);
 	if (type == V_ASN1_OBJECT)
 		param_copy = OBJ_dup(param);
 	else if (type == V_ASN1_SEQUENCE)
 		param_copy = ASN1_STRING_dup(param);
 	else if (type != V_ASN1_UNDEF && type != V_ASN1_NULL)
-		return X509_set_pubkey(x, X509_REQ_get0_pubkey(req));
+		return X509_set_pubkey(x, req->key);
 	oid_copy = OBJ_dup(oid);
-	key_copy = OPENSSL_memdup(key, key_len ? (size_t)key_len : 1);
+	key_copy = OPENSSL_memdup(ASN1_STRING_get0_data(req->key_bits), key_len ? (size_t)key_len : 1);
 	if (oid_copy && key_copy && (param_copy || !param) &&
 	    X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), oid_copy, type, param_copy, key_copy, key_len))
 		return 1;
@@ -194,9 +189,10 @@ static int copy_public_key(X509_REQ *req, X509 *x)
  * nothing else the requester claims (an organization, a country); with
  * "any", the request's subject as it is.
  */
-static int set_subject(const struct ca_template *t, X509_REQ *req, X509 *x)
+static int set_subject(const struct ca_template *t, const struct ca_request *req, X509 *x)
 {
-	X509_NAME *from = X509_REQ_get_subject_name(req), *name;
+	const X509_NAME *from = req->subject;
+	X509_NAME *name;
 	int i = X509_NAME_get_index_by_NID(from, NID_commonName, -1), ok;
 
 	if (!t->subject_cn || i < 0)
@@ -208,18 +204,15 @@ static int set_subject(const struct ca_template *t, X509_REQ *req, X509 *x)
 	return ok;
 }
 
-X509 *ca_cert_build(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca)
+X509 *ca_cert_build(const struct ca_issuer *is, const struct ca_request *req)
 {
-	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+	const struct ca_template *t = is->t;
+	X509 *ca = is->ca;
 	ASN1_INTEGER *serial = ca_new_serial();
 	X509 *x = X509_new();
 	ASN1_TIME *not_after = NULL;
 	int ok;
 
-	if (!key) {
-		ca_error("the request has no usable public key");
-		goto fail;
-	}
 	ok = x && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) && set_subject(t, req, x) &&
 	     X509_set_issuer_name(x, X509_get_subject_name(ca)) && copy_public_key(req, x) &&
 	     X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
@@ -231,7 +224,7 @@ X509 *ca_cert_build(const struct ca_conf *c, const struct ca_template *t, X509_R
 	/* never beyond the CA's own validity */
 	X509_set1_notAfter(x, ASN1_TIME_compare(not_after, X509_get0_notAfter(ca)) > 0 ? X509_get0_notAfter(ca)
 										       : not_after);
-	if (ca_template_apply(c, t, req, ca, x))
+	if (ca_template_apply(is, req, x))
 		goto fail;
 	ASN1_TIME_free(not_after);
 	ASN1_INTEGER_free(serial);
@@ -252,11 +245,11 @@ int ca_cert_sign(const struct ca_conf *c, X509 *x, EVP_PKEY *priv)
 	return 0;
 }
 
-X509 *ca_cert_issue(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, EVP_PKEY *priv)
+X509 *ca_cert_issue(const struct ca_issuer *is, const struct ca_request *req, EVP_PKEY *priv)
 {
-	X509 *x = ca_cert_build(c, t, req, ca);
+	X509 *x = ca_cert_build(is, req);
 
-	if (x && ca_cert_sign(c, x, priv)) {
+	if (x && ca_cert_sign(is->conf, x, priv)) {
 		X509_free(x);
 		x = NULL;
 	}

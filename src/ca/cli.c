@@ -1,5 +1,5 @@
 /*
- * keyward-ca: opening an instance, and the file formats every command shares.
+ * keyward-ca: opening an instance, and writing certificates.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -41,46 +41,14 @@ X509 *ca_cert(struct ca *ca)
 	return sk_X509_value(ca->chain, 0);
 }
 
-/* A PEM or DER file's bytes as DER of the given PEM kind. */
-X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len)
-{
-	FILE *f = fopen(path, "re");
-	X509_REQ *req;
-	int len;
-
-	*der = NULL;
-	if (!f) {
-		ca_error("%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	req = PEM_read_X509_REQ(f, NULL, NULL, NULL);
-	if (!req) {
-		rewind(f);
-		req = d2i_X509_REQ_fp(f, NULL);
-	}
-	fclose(f);
-	ERR_clear_error();
-	if (!req) {
-		ca_error("%s is not a certificate request (PKCS#10, PEM or DER)", path);
-		return NULL;
-	}
-	if ((len = i2d_X509_REQ(req, der)) <= 0) {
-		X509_REQ_free(req);
-		ca_error("%s: cannot encode the request", path);
-		return NULL;
-	}
-	*der_len = (size_t)len;
-	return req;
-}
-
-int write_cert(const char *out, X509 *x)
+int write_cert(const char *out, const unsigned char *der, size_t len)
 {
 	FILE *f = out ? fopen(out, "we") : stdout;
 	int ok;
 
 	if (!f)
 		return ca_error("cannot write %s: %s", out, strerror(errno));
-	ok = PEM_write_X509(f, x);
+	ok = PEM_write(f, PEM_STRING_X509, "", der, (long)len);
 	if (out)
 		ok = fclose(f) == 0 && ok;
 	return ok ? 0 : ca_error("cannot write the certificate");

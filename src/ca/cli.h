@@ -3,7 +3,7 @@
  * of keyward-ca(8) and returns 0, or -1 after ca_error().
  *
  *   main.c     options and dispatch
- *   cli.c      opening the instance; reading requests, writing certificates
+ *   cli.c      opening the instance; writing certificates
  *   setup.c    setup, install-cert
  *   issue.c    submit, approve, deny
  *   batch.c    issuing many requests in one process, on several threads
@@ -40,29 +40,28 @@ struct ca {
 int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca);
 void ca_close(struct ca *ca);
 X509 *ca_cert(struct ca *ca);
-/* A PKCS#10 request from a PEM or DER file, and its DER (OPENSSL_free). */
-X509_REQ *read_request(const char *path, unsigned char **der, size_t *der_len);
-/* x as PEM to out, or standard output if out is NULL. */
-int write_cert(const char *out, X509 *x);
+/* A certificate's DER as PEM to out, or standard output if out is NULL. */
+int write_cert(const char *out, const unsigned char *der, size_t len);
 bool same_key(EVP_PKEY *a, EVP_PKEY *b);
 /* A serial as typed (any case, leading zeros, colons) in the form stored: upper-case hex. */
 void normalize_serial(const char *in, char *out, size_t size);
 
 /* A signed certificate, ready to be recorded. */
 struct issued {
-	X509 *x;
 	struct ca_db_cert row;
 	unsigned char *der;
 	size_t der_len;
 };
-/* Fills is from x (which it takes over), issued under t for request_id (0: none). */
+/* Fills is from x, issued under t for request_id (0: none), and frees x. */
 int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long long request_id);
 void issued_free(struct issued *is);
 /* Records n certificates with their audit rows in one transaction. */
 int issued_record(struct ca *ca, struct issued *is, size_t n);
-/* Issues every request (already checked) under t on threads; reports each after its commit. */
-int issue_batch(struct ca *ca, const struct ca_template *t, X509_REQ **reqs, char **files, size_t n,
-		const struct opts *o);
+/*
+ * Issues the request in each of files under t, signing on threads; checks
+ * every request before it records any, and reports each after its commit.
+ */
+int issue_batch(struct ca *ca, const struct ca_template *t, char **files, size_t n, const struct opts *o);
 
 int cmd_setup(const struct opts *o);
 int cmd_install_cert(const struct opts *o, const char *file);

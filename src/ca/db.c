@@ -19,6 +19,8 @@
 
 struct ca_db {
 	sqlite3 *db;
+	/* issuance's statements, prepared once: preparing costs about as much as running them */
+	sqlite3_stmt *insert_cert, *insert_audit;
 };
 
 static const char schema[] =
@@ -84,6 +86,8 @@ void ca_db_close(struct ca_db *db)
 {
 	if (!db)
 		return;
+	sqlite3_finalize(db->insert_cert);
+	sqlite3_finalize(db->insert_audit);
 	sqlite3_close(db->db);
 	free(db);
 }
@@ -103,17 +107,9 @@ void ca_db_rollback(struct ca_db *db)
 	sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Prepares sql, binding the arguments: 'i' int64, 't' text, 'b' blob (pointer, size_t). */
-static sqlite3_stmt *prepare(struct ca_db *db, const char *sql, const char *types, ...)
+/* Binds the arguments: 'i' int64, 't' text, 'b' blob (pointer, size_t); copies, as they may be gone by step. */
+static void bind(sqlite3_stmt *st, const char *types, va_list ap)
 {
-	sqlite3_stmt *st = NULL;
-	va_list ap;
-
-	if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		db_fail(db, sql);
-		return NULL;
-	}
-	va_start(ap, types);
 	for (int i = 0; types[i]; i++) {
 		if (types[i] == 'i') {
 			sqlite3_bind_int64(st, i + 1, va_arg(ap, long long));
@@ -126,8 +122,39 @@ static sqlite3_stmt *prepare(struct ca_db *db, const char *sql, const char *type
 			sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
 		}
 	}
+}
+
+/* Prepares sql, binding the arguments (as bind()). */
+static sqlite3_stmt *prepare(struct ca_db *db, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+
+	if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		db_fail(db, sql);
+		return NULL;
+	}
+	va_start(ap, types);
+	bind(st, types, ap);
 	va_end(ap);
 	return st;
+}
+
+/* Runs sql, which returns no rows, through the statement kept in *kept (prepared the first time). */
+static int run_kept(struct ca_db *db, sqlite3_stmt **kept, const char *what, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	int rc;
+
+	if (!*kept && sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, kept, NULL) != SQLITE_OK)
+		return db_fail(db, sql);
+	va_start(ap, types);
+	bind(*kept, types, ap);
+	va_end(ap);
+	rc = sqlite3_step(*kept);
+	sqlite3_reset(*kept);
+	sqlite3_clear_bindings(*kept);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, what);
 }
 
 /* Runs a statement that returns no rows. */
@@ -152,22 +179,18 @@ int ca_db_audit(struct ca_db *db, const char *event, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
-	return run(db,
-		   prepare(db, "INSERT INTO audit (time, uid, event, detail) VALUES (?, ?, ?, ?)", "iitt",
-			   (long long)time(NULL), (long long)getuid(), event, detail),
-		   "audit");
+	return run_kept(db, &db->insert_audit, "audit",
+			"INSERT INTO audit (time, uid, event, detail) VALUES (?, ?, ?, ?)", "iitt",
+			(long long)time(NULL), (long long)getuid(), event, detail);
 }
 
 int ca_db_insert_cert(struct ca_db *db, const struct ca_db_cert *r, const unsigned char *der, size_t der_len)
 {
-	return run(
-		db,
-		prepare(db,
+	return run_kept(db, &db->insert_cert, "insert certificate",
 			"INSERT INTO certs (serial, subject, template, not_before, not_after, status, request_id, der)"
 			" VALUES (?, ?, ?, ?, ?, 'issued', ?, ?)",
 			"tttiiib", r->serial, r->subject, r->template_name, (long long)r->not_before,
-			(long long)r->not_after, r->request_id, der, der_len),
-		"insert certificate");
+			(long long)r->not_after, r->request_id, der, der_len);
 }
 
 static void row_of(sqlite3_stmt *st, struct ca_db_cert *r)

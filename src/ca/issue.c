@@ -23,7 +23,6 @@ int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long lo
 	int len;
 
 	memset(is, 0, sizeof *is);
-	is->x = x;
 	is->row.request_id = request_id;
 	is->row.reason = -1;
 	ca_serial_hex(X509_get0_serialNumber(x), is->row.serial, sizeof is->row.serial);
@@ -33,7 +32,9 @@ int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long lo
 	is->row.not_before = timegm(&tm);
 	ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm);
 	is->row.not_after = timegm(&tm);
-	if ((len = i2d_X509(x, &der)) <= 0)
+	len = i2d_X509(x, &der);
+	X509_free(x);
+	if (len <= 0)
 		return ca_error("cannot encode the certificate");
 	is->der = der;
 	is->der_len = (size_t)len;
@@ -43,7 +44,6 @@ int issued_fill(struct issued *is, X509 *x, const struct ca_template *t, long lo
 void issued_free(struct issued *is)
 {
 	OPENSSL_free(is->der);
-	X509_free(is->x);
 	memset(is, 0, sizeof *is);
 }
 
@@ -72,13 +72,18 @@ int issued_record(struct ca *ca, struct issued *is, size_t n)
 }
 
 /* Issues req under t, records it (and request_id's new state) in one transaction; prints the serial. */
-static int issue(struct ca *ca, const struct ca_template *t, X509_REQ *req, long long request_id, const char *out,
-		 bool json)
+static int issue(struct ca *ca, const struct ca_template *t, const struct ca_request *req, long long request_id,
+		 const char *out, bool json)
 {
-	X509 *x = ca_cert_issue(&ca->conf, t, req, ca_cert(ca), ca->priv);
+	struct ca_issuer issuer;
 	struct issued is;
 	int rc = -1;
+	X509 *x;
 
+	if (ca_issuer_init(&issuer, &ca->conf, t, ca_cert(ca)))
+		return -1;
+	x = ca_cert_issue(&issuer, req, ca->priv);
+	ca_issuer_clear(&issuer);
 	if (!x)
 		return -1;
 	if (!issued_fill(&is, x, t, request_id) && !issued_record(ca, &is, 1)) {
@@ -88,7 +93,7 @@ static int issue(struct ca *ca, const struct ca_template *t, X509_REQ *req, long
 		else
 			printf("issued %s\n", is.row.serial);
 		fflush(stdout);
-		rc = write_cert(out, x);
+		rc = write_cert(out, is.der, is.der_len);
 	}
 	issued_free(&is);
 	return rc;
@@ -107,37 +112,29 @@ static bool dir_writable(const char *path)
 }
 
 /* The requests of files, each parsed and checked against t now: one bad request issues none. */
-static int read_requests(const struct ca_template *t, int n, char **files, X509_REQ **reqs)
+static int read_requests(const struct ca_template *t, int n, char **files, struct ca_request **reqs)
 {
-	for (int i = 0; i < n; i++) {
-		unsigned char *der = NULL;
-		size_t len = 0;
+	struct ca_key_decoder *d = ca_key_decoder_new();
+	int rc = d ? 0 : -1;
 
-		reqs[i] = read_request(files[i], &der, &len);
-		OPENSSL_free(der);
-		if (!reqs[i])
-			return -1;
-		if (ca_request_check(t, reqs[i]))
-			return n > 1 ? ca_error("%s: %s", files[i], ca_last_error()) : -1;
+	for (int i = 0; i < n && !rc; i++) {
+		if (!(reqs[i] = ca_request_read(files[i], d)))
+			rc = -1;
+		else if (ca_request_check(t, reqs[i]))
+			rc = n > 1 ? ca_error("%s: %s", files[i], ca_last_error()) : -1;
 	}
-	return 0;
+	ca_key_decoder_free(d);
+	return rc;
 }
 
-/* A request for a template that wants approval: recorded as pending. */
-static int submit_pending(struct ca *ca, const struct ca_template *t, X509_REQ *req, bool json)
+/* A request for a template that wants approval: recorded as pending, as it was sent. */
+static int submit_pending(struct ca *ca, const struct ca_template *t, const struct ca_request *req, bool json)
 {
-	unsigned char *der = NULL;
-	int len = i2d_X509_REQ(req, &der);
 	long long id;
 
-	if (len <= 0)
-		return ca_error("cannot encode the request");
-	if (ca_db_begin(ca->db)) {
-		OPENSSL_free(der);
+	if (ca_db_begin(ca->db))
 		return -1;
-	}
-	id = ca_db_insert_request(ca->db, der, (size_t)len, t->name, "pending");
-	OPENSSL_free(der);
+	id = ca_db_insert_request(ca->db, req->der, req->der_len, t->name, "pending");
 	if (id < 0 || ca_db_audit(ca->db, "submit", "request %lld pending for template %s", id, t->name) ||
 	    ca_db_commit(ca->db)) {
 		ca_db_rollback(ca->db);
@@ -150,7 +147,7 @@ static int submit_pending(struct ca *ca, const struct ca_template *t, X509_REQ *
 int cmd_submit(const struct opts *o, int nfiles, char **files)
 {
 	const struct ca_template *t;
-	X509_REQ **reqs = calloc((size_t)(nfiles > 0 ? nfiles : 1), sizeof *reqs);
+	struct ca_request **reqs = calloc((size_t)(nfiles > 0 ? nfiles : 1), sizeof *reqs);
 	struct ca ca;
 	int rc = -1;
 
@@ -175,25 +172,28 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 		ca_error("no template \"%s\" (templates list)", o->template_name);
 		goto out;
 	}
+	if (!t->manual && (nfiles > 1 || o->out_dir)) {
+		/* reads and checks the requests itself, while it signs */
+		rc = issue_batch(&ca, t, files, (size_t)nfiles, o);
+		goto out;
+	}
 	if (read_requests(t, nfiles, files, reqs))
 		goto out;
 	if (t->manual) {
 		rc = 0;
 		for (int i = 0; i < nfiles && !rc; i++)
 			rc = submit_pending(&ca, t, reqs[i], o->json);
-	} else if (nfiles == 1 && !o->out_dir) {
+	} else {
 		/* where the certificate goes is checked before anything is issued */
 		if (o->out && (access(o->out, F_OK) == 0 ? access(o->out, W_OK) != 0 : !dir_writable(o->out))) {
 			ca_error("cannot write %s: its directory is missing or not writable; nothing issued", o->out);
 			goto out;
 		}
 		rc = issue(&ca, t, reqs[0], 0, o->out, o->json);
-	} else {
-		rc = issue_batch(&ca, t, reqs, files, (size_t)nfiles, o);
 	}
 out:
 	for (int i = 0; i < nfiles; i++)
-		X509_REQ_free(reqs[i]);
+		ca_request_free(reqs[i]);
 	free(reqs);
 	ca_close(&ca);
 	return rc;
@@ -203,11 +203,11 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 {
 	char tname[64], status[16], *end;
 	unsigned char *csr = NULL;
-	const unsigned char *p;
 	size_t len = 0;
 	long long id = strtoll(id_text, &end, 10);
 	const struct ca_template *t;
-	X509_REQ *req = NULL;
+	struct ca_key_decoder *d = NULL;
+	struct ca_request *req = NULL;
 	struct ca ca;
 	int rc = -1, found;
 
@@ -239,9 +239,10 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 		ca_error("request %lld names template \"%s\", which no longer exists", id, tname);
 		goto out;
 	}
-	p = csr;
-	if (!(req = d2i_X509_REQ(NULL, &p, (long)len))) {
-		ca_error("request %lld: stored request unreadable", id);
+	if (!(d = ca_key_decoder_new()))
+		goto out;
+	if (!(req = ca_request_parse(csr, len, d))) {
+		ca_error("request %lld: stored request unreadable: %s", id, ca_last_error());
 		goto out;
 	}
 	/* again: the template may have changed since the request was submitted */
@@ -250,7 +251,8 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 	rc = issue(&ca, t, req, id, o->out, o->json);
 out:
 	free(csr);
-	X509_REQ_free(req);
+	ca_request_free(req);
+	ca_key_decoder_free(d);
 	ca_close(&ca);
 	return rc;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
@@ -205,17 +204,13 @@ static const char *san_kind(const GENERAL_NAME *g)
 }
 
 /* The request's subject alternative names (NULL if none; GENERAL_NAMES_free). */
-static GENERAL_NAMES *request_sans(X509_REQ *req)
+static GENERAL_NAMES *request_sans(const struct ca_request *req)
 {
-	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-	GENERAL_NAMES *names = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
-
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	return names;
+	return req->extensions ? X509V3_get_d2i(req->extensions, NID_subject_alt_name, NULL, NULL) : NULL;
 }
 
 /* The request's SANs (the template allowed their kinds: ca_template_check) onto x. */
-static int copy_sans(X509_REQ *req, X509 *x)
+static int copy_sans(const struct ca_request *req, X509 *x)
 {
 	GENERAL_NAMES *names = request_sans(req);
 	int ok = !names || sk_GENERAL_NAME_num(names) == 0 || X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, 0);
@@ -224,9 +219,9 @@ static int copy_sans(X509_REQ *req, X509 *x)
 	return ok ? 0 : ca_error("cannot add the subject alternative names");
 }
 
-int ca_template_check(const struct ca_template *t, X509_REQ *req)
+int ca_template_check(const struct ca_template *t, const struct ca_request *req)
 {
-	EVP_PKEY *k = X509_REQ_get0_pubkey(req);
+	EVP_PKEY *k = req->key;
 	char kind[32], buf[128], *save = NULL, *w;
 	int bits = 0, ok = 0;
 
@@ -242,7 +237,7 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 	if (!ok)
 		return ca_error("template %s does not accept a %s key of %d bits (it accepts %s)", t->name, kind, bits,
 				t->key_types);
-	if (t->subject_cn && X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1) < 0)
+	if (t->subject_cn && X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
 		return ca_error("template %s needs a subject with a CN", t->name);
 	{
 		GENERAL_NAMES *names = request_sans(req);
@@ -256,7 +251,7 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 					      t->san[0] ? t->san : "none");
 		/* a certificate must name something: a CN, or a SAN the template took */
 		if (!rc && sk_GENERAL_NAME_num(names) <= 0 &&
-		    X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1) < 0)
+		    X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
 			rc = ca_error("the request names nothing: it has neither a subject CN nor a subject "
 				      "alternative name");
 		GENERAL_NAMES_free(names);
@@ -264,15 +259,9 @@ int ca_template_check(const struct ca_template *t, X509_REQ *req)
 	}
 }
 
-int ca_request_check(const struct ca_template *t, X509_REQ *req)
+int ca_request_check(const struct ca_template *t, const struct ca_request *req)
 {
-	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
-
-	if (!key || X509_REQ_verify(req, key) != 1) {
-		ERR_clear_error();
-		return ca_error("the request's signature does not verify with its public key");
-	}
-	return ca_template_check(t, req);
+	return ca_request_verify(req) || ca_template_check(t, req) ? -1 : 0;
 }
 
 int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -289,16 +278,16 @@ int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 }
 
 /*
- * The template's key usage, for the key it goes with: an EC or EdDSA key
+ * The template's key usage for a key of the kind given: an EC or EdDSA key
  * cannot encipher (RFC 5480 3, RFC 8410 5), so keyEncipherment and
  * dataEncipherment are kept for RSA keys only.
  */
-static const char *key_usage_for(const struct ca_template *t, EVP_PKEY *key, char *out, size_t size)
+static const char *key_usage_for(const struct ca_template *t, bool rsa, char *out, size_t size)
 {
 	char buf[256], *save = NULL, *w;
 	size_t n = 0;
 
-	if (!key || EVP_PKEY_is_a(key, "RSA"))
+	if (rsa)
 		return t->key_usage;
 	snprintf(buf, sizeof buf, "%s", t->key_usage);
 	out[0] = '\0';
@@ -308,35 +297,96 @@ static const char *key_usage_for(const struct ca_template *t, EVP_PKEY *key, cha
 	return out;
 }
 
-int ca_template_apply(const struct ca_conf *c, const struct ca_template *t, X509_REQ *req, X509 *ca, X509 *x)
+/* Extension nid (OpenSSL config syntax) of a certificate issued by issuer, onto list. */
+static int push_ext(STACK_OF(X509_EXTENSION) * list, X509 *issuer, int nid, const char *value)
 {
-	char file[CA_NAME_MAX + 1], v[1024];
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
 
-	ca_file_name(c->name, file, sizeof file);
-	if (t->ca) {
-		if (t->path_len >= 0)
-			snprintf(v, sizeof v, "critical,CA:TRUE,pathlen:%d", t->path_len);
-		else
-			snprintf(v, sizeof v, "critical,CA:TRUE");
-	} else {
-		snprintf(v, sizeof v, "critical,CA:FALSE");
+	X509V3_set_ctx(&ctx, issuer, NULL, NULL, NULL, 0);
+	if ((e = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value)) && sk_X509_EXTENSION_push(list, e))
+		return 0;
+	X509_EXTENSION_free(e);
+	return ca_error("cannot make extension %s = %s", OBJ_nid2sn(nid), value);
+}
+
+/*
+ * The extensions every certificate of t for a key of the kind given gets,
+ * basic constraints first: all but the subject key identifier and the
+ * subject alternative names.
+ */
+static STACK_OF(X509_EXTENSION) *
+	template_exts(const struct ca_conf *c, const struct ca_template *t, X509 *ca, bool rsa)
+{
+	STACK_OF(X509_EXTENSION) *e = sk_X509_EXTENSION_new_null();
+	char file[CA_NAME_MAX + 1], v[1024];
+	int rc;
+
+	if (!e) {
+		ca_error("out of memory");
+		return NULL;
 	}
-	if (ca_add_ext(x, ca, NID_basic_constraints, v) || ca_add_ext(x, ca, NID_subject_key_identifier, "hash") ||
-	    ca_add_ext(x, ca, NID_authority_key_identifier, "keyid:always"))
-		return -1;
-	if (t->key_usage[0] &&
-	    ca_add_ext(x, ca, NID_key_usage, key_usage_for(t, X509_REQ_get0_pubkey(req), v, sizeof v)))
-		return -1;
-	if (t->extended_key_usage[0] && ca_add_ext(x, ca, NID_ext_key_usage, t->extended_key_usage))
-		return -1;
-	snprintf(v, sizeof v, "URI:http://%s/crl/%s.crl", c->server_name, file);
-	if (ca_add_ext(x, ca, NID_crl_distribution_points, v))
-		return -1;
-	snprintf(v, sizeof v, "caIssuers;URI:http://%s/ca/%s.crt,OCSP;URI:http://%s/ocsp", c->server_name, file,
-		 c->server_name);
-	if (ca_add_ext(x, ca, NID_info_access, v))
-		return -1;
-	if (t->ocsp_nocheck && ca_add_ext(x, ca, NID_id_pkix_OCSP_noCheck, "ignored"))
-		return -1;
+	ca_file_name(c->name, file, sizeof file);
+	if (!t->ca)
+		snprintf(v, sizeof v, "critical,CA:FALSE");
+	else if (t->path_len >= 0)
+		snprintf(v, sizeof v, "critical,CA:TRUE,pathlen:%d", t->path_len);
+	else
+		snprintf(v, sizeof v, "critical,CA:TRUE");
+	rc = push_ext(e, ca, NID_basic_constraints, v) || push_ext(e, ca, NID_authority_key_identifier, "keyid:always");
+	if (!rc && t->key_usage[0])
+		rc = push_ext(e, ca, NID_key_usage, key_usage_for(t, rsa, v, sizeof v));
+	if (!rc && t->extended_key_usage[0])
+		rc = push_ext(e, ca, NID_ext_key_usage, t->extended_key_usage);
+	if (!rc) {
+		snprintf(v, sizeof v, "URI:http://%s/crl/%s.crl", c->server_name, file);
+		rc = push_ext(e, ca, NID_crl_distribution_points, v);
+	}
+	if (!rc) {
+		snprintf(v, sizeof v, "caIssuers;URI:http://%s/ca/%s.crt,OCSP;URI:http://%s/ocsp", c->server_name, file,
+			 c->server_name);
+		rc = push_ext(e, ca, NID_info_access, v);
+	}
+	if (!rc && t->ocsp_nocheck)
+		rc = push_ext(e, ca, NID_id_pkix_OCSP_noCheck, "ignored");
+	if (rc) {
+		sk_X509_EXTENSION_pop_free(e, X509_EXTENSION_free);
+		return NULL;
+	}
+	return e;
+}
+
+int ca_issuer_init(struct ca_issuer *is, const struct ca_conf *c, const struct ca_template *t, X509 *ca)
+{
+	memset(is, 0, sizeof *is);
+	is->conf = c;
+	is->t = t;
+	is->ca = ca;
+	if ((is->exts[0] = template_exts(c, t, ca, true)) && (is->exts[1] = template_exts(c, t, ca, false)))
+		return 0;
+	ca_issuer_clear(is);
+	return -1;
+}
+
+void ca_issuer_clear(struct ca_issuer *is)
+{
+	sk_X509_EXTENSION_pop_free(is->exts[0], X509_EXTENSION_free);
+	sk_X509_EXTENSION_pop_free(is->exts[1], X509_EXTENSION_free);
+	memset(is, 0, sizeof *is);
+}
+
+int ca_template_apply(const struct ca_issuer *is, const struct ca_request *req, X509 *x)
+{
+	const STACK_OF(X509_EXTENSION) *e = is->exts[EVP_PKEY_is_a(req->key, "RSA") ? 0 : 1];
+
+	/* basic constraints, the subject key identifier, the template's others, the SANs */
+	for (int i = 0; i < sk_X509_EXTENSION_num(e); i++) {
+		if (!X509_add_ext(x, sk_X509_EXTENSION_value(e, i), -1))
+			return ca_error(
+				"cannot add extension %s",
+				OBJ_nid2sn(OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(e, i)))));
+		if (i == 0 && ca_add_ext(x, is->ca, NID_subject_key_identifier, "hash"))
+			return -1;
+	}
 	return copy_sans(req, x);
 }

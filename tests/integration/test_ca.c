@@ -1801,7 +1801,9 @@ static void test_crash_safety(void **state)
 /*
  * Batch submission: several requests, --out-dir, --threads; each reported
  * as "issued SERIAL CSR" and written to DIR/SERIAL.pem; one bad request
- * issues none. (And setup makes the missing parents of --dir.)
+ * issues none, wherever it is in the list (the requests before it may be
+ * signed by the time it is read: they are dropped). (And setup makes the
+ * missing parents of --dir.)
  */
 static void test_batch(void **state)
 {
@@ -1849,6 +1851,16 @@ static void test_batch(void **state)
 	refusal = ca_refused(ca, 1, "submit r1.csr weak.csr r2.csr --template WebServer --out-dir certs");
 	expect_unchanged("a batch with a bad request", before, ca_state(ca));
 	expect_unchanged("a batch with a bad request (certs/)", listing, sh_ok("ls certs"));
+	/* last, after twelve good ones that may be signed by the time it is read: still none issued */
+	out = ca_refused(ca, 1,
+			 "submit r1.csr r2.csr r3.csr r4.csr r5.csr r6.csr r7.csr r8.csr r9.csr r10.csr r11.csr r12.csr"
+			 " weak.csr --template WebServer --out-dir certs --threads 4");
+	expect_has(last_cmd, out, "weak.csr");
+	expect_unchanged("a batch with a bad request last", before, ca_state(ca));
+	expect_unchanged("a batch with a bad request last (certs/)", listing, sh_ok("ls certs"));
+	out = ca_refused(ca, 1, "submit r1.csr r2.csr nosuch.csr --template WebServer --out-dir certs");
+	expect_has(last_cmd, out, "nosuch.csr");
+	expect_unchanged("a batch with a missing request", before, ca_state(ca));
 	ca_refused(ca, REFUSED, "submit r1.csr r2.csr --template WebServer --out one.pem");
 
 	/* several requests and no --out-dir: the certificates on standard output, as for one */
