@@ -31,7 +31,10 @@
 
 /* Records an error message (printed by main as "keyward-ca: ..."). Returns -1. */
 int ca_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, for a command line that cannot be right whatever the CA holds (exit status 2). */
+int ca_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *ca_last_error(void);
+bool ca_last_error_is_usage(void);
 
 struct ca_template {
 	char name[64];
@@ -134,6 +137,9 @@ void ca_token_close(struct ca_token *t);
 int ca_token_key(struct ca_token *t, const char *key, EVP_PKEY **priv, EVP_PKEY **pub);
 /* Prints the keys the CA sees. */
 int ca_token_list(struct ca_token *t, FILE *f);
+#define CA_KEY_TYPES "RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384"
+/* Whether keyward-ca makes keys of TYPE (one of CA_KEY_TYPES). */
+bool ca_key_type_known(const char *type);
 /* Generates a key pair TYPE on the CA's token, labelled label, not extractable. */
 int ca_token_generate(const struct ca_conf *c, const char *type, const char *label);
 

@@ -17,23 +17,46 @@
 #include "ca/ca.h"
 
 static _Thread_local char last_error[1024]; /* per thread: batch.c signs on several */
+static _Thread_local bool last_error_usage;
+
+static void record(bool usage, const char *fmt, va_list ap)
+{
+	char message[sizeof last_error];
+
+	/* formatted apart first: the arguments may be the last error itself */
+	vsnprintf(message, sizeof message, fmt, ap);
+	memcpy(last_error, message, sizeof last_error);
+	last_error_usage = usage;
+}
 
 int ca_error(const char *fmt, ...)
 {
-	char message[sizeof last_error];
 	va_list ap;
 
-	/* formatted apart first: the arguments may be the last error itself */
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof message, fmt, ap);
+	record(false, fmt, ap);
 	va_end(ap);
-	memcpy(last_error, message, sizeof last_error);
+	return -1;
+}
+
+int ca_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record(true, fmt, ap);
+	va_end(ap);
 	return -1;
 }
 
 const char *ca_last_error(void)
 {
 	return last_error;
+}
+
+bool ca_last_error_is_usage(void)
+{
+	return last_error_usage;
 }
 
 void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size)

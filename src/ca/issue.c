@@ -155,15 +155,15 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 	if (!reqs)
 		return ca_error("out of memory");
 	if (nfiles < 1) {
-		ca_error("submit needs a request file");
+		ca_usage_error("submit needs a request file");
 		goto out;
 	}
 	if (!o->template_name) {
-		ca_error("submit needs --template NAME (templates list)");
+		ca_usage_error("submit needs --template NAME (templates list)");
 		goto out;
 	}
 	if (o->out && nfiles > 1) {
-		ca_error("--out names one file: with several requests use --out-dir");
+		ca_usage_error("--out names one file: with several requests use --out-dir");
 		goto out;
 	}
 	if (ca_open(o, true, true, &ca))
@@ -212,7 +212,7 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 	int rc = -1, found;
 
 	if (*end || id <= 0)
-		return ca_error("\"%s\" is not a request number", id_text);
+		return ca_usage_error("\"%s\" is not a request number", id_text);
 	if (ca_open(o, approve, approve, &ca))
 		goto out;
 	found = ca_db_get_request(ca.db, id, &csr, &len, tname, sizeof tname, status, sizeof status);

@@ -207,7 +207,7 @@ int main(int argc, char **argv)
 	}
 	if (rc) {
 		fprintf(stderr, "keyward-ca: %s: %s\n", cmd, ca_last_error());
-		return EXIT_ERROR;
+		return ca_last_error_is_usage() ? EXIT_USAGE : EXIT_ERROR;
 	}
 	return 0;
 }

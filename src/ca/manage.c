@@ -34,7 +34,7 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 	int rc = -1;
 
 	if (argc < 1)
-		return ca_error("templates: list, show NAME, add NAME --file F, remove NAME");
+		return ca_usage_error("templates: list, show NAME, add NAME --file F, remove NAME");
 	if (ca_open(o, false, false, &ca))
 		goto out;
 	if (!strcmp(argv[0], "list")) {
@@ -126,7 +126,7 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 		       ca_template_find(&ca.conf, argv[1]) ? " (the built-in of that name applies again)" : "");
 		rc = 0;
 	} else {
-		ca_error("templates: list, show NAME, add NAME --file F, remove NAME");
+		ca_usage_error("templates: list, show NAME, add NAME --file F, remove NAME");
 	}
 out:
 	ca_close(&ca);
@@ -139,7 +139,7 @@ static int parse_date(const char *s, time_t *out)
 	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
 
 	if (!end || *end)
-		return ca_error("--date \"%s\": use YYYY-MM-DDTHH:MM:SSZ (UTC)", s);
+		return ca_usage_error("--date \"%s\": use YYYY-MM-DDTHH:MM:SSZ (UTC)", s);
 	*out = timegm(&tm);
 	/* a revocation may be dated back (to the compromise), never forward */
 	if (*out > time(NULL) + 300)
@@ -159,11 +159,11 @@ int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke)
 	normalize_serial(serial_in, serial, sizeof serial);
 	if (!unrevoke) {
 		if (!o->reason)
-			return ca_error(
+			return ca_usage_error(
 				"revoke needs --reason (unspecified, keyCompromise, cACompromise, affiliationChanged, "
 				"superseded, cessationOfOperation, certificateHold, privilegeWithdrawn)");
 		if ((reason = ca_reason_code(o->reason)) < 0 || reason == 10)
-			return ca_error("--reason %s: not a revocation reason", o->reason);
+			return ca_usage_error("--reason %s: not a revocation reason", o->reason);
 		if (o->date && parse_date(o->date, &when))
 			return -1;
 	}
@@ -203,7 +203,7 @@ int cmd_list(const struct opts *o)
 
 	if (!rc && o->status && strcmp(o->status, "issued") && strcmp(o->status, "revoked") &&
 	    strcmp(o->status, "pending") && strcmp(o->status, "denied") && strcmp(o->status, "expired"))
-		rc = ca_error("--status: issued, revoked, pending, denied or expired");
+		rc = ca_usage_error("--status: issued, revoked, pending, denied or expired");
 	if (!rc)
 		rc = ca_db_list(ca.db, o->status, o->json, stdout);
 	ca_close(&ca);

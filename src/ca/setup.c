@@ -61,15 +61,17 @@ int cmd_setup(const struct opts *o)
 	int rc = -1;
 
 	if (!o->name || !*o->name || strlen(o->name) > CA_NAME_MAX)
-		return ca_error("setup needs --name (1 to %d characters)", CA_NAME_MAX);
+		return ca_usage_error("setup needs --name (1 to %d characters)", CA_NAME_MAX);
 	if (o->key_type && o->existing_key)
-		return ca_error("--key-type makes a new key, --existing-key uses one: give one of them");
+		return ca_usage_error("--key-type makes a new key, --existing-key uses one: give one of them");
+	if (o->key_type && !ca_key_type_known(o->key_type))
+		return ca_usage_error("--key-type %s: " CA_KEY_TYPES, o->key_type);
 	if (o->cert && !o->existing_key)
-		return ca_error("--cert goes with --existing-key: the certificate of that key");
+		return ca_usage_error("--cert goes with --existing-key: the certificate of that key");
 	if (o->cert && o->subordinate)
-		return ca_error("--cert installs a certificate; a --subordinate CA gets one with install-cert");
+		return ca_usage_error("--cert installs a certificate; a --subordinate CA gets one with install-cert");
 	if (o->hash && strcmp(o->hash, "sha256") && strcmp(o->hash, "sha384") && strcmp(o->hash, "sha512"))
-		return ca_error("--hash: sha256, sha384 or sha512, not %s", o->hash);
+		return ca_usage_error("--hash: sha256, sha384 or sha512, not %s", o->hash);
 	if (holds_ca(o->dir))
 		return ca_error("%s already holds a CA (ca.conf): nothing changed", o->dir);
 	if (ca_conf_defaults(&c, o->dir))

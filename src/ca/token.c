@@ -291,6 +291,16 @@ static void gen_close(struct gen *g)
 		dlclose(g->dl);
 }
 
+bool ca_key_type_known(const char *type)
+{
+	static const char *const known[] = {"RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"};
+
+	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+		if (!strcmp(type, known[i]))
+			return true;
+	return false;
+}
+
 int ca_token_generate(const struct ca_conf *c, const char *type, const char *label)
 {
 	static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
@@ -320,18 +330,16 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 	int rc = -1;
 	CK_RV rv;
 
+	if (!ca_key_type_known(type))
+		return ca_usage_error("key type %s: " CA_KEY_TYPES, type);
 	if (!strncmp(type, "RSA-", 4)) {
 		bits = (CK_ULONG)atoi(type + 4);
-		if (bits != 2048 && bits != 3072 && bits != 4096)
-			return ca_error("key type %s: RSA-2048, RSA-3072 or RSA-4096", type);
-	} else if (!strcmp(type, "EC-P256") || !strcmp(type, "EC-P384")) {
+	} else {
 		m.mechanism = CKM_EC_KEY_PAIR_GEN;
 		bool p256_wanted = !strcmp(type, "EC-P256");
 
 		pub[4] = (CK_ATTRIBUTE){CKA_EC_PARAMS, p256_wanted ? p256 : p384,
 					p256_wanted ? sizeof p256 : sizeof p384};
-	} else {
-		return ca_error("key type %s: RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384", type);
 	}
 	if (RAND_bytes(id, sizeof id) != 1)
 		return ca_error("random generator failed");

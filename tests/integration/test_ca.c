@@ -221,8 +221,7 @@ static const char *ca_ok(const char *dir, const char *fmt, ...)
 	return out;
 }
 
-/* keyward-ca refuses with exit code rc (any but 0: REFUSED) and says something; its output. */
-#define REFUSED (-1)
+/* keyward-ca refuses with exit code rc and says something; its output. */
 static const char *ca_refused(const char *dir, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static const char *ca_refused(const char *dir, int rc, const char *fmt, ...)
 {
@@ -233,7 +232,7 @@ static const char *ca_refused(const char *dir, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	got = ca_v(dir, &out, fmt, ap);
 	va_end(ap);
-	if (got == 0 || (rc != REFUSED && got != rc))
+	if (got != rc)
 		fail_full("%s: exit %d, expected %d:\n%s", last_cmd, got, rc, out);
 	expect_clean(out);
 	if (strspn(out, " \n") == strlen(out))
@@ -1477,7 +1476,7 @@ static void test_bad_input(void **state)
 	out = ca_refused("ca", 1, "revoke 7777777777ABCDEF0123 --reason keyCompromise");
 	expect_has(last_cmd, out, "7777777777ABCDEF0123");
 	expect_unchanged("revoking an unknown serial", before, ca_state("ca"));
-	out = ca_refused("ca", REFUSED, "revoke %s --reason noSuchReason", serial);
+	out = ca_refused("ca", 2, "revoke %s --reason noSuchReason", serial);
 	expect_has(last_cmd, out, "noSuchReason");
 	expect_unchanged("revoking with an unknown reason", before, ca_state("ca"));
 	ca_ok("ca", "revoke %s --reason superseded", serial);
@@ -1485,7 +1484,23 @@ static void test_bad_input(void **state)
 	out = ca_refused("ca", 1, "revoke %s --reason keyCompromise", serial);
 	expect_has(last_cmd, out, "revoked");
 	expect_unchanged("revoking twice", before, ca_state("ca"));
+
+	/* command lines that cannot be right whatever the CA holds: usage errors, exit 2, each named */
 	ca_refused("ca", 2, "no-such-command");
+	expect_has(last_cmd, ca_refused("ca", 2, "submit ok.csr --out x.pem"), "--template");
+	expect_has(last_cmd, ca_refused("ca", 2, "submit ok.csr ok.csr --template WebServer --out x.pem"), "--out-dir");
+	expect_has(last_cmd, ca_refused("ca", 2, "list --status bogus"), "--status");
+	expect_has(last_cmd, ca_refused("ca", 2, "revoke %s --reason keyCompromise --date yesterday", serial),
+		   "yesterday");
+	expect_has(last_cmd, ca_refused("ca", 2, "approve first"), "first");
+	expect_has(last_cmd, ca_refused("ca", 2, "templates frobnicate"), "templates");
+	expect_has(last_cmd, ca_refused("other", 2, "setup --name Other --key-type RSA-1024 %s", hsm_opts(b)),
+		   "RSA-1024");
+	expect_has(last_cmd, ca_refused("other", 2, "setup --name Other --key-type EC-P256 --hash md5 %s", hsm_opts(b)),
+		   "md5");
+	expect_unchanged("usage errors", before, ca_state("ca"));
+	if (exists("x.pem") || exists("other"))
+		fail_full("a usage error left x.pem or other/:\n%s", sh_ok("ls -l"));
 }
 
 /* Templates added from a file: the keys of a [template] section. */
@@ -1861,7 +1876,7 @@ static void test_batch(void **state)
 	out = ca_refused(ca, 1, "submit r1.csr r2.csr nosuch.csr --template WebServer --out-dir certs");
 	expect_has(last_cmd, out, "nosuch.csr");
 	expect_unchanged("a batch with a missing request", before, ca_state(ca));
-	ca_refused(ca, REFUSED, "submit r1.csr r2.csr --template WebServer --out one.pem");
+	ca_refused(ca, 2, "submit r1.csr r2.csr --template WebServer --out one.pem");
 
 	/* several requests and no --out-dir: the certificates on standard output, as for one */
 	if (ca_ok_or_usage(ca, &out, "submit r1.csr r2.csr --template WebServer")) {
