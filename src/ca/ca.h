@@ -70,7 +70,11 @@ struct ca_conf {
 /* conf.c */
 int ca_conf_defaults(struct ca_conf *c, const char *dir);
 int ca_conf_load(struct ca_conf *c, const char *dir);
-/* Writes ca.conf atomically: the [ca] section and every template not built in (or changed). */
+/* Sets one [ca] key from its text; -1 if the key is unknown or the value bad. */
+int ca_conf_set(struct ca_conf *c, const char *key, const char *value);
+/* ca.conf's text: the [ca] section and every template not built in (or changed); malloc'd. */
+char *ca_conf_text(const struct ca_conf *c);
+/* Writes ca.conf atomically. */
 int ca_conf_save(const struct ca_conf *c);
 /* dir/name into out */
 void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size);

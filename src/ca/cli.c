@@ -28,6 +28,9 @@ int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca)
 	memset(ca, 0, sizeof *ca);
 	if (ca_conf_load(&ca->conf, o->dir) || ca_db_open(&ca->conf, false, &ca->db))
 		return -1;
+	/* an edit by hand goes to the audit log; failing that (a read-only database), the command still runs */
+	if (ca_conf_note_edits(&ca->conf, ca->db))
+		fprintf(stderr, "keyward-ca: warning: %s\n", ca_last_error());
 	if (need_cert && ca_cert_load_chain(&ca->conf, &ca->chain))
 		return -1;
 	if (need_key &&

@@ -8,6 +8,7 @@
  *   issue.c    submit, approve, deny
  *   batch.c    issuing many requests in one process, on several threads
  *   manage.c   keys, templates, revoke, unrevoke, list, view, ca.cert, ca.chain, crl
+ *   settings.c config; ca.conf's text kept in the database, and edits by hand audited
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -63,6 +64,13 @@ int issued_record(struct ca *ca, struct issued *is, size_t n);
  */
 int issue_batch(struct ca *ca, const struct ca_template *t, char **files, size_t n, const struct opts *o);
 
+/* Records ca.conf's text (as c would write it) in db's open transaction. */
+int ca_conf_record(const struct ca_conf *c, struct ca_db *db);
+/* ca_conf_record, then ca.conf written: in db's open transaction, with the change's audit record. */
+int ca_conf_save_recorded(const struct ca_conf *c, struct ca_db *db);
+/* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */
+int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db);
+
 int cmd_setup(const struct opts *o);
 int cmd_install_cert(const struct opts *o, const char *file);
 int cmd_submit(const struct opts *o, int nfiles, char **files);
@@ -74,5 +82,6 @@ int cmd_list(const struct opts *o);
 int cmd_view(const struct opts *o, const char *serial);
 int cmd_export(const struct opts *o, const char *file, bool whole_chain);
 int cmd_crl(const struct opts *o);
+int cmd_config(const struct opts *o, int argc, char **argv);
 
 #endif

@@ -131,7 +131,7 @@ static int set_string(const char *v, char *out, size_t size)
 	return 0;
 }
 
-static int ca_key(struct ca_conf *c, const char *key, const char *v)
+int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 {
 	if (!strcmp(key, "name"))
 		return set_string(v, c->name, sizeof c->name);
@@ -172,7 +172,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 	if (p->error[0])
 		return 0;
 	if (!strcmp(section, "ca")) {
-		if (ca_key(p->c, key, value))
+		if (ca_conf_set(p->c, key, value))
 			snprintf(p->error, sizeof p->error, "[ca] %s = \"%.200s\": unknown key or bad value", key,
 				 value);
 		return 1;
@@ -217,20 +217,15 @@ int ca_conf_load(struct ca_conf *c, const char *dir)
 	return 0;
 }
 
-int ca_conf_save(const struct ca_conf *c)
+char *ca_conf_text(const struct ca_conf *c)
 {
-	char path[CA_PATH_MAX + 16], tmp[CA_PATH_MAX + 32];
-	FILE *f;
-	int fd;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
 
-	ca_path(c, "ca.conf", path, sizeof path);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	/* 0640: it may hold a key URI with a pin-value */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
-		if (fd >= 0)
-			close(fd);
-		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	if (!f) {
+		ca_error("out of memory");
+		return NULL;
 	}
 	fprintf(f,
 		"# keyward-ca instance configuration (keyward-ca(8)).\n"
@@ -256,12 +251,37 @@ int ca_conf_save(const struct ca_conf *c)
 		fprintf(f, "\n[template %s]\n", c->templates[i].name);
 		ca_template_print(&c->templates[i], f);
 	}
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		fclose(f);
+	if (fclose(f) != 0) {
+		free(text);
+		ca_error("out of memory");
+		return NULL;
+	}
+	return text;
+}
+
+int ca_conf_save(const struct ca_conf *c)
+{
+	char path[CA_PATH_MAX + 16], tmp[CA_PATH_MAX + 32];
+	char *text = ca_conf_text(c);
+	size_t len = text ? strlen(text) : 0;
+	int fd, ok;
+
+	if (!text)
+		return -1;
+	ca_path(c, "ca.conf", path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	/* 0640: it may hold a key URI with a pin-value */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		free(text);
+		return ca_error("cannot write %s: %s", tmp, strerror(errno));
+	}
+	ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+	free(text);
+	if (close(fd) != 0 || !ok) {
 		unlink(tmp);
 		return ca_error("cannot write %s: %s", tmp, strerror(errno));
 	}
-	fclose(f);
 	if (rename(tmp, path) != 0) {
 		unlink(tmp);
 		return ca_error("cannot replace %s: %s", path, strerror(errno));

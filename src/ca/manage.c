@@ -99,7 +99,7 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 		fclose(f);
 		(void)probe;
 		if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "config", "template %s added from %s", argv[1], o->file) ||
-		    ca_conf_save(&ca.conf) || ca_db_commit(ca.db)) {
+		    ca_conf_save_recorded(&ca.conf, ca.db) || ca_db_commit(ca.db)) {
 			ca_db_rollback(ca.db);
 			goto out;
 		}
@@ -118,7 +118,7 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 			(ca.conf.n_templates - i - 1) * sizeof ca.conf.templates[0]);
 		ca.conf.n_templates--;
 		if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "config", "template %s removed", argv[1]) ||
-		    ca_conf_save(&ca.conf) || ca_db_commit(ca.db)) {
+		    ca_conf_save_recorded(&ca.conf, ca.db) || ca_db_commit(ca.db)) {
 			ca_db_rollback(ca.db);
 			goto out;
 		}

@@ -157,7 +157,7 @@ int cmd_setup(const struct opts *o)
 			c.subordinate ? "subordinate (request in ca.csr)"
 			: o->cert     ? "existing certificate"
 				      : "root") ||
-	    ca_db_commit(db)) {
+	    ca_conf_record(&c, db) || ca_db_commit(db)) {
 		ca_db_rollback(db);
 		goto out;
 	}

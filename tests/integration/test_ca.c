@@ -12,8 +12,9 @@
  *    and revocation with full and delta CRLs;
  *  - on keyward only: a CA on a key made beforehand with ksputil, bad input
  *    refused with the database unchanged, manual approval and templates
- *    added from files, batch submission, and a burst of concurrent submits
- *    and a batch killed with SIGKILL.
+ *    added from files, batch submission, a burst of concurrent submits
+ *    and a batch killed with SIGKILL, and config (audited, checked, and
+ *    followed when ksputil chkeysowner moves the key).
  *
  * Each test works in a directory of its own under the server's; the steps
  * of the suite build on one another (root, then templates, subordinate,
@@ -1897,6 +1898,70 @@ static void test_batch(void **state)
 		fail_full("the refusal of a batch names weak.csr twice:\n%s", refusal);
 }
 
+/*
+ * config: show; set server_name, audited, and the next certificate's URLs
+ * name it; a key location that does not hold the CA's key is refused,
+ * changing nothing; after ksputil chkeysowner moved the key to the shared
+ * key space, config set token follows it and the CA issues again; what
+ * would make it another CA, and bad values, are usage errors; ca.conf
+ * edited by hand puts the changed lines in the audit log, once.
+ */
+static void test_config(void **state)
+{
+	const struct backend *b = *state;
+	const char *out, *audit, *before, *conf, *machine;
+
+	enter(b, "config");
+	sh_ok("'%s' createkey --name config-ca-key --algorithm ECDSA --curve P-256 -m", KSPUTIL_PATH);
+	ca_ok("ca", "setup --name 'Config CA' --existing-key config-ca-key --server-name old.test %s", hsm_opts(b));
+	ca_ok("ca", "ca.cert ca.pem");
+	expect_has(last_cmd, ca_ok("ca", "config"), "server_name = old.test\n");
+	expect_has(last_cmd, ca_ok("ca", "config set server_name new.test"), "server_name = new.test");
+	expect_has(last_cmd, ca_ok("ca", "config show"), "server_name = new.test\n");
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("ca", "leaf", "WebServer");
+	expect_has("leaf.pem", cert_text("leaf.pem"), "URI:http://new.test/crl/Config-CA.crl");
+	audit = sh_ok("sqlite3 ca/keyward-ca.db \"SELECT detail FROM audit WHERE event = 'config'\"");
+	expect_has("the audit log", audit, "server_name: \"old.test\" -> \"new.test\"");
+
+	/* refused, each leaving ca.conf and the CA as they were */
+	before = ca_state("ca");
+	conf = file("ca/ca.conf");
+	out = ca_refused("ca", 1, "config set token 'keyward shared'");
+	expect_has(last_cmd, out, "config-ca-key");
+	expect_has(last_cmd, out, "nothing changed");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set name 'Other CA'"), "name");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set crl_period_hours soon"), "soon");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set hash md5"), "md5");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set server_name 'a b'"), "a b");
+	ca_refused("ca", 2, "config frobnicate");
+	if (strcmp(file("ca/ca.conf"), conf) != 0)
+		fail_full("a refused config set changed ca.conf:\n%s", file("ca/ca.conf"));
+	expect_unchanged("refused config changes", before, ca_state("ca"));
+
+	/* the key moved to the shared key space: not found where ca.conf says, until the CA follows it */
+	out = sh_ok("'%s' enumkeys -a", KSPUTIL_PATH);
+	if (!(machine = strstr(out, "Owner: ")) || !strstr(machine, " (Machine)"))
+		fail_full("%s: no machine owner:\n%s", last_cmd, out);
+	machine = keepf("%.*s", (int)strcspn(machine + 7, " \n"), machine + 7);
+	sh_ok("'%s' chkeysowner config-ca-key %s S-1-5-11", KSPUTIL_PATH, machine);
+	make_csr("moved", EC256, "/CN=moved.test", "-addext subjectAltName=DNS:moved.test");
+	expect_has(last_cmd, ca_refused("ca", 1, "submit moved.csr --template WebServer --out moved.pem"),
+		   "config-ca-key");
+	ca_ok("ca", "config set token 'keyward shared'");
+	issue("ca", "moved", "WebServer");
+	expect_verifies("ca.pem", NULL, "moved.pem");
+
+	/* by hand: the lines that went and came, recorded by the next command, and only once */
+	sh_ok("sed -i 's/^crl_overlap_hours = 12$/crl_overlap_hours = 6/' ca/ca.conf");
+	ca_ok("ca", "list");
+	ca_ok("ca", "list");
+	audit = sh_ok(
+		"sqlite3 ca/keyward-ca.db \"SELECT detail FROM audit WHERE detail LIKE '%%outside keyward-ca%%'\"");
+	if (strcmp(audit, "ca.conf changed outside keyward-ca: -crl_overlap_hours = 12; +crl_overlap_hours = 6\n") != 0)
+		fail_full("the hand edit's audit records:\n%s", audit);
+}
+
 int main(void)
 {
 	/* the suite on each backend; then, on keyward, tests that stand alone */
@@ -1909,6 +1974,7 @@ int main(void)
 		{"test_manual_approval", test_manual_approval, NULL, test_done, &keyward_hsm},
 		{"test_batch", test_batch, NULL, test_done, &keyward_hsm},
 		{"test_crash_safety", test_crash_safety, NULL, test_done, &keyward_hsm},
+		{"test_config", test_config, NULL, test_done, &keyward_hsm},
 	};
 	// clang-format on
 

@@ -1,0 +1,256 @@
+/*
+ * keyward-ca config: the [ca] settings shown and changed, each change
+ * checked and audited; and ca.conf watched for changes made by hand.
+ *
+ * keyward-ca.db keeps the text of ca.conf as keyward-ca last wrote it
+ * (meta "ca.conf"), in the same transaction as the change's audit record.
+ * When a command finds the file different, someone edited it: the lines
+ * that went and came are put in the audit log then, so no change of the
+ * configuration goes unrecorded, however it was made.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "ca/cli.h"
+
+#define CONF_TEXT_MAX 65536
+#define META_CONF "ca.conf"
+
+/* The [ca] keys config set may change: those that do not make it another CA. */
+static const char *const settable[] = {
+	"server_name", "hash", "crl_period_hours", "crl_overlap_hours", "delta_crl_period_hours", "module",
+	"token",       "key",  "pin_file"};
+/* Of those, the ones that say where the key is: the key must still be found there, and be the CA's. */
+static bool moves_key(const char *key)
+{
+	return !strcmp(key, "module") || !strcmp(key, "token") || !strcmp(key, "key") || !strcmp(key, "pin_file");
+}
+
+int ca_conf_record(const struct ca_conf *c, struct ca_db *db)
+{
+	char *text = ca_conf_text(c);
+	int rc = text ? ca_db_set_meta(db, META_CONF, text) : -1;
+
+	free(text);
+	return rc;
+}
+
+int ca_conf_save_recorded(const struct ca_conf *c, struct ca_db *db)
+{
+	return ca_conf_record(c, db) || ca_conf_save(c) ? -1 : 0;
+}
+
+/* ca.conf as it is on disk; malloc'd, NULL after ca_error(). */
+static char *read_conf(const struct ca_conf *c)
+{
+	char path[CA_PATH_MAX + 16], *text = malloc(CONF_TEXT_MAX + 1);
+	FILE *f;
+	size_t n;
+
+	ca_path(c, "ca.conf", path, sizeof path);
+	if (!text || !(f = fopen(path, "re"))) {
+		free(text);
+		ca_error("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	n = fread(text, 1, CONF_TEXT_MAX, f);
+	fclose(f);
+	text[n] = '\0';
+	return text;
+}
+
+static bool has_line(const char *text, const char *line, size_t len)
+{
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, line, len) == 0 && (p[len] == '\n' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
+/* The lines of from not in to, each after sign, onto out: "; -server_name = a". Comments and blanks skipped. */
+static void lines_not_in(const char *from, const char *to, char sign, char *out, size_t size)
+{
+	for (const char *p = from; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		size_t len = strcspn(p, "\n"), used = strlen(out);
+
+		if (len == 0 || *p == '#' || has_line(to, p, len))
+			continue;
+		snprintf(out + used, size - used, "%s%c%.*s", used ? "; " : "", sign, (int)len, p);
+	}
+}
+
+int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db)
+{
+	char *now = read_conf(c), *was = malloc(CONF_TEXT_MAX + 1), change[900] = "";
+	int found = -1, rc = -1;
+
+	if (!now || !was)
+		goto out;
+	if ((found = ca_db_get_meta(db, META_CONF, was, CONF_TEXT_MAX + 1)) == 0 && !strcmp(was, now)) {
+		rc = 0; /* as keyward-ca wrote it: the usual case, and no transaction */
+		goto out;
+	}
+	if (found < 0 || ca_db_begin(db))
+		goto out;
+	/* again, inside the transaction: another keyward-ca may have noted it meanwhile */
+	found = ca_db_get_meta(db, META_CONF, was, CONF_TEXT_MAX + 1);
+	if (found == 0 && !strcmp(was, now)) {
+		ca_db_rollback(db);
+		rc = 0;
+		goto out;
+	}
+	if (found == 0) {
+		lines_not_in(was, now, '-', change, sizeof change);
+		lines_not_in(now, was, '+', change, sizeof change);
+	}
+	if (found < 0 ||
+	    ca_db_audit(db, "config",
+			found ? "ca.conf recorded (no record of it before)" : "ca.conf changed outside keyward-ca: %s",
+			change[0] ? change : "(comments or blank lines only)") ||
+	    ca_db_set_meta(db, META_CONF, now) || ca_db_commit(db)) {
+		ca_db_rollback(db);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(now);
+	free(was);
+	return rc;
+}
+
+/* The public key of the CA's file name (a PEM certificate, or with request a PEM request); NULL if none. */
+static EVP_PKEY *key_in(const struct ca_conf *c, const char *name, bool request)
+{
+	char path[CA_PATH_MAX + 16];
+	EVP_PKEY *key = NULL;
+	FILE *f;
+
+	ca_path(c, name, path, sizeof path);
+	if (!(f = fopen(path, "re")))
+		return NULL;
+	if (request) {
+		X509_REQ *r = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+
+		key = r ? X509_REQ_get_pubkey(r) : NULL;
+		X509_REQ_free(r);
+	} else {
+		X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+
+		key = x ? X509_get_pubkey(x) : NULL;
+		X509_free(x);
+	}
+	fclose(f);
+	ERR_clear_error();
+	return key;
+}
+
+/* The CA's public key: ca.crt's, or before install-cert the request's in ca.csr; NULL after ca_error(). */
+static EVP_PKEY *ca_public_key(const struct ca_conf *c)
+{
+	EVP_PKEY *key = key_in(c, "ca.crt", false);
+
+	if (!key && !(key = key_in(c, "ca.csr", true)))
+		ca_error("neither ca.crt nor ca.csr says which key is the CA's");
+	return key;
+}
+
+/* With conf's key settings, the token finds the key, and it is the CA's. */
+static int check_key(const struct ca_conf *conf)
+{
+	struct ca_token *token = NULL;
+	EVP_PKEY *priv = NULL, *pub = NULL, *want = ca_public_key(conf);
+	int rc = -1;
+
+	if (want && ca_token_open(conf, &token) == 0 && ca_token_key(token, conf->key, &priv, &pub) == 0)
+		rc = same_key(pub, want) ? 0 : ca_error("the key %s found there is not the CA's", conf->key);
+	EVP_PKEY_free(priv);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(want);
+	ca_token_close(token);
+	return rc;
+}
+
+/* key's value as ca.conf writes it, into out. */
+static void conf_value(const struct ca_conf *c, const char *key, char *out, size_t size)
+{
+	char *text = ca_conf_text(c), pattern[64], *line;
+
+	snprintf(pattern, sizeof pattern, "\n%s = ", key);
+	line = text ? strstr(text, pattern) : NULL; /* [ca] comes first: its key, not a template's */
+	if (line)
+		line += strlen(pattern);
+	snprintf(out, size, "%.*s", line ? (int)strcspn(line, "\n") : 0, line ? line : "");
+	free(text);
+}
+
+static int config_set(struct ca *ca, const char *key, const char *value)
+{
+	struct ca_conf next = ca->conf;
+	char old[CA_PATH_MAX], resolved[CA_PATH_MAX];
+	bool known = false;
+
+	for (size_t i = 0; i < sizeof settable / sizeof settable[0]; i++)
+		known = known || !strcmp(key, settable[i]);
+	if (!known)
+		return ca_usage_error("%s cannot be set (name, validity_days and subordinate are the CA's "
+				      "own, fixed at setup); settable: server_name, hash, crl_period_hours, "
+				      "crl_overlap_hours, delta_crl_period_hours, module, token, key, pin_file",
+				      key);
+	if (!strcmp(key, "pin_file") && *value) {
+		if (!realpath(value, resolved))
+			return ca_error("the PIN file %s: %s", value, strerror(errno));
+		value = resolved;
+	}
+	if (!strcmp(key, "server_name") && (!*value || strcspn(value, " \t/\\\"'") != strlen(value)))
+		return ca_usage_error("server_name \"%s\": a host name (and :port), as in URLs", value);
+	if (ca_conf_set(&next, key, value))
+		return ca_usage_error("%s \"%s\": not a valid value", key, value);
+	conf_value(&ca->conf, key, old, sizeof old);
+	if (!strcmp(old, value)) {
+		printf("%s = %s (unchanged)\n", key, value);
+		return 0;
+	}
+	if (moves_key(key) && check_key(&next))
+		return ca_error("%s: %s; nothing changed", key, ca_last_error());
+	if (ca_db_begin(ca->db) || ca_db_audit(ca->db, "config", "%s: \"%s\" -> \"%s\"", key, old, value) ||
+	    ca_conf_save_recorded(&next, ca->db) || ca_db_commit(ca->db)) {
+		ca_db_rollback(ca->db);
+		return -1;
+	}
+	ca->conf = next;
+	printf("%s = %s\n", key, value);
+	return 0;
+}
+
+int cmd_config(const struct opts *o, int argc, char **argv)
+{
+	struct ca ca;
+	int rc = -1;
+
+	if (!(argc == 0 || (argc == 1 && !strcmp(argv[0], "show")) || (argc == 3 && !strcmp(argv[0], "set"))))
+		return ca_usage_error("config, config show, or config set KEY VALUE");
+	if (ca_open(o, false, false, &ca) == 0) {
+		if (argc == 3) {
+			rc = config_set(&ca, argv[1], argv[2]);
+		} else {
+			char *text = ca_conf_text(&ca.conf);
+
+			if (text) {
+				/* the [ca] section alone: the templates are templates show's */
+				fwrite(text, 1,
+				       strstr(text, "\n[template ") ? (size_t)(strstr(text, "\n[template ") - text + 1)
+								    : strlen(text),
+				       stdout);
+				rc = 0;
+			}
+			free(text);
+		}
+	}
+	ca_close(&ca);
+	return rc;
+}
