@@ -177,6 +177,8 @@ long long ca_db_insert_request(struct ca_db *db, const unsigned char *csr, size_
 int ca_db_get_request(struct ca_db *db, long long id, unsigned char **csr, size_t *len, char *template_name,
 		      size_t tsize, char *status, size_t ssize);
 int ca_db_set_request(struct ca_db *db, long long id, const char *status, const char *serial);
+/* Prints the audit log, oldest first, as text or JSON. */
+int ca_db_audit_list(struct ca_db *db, bool json, FILE *f);
 /* Prints certificates and requests (status NULL for all) as text or JSON. */
 int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f);
 /* Calls fn for every revoked certificate (revoked after since, if since > 0). */

@@ -7,7 +7,7 @@
  *   setup.c    setup, install-cert
  *   issue.c    submit, approve, deny
  *   batch.c    issuing many requests in one process, on several threads
- *   manage.c   keys, templates, revoke, unrevoke, list, view, ca.cert, ca.chain, crl
+ *   manage.c   keys, templates, revoke, unrevoke, list, view, ca.cert, ca.chain, crl, audit
  *   settings.c config; ca.conf's text kept in the database, and edits by hand audited
  */
 #ifndef KW_CA_CLI_H
@@ -83,5 +83,6 @@ int cmd_view(const struct opts *o, const char *serial);
 int cmd_export(const struct opts *o, const char *file, bool whole_chain);
 int cmd_crl(const struct opts *o);
 int cmd_config(const struct opts *o, int argc, char **argv);
+int cmd_audit(const struct opts *o);
 
 #endif

@@ -370,6 +370,39 @@ int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f)
 	return 0;
 }
 
+int ca_db_audit_list(struct ca_db *db, bool json, FILE *f)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT id, time, uid, event, detail FROM audit ORDER BY id", "");
+	json_t *arr = json ? json_array() : NULL;
+	char when[32];
+	int rc;
+
+	if (!st) {
+		json_decref(arr);
+		return -1;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		long long id = sqlite3_column_int64(st, 0), uid = sqlite3_column_int64(st, 2);
+		const char *event = (const char *)sqlite3_column_text(st, 3),
+			   *detail = (const char *)sqlite3_column_text(st, 4);
+
+		iso((time_t)sqlite3_column_int64(st, 1), when, sizeof when);
+		if (json)
+			json_array_append_new(arr,
+					      json_pack("{s:I, s:s, s:I, s:s, s:s}", "id", (json_int_t)id, "time", when,
+							"uid", (json_int_t)uid, "event", event, "detail", detail));
+		else
+			fprintf(f, "%lld  %s  uid %lld  %-12s %s\n", id, when, uid, event, detail);
+	}
+	sqlite3_finalize(st);
+	if (json && rc == SQLITE_DONE) {
+		json_dumpf(arr, f, JSON_INDENT(2));
+		fputc('\n', f);
+	}
+	json_decref(arr);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "read the audit log");
+}
+
 int ca_db_each_revoked(struct ca_db *db, time_t since,
 		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg)
 {

@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
-		"  config [show] | config set KEY VALUE\n"
+		"  config [show] | config set KEY VALUE | audit [--json]\n"
 		"See keyward-ca(8).\n");
 }
 
@@ -203,6 +203,9 @@ int main(int argc, char **argv)
 		rc = cmd_crl(&o);
 	} else if (!strcmp(cmd, "config")) {
 		rc = cmd_config(&o, nargs, args);
+	} else if (!strcmp(cmd, "audit")) {
+		NEED(0);
+		rc = cmd_audit(&o);
 	} else {
 		fprintf(stderr, "keyward-ca: unknown command \"%s\"\n", cmd);
 		usage(stderr);

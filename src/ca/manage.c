@@ -1,6 +1,6 @@
 /*
  * keyward-ca: keys, templates, revoke, unrevoke, list, view, ca.cert,
- * ca.chain, crl.
+ * ca.chain, crl, audit.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -192,6 +192,17 @@ int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke)
 	if (rc)
 		ca_db_rollback(ca.db);
 out:
+	ca_close(&ca);
+	return rc;
+}
+
+int cmd_audit(const struct opts *o)
+{
+	struct ca ca;
+	int rc = ca_open(o, false, false, &ca);
+
+	if (!rc)
+		rc = ca_db_audit_list(ca.db, o->json, stdout);
 	ca_close(&ca);
 	return rc;
 }

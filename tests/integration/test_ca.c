@@ -1921,8 +1921,8 @@ static void test_config(void **state)
 	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
 	issue("ca", "leaf", "WebServer");
 	expect_has("leaf.pem", cert_text("leaf.pem"), "URI:http://new.test/crl/Config-CA.crl");
-	audit = sh_ok("sqlite3 ca/keyward-ca.db \"SELECT detail FROM audit WHERE event = 'config'\"");
-	expect_has("the audit log", audit, "server_name: \"old.test\" -> \"new.test\"");
+	audit = ca_ok("ca", "audit");
+	expect_has(last_cmd, audit, "config       server_name: \"old.test\" -> \"new.test\"");
 
 	/* refused, each leaving ca.conf and the CA as they were */
 	before = ca_state("ca");
@@ -1956,10 +1956,32 @@ static void test_config(void **state)
 	sh_ok("sed -i 's/^crl_overlap_hours = 12$/crl_overlap_hours = 6/' ca/ca.conf");
 	ca_ok("ca", "list");
 	ca_ok("ca", "list");
-	audit = sh_ok(
-		"sqlite3 ca/keyward-ca.db \"SELECT detail FROM audit WHERE detail LIKE '%%outside keyward-ca%%'\"");
-	if (strcmp(audit, "ca.conf changed outside keyward-ca: -crl_overlap_hours = 12; +crl_overlap_hours = 6\n") != 0)
-		fail_full("the hand edit's audit records:\n%s", audit);
+	{
+		/* audit --json: the same records, the hand edit's once, and as the database holds them */
+		json_t *root = json_loads(ca_ok("ca", "audit --json"), 0, NULL);
+		const char *want =
+			"ca.conf changed outside keyward-ca: -crl_overlap_hours = 12; +crl_overlap_hours = 6";
+		int edits = 0;
+
+		if (!json_is_array(root))
+			fail_full("%s: not a JSON array", last_cmd);
+		for (size_t i = 0; i < json_array_size(root); i++) {
+			const char *detail = field(json_array_get(root, i), "detail");
+
+			if (detail && strstr(detail, "outside keyward-ca") && !strcmp(detail, want) &&
+			    !strcmp(field(json_array_get(root, i), "event"), "config"))
+				edits++;
+			else if (detail && strstr(detail, "outside keyward-ca"))
+				fail_full("a hand edit recorded as \"%s\", not \"%s\"", detail, want);
+		}
+		if (edits != 1)
+			fail_full("the hand edit is in the audit log %d times", edits);
+		if (json_array_size(root) !=
+		    strtoul(sh_ok("sqlite3 ca/keyward-ca.db 'SELECT count(*) FROM audit'"), NULL, 10))
+			fail_full("audit --json shows %zu records; the database holds %s", json_array_size(root),
+				  sh_ok("sqlite3 ca/keyward-ca.db 'SELECT count(*) FROM audit'"));
+		json_decref(root);
+	}
 }
 
 int main(void)
