@@ -121,8 +121,6 @@ static void *preparer(void *arg)
 	struct ca_key_decoder *d = ca_key_decoder_new();
 	size_t i;
 
-	yield_to_signers();
-
 	for (i = 0; d && i < p->n && !pipeline_failed(p); i++) {
 		X509 *x = prepare(p, d, i);
 
@@ -145,6 +143,12 @@ static void *preparer(void *arg)
 	pthread_cond_broadcast(&p->progress);
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+static void *preparer_thread(void *arg)
+{
+	yield_to_signers();
+	return preparer(arg);
 }
 
 static void *signer(void *arg)
@@ -263,7 +267,7 @@ int issue_batch(struct ca *ca, const struct ca_template *t, char **files, size_t
 	pthread_cond_init(&p.built, NULL);
 	pthread_cond_init(&p.progress, NULL);
 
-	preparing = pthread_create(&preparer_tid, NULL, preparer, &p) == 0;
+	preparing = pthread_create(&preparer_tid, NULL, preparer_thread, &p) == 0;
 	if (!preparing)
 		preparer(&p); /* no thread to be had: prepare everything first */
 	if (threads < 1)

@@ -6,6 +6,7 @@
  *   conf.c      ca.conf: reading, writing
  *   template.c  issuance templates: built-ins, rules, extensions
  *   request.c   PKCS#10 requests, parsed once
+ *   files.c     whole-file reads, atomic replacement
  *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit
  *   token.c     the CA key through libp11; key generation through the module
  *   cert.c      CA certificates, subordinate requests, issuance
@@ -20,10 +21,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #define CA_NAME_MAX 128
 #define CA_PATH_MAX 1024
@@ -91,6 +94,7 @@ struct ca_request {
 	const ASN1_BIT_STRING *key_bits; /* copied into the certificate, never re-encoded */
 	EVP_PKEY *key;
 	STACK_OF(X509_EXTENSION) * extensions; /* what the request asks for; NULL if nothing */
+	GENERAL_NAMES *sans;		       /* of those, the subject alternative names; NULL if none */
 	unsigned char *der;		       /* the request's DER, as stored for approval */
 	size_t der_len;
 };
@@ -106,6 +110,20 @@ void ca_request_free(struct ca_request *r);
 /* The request's signature verifies with its own key: 0, or -1 with the reason. */
 int ca_request_verify(const struct ca_request *r);
 
+/* files.c */
+/* The whole of path (at most max bytes), NUL-terminated, its length in *len; malloc'd. NULL after ca_error(). */
+char *ca_read_file(const char *path, size_t max, size_t *len);
+/* A file written and synced under a temporary name (ca_stage_file), then put in place (ca_stage_commit). */
+struct ca_staged {
+	char path[CA_PATH_MAX + 320], tmp[CA_PATH_MAX + 330];
+};
+int ca_stage_file(struct ca_staged *s, const char *path, const void *data, size_t len, mode_t mode);
+int ca_stage_commit(struct ca_staged *s);
+/* Removes a staged file that is not to be put in place. */
+void ca_stage_drop(struct ca_staged *s);
+/* Writes path atomically: staged, then put in place. */
+int ca_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
 /* template.c */
 void ca_templates_builtin(struct ca_conf *c);
 /* Sets key (from an INI key = value of a [template] section) in t; -1 on a bad key or value. */
@@ -118,6 +136,8 @@ void ca_template_print(const struct ca_template *t, FILE *f);
 int ca_template_check(const struct ca_template *t, const struct ca_request *req);
 /* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
 int ca_request_check(const struct ca_template *t, const struct ca_request *req);
+/* Extension nid from OpenSSL's config syntax, of a certificate (subject, may be NULL) or CRL issued by issuer. */
+X509_EXTENSION *ca_make_ext(X509 *issuer, X509 *subject, X509_CRL *crl, int nid, const char *value);
 /* Adds extension nid (OpenSSL config syntax) to x, issued by issuer. */
 int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 /* What every certificate issued under one template by one CA shares: made once for many. */
@@ -190,10 +210,13 @@ int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when);
 int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long base, time_t this_update,
 		     time_t next_update);
 /* meta values */
-int ca_db_get_meta(struct ca_db *db, const char *key, char *value, size_t size);
+/* 0 found (*value malloc'd), 1 not found, -1 error. */
+int ca_db_get_meta(struct ca_db *db, const char *key, char **value);
 int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
 
 /* cert.c */
+/* The PEM certificates of path, in order (an empty stack if none); NULL with errno if unreadable. */
+STACK_OF(X509) * ca_read_certs(const char *path);
 int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain);
 X509 *ca_cert_make_root(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
 X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
@@ -205,7 +228,8 @@ X509 *ca_cert_issue(const struct ca_issuer *is, const struct ca_request *req, EV
 /* The two halves of ca_cert_issue: the certificate built, unsigned; then signed through the token. */
 X509 *ca_cert_build(const struct ca_issuer *is, const struct ca_request *req);
 int ca_cert_sign(const struct ca_conf *c, X509 *x, EVP_PKEY *priv);
-int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain);
+/* The chain as PEM, staged to replace path (ca_stage_commit puts it in place). */
+int ca_stage_pem_chain(struct ca_staged *s, const char *path, STACK_OF(X509) * chain);
 /* Fresh random serial: 16 bytes, top bit clear, never zero. */
 ASN1_INTEGER *ca_new_serial(void);
 void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size);

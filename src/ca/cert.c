@@ -49,47 +49,55 @@ void ca_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size)
 	BN_free(bn);
 }
 
+STACK_OF(X509) * ca_read_certs(const char *path)
+{
+	STACK_OF(X509) * certs;
+	FILE *f = fopen(path, "re");
+	X509 *x;
+
+	if (!f)
+		return NULL;
+	if ((certs = sk_X509_new_null()))
+		while ((x = PEM_read_X509(f, NULL, NULL, NULL)))
+			if (!sk_X509_push(certs, x))
+				X509_free(x);
+	fclose(f);
+	ERR_clear_error();
+	if (!certs)
+		errno = ENOMEM;
+	return certs;
+}
+
 int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain)
 {
 	char path[CA_PATH_MAX + 16];
-	FILE *f;
-	X509 *x;
 
 	ca_path(c, "ca.crt", path, sizeof path);
-	if (!(f = fopen(path, "re")))
+	if (!(*chain = ca_read_certs(path)))
 		return ca_error(
 			"%s: %s%s", path, strerror(errno),
 			c->subordinate ? " (a subordinate CA issues once install-cert installed its certificate)" : "");
-	*chain = sk_X509_new_null();
-	while ((x = PEM_read_X509(f, NULL, NULL, NULL)))
-		sk_X509_push(*chain, x);
-	fclose(f);
-	ERR_clear_error();
 	if (sk_X509_num(*chain) == 0) {
 		sk_X509_free(*chain);
+		*chain = NULL;
 		return ca_error("%s holds no certificate", path);
 	}
 	return 0;
 }
 
-int ca_write_pem_chain(const char *path, STACK_OF(X509) * chain)
+int ca_stage_pem_chain(struct ca_staged *s, const char *path, STACK_OF(X509) * chain)
 {
-	char tmp[CA_PATH_MAX + 32];
-	FILE *f;
-	int ok = 1;
+	BIO *b = BIO_new(BIO_s_mem());
+	char *pem;
+	long len;
+	int ok = b != NULL, rc;
 
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	if (!(f = fopen(tmp, "we")))
-		return ca_error("cannot write %s: %s", tmp, strerror(errno));
-	for (int i = 0; i < sk_X509_num(chain); i++)
-		ok = ok && PEM_write_X509(f, sk_X509_value(chain, i));
-	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	fclose(f);
-	if (!ok || rename(tmp, path) != 0) {
-		unlink(tmp);
-		return ca_error("cannot write %s", path);
-	}
-	return 0;
+	for (int i = 0; ok && i < sk_X509_num(chain); i++)
+		ok = PEM_write_bio_X509(b, sk_X509_value(chain, i));
+	len = ok ? BIO_get_mem_data(b, &pem) : 0;
+	rc = ok ? ca_stage_file(s, path, pem, (size_t)len, 0666) : ca_error("cannot encode the chain for %s", path);
+	BIO_free(b);
+	return rc;
 }
 
 static X509_NAME *ca_subject(const struct ca_conf *c)

@@ -66,8 +66,15 @@ int issue_batch(struct ca *ca, const struct ca_template *t, char **files, size_t
 
 /* Records ca.conf's text (as c would write it) in db's open transaction. */
 int ca_conf_record(const struct ca_conf *c, struct ca_db *db);
-/* ca_conf_record, then ca.conf written: in db's open transaction, with the change's audit record. */
-int ca_conf_save_recorded(const struct ca_conf *c, struct ca_db *db);
+/*
+ * A change of the configuration: c's ca.conf staged; then in one
+ * transaction an audit record (event config; fmt says what changed) and
+ * c's text recorded, and ca.conf put in place under the write lock. A
+ * failure before the commit changes nothing; a failed commit leaves a
+ * ca.conf the next command records as changed by hand.
+ */
+int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */
 int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db);
 

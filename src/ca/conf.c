@@ -1,12 +1,10 @@
 /*
  * keyward-ca: ca.conf, the instance's configuration (INI, read with inih).
  * The [ca] section names the key and its token; [template NAME] sections
- * add templates or override built-ins. Written back atomically (a
- * temporary file renamed over the old one) when setup or a template
- * command changes it.
+ * add templates or override built-ins. Written back atomically (files.c)
+ * when setup, a template command or config set changes it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -261,30 +259,14 @@ char *ca_conf_text(const struct ca_conf *c)
 
 int ca_conf_save(const struct ca_conf *c)
 {
-	char path[CA_PATH_MAX + 16], tmp[CA_PATH_MAX + 32];
-	char *text = ca_conf_text(c);
-	size_t len = text ? strlen(text) : 0;
-	int fd, ok;
+	char path[CA_PATH_MAX + 16], *text = ca_conf_text(c);
+	int rc;
 
 	if (!text)
 		return -1;
 	ca_path(c, "ca.conf", path, sizeof path);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	/* 0640: it may hold a key URI with a pin-value */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		free(text);
-		return ca_error("cannot write %s: %s", tmp, strerror(errno));
-	}
-	ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+	rc = ca_write_atomic(path, text, strlen(text), 0640);
 	free(text);
-	if (close(fd) != 0 || !ok) {
-		unlink(tmp);
-		return ca_error("cannot write %s: %s", tmp, strerror(errno));
-	}
-	if (rename(tmp, path) != 0) {
-		unlink(tmp);
-		return ca_error("cannot replace %s: %s", path, strerror(errno));
-	}
-	return 0;
+	return rc;
 }

@@ -4,8 +4,8 @@
  * full CRL's number) lists what changed since that full CRL, including
  * holds taken back (removeFromCRL). Both kinds share one CRL number
  * sequence, taken inside the caller's transaction, so numbers strictly
- * increase even with two processes at once. The file is written to a
- * temporary name, synced and renamed: readers see the old CRL or the new.
+ * increase even with two processes at once. The file is replaced
+ * atomically (files.c): readers see the old CRL or the new.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,33 +47,11 @@ static int add_entry(void *arg, const char *serial, time_t when, int reason)
 
 static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
 {
-	X509V3_CTX ctx;
-	X509_EXTENSION *e;
-	int ok;
+	X509_EXTENSION *e = ca_make_ext(ca, NULL, crl, nid, value);
+	int ok = e && X509_CRL_add_ext(crl, e, -1);
 
-	X509V3_set_ctx(&ctx, ca, NULL, NULL, crl, 0);
-	e = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
-	ok = e && X509_CRL_add_ext(crl, e, -1);
 	X509_EXTENSION_free(e);
 	return ok ? 0 : ca_error("cannot add CRL extension %s", OBJ_nid2sn(nid));
-}
-
-static int write_crl(const char *path, const struct ca_der *der)
-{
-	char tmp[CA_PATH_MAX + 320];
-	FILE *f;
-	int ok;
-
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	if (!(f = fopen(tmp, "we")))
-		return ca_error("cannot write %s: %s", tmp, strerror(errno));
-	ok = fwrite(der->p, 1, der->len, f) == der->len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	fclose(f);
-	if (!ok || rename(tmp, path) != 0) {
-		unlink(tmp);
-		return ca_error("cannot write %s: %s", path, strerror(errno));
-	}
-	return 0;
 }
 
 /* Builds and signs the CRL into der and records its number, in the open transaction. */
@@ -84,9 +62,10 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 	long long number = 0, base = 0;
 	time_t now = time(NULL), base_time = 0;
 	unsigned hours = delta ? c->delta_crl_period_hours : c->crl_period_hours;
+	time_t next = now + (time_t)(hours + c->crl_overlap_hours) * 3600;
 	X509_CRL *crl = X509_CRL_new();
 	ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
-	ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + (time_t)(hours + c->crl_overlap_hours) * 3600);
+	ASN1_TIME *next_update = ASN1_TIME_set(NULL, next);
 	ASN1_INTEGER *num = NULL;
 	struct ca_der entries = {0};
 	int rc = -1;
@@ -135,8 +114,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 	}
 	if (ca_crl_assemble(crl, &entries, priv, ca_md(c), der))
 		goto out;
-	if (ca_db_record_crl(db, number, delta, delta ? base : number, now,
-			     now + (time_t)(hours + c->crl_overlap_hours) * 3600) ||
+	if (ca_db_record_crl(db, number, delta, delta ? base : number, now, next) ||
 	    ca_db_audit(db, delta ? "crl.delta" : "crl", "CRL number %lld%s", number, delta ? " (delta)" : ""))
 		goto out;
 	*number_out = number;
@@ -178,7 +156,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/%s%s.crl", dir, file, delta ? "+" : "");
-	if (write_crl(path, &der)) {
+	if (ca_write_atomic(path, der.p, der.len, 0666)) {
 		ca_error("CRL number %lld is recorded but could not be written (%s): run crl again", *number_out,
 			 ca_last_error());
 		goto out;

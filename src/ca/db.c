@@ -432,20 +432,21 @@ int ca_db_each_revoked(struct ca_db *db, time_t since,
 	return rc == SQLITE_DONE ? 0 : db_fail(db, "list revocations");
 }
 
-int ca_db_get_meta(struct ca_db *db, const char *key, char *value, size_t size)
+int ca_db_get_meta(struct ca_db *db, const char *key, char **value)
 {
 	sqlite3_stmt *st = prepare(db, "SELECT value FROM meta WHERE key = ?", "t", key);
 	int rc;
 
+	*value = NULL;
 	if (!st)
 		return -1;
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		snprintf(value, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	if (rc == SQLITE_ROW && !(*value = strdup((const char *)sqlite3_column_text(st, 0))))
+		rc = SQLITE_NOMEM;
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? 1 : db_fail(db, "read meta");
+	return rc == SQLITE_DONE ? 1 : rc == SQLITE_NOMEM ? ca_error("out of memory") : db_fail(db, "read meta");
 }
 
 int ca_db_set_meta(struct ca_db *db, const char *key, const char *value)

@@ -54,7 +54,6 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 		ca_template_print(t, stdout);
 		rc = 0;
 	} else if (!strcmp(argv[0], "add") && argc == 2 && o->file) {
-		struct ca_conf probe = ca.conf;
 		struct ca_template *t;
 		char line[512];
 		FILE *f = fopen(o->file, "re");
@@ -97,12 +96,8 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 			}
 		}
 		fclose(f);
-		(void)probe;
-		if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "config", "template %s added from %s", argv[1], o->file) ||
-		    ca_conf_save_recorded(&ca.conf, ca.db) || ca_db_commit(ca.db)) {
-			ca_db_rollback(ca.db);
+		if (ca_conf_change(&ca.conf, ca.db, "template %s added from %s", argv[1], o->file))
 			goto out;
-		}
 		printf("template %s added\n", argv[1]);
 		rc = 0;
 	} else if (!strcmp(argv[0], "remove") && argc == 2) {
@@ -117,11 +112,8 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 		memmove(&ca.conf.templates[i], &ca.conf.templates[i + 1],
 			(ca.conf.n_templates - i - 1) * sizeof ca.conf.templates[0]);
 		ca.conf.n_templates--;
-		if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "config", "template %s removed", argv[1]) ||
-		    ca_conf_save_recorded(&ca.conf, ca.db) || ca_db_commit(ca.db)) {
-			ca_db_rollback(ca.db);
+		if (ca_conf_change(&ca.conf, ca.db, "template %s removed", argv[1]))
 			goto out;
-		}
 		printf("template %s removed%s\n", argv[1],
 		       ca_template_find(&ca.conf, argv[1]) ? " (the built-in of that name applies again)" : "");
 		rc = 0;

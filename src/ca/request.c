@@ -10,7 +10,6 @@
  * per thread and used for every request (about 25 µs).
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,6 +145,7 @@ void ca_request_free(struct ca_request *r)
 	ASN1_item_free((ASN1_VALUE *)r->asn, ASN1_ITEM_rptr(CA_REQ));
 	EVP_PKEY_free(r->key);
 	sk_X509_EXTENSION_pop_free(r->extensions, X509_EXTENSION_free);
+	GENERAL_NAMES_free(r->sans);
 	OPENSSL_free(r->der);
 	free(r);
 }
@@ -181,6 +181,9 @@ static struct ca_request *parse(unsigned char *der, size_t len, struct ca_key_de
 	}
 	if (requested_extensions(asn->info, &r->extensions))
 		goto fail;
+	/* decoded once: the template's checks and the certificate both take them */
+	r->sans = r->extensions ? X509V3_get_d2i(r->extensions, NID_subject_alt_name, NULL, NULL) : NULL;
+	ERR_clear_error();
 	r->subject = asn->info->subject;
 	r->key_algorithm = asn->info->spki->algorithm;
 	r->key_bits = asn->info->spki->key;
@@ -205,49 +208,17 @@ struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct
 	return parse(copy, len, d);
 }
 
-/* The whole of f, up to REQUEST_FILE_MAX + 1 bytes (one more says it is too long). */
-static unsigned char *slurp(FILE *f, size_t *len)
-{
-	size_t cap = 4096, n = 0;
-	unsigned char *buf = malloc(cap), *grown;
-
-	while (buf) {
-		n += fread(buf + n, 1, cap - n, f);
-		if (n < cap || n > REQUEST_FILE_MAX)
-			break;
-		cap *= 2;
-		if (!(grown = realloc(buf, cap)))
-			free(buf);
-		buf = grown;
-	}
-	*len = n;
-	return buf;
-}
-
 struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d)
 {
-	FILE *f = fopen(path, "re");
-	unsigned char *bytes, *der = NULL;
+	unsigned char *der = NULL;
 	long der_len = 0;
 	size_t len;
+	char *bytes = ca_read_file(path, REQUEST_FILE_MAX, &len);
 	struct ca_request *r;
-	bool failed;
 
-	if (!f) {
-		ca_error("%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	bytes = slurp(f, &len);
-	failed = ferror(f);
-	fclose(f);
-	if (!bytes || failed) {
-		free(bytes);
-		ca_error("%s: %s", path, bytes ? "read error" : "out of memory");
-		return NULL;
-	}
-	if (len > REQUEST_FILE_MAX) {
-		free(bytes);
-		ca_error("%s: larger than %d bytes: not a certificate request", path, REQUEST_FILE_MAX);
+	if (!bytes) {
+		if (errno == EFBIG)
+			ca_error("%s: not a certificate request", ca_last_error());
 		return NULL;
 	}
 	if (memmem(bytes, len, "-----BEGIN ", 11)) {

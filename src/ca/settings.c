@@ -9,6 +9,7 @@
  * configuration goes unrecorded, however it was made.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 
 #include "ca/cli.h"
 
-#define CONF_TEXT_MAX 65536
+/* a ca.conf larger than this is not one keyward-ca wrote (64 templates make some 40 kB) */
+#define CONF_TEXT_MAX (1 << 20)
 #define META_CONF "ca.conf"
 
 /* The [ca] keys config set may change: those that do not make it another CA. */
@@ -40,28 +42,47 @@ int ca_conf_record(const struct ca_conf *c, struct ca_db *db)
 	return rc;
 }
 
-int ca_conf_save_recorded(const struct ca_conf *c, struct ca_db *db)
+int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, ...)
 {
-	return ca_conf_record(c, db) || ca_conf_save(c) ? -1 : 0;
+	char path[CA_PATH_MAX + 16], detail[1024], *text = ca_conf_text(c);
+	struct ca_staged staged;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	ca_path(c, "ca.conf", path, sizeof path);
+	/* 0640: it may hold a key URI with a pin-value */
+	if (!text || ca_stage_file(&staged, path, text, strlen(text), 0640)) {
+		free(text);
+		return -1;
+	}
+	/* replaced under the write lock, so that two changes take turns */
+	if (ca_db_begin(db) || ca_db_audit(db, "config", "%s", detail) || ca_db_set_meta(db, META_CONF, text) ||
+	    ca_stage_commit(&staged)) {
+		ca_db_rollback(db);
+		ca_stage_drop(&staged);
+		free(text);
+		return -1;
+	}
+	free(text);
+	if (ca_db_commit(db)) {
+		ca_db_rollback(db);
+		return ca_error("ca.conf is changed, but its record could not be committed (%s); the next command "
+				"records the change as made by hand",
+				ca_last_error());
+	}
+	return 0;
 }
 
 /* ca.conf as it is on disk; malloc'd, NULL after ca_error(). */
 static char *read_conf(const struct ca_conf *c)
 {
-	char path[CA_PATH_MAX + 16], *text = malloc(CONF_TEXT_MAX + 1);
-	FILE *f;
-	size_t n;
+	char path[CA_PATH_MAX + 16];
+	size_t len;
 
 	ca_path(c, "ca.conf", path, sizeof path);
-	if (!text || !(f = fopen(path, "re"))) {
-		free(text);
-		ca_error("%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	n = fread(text, 1, CONF_TEXT_MAX, f);
-	fclose(f);
-	text[n] = '\0';
-	return text;
+	return ca_read_file(path, CONF_TEXT_MAX, &len);
 }
 
 static bool has_line(const char *text, const char *line, size_t len)
@@ -86,20 +107,21 @@ static void lines_not_in(const char *from, const char *to, char sign, char *out,
 
 int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db)
 {
-	char *now = read_conf(c), *was = malloc(CONF_TEXT_MAX + 1), change[900] = "";
+	char *now = read_conf(c), *was = NULL, change[900] = "";
 	int found = -1, rc = -1;
 
-	if (!now || !was)
+	if (!now)
 		goto out;
-	if ((found = ca_db_get_meta(db, META_CONF, was, CONF_TEXT_MAX + 1)) == 0 && !strcmp(was, now)) {
+	if ((found = ca_db_get_meta(db, META_CONF, &was)) == 0 && !strcmp(was, now)) {
 		rc = 0; /* as keyward-ca wrote it: the usual case, and no transaction */
 		goto out;
 	}
+	free(was);
+	was = NULL;
 	if (found < 0 || ca_db_begin(db))
 		goto out;
 	/* again, inside the transaction: another keyward-ca may have noted it meanwhile */
-	found = ca_db_get_meta(db, META_CONF, was, CONF_TEXT_MAX + 1);
-	if (found == 0 && !strcmp(was, now)) {
+	if ((found = ca_db_get_meta(db, META_CONF, &was)) == 0 && !strcmp(was, now)) {
 		ca_db_rollback(db);
 		rc = 0;
 		goto out;
@@ -109,9 +131,9 @@ int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db)
 		lines_not_in(now, was, '+', change, sizeof change);
 	}
 	if (found < 0 ||
-	    ca_db_audit(db, "config",
-			found ? "ca.conf recorded (no record of it before)" : "ca.conf changed outside keyward-ca: %s",
-			change[0] ? change : "(comments or blank lines only)") ||
+	    (found ? ca_db_audit(db, "config", "ca.conf recorded (no record of it before)")
+		   : ca_db_audit(db, "config", "ca.conf changed outside keyward-ca: %s",
+				 change[0] ? change : "(comments or blank lines only)")) ||
 	    ca_db_set_meta(db, META_CONF, now) || ca_db_commit(db)) {
 		ca_db_rollback(db);
 		goto out;
@@ -217,11 +239,8 @@ static int config_set(struct ca *ca, const char *key, const char *value)
 	}
 	if (moves_key(key) && check_key(&next))
 		return ca_error("%s: %s; nothing changed", key, ca_last_error());
-	if (ca_db_begin(ca->db) || ca_db_audit(ca->db, "config", "%s: \"%s\" -> \"%s\"", key, old, value) ||
-	    ca_conf_save_recorded(&next, ca->db) || ca_db_commit(ca->db)) {
-		ca_db_rollback(ca->db);
+	if (ca_conf_change(&next, ca->db, "%s: \"%s\" -> \"%s\"", key, old, value))
 		return -1;
-	}
 	ca->conf = next;
 	printf("%s = %s\n", key, value);
 	return 0;

@@ -79,7 +79,7 @@ int cmd_setup(const struct opts *o)
 	if (o->pin_file && !realpath(o->pin_file, c.pin_file))
 		return ca_error("the PIN file %s: %s", o->pin_file, strerror(errno));
 	/* from here on, a failure removes what setup made (out:) */
-	if (make_dirs(o->dir, &made_dir) || !(chain = sk_X509_new_null()))
+	if (make_dirs(o->dir, &made_dir))
 		goto out;
 	snprintf(c.name, sizeof c.name, "%s", o->name);
 	snprintf(c.module, sizeof c.module, "%s", o->module ? o->module : KW_DEFAULT_PKCS11_MODULE);
@@ -115,16 +115,8 @@ int cmd_setup(const struct opts *o)
 	if (ca_token_open(&c, &tok) || ca_token_key(tok, c.key, &priv, &pub))
 		goto out;
 	if (o->cert) {
-		FILE *f = fopen(o->cert, "re");
-
-		while (f && (x = PEM_read_X509(f, NULL, NULL, NULL)))
-			sk_X509_push(chain, x);
-		if (f)
-			fclose(f);
-		ERR_clear_error();
-		x = NULL;
-		if (!sk_X509_num(chain)) {
-			ca_error("%s: %s", o->cert, f ? "no PEM certificate in it" : strerror(errno));
+		if (!(chain = ca_read_certs(o->cert)) || !sk_X509_num(chain)) {
+			ca_error("%s: %s", o->cert, chain ? "no PEM certificate in it" : strerror(errno));
 			goto out;
 		}
 		if (!same_key(X509_get0_pubkey(sk_X509_value(chain, 0)), pub)) {
@@ -133,9 +125,8 @@ int cmd_setup(const struct opts *o)
 			goto out;
 		}
 	} else if (!c.subordinate) {
-		if (!(x = ca_cert_make_root(&c, priv, pub)))
+		if (!(chain = sk_X509_new_null()) || !(x = ca_cert_make_root(&c, priv, pub)) || !sk_X509_push(chain, x))
 			goto out;
-		sk_X509_push(chain, x);
 		x = NULL;
 	} else {
 		FILE *f;
@@ -162,8 +153,12 @@ int cmd_setup(const struct opts *o)
 		goto out;
 	}
 	ca_path(&c, "ca.crt", path, sizeof path);
-	if (sk_X509_num(chain) && ca_write_pem_chain(path, chain))
-		goto out;
+	if (sk_X509_num(chain) > 0) {
+		struct ca_staged staged;
+
+		if (ca_stage_pem_chain(&staged, path, chain) || ca_stage_commit(&staged))
+			goto out;
+	}
 	/* ca.conf last: its presence is what makes the directory a CA */
 	if (ca_conf_save(&c))
 		goto out;
@@ -196,24 +191,20 @@ out:
 int cmd_install_cert(const struct opts *o, const char *file)
 {
 	struct ca ca;
-	STACK_OF(X509) *chain = sk_X509_new_null();
+	STACK_OF(X509) *chain = NULL;
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	struct ca_staged staged;
 	char path[CA_PATH_MAX + 16];
-	FILE *f;
 	X509 *x;
 	int rc = -1;
 
 	if (ca_open(o, true, false, &ca))
 		goto out;
-	if (!(f = fopen(file, "re"))) {
+	if (!(chain = ca_read_certs(file))) {
 		ca_error("%s: %s", file, strerror(errno));
 		goto out;
 	}
-	while ((x = PEM_read_X509(f, NULL, NULL, NULL)))
-		sk_X509_push(chain, x);
-	fclose(f);
-	ERR_clear_error();
 	if (!sk_X509_num(chain)) {
 		ca_error("%s holds no PEM certificate", file);
 		goto out;
@@ -237,12 +228,19 @@ int cmd_install_cert(const struct opts *o, const char *file)
 			 file, X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
 		goto out;
 	}
+	/* written first, put in place under the write lock with its audit record */
 	ca_path(&ca.conf, "ca.crt", path, sizeof path);
-	if (ca_db_begin(ca.db))
+	if (ca_stage_pem_chain(&staged, path, chain))
 		goto out;
-	if (ca_db_audit(ca.db, "install-cert", "CA certificate from %s installed", file) ||
-	    ca_write_pem_chain(path, chain) || ca_db_commit(ca.db)) {
+	if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "install-cert", "CA certificate from %s installed", file) ||
+	    ca_stage_commit(&staged)) {
 		ca_db_rollback(ca.db);
+		ca_stage_drop(&staged);
+		goto out;
+	}
+	if (ca_db_commit(ca.db)) {
+		ca_db_rollback(ca.db);
+		ca_error("ca.crt is installed, but its audit record could not be committed (%s)", ca_last_error());
 		goto out;
 	}
 	ca_path(&ca.conf, "ca.csr", path, sizeof path);

@@ -203,19 +203,11 @@ static const char *san_kind(const GENERAL_NAME *g)
 				      : "other";
 }
 
-/* The request's subject alternative names (NULL if none; GENERAL_NAMES_free). */
-static GENERAL_NAMES *request_sans(const struct ca_request *req)
-{
-	return req->extensions ? X509V3_get_d2i(req->extensions, NID_subject_alt_name, NULL, NULL) : NULL;
-}
-
 /* The request's SANs (the template allowed their kinds: ca_template_check) onto x. */
 static int copy_sans(const struct ca_request *req, X509 *x)
 {
-	GENERAL_NAMES *names = request_sans(req);
-	int ok = !names || sk_GENERAL_NAME_num(names) == 0 || X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, 0);
+	int ok = sk_GENERAL_NAME_num(req->sans) <= 0 || X509_add1_ext_i2d(x, NID_subject_alt_name, req->sans, 0, 0);
 
-	GENERAL_NAMES_free(names);
 	return ok ? 0 : ca_error("cannot add the subject alternative names");
 }
 
@@ -239,24 +231,16 @@ int ca_template_check(const struct ca_template *t, const struct ca_request *req)
 				t->key_types);
 	if (t->subject_cn && X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
 		return ca_error("template %s needs a subject with a CN", t->name);
-	{
-		GENERAL_NAMES *names = request_sans(req);
-		int rc = 0;
-
-		for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !rc; i++)
-			if (!allowed(t->san, san_kind(sk_GENERAL_NAME_value(names, i))))
-				rc = ca_error("template %s does not allow subject alternative names of kind %s (it "
-					      "allows: %s)",
-					      t->name, san_kind(sk_GENERAL_NAME_value(names, i)),
-					      t->san[0] ? t->san : "none");
-		/* a certificate must name something: a CN, or a SAN the template took */
-		if (!rc && sk_GENERAL_NAME_num(names) <= 0 &&
-		    X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
-			rc = ca_error("the request names nothing: it has neither a subject CN nor a subject "
-				      "alternative name");
-		GENERAL_NAMES_free(names);
-		return rc;
-	}
+	for (int i = 0; i < sk_GENERAL_NAME_num(req->sans); i++)
+		if (!allowed(t->san, san_kind(sk_GENERAL_NAME_value(req->sans, i))))
+			return ca_error(
+				"template %s does not allow subject alternative names of kind %s (it allows: %s)",
+				t->name, san_kind(sk_GENERAL_NAME_value(req->sans, i)), t->san[0] ? t->san : "none");
+	/* a certificate must name something: a CN, or a SAN the template took */
+	if (sk_GENERAL_NAME_num(req->sans) <= 0 && X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
+		return ca_error(
+			"the request names nothing: it has neither a subject CN nor a subject alternative name");
+	return 0;
 }
 
 int ca_request_check(const struct ca_template *t, const struct ca_request *req)
@@ -264,15 +248,19 @@ int ca_request_check(const struct ca_template *t, const struct ca_request *req)
 	return ca_request_verify(req) || ca_template_check(t, req) ? -1 : 0;
 }
 
-int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+X509_EXTENSION *ca_make_ext(X509 *issuer, X509 *subject, X509_CRL *crl, int nid, const char *value)
 {
 	X509V3_CTX ctx;
-	X509_EXTENSION *e;
-	int ok;
 
-	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-	e = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
-	ok = e && X509_add_ext(x, e, -1);
+	X509V3_set_ctx(&ctx, issuer, subject, NULL, crl, 0);
+	return X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+}
+
+int ca_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509_EXTENSION *e = ca_make_ext(issuer, x, NULL, nid, value);
+	int ok = e && X509_add_ext(x, e, -1);
+
 	X509_EXTENSION_free(e);
 	return ok ? 0 : ca_error("cannot add extension %s = %s", OBJ_nid2sn(nid), value);
 }
@@ -300,11 +288,9 @@ static const char *key_usage_for(const struct ca_template *t, bool rsa, char *ou
 /* Extension nid (OpenSSL config syntax) of a certificate issued by issuer, onto list. */
 static int push_ext(STACK_OF(X509_EXTENSION) * list, X509 *issuer, int nid, const char *value)
 {
-	X509V3_CTX ctx;
-	X509_EXTENSION *e;
+	X509_EXTENSION *e = ca_make_ext(issuer, NULL, NULL, nid, value);
 
-	X509V3_set_ctx(&ctx, issuer, NULL, NULL, NULL, 0);
-	if ((e = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value)) && sk_X509_EXTENSION_push(list, e))
+	if (e && sk_X509_EXTENSION_push(list, e))
 		return 0;
 	X509_EXTENSION_free(e);
 	return ca_error("cannot make extension %s = %s", OBJ_nid2sn(nid), value);

@@ -39,6 +39,7 @@ static int read_pin(const char *path, char *buf, size_t size)
 
 	if (!f)
 		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
+	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
 	if (!fgets(buf, (int)size, f))
 		buf[0] = '\0';
 	fclose(f);

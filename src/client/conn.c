@@ -214,6 +214,7 @@ static kw_rv read_pin_file(const struct kw_config *cfg, char *buf, size_t size)
 	if (!f)
 		return kw_error_set(KW_ERR_CONFIG, "cannot read the PIN file %s (\"pin_file\" in %s): %s",
 				    cfg->pin_file, cfg->path, errtext(errno, eb, sizeof eb));
+	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077)) {
 		fclose(f);
 		return kw_error_set(KW_ERR_CONFIG,
