@@ -4,6 +4,7 @@
  * 1 error (nothing changed), 2 usage.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,9 @@ int main(int argc, char **argv)
 	const char *cmd;
 	char **args;
 	int nargs, ch, rc;
+
+	/* a peer that went away is an error to report, not a signal that kills us */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (!o.dir)
 		o.dir = "/var/lib/keyward-ca";

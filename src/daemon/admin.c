@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -16,6 +17,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/gate.h"
 
 #define PASSPHRASE_MIN 8
 #define SHARES_MAX 16
@@ -107,6 +109,7 @@ static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
 static kw_rv on_status(struct kw_server *srv, Keyward__Response *resp, struct kw_scratch *s)
 {
 	Keyward__AdminStatusResult *r = kw_scratch_alloc(s, sizeof *r);
+	struct kw_gate_counts counts;
 	struct kw_partition_info *parts = NULL;
 	size_t n = 0;
 
@@ -119,7 +122,13 @@ static kw_rv on_status(struct kw_server *srv, Keyward__Response *resp, struct kw
 	if (kw_keystore_partition_list(srv->ks, &parts, &n) == KW_OK)
 		r->partitions = (uint32_t)n;
 	free(parts);
-	r->connections = atomic_load(&srv->connections);
+	kw_gate_counts(srv->gate, &counts);
+	r->connections = counts.clients;
+	r->unauthenticated = counts.strangers;
+	r->admin_connections = counts.admins;
+	r->refused = counts.refused;
+	r->evicted = counts.evicted;
+	r->core_dumps = prctl(PR_GET_DUMPABLE) == 1;
 	r->version = KW_PROTOCOL_VERSION;
 	r->listen = srv->bound;
 	r->uptime = (uint64_t)(time(NULL) - srv->started);

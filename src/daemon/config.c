@@ -19,9 +19,13 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "/var/lib/keyward/tls");
 	snprintf(cfg->server_names, sizeof cfg->server_names, "localhost,127.0.0.1");
 	cfg->max_connections = 256;
+	cfg->max_unauthenticated = 64;
+	cfg->max_unauthenticated_per_address = 16;
+	cfg->admin_max_connections = 8;
 	cfg->max_inflight = 32;
 	cfg->idle_timeout = 300;
 	cfg->read_timeout = 10;
+	cfg->auth_timeout = 10;
 	/* the seed's HSM: 100 failures in 300 s lock the credential for 300 s */
 	cfg->lockout_failures = 100;
 	cfg->lockout_window = 300;
@@ -80,6 +84,10 @@ static int on_value(void *user, const char *section, const char *key, const char
 	NUM("server", "workers", workers, 256)
 	NUM("server", "slow_workers", slow_workers, 256)
 	NUM("server", "max_connections", max_connections, 65536)
+	NUM("server", "max_unauthenticated", max_unauthenticated, 65536)
+	NUM("server", "max_unauthenticated_per_address", max_unauthenticated_per_address, 65536)
+	NUM("server", "admin_max_connections", admin_max_connections, 1024)
+	NUM("server", "auth_timeout", auth_timeout, 3600)
 	NUM("server", "max_inflight", max_inflight, 1024)
 	NUM("server", "idle_timeout", idle_timeout, 86400)
 	NUM("server", "read_timeout", read_timeout, 3600)
@@ -121,7 +129,12 @@ kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
 		return kw_error_set(KW_ERR_CONFIG, "%s:%d: syntax error", path, r);
 	if (!kw_log_level_parse(cfg->log_level, &level))
 		return kw_error_set(KW_ERR_CONFIG, "%s: [log] level must be error, warn, info or debug", path);
-	if (cfg->max_inflight == 0 || cfg->max_connections == 0)
-		return kw_error_set(KW_ERR_CONFIG, "%s: max_inflight and max_connections must be at least 1", path);
+	if (cfg->max_inflight == 0 || cfg->max_connections == 0 || cfg->admin_max_connections == 0 ||
+	    cfg->auth_timeout == 0)
+		return kw_error_set(
+			KW_ERR_CONFIG,
+			"%s: max_inflight, max_connections, admin_max_connections and auth_timeout must be at "
+			"least 1",
+			path);
 	return KW_OK;
 }

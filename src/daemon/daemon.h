@@ -33,10 +33,15 @@ struct kw_server_config {
 	char server_names[512];  /* SANs for a generated server certificate */
 	unsigned workers;        /* event loops; 0: one per core */
 	unsigned slow_workers;   /* 0: one per core */
-	unsigned max_connections;
+	unsigned max_connections; /* authenticated clients */
+	unsigned max_unauthenticated;
+	unsigned max_unauthenticated_per_address;
+	unsigned admin_max_connections;
 	unsigned max_inflight;
 	unsigned idle_timeout;   /* seconds */
 	unsigned read_timeout;   /* seconds, for a frame once begun and for the handshake */
+	unsigned auth_timeout;	 /* seconds from accept to a successful Hello; nothing resets it */
+	bool allow_core_dumps;	 /* debugging only: a core dump holds unsealed keys */
 	unsigned lockout_failures;
 	unsigned lockout_window;
 	unsigned lockout_duration;
@@ -150,7 +155,7 @@ struct kw_server {
 	struct kw_keycache *keys;
 	struct kw_usage *usage;
 	time_t started;
-	atomic_uint connections;
+	struct kw_gate *gate; /* admission (gate.c), made by kw_server_start */
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
 	/* event loops, in server.c */
@@ -207,7 +212,23 @@ void kw_server_block_signals(void);
 kw_rv kw_server_start(struct kw_server *srv, unsigned loops);
 /* Runs the loops (this thread is loop 0) until SIGTERM/SIGINT. */
 kw_rv kw_server_run(struct kw_server *srv);
+/*
+ * For a harness that drives a server started with one loop, instead of
+ * kw_server_run: one turn of that loop (at most timeout_ms of waiting),
+ * and a clock moved on by `seconds` to reach the deadlines at once.
+ */
+void kw_server_turn(struct kw_server *srv, int timeout_ms);
+void kw_server_advance_clock(unsigned seconds);
 void kw_server_stop(struct kw_server *srv);
+
+/* ---- setup.c ---- */
+
+/* --dev DIR: the store, TLS directory and admin socket inside DIR, the old store removed. */
+kw_rv kw_dev_config(struct kw_server_config *cfg);
+/* Opens the store, TLS, pools and (with dev_dir) the development store, then listens. */
+kw_rv kw_server_setup(struct kw_server *srv);
+/* Stops and frees everything kw_server_setup made (also after a partial setup). */
+void kw_server_teardown(struct kw_server *srv);
 
 /* Development mode (dev.c): a fresh store, TLS, partition "dev", client.conf. */
 kw_rv kw_dev_prepare(struct kw_server *srv);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,70 +36,8 @@ static void usage(FILE *out)
 		     "                   client configuration in DIR/client.conf\n"
 		     "  --listen H:P     address to listen on (port 0: any free port)\n"
 		     "  --log-level L    error, warn, info (default) or debug; KEYWARD_DEBUG=wire,tls,store,pool\n"
+		     "  --allow-core-dumps  let a crash dump core (debugging only: the core holds unsealed keys)\n"
 		     "See keywardd(8).\n");
-}
-
-static kw_rv prepare_dev_dir(struct kw_server_config *cfg)
-{
-	const char *dir = cfg->dev_dir;
-	static const char *const old[] = {"keystore.db", "keystore.db-wal", "keystore.db-shm", "client.conf"};
-	char path[600];
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return kw_error_set(KW_ERR_CONFIG, "--dev: cannot create %s: %s", dir, strerror(errno));
-	for (unsigned i = 0; i < sizeof old / sizeof old[0]; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, old[i]);
-		unlink(path);
-	}
-	snprintf(cfg->store, sizeof cfg->store, "sqlite:%s/keystore.db", dir);
-	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "%s/tls", dir);
-	snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin.sock", dir);
-	return KW_OK;
-}
-
-static unsigned cores(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n > 0 ? (unsigned)n : 1;
-}
-
-static kw_rv setup(struct kw_server *srv)
-{
-	struct kw_server_config *cfg = &srv->cfg;
-	kw_rv rv;
-
-	if ((rv = kw_keystore_open(cfg->store, cfg->store_max_bytes, &srv->ks)))
-		return rv;
-	if ((rv = kw_tls_load_or_create(&srv->tls, cfg->tls_dir, cfg->server_names)))
-		return rv;
-	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_window, cfg->lockout_duration, &srv->lockout)) ||
-	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(&srv->usage)))
-		return rv;
-	if ((rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))
-		return rv;
-	if (cfg->dev_dir[0] && (rv = kw_dev_prepare(srv)))
-		return rv;
-	if ((rv = kw_server_start(srv, cfg->workers ? cfg->workers : cores())))
-		return rv;
-	if (cfg->dev_dir[0] && (rv = kw_dev_write_client_conf(srv)))
-		return rv;
-	return KW_OK;
-}
-
-static void teardown(struct kw_server *srv)
-{
-	kw_server_stop(srv); /* also drains and stops the pool */
-	kw_pool_free(srv->slow);
-	if (srv->ks) {
-		kw_usage_flush(srv->usage, srv->ks);
-		kw_keystore_audit(srv->ks, "", "keywardd", "keywardd.stop", "clean shutdown");
-	}
-	kw_usage_free(srv->usage);
-	kw_keycache_free(srv->keys);
-	kw_lockout_free(srv->lockout);
-	kw_tls_cleanup(&srv->tls);
-	kw_keystore_free(srv->ks);
 }
 
 static void print_banner(const struct kw_server *srv)
@@ -120,17 +60,39 @@ static void print_banner(const struct kw_server *srv)
 	fflush(stdout);
 }
 
+/*
+ * A core dump of keywardd holds unsealed keys and the master key: none is
+ * written (RLIMIT_CORE 0), and the process is not dumpable (no core, no
+ * ptrace by other processes of the same user, /proc/PID/mem closed to
+ * them). --allow-core-dumps is for debugging a development HSM only.
+ */
+static kw_rv forbid_core_dumps(bool allow)
+{
+	struct rlimit none = {0, 0};
+
+	if (allow) {
+		kw_log(KW_LOG_WARN,
+		       "--allow-core-dumps: a crash writes unsealed keys to disk; never use this in production");
+		return KW_OK;
+	}
+	if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return kw_error_set(KW_ERR_GENERAL, "cannot turn core dumps off: %s", strerror(errno));
+	return KW_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"dev", required_argument, NULL, 'd'},
 					     {"listen", required_argument, NULL, 'l'},
 					     {"log-level", required_argument, NULL, 'L'},
+					     {"allow-core-dumps", no_argument, NULL, 'C'},
 					     {"version", no_argument, NULL, 'V'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	struct kw_server srv;
 	const char *config = NULL, *listen = NULL, *level = NULL, *dev = NULL;
+	bool allow_core_dumps = false;
 	kw_rv rv;
 	int c;
 
@@ -141,6 +103,9 @@ int main(int argc, char **argv)
 		case 'd': dev = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'L': level = optarg; break;
+		case 'C':
+			allow_core_dumps = true;
+			break;
 		case 'V': printf("keywardd %s\n", KEYWARD_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -160,7 +125,7 @@ int main(int argc, char **argv)
 	}
 	if (dev) {
 		snprintf(srv.cfg.dev_dir, sizeof srv.cfg.dev_dir, "%s", dev);
-		if ((rv = prepare_dev_dir(&srv.cfg))) {
+		if ((rv = kw_dev_config(&srv.cfg))) {
 			fprintf(stderr, "keywardd: %s\n", kw_last_error());
 			return 2;
 		}
@@ -172,22 +137,27 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	kw_log_init(level ? level : srv.cfg.log_level);
+	srv.cfg.allow_core_dumps = allow_core_dumps;
+	if ((rv = forbid_core_dumps(allow_core_dumps))) {
+		kw_log(KW_LOG_ERROR, "%s", kw_last_error());
+		return 1;
+	}
 	/* unsealed keys and the master key live in the secure heap where the
 	 * memory-lock limit allows one; without it they are still wiped on free */
 	if (!CRYPTO_secure_malloc_init(SECURE_HEAP, 32))
 		kw_log(KW_LOG_WARN, "no secure heap (locked-memory limit too low?): key material stays in ordinary "
 				    "memory, still wiped after use");
 	kw_server_block_signals();
-	rv = setup(&srv);
+	rv = kw_server_setup(&srv);
 	if (rv) {
 		kw_log(KW_LOG_ERROR, "%s", kw_last_error()[0] ? kw_last_error() : kw_rv_text(rv));
-		teardown(&srv);
+		kw_server_teardown(&srv);
 		return 1;
 	}
 	kw_keystore_audit(srv.ks, "", "keywardd", "keywardd.start", srv.bound);
 	print_banner(&srv);
 	rv = kw_server_run(&srv);
-	teardown(&srv);
+	kw_server_teardown(&srv);
 	kw_log(KW_LOG_INFO, "keywardd stopped");
 	return rv ? 1 : 0;
 }

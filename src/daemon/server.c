@@ -8,6 +8,20 @@
  * pool; its worker packs the response into the connection's out-queue under
  * the connection's lock and pokes the loop's eventfd.
  *
+ * A connection has one owner, its loop, and one way to die: conn_close,
+ * which may be called any number of times and does its work once (counts
+ * the connection out, closes the socket). The closed connection is not
+ * freed at once: its loop buries it after the current epoll batch, since
+ * a later event of the same batch, or an entry on the ready list, may
+ * still name it; every entry point checks for CONN_CLOSED first. Slow-pool
+ * jobs and ready-list entries hold references of their own.
+ *
+ * Admission (gate.c): authenticated clients, strangers (connections that
+ * have not authenticated) and the admin socket each have a budget of their
+ * own. A stranger must finish its TLS handshake and a successful Hello
+ * within auth_timeout of its accept, whatever it sends meanwhile, and may
+ * send at most PREAUTH_REQUESTS requests before it authenticates.
+ *
  * Every loop listens on the TCP socket (EPOLLEXCLUSIVE wakes one of them
  * per connection); loop 0 also serves the admin socket and the signalfd,
  * and stops the others.
@@ -46,6 +60,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/gate.h"
 
 #define READ_CHUNK 16384
 #define IN_MAX (KW_MAX_FRAME + KW_FRAME_HEADER + READ_CHUNK)
@@ -53,8 +68,17 @@
 /* stop reading a connection whose unsent answers exceed this */
 #define OUT_PAUSE (4u * 1024 * 1024)
 #define MAX_LOOPS 256
+/* requests a connection may send before it has authenticated (Hello, Enroll, retries) */
+#define PREAUTH_REQUESTS 8
 
 struct kw_loop;
+
+enum conn_state {
+	CONN_HANDSHAKE, /* TLS handshake under way */
+	CONN_OPEN,	/* reading requests and answering them */
+	CONN_DRAINING,	/* answering what is queued, then closing */
+	CONN_CLOSED,	/* counted out, socket closed; freed when its loop buries it */
+};
 
 struct kw_conn {
 	int fd;
@@ -65,9 +89,12 @@ struct kw_conn {
 	struct kw_conn *prev, *next; /* the loop's list */
 
 	/* loop thread only */
-	bool handshaken;
-	bool closing; /* answer what is queued, then close */
+	enum conn_state state;
+	bool adopted; /* on its loop's list and in its epoll set */
 	bool paused;  /* not reading: slow requests or unsent answers at their limit */
+	unsigned preauth_requests;
+	struct kw_conn *grave_next;
+	struct kw_conn *incoming_next; /* handed to another loop, not adopted yet */
 	uint32_t events;
 	struct kw_buf in;
 	struct kw_buf wbuf;
@@ -81,6 +108,10 @@ struct kw_conn {
 	bool dead;
 	bool queued;
 	struct kw_conn *ready_next;
+	atomic_bool evict; /* the gate made room with it: close it on its loop */
+
+	/* under the gate's lock */
+	struct kw_gate_slot gate;
 };
 
 struct kw_loop {
@@ -93,6 +124,9 @@ struct kw_loop {
 	pthread_mutex_t ready_lock;
 	struct kw_conn *ready;
 	struct kw_conn *incoming; /* accepted by another loop, handed to this one */
+	struct kw_conn *graveyard; /* closed in this batch, freed after it */
+	int spare_fd;		   /* given up to accept and drop a connection when out of descriptors */
+	time_t last_tick;
 };
 
 struct kw_loops {
@@ -112,12 +146,15 @@ struct job {
 	struct kw_peer peer;
 };
 
+/* moved on by kw_server_advance_clock only, so that a harness can reach every deadline */
+static atomic_uint clock_offset;
+
 static time_t mono_now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return ts.tv_sec + (time_t)atomic_load(&clock_offset);
 }
 
 static void conn_unref(struct kw_conn *c)
@@ -163,7 +200,9 @@ static void update_events(struct kw_conn *c)
 	uint32_t want = 0;
 	struct epoll_event ev;
 
-	if (!c->paused && !c->closing)
+	if (c->state == CONN_CLOSED)
+		return;
+	if (!c->paused && c->state != CONN_DRAINING)
 		want |= EPOLLIN;
 	if (c->wbuf.len)
 		want |= EPOLLOUT;
@@ -175,20 +214,28 @@ static void update_events(struct kw_conn *c)
 		c->events = want;
 }
 
+/*
+ * The one way a connection dies. Idempotent: the second call does nothing.
+ * The loop's reference moves to its graveyard, dropped after this batch.
+ */
 static void conn_close(struct kw_conn *c, const char *why)
 {
 	struct kw_loop *loop = c->loop;
 
+	if (c->state == CONN_CLOSED)
+		return;
 	if (why)
 		kw_log(KW_LOG_INFO, "connection %s closed: %s", c->peer.address, why);
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	if (c->ssl) {
-		if (c->handshaken && !why)
+		if (c->state != CONN_HANDSHAKE && !why)
 			SSL_shutdown(c->ssl); /* best effort close_notify */
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
 	close(c->fd);
+	c->fd = -1;
+	c->state = CONN_CLOSED;
 	pthread_mutex_lock(&c->lock);
 	c->dead = true;
 	pthread_mutex_unlock(&c->lock);
@@ -198,10 +245,22 @@ static void conn_close(struct kw_conn *c, const char *why)
 		loop->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	atomic_fetch_sub(&c->srv->connections, 1);
+	c->prev = c->next = NULL;
+	kw_gate_leave(c->srv->gate, &c->gate);
 	atomic_fetch_sub(&loop->n_conns, 1);
-	conn_unref(c);
+	c->grave_next = loop->graveyard;
+	loop->graveyard = c;
 	ERR_clear_error();
+}
+
+/* Frees what this batch closed: no event or list of this loop names it any more. */
+static void bury(struct kw_loop *loop)
+{
+	while (loop->graveyard) {
+		struct kw_conn *c = loop->graveyard;
+		loop->graveyard = c->grave_next;
+		conn_unref(c);
+	}
 }
 
 /* Packs resp into c's out-queue; a response too big becomes an error. */
@@ -296,6 +355,30 @@ static bool must_pause(struct kw_conn *c)
 }
 
 /*
+ * A Hello holds a client's slot while it runs: refused with KW_ERR_BUSY when
+ * the server is full, settled after. Returns false when c is now draining.
+ */
+static bool run_hello(struct kw_conn *c, const Keyward__Request *req)
+{
+	struct kw_gate *gate = c->srv->gate;
+
+	if (kw_gate_reserve_client(gate, &c->gate)) {
+		kw_log(KW_LOG_WARN, "connection %s: Hello refused: %s", c->peer.address, kw_last_error());
+		reply_error(c, req->id, KW_ERR_BUSY, kw_last_error());
+		c->state = CONN_DRAINING;
+		c->in.len = 0;
+		return false;
+	}
+	execute(c, &c->peer, req);
+	if (kw_gate_settle_client(gate, &c->gate, c->peer.authenticated)) {
+		c->state = CONN_DRAINING;
+		c->in.len = 0;
+		return false;
+	}
+	return true;
+}
+
+/*
  * Runs the complete frames in c->in, at most max_inflight of them this
  * turn. Returns true when frames are left for another turn.
  */
@@ -320,7 +403,7 @@ static bool run_frames(struct kw_conn *c)
 				 announced, KW_MAX_FRAME);
 			kw_log(KW_LOG_WARN, "connection %s: %s", c->peer.address, msg);
 			reply_error(c, 0, KW_ERR_PROTOCOL, msg);
-			c->closing = true;
+			c->state = CONN_DRAINING;
 			c->in.len = 0;
 			return false;
 		}
@@ -340,6 +423,23 @@ static bool run_frames(struct kw_conn *c)
 		}
 		kw_debug(KW_DEBUG_WIRE, "connection %s: request %" PRIu64 " type %d", c->peer.address, req->id,
 			 (int)req->body_case);
+		if (!c->peer.admin && !c->peer.authenticated && ++c->preauth_requests > PREAUTH_REQUESTS) {
+			char msg[120];
+			snprintf(msg, sizeof msg, "too many requests before authenticating (at most %d); closing",
+				 PREAUTH_REQUESTS);
+			reply_error(c, req->id, KW_ERR_AUTH, msg);
+			keyward__request__free_unpacked(req, NULL);
+			c->state = CONN_DRAINING;
+			c->in.len = 0;
+			return false;
+		}
+		if (req->body_case == KEYWARD__REQUEST__BODY_HELLO && !c->peer.admin) {
+			bool ok = run_hello(c, req);
+			keyward__request__free_unpacked(req, NULL);
+			if (!ok)
+				return false;
+			continue;
+		}
 		if (kw_request_is_slow(req)) {
 			if (submit_slow(c, req)) {
 				reply_error(c, req->id, KW_ERR_NO_MEMORY, "server out of memory");
@@ -425,8 +525,8 @@ static bool conn_flush(struct kw_conn *c)
 		kw_buf_consume(&c->wbuf, (size_t)n);
 		c->last_active = mono_now();
 	}
-	if (c->closing && !c->wbuf.len) {
-		conn_close(c, "protocol error");
+	if (c->state == CONN_DRAINING && !c->wbuf.len) {
+		conn_close(c, "answered, then closed (protocol error, or refused)");
 		return false;
 	}
 	return true;
@@ -441,7 +541,13 @@ static bool conn_service(struct kw_conn *c)
 	char why[300];
 	bool more = false;
 
-	if (c->ssl && !c->handshaken) {
+	if (c->state == CONN_CLOSED)
+		return false; /* closed earlier in this batch */
+	if (atomic_load(&c->evict)) {
+		conn_close(c, "evicted: the oldest unauthenticated connection made room for a new one");
+		return false;
+	}
+	if (c->state == CONN_HANDSHAKE) {
 		int r;
 
 		/* a stale error left by a handler would make SSL_get_error lie */
@@ -461,11 +567,11 @@ static bool conn_service(struct kw_conn *c)
 			conn_close(c, why);
 			return false;
 		}
-		c->handshaken = true;
+		c->state = CONN_OPEN;
 		on_handshake(c);
 	}
 	more = run_frames(c);
-	while (!more && !c->paused && !c->closing) {
+	while (!more && !c->paused && c->state == CONN_OPEN) {
 		ssize_t n;
 		if (kw_buf_reserve(&c->in, READ_CHUNK)) {
 			conn_close(c, "input buffer full");
@@ -517,6 +623,78 @@ static bool conn_service(struct kw_conn *c)
 static void hand_over(struct kw_loop *self, struct kw_loop *target, struct kw_conn *c);
 static struct kw_loop *least_loaded(struct kw_server *srv);
 
+/*
+ * Out of file descriptors: accept with the spare one and drop the
+ * connection at once, or the listening socket stays readable and the loop
+ * spins on it.
+ */
+static void shed_one(struct kw_loop *loop, int lfd)
+{
+	if (loop->spare_fd >= 0) {
+		close(loop->spare_fd);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	kw_log(KW_LOG_WARN, "connection refused: out of file descriptors (raise LimitNOFILE, or lower "
+			    "max_connections and max_unauthenticated)");
+}
+
+/* Keeps an evicted stranger's connection alive until its loop has closed it (under the gate's lock). */
+static void hold_evicted(struct kw_gate_slot *slot)
+{
+	struct kw_conn *c = (struct kw_conn *)((char *)slot - offsetof(struct kw_conn, gate));
+
+	atomic_fetch_add(&c->refs, 1);
+}
+
+/* Tells an evicted connection's loop to close it, and lets it go. */
+static void evict(struct kw_gate_slot *slot)
+{
+	struct kw_conn *c = (struct kw_conn *)((char *)slot - offsetof(struct kw_conn, gate));
+
+	atomic_store(&c->evict, true);
+	pthread_mutex_lock(&c->lock);
+	mark_ready_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	conn_unref(c);
+}
+
+/* Answers an admin client that the gate refused with one error frame; the socket is non-blocking. */
+static void refuse_admin(int fd, const char *msg)
+{
+	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
+	struct kw_buf b;
+
+	kw_buf_init(&b, KW_MAX_FRAME + KW_FRAME_HEADER);
+	resp.status = KEYWARD__STATUS__BUSY;
+	resp.message = (char *)msg;
+	if (kw_frame_put_response(&b, &resp) == KW_OK)
+		(void)!send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	kw_buf_cleanup(&b);
+}
+
+/* loop: the loop that will serve it (ready-list entries must go there from the start) */
+static struct kw_conn *conn_new(struct kw_server *srv, struct kw_loop *loop, int fd)
+{
+	struct kw_conn *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->srv = srv;
+	c->loop = loop;
+	atomic_init(&c->refs, 1);
+	atomic_init(&c->evict, false);
+	pthread_mutex_init(&c->lock, NULL);
+	kw_buf_init(&c->in, IN_MAX);
+	kw_buf_init(&c->wbuf, OUT_MAX);
+	kw_buf_init(&c->out, OUT_MAX);
+	c->accepted = c->last_active = mono_now();
+	return c;
+}
+
 static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 {
 	struct kw_server *srv = loop->srv;
@@ -525,19 +703,17 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof sa;
 		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct kw_gate_slot *evicted = NULL;
+		unsigned char key[KW_GATE_KEY_LEN];
 		struct kw_conn *c;
 		char host[INET6_ADDRSTRLEN] = "?", port[8] = "";
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE)
+				shed_one(loop, lfd);
+			else if (errno != EAGAIN && errno != EINTR)
 				kw_log(KW_LOG_WARN, "accept: %s", strerror(errno));
 			return;
-		}
-		if (atomic_load(&srv->connections) >= srv->cfg.max_connections) {
-			kw_log(KW_LOG_WARN, "connection refused: the limit of %u connections is reached",
-			       srv->cfg.max_connections);
-			close(fd);
-			continue;
 		}
 		if (admin) {
 			struct ucred cred;
@@ -554,25 +730,22 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			getnameinfo((struct sockaddr *)&sa, salen, host, sizeof host, port, sizeof port,
 				    NI_NUMERICHOST | NI_NUMERICSERV);
 		}
-		c = calloc(1, sizeof *c);
-		if (!c) {
+		if (!(c = conn_new(srv, admin ? loop : least_loaded(srv), fd))) {
 			close(fd);
 			continue;
 		}
-		c->fd = fd;
-		c->srv = srv;
-		c->loop = loop;
-		atomic_init(&c->refs, 1);
-		pthread_mutex_init(&c->lock, NULL);
-		kw_buf_init(&c->in, IN_MAX);
-		kw_buf_init(&c->wbuf, OUT_MAX);
-		kw_buf_init(&c->out, OUT_MAX);
-		c->accepted = c->last_active = mono_now();
 		c->peer.admin = admin;
 		if (admin) {
 			snprintf(c->peer.address, sizeof c->peer.address, "admin socket");
 			snprintf(c->peer.actor, sizeof c->peer.actor, "admin");
-			c->handshaken = true;
+			c->state = CONN_OPEN;
+			if (kw_gate_enter_admin(srv->gate, &c->gate)) {
+				kw_log(KW_LOG_WARN, "admin socket: connection refused: %s", kw_last_error());
+				refuse_admin(fd, kw_last_error());
+				close(fd);
+				conn_unref(c);
+				continue;
+			}
 		} else {
 			snprintf(c->peer.address, sizeof c->peer.address, "%s%s%s:%s", strchr(host, ':') ? "[" : "",
 				 host, strchr(host, ':') ? "]" : "", port);
@@ -584,9 +757,18 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 				continue;
 			}
 			SSL_set_accept_state(c->ssl);
+			kw_gate_key((struct sockaddr *)&sa, key);
+			if (kw_gate_enter_stranger(srv->gate, &c->gate, key, hold_evicted, &evicted)) {
+				kw_log(KW_LOG_WARN, "connection %s refused: %s", c->peer.address, kw_last_error());
+				SSL_free(c->ssl);
+				close(fd);
+				conn_unref(c);
+				continue;
+			}
+			if (evicted)
+				evict(evicted);
 		}
-		atomic_fetch_add(&srv->connections, 1);
-		hand_over(loop, admin ? loop : least_loaded(srv), c);
+		hand_over(loop, c->loop, c);
 	}
 }
 
@@ -595,14 +777,14 @@ static void adopt_conn(struct kw_loop *loop, struct kw_conn *c)
 {
 	struct epoll_event ev;
 
-	c->loop = loop;
+	c->adopted = true;
 	ev.events = c->events = EPOLLIN;
 	ev.data.ptr = c;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
 		kw_log(KW_LOG_WARN, "connection %s: epoll: %s", c->peer.address, strerror(errno));
 		SSL_free(c->ssl);
 		close(c->fd);
-		atomic_fetch_sub(&c->srv->connections, 1);
+		kw_gate_leave(c->srv->gate, &c->gate);
 		conn_unref(c);
 		return;
 	}
@@ -642,7 +824,7 @@ static void hand_over(struct kw_loop *self, struct kw_loop *target, struct kw_co
 	atomic_fetch_add(&target->n_conns, 1);
 	pthread_mutex_lock(&target->ready_lock);
 	was_empty = !target->incoming && !target->ready;
-	c->ready_next = target->incoming;
+	c->incoming_next = target->incoming;
 	target->incoming = c;
 	pthread_mutex_unlock(&target->ready_lock);
 	if (was_empty)
@@ -664,7 +846,7 @@ static void drain_ready(struct kw_loop *loop)
 	pthread_mutex_unlock(&loop->ready_lock);
 	while (incoming) {
 		struct kw_conn *c = incoming;
-		incoming = c->ready_next;
+		incoming = c->incoming_next;
 		atomic_fetch_sub(&loop->n_conns, 1); /* adopt_conn counts it again */
 		adopt_conn(loop, c);
 	}
@@ -676,7 +858,8 @@ static void drain_ready(struct kw_loop *loop)
 		c->queued = false;
 		dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
-		if (!dead)
+		/* an evicted connection can be marked ready before its loop has adopted it */
+		if (!dead && c->adopted)
 			conn_service(c); /* flushes answers, resumes a paused connection */
 		conn_unref(c);
 	}
@@ -704,8 +887,14 @@ static void tick(struct kw_loop *loop)
 		pthread_mutex_lock(&c->lock);
 		slow = c->slow_inflight;
 		pthread_mutex_unlock(&c->lock);
-		if (!c->handshaken && now - c->accepted > (time_t)srv->cfg.read_timeout) {
+		if (atomic_load(&c->evict)) {
+			conn_close(c, "evicted: the oldest unauthenticated connection made room for a new one");
+		} else if (c->state == CONN_HANDSHAKE && now - c->accepted > (time_t)srv->cfg.read_timeout) {
 			snprintf(why, sizeof why, "TLS handshake not finished within %u s", srv->cfg.read_timeout);
+			conn_close(c, why);
+		} else if (!c->peer.admin && !c->peer.authenticated &&
+			   now - c->accepted > (time_t)srv->cfg.auth_timeout) {
+			snprintf(why, sizeof why, "not authenticated within %u s of connecting", srv->cfg.auth_timeout);
 			conn_close(c, why);
 		} else if (c->frame_started && now - c->frame_started > (time_t)srv->cfg.read_timeout) {
 			snprintf(why, sizeof why, "a frame was begun but not finished within %u s", srv->cfg.read_timeout);
@@ -720,42 +909,57 @@ static void tick(struct kw_loop *loop)
 		kw_pool_submit(srv->slow, flush_usage_job, srv);
 }
 
+/* One turn of a loop: an epoll batch, the once-a-second tick, the burial of what closed. */
+static void loop_turn(struct kw_loop *loop, int timeout_ms)
+{
+	struct kw_loops *loops = loop->srv->loops;
+	struct epoll_event events[64];
+	int n = epoll_wait(loop->epfd, events, 64, timeout_ms);
+
+	for (int i = 0; i < n; i++) {
+		void *tag = events[i].data.ptr;
+		if (tag == &tag_listen) {
+			accept_all(loop, loops->listen_fd, false);
+		} else if (tag == &tag_admin) {
+			accept_all(loop, loops->admin_fd, true);
+		} else if (tag == &tag_event) {
+			drain_ready(loop);
+		} else if (tag == &tag_signal) {
+			struct signalfd_siginfo si;
+			if (read(loops->signal_fd, &si, sizeof si) == sizeof si)
+				kw_log(KW_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
+			atomic_store(&loops->stop, true);
+			for (unsigned j = 0; j < loops->n; j++)
+				wake(&loops->loop[j]);
+		} else {
+			conn_service(tag);
+		}
+	}
+	if (mono_now() != loop->last_tick) {
+		loop->last_tick = mono_now();
+		tick(loop);
+	}
+	bury(loop);
+}
+
 static void *loop_main(void *arg)
 {
 	struct kw_loop *loop = arg;
-	struct kw_server *srv = loop->srv;
-	struct kw_loops *loops = srv->loops;
-	struct epoll_event events[64];
-	time_t last_tick = mono_now();
 
-	while (!atomic_load(&loops->stop)) {
-		int n = epoll_wait(loop->epfd, events, 64, 1000);
-
-		for (int i = 0; i < n; i++) {
-			void *tag = events[i].data.ptr;
-			if (tag == &tag_listen) {
-				accept_all(loop, loops->listen_fd, false);
-			} else if (tag == &tag_admin) {
-				accept_all(loop, loops->admin_fd, true);
-			} else if (tag == &tag_event) {
-				drain_ready(loop);
-			} else if (tag == &tag_signal) {
-				struct signalfd_siginfo si;
-				if (read(loops->signal_fd, &si, sizeof si) == sizeof si)
-					kw_log(KW_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
-				atomic_store(&loops->stop, true);
-				for (unsigned j = 0; j < loops->n; j++)
-					wake(&loops->loop[j]);
-			} else {
-				conn_service(tag);
-			}
-		}
-		if (mono_now() != last_tick) {
-			last_tick = mono_now();
-			tick(loop);
-		}
-	}
+	loop->last_tick = mono_now();
+	while (!atomic_load(&loop->srv->loops->stop))
+		loop_turn(loop, 1000);
 	return NULL;
+}
+
+void kw_server_turn(struct kw_server *srv, int timeout_ms)
+{
+	loop_turn(&srv->loops->loop[0], timeout_ms);
+}
+
+void kw_server_advance_clock(unsigned seconds)
+{
+	atomic_fetch_add(&clock_offset, seconds);
 }
 
 static kw_rv listen_tcp(struct kw_server *srv)
@@ -862,6 +1066,12 @@ void kw_server_block_signals(void)
 kw_rv kw_server_start(struct kw_server *srv, unsigned loops_n)
 {
 	struct kw_loops *loops;
+	struct kw_gate_limits limits = {
+		.max_connections = srv->cfg.max_connections,
+		.max_unauthenticated = srv->cfg.max_unauthenticated,
+		.max_unauthenticated_per_address = srv->cfg.max_unauthenticated_per_address,
+		.admin_max_connections = srv->cfg.admin_max_connections,
+	};
 	sigset_t sigs;
 	kw_rv rv;
 
@@ -872,6 +1082,8 @@ kw_rv kw_server_start(struct kw_server *srv, unsigned loops_n)
 		return KW_ERR_NO_MEMORY;
 	srv->loops = loops;
 	loops->listen_fd = loops->admin_fd = loops->signal_fd = -1;
+	if ((rv = kw_gate_new(&limits, &srv->gate)))
+		return rv;
 	for (unsigned i = 0; i < loops_n; i++) {
 		struct kw_loop *loop = &loops->loop[i];
 		loop->srv = srv;
@@ -879,6 +1091,7 @@ kw_rv kw_server_start(struct kw_server *srv, unsigned loops_n)
 		pthread_mutex_init(&loop->ready_lock, NULL);
 		loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 		loop->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		loops->n++;
 		if (loop->epfd < 0 || loop->event_fd < 0)
 			return kw_error_set(KW_ERR_GENERAL, "server: %s", strerror(errno));
@@ -941,6 +1154,9 @@ void kw_server_stop(struct kw_server *srv)
 		drain_ready(loop);
 		while (loop->conns)
 			conn_close(loop->conns, NULL);
+		bury(loop);
+		if (loop->spare_fd >= 0)
+			close(loop->spare_fd);
 		close(loop->event_fd);
 		close(loop->epfd);
 		pthread_mutex_destroy(&loop->ready_lock);
@@ -955,4 +1171,6 @@ void kw_server_stop(struct kw_server *srv)
 		close(loops->signal_fd);
 	free(loops);
 	srv->loops = NULL;
+	kw_gate_free(srv->gate);
+	srv->gate = NULL;
 }

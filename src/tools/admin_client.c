@@ -80,9 +80,12 @@ kw_rv kw_admin_call(int fd, Keyward__Request *req, int timeout_s, Keyward__Respo
 	kw_buf_init(&out, KW_MAX_FRAME + KW_FRAME_HEADER);
 	rv = kw_frame_put_request(&out, req);
 	while (rv == KW_OK && off < out.len) {
-		ssize_t n = write(fd, out.data + off, out.len - off);
+		/* MSG_NOSIGNAL: a server that closed must be an error, not SIGPIPE */
+		ssize_t n = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			break; /* a server that refused this connection has said why: read it */
 		if (n < 0)
 			rv = kw_error_set(KW_ERR_NETWORK, "admin socket: %s", strerror(errno));
 		else
@@ -102,7 +105,7 @@ kw_rv kw_admin_call(int fd, Keyward__Request *req, int timeout_s, Keyward__Respo
 	free(body);
 	if (rv)
 		return rv == KW_ERR_PROTOCOL ? kw_error_set(rv, "keywardd sent a malformed response") : rv;
-	if ((*resp_out)->id != req->id)
+	if ((*resp_out)->id != req->id && (*resp_out)->status == KEYWARD__STATUS__OK)
 		return kw_error_set(KW_ERR_PROTOCOL, "response %llu does not answer request %llu",
 				    (unsigned long long)(*resp_out)->id, (unsigned long long)req->id);
 	if ((*resp_out)->status != KEYWARD__STATUS__OK)

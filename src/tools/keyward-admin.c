@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,10 @@ static int cmd_status(void)
 						   : "unlocked");
 	printf("partitions:  %u\n", r->partitions);
 	printf("connections: %u\n", r->connections);
+	printf("unauthenticated: %u (%llu evicted, %llu refused since start)\n", r->unauthenticated,
+	       (unsigned long long)r->evicted, (unsigned long long)r->refused);
+	printf("admin connections: %u\n", r->admin_connections);
+	printf("core dumps:  %s\n", r->core_dumps ? "ON (--allow-core-dumps: a core file holds unsealed keys)" : "off");
 	printf("uptime:      %llu s\n", (unsigned long long)r->uptime);
 	keyward__response__free_unpacked(resp, NULL);
 	return 0;
@@ -360,6 +365,9 @@ int main(int argc, char **argv)
 	bool with_shares = false;
 	const char *cmd;
 	int r;
+
+	/* a peer that went away is an error to report, not a signal that kills us */
+	signal(SIGPIPE, SIG_IGN);
 
 	r = parse_options(argc, argv, &with_shares);
 	if (r == 0 && optind < argc) {

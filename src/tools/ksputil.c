@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1105,6 +1106,9 @@ int main(int argc, char **argv)
 	const struct verb *v = NULL;
 	struct opts o = {0};
 	int c;
+
+	/* a peer that went away is an error to report, not a signal that kills us */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (argc < 2) {
 		usage(stderr);

@@ -439,3 +439,17 @@ int kwt_run(const char *dir, char **out, const char *fmt, ...)
 	}
 	return WEXITSTATUS(st);
 }
+
+kw_client *kwt_start_initialized(struct kwt_server *s, const char *extra)
+{
+	char pass_file[300], *out = NULL;
+
+	memset(s, 0, sizeof *s);
+	kwt_start_config(s, extra);
+	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s->dir);
+	kwt_write_file(pass_file, KWT_PASSPHRASE "\n");
+	if (kwt_admin(s, NULL, &out, "init --passphrase-file %s", pass_file) != 0)
+		fail_msg("init: %s", out ? out : "");
+	free(out);
+	return kwt_new_partition_client(s, "p");
+}

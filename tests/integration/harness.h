@@ -34,6 +34,12 @@ void kwt_start_dev(struct kwt_server *s);
  * (a restart).
  */
 void kwt_start_config(struct kwt_server *s, const char *extra);
+/*
+ * kwt_start_config, then init under KWT_PASSPHRASE, then a partition "p" and
+ * its enrolled client (s is cleared first).
+ */
+#define KWT_PASSPHRASE "correct horse battery staple"
+kw_client *kwt_start_initialized(struct kwt_server *s, const char *extra);
 /* Waits for the server's port and admin socket to accept. */
 void kwt_wait_ready(struct kwt_server *s);
 /* SIGTERM and wait; asserts a clean exit. */

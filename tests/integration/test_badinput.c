@@ -40,7 +40,6 @@
 #include "harness.h"
 
 #define OWNER KWT_OWNER
-#define PASSPHRASE "correct horse battery staple"
 #define RECV_TIMEOUT_S 15
 
 /* the development server shared by the raw-connection cases */
@@ -134,20 +133,6 @@ static int log_contains(struct kwt_server *s, const char *a, const char *b, int 
 		usleep(50 * 1000);
 	}
 	return 0;
-}
-
-/* Config mode: init under a passphrase, a partition "p" with an enrolled client. */
-static kw_client *start_initialized(struct kwt_server *s, const char *extra)
-{
-	char pass_file[300], *out = NULL;
-
-	kwt_start_config(s, extra);
-	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s->dir);
-	kwt_write_file(pass_file, PASSPHRASE "\n");
-	if (kwt_admin(s, NULL, &out, "init --passphrase-file %s", pass_file) != 0)
-		fail_msg("init: %s", out ? out : "");
-	free(out);
-	return kwt_new_partition_client(s, "p");
 }
 
 /* ---- raw TLS connections ---- */
@@ -819,7 +804,7 @@ static void test_truncated_frame(void **state)
 	int rc;
 
 	(void)state;
-	c = start_initialized(&s, "read_timeout = 2");
+	c = kwt_start_initialized(&s, "read_timeout = 2");
 	kwt_gen_ec(c, "k", &id, spki, &spki_len);
 	before = snapshot(c);
 	snprintf(cert, sizeof cert, "%s/p.crt", s.dir);
@@ -944,7 +929,7 @@ static void test_store_full(void **state)
 	kw_client *c;
 
 	(void)state;
-	c = start_initialized(&s, "store_max_bytes = 262144");
+	c = kwt_start_initialized(&s, "store_max_bytes = 262144");
 	fill_until_full(&s, c, "store_max_bytes = 262144");
 	kwt_stop_client(&s, c);
 }
@@ -961,7 +946,7 @@ static void test_disk_full(void **state)
 	if (mount("tmpfs", disk, "tmpfs", 0, "size=1m,mode=0700") != 0)
 		fail_msg("cannot mount a 1 MiB tmpfs on %s: %s (this test needs root)", disk, strerror(errno));
 	snprintf(extra, sizeof extra, "store = sqlite:%s/keystore.db", disk);
-	c = start_initialized(&s, extra);
+	c = kwt_start_initialized(&s, extra);
 	fill_until_full(&s, c, "a 1 MiB filesystem");
 	kwt_stop_client(&s, c);
 	umount2(disk, MNT_DETACH);
