@@ -605,6 +605,14 @@ static void test_no_core_dumps(void **state)
 	fclose(f);
 	if (!strstr(limits, "Max core file size        0                    0"))
 		fail_msg("keywardd may dump core:\n%s", limits);
+	/* key material lives in OpenSSL's secure heap: locked, so never swapped, and left out of dumps */
+	snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
+	assert_non_null(f = fopen(path, "r"));
+	memset(limits, 0, 8192);
+	(void)!fread(limits, 1, 8191, f);
+	fclose(f);
+	if (!strstr(limits, "VmLck:") || strtol(strstr(limits, "VmLck:") + 6, NULL, 10) < 8192)
+		fail_msg("keywardd has less than its 8 MiB secure heap locked:\n%s", limits);
 	free(limits);
 	assert_int_equal(kwt_admin(&s, NULL, &out, "status"), 0);
 	if (!strstr(out, "core dumps:  off"))
