@@ -455,9 +455,15 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	return KW_OK;
 }
 
-/* The unsealed private key a request names, if its usages allow `usage`. */
+/*
+ * The unsealed private key a request names, if its usages allow `usage`.
+ * Raw RSA (RSA_RAW, CKM_RSA_X_509) is the same private operation whether it
+ * is called signing or decrypting: a key may use it only when it has both
+ * usages, or a sign-only key would decrypt and a decrypt-only key would sign.
+ */
 static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
-			unsigned usage, const char *verb, struct kw_cached_key *key, uint64_t *id)
+			unsigned usage, Keyward__Mechanism mech, const char *verb, struct kw_cached_key *key,
+			uint64_t *id)
 {
 	kw_rv rv;
 
@@ -467,6 +473,13 @@ static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const
 		return rv;
 	if (!(key->usages & usage)) {
 		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not %s (its usages do not include %s)",
+				  key->owner, key->name, verb, verb);
+		kw_cached_key_release(key);
+	} else if (mech == KEYWARD__MECHANISM__RSA_RAW &&
+		   (key->usages & (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) != (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION,
+				  "key %s/%s may not %s with raw RSA (RSA_RAW, CKM_RSA_X_509): that needs both usages "
+				  "sign and decrypt, and the key has only %s",
 				  key->owner, key->name, verb, verb);
 		kw_cached_key_release(key);
 	}
@@ -491,7 +504,7 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 
 	if (!out || !sig)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, "sign", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
 	rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
 	if (rv == KW_OK) {
@@ -521,7 +534,7 @@ static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keywa
 		plain = NULL;
 	if (!out || !plain)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, "decrypt", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, r->mechanism, "decrypt", &key, &id)))
 		return rv;
 	rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
 	if (rv == KW_OK) {
