@@ -85,7 +85,7 @@ static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
 		return kw_error_set(KW_ERR_NOT_INITIALIZED, "the HSM is not initialized: keyward-admin init");
 	if (!kw_keystore_locked(srv->ks))
 		return KW_OK;
-	if ((rv = kw_lockout_check(srv->lockout, UNLOCK_WHO)))
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO)))
 		return rv;
 	if (a->n_shares)
 		rv = kw_keystore_unlock_shares(srv->ks, (const char *const *)a->shares, a->n_shares);
@@ -94,13 +94,13 @@ static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
 	if (rv == KW_ERR_AUTH) {
 		char msg[512];
 		snprintf(msg, sizeof msg, "%s", kw_last_error());
-		kw_lockout_fail(srv->lockout, UNLOCK_WHO);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO);
 		admin_audit(srv, "hsm.unlock.fail", a->n_shares ? "shares rejected" : "passphrase rejected");
 		return kw_error_set(rv, "%s", msg);
 	}
 	if (rv)
 		return rv;
-	kw_lockout_success(srv->lockout, UNLOCK_WHO);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO);
 	admin_audit(srv, "hsm.unlock", kw_keystore_unlock_method(srv->ks));
 	kw_log(KW_LOG_INFO, "HSM unlocked");
 	return KW_OK;

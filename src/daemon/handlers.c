@@ -227,26 +227,29 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
-	if ((rv = kw_lockout_check(srv->lockout, who)))
-		return rv;
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
 	if (rv) {
-		kw_lockout_fail(srv->lockout, who);
+		/* unregistered: counted where made-up identities are, apart from real ones */
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_STRANGER, who)))
+			return rv;
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_STRANGER, who);
 		audit(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
 				    "this client certificate (%s) is not registered with this HSM: its partition may "
 				    "have been deleted; register again with a setup password",
 				    who);
 	}
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+		return rv;
 	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
-		kw_lockout_fail(srv->lockout, who);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
 		audit(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
 		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
 				    h->partition);
 	}
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	peer->authenticated = true;
 	peer->partition_id = pid;
 	memcpy(peer->partition, name, sizeof peer->partition);
@@ -263,26 +266,45 @@ static void free_x509(void *ptr, size_t n)
 	OPENSSL_free(ptr);
 }
 
+/* "enrollments from HOST": the peer's address without its port. */
+static void address_who(const struct kw_peer *peer, char *who, size_t size)
+{
+	const char *colon = strrchr(peer->address, ':');
+	int host_len = colon ? (int)(colon - peer->address) : (int)strlen(peer->address);
+
+	snprintf(who, size, "enrollments from %.*s", host_len, peer->address);
+}
+
 static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keyward__Enroll *e,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_partition_info part;
 	unsigned char hash[SHA256_DIGEST_LENGTH], fpr[KW_FINGERPRINT_LEN];
-	char who[120], subject[160];
+	char who[120] = "", from[120], subject[160];
 	Keyward__EnrollResult *r;
 	X509 *cert = NULL;
 	unsigned char *der = NULL;
 	int der_len;
 	kw_rv rv;
 
-	snprintf(who, sizeof who, "setup password of partition \"%.64s\"", e->partition ? e->partition : "");
-	if ((rv = kw_lockout_check(srv->lockout, who)))
+	address_who(peer, from, sizeof from);
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_ADDRESS, from)))
 		return rv;
 	if (!e->setup_password || !e->setup_password[0] || !e->csr.len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "enroll: a partition, its setup password and a CSR are needed");
+	/*
+	 * Only a partition that exists has a lockout entry: a made-up name is
+	 * counted against the source address alone, so names cannot fill the
+	 * table; its answer is the same as a wrong password's.
+	 */
 	rv = kw_keystore_partition_get(srv->ks, e->partition, &part);
-	if (rv == KW_OK && !part.setup_pending)
-		rv = KW_ERR_AUTH;
+	if (rv == KW_OK) {
+		snprintf(who, sizeof who, "setup password of partition \"%.64s\"", part.name);
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+			return rv;
+		if (!part.setup_pending)
+			rv = KW_ERR_AUTH;
+	}
 	if (rv == KW_OK) {
 		rv = kw_tls_issue_client(&srv->tls, e->csr.data, e->csr.len, part.name, &cert);
 		if (rv)
@@ -294,18 +316,23 @@ static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		OPENSSL_cleanse(hash, sizeof hash);
 	}
 	if (rv == KW_ERR_AUTH || rv == KW_ERR_NOT_FOUND) {
-		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_ADDRESS, from);
+		if (who[0]) {
+			kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
+			audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		} else {
+			audit(srv, peer, "enroll.fail", "unknown partition from %s", peer->address);
+		}
 		rv = kw_error_set(KW_ERR_AUTH,
-				  "enrollment refused for partition \"%s\": unknown partition, or the setup password is "
-				  "wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
+				  "enrollment refused for partition \"%.64s\": unknown partition, or the setup password "
+				  "is wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
 				  "partition password NAME)",
-				  e->partition);
+				  e->partition ? e->partition : "");
 		goto out;
 	}
 	if (rv)
 		goto out;
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	snprintf(peer->partition, sizeof peer->partition, "%s", part.name);
 	audit(srv, peer, "partition.enroll", "credential %s issued to %s", subject, peer->address);
 

@@ -166,20 +166,26 @@ static void test_passphrase_life_cycle(void **state)
 	kwt_cleanup(&s);
 }
 
+/* Starts an initialized server with the given [lockout] section and a partition "p2" waiting for enrollment. */
+static void start_with_partition(struct kwt_server *s, const char *lockout, char *good, size_t good_size)
+{
+	char pass_file[300];
+
+	kwt_start_config(s, lockout);
+	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s->dir);
+	kwt_write_file(pass_file, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
+	snprintf(good, good_size, "%s", setup_password(s, "create", "p2"));
+}
+
 static void test_setup_password_lockout(void **state)
 {
 	struct kwt_server s = {0};
-	char pass_file[300], *pw;
 	char good[64];
 	kw_client *c;
 
 	(void)state;
-	kwt_start_config(&s, LOCKOUT);
-	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	kwt_write_file(pass_file, PASSPHRASE "\n");
-	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
-	pw = setup_password(&s, "create", "p2");
-	snprintf(good, sizeof good, "%s", pw);
+	start_with_partition(&s, LOCKOUT, good, sizeof good);
 	c = client_for(&s, "c", "p2");
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
@@ -188,6 +194,67 @@ static void test_setup_password_lockout(void **state)
 	assert_non_null(strstr(kw_last_error(), "locked"));
 	sleep(4);
 	kwt_ok(kw_enroll(c, good, NULL));
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* Enrollment attempts for `n` partitions that do not exist, from this host. */
+static void spray_made_up_names(struct kwt_server *s, int n)
+{
+	char name[64];
+
+	for (int i = 0; i < n; i++) {
+		kw_client *c;
+		snprintf(name, sizeof name, "made-up-%05d", i);
+		c = client_for(s, "spray", name);
+		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
+		kw_client_free(c);
+	}
+}
+
+/*
+ * Issue #11 finding 6: 4,096 made-up partition names filled the lockout
+ * table, after which wrong setup passwords for a real partition went
+ * uncounted and the right one enrolled. Now made-up names make no entry
+ * and the real partition still locks, also against its right password.
+ */
+static void test_lockout_survives_made_up_names(void **state)
+{
+	struct kwt_server s = {0};
+	char good[64];
+	kw_client *c;
+
+	(void)state;
+	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 1000000\nwindow = 600\n"
+				 "duration = 600\n",
+			     good, sizeof good);
+	spray_made_up_names(&s, 4200);
+	c = client_for(&s, "c", "p2");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
+	assert_int_equal(kw_enroll(c, good, NULL), KW_ERR_LOCKED_OUT);
+	assert_non_null(strstr(kw_last_error(), "p2"));
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* One host spraying names is stopped by its address's own limit, for every partition. */
+static void test_lockout_per_address(void **state)
+{
+	struct kwt_server s = {0};
+	char good[64];
+	kw_client *c;
+
+	(void)state;
+	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 5\nwindow = 600\n"
+				 "duration = 600\n",
+			     good, sizeof good);
+	spray_made_up_names(&s, 5);
+	c = client_for(&s, "c", "p2");
+	assert_int_equal(kw_enroll(c, good, NULL), KW_ERR_LOCKED_OUT);
+	assert_non_null(strstr(kw_last_error(), "enrollments from 127.0.0.1"));
 	kw_client_free(c);
 	kwt_stop(&s);
 	kwt_cleanup(&s);
@@ -275,6 +342,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_passphrase_life_cycle),
 		cmocka_unit_test(test_setup_password_lockout),
+		cmocka_unit_test(test_lockout_survives_made_up_names),
+		cmocka_unit_test(test_lockout_per_address),
 		cmocka_unit_test(test_shamir),
 		cmocka_unit_test(test_audit_tamper_detected),
 	};
