@@ -168,6 +168,8 @@ struct kw_server {
 	struct kw_keycache *keys;
 	struct kw_usage *usage;
 	time_t started;
+	/* bumped by every credential revocation: connections then re-check theirs */
+	_Atomic uint64_t revocations;
 	struct kw_gate *gate; /* admission (gate.c), made by kw_server_start */
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
@@ -186,6 +188,7 @@ struct kw_peer {
 	char actor[160];            /* certificate subject, or "admin" */
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
+	uint64_t revocations_seen;  /* kw_server.revocations when the credential was last found valid */
 };
 
 /*

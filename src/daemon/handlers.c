@@ -206,7 +206,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 {
 	Keyward__HelloResult *r = kw_scratch_alloc(s, sizeof *r);
 	char who[80], name[KW_PARTITION_NAME_MAX + 1];
-	uint64_t pid;
+	uint64_t pid, generation;
 	kw_rv rv;
 
 	if (!r)
@@ -227,19 +227,22 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
+	generation = atomic_load(&srv->revocations);
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
 	if (rv) {
+		char why[200];
+		snprintf(why, sizeof why, "%s", kw_last_error());
 		/* unregistered: counted where made-up identities are, apart from real ones */
 		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_STRANGER, who)))
 			return rv;
 		kw_lockout_fail(srv->lockout, KW_LOCKOUT_STRANGER, who);
-		audit(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
+		audit(srv, peer, "auth.fail", "%s from %s: not registered or revoked", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
-				    "this client certificate (%s) is not registered with this HSM: its partition may "
-				    "have been deleted; register again with a setup password",
-				    who);
+				    "this client certificate (%s) is not accepted by this HSM (%s): it was revoked, "
+				    "or its partition deleted; register again with a setup password",
+				    who, why);
 	}
 	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
 		return rv;
@@ -250,6 +253,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 				    h->partition);
 	}
 	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
+	peer->revocations_seen = generation;
 	peer->authenticated = true;
 	peer->partition_id = pid;
 	memcpy(peer->partition, name, sizeof peer->partition);
@@ -890,6 +894,34 @@ static kw_rv on_random(const Keyward__GenerateRandom *g, Keyward__Response *resp
 	return KW_OK;
 }
 
+/*
+ * An authenticated connection's credential may have been revoked since its
+ * Hello: looked up again only when a revocation happened since it was last
+ * found valid, so the common case costs one atomic load.
+ */
+static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
+{
+	uint64_t generation = atomic_load(&srv->revocations), pid;
+	char who[80];
+	kw_rv rv;
+
+	if (generation == peer->revocations_seen)
+		return KW_OK;
+	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
+	if (rv == KW_OK && pid == peer->partition_id) {
+		peer->revocations_seen = generation;
+		return KW_OK;
+	}
+	if (rv != KW_OK && rv != KW_ERR_AUTH)
+		return rv; /* the store failed: say so, and look again next time */
+	snprintf(who, sizeof who, "credential ");
+	hex_prefix(peer->fingerprint, who + strlen(who), 8);
+	return kw_error_set(KW_ERR_AUTH,
+			    "this client certificate (%s) was revoked by the HSM administrator: this connection "
+			    "serves nothing more; register again with a new setup password",
+			    who);
+}
+
 void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -913,6 +945,8 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 							       "is served (register with the partition's setup password)");
 		goto out;
 	}
+	if ((rv = still_valid(srv, peer)))
+		goto out;
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
 		rv = on_generate(srv, peer, req->generate_key, resp, s);
