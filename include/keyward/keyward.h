@@ -172,6 +172,13 @@ kw_rv kw_client_probe(kw_client *c, size_t i, unsigned *version, int *initialize
  * With a pin, the key file is encrypted under it (PKCS#8, AES-256).
  */
 kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin);
+/*
+ * Before kw_enroll, whether its files may be written: KW_ERR_EXISTS if the
+ * key or certificate file exists (unless force), KW_ERR_PERMISSION if the
+ * directory they go to is writable by group or others. The files
+ * themselves are always written mode 0600.
+ */
+kw_rv kw_enroll_check_files(kw_client *c, int force);
 
 /*
  * A key pair (RSA: bits; EC: curve "P-256", "P-384", "P-521"; Ed25519) or,

@@ -43,6 +43,7 @@ struct kw_server_config {
 	unsigned auth_timeout;	 /* seconds from accept to a successful Hello; nothing resets it */
 	bool allow_core_dumps;	 /* debugging only: a core dump holds unsealed keys */
 	unsigned lockout_failures;
+	unsigned lockout_address_failures; /* failed enrollments from one source address */
 	unsigned lockout_window;
 	unsigned lockout_duration;
 	char log_level[16];
@@ -88,12 +89,24 @@ void kw_pool_free(struct kw_pool *pool);
 /* ---- lockout (lockout.c) ---- */
 
 struct kw_lockout;
-kw_rv kw_lockout_new(unsigned failures, unsigned window, unsigned duration, struct kw_lockout **out);
+/*
+ * What is counted: KNOWN, an identity the server looked up and found (a
+ * registered credential, a partition's setup password, the admin unlock);
+ * STRANGER, one a peer may have made up (an unregistered certificate);
+ * ADDRESS, a source address, locked after `address_failures` failures.
+ * KNOWN entries live apart, where strangers cannot crowd them out.
+ */
+enum kw_lockout_kind { KW_LOCKOUT_KNOWN, KW_LOCKOUT_STRANGER, KW_LOCKOUT_ADDRESS };
+kw_rv kw_lockout_new(unsigned failures, unsigned address_failures, unsigned window, unsigned duration,
+		     struct kw_lockout **out);
 void kw_lockout_free(struct kw_lockout *lo);
-/* KW_ERR_LOCKED_OUT (with the time left in the message) while `who` is locked. */
-kw_rv kw_lockout_check(struct kw_lockout *lo, const char *who);
-void kw_lockout_fail(struct kw_lockout *lo, const char *who);
-void kw_lockout_success(struct kw_lockout *lo, const char *who);
+/*
+ * KW_ERR_LOCKED_OUT (with the time left in the message) while `who` is
+ * locked, or while its table is full of locked entries and who is not in it.
+ */
+kw_rv kw_lockout_check(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
+void kw_lockout_fail(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
+void kw_lockout_success(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
 
 /* ---- unsealed key cache (keycache.c) ---- */
 
@@ -155,6 +168,8 @@ struct kw_server {
 	struct kw_keycache *keys;
 	struct kw_usage *usage;
 	time_t started;
+	/* bumped by every credential revocation: connections then re-check theirs */
+	_Atomic uint64_t revocations;
 	struct kw_gate *gate; /* admission (gate.c), made by kw_server_start */
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
@@ -173,6 +188,7 @@ struct kw_peer {
 	char actor[160];            /* certificate subject, or "admin" */
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
+	uint64_t revocations_seen;  /* kw_server.revocations when the credential was last found valid */
 };
 
 /*

@@ -206,7 +206,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 {
 	Keyward__HelloResult *r = kw_scratch_alloc(s, sizeof *r);
 	char who[80], name[KW_PARTITION_NAME_MAX + 1];
-	uint64_t pid;
+	uint64_t pid, generation;
 	kw_rv rv;
 
 	if (!r)
@@ -227,26 +227,33 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
-	if ((rv = kw_lockout_check(srv->lockout, who)))
-		return rv;
+	generation = atomic_load(&srv->revocations);
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
 	if (rv) {
-		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
+		char why[200];
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		/* unregistered: counted where made-up identities are, apart from real ones */
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_STRANGER, who)))
+			return rv;
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_STRANGER, who);
+		audit(srv, peer, "auth.fail", "%s from %s: not registered or revoked", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
-				    "this client certificate (%s) is not registered with this HSM: its partition may "
-				    "have been deleted; register again with a setup password",
-				    who);
+				    "this client certificate (%s) is not accepted by this HSM (%s): it was revoked, "
+				    "or its partition deleted; register again with a setup password",
+				    who, why);
 	}
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+		return rv;
 	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
-		kw_lockout_fail(srv->lockout, who);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
 		audit(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
 		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
 				    h->partition);
 	}
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
+	peer->revocations_seen = generation;
 	peer->authenticated = true;
 	peer->partition_id = pid;
 	memcpy(peer->partition, name, sizeof peer->partition);
@@ -263,26 +270,45 @@ static void free_x509(void *ptr, size_t n)
 	OPENSSL_free(ptr);
 }
 
+/* "enrollments from HOST": the peer's address without its port. */
+static void address_who(const struct kw_peer *peer, char *who, size_t size)
+{
+	const char *colon = strrchr(peer->address, ':');
+	int host_len = colon ? (int)(colon - peer->address) : (int)strlen(peer->address);
+
+	snprintf(who, size, "enrollments from %.*s", host_len, peer->address);
+}
+
 static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keyward__Enroll *e,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_partition_info part;
 	unsigned char hash[SHA256_DIGEST_LENGTH], fpr[KW_FINGERPRINT_LEN];
-	char who[120], subject[160];
+	char who[120] = "", from[120], subject[160];
 	Keyward__EnrollResult *r;
 	X509 *cert = NULL;
 	unsigned char *der = NULL;
 	int der_len;
 	kw_rv rv;
 
-	snprintf(who, sizeof who, "setup password of partition \"%.64s\"", e->partition ? e->partition : "");
-	if ((rv = kw_lockout_check(srv->lockout, who)))
+	address_who(peer, from, sizeof from);
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_ADDRESS, from)))
 		return rv;
 	if (!e->setup_password || !e->setup_password[0] || !e->csr.len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "enroll: a partition, its setup password and a CSR are needed");
+	/*
+	 * Only a partition that exists has a lockout entry: a made-up name is
+	 * counted against the source address alone, so names cannot fill the
+	 * table; its answer is the same as a wrong password's.
+	 */
 	rv = kw_keystore_partition_get(srv->ks, e->partition, &part);
-	if (rv == KW_OK && !part.setup_pending)
-		rv = KW_ERR_AUTH;
+	if (rv == KW_OK) {
+		snprintf(who, sizeof who, "setup password of partition \"%.64s\"", part.name);
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+			return rv;
+		if (!part.setup_pending)
+			rv = KW_ERR_AUTH;
+	}
 	if (rv == KW_OK) {
 		rv = kw_tls_issue_client(&srv->tls, e->csr.data, e->csr.len, part.name, &cert);
 		if (rv)
@@ -294,18 +320,23 @@ static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		OPENSSL_cleanse(hash, sizeof hash);
 	}
 	if (rv == KW_ERR_AUTH || rv == KW_ERR_NOT_FOUND) {
-		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_ADDRESS, from);
+		if (who[0]) {
+			kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
+			audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		} else {
+			audit(srv, peer, "enroll.fail", "unknown partition from %s", peer->address);
+		}
 		rv = kw_error_set(KW_ERR_AUTH,
-				  "enrollment refused for partition \"%s\": unknown partition, or the setup password is "
-				  "wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
+				  "enrollment refused for partition \"%.64s\": unknown partition, or the setup password "
+				  "is wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
 				  "partition password NAME)",
-				  e->partition);
+				  e->partition ? e->partition : "");
 		goto out;
 	}
 	if (rv)
 		goto out;
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	snprintf(peer->partition, sizeof peer->partition, "%s", part.name);
 	audit(srv, peer, "partition.enroll", "credential %s issued to %s", subject, peer->address);
 
@@ -455,9 +486,15 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	return KW_OK;
 }
 
-/* The unsealed private key a request names, if its usages allow `usage`. */
+/*
+ * The unsealed private key a request names, if its usages allow `usage`.
+ * Raw RSA (RSA_RAW, CKM_RSA_X_509) is the same private operation whether it
+ * is called signing or decrypting: a key may use it only when it has both
+ * usages, or a sign-only key would decrypt and a decrypt-only key would sign.
+ */
 static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
-			unsigned usage, const char *verb, struct kw_cached_key *key, uint64_t *id)
+			unsigned usage, Keyward__Mechanism mech, const char *verb, struct kw_cached_key *key,
+			uint64_t *id)
 {
 	kw_rv rv;
 
@@ -467,6 +504,13 @@ static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const
 		return rv;
 	if (!(key->usages & usage)) {
 		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not %s (its usages do not include %s)",
+				  key->owner, key->name, verb, verb);
+		kw_cached_key_release(key);
+	} else if (mech == KEYWARD__MECHANISM__RSA_RAW &&
+		   (key->usages & (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) != (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION,
+				  "key %s/%s may not %s with raw RSA (RSA_RAW, CKM_RSA_X_509): that needs both usages "
+				  "sign and decrypt, and the key has only %s",
 				  key->owner, key->name, verb, verb);
 		kw_cached_key_release(key);
 	}
@@ -491,7 +535,7 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 
 	if (!out || !sig)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, "sign", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
 	rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
 	if (rv == KW_OK) {
@@ -521,7 +565,7 @@ static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keywa
 		plain = NULL;
 	if (!out || !plain)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, "decrypt", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, r->mechanism, "decrypt", &key, &id)))
 		return rv;
 	rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
 	if (rv == KW_OK) {
@@ -850,6 +894,34 @@ static kw_rv on_random(const Keyward__GenerateRandom *g, Keyward__Response *resp
 	return KW_OK;
 }
 
+/*
+ * An authenticated connection's credential may have been revoked since its
+ * Hello: looked up again only when a revocation happened since it was last
+ * found valid, so the common case costs one atomic load.
+ */
+static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
+{
+	uint64_t generation = atomic_load(&srv->revocations), pid;
+	char who[80];
+	kw_rv rv;
+
+	if (generation == peer->revocations_seen)
+		return KW_OK;
+	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
+	if (rv == KW_OK && pid == peer->partition_id) {
+		peer->revocations_seen = generation;
+		return KW_OK;
+	}
+	if (rv != KW_OK && rv != KW_ERR_AUTH)
+		return rv; /* the store failed: say so, and look again next time */
+	snprintf(who, sizeof who, "credential ");
+	hex_prefix(peer->fingerprint, who + strlen(who), 8);
+	return kw_error_set(KW_ERR_AUTH,
+			    "this client certificate (%s) was revoked by the HSM administrator: this connection "
+			    "serves nothing more; register again with a new setup password",
+			    who);
+}
+
 void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -873,6 +945,8 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 							       "is served (register with the partition's setup password)");
 		goto out;
 	}
+	if ((rv = still_valid(srv, peer)))
+		goto out;
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
 		rv = on_generate(srv, peer, req->generate_key, resp, s);

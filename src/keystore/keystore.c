@@ -1100,6 +1100,33 @@ kw_rv kw_keystore_credential_find(struct kw_keystore *ks, const unsigned char fi
 	return rv;
 }
 
+kw_rv kw_keystore_credential_list(struct kw_keystore *ks, const char *partition, struct kw_credential_info **out,
+				  size_t *n)
+{
+	kw_rv rv;
+
+	if (!out || !n)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: credential list: nowhere to put it");
+	lock(ks);
+	rv = ks->b->ops->credential_list(ks->b, partition && partition[0] ? partition : NULL, out, n);
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_credential_revoke(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN])
+{
+	kw_rv rv;
+
+	if (!fingerprint)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no fingerprint given");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv)
+		rv = finish(ks->b, ks->b->ops->credential_revoke(ks->b, fingerprint, now()));
+	unlock(ks);
+	return rv;
+}
+
 /* ---- objects ---- */
 
 static kw_rv partition_exists_locked(struct kw_keystore *ks, uint64_t pid)

@@ -74,7 +74,9 @@ CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 		p11_crypt_cleanup(op);
 		return CKR_KEY_TYPE_INCONSISTENT;
 	}
-	if (!(kw_object_usages(o) & KW_USAGE_DECRYPT)) {
+	/* raw RSA decryption is raw RSA signing: keywardd wants both usages, refuse here first */
+	if (!(kw_object_usages(o) & KW_USAGE_DECRYPT) ||
+	    (op->kwm.mech == KW_MECH_RSA_RAW && !(kw_object_usages(o) & KW_USAGE_SIGN))) {
 		p11_crypt_cleanup(op);
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	}

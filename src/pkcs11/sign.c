@@ -356,6 +356,9 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kw_object_usages(o) & KW_USAGE_SIGN))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	/* raw RSA signing is raw RSA decryption: keywardd wants both usages, refuse here first */
+	if (!verify && me->kw == KW_MECH_RSA_RAW && !(kw_object_usages(o) & KW_USAGE_DECRYPT))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	memset(op, 0, sizeof *op);
 	op->mech = me->type;
 	op->key_type = me->key_type;
