@@ -131,6 +131,7 @@ static kw_rv on_status(struct kw_server *srv, Keyward__Response *resp, struct kw
 	r->refused = counts.refused;
 	r->evicted = counts.evicted;
 	r->core_dumps = prctl(PR_GET_DUMPABLE) == 1;
+	r->session_objects = atomic_load(&srv->session_objects);
 	r->version = KW_PROTOCOL_VERSION;
 	r->listen = srv->bound;
 	r->uptime = (uint64_t)(time(NULL) - srv->started);

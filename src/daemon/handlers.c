@@ -135,6 +135,7 @@ static void fill_info(Keyward__ObjectInfo *info, const struct kw_object_row *row
 	info->usages = row->usages;
 	info->created = row->created;
 	info->pair_id = row->pair_id;
+	info->session = kw_session_id(row->id);
 }
 
 /* An array of ObjectInfo pointers over rows (rows adopted by the scratch). */
@@ -254,6 +255,9 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 	}
 	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	peer->revocations_seen = generation;
+	/* the table of this connection's session objects, before any request can use it */
+	if (!peer->session_objects && (rv = kw_session_objects_new(&srv->session_objects, &peer->session_objects)))
+		return rv;
 	peer->authenticated = true;
 	peer->partition_id = pid;
 	memcpy(peer->partition, name, sizeof peer->partition);
@@ -385,6 +389,9 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		want = (enum kw_class)ref->cls;
 	for (unsigned i = 0; i < sizeof any / sizeof any[0] && rv == KW_ERR_NOT_FOUND; i++) {
 		enum kw_class cls = want != KW_CLASS_ANY ? want : any[i];
+		/* the connection's own session object of that name comes first */
+		if (kw_session_find(peer->session_objects, peer->partition_id, ref->owner, ref->name, cls, id) == KW_OK)
+			return KW_OK;
 		rv = kw_keystore_find(srv->ks, peer->partition_id, ref->owner, ref->name, cls, &row);
 		if (want != KW_CLASS_ANY)
 			break;
@@ -393,6 +400,17 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		*id = row.id;
 	kw_object_row_cleanup(&row);
 	return rv;
+}
+
+/* Session objects are made and destroyed, never changed, copied, moved or wrapped. */
+static kw_rv not_session(uint64_t id, const char *what)
+{
+	if (!kw_session_id(id))
+		return KW_OK;
+	return kw_error_set(KW_ERR_ARGUMENTS,
+			    "%s: 0x%" PRIx64 " is a session object, which cannot be changed, copied or wrapped (make a "
+			    "token object for that)",
+			    what, id);
 }
 
 /* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
@@ -450,6 +468,10 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	if (g->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "generate: the CKA_ID is %zu bytes long, at most %d",
 				    g->ckaid.len, KW_CKAID_MAX);
+	if (g->key_type == KEYWARD__KEY_TYPE__AES && g->session)
+		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": AES keys are token objects only, not session "
+						      "objects",
+				    g->name ? g->name : "");
 	if (g->key_type == KEYWARD__KEY_TYPE__AES)
 		return generate_secret(srv, peer, g, resp, s);
 	if (!usages)
@@ -468,7 +490,10 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	spec.usages = usages;
 	spec.ckaid = g->ckaid.data;
 	spec.ckaid_len = g->ckaid.len;
-	rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
+	if (g->session)
+		rv = kw_session_put_keypair(peer->session_objects, peer->partition_id, &spec, pkey, &priv, &pub);
+	else
+		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
 	EVP_PKEY_free(pkey);
 	if (rv)
 		return rv;
@@ -500,7 +525,11 @@ static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const
 
 	if ((rv = resolve(srv, peer, ref, KW_CLASS_PRIVATE_KEY, id)))
 		return rv;
-	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key)))
+	if (kw_session_id(*id))
+		rv = kw_session_key(peer->session_objects, peer->partition_id, *id, key);
+	else
+		rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key);
+	if (rv)
 		return rv;
 	if (!(key->usages & usage)) {
 		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not %s (its usages do not include %s)",
@@ -589,9 +618,46 @@ static kw_rv on_get(struct kw_server *srv, struct kw_peer *peer, const Keyward__
 
 	if ((rv = resolve(srv, peer, g->ref, KW_CLASS_ANY, &id)))
 		return rv;
-	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
+	if (kw_session_id(id))
+		rv = kw_session_get(peer->session_objects, peer->partition_id, id, &row);
+	else
+		rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row);
+	if (rv)
 		return rv;
 	return answer_object(resp, s, &row);
+}
+
+/* Appends the session objects a listing asks for to rows (n of them so far), up to limit in all. */
+static kw_rv append_session_rows(const struct kw_peer *peer, const Keyward__ListObjects *l, unsigned limit,
+				 struct kw_object_row **rows, size_t *n, bool *more)
+{
+	struct kw_object_row *srows = NULL, *all;
+	size_t sn = 0;
+	kw_rv rv;
+
+	rv = kw_session_list(peer->session_objects, peer->partition_id, l->owner && l->owner[0] ? l->owner : NULL,
+			     l->name && l->name[0] ? l->name : NULL, l->after_id, limit - *n, &srows, &sn, more);
+	if (rv) {
+		kw_object_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+		return rv;
+	}
+	if (!sn)
+		return KW_OK;
+	all = realloc(*rows, (*n + sn) * sizeof *all);
+	if (!all) {
+		kw_object_rows_free(srows, sn);
+		kw_object_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory listing objects");
+	}
+	memcpy(all + *n, srows, sn * sizeof *srows);
+	free(srows); /* the values are all's now */
+	*rows = all;
+	*n += sn;
+	return KW_OK;
 }
 
 static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward__ListObjects *l,
@@ -611,6 +677,9 @@ static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 	rv = kw_keystore_list(srv->ks, peer->partition_id, l->owner && l->owner[0] ? l->owner : NULL,
 			      l->name && l->name[0] ? l->name : NULL, l->after_id, limit, &rows, &n, &more);
 	if (rv)
+		return rv;
+	/* then this connection's session objects, whose ids are above every store id */
+	if (!more && n < limit && (rv = append_session_rows(peer, l, limit, &rows, &n, &more)))
 		return rv;
 	/* certificates and data objects are up to 64 KiB each: stop the page before the frame limit */
 	for (size_t i = 0, bytes = 0; i < n; i++) {
@@ -646,10 +715,23 @@ static kw_rv on_delete(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		return KW_ERR_NO_MEMORY;
 	if (!ref || (!ref->id && (!ref->owner || !ref->owner[0] || !ref->name || !ref->name[0])))
 		return kw_error_set(KW_ERR_ARGUMENTS, "delete: give an id, or an owner and a name");
-	rv = kw_keystore_delete(srv->ks, peer->partition_id, ref->id, ref->owner, ref->name, (enum kw_class)ref->cls,
-				&deleted);
-	if (rv)
-		return rv;
+	/* this connection's session objects, then (unless a session id was named) the store's */
+	kw_session_delete(peer->session_objects, peer->partition_id, ref->id, ref->owner, ref->name,
+			  (enum kw_class)ref->cls, &deleted);
+	if (kw_session_id(ref->id) && !deleted)
+		return kw_error_set(KW_ERR_NOT_FOUND,
+				    "delete: no session object 0x%" PRIx64 " on this connection (session objects "
+				    "belong to the connection that made them and end with it)",
+				    ref->id);
+	if (!kw_session_id(ref->id)) {
+		unsigned stored = 0;
+
+		rv = kw_keystore_delete(srv->ks, peer->partition_id, ref->id, ref->owner, ref->name,
+					(enum kw_class)ref->cls, &stored);
+		if (rv && !(rv == KW_ERR_NOT_FOUND && deleted))
+			return rv;
+		deleted += stored;
+	}
 	/* a deleted key must not go on signing from the cache */
 	kw_keycache_clear(srv->keys);
 	keyward__count__init(out);
@@ -674,7 +756,7 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 	uint64_t id;
 	kw_rv rv;
 
-	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)))
+	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)) || (rv = not_session(id, "set attributes")))
 		return rv;
 	if (a->set_ckaid && a->new_ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "set attributes: the CKA_ID is %zu bytes long, at most %d",
@@ -746,7 +828,10 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	spec.ckaid_len = c->ckaid.len;
 	spec.application = c->application;
 	spec.modifiable = !c->not_modifiable;
-	rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
+	if (c->session)
+		rv = kw_session_put_object(peer->session_objects, peer->partition_id, &spec, &row);
+	else
+		rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
 	if (rv)
 		return rv;
 	return answer_object(resp, s, &row);
@@ -769,7 +854,7 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 						      "AES_KEY_WRAP_PAD)",
 				    (int)w->mechanism);
 	if ((rv = resolve(srv, peer, w->wrapping_key, KW_CLASS_SECRET_KEY, &wid)) ||
-	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)))
+	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)) || (rv = not_session(kid, "wrap")))
 		return rv;
 	/* the wrapping key: a secret key with usage wrap */
 	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
@@ -858,7 +943,7 @@ static kw_rv on_copy_object(struct kw_server *srv, struct kw_peer *peer, const K
 		return KW_ERR_NO_MEMORY;
 	if (!c->new_name || !c->new_name[0])
 		return kw_error_set(KW_ERR_ARGUMENTS, "copy: a new name is needed");
-	if ((rv = resolve(srv, peer, c->ref, KW_CLASS_ANY, &id)))
+	if ((rv = resolve(srv, peer, c->ref, KW_CLASS_ANY, &id)) || (rv = not_session(id, "copy")))
 		return rv;
 	rv = kw_keystore_copy(srv->ks, peer->partition_id, id, c->new_name, tristate(c->extractable),
 			      tristate(c->modifiable), &rows, &n);

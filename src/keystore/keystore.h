@@ -208,6 +208,12 @@ kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len,
  */
 kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub);
+/*
+ * The two rows put_keypair stores, checked and filled but with no ids and
+ * no partition, stored nowhere (keywardd's session objects).
+ */
+kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, struct kw_object_row *priv,
+			       struct kw_object_row *pub);
 
 /*
  * Stores a freshly generated AES key (16, 24 or 32 bytes, else
@@ -239,6 +245,8 @@ struct kw_objspec {
 };
 kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
 			     struct kw_object_row *out);
+/* The row put_object stores, checked and filled but with no id and no partition, stored nowhere. */
+kw_rv kw_keystore_object_row(const struct kw_objspec *spec, struct kw_object_row *out);
 
 /* KW_ERR_NOT_FOUND unless the object exists in this partition. */
 kw_rv kw_keystore_get(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, struct kw_object_row *out);

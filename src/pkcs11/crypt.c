@@ -134,7 +134,7 @@ CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 		kwm.label = label;
 	}
 	key_id = s->decrypt.key_id;
-	c = p11.client;
+	c = p11_client_for_locked(key_id);
 	pthread_mutex_unlock(&p11.lock);
 
 	/* the HSM request runs unlocked, as signing does */

@@ -146,6 +146,7 @@ static int cmd_status(void)
 	       (unsigned long long)r->evicted, (unsigned long long)r->refused);
 	printf("admin connections: %u\n", r->admin_connections);
 	printf("core dumps:  %s\n", r->core_dumps ? "ON (--allow-core-dumps: a core file holds unsealed keys)" : "off");
+	printf("session objects: %u\n", r->session_objects);
 	printf("uptime:      %llu s\n", (unsigned long long)r->uptime);
 	keyward__response__free_unpacked(resp, NULL);
 	return 0;
