@@ -203,9 +203,10 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
  * signature counts in the HSM's key-use audit as one kw_sign. A buffer too
  * small is KW_ERR_DATA_LEN naming the element; an RSA signature is the
  * modulus' length, ECDSA's r||s twice the curve's, Ed25519's 64 bytes.
- * Several threads may call at once on one kw_client: each call is one
- * request on a connection of its own from the pool, so batches from two
- * threads sign on two of the HSM's cores.
+ * Several threads may call at once on one kw_client: concurrent calls go
+ * out on separate pooled connections (up to the configuration's
+ * pool_size), which keywardd spreads over its cores, so two threads keep
+ * two HSM cores signing.
  */
 kw_rv kw_sign_batch(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, size_t n,
 		    const unsigned char *const data[], const size_t data_lens[], unsigned char *const sigs[],

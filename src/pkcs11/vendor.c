@@ -140,13 +140,20 @@ static CK_INTERFACE interfaces[2] = {
 };
 #define N_INTERFACES (sizeof interfaces / sizeof interfaces[0])
 
+static pthread_once_t interfaces_once = PTHREAD_ONCE_INIT;
+
 /* The standard interface's function list is module.c's, reached through its export. */
-static void interfaces_fill(void)
+static void interfaces_init(void)
 {
 	CK_FUNCTION_LIST_PTR std = NULL;
 
-	if (!interfaces[0].pFunctionList && C_GetFunctionList(&std) == CKR_OK)
+	if (C_GetFunctionList(&std) == CKR_OK)
 		interfaces[0].pFunctionList = std;
+}
+
+static void interfaces_fill(void)
+{
+	pthread_once(&interfaces_once, interfaces_init);
 }
 
 CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
