@@ -213,6 +213,28 @@ kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const
 kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *in,
 		 size_t in_len, unsigned char *out, size_t *out_len);
 
+/* The most elements one kw_sign_batch (one SignBatch request) may carry. */
+#define KW_SIGN_BATCH_MAX 256
+/*
+ * n signatures with one key and mechanism in one round trip: sigs[i] (a
+ * buffer of sig_lens[i] bytes; on return the signature's length) signs
+ * data[i] (data_lens[i] bytes, what kw_sign's data would be). 1 to
+ * KW_SIGN_BATCH_MAX elements, and the whole request within the frame limit
+ * (1 MiB). All or nothing: the HSM checks the key, the mechanism and every
+ * element before it signs any (an error names the first bad element's
+ * index); when any element fails, no signature is returned. Every
+ * signature counts in the HSM's key-use audit as one kw_sign. A buffer too
+ * small is KW_ERR_DATA_LEN naming the element; an RSA signature is the
+ * modulus' length, ECDSA's r||s twice the curve's, Ed25519's 64 bytes.
+ * Several threads may call at once on one kw_client: concurrent calls go
+ * out on separate pooled connections (up to the configuration's
+ * pool_size), which keywardd spreads over its cores, so two threads keep
+ * two HSM cores signing.
+ */
+kw_rv kw_sign_batch(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, size_t n,
+		    const unsigned char *const data[], const size_t data_lens[], unsigned char *const sigs[],
+		    size_t sig_lens[]);
+
 /* By id (non-zero), else by owner + name + class. */
 kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
 		    kw_object **out);

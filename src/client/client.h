@@ -9,6 +9,7 @@
  *   client.c   kw_client: TLS contexts, idle pool, failover, fork detection
  *   object.c   kw_object / kw_object_list copies of ObjectInfo
  *   ops.c      the key operations, one Request/Response each
+ *   batch.c    kw_sign_batch: many signatures in one SignBatch request
  *   enroll.c   setup password -> credential files
  */
 #ifndef KW_CLIENT_CLIENT_H
@@ -180,6 +181,13 @@ void kw_client_drop_connections(kw_client *c);
  */
 kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect,
 		     Keyward__Response **resp);
+
+/* ---- key operations (ops.c, batch.c) ---- */
+
+/* Checks a mechanism's enums and label before a request names it; fn names the caller. */
+kw_rv kw_mechanism_check(const char *fn, const struct kw_mechanism *m);
+/* Fills a Sign request's key (ref, by id) and mechanism; the data is the caller's. */
+void kw_sign_request_init(Keyward__Sign *s, Keyward__ObjectRef *ref, uint64_t key_id, const struct kw_mechanism *m);
 
 /* ---- objects (object.c) ---- */
 

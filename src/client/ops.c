@@ -83,6 +83,11 @@ static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
 	return rv;
 }
 
+kw_rv kw_mechanism_check(const char *fn, const struct kw_mechanism *m)
+{
+	return check_mech(fn, m);
+}
+
 static kw_rv check_client(const char *fn, kw_client *c)
 {
 	if (!c)
@@ -187,6 +192,16 @@ static kw_rv copy_out(const char *fn, const char *what, const ProtobufCBinaryDat
 	return KW_OK;
 }
 
+void kw_sign_request_init(Keyward__Sign *s, Keyward__ObjectRef *ref, uint64_t key_id, const struct kw_mechanism *m)
+{
+	ref->id = key_id;
+	s->key = ref;
+	s->mechanism = (Keyward__Mechanism)m->mech;
+	s->hash = (Keyward__Hash)m->hash;
+	s->mgf1_hash = (Keyward__Hash)m->mgf1_hash;
+	s->salt_length = m->salt_length;
+}
+
 kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *data, size_t data_len,
 	      unsigned char *sig, size_t *sig_len)
 {
@@ -208,12 +223,7 @@ kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const
 	if (data_len > KW_MAX_FRAME - 1024)
 		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes to sign, at most %u in one request", fn, data_len,
 				    KW_MAX_FRAME - 1024);
-	ref.id = key_id;
-	s.key = &ref;
-	s.mechanism = (Keyward__Mechanism)m->mech;
-	s.hash = (Keyward__Hash)m->hash;
-	s.mgf1_hash = (Keyward__Hash)m->mgf1_hash;
-	s.salt_length = m->salt_length;
+	kw_sign_request_init(&s, &ref, key_id, m);
 	s.data.data = (uint8_t *)data;
 	s.data.len = data_len;
 	req.body_case = KEYWARD__REQUEST__BODY_SIGN;

@@ -280,3 +280,34 @@ out:
 	EVP_CIPHER_free(cipher);
 	return rv;
 }
+
+kw_rv kw_crypto_sign_check(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign *req)
+{
+	EVP_PKEY_CTX *ctx;
+	kw_rv rv;
+
+	switch (type) {
+	case KW_KEY_ED25519:
+		if (req->mechanism != KEYWARD__MECHANISM__EDDSA)
+			return kw_error_set(KW_ERR_MECHANISM, "an Ed25519 key signs with EDDSA only");
+		return KW_OK;
+	case KW_KEY_EC:
+		if (req->mechanism != KEYWARD__MECHANISM__ECDSA)
+			return kw_error_set(KW_ERR_MECHANISM, "an EC key signs with ECDSA only");
+		if (req->data.len == 0 || req->data.len > 64)
+			return kw_error_set(KW_ERR_DATA_LEN, "ECDSA: the digest must be 1 to 64 bytes, not %zu",
+					    req->data.len);
+		return KW_OK;
+	case KW_KEY_RSA:
+		/* the very set-up kw_crypto_sign does, without the signature */
+		ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+		if (!ctx || EVP_PKEY_sign_init(ctx) <= 0)
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "sign init");
+		else
+			rv = sign_rsa_setup(ctx, pkey, req);
+		EVP_PKEY_CTX_free(ctx);
+		return rv;
+	default:
+		return kw_error_set(KW_ERR_KEY_TYPE, "key type %d cannot sign", (int)type);
+	}
+}

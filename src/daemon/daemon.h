@@ -178,6 +178,11 @@ void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks);
 kw_rv kw_crypto_generate(enum kw_key_type type, unsigned bits, const char *curve, EVP_PKEY **out);
 kw_rv kw_crypto_sign(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign *req, unsigned char *sig,
 		     size_t *sig_len);
+/*
+ * The checks kw_crypto_sign makes of mechanism, parameters and data length,
+ * without signing: a batch checks every element before it signs any.
+ */
+kw_rv kw_crypto_sign_check(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Sign *req);
 kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Decrypt *req, unsigned char *out,
 			size_t *out_len);
 /*

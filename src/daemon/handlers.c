@@ -552,6 +552,34 @@ static void free_secret(void *ptr, size_t n)
 	free(ptr);
 }
 
+/*
+ * Whether r may be signed with key: mechanism, parameters, data length.
+ * Sign checks here just before signing; SignBatch checks every element
+ * here before it signs any, so a check added here holds for both.
+ */
+static kw_rv sign_check(const struct kw_cached_key *key, const Keyward__Sign *r)
+{
+	return kw_crypto_sign_check(key->pkey, key->key_type, r);
+}
+
+/*
+ * One signature with a key that usable_key allowed to sign: the
+ * per-signature work of Sign and of every SignBatch element, each counted
+ * in the key-use audit. sig has *sig_len bytes.
+ */
+static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const struct kw_cached_key *key, uint64_t id,
+		      const Keyward__Sign *r, unsigned char *sig, size_t *sig_len)
+{
+	kw_rv rv;
+
+	if ((rv = sign_check(key, r)))
+		return rv;
+	rv = kw_crypto_sign(key->pkey, key->key_type, r, sig, sig_len);
+	if (rv == KW_OK)
+		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.sign", key, id);
+	return rv;
+}
+
 static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
 		     struct kw_scratch *s)
 {
@@ -566,15 +594,89 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		return KW_ERR_NO_MEMORY;
 	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
-	rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
+	rv = sign_one(srv, peer, &key, id, r, sig, &sig_len);
 	if (rv == KW_OK) {
-		kw_usage_count(srv->usage, peer->partition, peer->actor, "key.sign", &key, id);
 		keyward__signature__init(out);
 		out->signature.data = sig;
 		out->signature.len = sig_len;
 		resp->body_case = KEYWARD__RESPONSE__BODY_SIGNATURE;
 		resp->signature = out;
 	}
+	kw_cached_key_release(&key);
+	return rv;
+}
+
+/* Rewrites the pending error as "sign batch: element i: <it>", keeping its code. */
+static kw_rv batch_error(kw_rv rv, size_t i)
+{
+	char why[512];
+
+	snprintf(why, sizeof why, "%s", kw_last_error()); /* kw_error_set rewrites the buffer */
+	return kw_error_set(rv, "sign batch: element %zu: %s", i, why);
+}
+
+/*
+ * SignBatch: every element checked first (nothing signed if one is bad),
+ * then signed in order; an error while signing fails the whole batch.
+ */
+static kw_rv on_sign_batch(struct kw_server *srv, struct kw_peer *peer, const Keyward__SignBatch *b,
+			   Keyward__Response *resp, struct kw_scratch *s)
+{
+	Keyward__SignatureBatch *out = kw_scratch_alloc(s, sizeof *out);
+	Keyward__Sign one;
+	ProtobufCBinaryData *sigs = NULL;
+	unsigned char *buf = NULL;
+	struct kw_cached_key key;
+	size_t n = b->n_data, per;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!out)
+		return KW_ERR_NO_MEMORY;
+	if (n == 0)
+		return kw_error_set(KW_ERR_ARGUMENTS, "sign batch: no data to sign (1 to %d elements)", KW_SIGN_BATCH_MAX);
+	if (n > KW_SIGN_BATCH_MAX)
+		return kw_error_set(KW_ERR_ARGUMENTS, "sign batch: %zu elements, at most %d in one batch", n,
+				    KW_SIGN_BATCH_MAX);
+	if (!b->sign || b->sign->data.len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "sign batch: give the key and mechanism in `sign`, with no data "
+						      "there (the data go in `data`)");
+	if ((rv = usable_key(srv, peer, b->sign->key, KW_USAGE_SIGN, b->sign->mechanism, "sign", &key, &id)))
+		return rv;
+	one = *b->sign;
+	for (size_t i = 0; i < n; i++) {
+		one.data = b->data[i];
+		if ((rv = sign_check(&key, &one))) {
+			rv = batch_error(rv, i);
+			goto out;
+		}
+	}
+	/* EVP_PKEY_get_size bounds every signature of the key (ECDSA's r||s is shorter than its DER) */
+	per = (size_t)EVP_PKEY_get_size(key.pkey);
+	if (per == 0 || per > SIG_MAX)
+		per = SIG_MAX;
+	sigs = kw_scratch_alloc(s, n * sizeof *sigs);
+	buf = kw_scratch_alloc(s, n * per);
+	if (!sigs || !buf) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = per;
+		one.data = b->data[i];
+		if ((rv = sign_one(srv, peer, &key, id, &one, buf + i * per, &len))) {
+			rv = batch_error(rv, i);
+			goto out;
+		}
+		sigs[i].data = buf + i * per;
+		sigs[i].len = len;
+	}
+	keyward__signature_batch__init(out);
+	out->signatures = sigs;
+	out->n_signatures = n;
+	resp->body_case = KEYWARD__RESPONSE__BODY_SIGNATURE_BATCH;
+	resp->signature_batch = out;
+out:
 	kw_cached_key_release(&key);
 	return rv;
 }
@@ -1020,7 +1122,9 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		rv = on_enroll(srv, peer, req->enroll, resp, s);
 		goto out;
 	}
-	if (req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT) {
+	/* 40 to 59: the admin socket's; 60 and up are key operations again */
+	if (req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT &&
+	    req->body_case < KEYWARD__REQUEST__BODY_SIGN_BATCH) {
 		rv = kw_error_set(KW_ERR_PERMISSION, "administrative requests are served on the local admin socket only");
 		goto out;
 	}
@@ -1068,6 +1172,9 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
 		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_SIGN_BATCH:
+		rv = on_sign_batch(srv, peer, req->sign_batch, resp, s);
 		break;
 	default:
 		rv = kw_error_set(KW_ERR_PROTOCOL, "unknown request type %d", (int)req->body_case);

@@ -7,7 +7,9 @@
  * partition's authenticated client, or the admin socket. The store is the
  * real one (a development SQLite store in a temporary directory, made by
  * kw_server_setup as keywardd makes it), shared by every input; when an
- * input locks the HSM the next one finds it unlocked again.
+ * input locks the HSM the next one finds it unlocked again. It starts with
+ * three key pairs under S-1-5-21-1-2-3, "k" (P-256), "r" (RSA-2048) and
+ * "e" (Ed25519), for the key operations' seeds to name.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +94,30 @@ static void make_peers(void)
 	snprintf(admin.actor, sizeof admin.actor, "admin");
 }
 
+/* A key pair of the development client, so that key operations (Sign, SignBatch) reach the crypto. */
+static void make_key(const char *name, Keyward__KeyType type, unsigned bits, const char *curve)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__GenerateKey g = KEYWARD__GENERATE_KEY__INIT;
+	Keyward__Response resp = KEYWARD__RESPONSE__INIT;
+	struct kw_buf out;
+
+	g.owner = "S-1-5-21-1-2-3";
+	g.name = (char *)name;
+	g.key_type = type;
+	g.bits = bits;
+	g.curve = (char *)curve;
+	req.body_case = KEYWARD__REQUEST__BODY_GENERATE_KEY;
+	req.generate_key = &g;
+	kw_buf_init(&out, KW_MAX_FRAME + KW_FRAME_HEADER);
+	run(&client, &req, &resp, &out);
+	kw_buf_cleanup(&out);
+	if (resp.status != KEYWARD__STATUS__OK && resp.status != KEYWARD__STATUS__EXISTS) {
+		fprintf(stderr, "fuzz_handlers: cannot make key %s: %s\n", name, kw_last_error());
+		abort();
+	}
+}
+
 static void start(void)
 {
 	if (srv.loops)
@@ -109,6 +135,9 @@ static void start(void)
 		abort();
 	}
 	make_peers();
+	make_key("k", KEYWARD__KEY_TYPE__EC, 0, "P-256");
+	make_key("r", KEYWARD__KEY_TYPE__RSA, 2048, "");
+	make_key("e", KEYWARD__KEY_TYPE__ED25519, 0, "");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

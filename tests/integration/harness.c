@@ -354,6 +354,36 @@ kw_client *kwt_start_dev_client(struct kwt_server *s)
 	return c;
 }
 
+int kwt_dev_setup(void **state)
+{
+	struct kwt_dev *d = calloc(1, sizeof *d);
+
+	assert_non_null(d);
+	d->client = kwt_start_dev_client(&d->server);
+	*state = d;
+	return 0;
+}
+
+int kwt_dev_teardown(void **state)
+{
+	struct kwt_dev *d = *state;
+
+	kwt_stop_client(&d->server, d->client);
+	free(d);
+	return 0;
+}
+
+void kwt_p11_env(const struct kwt_server *s, char *pin, size_t size)
+{
+	char path[400];
+
+	snprintf(path, sizeof path, "%s/machine-id", s->dir);
+	kwt_write_file(path, "00112233445566778899aabbccddeeff\n");
+	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
+	assert_int_equal(setenv("KEYWARD_CONF", s->conf, 1), 0);
+	kwt_dev_pin(s, pin, size);
+}
+
 void kwt_stop_client(struct kwt_server *s, kw_client *c)
 {
 	kw_client_free(c);

@@ -70,6 +70,23 @@ kw_client *kwt_start_dev_client(struct kwt_server *s);
 /* Frees the client, stops the server (asserting a clean exit), removes its directory. */
 void kwt_stop_client(struct kwt_server *s, kw_client *c);
 
+/*
+ * Group fixtures over kwt_start_dev_client / kwt_stop_client: *state gets
+ * a struct kwt_dev (cmocka_run_group_tests(tests, kwt_dev_setup, kwt_dev_teardown)).
+ */
+struct kwt_dev {
+	struct kwt_server server;
+	kw_client *client;
+};
+int kwt_dev_setup(void **state);
+int kwt_dev_teardown(void **state);
+
+/*
+ * For a test that loads keyward-pkcs11.so against s: a fixed machine id
+ * (DIR/machine-id, $KEYWARD_MACHINE_ID_FILE), $KEYWARD_CONF, and the user PIN.
+ */
+void kwt_p11_env(const struct kwt_server *s, char *pin, size_t size);
+
 /* The owner the tests file their keys under. */
 #define KWT_OWNER "S-1-5-21-1-2-3"
 /* An EC P-256 key named name under KWT_OWNER: its id and public key (SPKI, at most 512 bytes; spki may be NULL). */

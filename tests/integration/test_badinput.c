@@ -953,6 +953,81 @@ static void test_disk_full(void **state)
 	rmdir(disk);
 }
 
+/* A raw SignBatch of n 32-byte digests with key_id under ECDSA; sign_data puts data in `sign` too. */
+static Keyward__Response *raw_sign_batch(struct raw *r, uint64_t id, uint64_t key_id, size_t n, bool sign_data)
+{
+	static unsigned char digests[KW_SIGN_BATCH_MAX + 1][32];
+	static ProtobufCBinaryData elems[KW_SIGN_BATCH_MAX + 1];
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__SignBatch b = KEYWARD__SIGN_BATCH__INIT;
+	Keyward__Sign s = KEYWARD__SIGN__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+
+	for (size_t i = 0; i < n; i++) {
+		digests[i][0] = (unsigned char)i;
+		elems[i].data = digests[i];
+		elems[i].len = 32;
+	}
+	ref.id = key_id;
+	s.key = &ref;
+	s.mechanism = KEYWARD__MECHANISM__ECDSA;
+	if (sign_data)
+		s.data = elems[0];
+	b.sign = &s;
+	b.data = elems;
+	b.n_data = n;
+	req.id = id;
+	req.body_case = KEYWARD__REQUEST__BODY_SIGN_BATCH;
+	req.sign_batch = &b;
+	raw_send_request(r, &req);
+	return raw_expect(r);
+}
+
+/*
+ * SignBatch's bounds are the HSM's own, whatever a client sends: more than
+ * KW_SIGN_BATCH_MAX elements, none, or data in the parameters are refused
+ * with a message saying so, and the connection goes on serving.
+ */
+static void test_sign_batch_bounds(void **state)
+{
+	static const struct {
+		size_t n;
+		bool sign_data;
+		const char *says;
+	} bad[] = {
+		{KW_SIGN_BATCH_MAX + 1, false, "257 elements, at most 256"},
+		{0, false, "no data to sign"},
+		{2, true, "no data there"},
+	};
+	Keyward__Response *resp;
+	struct raw r;
+
+	(void)state;
+	raw_open_dev(&r);
+	raw_hello_ok(&r, 1);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		resp = raw_sign_batch(&r, 10 + i, ref_id, bad[i].n, bad[i].sign_data);
+		assert_int_equal(resp->id, 10 + i);
+		assert_int_equal(resp->status, KEYWARD__STATUS__ARGUMENTS);
+		assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY__NOT_SET);
+		if (!strstr(resp->message, bad[i].says))
+			fail_msg("case %zu: \"%s\" does not say \"%s\"", i, resp->message, bad[i].says);
+		keyward__response__free_unpacked(resp, NULL);
+	}
+	/* the cap itself is fine, and every signature verifies */
+	resp = raw_sign_batch(&r, 20, ref_id, KW_SIGN_BATCH_MAX, false);
+	assert_int_equal(resp->status, KEYWARD__STATUS__OK);
+	assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY_SIGNATURE_BATCH);
+	assert_int_equal(resp->signature_batch->n_signatures, KW_SIGN_BATCH_MAX);
+	for (size_t i = 0; i < KW_SIGN_BATCH_MAX; i++) {
+		unsigned char digest[32] = {(unsigned char)i};
+		assert_true(kwt_ecdsa_verifies(ref_spki, ref_spki_len, digest, 32, resp->signature_batch->signatures[i].data,
+					       resp->signature_batch->signatures[i].len));
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	raw_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -967,6 +1042,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_frame),
 		cmocka_unit_test(test_store_full),
 		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test(test_sign_batch_bounds),
 	};
 	/* raw writes to a connection the server closed must fail, not kill the test */
 	signal(SIGPIPE, SIG_IGN);
