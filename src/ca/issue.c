@@ -121,7 +121,7 @@ static int read_requests(const struct ca_template *t, int n, char **files, struc
 		if (!(reqs[i] = ca_request_read(files[i], d)))
 			rc = -1;
 		else if (ca_request_check(t, reqs[i]))
-			rc = n > 1 ? ca_error("%s: %s", files[i], ca_last_error()) : -1;
+			rc = ca_error("%s: %s", files[i], ca_last_error());
 	}
 	ca_key_decoder_free(d);
 	return rc;
@@ -246,8 +246,10 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 		goto out;
 	}
 	/* again: the template may have changed since the request was submitted */
-	if (ca_request_check(t, req))
+	if (ca_request_check(t, req)) {
+		ca_error("request %lld: %s", id, ca_last_error());
 		goto out;
+	}
 	rc = issue(&ca, t, req, id, o->out, o->json);
 out:
 	free(csr);
