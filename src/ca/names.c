@@ -391,9 +391,11 @@ static int attribute_check(const X509_NAME_ENTRY *e)
 
 static const char *san_kind_name(int type)
 {
-	return type == GEN_DNS ? "DNS name" : type == GEN_EMAIL ? "email address" : type == GEN_IPADD ? "IP address"
-	       : type == GEN_URI			 ? "URI"
-								 : "name";
+	return type == GEN_DNS	   ? "DNS name"
+	       : type == GEN_EMAIL ? "email address"
+	       : type == GEN_IPADD ? "IP address"
+	       : type == GEN_URI   ? "URI"
+				   : "name";
 }
 
 int ca_names_check(const struct ca_template *t, const struct ca_request *req)
@@ -412,10 +414,10 @@ int ca_names_check(const struct ca_template *t, const struct ca_request *req)
 		bytes += (size_t)ASN1_STRING_length(v);
 		if (attribute_check(e)) {
 			OBJ_obj2txt(attr, sizeof attr, X509_NAME_ENTRY_get_object(e), 0);
-			return ca_error("subject %s \"%s\" %s", attr,
-					shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show,
-					      sizeof show),
-					ca_last_error());
+			return ca_error(
+				"subject %s \"%s\" %s", attr,
+				shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show, sizeof show),
+				ca_last_error());
 		}
 	}
 	/* a CN is no DNS name to check, but a wildcard in it is one the template must allow */
@@ -423,10 +425,11 @@ int ca_names_check(const struct ca_template *t, const struct ca_request *req)
 		const ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
 
 		if (!t->wildcard && memchr(ASN1_STRING_get0_data(v), '*', (size_t)ASN1_STRING_length(v)))
-			return ca_error("subject CN \"%s\" is a wildcard, which template %s does not allow "
-					"(wildcard = false)",
-					shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show, sizeof show),
-					t->name);
+			return ca_error(
+				"subject CN \"%s\" is a wildcard, which template %s does not allow "
+				"(wildcard = false)",
+				shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show, sizeof show),
+				t->name);
 	}
 	if (n_sans > CA_SANS_MAX)
 		return ca_error("the request has %d subject alternative names; at most %d", n_sans, CA_SANS_MAX);
@@ -457,9 +460,10 @@ int ca_names_check(const struct ca_template *t, const struct ca_request *req)
 		else
 			rc = ca_ip_check(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v));
 		if (rc)
-			return ca_error("subject alternative name %d, %s \"%s\": %s", i + 1, san_kind_name(g->type),
-					shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show, sizeof show),
-					ca_last_error());
+			return ca_error(
+				"subject alternative name %d, %s \"%s\": %s", i + 1, san_kind_name(g->type),
+				shown(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v), show, sizeof show),
+				ca_last_error());
 	}
 	if (bytes > CA_NAME_BYTES_MAX)
 		return ca_error("the request's names are %zu bytes in all; at most %d", bytes, CA_NAME_BYTES_MAX);

@@ -352,9 +352,10 @@ kw_rv kw_config_load(const char *path, struct kw_config *cfg)
 			if (cap > KW_CONFIG_MAX + 1)
 				cap = KW_CONFIG_MAX + 1;
 			if (len == cap || !(grown = realloc(text, cap))) {
-				rv = len == cap ? kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a "
-									      "client configuration",
-								 path, KW_CONFIG_MAX)
+				rv = len == cap ? kw_error_set(KW_ERR_CONFIG,
+							       "%s: larger than %d bytes: not a "
+							       "client configuration",
+							       path, KW_CONFIG_MAX)
 						: kw_error_set(KW_ERR_NO_MEMORY, "out of memory reading %s", path);
 				fclose(f);
 				free(text);

@@ -152,11 +152,10 @@ kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
 	text = malloc(KW_SERVER_CONFIG_MAX + 1);
 	len = text ? fread(text, 1, KW_SERVER_CONFIG_MAX + 1, f) : 0;
 	if (!text || ferror(f) || len > KW_SERVER_CONFIG_MAX) {
-		rv = !text ? kw_error_set(KW_ERR_NO_MEMORY, "%s: out of memory", path)
-		     : ferror(f)
-			     ? kw_error_set(KW_ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno))
-			     : kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a configuration", path,
-					    KW_SERVER_CONFIG_MAX);
+		rv = !text	 ? kw_error_set(KW_ERR_NO_MEMORY, "%s: out of memory", path)
+		     : ferror(f) ? kw_error_set(KW_ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno))
+				 : kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a configuration", path,
+						KW_SERVER_CONFIG_MAX);
 		fclose(f);
 		free(text);
 		return rv;
@@ -164,7 +163,7 @@ kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
 	fclose(f);
 	text[len] = '\0';
 	rv = memchr(text, '\0', len) ? kw_error_set(KW_ERR_CONFIG, "%s: holds a NUL byte: not a configuration", path)
-				      : kw_server_config_parse(cfg, path, text);
+				     : kw_server_config_parse(cfg, path, text);
 	free(text);
 	return rv;
 }

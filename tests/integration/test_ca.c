@@ -1541,12 +1541,11 @@ static const struct bad_name bad_names[] = {
 	{"wild-short", "/CN=ws", "DNS:*.test", "Wild", "fewer than two labels"},
 	{"wild-denied", "/CN=wd", "DNS:*.example.test", "WebServer", "wildcard = false"},
 	{"wild-cn", "/CN=*.example.test", NULL, "WebServer", "wildcard = false"},
-	{"label64", "/CN=l64",
-	 "DNS:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.test", "WebServer",
-	 "label of 64 bytes"},
+	{"label64", "/CN=l64", "DNS:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.test",
+	 "WebServer", "label of 64 bytes"},
 	{"underscore", "/CN=us", "DNS:under_score.example.test", "WebServer", "\\x5f"},
 	{"space", "/CN=sp", "DNS:sp ace.example.test", "WebServer", "\\x20"},
-	{"u-label", "/CN=u", "DNS:b\xc3\xbc" "cher.example.test", "WebServer", "\\xc3"},
+	{"u-label", "/CN=u", "DNS:b\u00fccher.example.test", "WebServer", "\\xc3"},
 	{"fake-alabel", "/CN=fa", "DNS:ab--cd.example.test", "WebServer", "positions 3 and 4"},
 	{"empty-label", "/CN=el", "DNS:a..example.test", "WebServer", "empty label"},
 	{"ip-as-dns", "/CN=ipd", "DNS:192.0.2.1", "WebServer", "iPAddress"},
@@ -1555,8 +1554,9 @@ static const struct bad_name bad_names[] = {
 	{"email-domain", "/CN=Mail", "email:alice@exa_mple.test", "User", "domain"},
 	{"uri-relative", "/CN=uri", "URI:/relative/path", "Wild", "no scheme"},
 	{"uri-userinfo", "/CN=uri", "URI:https://user@www.example.test/", "Wild", "user information"},
-	{"title-long", "/CN=t/title=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	 NULL, "WebServer", "at most 64"},
+	{"title-long",
+	 "/CN=t/title=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL,
+	 "WebServer", "at most 64"},
 };
 
 static const char wild_tmpl[] = "validity_days = 30\n"
@@ -1566,6 +1566,27 @@ static const char wild_tmpl[] = "validity_days = 30\n"
 				"subject = cn\n"
 				"san = dns,ip,email,uri\n"
 				"wildcard = true\n";
+
+/* Each of bad_names for template Wild (wild) or the others: refused by the CA in dir, naming file and rule. */
+static void expect_names_refused(const char *dir, bool wild, long certs)
+{
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		const struct bad_name *n = &bad_names[i];
+		const char *out;
+
+		if (wild != !strcmp(n->tmpl, "Wild"))
+			continue;
+		make_csr(n->file, EC256, n->subj, n->san ? keepf("-addext 'subjectAltName=%s'", n->san) : "");
+		out = ca_refused(dir, 1, "submit '%s.csr' --template %s --out '%s.pem'", n->file, n->tmpl, n->file);
+		expect_has(last_cmd, out, keepf("%s.csr", n->file));
+		expect_has(last_cmd, out, n->rule);
+		if (exists(keepf("%s.pem", n->file)))
+			fail_full("%s: a refused request wrote %s.pem", last_cmd, n->file);
+		if (cert_count(dir) != certs)
+			fail_full("%s: refused, yet the database has %ld certificates, not %ld", last_cmd,
+				  cert_count(dir), certs);
+	}
+}
 
 /*
  * Names a certificate must not carry (issue #11, finding 7): each class
@@ -1583,31 +1604,23 @@ static void test_bad_names(void **state)
 	enter(b, "names");
 	ca_ok("ca", "setup --name 'Names CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
 	ca_ok("ca", "ca.cert ca.pem");
+	make_csr("ok", EC256, "/CN=ok.test", "-addext 'subjectAltName=DNS:ok.test,DNS:xn--bcher-kva.example.test'");
+	issue("ca", "ok", "WebServer");
+	before = ca_state("ca");
+	certs = cert_count("ca");
+	assert_int_equal(certs, 1);
+
+	/* the built-in templates' refusals first, then those of a template that allows wildcards */
+	expect_names_refused("ca", false, certs);
 	kwt_write_file(keepf("%s/names/wild.tmpl", b->work), wild_tmpl);
 	ca_ok("ca", "templates add Wild --file wild.tmpl");
 	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show Wild"), "wildcard"), "true");
 	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show WebServer"), "wildcard"), "false");
-	make_csr("ok", EC256, "/CN=ok.test", "-addext 'subjectAltName=DNS:ok.test,DNS:xn--bcher-kva.example.test'");
-	issue("ca", "ok", "WebServer");
 	make_csr("wild-ok", EC256, "/CN=*.example.test", "-addext 'subjectAltName=DNS:*.example.test'");
 	issue("ca", "wild-ok", "Wild");
 	before = ca_state("ca");
 	certs = cert_count("ca");
-	assert_int_equal(certs, 2);
-
-	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
-		const struct bad_name *n = &bad_names[i];
-
-		make_csr(n->file, EC256, n->subj, n->san ? keepf("-addext 'subjectAltName=%s'", n->san) : "");
-		out = ca_refused("ca", 1, "submit '%s.csr' --template %s --out '%s.pem'", n->file, n->tmpl, n->file);
-		expect_has(last_cmd, out, keepf("%s.csr", n->file));
-		expect_has(last_cmd, out, n->rule);
-		if (exists(keepf("%s.pem", n->file)))
-			fail_full("%s: a refused request wrote %s.pem", last_cmd, n->file);
-		if (cert_count("ca") != certs)
-			fail_full("%s: refused, yet the database has %ld certificates, not %ld", last_cmd,
-				  cert_count("ca"), certs);
-	}
+	expect_names_refused("ca", true, certs);
 	/* the refusal says which name: its number and the name */
 	make_csr("third", EC256, "/CN=third", "-addext 'subjectAltName=DNS:a.test,DNS:b.test,DNS:c_.test'");
 	out = ca_refused("ca", 1, "submit third.csr --template WebServer --out third.pem");
@@ -1672,8 +1685,9 @@ static void test_pin_file_mode(void **state)
 
 	enter(b, "pinmode");
 	sh_ok("cp '%s' loose.pin && chmod 644 loose.pin", b->pin_file);
-	out = ca_refused("ca", 1, "setup --name 'Pin CA' --key-type EC-P256 --server-name ca.test --module '%s'"
-				  " --pin-file loose.pin",
+	out = ca_refused("ca", 1,
+			 "setup --name 'Pin CA' --key-type EC-P256 --server-name ca.test --module '%s'"
+			 " --pin-file loose.pin",
 			 b->module);
 	expect_has(last_cmd, out, "loose.pin has mode 0644");
 	expect_has(last_cmd, out, "chmod 600");
@@ -1719,10 +1733,6 @@ static void test_file_modes(void **state)
 	mode_t old = umask(022);
 
 	enter(b, "modes");
-	ca_ok("made", "setup --name 'Made CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
-	if (mode_of("made") != 0700)
-		fail_full("setup made its directory with mode %04o, not 0700", mode_of("made"));
-
 	assert_int_equal(mkdir("shared", 0755), 0);
 	ca_ok("shared", "setup --name 'Shared CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
 	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
@@ -1744,15 +1754,18 @@ static void test_file_modes(void **state)
 		fail_full("the published CRL has mode %04o; it is public (0644)",
 			  mode_of(keepf("shared/publish/%s.crl", file_name("Shared CA"))));
 
+	ca_ok("made", "setup --name 'Made CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	if (mode_of("made") != 0700)
+		fail_full("setup made its directory with mode %04o, not 0700", mode_of("made"));
+
 	/* ca.conf is written only as it reads back */
 	expect_has(last_cmd, ca_refused("shared", 2, "config set server_name \"$(printf 'a\\n[template X]')\""),
 		   "server_name");
-	expect_has(last_cmd,
-		   ca_refused("shared", 2, "config set crl_period_hours \"$(printf '1\\nkey = other')\""),
+	expect_has(last_cmd, ca_refused("shared", 2, "config set crl_period_hours \"$(printf '1\\nkey = other')\""),
 		   "crl_period_hours");
 	expect_has(last_cmd, ca_refused("shared", 2, "config set module /%0200d", 0), "too long");
-	expect_has(last_cmd, ca_refused("long", 2, "setup --name 'Long CA' --key-type EC-P256 %s --token 'a ;b'",
-					hsm_opts(b)),
+	expect_has(last_cmd,
+		   ca_refused("long", 2, "setup --name 'Long CA' --key-type EC-P256 %s --token 'a ;b'", hsm_opts(b)),
 		   "token");
 	if (exists("long"))
 		fail_full("a setup refused for its token left long/:\n%s", sh_ok("ls -lA long"));

@@ -45,8 +45,8 @@ static void test_dns_names(void **state)
 	assert_int_equal(dns("www.example.test", false), 0);
 	assert_int_equal(dns("a-b.c0.example", false), 0);
 	assert_int_equal(dns("intranet", false), 0);
-	assert_int_equal(dns("xn--bcher-kva.example", false), 0);   /* bücher */
-	assert_int_equal(dns("XN--BCHER-KVA.example", false), 0);   /* case does not matter */
+	assert_int_equal(dns("xn--bcher-kva.example", false), 0); /* bücher */
+	assert_int_equal(dns("XN--BCHER-KVA.example", false), 0); /* case does not matter */
 	assert_int_equal(dns("*.example.test", true), 0);
 	memset(label64, 'a', 63);
 	label64[63] = '\0';
@@ -64,7 +64,7 @@ static void test_dns_names(void **state)
 	refused_dns("example.test.", false, "trailing dot");
 	refused_dns("under_score.test", false, "\\x5f");
 	refused_dns("sp ace.test", false, "\\x20");
-	refused_dns("b\xc3\xbc" "cher.example", false, "\\xc3");
+	refused_dns("b\u00fccher.example", false, "\\xc3");
 	refused_dns("-lead.test", false, "starts or ends with '-'");
 	refused_dns("trail-.test", false, "starts or ends with '-'");
 	refused_dns("ab--cd.test", false, "positions 3 and 4");
@@ -164,7 +164,8 @@ static int free_key(void **state)
 	return 0;
 }
 
-/* A request parsed by request.c: subject entries (NULL-terminated type/value pairs, value typed), SANs (may be NULL). */
+/* A request parsed by request.c: subject entries (NULL-terminated type/value pairs, value typed), SANs (may be NULL).
+ */
 static struct ca_request *request(X509_NAME *subject, GENERAL_NAMES *sans)
 {
 	X509_REQ *r = X509_REQ_new();
@@ -311,7 +312,7 @@ static void test_requests(void **state)
 	memset(cn, 'c', sizeof cn);
 	accepted_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, cn, 64), dns_sans(3, "host%d.example.test"));
 	accepted_request(t, name_of(NID_countryName, V_ASN1_PRINTABLESTRING, "DE", 2), dns_sans(1, "h%d.test"));
-	accepted_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, "B\xc3\xbc" "cher", 7), NULL);
+	accepted_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, "B\u00fccher", 7), NULL);
 
 	/* the subject: length caps, NUL, string types, UTF-8 */
 	refused_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, cn, 65), NULL, "at most 64");
@@ -320,14 +321,14 @@ static void test_requests(void **state)
 	refused_request(t, name_of(NID_commonName, V_ASN1_BMPSTRING, "\0a\0b", 4), NULL, "UTF8String");
 	refused_utf8_cn(t, "\xc3(", 2, "not valid UTF-8");
 	refused_utf8_cn(t, "\xed\xa0\x80", 3, "not valid UTF-8"); /* a surrogate */
-	refused_utf8_cn(t, "\xc0\xaf", 2, "not valid UTF-8");	   /* overlong */
-	refused_utf8_cn(t, "ab\xe2\x82", 4, "not valid UTF-8");   /* cut short */
+	refused_utf8_cn(t, "\xc0\xaf", 2, "not valid UTF-8");	  /* overlong */
+	refused_utf8_cn(t, "ab\xe2\x82", 4, "not valid UTF-8");	  /* cut short */
 	refused_request(t, name_of(NID_commonName, V_ASN1_PRINTABLESTRING, "a*b", 3), NULL, "PrintableString");
-	refused_request(t, name_of(NID_countryName, V_ASN1_PRINTABLESTRING, "DEU", 3), dns_sans(1, "h%d.test"), "at most 2");
+	refused_request(t, name_of(NID_countryName, V_ASN1_PRINTABLESTRING, "DEU", 3), dns_sans(1, "h%d.test"),
+			"at most 2");
 	refused_request(t, name_of(NID_countryName, V_ASN1_UTF8STRING, "DE", 2), dns_sans(1, "h%d.test"),
 			"PrintableString only");
-	refused_request(t, name_of(NID_organizationName, V_ASN1_UTF8STRING, "", 0), dns_sans(1, "h%d.test"),
-			"empty");
+	refused_request(t, name_of(NID_organizationName, V_ASN1_UTF8STRING, "", 0), dns_sans(1, "h%d.test"), "empty");
 
 	/* SANs: each named in the refusal, with its number */
 	refused_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, "x", 1), dns_sans(2, "a%d..test"),
@@ -341,8 +342,8 @@ static void test_requests(void **state)
 			"at most 100");
 	refused_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, "x", 1),
 			dns_sans(100, "%03d.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
-				     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb."
-				     "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc.test"),
+				      "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb."
+				      "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc.test"),
 			"bytes in all");
 	accepted_request(t, name_of(NID_commonName, V_ASN1_UTF8STRING, "x", 1), dns_sans(CA_SANS_MAX, "h%d.test"));
 
