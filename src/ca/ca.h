@@ -51,7 +51,8 @@ struct ca_template {
 	char san[64];	     /* SAN kinds taken from the request: dns,ip,email; empty: none */
 	bool manual;	     /* approval = manual */
 	bool ocsp_nocheck;
-	bool builtin; /* not from ca.conf */
+	bool builtin;  /* not from ca.conf */
+	bool wildcard; /* a DNS name (or CN) may be a wildcard: "*" as the whole leftmost label */
 };
 
 struct ca_conf {
@@ -73,6 +74,16 @@ struct ca_conf {
 /* conf.c */
 int ca_conf_defaults(struct ca_conf *c, const char *dir);
 int ca_conf_load(struct ca_conf *c, const char *dir);
+/* the longest "key = value" line ca.conf may hold: inih reads lines of 199 bytes at most */
+#define CA_CONF_LINE_MAX 196
+/* Whether value (of a key key_len bytes long) can be written to ca.conf and read back: 0, or -1 saying why. */
+int ca_conf_text_ok(size_t key_len, const char *value);
+/* Whether text, c's ca.conf, reads back as c: 0, or -1 saying which value cannot be written. */
+int ca_conf_check(const struct ca_conf *c, const char *text);
+/* a ca.conf larger than this is not one keyward-ca wrote (64 templates make some 40 kB) */
+#define CA_CONF_MAX (1 << 20)
+/* ca.conf's text (NUL-terminated), as ca_conf_load reads it: c's defaults for dir, then text; path for errors. */
+int ca_conf_parse(struct ca_conf *c, const char *dir, const char *path, const char *text);
 /* Sets one [ca] key from its text; -1 if the key is unknown or the value bad. */
 int ca_conf_set(struct ca_conf *c, const char *key, const char *value);
 /* ca.conf's text: the [ca] section and every template not built in (or changed); malloc'd. */
@@ -104,11 +115,27 @@ struct ca_key_decoder *ca_key_decoder_new(void);
 void ca_key_decoder_free(struct ca_key_decoder *d);
 /* A request from a PEM or DER file; NULL after ca_error() names the file and what is wrong. */
 struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d);
+/* A request from a file's bytes (PEM or DER, at most CA_REQUEST_MAX), named name in errors; NULL with the reason. */
+struct ca_request *ca_request_from_bytes(const char *name, const char *bytes, size_t len, struct ca_key_decoder *d);
 /* A request from DER (as stored); NULL with the reason. */
 struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct ca_key_decoder *d);
 void ca_request_free(struct ca_request *r);
 /* The request's signature verifies with its own key: 0, or -1 with the reason. */
 int ca_request_verify(const struct ca_request *r);
+
+/* names.c: the names a certificate will carry (see there for the rules) */
+#define CA_REQUEST_MAX (64 * 1024) /* bytes of a request file, and of a request's DER */
+#define CA_SANS_MAX 100		   /* subject alternative names in one request */
+#define CA_SUBJECT_ATTRS_MAX 32	   /* attributes of one subject */
+#define CA_NAME_BYTES_MAX 16384	   /* the subject's values and the SANs, in all */
+#define CA_URI_MAX 1024		   /* bytes of one URI name */
+/* Each: 0, or -1 after ca_error() said which rule the name breaks (the caller names the name). */
+int ca_dns_name_check(const unsigned char *name, size_t len, bool wildcard_ok);
+int ca_email_check(const unsigned char *name, size_t len);
+int ca_ip_check(const unsigned char *addr, size_t len);
+int ca_uri_check(const unsigned char *uri, size_t len);
+/* req's subject and subject alternative names, under t's wildcard rule, within the caps; -1 with which and why. */
+int ca_names_check(const struct ca_template *t, const struct ca_request *req);
 
 /* files.c */
 /* The whole of path (at most max bytes), NUL-terminated, its length in *len; malloc'd. NULL after ca_error(). */
@@ -130,6 +157,9 @@ void ca_templates_builtin(struct ca_conf *c);
 int ca_template_set(struct ca_template *t, const char *key, const char *value);
 const struct ca_template *ca_template_find(const struct ca_conf *c, const char *name);
 struct ca_template *ca_template_add(struct ca_conf *c, const char *name);
+/* Sets t's keys from a template file's text (KEY = VALUE lines; #, ; comments), named name in errors. */
+int ca_template_parse(struct ca_template *t, const char *name, const char *text, size_t len);
+#define CA_TEMPLATE_FILE_MAX (64 * 1024)
 /* Prints t as INI keys. */
 void ca_template_print(const struct ca_template *t, FILE *f);
 /* Whether req's key and names satisfy t; -1 with the reason. */

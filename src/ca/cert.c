@@ -95,7 +95,7 @@ int ca_stage_pem_chain(struct ca_staged *s, const char *path, STACK_OF(X509) * c
 	for (int i = 0; ok && i < sk_X509_num(chain); i++)
 		ok = PEM_write_bio_X509(b, sk_X509_value(chain, i));
 	len = ok ? BIO_get_mem_data(b, &pem) : 0;
-	rc = ok ? ca_stage_file(s, path, pem, (size_t)len, 0666) : ca_error("cannot encode the chain for %s", path);
+	rc = ok ? ca_stage_file(s, path, pem, (size_t)len, 0644) : ca_error("cannot encode the chain for %s", path);
 	BIO_free(b);
 	return rc;
 }

@@ -33,10 +33,13 @@ int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca)
 		fprintf(stderr, "keyward-ca: warning: %s\n", ca_last_error());
 	if (need_cert && ca_cert_load_chain(&ca->conf, &ca->chain))
 		return -1;
-	if (need_key &&
-	    (ca_token_open(&ca->conf, &ca->token) || ca_token_key(ca->token, ca->conf.key, &ca->priv, &ca->pub)))
-		return -1;
-	return 0;
+	return need_key ? ca_open_key(ca) : 0;
+}
+
+int ca_open_key(struct ca *ca)
+{
+	return ca_token_open(&ca->conf, &ca->token) || ca_token_key(ca->token, ca->conf.key, &ca->priv, &ca->pub) ? -1
+														  : 0;
 }
 
 X509 *ca_cert(struct ca *ca)

@@ -39,6 +39,8 @@ struct ca {
 
 /* Loads the instance: its configuration and database, and if asked its chain and its key. */
 int ca_open(const struct opts *o, bool need_key, bool need_cert, struct ca *ca);
+/* Logs in to the token and finds the CA's key (ca_open's need_key, done later). */
+int ca_open_key(struct ca *ca);
 void ca_close(struct ca *ca);
 X509 *ca_cert(struct ca *ca);
 /* A certificate's DER as PEM to out, or standard output if out is NULL. */

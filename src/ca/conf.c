@@ -116,21 +116,40 @@ static int set_unsigned(const char *v, unsigned max, unsigned *out)
 	errno = 0;
 	n = strtoul(v, &end, 10);
 	if (errno || !*v || *end || n == 0 || n > max)
-		return -1;
+		return ca_error("not a whole number from 1 to %u", max);
 	*out = (unsigned)n;
+	return 0;
+}
+
+int ca_conf_text_ok(size_t key_len, const char *v)
+{
+	size_t n = strlen(v);
+
+	/* inih reads lines of at most 199 bytes: "key = value" must come back whole */
+	if (key_len + 3 + n > CA_CONF_LINE_MAX)
+		return ca_error("too long for a line of ca.conf (%d bytes at most)", CA_CONF_LINE_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return ca_error("holds the control character \\x%02x", (unsigned char)v[i]);
+	if (n && (v[0] == ' ' || v[n - 1] == ' '))
+		return ca_error("starts or ends with a space");
+	if (v[0] == ';' || strstr(v, " ;"))
+		return ca_error("holds \" ;\", which starts a comment in ca.conf");
 	return 0;
 }
 
 static int set_string(const char *v, char *out, size_t size)
 {
 	if (strlen(v) >= size)
-		return -1;
+		return ca_error("longer than %zu bytes", size - 1);
 	snprintf(out, size, "%s", v);
 	return 0;
 }
 
 int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 {
+	if (ca_conf_text_ok(strlen(key), v))
+		return -1;
 	if (!strcmp(key, "name"))
 		return set_string(v, c->name, sizeof c->name);
 	if (!strcmp(key, "key"))
@@ -143,7 +162,7 @@ int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 		return set_string(v, c->pin_file, sizeof c->pin_file);
 	if (!strcmp(key, "hash")) {
 		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512"))
-			return -1;
+			return ca_error("sha256, sha384 or sha512");
 		return set_string(v, c->hash, sizeof c->hash);
 	}
 	if (!strcmp(key, "validity_days"))
@@ -158,9 +177,9 @@ int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 		return set_unsigned(v, 24 * 366, &c->delta_crl_period_hours);
 	if (!strcmp(key, "subordinate")) {
 		c->subordinate = !strcmp(v, "true");
-		return strcmp(v, "true") && strcmp(v, "false") ? -1 : 0;
+		return strcmp(v, "true") && strcmp(v, "false") ? ca_error("true or false") : 0;
 	}
-	return -1;
+	return ca_error("unknown key");
 }
 
 static int handler(void *user, const char *section, const char *key, const char *value)
@@ -171,8 +190,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return 0;
 	if (!strcmp(section, "ca")) {
 		if (ca_conf_set(p->c, key, value))
-			snprintf(p->error, sizeof p->error, "[ca] %s = \"%.200s\": unknown key or bad value", key,
-				 value);
+			snprintf(p->error, sizeof p->error, "[ca] %.60s = \"%.200s\": %.200s", key, value,
+				 ca_last_error());
 		return 1;
 	}
 	if (!strncmp(section, "template ", 9)) {
@@ -189,23 +208,15 @@ static int handler(void *user, const char *section, const char *key, const char 
 	return 1;
 }
 
-int ca_conf_load(struct ca_conf *c, const char *dir)
+int ca_conf_parse(struct ca_conf *c, const char *dir, const char *path, const char *text)
 {
-	char path[CA_PATH_MAX + 16];
 	struct parse p = {.c = c};
-	FILE *f;
 	int r;
 
 	if (ca_conf_defaults(c, dir))
 		return -1;
 	snprintf(c->server_name, sizeof c->server_name, "localhost");
-	ca_path(c, "ca.conf", path, sizeof path);
-	f = fopen(path, "re");
-	if (!f)
-		return ca_error("%s: %s (is %s a CA directory? keyward-ca setup makes one)", path, strerror(errno),
-				dir);
-	r = ini_parse_file(f, handler, &p);
-	fclose(f);
+	r = ini_parse_string(text, handler, &p);
 	if (p.error[0])
 		return ca_error("%s: %s", path, p.error);
 	if (r)
@@ -213,6 +224,52 @@ int ca_conf_load(struct ca_conf *c, const char *dir)
 	if (!c->name[0] || !c->key[0])
 		return ca_error("%s: [ca] needs name and key", path);
 	return 0;
+}
+
+int ca_conf_load(struct ca_conf *c, const char *dir)
+{
+	char path[CA_PATH_MAX + 16], *text;
+	size_t len;
+	int rc;
+
+	if (strlen(dir) >= sizeof c->dir)
+		return ca_error("directory name too long: %s", dir);
+	snprintf(path, sizeof path, "%s/ca.conf", dir);
+	if (!(text = ca_read_file(path, CA_CONF_MAX, &len))) {
+		if (errno == ENOENT)
+			return ca_error("%s: %s (is %s a CA directory? keyward-ca setup makes one)", path,
+					strerror(errno), dir);
+		return -1;
+	}
+	if (memchr(text, '\0', len))
+		rc = ca_error("%s: holds a NUL byte: not a configuration file", path);
+	else
+		rc = ca_conf_parse(c, dir, path, text);
+	free(text);
+	return rc;
+}
+
+int ca_conf_check(const struct ca_conf *c, const char *text)
+{
+	static const char *const keys[] = {"name", "key", "token", "module", "pin_file", "server_name"};
+	const char *values[] = {c->name, c->key, c->token, c->module, c->pin_file, c->server_name};
+	struct ca_conf *again = malloc(sizeof *again);
+	char *back = NULL;
+	int rc = -1;
+
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (ca_conf_text_ok(strlen(keys[i]), values[i])) {
+			free(again);
+			return ca_error("%s \"%.200s\": %s; nothing written", keys[i], values[i], ca_last_error());
+		}
+	/* and read back as written: what keyward-ca writes, it reads as it meant */
+	if (!again)
+		return ca_error("out of memory");
+	if (ca_conf_parse(again, c->dir, "ca.conf as written", text) == 0 && (back = ca_conf_text(again)))
+		rc = strcmp(back, text) ? ca_error("ca.conf would not read back as written; nothing written") : 0;
+	free(back);
+	free(again);
+	return rc;
 }
 
 char *ca_conf_text(const struct ca_conf *c)
@@ -264,9 +321,13 @@ int ca_conf_save(const struct ca_conf *c)
 
 	if (!text)
 		return -1;
+	if (ca_conf_check(c, text)) {
+		free(text);
+		return -1;
+	}
 	ca_path(c, "ca.conf", path, sizeof path);
-	/* 0640: it may hold a key URI with a pin-value */
-	rc = ca_write_atomic(path, text, strlen(text), 0640);
+	/* 0600: it may hold a key URI with a pin-value */
+	rc = ca_write_atomic(path, text, strlen(text), 0600);
 	free(text);
 	return rc;
 }

@@ -156,7 +156,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/%s%s.crl", dir, file, delta ? "+" : "");
-	if (ca_write_atomic(path, der.p, der.len, 0666)) {
+	if (ca_write_atomic(path, der.p, der.len, 0644)) { /* public: a CRL is published */
 		ca_error("CRL number %lld is recorded but could not be written (%s): run crl again", *number_out,
 			 ca_last_error());
 		goto out;

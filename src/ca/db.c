@@ -6,6 +6,7 @@
  * whole or absent.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,20 @@ int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)
 	if (!create && access(path, F_OK) != 0) {
 		free(db);
 		return ca_error("%s: %s", path, strerror(errno));
+	}
+	if (create) {
+		/*
+		 * made here first, 0600 whatever the umask and the directory: it
+		 * holds the CA's records, and SQLite gives its -wal and -shm files
+		 * the database file's mode
+		 */
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0 || close(fd) != 0) {
+			ca_error("cannot create %s: %s", path, strerror(errno));
+			free(db);
+			return -1;
+		}
 	}
 	if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK) {
 		ca_error("cannot open %s: %s", path, db->db ? sqlite3_errmsg(db->db) : "out of memory");

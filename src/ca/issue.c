@@ -121,7 +121,7 @@ static int read_requests(const struct ca_template *t, int n, char **files, struc
 		if (!(reqs[i] = ca_request_read(files[i], d)))
 			rc = -1;
 		else if (ca_request_check(t, reqs[i]))
-			rc = n > 1 ? ca_error("%s: %s", files[i], ca_last_error()) : -1;
+			rc = ca_error("%s: %s", files[i], ca_last_error());
 	}
 	ca_key_decoder_free(d);
 	return rc;
@@ -166,7 +166,8 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 		ca_usage_error("--out names one file: with several requests use --out-dir");
 		goto out;
 	}
-	if (ca_open(o, true, true, &ca))
+	/* the key only once it is needed: a request refused, or one left pending, needs no HSM login */
+	if (ca_open(o, false, true, &ca))
 		goto out;
 	if (!(t = ca_template_find(&ca.conf, o->template_name))) {
 		ca_error("no template \"%s\" (templates list)", o->template_name);
@@ -174,7 +175,8 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 	}
 	if (!t->manual && (nfiles > 1 || o->out_dir)) {
 		/* reads and checks the requests itself, while it signs */
-		rc = issue_batch(&ca, t, files, (size_t)nfiles, o);
+		if (ca_open_key(&ca) == 0)
+			rc = issue_batch(&ca, t, files, (size_t)nfiles, o);
 		goto out;
 	}
 	if (read_requests(t, nfiles, files, reqs))
@@ -189,6 +191,8 @@ int cmd_submit(const struct opts *o, int nfiles, char **files)
 			ca_error("cannot write %s: its directory is missing or not writable; nothing issued", o->out);
 			goto out;
 		}
+		if (ca_open_key(&ca))
+			goto out;
 		rc = issue(&ca, t, reqs[0], 0, o->out, o->json);
 	}
 out:
@@ -246,8 +250,10 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 		goto out;
 	}
 	/* again: the template may have changed since the request was submitted */
-	if (ca_request_check(t, req))
+	if (ca_request_check(t, req)) {
+		ca_error("request %lld: %s", id, ca_last_error());
 		goto out;
+	}
 	rc = issue(&ca, t, req, id, o->out, o->json);
 out:
 	free(csr);

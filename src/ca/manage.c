@@ -55,47 +55,21 @@ int cmd_templates(const struct opts *o, int argc, char **argv)
 		rc = 0;
 	} else if (!strcmp(argv[0], "add") && argc == 2 && o->file) {
 		struct ca_template *t;
-		char line[512];
-		FILE *f = fopen(o->file, "re");
-		int n = 0;
+		size_t len;
+		char *text = ca_read_file(o->file, CA_TEMPLATE_FILE_MAX, &len);
+		int bad;
 
-		if (!f) {
-			ca_error("%s: %s", o->file, strerror(errno));
+		if (!text)
 			goto out;
-		}
 		if (!(t = ca_template_add(&ca.conf, argv[1]))) {
-			fclose(f);
+			free(text);
 			ca_error("template name \"%s\" is not usable, or there are too many", argv[1]);
 			goto out;
 		}
-		while (fgets(line, sizeof line, f)) {
-			char *eq = strchr(line, '='), *k = line, *v;
-
-			n++;
-			line[strcspn(line, "\r\n")] = '\0';
-			if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#' ||
-			    line[strspn(line, " \t")] == ';' || line[strspn(line, " \t")] == '[')
-				continue;
-			if (!eq) {
-				fclose(f);
-				ca_error("%s: line %d: not KEY = VALUE", o->file, n);
-				goto out;
-			}
-			*eq = '\0';
-			v = eq + 1;
-			while (*k == ' ' || *k == '\t')
-				k++;
-			for (char *e = eq - 1; e >= k && (*e == ' ' || *e == '\t'); e--)
-				*e = '\0';
-			while (*v == ' ' || *v == '\t')
-				v++;
-			if (ca_template_set(t, k, v)) {
-				fclose(f);
-				ca_error("%s: line %d: %s: %s", o->file, n, k, ca_last_error());
-				goto out;
-			}
-		}
-		fclose(f);
+		bad = ca_template_parse(t, o->file, text, len);
+		free(text);
+		if (bad)
+			goto out;
 		if (ca_conf_change(&ca.conf, ca.db, "template %s added from %s", argv[1], o->file))
 			goto out;
 		printf("template %s added\n", argv[1]);

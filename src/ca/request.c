@@ -21,8 +21,7 @@
 
 #include "ca/ca.h"
 
-/* a request file larger than this is not a request (an RSA-16384 CSR with many SANs is some 10 kB) */
-#define REQUEST_FILE_MAX (1 << 20)
+/* a request file larger than CA_REQUEST_MAX is not a request (an RSA-16384 CSR with 100 SANs is some 15 kB) */
 
 /* OpenSSL's ASN.1 template macros, which clang-format cannot lay out */
 // clang-format off
@@ -165,7 +164,7 @@ static struct ca_request *parse(unsigned char *der, size_t len, struct ca_key_de
 	}
 	r->der = der;
 	r->der_len = len;
-	if (len > REQUEST_FILE_MAX || !(asn = (CA_REQ *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_REQ)))) {
+	if (len > CA_REQUEST_MAX || !(asn = (CA_REQ *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_REQ)))) {
 		ERR_clear_error();
 		ca_error("not a certificate request (PKCS#10, PEM or DER)");
 		goto fail;
@@ -182,8 +181,18 @@ static struct ca_request *parse(unsigned char *der, size_t len, struct ca_key_de
 	if (requested_extensions(asn->info, &r->extensions))
 		goto fail;
 	/* decoded once: the template's checks and the certificate both take them */
-	r->sans = r->extensions ? X509V3_get_d2i(r->extensions, NID_subject_alt_name, NULL, NULL) : NULL;
-	ERR_clear_error();
+	if (r->extensions) {
+		int crit = -1;
+
+		r->sans = X509V3_get_d2i(r->extensions, NID_subject_alt_name, &crit, NULL);
+		ERR_clear_error();
+		if (!r->sans && crit != -1) {
+			/* -2: asked for twice; otherwise there, but not GeneralNames */
+			ca_error("the request's subjectAltName extension is %s",
+				 crit == -2 ? "there twice" : "malformed");
+			goto fail;
+		}
+	}
 	r->subject = asn->info->subject;
 	r->key_algorithm = asn->info->spki->algorithm;
 	r->key_bits = asn->info->spki->key;
@@ -208,12 +217,45 @@ struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct
 	return parse(copy, len, d);
 }
 
-struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d)
+struct ca_request *ca_request_from_bytes(const char *name, const char *bytes, size_t len, struct ca_key_decoder *d)
 {
 	unsigned char *der = NULL;
 	long der_len = 0;
+	struct ca_request *r;
+
+	if (len > CA_REQUEST_MAX) {
+		ca_error("%s: %zu bytes, larger than a request may be (%d bytes)", name, len, CA_REQUEST_MAX);
+		return NULL;
+	}
+	if (memmem(bytes, len, "-----BEGIN ", 11)) {
+		/* PEM: "CERTIFICATE REQUEST", or "NEW CERTIFICATE REQUEST" as older tools write it */
+		BIO *b = BIO_new_mem_buf(bytes, (int)len);
+		char *label = NULL;
+
+		if (!b || !PEM_bytes_read_bio(&der, &der_len, &label, PEM_STRING_X509_REQ, b, NULL, NULL)) {
+			der = NULL;
+			der_len = 0;
+		}
+		OPENSSL_free(label);
+		BIO_free(b);
+		ERR_clear_error();
+	} else {
+		der = OPENSSL_memdup(bytes, len ? len : 1);
+		der_len = (long)len;
+	}
+	if (!der) {
+		ca_error("%s is not a certificate request (PKCS#10, PEM or DER)", name);
+		return NULL;
+	}
+	if (!(r = parse(der, (size_t)der_len, d)))
+		ca_error("%s: %s", name, ca_last_error());
+	return r;
+}
+
+struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d)
+{
 	size_t len;
-	char *bytes = ca_read_file(path, REQUEST_FILE_MAX, &len);
+	char *bytes = ca_read_file(path, CA_REQUEST_MAX, &len);
 	struct ca_request *r;
 
 	if (!bytes) {
@@ -221,29 +263,8 @@ struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d)
 			ca_error("%s: not a certificate request", ca_last_error());
 		return NULL;
 	}
-	if (memmem(bytes, len, "-----BEGIN ", 11)) {
-		/* PEM: "CERTIFICATE REQUEST", or "NEW CERTIFICATE REQUEST" as older tools write it */
-		BIO *b = BIO_new_mem_buf(bytes, (int)len);
-		char *name = NULL;
-
-		if (!b || !PEM_bytes_read_bio(&der, &der_len, &name, PEM_STRING_X509_REQ, b, NULL, NULL)) {
-			der = NULL;
-			der_len = 0;
-		}
-		OPENSSL_free(name);
-		BIO_free(b);
-		ERR_clear_error();
-	} else {
-		der = OPENSSL_memdup(bytes, len ? len : 1);
-		der_len = (long)len;
-	}
+	r = ca_request_from_bytes(path, bytes, len, d);
 	free(bytes);
-	if (!der) {
-		ca_error("%s is not a certificate request (PKCS#10, PEM or DER)", path);
-		return NULL;
-	}
-	if (!(r = parse(der, (size_t)der_len, d)))
-		ca_error("%s: %s", path, ca_last_error());
 	return r;
 }
 

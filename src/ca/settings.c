@@ -19,8 +19,6 @@
 
 #include "ca/cli.h"
 
-/* a ca.conf larger than this is not one keyward-ca wrote (64 templates make some 40 kB) */
-#define CONF_TEXT_MAX (1 << 20)
 #define META_CONF "ca.conf"
 
 /* The [ca] keys config set may change: those that do not make it another CA. */
@@ -52,8 +50,8 @@ int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, .
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
 	ca_path(c, "ca.conf", path, sizeof path);
-	/* 0640: it may hold a key URI with a pin-value */
-	if (!text || ca_stage_file(&staged, path, text, strlen(text), 0640)) {
+	/* 0600: it may hold a key URI with a pin-value */
+	if (!text || ca_conf_check(c, text) || ca_stage_file(&staged, path, text, strlen(text), 0600)) {
 		free(text);
 		return -1;
 	}
@@ -82,7 +80,7 @@ static char *read_conf(const struct ca_conf *c)
 	size_t len;
 
 	ca_path(c, "ca.conf", path, sizeof path);
-	return ca_read_file(path, CONF_TEXT_MAX, &len);
+	return ca_read_file(path, CA_CONF_MAX, &len);
 }
 
 static bool has_line(const char *text, const char *line, size_t len)
@@ -231,7 +229,7 @@ static int config_set(struct ca *ca, const char *key, const char *value)
 	if (!strcmp(key, "server_name") && (!*value || strcspn(value, " \t/\\\"'") != strlen(value)))
 		return ca_usage_error("server_name \"%s\": a host name (and :port), as in URLs", value);
 	if (ca_conf_set(&next, key, value))
-		return ca_usage_error("%s \"%s\": not a valid value", key, value);
+		return ca_usage_error("%s \"%s\": not a valid value: %s", key, value, ca_last_error());
 	conf_value(&ca->conf, key, old, sizeof old);
 	if (!strcmp(old, value)) {
 		printf("%s = %s (unchanged)\n", key, value);

@@ -31,7 +31,8 @@ static int make_dirs(const char *dir, bool *made)
 			return ca_error("cannot create %s: %s", path, strerror(errno));
 		*p = '/';
 	}
-	if (mkdir(path, 0750) == 0)
+	/* the CA's own directory: its database and configuration are for its operator alone */
+	if (mkdir(path, 0700) == 0)
 		*made = true;
 	else if (errno != EEXIST)
 		return ca_error("cannot create %s: %s", path, strerror(errno));
@@ -92,11 +93,20 @@ int cmd_setup(const struct opts *o)
 	if (o->server_name)
 		snprintf(c.server_name, sizeof c.server_name, "%s", o->server_name);
 	c.subordinate = o->subordinate;
-	if (o->existing_key) {
-		snprintf(c.key, sizeof c.key, "%s", o->existing_key);
-	} else {
-		snprintf(label, sizeof label, "ca-%s", o->name);
-		snprintf(c.key, sizeof c.key, "%s", label);
+	snprintf(label, sizeof label, "ca-%s", o->name);
+	snprintf(c.key, sizeof c.key, "%s", o->existing_key ? o->existing_key : label);
+	{
+		/* every value as ca.conf will hold it, before anything is made */
+		char *text = ca_conf_text(&c);
+		int bad = !text || ca_conf_check(&c, text);
+
+		free(text);
+		if (bad) {
+			ca_usage_error("%s", ca_last_error());
+			goto out;
+		}
+	}
+	if (!o->existing_key) {
 		/* a second key of the same label would leave the CA signing with either: refused */
 		if (ca_token_open(&c, &tok))
 			goto out;
@@ -129,18 +139,19 @@ int cmd_setup(const struct opts *o)
 			goto out;
 		x = NULL;
 	} else {
-		FILE *f;
-
 		if (!(req = ca_cert_make_request(&c, priv, pub)))
 			goto out;
+		BIO *b = BIO_new(BIO_s_mem());
+		char *pem = NULL;
+		long len = b && PEM_write_bio_X509_REQ(b, req) ? BIO_get_mem_data(b, &pem) : 0;
+		int bad;
+
+		/* a request is public, as a certificate is: 0644, for the parent CA's operator to pick up */
 		ca_path(&c, "ca.csr", path, sizeof path);
-		if (!(f = fopen(path, "we")) || !PEM_write_X509_REQ(f, req)) {
-			if (f)
-				fclose(f);
-			ca_error("cannot write %s", path);
+		bad = len <= 0 ? ca_error("cannot encode %s", path) : ca_write_atomic(path, pem, (size_t)len, 0644);
+		BIO_free(b);
+		if (bad)
 			goto out;
-		}
-		fclose(f);
 	}
 	if (ca_db_open(&c, true, &db) || ca_db_begin(db))
 		goto out;

@@ -14,17 +14,17 @@
 
 static const struct ca_template builtins[] = {
 	{"WebServer", 397, "critical,digitalSignature,keyEncipherment", "serverAuth", false, -1,
-	 "RSA-2048+,EC-P256,EC-P384", false, "dns,ip", false, false, true},
+	 "RSA-2048+,EC-P256,EC-P384", false, "dns,ip", false, false, true, false},
 	{"Client", 397, "critical,digitalSignature", "clientAuth", false, -1, "RSA-2048+,EC-P256,EC-P384", true, "dns",
-	 false, false, true},
+	 false, false, true, false},
 	{"User", 365, "critical,digitalSignature,keyEncipherment", "clientAuth,emailProtection", false, -1,
-	 "RSA-2048+,EC-P256,EC-P384", true, "email", false, false, true},
+	 "RSA-2048+,EC-P256,EC-P384", true, "email", false, false, true, false},
 	{"SubCA", 1825, "critical,keyCertSign,cRLSign,digitalSignature", "", true, 0, "RSA-2048+,EC-P256,EC-P384", true,
-	 "", false, false, true},
+	 "", false, false, true, false},
 	{"OCSPSigning", 90, "critical,digitalSignature", "OCSPSigning", false, -1, "RSA-2048+,EC-P256,EC-P384", true,
-	 "", false, true, true},
+	 "", false, true, true, false},
 	{"CodeSigning", 365, "critical,digitalSignature", "codeSigning", false, -1, "RSA-3072+,EC-P256,EC-P384", true,
-	 "", false, false, true},
+	 "", false, false, true, false},
 };
 
 void ca_templates_builtin(struct ca_conf *c)
@@ -45,7 +45,8 @@ struct ca_template *ca_template_add(struct ca_conf *c, const char *name)
 {
 	struct ca_template *t = (struct ca_template *)ca_template_find(c, name);
 
-	if (!*name || strlen(name) >= sizeof t->name || strpbrk(name, "[]\n"))
+	/* a section header "[template NAME]" that reads back as written */
+	if (!*name || strlen(name) >= sizeof t->name || strpbrk(name, "[]") || ca_conf_text_ok(0, name))
 		return NULL;
 	if (!t) {
 		if (c->n_templates == CA_TEMPLATES_MAX)
@@ -143,9 +144,11 @@ int ca_template_set(struct ca_template *t, const char *key, const char *v)
 		t->manual = !strcmp(v, "manual");
 	} else if (!strcmp(key, "ocsp_nocheck")) {
 		return parse_bool(v, &t->ocsp_nocheck);
+	} else if (!strcmp(key, "wildcard")) {
+		return parse_bool(v, &t->wildcard);
 	} else {
 		return ca_error("unknown template key (known: validity_days, key_usage, extended_key_usage, ca, "
-				"path_len, key_types, subject, san, approval, ocsp_nocheck)");
+				"path_len, key_types, subject, san, approval, ocsp_nocheck, wildcard)");
 	}
 	return 0;
 }
@@ -154,10 +157,10 @@ void ca_template_print(const struct ca_template *t, FILE *f)
 {
 	fprintf(f,
 		"validity_days = %u\nkey_usage = %s\nextended_key_usage = %s\nca = %s\npath_len = %d\n"
-		"key_types = %s\nsubject = %s\nsan = %s\napproval = %s\nocsp_nocheck = %s\n",
+		"key_types = %s\nsubject = %s\nsan = %s\napproval = %s\nocsp_nocheck = %s\nwildcard = %s\n",
 		t->validity_days, t->key_usage, t->extended_key_usage, t->ca ? "true" : "false", t->path_len,
 		t->key_types, t->subject_cn ? "cn" : "any", t->san, t->manual ? "manual" : "auto",
-		t->ocsp_nocheck ? "true" : "false");
+		t->ocsp_nocheck ? "true" : "false", t->wildcard ? "true" : "false");
 }
 
 /* The request key's type in the words of key_types ("RSA-3072", "EC-P256", "Ed25519"), and its size. */
@@ -240,6 +243,40 @@ int ca_template_check(const struct ca_template *t, const struct ca_request *req)
 	if (sk_GENERAL_NAME_num(req->sans) <= 0 && X509_NAME_get_index_by_NID(req->subject, NID_commonName, -1) < 0)
 		return ca_error(
 			"the request names nothing: it has neither a subject CN nor a subject alternative name");
+	return ca_names_check(t, req);
+}
+
+int ca_template_parse(struct ca_template *t, const char *name, const char *text, size_t len)
+{
+	const char *end = text + len;
+	int n = 0;
+
+	for (const char *p = text; p < end; n++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *line_end = nl ? nl : end;
+		char line[512], *eq, *k = line, *v;
+		size_t l = (size_t)(line_end - p);
+
+		if (l >= sizeof line)
+			return ca_error("%s: line %d: longer than %zu bytes", name, n + 1, sizeof line - 1);
+		memcpy(line, p, l);
+		line[l] = '\0';
+		p = nl ? nl + 1 : end;
+		if (memchr(line, '\0', l))
+			return ca_error("%s: line %d: holds a NUL byte", name, n + 1);
+		line[strcspn(line, "\r")] = '\0';
+		k += strspn(k, " \t");
+		if (!*k || *k == '#' || *k == ';' || *k == '[')
+			continue;
+		if (!(eq = strchr(k, '=')))
+			return ca_error("%s: line %d: not KEY = VALUE", name, n + 1);
+		*eq = '\0';
+		v = eq + 1;
+		for (char *e = eq - 1; e >= k && (*e == ' ' || *e == '\t'); e--)
+			*e = '\0';
+		v += strspn(v, " \t");
+		if (ca_template_set(t, k, v))
+			return ca_error("%s: line %d: %s: %s", name, n + 1, k, ca_last_error());
+	}
 	return 0;
 }
 

@@ -18,8 +18,10 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libp11.h>
@@ -38,13 +40,32 @@ struct ca_token {
 	P11KitUri *uri; /* when the key is a URI */
 };
 
-/* The first line of path into buf (secret: the caller cleanses it). */
+/*
+ * The first line of path into buf (secret: the caller cleanses it). A PIN
+ * file others may read is no secret: refused, as ssh refuses a private key
+ * file others can read.
+ */
 static int read_pin(const char *path, char *buf, size_t size)
 {
-	FILE *f = fopen(path, "re");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	FILE *f;
 
-	if (!f)
+	if (fd < 0)
 		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ca_error("the PIN file %s is not a regular file", path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return ca_error("the PIN file %s has mode %04o: group or others may read it; refused (chmod 600 %s)",
+				path, (unsigned)(st.st_mode & 07777), path);
+	}
+	if (!(f = fdopen(fd, "re"))) {
+		close(fd);
+		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
+	}
 	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
 	if (!fgets(buf, (int)size, f))
 		buf[0] = '\0';

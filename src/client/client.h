@@ -58,6 +58,9 @@ struct kw_config {
 
 /* Reads and checks path; on failure KW_ERR_CONFIG naming file, line and key. */
 kw_rv kw_config_load(const char *path, struct kw_config *cfg);
+/* The same from the file's text (len bytes), path naming it in errors and anchoring relative names. */
+kw_rv kw_config_parse(const char *path, const char *text, size_t len, struct kw_config *cfg);
+#define KW_CONFIG_MAX (1 << 20) /* bytes of a client.conf */
 void kw_config_cleanup(struct kw_config *cfg);
 
 /*

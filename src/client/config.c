@@ -20,7 +20,8 @@
 
 struct parse_ctx {
 	struct kw_config *cfg;
-	FILE *f;
+	const char *text; /* the file's bytes, read from off */
+	size_t len, off;
 	unsigned line;     /* line of the text inih is looking at */
 	bool at_line_start;
 	unsigned section_line; /* line of the last [section] header */
@@ -42,7 +43,18 @@ static char *reader(char *str, int num, void *stream)
 
 	if (p->at_line_start)
 		p->line++;
-	s = fgets(str, num, p->f);
+	s = NULL;
+	if (p->off < p->len && num > 1) {
+		const char *nl = memchr(p->text + p->off, '\n', p->len - p->off);
+		size_t n = (nl ? (size_t)(nl - (p->text + p->off)) + 1 : p->len - p->off);
+
+		if (n > (size_t)num - 1)
+			n = (size_t)num - 1;
+		memcpy(str, p->text + p->off, n);
+		str[n] = '\0';
+		p->off += n;
+		s = str;
+	}
 	if (s) {
 		size_t n = strlen(s), i = 0;
 		if (p->at_line_start) {
@@ -317,6 +329,58 @@ static kw_rv make_dir(struct kw_config *cfg)
 
 kw_rv kw_config_load(const char *path, struct kw_config *cfg)
 {
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f;
+	kw_rv rv;
+
+	memset(cfg, 0, sizeof *cfg);
+	if (!path || !*path)
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_config_load: no configuration file named");
+	f = fopen(path, "re");
+	if (!f)
+		return kw_error_set(KW_ERR_CONFIG,
+				    "cannot read client configuration %s: %s (name another with $KEYWARD_CONF)", path,
+				    strerror(errno));
+	/* read whole, at most KW_CONFIG_MAX bytes: a configuration, not a stream */
+	for (;;) {
+		char *grown;
+		size_t n;
+
+		if (len == cap) {
+			cap = cap ? 2 * cap : 4096;
+			if (cap > KW_CONFIG_MAX + 1)
+				cap = KW_CONFIG_MAX + 1;
+			if (len == cap || !(grown = realloc(text, cap))) {
+				rv = len == cap ? kw_error_set(KW_ERR_CONFIG,
+							       "%s: larger than %d bytes: not a "
+							       "client configuration",
+							       path, KW_CONFIG_MAX)
+						: kw_error_set(KW_ERR_NO_MEMORY, "out of memory reading %s", path);
+				fclose(f);
+				free(text);
+				return rv;
+			}
+			text = grown;
+		}
+		n = fread(text + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		fclose(f);
+		free(text);
+		return kw_error_set(KW_ERR_CONFIG, "cannot read client configuration %s", path);
+	}
+	fclose(f);
+	rv = kw_config_parse(path, text ? text : "", len, cfg);
+	free(text);
+	return rv;
+}
+
+kw_rv kw_config_parse(const char *path, const char *text, size_t len, struct kw_config *cfg)
+{
 	struct parse_ctx p;
 	kw_rv rv = KW_OK;
 	int r;
@@ -328,7 +392,12 @@ kw_rv kw_config_load(const char *path, struct kw_config *cfg)
 	cfg->keepalive = 60;
 	cfg->pool_size = 8;
 	if (!path || !*path)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_config_load: no configuration file named");
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_config_parse: no configuration file named");
+	if (len > KW_CONFIG_MAX)
+		return kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a client configuration", path,
+				    KW_CONFIG_MAX);
+	if (memchr(text, '\0', len))
+		return kw_error_set(KW_ERR_CONFIG, "%s: holds a NUL byte: not a client configuration", path);
 	cfg->path = strdup(path);
 	if (!cfg->path)
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory reading %s", path);
@@ -338,15 +407,9 @@ kw_rv kw_config_load(const char *path, struct kw_config *cfg)
 
 	p.cfg = cfg;
 	p.at_line_start = true;
-	p.f = fopen(path, "re");
-	if (!p.f) {
-		rv = kw_error_set(KW_ERR_CONFIG,
-				  "cannot read client configuration %s: %s (name another with $KEYWARD_CONF)", path,
-				  strerror(errno));
-		goto out;
-	}
+	p.text = text;
+	p.len = len;
 	r = ini_parse_stream(reader, &p, handler, &p);
-	fclose(p.f);
 	if (p.rv) {
 		rv = p.rv;
 		goto out;

@@ -118,16 +118,16 @@ static int on_value(void *user, const char *section, const char *key, const char
 	return 1;
 }
 
-kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
+kw_rv kw_server_config_parse(struct kw_server_config *cfg, const char *path, const char *text)
 {
 	struct load_state st = {cfg, path, KW_OK};
 	enum kw_log_level level;
-	int r = ini_parse(path, on_value, &st);
+	int r = ini_parse_string(text, on_value, &st);
 
 	if (st.rv)
 		return st.rv;
 	if (r < 0)
-		return kw_error_set(KW_ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno));
+		return kw_error_set(KW_ERR_NO_MEMORY, "%s: out of memory while parsing", path);
 	if (r > 0)
 		return kw_error_set(KW_ERR_CONFIG, "%s:%d: syntax error", path, r);
 	if (!kw_log_level_parse(cfg->log_level, &level))
@@ -140,4 +140,33 @@ kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
 			"least 1",
 			path);
 	return KW_OK;
+}
+
+kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *text;
+	size_t len;
+	kw_rv rv;
+
+	if (!f)
+		return kw_error_set(KW_ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno));
+	/* a configuration, not a stream: at most KW_SERVER_CONFIG_MAX bytes, read whole */
+	text = malloc(KW_SERVER_CONFIG_MAX + 1);
+	len = text ? fread(text, 1, KW_SERVER_CONFIG_MAX + 1, f) : 0;
+	if (!text || ferror(f) || len > KW_SERVER_CONFIG_MAX) {
+		rv = !text	 ? kw_error_set(KW_ERR_NO_MEMORY, "%s: out of memory", path)
+		     : ferror(f) ? kw_error_set(KW_ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno))
+				 : kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a configuration", path,
+						KW_SERVER_CONFIG_MAX);
+		fclose(f);
+		free(text);
+		return rv;
+	}
+	fclose(f);
+	text[len] = '\0';
+	rv = memchr(text, '\0', len) ? kw_error_set(KW_ERR_CONFIG, "%s: holds a NUL byte: not a configuration", path)
+				     : kw_server_config_parse(cfg, path, text);
+	free(text);
+	return rv;
 }

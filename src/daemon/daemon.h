@@ -53,6 +53,9 @@ struct kw_server_config {
 void kw_server_config_defaults(struct kw_server_config *cfg);
 /* Reads an INI file over the defaults; KW_ERR_CONFIG names file, line, key. */
 kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path);
+/* The same from the file's text (NUL-terminated), path naming it in errors. */
+kw_rv kw_server_config_parse(struct kw_server_config *cfg, const char *path, const char *text);
+#define KW_SERVER_CONFIG_MAX (1 << 20) /* bytes of a keywardd.conf */
 
 /* ---- TLS material (tls.c) ---- */
 

@@ -59,6 +59,9 @@
 
 #define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
+/* keyward-ca's caps (src/ca/ca.h, keyward-ca(8)) */
+#define CA_SANS_MAX_TEST 100
+
 /* openssl req -newkey arguments */
 #define EC256 "ec -pkeyopt ec_paramgen_curve:P-256"
 #define RSA2048 "rsa:2048"
@@ -810,6 +813,15 @@ static int setup(void **state)
 	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
 	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
 	snprintf(keyward_hsm.pin_file, sizeof keyward_hsm.pin_file, "%s/pin", server.dir);
+	{
+		/* keywardd --dev writes its PIN 0600: keyward-ca refuses one others may read */
+		struct stat st;
+
+		assert_int_equal(stat(keyward_hsm.pin_file, &st), 0);
+		if ((st.st_mode & 07777) != 0600)
+			fail_full("keywardd --dev wrote %s with mode %04o, not 0600", keyward_hsm.pin_file,
+				  (unsigned)(st.st_mode & 07777));
+	}
 	snprintf(keyward_hsm.work, sizeof keyward_hsm.work, "%s/keyward", server.dir);
 	assert_int_equal(mkdir(keyward_hsm.work, 0700), 0);
 
@@ -824,6 +836,7 @@ static int setup(void **state)
 	assert_int_equal(setenv("SOFTHSM2_CONF", path, 1), 0);
 	snprintf(softhsm.pin_file, sizeof softhsm.pin_file, "%s/pin", softhsm.work);
 	kwt_write_file(softhsm.pin_file, "1234\n");
+	assert_int_equal(chmod(softhsm.pin_file, 0600), 0); /* keyward-ca refuses a PIN file others may read */
 	if (access(SOFTHSM_MODULE, R_OK) != 0)
 		fail_full("no %s: install softhsm2 (scripts/packages)", SOFTHSM_MODULE);
 	assert_int_equal(chdir(softhsm.work), 0);
@@ -1504,6 +1517,261 @@ static void test_bad_input(void **state)
 		fail_full("a usage error left x.pem or other/:\n%s", sh_ok("ls -l"));
 }
 
+/* How many certificates the CA in dir has recorded, as its database says. */
+static long cert_count(const char *dir)
+{
+	return strtol(sh_ok("sqlite3 '%s/keyward-ca.db' 'SELECT count(*) FROM certs'", dir), NULL, 10);
+}
+
+/* A name the CA must refuse: the request's SANs (or subject), the template, what the refusal must say. */
+struct bad_name {
+	const char *file; /* the request, NAME.csr */
+	const char *subj;
+	const char *san; /* -addext subjectAltName=, or NULL */
+	const char *tmpl;
+	const char *rule; /* in the refusal */
+};
+
+static const struct bad_name bad_names[] = {
+	/* "good.test\0.evil.test": a NUL inside a DNS name */
+	{"nul", "/CN=nul", "DER:30168214676F6F642E74657374002E6576696C2E74657374", "WebServer", "NUL"},
+	{"empty", "/CN=empty", "DER:30028200", "WebServer", "empty"},
+	{"wild-wild", "/CN=ww", "DNS:*.*", "Wild", "not the leftmost"},
+	{"wild-mid", "/CN=wm", "DNS:www.*.example.test", "Wild", "not the leftmost"},
+	{"wild-short", "/CN=ws", "DNS:*.test", "Wild", "fewer than two labels"},
+	{"wild-denied", "/CN=wd", "DNS:*.example.test", "WebServer", "wildcard = false"},
+	{"wild-cn", "/CN=*.example.test", NULL, "WebServer", "wildcard = false"},
+	{"label64", "/CN=l64", "DNS:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.test",
+	 "WebServer", "label of 64 bytes"},
+	{"underscore", "/CN=us", "DNS:under_score.example.test", "WebServer", "\\x5f"},
+	{"space", "/CN=sp", "DNS:sp ace.example.test", "WebServer", "\\x20"},
+	{"u-label", "/CN=u", "DNS:b\u00fccher.example.test", "WebServer", "\\xc3"},
+	{"fake-alabel", "/CN=fa", "DNS:ab--cd.example.test", "WebServer", "positions 3 and 4"},
+	{"empty-label", "/CN=el", "DNS:a..example.test", "WebServer", "empty label"},
+	{"ip-as-dns", "/CN=ipd", "DNS:192.0.2.1", "WebServer", "iPAddress"},
+	{"ip8", "/CN=ip8", "DER:300A8708C0000201FFFFFF00", "WebServer", "4 (IPv4) or 16"},
+	{"email-two-at", "/CN=Mail", "email:a@b@example.test", "User", "one '@'"},
+	{"email-domain", "/CN=Mail", "email:alice@exa_mple.test", "User", "domain"},
+	{"uri-relative", "/CN=uri", "URI:/relative/path", "Wild", "no scheme"},
+	{"uri-userinfo", "/CN=uri", "URI:https://user@www.example.test/", "Wild", "user information"},
+	{"title-long",
+	 "/CN=t/title=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL,
+	 "WebServer", "at most 64"},
+};
+
+static const char wild_tmpl[] = "validity_days = 30\n"
+				"key_usage = critical,digitalSignature\n"
+				"extended_key_usage = serverAuth\n"
+				"key_types = EC-P256\n"
+				"subject = cn\n"
+				"san = dns,ip,email,uri\n"
+				"wildcard = true\n";
+
+/* Each of bad_names for template Wild (wild) or the others: refused by the CA in dir, naming file and rule. */
+static void expect_names_refused(const char *dir, bool wild, long certs)
+{
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		const struct bad_name *n = &bad_names[i];
+		const char *out;
+
+		if (wild != !strcmp(n->tmpl, "Wild"))
+			continue;
+		make_csr(n->file, EC256, n->subj, n->san ? keepf("-addext 'subjectAltName=%s'", n->san) : "");
+		out = ca_refused(dir, 1, "submit '%s.csr' --template %s --out '%s.pem'", n->file, n->tmpl, n->file);
+		expect_has(last_cmd, out, keepf("%s.csr", n->file));
+		expect_has(last_cmd, out, n->rule);
+		if (exists(keepf("%s.pem", n->file)))
+			fail_full("%s: a refused request wrote %s.pem", last_cmd, n->file);
+		if (cert_count(dir) != certs)
+			fail_full("%s: refused, yet the database has %ld certificates, not %ld", last_cmd,
+				  cert_count(dir), certs);
+	}
+}
+
+/*
+ * Names a certificate must not carry (issue #11, finding 7): each class
+ * refused, the refusal naming the request file, the name and the rule,
+ * and nothing recorded. Requests too large (270 KB) or with too many names
+ * refused. A template with wildcard = true takes one leading wildcard
+ * label, and only that.
+ */
+static void test_bad_names(void **state)
+{
+	const struct backend *b = *state;
+	const char *before, *out, *sans = "";
+	long certs;
+
+	enter(b, "names");
+	ca_ok("ca", "setup --name 'Names CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	ca_ok("ca", "ca.cert ca.pem");
+	make_csr("ok", EC256, "/CN=ok.test", "-addext 'subjectAltName=DNS:ok.test,DNS:xn--bcher-kva.example.test'");
+	issue("ca", "ok", "WebServer");
+	before = ca_state("ca");
+	certs = cert_count("ca");
+	assert_int_equal(certs, 1);
+
+	/* the built-in templates' refusals first, then those of a template that allows wildcards */
+	expect_names_refused("ca", false, certs);
+	kwt_write_file(keepf("%s/names/wild.tmpl", b->work), wild_tmpl);
+	ca_ok("ca", "templates add Wild --file wild.tmpl");
+	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show Wild"), "wildcard"), "true");
+	expect_has(last_cmd, conf_value(ca_ok("ca", "templates show WebServer"), "wildcard"), "false");
+	make_csr("wild-ok", EC256, "/CN=*.example.test", "-addext 'subjectAltName=DNS:*.example.test'");
+	issue("ca", "wild-ok", "Wild");
+	before = ca_state("ca");
+	certs = cert_count("ca");
+	expect_names_refused("ca", true, certs);
+	/* the refusal says which name: its number and the name */
+	make_csr("third", EC256, "/CN=third", "-addext 'subjectAltName=DNS:a.test,DNS:b.test,DNS:c_.test'");
+	out = ca_refused("ca", 1, "submit third.csr --template WebServer --out third.pem");
+	expect_has(last_cmd, out, "third.csr: subject alternative name 3, DNS name \"c_.test\"");
+
+	/* in a batch, the request named; none issued */
+	out = ca_refused("ca", 1, "submit ok.csr underscore.csr ok.csr --template WebServer --out-dir .");
+	expect_has(last_cmd, out, "underscore.csr");
+	expect_has(last_cmd, out, "under_score.example.test");
+
+	/* a manual template checks on submit: nothing pending */
+	ca_ok("ca", "templates add WildManual --file wild.tmpl");
+	kwt_write_file(keepf("%s/names/manual.tmpl", b->work), "approval = manual\n");
+	ca_ok("ca", "templates add WebServer --file manual.tmpl");
+	ca_refused("ca", 1, "submit wild-denied.csr --template WebServer");
+	ca_ok("ca", "templates remove WebServer");
+	ca_ok("ca", "templates remove WildManual");
+
+	/* too many names: 101 SANs (a request of some 3 kB) */
+	for (int i = 0; i <= CA_SANS_MAX_TEST; i++)
+		sans = keepf("%s%sDNS:h%d.example.test", sans, i ? "," : "", i);
+	make_csr("many", EC256, "/CN=many", keepf("-addext 'subjectAltName=%s'", sans));
+	out = ca_refused("ca", 1, "submit many.csr --template WebServer --out many.pem");
+	expect_has(last_cmd, out, "101 subject alternative names; at most 100");
+
+	/* 270 KB of names (issue #11 issued one): refused by its size, before it is parsed */
+	{
+		FILE *f = fopen("big.cnf", "w");
+
+		assert_non_null(f);
+		fputs("[req]\ndistinguished_name = dn\nreq_extensions = ext\nprompt = no\n[dn]\nCN = big\n"
+		      "[ext]\nsubjectAltName = @alt\n[alt]\n",
+		      f);
+		for (int i = 0; i < 1100; i++)
+			fprintf(f,
+				"DNS.%d = %03d.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+				"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb."
+				"ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc.test\n",
+				i, i % 1000);
+		fclose(f);
+	}
+	sh_ok("openssl req -new -newkey " EC256 " -noenc -keyout /dev/null -config big.cnf -outform DER -out big.csr");
+	if (strtol(sh_ok("stat -c %%s big.csr"), NULL, 10) < 200000)
+		fail_full("big.csr is only %s bytes", sh_ok("stat -c %%s big.csr"));
+	out = ca_refused("ca", 1, "submit big.csr --template WebServer --out big.pem");
+	expect_has(last_cmd, out, "big.csr");
+	expect_has(last_cmd, out, "65536");
+
+	if (cert_count("ca") != certs)
+		fail_full("refused requests changed the database: %ld certificates, not %ld", cert_count("ca"), certs);
+	expect_unchanged("refused names", before, ca_state("ca"));
+}
+
+/*
+ * The CA's PIN file: one group or others may read is refused, saying its
+ * mode and the fix, and setup makes nothing; 0600 works.
+ */
+static void test_pin_file_mode(void **state)
+{
+	const struct backend *b = *state;
+	const char *out;
+
+	enter(b, "pinmode");
+	sh_ok("cp '%s' loose.pin && chmod 644 loose.pin", b->pin_file);
+	out = ca_refused("ca", 1,
+			 "setup --name 'Pin CA' --key-type EC-P256 --server-name ca.test --module '%s'"
+			 " --pin-file loose.pin",
+			 b->module);
+	expect_has(last_cmd, out, "loose.pin has mode 0644");
+	expect_has(last_cmd, out, "chmod 600");
+	if (strcmp(sh_ok("ls -A ca 2>/dev/null || true"), "") != 0)
+		fail_full("a setup refused for its PIN file left in ca/:\n%s", sh_ok("ls -lA ca"));
+	sh_ok("chmod 640 loose.pin");
+	expect_has(last_cmd,
+		   ca_refused("ca", 1, "setup --name 'Pin CA' --key-type EC-P256 --module '%s' --pin-file loose.pin",
+			      b->module),
+		   "mode 0640");
+	sh_ok("chmod 600 loose.pin");
+	ca_ok("ca", "setup --name 'Pin CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file loose.pin",
+	      b->module);
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("ca", "leaf", "WebServer");
+	/* loosened afterwards: the CA stops signing with it, saying why */
+	sh_ok("chmod 604 loose.pin");
+	out = ca_refused("ca", 1, "submit leaf.csr --template WebServer --out leaf2.pem");
+	expect_has(last_cmd, out, "mode 0604");
+	if (exists("leaf2.pem"))
+		fail_full("a CA whose PIN file is readable by others issued leaf2.pem");
+}
+
+/* The mode of path (permission bits), or -1 if it is not there. */
+static int mode_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/*
+ * The CA's files: a directory setup makes is 0700; in an existing 0755
+ * directory, keyward-ca.db (with its -wal and -shm) and ca.conf are 0600,
+ * and stay so when rewritten; published CRLs and certificates may be read
+ * by all. And ca.conf holds only what it reads back: a value with a line
+ * break or too long for a line is refused.
+ */
+static void test_file_modes(void **state)
+{
+	const struct backend *b = *state;
+	static const char *const private[] = {"keyward-ca.db", "keyward-ca.db-wal", "keyward-ca.db-shm", "ca.conf"};
+	mode_t old = umask(022);
+
+	enter(b, "modes");
+	assert_int_equal(mkdir("shared", 0755), 0);
+	ca_ok("shared", "setup --name 'Shared CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("shared", "leaf", "WebServer");
+	ca_ok("shared", "config set crl_overlap_hours 6");
+	kwt_write_file(keepf("%s/modes/t.tmpl", b->work), "validity_days = 30\n");
+	ca_ok("shared", "templates add T --file t.tmpl");
+	ca_ok("shared", "crl");
+	for (size_t i = 0; i < sizeof private / sizeof private[0]; i++) {
+		const char *path = keepf("shared/%s", private[i]);
+
+		if (mode_of(path) >= 0 && (mode_of(path) & 077))
+			fail_full("%s has mode %04o in a 0755 directory: others may read it\n%s", path, mode_of(path),
+				  sh_ok("ls -la shared"));
+	}
+	if (mode_of("shared/keyward-ca.db") < 0 || mode_of("shared/ca.conf") < 0)
+		fail_full("no keyward-ca.db or ca.conf in shared/:\n%s", sh_ok("ls -la shared"));
+	if (mode_of(keepf("shared/publish/%s.crl", file_name("Shared CA"))) != 0644)
+		fail_full("the published CRL has mode %04o; it is public (0644)",
+			  mode_of(keepf("shared/publish/%s.crl", file_name("Shared CA"))));
+
+	ca_ok("made", "setup --name 'Made CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	if (mode_of("made") != 0700)
+		fail_full("setup made its directory with mode %04o, not 0700", mode_of("made"));
+
+	/* ca.conf is written only as it reads back */
+	expect_has(last_cmd, ca_refused("shared", 2, "config set server_name \"$(printf 'a\\n[template X]')\""),
+		   "server_name");
+	expect_has(last_cmd, ca_refused("shared", 2, "config set crl_period_hours \"$(printf '1\\nkey = other')\""),
+		   "crl_period_hours");
+	expect_has(last_cmd, ca_refused("shared", 2, "config set module /%0200d", 0), "too long");
+	expect_has(last_cmd,
+		   ca_refused("long", 2, "setup --name 'Long CA' --key-type EC-P256 %s --token 'a ;b'", hsm_opts(b)),
+		   "token");
+	if (exists("long"))
+		fail_full("a setup refused for its token left long/:\n%s", sh_ok("ls -lA long"));
+	umask(old);
+}
+
 /* Templates added from a file: the keys of a [template] section. */
 static const char manual_tmpl[] = "validity_days = 30\n"
 				  "key_usage = digitalSignature\n"
@@ -2035,6 +2303,9 @@ int main(void)
 		{"test_crash_safety", test_crash_safety, NULL, test_done, &keyward_hsm},
 		{"test_config", test_config, NULL, test_done, &keyward_hsm},
 		{"test_unusual_key", test_unusual_key, NULL, test_done, &keyward_hsm},
+		{"test_bad_names", test_bad_names, NULL, test_done, &keyward_hsm},
+		{"test_pin_file_mode", test_pin_file_mode, NULL, test_done, &keyward_hsm},
+		{"test_file_modes", test_file_modes, NULL, test_done, &keyward_hsm},
 	};
 	// clang-format on
 

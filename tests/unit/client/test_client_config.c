@@ -202,6 +202,22 @@ static void test_errors(void **state)
 	}
 }
 
+/* a configuration, not a stream: more than 1 MiB (of comments, after a good file) is refused whole */
+static void test_too_large(void **state)
+{
+	size_t n = (1 << 20) + 64, used = 0;
+	char *text = malloc(n + 1);
+	struct bad_case bc = {text, {"larger than 1048576 bytes"}};
+
+	(void)state;
+	assert_non_null(text);
+	used = (size_t)snprintf(text, n + 1, "%s", HEAD HSM);
+	while (used + 10 <= n)
+		used += (size_t)snprintf(text + used, n + 1 - used, "# comment\n");
+	check_bad(&bc);
+	free(text);
+}
+
 static void test_missing_file(void **state)
 {
 	kw_client *c;
@@ -221,7 +237,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_file),   cmocka_unit_test(test_defaults_and_public_api),
 		cmocka_unit_test(test_env_variable), cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_missing_file), cmocka_unit_test(test_too_large),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

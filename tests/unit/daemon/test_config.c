@@ -59,6 +59,25 @@ static void test_mistakes(void **state)
 
 	assert_int_equal(kw_server_config_load(&cfg, "/nonexistent/keywardd.conf"), KW_ERR_CONFIG);
 	assert_non_null(strstr(kw_last_error(), "/nonexistent/keywardd.conf"));
+
+	/* a configuration, not a stream: more than 1 MiB (of comments) is refused whole */
+	{
+		size_t n = (1 << 20) + 64, used = 0;
+		char *text = malloc(n + 1);
+
+		assert_non_null(text);
+		used = (size_t)snprintf(text, n + 1, "[server]\nmax_inflight = 4\n");
+		while (used + 10 <= n)
+			used += (size_t)snprintf(text + used, n + 1 - used, "# comment\n");
+		strcpy(path, "/tmp/kwconf.XXXXXX");
+		write_conf(text);
+		free(text);
+		kw_server_config_defaults(&cfg);
+		assert_int_equal(kw_server_config_load(&cfg, path), KW_ERR_CONFIG);
+		assert_non_null(strstr(kw_last_error(), "larger than 1048576 bytes"));
+		assert_int_equal(cfg.max_inflight, 32); /* nothing taken from it */
+		unlink(path);
+	}
 }
 
 int main(void)
