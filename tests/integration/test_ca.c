@@ -1259,6 +1259,16 @@ static void revocation(const struct backend *b)
 	if (!crl_reason(text, cert_serial("bad.pem")) || crl_reason(text, cert_serial("held.pem")))
 		fail_full("%s: not just the keyCompromise:\n%s", full, text);
 
+	/*
+	 * the backdating below must reach before base3's thisUpdate, which has
+	 * whole seconds: let base3 be made a second later than backdated.pem's
+	 * notBefore (on a fast machine they fell in one second, and the test failed)
+	 */
+	not_before = cert_line("backdated.pem", "-startdate") + strlen("notBefore=");
+	when = gmt(keepf("notBefore=%s", not_before), "notBefore=");
+	while (time(NULL) <= when)
+		usleep(50 * 1000);
+
 	/* held in a full CRL, then taken back: the delta says removeFromCRL (RFC 5280, 5.3.1) */
 	ca_ok("root", "revoke %s --reason certificateHold", held);
 	ca_ok("root", "crl");
@@ -1286,8 +1296,6 @@ static void revocation(const struct backend *b)
 	 * backdated (--date, not in the future) to before the last full CRL: the
 	 * next delta lists it all the same, with that date
 	 */
-	not_before = cert_line("backdated.pem", "-startdate") + strlen("notBefore=");
-	when = gmt(keepf("notBefore=%s", not_before), "notBefore=");
 	strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&when));
 	if (gmt(sh_ok("openssl crl -in base3.pem -noout -lastupdate"), "lastUpdate=") <= when)
 		fail_full("CRL %llu is not later than %s: the backdating would not reach before it", base3, date);
