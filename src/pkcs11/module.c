@@ -1115,6 +1115,11 @@ static CK_FUNCTION_LIST function_list = {
 	.C_WaitForSlotEvent = p11_C_WaitForSlotEvent,
 };
 
+CK_FUNCTION_LIST_PTR p11_function_list(void)
+{
+	return &function_list;
+}
+
 CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 {
 	if (!list)

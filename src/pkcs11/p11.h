@@ -100,6 +100,13 @@ struct p11_module {
 
 extern struct p11_module p11;
 
+/*
+ * module.c: the standard function list. vendor.c reaches it here, not
+ * through the exported C_GetFunctionList: in a process that also links
+ * libp11-kit, a call to that name from inside the module binds to
+ * p11-kit's proxy instead.
+ */
+CK_FUNCTION_LIST_PTR p11_function_list(void);
 /* module.c: the open session h, or NULL (lock held). */
 struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h);
 /* module.c: the handle of open session s (lock held). */

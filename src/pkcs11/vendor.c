@@ -142,13 +142,10 @@ static CK_INTERFACE interfaces[2] = {
 
 static pthread_once_t interfaces_once = PTHREAD_ONCE_INIT;
 
-/* The standard interface's function list is module.c's, reached through its export. */
+/* The standard interface's function list is module.c's (not the export's: see p11_function_list). */
 static void interfaces_init(void)
 {
-	CK_FUNCTION_LIST_PTR std = NULL;
-
-	if (C_GetFunctionList(&std) == CKR_OK)
-		interfaces[0].pFunctionList = std;
+	interfaces[0].pFunctionList = p11_function_list();
 }
 
 static void interfaces_fill(void)

@@ -6,7 +6,8 @@
  * hashes), RSA PKCS#1 v1.5 and PSS, every signature checked with OpenSSL
  * in order; its length query, refusals (counts, buffers, a key without
  * sign, login) and that it leaves the session's own C_Sign alone; and
- * pkcs11-tool still working with the module through its interfaces.
+ * pkcs11-tool still working with the module through its interfaces. The
+ * process has libp11-kit loaded, as GnuTLS programs do.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,7 +38,7 @@
 
 static struct kwt_server server;
 static char pin[64];
-static void *module;
+static void *module, *p11kit;
 static CK_FUNCTION_LIST_PTR f;
 static CK_KW_BATCH_FUNCTION_LIST *batch;
 static CK_SESSION_HANDLE s; /* R/W, logged in, on the machine token */
@@ -51,6 +52,13 @@ static int setup(void **state)
 	(void)state;
 	kwt_start_dev(&server);
 	kwt_p11_env(&server, pin, sizeof pin);
+	/*
+	 * A host that uses p11-kit (GnuTLS, p11tool, ...) has its proxy's
+	 * C_GetFunctionList in the global scope: the module's interfaces must
+	 * still hand out the module's own list, not the proxy's.
+	 */
+	p11kit = dlopen("libp11-kit.so.0", RTLD_NOW | RTLD_GLOBAL);
+	assert_non_null(p11kit);
 	module = dlopen(KEYWARD_PKCS11_PATH, RTLD_NOW | RTLD_LOCAL);
 	assert_non_null(module);
 	*(void **)&get = dlsym(module, "C_GetInterface");
@@ -71,6 +79,7 @@ static int teardown(void **state)
 	(void)state;
 	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
 	assert_int_equal(dlclose(module), 0);
+	dlclose(p11kit);
 	kwt_stop(&server);
 	kwt_cleanup(&server);
 	return 0;
