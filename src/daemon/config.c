@@ -19,8 +19,8 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "/var/lib/keyward/tls");
 	snprintf(cfg->server_names, sizeof cfg->server_names, "localhost,127.0.0.1");
 	cfg->max_connections = 256;
-	cfg->max_unauthenticated = 64;
-	cfg->max_unauthenticated_per_address = 16;
+	cfg->max_unauthenticated = 256;
+	cfg->max_unauthenticated_per_address = 64;
 	cfg->admin_max_connections = 8;
 	cfg->max_inflight = 32;
 	cfg->idle_timeout = 300;
