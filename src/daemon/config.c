@@ -30,6 +30,7 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	cfg->lockout_failures = 100;
 	cfg->lockout_window = 300;
 	cfg->lockout_duration = 300;
+	cfg->audit_failure_interval = 60;
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
 }
 
@@ -95,6 +96,8 @@ static int on_value(void *user, const char *section, const char *key, const char
 	NUM("lockout", "window", lockout_window, 86400)
 	NUM("lockout", "duration", lockout_duration, 86400 * 7)
 	STR("log", "level", log_level)
+	NUM("audit", "failure_interval", audit_failure_interval, 86400)
+	STR("audit", "head_file", audit_head_file)
 #undef STR
 #undef NUM
 	if (strcmp(section, "server") == 0 && strcmp(key, "store_max_bytes") == 0) {

@@ -201,6 +201,21 @@ static void audit(struct kw_server *srv, const struct kw_peer *peer, const char 
 		kw_log(KW_LOG_ERROR, "audit: cannot record %s (%s): %s", event, detail, kw_last_error());
 }
 
+/* A failed authentication by a peer not (yet) authenticated: aggregated per source (usage.c). */
+static void audit_failure(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void audit_failure(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+{
+	char detail[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	kw_usage_fail(srv->usage, srv->ks, peer->address, event, detail);
+}
+
 static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward__Hello *h,
 		      Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -234,7 +249,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
 	if (rv) {
 		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
+		audit_failure(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
 				    "this client certificate (%s) is not registered with this HSM: its partition may "
 				    "have been deleted; register again with a setup password",
@@ -242,7 +257,8 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 	}
 	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
 		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
+		audit_failure(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address,
+			      h->partition);
 		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
 				    h->partition);
 	}
@@ -295,7 +311,7 @@ static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keywar
 	}
 	if (rv == KW_ERR_AUTH || rv == KW_ERR_NOT_FOUND) {
 		kw_lockout_fail(srv->lockout, who);
-		audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		audit_failure(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
 		rv = kw_error_set(KW_ERR_AUTH,
 				  "enrollment refused for partition \"%s\": unknown partition, or the setup password is "
 				  "wrong or was already used (ask the HSM administrator for a new one: keyward-admin "

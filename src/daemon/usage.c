@@ -5,17 +5,27 @@
  * second ("key.sign dev: S-1-5-21-1-2-3/myDemoCA (0x1f..): 1234 operations
  * by CN=..."). A crash loses at most that last second of counts; every
  * administrative event is written at once by its handler.
+ *
+ * The same once-a-second flush writes the summaries of failures by
+ * unauthenticated peers (failagg.c), the log limiter's summaries, and the
+ * audit chain head to [audit] head_file, a copy outside the store that an
+ * operator can ship elsewhere to detect a rewritten tail.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
 
 #define SLOTS 4096
+#define FAIL_SOURCES 1024 /* unauthenticated sources tracked one by one */
 
 struct count {
 	bool used;
@@ -33,18 +43,45 @@ struct kw_usage {
 	struct count *slots; /* open addressing */
 	unsigned used;
 	uint64_t dropped;    /* uses that found the table full */
+	struct kw_failagg *fails;
+	char *head_file;          /* NULL: none */
+	uint64_t head_written;    /* the seq last appended to it */
+	pthread_mutex_t head_lock;
 };
 
-kw_rv kw_usage_new(struct kw_usage **out)
+static time_t mono_now(void)
 {
-	struct kw_usage *u = calloc(1, sizeof *u);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+kw_rv kw_usage_new(unsigned fail_interval, const char *head_file, struct kw_usage **out)
+{
+	struct kw_usage *u;
+	kw_rv rv;
 
 	*out = NULL;
-	if (!u || !(u->slots = calloc(SLOTS, sizeof *u->slots))) {
-		free(u);
-		return KW_ERR_NO_MEMORY;
-	}
+	if (!fail_interval)
+		return kw_error_set(KW_ERR_CONFIG, "[audit] failure_interval must be at least 1 second");
+	u = calloc(1, sizeof *u);
+	if (!u)
+		return kw_error_set(KW_ERR_NO_MEMORY, "key-use audit: out of memory");
 	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->head_lock, NULL);
+	if (!(u->slots = calloc(SLOTS, sizeof *u->slots)) ||
+	    (head_file && *head_file && !(u->head_file = strdup(head_file)))) {
+		kw_usage_free(u);
+		return kw_error_set(KW_ERR_NO_MEMORY, "key-use audit: out of memory");
+	}
+	rv = kw_failagg_new(fail_interval, FAIL_SOURCES, &u->fails);
+	if (rv) {
+		kw_usage_free(u);
+		return rv;
+	}
+	/* peer-caused log lines: as many per site as failure records per source */
+	kw_log_limit_configure(10, fail_interval);
 	*out = u;
 	return KW_OK;
 }
@@ -54,8 +91,85 @@ void kw_usage_free(struct kw_usage *u)
 	if (!u)
 		return;
 	pthread_mutex_destroy(&u->lock);
+	pthread_mutex_destroy(&u->head_lock);
+	kw_failagg_free(u->fails);
+	free(u->head_file);
 	free(u->slots);
 	free(u);
+}
+
+/* "192.0.2.1:4711" -> "192.0.2.1", "[2001:db8::1]:4711" -> "[2001:db8::1]" */
+static void source_of(const char *address, char *out, size_t size)
+{
+	const char *colon = strrchr(address, ':');
+	size_t len = colon && colon != address && !strchr(colon, ']') ? (size_t)(colon - address) : strlen(address);
+
+	if (len >= size)
+		len = size - 1;
+	memcpy(out, address, len);
+	out[len] = '\0';
+}
+
+void kw_usage_fail(struct kw_usage *u, struct kw_keystore *ks, const char *address, const char *event,
+		   const char *detail)
+{
+	char source[80], actor[100];
+
+	source_of(address ? address : "", source, sizeof source);
+	kw_log_limited(event, KW_LOG_WARN, "%s: %s", event, detail);
+	if (!kw_failagg_note(u->fails, source, event, mono_now()))
+		return;
+	snprintf(actor, sizeof actor, "unauthenticated %s", source);
+	if (kw_keystore_audit(ks, "", actor, event, detail))
+		kw_log_limited("audit.fail", KW_LOG_ERROR, "audit: cannot record %s (%s): %s", event, detail,
+			       kw_last_error());
+}
+
+static void emit_failures(void *ctx, const char *source, const char *event, uint64_t count, unsigned seconds)
+{
+	struct kw_keystore *ks = ctx;
+	char detail[200], actor[100];
+
+	snprintf(actor, sizeof actor, "unauthenticated %s", source);
+	snprintf(detail, sizeof detail, "%" PRIu64 " more failure%s from %s in the last %u s", count,
+		 count == 1 ? "" : "s", source, seconds);
+	if (kw_keystore_audit(ks, "", actor, event, detail))
+		kw_log_limited("audit.fail", KW_LOG_ERROR, "audit: cannot record %s (%s): %s", event, detail,
+			       kw_last_error());
+}
+
+/* Appends "SEQ:HASH" to the head file when the head moved since the last time. */
+static void write_head(struct kw_usage *u, struct kw_keystore *ks)
+{
+	unsigned char hash[KW_AUDIT_HASH_LEN];
+	char line[32 + 2 * KW_AUDIT_HASH_LEN];
+	uint64_t seq;
+	size_t len;
+	int fd;
+
+	if (!u->head_file)
+		return;
+	pthread_mutex_lock(&u->head_lock);
+	if (kw_keystore_audit_head(ks, &seq, hash)) {
+		kw_log_limited("audit.head", KW_LOG_ERROR, "audit: cannot read the chain head: %s", kw_last_error());
+		goto out;
+	}
+	if (seq == u->head_written)
+		goto out;
+	len = (size_t)snprintf(line, sizeof line, "%" PRIu64 ":", seq);
+	for (size_t i = 0; i < KW_AUDIT_HASH_LEN; i++)
+		len += (size_t)snprintf(line + len, sizeof line - len, "%02x", hash[i]);
+	line[len++] = '\n';
+	fd = open(u->head_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, len) != (ssize_t)len || fsync(fd) != 0)
+		kw_log_limited("audit.head", KW_LOG_ERROR, "audit: cannot append the chain head to %s: %s", u->head_file,
+			       strerror(errno));
+	else
+		u->head_written = seq;
+	if (fd >= 0)
+		close(fd);
+out:
+	pthread_mutex_unlock(&u->head_lock);
 }
 
 void kw_usage_count(struct kw_usage *u, const char *partition, const char *actor, const char *event,
@@ -90,7 +204,7 @@ done:
 	pthread_mutex_unlock(&u->lock);
 }
 
-void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks)
+static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 {
 	struct count *batch;
 	uint64_t dropped;
@@ -127,4 +241,20 @@ void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks)
 		kw_keystore_audit(ks, "", "keywardd", "key.use", detail);
 	}
 	free(full);
+}
+
+void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks)
+{
+	flush_counts(u, ks);
+	kw_failagg_flush(u->fails, mono_now(), false, emit_failures, ks);
+	kw_log_limited_flush();
+	write_head(u, ks);
+}
+
+void kw_usage_flush_all(struct kw_usage *u, struct kw_keystore *ks)
+{
+	flush_counts(u, ks);
+	kw_failagg_flush(u->fails, mono_now(), true, emit_failures, ks);
+	kw_log_limited_flush();
+	write_head(u, ks);
 }

@@ -20,7 +20,7 @@
 
 #include "keystore/keystore.h"
 
-#define KW_HASH_LEN 32
+#define KW_HASH_LEN KW_AUDIT_HASH_LEN
 
 /* The sealed material of a private-key row (all NULL for other rows). */
 struct kw_sealed {

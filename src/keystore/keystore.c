@@ -2305,6 +2305,16 @@ kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const cha
 	return rv;
 }
 
+kw_rv kw_keystore_audit_head(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_AUDIT_HASH_LEN])
+{
+	kw_rv rv;
+
+	lock(ks);
+	rv = audit_head_locked(ks, seq, hash);
+	unlock(ks);
+	return rv;
+}
+
 /* Whom the calling thread's mutations are done for (kw_keystore_set_actor). */
 static _Thread_local char actor_partition[KW_PARTITION_NAME_MAX + 1];
 static _Thread_local char actor_name[160];

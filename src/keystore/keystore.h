@@ -342,6 +342,10 @@ void kw_keystore_set_actor(const char *partition, const char *actor);
 kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
 			const char *detail);
 
+#define KW_AUDIT_HASH_LEN 32
+/* The chain head: the last record's seq and hash (0 and zeros for an empty log). */
+kw_rv kw_keystore_audit_head(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_AUDIT_HASH_LEN]);
+
 struct kw_audit_report {
 	bool ok;
 	uint64_t records;
