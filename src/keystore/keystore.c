@@ -2368,6 +2368,9 @@ struct verify_ctx {
 	uint64_t last_seq;
 	unsigned char prev[KW_HASH_LEN];
 	bool bad;
+	uint64_t expect_seq; /* 0: no saved head to check */
+	const unsigned char *expect_hash;
+	bool expect_found;
 };
 
 static void report_bad(struct verify_ctx *c, uint64_t seq, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -2414,12 +2417,27 @@ static kw_rv verify_cb(void *ctx, const struct kw_audit_rec *r)
 		report_bad(c, r->seq, "record %" PRIu64 ": hash mismatch (altered)", r->seq);
 		return KW_OK;
 	}
+	if (c->expect_seq && r->seq == c->expect_seq) {
+		c->expect_found = true;
+		if (CRYPTO_memcmp(h, c->expect_hash, KW_HASH_LEN) != 0) {
+			report_bad(c, r->seq,
+				   "record %" PRIu64 " differs from the saved head: the log was rewritten from there on",
+				   r->seq);
+			return KW_OK;
+		}
+	}
 	memcpy(c->prev, r->hash, KW_HASH_LEN);
 	c->next++;
 	return KW_OK;
 }
 
 kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *out)
+{
+	return kw_keystore_audit_verify_head(ks, 0, NULL, out);
+}
+
+kw_rv kw_keystore_audit_verify_head(struct kw_keystore *ks, uint64_t expect_seq,
+				    const unsigned char expect_hash[KW_AUDIT_HASH_LEN], struct kw_audit_report *out)
 {
 	struct verify_ctx c;
 	unsigned char head_hash[KW_HASH_LEN];
@@ -2430,9 +2448,13 @@ kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *o
 		return kw_error_set(KW_ERR_ARGUMENTS, "audit: no report given");
 	memset(out, 0, sizeof *out);
 	memset(&c, 0, sizeof c);
+	if (expect_seq && !expect_hash)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit: a saved head needs its hash");
 	out->ok = true;
 	c.rep = out;
 	c.next = 1;
+	c.expect_seq = expect_seq;
+	c.expect_hash = expect_hash;
 	lock(ks);
 	rv = ks->b->ops->begin(ks->b); /* one consistent view of log and head */
 	if (rv)
@@ -2441,9 +2463,18 @@ kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *o
 	if (!rv)
 		rv = ks->b->ops->audit_foreach(ks->b, verify_cb, &c);
 	ks->b->ops->rollback(ks->b);
-	if (rv || c.bad)
+	if (rv)
 		goto out;
-	if (c.last_seq < head)
+	out->head_seq = head;
+	memcpy(out->head_hash, head_hash, KW_HASH_LEN);
+	if (c.bad)
+		goto out;
+	if (expect_seq && !c.expect_found)
+		report_bad(&c, expect_seq,
+			   "the saved head, record %" PRIu64 ", is not in the log (it ends at %" PRIu64
+			   "): the log was cut back or rewritten",
+			   expect_seq, c.last_seq);
+	else if (c.last_seq < head)
 		report_bad(&c, c.last_seq + 1, "log ends at %" PRIu64 " but head says %" PRIu64, c.last_seq, head);
 	else if (c.last_seq > head)
 		report_bad(&c, head + 1, "record %" PRIu64 " is past the head (%" PRIu64 "): written outside keywardd",

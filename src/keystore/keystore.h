@@ -351,7 +351,17 @@ struct kw_audit_report {
 	uint64_t records;
 	uint64_t first_bad; /* seq of the first broken or missing record */
 	char problem[256];
+	uint64_t head_seq;  /* the chain head, to be saved outside the store */
+	unsigned char head_hash[KW_AUDIT_HASH_LEN];
 };
 kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *out);
+/*
+ * kw_keystore_audit_verify, and a head saved earlier (expect_seq > 0) must
+ * still be in the chain: its record present with expect_hash. A consistent
+ * rewrite of the tail (records and head recomputed) passes the chain check
+ * but not this one.
+ */
+kw_rv kw_keystore_audit_verify_head(struct kw_keystore *ks, uint64_t expect_seq,
+				    const unsigned char expect_hash[KW_AUDIT_HASH_LEN], struct kw_audit_report *out);
 
 #endif

@@ -6,10 +6,12 @@
  * Exit codes: 0 done; 1 the HSM refused or failed (the message says why);
  * 2 bad usage; 3 keywardd not reachable.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +45,9 @@ static void usage(FILE *out)
 		"  partition create NAME           create a partition; prints its one-time setup password\n"
 		"  partition password NAME         a new one-time setup password (to register another client)\n"
 		"  partition list                  partitions, their objects and credentials\n"
-		"  audit verify                    check the hash chain of the audit log\n"
+		"  audit verify [--expect-head SEQ:HASH]\n"
+		"                                  check the hash chain of the audit log and print its head;\n"
+		"                                  with a head saved earlier, check it is still in the chain\n"
 		"\n"
 		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
@@ -304,29 +308,73 @@ static int cmd_partition(int argc, char **argv)
 	return 2;
 }
 
+/* "SEQ:HEX" (as `audit verify` prints the head) into seq and hash; false when malformed. */
+static bool parse_head(const char *text, uint64_t *seq, unsigned char hash[32])
+{
+	static const char hexdigits[] = "0123456789abcdef";
+	const char *colon = strchr(text, ':');
+	char *end;
+
+	errno = 0;
+	*seq = strtoull(text, &end, 10);
+	if (!colon || end != colon || errno || *seq == 0 || text[0] == '-' || strlen(colon + 1) != 64)
+		return false;
+	for (int i = 0; i < 64; i++) {
+		const char *digit = strchr(hexdigits, tolower((unsigned char)colon[1 + i]));
+		if (!colon[1 + i] || !digit)
+			return false;
+		if (i % 2 == 0)
+			hash[i / 2] = (unsigned char)((digit - hexdigits) << 4);
+		else
+			hash[i / 2] |= (unsigned char)(digit - hexdigits);
+	}
+	return true;
+}
+
 static int cmd_audit(int argc, char **argv)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__AuditVerify body = KEYWARD__AUDIT_VERIFY__INIT;
+	Keyward__AuditReport *rep;
 	Keyward__Response *resp;
+	unsigned char expect[32];
+	uint64_t expect_seq = 0;
 	int status, rc;
 
-	if (argc != 1 || strcmp(argv[0], "verify") != 0) {
-		fprintf(stderr, "keyward-admin: audit verify\n");
+	if (argc == 3 && strcmp(argv[0], "verify") == 0 && strcmp(argv[1], "--expect-head") == 0) {
+		if (!parse_head(argv[2], &expect_seq, expect)) {
+			fprintf(stderr,
+				"keyward-admin: audit verify --expect-head: \"%s\" is not SEQ:HASH (a head as audit "
+				"verify prints it: a record number, a colon, 64 hex digits)\n",
+				argv[2]);
+			return 2;
+		}
+		body.expect_seq = expect_seq;
+		body.expect_hash.data = expect;
+		body.expect_hash.len = sizeof expect;
+	} else if (argc != 1 || strcmp(argv[0], "verify") != 0) {
+		fprintf(stderr, "keyward-admin: audit verify [--expect-head SEQ:HASH]\n");
 		return 2;
 	}
 	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_VERIFY;
 	req.audit_verify = &body;
 	if (!(resp = call(&req, 120, &status)))
 		return status;
-	if (resp->audit_report->ok) {
-		printf("audit log intact: %llu records\n", (unsigned long long)resp->audit_report->records);
+	rep = resp->audit_report;
+	if (rep->ok) {
+		printf("audit log intact: %llu records\n", (unsigned long long)rep->records);
+		if (expect_seq)
+			printf("saved head %llu found in the chain\n", (unsigned long long)expect_seq);
 		rc = 0;
 	} else {
-		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)resp->audit_report->first_bad,
-		       resp->audit_report->problem);
+		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)rep->first_bad, rep->problem);
 		rc = 1;
 	}
+	/* the head to save outside the HSM, for a later --expect-head */
+	printf("head: %llu:", (unsigned long long)rep->head_seq);
+	for (size_t i = 0; i < rep->head_hash.len; i++)
+		printf("%02x", rep->head_hash.data[i]);
+	printf("\n");
 	keyward__response__free_unpacked(resp, NULL);
 	return rc;
 }
