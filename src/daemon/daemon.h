@@ -47,6 +47,8 @@ struct kw_server_config {
 	unsigned lockout_duration;
 	unsigned audit_failure_interval; /* seconds: [audit] failure_interval */
 	char audit_head_file[512];       /* [audit] head_file, "" for none */
+	uint64_t audit_max_records;      /* [audit] max_records, 0: no limit */
+	char audit_archive_dir[512];     /* [audit] archive_dir, "": beside a SQLite store */
 	char log_level[16];
 	char dev_dir[400];       /* set in development mode */
 };
@@ -139,11 +141,16 @@ void kw_failagg_flush(struct kw_failagg *f, time_t now, bool all, kw_failagg_emi
 
 struct kw_usage;
 /*
- * fail_interval: seconds over which failures of one unauthenticated source
- * become one audit record ([audit] failure_interval); head_file: where each
- * flush appends the audit chain head when it moved (NULL or "": nowhere).
+ * From cfg's [audit] section: failure_interval (seconds over which failures
+ * of one unauthenticated source become one audit record), head_file (where
+ * each flush appends the chain head when it moved), max_records and
+ * archive_dir (the size policy: past max_records, a flush archives the
+ * oldest records, keeping the newest half).
  */
-kw_rv kw_usage_new(unsigned fail_interval, const char *head_file, struct kw_usage **out);
+kw_rv kw_usage_new(const struct kw_server_config *cfg, struct kw_usage **out);
+/* Archives every audit record but the newest keep (keyward-admin audit archive). */
+kw_rv kw_usage_archive(struct kw_usage *u, struct kw_keystore *ks, uint64_t keep, uint64_t *archived, char *file,
+		       size_t size);
 void kw_usage_free(struct kw_usage *u);
 void kw_usage_count(struct kw_usage *u, const char *partition, const char *actor, const char *event,
 		    const struct kw_cached_key *key, uint64_t id);

@@ -100,6 +100,7 @@ bool kw_request_is_slow(const Keyward__Request *req)
 	case KEYWARD__REQUEST__BODY_ADMIN_INIT:
 	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
+	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
 		return true;
 	default:
 		return false;

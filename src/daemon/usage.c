@@ -46,6 +46,8 @@ struct kw_usage {
 	struct kw_failagg *fails;
 	char *head_file;          /* NULL: none */
 	uint64_t head_written;    /* the seq last appended to it */
+	uint64_t max_records;     /* the size policy; 0: none */
+	char *archive_dir;        /* NULL: none */
 	pthread_mutex_t head_lock;
 };
 
@@ -57,8 +59,35 @@ static time_t mono_now(void)
 	return ts.tv_sec;
 }
 
-kw_rv kw_usage_new(unsigned fail_interval, const char *head_file, struct kw_usage **out)
+/* [audit] archive_dir, or DIR/audit-archive beside a SQLite store at DIR/FILE. */
+static kw_rv archive_dir(const struct kw_server_config *cfg, char **out)
 {
+	const char *path = cfg->store, *slash;
+
+	*out = NULL;
+	if (cfg->audit_archive_dir[0]) {
+		*out = strdup(cfg->audit_archive_dir);
+	} else {
+		if (strncmp(path, "sqlite:", 7) == 0)
+			path += 7;
+		if (strncmp(path, "//", 2) == 0)
+			path += 2;
+		if (strchr(path, ':') && !strchr(path, '/'))
+			return KW_OK; /* ":memory:": no size policy without an archive_dir */
+		slash = strrchr(path, '/');
+		*out = malloc(strlen(path) + sizeof "/audit-archive" + 1);
+		if (*out)
+			sprintf(*out, "%.*s/audit-archive", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	}
+	if (!*out)
+		return kw_error_set(KW_ERR_NO_MEMORY, "audit: out of memory");
+	return KW_OK;
+}
+
+kw_rv kw_usage_new(const struct kw_server_config *cfg, struct kw_usage **out)
+{
+	unsigned fail_interval = cfg->audit_failure_interval;
+	const char *head_file = cfg->audit_head_file;
 	struct kw_usage *u;
 	kw_rv rv;
 
@@ -75,7 +104,10 @@ kw_rv kw_usage_new(unsigned fail_interval, const char *head_file, struct kw_usag
 		kw_usage_free(u);
 		return kw_error_set(KW_ERR_NO_MEMORY, "key-use audit: out of memory");
 	}
-	rv = kw_failagg_new(fail_interval, FAIL_SOURCES, &u->fails);
+	u->max_records = cfg->audit_max_records;
+	rv = archive_dir(cfg, &u->archive_dir);
+	if (!rv)
+		rv = kw_failagg_new(fail_interval, FAIL_SOURCES, &u->fails);
 	if (rv) {
 		kw_usage_free(u);
 		return rv;
@@ -94,6 +126,7 @@ void kw_usage_free(struct kw_usage *u)
 	pthread_mutex_destroy(&u->head_lock);
 	kw_failagg_free(u->fails);
 	free(u->head_file);
+	free(u->archive_dir);
 	free(u->slots);
 	free(u);
 }
@@ -243,11 +276,34 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 	free(full);
 }
 
+kw_rv kw_usage_archive(struct kw_usage *u, struct kw_keystore *ks, uint64_t keep, uint64_t *archived, char *file,
+		       size_t size)
+{
+	if (!u->archive_dir)
+		return kw_error_set(KW_ERR_CONFIG, "audit archive: the store has no directory; set [audit] archive_dir");
+	return kw_keystore_audit_archive(ks, u->archive_dir, keep, archived, file, size);
+}
+
+/* The size policy: past max_records, the oldest records go to the archive, the newest half stays. */
+static void apply_size_policy(struct kw_usage *u, struct kw_keystore *ks)
+{
+	uint64_t records = 0, archived = 0;
+	char file[600];
+
+	if (!u->max_records || !u->archive_dir || kw_keystore_audit_count(ks, &records) || records <= u->max_records)
+		return;
+	if (kw_keystore_audit_archive(ks, u->archive_dir, u->max_records / 2, &archived, file, sizeof file))
+		kw_log_limited("audit.archive", KW_LOG_ERROR, "audit: cannot archive: %s", kw_last_error());
+	else if (archived)
+		kw_log(KW_LOG_INFO, "audit: %" PRIu64 " records archived to %s", archived, file);
+}
+
 void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks)
 {
 	flush_counts(u, ks);
 	kw_failagg_flush(u->fails, mono_now(), false, emit_failures, ks);
 	kw_log_limited_flush();
+	apply_size_policy(u, ks);
 	write_head(u, ks);
 }
 

@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "common/error.h"
+#include "keystore/keystore.h"
 #include "tools/admin_client.h"
 
 #define SECRET_MAX 1024
@@ -48,6 +49,8 @@ static void usage(FILE *out)
 		"  audit verify [--expect-head SEQ:HASH]\n"
 		"                                  check the hash chain of the audit log and print its head;\n"
 		"                                  with a head saved earlier, check it is still in the chain\n"
+		"      [--archives DIR]            and the archives in DIR, up to the store's first record\n"
+		"  audit archive [--keep N]        move all but the newest N audit records to the archive\n"
 		"\n"
 		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
@@ -331,6 +334,72 @@ static bool parse_head(const char *text, uint64_t *seq, unsigned char hash[32])
 	return true;
 }
 
+static void print_hash(const char *label, uint64_t seq, const ProtobufCBinaryData *h)
+{
+	printf("%s%llu:", label, (unsigned long long)seq);
+	for (size_t i = 0; i < h->len; i++)
+		printf("%02x", h->data[i]);
+	printf("\n");
+}
+
+/* The archives in dir must chain from record 1 up to the store's base. */
+static int check_archives(const char *dir, const Keyward__AuditReport *rep)
+{
+	struct kw_audit_report ar;
+	kw_rv rv = kw_audit_archives_verify(dir, &ar);
+
+	if (rv) {
+		fprintf(stderr, "keyward-admin: %s\n", kw_last_error());
+		return 1;
+	}
+	if (!ar.ok) {
+		printf("audit archives BROKEN at record %llu: %s\n", (unsigned long long)ar.first_bad, ar.problem);
+		return 1;
+	}
+	if (ar.head_seq != rep->base_seq || rep->base_hash.len != sizeof ar.head_hash ||
+	    (ar.head_seq && CRYPTO_memcmp(ar.head_hash, rep->base_hash.data, sizeof ar.head_hash) != 0)) {
+		printf("audit archives in %s do not lead to the store: they end at record %llu, the store's log "
+		       "starts after %llu (an archive is missing, or belongs to another store)\n",
+		       dir, (unsigned long long)ar.head_seq, (unsigned long long)rep->base_seq);
+		return 1;
+	}
+	printf("audit archives intact: %llu records, up to the store's first\n", (unsigned long long)ar.records);
+	return 0;
+}
+
+static int cmd_audit_archive(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AuditArchive body = KEYWARD__AUDIT_ARCHIVE__INIT;
+	Keyward__Response *resp;
+	char *end = NULL;
+	int status;
+
+	if (argc == 2 && strcmp(argv[0], "--keep") == 0) {
+		errno = 0;
+		body.keep = strtoull(argv[1], &end, 10);
+		if (errno || end == argv[1] || *end || argv[1][0] == '-') {
+			fprintf(stderr, "keyward-admin: audit archive --keep: \"%s\" is not a number of records\n",
+				argv[1]);
+			return 2;
+		}
+	} else if (argc != 0) {
+		fprintf(stderr, "keyward-admin: audit archive [--keep N]\n");
+		return 2;
+	}
+	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE;
+	req.audit_archive = &body;
+	if (!(resp = call(&req, 600, &status)))
+		return status;
+	if (resp->audit_archived->records)
+		printf("%llu audit records archived to %s\n", (unsigned long long)resp->audit_archived->records,
+		       resp->audit_archived->file);
+	else
+		printf("nothing to archive: the store holds at most %llu records\n", (unsigned long long)body.keep);
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
 static int cmd_audit(int argc, char **argv)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -339,22 +408,30 @@ static int cmd_audit(int argc, char **argv)
 	Keyward__Response *resp;
 	unsigned char expect[32];
 	uint64_t expect_seq = 0;
+	const char *archives = NULL;
 	int status, rc;
 
-	if (argc == 3 && strcmp(argv[0], "verify") == 0 && strcmp(argv[1], "--expect-head") == 0) {
-		if (!parse_head(argv[2], &expect_seq, expect)) {
-			fprintf(stderr,
-				"keyward-admin: audit verify --expect-head: \"%s\" is not SEQ:HASH (a head as audit "
-				"verify prints it: a record number, a colon, 64 hex digits)\n",
-				argv[2]);
-			return 2;
+	if (argc >= 1 && strcmp(argv[0], "archive") == 0)
+		return cmd_audit_archive(argc - 1, argv + 1);
+	if (argc < 1 || strcmp(argv[0], "verify") != 0 || argc % 2 == 0)
+		goto usage;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--archives") == 0) {
+			archives = argv[i + 1];
+		} else if (strcmp(argv[i], "--expect-head") == 0) {
+			if (!parse_head(argv[i + 1], &expect_seq, expect)) {
+				fprintf(stderr,
+					"keyward-admin: audit verify --expect-head: \"%s\" is not SEQ:HASH (a head as "
+					"audit verify prints it: a record number, a colon, 64 hex digits)\n",
+					argv[i + 1]);
+				return 2;
+			}
+			body.expect_seq = expect_seq;
+			body.expect_hash.data = expect;
+			body.expect_hash.len = sizeof expect;
+		} else {
+			goto usage;
 		}
-		body.expect_seq = expect_seq;
-		body.expect_hash.data = expect;
-		body.expect_hash.len = sizeof expect;
-	} else if (argc != 1 || strcmp(argv[0], "verify") != 0) {
-		fprintf(stderr, "keyward-admin: audit verify [--expect-head SEQ:HASH]\n");
-		return 2;
 	}
 	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_VERIFY;
 	req.audit_verify = &body;
@@ -370,13 +447,18 @@ static int cmd_audit(int argc, char **argv)
 		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)rep->first_bad, rep->problem);
 		rc = 1;
 	}
+	if (rep->base_seq)
+		print_hash("archived up to: ", rep->base_seq, &rep->base_hash);
 	/* the head to save outside the HSM, for a later --expect-head */
-	printf("head: %llu:", (unsigned long long)rep->head_seq);
-	for (size_t i = 0; i < rep->head_hash.len; i++)
-		printf("%02x", rep->head_hash.data[i]);
-	printf("\n");
+	print_hash("head: ", rep->head_seq, &rep->head_hash);
+	if (archives && check_archives(archives, rep))
+		rc = 1;
 	keyward__response__free_unpacked(resp, NULL);
 	return rc;
+usage:
+	fprintf(stderr, "keyward-admin: audit verify [--expect-head SEQ:HASH] [--archives DIR] | audit archive "
+			"[--keep N]\n");
+	return 2;
 }
 
 static const struct option opts[] = {{"socket", required_argument, NULL, 's'},

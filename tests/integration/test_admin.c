@@ -415,6 +415,62 @@ static void test_audit_head_anchor(void **state)
 	rmdir(tmp);
 }
 
+/*
+ * Size policy: past [audit] max_records the oldest records move to
+ * DIR/audit-archive (the newest half stays); `audit archive --keep N` does
+ * it on demand; `audit verify --archives` checks archives and store as one
+ * chain and catches an edited or a missing archive.
+ */
+static void test_audit_archive(void **state)
+{
+	struct kwt_server s = {0};
+	char dir[300], cmd[2000], name[32], *out = NULL;
+	kw_client *c;
+	kw_object *priv, *pub;
+
+	(void)state;
+	c = kwt_start_initialized(&s, "[audit]\nmax_records = 20\n");
+	for (int i = 0; i < 25; i++) {
+		snprintf(name, sizeof name, "k%d", i);
+		kwt_ok(kw_generate_key(c, OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+		kw_object_free(priv);
+		kw_object_free(pub);
+	}
+	snprintf(dir, sizeof dir, "%s/audit-archive", s.dir);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	/* the flush before the check applied the policy */
+	verify_head(&s, cmd, 0, "audit archives intact", NULL, 0);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	assert_non_null(strstr(out, "archived up to: "));
+	if (strtoll(strstr(out, "intact: ") + 8, NULL, 10) > 20)
+		fail_msg("more than max_records = 20 records left in the store: %s", out);
+	free(out);
+
+	/* on demand */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep 2"), 0);
+	assert_non_null(strstr(out, "audit records archived to"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep 1000"), 0);
+	assert_non_null(strstr(out, "nothing to archive"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep lots"), 2);
+	free(out);
+	verify_head(&s, cmd, 0, "audit archives intact", NULL, 0);
+
+	/* an archived record edited */
+	snprintf(cmd, sizeof cmd, "cp -r %s %s.orig && sed -i '3s/ x[0-9a-f]*$/ x6e6f7468696e67/' %s/$(ls %s | head -1)",
+		 dir, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	verify_head(&s, cmd, 1, "audit archives BROKEN at record 3", NULL, 0);
+	/* the newest archive missing */
+	snprintf(cmd, sizeof cmd, "rm -r %s && mv %s.orig %s && rm %s/$(ls %s | tail -1)", dir, dir, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	verify_head(&s, cmd, 1, "do not lead to the store", NULL, 0);
+	kwt_stop_client(&s, c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_shamir),
 		cmocka_unit_test(test_audit_tamper_detected),
 		cmocka_unit_test(test_audit_head_anchor),
+		cmocka_unit_test(test_audit_archive),
 	};
 	return cmocka_run_group_tests_name("integration_admin", tests, NULL, NULL);
 }
