@@ -128,7 +128,6 @@ struct kw_failagg;
 /* interval: seconds; slots: sources tracked one by one before they share "other sources" */
 kw_rv kw_failagg_new(unsigned interval, unsigned slots, struct kw_failagg **out);
 void kw_failagg_free(struct kw_failagg *f);
-unsigned kw_failagg_interval(const struct kw_failagg *f);
 /* Counts one failure; true when it is the first of its source's interval: record it now. */
 bool kw_failagg_note(struct kw_failagg *f, const char *source, const char *event, time_t now);
 /* count: failures after the first one, over `seconds` */

@@ -68,11 +68,6 @@ void kw_failagg_free(struct kw_failagg *f)
 	free(f);
 }
 
-unsigned kw_failagg_interval(const struct kw_failagg *f)
-{
-	return f->interval;
-}
-
 static bool slot_is(const struct fail_slot *sl, const char *source, const char *event)
 {
 	return sl->used && strncmp(sl->source, source, SOURCE_MAX - 1) == 0 &&

@@ -112,7 +112,7 @@ kw_rv kw_usage_new(const struct kw_server_config *cfg, struct kw_usage **out)
 		kw_usage_free(u);
 		return rv;
 	}
-	/* peer-caused log lines: as many per site as failure records per source */
+	/* peer-caused log lines: 10 per message site and failure interval */
 	kw_log_limit_configure(10, fail_interval);
 	*out = u;
 	return KW_OK;
