@@ -120,6 +120,7 @@ static void test_flush_all(void **state)
 	assert_int_equal(e.count[0], 4);
 	kw_failagg_flush(f, 2, true, collect, &e);
 	assert_int_equal(e.n, 1);
+	kw_failagg_free(f);
 	assert_int_equal(kw_failagg_new(0, 4, &f), KW_ERR_ARGUMENTS);
 	assert_null(f);
 }
