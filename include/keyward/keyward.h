@@ -123,6 +123,15 @@ enum kw_mech {
 /* Flags for kw_generate_key */
 #define KW_GEN_EXTRACTABLE 1u    /* default: not extractable */
 #define KW_GEN_NOT_MODIFIABLE 2u /* default: modifiable */
+/*
+ * A session object (kw_generate_key of a key pair, kw_create_object): held
+ * by the HSM in memory for the connection that made it alone, never
+ * stored, destroyed when that connection closes. Use it on a client made
+ * with kw_client_single_connection, so that every later call reaches it.
+ */
+#define KW_GEN_SESSION 4u
+/* Set in the id of every session object, in no stored object's id. */
+#define KW_OBJECT_ID_SESSION (UINT64_C(1) << 63)
 
 /* A mechanism and its parameters; zero-initialise, then set what applies. */
 struct kw_mechanism {
@@ -156,6 +165,13 @@ kw_rv kw_client_set_pin(kw_client *c, const char *pin);
 kw_rv kw_client_check_pin(kw_client *c, const char *pin);
 /* The partition named in the configuration. */
 const char *kw_client_partition(const kw_client *c);
+/*
+ * From now on every call of c travels on one connection, opened on first
+ * use and opened afresh only when it breaks (the HSM then has forgotten its
+ * session objects: their ids answer KW_ERR_NOT_FOUND). Call before c's
+ * first request.
+ */
+kw_rv kw_client_single_connection(kw_client *c);
 
 /* The configured HSMs, in configuration order, and a probe of each. */
 size_t kw_client_hsm_count(const kw_client *c);
@@ -172,6 +188,13 @@ kw_rv kw_client_probe(kw_client *c, size_t i, unsigned *version, int *initialize
  * With a pin, the key file is encrypted under it (PKCS#8, AES-256).
  */
 kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin);
+/*
+ * Before kw_enroll, whether its files may be written: KW_ERR_EXISTS if the
+ * key or certificate file exists (unless force), KW_ERR_PERMISSION if the
+ * directory they go to is writable by group or others. The files
+ * themselves are always written mode 0600.
+ */
+kw_rv kw_enroll_check_files(kw_client *c, int force);
 
 /*
  * A key pair (RSA: bits; EC: curve "P-256", "P-384", "P-521"; Ed25519) or,
@@ -223,6 +246,8 @@ int kw_object_never_extractable(const kw_object *o);
 int kw_object_always_sensitive(const kw_object *o);
 unsigned kw_object_usages(const kw_object *o);
 int64_t kw_object_created(const kw_object *o);
+/* Whether o is a session object (KW_GEN_SESSION): 1, else 0. */
+int kw_object_session(const kw_object *o);
 void kw_object_free(kw_object *o);
 
 size_t kw_object_list_count(const kw_object_list *l);

@@ -10,11 +10,17 @@
  *
  * libp11 generates no EC keys, so key generation calls the module itself
  * (C_GenerateKeyPair), before libp11 loads it.
+ *
+ * libp11 0.4.12 cannot list a token that holds a key of a type it does
+ * not know (Ed25519): it loads the module through keyward-ca-keyfilter.so
+ * (keyfilter.c), which leaves such keys out of its searches, so the CA
+ * ignores the keys it does not use instead of failing.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libp11.h>
 #include <openssl/crypto.h>
@@ -44,6 +50,44 @@ static int read_pin(const char *path, char *buf, size_t size)
 		buf[0] = '\0';
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+/*
+ * The key filter: next to this program (the build tree), else where it is
+ * installed. False when there is none: libp11 then loads the module itself.
+ */
+static bool keyfilter_path(char *out, size_t size)
+{
+	char exe[900];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	char *slash;
+
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/'))) {
+			*slash = '\0';
+			if ((size_t)snprintf(out, size, "%s/" KW_CA_KEYFILTER_NAME, exe) < size && access(out, R_OK) == 0)
+				return true;
+		}
+	}
+	return (size_t)snprintf(out, size, "%s", KW_CA_KEYFILTER) < size && access(out, R_OK) == 0;
+}
+
+/* Loads the module into t->ctx, through the key filter when there is one. */
+static int load_module(struct ca_token *t, const char *module)
+{
+	char filter[1000];
+
+	if (keyfilter_path(filter, sizeof filter)) {
+		if (setenv("KEYWARD_CA_PKCS11_MODULE", module, 1) != 0)
+			return ca_error("cannot set KEYWARD_CA_PKCS11_MODULE: %s", strerror(errno));
+		if (PKCS11_CTX_load(t->ctx, filter) == 0)
+			return 0;
+		return ca_error("cannot load the PKCS#11 module %s (through %s)", module, filter);
+	}
+	if (PKCS11_CTX_load(t->ctx, module) != 0)
+		return ca_error("cannot load the PKCS#11 module %s", module);
 	return 0;
 }
 
@@ -106,10 +150,12 @@ int ca_token_open(const struct ca_conf *c, struct ca_token **out)
 				goto out;
 		}
 	}
-	if (!(t->ctx = PKCS11_CTX_new()) || PKCS11_CTX_load(t->ctx, c->module) != 0) {
-		ca_error("cannot load the PKCS#11 module %s", c->module);
+	if (!(t->ctx = PKCS11_CTX_new())) {
+		ca_error("out of memory");
 		goto out;
 	}
+	if (load_module(t, c->module))
+		goto out;
 	if (PKCS11_enumerate_slots(t->ctx, &t->slots, &t->n_slots) != 0) {
 		ca_error("%s: cannot list its slots", c->module);
 		goto out;

@@ -66,7 +66,7 @@ kw_rv kw_client_new(const char *conf_path, kw_client **out)
 			return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating a keyward client");
 		}
 	}
-	if (pthread_mutex_init(&c->lock, NULL) != 0) {
+	if (pthread_mutex_init(&c->lock, NULL) != 0 || pthread_mutex_init(&c->take_lock, NULL) != 0) {
 		free(c->conns);
 		kw_config_cleanup(&c->cfg);
 		free(c);
@@ -92,6 +92,7 @@ void kw_client_free(kw_client *c)
 	SSL_CTX_free(c->ctx_anon);
 	wipe_free(c->pin);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->take_lock);
 	kw_config_cleanup(&c->cfg);
 	free(c);
 }
@@ -110,6 +111,34 @@ kw_rv kw_client_set_pin(kw_client *c, const char *pin)
 	/* the credential is loaded again, with this PIN, on the next connect */
 	SSL_CTX_free(c->ctx_cred);
 	c->ctx_cred = NULL;
+	pthread_mutex_unlock(&c->lock);
+	return KW_OK;
+}
+
+kw_rv kw_client_single_connection(kw_client *c)
+{
+	struct kw_conn **conns;
+
+	if (!c)
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_single_connection: client is NULL");
+	pthread_mutex_lock(&c->lock);
+	if (c->n_conns > 1) {
+		pthread_mutex_unlock(&c->lock);
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_single_connection: the client has %zu connections "
+						      "already; call it before the first request",
+				    c->n_conns);
+	}
+	if (!c->cfg.pool_size) {
+		if (!(conns = calloc(1, sizeof *conns))) {
+			pthread_mutex_unlock(&c->lock);
+			return kw_error_set(KW_ERR_NO_MEMORY, "out of memory");
+		}
+		free(c->conns);
+		c->conns = conns;
+	}
+	/* one listed connection, which every call joins (KW_PIPELINE_DEPTH does not open another) */
+	c->cfg.pool_size = 1;
+	c->single = true;
 	pthread_mutex_unlock(&c->lock);
 	return KW_OK;
 }
@@ -318,7 +347,7 @@ static void unlist_locked(kw_client *c, struct kw_conn *conn)
  * Joins the least busy shared connection (reused = true), or opens a new
  * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
  */
-static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
+static kw_rv take_conn_once(kw_client *c, struct kw_conn **out, bool *reused)
 {
 	struct kw_conn *best, *dead = NULL, *fresh;
 	kw_rv rv;
@@ -364,6 +393,23 @@ static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
 	pthread_mutex_unlock(&c->lock);
 	*out = fresh;
 	return KW_OK;
+}
+
+/*
+ * take_conn_once; on a single-connection client one call at a time, so
+ * two first calls never open two connections (the second's would close
+ * after its call, and whatever the HSM kept for it with it).
+ */
+static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
+{
+	kw_rv rv;
+
+	if (!c->single)
+		return take_conn_once(c, out, reused);
+	pthread_mutex_lock(&c->take_lock);
+	rv = take_conn_once(c, out, reused);
+	pthread_mutex_unlock(&c->take_lock);
+	return rv;
 }
 
 /* Ends a call on conn; a broken or unlisted connection closes with its last user. */

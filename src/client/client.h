@@ -160,6 +160,8 @@ struct kw_client {
 	struct kw_conn **conns; /* up to pool_size shared connections */
 	size_t n_conns;
 	unsigned fork_gen;  /* kw_fork_generation() of the idle connections' process */
+	bool single;        /* kw_client_single_connection: one connection for every call */
+	pthread_mutex_t take_lock; /* single: held while a call takes (and maybe opens) the connection */
 };
 
 /*

@@ -186,6 +186,68 @@ static kw_rv key_pem(EVP_PKEY *pkey, const char *pin, BIO **out)
 	return KW_OK;
 }
 
+/* The nearest directory of path that exists, into dir (size PATH_MAX). */
+static kw_rv existing_dir(const char *path, char *dir, struct stat *st)
+{
+	char *slash;
+
+	if (snprintf(dir, PATH_MAX, "%s", path) >= PATH_MAX)
+		return kw_error_set(KW_ERR_CONFIG, "credential path too long: %s", path);
+	for (;;) {
+		slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, PATH_MAX, ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, st) == 0)
+			return KW_OK;
+		if (errno != ENOENT || !slash || slash == dir)
+			return kw_error_set(KW_ERR_GENERAL, "cannot look at directory %s: %s", dir, strerror(errno));
+	}
+}
+
+static kw_rv check_target(const char *path, const char *what, bool force)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	kw_rv rv;
+
+	if (lstat(path, &st) == 0) {
+		if (!force)
+			return kw_error_set(KW_ERR_EXISTS,
+					    "the credential %s file %s exists already: registering again would replace "
+					    "it; remove it first, or replace it on purpose (ksputil register --force)",
+					    what, path);
+	} else if (errno != ENOENT) {
+		return kw_error_set(KW_ERR_GENERAL, "cannot look at %s: %s", path, strerror(errno));
+	}
+	if ((rv = existing_dir(path, dir, &st)))
+		return rv;
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return kw_error_set(KW_ERR_PERMISSION,
+				    "directory %s (of the credential %s file %s) is writable by group or others (mode "
+				    "%04o): another user could replace the credential; chmod go-w %s",
+				    dir, what, path, (unsigned)(st.st_mode & 07777), dir);
+	return KW_OK;
+}
+
+kw_rv kw_enroll_check_files(kw_client *c, int force)
+{
+	kw_rv rv;
+
+	if (!c)
+		return kw_error_set(KW_ERR_ARGUMENTS, "kw_enroll_check_files: client is NULL");
+	if (!c->cfg.cert || !c->cfg.key)
+		return kw_error_set(KW_ERR_CONFIG,
+				    "%s: [client] needs \"cert\" and \"key\": where enrollment writes the credential",
+				    c->cfg.path);
+	if ((rv = check_target(c->cfg.key, "key", force != 0)))
+		return rv;
+	return check_target(c->cfg.cert, "certificate", force != 0);
+}
+
 kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;

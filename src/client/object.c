@@ -29,6 +29,7 @@ struct kw_object {
 	unsigned char *value; /* certificate, data object */
 	size_t value_len;
 	char *application;
+	int session;
 };
 
 static unsigned char *dup_bytes(const ProtobufCBinaryData *d)
@@ -78,6 +79,7 @@ kw_rv kw_object_from_info(const Keyward__ObjectInfo *info, kw_object **out)
 	o->always_sensitive = info->always_sensitive;
 	o->usages = info->usages;
 	o->created = info->created;
+	o->session = info->session;
 	o->application = dup_or_empty(info->application);
 	o->public_key = dup_bytes(&info->public_key);
 	o->public_key_len = o->public_key ? info->public_key.len : 0;
@@ -92,6 +94,11 @@ kw_rv kw_object_from_info(const Keyward__ObjectInfo *info, kw_object **out)
 	}
 	*out = o;
 	return KW_OK;
+}
+
+int kw_object_session(const kw_object *o)
+{
+	return o ? o->session : 0;
 }
 
 void kw_object_free(kw_object *o)

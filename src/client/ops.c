@@ -130,7 +130,7 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_AES)
 		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn,
 				    (int)type);
-	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
+	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE | KW_GEN_SESSION))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
 	if (usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown usage bits 0x%x", fn, usages);
@@ -141,6 +141,7 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	gk.curve = (char *)(curve ? curve : "");
 	gk.extractable = (flags & KW_GEN_EXTRACTABLE) != 0;
 	gk.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	gk.session = (flags & KW_GEN_SESSION) != 0;
 	gk.usages = usages;
 	gk.ckaid.data = (uint8_t *)ckaid;
 	gk.ckaid.len = ckaid_len;
@@ -565,8 +566,9 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 	if (value_len > KW_OBJECT_VALUE_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "%s: the value is %zu bytes, at most %d", fn, value_len,
 				    KW_OBJECT_VALUE_MAX);
-	if (flags & ~KW_GEN_NOT_MODIFIABLE)
-		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x (only KW_GEN_NOT_MODIFIABLE)", fn, flags);
+	if (flags & ~(KW_GEN_NOT_MODIFIABLE | KW_GEN_SESSION))
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "%s: unknown flags 0x%x (only KW_GEN_NOT_MODIFIABLE and KW_GEN_SESSION)", fn, flags);
 	co.owner = (char *)owner;
 	co.name = (char *)name;
 	co.cls = (Keyward__ObjectClass)cls;
@@ -576,6 +578,7 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 	co.ckaid.len = ckaid_len;
 	co.application = (char *)(application ? application : "");
 	co.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	co.session = (flags & KW_GEN_SESSION) != 0;
 	req.body_case = KEYWARD__REQUEST__BODY_CREATE_OBJECT;
 	req.create_object = &co;
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECT, &resp);

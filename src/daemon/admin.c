@@ -1,7 +1,7 @@
 /*
  * Requests of the local admin socket (keyward-admin): initialise, unlock and
- * lock the HSM, create partitions and their one-time setup passwords, verify
- * the audit log. The socket is mode 0600 and checked with SO_PEERCRED, so
+ * lock the HSM, create partitions and their one-time setup passwords, list
+ * and revoke client credentials, verify the audit log. The socket is mode 0600 and checked with SO_PEERCRED, so
  * whoever reaches it is root or keywardd's own user: the HSM's
  * administrators. Passphrases, shares and setup passwords pass through here
  * and are wiped after use; none is logged.
@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -85,7 +87,7 @@ static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
 		return kw_error_set(KW_ERR_NOT_INITIALIZED, "the HSM is not initialized: keyward-admin init");
 	if (!kw_keystore_locked(srv->ks))
 		return KW_OK;
-	if ((rv = kw_lockout_check(srv->lockout, UNLOCK_WHO)))
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO)))
 		return rv;
 	if (a->n_shares)
 		rv = kw_keystore_unlock_shares(srv->ks, (const char *const *)a->shares, a->n_shares);
@@ -94,13 +96,13 @@ static kw_rv on_unlock(struct kw_server *srv, const Keyward__AdminUnlock *a)
 	if (rv == KW_ERR_AUTH) {
 		char msg[512];
 		snprintf(msg, sizeof msg, "%s", kw_last_error());
-		kw_lockout_fail(srv->lockout, UNLOCK_WHO);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO);
 		admin_audit(srv, "hsm.unlock.fail", a->n_shares ? "shares rejected" : "passphrase rejected");
 		return kw_error_set(rv, "%s", msg);
 	}
 	if (rv)
 		return rv;
-	kw_lockout_success(srv->lockout, UNLOCK_WHO);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, UNLOCK_WHO);
 	admin_audit(srv, "hsm.unlock", kw_keystore_unlock_method(srv->ks));
 	kw_log(KW_LOG_INFO, "HSM unlocked");
 	return KW_OK;
@@ -129,6 +131,7 @@ static kw_rv on_status(struct kw_server *srv, Keyward__Response *resp, struct kw
 	r->refused = counts.refused;
 	r->evicted = counts.evicted;
 	r->core_dumps = prctl(PR_GET_DUMPABLE) == 1;
+	r->session_objects = atomic_load(&srv->session_objects);
 	r->version = KW_PROTOCOL_VERSION;
 	r->listen = srv->bound;
 	r->uptime = (uint64_t)(time(NULL) - srv->started);
@@ -240,7 +243,7 @@ static kw_rv on_partition_password(struct kw_server *srv, const Keyward__Partiti
 	return answer_password(resp, s, part.name, password);
 }
 
-static void free_partitions(void *ptr, size_t n)
+static void free_list(void *ptr, size_t n)
 {
 	(void)n;
 	free(ptr);
@@ -258,7 +261,7 @@ static kw_rv on_partition_list(struct kw_server *srv, Keyward__Response *resp, s
 		return KW_ERR_NO_MEMORY;
 	if ((rv = kw_keystore_partition_list(srv->ks, &parts, &n)))
 		return rv;
-	if (!kw_scratch_adopt(s, parts, n, free_partitions))
+	if (!kw_scratch_adopt(s, parts, n, free_list))
 		return KW_ERR_NO_MEMORY;
 	infos = kw_scratch_alloc(s, n * sizeof *infos);
 	ptrs = kw_scratch_alloc(s, n * sizeof *ptrs);
@@ -278,6 +281,116 @@ static kw_rv on_partition_list(struct kw_server *srv, Keyward__Response *resp, s
 	resp->body_case = KEYWARD__RESPONSE__BODY_PARTITIONS;
 	resp->partitions = r;
 	return KW_OK;
+}
+
+/* The credentials in infos (handed to the scratch) as a Clients answer. */
+static kw_rv answer_clients(Keyward__Response *resp, struct kw_scratch *s, struct kw_credential_info *infos,
+			    size_t n)
+{
+	Keyward__Clients *r = kw_scratch_alloc(s, sizeof *r);
+	Keyward__ClientInfo *items, **ptrs;
+
+	if (!kw_scratch_adopt(s, infos, n, free_list) || !r)
+		return KW_ERR_NO_MEMORY;
+	items = kw_scratch_alloc(s, (n ? n : 1) * sizeof *items);
+	ptrs = kw_scratch_alloc(s, (n ? n : 1) * sizeof *ptrs);
+	if (!items || !ptrs)
+		return KW_ERR_NO_MEMORY;
+	keyward__clients__init(r);
+	for (size_t i = 0; i < n; i++) {
+		keyward__client_info__init(&items[i]);
+		items[i].fingerprint.data = infos[i].fingerprint;
+		items[i].fingerprint.len = sizeof infos[i].fingerprint;
+		items[i].subject = infos[i].subject;
+		items[i].partition = infos[i].partition;
+		items[i].enrolled = infos[i].created;
+		items[i].revoked = infos[i].revoked;
+		ptrs[i] = &items[i];
+	}
+	r->clients = ptrs;
+	r->n_clients = n;
+	resp->body_case = KEYWARD__RESPONSE__BODY_CLIENTS;
+	resp->clients = r;
+	return KW_OK;
+}
+
+static kw_rv on_client_list(struct kw_server *srv, const Keyward__ClientList *l, Keyward__Response *resp,
+			    struct kw_scratch *s)
+{
+	struct kw_credential_info *infos = NULL;
+	struct kw_partition_info part;
+	size_t n = 0;
+	kw_rv rv;
+
+	if (l->partition && l->partition[0] && (rv = kw_keystore_partition_get(srv->ks, l->partition, &part)))
+		return rv;
+	if ((rv = kw_keystore_credential_list(srv->ks, l->partition, &infos, &n)))
+		return rv;
+	return answer_clients(resp, s, infos, n);
+}
+
+/* Whether `client` names this credential: a hex fingerprint prefix (8 to 64 digits), or the whole subject. */
+static bool names_client(const struct kw_credential_info *c, const char *client)
+{
+	size_t len = strlen(client);
+	char hex[2 * KW_FINGERPRINT_LEN + 1];
+
+	if (strcmp(c->subject, client) == 0)
+		return true;
+	if (len < 8 || len > 2 * KW_FINGERPRINT_LEN || strspn(client, "0123456789abcdefABCDEF") != len)
+		return false;
+	for (size_t i = 0; i < KW_FINGERPRINT_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", c->fingerprint[i]);
+	return strncasecmp(hex, client, len) == 0;
+}
+
+static kw_rv on_client_revoke(struct kw_server *srv, const Keyward__ClientRevoke *r, Keyward__Response *resp,
+			      struct kw_scratch *s)
+{
+	struct kw_credential_info *infos = NULL;
+	const char *client = r->client ? r->client : "";
+	char detail[512], hex[17];
+	size_t n = 0, found = 0, at = 0;
+	kw_rv rv;
+
+	if (!client[0])
+		return kw_error_set(KW_ERR_ARGUMENTS, "client revoke: name the client by fingerprint or subject "
+						      "(keyward-admin client list shows both)");
+	if ((rv = kw_keystore_credential_list(srv->ks, NULL, &infos, &n)))
+		return rv;
+	for (size_t i = 0; i < n; i++)
+		if (names_client(&infos[i], client)) {
+			found++;
+			at = i;
+		}
+	if (found != 1) {
+		rv = found ? kw_error_set(KW_ERR_ARGUMENTS,
+					  "client revoke: \"%s\" names %zu credentials: give a fingerprint (keyward-admin "
+					  "client list)",
+					  client, found)
+			   : kw_error_set(KW_ERR_NOT_FOUND,
+					  "client revoke: no credential has the fingerprint or subject \"%s\" "
+					  "(keyward-admin client list)",
+					  client);
+		free(infos);
+		return rv;
+	}
+	if ((rv = kw_keystore_credential_revoke(srv->ks, infos[at].fingerprint))) {
+		free(infos);
+		return rv;
+	}
+	/* live connections of this credential look again at their next request */
+	atomic_fetch_add(&srv->revocations, 1);
+	for (size_t i = 0; i < 8; i++)
+		snprintf(hex + 2 * i, 3, "%02x", infos[at].fingerprint[i]);
+	snprintf(detail, sizeof detail, "credential %s (%s) of partition \"%s\" revoked", hex, infos[at].subject,
+		 infos[at].partition);
+	admin_audit(srv, "client.revoke", detail);
+	kw_log(KW_LOG_INFO, "%s", detail);
+	if (!infos[at].revoked)
+		infos[at].revoked = (int64_t)time(NULL);
+	memmove(&infos[0], &infos[at], sizeof infos[0]);
+	return answer_clients(resp, s, infos, 1);
 }
 
 static kw_rv on_audit_verify(struct kw_server *srv, const Keyward__AuditVerify *req, Keyward__Response *resp,
@@ -384,6 +497,12 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		break;
 	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
 		rv = on_audit_archive(srv, req->audit_archive, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_CLIENT_LIST:
+		rv = on_client_list(srv, req->client_list, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_CLIENT_REVOKE:
+		rv = on_client_revoke(srv, req->client_revoke, resp, s);
 		break;
 	default:
 		rv = kw_error_set(KW_ERR_PERMISSION,

@@ -32,6 +32,8 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	cfg->lockout_duration = 300;
 	cfg->audit_failure_interval = 60;
 	cfg->audit_max_records = 1000000;
+	/* one host spraying setup passwords or partition names is slowed too */
+	cfg->lockout_address_failures = 1000;
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
 }
 
@@ -94,6 +96,7 @@ static int on_value(void *user, const char *section, const char *key, const char
 	NUM("server", "idle_timeout", idle_timeout, 86400)
 	NUM("server", "read_timeout", read_timeout, 3600)
 	NUM("lockout", "max_failures", lockout_failures, 1000000)
+	NUM("lockout", "max_failures_per_address", lockout_address_failures, 1000000)
 	NUM("lockout", "window", lockout_window, 86400)
 	NUM("lockout", "duration", lockout_duration, 86400 * 7)
 	STR("log", "level", log_level)

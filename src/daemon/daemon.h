@@ -43,6 +43,7 @@ struct kw_server_config {
 	unsigned auth_timeout;	 /* seconds from accept to a successful Hello; nothing resets it */
 	bool allow_core_dumps;	 /* debugging only: a core dump holds unsealed keys */
 	unsigned lockout_failures;
+	unsigned lockout_address_failures; /* failed enrollments from one source address */
 	unsigned lockout_window;
 	unsigned lockout_duration;
 	unsigned audit_failure_interval; /* seconds: [audit] failure_interval */
@@ -92,12 +93,24 @@ void kw_pool_free(struct kw_pool *pool);
 /* ---- lockout (lockout.c) ---- */
 
 struct kw_lockout;
-kw_rv kw_lockout_new(unsigned failures, unsigned window, unsigned duration, struct kw_lockout **out);
+/*
+ * What is counted: KNOWN, an identity the server looked up and found (a
+ * registered credential, a partition's setup password, the admin unlock);
+ * STRANGER, one a peer may have made up (an unregistered certificate);
+ * ADDRESS, a source address, locked after `address_failures` failures.
+ * KNOWN entries live apart, where strangers cannot crowd them out.
+ */
+enum kw_lockout_kind { KW_LOCKOUT_KNOWN, KW_LOCKOUT_STRANGER, KW_LOCKOUT_ADDRESS };
+kw_rv kw_lockout_new(unsigned failures, unsigned address_failures, unsigned window, unsigned duration,
+		     struct kw_lockout **out);
 void kw_lockout_free(struct kw_lockout *lo);
-/* KW_ERR_LOCKED_OUT (with the time left in the message) while `who` is locked. */
-kw_rv kw_lockout_check(struct kw_lockout *lo, const char *who);
-void kw_lockout_fail(struct kw_lockout *lo, const char *who);
-void kw_lockout_success(struct kw_lockout *lo, const char *who);
+/*
+ * KW_ERR_LOCKED_OUT (with the time left in the message) while `who` is
+ * locked, or while its table is full of locked entries and who is not in it.
+ */
+kw_rv kw_lockout_check(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
+void kw_lockout_fail(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
+void kw_lockout_success(struct kw_lockout *lo, enum kw_lockout_kind kind, const char *who);
 
 /* ---- unsealed key cache (keycache.c) ---- */
 
@@ -135,6 +148,38 @@ typedef void (*kw_failagg_emit_fn)(void *ctx, const char *source, const char *ev
 				   unsigned seconds);
 /* Emits the counts of the intervals over by now (all: every count, at shutdown). */
 void kw_failagg_flush(struct kw_failagg *f, time_t now, bool all, kw_failagg_emit_fn emit, void *ctx);
+/* ---- session objects (session.c): a connection's own, in memory only ---- */
+
+#define KW_SESSION_OBJECTS_MAX 256          /* objects per connection */
+#define KW_SESSION_BYTES_MAX (1024u * 1024u) /* bytes per connection: values + 1 KiB per object */
+#define KW_SESSION_ID_BIT KW_OBJECT_ID_SESSION /* set in every session object's id, in no store id */
+
+struct kw_session_objects;
+/* count: the server's total, kept up to date by the table. */
+kw_rv kw_session_objects_new(atomic_uint *count, struct kw_session_objects **out);
+/* Frees every object (keys wiped); at the connection's last reference. Accepts NULL. */
+void kw_session_objects_free(struct kw_session_objects *so);
+/* Whether id names a session object (of some connection). */
+bool kw_session_id(uint64_t id);
+/* As kw_keystore_put_keypair, into the table (pkey gains a reference); KW_ERR_STORE_FULL past a limit. */
+kw_rv kw_session_put_keypair(struct kw_session_objects *so, uint64_t partition_id, const struct kw_keygen *spec,
+			     EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub);
+/* As kw_keystore_put_object, into the table. */
+kw_rv kw_session_put_object(struct kw_session_objects *so, uint64_t partition_id, const struct kw_objspec *spec,
+			    struct kw_object_row *out);
+/* so may be NULL in these (nothing there): KW_ERR_NOT_FOUND, or empty. */
+kw_rv kw_session_get(struct kw_session_objects *so, uint64_t partition_id, uint64_t id, struct kw_object_row *out);
+/* The id of owner/name of class cls (not KW_CLASS_ANY); KW_ERR_NOT_FOUND without a message. */
+kw_rv kw_session_find(struct kw_session_objects *so, uint64_t partition_id, const char *owner, const char *name,
+		      enum kw_class cls, uint64_t *id);
+/* A session private key for use, as kw_keycache_get (release with kw_cached_key_release). */
+kw_rv kw_session_key(struct kw_session_objects *so, uint64_t partition_id, uint64_t id, struct kw_cached_key *out);
+/* Objects with id > after_id (owner/name NULL for any), ascending, at most limit; *rows freed by the caller. */
+kw_rv kw_session_list(struct kw_session_objects *so, uint64_t partition_id, const char *owner, const char *name,
+		      uint64_t after_id, size_t limit, struct kw_object_row **rows, size_t *n, bool *more);
+/* By id, or owner + name (+ class, KW_CLASS_ANY for all). */
+kw_rv kw_session_delete(struct kw_session_objects *so, uint64_t partition_id, uint64_t id, const char *owner,
+			const char *name, enum kw_class cls, unsigned *deleted);
 
 /* ---- key-use audit (usage.c): counts per key, written once a second ---- */
 
@@ -197,7 +242,10 @@ struct kw_server {
 	struct kw_keycache *keys;
 	struct kw_usage *usage;
 	time_t started;
+	/* bumped by every credential revocation: connections then re-check theirs */
+	_Atomic uint64_t revocations;
 	struct kw_gate *gate; /* admission (gate.c), made by kw_server_start */
+	atomic_uint session_objects; /* held in memory for all connections (session.c) */
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
 	/* event loops, in server.c */
@@ -215,6 +263,13 @@ struct kw_peer {
 	char actor[160];            /* certificate subject, or "admin" */
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
+	uint64_t revocations_seen;  /* kw_server.revocations when the credential was last found valid */
+	/*
+	 * The connection's session objects (session.c): made at Hello, shared
+	 * with the copies slow jobs take, freed at the connection's last
+	 * reference (conn_unref).
+	 */
+	struct kw_session_objects *session_objects;
 };
 
 /*

@@ -136,6 +136,7 @@ static void fill_info(Keyward__ObjectInfo *info, const struct kw_object_row *row
 	info->usages = row->usages;
 	info->created = row->created;
 	info->pair_id = row->pair_id;
+	info->session = kw_session_id(row->id);
 }
 
 /* An array of ObjectInfo pointers over rows (rows adopted by the scratch). */
@@ -222,7 +223,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 {
 	Keyward__HelloResult *r = kw_scratch_alloc(s, sizeof *r);
 	char who[80], name[KW_PARTITION_NAME_MAX + 1];
-	uint64_t pid;
+	uint64_t pid, generation;
 	kw_rv rv;
 
 	if (!r)
@@ -243,27 +244,36 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
-	if ((rv = kw_lockout_check(srv->lockout, who)))
-		return rv;
+	generation = atomic_load(&srv->revocations);
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
 	if (rv) {
-		kw_lockout_fail(srv->lockout, who);
-		audit_failure(srv, peer, "auth.fail", "%s from %s: not registered", who, peer->address);
+		char why[200];
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		/* unregistered: counted where made-up identities are, apart from real ones */
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_STRANGER, who)))
+			return rv;
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_STRANGER, who);
+		audit_failure(srv, peer, "auth.fail", "%s from %s: not registered or revoked", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
-				    "this client certificate (%s) is not registered with this HSM: its partition may "
-				    "have been deleted; register again with a setup password",
-				    who);
+				    "this client certificate (%s) is not accepted by this HSM (%s): it was revoked, "
+				    "or its partition deleted; register again with a setup password",
+				    who, why);
 	}
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+		return rv;
 	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
-		kw_lockout_fail(srv->lockout, who);
-		audit_failure(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address,
-			      h->partition);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
+		audit_failure(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
 		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
 				    h->partition);
 	}
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
+	peer->revocations_seen = generation;
+	/* the table of this connection's session objects, before any request can use it */
+	if (!peer->session_objects && (rv = kw_session_objects_new(&srv->session_objects, &peer->session_objects)))
+		return rv;
 	peer->authenticated = true;
 	peer->partition_id = pid;
 	memcpy(peer->partition, name, sizeof peer->partition);
@@ -280,26 +290,45 @@ static void free_x509(void *ptr, size_t n)
 	OPENSSL_free(ptr);
 }
 
+/* "enrollments from HOST": the peer's address without its port. */
+static void address_who(const struct kw_peer *peer, char *who, size_t size)
+{
+	const char *colon = strrchr(peer->address, ':');
+	int host_len = colon ? (int)(colon - peer->address) : (int)strlen(peer->address);
+
+	snprintf(who, size, "enrollments from %.*s", host_len, peer->address);
+}
+
 static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keyward__Enroll *e,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_partition_info part;
 	unsigned char hash[SHA256_DIGEST_LENGTH], fpr[KW_FINGERPRINT_LEN];
-	char who[120], subject[160];
+	char who[120] = "", from[120], subject[160];
 	Keyward__EnrollResult *r;
 	X509 *cert = NULL;
 	unsigned char *der = NULL;
 	int der_len;
 	kw_rv rv;
 
-	snprintf(who, sizeof who, "setup password of partition \"%.64s\"", e->partition ? e->partition : "");
-	if ((rv = kw_lockout_check(srv->lockout, who)))
+	address_who(peer, from, sizeof from);
+	if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_ADDRESS, from)))
 		return rv;
 	if (!e->setup_password || !e->setup_password[0] || !e->csr.len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "enroll: a partition, its setup password and a CSR are needed");
+	/*
+	 * Only a partition that exists has a lockout entry: a made-up name is
+	 * counted against the source address alone, so names cannot fill the
+	 * table; its answer is the same as a wrong password's.
+	 */
 	rv = kw_keystore_partition_get(srv->ks, e->partition, &part);
-	if (rv == KW_OK && !part.setup_pending)
-		rv = KW_ERR_AUTH;
+	if (rv == KW_OK) {
+		snprintf(who, sizeof who, "setup password of partition \"%.64s\"", part.name);
+		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_KNOWN, who)))
+			return rv;
+		if (!part.setup_pending)
+			rv = KW_ERR_AUTH;
+	}
 	if (rv == KW_OK) {
 		rv = kw_tls_issue_client(&srv->tls, e->csr.data, e->csr.len, part.name, &cert);
 		if (rv)
@@ -311,18 +340,23 @@ static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		OPENSSL_cleanse(hash, sizeof hash);
 	}
 	if (rv == KW_ERR_AUTH || rv == KW_ERR_NOT_FOUND) {
-		kw_lockout_fail(srv->lockout, who);
-		audit_failure(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		kw_lockout_fail(srv->lockout, KW_LOCKOUT_ADDRESS, from);
+		if (who[0]) {
+			kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
+			audit_failure(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+		} else {
+			audit_failure(srv, peer, "enroll.fail", "unknown partition from %s", peer->address);
+		}
 		rv = kw_error_set(KW_ERR_AUTH,
-				  "enrollment refused for partition \"%s\": unknown partition, or the setup password is "
-				  "wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
+				  "enrollment refused for partition \"%.64s\": unknown partition, or the setup password "
+				  "is wrong or was already used (ask the HSM administrator for a new one: keyward-admin "
 				  "partition password NAME)",
-				  e->partition);
+				  e->partition ? e->partition : "");
 		goto out;
 	}
 	if (rv)
 		goto out;
-	kw_lockout_success(srv->lockout, who);
+	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	snprintf(peer->partition, sizeof peer->partition, "%s", part.name);
 	audit(srv, peer, "partition.enroll", "credential %s issued to %s", subject, peer->address);
 
@@ -371,6 +405,9 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		want = (enum kw_class)ref->cls;
 	for (unsigned i = 0; i < sizeof any / sizeof any[0] && rv == KW_ERR_NOT_FOUND; i++) {
 		enum kw_class cls = want != KW_CLASS_ANY ? want : any[i];
+		/* the connection's own session object of that name comes first */
+		if (kw_session_find(peer->session_objects, peer->partition_id, ref->owner, ref->name, cls, id) == KW_OK)
+			return KW_OK;
 		rv = kw_keystore_find(srv->ks, peer->partition_id, ref->owner, ref->name, cls, &row);
 		if (want != KW_CLASS_ANY)
 			break;
@@ -379,6 +416,17 @@ static kw_rv resolve(struct kw_server *srv, const struct kw_peer *peer, const Ke
 		*id = row.id;
 	kw_object_row_cleanup(&row);
 	return rv;
+}
+
+/* Session objects are made and destroyed, never changed, copied, moved or wrapped. */
+static kw_rv not_session(uint64_t id, const char *what)
+{
+	if (!kw_session_id(id))
+		return KW_OK;
+	return kw_error_set(KW_ERR_ARGUMENTS,
+			    "%s: 0x%" PRIx64 " is a session object, which cannot be changed, copied or wrapped (make a "
+			    "token object for that)",
+			    what, id);
 }
 
 /* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
@@ -436,6 +484,10 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	if (g->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "generate: the CKA_ID is %zu bytes long, at most %d",
 				    g->ckaid.len, KW_CKAID_MAX);
+	if (g->key_type == KEYWARD__KEY_TYPE__AES && g->session)
+		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": AES keys are token objects only, not session "
+						      "objects",
+				    g->name ? g->name : "");
 	if (g->key_type == KEYWARD__KEY_TYPE__AES)
 		return generate_secret(srv, peer, g, resp, s);
 	if (!usages)
@@ -454,7 +506,10 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	spec.usages = usages;
 	spec.ckaid = g->ckaid.data;
 	spec.ckaid_len = g->ckaid.len;
-	rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
+	if (g->session)
+		rv = kw_session_put_keypair(peer->session_objects, peer->partition_id, &spec, pkey, &priv, &pub);
+	else
+		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
 	EVP_PKEY_free(pkey);
 	if (rv)
 		return rv;
@@ -472,18 +527,35 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	return KW_OK;
 }
 
-/* The unsealed private key a request names, if its usages allow `usage`. */
+/*
+ * The unsealed private key a request names, if its usages allow `usage`.
+ * Raw RSA (RSA_RAW, CKM_RSA_X_509) is the same private operation whether it
+ * is called signing or decrypting: a key may use it only when it has both
+ * usages, or a sign-only key would decrypt and a decrypt-only key would sign.
+ */
 static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
-			unsigned usage, const char *verb, struct kw_cached_key *key, uint64_t *id)
+			unsigned usage, Keyward__Mechanism mech, const char *verb, struct kw_cached_key *key,
+			uint64_t *id)
 {
 	kw_rv rv;
 
 	if ((rv = resolve(srv, peer, ref, KW_CLASS_PRIVATE_KEY, id)))
 		return rv;
-	if ((rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key)))
+	if (kw_session_id(*id))
+		rv = kw_session_key(peer->session_objects, peer->partition_id, *id, key);
+	else
+		rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key);
+	if (rv)
 		return rv;
 	if (!(key->usages & usage)) {
 		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "key %s/%s may not %s (its usages do not include %s)",
+				  key->owner, key->name, verb, verb);
+		kw_cached_key_release(key);
+	} else if (mech == KEYWARD__MECHANISM__RSA_RAW &&
+		   (key->usages & (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) != (KW_USAGE_SIGN | KW_USAGE_DECRYPT)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION,
+				  "key %s/%s may not %s with raw RSA (RSA_RAW, CKM_RSA_X_509): that needs both usages "
+				  "sign and decrypt, and the key has only %s",
 				  key->owner, key->name, verb, verb);
 		kw_cached_key_release(key);
 	}
@@ -508,7 +580,7 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 
 	if (!out || !sig)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, "sign", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
 	rv = kw_crypto_sign(key.pkey, key.key_type, r, sig, &sig_len);
 	if (rv == KW_OK) {
@@ -538,7 +610,7 @@ static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keywa
 		plain = NULL;
 	if (!out || !plain)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, "decrypt", &key, &id)))
+	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_DECRYPT, r->mechanism, "decrypt", &key, &id)))
 		return rv;
 	rv = kw_crypto_decrypt(key.pkey, key.key_type, r, plain, &len);
 	if (rv == KW_OK) {
@@ -562,9 +634,46 @@ static kw_rv on_get(struct kw_server *srv, struct kw_peer *peer, const Keyward__
 
 	if ((rv = resolve(srv, peer, g->ref, KW_CLASS_ANY, &id)))
 		return rv;
-	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
+	if (kw_session_id(id))
+		rv = kw_session_get(peer->session_objects, peer->partition_id, id, &row);
+	else
+		rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row);
+	if (rv)
 		return rv;
 	return answer_object(resp, s, &row);
+}
+
+/* Appends the session objects a listing asks for to rows (n of them so far), up to limit in all. */
+static kw_rv append_session_rows(const struct kw_peer *peer, const Keyward__ListObjects *l, unsigned limit,
+				 struct kw_object_row **rows, size_t *n, bool *more)
+{
+	struct kw_object_row *srows = NULL, *all;
+	size_t sn = 0;
+	kw_rv rv;
+
+	rv = kw_session_list(peer->session_objects, peer->partition_id, l->owner && l->owner[0] ? l->owner : NULL,
+			     l->name && l->name[0] ? l->name : NULL, l->after_id, limit - *n, &srows, &sn, more);
+	if (rv) {
+		kw_object_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+		return rv;
+	}
+	if (!sn)
+		return KW_OK;
+	all = realloc(*rows, (*n + sn) * sizeof *all);
+	if (!all) {
+		kw_object_rows_free(srows, sn);
+		kw_object_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory listing objects");
+	}
+	memcpy(all + *n, srows, sn * sizeof *srows);
+	free(srows); /* the values are all's now */
+	*rows = all;
+	*n += sn;
+	return KW_OK;
 }
 
 static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward__ListObjects *l,
@@ -584,6 +693,9 @@ static kw_rv on_list(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 	rv = kw_keystore_list(srv->ks, peer->partition_id, l->owner && l->owner[0] ? l->owner : NULL,
 			      l->name && l->name[0] ? l->name : NULL, l->after_id, limit, &rows, &n, &more);
 	if (rv)
+		return rv;
+	/* then this connection's session objects, whose ids are above every store id */
+	if (!more && n < limit && (rv = append_session_rows(peer, l, limit, &rows, &n, &more)))
 		return rv;
 	/* certificates and data objects are up to 64 KiB each: stop the page before the frame limit */
 	for (size_t i = 0, bytes = 0; i < n; i++) {
@@ -619,10 +731,23 @@ static kw_rv on_delete(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		return KW_ERR_NO_MEMORY;
 	if (!ref || (!ref->id && (!ref->owner || !ref->owner[0] || !ref->name || !ref->name[0])))
 		return kw_error_set(KW_ERR_ARGUMENTS, "delete: give an id, or an owner and a name");
-	rv = kw_keystore_delete(srv->ks, peer->partition_id, ref->id, ref->owner, ref->name, (enum kw_class)ref->cls,
-				&deleted);
-	if (rv)
-		return rv;
+	/* this connection's session objects, then (unless a session id was named) the store's */
+	kw_session_delete(peer->session_objects, peer->partition_id, ref->id, ref->owner, ref->name,
+			  (enum kw_class)ref->cls, &deleted);
+	if (kw_session_id(ref->id) && !deleted)
+		return kw_error_set(KW_ERR_NOT_FOUND,
+				    "delete: no session object 0x%" PRIx64 " on this connection (session objects "
+				    "belong to the connection that made them and end with it)",
+				    ref->id);
+	if (!kw_session_id(ref->id)) {
+		unsigned stored = 0;
+
+		rv = kw_keystore_delete(srv->ks, peer->partition_id, ref->id, ref->owner, ref->name,
+					(enum kw_class)ref->cls, &stored);
+		if (rv && !(rv == KW_ERR_NOT_FOUND && deleted))
+			return rv;
+		deleted += stored;
+	}
 	/* a deleted key must not go on signing from the cache */
 	kw_keycache_clear(srv->keys);
 	keyward__count__init(out);
@@ -647,7 +772,7 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 	uint64_t id;
 	kw_rv rv;
 
-	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)))
+	if ((rv = resolve(srv, peer, a->ref, KW_CLASS_ANY, &id)) || (rv = not_session(id, "set attributes")))
 		return rv;
 	if (a->set_ckaid && a->new_ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "set attributes: the CKA_ID is %zu bytes long, at most %d",
@@ -719,7 +844,10 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	spec.ckaid_len = c->ckaid.len;
 	spec.application = c->application;
 	spec.modifiable = !c->not_modifiable;
-	rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
+	if (c->session)
+		rv = kw_session_put_object(peer->session_objects, peer->partition_id, &spec, &row);
+	else
+		rv = kw_keystore_put_object(srv->ks, peer->partition_id, &spec, &row);
 	if (rv)
 		return rv;
 	return answer_object(resp, s, &row);
@@ -742,7 +870,7 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 						      "AES_KEY_WRAP_PAD)",
 				    (int)w->mechanism);
 	if ((rv = resolve(srv, peer, w->wrapping_key, KW_CLASS_SECRET_KEY, &wid)) ||
-	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)))
+	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)) || (rv = not_session(kid, "wrap")))
 		return rv;
 	/* the wrapping key: a secret key with usage wrap */
 	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
@@ -831,7 +959,7 @@ static kw_rv on_copy_object(struct kw_server *srv, struct kw_peer *peer, const K
 		return KW_ERR_NO_MEMORY;
 	if (!c->new_name || !c->new_name[0])
 		return kw_error_set(KW_ERR_ARGUMENTS, "copy: a new name is needed");
-	if ((rv = resolve(srv, peer, c->ref, KW_CLASS_ANY, &id)))
+	if ((rv = resolve(srv, peer, c->ref, KW_CLASS_ANY, &id)) || (rv = not_session(id, "copy")))
 		return rv;
 	rv = kw_keystore_copy(srv->ks, peer->partition_id, id, c->new_name, tristate(c->extractable),
 			      tristate(c->modifiable), &rows, &n);
@@ -867,6 +995,34 @@ static kw_rv on_random(const Keyward__GenerateRandom *g, Keyward__Response *resp
 	return KW_OK;
 }
 
+/*
+ * An authenticated connection's credential may have been revoked since its
+ * Hello: looked up again only when a revocation happened since it was last
+ * found valid, so the common case costs one atomic load.
+ */
+static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
+{
+	uint64_t generation = atomic_load(&srv->revocations), pid;
+	char who[80];
+	kw_rv rv;
+
+	if (generation == peer->revocations_seen)
+		return KW_OK;
+	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
+	if (rv == KW_OK && pid == peer->partition_id) {
+		peer->revocations_seen = generation;
+		return KW_OK;
+	}
+	if (rv != KW_OK && rv != KW_ERR_AUTH)
+		return rv; /* the store failed: say so, and look again next time */
+	snprintf(who, sizeof who, "credential ");
+	hex_prefix(peer->fingerprint, who + strlen(who), 8);
+	return kw_error_set(KW_ERR_AUTH,
+			    "this client certificate (%s) was revoked by the HSM administrator: this connection "
+			    "serves nothing more; register again with a new setup password",
+			    who);
+}
+
 void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -890,6 +1046,8 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 							       "is served (register with the partition's setup password)");
 		goto out;
 	}
+	if ((rv = still_valid(srv, peer)))
+		goto out;
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
 		rv = on_generate(srv, peer, req->generate_key, resp, s);

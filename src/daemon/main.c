@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <systemd/sd-daemon.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -156,7 +157,13 @@ int main(int argc, char **argv)
 	}
 	kw_keystore_audit(srv.ks, "", "keywardd", "keywardd.start", srv.bound);
 	print_banner(&srv);
+	/* Type=notify: systemd starts what needs the HSM only now (a no-op outside systemd) */
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s, %s", srv.bound,
+		   !kw_keystore_initialized(srv.ks) ? "not initialized: run keyward-admin init"
+		   : kw_keystore_locked(srv.ks)     ? "locked: run keyward-admin unlock"
+						    : "unlocked");
 	rv = kw_server_run(&srv);
+	sd_notify(0, "STOPPING=1");
 	kw_server_teardown(&srv);
 	kw_log(KW_LOG_INFO, "keywardd stopped");
 	return rv ? 1 : 0;

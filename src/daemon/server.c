@@ -161,6 +161,7 @@ static void conn_unref(struct kw_conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
+	kw_session_objects_free(c->peer.session_objects);
 	kw_buf_cleanup(&c->in);
 	kw_buf_cleanup(&c->wbuf);
 	kw_buf_cleanup(&c->out);

@@ -47,7 +47,8 @@ kw_rv kw_server_setup(struct kw_server *srv)
 		return rv;
 	if ((rv = kw_tls_load_or_create(&srv->tls, cfg->tls_dir, cfg->server_names)))
 		return rv;
-	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_window, cfg->lockout_duration, &srv->lockout)) ||
+	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_address_failures, cfg->lockout_window,
+				 cfg->lockout_duration, &srv->lockout)) ||
 	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(cfg, &srv->usage)))
 		return rv;
 	if ((rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))

@@ -68,8 +68,14 @@ struct kw_backend_ops {
 
 	kw_rv (*credential_insert)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
 				   uint64_t partition_id, const char *subject, int64_t created);
+	/* KW_ERR_AUTH (with a message) when unknown or revoked */
 	kw_rv (*credential_find)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
 				 uint64_t *partition_id);
+	/* partition NULL: all; *out is malloc'd */
+	kw_rv (*credential_list)(struct kw_backend *b, const char *partition, struct kw_credential_info **out,
+				 size_t *n);
+	/* KW_ERR_NOT_FOUND (with a message) when unknown; an earlier revocation time is kept */
+	kw_rv (*credential_revoke)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN], int64_t when);
 
 	/* sealed may be NULL */
 	kw_rv (*object_insert)(struct kw_backend *b, const struct kw_object_row *row, const struct kw_sealed *sealed);

@@ -1106,6 +1106,33 @@ kw_rv kw_keystore_credential_find(struct kw_keystore *ks, const unsigned char fi
 	return rv;
 }
 
+kw_rv kw_keystore_credential_list(struct kw_keystore *ks, const char *partition, struct kw_credential_info **out,
+				  size_t *n)
+{
+	kw_rv rv;
+
+	if (!out || !n)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: credential list: nowhere to put it");
+	lock(ks);
+	rv = ks->b->ops->credential_list(ks->b, partition && partition[0] ? partition : NULL, out, n);
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_credential_revoke(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN])
+{
+	kw_rv rv;
+
+	if (!fingerprint)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no fingerprint given");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv)
+		rv = finish(ks->b, ks->b->ops->credential_revoke(ks->b, fingerprint, now()));
+	unlock(ks);
+	return rv;
+}
+
 /* ---- objects ---- */
 
 static kw_rv partition_exists_locked(struct kw_keystore *ks, uint64_t pid)
@@ -1180,21 +1207,17 @@ static kw_rv key_name_free_locked(struct kw_keystore *ks, uint64_t pid, const ch
 	return rv;
 }
 
-kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
-			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub)
+kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, struct kw_object_row *priv,
+			       struct kw_object_row *pub)
 {
 	struct kw_object_row pr, pu;
-	struct kw_sealed sealed;
 	unsigned char *spki = NULL;
 	size_t spki_len = 0;
-	char pname[KW_PARTITION_NAME_MAX + 1];
 	kw_rv rv;
 
 	memset(&pr, 0, sizeof pr);
-	memset(&pu, 0, sizeof pu);
-	memset(&sealed, 0, sizeof sealed);
-	if (!ks || !spec || !pkey || !priv || !pub)
-		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_keypair needs a spec, a key and output rows");
+	if (!spec || !pkey || !priv || !pub)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: a key pair needs a spec, a key and output rows");
 	memset(priv, 0, sizeof *priv);
 	memset(pub, 0, sizeof *pub);
 	rv = check_owner(spec->owner);
@@ -1217,6 +1240,52 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 		free(spki);
 		return rv;
 	}
+	snprintf(pr.owner, sizeof pr.owner, "%s", spec->owner);
+	snprintf(pr.name, sizeof pr.name, "%s", spec->name);
+	pr.cls = KW_CLASS_PRIVATE_KEY;
+	pr.sensitive = true;
+	pr.extractable = spec->extractable;
+	pr.modifiable = spec->modifiable;
+	pr.never_extractable = !spec->extractable;
+	pr.always_sensitive = true;
+	pr.usages = spec->usages;
+	pr.created = now();
+
+	pu = (struct kw_object_row){.cls = KW_CLASS_PUBLIC_KEY, .key_type = pr.key_type, .bits = pr.bits,
+				    .value = spki, .value_len = spki_len, .sensitive = false, .extractable = true,
+				    .modifiable = spec->modifiable, .usages = spec->usages, .created = pr.created};
+	memcpy(pu.owner, pr.owner, sizeof pu.owner);
+	memcpy(pu.name, pr.name, sizeof pu.name);
+	memcpy(pu.curve, pr.curve, sizeof pu.curve);
+	memcpy(pu.ckaid, pr.ckaid, sizeof pu.ckaid);
+	pu.ckaid_len = pr.ckaid_len;
+	*priv = pr;
+	*pub = pu;
+	return KW_OK;
+}
+
+kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
+			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub)
+{
+	struct kw_object_row pr, pu;
+	struct kw_sealed sealed;
+	unsigned char *spki = NULL;
+	size_t spki_len = 0;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&pr, 0, sizeof pr);
+	memset(&pu, 0, sizeof pu);
+	memset(&sealed, 0, sizeof sealed);
+	if (!ks || !spec || !pkey || !priv || !pub)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_keypair needs a spec, a key and output rows");
+	memset(priv, 0, sizeof *priv);
+	memset(pub, 0, sizeof *pub);
+	rv = kw_keystore_keypair_rows(spec, pkey, &pr, &pu);
+	if (rv)
+		return rv;
+	spki = pu.value; /* freed at out unless it is handed to *pub */
+	spki_len = pu.value_len;
 
 	lock(ks);
 	rv = need_unlocked(ks);
@@ -1230,28 +1299,9 @@ kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, con
 		while (!rv && pu.id == pr.id);
 	if (rv)
 		goto out;
-	pr.partition_id = partition_id;
+	pr.partition_id = pu.partition_id = partition_id;
 	pr.pair_id = pu.id;
-	snprintf(pr.owner, sizeof pr.owner, "%s", spec->owner);
-	snprintf(pr.name, sizeof pr.name, "%s", spec->name);
-	pr.cls = KW_CLASS_PRIVATE_KEY;
-	pr.sensitive = true;
-	pr.extractable = spec->extractable;
-	pr.modifiable = spec->modifiable;
-	pr.never_extractable = !spec->extractable;
-	pr.always_sensitive = true;
-	pr.usages = spec->usages;
-	pr.created = now();
-
-	pu = (struct kw_object_row){.id = pu.id, .partition_id = partition_id, .pair_id = pr.id,
-				    .cls = KW_CLASS_PUBLIC_KEY, .key_type = pr.key_type, .bits = pr.bits,
-				    .value = spki, .value_len = spki_len, .sensitive = false, .extractable = true,
-				    .modifiable = spec->modifiable, .usages = spec->usages, .created = pr.created};
-	memcpy(pu.owner, pr.owner, sizeof pu.owner);
-	memcpy(pu.name, pr.name, sizeof pu.name);
-	memcpy(pu.curve, pr.curve, sizeof pu.curve);
-	memcpy(pu.ckaid, pr.ckaid, sizeof pu.ckaid);
-	pu.ckaid_len = pr.ckaid_len;
+	pu.pair_id = pr.id;
 
 	rv = seal_row_locked(ks, &pr, pkey, spki, spki_len, &sealed);
 	if (rv)
@@ -1862,17 +1912,15 @@ out:
 	return rv;
 }
 
-kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
-			     struct kw_object_row *out)
+kw_rv kw_keystore_object_row(const struct kw_objspec *spec, struct kw_object_row *out)
 {
 	struct kw_object_row r;
 	const char *what, *app;
-	char pname[KW_PARTITION_NAME_MAX + 1];
 	kw_rv rv;
 
 	memset(&r, 0, sizeof r);
-	if (!ks || !spec || !out)
-		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_object needs a spec and an output row");
+	if (!spec || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: an object needs a spec and an output row");
 	memset(out, 0, sizeof *out);
 	if (spec->cls != KW_CLASS_CERTIFICATE && spec->cls != KW_CLASS_DATA)
 		return kw_error_set(KW_ERR_ARGUMENTS,
@@ -1915,7 +1963,6 @@ kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, cons
 	if (app && (rv = check_text("application", app, KW_APPLICATION_MAX, false)))
 		return rv;
 
-	r.partition_id = partition_id;
 	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
 	snprintf(r.name, sizeof r.name, "%s", spec->name);
 	r.cls = spec->cls;
@@ -1934,6 +1981,26 @@ kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, cons
 		memcpy(r.value, spec->value, spec->value_len);
 		r.value_len = spec->value_len;
 	}
+	*out = r;
+	return KW_OK;
+}
+
+kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
+			     struct kw_object_row *out)
+{
+	struct kw_object_row r;
+	const char *what;
+	char pname[KW_PARTITION_NAME_MAX + 1];
+	kw_rv rv;
+
+	memset(&r, 0, sizeof r);
+	if (!ks || !spec || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_object needs a spec and an output row");
+	rv = kw_keystore_object_row(spec, &r);
+	if (rv)
+		return rv;
+	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object";
+	r.partition_id = partition_id;
 	lock(ks);
 	rv = partition_exists_locked(ks, partition_id);
 	if (!rv)

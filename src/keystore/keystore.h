@@ -159,9 +159,26 @@ kw_rv kw_keystore_enroll(struct kw_keystore *ks, uint64_t partition_id,
 			 const unsigned char setup_hash[KW_SETUP_HASH_LEN],
 			 const unsigned char fingerprint[KW_FINGERPRINT_LEN], const char *subject);
 
-/* The partition a client certificate (SHA-256 of its DER) belongs to. KW_ERR_AUTH if unknown. */
+/* The partition a client certificate (SHA-256 of its DER) belongs to. KW_ERR_AUTH if unknown or revoked. */
 kw_rv kw_keystore_credential_find(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN],
 				  uint64_t *partition_id);
+
+#define KW_SUBJECT_MAX 255 /* characters of a credential's subject kept for listing */
+struct kw_credential_info {
+	unsigned char fingerprint[KW_FINGERPRINT_LEN];
+	char partition[KW_PARTITION_NAME_MAX + 1];
+	char subject[KW_SUBJECT_MAX + 1];
+	int64_t created; /* enrolled, seconds since the epoch */
+	int64_t revoked; /* when revoked; 0 while valid */
+};
+/* The credentials of partition (NULL or "": of all), by partition and time; caller frees *out with free(). */
+kw_rv kw_keystore_credential_list(struct kw_keystore *ks, const char *partition, struct kw_credential_info **out,
+				  size_t *n);
+/*
+ * Revokes a credential: from now on kw_keystore_credential_find refuses it.
+ * KW_ERR_NOT_FOUND if unknown; revoking twice keeps the first time.
+ */
+kw_rv kw_keystore_credential_revoke(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN]);
 
 /* ---- objects ---- */
 
@@ -191,6 +208,12 @@ kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len,
  */
 kw_rv kw_keystore_put_keypair(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			      EVP_PKEY *pkey, struct kw_object_row *priv, struct kw_object_row *pub);
+/*
+ * The two rows put_keypair stores, checked and filled but with no ids and
+ * no partition, stored nowhere (keywardd's session objects).
+ */
+kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, struct kw_object_row *priv,
+			       struct kw_object_row *pub);
 
 /*
  * Stores a freshly generated AES key (16, 24 or 32 bytes, else
@@ -222,6 +245,8 @@ struct kw_objspec {
 };
 kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
 			     struct kw_object_row *out);
+/* The row put_object stores, checked and filled but with no id and no partition, stored nowhere. */
+kw_rv kw_keystore_object_row(const struct kw_objspec *spec, struct kw_object_row *out);
 
 /* KW_ERR_NOT_FOUND unless the object exists in this partition. */
 kw_rv kw_keystore_get(struct kw_keystore *ks, uint64_t partition_id, uint64_t id, struct kw_object_row *out);

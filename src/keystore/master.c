@@ -24,16 +24,17 @@
 
 static _Atomic uint64_t test_kdf_n;
 
+/*
+ * No environment variable lowers N: a switch in the environment of a
+ * production keywardd would weaken every master key it creates. Only code
+ * linked into the process (the unit tests) can, through
+ * kw_master_set_test_kdf_n; keywardd and the tools never call it.
+ */
 uint64_t kw_master_kdf_n(void)
 {
-	const char *fast = getenv("KEYWARD_TEST_FAST_KDF");
 	uint64_t n = atomic_load(&test_kdf_n);
 
-	if (n)
-		return n;
-	if (fast && strcmp(fast, "1") == 0)
-		return 1u << 10;
-	return KW_SCRYPT_N;
+	return n ? n : KW_SCRYPT_N;
 }
 
 void kw_master_set_test_kdf_n(uint64_t n)

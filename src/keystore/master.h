@@ -18,9 +18,9 @@
 #define KW_SALT_LEN 16
 
 /*
- * The scrypt N for a new master key: 2^17, or 2^10 when
- * KEYWARD_TEST_FAST_KDF=1 or after kw_master_set_test_kdf_n (unit tests
- * only; the N used is stored with the key, so unlock always uses it).
+ * The scrypt N for a new master key: 2^17, or what kw_master_set_test_kdf_n
+ * set (unit tests only, never from the environment; the N used is stored
+ * with the key, so unlock always uses it).
  */
 uint64_t kw_master_kdf_n(void);
 void kw_master_set_test_kdf_n(uint64_t n); /* 0 restores the default */

@@ -66,6 +66,8 @@ static const struct migration migrations[] = {
 	{"ALTER TABLE objects ADD COLUMN ckaid BLOB;"
 	 "ALTER TABLE objects ADD COLUMN application TEXT NOT NULL DEFAULT '';",
 	 backfill_ckaid},
+	/* 2 -> 3: credentials can be revoked (the time; 0 while valid) */
+	{"ALTER TABLE credentials ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;", NULL},
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -308,32 +310,33 @@ static kw_rv sq_partition_get(struct kw_backend *b, const char *name, uint64_t i
 	return rv;
 }
 
-static kw_rv sq_partition_list(struct kw_backend *b, struct kw_partition_info **out, size_t *n)
+/*
+ * Steps st to its end, reading each row with `read` into a growing array of
+ * `elem`-byte items; finalizes st. *out (malloc'd) and *n on success.
+ */
+static kw_rv sq_collect(struct sq_backend *s, sqlite3_stmt *st, size_t elem, void (*read)(sqlite3_stmt *, void *),
+			const char *what, void **out, size_t *n)
 {
-	struct sq_backend *s = sq(b);
-	struct kw_partition_info *arr = NULL, *p;
+	unsigned char *arr = NULL, *p;
 	size_t cnt = 0, cap = 0;
-	sqlite3_stmt *st;
-	kw_rv rv;
+	kw_rv rv = KW_OK;
 	int rc;
 
-	rv = sq_prepare(s, "SELECT " PART_COLS " FROM partitions p ORDER BY p.name", &st);
-	if (rv)
-		return rv;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 8;
-			p = realloc(arr, cap * sizeof *arr);
+			p = realloc(arr, cap * elem);
 			if (!p) {
-				rv = kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory listing partitions");
+				rv = kw_error_set(KW_ERR_NO_MEMORY, "store: out of memory %s", what);
 				goto out;
 			}
 			arr = p;
 		}
-		part_read(st, &arr[cnt++]);
+		memset(arr + cnt * elem, 0, elem);
+		read(st, arr + cnt++ * elem);
 	}
 	if (rc != SQLITE_DONE)
-		rv = sq_fail(s, rc, "listing partitions");
+		rv = sq_fail(s, rc, what);
 out:
 	sqlite3_finalize(st);
 	if (rv) {
@@ -343,6 +346,27 @@ out:
 	*out = arr;
 	*n = cnt;
 	return KW_OK;
+}
+
+static void part_read_any(sqlite3_stmt *st, void *out)
+{
+	part_read(st, out);
+}
+
+static kw_rv sq_partition_list(struct kw_backend *b, struct kw_partition_info **out, size_t *n)
+{
+	struct sq_backend *s = sq(b);
+	sqlite3_stmt *st;
+	void *arr;
+	kw_rv rv;
+
+	rv = sq_prepare(s, "SELECT " PART_COLS " FROM partitions p ORDER BY p.name", &st);
+	if (rv)
+		return rv;
+	rv = sq_collect(s, st, sizeof **out, part_read_any, "listing partitions", &arr, n);
+	if (!rv)
+		*out = arr;
+	return rv;
 }
 
 static kw_rv sq_partition_set_setup(struct kw_backend *b, uint64_t id, const unsigned char *setup_hash)
@@ -393,18 +417,75 @@ static kw_rv sq_credential_find(struct kw_backend *b, const unsigned char fp[KW_
 	kw_rv rv;
 	int rc;
 
-	rv = sq_prepare(s, "SELECT partition_id FROM credentials WHERE fingerprint = ?", &st);
+	rv = sq_prepare(s, "SELECT partition_id, revoked FROM credentials WHERE fingerprint = ?", &st);
 	if (rv)
 		return rv;
 	sqlite3_bind_blob(st, 1, fp, KW_FINGERPRINT_LEN, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 1) != 0)
+		rv = kw_error_set(KW_ERR_AUTH, "store: this client credential was revoked");
+	else if (rc == SQLITE_ROW)
 		*partition_id = (uint64_t)sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
 		rv = kw_error_set(KW_ERR_AUTH, "store: unknown client credential");
 	else
 		rv = sq_fail(s, rc, "looking up a credential");
 	sqlite3_finalize(st);
+	return rv;
+}
+
+static void credential_read(sqlite3_stmt *st, void *out)
+{
+	struct kw_credential_info *c = out;
+
+	if (sqlite3_column_bytes(st, 0) == KW_FINGERPRINT_LEN)
+		memcpy(c->fingerprint, sqlite3_column_blob(st, 0), KW_FINGERPRINT_LEN);
+	text_copy(c->partition, sizeof c->partition, st, 1);
+	text_copy(c->subject, sizeof c->subject, st, 2);
+	c->created = sqlite3_column_int64(st, 3);
+	c->revoked = sqlite3_column_int64(st, 4);
+}
+
+static kw_rv sq_credential_list(struct kw_backend *b, const char *partition, struct kw_credential_info **out,
+				size_t *n)
+{
+	struct sq_backend *s = sq(b);
+	sqlite3_stmt *st;
+	void *arr;
+	kw_rv rv;
+
+	rv = sq_prepare(s,
+			"SELECT c.fingerprint, p.name, c.subject, c.created, c.revoked FROM credentials c"
+			" JOIN partitions p ON p.id = c.partition_id WHERE ?1 IS NULL OR p.name = ?1"
+			" ORDER BY p.name, c.created, c.fingerprint",
+			&st);
+	if (rv)
+		return rv;
+	if (partition)
+		sqlite3_bind_text(st, 1, partition, -1, SQLITE_STATIC);
+	rv = sq_collect(s, st, sizeof **out, credential_read, "listing credentials", &arr, n);
+	if (!rv)
+		*out = arr;
+	return rv;
+}
+
+static kw_rv sq_credential_revoke(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN], int64_t when)
+{
+	struct sq_backend *s = sq(b);
+	sqlite3_stmt *st;
+	kw_rv rv;
+
+	rv = sq_prepare(s,
+			"UPDATE credentials SET revoked = CASE WHEN revoked = 0 THEN ?2 ELSE revoked END"
+			" WHERE fingerprint = ?1",
+			&st);
+	if (rv)
+		return rv;
+	sqlite3_bind_blob(st, 1, fp, KW_FINGERPRINT_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, when > 0 ? when : 1);
+	rv = sq_done(s, st, "revoking a credential");
+	if (!rv && sqlite3_changes(s->db) == 0)
+		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no such client credential");
 	return rv;
 }
 
@@ -785,6 +866,8 @@ static const struct kw_backend_ops sq_ops = {
 	.partition_set_setup = sq_partition_set_setup,
 	.credential_insert = sq_credential_insert,
 	.credential_find = sq_credential_find,
+	.credential_list = sq_credential_list,
+	.credential_revoke = sq_credential_revoke,
 	.object_insert = sq_object_insert,
 	.object_get = sq_object_get,
 	.object_list = sq_object_list,

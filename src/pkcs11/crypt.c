@@ -74,7 +74,9 @@ CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 		p11_crypt_cleanup(op);
 		return CKR_KEY_TYPE_INCONSISTENT;
 	}
-	if (!(kw_object_usages(o) & KW_USAGE_DECRYPT)) {
+	/* raw RSA decryption is raw RSA signing: keywardd wants both usages, refuse here first */
+	if (!(kw_object_usages(o) & KW_USAGE_DECRYPT) ||
+	    (op->kwm.mech == KW_MECH_RSA_RAW && !(kw_object_usages(o) & KW_USAGE_SIGN))) {
 		p11_crypt_cleanup(op);
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	}
@@ -132,7 +134,7 @@ CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 		kwm.label = label;
 	}
 	key_id = s->decrypt.key_id;
-	c = p11.client;
+	c = p11_client_for_locked(key_id);
 	pthread_mutex_unlock(&p11.lock);
 
 	/* the HSM request runs unlocked, as signing does */

@@ -52,16 +52,20 @@ static CK_RV template_ckaid(CK_ATTRIBUTE_PTR t, CK_ULONG n, const unsigned char 
 	return CKR_OK;
 }
 
-/* Attributes every object takes at creation with one fixed value: anything else is refused. */
-static CK_RV check_fixed(CK_ATTRIBUTE_PTR t, CK_ULONG n)
+/*
+ * Attributes every object takes at creation with one fixed value: anything
+ * else is refused. *token: CKA_TOKEN (true when absent).
+ */
+static CK_RV check_fixed(CK_ATTRIBUTE_PTR t, CK_ULONG n, int *token)
 {
-	int token = 1, private_ = 0;
+	int private_ = 0;
 	CK_RV rv;
 
-	if ((rv = p11_template_bool(t, n, CKA_TOKEN, &token)) || (rv = p11_template_bool(t, n, CKA_PRIVATE, &private_)))
+	*token = 1;
+	if ((rv = p11_template_bool(t, n, CKA_TOKEN, token)) || (rv = p11_template_bool(t, n, CKA_PRIVATE, &private_)))
 		return rv;
-	/* objects live on the HSM; certificates and data objects there are public */
-	return token && !private_ ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+	/* certificates and data objects on the HSM are public */
+	return !private_ ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 /* A certificate's label when the template gives none: its subject's CN, else a fresh name. */
@@ -79,7 +83,7 @@ static void label_of_cert(const unsigned char *der, size_t len, char *out, size_
 CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
 	CK_ULONG cls = 0, ctype = CKC_X_509;
-	int has_cls, has_ctype, modifiable = 1;
+	int has_cls, has_ctype, modifiable = 1, token;
 	CK_ATTRIBUTE_PTR value = p11_template_find(t, n, CKA_VALUE), app = p11_template_find(t, n, CKA_APPLICATION);
 	const unsigned char *id;
 	size_t id_len;
@@ -90,7 +94,7 @@ CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULO
 
 	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
 	    (rv = template_ulong(t, n, CKA_CERTIFICATE_TYPE, &has_ctype, &ctype)) ||
-	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) || (rv = check_fixed(t, n)) ||
+	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) || (rv = check_fixed(t, n, &token)) ||
 	    (rv = template_ckaid(t, n, &id, &id_len)))
 		return rv;
 	if (!has_cls)
@@ -121,13 +125,18 @@ CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULO
 		rv = p11_label_of_template(NULL, 0, name, sizeof name);
 	if (rv)
 		return rv;
-	krv = kw_create_object(p11.client, p11.slots[s->slot].owner, name,
+	/* CKA_TOKEN false: a session object, on the module's session connection */
+	krv = kw_create_object(token ? p11.client : p11.sclient, p11.slots[s->slot].owner, name,
 			       cls == CKO_CERTIFICATE ? KW_CLASS_CERTIFICATE : KW_CLASS_DATA,
 			       value ? value->pValue : NULL, value ? value->ulValueLen : 0, id, id_len, application,
-			       modifiable ? 0 : KW_GEN_NOT_MODIFIABLE, &o);
+			       (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE) | (token ? 0 : KW_GEN_SESSION), &o);
 	if (krv)
 		return kw_rv_to_ckr(krv);
+	if (!token)
+		p11.sclient_used = 1;
 	*out = p11_object_adopt_locked(o);
+	if (*out && !token)
+		p11_object_set_creator_locked(*out, p11_session_handle_locked(s));
 	return *out ? CKR_OK : CKR_HOST_MEMORY;
 }
 
@@ -139,7 +148,8 @@ CK_RV p11_destroy_object_locked(CK_OBJECT_HANDLE h)
 
 	if (!o)
 		return CKR_OBJECT_HANDLE_INVALID;
-	krv = kw_delete_objects(p11.client, kw_object_id(o), NULL, NULL, KW_CLASS_ANY, &deleted);
+	krv = kw_delete_objects(p11_client_for_locked(kw_object_id(o)), kw_object_id(o), NULL, NULL, KW_CLASS_ANY,
+				&deleted);
 	if (krv && krv != KW_ERR_NOT_FOUND)
 		return kw_rv_to_ckr(krv);
 	p11_object_forget_locked(h);
@@ -150,7 +160,7 @@ CK_RV p11_destroy_object_locked(CK_OBJECT_HANDLE h)
 static CK_RV refresh_locked(uint64_t id)
 {
 	kw_object *fresh = NULL;
-	kw_rv krv = kw_get_object(p11.client, id, NULL, NULL, KW_CLASS_ANY, &fresh);
+	kw_rv krv = kw_get_object(p11_client_for_locked(id), id, NULL, NULL, KW_CLASS_ANY, &fresh);
 
 	if (krv)
 		return kw_rv_to_ckr(krv);
@@ -237,7 +247,8 @@ CK_RV p11_set_attributes_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG
 
 	if (!o)
 		return CKR_OBJECT_HANDLE_INVALID;
-	if (!kw_object_modifiable(o))
+	/* session objects are made and destroyed, never changed (the HSM refuses too) */
+	if (!kw_object_modifiable(o) || kw_object_session(o))
 		return CKR_ACTION_PROHIBITED;
 	for (CK_ULONG i = 0; i < n; i++)
 		if ((rv = change_of(o, &t[i], 0, &chg, name)))
@@ -266,6 +277,8 @@ CK_RV p11_copy_object_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 
 	if (!o)
 		return CKR_OBJECT_HANDLE_INVALID;
+	if (kw_object_session(o))
+		return CKR_ACTION_PROHIBITED; /* the HSM copies token objects only */
 	for (CK_ULONG i = 0; i < n; i++)
 		if ((rv = change_of(o, &t[i], 1, &chg, name)))
 			return rv;
@@ -328,6 +341,7 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 							     CKA_DERIVE};
 	CK_ULONG len = 0, cls = CKO_SECRET_KEY, kt = CKK_AES;
 	int has_len, has_cls, has_kt, extractable = 0, sensitive = 1, modifiable = 1, wrap = 1, unwrap = 1, use = 0;
+	int token = 1;
 	char name[KW_NAME_MAX + 1];
 	const unsigned char *id;
 	size_t id_len;
@@ -346,11 +360,13 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
 	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
 	    (rv = p11_template_bool(t, n, CKA_WRAP, &wrap)) || (rv = p11_template_bool(t, n, CKA_UNWRAP, &unwrap)) ||
+	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
 	    (rv = template_ckaid(t, n, &id, &id_len)))
 		return rv;
 	if (!has_len)
 		return CKR_TEMPLATE_INCOMPLETE;
-	if ((len != 16 && len != 24 && len != 32) || cls != CKO_SECRET_KEY || kt != CKK_AES || !sensitive)
+	/* AES keys are token objects only: the HSM keeps no session secret keys */
+	if ((len != 16 && len != 24 && len != 32) || cls != CKO_SECRET_KEY || kt != CKK_AES || !sensitive || !token)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	/* the HSM's AES keys wrap keys and do nothing else */
 	for (size_t i = 0; i < sizeof unsupported_uses / sizeof unsupported_uses[0]; i++) {
@@ -403,7 +419,8 @@ CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wra
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	else if (!(k = p11_object_get_locked(key)))
 		rv = CKR_KEY_HANDLE_INVALID;
-	else if (kw_object_class(k) != KW_CLASS_PRIVATE_KEY && kw_object_class(k) != KW_CLASS_SECRET_KEY)
+	else if ((kw_object_class(k) != KW_CLASS_PRIVATE_KEY && kw_object_class(k) != KW_CLASS_SECRET_KEY) ||
+		 kw_object_session(k))
 		rv = CKR_KEY_NOT_WRAPPABLE;
 	else if (!kw_object_extractable(k))
 		rv = CKR_KEY_UNEXTRACTABLE; /* the HSM refuses too; this spares the request */

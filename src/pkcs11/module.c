@@ -20,6 +20,14 @@
  * configuration's pin_file opens the key (a service's unattended PIN):
  * then public objects are listed, as PKCS#11 expects; else there are none.
  *
+ * Session objects (CKA_TOKEN false): keywardd keeps them in memory per
+ * connection. The module makes them, and every later request about them,
+ * on one connection of its own (p11.sclient), so they are visible to every
+ * session of this application and to no other process; C_CloseSession and
+ * C_CloseAllSessions destroy those their sessions made, C_Logout the
+ * private ones, and C_Finalize or the process's exit closes the connection,
+ * whereupon keywardd destroys the rest.
+ *
  * The module never aborts or exits the host process; every entry point
  * checks its arguments and that C_Initialize was called.
  */
@@ -63,6 +71,19 @@ static CK_RV leave(CK_RV rv)
 {
 	pthread_mutex_unlock(&p11.lock);
 	return rv;
+}
+
+kw_client *p11_client_for_locked(uint64_t id)
+{
+	return (id & KW_OBJECT_ID_SESSION) ? p11.sclient : p11.client;
+}
+
+CK_SESSION_HANDLE p11_session_handle_locked(const struct p11_session *s)
+{
+	for (size_t i = 0; i < p11.n_sessions; i++)
+		if (p11.sessions[i] == s)
+			return i + 1;
+	return 0;
 }
 
 struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h)
@@ -165,15 +186,24 @@ static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
 		 */
 		memset(p11.slots, 0, sizeof p11.slots);
 		p11.client = NULL;
+		p11.sclient = NULL;
 		p11.sessions = NULL;
 		p11.n_sessions = 0;
 		p11.initialized = 0;
 	}
 	rv = kw_client_new(NULL, &p11.client);
+	if (!rv)
+		rv = kw_client_new(NULL, &p11.sclient);
+	if (!rv)
+		rv = kw_client_single_connection(p11.sclient);
 	if (rv) {
 		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: %s", kw_last_error());
+		kw_client_free(p11.client);
+		kw_client_free(p11.sclient);
+		p11.client = p11.sclient = NULL;
 		return leave(CKR_GENERAL_ERROR);
 	}
+	p11.sclient_used = 0;
 	p11.n_slots = 0;
 	if (kw_owner_machine(p11.client, owner, sizeof owner) == KW_OK)
 		add_slot("machine", owner);
@@ -203,7 +233,10 @@ static CK_RV p11_C_Finalize(CK_VOID_PTR reserved)
 	p11.n_sessions = 0;
 	p11_objects_free_locked();
 	kw_client_free(p11.client);
-	p11.client = NULL;
+	/* closes the session objects' connection: keywardd destroys them */
+	kw_client_free(p11.sclient);
+	p11.client = p11.sclient = NULL;
+	p11.sclient_used = 0;
 	p11.initialized = 0;
 	return leave(CKR_OK);
 }
@@ -372,6 +405,7 @@ static CK_RV p11_C_CloseSession(CK_SESSION_HANDLE h)
 
 	if ((rv = enter_session(h, true, &s)))
 		return rv;
+	p11_session_objects_destroy_locked(h, 0);
 	session_free(s);
 	p11.sessions[h - 1] = NULL;
 	for (size_t i = 0; i < p11.n_sessions; i++)
@@ -392,6 +426,7 @@ static CK_RV p11_C_CloseAllSessions(CK_SLOT_ID id)
 		return leave(CKR_SLOT_ID_INVALID);
 	for (size_t i = 0; i < p11.n_sessions; i++) {
 		if (p11.sessions[i] && p11.sessions[i]->slot == id) {
+			p11_session_objects_destroy_locked(i + 1, 0);
 			session_free(p11.sessions[i]);
 			p11.sessions[i] = NULL;
 		}
@@ -446,6 +481,8 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	krv = kw_client_check_pin(p11.client, copy);
 	if (!krv)
 		krv = kw_client_set_pin(p11.client, copy);
+	if (!krv)
+		krv = kw_client_set_pin(p11.sclient, copy);
 	OPENSSL_cleanse(copy, pin_len);
 	free(copy);
 	/* one small request proves the HSM takes the credential */
@@ -455,6 +492,7 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	if (krv) {
 		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: login: %s", kw_last_error());
 		kw_client_set_pin(p11.client, NULL);
+		kw_client_set_pin(p11.sclient, NULL);
 		return leave(krv == KW_ERR_AUTH ? CKR_PIN_INCORRECT : kw_rv_to_ckr(krv));
 	}
 	p11.logged_in = 1;
@@ -469,8 +507,11 @@ static CK_RV p11_C_Logout(CK_SESSION_HANDLE h)
 		return rv;
 	if (!p11.logged_in)
 		return leave(CKR_USER_NOT_LOGGED_IN);
+	/* PKCS#11: logging out destroys the application's private session objects */
+	p11_session_objects_destroy_locked(0, 1);
 	p11.logged_in = 0;
 	kw_client_set_pin(p11.client, NULL);
+	kw_client_set_pin(p11.sclient, NULL);
 	return leave(CKR_OK);
 }
 

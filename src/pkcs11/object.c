@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "common/log.h"
 #include "p11.h"
 
 struct holder {
@@ -30,6 +31,7 @@ struct entry {
 	uint64_t id;
 	struct holder *h;
 	const kw_object *o;
+	CK_SESSION_HANDLE creator; /* a session object's PKCS#11 session, else 0 */
 };
 
 static struct entry *table;
@@ -82,6 +84,30 @@ void p11_object_forget_locked(CK_OBJECT_HANDLE h)
 	holder_unref(table[h - 1].h);
 	table[h - 1].h = NULL;
 	table[h - 1].o = NULL;
+}
+
+void p11_object_set_creator_locked(CK_OBJECT_HANDLE h, CK_SESSION_HANDLE s)
+{
+	if (h && h <= n_table)
+		table[h - 1].creator = s;
+}
+
+void p11_session_objects_destroy_locked(CK_SESSION_HANDLE s, int private_only)
+{
+	for (size_t i = 0; i < n_table; i++) {
+		const kw_object *o = table[i].o;
+		enum kw_class cls = kw_object_class(o);
+		unsigned deleted = 0;
+
+		if (!o || !kw_object_session(o) || !table[i].creator || (s && table[i].creator != s))
+			continue;
+		if (private_only && cls != KW_CLASS_PRIVATE_KEY && cls != KW_CLASS_SECRET_KEY)
+			continue;
+		if (kw_delete_objects(p11.sclient, table[i].id, NULL, NULL, KW_CLASS_ANY, &deleted))
+			kw_log_write(KW_LOG_WARN, "keyward-pkcs11: destroying session object \"%s\": %s",
+				     kw_object_name(o), kw_last_error());
+		p11_object_forget_locked(i + 1);
+	}
 }
 
 CK_OBJECT_HANDLE p11_object_handle_of_locked(uint64_t id)
@@ -304,7 +330,7 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 	case CKA_CLASS:
 		return set_ulong(v, cls);
 	case CKA_TOKEN:
-		return set_bool(v, 1);
+		return set_bool(v, !kw_object_session(o));
 	case CKA_PRIVATE:
 		return set_bool(v, secret_half);
 	case CKA_MODIFIABLE:
@@ -531,7 +557,8 @@ CK_RV p11_find_init_locked(struct p11_session *s, CK_ATTRIBUTE_PTR templ, CK_ULO
 	for (CK_ULONG i = 0; i < count; i++)
 		if (!templ[i].pValue && templ[i].ulValueLen)
 			return CKR_ARGUMENTS_BAD;
-	krv = kw_list_objects(p11.client, p11.slots[s->slot].owner, NULL, &l);
+	/* once there are session objects, the connection that holds them lists them too */
+	krv = kw_list_objects(p11.sclient_used ? p11.sclient : p11.client, p11.slots[s->slot].owner, NULL, &l);
 	if (krv == KW_ERR_AUTH && !p11.logged_in) {
 		/* the credential needs the PIN of a login: until then nothing is visible */
 		s->pos = 0;

@@ -83,6 +83,14 @@ struct p11_module {
 	int initialized;
 	pid_t pid;
 	kw_client *client;
+	/*
+	 * Session objects (CKA_TOKEN false) live on the HSM per connection:
+	 * every request about them goes on this client's one connection,
+	 * made on first use. Closing it (C_Finalize, process exit) destroys
+	 * them on the HSM; C_CloseSession destroys its own explicitly.
+	 */
+	kw_client *sclient;
+	int sclient_used; /* a session object was made: listings go on sclient, which sees them */
 	struct p11_slot slots[P11_MAX_SLOTS];
 	size_t n_slots;
 	int logged_in;		       /* one credential serves every token: login is module-wide */
@@ -94,11 +102,25 @@ extern struct p11_module p11;
 
 /* module.c: the open session h, or NULL (lock held). */
 struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h);
+/* module.c: the handle of open session s (lock held). */
+CK_SESSION_HANDLE p11_session_handle_locked(const struct p11_session *s);
 
 /* EC curves by CKA_EC_PARAMS: the DER of the curve's OID (or, for Ed25519, the printable name too). */
 const char *p11_curve_of_params(const void *der, size_t len);
 
+/* module.c: the client that reaches object id (lock held): sclient for session objects. */
+kw_client *p11_client_for_locked(uint64_t id);
+
 /* object.c */
+/* Marks handle h a session object of PKCS#11 session s (lock held). */
+void p11_object_set_creator_locked(CK_OBJECT_HANDLE h, CK_SESSION_HANDLE s);
+/*
+ * Destroys on the HSM and forgets the session objects PKCS#11 session s
+ * made (s 0: of every session), or with private_only only its private and
+ * secret keys (lock held). Best effort: an HSM that cannot be reached has
+ * lost them with the connection.
+ */
+void p11_session_objects_destroy_locked(CK_SESSION_HANDLE s, int private_only);
 /* Forgets handle h after its object was destroyed (lock held). */
 void p11_object_forget_locked(CK_OBJECT_HANDLE h);
 /* The handle of HSM object id, if the table knows it (lock held); 0 otherwise. */

@@ -260,6 +260,8 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	CK_ATTRIBUTE_PTR id, e;
 	kw_object *priv = NULL, *pub = NULL;
 	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1;
+	int priv_token = -1, pub_token = -1, session;
+	kw_client *c;
 	kw_rv krv;
 	CK_RV rv;
 
@@ -300,8 +302,14 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_SIGN, &sign)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_DECRYPT, &decrypt)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_VERIFY, &verify)) ||
-	    (rv = p11_template_bool(pub_t, pub_n, CKA_ENCRYPT, &encrypt)))
+	    (rv = p11_template_bool(pub_t, pub_n, CKA_ENCRYPT, &encrypt)) ||
+	    (rv = p11_template_bool(priv_t, priv_n, CKA_TOKEN, &priv_token)) ||
+	    (rv = p11_template_bool(pub_t, pub_n, CKA_TOKEN, &pub_token)))
 		return rv;
+	/* CKA_TOKEN false: a session pair (both halves; a pair half on the token, half not, is refused) */
+	if (priv_token >= 0 && pub_token >= 0 && priv_token != pub_token)
+		return CKR_TEMPLATE_INCONSISTENT;
+	session = priv_token == 0 || pub_token == 0;
 	if (!sensitive)
 		return CKR_ATTRIBUTE_VALUE_INVALID; /* private keys on the HSM are always sensitive */
 	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0))
@@ -316,6 +324,8 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		flags |= KW_GEN_EXTRACTABLE;
 	if (!modifiable)
 		flags |= KW_GEN_NOT_MODIFIABLE;
+	if (session)
+		flags |= KW_GEN_SESSION;
 	rv = p11_label_of_template(priv_t, priv_n, name, sizeof name);
 	if (!rv && !p11_template_find(priv_t, priv_n, CKA_LABEL))
 		rv = p11_label_of_template(pub_t, pub_n, name, sizeof name);
@@ -326,12 +336,19 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		id = p11_template_find(pub_t, pub_n, CKA_ID);
 	if (id && ((!id->pValue && id->ulValueLen) || id->ulValueLen > KW_CKAID_MAX))
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	krv = kw_generate_key_ckaid(p11.client, p11.slots[s->slot].owner, name, type, bits, curve, flags, usages,
+	c = session ? p11.sclient : p11.client;
+	krv = kw_generate_key_ckaid(c, p11.slots[s->slot].owner, name, type, bits, curve, flags, usages,
 				    id ? id->pValue : NULL, id ? id->ulValueLen : 0, &priv, &pub);
 	if (krv)
 		return kw_rv_to_ckr(krv);
+	if (session)
+		p11.sclient_used = 1;
 	*priv_h = p11_object_adopt_locked(priv);
 	*pub_h = p11_object_adopt_locked(pub);
+	if (session) {
+		p11_object_set_creator_locked(*priv_h, p11_session_handle_locked(s));
+		p11_object_set_creator_locked(*pub_h, p11_session_handle_locked(s));
+	}
 	return *priv_h && *pub_h ? CKR_OK : CKR_HOST_MEMORY;
 }
 
@@ -355,6 +372,9 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 	if (kw_object_key_type(o) != me->key_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kw_object_usages(o) & KW_USAGE_SIGN))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	/* raw RSA signing is raw RSA decryption: keywardd wants both usages, refuse here first */
+	if (!verify && me->kw == KW_MECH_RSA_RAW && !(kw_object_usages(o) & KW_USAGE_DECRYPT))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	memset(op, 0, sizeof *op);
 	op->mech = me->type;
@@ -455,7 +475,7 @@ CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 		kwm = s->sign.kwm;
 		key_id = s->sign.key_id;
 		out_len = *sig_len;
-		c = p11.client;
+		c = p11_client_for_locked(key_id);
 		p11_op_cleanup(&s->sign);
 		pthread_mutex_unlock(&p11.lock);
 		/* the HSM request runs unlocked: sessions sign concurrently */

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <openssl/crypto.h>
 
@@ -29,6 +32,8 @@
 
 static const char *socket_path;
 static const char *passphrase_file;
+static const char *opt_partition;
+static bool opt_json;
 static unsigned opt_shares, opt_threshold;
 
 static void usage(FILE *out)
@@ -46,6 +51,11 @@ static void usage(FILE *out)
 		"  partition create NAME           create a partition; prints its one-time setup password\n"
 		"  partition password NAME         a new one-time setup password (to register another client)\n"
 		"  partition list                  partitions, their objects and credentials\n"
+		"  client list [--partition P] [--json]\n"
+		"                                  registered client credentials: fingerprint, subject,\n"
+		"                                  partition, when enrolled, whether revoked\n"
+		"  client revoke FINGERPRINT|SUBJECT\n"
+		"                                  refuse a client credential from now on, on live connections too\n"
 		"  audit verify [--expect-head SEQ:HASH]\n"
 		"                                  check the hash chain of the audit log and print its head;\n"
 		"                                  with a head saved earlier, check it is still in the chain\n"
@@ -143,6 +153,7 @@ static int cmd_status(void)
 	       (unsigned long long)r->evicted, (unsigned long long)r->refused);
 	printf("admin connections: %u\n", r->admin_connections);
 	printf("core dumps:  %s\n", r->core_dumps ? "ON (--allow-core-dumps: a core file holds unsealed keys)" : "off");
+	printf("session objects: %u\n", r->session_objects);
 	printf("uptime:      %llu s\n", (unsigned long long)r->uptime);
 	keyward__response__free_unpacked(resp, NULL);
 	return 0;
@@ -461,10 +472,114 @@ usage:
 	return 2;
 }
 
+static int parse_options(int argc, char **argv, bool *with_shares);
+
+static void fingerprint_hex(const ProtobufCBinaryData *fp, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < fp->len && 2 * i + 2 < size; i++)
+		snprintf(out + 2 * i, 3, "%02x", fp->data[i]);
+}
+
+static void when_text(int64_t t, char *out, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!t || !gmtime_r(&tt, &tm) || !strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, size, "-");
+}
+
+static int print_clients(const Keyward__Clients *cl)
+{
+	char fp[2 * 64 + 1], enrolled[32], revoked[32];
+
+	if (opt_json) {
+		json_t *arr = json_array();
+		char *text;
+		for (size_t i = 0; i < cl->n_clients; i++) {
+			const Keyward__ClientInfo *c = cl->clients[i];
+			fingerprint_hex(&c->fingerprint, fp, sizeof fp);
+			when_text(c->enrolled, enrolled, sizeof enrolled);
+			when_text(c->revoked, revoked, sizeof revoked);
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:o, s:b}", "fingerprint", fp, "subject",
+							     c->subject, "partition", c->partition, "enrolled", enrolled,
+							     "revoked_at", c->revoked ? json_string(revoked) : json_null(),
+							     "revoked", c->revoked != 0));
+		}
+		text = json_dumps(arr, JSON_INDENT(2));
+		if (text)
+			printf("%s\n", text);
+		free(text);
+		json_decref(arr);
+		return text ? 0 : 1;
+	}
+	printf("%-16s  %-16s  %-20s  %-20s  %s\n", "FINGERPRINT", "PARTITION", "ENROLLED", "REVOKED", "SUBJECT");
+	for (size_t i = 0; i < cl->n_clients; i++) {
+		const Keyward__ClientInfo *c = cl->clients[i];
+		fingerprint_hex(&c->fingerprint, fp, 17);
+		when_text(c->enrolled, enrolled, sizeof enrolled);
+		when_text(c->revoked, revoked, sizeof revoked);
+		printf("%-16s  %-16s  %-20s  %-20s  %s\n", fp, c->partition, enrolled, revoked, c->subject);
+	}
+	return 0;
+}
+
+static int cmd_client(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__ClientList list = KEYWARD__CLIENT_LIST__INIT;
+	Keyward__ClientRevoke revoke = KEYWARD__CLIENT_REVOKE__INIT;
+	Keyward__Response *resp;
+	bool shares = false;
+	int status;
+
+	/* options may follow the subcommand: client list --partition P --json */
+	if (argc >= 1) {
+		optind = 0; /* glibc: start over, argv[0] (the subcommand) in the place of the program name */
+		if (parse_options(argc, argv, &shares) != 0 || shares) {
+			fprintf(stderr, "keyward-admin: client: unknown option\n");
+			return 2;
+		}
+		memmove(argv + 1, argv + optind, (size_t)(argc - optind) * sizeof *argv);
+		argc = 1 + argc - optind;
+	}
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		list.partition = (char *)(opt_partition ? opt_partition : "");
+		req.body_case = KEYWARD__REQUEST__BODY_CLIENT_LIST;
+		req.client_list = &list;
+	} else if (argc == 2 && strcmp(argv[0], "revoke") == 0 && !opt_partition && !opt_json) {
+		revoke.client = argv[1];
+		req.body_case = KEYWARD__REQUEST__BODY_CLIENT_REVOKE;
+		req.client_revoke = &revoke;
+	} else {
+		fprintf(stderr, "keyward-admin: client list [--partition P] [--json] | client revoke FINGERPRINT|SUBJECT\n");
+		return 2;
+	}
+	if (!(resp = call(&req, 10, &status)))
+		return status;
+	if (req.body_case == KEYWARD__REQUEST__BODY_CLIENT_REVOKE) {
+		char fp[2 * 64 + 1];
+		const Keyward__ClientInfo *c = resp->clients->n_clients ? resp->clients->clients[0] : NULL;
+		if (c) {
+			fingerprint_hex(&c->fingerprint, fp, sizeof fp);
+			printf("Revoked client %s (%s) of partition \"%s\": refused from now on, on open connections "
+			       "too.\n",
+			       fp, c->subject, c->partition);
+		}
+	} else {
+		status = print_clients(resp->clients);
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	return status;
+}
+
 static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
 				     {"passphrase-file", required_argument, NULL, 'p'},
 				     {"shares", optional_argument, NULL, 'n'},
 				     {"threshold", required_argument, NULL, 't'},
+				     {"partition", required_argument, NULL, 'P'},
+				     {"json", no_argument, NULL, 'j'},
 				     {"help", no_argument, NULL, 'h'},
 				     {NULL, 0, NULL, 0}};
 
@@ -483,6 +598,8 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 				opt_shares = (unsigned)atoi(optarg);
 			break;
 		case 't': opt_threshold = (unsigned)atoi(optarg); break;
+		case 'P': opt_partition = optarg; break;
+		case 'j': opt_json = true; break;
 		case 'h': return 1;
 		default: return -1;
 		}
@@ -531,6 +648,8 @@ int main(int argc, char **argv)
 		return cmd_partition(argc - optind, argv + optind);
 	if (strcmp(cmd, "audit") == 0)
 		return cmd_audit(argc - optind, argv + optind);
+	if (strcmp(cmd, "client") == 0)
+		return cmd_client(argc - optind, argv + optind);
 	fprintf(stderr, "keyward-admin: unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return 2;

@@ -41,6 +41,9 @@
 
 #define LABEL_WIDTH 32 /* values start in this column, as in ksputilcons */
 #define SECRET_MAX 1024
+#define PIN_MIN 8 /* characters of a credential PIN, at least */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* The seed's test key (createtestkey) */
 #define TEST_KEY_NAME "KeywardTestKey"
@@ -63,6 +66,7 @@ enum {
 	O_YES = 1 << 11,
 	O_PASSWORD_FILE = 1 << 12,
 	O_PIN_FILE = 1 << 13,
+	O_FORCE = 1 << 14,
 };
 
 struct opts {
@@ -86,6 +90,7 @@ static const struct option long_opts[] = {
 	{"yes", no_argument, NULL, 'y'},
 	{"password-file", required_argument, NULL, 'P'},
 	{"pin-file", required_argument, NULL, 'I'},
+	{"force", no_argument, NULL, 'F'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -109,6 +114,7 @@ static const struct {
 	{'y', O_YES, "--yes"},
 	{'P', O_PASSWORD_FILE, "--password-file"},
 	{'I', O_PIN_FILE, "--pin-file"},
+	{'F', O_FORCE, "--force"},
 };
 
 static void usage(FILE *out)
@@ -128,8 +134,10 @@ static void usage(FILE *out)
 		"  deletekey --name N [-m] [--yes]      delete a key (asks first unless --yes)\n"
 		"  hsmstatus [-v] [--json]              each configured HSM: reachable, protocol, locked\n"
 		"  whoami [--json]                      this machine's, this user's and the shared owner\n"
-		"  register [--password-file F] [--pin-file F]\n"
-		"                                       exchange the partition's setup password for a credential\n"
+		"  register [--password-file F] [--pin-file F] [--force]\n"
+		"                                       exchange the partition's setup password for a credential;\n"
+		"                                       the PIN has at least " STR(PIN_MIN) " characters; --force replaces\n"
+		"                                       an existing credential\n"
 		"  help                                 this text\n"
 		"\n"
 		"Names ending in \".global\" belong to the shared owner " KW_OWNER_SHARED ". --pin-file F gives the\n"
@@ -1059,8 +1067,18 @@ static int cmd_register(const struct opts *o)
 		status = EXIT_USAGE;
 		goto out;
 	}
+	if (o->pin_file && strlen(pin) < PIN_MIN) {
+		status = usage_error(verb, "the PIN in %s has %zu characters: a PIN has at least %d", o->pin_file,
+				     strlen(pin), PIN_MIN);
+		goto out;
+	}
 	if ((status = open_client(verb, o, false, &c)))
 		goto out;
+	rv = kw_enroll_check_files(c, (o->seen & O_FORCE) != 0);
+	if (rv) {
+		status = fail(verb, rv, NULL);
+		goto out;
+	}
 	if (!o->password_file)
 		read_secret("Setup password of the partition: ", password, sizeof password);
 	if (!password[0]) {
@@ -1072,6 +1090,10 @@ static int cmd_register(const struct opts *o)
 		status = fail(verb, rv, NULL);
 		goto out;
 	}
+	if (!pin[0])
+		fprintf(stderr, "ksputil: %s: warning: the credential's key file is written UNENCRYPTED (no --pin-file): "
+				"whoever can read it acts as this client; register with --pin-file to encrypt it\n",
+			verb);
 	printf("Registered with partition '%s': the client credential is written to the files the configuration "
 	       "names%s.\n",
 	       kw_client_partition(c), pin[0] ? " (the key encrypted under the PIN)" : "");
@@ -1098,7 +1120,7 @@ static const struct verb {
 	{"deletekey", O_NAME | O_MACHINE | O_YES, 0},
 	{"hsmstatus", O_VERBOSE | O_JSON, 0},
 	{"whoami", O_JSON, 0},
-	{"register", O_PASSWORD_FILE, 0},
+	{"register", O_PASSWORD_FILE | O_FORCE, 0},
 };
 
 int main(int argc, char **argv)

@@ -96,6 +96,8 @@ static void start(void)
 {
 	if (srv.loops)
 		kw_server_teardown(&srv);
+	kw_session_objects_free(client.session_objects);
+	client.session_objects = NULL;
 	memset(&srv, 0, sizeof srv);
 	kw_server_config_defaults(&srv.cfg);
 	snprintf(srv.cfg.dev_dir, sizeof srv.cfg.dev_dir, "%s", dir);
@@ -135,6 +137,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kw_buf_init(&out, KW_MAX_FRAME + KW_FRAME_HEADER);
 	run(&peer, req, &resp, &out);
 	kw_buf_cleanup(&out);
+	/* a Hello made this copy a session object table: freed here, as server.c frees a connection's */
+	if (peer.session_objects != peers[data[0] % 4]->session_objects)
+		kw_session_objects_free(peer.session_objects);
 	keyward__request__free_unpacked(req, NULL);
 	if (kw_keystore_locked(srv.ks)) /* AdminLock: a fresh development store for the next input */
 		start();

@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
@@ -167,20 +168,26 @@ static void test_passphrase_life_cycle(void **state)
 	kwt_cleanup(&s);
 }
 
+/* Starts an initialized server with the given [lockout] section and a partition "p2" waiting for enrollment. */
+static void start_with_partition(struct kwt_server *s, const char *lockout, char *good, size_t good_size)
+{
+	char pass_file[300];
+
+	kwt_start_config(s, lockout);
+	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s->dir);
+	kwt_write_file(pass_file, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
+	snprintf(good, good_size, "%s", setup_password(s, "create", "p2"));
+}
+
 static void test_setup_password_lockout(void **state)
 {
 	struct kwt_server s = {0};
-	char pass_file[300], *pw;
 	char good[64];
 	kw_client *c;
 
 	(void)state;
-	kwt_start_config(&s, LOCKOUT);
-	snprintf(pass_file, sizeof pass_file, "%s/passphrase", s.dir);
-	kwt_write_file(pass_file, PASSPHRASE "\n");
-	assert_int_equal(kwt_admin(&s, NULL, NULL, "init --passphrase-file %s", pass_file), 0);
-	pw = setup_password(&s, "create", "p2");
-	snprintf(good, sizeof good, "%s", pw);
+	start_with_partition(&s, LOCKOUT, good, sizeof good);
 	c = client_for(&s, "c", "p2");
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
@@ -190,6 +197,173 @@ static void test_setup_password_lockout(void **state)
 	sleep(4);
 	kwt_ok(kw_enroll(c, good, NULL));
 	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* Enrollment attempts for `n` partitions that do not exist, from this host. */
+static void spray_made_up_names(struct kwt_server *s, int n)
+{
+	char name[64];
+
+	for (int i = 0; i < n; i++) {
+		kw_client *c;
+		snprintf(name, sizeof name, "made-up-%05d", i);
+		c = client_for(s, "spray", name);
+		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
+		kw_client_free(c);
+	}
+}
+
+/*
+ * Issue #11 finding 6: 4,096 made-up partition names filled the lockout
+ * table, after which wrong setup passwords for a real partition went
+ * uncounted and the right one enrolled. Now made-up names make no entry
+ * and the real partition still locks, also against its right password.
+ */
+static void test_lockout_survives_made_up_names(void **state)
+{
+	struct kwt_server s = {0};
+	char good[64];
+	kw_client *c;
+
+	(void)state;
+	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 1000000\nwindow = 600\n"
+				 "duration = 600\n",
+			     good, sizeof good);
+	spray_made_up_names(&s, 4200);
+	c = client_for(&s, "c", "p2");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kw_enroll(c, "WRONG-PASSWORD", NULL), KW_ERR_AUTH);
+	assert_int_equal(kw_enroll(c, good, NULL), KW_ERR_LOCKED_OUT);
+	assert_non_null(strstr(kw_last_error(), "p2"));
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* One host spraying names is stopped by its address's own limit, for every partition. */
+static void test_lockout_per_address(void **state)
+{
+	struct kwt_server s = {0};
+	char good[64];
+	kw_client *c;
+
+	(void)state;
+	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 5\nwindow = 600\n"
+				 "duration = 600\n",
+			     good, sizeof good);
+	spray_made_up_names(&s, 5);
+	c = client_for(&s, "c", "p2");
+	assert_int_equal(kw_enroll(c, good, NULL), KW_ERR_LOCKED_OUT);
+	assert_non_null(strstr(kw_last_error(), "enrollments from 127.0.0.1"));
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* The hex SHA-256 of the DER certificate in the PEM file path (a credential's fingerprint). */
+static void cert_fingerprint(const char *path, char hex[65])
+{
+	FILE *f = fopen(path, "r");
+	X509 *cert;
+	unsigned char md[32];
+	unsigned len = 0;
+
+	assert_non_null(f);
+	cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(cert);
+	assert_int_equal(X509_digest(cert, EVP_sha256(), md, &len), 1);
+	assert_int_equal(len, 32);
+	for (unsigned i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	X509_free(cert);
+}
+
+static int count_of(const char *haystack, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/*
+ * Issue #11, finding 10: keyward-admin client list|revoke. A revoked
+ * credential is refused on its live connection at the next request and on
+ * a new connection; the partition's other client and other partitions'
+ * clients keep working.
+ */
+static void test_client_revoke(void **state)
+{
+	struct kwt_server s;
+	kw_client *victim, *again, *sibling, *other;
+	char conf[400], cert[400], fp[65], subject[200] = "", *out = NULL, *p;
+	unsigned char buf[16];
+
+	(void)state;
+	victim = kwt_start_initialized(&s, NULL);
+	other = kwt_new_partition_client(&s, "q");
+	kwt_write_client_conf(&s, "p2", "p", conf, sizeof conf);
+	kwt_ok(kw_client_new(conf, &sibling));
+	kwt_ok(kw_enroll(sibling, setup_password(&s, "password", "p"), NULL));
+	/* each has a live, authenticated connection */
+	kwt_ok(kw_generate_random(victim, buf, sizeof buf));
+	kwt_ok(kw_generate_random(sibling, buf, sizeof buf));
+	kwt_ok(kw_generate_random(other, buf, sizeof buf));
+
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client list"), 0);
+	assert_int_equal(count_of(out, " p "), 2);
+	assert_int_equal(count_of(out, " q "), 1);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client list --partition p --json"), 0);
+	assert_int_equal(count_of(out, "\"fingerprint\""), 2);
+	assert_int_equal(count_of(out, "\"revoked\": false"), 2);
+	p = strstr(out, "\"subject\": \"");
+	assert_non_null(p);
+	sscanf(p + strlen("\"subject\": \""), "%199[^\"]", subject);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client list --partition nosuch"), 1);
+	free(out);
+
+	/* the two clients of p share a subject: revoking by it is refused as ambiguous */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client revoke '%s'", subject), 1);
+	assert_non_null(strstr(out, "names 2 credentials"));
+	free(out);
+	snprintf(cert, sizeof cert, "%s/p.crt", s.dir);
+	cert_fingerprint(cert, fp);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client revoke deadbeefdeadbeef"), 1);
+	assert_non_null(strstr(out, "no credential"));
+	free(out);
+	fp[16] = '\0';
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client revoke %s", fp), 0);
+	assert_non_null(strstr(out, "Revoked client"));
+	free(out);
+
+	/* the live connection: refused at its next request */
+	assert_int_equal(kw_generate_random(victim, buf, sizeof buf), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "revoked"));
+	/* a new connection: refused at Hello */
+	snprintf(conf, sizeof conf, "%s/p.conf", s.dir);
+	kwt_ok(kw_client_new(conf, &again));
+	assert_int_equal(kw_generate_random(again, buf, sizeof buf), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "revoked"));
+	/* everyone else goes on */
+	kwt_ok(kw_generate_random(sibling, buf, sizeof buf));
+	kwt_ok(kw_generate_random(other, buf, sizeof buf));
+
+	assert_int_equal(kwt_admin(&s, NULL, &out, "client list --json"), 0);
+	assert_int_equal(count_of(out, "\"revoked\": true"), 1);
+	assert_int_equal(count_of(out, "\"revoked\": false"), 2);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	free(out);
+	kw_client_free(again);
+	kw_client_free(victim);
+	kw_client_free(sibling);
+	kw_client_free(other);
 	kwt_stop(&s);
 	kwt_cleanup(&s);
 }
@@ -476,6 +650,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_passphrase_life_cycle),
 		cmocka_unit_test(test_setup_password_lockout),
+		cmocka_unit_test(test_lockout_survives_made_up_names),
+		cmocka_unit_test(test_lockout_per_address),
+		cmocka_unit_test(test_client_revoke),
 		cmocka_unit_test(test_shamir),
 		cmocka_unit_test(test_audit_tamper_detected),
 		cmocka_unit_test(test_audit_head_anchor),

@@ -1984,6 +1984,43 @@ static void test_config(void **state)
 	}
 }
 
+/*
+ * Case 9: an Ed25519 key in the CA's token, made with ksputil. The module
+ * shows it as PKCS#11 3.0 says (pkcs11-tool: EC_EDWARDS, CKA_EC_PARAMS the
+ * OID 1.3.101.112); keyward-ca, whose libp11 0.4.12 cannot use such a key,
+ * ignores it: keys lists the CA's keys without it, a root CA is set up and
+ * issues, an existing-key setup on it is refused with a message. The key is
+ * deleted at the end (the machine's key space is shared by these tests).
+ */
+static void test_unusual_key(void **state)
+{
+	const struct backend *b = *state;
+	const char *out, *keys;
+
+	enter(b, "unusual");
+	out = sh_ok("'%s' createkey --name unusual-ed25519 --algorithm EDDSA -m", KSPUTIL_PATH);
+	expect_has(last_cmd, out, "Created key \"unusual-ed25519\"");
+	if (sh(&out, P11TOOL_READ "--list-objects --type pubkey") != 0)
+		fail_full("%s: failed:\n%s", last_cmd, out);
+	expect_has(last_cmd, out, "Public Key Object; EC_EDWARDS");
+	expect_has(last_cmd, out, "06032b6570");
+	expect_has(last_cmd, out, "unusual-ed25519");
+
+	ca_ok("ca", "setup --name 'Unusual Root' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
+	keys = ca_ok("ca", "keys");
+	expect_has(last_cmd, keys, "ca-Unusual Root");
+	expect_lacks(last_cmd, keys, "unusual-ed25519");
+	ca_ok("ca", "ca.cert ca.pem");
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	issue("ca", "leaf", "WebServer");
+	expect_issued_by("leaf.pem", "ca.pem", NULL, "Unusual Root");
+
+	/* the key the CA cannot use: refused with a word, nothing made */
+	ca_refused("ed", 1, "setup --name 'Ed Root' --existing-key unusual-ed25519 --server-name ca.test %s",
+		   hsm_opts(b));
+	sh_ok("'%s' deletekey --name unusual-ed25519 -m --yes", KSPUTIL_PATH);
+}
+
 int main(void)
 {
 	/* the suite on each backend; then, on keyward, tests that stand alone */
@@ -1997,6 +2034,7 @@ int main(void)
 		{"test_batch", test_batch, NULL, test_done, &keyward_hsm},
 		{"test_crash_safety", test_crash_safety, NULL, test_done, &keyward_hsm},
 		{"test_config", test_config, NULL, test_done, &keyward_hsm},
+		{"test_unusual_key", test_unusual_key, NULL, test_done, &keyward_hsm},
 	};
 	// clang-format on
 

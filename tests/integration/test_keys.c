@@ -296,6 +296,55 @@ static void test_usage_enforced(void **state)
 	kw_object_free(pub);
 }
 
+/*
+ * Raw RSA is one private operation under two names: a sign-only key must not
+ * decrypt through Sign(RSA_RAW), a decrypt-only key must not sign through
+ * Decrypt(RSA_RAW). libkeyward is called directly, around the PKCS#11
+ * module, so the refusal is keywardd's.
+ */
+static void test_raw_rsa_needs_both_usages(void **state)
+{
+	kw_object *priv, *pub;
+	unsigned char block[256] = {0}, out[256];
+	size_t out_len = sizeof out;
+	struct kw_mechanism m = {.mech = KW_MECH_RSA_RAW};
+
+	(void)state;
+	block[1] = 0x42;
+	kwt_ok(kw_generate_key(client, KWT_OWNER, "raw-sign-only", KW_KEY_RSA, 2048, NULL, 0, KW_USAGE_SIGN, &priv,
+			       &pub));
+	assert_int_equal(kw_sign(client, kw_object_id(priv), &m, block, sizeof block, out, &out_len),
+			 KW_ERR_KEY_FUNCTION);
+	assert_non_null(strstr(kw_last_error(), "raw-sign-only"));
+	assert_non_null(strstr(kw_last_error(), "both usages"));
+	/* padded signing still works */
+	m = (struct kw_mechanism){.mech = KW_MECH_RSA_PKCS1, .hash = KW_HASH_SHA256};
+	out_len = sizeof out;
+	kwt_ok(kw_sign(client, kw_object_id(priv), &m, block, 32, out, &out_len));
+	kw_object_free(priv);
+	kw_object_free(pub);
+
+	m = (struct kw_mechanism){.mech = KW_MECH_RSA_RAW};
+	kwt_ok(kw_generate_key(client, KWT_OWNER, "raw-decrypt-only", KW_KEY_RSA, 2048, NULL, 0, KW_USAGE_DECRYPT,
+			       &priv, &pub));
+	out_len = sizeof out;
+	assert_int_equal(kw_decrypt(client, kw_object_id(priv), &m, block, sizeof block, out, &out_len),
+			 KW_ERR_KEY_FUNCTION);
+	assert_non_null(strstr(kw_last_error(), "raw-decrypt-only"));
+	kw_object_free(priv);
+	kw_object_free(pub);
+
+	/* with both usages raw RSA works both ways */
+	kwt_ok(kw_generate_key(client, KWT_OWNER, "raw-both", KW_KEY_RSA, 2048, NULL, 0,
+			       KW_USAGE_SIGN | KW_USAGE_DECRYPT, &priv, &pub));
+	out_len = sizeof out;
+	kwt_ok(kw_sign(client, kw_object_id(priv), &m, block, sizeof block, out, &out_len));
+	out_len = sizeof out;
+	kwt_ok(kw_decrypt(client, kw_object_id(priv), &m, block, sizeof block, out, &out_len));
+	kw_object_free(priv);
+	kw_object_free(pub);
+}
+
 static void test_bad_key_specs(void **state)
 {
 	kw_object *priv = NULL, *pub = NULL;
@@ -411,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_rsa_4096),     cmocka_unit_test(test_ec_p256),
 		cmocka_unit_test(test_ec_p384),      cmocka_unit_test(test_ec_p521),
 		cmocka_unit_test(test_ed25519),      cmocka_unit_test(test_usage_enforced),
+		cmocka_unit_test(test_raw_rsa_needs_both_usages),
 		cmocka_unit_test(test_bad_key_specs), cmocka_unit_test(test_list_get_delete),
 		cmocka_unit_test(test_attributes_one_way), cmocka_unit_test(test_random),
 	};

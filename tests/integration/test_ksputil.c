@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -495,11 +496,102 @@ static void test_register(void **state)
 	assert_contains(err, "PIN");
 	free(out);
 	free(err);
-	/* the password is spent */
-	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s", pw_file), 1);
+	/* the password is spent (--force: past the existing credential, to the HSM) */
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s --force", pw_file), 1);
 	assert_contains(err, "already used");
 	free(out);
 	free(err);
+}
+
+/* A fresh setup password for partition, from keyward-admin, written to DIR/<partition>.password; returns the path. */
+static const char *password_file_for(const char *cmd, const char *partition)
+{
+	static char path[400];
+	char *out = NULL, *pw, password[64] = "";
+
+	assert_int_equal(kwt_admin(&server, NULL, &out, "partition %s %s", cmd, partition), 0);
+	pw = strstr(out, "setup password: ");
+	assert_non_null(pw);
+	sscanf(pw + strlen("setup password: "), "%63s", password);
+	free(out);
+	snprintf(path, sizeof path, "%s/%s.password", server.dir, partition);
+	kwt_write_file(path, password);
+	return path;
+}
+
+/*
+ * Issue #11, finding 10: register refuses a PIN shorter than 8, an existing
+ * credential (unless --force), a directory others may write to, and warns
+ * when the key file is written unencrypted. A refusal spends no password.
+ */
+static void test_register_refusals(void **state)
+{
+	char *out = NULL, *err = NULL, conf[400], pin_file[400], key[400], dir[400];
+	const char *pw_file;
+	struct stat st;
+
+	(void)state;
+	pw_file = password_file_for("create", "reg2");
+	kwt_write_client_conf(&server, "reg2", "reg2", conf, sizeof conf);
+	snprintf(key, sizeof key, "%s/reg2.key", server.dir);
+	snprintf(pin_file, sizeof pin_file, "%s/reg2.pin", server.dir);
+
+	/* a 7-character PIN */
+	kwt_write_file(pin_file, "1234567\n");
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s --pin-file %s", pw_file,
+				  pin_file),
+			 2);
+	assert_contains(err, "at least 8");
+	assert_int_equal(access(key, F_OK), -1);
+	free(out);
+	free(err);
+
+	/* a directory the group may write to */
+	snprintf(dir, sizeof dir, "%s/shared", server.dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0770), 0);
+	snprintf(conf, sizeof conf, "%s/shared.conf", server.dir);
+	{
+		char text[1024];
+		snprintf(text, sizeof text,
+			 "[client]\npartition = reg2\nca = tls/ca.crt\ncert = %s/c.crt\nkey = %s/c.key\n\n"
+			 "[hsm test]\nhost = 127.0.0.1\nport = %u\n",
+			 dir, dir, server.port);
+		kwt_write_file(conf, text);
+	}
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s", pw_file), 1);
+	assert_contains(err, "writable by group or others");
+	assert_contains(err, "chmod go-w");
+	free(out);
+	free(err);
+
+	/* no PIN: registered, with a warning, the key file 0600 */
+	kwt_write_client_conf(&server, "reg2", "reg2", conf, sizeof conf);
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s", pw_file), 0);
+	assert_contains(err, "UNENCRYPTED");
+	assert_int_equal(stat(key, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	free(out);
+	free(err);
+
+	/* an existing credential is not replaced by accident, with a new password either */
+	pw_file = password_file_for("password", "reg2");
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s", pw_file), 1);
+	assert_contains(err, "exists already");
+	assert_contains(err, "--force");
+	free(out);
+	free(err);
+	kwt_write_file(pin_file, "12345678\n");
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "register --password-file %s --pin-file %s --force",
+				  pw_file, pin_file),
+			 0);
+	assert_not_contains(err, "UNENCRYPTED");
+	free(out);
+	free(err);
+	out = kwt_read_file(key, NULL);
+	assert_non_null(out);
+	assert_contains(out, "ENCRYPTED PRIVATE KEY");
+	free(out);
 }
 
 static void test_deletekey(void **state)
@@ -704,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_secret_key_listed),
 		cmocka_unit_test(test_register),
+		cmocka_unit_test(test_register_refusals),
 		cmocka_unit_test(test_deletekey),
 		cmocka_unit_test(test_whoami_and_scopes),
 		cmocka_unit_test(test_unreachable),

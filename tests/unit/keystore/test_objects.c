@@ -130,6 +130,54 @@ static void test_enroll(void **state)
 	assert_int_equal(kw_keystore_enroll(f->ks, 999999, h, fp1, "CN=x"), KW_ERR_NOT_FOUND);
 }
 
+/* Credentials are listed per partition and, once revoked, no longer found (issue #11, finding 10). */
+static void test_credential_revoke(void **state)
+{
+	struct fx *f = *state;
+	unsigned char h[KW_SETUP_HASH_LEN], fp1[KW_FINGERPRINT_LEN], fp2[KW_FINGERPRINT_LEN], fp3[KW_FINGERPRINT_LEN];
+	struct kw_credential_info *list = NULL;
+	uint64_t id, found = 0;
+	size_t n = 0;
+	int64_t first;
+
+	memset(h, 0x11, sizeof h);
+	memset(fp1, 0xb1, sizeof fp1);
+	memset(fp2, 0xb2, sizeof fp2);
+	memset(fp3, 0xb3, sizeof fp3);
+	assert_int_equal(kw_keystore_partition_create(f->ks, "r1", h, &id), KW_OK);
+	assert_int_equal(kw_keystore_enroll(f->ks, id, h, fp1, "CN=one"), KW_OK);
+	assert_int_equal(kw_keystore_partition_set_setup(f->ks, id, h), KW_OK);
+	assert_int_equal(kw_keystore_enroll(f->ks, id, h, fp2, "CN=two"), KW_OK);
+
+	assert_int_equal(kw_keystore_credential_list(f->ks, "r1", &list, &n), KW_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0].revoked, 0);
+	assert_string_equal(list[0].partition, "r1");
+	free(list);
+	assert_int_equal(kw_keystore_credential_list(f->ks, "nosuch", &list, &n), KW_OK);
+	assert_int_equal(n, 0);
+	free(list);
+
+	assert_int_equal(kw_keystore_credential_revoke(f->ks, fp1), KW_OK);
+	assert_int_equal(kw_keystore_credential_find(f->ks, fp1, &found), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "revoked"));
+	assert_int_equal(kw_keystore_credential_find(f->ks, fp2, &found), KW_OK);
+	assert_int_equal(kw_keystore_credential_revoke(f->ks, fp3), KW_ERR_NOT_FOUND);
+	assert_int_equal(kw_keystore_credential_list(f->ks, NULL, &list, &n), KW_OK);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(list[i].revoked != 0, memcmp(list[i].fingerprint, fp1, sizeof fp1) == 0);
+	first = memcmp(list[0].fingerprint, fp1, sizeof fp1) == 0 ? list[0].revoked : list[1].revoked;
+	free(list);
+	/* revoking again keeps the first time */
+	assert_int_equal(kw_keystore_credential_revoke(f->ks, fp1), KW_OK);
+	assert_int_equal(kw_keystore_credential_list(f->ks, NULL, &list, &n), KW_OK);
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(list[i].fingerprint, fp1, sizeof fp1) == 0)
+			assert_int_equal(list[i].revoked, first);
+	free(list);
+}
+
 static void test_put_duplicate_and_names(void **state)
 {
 	struct fx *f = *state;
@@ -504,6 +552,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_partitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_enroll, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_credential_revoke, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_put_duplicate_and_names, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_list_paging, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_set_attributes, fx_setup, fx_teardown),

@@ -534,11 +534,13 @@ static void test_migrate_from_v1(void **state)
 	f->ks = NULL;
 	/* take the store back to version 1, as an older keywardd left it */
 	raw_sql(f, "ALTER TABLE objects DROP COLUMN ckaid; ALTER TABLE objects DROP COLUMN application;"
+		   "ALTER TABLE credentials DROP COLUMN revoked;"
 		   "UPDATE meta SET value = CAST('1' AS BLOB) WHERE key = 'schema_version'");
 	assert_int_equal(raw_int(f, "SELECT count(*) FROM pragma_table_info('objects') WHERE name IN ('ckaid', 'application')"),
 			 0);
 	assert_int_equal(kw_keystore_open(f->path, 0, &f->ks), KW_OK);
-	assert_int_equal(raw_int(f, "SELECT value = CAST('2' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
+	assert_int_equal(raw_int(f, "SELECT value = CAST('3' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM pragma_table_info('credentials') WHERE name = 'revoked'"), 1);
 	assert_int_equal(raw_int(f, "SELECT count(*) FROM pragma_table_info('objects') WHERE name IN ('ckaid', 'application')"),
 			 2);
 	/* both halves got the default CKA_ID */
@@ -557,7 +559,7 @@ static void test_migrate_from_v1(void **state)
 	EVP_PKEY_free(k);
 	/* opening again changes nothing */
 	fx_reopen(f);
-	assert_int_equal(raw_int(f, "SELECT value = CAST('2' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
+	assert_int_equal(raw_int(f, "SELECT value = CAST('3' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
 	kw_object_row_cleanup(&priv);
 	kw_object_row_cleanup(&pub);
 }

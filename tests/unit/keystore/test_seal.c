@@ -375,7 +375,7 @@ static void test_open_urls(void **state)
 	assert_int_equal(kw_keystore_open("/nonexistent-dir/x/keystore.db", 0, &ks), KW_ERR_STORE);
 	assert_non_null(strstr(kw_last_error(), "/nonexistent-dir/x/keystore.db"));
 	/* WAL and a schema version */
-	assert_int_equal(raw_int(f, "SELECT value = CAST('2' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
+	assert_int_equal(raw_int(f, "SELECT value = CAST('3' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
 	/* a store from a newer keywardd is refused */
 	raw_sql(f, "UPDATE meta SET value = CAST('99' AS BLOB) WHERE key = 'schema_version'");
 	assert_int_equal(kw_keystore_open(f->path, 0, &ks), KW_ERR_STORE);
