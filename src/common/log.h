@@ -7,6 +7,7 @@
 #define KW_COMMON_LOG_H
 
 #include <stdbool.h>
+#include <time.h>
 
 enum kw_log_level { KW_LOG_ERROR, KW_LOG_WARN, KW_LOG_INFO, KW_LOG_DEBUG };
 
@@ -25,6 +26,24 @@ void kw_log_init(const char *level_name);
 bool kw_log_level_parse(const char *name, enum kw_log_level *out);
 
 void kw_log_write(enum kw_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Rate-limited logging for lines a peer can cause (handshake failures, bad
+ * frames, failed enrollments): per key (a message site, e.g.
+ * "enroll.fail"), at most `burst` lines an interval are written; the rest
+ * are counted, and kw_log_limited_flush, run once a second, writes one
+ * "suppressed N messages (KEY) in the last T s" line for the key when its
+ * interval is over. The table of keys is bounded: when it is full, keys
+ * share one "other" entry. Returns whether the line was written.
+ */
+bool kw_log_limited(const char *key, enum kw_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Lines written per key and interval (default 10 per 60 s); 0 keeps a value. */
+void kw_log_limit_configure(unsigned burst, unsigned interval);
+/* Writes the summaries of intervals that are over; returns how many. */
+unsigned kw_log_limited_flush(void);
+/* The clock the limiter reads (seconds, monotonic); NULL restores the default. For tests. */
+void kw_log_limit_set_clock(time_t (*clock_fn)(void));
 
 #define kw_log(level, ...)                                                                         \
 	do {                                                                                       \

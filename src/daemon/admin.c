@@ -393,7 +393,8 @@ static kw_rv on_client_revoke(struct kw_server *srv, const Keyward__ClientRevoke
 	return answer_clients(resp, s, infos, 1);
 }
 
-static kw_rv on_audit_verify(struct kw_server *srv, Keyward__Response *resp, struct kw_scratch *s)
+static kw_rv on_audit_verify(struct kw_server *srv, const Keyward__AuditVerify *req, Keyward__Response *resp,
+			     struct kw_scratch *s)
 {
 	struct kw_audit_report *report = kw_scratch_alloc(s, sizeof *report);
 	Keyward__AuditReport *r = kw_scratch_alloc(s, sizeof *r);
@@ -403,15 +404,45 @@ static kw_rv on_audit_verify(struct kw_server *srv, Keyward__Response *resp, str
 		return KW_ERR_NO_MEMORY;
 	/* what is counted but not yet written belongs in the check */
 	kw_usage_flush(srv->usage, srv->ks);
-	if ((rv = kw_keystore_audit_verify(srv->ks, report)))
+	if (req->expect_seq && req->expect_hash.len != KW_AUDIT_HASH_LEN)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit verify: a saved head's hash has %zu bytes, not %d",
+				    req->expect_hash.len, KW_AUDIT_HASH_LEN);
+	if ((rv = kw_keystore_audit_verify_head(srv->ks, req->expect_seq, req->expect_hash.data, report)))
 		return rv;
 	keyward__audit_report__init(r);
 	r->ok = report->ok;
 	r->records = report->records;
 	r->first_bad = report->first_bad;
 	r->problem = report->problem;
+	r->head_seq = report->head_seq;
+	r->head_hash.data = report->head_hash;
+	r->head_hash.len = KW_AUDIT_HASH_LEN;
+	r->base_seq = report->base_seq;
+	r->base_hash.data = report->base_hash;
+	r->base_hash.len = KW_AUDIT_HASH_LEN;
 	resp->body_case = KEYWARD__RESPONSE__BODY_AUDIT_REPORT;
 	resp->audit_report = r;
+	return KW_OK;
+}
+
+static kw_rv on_audit_archive(struct kw_server *srv, const Keyward__AuditArchive *req, Keyward__Response *resp,
+			      struct kw_scratch *s)
+{
+	Keyward__AuditArchived *r = kw_scratch_alloc(s, sizeof *r);
+	char *file = kw_scratch_alloc(s, 600);
+	uint64_t archived = 0;
+	kw_rv rv;
+
+	if (!r || !file)
+		return KW_ERR_NO_MEMORY;
+	kw_usage_flush(srv->usage, srv->ks);
+	if ((rv = kw_usage_archive(srv->usage, srv->ks, req->keep, &archived, file, 600)))
+		return rv;
+	keyward__audit_archived__init(r);
+	r->records = archived;
+	r->file = file;
+	resp->body_case = KEYWARD__RESPONSE__BODY_AUDIT_ARCHIVED;
+	resp->audit_archived = r;
 	return KW_OK;
 }
 
@@ -462,7 +493,10 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		rv = on_partition_list(srv, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
-		rv = on_audit_verify(srv, resp, s);
+		rv = on_audit_verify(srv, req->audit_verify, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
+		rv = on_audit_archive(srv, req->audit_archive, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_CLIENT_LIST:
 		rv = on_client_list(srv, req->client_list, resp, s);

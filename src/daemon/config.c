@@ -30,6 +30,8 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	cfg->lockout_failures = 100;
 	cfg->lockout_window = 300;
 	cfg->lockout_duration = 300;
+	cfg->audit_failure_interval = 60;
+	cfg->audit_max_records = 1000000;
 	/* one host spraying setup passwords or partition names is slowed too */
 	cfg->lockout_address_failures = 1000;
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
@@ -98,13 +100,19 @@ static int on_value(void *user, const char *section, const char *key, const char
 	NUM("lockout", "window", lockout_window, 86400)
 	NUM("lockout", "duration", lockout_duration, 86400 * 7)
 	STR("log", "level", log_level)
+	NUM("audit", "failure_interval", audit_failure_interval, 86400)
+	STR("audit", "head_file", audit_head_file)
+	STR("audit", "archive_dir", audit_archive_dir)
 #undef STR
 #undef NUM
-	if (strcmp(section, "server") == 0 && strcmp(key, "store_max_bytes") == 0) {
+	if ((strcmp(section, "server") == 0 && strcmp(key, "store_max_bytes") == 0) ||
+	    (strcmp(section, "audit") == 0 && strcmp(key, "max_records") == 0)) {
 		errno = 0;
 		big = strtoull(value, &end, 10);
 		ok = !(errno || end == value || *end || value[0] == '-');
-		if (ok)
+		if (ok && strcmp(key, "max_records") == 0)
+			c->audit_max_records = big;
+		else if (ok)
 			c->store_max_bytes = big;
 	}
 	if (ok == -1) {

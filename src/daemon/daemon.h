@@ -46,6 +46,10 @@ struct kw_server_config {
 	unsigned lockout_address_failures; /* failed enrollments from one source address */
 	unsigned lockout_window;
 	unsigned lockout_duration;
+	unsigned audit_failure_interval; /* seconds: [audit] failure_interval */
+	char audit_head_file[512];       /* [audit] head_file, "" for none */
+	uint64_t audit_max_records;      /* [audit] max_records, 0: no limit */
+	char audit_archive_dir[512];     /* [audit] archive_dir, "": beside a SQLite store */
 	char log_level[16];
 	char dev_dir[400];       /* set in development mode */
 };
@@ -133,6 +137,20 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 void kw_cached_key_release(struct kw_cached_key *key);
 void kw_keycache_clear(struct kw_keycache *kc);
 
+/* ---- failures of unauthenticated peers (failagg.c): one audit record per source and interval ---- */
+
+#define KW_FAILAGG_OTHER "other sources"
+struct kw_failagg;
+/* interval: seconds; slots: sources tracked one by one before they share "other sources" */
+kw_rv kw_failagg_new(unsigned interval, unsigned slots, struct kw_failagg **out);
+void kw_failagg_free(struct kw_failagg *f);
+/* Counts one failure; true when it is the first of its source's interval: record it now. */
+bool kw_failagg_note(struct kw_failagg *f, const char *source, const char *event, time_t now);
+/* count: failures after the first one, over `seconds` */
+typedef void (*kw_failagg_emit_fn)(void *ctx, const char *source, const char *event, uint64_t count,
+				   unsigned seconds);
+/* Emits the counts of the intervals over by now (all: every count, at shutdown). */
+void kw_failagg_flush(struct kw_failagg *f, time_t now, bool all, kw_failagg_emit_fn emit, void *ctx);
 /* ---- session objects (session.c): a connection's own, in memory only ---- */
 
 #define KW_SESSION_OBJECTS_MAX 256          /* objects per connection */
@@ -169,12 +187,35 @@ kw_rv kw_session_delete(struct kw_session_objects *so, uint64_t partition_id, ui
 /* ---- key-use audit (usage.c): counts per key, written once a second ---- */
 
 struct kw_usage;
-kw_rv kw_usage_new(struct kw_usage **out);
+/*
+ * From cfg's [audit] section: failure_interval (seconds over which failures
+ * of one unauthenticated source become one audit record), head_file (where
+ * each flush appends the chain head when it moved), max_records and
+ * archive_dir (the size policy: past max_records, a flush archives the
+ * oldest records, keeping the newest half).
+ */
+kw_rv kw_usage_new(const struct kw_server_config *cfg, struct kw_usage **out);
+/* Archives every audit record but the newest keep (keyward-admin audit archive). */
+kw_rv kw_usage_archive(struct kw_usage *u, struct kw_keystore *ks, uint64_t keep, uint64_t *archived, char *file,
+		       size_t size);
 void kw_usage_free(struct kw_usage *u);
 void kw_usage_count(struct kw_usage *u, const char *partition, const char *actor, const char *event,
 		    const struct kw_cached_key *key, uint64_t id);
-/* Writes the counts gathered so far as audit records. */
+/*
+ * An audited failure of an unauthenticated peer (address "host:port"):
+ * recorded at once when it is its source's first in the interval, else
+ * counted for one summary record. Its log line is rate-limited the same way.
+ */
+void kw_usage_fail(struct kw_usage *u, struct kw_keystore *ks, const char *address, const char *event,
+		   const char *detail);
+/*
+ * Writes the counts gathered so far as audit records, the failure summaries
+ * of intervals that are over and the log limiter's summaries, and appends
+ * the chain head to the head file.
+ */
 void kw_usage_flush(struct kw_usage *u, struct kw_keystore *ks);
+/* At shutdown: kw_usage_flush, and every failure count whether its interval is over or not. */
+void kw_usage_flush_all(struct kw_usage *u, struct kw_keystore *ks);
 
 /* ---- crypto (crypto.c): the HSM's private-key operations ---- */
 

@@ -100,6 +100,7 @@ bool kw_request_is_slow(const Keyward__Request *req)
 	case KEYWARD__REQUEST__BODY_ADMIN_INIT:
 	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
+	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
 		return true;
 	default:
 		return false;
@@ -202,6 +203,21 @@ static void audit(struct kw_server *srv, const struct kw_peer *peer, const char 
 		kw_log(KW_LOG_ERROR, "audit: cannot record %s (%s): %s", event, detail, kw_last_error());
 }
 
+/* A failed authentication by a peer not (yet) authenticated: aggregated per source (usage.c). */
+static void audit_failure(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void audit_failure(struct kw_server *srv, const struct kw_peer *peer, const char *event, const char *fmt, ...)
+{
+	char detail[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	kw_usage_fail(srv->usage, srv->ks, peer->address, event, detail);
+}
+
 static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward__Hello *h,
 		      Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -239,7 +255,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 		if ((rv = kw_lockout_check(srv->lockout, KW_LOCKOUT_STRANGER, who)))
 			return rv;
 		kw_lockout_fail(srv->lockout, KW_LOCKOUT_STRANGER, who);
-		audit(srv, peer, "auth.fail", "%s from %s: not registered or revoked", who, peer->address);
+		audit_failure(srv, peer, "auth.fail", "%s from %s: not registered or revoked", who, peer->address);
 		return kw_error_set(KW_ERR_AUTH,
 				    "this client certificate (%s) is not accepted by this HSM (%s): it was revoked, "
 				    "or its partition deleted; register again with a setup password",
@@ -249,7 +265,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 		return rv;
 	if (h->partition && h->partition[0] && strcmp(h->partition, name) != 0) {
 		kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
-		audit(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
+		audit_failure(srv, peer, "auth.fail", "%s from %s asked for partition \"%s\"", who, peer->address, h->partition);
 		return kw_error_set(KW_ERR_AUTH, "this credential belongs to partition \"%s\", not \"%s\"", name,
 				    h->partition);
 	}
@@ -327,9 +343,9 @@ static kw_rv on_enroll(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		kw_lockout_fail(srv->lockout, KW_LOCKOUT_ADDRESS, from);
 		if (who[0]) {
 			kw_lockout_fail(srv->lockout, KW_LOCKOUT_KNOWN, who);
-			audit(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
+			audit_failure(srv, peer, "enroll.fail", "%s from %s", who, peer->address);
 		} else {
-			audit(srv, peer, "enroll.fail", "unknown partition from %s", peer->address);
+			audit_failure(srv, peer, "enroll.fail", "unknown partition from %s", peer->address);
 		}
 		rv = kw_error_set(KW_ERR_AUTH,
 				  "enrollment refused for partition \"%.64s\": unknown partition, or the setup password "

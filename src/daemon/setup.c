@@ -49,7 +49,7 @@ kw_rv kw_server_setup(struct kw_server *srv)
 		return rv;
 	if ((rv = kw_lockout_new(cfg->lockout_failures, cfg->lockout_address_failures, cfg->lockout_window,
 				 cfg->lockout_duration, &srv->lockout)) ||
-	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(&srv->usage)))
+	    (rv = kw_keycache_new(&srv->keys)) || (rv = kw_usage_new(cfg, &srv->usage)))
 		return rv;
 	if ((rv = kw_pool_new("slow", cfg->slow_workers ? cfg->slow_workers : cores(), &srv->slow)))
 		return rv;
@@ -67,7 +67,7 @@ void kw_server_teardown(struct kw_server *srv)
 	kw_server_stop(srv); /* also drains and stops the pool */
 	kw_pool_free(srv->slow);
 	if (srv->ks) {
-		kw_usage_flush(srv->usage, srv->ks);
+		kw_usage_flush_all(srv->usage, srv->ks);
 		kw_keystore_audit(srv->ks, "", "keywardd", "keywardd.stop", "clean shutdown");
 	}
 	kw_usage_free(srv->usage);

@@ -20,7 +20,7 @@
 
 #include "keystore/keystore.h"
 
-#define KW_HASH_LEN 32
+#define KW_HASH_LEN KW_AUDIT_HASH_LEN
 
 /* The sealed material of a private-key row (all NULL for other rows). */
 struct kw_sealed {
@@ -93,6 +93,8 @@ struct kw_backend_ops {
 	kw_rv (*audit_insert)(struct kw_backend *b, const struct kw_audit_rec *rec);
 	/* in seq order; stops at the first non-OK return of cb and returns it */
 	kw_rv (*audit_foreach)(struct kw_backend *b, kw_audit_cb cb, void *ctx);
+	/* removes the records up to and including seq (archived) */
+	kw_rv (*audit_delete_upto)(struct kw_backend *b, uint64_t seq);
 };
 
 struct kw_backend {

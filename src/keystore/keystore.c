@@ -11,6 +11,10 @@
  */
 #include "keystore/keystore.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -18,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -2319,6 +2325,29 @@ static kw_rv audit_head_locked(struct kw_keystore *ks, uint64_t *seq, unsigned c
 	return rv;
 }
 
+/* The last archived record (0 and zeros when nothing was archived). */
+static kw_rv audit_base_locked(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_HASH_LEN])
+{
+	unsigned char *h = NULL;
+	size_t len = 0;
+	kw_rv rv;
+
+	*seq = 0;
+	memset(hash, 0, KW_HASH_LEN);
+	rv = meta_get_u64(ks->b, "audit.base_seq", seq);
+	if (rv == KW_ERR_NOT_FOUND)
+		return KW_OK;
+	if (rv)
+		return rv;
+	rv = ks->b->ops->meta_get(ks->b, "audit.base_hash", &h, &len);
+	if (rv == KW_ERR_NOT_FOUND || (!rv && len != KW_HASH_LEN))
+		rv = kw_error_set(KW_ERR_STORE, "audit: the archived base hash in meta is missing or damaged");
+	if (!rv)
+		memcpy(hash, h, KW_HASH_LEN);
+	free(h);
+	return rv;
+}
+
 /* Appends one record inside the caller's open transaction (caller holds the lock). */
 static kw_rv audit_append_locked(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
 				 const char *detail)
@@ -2368,6 +2397,16 @@ kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const cha
 	rv = ks->b->ops->begin(ks->b);
 	if (!rv)
 		rv = finish(ks->b, audit_append_locked(ks, partition, actor, event, detail));
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_audit_head(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_AUDIT_HASH_LEN])
+{
+	kw_rv rv;
+
+	lock(ks);
+	rv = audit_head_locked(ks, seq, hash);
 	unlock(ks);
 	return rv;
 }
@@ -2425,6 +2464,9 @@ struct verify_ctx {
 	uint64_t last_seq;
 	unsigned char prev[KW_HASH_LEN];
 	bool bad;
+	uint64_t expect_seq; /* 0: no saved head to check */
+	const unsigned char *expect_hash;
+	bool expect_found;
 };
 
 static void report_bad(struct verify_ctx *c, uint64_t seq, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -2471,12 +2513,27 @@ static kw_rv verify_cb(void *ctx, const struct kw_audit_rec *r)
 		report_bad(c, r->seq, "record %" PRIu64 ": hash mismatch (altered)", r->seq);
 		return KW_OK;
 	}
+	if (c->expect_seq && r->seq == c->expect_seq) {
+		c->expect_found = true;
+		if (CRYPTO_memcmp(h, c->expect_hash, KW_HASH_LEN) != 0) {
+			report_bad(c, r->seq,
+				   "record %" PRIu64 " differs from the saved head: the log was rewritten from there on",
+				   r->seq);
+			return KW_OK;
+		}
+	}
 	memcpy(c->prev, r->hash, KW_HASH_LEN);
 	c->next++;
 	return KW_OK;
 }
 
 kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *out)
+{
+	return kw_keystore_audit_verify_head(ks, 0, NULL, out);
+}
+
+kw_rv kw_keystore_audit_verify_head(struct kw_keystore *ks, uint64_t expect_seq,
+				    const unsigned char expect_hash[KW_AUDIT_HASH_LEN], struct kw_audit_report *out)
 {
 	struct verify_ctx c;
 	unsigned char head_hash[KW_HASH_LEN];
@@ -2487,20 +2544,51 @@ kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *o
 		return kw_error_set(KW_ERR_ARGUMENTS, "audit: no report given");
 	memset(out, 0, sizeof *out);
 	memset(&c, 0, sizeof c);
+	if (expect_seq && !expect_hash)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit: a saved head needs its hash");
 	out->ok = true;
 	c.rep = out;
 	c.next = 1;
+	c.expect_seq = expect_seq;
+	c.expect_hash = expect_hash;
 	lock(ks);
 	rv = ks->b->ops->begin(ks->b); /* one consistent view of log and head */
 	if (rv)
 		goto out;
 	rv = audit_head_locked(ks, &head, head_hash);
 	if (!rv)
+		rv = audit_base_locked(ks, &out->base_seq, out->base_hash);
+	if (!rv) {
+		/* the chain in the store goes on from the last archived record */
+		c.next = out->base_seq + 1;
+		memcpy(c.prev, out->base_hash, KW_HASH_LEN);
+		c.last_seq = out->base_seq;
 		rv = ks->b->ops->audit_foreach(ks->b, verify_cb, &c);
+	}
 	ks->b->ops->rollback(ks->b);
-	if (rv || c.bad)
+	if (rv)
 		goto out;
-	if (c.last_seq < head)
+	out->head_seq = head;
+	memcpy(out->head_hash, head_hash, KW_HASH_LEN);
+	if (c.bad)
+		goto out;
+	if (expect_seq && expect_seq == out->base_seq)
+		c.expect_found = CRYPTO_memcmp(expect_hash, out->base_hash, KW_HASH_LEN) == 0;
+	if (expect_seq && expect_seq < out->base_seq)
+		report_bad(&c, expect_seq,
+			   "the saved head, record %" PRIu64 ", is archived (the store starts after %" PRIu64
+			   "): check it in the archives",
+			   expect_seq, out->base_seq);
+	else if (expect_seq && expect_seq == out->base_seq && !c.expect_found)
+		report_bad(&c, expect_seq,
+			   "record %" PRIu64 " differs from the saved head: the log was rewritten from there on",
+			   expect_seq);
+	else if (expect_seq && !c.expect_found)
+		report_bad(&c, expect_seq,
+			   "the saved head, record %" PRIu64 ", is not in the log (it ends at %" PRIu64
+			   "): the log was cut back or rewritten",
+			   expect_seq, c.last_seq);
+	else if (c.last_seq < head)
 		report_bad(&c, c.last_seq + 1, "log ends at %" PRIu64 " but head says %" PRIu64, c.last_seq, head);
 	else if (c.last_seq > head)
 		report_bad(&c, head + 1, "record %" PRIu64 " is past the head (%" PRIu64 "): written outside keywardd",
@@ -2512,4 +2600,282 @@ out:
 	if (rv)
 		out->ok = false;
 	return rv;
+}
+
+/* ---- audit archives ---- */
+
+static void hex_put(FILE *f, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", p[i]);
+}
+
+struct archive_ctx {
+	FILE *f;
+	uint64_t upto;
+	uint64_t n;
+	unsigned char last_hash[KW_HASH_LEN];
+};
+
+static kw_rv archive_cb(void *ctx, const struct kw_audit_rec *r)
+{
+	struct archive_ctx *a = ctx;
+	const char *fields[4] = {r->partition, r->actor, r->event, r->detail};
+
+	if (r->seq > a->upto)
+		return KW_OK; /* past the cut: stays in the store */
+	fprintf(a->f, "%" PRIu64 " %" PRId64 " ", r->seq, r->time);
+	hex_put(a->f, r->prev_hash, KW_HASH_LEN);
+	fputc(' ', a->f);
+	hex_put(a->f, r->hash, KW_HASH_LEN);
+	for (int i = 0; i < 4; i++) {
+		fputc(' ', a->f);
+		fputc('x', a->f); /* keeps an empty field a field */
+		hex_put(a->f, (const unsigned char *)fields[i], strlen(fields[i]));
+	}
+	fputc('\n', a->f);
+	memcpy(a->last_hash, r->hash, KW_HASH_LEN);
+	a->n++;
+	return KW_OK;
+}
+
+static kw_rv sync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	kw_rv rv = KW_OK;
+
+	if (fd < 0 || fsync(fd) != 0)
+		rv = kw_error_set(KW_ERR_STORE, "audit archive %s: cannot sync: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rv;
+}
+
+kw_rv kw_keystore_audit_archive(struct kw_keystore *ks, const char *dir, uint64_t keep, uint64_t *archived,
+				char *file, size_t size)
+{
+	struct archive_ctx a;
+	unsigned char head_hash[KW_HASH_LEN], base_hash[KW_HASH_LEN];
+	uint64_t head = 0, base = 0;
+	char tmp[PATH_MAX + 8], path[PATH_MAX], hex[2 * KW_HASH_LEN + 1];
+	bool written = false;
+	kw_rv rv;
+
+	if (archived)
+		*archived = 0;
+	if (file && size)
+		file[0] = '\0';
+	if (!dir || !*dir)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit archive: no directory given");
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return kw_error_set(KW_ERR_STORE, "audit archive %s: cannot create: %s", dir, strerror(errno));
+	memset(&a, 0, sizeof a);
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (rv)
+		goto out_unlocked_tx;
+	rv = audit_head_locked(ks, &head, head_hash);
+	if (!rv)
+		rv = audit_base_locked(ks, &base, base_hash);
+	if (rv || head - base <= keep)
+		goto out;
+	a.upto = head - keep;
+	snprintf(path, sizeof path, "%s/%020" PRIu64 "-%020" PRIu64 ".audit", dir, base + 1, a.upto);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	a.f = fopen(tmp, "wxe");
+	if (!a.f) {
+		rv = kw_error_set(KW_ERR_STORE, "audit archive %s: cannot create: %s", tmp, strerror(errno));
+		goto out;
+	}
+	rv = ks->b->ops->audit_foreach(ks->b, archive_cb, &a);
+	if (!rv && a.n != a.upto - base)
+		rv = kw_error_set(KW_ERR_STORE, "audit archive: the store holds %" PRIu64 " records from %" PRIu64
+				  " to %" PRIu64 ", not %" PRIu64 ": run audit verify",
+				  a.n, base + 1, a.upto, a.upto - base);
+	if (fflush(a.f) != 0 || fsync(fileno(a.f)) != 0)
+		rv = rv ? rv : kw_error_set(KW_ERR_STORE, "audit archive %s: cannot write: %s", tmp, strerror(errno));
+	fclose(a.f);
+	if (!rv && rename(tmp, path) != 0)
+		rv = kw_error_set(KW_ERR_STORE, "audit archive %s: cannot rename: %s", path, strerror(errno));
+	if (rv) {
+		unlink(tmp);
+		goto out;
+	}
+	written = true;
+	rv = sync_path(dir, O_RDONLY | O_DIRECTORY);
+	/* the records leave the store only in the transaction that records where they went */
+	if (!rv)
+		rv = ks->b->ops->audit_delete_upto(ks->b, a.upto);
+	if (!rv)
+		rv = meta_put_u64(ks->b, "audit.base_seq", a.upto);
+	if (!rv)
+		rv = ks->b->ops->meta_put(ks->b, "audit.base_hash", a.last_hash, KW_HASH_LEN);
+	if (!rv) {
+		char detail[PATH_MAX + 200];
+
+		for (int i = 0; i < KW_HASH_LEN; i++)
+			sprintf(hex + 2 * i, "%02x", a.last_hash[i]);
+		snprintf(detail, sizeof detail, "records %" PRIu64 " to %" PRIu64 " archived to %s (last hash %s)",
+			 base + 1, a.upto, path, hex);
+		rv = audit_append_locked(ks, "", "keywardd", "audit.archive", detail);
+	}
+out:
+	rv = finish(ks->b, rv);
+	if (rv && written)
+		unlink(path); /* the records stayed in the store */
+	if (!rv && a.n) {
+		if (archived)
+			*archived = a.n;
+		if (file && size)
+			snprintf(file, size, "%s", path);
+	}
+out_unlocked_tx:
+	unlock(ks);
+	return rv;
+}
+
+kw_rv kw_keystore_audit_count(struct kw_keystore *ks, uint64_t *records)
+{
+	unsigned char h[KW_HASH_LEN];
+	uint64_t head = 0, base = 0;
+	kw_rv rv;
+
+	*records = 0;
+	lock(ks);
+	rv = audit_head_locked(ks, &head, h);
+	if (!rv)
+		rv = audit_base_locked(ks, &base, h);
+	unlock(ks);
+	if (!rv)
+		*records = head - base;
+	return rv;
+}
+
+static bool hex_get(const char *text, size_t len, unsigned char *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned v;
+		if (!isxdigit((unsigned char)text[2 * i]) || !isxdigit((unsigned char)text[2 * i + 1]) ||
+		    sscanf(text + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (unsigned char)v;
+	}
+	return true;
+}
+
+/* One archive line into r (fields malloc'd into store, 4 * (AUDIT_FIELD_MAX + 1) bytes). */
+static bool parse_archive_line(char *line, struct kw_audit_rec *r, char *store)
+{
+	char *tok[8], *save = NULL;
+	int n = 0;
+
+	for (char *t = strtok_r(line, " \n", &save); t && n < 8; t = strtok_r(NULL, " \n", &save))
+		tok[n++] = t;
+	if (n != 8 || strtok_r(NULL, " \n", &save))
+		return false;
+	memset(r, 0, sizeof *r);
+	r->seq = strtoull(tok[0], NULL, 10);
+	r->time = strtoll(tok[1], NULL, 10);
+	if (strlen(tok[2]) != 2 * KW_HASH_LEN || strlen(tok[3]) != 2 * KW_HASH_LEN ||
+	    !hex_get(tok[2], KW_HASH_LEN, r->prev_hash) || !hex_get(tok[3], KW_HASH_LEN, r->hash))
+		return false;
+	char **fields[4] = {&r->partition, &r->actor, &r->event, &r->detail};
+	for (int i = 0; i < 4; i++) {
+		size_t len = strlen(tok[4 + i]);
+		char *dst = store + i * (AUDIT_FIELD_MAX + 1);
+		if (tok[4 + i][0] != 'x' || (len - 1) % 2 || (len - 1) / 2 > AUDIT_FIELD_MAX ||
+		    !hex_get(tok[4 + i] + 1, (len - 1) / 2, (unsigned char *)dst))
+			return false;
+		dst[(len - 1) / 2] = '\0';
+		*fields[i] = dst;
+	}
+	return true;
+}
+
+static int archive_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+kw_rv kw_audit_archives_verify(const char *dir, struct kw_audit_report *out)
+{
+	struct verify_ctx c;
+	struct dirent *de;
+	char **names = NULL, *line = NULL, *store = NULL, path[PATH_MAX];
+	size_t n_names = 0, cap = 0, line_cap = 0;
+	DIR *d;
+	kw_rv rv = KW_OK;
+
+	if (!dir || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit archives: no directory or report given");
+	memset(out, 0, sizeof *out);
+	memset(&c, 0, sizeof c);
+	out->ok = true;
+	c.rep = out;
+	c.next = 1;
+	d = opendir(dir);
+	if (!d)
+		return kw_error_set(KW_ERR_STORE, "audit archives %s: cannot open: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 7 || strcmp(de->d_name + len - 6, ".audit") != 0)
+			continue;
+		if (n_names == cap) {
+			char **more = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof *names);
+			if (!more) {
+				rv = kw_error_set(KW_ERR_NO_MEMORY, "audit archives: out of memory");
+				break;
+			}
+			names = more;
+		}
+		if (!(names[n_names] = strdup(de->d_name))) {
+			rv = kw_error_set(KW_ERR_NO_MEMORY, "audit archives: out of memory");
+			break;
+		}
+		n_names++;
+	}
+	closedir(d);
+	if (!rv && !(store = malloc(4 * (AUDIT_FIELD_MAX + 1))))
+		rv = kw_error_set(KW_ERR_NO_MEMORY, "audit archives: out of memory");
+	if (names)
+		qsort(names, n_names, sizeof *names, archive_name_cmp);
+	for (size_t i = 0; i < n_names && !rv && !c.bad; i++) {
+		FILE *f;
+		ssize_t got;
+		unsigned long lineno = 0;
+
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (!(f = fopen(path, "re"))) {
+			rv = kw_error_set(KW_ERR_STORE, "audit archive %s: cannot open: %s", path, strerror(errno));
+			break;
+		}
+		while (!rv && !c.bad && (got = getline(&line, &line_cap, f)) > 0) {
+			struct kw_audit_rec r;
+
+			lineno++;
+			if ((size_t)got > 8 * (2 * AUDIT_FIELD_MAX + 40) || !parse_archive_line(line, &r, store)) {
+				report_bad(&c, c.next, "%s line %lu: not an archived audit record", names[i], lineno);
+				break;
+			}
+			rv = verify_cb(&c, &r);
+			if (c.bad)
+				snprintf(out->problem + strlen(out->problem), sizeof out->problem - strlen(out->problem),
+					 " (%s line %lu)", names[i], lineno);
+		}
+		fclose(f);
+	}
+	free(line);
+	free(store);
+	for (size_t i = 0; i < n_names; i++)
+		free(names[i]);
+	free(names);
+	if (rv) {
+		out->ok = false;
+		return rv;
+	}
+	if (!c.bad) {
+		out->head_seq = c.next - 1;
+		memcpy(out->head_hash, c.prev, KW_HASH_LEN);
+	}
+	return KW_OK;
 }

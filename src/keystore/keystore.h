@@ -367,12 +367,51 @@ void kw_keystore_set_actor(const char *partition, const char *actor);
 kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
 			const char *detail);
 
+#define KW_AUDIT_HASH_LEN 32
+/* The chain head: the last record's seq and hash (0 and zeros for an empty log). */
+kw_rv kw_keystore_audit_head(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_AUDIT_HASH_LEN]);
+
 struct kw_audit_report {
 	bool ok;
 	uint64_t records;
 	uint64_t first_bad; /* seq of the first broken or missing record */
 	char problem[256];
+	uint64_t head_seq;  /* the chain head, to be saved outside the store */
+	unsigned char head_hash[KW_AUDIT_HASH_LEN];
+	uint64_t base_seq;  /* the last archived record (0: none); the store's chain starts after it */
+	unsigned char base_hash[KW_AUDIT_HASH_LEN];
 };
 kw_rv kw_keystore_audit_verify(struct kw_keystore *ks, struct kw_audit_report *out);
+/*
+ * kw_keystore_audit_verify, and a head saved earlier (expect_seq > 0) must
+ * still be in the chain: its record present with expect_hash. A consistent
+ * rewrite of the tail (records and head recomputed) passes the chain check
+ * but not this one.
+ */
+kw_rv kw_keystore_audit_verify_head(struct kw_keystore *ks, uint64_t expect_seq,
+				    const unsigned char expect_hash[KW_AUDIT_HASH_LEN], struct kw_audit_report *out);
+
+/*
+ * Size policy: moves every record but the newest `keep` to a new file in
+ * dir ("FIRST-LAST.audit", one record a line: seq, time, prev_hash, hash
+ * and the four fields, hex), fsynced before the records leave the store.
+ * In the same transaction that deletes them, the store keeps the last
+ * archived record's seq and hash as its chain base and appends an
+ * "audit.archive" record naming the file. *archived (may be NULL) is how
+ * many records moved (0: nothing to do); file (may be NULL, size bytes)
+ * the file written.
+ */
+kw_rv kw_keystore_audit_archive(struct kw_keystore *ks, const char *dir, uint64_t keep, uint64_t *archived,
+				char *file, size_t size);
+/* Records in the store (after the archived base). */
+kw_rv kw_keystore_audit_count(struct kw_keystore *ks, uint64_t *records);
+
+/*
+ * Verifies the archive files in dir as one chain from record 1: every
+ * record's hash, every link, no gap. out->records counts them; on success
+ * head_seq/head_hash are the last archived record, to be compared with a
+ * store's base_seq/base_hash.
+ */
+kw_rv kw_audit_archives_verify(const char *dir, struct kw_audit_report *out);
 
 #endif

@@ -786,6 +786,19 @@ static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
 	return rv;
 }
 
+static kw_rv sq_audit_delete_upto(struct kw_backend *b, uint64_t seq)
+{
+	struct sq_backend *s = sq(b);
+	sqlite3_stmt *st;
+	kw_rv rv;
+
+	rv = sq_prepare(s, "DELETE FROM audit WHERE seq <= ?", &st);
+	if (rv)
+		return rv;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	return sq_done(s, st, "removing archived audit records");
+}
+
 /* ---- migration fix-ups ---- */
 
 /*
@@ -862,6 +875,7 @@ static const struct kw_backend_ops sq_ops = {
 	.object_delete = sq_object_delete,
 	.audit_insert = sq_audit_insert,
 	.audit_foreach = sq_audit_foreach,
+	.audit_delete_upto = sq_audit_delete_upto,
 };
 
 /* One integer from a PRAGMA or query; *out untouched when there is no row. */

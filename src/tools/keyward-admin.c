@@ -6,10 +6,12 @@
  * Exit codes: 0 done; 1 the HSM refused or failed (the message says why);
  * 2 bad usage; 3 keywardd not reachable.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "common/error.h"
+#include "keystore/keystore.h"
 #include "tools/admin_client.h"
 
 #define SECRET_MAX 1024
@@ -53,7 +56,11 @@ static void usage(FILE *out)
 		"                                  partition, when enrolled, whether revoked\n"
 		"  client revoke FINGERPRINT|SUBJECT\n"
 		"                                  refuse a client credential from now on, on live connections too\n"
-		"  audit verify                    check the hash chain of the audit log\n"
+		"  audit verify [--expect-head SEQ:HASH]\n"
+		"                                  check the hash chain of the audit log and print its head;\n"
+		"                                  with a head saved earlier, check it is still in the chain\n"
+		"      [--archives DIR]            and the archives in DIR, up to the store's first record\n"
+		"  audit archive [--keep N]        move all but the newest N audit records to the archive\n"
 		"\n"
 		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
@@ -315,31 +322,154 @@ static int cmd_partition(int argc, char **argv)
 	return 2;
 }
 
+/* "SEQ:HEX" (as `audit verify` prints the head) into seq and hash; false when malformed. */
+static bool parse_head(const char *text, uint64_t *seq, unsigned char hash[32])
+{
+	static const char hexdigits[] = "0123456789abcdef";
+	const char *colon = strchr(text, ':');
+	char *end;
+
+	errno = 0;
+	*seq = strtoull(text, &end, 10);
+	if (!colon || end != colon || errno || *seq == 0 || text[0] == '-' || strlen(colon + 1) != 64)
+		return false;
+	for (int i = 0; i < 64; i++) {
+		const char *digit = strchr(hexdigits, tolower((unsigned char)colon[1 + i]));
+		if (!colon[1 + i] || !digit)
+			return false;
+		if (i % 2 == 0)
+			hash[i / 2] = (unsigned char)((digit - hexdigits) << 4);
+		else
+			hash[i / 2] |= (unsigned char)(digit - hexdigits);
+	}
+	return true;
+}
+
+static void print_hash(const char *label, uint64_t seq, const ProtobufCBinaryData *h)
+{
+	printf("%s%llu:", label, (unsigned long long)seq);
+	for (size_t i = 0; i < h->len; i++)
+		printf("%02x", h->data[i]);
+	printf("\n");
+}
+
+/* The archives in dir must chain from record 1 up to the store's base. */
+static int check_archives(const char *dir, const Keyward__AuditReport *rep)
+{
+	struct kw_audit_report ar;
+	kw_rv rv = kw_audit_archives_verify(dir, &ar);
+
+	if (rv) {
+		fprintf(stderr, "keyward-admin: %s\n", kw_last_error());
+		return 1;
+	}
+	if (!ar.ok) {
+		printf("audit archives BROKEN at record %llu: %s\n", (unsigned long long)ar.first_bad, ar.problem);
+		return 1;
+	}
+	if (ar.head_seq != rep->base_seq || rep->base_hash.len != sizeof ar.head_hash ||
+	    (ar.head_seq && CRYPTO_memcmp(ar.head_hash, rep->base_hash.data, sizeof ar.head_hash) != 0)) {
+		printf("audit archives in %s do not lead to the store: they end at record %llu, the store's log "
+		       "starts after %llu (an archive is missing, or belongs to another store)\n",
+		       dir, (unsigned long long)ar.head_seq, (unsigned long long)rep->base_seq);
+		return 1;
+	}
+	printf("audit archives intact: %llu records, up to the store's first\n", (unsigned long long)ar.records);
+	return 0;
+}
+
+static int cmd_audit_archive(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AuditArchive body = KEYWARD__AUDIT_ARCHIVE__INIT;
+	Keyward__Response *resp;
+	char *end = NULL;
+	int status;
+
+	if (argc == 2 && strcmp(argv[0], "--keep") == 0) {
+		errno = 0;
+		body.keep = strtoull(argv[1], &end, 10);
+		if (errno || end == argv[1] || *end || argv[1][0] == '-') {
+			fprintf(stderr, "keyward-admin: audit archive --keep: \"%s\" is not a number of records\n",
+				argv[1]);
+			return 2;
+		}
+	} else if (argc != 0) {
+		fprintf(stderr, "keyward-admin: audit archive [--keep N]\n");
+		return 2;
+	}
+	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE;
+	req.audit_archive = &body;
+	if (!(resp = call(&req, 600, &status)))
+		return status;
+	if (resp->audit_archived->records)
+		printf("%llu audit records archived to %s\n", (unsigned long long)resp->audit_archived->records,
+		       resp->audit_archived->file);
+	else
+		printf("nothing to archive: the store holds at most %llu records\n", (unsigned long long)body.keep);
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
 static int cmd_audit(int argc, char **argv)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__AuditVerify body = KEYWARD__AUDIT_VERIFY__INIT;
+	Keyward__AuditReport *rep;
 	Keyward__Response *resp;
+	unsigned char expect[32];
+	uint64_t expect_seq = 0;
+	const char *archives = NULL;
 	int status, rc;
 
-	if (argc != 1 || strcmp(argv[0], "verify") != 0) {
-		fprintf(stderr, "keyward-admin: audit verify\n");
-		return 2;
+	if (argc >= 1 && strcmp(argv[0], "archive") == 0)
+		return cmd_audit_archive(argc - 1, argv + 1);
+	if (argc < 1 || strcmp(argv[0], "verify") != 0 || argc % 2 == 0)
+		goto usage;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--archives") == 0) {
+			archives = argv[i + 1];
+		} else if (strcmp(argv[i], "--expect-head") == 0) {
+			if (!parse_head(argv[i + 1], &expect_seq, expect)) {
+				fprintf(stderr,
+					"keyward-admin: audit verify --expect-head: \"%s\" is not SEQ:HASH (a head as "
+					"audit verify prints it: a record number, a colon, 64 hex digits)\n",
+					argv[i + 1]);
+				return 2;
+			}
+			body.expect_seq = expect_seq;
+			body.expect_hash.data = expect;
+			body.expect_hash.len = sizeof expect;
+		} else {
+			goto usage;
+		}
 	}
 	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_VERIFY;
 	req.audit_verify = &body;
 	if (!(resp = call(&req, 120, &status)))
 		return status;
-	if (resp->audit_report->ok) {
-		printf("audit log intact: %llu records\n", (unsigned long long)resp->audit_report->records);
+	rep = resp->audit_report;
+	if (rep->ok) {
+		printf("audit log intact: %llu records\n", (unsigned long long)rep->records);
+		if (expect_seq)
+			printf("saved head %llu found in the chain\n", (unsigned long long)expect_seq);
 		rc = 0;
 	} else {
-		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)resp->audit_report->first_bad,
-		       resp->audit_report->problem);
+		printf("audit log BROKEN at record %llu: %s\n", (unsigned long long)rep->first_bad, rep->problem);
 		rc = 1;
 	}
+	if (rep->base_seq)
+		print_hash("archived up to: ", rep->base_seq, &rep->base_hash);
+	/* the head to save outside the HSM, for a later --expect-head */
+	print_hash("head: ", rep->head_seq, &rep->head_hash);
+	if (archives && check_archives(archives, rep))
+		rc = 1;
 	keyward__response__free_unpacked(resp, NULL);
 	return rc;
+usage:
+	fprintf(stderr, "keyward-admin: audit verify [--expect-head SEQ:HASH] [--archives DIR] | audit archive "
+			"[--keep N]\n");
+	return 2;
 }
 
 static int parse_options(int argc, char **argv, bool *with_shares);

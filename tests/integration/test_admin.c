@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sqlite3.h>
@@ -444,6 +445,206 @@ static void test_audit_tamper_detected(void **state)
 	kwt_cleanup(&s);
 }
 
+/* The "head: SEQ:HASH" line of `keyward-admin audit verify`. */
+static void verify_head(struct kwt_server *s, const char *args, int want_rc, const char *want, char *head,
+			size_t size)
+{
+	char *out = NULL, *line;
+	int rc = kwt_admin(s, NULL, &out, "audit verify%s%s", args ? " " : "", args ? args : "");
+
+	if (rc != want_rc || (want && !strstr(out, want)))
+		fail_msg("audit verify %s: exit %d, expected %d with \"%s\": %s", args ? args : "", rc, want_rc,
+			 want ? want : "", out);
+	line = strstr(out, "head: ");
+	if (!line)
+		fail_msg("audit verify prints no head: %s", out);
+	if (head)
+		snprintf(head, size, "%.*s", (int)strcspn(line + 6, "\n"), line + 6);
+	free(out);
+}
+
+static void put_be(unsigned char *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+}
+
+/*
+ * A consistent forgery, as someone with write access to the store would
+ * make it: record `from` gets another detail, and the hashes of it and of
+ * every record after it, and the head in meta, are recomputed.
+ */
+static void forge_tail(const char *db, long long from)
+{
+	sqlite3 *sql;
+	sqlite3_stmt *st, *up;
+	unsigned char prev[32], h[32], buf[8192];
+
+	assert_int_equal(sqlite3_open(db, &sql), SQLITE_OK);
+	sqlite3_busy_timeout(sql, 5000);
+	assert_int_equal(sqlite3_exec(sql, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(sql, "UPDATE audit SET detail = 'nothing happened' WHERE seq = ?", -1, &up,
+					    NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(up, 1, from);
+	assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+	sqlite3_finalize(up);
+	assert_int_equal(sqlite3_prepare_v2(sql,
+					    "SELECT seq, time, partition, actor, event, detail, prev_hash FROM audit"
+					    " WHERE seq >= ? ORDER BY seq",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(sql, "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", -1, &up,
+					    NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, from);
+	for (bool first = true; sqlite3_step(st) == SQLITE_ROW; first = false) {
+		size_t len = 0;
+
+		if (first)
+			memcpy(prev, sqlite3_column_blob(st, 6), 32);
+		memcpy(buf, prev, 32);
+		len = 32;
+		buf[len++] = 1;
+		put_be(buf + len, (uint64_t)sqlite3_column_int64(st, 0), 8);
+		put_be(buf + len + 8, (uint64_t)sqlite3_column_int64(st, 1), 8);
+		len += 16;
+		for (int col = 2; col <= 5; col++) {
+			size_t n = (size_t)sqlite3_column_bytes(st, col);
+			assert_true(len + 4 + n <= sizeof buf);
+			put_be(buf + len, n, 4);
+			memcpy(buf + len + 4, sqlite3_column_text(st, col), n);
+			len += 4 + n;
+		}
+		SHA256(buf, len, h);
+		sqlite3_bind_blob(up, 1, prev, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(up, 2, h, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 3, sqlite3_column_int64(st, 0));
+		assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+		sqlite3_reset(up);
+		memcpy(prev, h, 32);
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+	assert_int_equal(sqlite3_prepare_v2(sql, "UPDATE meta SET value = ? WHERE key = 'audit.hash'", -1, &up, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(up, 1, prev, 32, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(sql), 1);
+	sqlite3_finalize(up);
+	assert_int_equal(sqlite3_exec(sql, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(sql);
+}
+
+/* Issue #11, finding 10: a rewritten tail is caught against a head saved outside the store. */
+static void test_audit_head_anchor(void **state)
+{
+	struct kwt_server s = {0};
+	char tmp[] = "/tmp/kwhead.XXXXXX", extra[400], db[300], saved[120], head[120], last[120], *file;
+	kw_client *c;
+	kw_object *priv, *pub;
+	long long saved_seq;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmp));
+	snprintf(extra, sizeof extra, "[audit]\nhead_file = %s/head\n", tmp);
+	c = kwt_start_initialized(&s, extra);
+	kwt_ok(kw_generate_key(c, OWNER, "before", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	verify_head(&s, NULL, 0, "intact", saved, sizeof saved);
+	saved_seq = strtoll(saved, NULL, 10);
+	assert_true(saved_seq > 1);
+
+	/* keywardd appended the same head to head_file */
+	snprintf(head, sizeof head, "%s/head", tmp);
+	file = kwt_read_file(head, NULL);
+	assert_non_null(file);
+	*strrchr(file, '\n') = '\0';
+	snprintf(last, sizeof last, "%s", strrchr(file, '\n') ? strrchr(file, '\n') + 1 : file);
+	assert_string_equal(last, saved);
+	free(file);
+
+	/* the log grows: the saved head is an ancestor of the new one */
+	kwt_ok(kw_generate_key(c, OWNER, "after", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	snprintf(extra, sizeof extra, "--expect-head %s", saved);
+	verify_head(&s, extra, 0, "saved head", head, sizeof head);
+	assert_true(strtoll(head, NULL, 10) > saved_seq);
+	verify_head(&s, "--expect-head 12x", 2, "not SEQ:HASH", NULL, 0);
+
+	/* a consistent rewrite from the saved head on passes the chain check, not the anchor */
+	kw_client_free(c);
+	kwt_stop(&s);
+	snprintf(db, sizeof db, "%s/keystore.db", s.dir);
+	forge_tail(db, saved_seq);
+	kwt_start_config(&s, "");
+	verify_head(&s, NULL, 0, "intact", NULL, 0);
+	verify_head(&s, extra, 1, "differs from the saved head", NULL, 0);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+	snprintf(head, sizeof head, "%s/head", tmp);
+	unlink(head);
+	rmdir(tmp);
+}
+
+/*
+ * Size policy: past [audit] max_records the oldest records move to
+ * DIR/audit-archive (the newest half stays); `audit archive --keep N` does
+ * it on demand; `audit verify --archives` checks archives and store as one
+ * chain and catches an edited or a missing archive.
+ */
+static void test_audit_archive(void **state)
+{
+	struct kwt_server s = {0};
+	char dir[300], cmd[2000], name[32], *out = NULL;
+	kw_client *c;
+	kw_object *priv, *pub;
+
+	(void)state;
+	c = kwt_start_initialized(&s, "[audit]\nmax_records = 20\n");
+	for (int i = 0; i < 25; i++) {
+		snprintf(name, sizeof name, "k%d", i);
+		kwt_ok(kw_generate_key(c, OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+		kw_object_free(priv);
+		kw_object_free(pub);
+	}
+	snprintf(dir, sizeof dir, "%s/audit-archive", s.dir);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	/* the flush before the check applied the policy */
+	verify_head(&s, cmd, 0, "audit archives intact", NULL, 0);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	assert_non_null(strstr(out, "archived up to: "));
+	if (strtoll(strstr(out, "intact: ") + 8, NULL, 10) > 20)
+		fail_msg("more than max_records = 20 records left in the store: %s", out);
+	free(out);
+
+	/* on demand */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep 2"), 0);
+	assert_non_null(strstr(out, "audit records archived to"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep 1000"), 0);
+	assert_non_null(strstr(out, "nothing to archive"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep lots"), 2);
+	free(out);
+	verify_head(&s, cmd, 0, "audit archives intact", NULL, 0);
+
+	/* an archived record edited */
+	snprintf(cmd, sizeof cmd, "cp -r %s %s.orig && sed -i '3s/ x[0-9a-f]*$/ x6e6f7468696e67/' %s/$(ls %s | head -1)",
+		 dir, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	verify_head(&s, cmd, 1, "audit archives BROKEN at record 3", NULL, 0);
+	/* the newest archive missing */
+	snprintf(cmd, sizeof cmd, "rm -r %s && mv %s.orig %s && rm %s/$(ls %s | tail -1)", dir, dir, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "--archives %s", dir);
+	verify_head(&s, cmd, 1, "do not lead to the store", NULL, 0);
+	kwt_stop_client(&s, c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +655,8 @@ int main(void)
 		cmocka_unit_test(test_client_revoke),
 		cmocka_unit_test(test_shamir),
 		cmocka_unit_test(test_audit_tamper_detected),
+		cmocka_unit_test(test_audit_head_anchor),
+		cmocka_unit_test(test_audit_archive),
 	};
 	return cmocka_run_group_tests_name("integration_admin", tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -156,6 +157,7 @@ static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, cons
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(s->port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {RECV_TIMEOUT_S, 0};
+	int one = 1;
 	char ca[400];
 
 	memset(r, 0, sizeof *r);
@@ -173,6 +175,8 @@ static void raw_open(struct raw *r, struct kwt_server *s, const char *cert, cons
 	r->fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(r->fd >= 0);
 	assert_int_equal(setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+	/* a frame is two writes (header, body): without this, Nagle and delayed ACKs add 40 ms to each */
+	assert_int_equal(setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
 	assert_int_equal(connect(r->fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	r->ssl = SSL_new(r->ctx);
 	assert_non_null(r->ssl);
@@ -1028,6 +1032,106 @@ static void test_sign_batch_bounds(void **state)
 	raw_close(&r);
 }
 
+/* One integer from an SQL query on a stopped server's store. */
+static long long store_int(struct kwt_server *s, const char *sql_text)
+{
+	char db[300];
+	sqlite3 *sql;
+	sqlite3_stmt *st;
+	long long v;
+
+	snprintf(db, sizeof db, "%s/keystore.db", s->dir);
+	assert_int_equal(sqlite3_open(db, &sql), SQLITE_OK);
+	sqlite3_busy_timeout(sql, 5000);
+	if (sqlite3_prepare_v2(sql, sql_text, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql_text, sqlite3_errmsg(sql));
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(sql);
+	return v;
+}
+
+/*
+ * Issue #11, finding 3: 10,000 failed enrollments from one address, each for
+ * another partition name (so no lockout stops them), against a store capped
+ * at 1 MiB. They leave two audit records (the first failure and one
+ * "N more failures" summary), and a key generation afterwards succeeds.
+ */
+#define FLOOD 10000
+static void test_enroll_flood(void **state)
+{
+	struct kwt_server s = {0};
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__Enroll e = KEYWARD__ENROLL__INIT;
+	unsigned char csr[64];
+	char partition[32], *out = NULL;
+	unsigned refused = 0, locked = 0;
+	kw_object *priv = NULL, *pub = NULL;
+	struct raw r;
+	kw_client *c;
+	long long records, more;
+	double t0;
+
+	(void)state;
+	c = kwt_start_initialized(&s, "store_max_bytes = 1048576\nauth_timeout = 3600\n"
+				      "[audit]\nfailure_interval = 3600\n");
+	memset(csr, 0x30, sizeof csr);
+	e.partition = partition;
+	e.setup_password = "not-the-password";
+	e.csr.data = csr;
+	e.csr.len = sizeof csr;
+	req.body_case = KEYWARD__REQUEST__BODY_ENROLL;
+	req.enroll = &e;
+	t0 = now_s();
+	for (unsigned i = 0; i < FLOOD; i++) {
+		Keyward__Response *resp;
+
+		/* the server takes 8 requests before a Hello on one connection: a new one for every 8 */
+		if (i % 8 == 0) {
+			if (i)
+				raw_close(&r);
+			raw_open(&r, &s, NULL, NULL, NULL);
+			assert_true(r.handshake_ok);
+		}
+		snprintf(partition, sizeof partition, "flood-%u", i);
+		req.id = i + 1;
+		raw_send_request(&r, &req);
+		resp = raw_expect(&r);
+		if (resp->status == KEYWARD__STATUS__AUTH)
+			refused++;
+		else if (resp->status == KEYWARD__STATUS__LOCKED_OUT)
+			locked++;
+		else
+			fail_msg("enroll %u: status %d: %s", i, resp->status, resp->message);
+		keyward__response__free_unpacked(resp, NULL);
+	}
+	raw_close(&r);
+	print_message("%d failed enrollments (%u refused, %u locked out) in %.1f s\n", FLOOD, refused, locked,
+		      now_s() - t0);
+
+	/* the flood did not fill the store: a key can still be made, and the log is intact */
+	kwt_ok(kw_generate_key(c, OWNER, "after-flood", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	free(out);
+
+	/* stopping writes the summary of the interval still open */
+	kw_client_free(c);
+	kwt_stop(&s);
+	records = store_int(&s, "SELECT count(*) FROM audit WHERE event = 'enroll.fail'");
+	more = store_int(&s, "SELECT coalesce(sum(CAST(detail AS INTEGER)), 0) FROM audit WHERE event = 'enroll.fail'"
+			     " AND detail LIKE '% more failure%'");
+	print_message("%u refused enrollments left %lld audit records, summing up %lld more\n", refused, records, more);
+	assert_int_equal(records, 2);
+	assert_int_equal(1 + more, refused);
+	assert_int_equal(store_int(&s, "SELECT count(*) FROM audit WHERE event = 'key.generate'"
+				       " AND detail LIKE '%after-flood%'"),
+			 1);
+	kwt_cleanup(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1043,6 +1147,7 @@ int main(void)
 		cmocka_unit_test(test_store_full),
 		cmocka_unit_test(test_disk_full),
 		cmocka_unit_test(test_sign_batch_bounds),
+		cmocka_unit_test(test_enroll_flood),
 	};
 	/* raw writes to a connection the server closed must fail, not kill the test */
 	signal(SIGPIPE, SIG_IGN);

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void append_n(struct fx *f, int n)
@@ -170,6 +171,109 @@ static void test_audit_middle_removed(void **state)
 	assert_string_equal(rep.problem, "record 2 missing");
 }
 
+/* A head saved earlier: still in the chain (an ancestor), replaced, or cut away. */
+static void test_audit_saved_head(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep;
+	unsigned char saved[KW_AUDIT_HASH_LEN], other[KW_AUDIT_HASH_LEN];
+	uint64_t seq;
+
+	append_n(f, 3);
+	assert_int_equal(kw_keystore_audit_head(f->ks, &seq, saved), KW_OK);
+	assert_int_equal(seq, 3);
+	append_n(f, 3);
+	assert_int_equal(kw_keystore_audit_verify_head(f->ks, 3, saved, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.head_seq, 6);
+	assert_int_equal(kw_keystore_audit_head(f->ks, &seq, other), KW_OK);
+	assert_memory_equal(rep.head_hash, other, KW_AUDIT_HASH_LEN);
+	/* the saved head is the current one */
+	assert_int_equal(kw_keystore_audit_verify_head(f->ks, 6, other, &rep), KW_OK);
+	assert_true(rep.ok);
+	/* another hash at that seq: rewritten */
+	other[0] ^= 1;
+	assert_int_equal(kw_keystore_audit_verify_head(f->ks, 3, other, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 3);
+	assert_non_null(strstr(rep.problem, "differs from the saved head"));
+	/* the tail cut back to 2 with a consistent head in meta: the chain is fine, the saved head gone */
+	raw_sql(f, "DELETE FROM audit WHERE seq > 2");
+	raw_sql(f, "UPDATE meta SET value = (SELECT hash FROM audit WHERE seq = 2) WHERE key = 'audit.hash'");
+	raw_sql(f, "UPDATE meta SET value = '2' WHERE key = 'audit.seq'");
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(kw_keystore_audit_verify_head(f->ks, 3, saved, &rep), KW_OK);
+	assert_false(rep.ok);
+	assert_int_equal(rep.first_bad, 3);
+	assert_non_null(strstr(rep.problem, "is not in the log"));
+	assert_int_equal(kw_keystore_audit_verify_head(f->ks, 3, NULL, &rep), KW_ERR_ARGUMENTS);
+}
+
+/*
+ * The size policy: the oldest records move to an archive file, the store's
+ * chain goes on from the archived base, and the archives verify end to end
+ * up to the store's first record; a tampered archive is caught.
+ */
+static void test_audit_archive(void **state)
+{
+	struct fx *f = *state;
+	struct kw_audit_report rep, ar;
+	char dir[200], file[300], cmd[400];
+	uint64_t archived = 0, records = 0, n;
+
+	snprintf(dir, sizeof dir, "%s/archive", f->dir);
+	append_n(f, 10);
+	assert_int_equal(kw_keystore_audit_count(f->ks, &n), KW_OK);
+	/* nothing to do when the store holds no more than keep */
+	assert_int_equal(kw_keystore_audit_archive(f->ks, dir, n, &archived, file, sizeof file), KW_OK);
+	assert_int_equal(archived, 0);
+	assert_int_equal(kw_keystore_audit_archive(f->ks, dir, 3, &archived, file, sizeof file), KW_OK);
+	assert_int_equal(archived, n - 3);
+	assert_non_null(strstr(file, "/archive/00000000000000000001-"));
+	/* 3 kept and the record of the archiving */
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit"), 4);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM audit WHERE event = 'audit.archive'"), 1);
+	assert_int_equal(kw_keystore_audit_count(f->ks, &records), KW_OK);
+	assert_int_equal(records, 4);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.records, 4);
+	assert_int_equal(rep.base_seq, n - 3);
+	assert_int_equal(kw_audit_archives_verify(dir, &ar), KW_OK);
+	assert_true(ar.ok);
+	assert_int_equal(ar.records, n - 3);
+	assert_int_equal(ar.head_seq, rep.base_seq);
+	assert_memory_equal(ar.head_hash, rep.base_hash, KW_AUDIT_HASH_LEN);
+
+	/* a second archive continues the first; both verify as one chain */
+	append_n(f, 5);
+	assert_int_equal(kw_keystore_audit_archive(f->ks, dir, 2, &archived, file, sizeof file), KW_OK);
+	assert_int_equal(archived, 7);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(kw_audit_archives_verify(dir, &ar), KW_OK);
+	assert_true(ar.ok);
+	assert_int_equal(ar.head_seq, rep.base_seq);
+	assert_int_equal(ar.records, rep.base_seq);
+	/* the base survives a restart */
+	fx_reopen(f);
+	assert_int_equal(kw_keystore_audit_verify(f->ks, &rep), KW_OK);
+	assert_true(rep.ok);
+	assert_int_equal(rep.base_seq, ar.head_seq);
+
+	/* an archived record edited: the archives no longer verify */
+	snprintf(cmd, sizeof cmd, "sed -i '2s/ x[0-9a-f]*$/ x6e6f7468696e67/' %s/*-00000000000000000%03llu.audit", dir,
+		 (unsigned long long)(n - 3));
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kw_audit_archives_verify(dir, &ar), KW_OK);
+	assert_false(ar.ok);
+	assert_int_equal(ar.first_bad, 2);
+	assert_non_null(strstr(ar.problem, "line 2"));
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +285,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_reordered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_tail_removed, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_middle_removed, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_saved_head, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_archive, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
