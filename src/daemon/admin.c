@@ -284,8 +284,7 @@ static kw_rv on_partition_list(struct kw_server *srv, Keyward__Response *resp, s
 }
 
 /* The credentials in infos (handed to the scratch) as a Clients answer. */
-static kw_rv answer_clients(Keyward__Response *resp, struct kw_scratch *s, struct kw_credential_info *infos,
-			    size_t n)
+static kw_rv answer_clients(Keyward__Response *resp, struct kw_scratch *s, struct kw_credential_info *infos, size_t n)
 {
 	Keyward__Clients *r = kw_scratch_alloc(s, sizeof *r);
 	Keyward__ClientInfo *items, **ptrs;

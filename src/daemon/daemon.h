@@ -271,7 +271,7 @@ struct kw_peer {
 	char actor[160];            /* certificate subject, or "admin" */
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
-	uint64_t revocations_seen;  /* kw_server.revocations when the credential was last found valid */
+	uint64_t revocations_seen; /* kw_server.revocations when the credential was last found valid */
 	/*
 	 * The connection's session objects (session.c): made at Hello, shared
 	 * with the copies slow jobs take, freed at the connection's last

@@ -446,8 +446,7 @@ static void credential_read(sqlite3_stmt *st, void *out)
 	c->revoked = sqlite3_column_int64(st, 4);
 }
 
-static kw_rv sq_credential_list(struct kw_backend *b, const char *partition, struct kw_credential_info **out,
-				size_t *n)
+static kw_rv sq_credential_list(struct kw_backend *b, const char *partition, struct kw_credential_info **out, size_t *n)
 {
 	struct sq_backend *s = sq(b);
 	sqlite3_stmt *st;

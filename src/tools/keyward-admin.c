@@ -502,10 +502,11 @@ static int print_clients(const Keyward__Clients *cl)
 			fingerprint_hex(&c->fingerprint, fp, sizeof fp);
 			when_text(c->enrolled, enrolled, sizeof enrolled);
 			when_text(c->revoked, revoked, sizeof revoked);
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:o, s:b}", "fingerprint", fp, "subject",
-							     c->subject, "partition", c->partition, "enrolled", enrolled,
-							     "revoked_at", c->revoked ? json_string(revoked) : json_null(),
-							     "revoked", c->revoked != 0));
+			json_array_append_new(arr,
+					      json_pack("{s:s, s:s, s:s, s:s, s:o, s:b}", "fingerprint", fp, "subject",
+							c->subject, "partition", c->partition, "enrolled", enrolled,
+							"revoked_at", c->revoked ? json_string(revoked) : json_null(),
+							"revoked", c->revoked != 0));
 		}
 		text = json_dumps(arr, JSON_INDENT(2));
 		if (text)
@@ -553,7 +554,8 @@ static int cmd_client(int argc, char **argv)
 		req.body_case = KEYWARD__REQUEST__BODY_CLIENT_REVOKE;
 		req.client_revoke = &revoke;
 	} else {
-		fprintf(stderr, "keyward-admin: client list [--partition P] [--json] | client revoke FINGERPRINT|SUBJECT\n");
+		fprintf(stderr,
+			"keyward-admin: client list [--partition P] [--json] | client revoke FINGERPRINT|SUBJECT\n");
 		return 2;
 	}
 	if (!(resp = call(&req, 10, &status)))

@@ -41,9 +41,7 @@
 
 #define LABEL_WIDTH 32 /* values start in this column, as in ksputilcons */
 #define SECRET_MAX 1024
-#define PIN_MIN 8 /* characters of a credential PIN, at least */
-#define STR_(x) #x
-#define STR(x) STR_(x)
+#define PIN_MIN 8 /* characters of a credential PIN, at least (usage() says so too) */
 
 /* The seed's test key (createtestkey) */
 #define TEST_KEY_NAME "KeywardTestKey"
@@ -136,7 +134,7 @@ static void usage(FILE *out)
 		"  whoami [--json]                      this machine's, this user's and the shared owner\n"
 		"  register [--password-file F] [--pin-file F] [--force]\n"
 		"                                       exchange the partition's setup password for a credential;\n"
-		"                                       the PIN has at least " STR(PIN_MIN) " characters; --force replaces\n"
+		"                                       the PIN has at least 8 characters; --force replaces\n"
 		"                                       an existing credential\n"
 		"  help                                 this text\n"
 		"\n"

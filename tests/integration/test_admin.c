@@ -228,8 +228,9 @@ static void test_lockout_survives_made_up_names(void **state)
 	kw_client *c;
 
 	(void)state;
-	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 1000000\nwindow = 600\n"
-				 "duration = 600\n",
+	start_with_partition(&s,
+			     "[lockout]\nmax_failures = 3\nmax_failures_per_address = 1000000\nwindow = 600\n"
+			     "duration = 600\n",
 			     good, sizeof good);
 	spray_made_up_names(&s, 4200);
 	c = client_for(&s, "c", "p2");
@@ -250,8 +251,9 @@ static void test_lockout_per_address(void **state)
 	kw_client *c;
 
 	(void)state;
-	start_with_partition(&s, "[lockout]\nmax_failures = 3\nmax_failures_per_address = 5\nwindow = 600\n"
-				 "duration = 600\n",
+	start_with_partition(&s,
+			     "[lockout]\nmax_failures = 3\nmax_failures_per_address = 5\nwindow = 600\n"
+			     "duration = 600\n",
 			     good, sizeof good);
 	spray_made_up_names(&s, 5);
 	c = client_for(&s, "c", "p2");

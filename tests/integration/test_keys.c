@@ -460,8 +460,8 @@ int main(void)
 		cmocka_unit_test(test_rsa_4096),     cmocka_unit_test(test_ec_p256),
 		cmocka_unit_test(test_ec_p384),      cmocka_unit_test(test_ec_p521),
 		cmocka_unit_test(test_ed25519),      cmocka_unit_test(test_usage_enforced),
-		cmocka_unit_test(test_raw_rsa_needs_both_usages),
-		cmocka_unit_test(test_bad_key_specs), cmocka_unit_test(test_list_get_delete),
+		cmocka_unit_test(test_raw_rsa_needs_both_usages), cmocka_unit_test(test_bad_key_specs),
+		cmocka_unit_test(test_list_get_delete),
 		cmocka_unit_test(test_attributes_one_way), cmocka_unit_test(test_random),
 	};
 	return cmocka_run_group_tests_name("integration_keys", tests, setup, teardown);
