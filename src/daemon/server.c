@@ -225,8 +225,12 @@ static void conn_close(struct kw_conn *c, const char *why)
 
 	if (c->state == CONN_CLOSED)
 		return;
-	if (why)
+	/* strangers can close connections as fast as they open them: their lines are rate-limited */
+	if (why && (c->peer.admin || c->peer.authenticated))
 		kw_log(KW_LOG_INFO, "connection %s closed: %s", c->peer.address, why);
+	else if (why)
+		kw_log_limited("connection.unauthenticated.closed", KW_LOG_INFO, "connection %s closed: %s",
+			       c->peer.address, why);
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	if (c->ssl) {
 		if (c->state != CONN_HANDSHAKE && !why)
@@ -364,7 +368,8 @@ static bool run_hello(struct kw_conn *c, const Keyward__Request *req)
 	struct kw_gate *gate = c->srv->gate;
 
 	if (kw_gate_reserve_client(gate, &c->gate)) {
-		kw_log(KW_LOG_WARN, "connection %s: Hello refused: %s", c->peer.address, kw_last_error());
+		kw_log_limited("connection.hello.refused", KW_LOG_WARN, "connection %s: Hello refused: %s",
+			       c->peer.address, kw_last_error());
 		reply_error(c, req->id, KW_ERR_BUSY, kw_last_error());
 		c->state = CONN_DRAINING;
 		c->in.len = 0;
@@ -402,7 +407,7 @@ static bool run_frames(struct kw_conn *c)
 					     (uint32_t)c->in.data[2] << 8 | c->in.data[3];
 			snprintf(msg, sizeof msg, "frame length %" PRIu32 " is out of range (1 to %u bytes); closing",
 				 announced, KW_MAX_FRAME);
-			kw_log(KW_LOG_WARN, "connection %s: %s", c->peer.address, msg);
+			kw_log_limited("connection.bad_frame", KW_LOG_WARN, "connection %s: %s", c->peer.address, msg);
 			reply_error(c, 0, KW_ERR_PROTOCOL, msg);
 			c->state = CONN_DRAINING;
 			c->in.len = 0;
@@ -416,8 +421,8 @@ static bool run_frames(struct kw_conn *c)
 		kw_buf_consume(&c->in, KW_FRAME_HEADER + len);
 		c->frame_started = 0;
 		if (rv) {
-			kw_log(KW_LOG_WARN, "connection %s: malformed or unknown request (%zu bytes)", c->peer.address,
-			       len);
+			kw_log_limited("connection.bad_request", KW_LOG_WARN,
+				       "connection %s: malformed or unknown request (%zu bytes)", c->peer.address, len);
 			reply_error(c, 0, KW_ERR_PROTOCOL,
 				    "malformed request: not a keyward Request, or a request type this server does not know");
 			continue;
@@ -638,8 +643,9 @@ static void shed_one(struct kw_loop *loop, int lfd)
 			close(fd);
 		loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
-	kw_log(KW_LOG_WARN, "connection refused: out of file descriptors (raise LimitNOFILE, or lower "
-			    "max_connections and max_unauthenticated)");
+	kw_log_limited("connection.no_descriptors", KW_LOG_WARN,
+		       "connection refused: out of file descriptors (raise LimitNOFILE, or lower "
+		       "max_connections and max_unauthenticated)");
 }
 
 /* Keeps an evicted stranger's connection alive until its loop has closed it (under the gate's lock). */
@@ -713,7 +719,7 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			if (errno == EMFILE || errno == ENFILE)
 				shed_one(loop, lfd);
 			else if (errno != EAGAIN && errno != EINTR)
-				kw_log(KW_LOG_WARN, "accept: %s", strerror(errno));
+				kw_log_limited("connection.accept", KW_LOG_WARN, "accept: %s", strerror(errno));
 			return;
 		}
 		if (admin) {
@@ -721,7 +727,8 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			socklen_t len = sizeof cred;
 			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 			    (cred.uid != 0 && cred.uid != geteuid())) {
-				kw_log(KW_LOG_WARN, "admin socket: refused uid %u", (unsigned)cred.uid);
+				kw_log_limited("admin.refused_uid", KW_LOG_WARN, "admin socket: refused uid %u",
+					       (unsigned)cred.uid);
 				close(fd);
 				continue;
 			}
@@ -741,7 +748,8 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			snprintf(c->peer.actor, sizeof c->peer.actor, "admin");
 			c->state = CONN_OPEN;
 			if (kw_gate_enter_admin(srv->gate, &c->gate)) {
-				kw_log(KW_LOG_WARN, "admin socket: connection refused: %s", kw_last_error());
+				kw_log_limited("admin.busy", KW_LOG_WARN, "admin socket: connection refused: %s",
+					       kw_last_error());
 				refuse_admin(fd, kw_last_error());
 				close(fd);
 				conn_unref(c);
@@ -760,7 +768,8 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 			SSL_set_accept_state(c->ssl);
 			kw_gate_key((struct sockaddr *)&sa, key);
 			if (kw_gate_enter_stranger(srv->gate, &c->gate, key, hold_evicted, &evicted)) {
-				kw_log(KW_LOG_WARN, "connection %s refused: %s", c->peer.address, kw_last_error());
+				kw_log_limited("connection.refused", KW_LOG_WARN, "connection %s refused: %s",
+					       c->peer.address, kw_last_error());
 				SSL_free(c->ssl);
 				close(fd);
 				conn_unref(c);
