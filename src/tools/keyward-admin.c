@@ -596,6 +596,9 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 		case 'p': passphrase_file = optarg; break;
 		case 'n':
 			*with_shares = true;
+			/* `--shares 5` as users type it: the optional argument may be the next word */
+			if (!optarg && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+				optarg = argv[optind++];
 			if (optarg)
 				opt_shares = (unsigned)atoi(optarg);
 			break;
