@@ -34,6 +34,7 @@
 
 struct ca_token {
 	PKCS11_CTX *ctx;
+	bool loaded; /* PKCS11_CTX_unload of a context that loaded nothing crashes libp11 0.4.12 */
 	PKCS11_SLOT *slots;
 	unsigned n_slots;
 	PKCS11_SLOT *slot;
@@ -103,12 +104,16 @@ static int load_module(struct ca_token *t, const char *module)
 	if (keyfilter_path(filter, sizeof filter)) {
 		if (setenv("KEYWARD_CA_PKCS11_MODULE", module, 1) != 0)
 			return ca_error("cannot set KEYWARD_CA_PKCS11_MODULE: %s", strerror(errno));
-		if (PKCS11_CTX_load(t->ctx, filter) == 0)
+		if (PKCS11_CTX_load(t->ctx, filter) == 0) {
+			t->loaded = true;
 			return 0;
-		return ca_error("cannot load the PKCS#11 module %s (through %s)", module, filter);
+		}
+		return ca_error("cannot load the PKCS#11 module %s (through %s): check the module setting or --module",
+				module, filter);
 	}
 	if (PKCS11_CTX_load(t->ctx, module) != 0)
-		return ca_error("cannot load the PKCS#11 module %s", module);
+		return ca_error("cannot load the PKCS#11 module %s: check the module setting or --module", module);
+	t->loaded = true;
 	return 0;
 }
 
@@ -220,7 +225,8 @@ void ca_token_close(struct ca_token *t)
 	if (t->slots)
 		PKCS11_release_all_slots(t->ctx, t->slots, t->n_slots);
 	if (t->ctx) {
-		PKCS11_CTX_unload(t->ctx);
+		if (t->loaded)
+			PKCS11_CTX_unload(t->ctx);
 		PKCS11_CTX_free(t->ctx);
 	}
 	if (t->uri)

@@ -1686,6 +1686,23 @@ static void test_bad_names(void **state)
  * The CA's PIN file: one group or others may read is refused, saying its
  * mode and the fix, and setup makes nothing; 0600 works.
  */
+/*
+ * A module path that does not load: a clear error, exit 1, and no CA
+ * directory left behind (keyward-ca crashed in libp11 when it unloaded a
+ * module that had never loaded, and left an empty CA directory).
+ */
+static void test_bad_module(void **state)
+{
+	const struct backend *b = *state;
+	const char *out;
+
+	enter(b, "badmodule");
+	out = ca_refused("ca", 1, "setup --name 'Lost CA' --key-type EC-P256 --module /nonexistent/pkcs11.so");
+	expect_has(last_cmd, out, "cannot load the PKCS#11 module /nonexistent/pkcs11.so");
+	if (exists("ca"))
+		fail_full("a setup that could not load its module left a CA directory:\n%s", sh_ok("ls -lA"));
+}
+
 static void test_pin_file_mode(void **state)
 {
 	const struct backend *b = *state;
@@ -2312,6 +2329,7 @@ int main(void)
 		{"test_config", test_config, NULL, test_done, &keyward_hsm},
 		{"test_unusual_key", test_unusual_key, NULL, test_done, &keyward_hsm},
 		{"test_bad_names", test_bad_names, NULL, test_done, &keyward_hsm},
+		{"test_bad_module", test_bad_module, NULL, test_done, &keyward_hsm},
 		{"test_pin_file_mode", test_pin_file_mode, NULL, test_done, &keyward_hsm},
 		{"test_file_modes", test_file_modes, NULL, test_done, &keyward_hsm},
 	};
