@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 		{"out-dir", required_argument, NULL, 'O'},
 		{"threads", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'H'},
+		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
 	};
 	struct opts o = {.dir = getenv("KEYWARD_CA_DIR")};
@@ -155,6 +156,9 @@ int main(int argc, char **argv)
 		case 'H':
 			usage(stdout);
 			return 0;
+		case 'W':
+			printf("keyward-ca %s\n", KEYWARD_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -167,6 +171,14 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	args = argv + optind + 1;
 	nargs = argc - optind - 1;
+	if (strcmp(cmd, "help") == 0 && nargs == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "version") == 0 && nargs == 0) {
+		printf("keyward-ca %s\n", KEYWARD_VERSION);
+		return 0;
+	}
 #define NEED(n)                                                                                                        \
 	do {                                                                                                           \
 		if (nargs != (n)) {                                                                                    \

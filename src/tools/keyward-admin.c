@@ -583,9 +583,10 @@ static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
 				     {"partition", required_argument, NULL, 'P'},
 				     {"json", no_argument, NULL, 'j'},
 				     {"help", no_argument, NULL, 'h'},
+				     {"version", no_argument, NULL, 'V'},
 				     {NULL, 0, NULL, 0}};
 
-/* Options up to the next non-option; -1 on a bad one, 1 for --help. */
+/* Options up to the next non-option; -1 on a bad one, 1 for --help, 2 for --version. */
 static int parse_options(int argc, char **argv, bool *with_shares)
 {
 	int c;
@@ -606,6 +607,8 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 		case 'P': opt_partition = optarg; break;
 		case 'j': opt_json = true; break;
 		case 'h': return 1;
+		case 'V':
+			return 2;
 		default: return -1;
 		}
 	}
@@ -628,8 +631,12 @@ int main(int argc, char **argv)
 	} else {
 		cmd = NULL;
 	}
-	if (r == 1) {
+	if (r == 1 || (cmd && strcmp(cmd, "help") == 0 && optind == argc)) {
 		usage(stdout);
+		return 0;
+	}
+	if (r == 2 || (cmd && strcmp(cmd, "version") == 0 && optind == argc)) {
+		printf("keyward-admin %s\n", KEYWARD_VERSION);
 		return 0;
 	}
 	if (r < 0 || !cmd) {

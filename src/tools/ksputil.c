@@ -1138,6 +1138,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_DONE;
 	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("ksputil %s\n", KEYWARD_VERSION);
+		return EXIT_DONE;
+	}
 	for (size_t i = 0; i < N_ELEMS(verbs); i++)
 		if (strcmp(argv[1], verbs[i].name) == 0)
 			v = &verbs[i];

@@ -1,8 +1,9 @@
 /*
- * keywardd under systemd (Type=notify): it says READY=1, with whether the
- * HSM is locked in STATUS, once it listens, and STOPPING=1 when it stops.
- * The notification socket is a datagram socket of this test's, named by
- * NOTIFY_SOCKET as systemd names its own.
+ * What an administrator's service manager and shell ask of the programs:
+ * keywardd under systemd (Type=notify) says READY=1, with whether the HSM
+ * is locked in STATUS, once it listens, and STOPPING=1 when it stops (the
+ * notification socket is this test's, named by NOTIFY_SOCKET as systemd
+ * names its own); every program answers --version, and help with its usage.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,10 +61,39 @@ static void test_ready_and_stopping(void **state)
 	rmdir(dir);
 }
 
+/* --version names the program and its version; help (and --help) print the usage, exit 0 */
+static void test_version_and_help(void **state)
+{
+	static const char *const programs[][2] = {{KEYWARDD_BIN, "keywardd"},
+						  {KEYWARD_ADMIN_BIN, "keyward-admin"},
+						  {KSPUTIL_BIN, "ksputil"},
+						  {KEYWARD_CA_BIN, "keyward-ca"}};
+	char dir[] = "/tmp/kwversion.XXXXXX", want[64], *out = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof programs / sizeof programs[0]; i++) {
+		snprintf(want, sizeof want, "%s " KEYWARD_VERSION "\n", programs[i][1]);
+		if (kwt_run(dir, &out, "'%s' --version", programs[i][0]) != 0 || strcmp(out, want) != 0)
+			fail_msg("%s --version said \"%s\"; want \"%s\"", programs[i][1], out, want);
+		free(out);
+		if (kwt_run(dir, &out, "'%s' --help", programs[i][0]) != 0 || !strstr(out, "usage:"))
+			fail_msg("%s --help said \"%s\"", programs[i][1], out);
+		free(out);
+		if (i > 0 && (kwt_run(dir, &out, "'%s' help", programs[i][0]) != 0 || !strstr(out, "usage:")))
+			fail_msg("%s help said \"%s\"", programs[i][1], out);
+		if (i > 0)
+			free(out);
+		out = NULL;
+	}
+	kwt_run(dir, NULL, "rm -rf '%s'", dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ready_and_stopping),
+		cmocka_unit_test(test_version_and_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
