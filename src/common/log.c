@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum kw_log_level kw_log_threshold = KW_LOG_INFO;
@@ -50,9 +51,30 @@ static unsigned parse_categories(const char *spec)
 	return bits;
 }
 
+/*
+ * Under systemd, stderr goes to the journal, which sets JOURNAL_STREAM to
+ * that stream's "device:inode" and takes a "<N>" prefix as the line's
+ * syslog priority (sd-daemon(3)). Lines then carry their priority, so
+ * `journalctl -p warning` finds keywardd's warnings, and no time of their
+ * own: the journal stamps them.
+ */
+static bool to_journal;
+
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void kw_log_init(const char *level_name)
 {
 	const char *spec = getenv("KEYWARD_DEBUG");
+
+	to_journal = stderr_is_journal();
 
 	if (level_name)
 		kw_log_level_parse(level_name, &kw_log_threshold);
@@ -72,11 +94,17 @@ static void log_vwrite(enum kw_log_level level, const char *fmt, va_list ap)
 	struct tm tm;
 	int n;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-		     level_names[level]);
+	if (to_journal) {
+		/* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
+		static const int priority[] = {3, 4, 6, 7};
+		n = snprintf(line, sizeof line, "<%d>%s: ", priority[level], level_names[level]);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ", tm.tm_year + 1900,
+			     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+			     level_names[level]);
+	}
 	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
 	/* one fputs per line keeps lines whole when threads log at once */
 	strncat(line, "\n", sizeof line - strlen(line) - 1);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -153,6 +154,37 @@ static void test_threshold(void **state)
 	free(text);
 }
 
+/* Under systemd (JOURNAL_STREAM names stderr) a line carries its syslog priority instead of a time. */
+static void test_journal_priorities(void **state)
+{
+	struct stat st;
+	char js[64], *text;
+
+	(void)state;
+	capture_start();
+	assert_int_equal(fstat(2, &st), 0);
+	snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	kw_log_init("info");
+	kw_log_write(KW_LOG_WARN, "a warning");
+	kw_log_write(KW_LOG_ERROR, "an error");
+	kw_log_write(KW_LOG_INFO, "news");
+	text = capture_end();
+	assert_string_equal(text, "<4>warn: a warning\n<3>error: an error\n<6>info: news\n");
+	free(text);
+	/* another stream (the journal's variable inherited, stderr redirected elsewhere): plain lines */
+	setenv("JOURNAL_STREAM", "0:0", 1);
+	capture_start();
+	kw_log_init("info");
+	kw_log_write(KW_LOG_WARN, "elsewhere");
+	text = capture_end();
+	assert_null(strchr(text, '<'));
+	assert_non_null(strstr(text, "warn  elsewhere"));
+	free(text);
+	unsetenv("JOURNAL_STREAM");
+	kw_log_init("info");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +192,7 @@ int main(void)
 		cmocka_unit_test_setup(test_keys_are_separate, setup),
 		cmocka_unit_test_setup(test_table_is_bounded, setup),
 		cmocka_unit_test_setup(test_threshold, setup),
+		cmocka_unit_test(test_journal_priorities),
 	};
 	return cmocka_run_group_tests_name("common_log", tests, NULL, NULL);
 }
