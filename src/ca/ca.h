@@ -1,18 +1,27 @@
 /*
- * keyward-ca internals: a certificate authority whose key is reached only
- * through PKCS#11 (libp11). See docs/keyward-ca.8.
+ * keyward-ca's library, inside: what its files share. api.h is the way in
+ * from outside; this header is for the library's own files. In the order
+ * they build on each other (each uses only those above it):
  *
- *   main.c      the command line
- *   conf.c      ca.conf: reading, writing
- *   template.c  issuance templates: built-ins, rules, extensions
+ *   error.c     the one error type (api.h's enum ca_err)
+ *   files.c     whole-file reads, atomic replacement; safe names; ca.conf-able text
+ *   reason.c    CRL reason codes
+ *   names.c     the names a certificate may carry
  *   request.c   PKCS#10 requests, parsed once
- *   files.c     whole-file reads, atomic replacement
- *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit
- *   token.c     the CA key through libp11; key generation through the module
- *   cert.c      CA certificates, subordinate requests, issuance
- *   crl.c       full and delta CRLs
- *
- * Errors: functions return 0 or -1, after ca_error() said what and where.
+ *   template.c  issuance templates: built-ins, rules, extensions
+ *   conf.c      ca.conf: reading, writing
+ *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit, identity
+ *   token.c     the CA key through libp11; key generation and listing through the module
+ *   cert.c      CA certificates, subordinate requests, certificates built and signed
+ *   crlder.c    a CRL's DER, built by hand
+ *   instance.c  an open CA: ca_open, its identity checked, edits of ca.conf audited
+ *   confchange.c configuration changes, audited (config set, templates)
+ *   crl.c       full and delta CRLs, published
+ *   issuance.c  the issuance pipeline; submit, approve, deny
+ *   revoke.c    revoke, unrevoke
+ *   query.c     status and listings
+ *   setup.c     setup, install-cert
+ *   keys.c      the keys a token holds, with or without a CA
  */
 #ifndef KW_CA_H
 #define KW_CA_H
@@ -28,51 +37,16 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define CA_NAME_MAX 128
-#define CA_PATH_MAX 1024
-#define CA_TEMPLATES_MAX 64
 
-/* Records an error message (printed by main as "keyward-ca: ..."). Returns -1. */
-int ca_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The same, for a command line that cannot be right whatever the CA holds (exit status 2). */
-int ca_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *ca_last_error(void);
-bool ca_last_error_is_usage(void);
+#include "ca/api.h"
 
-struct ca_template {
-	char name[64];
-	unsigned validity_days;
-	char key_usage[256];	      /* digitalSignature,keyEncipherment,... */
-	char extended_key_usage[256]; /* serverAuth,clientAuth,... or empty */
-	bool ca;
-	int path_len;	     /* -1: none */
-	char key_types[128]; /* RSA-2048+,EC-P256,EC-P384 */
-	bool subject_cn;     /* the subject must have a CN */
-	char san[64];	     /* SAN kinds taken from the request: dns,ip,email; empty: none */
-	bool manual;	     /* approval = manual */
-	bool ocsp_nocheck;
-	bool builtin;  /* not from ca.conf */
-	bool wildcard; /* a DNS name (or CN) may be a wildcard: "*" as the whole leftmost label */
-};
+/* error.c: each records the message for the calling thread and returns -1. */
+int ca_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));	    /* CA_ERR_FAILED */
+int ca_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* CA_ERR_USAGE */
 
-struct ca_conf {
-	char dir[CA_PATH_MAX];
-	char name[CA_NAME_MAX + 1];
-	char key[CA_PATH_MAX]; /* a label, or a pkcs11: URI */
-	char token[64];	       /* the token label, when key is a label */
-	char module[CA_PATH_MAX];
-	char pin_file[CA_PATH_MAX];
-	char hash[16];
-	unsigned validity_days;
-	char server_name[256];
-	unsigned crl_period_hours, crl_overlap_hours, delta_crl_period_hours;
-	bool subordinate;
-	struct ca_template templates[CA_TEMPLATES_MAX]; /* built-ins, then ca.conf's (which override) */
-	size_t n_templates;
-};
+
 
 /* conf.c */
-int ca_conf_defaults(struct ca_conf *c, const char *dir);
 int ca_conf_load(struct ca_conf *c, const char *dir);
 /* the longest "key = value" line ca.conf may hold: inih reads lines of 199 bytes at most */
 #define CA_CONF_LINE_MAX 196
@@ -86,8 +60,6 @@ int ca_conf_check(const struct ca_conf *c, const char *text);
 int ca_conf_parse(struct ca_conf *c, const char *dir, const char *path, const char *text);
 /* Sets one [ca] key from its text; -1 if the key is unknown or the value bad. */
 int ca_conf_set(struct ca_conf *c, const char *key, const char *value);
-/* ca.conf's text: the [ca] section and every template not built in (or changed); malloc'd. */
-char *ca_conf_text(const struct ca_conf *c);
 /* Writes ca.conf atomically. */
 int ca_conf_save(const struct ca_conf *c);
 /* dir/name into out */
@@ -95,6 +67,8 @@ void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size);
 /* The name with every character but [A-Za-z0-9._-] replaced by '-', for file names and URLs. */
 void ca_file_name(const char *name, char *out, size_t size);
 const EVP_MD *ca_md(const struct ca_conf *c);
+/* template.c: the base of the CDP, AIA and OCSP URLs in what the CA issues: url_base, or http://server_name. */
+void ca_url_base(const struct ca_conf *c, char *out, size_t size);
 
 /* request.c */
 /* A request as received, parsed; its key decoded. */
@@ -109,17 +83,8 @@ struct ca_request {
 	unsigned char *der;		       /* the request's DER, as stored for approval */
 	size_t der_len;
 };
-/* Decodes public keys; made once and used for many requests, by one thread at a time. */
-struct ca_key_decoder;
-struct ca_key_decoder *ca_key_decoder_new(void);
-void ca_key_decoder_free(struct ca_key_decoder *d);
-/* A request from a PEM or DER file; NULL after ca_error() names the file and what is wrong. */
-struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d);
-/* A request from a file's bytes (PEM or DER, at most CA_REQUEST_MAX), named name in errors; NULL with the reason. */
-struct ca_request *ca_request_from_bytes(const char *name, const char *bytes, size_t len, struct ca_key_decoder *d);
 /* A request from DER (as stored); NULL with the reason. */
 struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct ca_key_decoder *d);
-void ca_request_free(struct ca_request *r);
 /* The request's signature verifies with its own key: 0, or -1 with the reason. */
 int ca_request_verify(const struct ca_request *r);
 
@@ -148,6 +113,8 @@ int ca_stage_file(struct ca_staged *s, const char *path, const void *data, size_
 int ca_stage_commit(struct ca_staged *s);
 /* Removes a staged file that is not to be put in place. */
 void ca_stage_drop(struct ca_staged *s);
+/* The SHA-256 of data, in lower-case hex. */
+void ca_sha256_hex(const void *data, size_t len, char out[65]);
 /* Writes path atomically: staged, then put in place. */
 int ca_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
@@ -160,12 +127,8 @@ struct ca_template *ca_template_add(struct ca_conf *c, const char *name);
 /* Sets t's keys from a template file's text (KEY = VALUE lines; #, ; comments), named name in errors. */
 int ca_template_parse(struct ca_template *t, const char *name, const char *text, size_t len);
 #define CA_TEMPLATE_FILE_MAX (64 * 1024)
-/* Prints t as INI keys. */
-void ca_template_print(const struct ca_template *t, FILE *f);
 /* Whether req's key and names satisfy t; -1 with the reason. */
 int ca_template_check(const struct ca_template *t, const struct ca_request *req);
-/* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
-int ca_request_check(const struct ca_template *t, const struct ca_request *req);
 /* Extension nid from OpenSSL's config syntax, of a certificate (subject, may be NULL) or CRL issued by issuer. */
 X509_EXTENSION *ca_make_ext(X509 *issuer, X509 *subject, X509_CRL *crl, int nid, const char *value);
 /* Adds extension nid (OpenSSL config syntax) to x, issued by issuer. */
@@ -189,8 +152,10 @@ int ca_token_open(const struct ca_conf *c, struct ca_token **out);
 void ca_token_close(struct ca_token *t);
 /* The CA key (private half, for signing) and its public key. */
 int ca_token_key(struct ca_token *t, const char *key, EVP_PKEY **priv, EVP_PKEY **pub);
-/* Prints the keys the CA sees. */
-int ca_token_list(struct ca_token *t, FILE *f);
+/* Calls fn for each key the token shows (fn's -1 stops). */
+int ca_token_each_key(struct ca_token *t, int (*fn)(void *arg, const struct ca_key_info *k), void *arg);
+/* The label of the token found. */
+const char *ca_token_label(const struct ca_token *t);
 #define CA_KEY_TYPES "RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384"
 /* Whether keyward-ca makes keys of TYPE (one of CA_KEY_TYPES). */
 bool ca_key_type_known(const char *type);
@@ -207,16 +172,6 @@ int ca_db_commit(struct ca_db *db);
 void ca_db_rollback(struct ca_db *db);
 /* An audit record in the open transaction. */
 int ca_db_audit(struct ca_db *db, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-struct ca_db_cert {
-	char serial[80]; /* upper-case hex */
-	char subject[512];
-	char template_name[64];
-	time_t not_before, not_after;
-	char status[16]; /* issued, revoked */
-	time_t revoked_at;
-	int reason; /* CRL reason code, -1 if none */
-	long long request_id;
-};
 int ca_db_insert_cert(struct ca_db *db, const struct ca_db_cert *row, const unsigned char *der, size_t der_len);
 /* 0 found, 1 not found, -1 error. der (may be NULL) is malloc'd. */
 int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row, unsigned char **der, size_t *der_len);
@@ -227,10 +182,12 @@ long long ca_db_insert_request(struct ca_db *db, const unsigned char *csr, size_
 int ca_db_get_request(struct ca_db *db, long long id, unsigned char **csr, size_t *len, char *template_name,
 		      size_t tsize, char *status, size_t ssize);
 int ca_db_set_request(struct ca_db *db, long long id, const char *status, const char *serial);
-/* Prints the audit log, oldest first, as text or JSON. */
-int ca_db_audit_list(struct ca_db *db, bool json, FILE *f);
-/* Prints certificates and requests (status NULL for all) as text or JSON. */
-int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f);
+/* Calls fn for each certificate (oldest first), request not issued, or audit record; fn's -1 stops. */
+int ca_db_each_cert(struct ca_db *db, int (*fn)(void *arg, const struct ca_db_cert *c), void *arg);
+int ca_db_each_request(struct ca_db *db, int (*fn)(void *arg, const struct ca_pending *r), void *arg);
+int ca_db_each_audit(struct ca_db *db, int (*fn)(void *arg, const struct ca_audit_row *r), void *arg);
+/* st's counts and CRL numbers, as of now. */
+int ca_db_counts(struct ca_db *db, time_t now, struct ca_status *st);
 /* Calls fn for every revoked certificate (revoked after since, if since > 0). */
 int ca_db_each_revoked(struct ca_db *db, time_t since,
 		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg);
@@ -248,6 +205,9 @@ int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
 /* The PEM certificates of path, in order (an empty stack if none); NULL with errno if unreadable. */
 STACK_OF(X509) * ca_read_certs(const char *path);
 int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain);
+/* The CA's public key: ca.crt's, or before install-cert the request's in ca.csr; NULL after ca_error(). */
+EVP_PKEY *ca_cert_public_key(const struct ca_conf *c);
+bool ca_same_key(EVP_PKEY *a, EVP_PKEY *b);
 X509 *ca_cert_make_root(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
 X509_REQ *ca_cert_make_request(const struct ca_conf *c, EVP_PKEY *priv, EVP_PKEY *pub);
 /*
@@ -282,15 +242,43 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
  */
 int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv, const EVP_MD *md, struct ca_der *out);
 
-/* crl.c */
+/* crl.c: ca_crl_publish's work, also for a retired CA's final CRL. */
+int ca_crl_publish_any(struct ca *ca, bool delta, long long *number_out);
+
+/* ---- an open instance (instance.c) ---- */
+struct ca {
+	struct ca_conf conf;
+	struct ca_token *token;
+	EVP_PKEY *priv, *pub;
+	STACK_OF(X509) * chain;
+	struct ca_db *db;
+	char warning[1100]; /* something the front end should tell, though the CA opened */
+};
+/* confchange.c: ca.conf's text (as c would write it) recorded in db's open transaction. */
+int ca_conf_record(const struct ca_conf *c, struct ca_db *db);
 /*
- * Builds and signs a full (delta = false) or delta CRL, records its number
- * in one transaction of its own, then writes it atomically to publish/.
+ * A change of the configuration: c's ca.conf staged; then in one
+ * transaction an audit record (event config; fmt says what changed) and
+ * c's text recorded, and ca.conf put in place under the write lock. A
+ * failure before the commit changes nothing; a failed commit leaves a
+ * ca.conf the next command records as changed by hand.
  */
-int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
-		   long long *number_out);
-/* CRL reason names <-> codes */
-int ca_reason_code(const char *name);
-const char *ca_reason_name(int code);
+int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */
+int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db);
+
+/* meta keys of the CA's identity and state */
+#define CA_META_KEY "ca.key_sha256"
+#define CA_META_NAME "ca.name"
+#define CA_META_CERT "ca.cert_sha256"
+#define CA_META_SCHEMA "schema_version"
+#define CA_META_RETIRED "ca.retired"
+#define CA_META_CRL_FLOOR "crl.floor" /* CRL numbers continue above this (a restore's published CRLs) */
+#define CA_SCHEMA_VERSION 2
+/* Refuses (CA_ERR_REFUSED) when the CA is retired: what for says what was refused. */
+int ca_check_active(struct ca *ca, const char *what);
+/* Records the CA's identity (key fingerprint, name, certificate) in db's open transaction. */
+int ca_identity_record(const struct ca_conf *c, struct ca_db *db, EVP_PKEY *pub, X509 *cert);
 
 #endif

@@ -85,6 +85,46 @@ int ca_cert_load_chain(const struct ca_conf *c, STACK_OF(X509) * *chain)
 	return 0;
 }
 
+/* The public key of the CA's file name (a PEM certificate, or with request a PEM request); NULL if none. */
+static EVP_PKEY *key_in(const struct ca_conf *c, const char *name, bool request)
+{
+	char path[CA_PATH_MAX + 16];
+	EVP_PKEY *key = NULL;
+	FILE *f;
+
+	ca_path(c, name, path, sizeof path);
+	if (!(f = fopen(path, "re")))
+		return NULL;
+	if (request) {
+		X509_REQ *r = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+
+		key = r ? X509_REQ_get_pubkey(r) : NULL;
+		X509_REQ_free(r);
+	} else {
+		X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+
+		key = x ? X509_get_pubkey(x) : NULL;
+		X509_free(x);
+	}
+	fclose(f);
+	ERR_clear_error();
+	return key;
+}
+
+EVP_PKEY *ca_cert_public_key(const struct ca_conf *c)
+{
+	EVP_PKEY *key = key_in(c, "ca.crt", false);
+
+	if (!key && !(key = key_in(c, "ca.csr", true)))
+		ca_error("neither ca.crt nor ca.csr in %s says which key is the CA's", c->dir);
+	return key;
+}
+
+bool ca_same_key(EVP_PKEY *a, EVP_PKEY *b)
+{
+	return a && b && EVP_PKEY_eq(a, b) == 1;
+}
+
 int ca_stage_pem_chain(struct ca_staged *s, const char *path, STACK_OF(X509) * chain)
 {
 	BIO *b = BIO_new(BIO_s_mem());

@@ -14,66 +14,9 @@
 
 #include "ca/ca.h"
 
-static _Thread_local char last_error[1024]; /* per thread: batch.c signs on several */
-static _Thread_local bool last_error_usage;
-
-static void record(bool usage, const char *fmt, va_list ap)
-{
-	char message[sizeof last_error];
-
-	/* formatted apart first: the arguments may be the last error itself */
-	vsnprintf(message, sizeof message, fmt, ap);
-	memcpy(last_error, message, sizeof last_error);
-	last_error_usage = usage;
-}
-
-int ca_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	record(false, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int ca_usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	record(true, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-const char *ca_last_error(void)
-{
-	return last_error;
-}
-
-bool ca_last_error_is_usage(void)
-{
-	return last_error_usage;
-}
-
 void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size)
 {
 	snprintf(out, size, "%s/%s", c->dir, name);
-}
-
-void ca_file_name(const char *name, char *out, size_t size)
-{
-	size_t i;
-
-	for (i = 0; name[i] && i + 1 < size; i++) {
-		char ch = name[i];
-		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			 ch == '.' || ch == '_' || ch == '-';
-
-		out[i] = ok ? ch : '-';
-	}
-	out[i] = '\0';
 }
 
 const EVP_MD *ca_md(const struct ca_conf *c)
@@ -121,20 +64,37 @@ static int set_unsigned(const char *v, unsigned max, unsigned *out)
 	return 0;
 }
 
-int ca_conf_text_ok(size_t key_len, const char *v)
+/* A URL base: http:// or https://, a host, an optional path; no spaces, quotes or trailing slash. */
+static int url_base_ok(const char *v)
 {
 	size_t n = strlen(v);
 
-	/* inih reads lines of at most 199 bytes: "key = value" must come back whole */
-	if (key_len + 3 + n > CA_CONF_LINE_MAX)
-		return ca_error("too long for a line of ca.conf (%d bytes at most)", CA_CONF_LINE_MAX);
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-			return ca_error("holds the control character \\x%02x", (unsigned char)v[i]);
-	if (n && (v[0] == ' ' || v[n - 1] == ' '))
-		return ca_error("starts or ends with a space");
-	if (v[0] == ';' || strstr(v, " ;"))
-		return ca_error("holds \" ;\", which starts a comment in ca.conf");
+	if (!n)
+		return 0; /* empty: http://server_name */
+	if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+		return ca_error("a URL base starts with http:// or https://");
+	if (strcspn(v, " \t\"'<>\\") != n)
+		return ca_error("a URL base holds no spaces, quotes or backslashes");
+	if (v[n - 1] == '/' || !v[strncmp(v, "http://", 7) ? 8 : 7])
+		return ca_error("a URL base names a host and ends without '/' (http://pki.example.com)");
+	return 0;
+}
+
+/* URL bases separated by spaces, each as url_base_ok wants. */
+static int url_bases_ok(const char *v)
+{
+	char one[300];
+
+	for (const char *p = v; *p;) {
+		size_t n = strcspn(p, " ");
+
+		if (n && (n >= sizeof one ||
+			  (snprintf(one, sizeof one, "%.*s", (int)n, p), url_base_ok(one) ? true : false)))
+			return n >= sizeof one ? ca_error("a URL base longer than %zu bytes", sizeof one - 1)
+					       : ca_error("\"%s\": %s", one, ca_last_error());
+		p += n;
+		p += strspn(p, " ");
+	}
 	return 0;
 }
 
@@ -169,6 +129,10 @@ int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 		return set_unsigned(v, 36500, &c->validity_days);
 	if (!strcmp(key, "server_name"))
 		return set_string(v, c->server_name, sizeof c->server_name);
+	if (!strcmp(key, "url_base"))
+		return url_base_ok(v) ? -1 : set_string(v, c->url_base, sizeof c->url_base);
+	if (!strcmp(key, "legacy_url_bases"))
+		return url_bases_ok(v) ? -1 : set_string(v, c->legacy_url_bases, sizeof c->legacy_url_bases);
 	if (!strcmp(key, "crl_period_hours"))
 		return set_unsigned(v, 24 * 366, &c->crl_period_hours);
 	if (!strcmp(key, "crl_overlap_hours"))
@@ -251,8 +215,10 @@ int ca_conf_load(struct ca_conf *c, const char *dir)
 
 int ca_conf_check(const struct ca_conf *c, const char *text)
 {
-	static const char *const keys[] = {"name", "key", "token", "module", "pin_file", "server_name"};
-	const char *values[] = {c->name, c->key, c->token, c->module, c->pin_file, c->server_name};
+	static const char *const keys[] = {"name",	 "key",	     "token",	"module",
+					   "pin_file", "server_name", "url_base", "legacy_url_bases"};
+	const char *values[] = {c->name,	c->key,	     c->token,	  c->module,
+				c->pin_file, c->server_name, c->url_base, c->legacy_url_bases};
 	struct ca_conf *again = malloc(sizeof *again);
 	char *back = NULL;
 	int rc = -1;
@@ -293,12 +259,14 @@ char *ca_conf_text(const struct ca_conf *c)
 		"hash = %s\n"
 		"validity_days = %u\n"
 		"server_name = %s\n"
+		"url_base = %s\n"
+		"legacy_url_bases = %s\n"
 		"crl_period_hours = %u\n"
 		"crl_overlap_hours = %u\n"
 		"delta_crl_period_hours = %u\n"
 		"subordinate = %s\n",
 		c->name, c->key, c->token, c->module, c->pin_file, c->hash, c->validity_days, c->server_name,
-		c->crl_period_hours, c->crl_overlap_hours, c->delta_crl_period_hours,
+		c->url_base, c->legacy_url_bases, c->crl_period_hours, c->crl_overlap_hours, c->delta_crl_period_hours,
 		c->subordinate ? "true" : "false");
 	for (size_t i = 0; i < c->n_templates; i++) {
 		if (c->templates[i].builtin)

@@ -20,26 +20,6 @@
 
 #include "ca/ca.h"
 
-static const char *const reasons[] = {"unspecified",	    "keyCompromise",	    "cACompromise",
-				      "affiliationChanged", "superseded",	    "cessationOfOperation",
-				      "certificateHold",    NULL /* 7 is unused */, "removeFromCRL",
-				      "privilegeWithdrawn", "aACompromise"};
-
-int ca_reason_code(const char *name)
-{
-	for (int i = 0; i < (int)(sizeof reasons / sizeof reasons[0]); i++)
-		if (reasons[i] && i != 8 && !strcmp(reasons[i], name))
-			return i;
-	return -1;
-}
-
-const char *ca_reason_name(int code)
-{
-	if (code < 0 || code >= (int)(sizeof reasons / sizeof reasons[0]) || !reasons[code])
-		return "?";
-	return reasons[code];
-}
-
 static int add_entry(void *arg, const char *serial, time_t when, int reason)
 {
 	return ca_der_revoked_entry(arg, serial, when, reason);
@@ -102,7 +82,10 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 			goto out;
 		}
 	} else {
-		snprintf(v, sizeof v, "URI:http://%s/crl/%s+.crl", c->server_name, file);
+		char url[300];
+
+		ca_url_base(c, url, sizeof url);
+		snprintf(v, sizeof v, "URI:%s/crl/%s+.crl", url, file);
 		if (add_ext(crl, ca, NID_freshest_crl, v))
 			goto out;
 	}
@@ -128,13 +111,35 @@ out:
 	return rc;
 }
 
-int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
-		   long long *number_out)
+/* The CA certificate as DER at publish/NAME.crt, where the AIA caIssuers URL points. */
+static int publish_ca_cert(struct ca *ca, const char *dir, const char *file)
 {
+	char path[CA_PATH_MAX + 300];
+	unsigned char *der = NULL;
+	int len = i2d_X509(ca_certificate(ca), &der), rc;
+
+	if (len <= 0)
+		return ca_error("cannot encode the CA certificate");
+	snprintf(path, sizeof path, "%s/%s.crt", dir, file);
+	rc = ca_write_atomic(path, der, (size_t)len, 0644);
+	OPENSSL_free(der);
+	return rc;
+}
+
+int ca_crl_publish(struct ca *ca, bool delta, long long *number_out)
+{
+	return ca_check_active(ca, "publishes CRLs") ? -1 : ca_crl_publish_any(ca, delta, number_out);
+}
+
+int ca_crl_publish_any(struct ca *ca, bool delta, long long *number_out)
+{
+	const struct ca_conf *c = &ca->conf;
 	char file[CA_NAME_MAX + 1], dir[CA_PATH_MAX + 16], path[CA_PATH_MAX + 300];
 	struct ca_der der = {0};
 	int lock = -1, rc = -1;
 
+	if (ca_open_key(ca) || (!ca->chain && ca_cert_load_chain(c, &ca->chain)))
+		return -1;
 	ca_file_name(c->name, file, sizeof file);
 	ca_path(c, "publish", dir, sizeof dir);
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -149,10 +154,10 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 		ca_error("cannot lock %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (ca_db_begin(db))
+	if (ca_db_begin(ca->db))
 		goto out;
-	if (build_crl(c, db, ca, priv, delta, number_out, &der) || ca_db_commit(db)) {
-		ca_db_rollback(db);
+	if (build_crl(c, ca->db, ca_certificate(ca), ca->priv, delta, number_out, &der) || ca_db_commit(ca->db)) {
+		ca_db_rollback(ca->db);
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/%s%s.crl", dir, file, delta ? "+" : "");
@@ -161,7 +166,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 			 ca_last_error());
 		goto out;
 	}
-	rc = 0;
+	rc = publish_ca_cert(ca, dir, file);
 out:
 	if (lock >= 0)
 		close(lock);

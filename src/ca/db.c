@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <sqlite3.h>
 
 #include "ca/ca.h"
@@ -302,120 +301,98 @@ int ca_db_set_request(struct ca_db *db, long long id, const char *status, const 
 		   "update request");
 }
 
-static const char *iso(time_t t, char *buf, size_t size)
+int ca_db_each_cert(struct ca_db *db, int (*fn)(void *arg, const struct ca_db_cert *c), void *arg)
 {
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
-int ca_db_list(struct ca_db *db, const char *status, bool json, FILE *f)
-{
-	json_t *arr = json ? json_array() : NULL;
-	time_t now = time(NULL);
-	sqlite3_stmt *st;
-	char a[32], b[32];
+	sqlite3_stmt *st = prepare(db, "SELECT " CERT_COLUMNS " FROM certs ORDER BY not_before, serial", "");
+	struct ca_db_cert r;
 	int rc;
 
-	if (!status || (strcmp(status, "pending") && strcmp(status, "denied"))) {
-		st = prepare(db, "SELECT " CERT_COLUMNS " FROM certs ORDER BY not_before, serial", "");
-		if (!st)
-			return -1;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			struct ca_db_cert r;
-			const char *shown;
-
-			row_of(st, &r);
-			shown = !strcmp(r.status, "issued") && r.not_after < now ? "expired" : r.status;
-			if (strcmp(r.status, "revoked"))
-				r.reason = -1; /* a hold taken back is not a revocation */
-			if (status && strcmp(status, shown))
-				continue;
-			if (json)
-				json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?}", "serial",
-								     r.serial, "subject", r.subject, "template",
-								     r.template_name, "status", shown, "not_before",
-								     iso(r.not_before, a, sizeof a), "not_after",
-								     iso(r.not_after, b, sizeof b), "reason",
-								     r.reason >= 0 ? ca_reason_name(r.reason) : NULL));
-			else
-				fprintf(f, "%s  %-8s %-12s %s  %s%s%s\n", r.serial, shown, r.template_name,
-					iso(r.not_after, b, sizeof b), r.subject, r.reason >= 0 ? "  " : "",
-					r.reason >= 0 ? ca_reason_name(r.reason) : "");
-		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
-			return db_fail(db, "list certificates");
-	}
-	if (!status || !strcmp(status, "pending") || !strcmp(status, "denied")) {
-		st = prepare(
-			db, "SELECT id, template, status, submitted FROM requests WHERE status != 'issued' ORDER BY id",
-			"");
-		if (!st)
-			return -1;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *rs = (const char *)sqlite3_column_text(st, 2);
-
-			if (status && strcmp(status, rs))
-				continue;
-			if (json)
-				json_array_append_new(arr,
-						      json_pack("{s:I, s:s, s:s, s:s}", "request",
-								(json_int_t)sqlite3_column_int64(st, 0), "template",
-								(const char *)sqlite3_column_text(st, 1), "status", rs,
-								"submitted",
-								iso((time_t)sqlite3_column_int64(st, 3), a, sizeof a)));
-			else
-				fprintf(f, "request %lld  %-8s %s  submitted %s\n",
-					(long long)sqlite3_column_int64(st, 0), rs,
-					(const char *)sqlite3_column_text(st, 1),
-					iso((time_t)sqlite3_column_int64(st, 3), a, sizeof a));
-		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
-			return db_fail(db, "list requests");
-	}
-	if (json) {
-		json_dumpf(arr, f, JSON_INDENT(2));
-		fputc('\n', f);
-		json_decref(arr);
-	}
-	return 0;
-}
-
-int ca_db_audit_list(struct ca_db *db, bool json, FILE *f)
-{
-	sqlite3_stmt *st = prepare(db, "SELECT id, time, uid, event, detail FROM audit ORDER BY id", "");
-	json_t *arr = json ? json_array() : NULL;
-	char when[32];
-	int rc;
-
-	if (!st) {
-		json_decref(arr);
+	if (!st)
 		return -1;
-	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		long long id = sqlite3_column_int64(st, 0), uid = sqlite3_column_int64(st, 2);
-		const char *event = (const char *)sqlite3_column_text(st, 3),
-			   *detail = (const char *)sqlite3_column_text(st, 4);
-
-		iso((time_t)sqlite3_column_int64(st, 1), when, sizeof when);
-		if (json)
-			json_array_append_new(arr,
-					      json_pack("{s:I, s:s, s:I, s:s, s:s}", "id", (json_int_t)id, "time", when,
-							"uid", (json_int_t)uid, "event", event, "detail", detail));
-		else
-			fprintf(f, "%lld  %s  uid %lld  %-12s %s\n", id, when, uid, event, detail);
+		row_of(st, &r);
+		if (fn(arg, &r)) {
+			sqlite3_finalize(st);
+			return -1;
+		}
 	}
 	sqlite3_finalize(st);
-	if (json && rc == SQLITE_DONE) {
-		json_dumpf(arr, f, JSON_INDENT(2));
-		fputc('\n', f);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "list certificates");
+}
+
+int ca_db_each_request(struct ca_db *db, int (*fn)(void *arg, const struct ca_pending *r), void *arg)
+{
+	sqlite3_stmt *st = prepare(
+		db, "SELECT id, template, status, submitted FROM requests WHERE status != 'issued' ORDER BY id", "");
+	struct ca_pending r;
+	int rc;
+
+	if (!st)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof r);
+		r.id = sqlite3_column_int64(st, 0);
+		snprintf(r.template_name, sizeof r.template_name, "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(r.status, sizeof r.status, "%s", (const char *)sqlite3_column_text(st, 2));
+		r.submitted = (time_t)sqlite3_column_int64(st, 3);
+		if (fn(arg, &r)) {
+			sqlite3_finalize(st);
+			return -1;
+		}
 	}
-	json_decref(arr);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "list requests");
+}
+
+int ca_db_each_audit(struct ca_db *db, int (*fn)(void *arg, const struct ca_audit_row *r), void *arg)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT id, time, uid, event, detail FROM audit ORDER BY id", "");
+	struct ca_audit_row r;
+	int rc;
+
+	if (!st)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r.id = sqlite3_column_int64(st, 0);
+		r.time = (time_t)sqlite3_column_int64(st, 1);
+		r.uid = sqlite3_column_int64(st, 2);
+		r.event = (const char *)sqlite3_column_text(st, 3);
+		r.detail = (const char *)sqlite3_column_text(st, 4);
+		if (fn(arg, &r)) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+	}
+	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_fail(db, "read the audit log");
+}
+
+int ca_db_counts(struct ca_db *db, time_t now, struct ca_status *st_out)
+{
+	sqlite3_stmt *st = prepare(db,
+				   "SELECT (SELECT COUNT(*) FROM certs WHERE status = 'issued' AND not_after >= ?),"
+				   " (SELECT COUNT(*) FROM certs WHERE status = 'revoked'),"
+				   " (SELECT COUNT(*) FROM certs WHERE status = 'issued' AND not_after < ?),"
+				   " (SELECT COUNT(*) FROM requests WHERE status = 'pending'),"
+				   " (SELECT COALESCE(MAX(number), 0) FROM crls WHERE delta = 0),"
+				   " (SELECT COALESCE(MAX(number), 0) FROM crls WHERE delta = 1),"
+				   " (SELECT COALESCE(MAX(this_update), 0) FROM crls)",
+				   "ii", (long long)now, (long long)now);
+	int rc;
+
+	if (!st)
+		return -1;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		st_out->issued = sqlite3_column_int64(st, 0);
+		st_out->revoked = sqlite3_column_int64(st, 1);
+		st_out->expired = sqlite3_column_int64(st, 2);
+		st_out->pending = sqlite3_column_int64(st, 3);
+		st_out->last_crl = sqlite3_column_int64(st, 4);
+		st_out->last_delta_crl = sqlite3_column_int64(st, 5);
+		st_out->last_crl_time = (time_t)sqlite3_column_int64(st, 6);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_fail(db, "count certificates");
 }
 
 int ca_db_each_revoked(struct ca_db *db, time_t since,
@@ -471,7 +448,12 @@ int ca_db_set_meta(struct ca_db *db, const char *key, const char *value)
 
 int ca_db_next_crl_number(struct ca_db *db, long long *number)
 {
-	sqlite3_stmt *st = prepare(db, "SELECT COALESCE(MAX(number), 0) + 1 FROM crls", "");
+	/* above every CRL this database published, and above the floor a restore set (CRLs published elsewhere) */
+	sqlite3_stmt *st = prepare(db,
+				   "SELECT MAX(COALESCE((SELECT MAX(number) FROM crls), 0),"
+				   " COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '" CA_META_CRL_FLOOR
+				   "'), 0)) + 1",
+				   "");
 	int rc;
 
 	if (!st)

@@ -7,6 +7,9 @@
  * before it takes the database's write lock, and puts its file in place
  * under that lock: two processes changing one file take turns. The
  * temporary name carries the process id, so two never write the same one.
+ *
+ * Also the rules for text that lands in files: names made safe for file
+ * names and URLs, and values that ca.conf's INI lines can hold.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/sha.h>
 
 #include "ca/ca.h"
 
@@ -97,4 +102,44 @@ int ca_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	struct ca_staged s;
 
 	return ca_stage_file(&s, path, data, len, mode) || ca_stage_commit(&s) ? -1 : 0;
+}
+
+void ca_file_name(const char *name, char *out, size_t size)
+{
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < size; i++) {
+		char ch = name[i];
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			 ch == '.' || ch == '_' || ch == '-';
+
+		out[i] = ok ? ch : '-';
+	}
+	out[i] = '\0';
+}
+
+int ca_conf_text_ok(size_t key_len, const char *v)
+{
+	size_t n = strlen(v);
+
+	/* inih reads lines of at most 199 bytes: "key = value" must come back whole */
+	if (key_len + 3 + n > CA_CONF_LINE_MAX)
+		return ca_error("too long for a line of ca.conf (%d bytes at most)", CA_CONF_LINE_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return ca_error("holds the control character \\x%02x", (unsigned char)v[i]);
+	if (n && (v[0] == ' ' || v[n - 1] == ' '))
+		return ca_error("starts or ends with a space");
+	if (v[0] == ';' || strstr(v, " ;"))
+		return ca_error("holds \" ;\", which starts a comment in ca.conf");
+	return 0;
+}
+
+void ca_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256(data, len, md);
+	for (size_t i = 0; i < sizeof md; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }

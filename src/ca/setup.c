@@ -2,7 +2,8 @@
  * keyward-ca: setup (a root, a subordinate's request, or an existing key
  * with its certificate) and install-cert. setup writes ca.conf last: until
  * it exists the directory is not a CA, and a failed setup removes what it
- * wrote.
+ * wrote. The database records the CA's identity (its key's fingerprint)
+ * from the start.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "ca/cli.h"
+#include "ca/ca.h"
 
 /* Creates dir and any missing parent; *made says whether dir itself was created. */
 static int make_dirs(const char *dir, bool *made)
@@ -48,7 +49,7 @@ static bool holds_ca(const char *dir)
 	return access(path, F_OK) == 0;
 }
 
-int cmd_setup(const struct opts *o)
+int ca_setup(const struct ca_setup *o)
 {
 	struct ca_conf c;
 	struct ca_token *tok = NULL;
@@ -61,6 +62,8 @@ int cmd_setup(const struct opts *o)
 	bool made_dir = false;
 	int rc = -1;
 
+	if (!o->dir || !*o->dir)
+		return ca_usage_error("setup needs a directory");
 	if (!o->name || !*o->name || strlen(o->name) > CA_NAME_MAX)
 		return ca_usage_error("setup needs --name (1 to %d characters)", CA_NAME_MAX);
 	if (o->key_type && o->existing_key)
@@ -88,10 +91,14 @@ int cmd_setup(const struct opts *o)
 		snprintf(c.token, sizeof c.token, "%s", o->token);
 	if (o->hash)
 		snprintf(c.hash, sizeof c.hash, "%s", o->hash);
-	if (o->validity)
-		c.validity_days = o->validity;
+	if (o->validity_days)
+		c.validity_days = o->validity_days;
 	if (o->server_name)
 		snprintf(c.server_name, sizeof c.server_name, "%s", o->server_name);
+	if (o->url_base && ca_conf_set(&c, "url_base", o->url_base)) {
+		ca_usage_error("url_base %s: %s", o->url_base, ca_last_error());
+		goto out;
+	}
 	c.subordinate = o->subordinate;
 	snprintf(label, sizeof label, "ca-%s", o->name);
 	snprintf(c.key, sizeof c.key, "%s", o->existing_key ? o->existing_key : label);
@@ -129,7 +136,7 @@ int cmd_setup(const struct opts *o)
 			ca_error("%s: %s", o->cert, chain ? "no PEM certificate in it" : strerror(errno));
 			goto out;
 		}
-		if (!same_key(X509_get0_pubkey(sk_X509_value(chain, 0)), pub)) {
+		if (!ca_same_key(X509_get0_pubkey(sk_X509_value(chain, 0)), pub)) {
 			ca_error("%s is not the certificate of key \"%s\": its public key differs; nothing set up",
 				 o->cert, c.key);
 			goto out;
@@ -155,7 +162,8 @@ int cmd_setup(const struct opts *o)
 	}
 	if (ca_db_open(&c, true, &db) || ca_db_begin(db))
 		goto out;
-	if (ca_db_audit(db, "setup", "CA \"%s\", key %s on token \"%s\", %s", c.name, c.key, c.token,
+	if (ca_identity_record(&c, db, pub, sk_X509_value(chain, 0)) ||
+	    ca_db_audit(db, "setup", "CA \"%s\", key %s on token \"%s\", %s", c.name, c.key, c.token,
 			c.subordinate ? "subordinate (request in ca.csr)"
 			: o->cert     ? "existing certificate"
 				      : "root") ||
@@ -173,8 +181,6 @@ int cmd_setup(const struct opts *o)
 	/* ca.conf last: its presence is what makes the directory a CA */
 	if (ca_conf_save(&c))
 		goto out;
-	printf("CA \"%s\" set up in %s with key \"%s\"%s\n", c.name, c.dir, c.key,
-	       c.subordinate ? "; ca.csr is the request for the parent CA, then run install-cert" : "");
 	rc = 0;
 out:
 	if (rc) {
@@ -199,9 +205,8 @@ out:
 	return rc;
 }
 
-int cmd_install_cert(const struct opts *o, const char *file)
+int ca_install_cert(struct ca *ca, const char *file)
 {
-	struct ca ca;
 	STACK_OF(X509) *chain = NULL;
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -210,7 +215,7 @@ int cmd_install_cert(const struct opts *o, const char *file)
 	X509 *x;
 	int rc = -1;
 
-	if (ca_open(o, true, false, &ca))
+	if (ca_open_key(ca))
 		goto out;
 	if (!(chain = ca_read_certs(file))) {
 		ca_error("%s: %s", file, strerror(errno));
@@ -221,9 +226,9 @@ int cmd_install_cert(const struct opts *o, const char *file)
 		goto out;
 	}
 	x = sk_X509_value(chain, 0);
-	if (!same_key(X509_get0_pubkey(x), ca.pub)) {
+	if (!ca_same_key(X509_get0_pubkey(x), ca->pub)) {
 		ca_error("%s is not for this CA: its public key is not key \"%s\"'s; nothing installed", file,
-			 ca.conf.key);
+			 ca->conf.key);
 		goto out;
 	}
 	if (X509_check_ca(x) < 1) {
@@ -240,28 +245,31 @@ int cmd_install_cert(const struct opts *o, const char *file)
 		goto out;
 	}
 	/* written first, put in place under the write lock with its audit record */
-	ca_path(&ca.conf, "ca.crt", path, sizeof path);
+	ca_path(&ca->conf, "ca.crt", path, sizeof path);
 	if (ca_stage_pem_chain(&staged, path, chain))
 		goto out;
-	if (ca_db_begin(ca.db) || ca_db_audit(ca.db, "install-cert", "CA certificate from %s installed", file) ||
+	if (ca_db_begin(ca->db) || ca_identity_record(&ca->conf, ca->db, ca->pub, x) ||
+	    ca_db_audit(ca->db, "install-cert", "CA certificate from %s installed", file) ||
 	    ca_stage_commit(&staged)) {
-		ca_db_rollback(ca.db);
+		ca_db_rollback(ca->db);
 		ca_stage_drop(&staged);
 		goto out;
 	}
-	if (ca_db_commit(ca.db)) {
-		ca_db_rollback(ca.db);
+	if (ca_db_commit(ca->db)) {
+		ca_db_rollback(ca->db);
 		ca_error("ca.crt is installed, but its audit record could not be committed (%s)", ca_last_error());
 		goto out;
 	}
-	ca_path(&ca.conf, "ca.csr", path, sizeof path);
+	ca_path(&ca->conf, "ca.csr", path, sizeof path);
 	unlink(path); /* answered */
-	printf("installed %s: the CA issues now\n", file);
+	/* the CA now issues with this chain */
+	sk_X509_pop_free(ca->chain, X509_free);
+	ca->chain = chain;
+	chain = NULL;
 	rc = 0;
 out:
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
 	sk_X509_pop_free(chain, X509_free);
-	ca_close(&ca);
 	return rc;
 }

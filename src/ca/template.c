@@ -342,7 +342,7 @@ static STACK_OF(X509_EXTENSION) *
 	template_exts(const struct ca_conf *c, const struct ca_template *t, X509 *ca, bool rsa)
 {
 	STACK_OF(X509_EXTENSION) *e = sk_X509_EXTENSION_new_null();
-	char file[CA_NAME_MAX + 1], v[1024];
+	char file[CA_NAME_MAX + 1], v[1024], base[300];
 	int rc;
 
 	if (!e) {
@@ -350,6 +350,7 @@ static STACK_OF(X509_EXTENSION) *
 		return NULL;
 	}
 	ca_file_name(c->name, file, sizeof file);
+	ca_url_base(c, base, sizeof base);
 	if (!t->ca)
 		snprintf(v, sizeof v, "critical,CA:FALSE");
 	else if (t->path_len >= 0)
@@ -362,12 +363,11 @@ static STACK_OF(X509_EXTENSION) *
 	if (!rc && t->extended_key_usage[0])
 		rc = push_ext(e, ca, NID_ext_key_usage, t->extended_key_usage);
 	if (!rc) {
-		snprintf(v, sizeof v, "URI:http://%s/crl/%s.crl", c->server_name, file);
+		snprintf(v, sizeof v, "URI:%s/crl/%s.crl", base, file);
 		rc = push_ext(e, ca, NID_crl_distribution_points, v);
 	}
 	if (!rc) {
-		snprintf(v, sizeof v, "caIssuers;URI:http://%s/ca/%s.crt,OCSP;URI:http://%s/ocsp", c->server_name, file,
-			 c->server_name);
+		snprintf(v, sizeof v, "caIssuers;URI:%s/ca/%s.crt,OCSP;URI:%s/ocsp", base, file, base);
 		rc = push_ext(e, ca, NID_info_access, v);
 	}
 	if (!rc && t->ocsp_nocheck)
@@ -412,4 +412,12 @@ int ca_template_apply(const struct ca_issuer *is, const struct ca_request *req, 
 			return -1;
 	}
 	return copy_sans(req, x);
+}
+
+void ca_url_base(const struct ca_conf *c, char *out, size_t size)
+{
+	if (c->url_base[0])
+		snprintf(out, size, "%s", c->url_base);
+	else
+		snprintf(out, size, "http://%s", c->server_name);
 }

@@ -26,6 +26,7 @@
 
 #include <libp11.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
@@ -281,25 +282,50 @@ int ca_token_key(struct ca_token *t, const char *key, EVP_PKEY **priv, EVP_PKEY 
 		key, t->slot->token->label, t->slot->description ? t->slot->description : "", n);
 }
 
-int ca_token_list(struct ca_token *t, FILE *f)
+int ca_key_fingerprint(EVP_PKEY *key, char out[65])
+{
+	unsigned char *der = NULL;
+	int len = key ? i2d_PUBKEY(key, &der) : -1;
+
+	out[0] = '\0';
+	if (len <= 0)
+		return ca_error("cannot encode the public key");
+	ca_sha256_hex(der, (size_t)len, out);
+	OPENSSL_free(der);
+	return 0;
+}
+
+int ca_token_each_key(struct ca_token *t, int (*fn)(void *arg, const struct ca_key_info *k), void *arg)
 {
 	PKCS11_KEY *keys = NULL;
 	unsigned n = 0;
 
 	if (PKCS11_enumerate_keys(t->slot->token, &keys, &n) != 0)
 		return ca_error("token \"%s\": cannot list its keys", t->slot->token->label);
-	fprintf(f, "token \"%s\": %u key%s\n", t->slot->token->label, n, n == 1 ? "" : "s");
 	for (unsigned i = 0; i < n; i++) {
 		EVP_PKEY *pub = PKCS11_get_public_key(&keys[i]);
-		char id[2 * 64 + 1] = "";
+		struct ca_key_info k;
+		int rc;
 
+		memset(&k, 0, sizeof k);
+		snprintf(k.label, sizeof k.label, "%s", keys[i].label ? keys[i].label : "");
 		for (size_t j = 0; j < keys[i].id_len && j < 64; j++)
-			snprintf(id + 2 * j, 3, "%02x", keys[i].id[j]);
-		fprintf(f, "  %-32s id %-40s %s %d\n", keys[i].label ? keys[i].label : "", id,
-			pub ? EVP_PKEY_get0_type_name(pub) : "?", pub ? EVP_PKEY_get_bits(pub) : 0);
+			snprintf(k.id + 2 * j, 3, "%02x", keys[i].id[j]);
+		snprintf(k.type, sizeof k.type, "%s", pub ? EVP_PKEY_get0_type_name(pub) : "?");
+		k.bits = pub ? EVP_PKEY_get_bits(pub) : 0;
+		if (pub)
+			ca_key_fingerprint(pub, k.spki_sha256);
 		EVP_PKEY_free(pub);
+		ERR_clear_error();
+		if ((rc = fn(arg, &k)))
+			return rc;
 	}
 	return 0;
+}
+
+const char *ca_token_label(const struct ca_token *t)
+{
+	return t->slot->token->label;
 }
 
 /* ---- key generation, through the module's own function list ---- */

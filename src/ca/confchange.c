@@ -1,6 +1,7 @@
 /*
- * keyward-ca config: the [ca] settings shown and changed, each change
- * checked and audited; and ca.conf watched for changes made by hand.
+ * keyward-ca: changes of the configuration (config set, templates add and
+ * remove), each checked and audited; and ca.conf watched for changes made
+ * by hand.
  *
  * keyward-ca.db keeps the text of ca.conf as keyward-ca last wrote it
  * (meta "ca.conf"), in the same transaction as the change's audit record.
@@ -17,14 +18,14 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "ca/cli.h"
+#include "ca/ca.h"
 
 #define META_CONF "ca.conf"
 
 /* The [ca] keys config set may change: those that do not make it another CA. */
 static const char *const settable[] = {
-	"server_name", "hash", "crl_period_hours", "crl_overlap_hours", "delta_crl_period_hours", "module",
-	"token",       "key",  "pin_file"};
+	"server_name",		  "url_base", "legacy_url_bases", "hash", "crl_period_hours", "crl_overlap_hours",
+	"delta_crl_period_hours", "module",   "token",		  "key",  "pin_file"};
 /* Of those, the ones that say where the key is: the key must still be found there, and be the CA's. */
 static bool moves_key(const char *key)
 {
@@ -143,51 +144,15 @@ out:
 	return rc;
 }
 
-/* The public key of the CA's file name (a PEM certificate, or with request a PEM request); NULL if none. */
-static EVP_PKEY *key_in(const struct ca_conf *c, const char *name, bool request)
-{
-	char path[CA_PATH_MAX + 16];
-	EVP_PKEY *key = NULL;
-	FILE *f;
-
-	ca_path(c, name, path, sizeof path);
-	if (!(f = fopen(path, "re")))
-		return NULL;
-	if (request) {
-		X509_REQ *r = PEM_read_X509_REQ(f, NULL, NULL, NULL);
-
-		key = r ? X509_REQ_get_pubkey(r) : NULL;
-		X509_REQ_free(r);
-	} else {
-		X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-
-		key = x ? X509_get_pubkey(x) : NULL;
-		X509_free(x);
-	}
-	fclose(f);
-	ERR_clear_error();
-	return key;
-}
-
-/* The CA's public key: ca.crt's, or before install-cert the request's in ca.csr; NULL after ca_error(). */
-static EVP_PKEY *ca_public_key(const struct ca_conf *c)
-{
-	EVP_PKEY *key = key_in(c, "ca.crt", false);
-
-	if (!key && !(key = key_in(c, "ca.csr", true)))
-		ca_error("neither ca.crt nor ca.csr says which key is the CA's");
-	return key;
-}
-
 /* With conf's key settings, the token finds the key, and it is the CA's. */
 static int check_key(const struct ca_conf *conf)
 {
 	struct ca_token *token = NULL;
-	EVP_PKEY *priv = NULL, *pub = NULL, *want = ca_public_key(conf);
+	EVP_PKEY *priv = NULL, *pub = NULL, *want = ca_cert_public_key(conf);
 	int rc = -1;
 
 	if (want && ca_token_open(conf, &token) == 0 && ca_token_key(token, conf->key, &priv, &pub) == 0)
-		rc = same_key(pub, want) ? 0 : ca_error("the key %s found there is not the CA's", conf->key);
+		rc = ca_same_key(pub, want) ? 0 : ca_error("the key %s found there is not the CA's", conf->key);
 	EVP_PKEY_free(priv);
 	EVP_PKEY_free(pub);
 	EVP_PKEY_free(want);
@@ -208,18 +173,20 @@ static void conf_value(const struct ca_conf *c, const char *key, char *out, size
 	free(text);
 }
 
-static int config_set(struct ca *ca, const char *key, const char *value)
+int ca_config_set(struct ca *ca, const char *key, const char *value, bool *changed)
 {
 	struct ca_conf next = ca->conf;
 	char old[CA_PATH_MAX], resolved[CA_PATH_MAX];
 	bool known = false;
 
+	*changed = false;
 	for (size_t i = 0; i < sizeof settable / sizeof settable[0]; i++)
 		known = known || !strcmp(key, settable[i]);
 	if (!known)
 		return ca_usage_error("%s cannot be set (name, validity_days and subordinate are the CA's "
-				      "own, fixed at setup); settable: server_name, hash, crl_period_hours, "
-				      "crl_overlap_hours, delta_crl_period_hours, module, token, key, pin_file",
+				      "own, fixed at setup); settable: server_name, url_base, legacy_url_bases, hash, "
+				      "crl_period_hours, crl_overlap_hours, delta_crl_period_hours, module, token, key, "
+				      "pin_file",
 				      key);
 	if (!strcmp(key, "pin_file") && *value) {
 		if (!realpath(value, resolved))
@@ -231,43 +198,53 @@ static int config_set(struct ca *ca, const char *key, const char *value)
 	if (ca_conf_set(&next, key, value))
 		return ca_usage_error("%s \"%s\": not a valid value: %s", key, value, ca_last_error());
 	conf_value(&ca->conf, key, old, sizeof old);
-	if (!strcmp(old, value)) {
-		printf("%s = %s (unchanged)\n", key, value);
+	if (!strcmp(old, value))
 		return 0;
-	}
 	if (moves_key(key) && check_key(&next))
 		return ca_error("%s: %s; nothing changed", key, ca_last_error());
 	if (ca_conf_change(&next, ca->db, "%s: \"%s\" -> \"%s\"", key, old, value))
 		return -1;
 	ca->conf = next;
-	printf("%s = %s\n", key, value);
+	*changed = true;
 	return 0;
 }
 
-int cmd_config(const struct opts *o, int argc, char **argv)
+int ca_template_add_file(struct ca *ca, const char *name, const char *file)
 {
-	struct ca ca;
-	int rc = -1;
+	struct ca_conf next = ca->conf;
+	struct ca_template *t;
+	size_t len;
+	char *text = ca_read_file(file, CA_TEMPLATE_FILE_MAX, &len);
+	int bad;
 
-	if (!(argc == 0 || (argc == 1 && !strcmp(argv[0], "show")) || (argc == 3 && !strcmp(argv[0], "set"))))
-		return ca_usage_error("config, config show, or config set KEY VALUE");
-	if (ca_open(o, false, false, &ca) == 0) {
-		if (argc == 3) {
-			rc = config_set(&ca, argv[1], argv[2]);
-		} else {
-			char *text = ca_conf_text(&ca.conf);
-
-			if (text) {
-				/* the [ca] section alone: the templates are templates show's */
-				fwrite(text, 1,
-				       strstr(text, "\n[template ") ? (size_t)(strstr(text, "\n[template ") - text + 1)
-								    : strlen(text),
-				       stdout);
-				rc = 0;
-			}
-			free(text);
-		}
+	if (!text)
+		return -1;
+	if (!(t = ca_template_add(&next, name))) {
+		free(text);
+		return ca_usage_error("template name \"%s\" is not usable, or there are too many", name);
 	}
-	ca_close(&ca);
-	return rc;
+	bad = ca_template_parse(t, file, text, len);
+	free(text);
+	if (bad || ca_conf_change(&next, ca->db, "template %s added from %s", name, file))
+		return -1;
+	ca->conf = next;
+	return 0;
+}
+
+int ca_template_remove(struct ca *ca, const char *name, bool *builtin_again)
+{
+	struct ca_conf next = ca->conf;
+	size_t i;
+
+	for (i = 0; i < next.n_templates && strcmp(next.templates[i].name, name); i++)
+		;
+	if (i == next.n_templates || next.templates[i].builtin)
+		return ca_fail(CA_ERR_NOT_FOUND, "no added template \"%s\" to remove (built-in templates stay)", name);
+	memmove(&next.templates[i], &next.templates[i + 1], (next.n_templates - i - 1) * sizeof next.templates[0]);
+	next.n_templates--;
+	if (ca_conf_change(&next, ca->db, "template %s removed", name))
+		return -1;
+	ca->conf = next;
+	*builtin_again = ca_template_find(&ca->conf, name) != NULL;
+	return 0;
 }

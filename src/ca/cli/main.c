@@ -1,7 +1,7 @@
 /*
  * keyward-ca: the command line (docs/keyward-ca.8): options and dispatch
- * to the cmd_* of setup.c, issue.c and manage.c. Exit codes: 0 success,
- * 1 error (nothing changed), 2 usage.
+ * to the cmd_* front ends (cli.h). Exit codes: 0 success, 1 error (nothing
+ * changed), 2 usage.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ca/cli.h"
+#include "ca/cli/cli.h"
 
 /* A whole number from 1 to max; -1 (after saying so) otherwise. */
 static int number_option(const char *name, const char *text, unsigned max, unsigned *out)
@@ -30,12 +30,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: keyward-ca [--dir DIR] COMMAND ...\n"
 		"  setup --name NAME [--key-type T | --existing-key NAME|URI [--cert F]] [--hash H] [--validity DAYS]\n"
-		"        [--server-name HOST] [--subordinate] [--module PATH] [--token LABEL] [--pin-file F]\n"
-		"  install-cert FILE | keys | templates list|show N|add N --file F|remove N\n"
+		"        [--server-name HOST] [--url-base URL] [--subordinate] [--module PATH] [--token LABEL] [--pin-file F]\n"
+		"  install-cert FILE | keys [--cert F] [--json] | templates list|show N|add N --file F|remove N\n"
 		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
-		"  config [show] | config set KEY VALUE | audit [--json]\n"
+		"  config [show] | config set KEY VALUE | audit [--json] | status [--json]\n"
 		"See keyward-ca(8).\n");
 }
 
@@ -50,6 +50,7 @@ int main(int argc, char **argv)
 		{"hash", required_argument, NULL, 'h'},
 		{"validity", required_argument, NULL, 'v'},
 		{"server-name", required_argument, NULL, 's'},
+		{"url-base", required_argument, NULL, 'U'},
 		{"subordinate", no_argument, NULL, 'S'},
 		{"module", required_argument, NULL, 'm'},
 		{"token", required_argument, NULL, 't'},
@@ -106,6 +107,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			o.server_name = optarg;
+			break;
+		case 'U':
+			o.url_base = optarg;
 			break;
 		case 'S':
 			o.subordinate = true;
@@ -222,6 +226,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);
+	} else if (!strcmp(cmd, "status")) {
+		NEED(0);
+		rc = cmd_status(&o);
 	} else {
 		fprintf(stderr, "keyward-ca: unknown command \"%s\"\n", cmd);
 		usage(stderr);
@@ -229,7 +236,7 @@ int main(int argc, char **argv)
 	}
 	if (rc) {
 		fprintf(stderr, "keyward-ca: %s: %s\n", cmd, ca_last_error());
-		return ca_last_error_is_usage() ? EXIT_USAGE : EXIT_ERROR;
+		return ca_last_error_kind() == CA_ERR_USAGE ? EXIT_USAGE : EXIT_ERROR;
 	}
 	return 0;
 }

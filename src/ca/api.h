@@ -1,0 +1,242 @@
+/*
+ * keyward-ca's library: a certificate authority whose key is reached only
+ * through PKCS#11. This header is the one way in, for the command line
+ * (src/ca/cli/), serve, enrollment and migration alike. Nothing here
+ * prints or exits: a function returns 0 (or a pointer), or -1 (NULL)
+ * after recording what went wrong and its kind (ca_last_error,
+ * ca_last_error_kind), which the front end turns into an exit status, an
+ * HTTP status or a protocol error.
+ *
+ * An instance is a directory: ca.conf, ca.crt, keyward-ca.db, publish/.
+ * The database knows which CA it belongs to (its key's fingerprint) and
+ * whether that CA was retired; ca_open refuses a database of another CA.
+ */
+#ifndef KW_CA_API_H
+#define KW_CA_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <stdio.h>
+
+#include <openssl/x509.h>
+
+#define CA_NAME_MAX 128
+#define CA_PATH_MAX 1024
+#define CA_TEMPLATES_MAX 64
+
+/* ---- errors ---- */
+enum ca_err {
+	CA_ERR_FAILED = 1, /* could not be done: I/O, the HSM, the database */
+	CA_ERR_USAGE,	   /* the call cannot be right whatever the CA holds */
+	CA_ERR_REFUSED,	   /* policy said no: a template's rules, a name, a retired CA */
+	CA_ERR_NOT_FOUND,  /* no such certificate, request, template or key */
+	CA_ERR_CONFLICT,   /* the state forbids it: already revoked, another CA's database, a CA running */
+};
+const char *ca_last_error(void);
+enum ca_err ca_last_error_kind(void);
+/* Records an error of kind (front ends record their own this way too); returns -1. */
+int ca_fail(enum ca_err kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the instance ---- */
+struct ca;		/* an open instance */
+struct ca_request;	/* a parsed PKCS#10 request */
+struct ca_key_decoder;	/* decodes public keys of requests; made once, used by one thread at a time */
+
+struct ca_template {
+	char name[64];
+	unsigned validity_days;
+	char key_usage[256];	      /* digitalSignature,keyEncipherment,... */
+	char extended_key_usage[256]; /* serverAuth,clientAuth,... or empty */
+	bool ca;
+	int path_len;	     /* -1: none */
+	char key_types[128]; /* RSA-2048+,EC-P256,EC-P384 */
+	bool subject_cn;     /* the subject must have a CN */
+	char san[64];	     /* SAN kinds taken from the request: dns,ip,email; empty: none */
+	bool manual;	     /* approval = manual */
+	bool ocsp_nocheck;
+	bool builtin;  /* not from ca.conf */
+	bool wildcard; /* a DNS name (or CN) may be a wildcard: "*" as the whole leftmost label */
+};
+
+struct ca_conf {
+	char dir[CA_PATH_MAX];
+	char name[CA_NAME_MAX + 1];
+	char key[CA_PATH_MAX]; /* a label, or a pkcs11: URI */
+	char token[64];	       /* the token label, when key is a label */
+	char module[CA_PATH_MAX];
+	char pin_file[CA_PATH_MAX];
+	char hash[16];
+	unsigned validity_days;
+	char server_name[256];	     /* this host's name: where the CA runs */
+	char url_base[256];	     /* what issued certificates point to; empty: http://server_name */
+	char legacy_url_bases[1024]; /* URL bases of earlier hosts that serve still answers (space-separated) */
+	unsigned crl_period_hours, crl_overlap_hours, delta_crl_period_hours;
+	bool subordinate;
+	struct ca_template templates[CA_TEMPLATES_MAX]; /* built-ins, then ca.conf's (which override) */
+	size_t n_templates;
+};
+
+/* a certificate as the database holds it */
+struct ca_db_cert {
+	char serial[80]; /* upper-case hex */
+	char subject[512];
+	char template_name[64];
+	time_t not_before, not_after;
+	char status[16]; /* issued, revoked */
+	time_t revoked_at;
+	int reason; /* CRL reason code, -1 if none */
+	long long request_id;
+};
+
+/* The defaults of a configuration for dir, as setup starts from (module, token, hash, ...). */
+int ca_conf_defaults(struct ca_conf *c, const char *dir);
+/* ca.conf's text for c: the [ca] section, then each template not built in (malloc'd). */
+char *ca_conf_text(const struct ca_conf *c);
+/* Writes t's keys as a [template] section's lines. */
+void ca_template_print(const struct ca_template *t, FILE *f);
+
+struct ca_key_decoder *ca_key_decoder_new(void);
+void ca_key_decoder_free(struct ca_key_decoder *d);
+/* A request from a PEM or DER file; NULL with the reason, naming the file. */
+struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d);
+/* A request from bytes (PEM or DER, at most CA_REQUEST_MAX), named name in errors; NULL with the reason. */
+struct ca_request *ca_request_from_bytes(const char *name, const char *bytes, size_t len, struct ca_key_decoder *d);
+void ca_request_free(struct ca_request *r);
+/* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
+int ca_request_check(const struct ca_template *t, const struct ca_request *req);
+
+enum {
+	CA_OPEN_CERT = 1, /* the chain in ca.crt: for issuing, publishing, exporting */
+	CA_OPEN_KEY = 2,  /* logged in to the token, the CA key found, and it is the key ca.crt (ca.csr) names */
+};
+/* Opens the CA in dir: its configuration and database, and what flags ask for. */
+int ca_open(const char *dir, unsigned flags, struct ca **out);
+/* Logs in and finds the key later, when it turns out to be needed. */
+int ca_open_key(struct ca *ca);
+void ca_close(struct ca *ca);
+/* What the front end should tell though the CA opened (an edit of ca.conf not audited); NULL if nothing. */
+const char *ca_open_warning(const struct ca *ca);
+const struct ca_conf *ca_config(const struct ca *ca);
+/* The CA certificate (NULL before install-cert or without CA_OPEN_CERT), and the whole chain. */
+X509 *ca_certificate(const struct ca *ca);
+STACK_OF(X509) * ca_chain(const struct ca *ca);
+const struct ca_template *ca_template_named(const struct ca *ca, const char *name);
+
+/* ---- setting up ---- */
+struct ca_setup {
+	const char *dir, *name;
+	const char *key_type;	  /* a new key of this type (CA_KEY_TYPES); default RSA-3072 */
+	const char *existing_key; /* or a key already on the token: a label or a pkcs11: URI */
+	const char *cert;	  /* with existing_key: its certificate (and chain), PEM */
+	const char *hash, *server_name, *url_base, *module, *token, *pin_file;
+	unsigned validity_days;
+	bool subordinate; /* writes ca.csr for the parent CA; install-cert completes it */
+};
+/* Sets up a CA in s->dir; on failure nothing of it stays behind. */
+int ca_setup(const struct ca_setup *s);
+/* Installs a subordinate CA's certificate (file: it, then its chain up to a root). */
+int ca_install_cert(struct ca *ca, const char *file);
+
+/* ---- issuance: one pipeline, a single certificate is a batch of one ---- */
+struct ca_issued {
+	char serial[80]; /* upper-case hex */
+	char subject[512];
+	unsigned char *der;
+	size_t der_len;
+	long long request_id; /* the approved request, or 0 */
+};
+void ca_issued_free(struct ca_issued *c);
+struct ca_batch {
+	const struct ca_template *t;
+	size_t n;
+	/* request i, read and parsed (with d); NULL after ca_error (the message names the request) */
+	struct ca_request *(*get)(void *arg, size_t i, struct ca_key_decoder *d);
+	void *get_arg;
+	/* told of certificate i once it is committed; what it returns stops the rest (-1) */
+	int (*done)(void *arg, size_t i, const struct ca_issued *c);
+	void *done_arg;
+	const char *const *names;     /* request i's name in errors; NULL: "request i" */
+	const long long *request_ids; /* the approved requests they answer, or NULL */
+	unsigned threads;	      /* signers; 0: one per processor */
+};
+/*
+ * Checks every request before it records any (one bad request issues
+ * none), signs on b->threads threads while the next are prepared, and
+ * records GROUPs per transaction, telling b->done of each after its commit.
+ */
+int ca_issue_batch(struct ca *ca, const struct ca_batch *b);
+/* req (checked here) under t, signed and recorded: a batch of one. */
+int ca_issue(struct ca *ca, const struct ca_template *t, const struct ca_request *req, struct ca_issued *out);
+/* Records req, checked against t, as pending approval; its number in *id. */
+int ca_submit_pending(struct ca *ca, const struct ca_template *t, const struct ca_request *req, long long *id);
+/* A pending request approved (issued, checked again against its template today) or denied. */
+int ca_approve(struct ca *ca, long long id, struct ca_issued *out);
+int ca_deny(struct ca *ca, long long id);
+
+/* ---- revocation and CRLs ---- */
+/* Revokes serial (as typed: any case, colons) for reason (RFC 5280 code); invalid_since (0: none) dates the compromise. */
+int ca_revoke(struct ca *ca, const char *serial, int reason, time_t invalid_since);
+/* Takes back a certificateHold. */
+int ca_unrevoke(struct ca *ca, const char *serial);
+/* Signs and publishes a full or delta CRL to publish/, with the CA certificate beside it (AIA). */
+int ca_crl_publish(struct ca *ca, bool delta, long long *number);
+int ca_reason_code(const char *name);
+const char *ca_reason_name(int code);
+/* A serial as typed (any case, leading zeros, colons) in the form stored: upper-case hex. */
+void ca_serial_normalize(const char *in, char *out, size_t size);
+
+/* ---- what the CA holds ---- */
+struct ca_status {
+	char name[129];
+	char key_sha256[65];  /* SHA-256 of the CA's SubjectPublicKeyInfo: the CA's identity */
+	char cert_sha256[65]; /* of ca.crt's certificate; empty before install-cert */
+	int schema_version;
+	long long issued, revoked, expired, pending; /* certificates by state, requests waiting */
+	long long last_crl, last_delta_crl;	     /* numbers; 0: none yet */
+	time_t last_crl_time;
+	bool retired;
+	char retired_note[256]; /* when and where, once retired */
+};
+int ca_status(struct ca *ca, struct ca_status *st);
+/* Each certificate (status: issued, revoked, expired or NULL for all), oldest first. */
+int ca_each_cert(struct ca *ca, const char *status, int (*fn)(void *arg, const struct ca_db_cert *c), void *arg);
+struct ca_pending {
+	long long id;
+	char template_name[64], status[16];
+	time_t submitted;
+};
+/* Each request not issued (status: pending, denied or NULL for both). */
+int ca_each_request(struct ca *ca, const char *status, int (*fn)(void *arg, const struct ca_pending *r), void *arg);
+struct ca_audit_row {
+	long long id, uid;
+	time_t time;
+	const char *event, *detail;
+};
+int ca_each_audit(struct ca *ca, int (*fn)(void *arg, const struct ca_audit_row *r), void *arg);
+/* The certificate of serial (as typed); der (may be NULL) malloc'd. */
+int ca_find_cert(struct ca *ca, const char *serial, struct ca_db_cert *row, unsigned char **der, size_t *len);
+
+/* ---- keys on the token, with or without a CA ---- */
+struct ca_key_info {
+	char label[128];
+	char id[129];	      /* hex */
+	char type[16];	      /* RSA, EC, ... */
+	int bits;
+	char spki_sha256[65]; /* the public key's fingerprint */
+};
+/* The keys that where's module, token and PIN file reach (a CA's configuration, or ca_conf_defaults'). */
+int ca_keys_each(const struct ca_conf *where, int (*fn)(void *arg, const struct ca_key_info *k), void *arg);
+/* The SHA-256 of key's SubjectPublicKeyInfo in hex (65 bytes). */
+int ca_key_fingerprint(EVP_PKEY *key, char out[65]);
+
+/* ---- configuration ---- */
+/* Sets one [ca] key, checked and audited; *changed false if it already had that value. */
+int ca_config_set(struct ca *ca, const char *key, const char *value, bool *changed);
+/* Adds (or replaces) template name from a template file. */
+int ca_template_add_file(struct ca *ca, const char *name, const char *file);
+/* Removes an added template; *builtin_again when a built-in of that name applies again. */
+int ca_template_remove(struct ca *ca, const char *name, bool *builtin_again);
+
+#endif
