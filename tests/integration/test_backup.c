@@ -33,6 +33,7 @@
 
 #include "harness.h"
 #include "keystore/keystore.h"
+#include "tools/admin_client.h"
 
 #define OWNER2 "S-1-5-21-9-8-7"
 #define NKEYS 5
@@ -339,6 +340,91 @@ static void test_restore_lists_and_signs(void **state)
 	kw_client_free(bq);
 }
 
+/* ---- the transfer's limits, on a raw admin connection ---- */
+
+/* One request on fd; the status as a kw_rv (the message in kw_last_error()). */
+static kw_rv transfer(int fd, Keyward__Request *req)
+{
+	Keyward__Response *resp = NULL;
+	kw_rv rv = kw_admin_call(fd, req, 30, &resp);
+
+	if (resp)
+		keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+static void expect(kw_rv got, kw_rv want, const char *says)
+{
+	if (got != want || !strstr(kw_last_error(), says))
+		fail_msg("expected %s \"%s\", got %s: %s", kw_rv_name(want), says, kw_rv_name(got), kw_last_error());
+}
+
+static void test_transfer_limits(void **state)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__BackupRead br = KEYWARD__BACKUP_READ__INIT;
+	Keyward__RestoreBegin rb = KEYWARD__RESTORE_BEGIN__INIT;
+	Keyward__RestoreChunk rc = KEYWARD__RESTORE_CHUNK__INIT;
+	Keyward__RestoreCommit rm = KEYWARD__RESTORE_COMMIT__INIT;
+	static unsigned char junk[1001];
+	char file[400], *out = NULL;
+	int fd = -1, rc_exit = 1;
+
+	(void)state;
+	kwt_ok(kw_admin_connect(B.admin_socket, &fd));
+	req.body_case = KEYWARD__REQUEST__BODY_BACKUP_READ;
+	req.backup_read = &br;
+	expect(transfer(fd, &req), KW_ERR_ARGUMENTS, "BackupBegin first");
+
+	/* the size is announced first, and capped */
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
+	req.restore_begin = &rb;
+	rb.size = 64u * 1024u * 1024u + 1;
+	expect(transfer(fd, &req), KW_ERR_DATA_LEN, "64 MiB");
+	rb.size = 1000;
+	kwt_ok(transfer(fd, &req));
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_CHUNK;
+	req.restore_chunk = &rc;
+	rc.offset = 5;
+	rc.data.data = junk;
+	rc.data.len = 10;
+	expect(transfer(fd, &req), KW_ERR_ARGUMENTS, "expected 0");
+	rc.offset = 0;
+	rc.data.len = sizeof junk; /* one byte more than announced */
+	expect(transfer(fd, &req), KW_ERR_DATA_LEN, "past the announced 1000 bytes");
+
+	/* one transfer at a time in the whole server */
+	snprintf(file, sizeof file, "%s/busy.backup", B.dir);
+	assert_int_equal(kwt_admin(&B, NULL, &out, "backup %s", file), 1);
+	assert_non_null(strstr(out, "another backup or restore is in progress"));
+	free(out);
+	out = NULL;
+	assert_int_equal(access(file, F_OK), -1);
+
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
+	req.restore_commit = &rm;
+	expect(transfer(fd, &req), KW_ERR_DATA_LEN, "0 of the announced 1000 bytes arrived; nothing was restored");
+
+	/* a transfer left unfinished is given up when its connection closes */
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
+	req.restore_begin = &rb; /* the body is a union */
+	kwt_ok(transfer(fd, &req));
+	close(fd);
+	for (int waited = 0; waited < 5000 && rc_exit != 0; waited += 100) {
+		free(out);
+		out = NULL;
+		rc_exit = kwt_admin(&B, NULL, &out, "backup %s", file);
+		if (rc_exit)
+			usleep(100 * 1000);
+	}
+	if (rc_exit)
+		fail_msg("backup after the connection closed: %s", out);
+	free(out);
+	out = admin_ok(&B, "audit verify");
+	assert_non_null(strstr(out, "audit log intact"));
+	free(out);
+}
+
 /* ---- no key material in the backup ---- */
 
 struct needle {
@@ -504,6 +590,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_lists_and_signs),
+		cmocka_unit_test(test_transfer_limits),
 		cmocka_unit_test(test_backup_holds_no_key_material),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -667,6 +667,8 @@ static void test_admin_over_tls(void **state)
 	Keyward__RestoreBegin rb = KEYWARD__RESTORE_BEGIN__INIT;
 	Keyward__RestoreChunk rc = KEYWARD__RESTORE_CHUNK__INIT;
 	Keyward__RestoreCommit rm = KEYWARD__RESTORE_COMMIT__INIT;
+	Keyward__Request tr[5] = {KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT,
+				  KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT};
 	Keyward__Response *resp;
 	char *before, *after, *out = NULL;
 	struct raw r;
@@ -719,31 +721,19 @@ static void test_admin_over_tls(void **state)
 		rb.size = 1000;
 		rc.data.data = (uint8_t *)"KWBACKUP";
 		rc.data.len = 8;
+		tr[0].body_case = KEYWARD__REQUEST__BODY_BACKUP_BEGIN;
+		tr[0].backup_begin = &bb;
+		tr[1].body_case = KEYWARD__REQUEST__BODY_BACKUP_READ;
+		tr[1].backup_read = &br;
+		tr[2].body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
+		tr[2].restore_begin = &rb;
+		tr[3].body_case = KEYWARD__REQUEST__BODY_RESTORE_CHUNK;
+		tr[3].restore_chunk = &rc;
+		tr[4].body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
+		tr[4].restore_commit = &rm;
 		for (int i = 0; i < 5; i++) {
-			req.id = 6 + (uint64_t)i;
-			switch (i) {
-			case 0:
-				req.body_case = KEYWARD__REQUEST__BODY_BACKUP_BEGIN;
-				req.backup_begin = &bb;
-				break;
-			case 1:
-				req.body_case = KEYWARD__REQUEST__BODY_BACKUP_READ;
-				req.backup_read = &br;
-				break;
-			case 2:
-				req.body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
-				req.restore_begin = &rb;
-				break;
-			case 3:
-				req.body_case = KEYWARD__REQUEST__BODY_RESTORE_CHUNK;
-				req.restore_chunk = &rc;
-				break;
-			default:
-				req.body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
-				req.restore_commit = &rm;
-				break;
-			}
-			raw_send_request(&r, &req);
+			tr[i].id = 6 + (uint64_t)i;
+			raw_send_request(&r, &tr[i]);
 			resp = raw_expect(&r);
 			assert_int_equal(resp->status, KEYWARD__STATUS__PERMISSION);
 			assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY__NOT_SET);
