@@ -18,7 +18,7 @@
 struct two {
 	struct fx *a;
 	struct kw_keystore *b; /* same master key, its own file */
-	char b_path[160];
+	char b_path[128];
 	uint64_t a_q; /* partition "q" of a */
 	struct kw_object_row k1, k1pub, k2, aes;
 };
@@ -144,6 +144,19 @@ static void test_restore_into_same_master_key(void **state)
 	assert_int_equal(kw_keystore_restore(t->b, buf, len, &sum), KW_OK);
 	assert_int_equal(sum.objects_added, 0);
 	assert_int_equal(sum.objects_kept, 6);
+
+	/* both are audited, in their own transactions: one backup at a, two restores at b */
+	{
+		struct fx fb;
+
+		memset(&fb, 0, sizeof fb);
+		snprintf(fb.path, sizeof fb.path, "%s", t->b_path);
+		assert_int_equal(raw_int(t->a, "SELECT count(*) FROM audit WHERE event = 'hsm.backup'"), 1);
+		assert_int_equal(raw_int(&fb, "SELECT count(*) FROM audit WHERE event = 'hsm.restore'"), 2);
+		assert_int_equal(raw_int(&fb, "SELECT count(*) FROM audit WHERE event = 'hsm.restore' AND detail LIKE "
+					      "'%%objects 6 added, 0 identical kept; 2 keys resealed'"),
+				 1);
+	}
 	audit_ok(t->a->ks);
 	audit_ok(t->b);
 	free(buf);
