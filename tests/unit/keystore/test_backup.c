@@ -291,7 +291,7 @@ static void test_conflicts(void **state)
 	assert_int_equal(kw_keystore_set_attributes(t->a->ks, t->a->pid, t->k1.id, -1, 0, NULL), KW_OK);
 	backup(t->a->ks, NULL, &buf, &len);
 	assert_int_equal(kw_keystore_restore(t->b, buf, len, &sum), KW_ERR_EXISTS);
-	assert_non_null(strstr(kw_last_error(), "another attributes"));
+	assert_non_null(strstr(kw_last_error(), "differs in its attributes"));
 	kw_object_row_cleanup(&taken);
 	kw_object_row_cleanup(&taken_pub);
 	free(buf);
