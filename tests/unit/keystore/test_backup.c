@@ -298,7 +298,8 @@ static void test_conflicts(void **state)
 }
 
 /* Rows no HSM could have made, in a file whose checksum is right: refused before anything is written. */
-static void crafted(struct two *t, const char *says, void (*edit)(struct kw_backup_object *o))
+static void crafted(struct two *t, enum kw_class cls, kw_rv want, const char *says,
+		    void (*edit)(struct kw_backup_object *o))
 {
 	struct kw_backup *b = NULL;
 	unsigned char *buf = NULL, *again = NULL;
@@ -307,10 +308,10 @@ static void crafted(struct two *t, const char *says, void (*edit)(struct kw_back
 	backup(t->a->ks, NULL, &buf, &len);
 	assert_int_equal(kw_backup_decode(buf, len, &b), KW_OK);
 	for (size_t i = 0; i < b->n_objects; i++)
-		if (b->objects[i].row.cls == KW_CLASS_DATA)
+		if (b->objects[i].row.cls == cls)
 			edit(&b->objects[i]);
 	assert_int_equal(kw_backup_encode(b, &again, &again_len), KW_OK);
-	refused(t, again, again_len, KW_ERR_ATTRIBUTE_VALUE, says);
+	refused(t, again, again_len, want, says);
 	kw_backup_free(b);
 	free(again);
 	free(buf);
@@ -331,13 +332,60 @@ static void data_with_usages(struct kw_backup_object *o)
 	o->row.usages = KW_USAGE_SIGN;
 }
 
+static void made_extractable(struct kw_backup_object *o)
+{
+	o->row.extractable = true;
+	o->row.never_extractable = false;
+}
+
 static void test_crafted_rows(void **state)
 {
 	struct two *t = *state;
 
-	crafted(t, "could not be made here", bad_owner);
-	crafted(t, "not one DER-encoded X.509 certificate", not_a_certificate);
-	crafted(t, "key attributes", data_with_usages);
+	crafted(t, KW_CLASS_DATA, KW_ERR_ATTRIBUTE_VALUE, "could not be made here", bad_owner);
+	crafted(t, KW_CLASS_DATA, KW_ERR_ATTRIBUTE_VALUE, "not one DER-encoded X.509 certificate", not_a_certificate);
+	crafted(t, KW_CLASS_DATA, KW_ERR_ATTRIBUTE_VALUE, "key attributes", data_with_usages);
+	/* a key's flags are bound into its sealed blob: loosening them in the file is caught */
+	crafted(t, KW_CLASS_PRIVATE_KEY, KW_ERR_TAMPERED, "does not unseal", made_extractable);
+}
+
+/* Credentials come along; a revocation carries over and is never lifted; one of another partition is refused. */
+static void test_credentials(void **state)
+{
+	struct two *t = *state;
+	struct kw_restore_summary sum;
+	unsigned char setup[KW_SETUP_HASH_LEN], fp[KW_FINGERPRINT_LEN], fp2[KW_FINGERPRINT_LEN];
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	uint64_t pid = 0, other = 0;
+
+	memset(setup, 1, sizeof setup);
+	memset(fp, 2, sizeof fp);
+	memset(fp2, 3, sizeof fp2);
+	assert_int_equal(kw_keystore_partition_set_setup(t->a->ks, t->a_q, setup), KW_OK);
+	assert_int_equal(kw_keystore_enroll(t->a->ks, t->a_q, setup, fp, "CN=client of q"), KW_OK);
+	backup(t->a->ks, NULL, &buf, &len);
+	assert_int_equal(kw_keystore_restore(t->b, buf, len, &sum), KW_OK);
+	assert_int_equal(sum.credentials_added, 1);
+	assert_int_equal(kw_keystore_credential_find(t->b, fp, &pid), KW_OK);
+	free(buf);
+
+	/* revoked at a after that: the next restore revokes it at b too */
+	assert_int_equal(kw_keystore_credential_revoke(t->a->ks, fp), KW_OK);
+	backup(t->a->ks, NULL, &buf, &len);
+	assert_int_equal(kw_keystore_restore(t->b, buf, len, &sum), KW_OK);
+	assert_int_equal(sum.credentials_kept, 1);
+	assert_int_equal(kw_keystore_credential_find(t->b, fp, &pid), KW_ERR_AUTH);
+	free(buf);
+
+	/* a fingerprint enrolled at b in another partition than in the backup */
+	assert_int_equal(kw_keystore_partition_set_setup(t->a->ks, t->a_q, setup), KW_OK);
+	assert_int_equal(kw_keystore_enroll(t->a->ks, t->a_q, setup, fp2, "CN=second"), KW_OK);
+	assert_int_equal(kw_keystore_partition_create(t->b, "elsewhere", setup, &other), KW_OK);
+	assert_int_equal(kw_keystore_enroll(t->b, other, setup, fp2, "CN=second"), KW_OK);
+	backup(t->a->ks, NULL, &buf, &len);
+	refused(t, buf, len, KW_ERR_EXISTS, "belongs to partition 'elsewhere' here but to 'q'");
+	free(buf);
 }
 
 /* Every prefix of a good file, and every single-byte change, is refused without a crash. */
@@ -367,6 +415,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conflicts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crafted_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decoder_edges, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
