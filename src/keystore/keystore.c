@@ -3412,8 +3412,8 @@ static kw_rv restore_existing_locked(struct kw_keystore *ks, struct restore_plan
 		}
 	}
 	if (!rv && diff) {
-		snprintf(why, sizeof why, "exists on this HSM (in partition '%s') and differs in its %s", pl->here[at].name,
-			 diff);
+		snprintf(why, sizeof why, "exists on this HSM (in partition '%s') and differs in its %s",
+			 pl->here[at].name, diff);
 		rv = backup_refused(pl->b, o, KW_ERR_EXISTS, why);
 	}
 	kw_object_row_cleanup(&ex);

@@ -55,8 +55,12 @@ static int setup(void **state)
 	memset(key, 0x5a, sizeof key);
 	assert_int_equal(kw_keystore_put_secret(t->a->ks, t->a_q, &aes, key, sizeof key, &t->aes), KW_OK);
 	{
-		struct kw_objspec data = {.owner = "S-1-5-21-1-2-3", .name = "notes", .cls = KW_CLASS_DATA,
-					  .value = (const unsigned char *)"hello", .value_len = 5, .modifiable = true};
+		struct kw_objspec data = {.owner = "S-1-5-21-1-2-3",
+					  .name = "notes",
+					  .cls = KW_CLASS_DATA,
+					  .value = (const unsigned char *)"hello",
+					  .value_len = 5,
+					  .modifiable = true};
 		struct kw_object_row row;
 
 		assert_int_equal(kw_keystore_put_object(t->a->ks, t->a->pid, &data, &row), KW_OK);
