@@ -27,7 +27,7 @@
 #include "keystore/keystore.h"
 #include "tools/admin_client.h"
 
-#define SECRET_MAX 1024
+#define SECRET_MAX (KW_SECRET_MAX + 1)
 #define INIT_TIMEOUT 120 /* scrypt and key splitting take a moment */
 
 static const char *socket_path;
@@ -66,35 +66,32 @@ static void usage(FILE *out)
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
 }
 
-/* One line of secret: from a file, the terminal (no echo), or standard input. */
+/* One line of secret: from a file (kw_secret_read_file), the terminal (no echo), or standard input. */
 static int read_secret(const char *prompt, char *buf, size_t size)
 {
-	FILE *in = stdin;
 	struct termios old, quiet;
 	bool tty = false;
 	size_t len;
 
 	if (passphrase_file) {
-		in = fopen(passphrase_file, "r");
-		if (!in) {
-			fprintf(stderr, "keyward-admin: cannot read %s: %s\n", passphrase_file, strerror(errno));
-			return -1;
-		}
-	} else if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
+		if (kw_secret_read_file(passphrase_file, "passphrase file", buf, size) == KW_OK)
+			return 0;
+		fprintf(stderr, "keyward-admin: %s\n", kw_last_error());
+		return -1;
+	}
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
 		tty = true;
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		fprintf(stderr, "%s", prompt);
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	}
-	if (!fgets(buf, (int)size, in))
+	if (!fgets(buf, (int)size, stdin))
 		buf[0] = '\0';
 	if (tty) {
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 		fprintf(stderr, "\n");
 	}
-	if (in != stdin)
-		fclose(in);
 	len = strcspn(buf, "\r\n");
 	buf[len] = '\0';
 	return 0;
