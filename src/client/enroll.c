@@ -28,39 +28,8 @@
 #include <openssl/x509.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
-
-/* mkdir -p of path's directory, new levels mode 0700 */
-static kw_rv make_parents(const char *path)
-{
-	char *copy = strdup(path), *p;
-	kw_rv rv = KW_OK;
-
-	if (!copy)
-		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating the directory of %s", path);
-	p = strrchr(copy, '/');
-	if (!p || p == copy) {
-		free(copy);
-		return KW_OK;
-	}
-	*p = '\0';
-	for (p = copy + 1;; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-				rv = kw_error_set(KW_ERR_GENERAL, "cannot create directory %s: %s", copy,
-						  strerror(errno));
-				break;
-			}
-			*p = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	free(copy);
-	return rv;
-}
 
 /* path's new content, written to a temporary file of mode `mode` and renamed over it */
 static kw_rv write_atomic(const char *path, const void *data, size_t len, mode_t mode)
@@ -70,7 +39,7 @@ static kw_rv write_atomic(const char *path, const void *data, size_t len, mode_t
 	kw_rv rv;
 	int fd = -1;
 
-	rv = make_parents(path);
+	rv = kw_make_parents(path, NULL);
 	if (rv)
 		return rv;
 	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
