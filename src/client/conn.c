@@ -186,8 +186,8 @@ static kw_rv load_key(const struct kw_config *cfg, const char *pin, const char *
 	if (!bio) {
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_CONFIG,
-				    "cannot read credential key %s: %s (register this client first: ksputil register; "
-				    "or fix \"key\" in %s)",
+				    "cannot read credential key %s: %s (register this client first: ksputil register, "
+				    "with its partition's setup password; or fix \"key\" in %s)",
 				    path, errtext(errno, eb, sizeof eb), cfg->path);
 	}
 	*out = PEM_read_bio_PrivateKey(bio, NULL, pin_cb, &st);
@@ -286,8 +286,8 @@ kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cre
 		}
 		if (access(cfg->cert, R_OK) != 0) {
 			rv = kw_error_set(KW_ERR_CONFIG,
-					  "cannot read client certificate %s: %s (enroll this client first with its "
-					  "partition's setup password)",
+					  "cannot read client certificate %s: %s (register this client first: ksputil "
+					  "register, with its partition's setup password)",
 					  cfg->cert, errtext(errno, eb, sizeof eb));
 			goto out;
 		}
