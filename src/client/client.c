@@ -124,8 +124,9 @@ kw_rv kw_client_single_connection(kw_client *c)
 	pthread_mutex_lock(&c->lock);
 	if (c->n_conns > 1) {
 		pthread_mutex_unlock(&c->lock);
-		return kw_error_set(KW_ERR_ARGUMENTS, "one connection: the client has %zu connections "
-						      "already; call it before the first request",
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "one connection: the client has %zu connections "
+				    "already; call it before the first request",
 				    c->n_conns);
 	}
 	if (!c->cfg.pool_size) {

@@ -204,8 +204,9 @@ static kw_rv load_key(const struct kw_config *cfg, const char *pin, const char *
 				    "%s (ksputil register --pin-file records it)",
 				    path, cfg->path);
 	if (st.asked && from_file)
-		return kw_error_set(KW_ERR_AUTH, "wrong PIN: the PIN in %s (\"pin_file\" in %s) does not decrypt "
-						 "the credential key %s",
+		return kw_error_set(KW_ERR_AUTH,
+				    "wrong PIN: the PIN in %s (\"pin_file\" in %s) does not decrypt "
+				    "the credential key %s",
 				    from_file, cfg->path, path);
 	if (st.asked)
 		return kw_error_set(KW_ERR_AUTH, "wrong PIN: it does not decrypt the credential key %s", path);

@@ -243,7 +243,8 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 		return kw_error_set(KW_ERR_ARGUMENTS, "registering: no client given");
 	if (!setup_password || !*setup_password)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "registering: the partition's setup password is missing (keyward-admin partition create or partition password prints one)");
+				    "registering: the partition's setup password is missing (keyward-admin partition "
+				    "create or partition password prints one)");
 	if (pin && !*pin)
 		return kw_error_set(KW_ERR_ARGUMENTS, "registering: the PIN is empty (no PIN: leave it out)");
 	if (!c->cfg.cert || !c->cfg.key)
@@ -467,10 +468,11 @@ kw_rv kw_client_record_pin_file(kw_client *c, const char *pin_file)
 	if ((rv = write_atomic(c->cfg.path, changed, changed_len, st.st_mode & 07777))) {
 		char why[600];
 		snprintf(why, sizeof why, "%s", kw_last_error());
-		rv = kw_error_set(KW_ERR_PERMISSION,
-				  "cannot record the PIN file in %s (%s): add the line \"pin_file = %s\" to its [client] "
-				  "section yourself",
-				  c->cfg.path, why, abs);
+		rv = kw_error_set(
+			KW_ERR_PERMISSION,
+			"cannot record the PIN file in %s (%s): add the line \"pin_file = %s\" to its [client] "
+			"section yourself",
+			c->cfg.path, why, abs);
 		goto out;
 	}
 	/* the owner stays (root recording for a service's configuration); only root can, and only root needs to */

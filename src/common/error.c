@@ -30,7 +30,7 @@ static const struct rv_entry rv_table[KW_RV_COUNT] = {
 	[KW_ERR_AUTH] = {"KW_ERR_AUTH", "authentication failed", CKR_PIN_INCORRECT},
 	[KW_ERR_LOCKED_OUT] = {"KW_ERR_LOCKED_OUT", "credential locked after repeated failures", CKR_PIN_LOCKED},
 	[KW_ERR_PERMISSION] = {"KW_ERR_PERMISSION", "not permitted", CKR_ACTION_PROHIBITED},
-		/* not CKR_USER_NOT_LOGGED_IN: the user is logged in, the HSM waits for its administrator */
+	/* not CKR_USER_NOT_LOGGED_IN: the user is logged in, the HSM waits for its administrator */
 	[KW_ERR_STORE_LOCKED] = {"KW_ERR_STORE_LOCKED", "HSM is locked (keyward-admin unlock)", CKR_DEVICE_ERROR},
 	[KW_ERR_NOT_INITIALIZED] = {"KW_ERR_NOT_INITIALIZED", "HSM is not initialized", CKR_TOKEN_NOT_RECOGNIZED},
 	[KW_ERR_ALREADY_INITIALIZED] = {"KW_ERR_ALREADY_INITIALIZED", "HSM is already initialized", CKR_FUNCTION_FAILED},

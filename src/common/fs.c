@@ -35,7 +35,8 @@ kw_rv kw_make_parents(const char *path, int *created)
 				if (created)
 					*created = 1;
 			} else if (errno != EEXIST) {
-				rv = kw_error_set(KW_ERR_GENERAL, "cannot create directory %s: %s", copy, strerror(errno));
+				rv = kw_error_set(KW_ERR_GENERAL, "cannot create directory %s: %s", copy,
+						  strerror(errno));
 				break;
 			}
 			*p = c;

@@ -54,8 +54,8 @@ kw_rv kw_secret_read_file(const char *path, const char *what, char *buf, size_t 
 	if (st.st_mode & 077) {
 		close(fd);
 		return kw_error_set(KW_ERR_CONFIG,
-				    "the %s %s has mode %04o: group or others may read it; refused (chmod 600 %s)", what,
-				    path, (unsigned)(st.st_mode & 07777), path);
+				    "the %s %s has mode %04o: group or others may read it; refused (chmod 600 %s)",
+				    what, path, (unsigned)(st.st_mode & 07777), path);
 	}
 	/* one byte more than the cap tells a line that is too long */
 	while (len < cap + 1) {

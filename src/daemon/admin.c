@@ -167,8 +167,8 @@ static kw_rv new_setup_password(char *out, size_t size, unsigned char hash[KW_SE
 	return KW_OK;
 }
 
-static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, const char *partition,
-			     char *password, bool replaced)
+static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, const char *partition, char *password,
+			     bool replaced)
 {
 	Keyward__SetupPassword *r = kw_scratch_alloc(s, sizeof *r);
 	char *name = kw_scratch_alloc(s, strlen(partition) + 1);
@@ -257,7 +257,8 @@ static kw_rv on_partition_delete(struct kw_server *srv, const Keyward__Partition
 	if (!r || !(name = kw_scratch_alloc(s, KW_PARTITION_NAME_MAX + 1)))
 		return KW_ERR_NO_MEMORY;
 	if (!p->name || !p->name[0])
-		return kw_error_set(KW_ERR_ARGUMENTS, "partition delete: name the partition (keyward-admin partition list)");
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "partition delete: name the partition (keyward-admin partition list)");
 	if ((rv = kw_keystore_partition_delete(srv->ks, p->name, &part))) {
 		if (rv == KW_ERR_NOT_FOUND)
 			return kw_error_set(rv, "partition delete: no partition \"%s\" (keyward-admin partition list)",

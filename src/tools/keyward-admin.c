@@ -151,16 +151,28 @@ static int print_json(json_t *root)
 static int print_status_json(const Keyward__AdminStatusResult *r)
 {
 	const char *state = !r->initialized ? "not initialized" : r->locked ? "locked" : "unlocked";
+	json_t *j = json_object();
 
-	return print_json(json_pack("{s:s, s:I, s:b, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}",
-				    "listen", r->listen ? r->listen : "", "protocol", (json_int_t)r->version,
-				    "initialized", r->initialized, "unlock_method",
-				    r->initialized && r->unlock_method && *r->unlock_method ? r->unlock_method : NULL,
-				    "state", state, "partitions", (json_int_t)r->partitions, "connections",
-				    (json_int_t)r->connections, "unauthenticated", (json_int_t)r->unauthenticated,
-				    "evicted", (json_int_t)r->evicted, "refused", (json_int_t)r->refused,
-				    "admin_connections", (json_int_t)r->admin_connections, "core_dumps", r->core_dumps,
-				    "session_objects", (json_int_t)r->session_objects, "uptime", (json_int_t)r->uptime));
+	if (j) {
+		json_object_set_new(j, "listen", json_string(r->listen ? r->listen : ""));
+		json_object_set_new(j, "protocol", json_integer(r->version));
+		json_object_set_new(j, "initialized", json_boolean(r->initialized));
+		json_object_set_new(j, "unlock_method",
+				    r->initialized && r->unlock_method && *r->unlock_method
+					    ? json_string(r->unlock_method)
+					    : json_null());
+		json_object_set_new(j, "state", json_string(state));
+		json_object_set_new(j, "partitions", json_integer(r->partitions));
+		json_object_set_new(j, "connections", json_integer(r->connections));
+		json_object_set_new(j, "unauthenticated", json_integer(r->unauthenticated));
+		json_object_set_new(j, "evicted", json_integer((json_int_t)r->evicted));
+		json_object_set_new(j, "refused", json_integer((json_int_t)r->refused));
+		json_object_set_new(j, "admin_connections", json_integer(r->admin_connections));
+		json_object_set_new(j, "core_dumps", json_boolean(r->core_dumps));
+		json_object_set_new(j, "session_objects", json_integer(r->session_objects));
+		json_object_set_new(j, "uptime", json_integer((json_int_t)r->uptime));
+	}
+	return print_json(j);
 }
 
 static int cmd_status(void)
@@ -312,8 +324,9 @@ static int cmd_lock(void)
 static int print_password(Keyward__Response *resp, const char *what)
 {
 	if (resp->setup_password->replaced)
-		printf("The setup password given before for partition \"%s\" was not used yet: it is cancelled, this one "
-		       "replaces it (one setup password registers one client; register clients one after the other).\n",
+		printf("The setup password given before for partition \"%s\" was not used yet: it is cancelled, "
+		       "this one replaces it (one setup password registers one client; register clients one after "
+		       "the other).\n",
 		       resp->setup_password->partition);
 	printf("%s \"%s\".\n"
 	       "One-time setup password: %s\n"
@@ -345,8 +358,9 @@ static bool find_partition(const char *name, Keyward__PartitionInfo *out, int *s
 	}
 	keyward__response__free_unpacked(resp, NULL);
 	if (!found) {
-		fprintf(stderr, "keyward-admin: partition delete: no partition \"%s\" (keyward-admin partition list); "
-				"nothing was deleted\n",
+		fprintf(stderr,
+			"keyward-admin: partition delete: no partition \"%s\" (keyward-admin partition list); "
+			"nothing was deleted\n",
 			name);
 		*status = 1;
 	}

@@ -140,8 +140,9 @@ static void usage(FILE *out)
 		"\n"
 		"Names ending in \".global\" belong to the shared owner " KW_OWNER_SHARED ". --pin-file F gives the\n"
 		"PIN of an encrypted credential key file (mode 0600); register --pin-file records it as\n"
-		"pin_file in the configuration, which every later command uses. The configuration is $KEYWARD_CONF, else\n"
-		"/etc/keyward/client.conf; $KEYWARD_MACHINE_ID_FILE names another machine-id file.\n"
+		"pin_file in the configuration, which every later command uses. The configuration is\n"
+		"$KEYWARD_CONF, else /etc/keyward/client.conf; $KEYWARD_MACHINE_ID_FILE names another\n"
+		"machine-id file.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 no HSM reachable, 4 not found.\n");
 }
 

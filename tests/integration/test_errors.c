@@ -416,7 +416,8 @@ static void test_not_found_and_policy(void **state)
 	free(out);
 
 	/* policy: a key that is not modifiable keeps its owner */
-	kwt_ok(kw_generate_key(client, KWT_OWNER, "fixed", KW_KEY_EC, 0, "P-256", KW_GEN_NOT_MODIFIABLE, 0, &priv, &pub));
+	kwt_ok(kw_generate_key(client, KWT_OWNER, "fixed", KW_KEY_EC, 0, "P-256", KW_GEN_NOT_MODIFIABLE, 0, &priv,
+			       &pub));
 	kw_object_free(priv);
 	kw_object_free(pub);
 	assert_int_equal(ksputil(conf, &out, "chkeysowner fixed " KWT_OWNER " S-1-5-21-4-5-6"), 1);

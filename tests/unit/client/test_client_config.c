@@ -320,9 +320,9 @@ static void test_record_pin_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_file),   cmocka_unit_test(test_defaults_and_public_api),
-		cmocka_unit_test(test_env_variable), cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_missing_file), cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_good_file),	cmocka_unit_test(test_defaults_and_public_api),
+		cmocka_unit_test(test_env_variable),	cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_missing_file),	cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_record_pin_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

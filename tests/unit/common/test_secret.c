@@ -77,8 +77,8 @@ static void test_mode_refused(void **state)
 	write_secret("4711-pin\n", 9, 0644);
 	memset(buf, 'x', sizeof buf);
 	assert_int_equal(kw_secret_read_file(path, "PIN file", buf, sizeof buf), KW_ERR_CONFIG);
-	snprintf(want, sizeof want, "the PIN file %s has mode 0644: group or others may read it; refused (chmod 600 %s)",
-		 path, path);
+	snprintf(want, sizeof want,
+		 "the PIN file %s has mode 0644: group or others may read it; refused (chmod 600 %s)", path, path);
 	assert_string_equal(kw_last_error(), want);
 	assert_int_equal(buf[0], '\0');
 	write_secret("4711-pin\n", 9, 0620);
