@@ -31,6 +31,8 @@
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
 
+#include <keyward/keyward.h>
+
 #include "ca/p11raw.h"
 
 struct ca_token {
@@ -42,38 +44,11 @@ struct ca_token {
 	P11KitUri *uri; /* when the key is a URI */
 };
 
-/*
- * The first line of path into buf (secret: the caller cleanses it). A PIN
- * file others may read is no secret: refused, as ssh refuses a private key
- * file others can read.
- */
+/* The PIN in path's first line (secret: the caller cleanses buf), read as every keyward tool reads secrets. */
 static int read_pin(const char *path, char *buf, size_t size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	FILE *f;
-
-	if (fd < 0)
-		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ca_error("the PIN file %s is not a regular file", path);
-	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return ca_error("the PIN file %s has mode %04o: group or others may read it; refused (chmod 600 %s)",
-				path, (unsigned)(st.st_mode & 07777), path);
-	}
-	if (!(f = fdopen(fd, "re"))) {
-		close(fd);
-		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
-	}
-	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
-	if (!fgets(buf, (int)size, f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
+	/* a PIN file others may read is no secret: refused, as ssh refuses such a private key */
+	return kw_secret_read_file(path, "PIN file", buf, size) == KW_OK ? 0 : ca_error("%s", kw_last_error());
 }
 
 /*
