@@ -1,8 +1,9 @@
 /*
  * The row-storage interface under the keystore. A backend stores and
- * returns rows; it knows nothing of sealing, master keys or policy, which
- * live in keystore.c, so every backend (SQLite now, PostgreSQL later)
- * protects keys the same way.
+ * returns rows (row.h) and a key row's sealed material as it is (seal.h);
+ * it knows nothing of sealing, master keys or policy, which live in the
+ * store modules above it (internal.h), so every backend (SQLite now,
+ * PostgreSQL later) protects keys the same way.
  *
  * Callers hold the keystore mutex around every call, so a backend needs no
  * locking of its own. Mutations run between begin() and commit(); any
@@ -18,20 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keystore/keystore.h"
+#include "keystore/row.h"
+#include "keystore/seal.h"
 
 #define KW_HASH_LEN KW_AUDIT_HASH_LEN
-
-/* The sealed material of a private-key row (all NULL for other rows). */
-struct kw_sealed {
-	unsigned char *spki; /* the private key's own copy of its public key (DER SPKI) */
-	size_t spki_len;
-	unsigned char *wrapped_dek; /* nonce || AES-256-GCM(MK, DEK) || tag */
-	size_t wrapped_dek_len;
-	unsigned char *sealed; /* nonce || AES-256-GCM(DEK, PKCS#8) || tag */
-	size_t sealed_len;
-};
-void kw_sealed_cleanup(struct kw_sealed *s);
 
 struct kw_audit_rec {
 	uint64_t seq;

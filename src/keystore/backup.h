@@ -34,7 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keystore/backend.h"
+#include "keystore/row.h"
+#include "keystore/seal.h"
 
 #define KW_BACKUP_MAGIC "KWBACKUP"
 #define KW_BACKUP_MAGIC_LEN 8

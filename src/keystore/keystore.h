@@ -27,8 +27,9 @@
  * CKA_ID are identifiers, not policy, and are bound into no associated data.
  *
  * The master key lives only in memory (secure heap) between unlock and lock.
- * keystore.c holds that policy; a backend (sqlite.c, later postgres.c) only
- * stores rows, so every backend seals the same way.
+ * The store modules hold that policy, one job each (internal.h lists
+ * them); a backend (backend.h: sqlite.c, later postgres.c) only stores
+ * rows, so every backend seals the same way.
  *
  * Thread-safety: every function may be called from several threads.
  * Every failing call sets the thread's message (kw_error_set) and changes
@@ -45,41 +46,14 @@
 
 #include <keyward/keyward.h>
 
+#include "keystore/row.h"
+
 struct kw_keystore;
 
-#define KW_PARTITION_NAME_MAX 64
-#define KW_SETUP_HASH_LEN 32
-#define KW_FINGERPRINT_LEN 32
-#define KW_CURVE_MAX 16
-
-/* One object row, as the daemon sees it (never with private key bytes). */
-struct kw_object_row {
-	uint64_t id;
-	uint64_t partition_id;
-	uint64_t pair_id; /* the other half of a key pair, or 0 */
-	char owner[KW_OWNER_MAX + 1];
-	char name[KW_NAME_MAX + 1];
-	enum kw_class cls;
-	enum kw_key_type key_type;
-	unsigned bits;
-	char curve[KW_CURVE_MAX]; /* "P-256", "P-384", "P-521", "Ed25519", "" */
-	unsigned char *value;     /* public key: DER SPKI; certificate: DER; data: bytes */
-	size_t value_len;
-	bool sensitive;
-	bool extractable;
-	bool modifiable;
-	bool never_extractable;
-	bool always_sensitive;
-	unsigned usages; /* KW_USAGE_* */
-	int64_t created; /* Unix seconds */
-	unsigned char ckaid[KW_CKAID_MAX]; /* PKCS#11 CKA_ID */
-	size_t ckaid_len;
-	char application[KW_APPLICATION_MAX + 1]; /* data objects: CKA_APPLICATION, else "" */
-};
-
-/* Frees row->value; the row itself is caller-owned. */
-void kw_object_row_cleanup(struct kw_object_row *row);
-void kw_object_rows_free(struct kw_object_row *rows, size_t n);
+/*
+ * The rows this interface hands out (struct kw_object_row,
+ * kw_partition_info, kw_credential_info), their limits and cleanup: row.h.
+ */
 
 /* ---- opening ---- */
 
@@ -130,14 +104,6 @@ kw_rv kw_keystore_init_dev(struct kw_keystore *ks);
 
 /* ---- partitions ---- */
 
-struct kw_partition_info {
-	uint64_t id;
-	char name[KW_PARTITION_NAME_MAX + 1];
-	unsigned objects;
-	unsigned credentials;
-	bool setup_pending;
-};
-
 /* Name: 1-64 of [A-Za-z0-9._-]. KW_ERR_EXISTS if taken. */
 kw_rv kw_keystore_partition_create(struct kw_keystore *ks, const char *name,
 				   const unsigned char setup_hash[KW_SETUP_HASH_LEN], uint64_t *id_out);
@@ -169,14 +135,6 @@ kw_rv kw_keystore_enroll(struct kw_keystore *ks, uint64_t partition_id,
 kw_rv kw_keystore_credential_find(struct kw_keystore *ks, const unsigned char fingerprint[KW_FINGERPRINT_LEN],
 				  uint64_t *partition_id);
 
-#define KW_SUBJECT_MAX 255 /* characters of a credential's subject kept for listing */
-struct kw_credential_info {
-	unsigned char fingerprint[KW_FINGERPRINT_LEN];
-	char partition[KW_PARTITION_NAME_MAX + 1];
-	char subject[KW_SUBJECT_MAX + 1];
-	int64_t created; /* enrolled, seconds since the epoch */
-	int64_t revoked; /* when revoked; 0 while valid */
-};
 /* The credentials of partition (NULL or "": of all), by partition and time; caller frees *out with free(). */
 kw_rv kw_keystore_credential_list(struct kw_keystore *ks, const char *partition, struct kw_credential_info **out,
 				  size_t *n);
@@ -198,10 +156,7 @@ struct kw_keygen {
 	size_t ckaid_len;
 };
 
-/* SHA-1 of the BIT STRING contents of a DER SubjectPublicKeyInfo: the default CKA_ID of a key pair. */
-#define KW_CKAID_DEFAULT_LEN 20
-kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len,
-				unsigned char out[KW_CKAID_DEFAULT_LEN]);
+/* kw_keystore_default_ckaid, the default CKA_ID of a key pair: row.h */
 
 /*
  * Stores a freshly generated key pair: seals the private half, inserts both
@@ -373,7 +328,6 @@ void kw_keystore_set_actor(const char *partition, const char *actor);
 kw_rv kw_keystore_audit(struct kw_keystore *ks, const char *partition, const char *actor, const char *event,
 			const char *detail);
 
-#define KW_AUDIT_HASH_LEN 32
 /* The chain head: the last record's seq and hash (0 and zeros for an empty log). */
 kw_rv kw_keystore_audit_head(struct kw_keystore *ks, uint64_t *seq, unsigned char hash[KW_AUDIT_HASH_LEN]);
 

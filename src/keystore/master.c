@@ -20,7 +20,6 @@
 #include <openssl/rand.h>
 
 #include "common/error.h"
-#include "keystore/keystore.h"
 
 static _Atomic uint64_t test_kdf_n;
 
@@ -136,12 +135,25 @@ kw_rv kw_shamir_split(const unsigned char secret[KW_MASTER_KEY_LEN], unsigned sh
 	texts = NULL;
 out:
 	if (texts)
-		kw_keystore_shares_free(texts, shares);
+		kw_shamir_free(texts, shares);
 	if (ctx)
 		gfshare_ctx_free(ctx); /* overwrites the context with random bytes first */
 	OPENSSL_cleanse(share, sizeof share);
 	OPENSSL_cleanse(sec, sizeof sec);
 	return rv;
+}
+
+void kw_shamir_free(char **shares, unsigned n)
+{
+	if (!shares)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		if (shares[i]) {
+			OPENSSL_cleanse(shares[i], strlen(shares[i]));
+			free(shares[i]);
+		}
+	}
+	free(shares);
 }
 
 static int hexval(int c)

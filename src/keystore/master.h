@@ -28,9 +28,11 @@ void kw_master_set_test_kdf_n(uint64_t n); /* 0 restores the default */
 kw_rv kw_master_kdf(const char *passphrase, const unsigned char *salt, size_t salt_len, uint64_t n, uint32_t r,
 		    uint32_t p, unsigned char out[KW_MASTER_KEY_LEN]);
 
-/* 2 <= threshold <= shares <= 255; *out is an array of `shares` strings (free with kw_keystore_shares_free). */
+/* 2 <= threshold <= shares <= 255; *out is an array of `shares` strings (free with kw_shamir_free). */
 kw_rv kw_shamir_split(const unsigned char secret[KW_MASTER_KEY_LEN], unsigned shares, unsigned threshold,
 		      char ***out);
+/* Wipes and frees n shares (kw_keystore_shares_free hands it out); accepts NULL. */
+void kw_shamir_free(char **shares, unsigned n);
 /*
  * Recombines; KW_ERR_AUTH with a message for too few, duplicated or
  * malformed shares. A wrong share yields a wrong secret: the caller checks.

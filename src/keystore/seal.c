@@ -11,6 +11,16 @@
 
 #include "common/error.h"
 
+void kw_sealed_cleanup(struct kw_sealed *s)
+{
+	if (!s)
+		return;
+	free(s->spki);
+	free(s->wrapped_dek);
+	free(s->sealed);
+	memset(s, 0, sizeof *s);
+}
+
 kw_rv kw_gcm_seal(const unsigned char key[KW_AES_KEY_LEN], const unsigned char *aad, size_t aad_len,
 		  const unsigned char *pt, size_t pt_len, unsigned char **out, size_t *out_len)
 {

@@ -9,11 +9,22 @@
 
 #include <stddef.h>
 
-#include "keystore/backend.h"
+#include <keyward/keyward.h>
 
 #define KW_GCM_NONCE_LEN 12
 #define KW_GCM_TAG_LEN 16
 #define KW_AES_KEY_LEN 32
+
+/* The sealed material of a private-key row (all NULL for other rows). */
+struct kw_sealed {
+	unsigned char *spki; /* the private key's own copy of its public key (DER SPKI) */
+	size_t spki_len;
+	unsigned char *wrapped_dek; /* nonce || AES-256-GCM(MK, DEK) || tag */
+	size_t wrapped_dek_len;
+	unsigned char *sealed; /* nonce || AES-256-GCM(DEK, PKCS#8) || tag */
+	size_t sealed_len;
+};
+void kw_sealed_cleanup(struct kw_sealed *s);
 
 /* *out (malloc'd) = nonce || AES-256-GCM(key, pt, aad) || tag */
 kw_rv kw_gcm_seal(const unsigned char key[KW_AES_KEY_LEN], const unsigned char *aad, size_t aad_len,
