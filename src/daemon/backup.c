@@ -271,17 +271,3 @@ kw_rv kw_handle_transfer(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	pthread_mutex_unlock(&t->mu);
 	return rv;
 }
-
-bool kw_request_is_transfer(const Keyward__Request *req)
-{
-	switch (req->body_case) {
-	case KEYWARD__REQUEST__BODY_BACKUP_BEGIN:
-	case KEYWARD__REQUEST__BODY_BACKUP_READ:
-	case KEYWARD__REQUEST__BODY_RESTORE_BEGIN:
-	case KEYWARD__REQUEST__BODY_RESTORE_CHUNK:
-	case KEYWARD__REQUEST__BODY_RESTORE_COMMIT:
-		return true;
-	default:
-		return false;
-	}
-}

@@ -306,6 +306,12 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		       Keyward__Response *resp, struct kw_scratch *scratch);
 void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		     Keyward__Response *resp, struct kw_scratch *scratch);
+/*
+ * BackupBegin/BackupRead/RestoreBegin/RestoreChunk/RestoreCommit: the
+ * transfers kw_handle_admin hands to kw_handle_transfer (backup.c) and
+ * kw_handle_request refuses.
+ */
+bool kw_request_is_transfer(const Keyward__Request *req);
 /* ---- backup and restore over the admin socket (backup.c) ---- */
 #define KW_TRANSFER_CHUNK (512u * 1024u) /* bytes of a backup in one frame */
 struct kw_transfer;
@@ -313,8 +319,6 @@ struct kw_transfer;
 struct kw_transfer *kw_transfer_new(struct kw_server *srv);
 /* At the connection's last reference: frees a transfer left unfinished. Accepts NULL. */
 void kw_transfer_free(struct kw_transfer *t);
-/* BackupBegin/BackupRead/RestoreBegin/RestoreChunk/RestoreCommit, for kw_handle_admin. */
-bool kw_request_is_transfer(const Keyward__Request *req);
 kw_rv kw_handle_transfer(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 			 Keyward__Response *resp, struct kw_scratch *scratch);
 /* Sets resp's status and message from rv and the thread's error. */

@@ -1128,6 +1128,20 @@ static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
 			    who);
 }
 
+bool kw_request_is_transfer(const Keyward__Request *req)
+{
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_BACKUP_BEGIN:
+	case KEYWARD__REQUEST__BODY_BACKUP_READ:
+	case KEYWARD__REQUEST__BODY_RESTORE_BEGIN:
+	case KEYWARD__REQUEST__BODY_RESTORE_CHUNK:
+	case KEYWARD__REQUEST__BODY_RESTORE_COMMIT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		       Keyward__Response *resp, struct kw_scratch *s)
 {
