@@ -94,12 +94,11 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 			in->name, ca->conf.name);
 		goto out;
 	}
-	if (in->subordinate != ca->conf.subordinate) {
-		ca_fail(CA_ERR_CONFLICT, "%s is of a %s CA, this one is %s; nothing changed", file,
-			in->subordinate ? "subordinate" : "root", ca->conf.subordinate ? "subordinate" : "a root");
-		goto out;
-	}
-	/* the CA's settings from the export; this host's own stay */
+	/*
+	 * the CA's settings from the export (a subordinate's flag too: set up
+	 * here on its existing key and certificate, it is one all the same);
+	 * this host's own stay
+	 */
 	*next = *in;
 	memcpy(next->dir, ca->conf.dir, sizeof next->dir);
 	memcpy(next->module, ca->conf.module, sizeof next->module);

@@ -248,7 +248,7 @@ static int setup(struct run *r)
 		return 0;
 	}
 	snprintf(cert, sizeof cert, "%s/ca.crt", r->m->from);
-	/* the CA's own settings come with import-config; setup needs the subordinate flag only */
+	/* on the key and certificate the backup names; the CA's own settings come with import-config */
 	return ca_setup(&s) ? -1 : finish(r, 2, "set up on the existing key");
 }
 
