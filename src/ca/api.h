@@ -228,8 +228,55 @@ struct ca_key_info {
 };
 /* The keys that where's module, token and PIN file reach (a CA's configuration, or ca_conf_defaults'). */
 int ca_keys_each(const struct ca_conf *where, int (*fn)(void *arg, const struct ca_key_info *k), void *arg);
+/* A key pair on a keyward HSM, under any owner (hsmkeys.c). */
+struct ca_hsm_key {
+	char owner[129], name[256]; /* KW_OWNER_MAX + 1 */
+	int bits;
+	char spki_sha256[65];
+	bool has_private; /* its private half is there too */
+	bool mine;	  /* under this machine's owner */
+};
+/* Every owner's key pairs on the keyward HSM of this host's client configuration (PIN: pin_file or the client's). */
+int ca_hsm_keys_each(const char *pin_file, int (*fn)(void *arg, const struct ca_hsm_key *k), void *arg);
+/* The PKCS#11 module and PIN file this host uses for c: c's, or when c names none, the host's own. */
+const char *ca_host_module(const struct ca_conf *c);
+void ca_host_pin_file(const struct ca_conf *c, char *out, size_t size);
 /* The SHA-256 of key's SubjectPublicKeyInfo in hex (65 bytes). */
 int ca_key_fingerprint(EVP_PKEY *key, char out[65]);
+
+/* ---- moving the CA to another server ---- */
+/* A backup of the database (consistent while the CA runs) to the new or empty dir; *st its figures. */
+int ca_backup(struct ca *ca, const char *dir, struct ca_status *st);
+/*
+ * Replaces the database of the CA in dir (set up on the same key) with
+ * backup's, after checking everything; refused while any keyward-ca has the
+ * CA open. force accepts a backup of another key.
+ */
+struct ca_restored {
+	long long next_crl;  /* the next CRL number */
+	bool backup_retired; /* the backup's CA was retired: its server issues no more */
+};
+int ca_restore(const char *dir, const char *backup, bool force, struct ca_restored *out);
+/* Stops this CA for good (recorded in its database) after a final full CRL, whose number is *final_crl. */
+int ca_retire(struct ca *ca, long long *final_crl);
+/* config export: the CA's settings and templates without this host's (module, PIN file, server name). */
+int ca_config_export(struct ca *ca, const char *file);
+/* config import: an export's settings and templates into this CA (same name), then sets (KEY=VALUE). */
+int ca_config_import(struct ca *ca, const char *file, const char *const *sets, size_t n_sets);
+
+/* The steps of migrate, run on the new server (migrate.c says what each does). */
+struct ca_migrate {
+	const char *dir;	 /* the CA directory here (made if missing) */
+	const char *from;	 /* the old server's backupdb directory */
+	const char *config;	 /* its config export; NULL: from/ca.conf.export */
+	const char *server_name; /* this server's name; NULL: the host name */
+	const char *module, *token, *pin_file; /* this host's, for setup; NULL: defaults */
+	bool dry_run;		 /* find the key, print the plan, change nothing */
+	bool force;		 /* migrate a backup of a CA that was not retired (its old server is gone) */
+	void (*say)(void *arg, const char *line); /* progress, one line at a time */
+	void *say_arg;
+};
+int ca_migrate(const struct ca_migrate *m);
 
 /* ---- configuration ---- */
 /* Sets one [ca] key, checked and audited; *changed false if it already had that value. */

@@ -165,6 +165,15 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 /* db.c */
 struct ca_db;
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out);
+/* A database file by its path (a backup's, a restore's copy). */
+int ca_db_open_file(const char *path, bool create, struct ca_db **out);
+/* A consistent copy of db at path (SQLite's online backup), one file, no WAL. */
+int ca_db_backup(struct ca_db *db, const char *path);
+/* PRAGMA integrity_check says ok: 0, or -1 saying what is damaged. */
+int ca_db_check(struct ca_db *db);
+/* The highest CRL number db recorded (0: none); -1 on error. */
+long long ca_db_max_crl(struct ca_db *db);
+int ca_db_delete_meta(struct ca_db *db, const char *key);
 void ca_db_close(struct ca_db *db);
 /* BEGIN IMMEDIATE: one writer; others wait (busy timeout). */
 int ca_db_begin(struct ca_db *db);
@@ -245,6 +254,12 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 /* crl.c: ca_crl_publish's work, also for a retired CA's final CRL. */
 int ca_crl_publish_any(struct ca *ca, bool delta, long long *number_out);
 
+/* hsmkeys.c: a libkeyward client with the PIN of pin_file (or the client config's), and this machine's owner. */
+struct kw_client;
+int ca_hsm_open(const char *pin_file, const char *dir, struct kw_client **out, char *my_owner, size_t size);
+int ca_hsm_keys_list(struct kw_client *c, const char *my_owner, int (*fn)(void *arg, const struct ca_hsm_key *k),
+		     void *arg);
+
 /* ---- an open instance (instance.c) ---- */
 struct ca {
 	struct ca_conf conf;
@@ -252,6 +267,7 @@ struct ca {
 	EVP_PKEY *priv, *pub;
 	STACK_OF(X509) * chain;
 	struct ca_db *db;
+	int lock; /* .keyward-ca.lock, held shared while open (-1: none) */
 	char warning[1100]; /* something the front end should tell, though the CA opened */
 };
 /* confchange.c: ca.conf's text (as c would write it) recorded in db's open transaction. */
@@ -265,6 +281,12 @@ int ca_conf_record(const struct ca_conf *c, struct ca_db *db);
  */
 int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* With conf's key settings, the token finds the key, and it is the CA's (ca.crt's). */
+int ca_conf_check_key(const struct ca_conf *conf);
+/* confexport.c: the text of config export (malloc'd). */
+char *ca_conf_export_text(const struct ca_conf *c);
+/* backup.c: an exclusive hold on the CA in dir (a file descriptor to close), or -1 if a keyward-ca has it open. */
+int ca_lock_exclusive(const char *dir);
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */
 int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db);
 

@@ -28,6 +28,34 @@ const EVP_MD *ca_md(const struct ca_conf *c)
 	return EVP_sha256();
 }
 
+const char *ca_host_module(const struct ca_conf *c)
+{
+	/* empty in ca.conf: this host's installed module, so a configuration moves between hosts */
+	return c->module[0] ? c->module : KW_DEFAULT_PKCS11_MODULE;
+}
+
+static int client_conf_pin_file(void *user, const char *section, const char *key, const char *value)
+{
+	(void)section;
+	if (!strcmp(key, "pin_file"))
+		snprintf(user, CA_PATH_MAX, "%s", value);
+	return 1;
+}
+
+void ca_host_pin_file(const struct ca_conf *c, char *out, size_t size)
+{
+	const char *client = getenv("KEYWARD_CONF");
+	char found[CA_PATH_MAX] = "";
+
+	/* empty in ca.conf: the PIN file this host's client configuration names (ksputil register --pin-file) */
+	if (c->pin_file[0]) {
+		snprintf(out, size, "%s", c->pin_file);
+		return;
+	}
+	ini_parse(client && *client ? client : "/etc/keyward/client.conf", client_conf_pin_file, found);
+	snprintf(out, size, "%s", found);
+}
+
 int ca_conf_defaults(struct ca_conf *c, const char *dir)
 {
 	memset(c, 0, sizeof *c);

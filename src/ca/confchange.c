@@ -145,7 +145,7 @@ out:
 }
 
 /* With conf's key settings, the token finds the key, and it is the CA's. */
-static int check_key(const struct ca_conf *conf)
+int ca_conf_check_key(const struct ca_conf *conf)
 {
 	struct ca_token *token = NULL;
 	EVP_PKEY *priv = NULL, *pub = NULL, *want = ca_cert_public_key(conf);
@@ -200,7 +200,7 @@ int ca_config_set(struct ca *ca, const char *key, const char *value, bool *chang
 	conf_value(&ca->conf, key, old, sizeof old);
 	if (!strcmp(old, value))
 		return 0;
-	if (moves_key(key) && check_key(&next))
+	if (moves_key(key) && ca_conf_check_key(&next))
 		return ca_error("%s: %s; nothing changed", key, ca_last_error());
 	if (ca_conf_change(&next, ca->db, "%s: \"%s\" -> \"%s\"", key, old, value))
 		return -1;

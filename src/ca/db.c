@@ -54,13 +54,19 @@ static int db_fail(struct ca_db *db, const char *what)
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)
 {
 	char path[CA_PATH_MAX + 32];
+
+	ca_path(c, "keyward-ca.db", path, sizeof path);
+	return ca_db_open_file(path, create, out);
+}
+
+int ca_db_open_file(const char *path, bool create, struct ca_db **out)
+{
 	struct ca_db *db = calloc(1, sizeof *db);
 	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
 
 	*out = NULL;
 	if (!db)
 		return ca_error("out of memory");
-	ca_path(c, "keyward-ca.db", path, sizeof path);
 	if (!create && access(path, F_OK) != 0) {
 		free(db);
 		return ca_error("%s: %s", path, strerror(errno));
@@ -492,4 +498,68 @@ int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long b
 			   "INSERT INTO crls (number, delta, base, this_update, next_update) VALUES (?, ?, ?, ?, ?)",
 			   "iiiii", number, (long long)delta, base, (long long)this_update, (long long)next_update),
 		   "record CRL");
+}
+
+int ca_db_backup(struct ca_db *db, const char *path)
+{
+	sqlite3 *dest = NULL;
+	sqlite3_backup *b;
+	int rc;
+
+	/* the online backup API: a consistent copy while other processes go on issuing */
+	if (sqlite3_open_v2(path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		rc = ca_error("cannot create %s: %s", path, dest ? sqlite3_errmsg(dest) : "out of memory");
+		sqlite3_close(dest);
+		return rc;
+	}
+	if (!(b = sqlite3_backup_init(dest, "main", db->db, "main"))) {
+		rc = ca_error("cannot back up to %s: %s", path, sqlite3_errmsg(dest));
+		sqlite3_close(dest);
+		return rc;
+	}
+	while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		sqlite3_sleep(50);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		rc = ca_error("backup to %s failed: %s", path, sqlite3_errstr(rc));
+		sqlite3_close(dest);
+		return rc;
+	}
+	/* one self-contained file: no -wal beside it */
+	rc = sqlite3_exec(dest, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) == SQLITE_OK ? 0
+	     : ca_error("backup %s: %s", path, sqlite3_errmsg(dest));
+	sqlite3_close(dest);
+	return rc;
+}
+
+int ca_db_check(struct ca_db *db)
+{
+	sqlite3_stmt *st = prepare(db, "PRAGMA integrity_check", "");
+	char first[200] = "";
+	int rc;
+
+	if (!st)
+		return -1;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		snprintf(first, sizeof first, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return db_fail(db, "integrity check");
+	return strcmp(first, "ok") ? ca_error("the database is damaged: %s", first) : 0;
+}
+
+long long ca_db_max_crl(struct ca_db *db)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT COALESCE(MAX(number), 0) FROM crls", "");
+	long long n = -1;
+
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+int ca_db_delete_meta(struct ca_db *db, const char *key)
+{
+	return run(db, prepare(db, "DELETE FROM meta WHERE key = ?", "t", key), "meta");
 }

@@ -10,9 +10,13 @@
  * later), so commands that need no signature need no HSM login; the key
  * found must be the one the certificate names.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -83,6 +87,26 @@ out:
 	return rc;
 }
 
+/*
+ * Every open holds .keyward-ca.lock shared, for as long as it is open; a
+ * restore takes it exclusive, so it never replaces a database in use, and
+ * no command opens the CA while a restore replaces it.
+ */
+static int lock_shared(struct ca *ca, const char *dir)
+{
+	char path[CA_PATH_MAX + 32];
+
+	snprintf(path, sizeof path, "%s/.keyward-ca.lock", dir);
+	if ((ca->lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		/* a read-only CA directory (a copy under inspection): nothing can restore into it either */
+		ca->lock = -1;
+		return errno == EROFS || errno == EACCES ? 0 : ca_error("cannot open %s: %s", path, strerror(errno));
+	}
+	if (flock(ca->lock, LOCK_SH | LOCK_NB) != 0)
+		return ca_fail(CA_ERR_CONFLICT, "a restore into %s is under way: try again when it is done", dir);
+	return 0;
+}
+
 int ca_open(const char *dir, unsigned flags, struct ca **out)
 {
 	struct ca *ca = calloc(1, sizeof *ca);
@@ -90,7 +114,8 @@ int ca_open(const char *dir, unsigned flags, struct ca **out)
 	*out = NULL;
 	if (!ca)
 		return ca_error("out of memory");
-	if (ca_conf_load(&ca->conf, dir) || ca_db_open(&ca->conf, false, &ca->db) || check_identity(ca))
+	ca->lock = -1;
+	if (ca_conf_load(&ca->conf, dir) || lock_shared(ca, dir) || ca_db_open(&ca->conf, false, &ca->db) || check_identity(ca))
 		goto fail;
 	/* an edit by hand goes to the audit log; failing that (a read-only database), the CA still opens */
 	if (ca_conf_note_edits(&ca->conf, ca->db) && !ca->warning[0])
@@ -135,6 +160,8 @@ void ca_close(struct ca *ca)
 	EVP_PKEY_free(ca->priv);
 	EVP_PKEY_free(ca->pub);
 	ca_token_close(ca->token);
+	if (ca->lock >= 0)
+		close(ca->lock);
 	free(ca);
 }
 

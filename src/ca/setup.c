@@ -86,7 +86,9 @@ int ca_setup(const struct ca_setup *o)
 	if (make_dirs(o->dir, &made_dir))
 		goto out;
 	snprintf(c.name, sizeof c.name, "%s", o->name);
-	snprintf(c.module, sizeof c.module, "%s", o->module ? o->module : KW_DEFAULT_PKCS11_MODULE);
+	/* none named: this host's installed module, resolved where it is used (ca_module) */
+	if (o->module)
+		snprintf(c.module, sizeof c.module, "%s", o->module);
 	if (o->token)
 		snprintf(c.token, sizeof c.token, "%s", o->token);
 	if (o->hash)

@@ -156,7 +156,7 @@ static void token_names(struct ca_token *t, char *out, size_t size)
 int ca_token_open(const struct ca_conf *c, struct ca_token **out)
 {
 	struct ca_token *t = calloc(1, sizeof *t);
-	char pin[256] = "", names[512];
+	char pin[256] = "", names[512], pin_file[CA_PATH_MAX];
 	const char *uri_pin = NULL;
 	int rc = -1;
 
@@ -181,10 +181,10 @@ int ca_token_open(const struct ca_conf *c, struct ca_token **out)
 		ca_error("out of memory");
 		goto out;
 	}
-	if (load_module(t, c->module))
+	if (load_module(t, ca_host_module(c)))
 		goto out;
 	if (PKCS11_enumerate_slots(t->ctx, &t->slots, &t->n_slots) != 0) {
-		ca_error("%s: cannot list its slots", c->module);
+		ca_error("%s: cannot list its slots", ca_host_module(c));
 		goto out;
 	}
 	for (unsigned i = 0; i < t->n_slots && !t->slot; i++) {
@@ -199,15 +199,16 @@ int ca_token_open(const struct ca_conf *c, struct ca_token **out)
 	}
 	if (!t->slot) {
 		token_names(t, names, sizeof names);
-		ca_error("%s: no token %s%s%s (tokens searched: %s)", c->module, t->uri ? "matches " : "\"",
+		ca_error("%s: no token %s%s%s (tokens searched: %s)", ca_host_module(c), t->uri ? "matches " : "\"",
 			 t->uri ? c->key : c->token, t->uri ? "" : "\"", names);
 		goto out;
 	}
-	if (!uri_pin && !pin[0] && c->pin_file[0] && read_pin(c->pin_file, pin, sizeof pin))
+	ca_host_pin_file(c, pin_file, sizeof pin_file);
+	if (!uri_pin && !pin[0] && pin_file[0] && read_pin(pin_file, pin, sizeof pin))
 		goto out;
 	if ((uri_pin || pin[0]) && PKCS11_login(t->slot, 0, uri_pin ? uri_pin : pin) != 0) {
 		ca_error("cannot log in to token \"%s\": wrong PIN? (PIN from %s)", t->slot->token->label,
-			 uri_pin ? "the key URI" : c->pin_file);
+			 uri_pin ? "the key URI" : pin_file);
 		goto out;
 	}
 	*out = t;
@@ -349,11 +350,11 @@ static int gen_open(const struct ca_conf *c, struct gen *g, const char *pin)
 	CK_ULONG n = 64;
 	CK_RV rv;
 
-	if (!(g->dl = dlopen(c->module, RTLD_NOW | RTLD_LOCAL)))
-		return ca_error("cannot load the PKCS#11 module %s: %s", c->module, dlerror());
+	if (!(g->dl = dlopen(ca_host_module(c), RTLD_NOW | RTLD_LOCAL)))
+		return ca_error("cannot load the PKCS#11 module %s: %s", ca_host_module(c), dlerror());
 	*(void **)&get = dlsym(g->dl, "C_GetFunctionList");
 	if (!get || get(&g->f) != CKR_OK)
-		return ca_error("%s is not a PKCS#11 module", c->module);
+		return ca_error("%s is not a PKCS#11 module", ca_host_module(c));
 	if ((rv = g->f->C_Initialize(NULL)) != CKR_OK)
 		return gen_fail("C_Initialize", rv);
 	g->initialized = true;
@@ -380,7 +381,7 @@ static int gen_open(const struct ca_conf *c, struct gen *g, const char *pin)
 			return gen_fail("C_Login", rv);
 		return 0;
 	}
-	return ca_error("%s: no token \"%s\"", c->module, c->token);
+	return ca_error("%s: no token \"%s\"", ca_host_module(c), c->token);
 }
 
 static void gen_close(struct gen *g)
@@ -426,7 +427,7 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 			       {CKA_ID, id, sizeof id}};
 	CK_OBJECT_HANDLE hpub, hpriv;
 	struct gen g = {0};
-	char pin[256] = "";
+	char pin[256] = "", pin_file[CA_PATH_MAX];
 	int rc = -1;
 	CK_RV rv;
 
@@ -443,7 +444,8 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 	}
 	if (RAND_bytes(id, sizeof id) != 1)
 		return ca_error("random generator failed");
-	if (c->pin_file[0] && read_pin(c->pin_file, pin, sizeof pin))
+	ca_host_pin_file(c, pin_file, sizeof pin_file);
+	if (pin_file[0] && read_pin(pin_file, pin, sizeof pin))
 		return -1;
 	if (gen_open(c, &g, pin) == 0) {
 		rv = g.f->C_GenerateKeyPair(g.s, &m, pub, m.mechanism == CKM_EC_KEY_PAIR_GEN ? 5 : 6, priv, 8, &hpub,

@@ -10,6 +10,7 @@
  *   cmd_issue.c   submit, approve, deny
  *   cmd_certs.c   revoke, unrevoke, list, view, ca.cert, ca.chain, crl, audit, status
  *   cmd_config.c  config, templates
+ *   cmd_move.c    backupdb, restoredb, retire, migrate
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -23,9 +24,11 @@ enum { EXIT_ERROR = 1, EXIT_USAGE = 2 };
 struct opts {
 	const char *dir, *name, *key_type, *existing_key, *cert, *hash, *server_name, *url_base, *module, *token,
 		*pin_file;
-	const char *template_name, *out, *out_dir, *reason, *date, *status, *file;
+	const char *template_name, *out, *out_dir, *reason, *date, *status, *file, *from, *config;
+	const char *sets[32]; /* --set KEY=VALUE */
+	size_t n_sets;
 	unsigned validity, threads;
-	bool subordinate, delta, json, der;
+	bool subordinate, delta, json, der, force, yes, dry_run;
 };
 
 /* The CA in o->dir, opened with flags; a warning from opening it goes to stderr. */
@@ -53,5 +56,9 @@ int cmd_audit(const struct opts *o);
 int cmd_status(const struct opts *o);
 int cmd_templates(const struct opts *o, int argc, char **argv);
 int cmd_config(const struct opts *o, int argc, char **argv);
+int cmd_backupdb(const struct opts *o, const char *dir);
+int cmd_restoredb(const struct opts *o, const char *dir);
+int cmd_retire(const struct opts *o);
+int cmd_migrate(const struct opts *o);
 
 #endif

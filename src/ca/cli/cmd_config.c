@@ -56,23 +56,36 @@ int cmd_config(const struct opts *o, int argc, char **argv)
 	struct ca *ca = NULL;
 	int rc = -1;
 
-	if (!(argc == 0 || (argc == 1 && !strcmp(argv[0], "show")) || (argc == 3 && !strcmp(argv[0], "set"))))
-		return ca_fail(CA_ERR_USAGE, "config, config show, or config set KEY VALUE");
+	if (!(argc == 0 || (argc == 1 && !strcmp(argv[0], "show")) || (argc == 3 && !strcmp(argv[0], "set")) ||
+	      (argc == 2 && (!strcmp(argv[0], "export") || !strcmp(argv[0], "import")))))
+		return ca_fail(CA_ERR_USAGE, "config [show], config set KEY VALUE, config export FILE, or config import "
+					     "FILE [--set KEY=VALUE]...");
+	if (o->n_sets && strcmp(argv[0], "import"))
+		return ca_fail(CA_ERR_USAGE, "--set goes with config import");
 	if (cli_open(o, 0, &ca))
 		goto out;
-	if (argc == 3) {
+	if (argc == 2 && !strcmp(argv[0], "export")) {
+		if ((rc = ca_config_export(ca, argv[1])) == 0)
+			printf("exported the configuration of CA \"%s\" to %s (no host settings: module, pin_file, "
+			       "server_name)\n",
+			       ca_config(ca)->name, argv[1]);
+	} else if (argc == 2) {
+		if ((rc = ca_config_import(ca, argv[1], o->sets, o->n_sets)) == 0)
+			printf("imported %s into CA \"%s\"\n", argv[1], ca_config(ca)->name);
+	} else if (argc == 3) {
 		bool changed = false;
 
 		if ((rc = ca_config_set(ca, argv[1], argv[2], &changed)) == 0)
 			printf("%s = %s%s\n", argv[1], argv[2], changed ? "" : " (unchanged)");
 	} else {
-		char *text = ca_conf_text(ca_config(ca));
+		char *text = ca_conf_text(ca_config(ca)), pin_file[CA_PATH_MAX];
 
 		if (text) {
-			/* the [ca] section alone: the templates are templates show's */
-			char *templates = strstr(text, "\n[template ");
-
-			fwrite(text, 1, templates ? (size_t)(templates - text + 1) : strlen(text), stdout);
+			fputs(text, stdout);
+			/* what this host resolves for itself: not part of the CA's configuration (config export) */
+			ca_host_pin_file(ca_config(ca), pin_file, sizeof pin_file);
+			printf("\n# this host: module %s, PIN file %s\n", ca_host_module(ca_config(ca)),
+			       pin_file[0] ? pin_file : "(none: no login)");
 			rc = 0;
 		}
 		free(text);

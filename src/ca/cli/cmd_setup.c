@@ -75,6 +75,25 @@ static int print_key(void *arg, const struct ca_key_info *k)
 	return 0;
 }
 
+static int print_hsm_key(void *arg, const struct ca_hsm_key *k)
+{
+	struct keys_listing *l = arg;
+	bool match = l->want && !strcmp(l->want, k->spki_sha256);
+
+	l->found += match;
+	if (l->json)
+		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:b}", "owner", k->owner,
+								"label", k->name, "bits", k->bits,
+								"public_key_sha256", k->spki_sha256, "private_key",
+								k->has_private, "this_machine", k->mine,
+								"matches_cert", match))
+			       ? ca_fail(CA_ERR_FAILED, "out of memory")
+			       : 0;
+	printf("  %-44s %-32s %4d  sha256:%.16s%s%s\n", k->owner, k->name, k->bits, k->spki_sha256,
+	       k->mine ? "  (this machine)" : "", match ? "  <- the key of --cert" : "");
+	return 0;
+}
+
 /* The fingerprint of the public key in the PEM certificate file. */
 static int cert_key_fingerprint(const char *file, char out[65])
 {
@@ -129,17 +148,23 @@ int cmd_keys(const struct opts *o)
 		printf("token \"%s\":\n", where.token);
 	if (ca_keys_each(&where, print_key, &l))
 		goto out;
+	if (!o->json)
+		printf("%u key%s\nevery owner's key pairs on the HSM (ksputil chkeysowner or migrate moves one here):\n",
+		       l.n, l.n == 1 ? "" : "s");
+	/* a keyward HSM shows every owner's keys through libkeyward; another HSM has no owners to show */
+	if (ca_hsm_keys_each(o->pin_file, print_hsm_key, &l) && !o->json)
+		printf("  (none shown: %s)\n", ca_last_error());
 	if (o->json) {
 		rc = cli_print_json(l.json);
 		l.json = NULL;
 	} else {
-		printf("%u key%s%s", l.n, l.n == 1 ? "" : "s", o->cert ? "" : "\n");
 		if (o->cert)
-			printf(", %u matching %s\n", l.found, o->cert);
+			printf("%u matching %s\n", l.found, o->cert);
 		rc = 0;
 	}
 	if (!rc && o->cert && !l.found)
-		rc = ca_fail(CA_ERR_NOT_FOUND, "no key on token \"%s\" is the key of %s", where.token, o->cert);
+		rc = ca_fail(CA_ERR_NOT_FOUND, "no key on token \"%s\" nor under any owner on the HSM is the key of %s",
+			     where.token, o->cert);
 out:
 	json_decref(l.json);
 	ca_close(ca);

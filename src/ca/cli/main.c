@@ -35,7 +35,10 @@ static void usage(FILE *f)
 		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
-		"  config [show] | config set KEY VALUE | audit [--json] | status [--json]\n"
+		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set KEY=VALUE]...\n"
+		"  audit [--json] | status [--json]\n"
+		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
+		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
 }
 
@@ -66,6 +69,12 @@ int main(int argc, char **argv)
 		{"der", no_argument, NULL, 'E'},
 		{"out-dir", required_argument, NULL, 'O'},
 		{"threads", required_argument, NULL, 'N'},
+		{"force", no_argument, NULL, 'F'},
+		{"yes", no_argument, NULL, 'Y'},
+		{"set", required_argument, NULL, 'A'},
+		{"from", required_argument, NULL, 'R'},
+		{"config", required_argument, NULL, 'C'},
+		{"dry-run", no_argument, NULL, 'Z'},
 		{"help", no_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
@@ -157,6 +166,28 @@ int main(int argc, char **argv)
 		case 'E':
 			o.der = true;
 			break;
+		case 'F':
+			o.force = true;
+			break;
+		case 'Y':
+			o.yes = true;
+			break;
+		case 'A':
+			if (o.n_sets == sizeof o.sets / sizeof o.sets[0]) {
+				fprintf(stderr, "keyward-ca: --set: at most %zu\n", sizeof o.sets / sizeof o.sets[0]);
+				return EXIT_USAGE;
+			}
+			o.sets[o.n_sets++] = optarg;
+			break;
+		case 'R':
+			o.from = optarg;
+			break;
+		case 'C':
+			o.config = optarg;
+			break;
+		case 'Z':
+			o.dry_run = true;
+			break;
 		case 'H':
 			usage(stdout);
 			return 0;
@@ -226,6 +257,18 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);
+	} else if (!strcmp(cmd, "backupdb")) {
+		NEED(1);
+		rc = cmd_backupdb(&o, args[0]);
+	} else if (!strcmp(cmd, "restoredb")) {
+		NEED(1);
+		rc = cmd_restoredb(&o, args[0]);
+	} else if (!strcmp(cmd, "retire")) {
+		NEED(0);
+		rc = cmd_retire(&o);
+	} else if (!strcmp(cmd, "migrate")) {
+		NEED(0);
+		rc = cmd_migrate(&o);
 	} else if (!strcmp(cmd, "status")) {
 		NEED(0);
 		rc = cmd_status(&o);
