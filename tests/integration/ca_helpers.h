@@ -80,8 +80,7 @@ const char *ca_ok(const char *dir, const char *fmt, ...) __attribute__((format(p
 const char *ca_refused(const char *dir, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* keyward-ca either succeeds (true) or refuses it as bad usage (exit 2, false); *out its output. */
-bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* keyward-ca's options for the backend's module, token and PIN. */
 const char *hsm_opts(const struct backend *b);

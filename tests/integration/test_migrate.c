@@ -114,6 +114,20 @@ static const char *status_field(const char *dir, const char *name)
 	return s;
 }
 
+/* status --json of the CA in dir has every key keyward-ca(8) names. */
+static void expect_status_keys(const char *dir)
+{
+	static const char *const keys[] = {
+		"name",	   "key_sha256", "cert_sha256",	   "schema_version", "issued",	"revoked",     "expired",
+		"pending", "last_crl",	 "last_delta_crl", "last_crl_time",  "retired", "retired_note"};
+	json_t *root = json_of(ca_ok(dir, "status --json"));
+
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		if (!json_object_get(root, keys[i]))
+			fail_full("%s: no \"%s\"", last_cmd, keys[i]);
+	json_decref(root);
+}
+
 /* The serials a submit --out-dir printed ("issued SERIAL CSR" lines), n of them (kept). */
 static const char **issued_serials(const char *out, int n)
 {
@@ -157,8 +171,9 @@ static const char **issue_many(const char *dir, const char *prefix, int n)
 /* The number of "FILE: OK" lines openssl verify printed for the certificates in certs (a directory). */
 static void expect_all_verify(const char *root, const char *untrusted, const char *certs, int n)
 {
-	const char *out = sh_ok("openssl verify -x509_strict -CAfile '%s' %s%s%s %s/*.pem", root,
-				untrusted ? "-untrusted '" : "", untrusted ? untrusted : "", untrusted ? "'" : "", certs);
+	const char *out =
+		sh_ok("openssl verify -x509_strict -CAfile '%s' %s%s%s %s/*.pem", root, untrusted ? "-untrusted '" : "",
+		      untrusted ? untrusted : "", untrusted ? "'" : "", certs);
 	int ok = 0;
 
 	for (const char *p = out; (p = strstr(p, ": OK\n")); p++)
@@ -167,8 +182,8 @@ static void expect_all_verify(const char *root, const char *untrusted, const cha
 		fail_full("%s: %d of %d certificates verify:\n%s", last_cmd, ok, n, out);
 }
 
-/* The status list --json gives the certificate with serial in dir (kept); NULL if not listed. */
-static const char *status_of(json_t *list, const char *serial)
+/* The entry of list --json (list) for the certificate with serial; NULL if not listed. */
+static json_t *entry_of(json_t *list, const char *serial)
 {
 	json_t *e;
 	size_t i;
@@ -178,7 +193,7 @@ static const char *status_of(json_t *list, const char *serial)
 		const char *s = field(e, "serial");
 
 		if (s && strcmp(norm_serial(s), norm_serial(serial)) == 0)
-			return field(e, "status");
+			return e;
 	}
 	return NULL;
 }
@@ -221,10 +236,10 @@ struct ca_spec {
 
 struct a_side {
 	const struct ca_spec *spec;
-	const char *label;    /* the key: its label in the token, its name in the HSM */
-	const char *root;     /* the certificate openssl trusts: ca.pem, or the root's */
-	const char *untrusted; /* with a subordinate: the chain A had */
-	const char **serials;  /* A's certificates; the first spec->revoke revoked */
+	const char *label;	     /* the key: its label in the token, its name in the HSM */
+	const char *root;	     /* the certificate openssl trusts: ca.pem, or the root's */
+	const char *untrusted;	     /* with a subordinate: the chain A had */
+	const char **serials;	     /* A's certificates; the first spec->revoke revoked */
 	unsigned long long last_crl; /* the number of the last CRL A published (retire's) */
 	const char *crl_file;	     /* DIR/publish/NAME.crl */
 };
@@ -248,8 +263,8 @@ static void expect_backup(const char *backup, const struct a_side *a, const char
 	const char *name, *spki_sha256;
 	struct stat st;
 
-	if (!field(m, "format") || strcmp(field(m, "format"), "keyward-ca-backup") != 0 ||
-	    !field(m, "version") || strcmp(field(m, "version"), "1") != 0)
+	if (!field(m, "format") || strcmp(field(m, "format"), "keyward-ca-backup") != 0 || !field(m, "version") ||
+	    strcmp(field(m, "version"), "1") != 0)
 		fail_full("%s/manifest.json: not format keyward-ca-backup version 1:\n%s", backup,
 			  file(keepf("%s/manifest.json", backup)));
 	if (!field(m, "ca_name") || strcmp(field(m, "ca_name"), a->spec->name) != 0)
@@ -267,8 +282,11 @@ static void expect_backup(const char *backup, const struct a_side *a, const char
 	if (!field(m, "issued") || atoi(field(m, "issued")) + atoi(field(m, "revoked")) < a->spec->issue)
 		fail_full("%s/manifest.json: issued %s and revoked %s; A issued %d", backup, field(m, "issued"),
 			  field(m, "revoked"), a->spec->issue);
-	if (!field(m, "last_crl") || !strcmp(field(m, "last_crl"), "0"))
-		fail_full("%s/manifest.json: last_crl %s, after a CRL", backup, field(m, "last_crl"));
+	if (!field(m, "last_crl") || strtoull(field(m, "last_crl"), NULL, 10) != a->last_crl)
+		fail_full("%s/manifest.json: last_crl %s; A's last CRL was number %llu", backup, field(m, "last_crl"),
+			  a->last_crl);
+	if (!json_is_true(json_object_get(m, "retired")))
+		fail_full("%s/manifest.json: the backup of a retired CA is not marked retired", backup);
 	files = json_object_get(m, "files");
 	if (!json_is_object(files) || !json_object_get(files, "keyward-ca.db") || !json_object_get(files, "ca.crt") ||
 	    !json_object_get(files, "ca.conf.export"))
@@ -295,7 +313,7 @@ static void expect_backup(const char *backup, const struct a_side *a, const char
 
 /*
  * config export wrote the seed's registry export: the CA's settings and
- * templates, url_base the one A's certificates carry, nothing of this host
+ * the template added on A, url_base the one A's certificates carry, nothing of this host
  * (no module, PIN file or server name).
  */
 static void expect_export(const char *path, const struct a_side *a)
@@ -309,10 +327,19 @@ static void expect_export(const char *path, const struct a_side *a)
 		fail_full("%s: url_base is not http://a.test (the certificates' base):\n%s", path, text);
 	if (!conf_value(text, "hash") || strcmp(conf_value(text, "hash"), a->spec->hash) != 0)
 		fail_full("%s: hash is not %s:\n%s", path, a->spec->hash, text);
-	expect_has(path, text, "[template WebServer]");
+	expect_has(path, text, "[template MigServer]");
 	if (conf_value(text, "module") || conf_value(text, "pin_file") || conf_value(text, "server_name"))
 		fail_full("%s: names something of this host (module, pin_file or server_name):\n%s", path, text);
 }
+
+/* A template added on A, which B must have after the move. */
+static const char mig_tmpl[] = "validity_days = 90\n"
+			       "key_usage = digitalSignature\n"
+			       "extended_key_usage = serverAuth\n"
+			       "ca = false\n"
+			       "key_types = RSA-2048+,EC-P256,EC-P384\n"
+			       "subject = cn\n"
+			       "san = dns\n";
 
 /*
  * A, retired, refuses to issue and to publish, with a message that says
@@ -338,14 +365,15 @@ static void expect_a_retired(const struct a_side *a)
 
 /*
  * On A: the CA of spec (a subordinate under a root of its own), spec->issue
- * certificates in one batch, spec->revoke of them revoked, a CRL; backupdb
- * backup, ca.cert ca.pem, config export A.conf.export, retire; then A
- * refuses to issue and to publish. Works in the current directory: A/,
- * root/, backup/, certs-a/.
+ * certificates in one batch, spec->revoke of them revoked, a CRL; retire
+ * (then A refuses to issue and to publish); backupdb backup, ca.cert,
+ * config export A.conf.export. Works in the current directory: A/, root/,
+ * backup/, certs-a/.
  */
 static void run_a(const struct ca_spec *spec, struct a_side *a, const struct backend *b)
 {
-	const char *out, *text;
+	const char *out, *text, *state;
+	char cwd[400];
 	unsigned long long first;
 
 	memset(a, 0, sizeof *a);
@@ -355,8 +383,8 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 		ca_ok("root", "setup --name '%s Root' --key-type EC-P256 --server-name ca.test %s", spec->name,
 		      hsm_opts(b));
 		ca_ok("root", "ca.cert root.pem");
-		ca_ok("A", "setup --subordinate --name '%s' --key-type %s --hash %s --server-name a.test %s", spec->name,
-		      spec->key_type, spec->hash, hsm_opts(b));
+		ca_ok("A", "setup --subordinate --name '%s' --key-type %s --hash %s --server-name a.test %s",
+		      spec->name, spec->key_type, spec->hash, hsm_opts(b));
 		sh_ok("cp A/ca.csr sub.csr");
 		issue("root", "sub", "SubCA");
 		sh_ok("cat sub.pem root.pem > sub-chain.pem");
@@ -376,6 +404,8 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 		a->root = "ca.pem";
 	}
 	a->label = spec->key ? spec->key : keepf("ca-%s", spec->name);
+	kwt_write_file(keepf("%s/mig.tmpl", getcwd(cwd, sizeof cwd)), mig_tmpl);
+	ca_ok("A", "templates add MigServer --file mig.tmpl");
 	if (!key_line(ca_ok("A", "keys"), a->label))
 		fail_full("%s: no key \"%s\":\n%s", last_cmd, a->label, ca_ok("A", "keys"));
 	ca_ok("A", "ca.cert ca.pem");
@@ -390,15 +420,14 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 		if (!crl_lists(text, a->serials[i]))
 			fail_full("%s does not list %s, revoked on A:\n%s", a->crl_file, a->serials[i], text);
 
-	/* the seed's backup: certutil -backupdb, -ca.cert, reg export */
-	ca_ok("A", "backupdb backup");
-	expect_backup("backup", a, "A");
-	ca_ok("A", "config export A.conf.export");
-	expect_export("A.conf.export", a);
-	expect_export("backup/ca.conf.export", a);
-
-	/* A retires: a final CRL, then no more issuing or publishing */
-	ca_ok("A", "retire");
+	/*
+	 * A retires first: a final CRL, then no more issuing or publishing; so
+	 * the backup knows A's last CRL, and migrate takes it (keyward-ca(8))
+	 */
+	state = ca_state("A");
+	expect_has(last_cmd, ca_refused("A", 2, "retire"), "--yes");
+	expect_unchanged("retire without --yes", state, ca_state("A"));
+	ca_ok("A", "retire --yes");
 	a->last_crl = published_crl(a->crl_file, "ca.pem", "a-final.pem", &text);
 	if (a->last_crl <= first)
 		fail_full("retire: the last CRL has number %llu, the one before %llu", a->last_crl, first);
@@ -407,6 +436,19 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 			fail_full("retire's final CRL does not list %s:\n%s", a->serials[i], text);
 	if (!status_field("A", "retired") || strcmp(status_field("A", "retired"), "true") != 0)
 		fail_full("status --json after retire: retired is %s", status_field("A", "retired"));
+	expect_status_keys("A");
+	if (!status_field("A", "retired_note") || !*status_field("A", "retired_note"))
+		fail_full("status --json after retire: no retired_note");
+
+	/* the seed's backup: certutil -backupdb, -ca.cert, reg export */
+	ca_ok("A", "backupdb backup");
+	expect_backup("backup", a, "A");
+	ca_ok("A", "ca.cert ca-again.pem");
+	if (strcmp(file("ca-again.pem"), file("ca.pem")) != 0)
+		fail_full("ca.cert of the retired A is not its certificate");
+	ca_ok("A", "config export A.conf.export");
+	expect_export("A.conf.export", a);
+	expect_export("backup/ca.conf.export", a);
 	expect_a_retired(a);
 }
 
@@ -448,18 +490,35 @@ static void move_key_by_hand(const struct a_side *a, const struct backend *b)
 		size_t i;
 		int matches = 0;
 
+		/*
+		 * the token's keys (this machine's key space) have an id; keys
+		 * also lists every owner's key pairs on a keyward HSM, with their
+		 * owner: one of each is the key, under B's owner
+		 */
 		json_array_foreach(keys, i, k)
 		{
-			if (json_is_true(json_object_get(k, "matches_cert"))) {
-				matches++;
-				if (!field(k, "label") || strcmp(field(k, "label"), a->label) != 0)
-					fail_full("keys --json: %s matches ca.pem, not %s", field(k, "label"), a->label);
-			}
+			if (!json_is_true(json_object_get(k, "matches_cert")))
+				continue;
+			matches++;
+			if (!field(k, "label") || strcmp(field(k, "label"), a->label) != 0)
+				fail_full("keys --json: %s matches ca.pem, not %s", field(k, "label"), a->label);
+			if (field(k, "owner") && strcmp(field(k, "owner"), host_b.owner) != 0)
+				fail_full("keys --json: the key of ca.pem is under owner %s, not B's %s",
+					  field(k, "owner"), host_b.owner);
+			if (!field(k, "owner") && (!field(k, "id") || !field(k, "public_key_sha256")))
+				fail_full("keys --json: no id or public_key_sha256 in the entry of %s", a->label);
 		}
-		if (matches != 1)
-			fail_full("keys --cert ca.pem --json: %d keys match", matches);
+		if (matches < 1 || matches > 2)
+			fail_full("keys --cert ca.pem --json: %d entries match:\n%s", matches, last_cmd);
 		json_decref(keys);
 	}
+
+	/* a certificate whose key the HSM does not hold: exit 1 */
+	sh_ok("openssl req -x509 -newkey " EC256 " -noenc -keyout stranger.key -subj '/CN=Stranger' -days 30"
+	      " -out stranger.pem");
+	ca_refused("B", 1, "keys --cert stranger.pem %s", hsm_opts(b));
+	if (exists("B"))
+		fail_full("keys made B/");
 }
 
 /* The seed's CA steps on B: setup on the existing key, restore the database, import the configuration. */
@@ -498,9 +557,10 @@ static void expect_journal(const char *dir)
 /* migrate --dry-run on B: the plan names every step, and nothing changes, not even the key's owner. */
 static void dry_run(const struct a_side *a, const struct backend *b, const char *extra)
 {
-	const char *keys_before = ksputil_ok("enumkeys -a"), *out;
+	const char *keys_before, *out;
 
 	on(&host_b);
+	keys_before = ksputil_ok("enumkeys -a");
 	out = ca_ok("B", "migrate --from backup --server-name b.test --dry-run%s %s", extra, hsm_opts(b));
 	for (size_t i = 0; i < N_STEPS; i++)
 		expect_has(last_cmd, out, steps[i]);
@@ -550,16 +610,24 @@ static void expect_taken_over(const struct a_side *a, int prove_certs)
 		expect_all_verify("b-chain.pem", NULL, "certs-a", spec->issue);
 	if (!status_field("B", "retired") || strcmp(status_field("B", "retired"), "false") != 0)
 		fail_full("B: status --json says retired %s", status_field("B", "retired"));
+	expect_status_keys("B");
 	expect_has("config show on B", ca_ok("B", "config show"), "server_name = b.test");
 
-	/* every certificate of A, with A's status */
+	/* every certificate of A, with A's status, and A's revocations with their reason and time */
 	list = list_json("B", NULL);
 	for (int i = 0; i < spec->issue; i++) {
-		const char *st = status_of(list, a->serials[i]);
+		json_t *e = entry_of(list, a->serials[i]);
+		const char *st = e ? field(e, "status") : NULL;
 
 		if (!st || strcmp(st, i < spec->revoke ? "revoked" : "issued") != 0)
 			fail_full("B's list --json: A's %s is %s, not %s", a->serials[i], st ? st : "missing",
 				  i < spec->revoke ? "revoked" : "issued");
+		if (i < spec->revoke &&
+		    (!field(e, "reason") || strcmp(field(e, "reason"), i % 2 ? "superseded" : "keyCompromise") != 0 ||
+		     !field(e, "reason_code") || strcmp(field(e, "reason_code"), i % 2 ? "4" : "1") != 0 ||
+		     !field(e, "revoked_at")))
+			fail_full("B's list --json: A's revoked %s has reason %s (code %s), revoked_at %s",
+				  a->serials[i], field(e, "reason"), field(e, "reason_code"), field(e, "revoked_at"));
 	}
 	if (json_array_size(entries(list)) != (size_t)(spec->issue + prove_certs))
 		fail_full("B's list --json has %zu certificates; A issued %d, migrate's proof %d",
@@ -614,13 +682,21 @@ static void expect_taken_over(const struct a_side *a, int prove_certs)
 	}
 	expect_has("audit on B", ca_ok("B", "audit"), "restore");
 
+	/* A's added template came along */
+	make_csr("tmpl", EC256, "/CN=tmpl.test", "-addext subjectAltName=DNS:tmpl.test");
+	issue("B", "tmpl", "MigServer");
+	sh_ok("openssl x509 -noout -in tmpl.pem -checkend %d", 89 * 86400);
+	if (sh(&text, "openssl x509 -noout -in tmpl.pem -checkend %d", 91 * 86400) == 0)
+		fail_full("tmpl.pem (template MigServer, 90 days) is valid for more than 91 days");
+
 	/* A: retired, and the key is no longer in its key space */
 	expect_a_retired(a);
 	keys = ca_ok("A", "keys");
 	if (key_line(keys, a->label))
 		fail_full("A still lists the key \"%s\":\n%s", a->label, keys);
 	expect_has("enumkeys -m on A", ksputil_ok("enumkeys -m"), keepf("Owner: %s (Machine)", host_a.owner));
-	expect_lacks("enumkeys -m on A", ksputil_ok("enumkeys -m"), keepf("Key name:                     %s\n", a->label));
+	expect_lacks("enumkeys -m on A", ksputil_ok("enumkeys -m"),
+		     keepf("Key name:                     %s\n", a->label));
 }
 
 /* ---- fixtures ---- */
@@ -772,7 +848,8 @@ static void test_migrate_interrupted(void **state)
 			rc = ca_rc("B", &out, "migrate --from backup --server-name b.test %s", hsm_opts(&keyward_hsm));
 			assert_int_equal(unsetenv("KEYWARD_CA_MIGRATE_CRASH_AFTER"), 0);
 			if (rc != 128 + SIGKILL)
-				fail_full("%s with KEYWARD_CA_MIGRATE_CRASH_AFTER=%s: exit %d, not killed by SIGKILL:\n%s",
+				fail_full("%s with KEYWARD_CA_MIGRATE_CRASH_AFTER=%s: exit %d, not killed by "
+					  "SIGKILL:\n%s",
 					  last_cmd, steps[k], rc, out);
 			expect_journal_steps("B", (size_t)k + 1);
 		}
@@ -930,6 +1007,20 @@ static void test_restore_refusals(void **state)
 	assert_int_equal(kill(-holder, SIGKILL), 0);
 	assert_int_equal(waitpid(holder, &st, 0), holder);
 
+	/* migrate refuses the backup of a CA that was not retired, and changes nothing (not the key's owner) */
+	{
+		const char *keys;
+
+		on(&host_b);
+		keys = ksputil_ok("enumkeys -a");
+		out = ca_refused("B", 1, "migrate --from good --server-name b.test %s", hsm_opts(&keyward_hsm));
+		expect_has(last_cmd, out, "retire");
+		if (exists("B"))
+			fail_full("a refused migrate made B/:\n%s", sh_ok("ls -lA B"));
+		expect_unchanged("a refused migrate (enumkeys -a)", keys, ksputil_ok("enumkeys -a"));
+		on(&host_a);
+	}
+
 	/* the good backup restores, audited; CRL numbers go on above every CRL published */
 	ca_ok("ca", "restoredb good");
 	expect_has("audit after restoredb", ca_ok("ca", "audit"), "restore");
@@ -952,7 +1043,7 @@ struct needle {
 #define MAX_NEEDLES 160
 static struct needle needles[MAX_NEEDLES];
 static size_t n_needles;
-static char *hits;   /* "FILE: WHAT\n" lines (malloc'd) */
+static char *hits; /* "FILE: WHAT\n" lines (malloc'd) */
 static size_t files_scanned;
 
 static void add_needle(const char *what, const unsigned char *bytes, size_t len)
@@ -1068,8 +1159,8 @@ static void add_component(const char *name, const BIGNUM *bn)
 static void add_private_key(const char *pem)
 {
 	static const char *const params[][2] = {
-		{OSSL_PKEY_PARAM_RSA_D, "private exponent d"},	    {OSSL_PKEY_PARAM_RSA_FACTOR1, "prime p"},
-		{OSSL_PKEY_PARAM_RSA_FACTOR2, "prime q"},	    {OSSL_PKEY_PARAM_RSA_EXPONENT1, "d mod (p-1)"},
+		{OSSL_PKEY_PARAM_RSA_D, "private exponent d"},	{OSSL_PKEY_PARAM_RSA_FACTOR1, "prime p"},
+		{OSSL_PKEY_PARAM_RSA_FACTOR2, "prime q"},	{OSSL_PKEY_PARAM_RSA_EXPONENT1, "d mod (p-1)"},
 		{OSSL_PKEY_PARAM_RSA_EXPONENT2, "d mod (q-1)"}, {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, "q^-1 mod p"},
 	};
 	FILE *f = fopen(pem, "r");
@@ -1137,7 +1228,8 @@ static const char *scan(const char *const *paths, size_t n)
 /*
  * f: a CA on an RSA key whose private half is known to the test (made with
  * openssl, imported into the SoftHSM2 token: keywardd never shows one):
- * A's backup, export and retirement, and B's migrate; then no file under
+ * A's retirement, backup and export, and B's setup, restore and import
+ * (migrate's steps; its key steps are keyward's own); then no file under
  * the CA directories, the backup, the export, the journal, the commands'
  * outputs or keywardd's log holds the private exponent, a prime, a CRT
  * value, or the PKCS#8 key, in raw, DER, hex or base64 form. The scanner
@@ -1149,8 +1241,8 @@ static void test_no_key_material(void **state)
 	const char *scanned[] = {softhsm.work, server.log};
 	const char *planted[1];
 	struct a_side a;
-	static const struct ca_spec spec = {.name = "Leak CA", .key = "leak-ca", .hash = "sha256", .issue = 5,
-					    .revoke = 1};
+	static const struct ca_spec spec = {
+		.name = "Leak CA", .key = "leak-ca", .hash = "sha256", .issue = 5, .revoke = 1};
 	const char *p11 = keepf("pkcs11-tool --module '%s' --token-label mig --login --pin 1234", SOFTHSM_MODULE);
 
 	(void)state;
@@ -1171,20 +1263,28 @@ static void test_no_key_material(void **state)
 	      hsm_opts(&softhsm));
 	ca_ok("A", "ca.cert ca.pem");
 	sh_ok("openssl x509 -in ca.pem -noout -pubkey | openssl pkey -pubin -outform DER -out ca-pub.der"
-	      " && cmp ca-pub.der '%s/leak-pub.der'", secret);
+	      " && cmp ca-pub.der '%s/leak-pub.der'",
+	      secret);
 	a.spec = &spec;
 	a.serials = issue_many("A", "a", spec.issue);
 	ca_ok("A", "revoke %s --reason keyCompromise", a.serials[0]);
 	ca_ok("A", "crl");
+	ca_ok("A", "retire --yes");
 	ca_ok("A", "backupdb backup");
 	ca_ok("A", "config export A.conf.export");
-	ca_ok("A", "retire");
+	/*
+	 * B: migrate's find-key and move-key are keyward's (libkeyward), so on
+	 * SoftHSM2 B takes the manual steps, which are migrate's setup, restore
+	 * and import-config
+	 */
 	on(&host_b);
-	ca_ok("B", "migrate --from backup --server-name b.test %s", hsm_opts(&softhsm));
+	ca_ok("B", "keys --cert ca.pem %s", hsm_opts(&softhsm));
+	a.label = spec.key;
+	restore_by_hand(&a, &softhsm);
 	issue_many("B", "b", 2);
 	ca_ok("B", "crl");
 	out = sh_ok("ls -A B backup");
-	expect_has("B/", out, "migrate.journal");
+	expect_has("B/", out, "keyward-ca.db");
 
 	hits_found = scan(scanned, 2);
 	if (*hits_found)
@@ -1201,8 +1301,9 @@ static void test_no_key_material(void **state)
 			{"RSAPrivateKey DER", "openssl rsa -in leak.pem -traditional -outform DER -out planted/x"},
 			{"openssl -text", "openssl pkey -in leak.pem -noout -text > planted/x"},
 			{"hex of PKCS#8 (lower case)", "od -An -v -tx1 leak.der | tr -d ' \\n' > planted/x"},
-			{"hex of PKCS#8 (upper case)", "od -An -v -tx1 leak.der | tr -d ' \\n' | tr a-f A-F > planted/x"},
-			{"base64 of PKCS#8 in JSON", "printf '{\"k\":\"%%s\"}' \"$(base64 -w0 leak.der)\" > planted/x"},
+			{"hex of PKCS#8 (upper case)",
+			 "od -An -v -tx1 leak.der | tr -d ' \\n' | tr a-f A-F > planted/x"},
+			{"base64 of PKCS#8 in JSON", "printf '{\"k\":\"%s\"}' \"$(base64 -w0 leak.der)\" > planted/x"},
 			{"d alone, raw", "openssl rsa -in leak.pem -noout -text | sed -n '/privateExponent/,/prime1/p'"
 					 " | grep '^ ' | tr -d ' :\\n' | xxd -r -p > planted/x"},
 		};
@@ -1232,5 +1333,8 @@ int main(void)
 	};
 	// clang-format on
 
+	/* KWT_TEST_FILTER=test_manual (a cmocka pattern) runs only the tests it matches */
+	if (getenv("KWT_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("KWT_TEST_FILTER"));
 	return cmocka_run_group_tests_name("integration_migrate", tests, setup, teardown);
 }
