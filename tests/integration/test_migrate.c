@@ -223,6 +223,26 @@ static bool crl_lists(const char *text, const char *serial)
 	return false;
 }
 
+/* Whether audit --json of the CA in dir has an event of that name whose detail has words (NULL: any). */
+static bool audited(const char *dir, const char *event, const char *words)
+{
+	json_t *root = json_of(ca_ok(dir, "audit --json")), *e;
+	bool found = false;
+	size_t i;
+
+	if (!json_is_array(root))
+		fail_full("%s: not a JSON array", last_cmd);
+	json_array_foreach(root, i, e)
+	{
+		const char *ev = field(e, "event"), *detail = field(e, "detail");
+
+		if (ev && !strcmp(ev, event) && (!words || (detail && strstr(detail, words))))
+			found = true;
+	}
+	json_decref(root);
+	return found;
+}
+
 /* ---- a CA on server A, and what it leaves for B ---- */
 
 struct ca_spec {
@@ -680,7 +700,8 @@ static void expect_taken_over(const struct a_side *a, int prove_certs)
 		sh_ok("openssl verify -crl_check -CAfile '%s' %s -CRLfile b-crl.pem certs-a/%s.pem", trust, untrusted,
 		      a->serials[spec->revoke + 1]);
 	}
-	expect_has("audit on B", ca_ok("B", "audit"), "restore");
+	if (!audited("B", "restore", NULL))
+		fail_full("B's audit --json has no \"restore\" event:\n%s", ca_ok("B", "audit"));
 
 	/* A's added template came along */
 	make_csr("tmpl", EC256, "/CN=tmpl.test", "-addext subjectAltName=DNS:tmpl.test");
@@ -758,6 +779,14 @@ static void test_manual(void **state)
 	move_key_by_hand(&a, &keyward_hsm);
 	restore_by_hand(&a, &keyward_hsm);
 	expect_taken_over(&a, 0);
+
+	/*
+	 * config import audited each change it made (keyward-ca(8)): B was set
+	 * up with its own URL base (http://b.test), the import brought A's
+	 */
+	if (!audited("B", "config", "http://a.test"))
+		fail_full("config import: no audit record names the url_base it set, http://a.test:\n%s",
+			  ca_ok("B", "audit"));
 }
 
 /*
@@ -996,6 +1025,23 @@ static void test_restore_refusals(void **state)
 	      hsm_opts(&keyward_hsm));
 	ca_ok("foreign", "backupdb foreign-backup");
 	expect_restore_refused("ca", "foreign-backup", "", "another CA's backup");
+
+	/* and its configuration: config import refuses another CA's, changing nothing */
+	ca_ok("foreign", "config export foreign.conf");
+	{
+		const char *files = snapshot("ca");
+
+		ca_refused("ca", 1, "config import foreign.conf --set server_name=b.test");
+		expect_unchanged("config import of another CA's export", files, snapshot("ca"));
+	}
+
+	/* backupdb into a directory that holds something: refused, that directory unchanged */
+	{
+		const char *files = snapshot("good");
+
+		ca_refused("ca", 1, "backupdb good");
+		expect_unchanged("backupdb into a backup", files, snapshot("good"));
+	}
 
 	/* a running CA: keyward-ca serve holds a shared lock on DIR/.keyward-ca.lock */
 	holder = start_group("exec flock -s ca/.keyward-ca.lock sleep 60");
