@@ -226,39 +226,63 @@ static long long published_max(const char *dir)
 	return max;
 }
 
+json_t *ca_manifest_parse(const char *name, const char *text, size_t len)
+{
+	json_error_t err;
+	json_t *m, *files, *f;
+
+	if (len > MANIFEST_MAX) {
+		ca_error("%s: larger than %d bytes: not a backup manifest", name, MANIFEST_MAX);
+		return NULL;
+	}
+	if (!(m = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err))) {
+		ca_error("%s: not a backup manifest: line %d: %s", name, err.line, err.text);
+		return NULL;
+	}
+	if (!json_is_string(json_object_get(m, "format")) ||
+	    strcmp(json_string_value(json_object_get(m, "format")), FORMAT) ||
+	    json_integer_value(json_object_get(m, "version")) != 1 ||
+	    !json_is_string(json_object_get(m, "ca_name")) || !json_is_string(json_object_get(m, "key_sha256")) ||
+	    strlen(json_string_value(json_object_get(m, "key_sha256"))) != 64 ||
+	    !json_is_string(json_object_get(m, "created")) || !json_is_integer(json_object_get(m, "last_crl")) ||
+	    json_integer_value(json_object_get(m, "last_crl")) < 0 ||
+	    json_integer_value(json_object_get(m, "last_delta_crl")) < 0 ||
+	    !json_is_object(files = json_object_get(m, "files"))) {
+		ca_error("%s: not a keyward-ca backup manifest (format %s version 1)", name, FORMAT);
+		goto bad;
+	}
+	for (size_t i = 0; i < sizeof backup_files / sizeof backup_files[0]; i++)
+		if (!(f = json_object_get(files, backup_files[i])) || !json_is_string(json_object_get(f, "sha256")) ||
+		    !json_is_integer(json_object_get(f, "size")) || json_integer_value(json_object_get(f, "size")) < 0) {
+			ca_error("%s: the manifest does not list %s with its size and SHA-256", name, backup_files[i]);
+			goto bad;
+		}
+	return m;
+bad:
+	json_decref(m);
+	return NULL;
+}
+
 /* The manifest of backup dir, checked: format, and every file's size and hash. */
 static json_t *read_manifest(const char *dir)
 {
 	char path[CA_PATH_MAX + 64], hex[65], *text;
-	json_error_t err;
 	json_t *m = NULL, *files;
 	size_t len;
 
 	snprintf(path, sizeof path, "%s/" MANIFEST, dir);
 	if (!(text = ca_read_file(path, MANIFEST_MAX, &len)))
 		return NULL;
-	m = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	m = ca_manifest_parse(path, text, len);
 	free(text);
-	if (!m) {
-		ca_error("%s: not a backup manifest: line %d: %s", path, err.line, err.text);
+	if (!m)
 		return NULL;
-	}
-	if (!json_is_string(json_object_get(m, "format")) ||
-	    strcmp(json_string_value(json_object_get(m, "format")), FORMAT) ||
-	    json_integer_value(json_object_get(m, "version")) != 1 ||
-	    !json_is_string(json_object_get(m, "key_sha256")) || !json_is_object(files = json_object_get(m, "files"))) {
-		ca_error("%s: not a keyward-ca backup manifest (format %s version 1)", path, FORMAT);
-		goto bad;
-	}
+	files = json_object_get(m, "files");
 	for (size_t i = 0; i < sizeof backup_files / sizeof backup_files[0]; i++) {
 		json_t *f = json_object_get(files, backup_files[i]);
 		long long size;
 
 		snprintf(path, sizeof path, "%s/%s", dir, backup_files[i]);
-		if (!f || !json_is_string(json_object_get(f, "sha256"))) {
-			ca_error("%s: the manifest does not list %s", dir, backup_files[i]);
-			goto bad;
-		}
 		if (file_digest(path, hex, &size))
 			goto bad;
 		if (size != json_integer_value(json_object_get(f, "size"))) {

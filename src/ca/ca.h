@@ -285,6 +285,9 @@ int ca_conf_change(const struct ca_conf *c, struct ca_db *db, const char *fmt, .
 int ca_conf_check_key(const struct ca_conf *conf);
 /* confexport.c: the text of config export (malloc'd). */
 char *ca_conf_export_text(const struct ca_conf *c);
+/* backup.c: a backup manifest's text (name for errors), checked as far as it goes alone; NULL with the reason. */
+struct json_t;
+struct json_t *ca_manifest_parse(const char *name, const char *text, size_t len);
 /* backup.c: an exclusive hold on the CA in dir (a file descriptor to close), or -1 if a keyward-ca has it open. */
 int ca_lock_exclusive(const char *dir);
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */

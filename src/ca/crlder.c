@@ -143,18 +143,14 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
 	return put_tlv(d, 0x30, entry, e);
 }
 
-/* i2d of obj onto d; on failure, to out (the function's cleanup). */
-#define PUT_I2D(d, fn, obj)                                                                                            \
-	do {                                                                                                           \
-		unsigned char *der_ = NULL;                                                                            \
-		int len_ = fn(obj, &der_);                                                                             \
-		int bad_ = len_ <= 0 || ca_der_put(d, der_, (size_t)len_);                                             \
-		OPENSSL_free(der_);                                                                                    \
-		if (bad_) {                                                                                            \
-			ca_error("cannot encode the CRL's %s", #obj);                                                  \
-			goto out;                                                                                      \
-		}                                                                                                      \
-	} while (0)
+/* An i2d's result (der, len; len <= 0: it failed) onto d; der freed. */
+static int put_encoded(struct ca_der *d, unsigned char *der, int len, const char *what)
+{
+	int rc = len > 0 && ca_der_put(d, der, (size_t)len) == 0 ? 0 : ca_error("cannot encode the CRL's %s", what);
+
+	OPENSSL_free(der);
+	return rc;
+}
 
 /* The length of a tag and length header for len content bytes. */
 static size_t header_len(size_t len)
@@ -179,13 +175,32 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 	X509_CRL_get0_signature(head, &unused, &alg);
 	if (ca_der_put(&prefix, v2, sizeof v2))
 		goto out;
-	PUT_I2D(&prefix, i2d_X509_ALGOR, (X509_ALGOR *)alg);
-	PUT_I2D(&prefix, i2d_X509_NAME, X509_CRL_get_issuer(head));
-	PUT_I2D(&prefix, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_lastUpdate(head));
-	PUT_I2D(&prefix, i2d_ASN1_TIME, (ASN1_TIME *)X509_CRL_get0_nextUpdate(head));
-	PUT_I2D(&algd, i2d_X509_ALGOR, (X509_ALGOR *)alg);
-	if (sk_X509_EXTENSION_num(exts) > 0)
-		PUT_I2D(&ext, i2d_X509_EXTENSIONS, (X509_EXTENSIONS *)exts);
+	{
+		/* the head's parts, each encoded by OpenSSL: algorithm, issuer, times; the algorithm again; extensions */
+		unsigned char *der[6] = {NULL};
+		int len[6] = {0}, bad = 0;
+		static const char *const what[6] = {"algorithm", "issuer", "thisUpdate", "nextUpdate", "algorithm",
+						    "extensions"};
+		struct ca_der *to[6] = {&prefix, &prefix, &prefix, &prefix, &algd, &ext};
+
+		len[0] = i2d_X509_ALGOR((X509_ALGOR *)alg, &der[0]);
+		len[1] = i2d_X509_NAME(X509_CRL_get_issuer(head), &der[1]);
+		len[2] = i2d_ASN1_TIME((ASN1_TIME *)X509_CRL_get0_lastUpdate(head), &der[2]);
+		len[3] = i2d_ASN1_TIME((ASN1_TIME *)X509_CRL_get0_nextUpdate(head), &der[3]);
+		len[4] = i2d_X509_ALGOR((X509_ALGOR *)alg, &der[4]);
+		if (sk_X509_EXTENSION_num(exts) > 0)
+			len[5] = i2d_X509_EXTENSIONS((X509_EXTENSIONS *)exts, &der[5]);
+		for (int i = 0; i < 6; i++) {
+			if (i == 5 && !len[5])
+				continue; /* no extensions */
+			if (bad)
+				OPENSSL_free(der[i]); /* after a failure: freed, not put */
+			else
+				bad = put_encoded(to[i], der[i], len[i], what[i]);
+		}
+		if (bad)
+			goto out;
+	}
 	/*
 	 * One buffer, sized once, holds the whole CRL; the entries are copied
 	 * into it once. The outer header's length is known only after signing

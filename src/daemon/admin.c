@@ -462,7 +462,6 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 {
 	kw_rv rv;
 
-	(void)peer;
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_ADMIN_INIT:
 		rv = on_init(srv, req->admin_init, resp, s);
@@ -504,6 +503,10 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		rv = on_client_revoke(srv, req->client_revoke, resp, s);
 		break;
 	default:
+		if (kw_request_is_transfer(req)) {
+			rv = kw_handle_transfer(srv, peer, req, resp, s);
+			break;
+		}
 		rv = kw_error_set(KW_ERR_PERMISSION,
 				  "the admin socket serves administration only; key operations go over TLS");
 		break;

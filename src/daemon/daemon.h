@@ -254,6 +254,7 @@ struct kw_server {
 	_Atomic uint64_t revocations;
 	struct kw_gate *gate; /* admission (gate.c), made by kw_server_start */
 	atomic_uint session_objects; /* held in memory for all connections (session.c) */
+	atomic_bool transfer_busy;   /* a backup or restore transfer holds its buffer (backup.c) */
 	char bound[300]; /* the address actually listened on */
 	unsigned short port;
 	/* event loops, in server.c */
@@ -278,6 +279,8 @@ struct kw_peer {
 	 * reference (conn_unref).
 	 */
 	struct kw_session_objects *session_objects;
+	/* admin connections: the backup or restore in progress (backup.c); shared like session_objects */
+	struct kw_transfer *transfer;
 };
 
 /*
@@ -303,6 +306,17 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		       Keyward__Response *resp, struct kw_scratch *scratch);
 void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		     Keyward__Response *resp, struct kw_scratch *scratch);
+/* ---- backup and restore over the admin socket (backup.c) ---- */
+#define KW_TRANSFER_CHUNK (512u * 1024u) /* bytes of a backup in one frame */
+struct kw_transfer;
+/* One per admin connection; NULL when out of memory. */
+struct kw_transfer *kw_transfer_new(struct kw_server *srv);
+/* At the connection's last reference: frees a transfer left unfinished. Accepts NULL. */
+void kw_transfer_free(struct kw_transfer *t);
+/* BackupBegin/BackupRead/RestoreBegin/RestoreChunk/RestoreCommit, for kw_handle_admin. */
+bool kw_request_is_transfer(const Keyward__Request *req);
+kw_rv kw_handle_transfer(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
+			 Keyward__Response *resp, struct kw_scratch *scratch);
 /* Sets resp's status and message from rv and the thread's error. */
 void kw_response_status(Keyward__Response *resp, kw_rv rv);
 /* Whether a request must run on the slow pool. */

@@ -101,6 +101,8 @@ bool kw_request_is_slow(const Keyward__Request *req)
 	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
 	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
+	case KEYWARD__REQUEST__BODY_BACKUP_BEGIN:
+	case KEYWARD__REQUEST__BODY_RESTORE_COMMIT:
 		return true;
 	default:
 		return false;
@@ -1138,9 +1140,10 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		rv = on_enroll(srv, peer, req->enroll, resp, s);
 		goto out;
 	}
-	/* 40 to 59: the admin socket's; 60 and up are key operations again */
-	if (req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT &&
-	    req->body_case < KEYWARD__REQUEST__BODY_SIGN_BATCH) {
+	/* 40 to 59 and the backup transfers (70 to 74): the admin socket's */
+	if ((req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT &&
+	     req->body_case < KEYWARD__REQUEST__BODY_SIGN_BATCH) ||
+	    kw_request_is_transfer(req)) {
 		rv = kw_error_set(KW_ERR_PERMISSION, "administrative requests are served on the local admin socket only");
 		goto out;
 	}

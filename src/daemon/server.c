@@ -162,6 +162,7 @@ static void conn_unref(struct kw_conn *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	kw_session_objects_free(c->peer.session_objects);
+	kw_transfer_free(c->peer.transfer);
 	kw_buf_cleanup(&c->in);
 	kw_buf_cleanup(&c->wbuf);
 	kw_buf_cleanup(&c->out);
@@ -746,6 +747,7 @@ static void accept_all(struct kw_loop *loop, int lfd, bool admin)
 		if (admin) {
 			snprintf(c->peer.address, sizeof c->peer.address, "admin socket");
 			snprintf(c->peer.actor, sizeof c->peer.actor, "admin");
+			c->peer.transfer = kw_transfer_new(srv); /* NULL: its transfers fail, nothing else */
 			c->state = CONN_OPEN;
 			if (kw_gate_enter_admin(srv->gate, &c->gate)) {
 				kw_log_limited("admin.busy", KW_LOG_WARN, "admin socket: connection refused: %s",

@@ -414,4 +414,56 @@ kw_rv kw_keystore_audit_count(struct kw_keystore *ks, uint64_t *records);
  */
 kw_rv kw_audit_archives_verify(const char *dir, struct kw_audit_report *out);
 
+/* ---- backup and restore (the file format: backup.h) ---- */
+
+/*
+ * The master-key id of this HSM: HMAC-SHA256(master key, "keyward backup
+ * id v1"). Two HSMs with the same id hold the same master key; the id
+ * reveals nothing of it. KW_ERR_STORE_LOCKED while locked.
+ */
+kw_rv kw_keystore_key_id(struct kw_keystore *ks, unsigned char id[32]);
+
+struct kw_backup_summary {
+	unsigned partitions, credentials, objects, keys;
+	uint64_t audit_seq; /* the audit head the backup records */
+	unsigned char key_id[32];
+};
+
+/*
+ * A sealed snapshot of partition (NULL or "": of every partition) as a
+ * backup file in *out (malloc'd, *len bytes, at most KW_BACKUP_MAX):
+ * partitions with their setup-password hash, credentials, objects with
+ * private and secret keys sealed exactly as stored, the audit head. One
+ * transaction, which also appends the "hsm.backup" audit record. Needs the
+ * HSM unlocked (for the master-key id). KW_ERR_NOT_FOUND for an unknown
+ * partition, KW_ERR_DATA_LEN when the store is larger than one file.
+ */
+kw_rv kw_keystore_backup(struct kw_keystore *ks, const char *partition, unsigned char **out, size_t *len,
+			 struct kw_backup_summary *sum);
+
+struct kw_restore_summary {
+	unsigned partitions_created, partitions_kept;
+	unsigned credentials_added, credentials_kept;
+	unsigned objects_added, objects_kept; /* kept: already here, identical */
+	unsigned keys_resealed;		      /* rebound to another partition id than at the source */
+	int64_t created;		      /* when the backup was taken */
+};
+
+/*
+ * Restores a backup file in one transaction, which also appends the
+ * "hsm.restore" audit record. Before anything is written it refuses, with
+ * a message saying what is wrong: a file that is not a backup, truncated
+ * or damaged (KW_ERR_ENCRYPTED_DATA); one sealed under another master key
+ * (KW_ERR_AUTH); one of a newer schema (KW_ERR_VERSION); a sealed key that
+ * does not authenticate (KW_ERR_TAMPERED). Partitions are matched by name
+ * (a missing one is created with the backup's setup-password hash);
+ * objects keep their ids. An object whose id exists here identical is kept;
+ * one that differs, or whose name is taken by another object, is refused
+ * (KW_ERR_EXISTS, naming it), and so is a credential enrolled here in
+ * another partition. A key whose partition has another id here than at the
+ * source is unsealed and resealed inside keywardd under its new associated
+ * data; the others are stored exactly as in the file.
+ */
+kw_rv kw_keystore_restore(struct kw_keystore *ks, const unsigned char *buf, size_t len, struct kw_restore_summary *sum);
+
 #endif

@@ -8,6 +8,8 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,8 +25,10 @@
 #include <jansson.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "common/error.h"
+#include "keystore/backup.h"
 #include "keystore/keystore.h"
 #include "tools/admin_client.h"
 
@@ -61,6 +66,8 @@ static void usage(FILE *out)
 		"                                  with a head saved earlier, check it is still in the chain\n"
 		"      [--archives DIR]            and the archives in DIR, up to the store's first record\n"
 		"  audit archive [--keep N]        move all but the newest N audit records to the archive\n"
+		"  backup FILE [--partition P]     a sealed snapshot of the HSM (or of one partition) in FILE\n"
+		"  restore FILE                    restore a backup into this HSM (same master key)\n"
 		"\n"
 		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
@@ -472,6 +479,293 @@ usage:
 	return 2;
 }
 
+#define TRANSFER_CHUNK (512u * 1024u) /* keywardd's KW_TRANSFER_CHUNK */
+#define TRANSFER_TIMEOUT 600	      /* a big store takes a while to snapshot or restore */
+
+/* One request on an open admin connection; NULL after printing why. */
+static Keyward__Response *call_on(int fd, Keyward__Request *req, int *status)
+{
+	Keyward__Response *resp = NULL;
+	kw_rv rv = kw_admin_call(fd, req, TRANSFER_TIMEOUT, &resp);
+
+	if (rv) {
+		if (resp)
+			keyward__response__free_unpacked(resp, NULL);
+		*status = fail(rv);
+		return NULL;
+	}
+	*status = 0;
+	return resp;
+}
+
+static bool write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* FILE, mode 0600, atomically: a temporary file beside it, fsync, rename, fsync of the directory. */
+static int write_file_atomic(const char *path, const unsigned char *data, size_t len)
+{
+	char tmp[4096], dir[4096];
+	int fd, dfd, saved;
+
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp) {
+		fprintf(stderr, "keyward-admin: backup: file name too long: %s\n", path);
+		return 1;
+	}
+	fd = mkstemp(tmp); /* mode 0600 */
+	if (fd < 0) {
+		fprintf(stderr, "keyward-admin: backup: cannot create a file beside %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (fchmod(fd, 0600) != 0 || !write_all(fd, data, len) || fsync(fd) != 0) {
+		saved = errno;
+		close(fd);
+		unlink(tmp);
+		fprintf(stderr, "keyward-admin: backup: cannot write %s: %s (nothing was written to %s)\n", tmp,
+			strerror(saved), path);
+		return 1;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0) {
+		saved = errno;
+		unlink(tmp);
+		fprintf(stderr, "keyward-admin: backup: cannot move %s to %s: %s\n", tmp, path, strerror(saved));
+		return 1;
+	}
+	snprintf(dir, sizeof dir, "%s", path);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static void print_key_id(const char *label, const unsigned char *id, size_t n)
+{
+	char hex[2 * KW_BACKUP_KEY_ID_LEN + 1];
+
+	if (n > KW_BACKUP_KEY_ID_LEN)
+		n = KW_BACKUP_KEY_ID_LEN;
+	kw_backup_hex(id, n, hex);
+	printf("%s%s\n", label, hex);
+}
+
+static int cmd_backup(const char *path)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__BackupBegin begin = KEYWARD__BACKUP_BEGIN__INIT;
+	Keyward__BackupRead rd = KEYWARD__BACKUP_READ__INIT;
+	Keyward__Response *resp = NULL, *info = NULL;
+	unsigned char *buf = NULL, hash[SHA256_DIGEST_LENGTH];
+	struct kw_backup *check = NULL;
+	size_t got = 0, size;
+	int fd = -1, status = 1;
+	kw_rv rv;
+
+	if ((rv = kw_admin_connect(socket_path, &fd)))
+		return fail(rv);
+	begin.partition = (char *)(opt_partition ? opt_partition : "");
+	req.body_case = KEYWARD__REQUEST__BODY_BACKUP_BEGIN;
+	req.backup_begin = &begin;
+	if (!(info = call_on(fd, &req, &status)))
+		goto out;
+	size = (size_t)info->backup_info->size;
+	if (size == 0 || size > KW_BACKUP_MAX || info->backup_info->sha256.len != sizeof hash) {
+		fprintf(stderr, "keyward-admin: backup: keywardd announced a backup of %zu bytes (at most %u MiB)\n",
+			size, KW_BACKUP_MAX >> 20);
+		status = 1;
+		goto out;
+	}
+	if (!(buf = malloc(size))) {
+		fprintf(stderr, "keyward-admin: backup: out of memory for %zu bytes\n", size);
+		status = 1;
+		goto out;
+	}
+	while (got < size) {
+		Keyward__BackupChunk *c;
+
+		rd.offset = got;
+		rd.length = TRANSFER_CHUNK;
+		req.body_case = KEYWARD__REQUEST__BODY_BACKUP_READ;
+		req.backup_read = &rd;
+		if (!(resp = call_on(fd, &req, &status)))
+			goto out;
+		c = resp->backup_chunk;
+		if (c->offset != got || c->data.len == 0 || c->data.len > size - got ||
+		    c->last != (got + c->data.len == size)) {
+			fprintf(stderr,
+				"keyward-admin: backup: keywardd sent a chunk that does not fit (%zu bytes at "
+				"%llu of %zu)\n",
+				c->data.len, (unsigned long long)c->offset, size);
+			status = 1;
+			goto out;
+		}
+		memcpy(buf + got, c->data.data, c->data.len);
+		got += c->data.len;
+		keyward__response__free_unpacked(resp, NULL);
+		resp = NULL;
+	}
+	SHA256(buf, size, hash);
+	if (CRYPTO_memcmp(hash, info->backup_info->sha256.data, sizeof hash) != 0) {
+		fprintf(stderr,
+			"keyward-admin: backup: the backup changed on its way from keywardd (SHA-256 "
+			"mismatch); %s was not written\n",
+			path);
+		status = 1;
+		goto out;
+	}
+	/* check what we write, as restore will */
+	if ((rv = kw_backup_decode(buf, size, &check))) {
+		fprintf(stderr, "keyward-admin: backup: %s; %s was not written\n", kw_last_error(), path);
+		status = 1;
+		goto out;
+	}
+	if ((status = write_file_atomic(path, buf, size)))
+		goto out;
+	printf("Backup written to %s: %zu bytes, %u partition%s, %u credential%s, %u object%s (%u sealed key%s).\n",
+	       path, size, info->backup_info->partitions, info->backup_info->partitions == 1 ? "" : "s",
+	       info->backup_info->credentials, info->backup_info->credentials == 1 ? "" : "s",
+	       info->backup_info->objects, info->backup_info->objects == 1 ? "" : "s", info->backup_info->keys,
+	       info->backup_info->keys == 1 ? "" : "s");
+	printf("audit head:    %llu\n", (unsigned long long)info->backup_info->audit_seq);
+	print_key_id("master-key id: ", info->backup_info->key_id.data, info->backup_info->key_id.len);
+	print_key_id("sha256:        ", hash, sizeof hash);
+	printf("It stays sealed: restore it only into an HSM that holds the same master key.\n");
+out:
+	kw_backup_free(check);
+	if (resp)
+		keyward__response__free_unpacked(resp, NULL);
+	if (info)
+		keyward__response__free_unpacked(info, NULL);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return status;
+}
+
+/* The whole file (at most KW_BACKUP_MAX bytes) in *out; prints why not. */
+static int read_backup_file(const char *path, unsigned char **out, size_t *len)
+{
+	struct stat st;
+	unsigned char *buf;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*out = NULL;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fprintf(stderr, "keyward-admin: restore: cannot read %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > KW_BACKUP_MAX) {
+		fprintf(stderr, "keyward-admin: restore: %s is %s; a backup is a file of 1 byte to %u MiB\n", path,
+			S_ISREG(st.st_mode) ? (st.st_size <= 0 ? "empty" : "too large") : "not a regular file",
+			KW_BACKUP_MAX >> 20);
+		close(fd);
+		return 1;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		close(fd);
+		fprintf(stderr, "keyward-admin: restore: out of memory\n");
+		return 1;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got != (size_t)st.st_size) {
+		fprintf(stderr, "keyward-admin: restore: %s changed while it was read\n", path);
+		free(buf);
+		return 1;
+	}
+	*out = buf;
+	*len = got;
+	return 0;
+}
+
+static int cmd_restore(const char *path)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__RestoreBegin begin = KEYWARD__RESTORE_BEGIN__INIT;
+	Keyward__RestoreChunk chunk = KEYWARD__RESTORE_CHUNK__INIT;
+	Keyward__RestoreCommit commit = KEYWARD__RESTORE_COMMIT__INIT;
+	Keyward__Response *resp = NULL;
+	Keyward__RestoreResult *r;
+	struct kw_backup *check = NULL;
+	unsigned char *buf = NULL;
+	size_t len = 0, sent = 0;
+	int fd = -1, status;
+	kw_rv rv;
+
+	if ((status = read_backup_file(path, &buf, &len)))
+		return status;
+	/* a damaged or truncated file is refused here already; keywardd checks it again */
+	if ((rv = kw_backup_decode(buf, len, &check))) {
+		fprintf(stderr, "keyward-admin: restore: %s: %s; nothing was restored\n", path, kw_last_error());
+		free(buf);
+		return 1;
+	}
+	kw_backup_free(check);
+	if ((rv = kw_admin_connect(socket_path, &fd))) {
+		free(buf);
+		return fail(rv);
+	}
+	begin.size = len;
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
+	req.restore_begin = &begin;
+	if (!(resp = call_on(fd, &req, &status)))
+		goto out;
+	while (sent < len) {
+		size_t n = len - sent < TRANSFER_CHUNK ? len - sent : TRANSFER_CHUNK;
+
+		keyward__response__free_unpacked(resp, NULL);
+		chunk.offset = sent;
+		chunk.data.data = buf + sent;
+		chunk.data.len = n;
+		req.body_case = KEYWARD__REQUEST__BODY_RESTORE_CHUNK;
+		req.restore_chunk = &chunk;
+		if (!(resp = call_on(fd, &req, &status)))
+			goto out;
+		sent += n;
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
+	req.restore_commit = &commit;
+	if (!(resp = call_on(fd, &req, &status)))
+		goto out;
+	r = resp->restore_result;
+	printf("Restored %s: %u object%s added, %u already here and identical; %u partition%s created, %u kept; "
+	       "%u credential%s added, %u kept; %u key%s resealed for a new partition id.\n",
+	       path, r->objects_added, r->objects_added == 1 ? "" : "s", r->objects_kept, r->partitions_created,
+	       r->partitions_created == 1 ? "" : "s", r->partitions_kept, r->credentials_added,
+	       r->credentials_added == 1 ? "" : "s", r->credentials_kept, r->keys_resealed,
+	       r->keys_resealed == 1 ? "" : "s");
+out:
+	if (resp)
+		keyward__response__free_unpacked(resp, NULL);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return status;
+}
+
 static int parse_options(int argc, char **argv, bool *with_shares);
 
 static void fingerprint_hex(const ProtobufCBinaryData *fp, char *out, size_t size)
@@ -662,6 +956,18 @@ int main(int argc, char **argv)
 		return cmd_audit(argc - optind, argv + optind);
 	if (strcmp(cmd, "client") == 0)
 		return cmd_client(argc - optind, argv + optind);
+	if (strcmp(cmd, "backup") == 0 || strcmp(cmd, "restore") == 0) {
+		const char *file = optind < argc ? argv[optind++] : NULL;
+
+		/* --partition may also follow FILE */
+		if (file && optind < argc)
+			r = parse_options(argc, argv, &with_shares);
+		if (!file || r != 0 || optind != argc || with_shares || opt_json || (cmd[0] == 'r' && opt_partition)) {
+			fprintf(stderr, "keyward-admin: backup FILE [--partition P] | restore FILE\n");
+			return 2;
+		}
+		return cmd[0] == 'b' ? cmd_backup(file) : cmd_restore(file);
+	}
 	fprintf(stderr, "keyward-admin: unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return 2;

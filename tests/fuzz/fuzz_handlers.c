@@ -34,6 +34,8 @@ static void remove_dir(void)
 {
 	char cmd[128];
 
+	kw_transfer_free(admin.transfer); /* an unfinished transfer's buffer is no leak */
+	admin.transfer = NULL;
 	kw_server_teardown(&srv);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
@@ -92,6 +94,7 @@ static void make_peers(void)
 	admin.admin = true;
 	snprintf(admin.address, sizeof admin.address, "admin socket");
 	snprintf(admin.actor, sizeof admin.actor, "admin");
+	admin.transfer = kw_transfer_new(&srv); /* backup and restore, as an admin connection has */
 }
 
 /* A key pair of the development client, so that key operations (Sign, SignBatch) reach the crypto. */
@@ -124,6 +127,8 @@ static void start(void)
 		kw_server_teardown(&srv);
 	kw_session_objects_free(client.session_objects);
 	client.session_objects = NULL;
+	kw_transfer_free(admin.transfer);
+	admin.transfer = NULL;
 	memset(&srv, 0, sizeof srv);
 	kw_server_config_defaults(&srv.cfg);
 	snprintf(srv.cfg.dev_dir, sizeof srv.cfg.dev_dir, "%s", dir);

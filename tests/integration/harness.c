@@ -329,20 +329,32 @@ void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *p
 	fclose(f);
 }
 
-kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition)
+/* keyward-admin partition VERB PARTITION, then a client `name` enrolled with the password it prints. */
+static kw_client *enroll_client(struct kwt_server *s, const char *verb, const char *partition, const char *name)
 {
 	char *out = NULL, *pw, conf[400], password[64] = "";
 	kw_client *c = NULL;
 
-	assert_int_equal(kwt_admin(s, NULL, &out, "partition create %s", partition), 0);
+	if (kwt_admin(s, NULL, &out, "partition %s %s", verb, partition) != 0)
+		fail_msg("partition %s %s: %s", verb, partition, out ? out : "");
 	pw = strstr(out, "setup password: ");
 	assert_non_null(pw);
 	sscanf(pw + strlen("setup password: "), "%63s", password);
 	free(out);
-	kwt_write_client_conf(s, partition, partition, conf, sizeof conf);
+	kwt_write_client_conf(s, name, partition, conf, sizeof conf);
 	kwt_ok(kw_client_new(conf, &c));
 	kwt_ok(kw_enroll(c, password, NULL));
 	return c;
+}
+
+kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition)
+{
+	return enroll_client(s, "create", partition, partition);
+}
+
+kw_client *kwt_another_client(struct kwt_server *s, const char *partition, const char *name)
+{
+	return enroll_client(s, "password", partition, name);
 }
 
 kw_client *kwt_start_dev_client(struct kwt_server *s)

@@ -64,6 +64,8 @@ int kwt_admin(struct kwt_server *s, const char *stdin_text, char **out, const ch
 void kwt_write_client_conf(struct kwt_server *s, const char *name, const char *partition, char *path_out, size_t size);
 /* Creates a partition and enrolls a client for it; returns a connected kw_client. */
 kw_client *kwt_new_partition_client(struct kwt_server *s, const char *partition);
+/* A further client `name` (DIR/<name>.conf) of an existing partition, under a new setup password. */
+kw_client *kwt_another_client(struct kwt_server *s, const char *partition, const char *name);
 
 /* A dev-mode keywardd and a client of its partition "dev" (group fixtures). */
 kw_client *kwt_start_dev_client(struct kwt_server *s);

@@ -643,6 +643,18 @@ static void test_foreign_ca_certificate(void **state)
 	EVP_PKEY_free(ca_key);
 }
 
+/* The development client after its Hello, or a stranger without a certificate. */
+static void raw_open_as(struct raw *r, int with_cert)
+{
+	if (with_cert) {
+		raw_open_dev(r);
+		raw_hello_ok(r, 1);
+	} else {
+		raw_open(r, &server, NULL, NULL, NULL);
+		assert_true(r->handshake_ok);
+	}
+}
+
 static void test_admin_over_tls(void **state)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -650,6 +662,13 @@ static void test_admin_over_tls(void **state)
 	Keyward__AdminLock lock = KEYWARD__ADMIN_LOCK__INIT;
 	Keyward__AdminInit init = KEYWARD__ADMIN_INIT__INIT;
 	Keyward__PartitionList pl = KEYWARD__PARTITION_LIST__INIT;
+	Keyward__BackupBegin bb = KEYWARD__BACKUP_BEGIN__INIT;
+	Keyward__BackupRead br = KEYWARD__BACKUP_READ__INIT;
+	Keyward__RestoreBegin rb = KEYWARD__RESTORE_BEGIN__INIT;
+	Keyward__RestoreChunk rc = KEYWARD__RESTORE_CHUNK__INIT;
+	Keyward__RestoreCommit rm = KEYWARD__RESTORE_COMMIT__INIT;
+	Keyward__Request tr[5] = {KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT,
+				  KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT};
 	Keyward__Response *resp;
 	char *before, *after, *out = NULL;
 	struct raw r;
@@ -657,13 +676,7 @@ static void test_admin_over_tls(void **state)
 	(void)state;
 	before = snapshot(client);
 	for (int with_cert = 1; with_cert >= 0; with_cert--) {
-		if (with_cert) {
-			raw_open_dev(&r);
-			raw_hello_ok(&r, 1);
-		} else {
-			raw_open(&r, &server, NULL, NULL, NULL);
-			assert_true(r.handshake_ok);
-		}
+		raw_open_as(&r, with_cert);
 		pc.name = "evil";
 		req.id = 2;
 		req.body_case = KEYWARD__REQUEST__BODY_PARTITION_CREATE;
@@ -700,6 +713,33 @@ static void test_admin_over_tls(void **state)
 		assert_int_equal(resp->status, KEYWARD__STATUS__PERMISSION);
 		assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY__NOT_SET);
 		keyward__response__free_unpacked(resp, NULL);
+
+		/* HSM backup and restore: the admin socket's too, never a byte of a snapshot (on a fresh
+		 * connection: a stranger may send only 8 requests) */
+		raw_close(&r);
+		raw_open_as(&r, with_cert);
+		rb.size = 1000;
+		rc.data.data = (uint8_t *)"KWBACKUP";
+		rc.data.len = 8;
+		tr[0].body_case = KEYWARD__REQUEST__BODY_BACKUP_BEGIN;
+		tr[0].backup_begin = &bb;
+		tr[1].body_case = KEYWARD__REQUEST__BODY_BACKUP_READ;
+		tr[1].backup_read = &br;
+		tr[2].body_case = KEYWARD__REQUEST__BODY_RESTORE_BEGIN;
+		tr[2].restore_begin = &rb;
+		tr[3].body_case = KEYWARD__REQUEST__BODY_RESTORE_CHUNK;
+		tr[3].restore_chunk = &rc;
+		tr[4].body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
+		tr[4].restore_commit = &rm;
+		for (int i = 0; i < 5; i++) {
+			tr[i].id = 6 + (uint64_t)i;
+			raw_send_request(&r, &tr[i]);
+			resp = raw_expect(&r);
+			assert_int_equal(resp->status, KEYWARD__STATUS__PERMISSION);
+			assert_int_equal(resp->body_case, KEYWARD__RESPONSE__BODY__NOT_SET);
+			assert_non_null(strstr(resp->message, "admin socket"));
+			keyward__response__free_unpacked(resp, NULL);
+		}
 		raw_close(&r);
 	}
 

@@ -1669,6 +1669,7 @@ static void test_config(void **state)
 	const char *out, *audit, *before, *conf, *machine;
 
 	enter(b, "config");
+	kwt_write_file("narrow.tmpl", "validity_days = 30\nsan = dns\n");
 	sh_ok("'%s' createkey --name config-ca-key --algorithm ECDSA --curve P-256 -m", KSPUTIL_PATH);
 	ca_ok("ca", "setup --name 'Config CA' --existing-key config-ca-key --server-name old.test %s", hsm_opts(b));
 	ca_ok("ca", "ca.cert ca.pem");
@@ -1678,6 +1679,35 @@ static void test_config(void **state)
 	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
 	issue("ca", "leaf", "WebServer");
 	expect_has("leaf.pem", cert_text("leaf.pem"), "URI:http://new.test/crl/Config-CA.crl");
+
+	/* the URL base apart from the host: certificates keep pointing at it when the CA moves */
+	ca_ok("ca", "config set url_base http://pki.test");
+	ca_ok("ca", "config set server_name newer.test");
+	make_csr("based", EC256, "/CN=based.test", "-addext subjectAltName=DNS:based.test");
+	issue("ca", "based", "WebServer");
+	expect_has("based.pem", cert_text("based.pem"), "URI:http://pki.test/crl/Config-CA.crl");
+	expect_has("based.pem", cert_text("based.pem"), "OCSP - URI:http://pki.test/ocsp");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set url_base ftp://pki.test"), "http://");
+	expect_has(last_cmd, ca_refused("ca", 2, "config set url_base http://pki.test/"), "'/'");
+	ca_ok("ca", "config set legacy_url_bases 'http://old.test http://new.test'");
+	/* config show: the templates too, and what this host resolves for itself */
+	ca_ok("ca", "templates add Narrow --file narrow.tmpl");
+	out = ca_ok("ca", "config show");
+	expect_has(last_cmd, out, "[template Narrow]");
+	expect_has(last_cmd, out, "# this host: module ");
+	/* an export holds nothing of this host's */
+	ca_ok("ca", "config export exported.conf");
+	out = file("exported.conf");
+	expect_has("exported.conf", out, "url_base = http://pki.test\n");
+	expect_has("exported.conf", out, "legacy_url_bases = http://old.test http://new.test\n");
+	expect_has("exported.conf", out, "[template Narrow]");
+	if (strstr(out, "\nmodule =") || strstr(out, "\npin_file =") || strstr(out, "\nserver_name ="))
+		fail_full("config export holds a host setting:\n%s", out);
+	ca_ok("ca", "templates remove Narrow");
+	ca_ok("ca", "config import exported.conf --set crl_overlap_hours=12");
+	expect_has(last_cmd, ca_ok("ca", "templates show Narrow"), "[template Narrow]");
+	expect_has(last_cmd, ca_ok("ca", "config show"), "server_name = newer.test\n");
+	ca_ok("ca", "config set url_base ''");
 	audit = ca_ok("ca", "audit");
 	expect_has(last_cmd, audit, "config       server_name: \"old.test\" -> \"new.test\"");
 
@@ -1742,6 +1772,39 @@ static void test_config(void **state)
 }
 
 /*
+ * A database belongs to its CA: another CA's keyward-ca.db put in a CA's
+ * directory is refused by every command, which changes nothing; the CA's
+ * own database back in place, it works again. status shows the identity.
+ */
+static void test_identity(void **state)
+{
+	const struct backend *b = *state;
+	const char *out, *before;
+	json_t *st;
+
+	enter(b, "identity");
+	ca_ok("one", "setup --name 'One CA' --key-type EC-P256 --server-name one.test %s", hsm_opts(b));
+	ca_ok("two", "setup --name 'Two CA' --key-type EC-P256 --server-name two.test %s", hsm_opts(b));
+	st = json_loads(ca_ok("one", "status --json"), 0, NULL);
+	if (!st || !field(st, "key_sha256") || strlen(field(st, "key_sha256")) != 64 ||
+	    strcmp(field(st, "name"), "One CA"))
+		fail_full("status --json: no identity:\n%s", ca_ok("one", "status --json"));
+	json_decref(st);
+	sh_ok("cp two/keyward-ca.db two.db && cp one/keyward-ca.db two/keyward-ca.db");
+	before = sh_ok("sha256sum two/keyward-ca.db");
+	make_csr("leaf", EC256, "/CN=leaf.test", "-addext subjectAltName=DNS:leaf.test");
+	out = ca_refused("two", 1, "list");
+	expect_has(last_cmd, out, "belongs to another CA");
+	expect_has(last_cmd, out, "One CA");
+	expect_has(last_cmd, ca_refused("two", 1, "submit leaf.csr --template WebServer --out leaf.pem"),
+		   "belongs to another CA");
+	expect_has(last_cmd, ca_refused("two", 1, "crl"), "belongs to another CA");
+	expect_unchanged("a foreign database", before, sh_ok("sha256sum two/keyward-ca.db"));
+	sh_ok("cp two.db two/keyward-ca.db");
+	issue("two", "leaf", "WebServer");
+}
+
+/*
  * Case 9: an Ed25519 key in the CA's token, made with ksputil. The module
  * shows it as PKCS#11 3.0 says (pkcs11-tool: EC_EDWARDS, CKA_EC_PARAMS the
  * OID 1.3.101.112); keyward-ca, whose libp11 0.4.12 cannot use such a key,
@@ -1791,6 +1854,7 @@ int main(void)
 		{"test_batch", test_batch, NULL, test_done, &keyward_hsm},
 		{"test_crash_safety", test_crash_safety, NULL, test_done, &keyward_hsm},
 		{"test_config", test_config, NULL, test_done, &keyward_hsm},
+		{"test_identity", test_identity, NULL, test_done, &keyward_hsm},
 		{"test_unusual_key", test_unusual_key, NULL, test_done, &keyward_hsm},
 		{"test_bad_names", test_bad_names, NULL, test_done, &keyward_hsm},
 		{"test_bad_module", test_bad_module, NULL, test_done, &keyward_hsm},
