@@ -24,8 +24,8 @@
  *    keywardd's log) holds a byte of the private key, in any encoding.
  *    keywardd never reveals a private key, extractable or not (its
  *    CKA_PRIVATE_EXPONENT and the like are CKR_ATTRIBUTE_SENSITIVE, and
- *    wrapping needs a key it never shows): that test's CA is on SoftHSM2,
- *    on a key made with openssl and imported, whose components are known.
+ *    wrapping needs a key it never shows): that test runs a keywardd of
+ *    its own with a passphrase, and unseals the key from its store.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,11 +50,11 @@
 
 #include "ca_helpers.h"
 #include "harness.h"
+#include "keystore/keystore.h"
 
 static struct kwt_server server;
 static kw_client *client;
 static struct backend keyward_hsm = {.module = KEYWARD_PKCS11_PATH};
-static struct backend softhsm = {.module = SOFTHSM_MODULE, .token = "mig"};
 
 /* A "server": its machine-id file and the machine owner keywardd derives from it. */
 struct host {
@@ -722,10 +722,10 @@ static void expect_taken_over(const struct a_side *a, int prove_certs)
 
 /* ---- fixtures ---- */
 
+static void free_needles(void);
+
 static int setup(void **state)
 {
-	char path[400];
-
 	(void)state;
 	client = kwt_start_dev_client(&server);
 	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
@@ -739,12 +739,6 @@ static int setup(void **state)
 	snprintf(keyward_hsm.work, sizeof keyward_hsm.work, "%s/work", server.dir);
 	assert_int_equal(mkdir(keyward_hsm.work, 0700), 0);
 
-	/* a SoftHSM2 token "mig", outside the directories test_no_key_material scans */
-	snprintf(softhsm.work, sizeof softhsm.work, "%s/work-softhsm", server.dir);
-	assert_int_equal(mkdir(softhsm.work, 0700), 0);
-	snprintf(path, sizeof path, "%s/softhsm", server.dir);
-	assert_int_equal(mkdir(path, 0700), 0);
-	softhsm_token(&softhsm, path);
 	forget_all();
 	return 0;
 }
@@ -761,6 +755,8 @@ static int test_done(void **state)
 {
 	(void)state;
 	forget_all();
+	free_needles();
+	setenv("KEYWARD_CONF", server.conf, 1);
 	return chdir("/");
 }
 
@@ -1198,26 +1194,23 @@ static void add_component(const char *name, const BIGNUM *bn)
 }
 
 /*
- * The private key in pem (PKCS#8): its private exponent, primes, CRT
- * exponents and coefficient in each form; and the lines of its PEM that
- * hold them (after the public modulus: lines 8 on, but the short last one).
+ * The private key pkey (RSA): its private exponent, primes, CRT exponents
+ * and coefficient in each form; and the lines of its PKCS#8 PEM that hold
+ * them (after the public modulus: lines 8 on, but the short last one).
  */
-static void add_private_key(const char *pem)
+static void add_private_key(EVP_PKEY *pkey)
 {
 	static const char *const params[][2] = {
 		{OSSL_PKEY_PARAM_RSA_D, "private exponent d"},	{OSSL_PKEY_PARAM_RSA_FACTOR1, "prime p"},
 		{OSSL_PKEY_PARAM_RSA_FACTOR2, "prime q"},	{OSSL_PKEY_PARAM_RSA_EXPONENT1, "d mod (p-1)"},
 		{OSSL_PKEY_PARAM_RSA_EXPONENT2, "d mod (q-1)"}, {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, "q^-1 mod p"},
 	};
-	FILE *f = fopen(pem, "r");
-	EVP_PKEY *pkey;
-	const char *text = file(pem), *line;
+	BIO *bio = BIO_new(BIO_s_mem());
+	const char *line;
+	char *pem = NULL;
+	long pem_len;
 	int n = 0;
 
-	assert_non_null(f);
-	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	assert_non_null(pkey);
 	for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
 		BIGNUM *bn = NULL;
 
@@ -1225,14 +1218,18 @@ static void add_private_key(const char *pem)
 		add_component(params[i][1], bn);
 		BN_clear_free(bn);
 	}
-	EVP_PKEY_free(pkey);
-	for (line = strchr(text, '\n') + 1; line && *line && strncmp(line, "-----END", 8) != 0;
-	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	assert_non_null(bio);
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL), 1);
+	pem_len = BIO_get_mem_data(bio, &pem);
+	assert_true(pem_len > 0);
+	for (line = strchr(pem, '\n') + 1; line < pem + pem_len && strncmp(line, "-----END", 8) != 0;
+	     line = strchr(line, '\n') + 1) {
 		size_t len = strcspn(line, "\n");
 
 		if (++n >= 8 && len == 64)
 			add_text_needle(keepf("PKCS#8 PEM line %d", n), keepf("%.*s", (int)len, line));
 	}
+	BIO_free(bio);
 }
 
 static int scan_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -1272,45 +1269,85 @@ static const char *scan(const char *const *paths, size_t n)
 }
 
 /*
- * f: a CA on an RSA key whose private half is known to the test (made with
- * openssl, imported into the SoftHSM2 token: keywardd never shows one):
- * A's retirement, backup and export, and B's setup, restore and import
- * (migrate's steps; its key steps are keyward's own); then no file under
- * the CA directories, the backup, the export, the journal, the commands'
- * outputs or keywardd's log holds the private exponent, a prime, a CRT
- * value, or the PKCS#8 key, in raw, DER, hex or base64 form. The scanner
- * is shown to find each form when a copy is planted.
+ * A partition "leak" on hsm, with a client whose key file is encrypted under
+ * a PIN: its configuration (DIR/leak.conf, pin_file DIR/leak.pin) and a
+ * connected client.
+ */
+static kw_client *leak_partition(struct kwt_server *hsm, char *conf, size_t size)
+{
+	char *out = NULL, password[64] = "", pin_file[400];
+	const char *pw;
+	kw_client *c = NULL;
+
+	if (kwt_admin(hsm, NULL, &out, "partition create leak") != 0 || !(pw = strstr(out, "setup password: ")))
+		fail_full("partition create leak: %s", out ? out : "");
+	sscanf(pw + strlen("setup password: "), "%63s", password);
+	free(out);
+	snprintf(pin_file, sizeof pin_file, "%s/leak.pin", hsm->dir);
+	kwt_write_file(pin_file, "31415926\n");
+	assert_int_equal(chmod(pin_file, 0600), 0);
+	snprintf(conf, size, "%s/leak.conf", hsm->dir);
+	kwt_write_file(conf, keepf("[client]\npartition = leak\nca = tls/ca.crt\ncert = leak.crt\nkey = leak.key\n"
+				   "pin_file = leak.pin\ncommand_timeout = 60\n\n[hsm test]\nhost = 127.0.0.1\n"
+				   "port = %u\n",
+				   hsm->port));
+	kwt_ok(kw_client_new(conf, &c));
+	kwt_ok(kw_enroll(c, password, "31415926"));
+	return c;
+}
+
+/*
+ * f: a CA on an extractable RSA key (kw_generate_key), on a keywardd of
+ * its own whose master key is sealed under a passphrase, so that the test
+ * can unseal the key from the store afterwards as keywardd does (the HSM
+ * never shows a private key, extractable or not): A's retirement, backup
+ * and export, B's migrate; then no file under the CA directories, the
+ * backup, the export, the journal, the commands' outputs or keywardd's
+ * log holds the private exponent, a prime, a CRT value, or the PKCS#8 key,
+ * in raw, DER, hex or base64 form. The scanner is shown to find each form
+ * when a copy is planted.
  */
 static void test_no_key_material(void **state)
 {
-	const char *secret = keepf("%s/secret", server.dir), *hits_found, *out;
-	const char *scanned[] = {softhsm.work, server.log};
-	const char *planted[1];
+	static const struct ca_spec spec = {.name = "Leak CA", .key = "leak-ca", .hash = "sha256", .issue = 5};
+	struct kwt_server hsm;
+	struct backend leak = {.module = KEYWARD_PKCS11_PATH};
+	struct kw_keystore *ks = NULL;
+	struct kw_partition_info part;
+	struct kw_object_row row;
+	kw_object *priv = NULL, *pub = NULL;
+	kw_client *c, *first;
+	EVP_PKEY *pkey = NULL;
+	char conf[400], path[400];
+	const char *secret, *hits_found, *planted[1], *scanned[3];
 	struct a_side a;
-	static const struct ca_spec spec = {
-		.name = "Leak CA", .key = "leak-ca", .hash = "sha256", .issue = 5, .revoke = 1};
-	const char *p11 = keepf("pkcs11-tool --module '%s' --token-label mig --login --pin 1234", SOFTHSM_MODULE);
 
 	(void)state;
-	/* the key, outside every directory scanned, in the token */
+	first = kwt_start_initialized(&hsm, NULL);
+	kw_client_free(first);
+	c = leak_partition(&hsm, conf, sizeof conf);
+	assert_int_equal(setenv("KEYWARD_CONF", conf, 1), 0);
+	snprintf(leak.pin_file, sizeof leak.pin_file, "%s/leak.pin", hsm.dir);
+	snprintf(leak.work, sizeof leak.work, "%s/work-leak", server.dir);
+	assert_int_equal(mkdir(leak.work, 0700), 0);
+	secret = keepf("%s/secret", server.dir);
 	assert_int_equal(mkdir(secret, 0700), 0);
-	assert_int_equal(chdir(secret), 0);
-	sh_ok("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out leak.pem"
-	      " && openssl pkey -in leak.pem -outform DER -out leak.der"
-	      " && openssl pkey -in leak.pem -pubout -outform DER -out leak-pub.der");
-	sh_ok("%s --write-object leak.der --type privkey --label leak-ca --id 4c43", p11);
-	sh_ok("%s --write-object leak-pub.der --type pubkey --label leak-ca --id 4c43", p11);
-	add_private_key(keepf("%s/leak.pem", secret));
 
-	/* A and B, as in the other tests, on the SoftHSM2 token */
-	enter(&softhsm, "leak");
+	/* A's key: RSA-2048, extractable, under A's machine owner */
+	kwt_ok(kw_generate_key(c, host_a.owner, spec.key, KW_KEY_RSA, 2048, NULL, KW_GEN_EXTRACTABLE, KW_USAGE_SIGN,
+			       &priv, &pub));
+	assert_true(kw_object_extractable(priv));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	kw_client_free(c);
+
+	/* A retires, backs up and exports; B migrates and issues */
+	enter(&leak, "leak");
 	on(&host_a);
-	ca_ok("A", "setup --name '%s' --existing-key leak-ca --hash sha256 --server-name a.test %s", spec.name,
-	      hsm_opts(&softhsm));
+	ca_ok("A", "setup --name '%s' --existing-key '%s' --hash sha256 --server-name a.test %s", spec.name, spec.key,
+	      hsm_opts(&leak));
 	ca_ok("A", "ca.cert ca.pem");
-	sh_ok("openssl x509 -in ca.pem -noout -pubkey | openssl pkey -pubin -outform DER -out ca-pub.der"
-	      " && cmp ca-pub.der '%s/leak-pub.der'",
-	      secret);
+	memset(&a, 0, sizeof a);
 	a.spec = &spec;
 	a.serials = issue_many("A", "a", spec.issue);
 	ca_ok("A", "revoke %s --reason keyCompromise", a.serials[0]);
@@ -1318,24 +1355,45 @@ static void test_no_key_material(void **state)
 	ca_ok("A", "retire --yes");
 	ca_ok("A", "backupdb backup");
 	ca_ok("A", "config export A.conf.export");
-	/*
-	 * B: migrate's find-key and move-key are keyward's (libkeyward), so on
-	 * SoftHSM2 B takes the manual steps, which are migrate's setup, restore
-	 * and import-config
-	 */
 	on(&host_b);
-	ca_ok("B", "keys --cert ca.pem %s", hsm_opts(&softhsm));
-	a.label = spec.key;
-	restore_by_hand(&a, &softhsm);
+	ca_ok("B", "migrate --from backup --config A.conf.export --server-name b.test %s", hsm_opts(&leak));
+	expect_journal("B");
 	issue_many("B", "b", 2);
 	ca_ok("B", "crl");
-	out = sh_ok("ls -A B backup");
-	expect_has("B/", out, "keyward-ca.db");
 
-	hits_found = scan(scanned, 2);
+	/* the key, unsealed from the store at rest (keywardd stopped) with the passphrase */
+	kwt_stop(&hsm);
+	snprintf(path, sizeof path, "%s/keystore.db", hsm.dir);
+	kwt_ok(kw_keystore_open(path, 0, &ks));
+	kwt_ok(kw_keystore_unlock_passphrase(ks, KWT_PASSPHRASE));
+	kwt_ok(kw_keystore_partition_get(ks, "leak", &part));
+	kwt_ok(kw_keystore_find(ks, part.id, host_b.owner, spec.key, KW_CLASS_PRIVATE_KEY, &row));
+	kwt_ok(kw_keystore_load_private(ks, part.id, row.id, &pkey));
+	kw_object_row_cleanup(&row);
+	kw_keystore_free(ks);
+	add_private_key(pkey);
+	{
+		/* it is the CA's key: its public half is the certificate's */
+		FILE *f = fopen(keepf("%s/leak.pem", secret), "w");
+
+		assert_non_null(f);
+		assert_int_equal(PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL), 1);
+		assert_int_equal(fclose(f), 0);
+		assert_int_equal(chmod(keepf("%s/leak.pem", secret), 0600), 0);
+		sh_ok("openssl x509 -in ca.pem -noout -pubkey > ca-pub.pem && openssl pkey -in '%s/leak.pem' -pubout"
+		      " | cmp - ca-pub.pem",
+		      secret);
+	}
+	EVP_PKEY_free(pkey);
+
+	/* every file the CAs, the commands and keywardd wrote */
+	scanned[0] = leak.work;
+	scanned[1] = hsm.log;
+	scanned[2] = server.log;
+	hits_found = scan(scanned, 3);
 	if (*hits_found)
 		fail_full("key material in files written:\n%s", hits_found);
-	if (files_scanned < 20)
+	if (files_scanned < 30)
 		fail_full("only %zu files scanned", files_scanned);
 
 	/* the scanner finds each form when planted */
@@ -1343,13 +1401,15 @@ static void test_no_key_material(void **state)
 	{
 		static const char *const plants[][2] = {
 			{"PKCS#8 PEM", "cp leak.pem planted/x"},
-			{"PKCS#8 DER", "cp leak.der planted/x"},
+			{"PKCS#8 DER", "openssl pkey -in leak.pem -outform DER -out planted/x"},
 			{"RSAPrivateKey DER", "openssl rsa -in leak.pem -traditional -outform DER -out planted/x"},
 			{"openssl -text", "openssl pkey -in leak.pem -noout -text > planted/x"},
-			{"hex of PKCS#8 (lower case)", "od -An -v -tx1 leak.der | tr -d ' \\n' > planted/x"},
-			{"hex of PKCS#8 (upper case)",
-			 "od -An -v -tx1 leak.der | tr -d ' \\n' | tr a-f A-F > planted/x"},
-			{"base64 of PKCS#8 in JSON", "printf '{\"k\":\"%s\"}' \"$(base64 -w0 leak.der)\" > planted/x"},
+			{"hex of PKCS#8 (lower case)",
+			 "openssl pkey -in leak.pem -outform DER | od -An -v -tx1 | tr -d ' \\n' > planted/x"},
+			{"hex of PKCS#8 (upper case)", "openssl pkey -in leak.pem -outform DER | od -An -v -tx1 | tr "
+						       "-d ' \\n' | tr a-f A-F > planted/x"},
+			{"base64 of PKCS#8 in JSON", "printf '{\"k\":\"%s\"}' \"$(openssl pkey -in leak.pem -outform "
+						     "DER | base64 -w0)\" > planted/x"},
 			{"d alone, raw", "openssl rsa -in leak.pem -noout -text | sed -n '/privateExponent/,/prime1/p'"
 					 " | grep '^ ' | tr -d ' :\\n' | xxd -r -p > planted/x"},
 		};
@@ -1361,8 +1421,10 @@ static void test_no_key_material(void **state)
 				fail_full("the scanner does not find a planted %s", plants[i][0]);
 		}
 	}
-	sh_ok("rm -rf planted");
+	sh_ok("rm -rf planted leak.pem");
 	free_needles();
+	kwt_cleanup(&hsm);
+	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
 }
 
 int main(void)
