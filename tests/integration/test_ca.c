@@ -1617,6 +1617,18 @@ static void test_batch(void **state)
 		fail_full("%s: %d of 12 requests reported issued:\n%s\ncerts/:\n%s", last_cmd, n, out,
 			  sh_ok("ls certs"));
 
+	/* on a terminal (standard error; standard output a file), how far a batch is; --quiet: nothing */
+	sh_ok("mkdir progress");
+	out = sh_ok("script -qec \"" KWT_CA_ENV "'%s' --dir '%s' submit r1.csr r2.csr r3.csr --template WebServer "
+		    "--out-dir progress >batch.out\" /dev/null",
+		    ca_path(), ca);
+	expect_has(last_cmd, out, "issued 3 of 3");
+	out = sh_ok("script -qec \"" KWT_CA_ENV "'%s' --dir '%s' submit r1.csr r2.csr --template WebServer "
+		    "--out-dir progress --quiet >batch.out\" /dev/null",
+		    ca_path(), ca);
+	if (strstr(out, " of 2"))
+		fail_full("%s: a progress line with --quiet:\n%s", last_cmd, out);
+
 	/* one bad request among good ones: none issued */
 	make_csr("weak", "rsa:1024", "/CN=weak.test", "-addext subjectAltName=DNS:weak.test");
 	before = ca_state(ca);

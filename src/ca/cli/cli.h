@@ -28,7 +28,7 @@ struct opts {
 	const char *sets[32]; /* --set KEY=VALUE */
 	size_t n_sets;
 	unsigned validity, threads;
-	bool subordinate, delta, json, der, force, yes, dry_run;
+	bool subordinate, delta, json, der, force, yes, dry_run, quiet;
 };
 
 /* The CA in o->dir, opened with flags; a warning from opening it goes to stderr. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ca/cli/cli.h"
@@ -27,7 +28,24 @@ struct submission {
 	const struct opts *o;
 	char **files;
 	int n;
+	bool progress;	       /* a progress line on standard error (a terminal, not --quiet) */
+	struct timespec shown; /* when it was last redrawn */
 };
+
+/* "issued I of N" on the terminal, redrawn at most five times a second, and at the end. */
+static void show_progress(struct submission *s, size_t i)
+{
+	struct timespec now;
+
+	if (!s->progress)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (i + 1 < (size_t)s->n &&
+	    (now.tv_sec - s->shown.tv_sec) * 1000 + (now.tv_nsec - s->shown.tv_nsec) / 1000000 < 200)
+		return;
+	s->shown = now;
+	fprintf(stderr, "\rkeyward-ca: issued %zu of %d%s", i + 1, s->n, i + 1 == (size_t)s->n ? "\n" : "");
+}
 
 static struct ca_request *read_request(void *arg, size_t i, struct ca_key_decoder *d)
 {
@@ -65,6 +83,7 @@ static int tell_issued(void *arg, size_t i, const struct ca_issued *c)
 		printf("issued %s\n", c->serial);
 	}
 	fflush(stdout);
+	show_progress(s, i);
 	if (!o->out_dir)
 		return cli_write_cert(o->out, c->der, c->der_len);
 	if (snprintf(path, sizeof path, "%s/%s.pem", o->out_dir, c->serial) >= (int)sizeof path)
@@ -104,7 +123,9 @@ static int submit_pending(struct ca *ca, const struct ca_template *t, const stru
 
 int cmd_submit(const struct opts *o, int nfiles, char **files)
 {
-	struct submission s = {.o = o, .files = files, .n = nfiles};
+	/* a line per certificate goes to standard output; the terminal also sees how far a long batch is */
+	struct submission s = {.o = o, .files = files, .n = nfiles,
+			       .progress = nfiles > 1 && !o->quiet && isatty(STDERR_FILENO) && !isatty(STDOUT_FILENO)};
 	const struct ca_template *t;
 	struct ca *ca = NULL;
 	int rc = -1;

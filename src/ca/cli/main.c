@@ -32,7 +32,7 @@ static void usage(FILE *f)
 		"  setup --name NAME [--key-type T | --existing-key NAME|URI [--cert F]] [--hash H] [--validity DAYS]\n"
 		"        [--server-name HOST] [--url-base URL] [--subordinate] [--module PATH] [--token LABEL] [--pin-file F]\n"
 		"  install-cert FILE | keys [--cert F] [--json] | templates list|show N|add N --file F|remove N\n"
-		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
+		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] [--quiet] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
 		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set KEY=VALUE]...\n"
@@ -75,6 +75,7 @@ int main(int argc, char **argv)
 		{"from", required_argument, NULL, 'R'},
 		{"config", required_argument, NULL, 'C'},
 		{"dry-run", no_argument, NULL, 'Z'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
@@ -187,6 +188,9 @@ int main(int argc, char **argv)
 			break;
 		case 'Z':
 			o.dry_run = true;
+			break;
+		case 'q':
+			o.quiet = true;
 			break;
 		case 'H':
 			usage(stdout);
