@@ -251,6 +251,7 @@ struct ca_spec {
 	const char *key_type; /* setup --key-type when key is NULL */
 	const char *hash;
 	bool subordinate; /* under a root set up on A first, on a key of its own */
+	bool moved;	  /* the key moved to B's owner by hand (chkeysowner) before migrate */
 	int issue, revoke;
 };
 
@@ -787,7 +788,8 @@ static void test_manual(void **state)
 
 /*
  * b and c: the same with keyward-ca migrate, one command on B (the key found
- * across owners and moved by it), for the CA of the state.
+ * across owners and moved by it, or found where it was moved by hand), for
+ * the CA of the state.
  */
 static void test_migrate(void **state)
 {
@@ -796,14 +798,21 @@ static void test_migrate(void **state)
 
 	enter(&keyward_hsm, keepf("migrate-%s", file_name(spec->name)));
 	run_a(spec, &a, &keyward_hsm);
+	if (spec->moved) {
+		on(&host_b);
+		ksputil_ok("chkeysowner '%s' %s %s", a.label, host_a.owner, host_b.owner);
+	}
 	migrate(&a, &keyward_hsm, spec->key_type[0] == 'R' ? " --config A.conf.export" : "");
+	if (spec->moved)
+		expect_has("migrate.journal (the key under B's owner already)",
+			   line_with(file("B/migrate.journal"), "move-key"), "already");
 	expect_taken_over(&a, 1);
 }
 
 static const struct ca_spec rsa_ca = {
 	.name = "Migrated RSA CA", .key_type = "RSA-2048", .hash = "sha256", .issue = 100, .revoke = 10};
 static const struct ca_spec p384_ca = {
-	.name = "Migrated P384 CA", .key_type = "EC-P384", .hash = "sha384", .issue = 30, .revoke = 5};
+	.name = "Migrated P384 CA", .key_type = "EC-P384", .hash = "sha384", .issue = 30, .revoke = 5, .moved = true};
 
 /* c: a subordinate CA (its root on a key of its own, which stays on A). */
 static void test_migrate_subordinate(void **state)
