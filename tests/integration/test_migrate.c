@@ -243,6 +243,8 @@ static bool audited(const char *dir, const char *event, const char *words)
 	return found;
 }
 
+static const char *snapshot(const char *dir);
+
 /* ---- a CA on server A, and what it leaves for B ---- */
 
 struct ca_spec {
@@ -834,6 +836,36 @@ static void test_migrate_subordinate(void **state)
 	on(&host_a);
 	if (!key_line(ca_ok("root", "keys"), keepf("ca-%s Root", spec.name)))
 		fail_full("the root's key left A:\n%s", ca_ok("root", "keys"));
+}
+
+/*
+ * migrate after the first manual steps (the key moved, the CA set up on
+ * it): --dry-run changes not a byte of CADIR, not even a journal; then the
+ * run skips what was done, restores, imports and proves.
+ */
+static void test_migrate_after_manual_steps(void **state)
+{
+	static const struct ca_spec spec = {
+		.name = "Half Manual CA", .key_type = "EC-P256", .hash = "sha256", .issue = 5, .revoke = 1};
+	struct a_side a;
+	const char *files, *out;
+
+	(void)state;
+	enter(&keyward_hsm, "half-manual");
+	run_a(&spec, &a, &keyward_hsm);
+	on(&host_b);
+	ksputil_ok("chkeysowner '%s' %s %s", a.label, host_a.owner, host_b.owner);
+	ca_ok("B", "setup --name '%s' --existing-key '%s' --cert ca.pem --server-name b.test %s", spec.name, a.label,
+	      hsm_opts(&keyward_hsm));
+	files = snapshot("B");
+	out = ca_ok("B", "migrate --from backup --server-name b.test --dry-run %s", hsm_opts(&keyward_hsm));
+	for (size_t i = 0; i < N_STEPS; i++)
+		expect_has(last_cmd, out, steps[i]);
+	expect_unchanged("migrate --dry-run into a CA set up by hand", files, snapshot("B"));
+	ca_ok("B", "migrate --from backup --server-name b.test %s", hsm_opts(&keyward_hsm));
+	expect_journal("B");
+	expect_has("migrate.journal", line_with(file("B/migrate.journal"), "move-key"), "already");
+	expect_taken_over(&a, 1);
 }
 
 /* B's counts, as status --json gives them, in one line (kept). */
@@ -1445,6 +1477,7 @@ int main(void)
 		{"test_migrate (EC P-384)", test_migrate, NULL, test_done, (void *)&p384_ca},
 		cmocka_unit_test_teardown(test_migrate_subordinate, test_done),
 		cmocka_unit_test_teardown(test_migrate_interrupted, test_done),
+		cmocka_unit_test_teardown(test_migrate_after_manual_steps, test_done),
 		cmocka_unit_test_teardown(test_restore_refusals, test_done),
 		cmocka_unit_test_teardown(test_no_key_material, test_done),
 	};
