@@ -8,18 +8,22 @@
  * database:
  *
  *  - A sets up a CA on an HSM key, issues 100 certificates, revokes 10,
- *    publishes a CRL, makes its backup, exports its configuration and is
- *    retired; B takes over by the seed's manual steps (ksputil enumkeys
- *    -a, createtestkey -m, chkeysowner; keyward-ca keys, setup
- *    --existing-key, restoredb, config import), and again with the one
- *    command, keyward-ca migrate; then every certificate of A verifies with
- *    B's chain, B's serials are new, its CRL numbers go on above A's last,
- *    B revokes A's certificates, and A neither issues nor sees the key;
- *  - the same for an EC P-384 CA and a subordinate CA;
+ *    publishes a CRL, is retired (a final CRL), makes its backup and
+ *    exports its configuration; B takes over by the seed's manual steps
+ *    (ksputil enumkeys -a, createtestkey -m, chkeysowner; keyward-ca keys,
+ *    setup --existing-key, restoredb, config import), and again with the
+ *    one command, keyward-ca migrate (after a dry run that changes
+ *    nothing); then every certificate of A verifies with B's chain with
+ *    A's status, B's serials are new, its CRL numbers go on above A's
+ *    last, B revokes A's certificates, A's template came along, and A
+ *    neither issues nor has the key in its key space;
+ *  - the same for an EC P-384 CA (its key moved by hand first) and a
+ *    subordinate CA; and migrate into a CA set up by hand;
  *  - migrate killed (SIGKILL, KEYWARD_CA_MIGRATE_CRASH_AFTER) after each
  *    of its steps and run again ends as an uninterrupted run does;
  *  - restoredb refuses a damaged, truncated or foreign backup and a
- *    running CA, changing not a byte of the CA directory;
+ *    running CA, changing not a byte of the CA directory; migrate refuses
+ *    the backup of a CA not retired;
  *  - no file written (CA directories, backup, export, journal, outputs,
  *    keywardd's log) holds a byte of the private key, in any encoding.
  *    keywardd never reveals a private key, extractable or not (its
