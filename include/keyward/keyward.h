@@ -173,6 +173,31 @@ const char *kw_client_partition(const kw_client *c);
  */
 kw_rv kw_client_single_connection(kw_client *c);
 
+/*
+ * Records pin_file (made absolute) as "pin_file" in the [client] section of
+ * the configuration file c was made from, and uses it from now on: after
+ * registering with a PIN, every program that reads this configuration
+ * (ksputil, the PKCS#11 module, services) finds the PIN there. The file is
+ * rewritten atomically with its mode kept; its other lines stay as they
+ * are. KW_ERR_PERMISSION, saying which line to add by hand, when the
+ * configuration cannot be written.
+ */
+kw_rv kw_client_record_pin_file(kw_client *c, const char *pin_file);
+
+/* The most bytes kw_secret_read_file accepts in a secret's line. */
+#define KW_SECRET_MAX 1024
+/*
+ * The secret (PIN, passphrase, setup password) in the first line of the
+ * file path, without its line end, into buf (size bytes, NUL-terminated).
+ * Refuses with KW_ERR_CONFIG a file group or others may read or write
+ * (the message names the chmod that fixes it), a line longer than
+ * KW_SECRET_MAX or size - 1 bytes, an empty one, and anything but a
+ * regular file or a pipe. what names the file in messages ("PIN file"). buf is
+ * wiped on every failure; the caller wipes it after use
+ * (OPENSSL_cleanse).
+ */
+kw_rv kw_secret_read_file(const char *path, const char *what, char *buf, size_t size);
+
 /* The configured HSMs, in configuration order, and a probe of each. */
 size_t kw_client_hsm_count(const kw_client *c);
 /* "host:port" */

@@ -260,6 +260,15 @@ int ca_hsm_open(const char *pin_file, const char *dir, struct kw_client **out, c
 int ca_hsm_keys_list(struct kw_client *c, const char *my_owner, int (*fn)(void *arg, const struct ca_hsm_key *k),
 		     void *arg);
 
+/* batchsign.c: many certificates signed in one HSM round trip, where the module offers "Keyward Batch". */
+#define CA_SIGN_BATCH 32
+struct ca_batch_signer;
+/* *out NULL (and 0 returned) when c's module has no batch interface: then sign one by one. */
+int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch_signer **out);
+void ca_batch_signer_close(struct ca_batch_signer *s);
+/* Signs n (1 to CA_SIGN_BATCH) built certificates with the CA key, hashing with md. */
+int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **certs, size_t n);
+
 /* ---- an open instance (instance.c) ---- */
 struct ca {
 	struct ca_conf conf;
@@ -268,6 +277,8 @@ struct ca {
 	STACK_OF(X509) * chain;
 	struct ca_db *db;
 	int lock; /* .keyward-ca.lock, held shared while open (-1: none) */
+	struct ca_batch_signer *batch; /* the module's batch signing, if it has it (issuance.c) */
+	bool batch_tried;
 	char warning[1100]; /* something the front end should tell, though the CA opened */
 };
 /* confchange.c: ca.conf's text (as c would write it) recorded in db's open transaction. */

@@ -16,8 +16,7 @@
 int ca_hsm_open(const char *pin_file_option, const char *dir, kw_client **out, char *my_owner, size_t size)
 {
 	struct ca_conf *defaults = malloc(sizeof *defaults);
-	char pin_file[CA_PATH_MAX], pin[256] = "", *text = NULL;
-	size_t len = 0;
+	char pin_file[CA_PATH_MAX], pin[256] = "";
 	int rc = -1;
 
 	*out = NULL;
@@ -32,10 +31,10 @@ int ca_hsm_open(const char *pin_file_option, const char *dir, kw_client **out, c
 		snprintf(defaults->pin_file, sizeof defaults->pin_file, "%s", pin_file_option);
 	ca_host_pin_file(defaults, pin_file, sizeof pin_file);
 	if (pin_file[0]) {
-		if (!(text = ca_read_file(pin_file, sizeof pin, &len)))
+		if (kw_secret_read_file(pin_file, "PIN file", pin, sizeof pin)) {
+			ca_error("%s", kw_last_error());
 			goto out;
-		snprintf(pin, sizeof pin, "%.*s", (int)strcspn(text, "\r\n"), text);
-		OPENSSL_cleanse(text, len);
+		}
 		if (kw_client_set_pin(*out, pin)) {
 			ca_error("the PIN of %s: %s", pin_file, kw_last_error());
 			goto out;
@@ -52,7 +51,6 @@ out:
 		*out = NULL;
 	}
 	OPENSSL_cleanse(pin, sizeof pin);
-	free(text);
 	free(defaults);
 	return rc;
 }

@@ -31,7 +31,9 @@
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
 
-#include "ca/ca.h"
+#include <keyward/keyward.h>
+
+#include "ca/p11raw.h"
 
 struct ca_token {
 	PKCS11_CTX *ctx;
@@ -42,38 +44,11 @@ struct ca_token {
 	P11KitUri *uri; /* when the key is a URI */
 };
 
-/*
- * The first line of path into buf (secret: the caller cleanses it). A PIN
- * file others may read is no secret: refused, as ssh refuses a private key
- * file others can read.
- */
+/* The PIN in path's first line (secret: the caller cleanses buf), read as every keyward tool reads secrets. */
 static int read_pin(const char *path, char *buf, size_t size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	FILE *f;
-
-	if (fd < 0)
-		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ca_error("the PIN file %s is not a regular file", path);
-	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return ca_error("the PIN file %s has mode %04o: group or others may read it; refused (chmod 600 %s)",
-				path, (unsigned)(st.st_mode & 07777), path);
-	}
-	if (!(f = fdopen(fd, "re"))) {
-		close(fd);
-		return ca_error("cannot read the PIN file %s: %s", path, strerror(errno));
-	}
-	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
-	if (!fgets(buf, (int)size, f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
+	/* a PIN file others may read is no secret: refused, as ssh refuses such a private key */
+	return kw_secret_read_file(path, "PIN file", buf, size) == KW_OK ? 0 : ca_error("%s", kw_last_error());
 }
 
 /*
@@ -329,68 +304,7 @@ const char *ca_token_label(const struct ca_token *t)
 	return t->slot->token->label;
 }
 
-/* ---- key generation, through the module's own function list ---- */
-
-struct gen {
-	void *dl;
-	CK_FUNCTION_LIST_PTR f;
-	CK_SESSION_HANDLE s;
-	bool initialized;
-};
-
-static int gen_fail(const char *what, CK_RV rv)
-{
-	return ca_error("key generation: %s failed: CKR 0x%lx", what, (unsigned long)rv);
-}
-
-static int gen_open(const struct ca_conf *c, struct gen *g, const char *pin)
-{
-	CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR);
-	CK_SLOT_ID slots[64];
-	CK_ULONG n = 64;
-	CK_RV rv;
-
-	if (!(g->dl = dlopen(ca_host_module(c), RTLD_NOW | RTLD_LOCAL)))
-		return ca_error("cannot load the PKCS#11 module %s: %s", ca_host_module(c), dlerror());
-	*(void **)&get = dlsym(g->dl, "C_GetFunctionList");
-	if (!get || get(&g->f) != CKR_OK)
-		return ca_error("%s is not a PKCS#11 module", ca_host_module(c));
-	if ((rv = g->f->C_Initialize(NULL)) != CKR_OK)
-		return gen_fail("C_Initialize", rv);
-	g->initialized = true;
-	if ((rv = g->f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
-		return gen_fail("C_GetSlotList", rv);
-	for (CK_ULONG i = 0; i < n; i++) {
-		CK_TOKEN_INFO info;
-		char label[33];
-		size_t len = sizeof info.label;
-
-		if (g->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
-			continue;
-		while (len && info.label[len - 1] == ' ')
-			len--;
-		memcpy(label, info.label, len);
-		label[len] = '\0';
-		if (strcmp(label, c->token))
-			continue;
-		if ((rv = g->f->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &g->s)) !=
-		    CKR_OK)
-			return gen_fail("C_OpenSession", rv);
-		rv = g->f->C_Login(g->s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
-		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
-			return gen_fail("C_Login", rv);
-		return 0;
-	}
-	return ca_error("%s: no token \"%s\"", ca_host_module(c), c->token);
-}
-
-static void gen_close(struct gen *g)
-{
-	if (g->initialized)
-		g->f->C_Finalize(NULL);
-	if (g->dl)
-		dlclose(g->dl);
-}
+/* ---- key generation, through the module's own function list (p11raw.c) ---- */
 
 bool ca_key_type_known(const char *type)
 {
@@ -426,7 +340,7 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 			       {CKA_LABEL, (void *)label, strlen(label)},
 			       {CKA_ID, id, sizeof id}};
 	CK_OBJECT_HANDLE hpub, hpriv;
-	struct gen g = {0};
+	struct ca_p11 g = {0};
 	char pin[256] = "", pin_file[CA_PATH_MAX];
 	int rc = -1;
 	CK_RV rv;
@@ -447,12 +361,12 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 	ca_host_pin_file(c, pin_file, sizeof pin_file);
 	if (pin_file[0] && read_pin(pin_file, pin, sizeof pin))
 		return -1;
-	if (gen_open(c, &g, pin) == 0) {
+	if (ca_p11_open(c, &g, pin) == 0) {
 		rv = g.f->C_GenerateKeyPair(g.s, &m, pub, m.mechanism == CKM_EC_KEY_PAIR_GEN ? 5 : 6, priv, 8, &hpub,
 					    &hpriv);
-		rc = rv == CKR_OK ? 0 : gen_fail("C_GenerateKeyPair", rv);
+		rc = rv == CKR_OK ? 0 : ca_p11_fail("C_GenerateKeyPair", rv);
 	}
 	OPENSSL_cleanse(pin, sizeof pin);
-	gen_close(&g);
+	ca_p11_close(&g);
 	return rc;
 }

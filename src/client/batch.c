@@ -20,7 +20,7 @@ kw_rv kw_sign_batch(kw_client *c, uint64_t key_id, const struct kw_mechanism *m,
 		    const unsigned char *const data[], const size_t data_lens[], unsigned char *const sigs[],
 		    size_t sig_lens[])
 {
-	static const char fn[] = "kw_sign_batch";
+	static const char fn[] = "signing a batch";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__SignBatch b = KEYWARD__SIGN_BATCH__INIT;
 	Keyward__Sign params = KEYWARD__SIGN__INIT;

@@ -44,7 +44,7 @@ kw_rv kw_client_new(const char *conf_path, kw_client **out)
 	kw_rv rv;
 
 	if (!out)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_new: out is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "creating a client: nowhere to put it (out is NULL)");
 	*out = NULL;
 	if (!path || !*path)
 		path = getenv("KEYWARD_CONF");
@@ -102,7 +102,7 @@ kw_rv kw_client_set_pin(kw_client *c, const char *pin)
 	char *copy = NULL;
 
 	if (!c)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_set_pin: client is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "setting the PIN: no client given");
 	if (pin && !(copy = strdup(pin)))
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory storing the PIN");
 	pthread_mutex_lock(&c->lock);
@@ -120,12 +120,13 @@ kw_rv kw_client_single_connection(kw_client *c)
 	struct kw_conn **conns;
 
 	if (!c)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_single_connection: client is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "one connection: no client given");
 	pthread_mutex_lock(&c->lock);
 	if (c->n_conns > 1) {
 		pthread_mutex_unlock(&c->lock);
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_single_connection: the client has %zu connections "
-						      "already; call it before the first request",
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "one connection: the client has %zu connections "
+				    "already; call it before the first request",
 				    c->n_conns);
 	}
 	if (!c->cfg.pool_size) {
@@ -146,7 +147,7 @@ kw_rv kw_client_single_connection(kw_client *c)
 kw_rv kw_client_check_pin(kw_client *c, const char *pin)
 {
 	if (!c || !pin)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_check_pin: %s is NULL", c ? "pin" : "client");
+		return kw_error_set(KW_ERR_ARGUMENTS, "checking the PIN: no %s given", c ? "pin" : "client");
 	return kw_tls_check_pin(&c->cfg, pin);
 }
 
@@ -317,7 +318,10 @@ kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out)
 	 */
 	if (all_answered && first_server_rv)
 		return kw_error_set(first_server_rv, "no HSM accepted this client: %s", msg);
-	return kw_error_set(KW_ERR_UNREACHABLE, "no HSM reachable: %s", msg);
+	return kw_error_set(KW_ERR_UNREACHABLE,
+			    "no HSM reachable (tried %zu, as [hsm ...] in %s names them): %s; check that keywardd "
+			    "runs there and that host and port are right",
+			    n, c->cfg.path, msg);
 }
 
 /* seconds an idle connection may rest before we check that the HSM kept it open */
@@ -504,15 +508,19 @@ kw_rv kw_client_probe(kw_client *c, size_t i, unsigned *version, int *initialize
 	kw_rv rv;
 
 	if (!c)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_probe: client is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "probing an HSM: no client given");
 	if (i >= c->cfg.n_hsms)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_client_probe: no HSM number %zu (the configuration has %zu)",
+		return kw_error_set(KW_ERR_ARGUMENTS, "probing an HSM: no HSM number %zu (the configuration has %zu)",
 				    i, c->cfg.n_hsms);
-	/* with the credential if there is one; Hello needs none */
+	/*
+	 * With the credential if it can be used; Hello needs none, so a
+	 * credential that cannot be loaded (no PIN, wrong PIN, unreadable)
+	 * does not make a reachable HSM look unreachable.
+	 */
 	rv = KW_ERR_CONFIG;
 	if (c->cfg.cert && access(c->cfg.cert, R_OK) == 0)
 		rv = get_ctx(c, true, &ctx);
-	if (rv == KW_ERR_CONFIG)
+	if (rv && rv != KW_ERR_NO_MEMORY)
 		rv = get_ctx(c, false, &ctx);
 	if (rv)
 		return rv;

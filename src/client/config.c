@@ -336,7 +336,7 @@ kw_rv kw_config_load(const char *path, struct kw_config *cfg)
 
 	memset(cfg, 0, sizeof *cfg);
 	if (!path || !*path)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_config_load: no configuration file named");
+		return kw_error_set(KW_ERR_ARGUMENTS, "no client configuration file named");
 	f = fopen(path, "re");
 	if (!f)
 		return kw_error_set(KW_ERR_CONFIG,
@@ -392,7 +392,7 @@ kw_rv kw_config_parse(const char *path, const char *text, size_t len, struct kw_
 	cfg->keepalive = 60;
 	cfg->pool_size = 8;
 	if (!path || !*path)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_config_parse: no configuration file named");
+		return kw_error_set(KW_ERR_ARGUMENTS, "no client configuration file named");
 	if (len > KW_CONFIG_MAX)
 		return kw_error_set(KW_ERR_CONFIG, "%s: larger than %d bytes: not a client configuration", path,
 				    KW_CONFIG_MAX);

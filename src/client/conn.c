@@ -170,9 +170,14 @@ static int pin_cb(char *buf, int size, int rwflag, void *u)
 	return (int)len;
 }
 
-static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
+/*
+ * The credential key, decrypted with pin; from_file names where the PIN
+ * came from (the configuration's pin_file), or is NULL for one given.
+ */
+static kw_rv load_key(const struct kw_config *cfg, const char *pin, const char *from_file, EVP_PKEY **out)
 {
 	struct pin_state st = {.pin = pin};
+	const char *path = cfg->key;
 	char eb[256];
 	BIO *bio;
 
@@ -181,9 +186,9 @@ static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
 	if (!bio) {
 		ERR_clear_error();
 		return kw_error_set(KW_ERR_CONFIG,
-				    "cannot read credential key %s: %s (enroll this client first, or fix \"key\" in "
-				    "the configuration)",
-				    path, errtext(errno, eb, sizeof eb));
+				    "cannot read credential key %s: %s (register this client first: ksputil register, "
+				    "with its partition's setup password; or fix \"key\" in %s)",
+				    path, errtext(errno, eb, sizeof eb), cfg->path);
 	}
 	*out = PEM_read_bio_PrivateKey(bio, NULL, pin_cb, &st);
 	BIO_free(bio);
@@ -193,51 +198,38 @@ static kw_rv load_key(const char *path, const char *pin, EVP_PKEY **out)
 	}
 	ssl_errtext(eb, sizeof eb);
 	if (st.asked && !pin)
-		return kw_error_set(KW_ERR_AUTH, "credential key %s is encrypted: a PIN is needed (kw_client_set_pin)",
-				    path);
+		return kw_error_set(KW_ERR_AUTH,
+				    "credential key %s is encrypted and no PIN was given: give the PIN (ksputil "
+				    "--pin-file F, a PKCS#11 login), or name a PIN file as \"pin_file\" in [client] of "
+				    "%s (ksputil register --pin-file records it)",
+				    path, cfg->path);
+	if (st.asked && from_file)
+		return kw_error_set(KW_ERR_AUTH,
+				    "wrong PIN: the PIN in %s (\"pin_file\" in %s) does not decrypt "
+				    "the credential key %s",
+				    from_file, cfg->path, path);
 	if (st.asked)
-		return kw_error_set(KW_ERR_AUTH, "cannot decrypt credential key %s: wrong PIN? (%s)", path, eb);
+		return kw_error_set(KW_ERR_AUTH, "wrong PIN: it does not decrypt the credential key %s", path);
 	return kw_error_set(KW_ERR_CONFIG, "credential key %s is not a PEM private key (%s)", path, eb);
-}
-
-/*
- * The PIN of the configuration's pin_file (its first line) into buf, for a
- * service that must start unattended. The file is the secret's only copy
- * outside the operator's head: it must not be readable by others.
- */
-static kw_rv read_pin_file(const struct kw_config *cfg, char *buf, size_t size)
-{
-	char eb[256];
-	struct stat st;
-	FILE *f = fopen(cfg->pin_file, "re");
-
-	if (!f)
-		return kw_error_set(KW_ERR_CONFIG, "cannot read the PIN file %s (\"pin_file\" in %s): %s",
-				    cfg->pin_file, cfg->path, errtext(errno, eb, sizeof eb));
-	setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding the PIN after fclose */
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077)) {
-		fclose(f);
-		return kw_error_set(KW_ERR_CONFIG,
-				    "the PIN file %s is readable by group or others (mode %03o): chmod 600 it",
-				    cfg->pin_file, (unsigned)(st.st_mode & 0777));
-	}
-	if (!fgets(buf, (int)size, f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return KW_OK;
 }
 
 /* The credential key, decrypted with pin, else with the pin_file's PIN. */
 static kw_rv load_credential_key(const struct kw_config *cfg, const char *pin, EVP_PKEY **out)
 {
-	char from_file[1024];
+	char from_file[KW_SECRET_MAX + 1];
 	kw_rv rv;
 
 	if (pin || !cfg->pin_file)
-		return load_key(cfg->key, pin, out);
-	if ((rv = read_pin_file(cfg, from_file, sizeof from_file)) == KW_OK)
-		rv = load_key(cfg->key, from_file, out);
+		return load_key(cfg, pin, NULL, out);
+	/* a service's unattended PIN: the file must be its owner's alone */
+	rv = kw_secret_read_file(cfg->pin_file, "PIN file", from_file, sizeof from_file);
+	if (rv) {
+		char why[600];
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		rv = kw_error_set(rv, "%s (\"pin_file\" in %s)", why, cfg->path);
+	} else {
+		rv = load_key(cfg, from_file, cfg->pin_file, out);
+	}
 	OPENSSL_cleanse(from_file, sizeof from_file);
 	return rv;
 }
@@ -250,7 +242,7 @@ kw_rv kw_tls_check_pin(const struct kw_config *cfg, const char *pin)
 	if (!cfg->key)
 		return kw_error_set(KW_ERR_CONFIG,
 				    "%s names no client credential: add \"cert\" and \"key\" to [client]", cfg->path);
-	rv = load_key(cfg->key, pin, &pkey);
+	rv = load_key(cfg, pin, NULL, &pkey);
 	EVP_PKEY_free(pkey);
 	return rv;
 }
@@ -295,8 +287,8 @@ kw_rv kw_tls_ctx_new(const struct kw_config *cfg, const char *pin, bool with_cre
 		}
 		if (access(cfg->cert, R_OK) != 0) {
 			rv = kw_error_set(KW_ERR_CONFIG,
-					  "cannot read client certificate %s: %s (enroll this client first with its "
-					  "partition's setup password)",
+					  "cannot read client certificate %s: %s (register this client first: ksputil "
+					  "register, with its partition's setup password)",
 					  cfg->cert, errtext(errno, eb, sizeof eb));
 			goto out;
 		}

@@ -5,6 +5,10 @@
  * The key (PKCS#8 PEM, AES-256-CBC under the PIN if one is given) and the
  * certificate are written atomically: temp file 0600 in the same
  * directory, fsync, rename, fsync of the directory.
+ *
+ * With a PIN, the PIN file's name is then recorded in the configuration
+ * (kw_client_record_pin_file), so every program that reads it can open
+ * the credential unattended.
  */
 #include "client/client.h"
 
@@ -24,47 +28,18 @@
 #include <openssl/x509.h>
 
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
 
-/* mkdir -p of path's directory, new levels mode 0700 */
-static kw_rv make_parents(const char *path)
-{
-	char *copy = strdup(path), *p;
-	kw_rv rv = KW_OK;
-
-	if (!copy)
-		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory creating the directory of %s", path);
-	p = strrchr(copy, '/');
-	if (!p || p == copy) {
-		free(copy);
-		return KW_OK;
-	}
-	*p = '\0';
-	for (p = copy + 1;; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-				rv = kw_error_set(KW_ERR_GENERAL, "cannot create directory %s: %s", copy,
-						  strerror(errno));
-				break;
-			}
-			*p = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	free(copy);
-	return rv;
-}
-
-static kw_rv write_atomic(const char *path, const void *data, size_t len)
+/* path's new content, written to a temporary file of mode `mode` and renamed over it */
+static kw_rv write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char *tmp = NULL, *dir = NULL, *slash;
 	const unsigned char *p = data;
 	kw_rv rv;
 	int fd = -1;
 
-	rv = make_parents(path);
+	rv = kw_make_parents(path, NULL);
 	if (rv)
 		return rv;
 	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
@@ -86,7 +61,7 @@ static kw_rv write_atomic(const char *path, const void *data, size_t len)
 		p += w;
 		len -= (size_t)w;
 	}
-	if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
 		rv = kw_error_set(KW_ERR_GENERAL, "cannot write %s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -238,7 +213,7 @@ kw_rv kw_enroll_check_files(kw_client *c, int force)
 	kw_rv rv;
 
 	if (!c)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_enroll_check_files: client is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "registering: no client given");
 	if (!c->cfg.cert || !c->cfg.key)
 		return kw_error_set(KW_ERR_CONFIG,
 				    "%s: [client] needs \"cert\" and \"key\": where enrollment writes the credential",
@@ -265,12 +240,13 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 	kw_rv rv;
 
 	if (!c)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_enroll: client is NULL");
+		return kw_error_set(KW_ERR_ARGUMENTS, "registering: no client given");
 	if (!setup_password || !*setup_password)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "kw_enroll: the partition's setup password is missing (keyward-admin prints it)");
+				    "registering: the partition's setup password is missing (keyward-admin partition "
+				    "create or partition password prints one)");
 	if (pin && !*pin)
-		return kw_error_set(KW_ERR_ARGUMENTS, "kw_enroll: the PIN is empty; pass NULL for no PIN");
+		return kw_error_set(KW_ERR_ARGUMENTS, "registering: the PIN is empty (no PIN: leave it out)");
 	if (!c->cfg.cert || !c->cfg.key)
 		return kw_error_set(KW_ERR_CONFIG,
 				    "%s: [client] needs \"cert\" and \"key\": where enrollment writes the credential",
@@ -328,11 +304,11 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 		goto out;
 	}
 	dlen = BIO_get_mem_data(kbio, &data);
-	rv = write_atomic(c->cfg.key, data, (size_t)dlen);
+	rv = write_atomic(c->cfg.key, data, (size_t)dlen, 0600);
 	if (rv)
 		goto out;
 	dlen = BIO_get_mem_data(cbio, &data);
-	rv = write_atomic(c->cfg.cert, data, (size_t)dlen);
+	rv = write_atomic(c->cfg.cert, data, (size_t)dlen, 0600);
 	if (rv)
 		goto out;
 
@@ -352,5 +328,174 @@ out:
 	X509_free(cert);
 	OPENSSL_free(csr);
 	EVP_PKEY_free(pkey);
+	return rv;
+}
+
+/* ---- recording pin_file in the configuration ---- */
+
+/* Whether line (without its end) sets key, commented out (#, ;) or not: "key =", "key:". */
+static bool line_sets(const char *line, size_t len, const char *key, bool commented)
+{
+	size_t i = 0, klen = strlen(key);
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (commented) {
+		if (i >= len || (line[i] != '#' && line[i] != ';'))
+			return false;
+		i++;
+		while (i < len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+	}
+	if (len - i < klen || strncmp(line + i, key, klen) != 0)
+		return false;
+	i += klen;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return i < len && (line[i] == '=' || line[i] == ':');
+}
+
+/* The section a "[name]" line opens (into name), or false when line is no section header. */
+static bool section_of(const char *line, size_t len, char *name, size_t size)
+{
+	size_t i = 0, j;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i >= len || line[i] != '[')
+		return false;
+	for (j = i + 1; j < len && line[j] != ']'; j++)
+		;
+	if (j >= len)
+		return false;
+	snprintf(name, size, "%.*s", (int)(j - i - 1), line + i + 1);
+	return true;
+}
+
+/*
+ * text with "pin_file = value" in its [client] section: in place of an
+ * active pin_file line, else of a commented-out one, else right after the
+ * section's header. *out is malloc'd.
+ */
+static kw_rv set_pin_file_line(const char *text, size_t len, const char *value, char **out, size_t *out_len)
+{
+	size_t header_end = 0, active_at = 0, active_end = 0, comment_at = 0, comment_end = 0;
+	bool in_client = false, have_header = false, have_active = false, have_comment = false;
+	size_t at, end;
+	char section[64], *buf;
+	int w;
+
+	for (size_t off = 0; off < len;) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t line_end = nl ? (size_t)(nl - text) + 1 : len, line_len = (nl ? (size_t)(nl - text) : len) - off;
+
+		if (section_of(text + off, line_len, section, sizeof section)) {
+			in_client = strcmp(section, "client") == 0;
+			if (in_client && !have_header) {
+				have_header = true;
+				header_end = line_end;
+			}
+		} else if (in_client && !have_active && line_sets(text + off, line_len, "pin_file", false)) {
+			have_active = true;
+			active_at = off;
+			active_end = nl ? (size_t)(nl - text) : len;
+		} else if (in_client && !have_comment && line_sets(text + off, line_len, "pin_file", true)) {
+			have_comment = true;
+			comment_at = off;
+			comment_end = nl ? (size_t)(nl - text) : len;
+		}
+		off = line_end;
+	}
+	if (!have_header)
+		return kw_error_set(KW_ERR_CONFIG, "the configuration has no [client] section");
+	if (have_active) {
+		at = active_at;
+		end = active_end;
+	} else if (have_comment) {
+		at = comment_at;
+		end = comment_end;
+	} else {
+		at = end = header_end;
+	}
+	/* an inserted line ends with a newline; one that replaces another keeps that one's */
+	w = asprintf(&buf, "%.*s%spin_file = %s%s%.*s", (int)at, text,
+		     at == end && at > 0 && text[at - 1] != '\n' ? "\n" : "", value, at == end ? "\n" : "",
+		     (int)(len - end), text + end);
+	if (w < 0)
+		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory recording pin_file");
+	*out = buf;
+	*out_len = (size_t)w;
+	return KW_OK;
+}
+
+kw_rv kw_client_record_pin_file(kw_client *c, const char *pin_file)
+{
+	char *abs = NULL, *text = NULL, *changed = NULL, *copy = NULL;
+	size_t len = 0, changed_len = 0;
+	struct stat st;
+	FILE *f = NULL;
+	kw_rv rv = KW_OK;
+
+	if (!c || !pin_file || !*pin_file)
+		return kw_error_set(KW_ERR_ARGUMENTS, "recording the PIN file: no %s given", c ? "file" : "client");
+	abs = realpath(pin_file, NULL);
+	if (!abs)
+		return kw_error_set(KW_ERR_CONFIG, "cannot find the PIN file %s: %s", pin_file, strerror(errno));
+	if (c->cfg.pin_file && strcmp(c->cfg.pin_file, abs) == 0)
+		goto out; /* recorded already */
+	f = fopen(c->cfg.path, "re");
+	if (!f || fstat(fileno(f), &st) != 0) {
+		rv = kw_error_set(KW_ERR_PERMISSION, "cannot read %s to record the PIN file in it: %s", c->cfg.path,
+				  strerror(errno));
+		goto out;
+	}
+	text = malloc(KW_CONFIG_MAX + 1);
+	if (!text) {
+		rv = kw_error_set(KW_ERR_NO_MEMORY, "out of memory recording pin_file");
+		goto out;
+	}
+	len = fread(text, 1, KW_CONFIG_MAX + 1, f);
+	if (ferror(f) || len > KW_CONFIG_MAX) {
+		rv = kw_error_set(KW_ERR_CONFIG, "cannot read %s to record the PIN file in it", c->cfg.path);
+		goto out;
+	}
+	if ((rv = set_pin_file_line(text, len, abs, &changed, &changed_len))) {
+		char why[300];
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		rv = kw_error_set(rv, "cannot record the PIN file in %s: %s", c->cfg.path, why);
+		goto out;
+	}
+	if ((rv = write_atomic(c->cfg.path, changed, changed_len, st.st_mode & 07777))) {
+		char why[600];
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		rv = kw_error_set(
+			KW_ERR_PERMISSION,
+			"cannot record the PIN file in %s (%s): add the line \"pin_file = %s\" to its [client] "
+			"section yourself",
+			c->cfg.path, why, abs);
+		goto out;
+	}
+	/* the owner stays (root recording for a service's configuration); only root can, and only root needs to */
+	if ((st.st_uid != geteuid() || st.st_gid != getegid()) && chown(c->cfg.path, st.st_uid, st.st_gid) != 0)
+		kw_debug(KW_DEBUG_STORE, "%s: cannot give it back to uid %u: %s", c->cfg.path, (unsigned)st.st_uid,
+			 strerror(errno));
+	copy = strdup(abs);
+	if (!copy) {
+		rv = kw_error_set(KW_ERR_NO_MEMORY, "out of memory recording pin_file");
+		goto out;
+	}
+	pthread_mutex_lock(&c->lock);
+	free(c->cfg.pin_file);
+	c->cfg.pin_file = copy;
+	/* a credential loaded without a PIN is loaded again with the file's */
+	SSL_CTX_free(c->ctx_cred);
+	c->ctx_cred = NULL;
+	pthread_mutex_unlock(&c->lock);
+out:
+	if (f)
+		fclose(f);
+	free(text);
+	free(changed);
+	free(abs);
 	return rv;
 }

@@ -117,7 +117,7 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 			    const char *curve, unsigned flags, unsigned usages, const unsigned char *ckaid,
 			    size_t ckaid_len, kw_object **private_out, kw_object **public_out)
 {
-	static const char fn[] = "kw_generate_key";
+	static const char fn[] = "generating a key";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__GenerateKey gk = KEYWARD__GENERATE_KEY__INIT;
 	Keyward__Response *resp = NULL;
@@ -205,7 +205,7 @@ void kw_sign_request_init(Keyward__Sign *s, Keyward__ObjectRef *ref, uint64_t ke
 kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *data, size_t data_len,
 	      unsigned char *sig, size_t *sig_len)
 {
-	static const char fn[] = "kw_sign";
+	static const char fn[] = "signing";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__Sign s = KEYWARD__SIGN__INIT;
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
@@ -239,7 +239,7 @@ kw_rv kw_sign(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const
 kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, const unsigned char *in, size_t in_len,
 		 unsigned char *out, size_t *out_len)
 {
-	static const char fn[] = "kw_decrypt";
+	static const char fn[] = "decrypting";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__Decrypt d = KEYWARD__DECRYPT__INIT;
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
@@ -281,7 +281,7 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 
 kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls, kw_object **out)
 {
-	static const char fn[] = "kw_get_object";
+	static const char fn[] = "looking up an object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__GetObject g = KEYWARD__GET_OBJECT__INIT;
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
@@ -306,7 +306,7 @@ kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *na
 
 kw_rv kw_list_objects(kw_client *c, const char *owner, const char *name, kw_object_list **out)
 {
-	static const char fn[] = "kw_list_objects";
+	static const char fn[] = "listing objects";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__ListObjects lo = KEYWARD__LIST_OBJECTS__INIT;
 	kw_object_list *l = NULL;
@@ -365,7 +365,7 @@ out:
 kw_rv kw_delete_objects(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
 			unsigned *deleted)
 {
-	static const char fn[] = "kw_delete_objects";
+	static const char fn[] = "deleting objects";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__DeleteObjects d = KEYWARD__DELETE_OBJECTS__INIT;
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
@@ -437,7 +437,7 @@ static kw_rv set_attributes(const char *fn, kw_client *c, Keyward__ObjectRef *re
 kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
 			int extractable, int modifiable, const char *new_name)
 {
-	static const char fn[] = "kw_set_attributes";
+	static const char fn[] = "changing attributes";
 	struct kw_object_change chg = {.extractable = extractable, .modifiable = modifiable, .new_name = new_name};
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
 	kw_rv rv;
@@ -449,7 +449,7 @@ kw_rv kw_set_attributes(kw_client *c, uint64_t id, const char *owner, const char
 
 kw_rv kw_modify_object(kw_client *c, uint64_t id, const struct kw_object_change *chg)
 {
-	static const char fn[] = "kw_modify_object";
+	static const char fn[] = "changing an object";
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
 	kw_rv rv;
 
@@ -477,7 +477,7 @@ static kw_rv call_for_objects(kw_client *c, Keyward__Request *req, kw_object_lis
 kw_rv kw_change_owner(kw_client *c, const char *name, const char *old_owner, const char *new_owner,
 		      kw_object_list **moved)
 {
-	static const char fn[] = "kw_change_owner";
+	static const char fn[] = "changing the owner";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__ChangeOwner co = KEYWARD__CHANGE_OWNER__INIT;
 	kw_rv rv;
@@ -498,7 +498,7 @@ kw_rv kw_change_owner(kw_client *c, const char *name, const char *old_owner, con
 
 kw_rv kw_generate_random(kw_client *c, unsigned char *buf, size_t len)
 {
-	static const char fn[] = "kw_generate_random";
+	static const char fn[] = "generating random bytes";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__GenerateRandom gr = KEYWARD__GENERATE_RANDOM__INIT;
 	size_t done = 0;
@@ -540,7 +540,7 @@ fail:
 kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls,
 		   const unsigned char *ckaid, size_t ckaid_len)
 {
-	static const char fn[] = "kw_set_ckaid";
+	static const char fn[] = "setting the CKA_ID";
 	struct kw_object_change chg = {
 		.extractable = -1, .modifiable = -1, .set_ckaid = 1, .ckaid = ckaid, .ckaid_len = ckaid_len};
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
@@ -555,7 +555,7 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 		       size_t value_len, const unsigned char *ckaid, size_t ckaid_len, const char *application,
 		       unsigned flags, kw_object **out)
 {
-	static const char fn[] = "kw_create_object";
+	static const char fn[] = "storing an object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__CreateObject co = KEYWARD__CREATE_OBJECT__INIT;
 	Keyward__Response *resp = NULL;
@@ -603,7 +603,7 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m, unsigned char *out,
 		  size_t *out_len)
 {
-	static const char fn[] = "kw_wrap_key";
+	static const char fn[] = "wrapping a key";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__WrapKey wk = KEYWARD__WRAP_KEY__INIT;
 	Keyward__ObjectRef wref = KEYWARD__OBJECT_REF__INIT, kref = KEYWARD__OBJECT_REF__INIT;
@@ -639,7 +639,7 @@ kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const str
 kw_rv kw_copy_object(kw_client *c, uint64_t id, const char *new_name, int extractable, int modifiable,
 		     kw_object_list **out)
 {
-	static const char fn[] = "kw_copy_object";
+	static const char fn[] = "copying an object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
 	Keyward__CopyObject co = KEYWARD__COPY_OBJECT__INIT;
 	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;

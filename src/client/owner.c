@@ -162,7 +162,7 @@ static kw_rv derive(const char *fn, const char hex[MACHINE_ID_LEN], char owner[K
 
 kw_rv kw_owner_from_machine_id(const char *machine_id, char *out, size_t size)
 {
-	static const char fn[] = "kw_owner_from_machine_id";
+	static const char fn[] = "the owner of a machine id";
 	char hex[MACHINE_ID_LEN], owner[KW_OWNER_MAX + 1], why[128];
 	kw_rv rv;
 
@@ -286,7 +286,7 @@ static kw_rv machine_owner(const char *fn, const kw_client *c, char *out, size_t
 
 kw_rv kw_owner_machine(const kw_client *c, char *out, size_t size)
 {
-	return machine_owner("kw_owner_machine", c, out, size);
+	return machine_owner("this machine's owner", c, out, size);
 }
 
 static kw_rv user_owner(const char *fn, const kw_client *c, unsigned uid, char *out, size_t size)
@@ -309,12 +309,12 @@ static kw_rv user_owner(const char *fn, const kw_client *c, unsigned uid, char *
 
 kw_rv kw_owner_user(const kw_client *c, unsigned uid, char *out, size_t size)
 {
-	return user_owner("kw_owner_user", c, uid, out, size);
+	return user_owner("the user's owner", c, uid, out, size);
 }
 
 kw_rv kw_owner_for_name(const kw_client *c, const char *name, int machine_scope, char *out, size_t size)
 {
-	static const char fn[] = "kw_owner_for_name";
+	static const char fn[] = "the owner of a key name";
 	size_t len, slen = sizeof SHARED_SUFFIX - 1;
 
 	if (!name || !*name)

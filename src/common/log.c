@@ -35,7 +35,7 @@ static unsigned parse_categories(const char *spec)
 		const char *name;
 		unsigned bit;
 	} names[] = {{"wire", KW_DEBUG_WIRE}, {"tls", KW_DEBUG_TLS}, {"store", KW_DEBUG_STORE},
-		     {"pool", KW_DEBUG_POOL}, {"all", ~0u}};
+		     {"pool", KW_DEBUG_POOL}, {"pkcs11", KW_DEBUG_PKCS11}, {"all", ~0u}};
 	unsigned bits = 0;
 	const char *p = spec;
 

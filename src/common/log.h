@@ -1,6 +1,6 @@
 /*
  * Logging to stderr with levels and run-time debug categories
- * (KEYWARD_DEBUG=wire,tls,store,pool or "all"). The level is checked before
+ * (KEYWARD_DEBUG=wire,tls,store,pool,pkcs11 or "all"). The level is checked before
  * anything is formatted. Secrets are never passed to these functions.
  */
 #ifndef KW_COMMON_LOG_H
@@ -16,6 +16,7 @@ enum kw_debug_category {
 	KW_DEBUG_TLS = 1u << 1,
 	KW_DEBUG_STORE = 1u << 2,
 	KW_DEBUG_POOL = 1u << 3,
+	KW_DEBUG_PKCS11 = 1u << 4, /* keyward-pkcs11.so: every failure's message, not only the first */
 };
 
 extern enum kw_log_level kw_log_threshold;

@@ -1,6 +1,6 @@
 /*
  * Requests of the local admin socket (keyward-admin): initialise, unlock and
- * lock the HSM, create partitions and their one-time setup passwords, list
+ * lock the HSM, create and delete partitions and their one-time setup passwords, list
  * and revoke client credentials, verify the audit log. The socket is mode 0600 and checked with SO_PEERCRED, so
  * whoever reaches it is root or keywardd's own user: the HSM's
  * administrators. Passphrases, shares and setup passwords pass through here
@@ -167,8 +167,8 @@ static kw_rv new_setup_password(char *out, size_t size, unsigned char hash[KW_SE
 	return KW_OK;
 }
 
-static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, const char *partition,
-			     char *password)
+static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, const char *partition, char *password,
+			     bool replaced)
 {
 	Keyward__SetupPassword *r = kw_scratch_alloc(s, sizeof *r);
 	char *name = kw_scratch_alloc(s, strlen(partition) + 1);
@@ -183,6 +183,7 @@ static kw_rv answer_password(Keyward__Response *resp, struct kw_scratch *s, cons
 	keyward__setup_password__init(r);
 	r->partition = name;
 	r->setup_password = password;
+	r->replaced = replaced;
 	resp->body_case = KEYWARD__RESPONSE__BODY_SETUP_PASSWORD;
 	resp->setup_password = r;
 	return KW_OK;
@@ -193,7 +194,7 @@ static kw_rv on_partition_create(struct kw_server *srv, const Keyward__Partition
 {
 	unsigned char hash[KW_SETUP_HASH_LEN];
 	char *password = calloc(1, 32);
-	char detail[120];
+	char detail[200];
 	uint64_t id;
 	kw_rv rv;
 
@@ -213,7 +214,7 @@ static kw_rv on_partition_create(struct kw_server *srv, const Keyward__Partition
 	}
 	snprintf(detail, sizeof detail, "partition \"%s\" created", p->name);
 	admin_audit(srv, "partition.create", detail);
-	return answer_password(resp, s, p->name, password);
+	return answer_password(resp, s, p->name, password, false);
 }
 
 static kw_rv on_partition_password(struct kw_server *srv, const Keyward__PartitionPassword *p,
@@ -222,7 +223,7 @@ static kw_rv on_partition_password(struct kw_server *srv, const Keyward__Partiti
 	struct kw_partition_info part;
 	unsigned char hash[KW_SETUP_HASH_LEN];
 	char *password;
-	char detail[120];
+	char detail[200];
 	kw_rv rv;
 
 	if ((rv = kw_keystore_partition_get(srv->ks, p->name ? p->name : "", &part)))
@@ -238,9 +239,47 @@ static kw_rv on_partition_password(struct kw_server *srv, const Keyward__Partiti
 		free_secret_string(password, 0);
 		return rv;
 	}
-	snprintf(detail, sizeof detail, "new setup password for partition \"%s\"", part.name);
+	/* a partition has one pending setup password: a new one cancels the one given before */
+	snprintf(detail, sizeof detail, "new setup password for partition \"%s\"%s", part.name,
+		 part.setup_pending ? " (the pending one cancelled)" : "");
 	admin_audit(srv, "partition.password", detail);
-	return answer_password(resp, s, part.name, password);
+	return answer_password(resp, s, part.name, password, part.setup_pending);
+}
+
+static kw_rv on_partition_delete(struct kw_server *srv, const Keyward__PartitionDelete *p, Keyward__Response *resp,
+				 struct kw_scratch *s)
+{
+	Keyward__PartitionDeleted *r = kw_scratch_alloc(s, sizeof *r);
+	struct kw_partition_info part;
+	char detail[200], *name;
+	kw_rv rv;
+
+	if (!r || !(name = kw_scratch_alloc(s, KW_PARTITION_NAME_MAX + 1)))
+		return KW_ERR_NO_MEMORY;
+	if (!p->name || !p->name[0])
+		return kw_error_set(KW_ERR_ARGUMENTS,
+				    "partition delete: name the partition (keyward-admin partition list)");
+	if ((rv = kw_keystore_partition_delete(srv->ks, p->name, &part))) {
+		if (rv == KW_ERR_NOT_FOUND)
+			return kw_error_set(rv, "partition delete: no partition \"%s\" (keyward-admin partition list)",
+					    p->name);
+		return rv;
+	}
+	/* its keys leave the cache; its credentials' open connections look again at their next request */
+	kw_keycache_clear(srv->keys);
+	atomic_fetch_add(&srv->revocations, 1);
+	snprintf(detail, sizeof detail, "partition \"%s\" deleted with %u objects and %u client credentials", part.name,
+		 part.objects, part.credentials);
+	admin_audit(srv, "partition.delete", detail);
+	kw_log(KW_LOG_INFO, "%s", detail);
+	keyward__partition_deleted__init(r);
+	memcpy(name, part.name, sizeof part.name);
+	r->partition = name;
+	r->objects = part.objects;
+	r->credentials = part.credentials;
+	resp->body_case = KEYWARD__RESPONSE__BODY_PARTITION_DELETED;
+	resp->partition_deleted = r;
+	return KW_OK;
 }
 
 static void free_list(void *ptr, size_t n)
@@ -489,6 +528,9 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		break;
 	case KEYWARD__REQUEST__BODY_PARTITION_LIST:
 		rv = on_partition_list(srv, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_PARTITION_DELETE:
+		rv = on_partition_delete(srv, req->partition_delete, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
 		rv = on_audit_verify(srv, req->audit_verify, resp, s);

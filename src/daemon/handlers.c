@@ -1122,8 +1122,9 @@ static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
 	return kw_error_set(KW_ERR_AUTH,
-			    "this client certificate (%s) was revoked by the HSM administrator: this connection "
-			    "serves nothing more; register again with a new setup password",
+			    "this client certificate (%s) was revoked, or its partition deleted, by the HSM "
+			    "administrator: this connection serves nothing more; register again with a new setup "
+			    "password",
 			    who);
 }
 
@@ -1140,10 +1141,10 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		rv = on_enroll(srv, peer, req->enroll, resp, s);
 		goto out;
 	}
-	/* 40 to 59 and the backup transfers (70 to 74): the admin socket's */
+	/* 40 to 59, partition_delete and the backup transfers (70 to 74): the admin socket's */
 	if ((req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT &&
 	     req->body_case < KEYWARD__REQUEST__BODY_SIGN_BATCH) ||
-	    kw_request_is_transfer(req)) {
+	    req->body_case == KEYWARD__REQUEST__BODY_PARTITION_DELETE || kw_request_is_transfer(req)) {
 		rv = kw_error_set(KW_ERR_PERMISSION, "administrative requests are served on the local admin socket only");
 		goto out;
 	}

@@ -65,6 +65,8 @@ struct kw_backend_ops {
 			       unsigned char setup_hash[KW_SETUP_HASH_LEN], bool *has_setup);
 	kw_rv (*partition_list)(struct kw_backend *b, struct kw_partition_info **out, size_t *n);
 	kw_rv (*partition_set_setup)(struct kw_backend *b, uint64_t id, const unsigned char *setup_hash);
+	/* the partition with its objects and credentials; KW_ERR_NOT_FOUND (with a message) when unknown */
+	kw_rv (*partition_delete)(struct kw_backend *b, uint64_t id);
 
 	kw_rv (*credential_insert)(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
 				   uint64_t partition_id, const char *subject, int64_t created);

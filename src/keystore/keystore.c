@@ -1052,6 +1052,27 @@ kw_rv kw_keystore_partition_set_setup(struct kw_keystore *ks, uint64_t id,
 	return rv;
 }
 
+kw_rv kw_keystore_partition_delete(struct kw_keystore *ks, const char *name, struct kw_partition_info *out)
+{
+	struct kw_partition_info info;
+	kw_rv rv;
+
+	if (!name)
+		return kw_error_set(KW_ERR_ARGUMENTS, "store: no partition name given");
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b);
+	if (!rv) {
+		rv = ks->b->ops->partition_get(ks->b, name, 0, &info, NULL, NULL);
+		if (!rv)
+			rv = ks->b->ops->partition_delete(ks->b, info.id);
+		rv = finish(ks->b, rv);
+	}
+	unlock(ks);
+	if (!rv && out)
+		*out = info;
+	return rv;
+}
+
 kw_rv kw_keystore_enroll(struct kw_keystore *ks, uint64_t partition_id,
 			 const unsigned char setup_hash[KW_SETUP_HASH_LEN],
 			 const unsigned char fingerprint[KW_FINGERPRINT_LEN], const char *subject)

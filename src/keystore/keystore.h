@@ -149,6 +149,12 @@ kw_rv kw_keystore_partition_list(struct kw_keystore *ks, struct kw_partition_inf
 /* Replaces the pending setup-password hash (NULL clears it). */
 kw_rv kw_keystore_partition_set_setup(struct kw_keystore *ks, uint64_t id,
 				      const unsigned char setup_hash[KW_SETUP_HASH_LEN]);
+/*
+ * Deletes partition name with every object and client credential in it, in
+ * one transaction; *out (may be NULL) gets what it held. KW_ERR_NOT_FOUND
+ * if there is no such partition.
+ */
+kw_rv kw_keystore_partition_delete(struct kw_keystore *ks, const char *name, struct kw_partition_info *out);
 
 /*
  * Consumes the setup password: atomically checks the hash (constant time)

@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
 
 struct sq_backend {
@@ -384,6 +385,23 @@ static kw_rv sq_partition_set_setup(struct kw_backend *b, uint64_t id, const uns
 		sqlite3_bind_null(st, 1);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
 	rv = sq_done(s, st, "updating a partition");
+	if (!rv && sqlite3_changes(s->db) == 0)
+		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no partition with id %" PRIu64, id);
+	return rv;
+}
+
+static kw_rv sq_partition_delete(struct kw_backend *b, uint64_t id)
+{
+	struct sq_backend *s = sq(b);
+	sqlite3_stmt *st;
+	kw_rv rv;
+
+	/* objects and credentials go with it: ON DELETE CASCADE */
+	rv = sq_prepare(s, "DELETE FROM partitions WHERE id = ?", &st);
+	if (rv)
+		return rv;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+	rv = sq_done(s, st, "deleting a partition");
 	if (!rv && sqlite3_changes(s->db) == 0)
 		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no partition with id %" PRIu64, id);
 	return rv;
@@ -863,6 +881,7 @@ static const struct kw_backend_ops sq_ops = {
 	.partition_get = sq_partition_get,
 	.partition_list = sq_partition_list,
 	.partition_set_setup = sq_partition_set_setup,
+	.partition_delete = sq_partition_delete,
 	.credential_insert = sq_credential_insert,
 	.credential_find = sq_credential_find,
 	.credential_list = sq_credential_list,
@@ -979,6 +998,16 @@ kw_rv kw_sqlite_open(const char *path, uint64_t max_bytes, struct kw_backend **o
 	}
 	/* a new store is readable by its owner only; SQLite's -wal and -shm follow the main file */
 	if (!memory) {
+		/* its directory too, when missing: mode 0700, the store is keywardd's alone */
+		int made = 0;
+		if ((rv = kw_make_parents(path, &made))) {
+			char why[400];
+			snprintf(why, sizeof why, "%s", kw_last_error());
+			rv = kw_error_set(KW_ERR_STORE, "store %s: %s", path, why);
+			goto fail;
+		}
+		if (made)
+			kw_log(KW_LOG_INFO, "store %s: created its directory (mode 0700)", path);
 		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 		if (fd >= 0)
 			close(fd);

@@ -140,7 +140,7 @@ CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 	/* the HSM request runs unlocked, as signing does */
 	krv = kw_decrypt(c, key_id, &kwm, in, in_len, plain, &plain_len);
 	if (krv)
-		rv = kw_rv_to_ckr(krv);
+		rv = p11_ckr(krv, "decrypting");
 	else if (*out_len < plain_len)
 		rv = CKR_BUFFER_TOO_SMALL;
 	else

@@ -131,7 +131,7 @@ CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULO
 			       value ? value->pValue : NULL, value ? value->ulValueLen : 0, id, id_len, application,
 			       (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE) | (token ? 0 : KW_GEN_SESSION), &o);
 	if (krv)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "storing an object");
 	if (!token)
 		p11.sclient_used = 1;
 	*out = p11_object_adopt_locked(o);
@@ -151,7 +151,7 @@ CK_RV p11_destroy_object_locked(CK_OBJECT_HANDLE h)
 	krv = kw_delete_objects(p11_client_for_locked(kw_object_id(o)), kw_object_id(o), NULL, NULL, KW_CLASS_ANY,
 				&deleted);
 	if (krv && krv != KW_ERR_NOT_FOUND)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "deleting an object");
 	p11_object_forget_locked(h);
 	return krv ? CKR_OBJECT_HANDLE_INVALID : CKR_OK;
 }
@@ -163,7 +163,7 @@ static CK_RV refresh_locked(uint64_t id)
 	kw_rv krv = kw_get_object(p11_client_for_locked(id), id, NULL, NULL, KW_CLASS_ANY, &fresh);
 
 	if (krv)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "reading an object");
 	return p11_object_adopt_locked(fresh) ? CKR_OK : CKR_HOST_MEMORY;
 }
 
@@ -258,7 +258,8 @@ CK_RV p11_set_attributes_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG
 	/* every change in one transaction on the HSM: all or none */
 	krv = kw_modify_object(p11.client, id, &chg);
 	if (krv)
-		return krv == KW_ERR_NOT_MODIFIABLE ? CKR_ACTION_PROHIBITED : kw_rv_to_ckr(krv);
+		return krv == KW_ERR_NOT_MODIFIABLE ? p11_ckr_as(krv, "changing attributes", CKR_ACTION_PROHIBITED)
+						    : p11_ckr(krv, "changing attributes");
 	rv = refresh_locked(id);
 	if (!rv && (chg.new_name || chg.set_ckaid) && pair && p11_object_handle_of_locked(pair))
 		rv = refresh_locked(pair); /* the pair half was renamed too */
@@ -291,7 +292,8 @@ CK_RV p11_copy_object_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 	want = kw_object_class(o);
 	krv = kw_copy_object(p11.client, kw_object_id(o), chg.new_name, chg.extractable, chg.modifiable, &copies);
 	if (krv)
-		return krv == KW_ERR_ATTRIBUTE_VALUE ? CKR_ATTRIBUTE_READ_ONLY : kw_rv_to_ckr(krv);
+		return krv == KW_ERR_ATTRIBUTE_VALUE ? p11_ckr_as(krv, "copying an object", CKR_ATTRIBUTE_READ_ONLY)
+						     : p11_ckr(krv, "copying an object");
 	*out = 0;
 	/* a key pair is copied whole; the caller gets the half it named */
 	for (size_t i = 0; i < kw_object_list_count(copies); i++) {
@@ -302,7 +304,7 @@ CK_RV p11_copy_object_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 		krv = kw_get_object(p11.client, kw_object_id(c), NULL, NULL, KW_CLASS_ANY, &copy);
 		if (krv) {
 			kw_object_list_free(copies);
-			return kw_rv_to_ckr(krv);
+			return p11_ckr(krv, "reading a copied object");
 		}
 		if (!(ch = p11_object_adopt_locked(copy))) {
 			kw_object_list_free(copies);
@@ -384,7 +386,7 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 				    KW_USAGE_WRAP, id, id_len, &key, &no_public);
 	kw_object_free(no_public); /* a secret key has no public half: NULL */
 	if (krv)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "generating a secret key");
 	*out = p11_object_adopt_locked(key);
 	return *out ? CKR_OK : CKR_HOST_MEMORY;
 }
@@ -441,5 +443,5 @@ CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wra
 	*out_len = len;
 	if (krv == KW_ERR_DATA_LEN)
 		return out ? CKR_BUFFER_TOO_SMALL : CKR_OK;
-	return krv ? kw_rv_to_ckr(krv) : CKR_OK;
+	return p11_ckr(krv, "wrapping a key");
 }

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -54,6 +55,63 @@ static void pad(CK_UTF8CHAR *dst, size_t size, const char *s)
 
 	memset(dst, ' ', size);
 	memcpy(dst, s, n < size ? n : size);
+}
+
+/* ---- errors: a CK_RV for the caller, the cause in words for the person ---- */
+
+#define P11_LOG_REPEAT 60 /* seconds before the same message is written again */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_logged[1024];
+static time_t last_logged_at;
+
+/* Writes line unless it was the last one written, less than P11_LOG_REPEAT seconds ago. */
+static void log_once(const char *line)
+{
+	struct timespec ts;
+	bool repeat;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&log_lock);
+	repeat = strcmp(line, last_logged) == 0 && ts.tv_sec - last_logged_at < P11_LOG_REPEAT;
+	if (!repeat || (kw_debug_categories & KW_DEBUG_PKCS11)) {
+		snprintf(last_logged, sizeof last_logged, "%s", line);
+		last_logged_at = ts.tv_sec;
+		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: %s", line);
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* The message of krv, under what, logged once. */
+static void log_failure(kw_rv krv, const char *what)
+{
+	char line[1024];
+	const char *msg = kw_last_error();
+
+	snprintf(line, sizeof line, "%s: %s", what, msg && *msg ? msg : kw_rv_text(krv));
+	log_once(line);
+}
+
+CK_RV p11_ckr(kw_rv krv, const char *what)
+{
+	if (!krv)
+		return CKR_OK;
+	log_failure(krv, what);
+	switch (krv) {
+	case KW_ERR_AUTH:
+		/* the HSM refused the credential: revoked, partition deleted, or its PIN not given */
+		return CKR_USER_NOT_LOGGED_IN;
+	default:
+		return kw_rv_to_ckr(krv);
+	}
+}
+
+CK_RV p11_ckr_as(kw_rv krv, const char *what, CK_RV ckr)
+{
+	if (!krv)
+		return CKR_OK;
+	log_failure(krv, what);
+	return ckr;
 }
 
 /* Entry points open with this: the lock taken, the module initialized. */
@@ -191,13 +249,14 @@ static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
 		p11.n_sessions = 0;
 		p11.initialized = 0;
 	}
+	kw_log_init(NULL); /* KEYWARD_DEBUG */
 	rv = kw_client_new(NULL, &p11.client);
 	if (!rv)
 		rv = kw_client_new(NULL, &p11.sclient);
 	if (!rv)
 		rv = kw_client_single_connection(p11.sclient);
 	if (rv) {
-		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: %s", kw_last_error());
+		log_failure(rv, "reading the client configuration");
 		kw_client_free(p11.client);
 		kw_client_free(p11.sclient);
 		p11.client = p11.sclient = NULL;
@@ -456,10 +515,31 @@ static CK_RV p11_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 	return leave(CKR_OK);
 }
 
+/*
+ * A failed login's CK_RV. local: the key file refused the PIN (wrong PIN),
+ * or could not be read (this client is not registered); else the HSM
+ * answered: KW_ERR_AUTH means it refuses the credential (revoked, its
+ * partition deleted, never registered there).
+ */
+static CK_RV login_ckr(kw_rv krv, bool local)
+{
+	switch (krv) {
+	case KW_ERR_AUTH:
+		return local ? CKR_PIN_INCORRECT : CKR_USER_PIN_NOT_INITIALIZED;
+	case KW_ERR_CONFIG:
+		return local ? CKR_USER_PIN_NOT_INITIALIZED : CKR_GENERAL_ERROR;
+	case KW_ERR_LOCKED_OUT:
+		return CKR_PIN_LOCKED;
+	default:
+		return kw_rv_to_ckr(krv);
+	}
+}
+
 static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
 {
 	unsigned char probe[1];
 	char *copy = NULL;
+	bool local;
 	kw_rv krv;
 	CK_RV rv;
 
@@ -478,7 +558,9 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	if (pin_len)
 		memcpy(copy, pin, pin_len);
 	copy[pin_len] = '\0';
+	/* the PIN is checked here, against the key file: a wrong one is told apart from what the HSM says */
 	krv = kw_client_check_pin(p11.client, copy);
+	local = krv != KW_OK;
 	if (!krv)
 		krv = kw_client_set_pin(p11.client, copy);
 	if (!krv)
@@ -490,10 +572,10 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 		krv = kw_generate_random(p11.client, probe, sizeof probe);
 	OPENSSL_cleanse(probe, sizeof probe);
 	if (krv) {
-		kw_log_write(KW_LOG_ERROR, "keyward-pkcs11: login: %s", kw_last_error());
+		log_failure(krv, "login");
 		kw_client_set_pin(p11.client, NULL);
 		kw_client_set_pin(p11.sclient, NULL);
-		return leave(krv == KW_ERR_AUTH ? CKR_PIN_INCORRECT : kw_rv_to_ckr(krv));
+		return leave(login_ckr(krv, local));
 	}
 	p11.logged_in = 1;
 	return leave(CKR_OK);
@@ -708,7 +790,7 @@ static CK_RV p11_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG
 		return CKR_OK;
 	/* kw_client is thread-safe; C_Finalize during a call is the caller's error */
 	krv = kw_generate_random(c, out, len);
-	return krv ? kw_rv_to_ckr(krv) : CKR_OK;
+	return p11_ckr(krv, "generating random bytes");
 }
 
 static CK_RV p11_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)

@@ -566,7 +566,7 @@ CK_RV p11_find_init_locked(struct p11_session *s, CK_ATTRIBUTE_PTR templ, CK_ULO
 		return CKR_OK;
 	}
 	if (krv)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "listing objects");
 	if (!(h = calloc(1, sizeof *h))) {
 		kw_object_list_free(l);
 		return CKR_HOST_MEMORY;

@@ -115,6 +115,21 @@ CK_SESSION_HANDLE p11_session_handle_locked(const struct p11_session *s);
 /* EC curves by CKA_EC_PARAMS: the DER of the curve's OID (or, for Ed25519, the printable name too). */
 const char *p11_curve_of_params(const void *der, size_t len);
 
+/*
+ * module.c: the CK_RV of a failed libkeyward call, and its message: the
+ * calling thread's kw_last_error(), which names the cause and what to do
+ * (unreachable: the hosts tried; locked: keyward-admin unlock; not
+ * registered or revoked; wrong PIN; key not found; refused by policy),
+ * prefixed by what (words, e.g. "signing"). The message goes to standard
+ * error (the journal under systemd) the first time it occurs and again at
+ * most once a minute while it repeats; KEYWARD_DEBUG=pkcs11 writes every
+ * one. KW_ERR_AUTH outside a login is CKR_USER_NOT_LOGGED_IN: the HSM no
+ * longer accepts this client's login. See keyward-pkcs11(8), ERRORS.
+ */
+CK_RV p11_ckr(kw_rv krv, const char *what);
+/* p11_ckr, answering ckr in place of the usual mapping (where PKCS#11 names a closer code). */
+CK_RV p11_ckr_as(kw_rv krv, const char *what, CK_RV ckr);
+
 /* module.c: the client that reaches object id (lock held): sclient for session objects. */
 kw_client *p11_client_for_locked(uint64_t id);
 

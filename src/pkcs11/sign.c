@@ -340,7 +340,7 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	krv = kw_generate_key_ckaid(c, p11.slots[s->slot].owner, name, type, bits, curve, flags, usages,
 				    id ? id->pValue : NULL, id ? id->ulValueLen : 0, &priv, &pub);
 	if (krv)
-		return kw_rv_to_ckr(krv);
+		return p11_ckr(krv, "generating a key pair");
 	if (session)
 		p11.sclient_used = 1;
 	*priv_h = p11_object_adopt_locked(priv);
@@ -446,6 +446,17 @@ static CK_RV op_digest(struct p11_op *op)
 	return CKR_OK;
 }
 
+/* "signing with key "NAME" of owner OWNER", for the message of a failure (lock held). */
+static void key_words(uint64_t key_id, char *out, size_t size)
+{
+	const kw_object *o = p11_object_get_locked(p11_object_handle_of_locked(key_id));
+
+	if (o)
+		snprintf(out, size, "signing with key \"%s\" of owner %s", kw_object_name(o), kw_object_owner(o));
+	else
+		snprintf(out, size, "signing with key 0x%llx", (unsigned long long)key_id);
+}
+
 CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
 	unsigned char tbs[P11_RAW_DATA_MAX];
@@ -453,6 +464,7 @@ CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 	struct p11_session *s;
 	uint64_t key_id;
 	size_t tbs_len, out_len;
+	char what[KW_NAME_MAX + KW_OWNER_MAX + 48];
 	kw_client *c;
 	kw_rv krv;
 	CK_RV rv;
@@ -476,13 +488,14 @@ CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 		key_id = s->sign.key_id;
 		out_len = *sig_len;
 		c = p11_client_for_locked(key_id);
+		key_words(key_id, what, sizeof what);
 		p11_op_cleanup(&s->sign);
 		pthread_mutex_unlock(&p11.lock);
 		/* the HSM request runs unlocked: sessions sign concurrently */
 		krv = kw_sign(c, key_id, &kwm, tbs, tbs_len, sig, &out_len);
 		OPENSSL_cleanse(tbs, sizeof tbs);
 		if (krv)
-			return kw_rv_to_ckr(krv);
+			return p11_ckr(krv, what);
 		*sig_len = out_len;
 		return CKR_OK;
 	}

@@ -115,7 +115,7 @@ static CK_RV kw_c_sign_batch(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_
 		out_lens[i] = sig_lens[i];
 	krv = kw_sign_batch(c, key_id, &kwm, count, in->data, in->lens, (unsigned char *const *)sigs, out_lens);
 	if (krv) {
-		rv = kw_rv_to_ckr(krv);
+		rv = p11_ckr(krv, "signing a batch");
 		goto out;
 	}
 	for (CK_ULONG i = 0; i < count; i++)

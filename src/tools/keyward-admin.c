@@ -32,13 +32,14 @@
 #include "keystore/keystore.h"
 #include "tools/admin_client.h"
 
-#define SECRET_MAX 1024
+#define SECRET_MAX (KW_SECRET_MAX + 1)
 #define INIT_TIMEOUT 120 /* scrypt and key splitting take a moment */
 
 static const char *socket_path;
 static const char *passphrase_file;
 static const char *opt_partition;
 static bool opt_json;
+static bool opt_yes;
 static unsigned opt_shares, opt_threshold;
 
 static void usage(FILE *out)
@@ -47,15 +48,18 @@ static void usage(FILE *out)
 		"usage: keyward-admin [--socket PATH] COMMAND\n"
 		"\n"
 		"commands:\n"
-		"  status                          state of the HSM\n"
+		"  status [--json]                 state of the HSM\n"
 		"  init [--passphrase-file F]      create the master key under a security officer passphrase\n"
 		"  init --shares N --threshold M   ... or split it into N shares, any M of which unlock\n"
 		"  unlock [--passphrase-file F]    unlock with the passphrase\n"
 		"  unlock --shares                 unlock with shares (one per line on standard input)\n"
 		"  lock                            wipe the master key and every unsealed key from memory\n"
 		"  partition create NAME           create a partition; prints its one-time setup password\n"
-		"  partition password NAME         a new one-time setup password (to register another client)\n"
+		"  partition password NAME         a new one-time setup password (to register another client);\n"
+		"                                  it cancels one given before and not used yet\n"
 		"  partition list                  partitions, their objects and credentials\n"
+		"  partition delete NAME [--yes]   delete a partition with its keys and client credentials, for\n"
+		"                                  good: asks for the name on a terminal, else needs --yes\n"
 		"  client list [--partition P] [--json]\n"
 		"                                  registered client credentials: fingerprint, subject,\n"
 		"                                  partition, when enrolled, whether revoked\n"
@@ -73,35 +77,32 @@ static void usage(FILE *out)
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
 }
 
-/* One line of secret: from a file, the terminal (no echo), or standard input. */
+/* One line of secret: from a file (kw_secret_read_file), the terminal (no echo), or standard input. */
 static int read_secret(const char *prompt, char *buf, size_t size)
 {
-	FILE *in = stdin;
 	struct termios old, quiet;
 	bool tty = false;
 	size_t len;
 
 	if (passphrase_file) {
-		in = fopen(passphrase_file, "r");
-		if (!in) {
-			fprintf(stderr, "keyward-admin: cannot read %s: %s\n", passphrase_file, strerror(errno));
-			return -1;
-		}
-	} else if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
+		if (kw_secret_read_file(passphrase_file, "passphrase file", buf, size) == KW_OK)
+			return 0;
+		fprintf(stderr, "keyward-admin: %s\n", kw_last_error());
+		return -1;
+	}
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
 		tty = true;
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		fprintf(stderr, "%s", prompt);
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	}
-	if (!fgets(buf, (int)size, in))
+	if (!fgets(buf, (int)size, stdin))
 		buf[0] = '\0';
 	if (tty) {
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 		fprintf(stderr, "\n");
 	}
-	if (in != stdin)
-		fclose(in);
 	len = strcspn(buf, "\r\n");
 	buf[len] = '\0';
 	return 0;
@@ -134,6 +135,53 @@ static Keyward__Response *call(Keyward__Request *req, int timeout_s, int *status
 	return resp;
 }
 
+/* One JSON document on standard output (the only thing written there). */
+static int print_json(json_t *root)
+{
+	char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+	int ok;
+
+	json_decref(root);
+	if (!text) {
+		fprintf(stderr, "keyward-admin: out of memory building the JSON output\n");
+		return 1;
+	}
+	ok = printf("%s\n", text) >= 0 && fflush(stdout) == 0;
+	free(text);
+	if (!ok) {
+		fprintf(stderr, "keyward-admin: cannot write the JSON output: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static int print_status_json(const Keyward__AdminStatusResult *r)
+{
+	const char *state = !r->initialized ? "not initialized" : r->locked ? "locked" : "unlocked";
+	json_t *j = json_object();
+
+	if (j) {
+		json_object_set_new(j, "listen", json_string(r->listen ? r->listen : ""));
+		json_object_set_new(j, "protocol", json_integer(r->version));
+		json_object_set_new(j, "initialized", json_boolean(r->initialized));
+		json_object_set_new(j, "unlock_method",
+				    r->initialized && r->unlock_method && *r->unlock_method
+					    ? json_string(r->unlock_method)
+					    : json_null());
+		json_object_set_new(j, "state", json_string(state));
+		json_object_set_new(j, "partitions", json_integer(r->partitions));
+		json_object_set_new(j, "connections", json_integer(r->connections));
+		json_object_set_new(j, "unauthenticated", json_integer(r->unauthenticated));
+		json_object_set_new(j, "evicted", json_integer((json_int_t)r->evicted));
+		json_object_set_new(j, "refused", json_integer((json_int_t)r->refused));
+		json_object_set_new(j, "admin_connections", json_integer(r->admin_connections));
+		json_object_set_new(j, "core_dumps", json_boolean(r->core_dumps));
+		json_object_set_new(j, "session_objects", json_integer(r->session_objects));
+		json_object_set_new(j, "uptime", json_integer((json_int_t)r->uptime));
+	}
+	return print_json(j);
+}
+
 static int cmd_status(void)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -147,6 +195,11 @@ static int cmd_status(void)
 	if (!(resp = call(&req, 10, &status)))
 		return status;
 	r = resp->admin_status;
+	if (opt_json) {
+		status = print_status_json(r);
+		keyward__response__free_unpacked(resp, NULL);
+		return status;
+	}
 	printf("listening:   %s\n", r->listen);
 	printf("protocol:    %u\n", r->version);
 	printf("initialized: %s%s%s%s\n", r->initialized ? "yes" : "no", r->initialized ? " (" : "",
@@ -277,11 +330,106 @@ static int cmd_lock(void)
 
 static int print_password(Keyward__Response *resp, const char *what)
 {
+	if (resp->setup_password->replaced)
+		printf("The setup password given before for partition \"%s\" was not used yet: it is cancelled, "
+		       "this one replaces it (one setup password registers one client; register clients one after "
+		       "the other).\n",
+		       resp->setup_password->partition);
 	printf("%s \"%s\".\n"
 	       "One-time setup password: %s\n"
 	       "Register a client with it (it works once): KEYWARD_CONF=... ksputil register\n",
 	       what, resp->setup_password->partition, resp->setup_password->setup_password);
 	OPENSSL_cleanse(resp->setup_password->setup_password, strlen(resp->setup_password->setup_password));
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+/* The partition's listing entry, for the confirmation; false (after saying why) when there is none. */
+static bool find_partition(const char *name, Keyward__PartitionInfo *out, int *status)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__PartitionList list = KEYWARD__PARTITION_LIST__INIT;
+	Keyward__Response *resp;
+	bool found = false;
+
+	req.body_case = KEYWARD__REQUEST__BODY_PARTITION_LIST;
+	req.partition_list = &list;
+	if (!(resp = call(&req, 10, status)))
+		return false;
+	for (size_t i = 0; i < resp->partitions->n_partitions && !found; i++) {
+		if (strcmp(resp->partitions->partitions[i]->name, name) == 0) {
+			out->objects = resp->partitions->partitions[i]->objects;
+			out->credentials = resp->partitions->partitions[i]->credentials;
+			found = true;
+		}
+	}
+	keyward__response__free_unpacked(resp, NULL);
+	if (!found) {
+		fprintf(stderr,
+			"keyward-admin: partition delete: no partition \"%s\" (keyward-admin partition list); "
+			"nothing was deleted\n",
+			name);
+		*status = 1;
+	}
+	return found;
+}
+
+/* partition delete NAME [--yes]: confirmed by --yes, or by typing the name on a terminal. */
+static int cmd_partition_delete(int argc, char **argv)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__PartitionDelete body = KEYWARD__PARTITION_DELETE__INIT;
+	Keyward__PartitionInfo info = KEYWARD__PARTITION_INFO__INIT;
+	Keyward__Response *resp;
+	const char *name = NULL;
+	char answer[KW_PARTITION_NAME_MAX + 8];
+	int status;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+			opt_yes = true;
+		else if (!name && argv[i][0] != '-')
+			name = argv[i];
+		else {
+			fprintf(stderr, "keyward-admin: partition delete NAME [--yes]: unexpected \"%s\"\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!name) {
+		fprintf(stderr, "keyward-admin: partition delete NAME [--yes]: name the partition\n");
+		return 2;
+	}
+	if (!opt_yes) {
+		if (!isatty(STDIN_FILENO)) {
+			fprintf(stderr,
+				"keyward-admin: partition delete: not deleting partition \"%s\" without confirmation: "
+				"standard input is not a terminal; add --yes\n",
+				name);
+			return 2;
+		}
+		if (!find_partition(name, &info, &status))
+			return status;
+		fprintf(stderr,
+			"Delete partition \"%s\" with its %u objects (keys: they cannot be recovered) and %u client "
+			"credentials? Type its name to confirm: ",
+			name, info.objects, info.credentials);
+		if (!fgets(answer, sizeof answer, stdin))
+			answer[0] = '\0';
+		answer[strcspn(answer, "\r\n")] = '\0';
+		if (strcmp(answer, name) != 0) {
+			fprintf(stderr, "keyward-admin: partition delete: not confirmed; nothing was deleted\n");
+			return 1;
+		}
+	}
+	body.name = (char *)name;
+	req.body_case = KEYWARD__REQUEST__BODY_PARTITION_DELETE;
+	req.partition_delete = &body;
+	if (!(resp = call(&req, 60, &status)))
+		return status;
+	printf("Deleted partition \"%s\" with %u objects and %u client credentials (refused from now on, on open "
+	       "connections too).\n",
+	       resp->partition_deleted->partition, resp->partition_deleted->objects,
+	       resp->partition_deleted->credentials);
 	keyward__response__free_unpacked(resp, NULL);
 	return 0;
 }
@@ -325,7 +473,10 @@ static int cmd_partition(int argc, char **argv)
 			return status;
 		return print_password(resp, "New setup password for partition");
 	}
-	fprintf(stderr, "keyward-admin: partition create NAME | partition password NAME | partition list\n");
+	if (argc >= 2 && strcmp(argv[0], "delete") == 0)
+		return cmd_partition_delete(argc - 1, argv + 1);
+	fprintf(stderr, "keyward-admin: partition create NAME | partition password NAME | partition list | partition "
+			"delete NAME [--yes]\n");
 	return 2;
 }
 
@@ -876,6 +1027,7 @@ static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
 				     {"threshold", required_argument, NULL, 't'},
 				     {"partition", required_argument, NULL, 'P'},
 				     {"json", no_argument, NULL, 'j'},
+				     {"yes", no_argument, NULL, 'y'},
 				     {"help", no_argument, NULL, 'h'},
 				     {"version", no_argument, NULL, 'V'},
 				     {NULL, 0, NULL, 0}};
@@ -900,6 +1052,7 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 		case 't': opt_threshold = (unsigned)atoi(optarg); break;
 		case 'P': opt_partition = optarg; break;
 		case 'j': opt_json = true; break;
+		case 'y': opt_yes = true; break;
 		case 'h': return 1;
 		case 'V':
 			return 2;

@@ -40,7 +40,7 @@
 #define EXIT_NOT_FOUND 4
 
 #define LABEL_WIDTH 32 /* values start in this column, as in ksputilcons */
-#define SECRET_MAX 1024
+#define SECRET_MAX (KW_SECRET_MAX + 1)
 #define PIN_MIN 8 /* characters of a credential PIN, at least (usage() says so too) */
 
 /* The seed's test key (createtestkey) */
@@ -139,8 +139,10 @@ static void usage(FILE *out)
 		"  help                                 this text\n"
 		"\n"
 		"Names ending in \".global\" belong to the shared owner " KW_OWNER_SHARED ". --pin-file F gives the\n"
-		"PIN of an encrypted credential key file. The configuration is $KEYWARD_CONF, else\n"
-		"/etc/keyward/client.conf; $KEYWARD_MACHINE_ID_FILE names another machine-id file.\n"
+		"PIN of an encrypted credential key file (mode 0600); register --pin-file records it as\n"
+		"pin_file in the configuration, which every later command uses. The configuration is\n"
+		"$KEYWARD_CONF, else /etc/keyward/client.conf; $KEYWARD_MACHINE_ID_FILE names another\n"
+		"machine-id file.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 no HSM reachable, 4 not found.\n");
 }
 
@@ -192,20 +194,13 @@ static int usage_error(const char *verb, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* First line of a file into buf; -1 (after saying why) if unreadable. */
-static int read_line_file(const char *verb, const char *path, char *buf, size_t size)
+/* The secret in a file (kw_secret_read_file) into buf; -1 (after saying why) if refused. */
+static int read_line_file(const char *verb, const char *path, const char *what, char *buf, size_t size)
 {
-	FILE *f = fopen(path, "re");
-
-	if (!f) {
-		fprintf(stderr, "ksputil: %s: cannot read %s: %s\n", verb, path, strerror(errno));
-		return -1;
-	}
-	if (!fgets(buf, (int)size, f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
+	if (kw_secret_read_file(path, what, buf, size) == KW_OK)
+		return 0;
+	fprintf(stderr, "ksputil: %s: %s\n", verb, kw_last_error());
+	return -1;
 }
 
 /* One line of secret from the terminal without echo, else standard input. */
@@ -241,7 +236,7 @@ static int open_client(const char *verb, const struct opts *o, bool use_pin, kw_
 	if (rv)
 		return fail(verb, rv, NULL);
 	if (use_pin && o->pin_file) {
-		if (read_line_file(verb, o->pin_file, pin, sizeof pin)) {
+		if (read_line_file(verb, o->pin_file, "PIN file", pin, sizeof pin)) {
 			kw_client_free(*out);
 			*out = NULL;
 			return EXIT_USAGE;
@@ -955,12 +950,18 @@ static int cmd_hsmstatus(const struct opts *o)
 		int initialized = 0, locked = 0;
 		double t0 = now_ms(), ms;
 		kw_rv rv = kw_client_probe(c, i, &version, &initialized, &locked);
-		const char *state = rv ? "-" : !initialized ? "not initialized" : locked ? "locked" : "unlocked";
-		char reason[512];
+		/* an HSM that answered, if only to refuse this client, is reachable */
+		bool answered = !rv || !(rv == KW_ERR_NETWORK || rv == KW_ERR_TIMEOUT || rv == KW_ERR_PROTOCOL ||
+					 rv == KW_ERR_UNREACHABLE || rv == KW_ERR_CONFIG || rv == KW_ERR_NO_MEMORY);
+		const char *state = rv ? (answered ? "refused this client" : "-")
+				    : !initialized ? "not initialized: keyward-admin init"
+				    : locked	   ? "locked: keyward-admin unlock"
+						   : "unlocked";
+		char reason[768];
 
 		ms = now_ms() - t0;
 		snprintf(reason, sizeof reason, "%s", rv ? why(rv) : "");
-		if (!rv)
+		if (answered)
 			reachable++;
 		if (json) {
 			json_t *h = json_object();
@@ -971,7 +972,7 @@ static int cmd_hsmstatus(const struct opts *o)
 			}
 			json_object_set_new(h, "address", json_string(kw_client_hsm_address(c, i)));
 			json_object_set_new(h, "priority", json_integer(kw_client_hsm_priority(c, i)));
-			json_object_set_new(h, "reachable", json_boolean(!rv));
+			json_object_set_new(h, "reachable", json_boolean(answered));
 			json_object_set_new(h, "protocol", rv ? json_null() : json_integer(version));
 			json_object_set_new(h, "initialized", rv ? json_null() : json_boolean(initialized));
 			json_object_set_new(h, "locked", rv ? json_null() : json_boolean(locked));
@@ -982,7 +983,7 @@ static int cmd_hsmstatus(const struct opts *o)
 		}
 		if (rv)
 			printf("%-32s %8d  %-9s  %8s  %s\n", kw_client_hsm_address(c, i), kw_client_hsm_priority(c, i),
-			       "no", "-", state);
+			       answered ? "yes" : "no", "-", state);
 		else
 			printf("%-32s %8d  %-9s  %8u  %s\n", kw_client_hsm_address(c, i), kw_client_hsm_priority(c, i),
 			       "yes", version, state);
@@ -1058,10 +1059,10 @@ static int cmd_register(const struct opts *o)
 	kw_rv rv;
 
 	if (o->password_file) {
-		if (read_line_file(verb, o->password_file, password, sizeof password))
+		if (read_line_file(verb, o->password_file, "setup password file", password, sizeof password))
 			return EXIT_USAGE;
 	}
-	if (o->pin_file && read_line_file(verb, o->pin_file, pin, sizeof pin)) {
+	if (o->pin_file && read_line_file(verb, o->pin_file, "PIN file", pin, sizeof pin)) {
 		status = EXIT_USAGE;
 		goto out;
 	}
@@ -1096,6 +1097,15 @@ static int cmd_register(const struct opts *o)
 	       "names%s.\n",
 	       kw_client_partition(c), pin[0] ? " (the key encrypted under the PIN)" : "");
 	status = EXIT_DONE;
+	/* every program that reads the configuration finds the PIN from now on */
+	if (pin[0]) {
+		rv = kw_client_record_pin_file(c, o->pin_file);
+		if (rv)
+			fprintf(stderr, "ksputil: %s: warning: %s\n", verb, kw_last_error());
+		else
+			printf("The PIN file is recorded as pin_file in the configuration: ksputil, the PKCS#11 module "
+			       "and services use it from now on.\n");
+	}
 out:
 	OPENSSL_cleanse(password, sizeof password);
 	OPENSSL_cleanse(pin, sizeof pin);

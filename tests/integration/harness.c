@@ -452,9 +452,12 @@ int kwt_ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigne
 
 void kwt_write_file(const char *path, const char *text)
 {
-	FILE *f = fopen(path, "w");
+	/* mode 0600: the passphrase, PIN and password files the tools read must be the owner's alone */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 
 	assert_non_null(f);
+	assert_int_equal(fchmod(fd, 0600), 0);
 	fputs(text, f);
 	fclose(f);
 }

@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <jansson.h>
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -650,6 +653,215 @@ static void test_audit_archive(void **state)
 	kwt_stop_client(&s, c);
 }
 
+/* The audit records of event in the store of s (read with SQLite, beside keywardd). */
+static int audit_count(struct kwt_server *s, const char *event, const char *detail_like)
+{
+	char db[400];
+	sqlite3 *sql;
+	sqlite3_stmt *st;
+	int n;
+
+	snprintf(db, sizeof db, "%s/keystore.db", s->dir);
+	assert_int_equal(sqlite3_open_v2(db, &sql, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(sql, "SELECT count(*) FROM audit WHERE event = ? AND detail LIKE ?", -1, &st,
+					    NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, event, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, detail_like, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(sql);
+	return n;
+}
+
+/*
+ * Issue 15: partition delete asks first (the name typed on a terminal, else
+ * --yes), deletes the partition with its keys and credentials in one go,
+ * refuses its clients from then on (open connections too), leaves the
+ * other partitions alone, and is audited.
+ */
+static void test_partition_delete(void **state)
+{
+	struct kwt_server s;
+	kw_client *victim, *other, *again;
+	kw_object *priv = NULL, *pub = NULL;
+	kw_object_list *l = NULL;
+	char conf[400], *out = NULL;
+	unsigned char buf[16];
+
+	(void)state;
+	victim = kwt_start_initialized(&s, NULL);
+	other = kwt_new_partition_client(&s, "q");
+	kwt_ok(kw_generate_key(victim, OWNER, "doomed", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	kwt_ok(kw_generate_key(other, OWNER, "kept", KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+	kw_object_free(priv);
+	kw_object_free(pub);
+	kwt_ok(kw_generate_random(victim, buf, sizeof buf));
+
+	/* no terminal, no --yes: refused, nothing deleted */
+	assert_int_equal(kwt_admin(&s, "p\n", &out, "partition delete p"), 2);
+	assert_non_null(strstr(out, "add --yes"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition list"), 0);
+	assert_non_null(strstr(out, "p    "));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition delete nosuch --yes"), 1);
+	assert_non_null(strstr(out, "no partition \"nosuch\""));
+	free(out);
+	/* on a terminal, a wrong name typed: not confirmed */
+	assert_int_equal(kwt_run(s.dir, &out,
+				 "printf 'q\\n' | script -qec \"KEYWARD_ADMIN_SOCKET='%s' '%s' partition delete p\" "
+				 "/dev/null",
+				 s.admin_socket, KEYWARD_ADMIN_PATH),
+			 1);
+	assert_non_null(strstr(out, "Delete partition \"p\" with its 2 objects"));
+	assert_non_null(strstr(out, "not confirmed"));
+	free(out);
+	kwt_ok(kw_generate_random(victim, buf, sizeof buf));
+
+	/* the name typed on a terminal confirms */
+	assert_int_equal(kwt_run(s.dir, &out,
+				 "printf 'p\\n' | script -qec \"KEYWARD_ADMIN_SOCKET='%s' '%s' partition delete p\" "
+				 "/dev/null",
+				 s.admin_socket, KEYWARD_ADMIN_PATH),
+			 0);
+	assert_non_null(strstr(out, "Deleted partition \"p\" with 2 objects and 1 client credentials"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition list"), 0);
+	assert_null(strstr(out, "\np "));
+	assert_non_null(strstr(out, "\nq "));
+	free(out);
+	/* its open connection is refused at the next request, a new one at Hello */
+	assert_int_equal(kw_generate_random(victim, buf, sizeof buf), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "partition deleted"));
+	snprintf(conf, sizeof conf, "%s/p.conf", s.dir);
+	kwt_ok(kw_client_new(conf, &again));
+	assert_int_equal(kw_generate_random(again, buf, sizeof buf), KW_ERR_AUTH);
+	/* the other partition keeps its key */
+	kwt_ok(kw_list_objects(other, OWNER, "kept", &l));
+	assert_int_equal(kw_object_list_count(l), 2);
+	kw_object_list_free(l);
+
+	/* --yes, and the record in the audit chain */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition delete q --yes"), 0);
+	assert_non_null(strstr(out, "Deleted partition \"q\" with 2 objects and 1 client credentials"));
+	free(out);
+	assert_int_equal(audit_count(&s, "partition.delete", "partition \"p\" deleted with 2 objects and 1 client%"), 1);
+	assert_int_equal(audit_count(&s, "partition.delete", "partition \"q\"%"), 1);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify"), 0);
+	free(out);
+	/* a deleted partition's name can be used again */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition create p"), 0);
+	free(out);
+	kw_client_free(again);
+	kw_client_free(victim);
+	kw_client_free(other);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* Issue 15: a second setup password while the first is unused says that it cancels the first. */
+static void test_second_password_says_it_cancels(void **state)
+{
+	struct kwt_server s;
+	kw_client *c, *first;
+	char first_pw[64], *out = NULL;
+
+	(void)state;
+	c = kwt_start_initialized(&s, NULL);
+	snprintf(first_pw, sizeof first_pw, "%s", setup_password(&s, "create", "r"));
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition password r"), 0);
+	assert_non_null(strstr(out, "was not used yet: it is cancelled"));
+	free(out);
+	assert_int_equal(audit_count(&s, "partition.password", "%(the pending one cancelled)"), 1);
+	/* and so it is */
+	first = client_for(&s, "r1", "r");
+	assert_int_equal(kw_enroll(first, first_pw, NULL), KW_ERR_AUTH);
+	kw_client_free(first);
+	/* after a registration, a new password cancels nothing and says nothing of it */
+	first = client_for(&s, "r2", "r");
+	kwt_ok(kw_enroll(first, setup_password(&s, "password", "r"), NULL));
+	kw_client_free(first);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition password r"), 0);
+	assert_null(strstr(out, "cancelled"));
+	free(out);
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
+/* Issue 15: status --json is one JSON document and nothing else; the store's directory is made, mode 0700. */
+static void test_status_json_and_store_dir(void **state)
+{
+	struct kwt_server s;
+	char extra[400], path[400], *out = NULL;
+	json_error_t jerr;
+	json_t *j;
+	struct stat st;
+
+	(void)state;
+	memset(&s, 0, sizeof s);
+	snprintf(s.dir, sizeof s.dir, "/tmp/kwtest.XXXXXX");
+	assert_non_null(mkdtemp(s.dir));
+	snprintf(s.admin_socket, sizeof s.admin_socket, "%s/admin.sock", s.dir);
+	snprintf(s.log, sizeof s.log, "%s/keywardd.log", s.dir);
+	s.port = kwt_free_port();
+	snprintf(extra, sizeof extra, "store = sqlite:%s/state/keyward/keystore.db\n", s.dir);
+	kwt_start_config(&s, extra);
+	snprintf(path, sizeof path, "%s/state/keyward", s.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof path, "%s/state", s.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	assert_int_equal(kwt_admin(&s, NULL, &out, "status --json"), 0);
+	j = json_loads(out, 0, &jerr);
+	if (!j)
+		fail_msg("status --json is not (only) JSON: %s: %s", jerr.text, out);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "not initialized");
+	assert_true(json_is_false(json_object_get(j, "initialized")));
+	assert_true(json_is_null(json_object_get(j, "unlock_method")));
+	assert_int_equal(json_integer_value(json_object_get(j, "protocol")), KW_PROTOCOL_VERSION);
+	assert_true(json_is_integer(json_object_get(j, "uptime")));
+	json_decref(j);
+	free(out);
+	snprintf(path, sizeof path, "%s/pass", s.dir);
+	kwt_write_file(path, PASSPHRASE "\n");
+	assert_int_equal(kwt_admin(&s, NULL, &out, "init --passphrase-file %s", path), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "partition create web"), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "status --json"), 0);
+	j = json_loads(out, 0, &jerr);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "unlocked");
+	assert_string_equal(json_string_value(json_object_get(j, "unlock_method")), "passphrase");
+	assert_int_equal(json_integer_value(json_object_get(j, "partitions")), 1);
+	json_decref(j);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "lock"), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "status --json"), 0);
+	j = json_loads(out, 0, &jerr);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "locked");
+	json_decref(j);
+	free(out);
+	/* a passphrase file others may read is refused, naming the chmod */
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "unlock --passphrase-file %s", path), 2);
+	assert_non_null(strstr(out, "mode 0644"));
+	assert_non_null(strstr(out, "chmod 600"));
+	free(out);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +874,9 @@ int main(void)
 		cmocka_unit_test(test_audit_tamper_detected),
 		cmocka_unit_test(test_audit_head_anchor),
 		cmocka_unit_test(test_audit_archive),
+		cmocka_unit_test(test_partition_delete),
+		cmocka_unit_test(test_second_password_says_it_cancels),
+		cmocka_unit_test(test_status_json_and_store_dir),
 	};
 	return cmocka_run_group_tests_name("integration_admin", tests, NULL, NULL);
 }

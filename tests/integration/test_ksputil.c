@@ -462,7 +462,7 @@ static void test_secret_key_listed(void **state)
 static void test_register(void **state)
 {
 	char *out = NULL, *err = NULL, *pw, password[64] = "", conf[400], pw_file[400], pin_file[400], key[400];
-	char *key_pem;
+	char *key_pem, *conf_text, want[512];
 
 	(void)state;
 	assert_int_equal(kwt_admin(&server, NULL, &out, "partition create reg"), 0);
@@ -491,9 +491,48 @@ static void test_register(void **state)
 	assert_not_contains(out, "myDemoCA");
 	free(out);
 	free(err);
-	/* without the PIN the key file cannot be used */
+	/*
+	 * Issue 15: registering recorded the PIN file in the configuration, so
+	 * plain commands find the PIN, and hsmstatus sees the HSM.
+	 */
+	conf_text = kwt_read_file(conf, NULL);
+	assert_non_null(conf_text);
+	snprintf(want, sizeof want, "pin_file = %s\n", pin_file);
+	assert_contains(conf_text, want);
+	assert_contains(conf_text, "partition = reg\n");
+	free(conf_text);
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "enumkeys -a"), 0);
+	assert_contains(out, "No keys in partition 'reg'");
+	free(out);
+	free(err);
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "createkey --name regkey --algorithm ECDSA -m"), 0);
+	free(out);
+	free(err);
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "hsmstatus"), 0);
+	assert_contains(out, "unlocked");
+	assert_not_contains(out, "  no  ");
+	free(out);
+	free(err);
+	/* a PIN file others may read is refused, naming the chmod */
+	assert_int_equal(chmod(pin_file, 0644), 0);
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "enumkeys -a"), 1);
+	assert_contains(err, "mode 0644");
+	assert_contains(err, "chmod 600");
+	assert_not_contains(err, "kw_");
+	free(out);
+	free(err);
+	assert_int_equal(chmod(pin_file, 0600), 0);
+	/* without any PIN the key file cannot be used: the message says how to give one, in words */
+	kwt_write_client_conf(&server, "reg", "reg", conf, sizeof conf);
 	assert_int_not_equal(run_conf(conf, mid_a, &out, &err, "enumkeys -a"), 0);
-	assert_contains(err, "PIN");
+	assert_contains(err, "no PIN was given");
+	assert_contains(err, "pin_file");
+	assert_not_contains(err, "kw_");
+	free(out);
+	free(err);
+	/* hsmstatus still reaches the HSM (Hello needs no credential) */
+	assert_int_equal(run_conf(conf, mid_a, &out, &err, "hsmstatus"), 0);
+	assert_contains(out, "unlocked");
 	free(out);
 	free(err);
 	/* the password is spent (--force: past the existing credential, to the HSM) */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -232,12 +233,97 @@ static void test_missing_file(void **state)
 	assert_int_equal(kw_client_new(NULL, NULL), KW_ERR_ARGUMENTS);
 }
 
+/* The whole file at path (free it). */
+static char *kwt_read(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *text = calloc(1, 8192);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(text);
+	n = fread(text, 1, 8191, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+/*
+ * kw_client_record_pin_file (issue 15): pin_file in [client] in place of an
+ * active line, else of a commented one, else after the header; other lines
+ * and the file's mode kept; the client uses the file from then on.
+ */
+static void test_record_pin_file(void **state)
+{
+	static const char text[] = "# fill in\n"
+				   "[hsm a]\nhost = 127.0.0.1\n"
+				   "[client]\npartition = dev\nca = ca.crt\ncert = c.crt\nkey = c.key\n"
+				   "#pin_file = client.pin\n"
+				   "[hsm b]\nhost = 127.0.0.2\n# pin_file = not this one\n";
+	char *path = kwt_write(dir, "rec.conf", text), *pin = kwt_write(dir, "a.pin", "x"), *pin2;
+	char *got, *want;
+	struct stat st;
+	kw_client *c;
+
+	(void)state;
+	pin2 = kwt_write(dir, "b.pin", "y");
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(kw_client_new(path, &c), KW_OK);
+	assert_int_equal(kw_client_record_pin_file(c, pin), KW_OK);
+	got = kwt_read(path);
+	assert_true(asprintf(&want,
+			     "# fill in\n[hsm a]\nhost = 127.0.0.1\n[client]\npartition = dev\nca = ca.crt\ncert = "
+			     "c.crt\nkey = c.key\npin_file = %s\n[hsm b]\nhost = 127.0.0.2\n# pin_file = not this "
+			     "one\n",
+			     pin) > 0);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_string_equal(c->cfg.pin_file, pin);
+	/* again with another file: the active line is replaced, nothing added */
+	assert_int_equal(kw_client_record_pin_file(c, pin2), KW_OK);
+	got = kwt_read(path);
+	assert_non_null(strstr(got, "key = c.key\npin_file = "));
+	assert_non_null(strstr(got, pin2));
+	assert_null(strstr(got, "a.pin"));
+	free(got);
+	kw_client_free(c);
+
+	/* no mention at all, [client] the last line without a newline */
+	free(path);
+	path = kwt_write(dir, "rec2.conf", "[hsm a]\nhost = h\n[client]");
+	{
+		char *fake = kwt_write(dir, "rec2b.conf", "[client]\npartition = p\nca = ca.crt\n[hsm a]\nhost = h\n");
+		assert_int_equal(kw_client_new(fake, &c), KW_OK);
+		/* point the client at the file to rewrite: only its path matters here */
+		free(c->cfg.path);
+		c->cfg.path = strdup(path);
+		assert_int_equal(kw_client_record_pin_file(c, pin), KW_OK);
+		got = kwt_read(path);
+		assert_true(asprintf(&want, "[hsm a]\nhost = h\n[client]\npin_file = %s\n", pin) > 0);
+		assert_string_equal(got, want);
+		free(got);
+		free(want);
+		/* a file that does not exist is refused before anything is written */
+		assert_int_equal(kw_client_record_pin_file(c, "/nonexistent/pin"), KW_ERR_CONFIG);
+		assert_contains(kw_last_error(), "/nonexistent/pin");
+		kw_client_free(c);
+		free(fake);
+	}
+	free(path);
+	free(pin);
+	free(pin2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_file),   cmocka_unit_test(test_defaults_and_public_api),
-		cmocka_unit_test(test_env_variable), cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_missing_file), cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_good_file),	cmocka_unit_test(test_defaults_and_public_api),
+		cmocka_unit_test(test_env_variable),	cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_missing_file),	cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_record_pin_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

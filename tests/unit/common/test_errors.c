@@ -34,6 +34,10 @@ static void test_ckr_mapping(void **state)
 	assert_int_equal(kw_rv_to_ckr(KW_ERR_SENSITIVE), CKR_ATTRIBUTE_SENSITIVE);
 	assert_int_equal(kw_rv_to_ckr(KW_ERR_NOT_MODIFIABLE), CKR_ATTRIBUTE_READ_ONLY);
 	assert_int_equal(kw_rv_to_ckr(KW_ERR_MECHANISM), CKR_MECHANISM_INVALID);
+	/* issue 15: a locked HSM is no "user not logged in", an unreachable one no removed device */
+	assert_int_equal(kw_rv_to_ckr(KW_ERR_STORE_LOCKED), CKR_DEVICE_ERROR);
+	assert_int_equal(kw_rv_to_ckr(KW_ERR_UNREACHABLE), CKR_DEVICE_ERROR);
+	assert_int_equal(kw_rv_to_ckr(KW_ERR_AUTH), CKR_PIN_INCORRECT);
 	/* out of range never indexes past the table */
 	assert_string_equal(kw_rv_name((kw_rv)9999), "KW_ERR_GENERAL");
 }
