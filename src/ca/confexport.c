@@ -73,7 +73,7 @@ int ca_config_export(struct ca *ca, const char *file)
 int ca_config_import(struct ca *ca, const char *file, const char *const *sets, size_t n_sets)
 {
 	struct ca_conf *in = malloc(sizeof *in), *next = malloc(sizeof *next);
-	char *text = NULL;
+	char *text = NULL, change[900];
 	size_t len;
 	int rc = -1;
 
@@ -127,7 +127,9 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 			 ca_last_error());
 		goto out;
 	}
-	if (ca_conf_change(next, ca->db, "configuration imported from %s%s", file, n_sets ? " with --set" : ""))
+	if (ca_conf_diff(&ca->conf, next, change, sizeof change) ||
+	    ca_conf_change(next, ca->db, "configuration imported from %s%s: %s", file, n_sets ? " with --set" : "",
+			   change[0] ? change : "nothing changed"))
 		goto out;
 	ca->conf = *next;
 	rc = 0;
