@@ -1121,6 +1121,12 @@ static void test_restore_refusals(void **state)
 	after = crl_number(text, "X509v3 CRL Number");
 	if (after <= before)
 		fail_full("after restoredb, CRL number %llu; the directory had published %llu", after, before);
+
+	/* a retired CA stays retired: its own backup (taken before it retired) is not restored into it */
+	ca_ok("ca", "retire --yes");
+	out = expect_restore_refused("ca", "good", "", "a retired CA");
+	expect_has(last_cmd, out, "retired");
+	expect_has(last_cmd, ca_refused("ca", 1, "crl"), "retired");
 }
 
 /* ---- no key material in any file ---- */
