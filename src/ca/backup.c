@@ -427,6 +427,20 @@ int ca_restore(const char *dir, const char *backup, bool force, struct ca_restor
 	ca_path(c, "keyward-ca.db", live, sizeof live);
 	if (ca_db_open_file(live, false, &db) || (mine = ca_db_max_crl(db)) < 0)
 		goto out;
+	{
+		/* a retired CA stays retired: a restore must not bring back one that issues */
+		char *retired = NULL;
+		int found = ca_db_get_meta(db, CA_META_RETIRED, &retired);
+
+		if (found == 0 && !force)
+			ca_fail(CA_ERR_REFUSED,
+				"the CA in %s is retired (%s): a restore would make it issue again; restore on the "
+				"new server, or --force; nothing restored",
+				dir, retired);
+		free(retired);
+		if (found < 0 || (found == 0 && !force))
+			goto out;
+	}
 	ca_db_close(db);
 	db = NULL;
 	/* above anything either side published */

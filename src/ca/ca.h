@@ -301,6 +301,8 @@ struct json_t;
 struct json_t *ca_manifest_parse(const char *name, const char *text, size_t len);
 /* backup.c: an exclusive hold on the CA in dir (a file descriptor to close), or -1 if a keyward-ca has it open. */
 int ca_lock_exclusive(const char *dir);
+/* The lines of ca.conf that go ("-line") and come ("+line") from was to now, into out. */
+int ca_conf_diff(const struct ca_conf *was, const struct ca_conf *now, char *out, size_t size);
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */
 int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db);
 

@@ -30,8 +30,12 @@ const EVP_MD *ca_md(const struct ca_conf *c)
 
 const char *ca_host_module(const struct ca_conf *c)
 {
-	/* empty in ca.conf: this host's installed module, so a configuration moves between hosts */
-	return c->module[0] ? c->module : KW_DEFAULT_PKCS11_MODULE;
+	const char *host = getenv("KEYWARD_PKCS11_MODULE");
+
+	/* empty in ca.conf: this host's module (the environment's, else the installed one), so a configuration moves */
+	if (c->module[0])
+		return c->module;
+	return host && *host ? host : KW_DEFAULT_PKCS11_MODULE;
 }
 
 static int client_conf_pin_file(void *user, const char *section, const char *key, const char *value)

@@ -104,6 +104,21 @@ static void lines_not_in(const char *from, const char *to, char sign, char *out,
 	}
 }
 
+int ca_conf_diff(const struct ca_conf *was, const struct ca_conf *now, char *out, size_t size)
+{
+	char *a = ca_conf_text(was), *b = ca_conf_text(now);
+	int rc = a && b ? 0 : -1;
+
+	out[0] = '\0';
+	if (!rc) {
+		lines_not_in(a, b, '-', out, size);
+		lines_not_in(b, a, '+', out, size);
+	}
+	free(a);
+	free(b);
+	return rc;
+}
+
 int ca_conf_note_edits(const struct ca_conf *c, struct ca_db *db)
 {
 	char *now = read_conf(c), *was = NULL, change[900] = "";

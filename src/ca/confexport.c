@@ -73,7 +73,7 @@ int ca_config_export(struct ca *ca, const char *file)
 int ca_config_import(struct ca *ca, const char *file, const char *const *sets, size_t n_sets)
 {
 	struct ca_conf *in = malloc(sizeof *in), *next = malloc(sizeof *next);
-	char *text = NULL;
+	char *text = NULL, change[900];
 	size_t len;
 	int rc = -1;
 
@@ -94,12 +94,11 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 			in->name, ca->conf.name);
 		goto out;
 	}
-	if (in->subordinate != ca->conf.subordinate) {
-		ca_fail(CA_ERR_CONFLICT, "%s is of a %s CA, this one is %s; nothing changed", file,
-			in->subordinate ? "subordinate" : "root", ca->conf.subordinate ? "subordinate" : "a root");
-		goto out;
-	}
-	/* the CA's settings from the export; this host's own stay */
+	/*
+	 * the CA's settings from the export (a subordinate's flag too: set up
+	 * here on its existing key and certificate, it is one all the same);
+	 * this host's own stay
+	 */
 	*next = *in;
 	memcpy(next->dir, ca->conf.dir, sizeof next->dir);
 	memcpy(next->module, ca->conf.module, sizeof next->module);
@@ -128,7 +127,9 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 			 ca_last_error());
 		goto out;
 	}
-	if (ca_conf_change(next, ca->db, "configuration imported from %s%s", file, n_sets ? " with --set" : ""))
+	if (ca_conf_diff(&ca->conf, next, change, sizeof change) ||
+	    ca_conf_change(next, ca->db, "configuration imported from %s%s: %s", file, n_sets ? " with --set" : "",
+			   change[0] ? change : "nothing changed"))
 		goto out;
 	ca->conf = *next;
 	rc = 0;

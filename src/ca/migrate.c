@@ -193,8 +193,13 @@ static int find_key(struct run *r)
 
 static int move_key(struct run *r)
 {
-	if (!strcmp(r->key_owner, r->my_owner))
+	if (!strcmp(r->key_owner, r->my_owner)) {
+		if (r->m->dry_run) {
+			say(r, "would leave \"%s\" where it is: under this machine's owner already", r->key_name);
+			return 0;
+		}
 		return finish(r, 1, "already under this machine's owner");
+	}
 	if (r->m->dry_run) {
 		say(r, "would move \"%s\" from owner %s to %s (chkeysowner)", r->key_name, r->key_owner, r->my_owner);
 		return 0;
@@ -241,6 +246,10 @@ static int setup(struct run *r)
 			rc = ca_fail(CA_ERR_CONFLICT, "%s holds CA \"%s\", not \"%s\"", r->m->dir, ca->conf.name,
 				     r->ca_name);
 		ca_close(ca);
+		if (!rc && r->m->dry_run) {
+			say(r, "would keep CA \"%s\" in %s, set up already on this key", r->ca_name, r->m->dir);
+			return 0;
+		}
 		return rc ? -1 : finish(r, 2, "the CA was set up already, on this key");
 	}
 	if (r->m->dry_run) {
@@ -248,7 +257,7 @@ static int setup(struct run *r)
 		return 0;
 	}
 	snprintf(cert, sizeof cert, "%s/ca.crt", r->m->from);
-	/* the CA's own settings come with import-config; setup needs the subordinate flag only */
+	/* on the key and certificate the backup names; the CA's own settings come with import-config */
 	return ca_setup(&s) ? -1 : finish(r, 2, "set up on the existing key");
 }
 

@@ -143,6 +143,8 @@ int ca_setup(const struct ca_setup *o)
 				 o->cert, c.key);
 			goto out;
 		}
+		/* a certificate its own key did not sign is a subordinate CA's (a CA moved to this host) */
+		c.subordinate = X509_check_issued(sk_X509_value(chain, 0), sk_X509_value(chain, 0)) != X509_V_OK;
 	} else if (!c.subordinate) {
 		if (!(chain = sk_X509_new_null()) || !(x = ca_cert_make_root(&c, priv, pub)) || !sk_X509_push(chain, x))
 			goto out;
@@ -166,9 +168,9 @@ int ca_setup(const struct ca_setup *o)
 		goto out;
 	if (ca_identity_record(&c, db, pub, sk_X509_value(chain, 0)) ||
 	    ca_db_audit(db, "setup", "CA \"%s\", key %s on token \"%s\", %s", c.name, c.key, c.token,
-			c.subordinate ? "subordinate (request in ca.csr)"
-			: o->cert     ? "existing certificate"
-				      : "root") ||
+			o->cert		? (c.subordinate ? "existing subordinate certificate" : "existing certificate")
+			: c.subordinate ? "subordinate (request in ca.csr)"
+					: "root") ||
 	    ca_conf_record(&c, db) || ca_db_commit(db)) {
 		ca_db_rollback(db);
 		goto out;

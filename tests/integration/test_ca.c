@@ -40,6 +40,7 @@
 
 #include <jansson.h>
 
+#include "ca_helpers.h"
 #include "harness.h"
 
 /* pkcs11-tool on keyward-pkcs11.so; see test_pkcs11_clients.c for the sanitizer environments */
@@ -48,315 +49,14 @@
 #endif
 #define P11TOOL_READ KWT_P11_ENV_READ "pkcs11-tool --module '" KEYWARD_PKCS11_PATH "' "
 
-/*
- * keyward-ca's environment: under the sanitizers, libp11 0.4.12's own
- * leaks are suppressed (tests/lsan-libp11.supp), with full stacks so that
- * only allocations libp11 made match.
- */
-#ifndef KWT_CA_ENV
-#define KWT_CA_ENV ""
-#endif
-
-#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
-
 /* keyward-ca's caps (src/ca/ca.h, keyward-ca(8)) */
 #define CA_SANS_MAX_TEST 100
-
-/* openssl req -newkey arguments */
-#define EC256 "ec -pkeyopt ec_paramgen_curve:P-256"
-#define RSA2048 "rsa:2048"
-
-/* Where a suite runs: the module, token and PIN file its CAs are set up with. */
-struct backend {
-	const char *module;
-	const char *token; /* NULL: keyward-ca's default, "keyward machine" */
-	char pin_file[320];
-	char work[300];
-};
 
 static struct kwt_server server;
 static struct backend keyward_hsm = {.module = KEYWARD_PKCS11_PATH};
 static struct backend softhsm = {.module = SOFTHSM_MODULE, .token = "ca"};
 
-/* fail_msg() for messages that quote whole outputs: cmocka cuts its messages at 1 KB. */
-#define fail_full(...) fail_full_at(__FILE__, __LINE__, __VA_ARGS__)
-static void fail_full_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fail_full_at(const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ERROR: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-	_fail(file, line);
-}
-
-/* ---- outputs, kept until the test ends ---- */
-
-static char **kept;
-static size_t n_kept, cap_kept;
-
-static const char *keep(char *s)
-{
-	if (n_kept == cap_kept) {
-		cap_kept = cap_kept ? 2 * cap_kept : 64;
-		kept = realloc(kept, cap_kept * sizeof *kept);
-		assert_non_null(kept);
-	}
-	kept[n_kept++] = s;
-	return s;
-}
-
-static const char *keepf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *keepf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	assert_true(vasprintf(&s, fmt, ap) >= 0);
-	va_end(ap);
-	return keep(s);
-}
-
-static void forget_all(void)
-{
-	while (n_kept)
-		free(kept[--n_kept]);
-	free(kept);
-	kept = NULL;
-	cap_kept = 0;
-}
-
-/* ---- commands ---- */
-
-static char last_cmd[4096];
-
-/* Runs a shell command line in the current directory (kwt_run: bounded); the exit code, *out its output. */
-static int sh(const char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(const char **out, const char *fmt, ...)
-{
-	va_list ap;
-	char *text = NULL;
-	int n, rc;
-
-	va_start(ap, fmt);
-	n = vsnprintf(last_cmd, sizeof last_cmd, fmt, ap);
-	va_end(ap);
-	assert_true(n > 0 && (size_t)n < sizeof last_cmd);
-	rc = kwt_run(".", &text, "%s", last_cmd);
-	keep(text);
-	if (out)
-		*out = text;
-	return rc;
-}
-
-static void expect_has(const char *what, const char *text, const char *needle)
-{
-	if (!text || !strstr(text, needle))
-		fail_full("%s: \"%s\" not in:\n%s", what, needle, text ? text : "(nothing)");
-}
-
-static void expect_lacks(const char *what, const char *text, const char *needle)
-{
-	if (text && strstr(text, needle))
-		fail_full("%s: \"%s\" is in:\n%s", what, needle, text);
-}
-
-/* No sanitizer report in a program's output (keyward-ca, under the sanitizers, is instrumented). */
-static void expect_clean(const char *out)
-{
-	if (strstr(out, "AddressSanitizer") || strstr(out, "LeakSanitizer") || strstr(out, "runtime error:"))
-		fail_full("%s: a sanitizer reported:\n%s", last_cmd, out);
-}
-
-static const char *sh_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *sh_ok(const char *fmt, ...)
-{
-	char cmd[4096];
-	const char *out;
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	rc = sh(&out, "%s", cmd);
-	if (rc != 0)
-		fail_full("%s: exit %d%s:\n%s", last_cmd, rc, rc == 124 ? " (timed out)" : "", out);
-	return out;
-}
-
-static const char *ca_path(void)
-{
-	const char *p = getenv("KEYWARD_CA");
-	return p ? p : KEYWARD_CA_PATH;
-}
-
-/* keyward-ca --dir DIR ARGS: its exit code; *out its output. */
-static int ca_v(const char *dir, const char **out, const char *fmt, va_list ap)
-{
-	char args[3000];
-	int n = vsnprintf(args, sizeof args, fmt, ap);
-
-	assert_true(n > 0 && (size_t)n < sizeof args);
-	return sh(out, KWT_CA_ENV "'%s' --dir '%s' %s", ca_path(), dir, args);
-}
-
-/* keyward-ca succeeds (and nothing reports); its output. */
-static const char *ca_ok(const char *dir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *ca_ok(const char *dir, const char *fmt, ...)
-{
-	const char *out;
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = ca_v(dir, &out, fmt, ap);
-	va_end(ap);
-	if (rc != 0)
-		fail_full("%s: exit %d:\n%s", last_cmd, rc, out);
-	expect_clean(out);
-	if (strstr(out, "keyward-pkcs11: "))
-		fail_full("%s succeeded, but the module logged:\n%s", last_cmd, out);
-	return out;
-}
-
-/* keyward-ca refuses with exit code rc and says something; its output. */
-static const char *ca_refused(const char *dir, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static const char *ca_refused(const char *dir, int rc, const char *fmt, ...)
-{
-	const char *out;
-	va_list ap;
-	int got;
-
-	va_start(ap, fmt);
-	got = ca_v(dir, &out, fmt, ap);
-	va_end(ap);
-	if (got != rc)
-		fail_full("%s: exit %d, expected %d:\n%s", last_cmd, got, rc, out);
-	expect_clean(out);
-	if (strspn(out, " \n") == strlen(out))
-		fail_full("%s: refused (exit %d) without a word", last_cmd, rc);
-	return out;
-}
-
-/* keyward-ca either succeeds (true) or refuses it as bad usage (exit 2, false); *out its output. */
-static bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static bool ca_ok_or_usage(const char *dir, const char **out, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = ca_v(dir, out, fmt, ap);
-	va_end(ap);
-	expect_clean(*out);
-	if (rc != 0 && rc != 2)
-		fail_full("%s: exit %d, expected 0 or 2 (usage):\n%s", last_cmd, rc, *out);
-	return rc == 0;
-}
-
-/* keyward-ca's options for the backend's module, token and PIN. */
-static const char *hsm_opts(const struct backend *b)
-{
-	return keepf("--module '%s' --pin-file '%s'%s%s%s", b->module, b->pin_file, b->token ? " --token '" : "",
-		     b->token ? b->token : "", b->token ? "'" : "");
-}
-
-/* Makes B/NAME (empty) and works there. */
-static void enter(const struct backend *b, const char *name)
-{
-	char path[400];
-
-	snprintf(path, sizeof path, "%s/%s", b->work, name);
-	assert_int_equal(mkdir(path, 0700), 0);
-	assert_int_equal(chdir(path), 0);
-}
-
 /* ---- reading what openssl prints ---- */
-
-/* The file's contents (kept); fails if missing. */
-static const char *file(const char *path)
-{
-	char *text = kwt_read_file(path, NULL);
-
-	if (!text)
-		fail_full("%s was not written", path);
-	return keep(text);
-}
-
-static bool exists(const char *path)
-{
-	return access(path, F_OK) == 0;
-}
-
-/* The line after the one with header in text, trimmed (kept); NULL without header. */
-static const char *ext_line(const char *text, const char *header)
-{
-	const char *p = strstr(text, header), *end;
-
-	if (!p || !(p = strchr(p, '\n')))
-		return NULL;
-	p += strspn(p, " \n");
-	end = p + strcspn(p, "\n");
-	while (end > p && end[-1] == ' ')
-		end--;
-	return keepf("%.*s", (int)(end - p), p);
-}
-
-/* The line of text with needle (kept); NULL if none. */
-static const char *line_with(const char *text, const char *needle)
-{
-	const char *p = strstr(text, needle), *start;
-
-	if (!p)
-		return NULL;
-	for (start = p; start > text && start[-1] != '\n'; start--)
-		;
-	return keepf("%.*s", (int)strcspn(start, "\n"), start);
-}
-
-/* The value of "key = value" (or "key: value") in a line of text, trimmed (kept); NULL if absent. */
-static const char *conf_value(const char *text, const char *key)
-{
-	size_t n = strlen(key);
-
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-		const char *p = line + strspn(line, " \t"), *end;
-
-		if (strncmp(p, key, n) != 0 || !strchr(" \t=:", p[n]))
-			continue;
-		p += n;
-		p += strspn(p, " \t");
-		if (*p != '=' && *p != ':')
-			continue;
-		p++;
-		p += strspn(p, " \t");
-		end = p + strcspn(p, "\n");
-		while (end > p && (end[-1] == ' ' || end[-1] == '\r'))
-			end--;
-		return keepf("%.*s", (int)(end - p), p);
-	}
-	return NULL;
-}
-
-/* A serial as hex digits, upper case, without separators or leading zeros. */
-static const char *norm_serial(const char *s)
-{
-	char buf[200];
-	size_t n = 0;
-
-	for (; *s && !strchr(" \n\t", *s) && n + 1 < sizeof buf; s++)
-		if (strchr("0123456789abcdefABCDEF", *s) && (n || *s != '0'))
-			buf[n++] = (char)(*s >= 'a' ? *s - 32 : *s);
-	buf[n] = '\0';
-	return keepf("%s", n ? buf : "0");
-}
 
 /* A serial (hex) as openssl x509 -text prints it: lower case, a colon between bytes (kept). */
 static const char *colon_serial(const char *hex)
@@ -369,30 +69,6 @@ static const char *colon_serial(const char *hex)
 		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%c%c", i ? ":" : "", hex[i] | 0x20,
 			 hex[i + 1] | 0x20);
 	return keepf("%s", buf);
-}
-
-/* The word after word (issued, pending) at the start of a line of out (kept); NULL if none. */
-static const char *printed(const char *out, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (const char *line = out; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
-		if (strncmp(line, word, n) == 0 && line[n] == ' ')
-			return keepf("%.*s", (int)strcspn(line + n + 1, " \n"), line + n + 1);
-	return NULL;
-}
-
-/* keyward-ca's file name for a CA name: every character but letters, digits, '.', '_' and '-' made '-'. */
-static const char *file_name(const char *name)
-{
-	char *s = strdup(name);
-
-	assert_non_null(s);
-	for (char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      strchr("._-", *p)))
-			*p = '-';
-	return keep(s);
 }
 
 /* ---- lists of names: key usages and extended key usages ---- */
@@ -503,28 +179,6 @@ static void expect_same_items(const char *what, const char *got, const char *wan
 
 /* ---- certificates ---- */
 
-static const char *cert_text(const char *pem)
-{
-	return sh_ok("openssl x509 -noout -text -in '%s'", pem);
-}
-
-/* The certificate's serial as openssl prints it (hex, kept). */
-static const char *cert_serial(const char *pem)
-{
-	const char *out = sh_ok("openssl x509 -noout -serial -in '%s'", pem);
-
-	if (strncmp(out, "serial=", 7) != 0)
-		fail_full("openssl x509 -serial: %s", out);
-	return keepf("%.*s", (int)strcspn(out + 7, "\n"), out + 7);
-}
-
-static const char *cert_line(const char *pem, const char *option)
-{
-	const char *out = sh_ok("openssl x509 -noout %s -nameopt RFC2253 -in '%s'", option, pem);
-
-	return keepf("%.*s", (int)strcspn(out, "\n"), out);
-}
-
 /* The certificate is valid for days days from about now. */
 static void expect_validity(const char *pem, long days)
 {
@@ -533,23 +187,6 @@ static void expect_validity(const char *pem, long days)
 	sh_ok("openssl x509 -noout -in '%s' -checkend %ld", pem, (days - 1) * 86400);
 	if (sh(&out, "openssl x509 -noout -in '%s' -checkend %ld", pem, (days + 1) * 86400) == 0)
 		fail_full("%s is valid for more than %ld days:\n%s", pem, days, cert_line(pem, "-dates"));
-}
-
-/* A key identifier under header (subject or authority key id) in a text (kept), without "keyid:"; NULL if none. */
-static const char *key_id(const char *text, const char *header)
-{
-	const char *id = ext_line(text, header);
-
-	return id && strncmp(id, "keyid:", 6) == 0 ? id + 6 : id;
-}
-
-/* openssl verify (strict X.509) accepts pem under the trusted root ca and the untrusted chain (may be NULL). */
-static void expect_verifies(const char *ca, const char *untrusted, const char *pem)
-{
-	const char *out = sh_ok("openssl verify -x509_strict -CAfile '%s' %s%s%s '%s'", ca,
-				untrusted ? "-untrusted '" : "", untrusted ? untrusted : "", untrusted ? "'" : "", pem);
-
-	expect_has(last_cmd, out, keepf("%s: OK", pem));
 }
 
 /*
@@ -583,64 +220,6 @@ static void expect_issued_by(const char *pem, const char *ca_pem, const char *ro
 
 /* ---- the CA's list --json ---- */
 
-/* The entries of list --json: its array, or the first array in its object. */
-static json_t *entries(json_t *root)
-{
-	const char *key;
-	json_t *v;
-
-	if (json_is_array(root))
-		return root;
-	json_object_foreach(root, key, v)
-	{
-		if (json_is_array(v))
-			return v;
-	}
-	fail_full("list --json: no array in the document");
-	return NULL;
-}
-
-/* list --json [--status status] of the CA in dir (caller json_decref()s). */
-static json_t *list_json(const char *dir, const char *status)
-{
-	const char *out = ca_ok(dir, "list --json%s%s", status ? " --status " : "", status ? status : "");
-	json_error_t err;
-	json_t *root = json_loads(out, 0, &err);
-
-	if (!root)
-		fail_full("%s: not JSON (%s, line %d):\n%s", last_cmd, err.text, err.line, out);
-	return root;
-}
-
-/* The entry's field as a string (kept): a string, or an integer in decimal; NULL if absent. */
-static const char *field(json_t *entry, const char *name)
-{
-	json_t *v = json_object_get(entry, name);
-
-	if (json_is_string(v))
-		return keepf("%s", json_string_value(v));
-	if (json_is_integer(v))
-		return keepf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	return NULL;
-}
-
-/* Whether list --json [--status] of dir has the certificate with serial (in any form). */
-static bool listed(const char *dir, const char *status, const char *serial)
-{
-	json_t *root = list_json(dir, status), *e;
-	const char *s;
-	bool found = false;
-	size_t i;
-
-	json_array_foreach(entries(root), i, e)
-	{
-		if ((s = field(e, "serial")) && strcmp(norm_serial(s), norm_serial(serial)) == 0)
-			found = true;
-	}
-	json_decref(root);
-	return found;
-}
-
 /* Whether list --json --status status of dir has the request id. */
 static bool listed_request(const char *dir, const char *status, const char *id)
 {
@@ -658,108 +237,7 @@ static bool listed_request(const char *dir, const char *status, const char *id)
 	return found;
 }
 
-/* What the CA in dir knows, as list --json shows it, every status (kept). */
-static const char *ca_state(const char *dir)
-{
-	static const char *const statuses[] = {"issued", "revoked", "pending", "denied", "expired"};
-	const char *all = ca_ok(dir, "list --json");
-
-	for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
-		all = keepf("%s\n--status %s:\n%s", all, statuses[i],
-			    ca_ok(dir, "list --json --status %s", statuses[i]));
-	return all;
-}
-
-static void expect_unchanged(const char *what, const char *before, const char *after)
-{
-	if (strcmp(before, after) != 0)
-		fail_full("%s changed the CA:\nbefore:\n%s\nafter:\n%s", what, before, after);
-}
-
-/*
- * openssl req: a new key (newkey: -newkey arguments) and its request
- * NAME.csr for subj, extra (may be "") added to the command.
- */
-static void make_csr(const char *name, const char *newkey, const char *subj, const char *extra)
-{
-	sh_ok("openssl req -new -newkey %s -noenc -keyout '%s.key' -subj '%s' %s -out '%s.csr'", newkey, name, subj,
-	      extra, name);
-}
-
-/*
- * submit NAME.csr to the CA in dir with template tmpl: the certificate in
- * NAME.pem; the serial printed (kept), which is the certificate's. With
- * json, submit --json: {"status": "issued", "serial": S}.
- */
-static const char *issue_json(const char *dir, const char *name, const char *tmpl, bool json)
-{
-	const char *out =
-		ca_ok(dir, "submit '%s.csr' --template '%s' --out '%s.pem'%s", name, tmpl, name, json ? " --json" : "");
-	const char *serial = NULL;
-
-	if (json) {
-		json_t *root = json_loads(out, 0, NULL);
-
-		if (!root || !field(root, "status") || strcmp(field(root, "status"), "issued") != 0)
-			fail_full("%s: not {\"status\": \"issued\", ...}:\n%s", last_cmd, out);
-		serial = field(root, "serial");
-		json_decref(root);
-	} else {
-		serial = printed(out, "issued");
-	}
-	if (!serial)
-		fail_full("%s: no \"issued SERIAL\" line:\n%s", last_cmd, out);
-	if (strcmp(norm_serial(serial), norm_serial(cert_serial(keepf("%s.pem", name)))) != 0)
-		fail_full("%s printed serial %s, the certificate has %s", last_cmd, serial,
-			  cert_serial(keepf("%s.pem", name)));
-	return serial;
-}
-
-static const char *issue(const char *dir, const char *name, const char *tmpl)
-{
-	return issue_json(dir, name, tmpl, false);
-}
-
 /* ---- CRLs ---- */
-
-/* DIR/publish/FILE.crl (DER) verifies under ca.pem; a PEM copy in pem; its text (kept). */
-static const char *crl_check(const char *der, const char *pem)
-{
-	const char *out = sh_ok("openssl crl -inform DER -in '%s' -CAfile ca.pem -noout", der);
-
-	expect_has(last_cmd, out, "verify OK");
-	sh_ok("openssl crl -inform DER -in '%s' -out '%s'", der, pem);
-	return sh_ok("openssl crl -inform DER -in '%s' -noout -text", der);
-}
-
-/* The number under header (CRL Number, Delta CRL Indicator) in a CRL's text. */
-static unsigned long long crl_number(const char *text, const char *header)
-{
-	const char *v = ext_line(text, header);
-	char *end;
-	unsigned long long n;
-
-	if (!v)
-		fail_full("no %s in the CRL:\n%s", header, text);
-	n = strtoull(v, &end, 0);
-	if (end == v || *end)
-		fail_full("%s: \"%s\" is no number", header, v);
-	return n;
-}
-
-/* The reason of serial's entry in a CRL's text (kept): "" without one, NULL if not listed. */
-static const char *crl_reason(const char *text, const char *serial)
-{
-	const char *p = strstr(text, keepf("Serial Number: %s\n", serial)), *next, *r;
-
-	if (!p)
-		return NULL;
-	next = strstr(p + 1, "Serial Number: ");
-	r = strstr(p, "X509v3 CRL Reason Code:");
-	if (!r || (next && r > next))
-		return "";
-	return ext_line(r, "X509v3 CRL Reason Code:");
-}
 
 /* The revocation date of serial's entry in a CRL's text, as openssl prints it (kept); "" if not listed. */
 static const char *crl_date(const char *text, const char *serial)
@@ -803,8 +281,7 @@ static long conf_hours(const char *dir, const char *key, long example)
 
 static int setup(void **state)
 {
-	char path[400], conf[600];
-	const char *out;
+	char path[400];
 
 	(void)state;
 	kwt_start_dev(&server);
@@ -828,20 +305,7 @@ static int setup(void **state)
 	/* a SoftHSM2 token "ca" in the test's directory */
 	snprintf(softhsm.work, sizeof softhsm.work, "%s/softhsm", server.dir);
 	assert_int_equal(mkdir(softhsm.work, 0700), 0);
-	snprintf(path, sizeof path, "%s/tokens", softhsm.work);
-	assert_int_equal(mkdir(path, 0700), 0);
-	snprintf(conf, sizeof conf, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", path);
-	snprintf(path, sizeof path, "%s/softhsm2.conf", softhsm.work);
-	kwt_write_file(path, conf);
-	assert_int_equal(setenv("SOFTHSM2_CONF", path, 1), 0);
-	snprintf(softhsm.pin_file, sizeof softhsm.pin_file, "%s/pin", softhsm.work);
-	kwt_write_file(softhsm.pin_file, "1234\n");
-	assert_int_equal(chmod(softhsm.pin_file, 0600), 0); /* keyward-ca refuses a PIN file others may read */
-	if (access(SOFTHSM_MODULE, R_OK) != 0)
-		fail_full("no %s: install softhsm2 (scripts/packages)", SOFTHSM_MODULE);
-	assert_int_equal(chdir(softhsm.work), 0);
-	out = sh_ok("softhsm2-util --init-token --free --label ca --pin 1234 --so-pin 5678");
-	expect_has(last_cmd, out, "has been initialized");
+	softhsm_token(&softhsm, softhsm.work);
 	forget_all();
 	return 0;
 }

@@ -109,9 +109,14 @@ static int submit_pending(struct ca *ca, const struct ca_template *t, const stru
 
 		if (ca_submit_pending(ca, t, reqs[i], &id))
 			rc = ca_fail(ca_last_error_kind(), "%s: %s", files[i], ca_last_error());
-		else if (o->json)
-			printf("{\"status\": \"pending\", \"request\": %lld}\n", id);
-		else
+		else if (o->json) {
+			json_t *j = json_pack("{s:s, s:I}", "status", "pending", "request", (json_int_t)id);
+
+			if (!j || json_dumpf(j, stdout, JSON_COMPACT) || fputc('\n', stdout) == EOF)
+				rc = ca_fail(CA_ERR_FAILED, "cannot write to standard output (request %lld is pending)",
+					     id);
+			json_decref(j);
+		} else
 			printf("pending %lld\n", id);
 	}
 	for (int i = 0; reqs && i < n; i++)

@@ -64,7 +64,8 @@ static int print_key(void *arg, const struct ca_key_info *k)
 	l->n++;
 	l->found += match;
 	if (l->json)
-		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "label", k->label,
+		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "source",
+								"token", "label", k->label,
 								"id", k->id, "type", k->type, "bits", k->bits,
 								"public_key_sha256", k->spki_sha256, "matches_cert",
 								match))
@@ -82,7 +83,8 @@ static int print_hsm_key(void *arg, const struct ca_hsm_key *k)
 
 	l->found += match;
 	if (l->json)
-		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:b}", "owner", k->owner,
+		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:b}", "source",
+								"hsm", "owner", k->owner,
 								"label", k->name, "bits", k->bits,
 								"public_key_sha256", k->spki_sha256, "private_key",
 								k->has_private, "this_machine", k->mine,
