@@ -1,7 +1,7 @@
 /*
  * The PKCS#11 3.0 declarations that p11-kit 0.24's pkcs11.h (Debian 12)
  * lacks: the interface types of C_GetInterfaceList / C_GetInterface, the
- * new functions' types and CK_FUNCTION_LIST_3_0, with the layout of the
+ * new functions' types, CK_FUNCTION_LIST_3_0 and CK_EDDSA_PARAMS, with the layout of the
  * OASIS header (the 2.40 list, then the 3.0 functions in the standard's
  * order). keyward-pkcs11.so offers that list as the interface "PKCS 11"
  * version 3.0; a caller that wants its 3.0 functions includes this after
@@ -31,6 +31,14 @@ typedef CK_RV (*CK_C_GetInterface)(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PT
 #ifndef CKF_FIND_OBJECTS
 #define CKF_FIND_OBJECTS 0x00000040UL /* C_SessionCancel's flag for a find operation */
 #endif
+
+/* CKM_EDDSA's optional parameter: phFlag for the prehash variant, a context for Ed25519ctx/Ed448. */
+typedef struct CK_EDDSA_PARAMS {
+	CK_BBOOL phFlag;
+	CK_ULONG ulContextDataLen;
+	CK_BYTE_PTR pContextData;
+} CK_EDDSA_PARAMS;
+typedef CK_EDDSA_PARAMS *CK_EDDSA_PARAMS_PTR;
 
 typedef CK_RV (*CK_C_LoginUser)(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 				CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen);

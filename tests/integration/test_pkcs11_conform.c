@@ -19,6 +19,9 @@
  *                  PKCS#1 v1.5, PSS and ECDSA, raw and hash-and-sign,
  *                  single- and multi-part; pkcs11-tool --test, --test-ec,
  *                  --verify
+ *   Ed25519        CKM_EDDSA with and without CK_EDDSA_PARAMS (pure
+ *                  Ed25519; ph and ctx refused), keys made and used with
+ *                  pkcs11-tool, exported with p11tool, verified by openssl
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +36,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
 #include <keyward/pkcs11-3.0.h>
@@ -749,6 +753,83 @@ static void test_pkcs11_tool(void **state)
 	}
 }
 
+/* ---- 5. Ed25519 in PKCS#11 3.0's form ---- */
+
+static void test_eddsa(void **state)
+{
+	static CK_BYTE ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70}; /* id-Ed25519 (RFC 8410) */
+	static CK_BYTE msg[] = "an Ed25519 message";
+	CK_BBOOL no = CK_FALSE;
+	CK_EDDSA_PARAMS pure = {CK_FALSE, 0, NULL}, ph = {CK_TRUE, 0, NULL}, ctx = {CK_FALSE, 3, (CK_BYTE_PTR) "abc"};
+	CK_MECHANISM gen = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0}, plain = {CKM_EDDSA, NULL, 0},
+		     with = {CKM_EDDSA, &pure, sizeof pure}, m_ph = {CKM_EDDSA, &ph, sizeof ph},
+		     m_ctx = {CKM_EDDSA, &ctx, sizeof ctx};
+	CK_ATTRIBUTE pt[] = {{CKA_TOKEN, &no, sizeof no}, {CKA_EC_PARAMS, ed25519, sizeof ed25519}};
+	CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &no, sizeof no}, {CKA_SIGN, &yes, sizeof yes}};
+	CK_KEY_TYPE kt = 0;
+	CK_BYTE spki[128], sig[64];
+	CK_ATTRIBUTE a[] = {{CKA_KEY_TYPE, &kt, sizeof kt}, {CKA_PUBLIC_KEY_INFO, spki, sizeof spki}};
+	CK_ULONG len = sizeof sig;
+	CK_OBJECT_HANDLE pub, priv;
+	const unsigned char *p = spki;
+	EVP_PKEY *k;
+	EVP_MD_CTX *md;
+	char path[400], *out = NULL, serial[17], owner[100];
+	CK_SESSION_HANDLE s = start(SLOT_MACHINE, 1, 1);
+
+	(void)state;
+	assert_int_equal(f->C_GenerateKeyPair(s, &gen, pt, 2, vt, 2, &pub, &priv), CKR_OK);
+	assert_int_equal(f->C_GetAttributeValue(s, pub, a, 2), CKR_OK);
+	assert_int_equal(kt, CKK_EC_EDWARDS);
+	/* CKM_EDDSA with no parameter, and with CK_EDDSA_PARAMS naming pure Ed25519 */
+	sign_verify(s, &plain, priv, pub, msg, sizeof msg);
+	sign_verify(s, &with, priv, pub, msg, sizeof msg);
+	/* Ed25519ph and Ed25519ctx are not offered */
+	assert_int_equal(f->C_SignInit(s, &m_ph, priv), CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(f->C_SignInit(s, &m_ctx, priv), CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(f->C_VerifyInit(s, &m_ph, pub), CKR_MECHANISM_PARAM_INVALID);
+	/* OpenSSL verifies the signature on the public key the module gives */
+	assert_int_equal(f->C_SignInit(s, &with, priv), CKR_OK);
+	assert_int_equal(f->C_Sign(s, msg, sizeof msg, sig, &len), CKR_OK);
+	assert_int_equal(len, 64);
+	k = d2i_PUBKEY(NULL, &p, (long)a[1].ulValueLen);
+	assert_non_null(k);
+	md = EVP_MD_CTX_new();
+	assert_int_equal(EVP_DigestVerifyInit(md, NULL, NULL, NULL, k), 1);
+	assert_int_equal(EVP_DigestVerify(md, sig, len, msg, sizeof msg), 1);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(k);
+	slot_serial_owner(SLOT_MACHINE, serial, owner, sizeof owner);
+	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
+
+	/* the peers: pkcs11-tool makes and signs, p11tool exports by a serial= URI, openssl verifies */
+	snprintf(path, sizeof path, "%s/ed-data", work);
+	kwt_write_file(path, "data for Ed25519\n");
+	free(run_ok("keypairgen Ed25519", P11TOOL
+		    "--login --pin \"$KWT_PIN\" --keypairgen --key-type EC:edwards25519 --label tool-ed --id 23"));
+	free(run_ok("sign EDDSA", P11TOOL "--login --pin \"$KWT_PIN\" --sign -m EDDSA --id 23 -i '%s' -o '%s/ed.sig'",
+		    path, work));
+	free(run_ok("p11tool --export-pubkey",
+		    "GNUTLS_PIN=\"$KWT_PIN\" " GNUTLS_P11TOOL
+		    "--login --export-pubkey --outfile '%s/ed.pem' 'pkcs11:serial=%s;object=tool-ed;type=public'",
+		    work, serial));
+	out = run_ok("openssl pkeyutl -verify",
+		     "openssl pkeyutl -verify -pubin -inkey '%s/ed.pem' -rawin -in '%s' -sigfile '%s/ed.sig'", work,
+		     path, work);
+	assert_non_null(strstr(out, "Signature Verified Successfully"));
+	free(out);
+	assert_int_not_equal(run(&out,
+				 "openssl pkeyutl -verify -pubin -inkey '%s/ed.pem' -rawin -in '%s/ed.pem' "
+				 "-sigfile '%s/ed.sig'",
+				 work, work, work),
+			     0);
+	free(out);
+	out = run_ok("pkcs11-tool --verify EDDSA",
+		     P11TOOL "--verify -m EDDSA --id 23 -i '%s' --signature-file '%s/ed.sig'", path, work);
+	assert_non_null(strstr(out, "Signature is valid"));
+	free(out);
+}
+
 int main(void)
 {
 	// clang-format off
@@ -762,6 +843,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_digests, test_teardown),
 		cmocka_unit_test_teardown(test_verify, test_teardown),
 		cmocka_unit_test_teardown(test_pkcs11_tool, test_teardown),
+		cmocka_unit_test_teardown(test_eddsa, test_teardown),
 	};
 	// clang-format on
 
