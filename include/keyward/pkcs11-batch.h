@@ -14,30 +14,18 @@
  *
  * A module without the interface (any other HSM) has no C_GetInterface, or
  * answers CKR_ARGUMENTS_BAD for this name: fall back to C_Sign, from
- * several threads at once. The standard interface "PKCS 11" (version 2.40,
- * a CK_FUNCTION_LIST) is what C_GetFunctionList returns; C_Initialize and
- * C_Login through it come first.
+ * several threads at once. The standard interface "PKCS 11" (version 3.0,
+ * a CK_FUNCTION_LIST_3_0, or 2.40, the CK_FUNCTION_LIST C_GetFunctionList
+ * returns): C_Initialize and C_Login through it come first.
  *
  * Include after a pkcs11.h (p11-kit's). p11-kit 0.24's header predates
- * PKCS#11 3.0, so the 3.0 interface types are declared here unless the
- * header has them (it then defines CKF_INTERFACE_FORK_SAFE).
+ * PKCS#11 3.0: <keyward/pkcs11-3.0.h> declares the 3.0 interface types
+ * unless the header has them.
  */
 #ifndef KEYWARD_PKCS11_BATCH_H
 #define KEYWARD_PKCS11_BATCH_H
 
-#ifndef CKF_INTERFACE_FORK_SAFE
-#define CKF_INTERFACE_FORK_SAFE 0x00000001UL
-typedef struct CK_INTERFACE {
-	CK_CHAR *pInterfaceName;
-	CK_VOID_PTR pFunctionList;
-	CK_FLAGS flags;
-} CK_INTERFACE;
-typedef CK_INTERFACE *CK_INTERFACE_PTR;
-typedef CK_INTERFACE_PTR *CK_INTERFACE_PTR_PTR;
-typedef CK_RV (*CK_C_GetInterfaceList)(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount);
-typedef CK_RV (*CK_C_GetInterface)(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
-				   CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags);
-#endif
+#include <keyward/pkcs11-3.0.h> /* CK_INTERFACE and C_GetInterface */
 
 /* The interface's name, and its version (CK_KW_BATCH_FUNCTION_LIST.version). */
 #define KW_P11_BATCH_INTERFACE "Keyward Batch"

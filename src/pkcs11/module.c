@@ -1,14 +1,16 @@
 /*
- * keyward-pkcs11.so: the PKCS#11 v2.40 module of keyward, on libkeyward.
+ * keyward-pkcs11.so: the PKCS#11 module of keyward (v2.40, and v3.0 through C_GetInterface), on libkeyward.
  *
- * This file: C_GetFunctionList (the only export), C_Initialize and
+ * This file: C_GetFunctionList and the function lists of the "PKCS 11"
+ * interfaces (2.40 and 3.0; vendor.c offers them), C_Initialize and
  * C_Finalize, slots and tokens, sessions, login, C_GenerateRandom.
  *
  * Slots: one token per key space the caller may use, in this order, each
  * present when its owner can be derived (docs/key-spaces.md): the machine
  * ("keyward machine"), the calling user ("keyward user") and the shared
- * space S-1-5-11 ("keyward shared"). The token's serial number is the
- * partition. The configuration is libkeyward's: $KEYWARD_CONF, else
+ * space S-1-5-11 ("keyward shared"). The token's serial number is derived
+ * from the partition, the key space and its owner (slot_serial). The
+ * configuration is libkeyward's: $KEYWARD_CONF, else
  * /etc/keyward/client.conf.
  *
  * Login: the user PIN decrypts the partition's client credential key
@@ -32,6 +34,7 @@
  * checks its arguments and that C_Initialize was called.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +176,60 @@ static CK_RV enter_session(CK_SESSION_HANDLE h, bool args_ok, struct p11_session
 	return CKR_OK;
 }
 
+/* The operations a session may have in progress, apart from a search. */
+enum op_kind { OP_SIGN, OP_VERIFY, OP_DECRYPT, OP_ENCRYPT, OP_DIGEST };
+
+/* Ends s's operation of kind k, if one is active. */
+static void op_end(struct p11_session *s, enum op_kind k)
+{
+	switch (k) {
+	case OP_SIGN:
+		p11_op_cleanup(&s->sign);
+		break;
+	case OP_VERIFY:
+		p11_op_cleanup(&s->verify);
+		break;
+	case OP_DECRYPT:
+		p11_crypt_cleanup(&s->decrypt);
+		break;
+	case OP_ENCRYPT:
+		p11_crypt_cleanup(&s->encrypt);
+		break;
+	case OP_DIGEST:
+		p11_crypt_cleanup(&s->digest);
+		break;
+	}
+}
+
+/*
+ * Entry points that continue or end an operation of kind k open with
+ * this: as enter_session, and bad arguments on a valid session also end
+ * its operation (PKCS#11: any error but CKR_BUFFER_TOO_SMALL ends an
+ * active operation). The lock is held only on CKR_OK.
+ */
+static CK_RV enter_op(CK_SESSION_HANDLE h, bool args_ok, enum op_kind k, struct p11_session **out)
+{
+	struct p11_session *s;
+	CK_RV rv = enter_session(h, true, &s);
+
+	if (rv)
+		return rv == CKR_SESSION_HANDLE_INVALID && !args_ok ? CKR_ARGUMENTS_BAD : rv;
+	if (!args_ok) {
+		op_end(s, k);
+		return leave(CKR_ARGUMENTS_BAD);
+	}
+	*out = s;
+	return CKR_OK;
+}
+
+/* A call on an operation of kind k with a required pointer NULL: ends it, CKR_ARGUMENTS_BAD. */
+static CK_RV bad_args(CK_SESSION_HANDLE h, enum op_kind k)
+{
+	struct p11_session *s;
+
+	return enter_op(h, false, k, &s);
+}
+
 static void session_free(struct p11_session *s)
 {
 	if (!s)
@@ -186,12 +243,46 @@ static void session_free(struct p11_session *s)
 	free(s);
 }
 
+/*
+ * A token's serial number: the first 16 hex digits of SHA-256 over the
+ * partition, the key space and its owner, each followed by a NUL. It is
+ * the same in every process and after every restart, and different for
+ * every token (another partition, key space, machine or user), so that an
+ * RFC 7512 URI's serial= picks one token.
+ */
+static void slot_serial(struct p11_slot *sl, const char *partition)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned md_len = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(ctx, partition, strlen(partition) + 1) == 1 &&
+		 EVP_DigestUpdate(ctx, sl->space, strlen(sl->space) + 1) == 1 &&
+		 EVP_DigestUpdate(ctx, sl->owner, strlen(sl->owner) + 1) == 1 &&
+		 EVP_DigestFinal_ex(ctx, md, &md_len) == 1;
+
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		/* out of memory in OpenSSL: a token is still listed, its serial not unique */
+		snprintf(sl->serial, sizeof sl->serial, "%s", sl->space);
+		return;
+	}
+	for (size_t i = 0; i < P11_SERIAL_LEN / 2; i++) {
+		sl->serial[2 * i] = hex[md[i] >> 4];
+		sl->serial[2 * i + 1] = hex[md[i] & 15];
+	}
+	sl->serial[P11_SERIAL_LEN] = '\0';
+}
+
 static void add_slot(const char *space, const char *owner)
 {
 	struct p11_slot *sl = &p11.slots[p11.n_slots++];
+	const char *part = kw_client_partition(p11.client);
 
 	snprintf(sl->owner, sizeof sl->owner, "%s", owner);
 	sl->space = space;
+	slot_serial(sl, part ? part : "");
 }
 
 /*
@@ -272,6 +363,8 @@ static CK_RV p11_C_Initialize(CK_VOID_PTR init_args)
 		add_slot("user", owner);
 	add_slot("shared", KW_OWNER_SHARED);
 	p11.logged_in = 0;
+	p11.pin_failed = 0;
+	p11.pin_locked = 0;
 	p11.pid = getpid();
 	p11.initialized = 1;
 	return leave(CKR_OK);
@@ -361,7 +454,6 @@ static CK_RV p11_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
 static CK_RV p11_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 {
 	char label[40];
-	const char *part;
 	CK_RV rv;
 
 	if ((rv = enter()))
@@ -375,9 +467,13 @@ static CK_RV p11_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 	pad(info->label, sizeof info->label, label);
 	pad(info->manufacturerID, sizeof info->manufacturerID, P11_MANUFACTURER);
 	pad(info->model, sizeof info->model, "network HSM");
-	part = kw_client_partition(p11.client);
-	pad(info->serialNumber, sizeof info->serialNumber, part ? part : "");
+	pad(info->serialNumber, sizeof info->serialNumber, p11.slots[id].serial);
 	info->flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
+	/* the PIN's state as this process saw it (see C_Login) */
+	if (p11.pin_failed)
+		info->flags |= CKF_USER_PIN_COUNT_LOW;
+	if (p11.pin_locked)
+		info->flags |= CKF_USER_PIN_LOCKED;
 	info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
 	info->ulSessionCount = CK_UNAVAILABLE_INFORMATION;
 	info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
@@ -535,22 +631,64 @@ static CK_RV login_ckr(kw_rv krv, bool local)
 	}
 }
 
+/*
+ * C_Login(CKU_SO). A keyward token has no security officer: administration
+ * is keyward-admin's, on the HSM's own socket, so no SO PIN exists and none
+ * is ever right. CKU_SO is a valid user type (CKR_USER_TYPE_INVALID would
+ * say it is not), so the answer is PKCS#11's for an SO login in that state:
+ * the user logged in, CKR_USER_ANOTHER_ALREADY_LOGGED_IN; a read-only
+ * session open, CKR_SESSION_READ_ONLY_EXISTS; else CKR_PIN_INCORRECT.
+ * Lock held.
+ */
+static CK_RV so_login_locked(void)
+{
+	if (p11.logged_in)
+		return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+	for (size_t i = 0; i < p11.n_sessions; i++)
+		if (p11.sessions[i] && !(p11.sessions[i]->flags & CKF_RW_SESSION))
+			return CKR_SESSION_READ_ONLY_EXISTS;
+	return CKR_PIN_INCORRECT;
+}
+
+/*
+ * What a failed user login answers, and the token flags it leaves: a
+ * wrong PIN (the credential's key file does not open) sets
+ * CKF_USER_PIN_COUNT_LOW until a login succeeds; the HSM refusing the
+ * credential after repeated failures (LOCKED_OUT) sets CKF_USER_PIN_LOCKED.
+ * The PIN is checked here, not on the HSM, so nothing counts down to a
+ * final try (CKF_USER_PIN_FINAL_TRY is never set). Lock held.
+ */
+static CK_RV login_failed_locked(kw_rv krv, bool local)
+{
+	if (krv == KW_ERR_AUTH && local)
+		p11.pin_failed = 1;
+	if (krv == KW_ERR_LOCKED_OUT)
+		p11.pin_locked = 1;
+	return login_ckr(krv, local);
+}
+
 static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
 {
+	struct p11_session *s;
 	unsigned char probe[1];
 	char *copy = NULL;
 	bool local;
 	kw_rv krv;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !(!pin && pin_len), NULL)))
+	if ((rv = enter_session(h, !(!pin && pin_len), &s)))
 		return rv;
 	if (user == CKU_SO)
-		return leave(CKR_USER_TYPE_INVALID); /* administration is keyward-admin's */
+		return leave(so_login_locked());
 	if (user != CKU_USER && user != CKU_CONTEXT_SPECIFIC)
 		return leave(CKR_USER_TYPE_INVALID);
 	if (user == CKU_USER && p11.logged_in)
 		return leave(CKR_USER_ALREADY_LOGGED_IN);
+	/* a context-specific login authorizes the session's operation in progress, for a logged-in user */
+	if (user == CKU_CONTEXT_SPECIFIC && !s->sign.active && !s->decrypt.active)
+		return leave(CKR_OPERATION_NOT_INITIALIZED);
+	if (user == CKU_CONTEXT_SPECIFIC && !p11.logged_in)
+		return leave(CKR_USER_NOT_LOGGED_IN);
 	if (pin_len > 256)
 		return leave(CKR_PIN_LEN_RANGE);
 	if (!(copy = malloc(pin_len + 1)))
@@ -561,23 +699,28 @@ static CK_RV p11_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR
 	/* the PIN is checked here, against the key file: a wrong one is told apart from what the HSM says */
 	krv = kw_client_check_pin(p11.client, copy);
 	local = krv != KW_OK;
-	if (!krv)
+	/* a context-specific login only proves the PIN again: the clients keep theirs */
+	if (!krv && user == CKU_USER)
 		krv = kw_client_set_pin(p11.client, copy);
-	if (!krv)
+	if (!krv && user == CKU_USER)
 		krv = kw_client_set_pin(p11.sclient, copy);
 	OPENSSL_cleanse(copy, pin_len);
 	free(copy);
 	/* one small request proves the HSM takes the credential */
-	if (!krv)
+	if (!krv && user == CKU_USER)
 		krv = kw_generate_random(p11.client, probe, sizeof probe);
 	OPENSSL_cleanse(probe, sizeof probe);
 	if (krv) {
 		log_failure(krv, "login");
-		kw_client_set_pin(p11.client, NULL);
-		kw_client_set_pin(p11.sclient, NULL);
-		return leave(login_ckr(krv, local));
+		if (user == CKU_USER) {
+			kw_client_set_pin(p11.client, NULL);
+			kw_client_set_pin(p11.sclient, NULL);
+		}
+		return leave(login_failed_locked(krv, local));
 	}
 	p11.logged_in = 1;
+	p11.pin_failed = 0;
+	p11.pin_locked = 0;
 	return leave(CKR_OK);
 }
 
@@ -688,7 +831,7 @@ static CK_RV op_update(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULONG 
 	struct p11_op *op;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !(!data && len), &s)))
+	if ((rv = enter_op(h, !(!data && len), verify ? OP_VERIFY : OP_SIGN, &s)))
 		return rv;
 	op = verify ? &s->verify : &s->sign;
 	if (!op->active)
@@ -712,7 +855,7 @@ static CK_RV p11_C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG le
 static CK_RV p11_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
 	if (!sig_len)
-		return CKR_ARGUMENTS_BAD;
+		return bad_args(h, OP_SIGN);
 	return p11_sign_final(h, sig, sig_len);
 }
 
@@ -721,7 +864,7 @@ static CK_RV p11_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !((!data && len) || !sig_len), &s)))
+	if ((rv = enter_op(h, !((!data && len) || !sig_len), OP_SIGN, &s)))
 		return rv;
 	if (!s->sign.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
@@ -755,7 +898,7 @@ static CK_RV verify_final(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULO
 	struct p11_session *s;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !((!data && len) || !sig), &s)))
+	if ((rv = enter_op(h, !((!data && len) || !sig), OP_VERIFY, &s)))
 		return rv;
 	if (!s->verify.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
@@ -902,7 +1045,7 @@ static CK_RV p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HA
 
 /* ---- decryption, encryption, digests (crypt.c) ---- */
 
-enum crypt_kind { DECRYPT, ENCRYPT, DIGEST };
+enum crypt_kind { DECRYPT = OP_DECRYPT, ENCRYPT = OP_ENCRYPT, DIGEST = OP_DIGEST };
 
 static struct p11_crypt *crypt_op(struct p11_session *s, enum crypt_kind kind)
 {
@@ -947,7 +1090,7 @@ static CK_RV crypt_update(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG
 	struct p11_crypt *op;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !(!in && len), &s)))
+	if ((rv = enter_op(h, !(!in && len), (enum op_kind)kind, &s)))
 		return rv;
 	op = crypt_op(s, kind);
 	if (!op->active)
@@ -965,7 +1108,7 @@ static CK_RV crypt_final(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG 
 	struct p11_crypt *op;
 	CK_RV rv;
 
-	if ((rv = enter_session(h, !((!in && in_len) || !out_len), &s)))
+	if ((rv = enter_op(h, !((!in && in_len) || !out_len), (enum op_kind)kind, &s)))
 		return rv;
 	op = crypt_op(s, kind);
 	if (!op->active)
@@ -1006,7 +1149,7 @@ static CK_RV block_update(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG
 	CK_RV rv;
 
 	if (!out_len)
-		return CKR_ARGUMENTS_BAD;
+		return bad_args(h, (enum op_kind)kind);
 	rv = crypt_update(h, in, in_len, kind);
 	if (!rv)
 		*out_len = 0;
@@ -1072,7 +1215,9 @@ static CK_RV p11_C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 		return rv;
 	if (!s->digest.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
-	return leave(CKR_KEY_INDIGESTIBLE); /* a key's value never leaves the HSM, not even into a hash */
+	/* a key's value never leaves the HSM, not even into a hash; the error ends the digest */
+	p11_crypt_cleanup(&s->digest);
+	return leave(CKR_KEY_INDIGESTIBLE);
 }
 
 static CK_RV p11_C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
@@ -1084,8 +1229,9 @@ static CK_RV p11_C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PT
  * Functions keyward does not offer: token and PIN administration (that is
  * keyward-admin's and enrollment's), operation state, recovery signatures,
  * dual-function updates, unwrapping and derivation (keys are born on the
- * HSM), and the legacy parallel functions. Each checks initialization and
- * answers CKR_FUNCTION_NOT_SUPPORTED; the bodies ignore their arguments.
+ * HSM), waiting for slot events, and PKCS#11 3.0's message-based functions.
+ * Each checks initialization and answers CKR_FUNCTION_NOT_SUPPORTED; the
+ * bodies ignore their arguments.
  */
 static CK_RV not_supported(void)
 {
@@ -1120,10 +1266,101 @@ P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT
 			      CK_ATTRIBUTE_PTR f, CK_ULONG g, CK_OBJECT_HANDLE_PTR h))
 P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,
 			      CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
-P11_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE a))
-P11_UNSUPPORTED(C_CancelFunction, (CK_SESSION_HANDLE a))
 P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
+/* PKCS#11 3.0's message-based functions: keyward has no AEAD or per-message mechanism to offer. */
+P11_UNSUPPORTED(C_MessageInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+P11_UNSUPPORTED(C_CryptMessage, (CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e,
+				 CK_BYTE_PTR f, CK_ULONG g, CK_BYTE_PTR i, CK_ULONG_PTR j))
+P11_UNSUPPORTED(C_CryptMessageBegin, (CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e))
+P11_UNSUPPORTED(C_CryptMessageNext, (CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e,
+				     CK_BYTE_PTR f, CK_ULONG_PTR g, CK_FLAGS i))
+P11_UNSUPPORTED(C_MessageFinal, (CK_SESSION_HANDLE a))
+P11_UNSUPPORTED(C_SignMessage, (CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e,
+				CK_BYTE_PTR f, CK_ULONG_PTR g))
+P11_UNSUPPORTED(C_MessageBegin, (CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c))
+P11_UNSUPPORTED(C_VerifyMessage,
+		(CK_SESSION_HANDLE a, CK_VOID_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e, CK_BYTE_PTR f, CK_ULONG g))
 #pragma GCC diagnostic pop
+
+/*
+ * The legacy parallel functions: PKCS#11 (2.40 and 3.0) has every module
+ * answer CKR_FUNCTION_NOT_PARALLEL for a valid session.
+ */
+static CK_RV p11_C_GetFunctionStatus(CK_SESSION_HANDLE h)
+{
+	CK_RV rv;
+
+	if ((rv = enter_session(h, true, NULL)))
+		return rv;
+	return leave(CKR_FUNCTION_NOT_PARALLEL);
+}
+
+static CK_RV p11_C_CancelFunction(CK_SESSION_HANDLE h)
+{
+	return p11_C_GetFunctionStatus(h);
+}
+
+/*
+ * PKCS#11 3.0's C_LoginUser. A keyward credential is one partition's: the
+ * user name, if given, must be that partition's name (any other is
+ * CKR_PIN_INCORRECT, as a wrong name and PIN pair would be). Otherwise as
+ * C_Login.
+ */
+static CK_RV p11_C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+			     CK_UTF8CHAR_PTR name, CK_ULONG name_len)
+{
+	const char *part;
+	int match;
+	CK_RV rv;
+
+	if ((rv = enter_session(h, !(!name && name_len), NULL)))
+		return rv;
+	part = kw_client_partition(p11.client);
+	match = !name_len || (part && strlen(part) == name_len && !memcmp(part, name, name_len));
+	leave(CKR_OK);
+	return match ? p11_C_Login(h, user, pin, pin_len) : CKR_PIN_INCORRECT;
+}
+
+/*
+ * PKCS#11 3.0's C_SessionCancel: ends the session's operations that flags
+ * name (CKF_SIGN, CKF_VERIFY, CKF_DECRYPT, CKF_ENCRYPT, CKF_DIGEST,
+ * CKF_FIND_OBJECTS), active or not. Other flags name operations keyward
+ * never has in progress and are accepted as done.
+ */
+static CK_RV p11_C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags)
+{
+	static const struct {
+		CK_FLAGS flag;
+		enum op_kind kind;
+	} ops[] = {{CKF_SIGN, OP_SIGN},
+		   {CKF_VERIFY, OP_VERIFY},
+		   {CKF_DECRYPT, OP_DECRYPT},
+		   {CKF_ENCRYPT, OP_ENCRYPT},
+		   {CKF_DIGEST, OP_DIGEST}};
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_session(h, true, &s)))
+		return rv;
+	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+		if (flags & ops[i].flag)
+			op_end(s, ops[i].kind);
+	if (flags & CKF_FIND_OBJECTS)
+		p11_session_find_cleanup(s);
+	return leave(CKR_OK);
+}
+
+/* C_GetInfo through the 3.0 interface: the same, in version 3.0. */
+static CK_RV p11_C_GetInfo_3_0(CK_INFO_PTR info)
+{
+	CK_RV rv = p11_C_GetInfo(info);
+
+	if (!rv) {
+		info->cryptokiVersion.major = 3;
+		info->cryptokiVersion.minor = 0;
+	}
+	return rv;
+}
 
 static CK_FUNCTION_LIST function_list = {
 	.version = {2, 40},
@@ -1196,6 +1433,48 @@ static CK_FUNCTION_LIST function_list = {
 	.C_CancelFunction = p11_C_CancelFunction,
 	.C_WaitForSlotEvent = p11_C_WaitForSlotEvent,
 };
+
+/*
+ * The "PKCS 11" 3.0 interface: the 2.40 functions (C_GetInfo saying 3.0),
+ * then every 3.0 function, each set: the message-based ones answer
+ * CKR_FUNCTION_NOT_SUPPORTED.
+ */
+static CK_FUNCTION_LIST_3_0 function_list_3_0;
+_Static_assert(offsetof(CK_FUNCTION_LIST_3_0, C_GetInterfaceList) == sizeof(CK_FUNCTION_LIST),
+	       "the 3.0 list begins with the 2.40 list");
+
+static pthread_once_t list_3_0_once = PTHREAD_ONCE_INIT;
+
+static void list_3_0_init(void)
+{
+	CK_FUNCTION_LIST_3_0 *l = &function_list_3_0;
+
+	/* the 2.40 list is the 3.0 list's beginning, member for member */
+	memcpy(l, &function_list, sizeof function_list);
+	l->version.major = 3;
+	l->version.minor = 0;
+	l->C_GetInfo = p11_C_GetInfo_3_0;
+	l->C_GetInterfaceList = p11_get_interface_list;
+	l->C_GetInterface = p11_get_interface;
+	l->C_LoginUser = p11_C_LoginUser;
+	l->C_SessionCancel = p11_C_SessionCancel;
+	l->C_MessageEncryptInit = l->C_MessageDecryptInit = p11_C_MessageInit;
+	l->C_MessageSignInit = l->C_MessageVerifyInit = p11_C_MessageInit;
+	l->C_EncryptMessage = l->C_DecryptMessage = p11_C_CryptMessage;
+	l->C_EncryptMessageBegin = l->C_DecryptMessageBegin = p11_C_CryptMessageBegin;
+	l->C_EncryptMessageNext = l->C_DecryptMessageNext = p11_C_CryptMessageNext;
+	l->C_MessageEncryptFinal = l->C_MessageDecryptFinal = p11_C_MessageFinal;
+	l->C_MessageSignFinal = l->C_MessageVerifyFinal = p11_C_MessageFinal;
+	l->C_SignMessage = l->C_SignMessageNext = p11_C_SignMessage;
+	l->C_SignMessageBegin = l->C_VerifyMessageBegin = p11_C_MessageBegin;
+	l->C_VerifyMessage = l->C_VerifyMessageNext = p11_C_VerifyMessage;
+}
+
+void *p11_function_list_3_0(void)
+{
+	pthread_once(&list_3_0_once, list_3_0_init);
+	return &function_list_3_0;
+}
 
 CK_FUNCTION_LIST_PTR p11_function_list(void)
 {

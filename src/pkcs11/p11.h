@@ -25,6 +25,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include <keyward/keyward.h>
+#include <keyward/pkcs11-3.0.h>
 
 #define P11_MAX_SLOTS 3
 /* Bytes a raw (unhashed) sign or verify operation may accumulate. */
@@ -35,9 +36,13 @@
 #define CKM_AES_KEY_WRAP_KWP 0x210bUL
 #endif
 
+/* A token's serial number: 16 hex digits (CK_TOKEN_INFO.serialNumber's size). */
+#define P11_SERIAL_LEN 16
+
 struct p11_slot {
 	char owner[KW_OWNER_MAX + 1];
 	const char *space; /* "machine", "user", "shared" */
+	char serial[P11_SERIAL_LEN + 1];
 };
 
 /* A sign or verify operation in progress on a session. */
@@ -94,6 +99,8 @@ struct p11_module {
 	struct p11_slot slots[P11_MAX_SLOTS];
 	size_t n_slots;
 	int logged_in;		       /* one credential serves every token: login is module-wide */
+	int pin_failed;		       /* a wrong user PIN since the last login: CKF_USER_PIN_COUNT_LOW */
+	int pin_locked;		       /* the HSM answered LOCKED_OUT at the last login: CKF_USER_PIN_LOCKED */
 	struct p11_session **sessions; /* handle = index + 1; NULL = closed */
 	size_t n_sessions;
 };
@@ -107,6 +114,15 @@ extern struct p11_module p11;
  * p11-kit's proxy instead.
  */
 CK_FUNCTION_LIST_PTR p11_function_list(void);
+/* module.c: the PKCS#11 3.0 function list (a CK_FUNCTION_LIST_3_0), for vendor.c's interfaces. */
+void *p11_function_list_3_0(void);
+/*
+ * vendor.c: what the exported C_GetInterfaceList and C_GetInterface do; the
+ * 3.0 function list points here (module-local names, which a host's own
+ * C_GetInterface cannot displace).
+ */
+CK_RV p11_get_interface_list(CK_INTERFACE_PTR list, CK_ULONG_PTR count);
+CK_RV p11_get_interface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTERFACE_PTR_PTR out, CK_FLAGS flags);
 /* module.c: the open session h, or NULL (lock held). */
 struct p11_session *p11_session_get_locked(CK_SESSION_HANDLE h);
 /* module.c: the handle of open session s (lock held). */

@@ -400,6 +400,12 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 		op->kwm.hash = h;
 		op->kwm.mgf1_hash = p11_hash_from_mgf(pp->mgf);
 		op->kwm.salt_length = (int)pp->sLen;
+	} else if (me->kw == KW_MECH_EDDSA && m->pParameter) {
+		/* PKCS#11 3.0's CK_EDDSA_PARAMS may name pure Ed25519; Ed25519ph and Ed25519ctx are not offered */
+		const CK_EDDSA_PARAMS *ep = m->pParameter;
+
+		if (m->ulParameterLen != sizeof *ep || ep->phFlag || ep->ulContextDataLen)
+			return CKR_MECHANISM_PARAM_INVALID;
 	} else if (m->pParameter || m->ulParameterLen) {
 		return CKR_MECHANISM_PARAM_INVALID;
 	}

@@ -1,7 +1,8 @@
 /*
  * keyward-pkcs11.so: PKCS#11 3.0 interfaces. C_GetInterfaceList and
- * C_GetInterface offer the standard interface "PKCS 11" (version 2.40: the
- * function list C_GetFunctionList returns) and the vendor interface
+ * C_GetInterface offer the standard interface "PKCS 11" in version 3.0 (a
+ * CK_FUNCTION_LIST_3_0, the default) and 2.40 (the function list
+ * C_GetFunctionList returns), and the vendor interface
  * "Keyward Batch" (include/keyward/pkcs11-batch.h): C_KW_SignBatch, many
  * signatures with one key in one HSM request (kw_sign_batch).
  *
@@ -134,18 +135,21 @@ static CK_KW_BATCH_FUNCTION_LIST batch_list = {
 	.C_KW_SignBatch = kw_c_sign_batch,
 };
 
-static CK_INTERFACE interfaces[2] = {
-	{(CK_CHAR *)"PKCS 11", NULL, 0},
+/* In the order C_GetInterface prefers them: the newest standard list is the default. */
+static CK_INTERFACE interfaces[3] = {
+	{(CK_CHAR *)"PKCS 11", NULL, 0}, /* 3.0 */
+	{(CK_CHAR *)"PKCS 11", NULL, 0}, /* 2.40 */
 	{(CK_CHAR *)KW_P11_BATCH_INTERFACE, &batch_list, 0},
 };
 #define N_INTERFACES (sizeof interfaces / sizeof interfaces[0])
 
 static pthread_once_t interfaces_once = PTHREAD_ONCE_INIT;
 
-/* The standard interface's function list is module.c's (not the export's: see p11_function_list). */
+/* The standard interfaces' function lists are module.c's (not the export's: see p11_function_list). */
 static void interfaces_init(void)
 {
-	interfaces[0].pFunctionList = p11_function_list();
+	interfaces[0].pFunctionList = p11_function_list_3_0();
+	interfaces[1].pFunctionList = p11_function_list();
 }
 
 static void interfaces_fill(void)
@@ -153,7 +157,7 @@ static void interfaces_fill(void)
 	pthread_once(&interfaces_once, interfaces_init);
 }
 
-CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
+CK_RV p11_get_interface_list(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
 {
 	if (!count)
 		return CKR_ARGUMENTS_BAD;
@@ -171,13 +175,14 @@ CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
 	return CKR_OK;
 }
 
-CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTERFACE_PTR_PTR out, CK_FLAGS flags)
+/* The first interface that matches: with no name or version asked for, "PKCS 11" 3.0. */
+CK_RV p11_get_interface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTERFACE_PTR_PTR out, CK_FLAGS flags)
 {
 	if (!out)
 		return CKR_ARGUMENTS_BAD;
 	interfaces_fill();
 	for (size_t i = 0; i < N_INTERFACES; i++) {
-		const CK_VERSION *v = interfaces[i].pFunctionList; /* both lists open with their version */
+		const CK_VERSION *v = interfaces[i].pFunctionList; /* every list opens with its version */
 
 		if (name && strcmp((const char *)name, (const char *)interfaces[i].pInterfaceName) != 0)
 			continue;
@@ -190,4 +195,14 @@ CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTERFACE_
 		return CKR_OK;
 	}
 	return CKR_ARGUMENTS_BAD;
+}
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
+{
+	return p11_get_interface_list(list, count);
+}
+
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTERFACE_PTR_PTR out, CK_FLAGS flags)
+{
+	return p11_get_interface(name, version, out, flags);
 }

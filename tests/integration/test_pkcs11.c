@@ -111,7 +111,9 @@ static void test_list_slots(void **state)
 	assert_non_null(strstr(out, "token label        : keyward shared"));
 	/* the machine owner of machine id 0123...cdef (docs/key-spaces.md) */
 	assert_non_null(strstr(out, "S-1-5-21-3432476930-2020770616-2941755"));
-	assert_non_null(strstr(out, "serial num         : dev"));
+	/* every token its own serial number (test_pkcs11_conform checks them) */
+	assert_null(strstr(out, "serial num         : dev"));
+	assert_non_null(strstr(out, "serial num         : "));
 	free(out);
 }
 
@@ -223,8 +225,8 @@ static void test_gnutls(void **state)
 	(void)state;
 	rc = run(&out, KWT_P11_ENV "p11tool --provider '" KEYWARD_PKCS11_PATH "' --list-tokens");
 	expect_ok("p11tool --list-tokens", rc, out);
-	assert_non_null(
-		strstr(out, "pkcs11:model=network%20HSM;manufacturer=keyward;serial=dev;token=keyward%20machine"));
+	assert_non_null(strstr(out, "pkcs11:model=network%20HSM;manufacturer=keyward;serial="));
+	assert_non_null(strstr(out, ";token=keyward%20machine"));
 	assert_non_null(strstr(out, "token=keyward%20shared"));
 	free(out);
 	rc = run(&out, "GNUTLS_PIN=\"$KWT_PIN\" " KWT_P11_ENV "p11tool --provider '" KEYWARD_PKCS11_PATH

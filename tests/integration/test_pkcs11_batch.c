@@ -1,8 +1,8 @@
 /*
  * keyward-pkcs11.so's PKCS#11 3.0 interfaces, the module loaded here
  * against a real keywardd (development mode): C_GetInterfaceList and
- * C_GetInterface offer "PKCS 11" (the C_GetFunctionList list) and
- * "Keyward Batch"; C_KW_SignBatch signs ECDSA (digests, and messages it
+ * C_GetInterface offer "PKCS 11" 3.0 and 2.40 (the C_GetFunctionList list)
+ * and "Keyward Batch"; C_KW_SignBatch signs ECDSA (digests, and messages it
  * hashes), RSA PKCS#1 v1.5 and PSS, every signature checked with OpenSSL
  * in order; its length query, refusals (counts, buffers, a key without
  * sign, login) and that it leaves the session's own C_Sign alone; and
@@ -176,25 +176,31 @@ static void test_interfaces(void **state)
 	assert_int_equal(get_list(&std), CKR_OK);
 
 	assert_int_equal(list_fn(NULL, &count), CKR_OK);
-	assert_int_equal(count, 2);
-	count = 1;
+	assert_int_equal(count, 3);
+	count = 2;
 	assert_int_equal(list_fn(list, &count), CKR_BUFFER_TOO_SMALL);
-	assert_int_equal(count, 2);
+	assert_int_equal(count, 3);
 	count = 4;
 	assert_int_equal(list_fn(list, &count), CKR_OK);
-	assert_int_equal(count, 2);
+	assert_int_equal(count, 3);
+	/* "PKCS 11" 3.0 (a CK_FUNCTION_LIST_3_0, test_pkcs11_conform checks it), 2.40, "Keyward Batch" */
 	assert_string_equal((const char *)list[0].pInterfaceName, "PKCS 11");
-	assert_ptr_equal(list[0].pFunctionList, std);
-	assert_string_equal((const char *)list[1].pInterfaceName, KW_P11_BATCH_INTERFACE);
+	assert_int_equal(((CK_VERSION *)list[0].pFunctionList)->major, 3);
+	assert_int_equal(((CK_VERSION *)list[0].pFunctionList)->minor, 0);
+	assert_string_equal((const char *)list[1].pInterfaceName, "PKCS 11");
+	assert_ptr_equal(list[1].pFunctionList, std);
+	assert_string_equal((const char *)list[2].pInterfaceName, KW_P11_BATCH_INTERFACE);
 	assert_int_equal(list_fn(list, NULL), CKR_ARGUMENTS_BAD);
 
-	/* no name: the default, the standard interface */
+	/* no name: the default, the standard interface in its newest version */
 	assert_int_equal(get(NULL, NULL, &itf, 0), CKR_OK);
-	assert_ptr_equal(itf->pFunctionList, std);
+	assert_ptr_equal(itf->pFunctionList, list[0].pFunctionList);
+	assert_int_equal(get((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &itf, 0), CKR_OK);
+	assert_ptr_equal(itf->pFunctionList, list[0].pFunctionList);
 	assert_int_equal(get((CK_UTF8CHAR_PTR) "PKCS 11", &v240, &itf, 0), CKR_OK);
 	assert_ptr_equal(itf->pFunctionList, std);
 	/* versions and flags this module does not offer */
-	assert_int_equal(get((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &itf, 0), CKR_ARGUMENTS_BAD);
+	assert_int_equal(get((CK_UTF8CHAR_PTR) "PKCS 11", &v10, &itf, 0), CKR_ARGUMENTS_BAD);
 	assert_int_equal(get((CK_UTF8CHAR_PTR) "PKCS 11", NULL, &itf, CKF_INTERFACE_FORK_SAFE), CKR_ARGUMENTS_BAD);
 	assert_int_equal(get((CK_UTF8CHAR_PTR) "Vendor Nobody", NULL, &itf, 0), CKR_ARGUMENTS_BAD);
 	assert_int_equal(get(NULL, NULL, NULL, 0), CKR_ARGUMENTS_BAD);
@@ -343,7 +349,8 @@ static void test_pkcs11_tool(void **state)
 		fail_msg("pkcs11-tool does not list the keys made here:\n%s", out);
 	free(out);
 	rc = kwt_run(server.dir, &out, KWT_P11_ENV "pkcs11-tool --module '" KEYWARD_PKCS11_PATH "' --show-info");
-	if (rc != 0 || !strstr(out, "Cryptoki version 2.40"))
+	/* through the default interface, "PKCS 11" 3.0 */
+	if (rc != 0 || !strstr(out, "Cryptoki version 3.0"))
 		fail_msg("pkcs11-tool --show-info: exit %d:\n%s", rc, out ? out : "");
 	free(out);
 }
