@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
+#include "ca/publish.h"
 
 static const char *const reasons[] = {"unspecified",	    "keyCompromise",	    "cACompromise",
 				      "affiliationChanged", "superseded",	    "cessationOfOperation",
@@ -161,7 +162,7 @@ int ca_crl_publish(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY
 			 ca_last_error());
 		goto out;
 	}
-	rc = 0;
+	rc = ca_publish_aia(c, ca); /* the CA certificate the AIA URL names, beside the CRLs */
 out:
 	if (lock >= 0)
 		close(lock);

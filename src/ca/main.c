@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ca/cli.h"
+#include "ca/serve.h"
 
 /* A whole number from 1 to max; -1 (after saying so) otherwise. */
 static int number_option(const char *name, const char *text, unsigned max, unsigned *out)
@@ -35,7 +36,7 @@ static void usage(FILE *f)
 		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] | approve ID | deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
-		"  config [show] | config set KEY VALUE | audit [--json]\n"
+		"  config [show] | config set KEY VALUE | audit [--json] | serve [--listen HOST:PORT]\n"
 		"See keyward-ca(8).\n");
 }
 
@@ -65,11 +66,13 @@ int main(int argc, char **argv)
 		{"der", no_argument, NULL, 'E'},
 		{"out-dir", required_argument, NULL, 'O'},
 		{"threads", required_argument, NULL, 'N'},
+		{"listen", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
 	};
 	struct opts o = {.dir = getenv("KEYWARD_CA_DIR")};
+	const char *listen = NULL; /* serve --listen */
 	const char *cmd;
 	char **args;
 	int nargs, ch, rc;
@@ -150,6 +153,9 @@ int main(int argc, char **argv)
 			if (number_option("--threads", optarg, 64, &o.threads))
 				return EXIT_USAGE;
 			break;
+		case 'L':
+			listen = optarg;
+			break;
 		case 'E':
 			o.der = true;
 			break;
@@ -219,6 +225,9 @@ int main(int argc, char **argv)
 		rc = cmd_crl(&o);
 	} else if (!strcmp(cmd, "config")) {
 		rc = cmd_config(&o, nargs, args);
+	} else if (!strcmp(cmd, "serve")) {
+		NEED(0);
+		rc = cmd_serve(&o, listen);
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);
