@@ -41,9 +41,9 @@ const char *ca_reason_name(int code)
 	return reasons[code];
 }
 
-static int add_entry(void *arg, const char *serial, time_t when, int reason)
+static int add_entry(void *arg, const char *serial, time_t when, int reason, time_t invalid_at)
 {
-	return ca_der_revoked_entry(arg, serial, when, reason);
+	return ca_der_revoked_entry_ext(arg, serial, when, reason, invalid_at);
 }
 
 static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
@@ -60,7 +60,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		     long long *number_out, struct ca_der *der)
 {
 	char file[CA_NAME_MAX + 1], v[512];
-	long long number = 0, base = 0;
+	long long number = 0, base = 0, base_seq = 0;
 	time_t now = time(NULL), base_time = 0;
 	unsigned hours = delta ? c->delta_crl_period_hours : c->crl_period_hours;
 	time_t next = now + (time_t)(hours + c->crl_overlap_hours) * 3600;
@@ -76,7 +76,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		ca_error("out of memory");
 		goto out;
 	}
-	if (delta && ca_db_last_base_crl(db, &base, &base_time) != 0) {
+	if (delta && ca_db_last_base_crl(db, &base, &base_time, &base_seq) != 0) {
 		ca_error("a delta CRL needs a full CRL first: run keyward-ca crl");
 		goto out;
 	}
@@ -87,7 +87,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		ca_error("cannot build the CRL");
 		goto out;
 	}
-	if (ca_db_each_revoked(db, delta ? base_time : 0, add_entry, &entries))
+	if (ca_db_each_revoked(db, delta, base_seq, add_entry, &entries))
 		goto out;
 	if (add_ext(crl, ca, NID_authority_key_identifier, "keyid:always"))
 		goto out;

@@ -42,7 +42,7 @@ int ca_status_open(const struct ca_conf *c, struct ca_status_db **out)
 		size_t off;
 		const char *sql;
 	} stmts[] = {
-		{offsetof(struct ca_status_db, get), "SELECT status, revoked_at, reason FROM certs WHERE serial = ?"},
+		{offsetof(struct ca_status_db, get), "SELECT status, revoked_at, reason, invalid_at FROM certs WHERE serial = ?"},
 		{offsetof(struct ca_status_db, version), "PRAGMA data_version"},
 		{offsetof(struct ca_status_db, mark), "SELECT COALESCE(MAX(rowid), 0), COALESCE(MAX(changed_at), 0) FROM certs"},
 		{offsetof(struct ca_status_db, changes),
@@ -86,6 +86,7 @@ int ca_status_get(struct ca_status_db *s, const char *serial, struct ocsp_status
 	st->status = V_OCSP_CERTSTATUS_UNKNOWN;
 	st->revoked_at = 0;
 	st->reason = -1;
+	st->invalid_at = 0;
 	sqlite3_bind_text(s->get, 1, serial, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s->get);
 	if (rc == SQLITE_ROW) {
@@ -95,6 +96,7 @@ int ca_status_get(struct ca_status_db *s, const char *serial, struct ocsp_status
 			st->status = V_OCSP_CERTSTATUS_REVOKED;
 			st->revoked_at = (time_t)sqlite3_column_int64(s->get, 1);
 			st->reason = sqlite3_column_int(s->get, 2);
+			st->invalid_at = (time_t)sqlite3_column_int64(s->get, 3);
 		} else {
 			st->status = V_OCSP_CERTSTATUS_GOOD; /* issued, or a hold taken back */
 		}

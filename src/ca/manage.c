@@ -146,8 +146,9 @@ int cmd_revoke(const struct opts *o, const char *serial_in, bool unrevoke)
 	else if (!found && unrevoke && (strcmp(row.status, "revoked") || row.reason != 6))
 		ca_error("serial %s is not on hold (only certificateHold can be taken back)", serial);
 	else if (!found &&
-		 !ca_db_set_revocation(ca.db, serial, unrevoke ? "issued" : "revoked", unrevoke ? time(NULL) : when,
-				       unrevoke ? 8 : reason) &&
+		 /* RFC 5280 5.3.2: the revocation's date is now; a backdated --date is the invalidityDate */
+		 !ca_db_set_revocation(ca.db, serial, unrevoke ? "issued" : "revoked", time(NULL), unrevoke ? 8 : reason,
+				       !unrevoke && o->date ? when : 0) &&
 		 !ca_db_audit(ca.db, unrevoke ? "unrevoke" : "revoke", "serial %s%s%s%s%s", serial,
 			      unrevoke ? "" : " reason ", unrevoke ? "" : o->reason,
 			      o->date && !unrevoke ? " date " : "", o->date && !unrevoke ? o->date : "") &&

@@ -179,7 +179,7 @@ int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_
 		goto internal;
 	for (int i = 0; i < n; i++) {
 		OCSP_CERTID *cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req, i));
-		struct ocsp_status st = {V_OCSP_CERTSTATUS_UNKNOWN, 0, -1};
+		struct ocsp_status st = {V_OCSP_CERTSTATUS_UNKNOWN, 0, -1, 0};
 		char serial[OCSP_SERIAL_HEX_MAX];
 		ASN1_TIME *revoked = NULL;
 		OCSP_SINGLERESP *single;
@@ -205,6 +205,15 @@ int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_
 		ASN1_TIME_free(revoked);
 		if (!single)
 			goto internal;
+		if (st.status == V_OCSP_CERTSTATUS_REVOKED && st.invalid_at > 0) {
+			/* RFC 6960 4.4.8 / RFC 5280 5.3.2: the date from which the key is known or suspected bad */
+			ASN1_GENERALIZEDTIME *g = ASN1_GENERALIZEDTIME_set(NULL, st.invalid_at);
+			int ok = g && OCSP_SINGLERESP_add1_ext_i2d(single, NID_invalidity_date, g, 0, 0);
+
+			ASN1_GENERALIZEDTIME_free(g);
+			if (!ok)
+				goto internal;
+		}
 	}
 	if (nonce && OCSP_copy_nonce(bs, req) != 1)
 		goto internal;

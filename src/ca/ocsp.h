@@ -24,6 +24,7 @@ struct ocsp_status {
 	int status;	   /* V_OCSP_CERTSTATUS_GOOD, _REVOKED or _UNKNOWN */
 	time_t revoked_at; /* revoked: revocationTime */
 	int reason;	   /* revoked: CRL reason code, -1 none */
+	time_t invalid_at; /* revoked: the invalidityDate (a backdated revocation), 0 none */
 };
 
 /*

@@ -191,6 +191,7 @@ struct centry {
 	unsigned char *der;
 	size_t len;
 	time_t this_update, next_update;
+	int outcome; /* good or revoked, for the counters */
 	char etag[24];
 };
 
@@ -297,8 +298,8 @@ static void etag_of(const unsigned char *der, size_t len, char *out, size_t size
 }
 
 /* Puts an answer for serial in the cache; if generation is not ~0, only if nothing was invalidated since. */
-static void cache_put(struct server *sv, const char *serial, const unsigned char *der, size_t len, time_t tu,
-		      time_t nu, unsigned long long generation)
+static void cache_put(struct server *sv, const char *serial, int outcome, const unsigned char *der, size_t len,
+		      time_t tu, time_t nu, unsigned long long generation)
 {
 	struct centry *e = calloc(1, sizeof *e), **slot;
 	size_t b = hash_serial(serial) & (sv->n_buckets - 1);
@@ -312,6 +313,7 @@ static void cache_put(struct server *sv, const char *serial, const unsigned char
 	e->len = len;
 	e->this_update = tu;
 	e->next_update = nu;
+	e->outcome = outcome;
 	etag_of(der, len, e->etag, sizeof e->etag);
 	pthread_rwlock_wrlock(&sv->cache_lock);
 	if (generation != ~0ULL && generation != atomic_load(&sv->generation)) {
@@ -368,6 +370,7 @@ static int cache_get(struct server *sv, const char *serial, time_t now, struct c
 		out->len = e->len;
 		out->this_update = e->this_update;
 		out->next_update = e->next_update;
+		out->outcome = e->outcome;
 		memcpy(out->etag, e->etag, sizeof out->etag);
 		rc = 0;
 	}
@@ -445,7 +448,7 @@ static int presign_one(struct server *sv, const char *serial)
 		return -1;
 	if (!sign_answer(sv, req, &l, &der, &len, &res) &&
 	    (res.outcome == OCSP_OUT_GOOD || res.outcome == OCSP_OUT_REVOKED)) {
-		cache_put(sv, serial, der, len, res.this_update, res.next_update, ~0ULL);
+		cache_put(sv, serial, res.outcome, der, len, res.this_update, res.next_update, ~0ULL);
 		atomic_fetch_add(&sv->presigned, 1);
 	}
 	OPENSSL_free(der);
@@ -959,8 +962,7 @@ static enum MHD_Result handle_ocsp(struct server *sv, struct MHD_Connection *c, 
 
 		atomic_fetch_add(&sv->cache_hits, 1);
 		OCSP_REQUEST_free(req);
-		/* the outcome of a cached answer is not kept: counted as good or revoked alike */
-		ret = reply_cached(c, r, OCSP_OUT_GOOD, "application/ocsp-response", hit.der, hit.len, hit.etag,
+		ret = reply_cached(c, r, hit.outcome, "application/ocsp-response", hit.der, hit.len, hit.etag,
 				   hit.this_update, hit.next_update, age);
 		free(hit.der);
 		return ret;
@@ -978,7 +980,7 @@ static enum MHD_Result handle_ocsp(struct server *sv, struct MHD_Connection *c, 
 		unsigned age = left < (time_t)sv->sc.max_age ? (unsigned)left : sv->sc.max_age;
 		char etag[24];
 
-		cache_put(sv, res.serial, out, out_len, res.this_update, res.next_update, generation);
+		cache_put(sv, res.serial, res.outcome, out, out_len, res.this_update, res.next_update, generation);
 		etag_of(out, out_len, etag, sizeof etag);
 		ret = reply_cached(c, r, res.outcome, "application/ocsp-response", out, out_len, etag, res.this_update,
 				   res.next_update, age);

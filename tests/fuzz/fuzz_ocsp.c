@@ -44,12 +44,14 @@ static int lookup(void *arg, const char *serial, struct ocsp_status *st)
 	st->status = V_OCSP_CERTSTATUS_UNKNOWN;
 	st->reason = -1;
 	st->revoked_at = 0;
+	st->invalid_at = 0;
 	if (!strcmp(serial, "1234")) {
 		st->status = V_OCSP_CERTSTATUS_GOOD;
 	} else if (!strcmp(serial, "5678")) {
 		st->status = V_OCSP_CERTSTATUS_REVOKED;
 		st->revoked_at = 1700000000;
 		st->reason = 1;
+		st->invalid_at = 1600000000;
 	} else if (!strcmp(serial, "9ABC")) {
 		return -1; /* the database failing */
 	}

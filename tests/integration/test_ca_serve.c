@@ -257,6 +257,7 @@ static int setup(void **state)
 	issue("good");
 	issue("rev");
 	issue("late");
+	issue("old");
 	/* short idle timeout and a per-address cap the slow-request test can reach */
 	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
 	kwt_write_file(path, "[serve]\nconnection_timeout = 2\nper_address_connections = 32\nthreads = 2\n");
@@ -356,6 +357,20 @@ static void test_ocsp_revoke(void **state)
 	expect_has(out, "Reason: keyCompromise");
 	expect_has(out, "Revocation Time:");
 	expect_has(out, "Response verify OK");
+	free(out);
+	/* backdated: revoked now, with the --date as its invalidityDate (RFC 5280 5.3.2) */
+	free(serial);
+	serial = serial_of("old.pem");
+	free(sh_ok(CA_CMD "'%s' revoke %s --reason keyCompromise --date 2026-01-02T03:04:05Z", ca_dir, serial));
+	out = NULL;
+	for (int i = 0; i < 30 && !(out && strstr(out, "old.pem: revoked")); i++) {
+		free(out);
+		out = ocsp(port, "-issuer ca.pem -cert old.pem -no_nonce -resp_text");
+		usleep(100 * 1000);
+	}
+	expect_has(out, "old.pem: revoked");
+	expect_has(out, "Invalidity Date");
+	expect_has(out, "Jan  2 03:04:05 2026 GMT");
 	free(out);
 	/* with a nonce too (signed on arrival) */
 	out = ocsp(port, "-issuer ca.pem -cert rev.pem -cert good.pem");
@@ -537,12 +552,18 @@ static void test_crl_aia(void **state)
 	sh(&out, "certtool --verify --load-ca-certificate ca-dl.pem --load-crl crl.pem --infile rev.pem");
 	expect_has(out, "revoked");
 	free(out);
-	/* the delta CRL the full CRL's Freshest CRL names */
+	/*
+	 * the delta CRL the full CRL's Freshest CRL names; made right after the
+	 * full CRL (most runs: in the same second), it repeats nothing the
+	 * full CRL holds
+	 */
+	free(sh_ok(CA_CMD "'%s' crl --delta", ca_dir));
 	free(text);
 	text = sh_ok("openssl crl -in crl.pem -noout -text");
 	delta = url_in(text, "Freshest CRL");
 	out = sh_ok("curl -sS -f -o delta.der '%s' && openssl crl -inform DER -in delta.der -noout -text", delta);
 	expect_has(out, "Delta CRL Indicator");
+	expect_has(out, "No Revoked Certificates");
 	free(out);
 	/* a name that is not published: 404 */
 	assert_int_equal(http_status(port, "GET", "/crl/Other.crl"), 404);
