@@ -1,10 +1,9 @@
 /*
  * Requests of the local admin socket (keyward-admin): initialise, unlock and
  * lock the HSM, create and delete partitions and their one-time setup passwords, list
- * and revoke client credentials, verify the audit log. The socket is mode 0600 and checked with SO_PEERCRED, so
- * whoever reaches it is root or keywardd's own user: the HSM's
- * administrators. Passphrases, shares and setup passwords pass through here
- * and are wiped after use; none is logged.
+ * and revoke client credentials, verify and read the audit log. The socket is mode 0600 and checked with SO_PEERCRED,
+ * so whoever reaches it is root or keywardd's own user: the HSM's administrators. Passphrases, shares and setup
+ * passwords pass through here and are wiped after use; none is logged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,6 +483,65 @@ static kw_rv on_audit_archive(struct kw_server *srv, const Keyward__AuditArchive
 	return KW_OK;
 }
 
+static void free_audit_page(void *ptr, size_t n)
+{
+	(void)n;
+	kw_audit_page_cleanup(ptr);
+	free(ptr);
+}
+
+/* Text fields of a page of records, at most: the rest of a frame is left for hashes and encoding. */
+#define AUDIT_PAGE_BYTES (KW_MAX_FRAME / 2)
+
+static kw_rv on_audit_list(struct kw_server *srv, const Keyward__AuditList *req, Keyward__Response *resp,
+			   struct kw_scratch *s)
+{
+	Keyward__AuditRecords *r = kw_scratch_alloc(s, sizeof *r);
+	struct kw_audit_page *page = calloc(1, sizeof *page);
+	kw_rv rv;
+
+	/* adopt frees the page when it cannot keep it */
+	if (!page || !kw_scratch_adopt(s, page, 0, free_audit_page) || !r)
+		return KW_ERR_NO_MEMORY;
+	/* what is counted but not yet written belongs in the log as read */
+	kw_usage_flush(srv->usage, srv->ks);
+	if ((rv = kw_keystore_audit_list(srv->ks, req->since, req->limit, AUDIT_PAGE_BYTES, page)))
+		return rv;
+	keyward__audit_records__init(r);
+	r->more = page->more;
+	r->head_seq = page->head_seq;
+	r->base_seq = page->base_seq;
+	r->base_hash.data = page->base_hash;
+	r->base_hash.len = KW_AUDIT_HASH_LEN;
+	if (page->n) {
+		r->records = kw_scratch_alloc(s, page->n * sizeof *r->records);
+		if (!r->records)
+			return KW_ERR_NO_MEMORY;
+	}
+	for (size_t i = 0; i < page->n; i++) {
+		struct kw_audit_entry *e = &page->entries[i];
+		Keyward__AuditRecord *a = kw_scratch_alloc(s, sizeof *a);
+
+		if (!a)
+			return KW_ERR_NO_MEMORY;
+		keyward__audit_record__init(a);
+		a->seq = e->seq;
+		a->time = e->time;
+		a->partition = e->partition;
+		a->actor = e->actor;
+		a->event = e->event;
+		a->detail = e->detail;
+		a->prev_hash.data = e->prev_hash;
+		a->prev_hash.len = KW_AUDIT_HASH_LEN;
+		a->hash.data = e->hash;
+		a->hash.len = KW_AUDIT_HASH_LEN;
+		r->records[r->n_records++] = a;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_AUDIT_RECORDS;
+	resp->audit_records = r;
+	return KW_OK;
+}
+
 static kw_rv empty(Keyward__Response *resp, struct kw_scratch *s)
 {
 	Keyward__Empty *e = kw_scratch_alloc(s, sizeof *e);
@@ -537,6 +595,9 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		break;
 	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
 		rv = on_audit_archive(srv, req->audit_archive, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_AUDIT_LIST:
+		rv = on_audit_list(srv, req->audit_list, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_CLIENT_LIST:
 		rv = on_client_list(srv, req->client_list, resp, s);

@@ -1155,10 +1155,12 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		rv = on_enroll(srv, peer, req->enroll, resp, s);
 		goto out;
 	}
-	/* 40 to 59, partition_delete and the backup transfers (70 to 74): the admin socket's */
+	/* 40 to 59, partition_delete, the backup transfers (70 to 74) and the audit reader (100 to 109):
+	 * the admin socket's */
 	if ((req->body_case >= KEYWARD__REQUEST__BODY_ADMIN_INIT &&
 	     req->body_case < KEYWARD__REQUEST__BODY_SIGN_BATCH) ||
-	    req->body_case == KEYWARD__REQUEST__BODY_PARTITION_DELETE || kw_request_is_transfer(req)) {
+	    req->body_case == KEYWARD__REQUEST__BODY_PARTITION_DELETE || kw_request_is_transfer(req) ||
+	    (req->body_case >= 100 && req->body_case <= 109)) {
 		rv = kw_error_set(KW_ERR_PERMISSION, "administrative requests are served on the local admin socket only");
 		goto out;
 	}

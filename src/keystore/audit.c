@@ -1,8 +1,8 @@
 /*
  * The hash-chained audit log: appending a record (inside the caller's
  * transaction, so a change and its record commit together), the head,
- * verifying the chain against a saved head, and archiving old records to
- * files that verify on their own.
+ * verifying the chain against a saved head, reading it back page by page,
+ * and archiving old records to files that verify on their own.
  */
 #include "keystore/keystore.h"
 
@@ -511,6 +511,129 @@ kw_rv kw_keystore_audit_count(struct kw_keystore *ks, uint64_t *records)
 	if (!rv)
 		*records = head - base;
 	return rv;
+}
+
+/* ---- reading the log back ---- */
+
+struct list_ctx {
+	struct kw_audit_page *page;
+	uint64_t since;
+	unsigned limit;
+	size_t max_bytes, bytes;
+	bool full; /* the page is done: the callback stops the walk */
+};
+
+static void entry_free(struct kw_audit_entry *e)
+{
+	free(e->partition);
+	free(e->actor);
+	free(e->event);
+	free(e->detail);
+}
+
+static kw_rv list_cb(void *ctx, const struct kw_audit_rec *r)
+{
+	struct list_ctx *l = ctx;
+	struct kw_audit_entry *e;
+	size_t size;
+
+	if (r->seq <= l->since)
+		return KW_OK; /* a backend without audit_after walks from the start */
+	size = strlen(r->partition) + strlen(r->actor) + strlen(r->event) + strlen(r->detail) + 2 * KW_HASH_LEN;
+	if (l->page->n == l->limit || (l->page->n && l->max_bytes && l->bytes + size > l->max_bytes)) {
+		l->page->more = true;
+		l->full = true;
+		return KW_ERR_BUSY; /* stops the walk; not an error (list_ctx.full) */
+	}
+	e = &l->page->entries[l->page->n];
+	memset(e, 0, sizeof *e);
+	e->seq = r->seq;
+	e->time = r->time;
+	e->partition = strdup(r->partition);
+	e->actor = strdup(r->actor);
+	e->event = strdup(r->event);
+	e->detail = strdup(r->detail);
+	memcpy(e->prev_hash, r->prev_hash, KW_HASH_LEN);
+	memcpy(e->hash, r->hash, KW_HASH_LEN);
+	l->page->n++;
+	if (!e->partition || !e->actor || !e->event || !e->detail)
+		return kw_error_set(KW_ERR_NO_MEMORY, "audit: out of memory reading the log");
+	l->bytes += size;
+	return KW_OK;
+}
+
+kw_rv kw_keystore_audit_list(struct kw_keystore *ks, uint64_t since, unsigned limit, size_t max_bytes,
+			     struct kw_audit_page *out)
+{
+	struct list_ctx l;
+	unsigned char head_hash[KW_HASH_LEN];
+	kw_rv rv;
+
+	if (!ks || !out)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit list: no store or page given");
+	memset(out, 0, sizeof *out);
+	if (limit == 0 || limit > KW_AUDIT_PAGE_MAX)
+		limit = KW_AUDIT_PAGE_MAX;
+	out->entries = calloc(limit, sizeof *out->entries);
+	if (!out->entries)
+		return kw_error_set(KW_ERR_NO_MEMORY, "audit list: out of memory");
+	memset(&l, 0, sizeof l);
+	l.page = out;
+	l.since = since;
+	l.limit = limit;
+	l.max_bytes = max_bytes;
+	lock(ks);
+	rv = ks->b->ops->begin(ks->b); /* the page, the head and the base from one view */
+	if (rv)
+		goto out;
+	rv = kw_audit_head_locked(ks, &out->head_seq, head_hash);
+	if (!rv)
+		rv = audit_base_locked(ks, &out->base_seq, out->base_hash);
+	if (!rv && since < out->head_seq) {
+		if (ks->b->ops->audit_after)
+			rv = ks->b->ops->audit_after(ks->b, since, list_cb, &l);
+		else
+			rv = ks->b->ops->audit_foreach(ks->b, list_cb, &l);
+		if (l.full)
+			rv = KW_OK;
+	}
+	ks->b->ops->rollback(ks->b);
+out:
+	unlock(ks);
+	if (rv)
+		kw_audit_page_cleanup(out);
+	return rv;
+}
+
+void kw_audit_page_cleanup(struct kw_audit_page *page)
+{
+	if (!page)
+		return;
+	for (size_t i = 0; i < page->n; i++)
+		entry_free(&page->entries[i]);
+	free(page->entries);
+	memset(page, 0, sizeof *page);
+}
+
+kw_rv kw_audit_entry_hash(const unsigned char prev[KW_AUDIT_HASH_LEN], const struct kw_audit_entry *e,
+			  unsigned char out[KW_AUDIT_HASH_LEN])
+{
+	struct kw_audit_rec r;
+
+	if (!prev || !e || !out || !e->partition || !e->actor || !e->event || !e->detail)
+		return kw_error_set(KW_ERR_ARGUMENTS, "audit: a record to hash needs its four fields");
+	if (strlen(e->partition) > AUDIT_FIELD_MAX || strlen(e->actor) > AUDIT_FIELD_MAX ||
+	    strlen(e->event) > AUDIT_FIELD_MAX || strlen(e->detail) > AUDIT_FIELD_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "audit: record %" PRIu64 ": a field is longer than %d bytes",
+				    e->seq, AUDIT_FIELD_MAX);
+	memset(&r, 0, sizeof r);
+	r.seq = e->seq;
+	r.time = e->time;
+	r.partition = e->partition;
+	r.actor = e->actor;
+	r.event = e->event;
+	r.detail = e->detail;
+	return audit_hash(prev, &r, out);
 }
 
 static bool hex_get(const char *text, size_t len, unsigned char *out)

@@ -88,6 +88,11 @@ struct kw_backend_ops {
 	kw_rv (*audit_foreach)(struct kw_backend *b, kw_audit_cb cb, void *ctx);
 	/* removes the records up to and including seq (archived) */
 	kw_rv (*audit_delete_upto)(struct kw_backend *b, uint64_t seq);
+	/*
+	 * as audit_foreach, from the first record with a seq above after; may be
+	 * NULL (the store then walks audit_foreach and skips)
+	 */
+	kw_rv (*audit_after)(struct kw_backend *b, uint64_t after, kw_audit_cb cb, void *ctx);
 };
 
 struct kw_backend {

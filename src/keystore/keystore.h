@@ -366,6 +366,44 @@ kw_rv kw_keystore_audit_archive(struct kw_keystore *ks, const char *dir, uint64_
 /* Records in the store (after the archived base). */
 kw_rv kw_keystore_audit_count(struct kw_keystore *ks, uint64_t *records);
 
+/* One audit record as read back (kw_keystore_audit_list). */
+struct kw_audit_entry {
+	uint64_t seq;
+	int64_t time;
+	char *partition; /* "" for the HSM */
+	char *actor;
+	char *event;
+	char *detail;
+	unsigned char prev_hash[KW_AUDIT_HASH_LEN];
+	unsigned char hash[KW_AUDIT_HASH_LEN];
+};
+/* Where a page of records sits in the log (kw_keystore_audit_list). */
+struct kw_audit_page {
+	struct kw_audit_entry *entries; /* free with kw_audit_page_cleanup */
+	size_t n;
+	bool more;	   /* records after the last entry */
+	uint64_t head_seq; /* the chain head when the page was read */
+	uint64_t base_seq; /* the last archived record (0: none) */
+	unsigned char base_hash[KW_AUDIT_HASH_LEN];
+};
+/*
+ * A page of the log, one consistent read: the records with seq > since, in
+ * seq order, at most limit of them (1 to KW_AUDIT_PAGE_MAX; 0 means the
+ * maximum) and, after the first, no more than max_bytes of text fields in
+ * all (0: no such bound), so a page fits in a frame.
+ */
+#define KW_AUDIT_PAGE_MAX 1000
+kw_rv kw_keystore_audit_list(struct kw_keystore *ks, uint64_t since, unsigned limit, size_t max_bytes,
+			     struct kw_audit_page *out);
+void kw_audit_page_cleanup(struct kw_audit_page *page);
+/*
+ * The hash of a record after prev: SHA-256(prev || version 1 || seq || time
+ * || four length-prefixed fields), as audit verify checks it. For tools that
+ * re-check an exported log offline.
+ */
+kw_rv kw_audit_entry_hash(const unsigned char prev[KW_AUDIT_HASH_LEN], const struct kw_audit_entry *e,
+			  unsigned char out[KW_AUDIT_HASH_LEN]);
+
 /*
  * Verifies the archive files in dir as one chain from record 1: every
  * record's hash, every link, no gap. out->records counts them; on success

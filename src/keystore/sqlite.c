@@ -761,7 +761,7 @@ static kw_rv sq_audit_insert(struct kw_backend *b, const struct kw_audit_rec *r)
 	return sq_done(s, st, "appending an audit record");
 }
 
-static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
+static kw_rv sq_audit_after(struct kw_backend *b, uint64_t after, kw_audit_cb cb, void *ctx)
 {
 	struct sq_backend *s = sq(b);
 	struct kw_audit_rec r;
@@ -769,10 +769,13 @@ static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
 	kw_rv rv;
 	int rc;
 
-	rv = sq_prepare(s, "SELECT seq, time, partition, actor, event, detail, prev_hash, hash FROM audit ORDER BY seq",
+	rv = sq_prepare(s,
+			"SELECT seq, time, partition, actor, event, detail, prev_hash, hash FROM audit WHERE seq > ?"
+			" ORDER BY seq",
 			&st);
 	if (rv)
 		return rv;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&r, 0, sizeof r);
 		r.seq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -801,6 +804,11 @@ static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
 		rv = sq_fail(s, rc, "reading the audit log");
 	sqlite3_finalize(st);
 	return rv;
+}
+
+static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
+{
+	return sq_audit_after(b, 0, cb, ctx);
 }
 
 static kw_rv sq_audit_delete_upto(struct kw_backend *b, uint64_t seq)
@@ -894,6 +902,7 @@ static const struct kw_backend_ops sq_ops = {
 	.audit_insert = sq_audit_insert,
 	.audit_foreach = sq_audit_foreach,
 	.audit_delete_upto = sq_audit_delete_upto,
+	.audit_after = sq_audit_after,
 };
 
 /* One integer from a PRAGMA or query; *out untouched when there is no row. */

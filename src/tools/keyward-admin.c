@@ -69,7 +69,13 @@ static void usage(FILE *out)
 		"                                  check the hash chain of the audit log and print its head;\n"
 		"                                  with a head saved earlier, check it is still in the chain\n"
 		"      [--archives DIR]            and the archives in DIR, up to the store's first record\n"
+		"      [--file EXPORT]             or check a file of audit export offline, without keywardd\n"
 		"  audit archive [--keep N]        move all but the newest N audit records to the archive\n"
+		"  audit list [--since SEQ] [--limit N] [--json]\n"
+		"                                  the audit records in the store after SEQ (at most N)\n"
+		"  audit show SEQ [--json]         one audit record in full, with its hashes\n"
+		"  audit export FILE               the records in the store, as JSON lines with their hashes\n"
+		"                                  (mode 0600, written whole or not at all)\n"
 		"  backup FILE [--partition P]     a sealed snapshot of the HSM (or of one partition) in FILE\n"
 		"  restore FILE                    restore a backup into this HSM (same master key)\n"
 		"\n"
@@ -480,27 +486,30 @@ static int cmd_partition(int argc, char **argv)
 	return 2;
 }
 
+/* n bytes from 2n hex digits; false on anything else. */
+static bool hex_decode(const char *hex, unsigned char *out, size_t n)
+{
+	if (strlen(hex) != 2 * n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (unsigned char)v;
+	}
+	return true;
+}
+
 /* "SEQ:HEX" (as `audit verify` prints the head) into seq and hash; false when malformed. */
 static bool parse_head(const char *text, uint64_t *seq, unsigned char hash[32])
 {
-	static const char hexdigits[] = "0123456789abcdef";
 	const char *colon = strchr(text, ':');
 	char *end;
 
 	errno = 0;
 	*seq = strtoull(text, &end, 10);
-	if (!colon || end != colon || errno || *seq == 0 || text[0] == '-' || strlen(colon + 1) != 64)
-		return false;
-	for (int i = 0; i < 64; i++) {
-		const char *digit = strchr(hexdigits, tolower((unsigned char)colon[1 + i]));
-		if (!colon[1 + i] || !digit)
-			return false;
-		if (i % 2 == 0)
-			hash[i / 2] = (unsigned char)((digit - hexdigits) << 4);
-		else
-			hash[i / 2] |= (unsigned char)(digit - hexdigits);
-	}
-	return true;
+	return colon && end == colon && !errno && *seq != 0 && text[0] != '-' && hex_decode(colon + 1, hash, 32);
 }
 
 static void print_hash(const char *label, uint64_t seq, const ProtobufCBinaryData *h)
@@ -569,6 +578,9 @@ static int cmd_audit_archive(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_audit_read(const char *sub, int argc, char **argv);
+static int verify_export(const char *path, uint64_t expect_seq, const unsigned char expect[32]);
+
 static int cmd_audit(int argc, char **argv)
 {
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -577,16 +589,21 @@ static int cmd_audit(int argc, char **argv)
 	Keyward__Response *resp;
 	unsigned char expect[32];
 	uint64_t expect_seq = 0;
-	const char *archives = NULL;
+	const char *archives = NULL, *file = NULL;
 	int status, rc;
 
 	if (argc >= 1 && strcmp(argv[0], "archive") == 0)
 		return cmd_audit_archive(argc - 1, argv + 1);
+	if (argc >= 1 &&
+	    (strcmp(argv[0], "list") == 0 || strcmp(argv[0], "show") == 0 || strcmp(argv[0], "export") == 0))
+		return cmd_audit_read(argv[0], argc - 1, argv + 1);
 	if (argc < 1 || strcmp(argv[0], "verify") != 0 || argc % 2 == 0)
 		goto usage;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--archives") == 0) {
 			archives = argv[i + 1];
+		} else if (strcmp(argv[i], "--file") == 0) {
+			file = argv[i + 1];
 		} else if (strcmp(argv[i], "--expect-head") == 0) {
 			if (!parse_head(argv[i + 1], &expect_seq, expect)) {
 				fprintf(stderr,
@@ -601,6 +618,11 @@ static int cmd_audit(int argc, char **argv)
 		} else {
 			goto usage;
 		}
+	}
+	if (file) {
+		if (archives)
+			goto usage;
+		return verify_export(file, expect_seq, expect);
 	}
 	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_VERIFY;
 	req.audit_verify = &body;
@@ -625,8 +647,10 @@ static int cmd_audit(int argc, char **argv)
 	keyward__response__free_unpacked(resp, NULL);
 	return rc;
 usage:
-	fprintf(stderr, "keyward-admin: audit verify [--expect-head SEQ:HASH] [--archives DIR] | audit archive "
-			"[--keep N]\n");
+	fprintf(stderr,
+		"keyward-admin: audit verify [--expect-head SEQ:HASH] [--archives DIR | --file EXPORT] | audit "
+		"archive [--keep N] | audit list [--since SEQ] [--limit N] [--json] | audit show SEQ [--json] | "
+		"audit export FILE\n");
 	return 2;
 }
 
@@ -663,33 +687,54 @@ static bool write_all(int fd, const unsigned char *p, size_t n)
 	return true;
 }
 
-/* FILE, mode 0600, atomically: a temporary file beside it, fsync, rename, fsync of the directory. */
-static int write_file_atomic(const char *path, const unsigned char *data, size_t len)
+/*
+ * Files written whole or not at all, mode 0600: a temporary file beside
+ * FILE (atomic_begin), written, then fsync, rename and fsync of the
+ * directory (atomic_commit); atomic_abort removes it. `what` names the
+ * command in messages.
+ */
+static int atomic_begin(const char *what, const char *path, char *tmp, size_t size)
 {
-	char tmp[4096], dir[4096];
-	int fd, dfd, saved;
+	int fd;
 
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp) {
-		fprintf(stderr, "keyward-admin: backup: file name too long: %s\n", path);
-		return 1;
+	if ((size_t)snprintf(tmp, size, "%s.tmp-XXXXXX", path) >= size) {
+		fprintf(stderr, "keyward-admin: %s: file name too long: %s\n", what, path);
+		return -1;
 	}
 	fd = mkstemp(tmp); /* mode 0600 */
-	if (fd < 0) {
-		fprintf(stderr, "keyward-admin: backup: cannot create a file beside %s: %s\n", path, strerror(errno));
-		return 1;
+	if (fd < 0 || fchmod(fd, 0600) != 0) {
+		fprintf(stderr, "keyward-admin: %s: cannot create a file beside %s: %s\n", what, path, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		return -1;
 	}
-	if (fchmod(fd, 0600) != 0 || !write_all(fd, data, len) || fsync(fd) != 0) {
+	return fd;
+}
+
+static void atomic_abort(int fd, const char *tmp)
+{
+	close(fd);
+	unlink(tmp);
+}
+
+static int atomic_commit(const char *what, const char *path, const char *tmp, int fd)
+{
+	char dir[4096];
+	int dfd, saved;
+
+	if (fsync(fd) != 0) {
 		saved = errno;
-		close(fd);
-		unlink(tmp);
-		fprintf(stderr, "keyward-admin: backup: cannot write %s: %s (nothing was written to %s)\n", tmp,
+		atomic_abort(fd, tmp);
+		fprintf(stderr, "keyward-admin: %s: cannot write %s: %s (nothing was written to %s)\n", what, tmp,
 			strerror(saved), path);
 		return 1;
 	}
 	if (close(fd) != 0 || rename(tmp, path) != 0) {
 		saved = errno;
 		unlink(tmp);
-		fprintf(stderr, "keyward-admin: backup: cannot move %s to %s: %s\n", tmp, path, strerror(saved));
+		fprintf(stderr, "keyward-admin: %s: cannot move %s to %s: %s\n", what, tmp, path, strerror(saved));
 		return 1;
 	}
 	snprintf(dir, sizeof dir, "%s", path);
@@ -699,6 +744,513 @@ static int write_file_atomic(const char *path, const unsigned char *data, size_t
 		close(dfd);
 	}
 	return 0;
+}
+
+static int write_file_atomic(const char *path, const unsigned char *data, size_t len)
+{
+	char tmp[4096];
+	int fd = atomic_begin("backup", path, tmp, sizeof tmp), saved;
+
+	if (fd < 0)
+		return 1;
+	if (!write_all(fd, data, len)) {
+		saved = errno;
+		atomic_abort(fd, tmp);
+		fprintf(stderr, "keyward-admin: backup: cannot write %s: %s (nothing was written to %s)\n", tmp,
+			strerror(saved), path);
+		return 1;
+	}
+	return atomic_commit("backup", path, tmp, fd);
+}
+
+/* ---- the audit log read back: audit list, show, export, verify --file ---- */
+
+static void when_text(int64_t t, char *out, size_t size);
+
+#define AUDIT_LINE_MAX (8u * 65536u + 4096u) /* an exported line: four fields of 64 KiB, escaped */
+
+static bool valid_utf8(const char *s)
+{
+	json_t *j = json_string(s); /* jansson checks UTF-8 */
+	bool ok = j != NULL;
+
+	json_decref(j);
+	return ok;
+}
+
+/* A text field as JSON: "name": text, or "name_hex": its bytes in hex when they are not UTF-8. */
+static void json_field(json_t *o, const char *name, const char *text)
+{
+	char key[32], *hex;
+	size_t len = strlen(text);
+
+	if (valid_utf8(text)) {
+		json_object_set_new(o, name, json_string(text));
+		return;
+	}
+	snprintf(key, sizeof key, "%s_hex", name);
+	hex = malloc(2 * len + 1);
+	if (!hex)
+		return;
+	kw_backup_hex((const unsigned char *)text, len, hex);
+	json_object_set_new(o, key, json_string(hex));
+	free(hex);
+}
+
+static json_t *record_json(const Keyward__AuditRecord *r)
+{
+	char when[32], hex[2 * 32 + 1];
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	when_text(r->time, when, sizeof when);
+	json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+	json_object_set_new(o, "time", json_integer((json_int_t)r->time));
+	json_object_set_new(o, "when", json_string(when));
+	json_field(o, "partition", r->partition);
+	json_field(o, "actor", r->actor);
+	json_field(o, "event", r->event);
+	json_field(o, "detail", r->detail);
+	kw_backup_hex(r->prev_hash.data, r->prev_hash.len > 32 ? 32 : r->prev_hash.len, hex);
+	json_object_set_new(o, "prev_hash", json_string(hex));
+	kw_backup_hex(r->hash.data, r->hash.len > 32 ? 32 : r->hash.len, hex);
+	json_object_set_new(o, "hash", json_string(hex));
+	return o;
+}
+
+/* Text for a terminal: control characters (an escape sequence in a detail) become '?'. */
+static void print_clean(const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+}
+
+static void print_record_line(const Keyward__AuditRecord *r)
+{
+	char when[32];
+
+	when_text(r->time, when, sizeof when);
+	printf("%-8llu %-20s  ", (unsigned long long)r->seq, when);
+	print_clean(r->partition[0] ? r->partition : "-");
+	putchar(' ');
+	print_clean(r->actor);
+	putchar(' ');
+	print_clean(r->event);
+	putchar(' ');
+	print_clean(r->detail);
+	putchar('\n');
+}
+
+/* One page of records after `since` on the open connection fd; NULL after printing why. */
+static Keyward__Response *audit_page(int fd, uint64_t since, uint32_t limit, int *status)
+{
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__AuditList body = KEYWARD__AUDIT_LIST__INIT;
+	Keyward__Response *resp;
+
+	body.since = since;
+	body.limit = limit;
+	req.body_case = KEYWARD__REQUEST__BODY_AUDIT_LIST;
+	req.audit_list = &body;
+	if (!(resp = call_on(fd, &req, status)))
+		return NULL;
+	for (size_t i = 0; i < resp->audit_records->n_records; i++) {
+		const Keyward__AuditRecord *r = resp->audit_records->records[i];
+		/* the pager counts on consecutive records: a gap means records were archived meanwhile */
+		if (r->seq != (i ? resp->audit_records->records[i - 1]->seq + 1 : r->seq) || r->seq <= since ||
+		    r->prev_hash.len != 32 || r->hash.len != 32) {
+			fprintf(stderr, "keyward-admin: audit: keywardd sent record %llu out of order (after %llu)\n",
+				(unsigned long long)r->seq, (unsigned long long)since);
+			keyward__response__free_unpacked(resp, NULL);
+			*status = 1;
+			return NULL;
+		}
+	}
+	return resp;
+}
+
+static bool parse_count(const char *text, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(text, &end, 10);
+	return !errno && end != text && !*end && text[0] != '-';
+}
+
+/* audit list [--since SEQ] [--limit N] [--json]: pages of at most KW_AUDIT_PAGE_MAX records. */
+static int cmd_audit_list(int argc, char **argv)
+{
+	Keyward__Response *resp;
+	uint64_t since = 0, limit = 0, shown = 0;
+	json_t *arr = NULL;
+	bool more = true;
+	int fd = -1, status = 0;
+	kw_rv rv;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			opt_json = true;
+		} else if ((strcmp(argv[i], "--since") == 0 || strcmp(argv[i], "--limit") == 0) && i + 1 < argc) {
+			if (!parse_count(argv[i + 1], argv[i][2] == 's' ? &since : &limit)) {
+				fprintf(stderr, "keyward-admin: audit list %s: \"%s\" is not a number\n", argv[i],
+					argv[i + 1]);
+				return 2;
+			}
+			i++;
+		} else {
+			fprintf(stderr,
+				"keyward-admin: audit list [--since SEQ] [--limit N] [--json]: unexpected \"%s\"\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (opt_json && !(arr = json_array())) {
+		fprintf(stderr, "keyward-admin: out of memory\n");
+		return 1;
+	}
+	if ((rv = kw_admin_connect(socket_path, &fd))) {
+		json_decref(arr);
+		return fail(rv);
+	}
+	if (!opt_json)
+		printf("%-8s %-20s  %s\n", "SEQ", "TIME", "PARTITION ACTOR EVENT DETAIL");
+	while (more && (!limit || shown < limit)) {
+		uint64_t want = limit ? limit - shown : KW_AUDIT_PAGE_MAX;
+		Keyward__AuditRecords *page;
+
+		if (!(resp = audit_page(fd, since, want < KW_AUDIT_PAGE_MAX ? (uint32_t)want : KW_AUDIT_PAGE_MAX,
+					&status)))
+			break;
+		page = resp->audit_records;
+		for (size_t i = 0; i < page->n_records && (!limit || shown < limit); i++, shown++) {
+			if (arr)
+				json_array_append_new(arr, record_json(page->records[i]));
+			else
+				print_record_line(page->records[i]);
+			since = page->records[i]->seq;
+		}
+		more = page->more && page->n_records;
+		keyward__response__free_unpacked(resp, NULL);
+	}
+	close(fd);
+	if (status) {
+		json_decref(arr);
+		return status;
+	}
+	if (arr)
+		return print_json(arr);
+	return 0;
+}
+
+/* audit show SEQ [--json] */
+static int cmd_audit_show(int argc, char **argv)
+{
+	Keyward__Response *resp;
+	const Keyward__AuditRecord *r;
+	uint64_t seq = 0;
+	char when[32], hex[2 * 32 + 1];
+	int fd, status = 0;
+	kw_rv rv;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			opt_json = true;
+		else if (!seq && parse_count(argv[i], &seq) && seq)
+			;
+		else {
+			fprintf(stderr, "keyward-admin: audit show SEQ [--json]: \"%s\" is not a record number\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (!seq) {
+		fprintf(stderr, "keyward-admin: audit show SEQ [--json]: which record? (keyward-admin audit list)\n");
+		return 2;
+	}
+	if ((rv = kw_admin_connect(socket_path, &fd)))
+		return fail(rv);
+	resp = audit_page(fd, seq - 1, 1, &status);
+	close(fd);
+	if (!resp)
+		return status;
+	if (resp->audit_records->n_records != 1 || resp->audit_records->records[0]->seq != seq) {
+		const Keyward__AuditRecords *p = resp->audit_records;
+		if (seq <= p->base_seq)
+			fprintf(stderr,
+				"keyward-admin: audit show: record %llu is archived (the store holds %llu to %llu): "
+				"see the archive files (keyward-admin audit verify --archives DIR)\n",
+				(unsigned long long)seq, (unsigned long long)p->base_seq + 1,
+				(unsigned long long)p->head_seq);
+		else
+			fprintf(stderr, "keyward-admin: audit show: no record %llu (the log holds %llu to %llu)\n",
+				(unsigned long long)seq, (unsigned long long)p->base_seq + 1,
+				(unsigned long long)p->head_seq);
+		keyward__response__free_unpacked(resp, NULL);
+		return 1;
+	}
+	r = resp->audit_records->records[0];
+	if (opt_json) {
+		status = print_json(record_json(r));
+		keyward__response__free_unpacked(resp, NULL);
+		return status;
+	}
+	when_text(r->time, when, sizeof when);
+	printf("seq:       %llu\n", (unsigned long long)r->seq);
+	printf("time:      %s (%lld)\n", when, (long long)r->time);
+	printf("partition: ");
+	print_clean(r->partition[0] ? r->partition : "- (the HSM)");
+	printf("\nactor:     ");
+	print_clean(r->actor);
+	printf("\nevent:     ");
+	print_clean(r->event);
+	printf("\ndetail:    ");
+	print_clean(r->detail);
+	kw_backup_hex(r->prev_hash.data, 32, hex);
+	printf("\nprev hash: %s\n", hex);
+	kw_backup_hex(r->hash.data, 32, hex);
+	printf("hash:      %s\n", hex);
+	keyward__response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+/*
+ * audit export FILE: the records in the store as JSON lines (docs/operations.md,
+ * "Exporting the audit log"), one object a line in seq order, written
+ * atomically with mode 0600.
+ */
+static int cmd_audit_export(int argc, char **argv)
+{
+	Keyward__Response *resp = NULL;
+	uint64_t since = 0, first = 0, n = 0;
+	unsigned char head[32] = {0};
+	char tmp[4096], hex[2 * 32 + 1];
+	bool more = true, started = false;
+	FILE *f = NULL;
+	int fd = -1, out = -1, status = 0;
+	kw_rv rv;
+
+	if (argc != 1 || argv[0][0] == '-') {
+		fprintf(stderr, "keyward-admin: audit export FILE\n");
+		return 2;
+	}
+	if ((rv = kw_admin_connect(socket_path, &fd)))
+		return fail(rv);
+	if ((out = atomic_begin("audit export", argv[0], tmp, sizeof tmp)) < 0) {
+		close(fd);
+		return 1;
+	}
+	if (!(f = fdopen(out, "w"))) {
+		fprintf(stderr, "keyward-admin: audit export: %s\n", strerror(errno));
+		atomic_abort(out, tmp);
+		close(fd);
+		return 1;
+	}
+	while (more && !status) {
+		Keyward__AuditRecords *page;
+
+		if (!(resp = audit_page(fd, since, KW_AUDIT_PAGE_MAX, &status)))
+			break;
+		page = resp->audit_records;
+		if (!started) {
+			since = page->base_seq; /* the store starts after its archived base */
+			started = true;
+		}
+		for (size_t i = 0; i < page->n_records && !status; i++) {
+			const Keyward__AuditRecord *r = page->records[i];
+			json_t *o = record_json(r);
+			char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+			json_decref(o);
+			if (r->seq != since + 1) {
+				fprintf(stderr,
+					"keyward-admin: audit export: records %llu to %llu were archived while "
+					"exporting; %s was not written: run it again\n",
+					(unsigned long long)since + 1, (unsigned long long)r->seq - 1, argv[0]);
+				status = 1;
+			} else if (!line || fprintf(f, "%s\n", line) < 0) {
+				fprintf(stderr, "keyward-admin: audit export: cannot write %s: %s\n", tmp,
+					line ? strerror(errno) : "out of memory");
+				status = 1;
+			} else {
+				if (!n++)
+					first = r->seq;
+				since = r->seq;
+				memcpy(head, r->hash.data, sizeof head);
+			}
+			free(line);
+		}
+		more = page->more && page->n_records;
+		keyward__response__free_unpacked(resp, NULL);
+	}
+	close(fd);
+	if (!status && fflush(f) != 0) {
+		fprintf(stderr, "keyward-admin: audit export: cannot write %s: %s\n", tmp, strerror(errno));
+		status = 1;
+	}
+	/* atomic_commit closes the descriptor under f; f itself is only freed */
+	out = dup(fileno(f));
+	fclose(f);
+	if (out < 0) {
+		unlink(tmp);
+		fprintf(stderr, "keyward-admin: audit export: %s\n", strerror(errno));
+		return 1;
+	}
+	if (status) {
+		atomic_abort(out, tmp);
+		return status;
+	}
+	if ((status = atomic_commit("audit export", argv[0], tmp, out)))
+		return status;
+	if (!n) {
+		printf("Exported no audit records to %s: the store holds none (after archived record %llu).\n", argv[0],
+		       (unsigned long long)since);
+		return 0;
+	}
+	kw_backup_hex(head, sizeof head, hex);
+	printf("Exported %llu audit records (%llu to %llu) to %s.\n", (unsigned long long)n, (unsigned long long)first,
+	       (unsigned long long)since, argv[0]);
+	printf("head: %llu:%s\n", (unsigned long long)since, hex);
+	return 0;
+}
+
+/* A hash (64 hex digits) from a JSON object's member; false when absent or malformed. */
+static bool json_hash(json_t *o, const char *name, unsigned char out[32])
+{
+	const char *text = json_string_value(json_object_get(o, name));
+
+	return text && hex_decode(text, out, 32);
+}
+
+/* A text field from an exported record: "name", or "name_hex" (malloc'd, caller frees). */
+static char *json_text_field(json_t *o, const char *name)
+{
+	char key[32];
+	const char *text = json_string_value(json_object_get(o, name)), *hex;
+	size_t len;
+	char *out;
+
+	if (text)
+		return strdup(text);
+	snprintf(key, sizeof key, "%s_hex", name);
+	hex = json_string_value(json_object_get(o, key));
+	if (!hex || (len = strlen(hex)) % 2 || !(out = malloc(len / 2 + 1)))
+		return NULL;
+	if (!hex_decode(hex, (unsigned char *)out, len / 2) || memchr(out, '\0', len / 2)) {
+		free(out);
+		return NULL;
+	}
+	out[len / 2] = '\0';
+	return out;
+}
+
+/*
+ * audit verify --file FILE [--expect-head SEQ:HASH]: an export re-checked
+ * offline, without keywardd, as audit verify checks the store: each
+ * record's hash, each link, no gap; record 1 links to zeros.
+ */
+static int verify_export(const char *path, uint64_t expect_seq, const unsigned char expect[32])
+{
+	unsigned char prev[32] = {0}, zeros[32] = {0};
+	uint64_t next = 0, records = 0, first = 0;
+	unsigned long lineno = 0;
+	char *line = NULL, problem[400] = "";
+	size_t cap = 0;
+	ssize_t got;
+	bool expect_found = false;
+	FILE *f = fopen(path, "re");
+	char hex[65];
+
+	if (!f) {
+		fprintf(stderr, "keyward-admin: audit verify --file: cannot open %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	while (!problem[0] && (got = getline(&line, &cap, f)) > 0) {
+		struct kw_audit_entry e;
+		unsigned char h[32];
+		json_t *o = NULL, *seq, *t;
+
+		lineno++;
+		memset(&e, 0, sizeof e);
+		if ((size_t)got > AUDIT_LINE_MAX || !(o = json_loads(line, 0, NULL)) || !json_is_object(o) ||
+		    !json_is_integer(seq = json_object_get(o, "seq")) || json_integer_value(seq) < 1 ||
+		    !json_is_integer(t = json_object_get(o, "time")) || !json_hash(o, "prev_hash", e.prev_hash) ||
+		    !json_hash(o, "hash", e.hash) || !(e.partition = json_text_field(o, "partition")) ||
+		    !(e.actor = json_text_field(o, "actor")) || !(e.event = json_text_field(o, "event")) ||
+		    !(e.detail = json_text_field(o, "detail"))) {
+			snprintf(problem, sizeof problem, "line %lu: not an exported audit record", lineno);
+		} else {
+			e.seq = (uint64_t)json_integer_value(seq);
+			e.time = (int64_t)json_integer_value(t);
+			if (!records) {
+				first = e.seq;
+				/* the first record links to what came before the export: zeros for record 1 */
+				memcpy(prev, e.seq == 1 ? zeros : e.prev_hash, sizeof prev);
+				next = e.seq;
+			}
+			if (e.seq != next)
+				snprintf(problem, sizeof problem,
+					 "line %lu: record %llu where %llu belongs (missing or reordered)", lineno,
+					 (unsigned long long)e.seq, (unsigned long long)next);
+			else if (CRYPTO_memcmp(e.prev_hash, prev, 32) != 0)
+				snprintf(problem, sizeof problem,
+					 "record %llu: chain broken (the record before it was altered, or records "
+					 "were reordered)",
+					 (unsigned long long)e.seq);
+			else if (kw_audit_entry_hash(prev, &e, h) != KW_OK)
+				snprintf(problem, sizeof problem, "record %llu: %s", (unsigned long long)e.seq,
+					 kw_last_error());
+			else if (CRYPTO_memcmp(h, e.hash, 32) != 0)
+				snprintf(problem, sizeof problem, "record %llu: hash mismatch (altered)",
+					 (unsigned long long)e.seq);
+			else if (expect_seq == e.seq && CRYPTO_memcmp(h, expect, 32) != 0)
+				snprintf(problem, sizeof problem,
+					 "record %llu differs from the saved head: the log was rewritten from there on",
+					 (unsigned long long)e.seq);
+			if (!problem[0]) {
+				expect_found |= expect_seq == e.seq;
+				memcpy(prev, h, sizeof prev);
+				next++;
+				records++;
+			}
+		}
+		free(e.partition);
+		free(e.actor);
+		free(e.event);
+		free(e.detail);
+		json_decref(o);
+	}
+	free(line);
+	fclose(f);
+	if (!problem[0] && expect_seq && !expect_found)
+		snprintf(problem, sizeof problem, "the saved head, record %llu, is not in %s (it holds %llu to %llu)",
+			 (unsigned long long)expect_seq, path, (unsigned long long)first,
+			 (unsigned long long)(records ? next - 1 : 0));
+	if (problem[0]) {
+		printf("audit export %s BROKEN: %s\n", path, problem);
+		return 1;
+	}
+	printf("audit export intact: %llu records", (unsigned long long)records);
+	if (records)
+		printf(", %llu to %llu", (unsigned long long)first, (unsigned long long)next - 1);
+	printf("\n");
+	if (expect_seq)
+		printf("saved head %llu found in the chain\n", (unsigned long long)expect_seq);
+	if (records) {
+		kw_backup_hex(prev, sizeof prev, hex);
+		printf("head: %llu:%s\n", (unsigned long long)next - 1, hex);
+	}
+	return 0;
+}
+
+static int cmd_audit_read(const char *sub, int argc, char **argv)
+{
+	if (strcmp(sub, "list") == 0)
+		return cmd_audit_list(argc, argv);
+	if (strcmp(sub, "show") == 0)
+		return cmd_audit_show(argc, argv);
+	return cmd_audit_export(argc, argv);
 }
 
 static void print_key_id(const char *label, const unsigned char *id, size_t n)

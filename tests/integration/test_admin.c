@@ -479,10 +479,10 @@ static void put_be(unsigned char *p, uint64_t v, int bytes)
 
 /*
  * A consistent forgery, as someone with write access to the store would
- * make it: record `from` gets another detail, and the hashes of it and of
+ * make it: record `from` gets another detail (any bytes), and the hashes of it and of
  * every record after it, and the head in meta, are recomputed.
  */
-static void forge_tail(const char *db, long long from)
+static void forge_tail(const char *db, long long from, const char *detail)
 {
 	sqlite3 *sql;
 	sqlite3_stmt *st, *up;
@@ -491,10 +491,10 @@ static void forge_tail(const char *db, long long from)
 	assert_int_equal(sqlite3_open(db, &sql), SQLITE_OK);
 	sqlite3_busy_timeout(sql, 5000);
 	assert_int_equal(sqlite3_exec(sql, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(sql, "UPDATE audit SET detail = 'nothing happened' WHERE seq = ?", -1, &up,
-					    NULL),
+	assert_int_equal(sqlite3_prepare_v2(sql, "UPDATE audit SET detail = ? WHERE seq = ?", -1, &up, NULL),
 			 SQLITE_OK);
-	sqlite3_bind_int64(up, 1, from);
+	sqlite3_bind_text(up, 1, detail, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(up, 2, from);
 	assert_int_equal(sqlite3_step(up), SQLITE_DONE);
 	sqlite3_finalize(up);
 	assert_int_equal(sqlite3_prepare_v2(sql,
@@ -586,7 +586,7 @@ static void test_audit_head_anchor(void **state)
 	kw_client_free(c);
 	kwt_stop(&s);
 	snprintf(db, sizeof db, "%s/keystore.db", s.dir);
-	forge_tail(db, saved_seq);
+	forge_tail(db, saved_seq, "nothing happened");
 	kwt_start_config(&s, "");
 	verify_head(&s, NULL, 0, "intact", NULL, 0);
 	verify_head(&s, extra, 1, "differs from the saved head", NULL, 0);
@@ -651,6 +651,192 @@ static void test_audit_archive(void **state)
 	snprintf(cmd, sizeof cmd, "--archives %s", dir);
 	verify_head(&s, cmd, 1, "do not lead to the store", NULL, 0);
 	kwt_stop_client(&s, c);
+}
+
+/* keyward-admin ARGS with standard output alone in *out and standard error in DIR/err.txt. */
+static int admin_stdout(struct kwt_server *s, char **out, const char *args)
+{
+	return kwt_run(s->dir, out, "KEYWARD_ADMIN_SOCKET='%s' '%s' %s 2>'%s/err.txt'", s->admin_socket,
+		       KEYWARD_ADMIN_PATH, args, s->dir);
+}
+
+/* The "head: SEQ:HASH" text of a command's output, into head. */
+static void head_of(const char *out, char *head, size_t size)
+{
+	const char *line = strstr(out, "head: ");
+
+	if (!line)
+		fail_msg("no head in: %s", out);
+	snprintf(head, size, "%.*s", (int)strcspn(line + 6, "\n"), line + 6);
+}
+
+/*
+ * audit list / show / export: the records as text and as JSON (standard
+ * output holds the JSON alone), in pages of at most 1000 that the tool
+ * follows, one record in full; an export (JSON lines, mode 0600) that
+ * audit verify --file re-checks without keywardd, catching an edited or a
+ * missing line; bytes that are not UTF-8 and escape sequences in a field.
+ */
+static void test_audit_read(void **state)
+{
+	struct kwt_server s = {0};
+	char name[32], cmd[2000], file[400], db[400], head[120], vhead[120], *out = NULL, *p;
+	kw_client *c;
+	kw_object *priv, *pub;
+	json_t *j;
+	json_error_t err;
+	struct stat st;
+	size_t n, lines;
+
+	(void)state;
+	c = kwt_start_initialized(&s, "");
+	for (int i = 0; i < 1100; i++) {
+		snprintf(name, sizeof name, "r%d", i);
+		kwt_ok(kw_generate_key(c, OWNER, name, KW_KEY_EC, 0, "P-256", 0, 0, &priv, &pub));
+		kw_object_free(priv);
+		kw_object_free(pub);
+	}
+	verify_head(&s, NULL, 0, "intact", vhead, sizeof vhead);
+	n = (size_t)strtoull(vhead, NULL, 10);
+	assert_true(n > 1100);
+
+	/* text: a header and a line a record */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit list --limit 5"), 0);
+	assert_non_null(strstr(out, "SEQ"));
+	assert_non_null(strstr(out, "hsm.init"));
+	lines = 0;
+	for (p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	assert_int_equal(lines, 6);
+	free(out);
+
+	/* JSON after a seq, limited */
+	assert_int_equal(admin_stdout(&s, &out, "audit list --since 3 --limit 2 --json"), 0);
+	j = json_loads(out, 0, &err);
+	if (!j)
+		fail_msg("audit list --json is not JSON (%s): %s", err.text, out);
+	assert_int_equal(json_array_size(j), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "seq")), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 1), "seq")), 5);
+	assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(j, 1), "hash"))), 64);
+	assert_non_null(json_string_value(json_object_get(json_array_get(j, 1), "event")));
+	json_decref(j);
+	free(out);
+
+	/* the whole log, across pages of 1000 */
+	assert_int_equal(admin_stdout(&s, &out, "audit list --json"), 0);
+	j = json_loads(out, 0, &err);
+	if (!j)
+		fail_msg("audit list --json is not JSON (%s)", err.text);
+	assert_true(json_array_size(j) >= n); /* the list itself may add key-use records */
+	for (size_t i = 0; i < json_array_size(j); i++)
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(j, i), "seq")), (json_int_t)i + 1);
+	json_decref(j);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit list --limit x"), 2);
+	free(out);
+
+	/* one record in full */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit show 1"), 0);
+	if (!strstr(out, "seq:       1\n") || !strstr(out, "\nevent:     ") || !strstr(out, "\nhash:      "))
+		fail_msg("audit show 1: %s", out);
+	assert_non_null(strstr(out, "prev hash: 0000000000000000"));
+	free(out);
+	assert_int_equal(admin_stdout(&s, &out, "audit show 2 --json"), 0);
+	j = json_loads(out, 0, &err);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "seq")), 2);
+	json_decref(j);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit show 99999999"), 1);
+	assert_non_null(strstr(out, "no record 99999999"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit show"), 2);
+	free(out);
+
+	/* an export, re-checked offline: its head is the one keywardd's verify prints */
+	snprintf(file, sizeof file, "%s/audit.jsonl", s.dir);
+	snprintf(cmd, sizeof cmd, "audit export %s", file);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "%s", cmd), 0);
+	assert_non_null(strstr(out, "Exported "));
+	head_of(out, head, sizeof head);
+	free(out);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	verify_head(&s, NULL, 0, "intact", vhead, sizeof vhead);
+	assert_true(strtoull(head, NULL, 10) <= strtoull(vhead, NULL, 10));
+	snprintf(cmd, sizeof cmd, "--file %s", file);
+	verify_head(&s, cmd, 0, "audit export intact", vhead, sizeof vhead);
+	assert_string_equal(vhead, head);
+	snprintf(cmd, sizeof cmd, "--file %s --expect-head %s", file, head);
+	verify_head(&s, cmd, 0, "saved head", NULL, 0);
+	/* every line is one JSON object */
+	out = kwt_read_file(file, NULL);
+	lines = 0;
+	for (p = out; *p; p = strchr(p, '\n') + 1) {
+		char *nl = strchr(p, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		j = json_loads(p, 0, &err);
+		if (!json_is_object(j))
+			fail_msg("export line %zu is not a JSON object: %s", lines + 1, p);
+		json_decref(j);
+		*nl = '\n';
+		lines++;
+	}
+	assert_int_equal(lines, strtoull(head, NULL, 10));
+	free(out);
+
+	/* an edited line and a missing one are caught, without keywardd */
+	kwt_stop(&s);
+	snprintf(cmd, sizeof cmd, "cp %s %s.orig && sed -i '3s/\"time\":[0-9]*/\"time\":1/' %s", file, file, file);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "--file %s", file);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify %s", cmd), 1);
+	if (!strstr(out, "record 3: hash mismatch"))
+		fail_msg("edited export: %s", out);
+	free(out);
+	snprintf(cmd, sizeof cmd, "sed '5d' %s.orig > %s", file, file);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify --file %s", file), 1);
+	assert_non_null(strstr(out, "record 6 where 5 belongs"));
+	free(out);
+
+	/* bytes that are not UTF-8, and a terminal escape, in a (consistently rehashed) record */
+	snprintf(db, sizeof db, "%s/keystore.db", s.dir);
+	forge_tail(db, 2, "bad \xff byte \x1b[31m red");
+	kwt_start_config(&s, ""); /* locked: the log reads without the master key */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit show 2"), 0);
+	assert_non_null(strstr(out, "bad \xff byte ?[31m red"));
+	free(out);
+	assert_int_equal(admin_stdout(&s, &out, "audit list --since 1 --limit 1 --json"), 0);
+	j = json_loads(out, 0, &err);
+	if (!j)
+		fail_msg("audit list --json is not JSON (%s): %s", err.text, out);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "detail_hex")),
+			    "62616420ff2062797465201b5b33316d20726564");
+	json_decref(j);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit export %s", file), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify --file %s", file), 0);
+	assert_non_null(strstr(out, "audit export intact"));
+	free(out);
+
+	/* archived records: the export starts after the base and still checks; show points to the archive */
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit archive --keep 10"), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit show 1"), 1);
+	assert_non_null(strstr(out, "is archived"));
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit export %s", file), 0);
+	free(out);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify --file %s", file), 0);
+	assert_non_null(strstr(out, "audit export intact: 1"));
+	free(out);
+	kw_client_free(c);
+	kwt_stop(&s);
+	kwt_cleanup(&s);
 }
 
 /* The audit records of event in the store of s (read with SQLite, beside keywardd). */
@@ -875,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_audit_head_anchor),
 		cmocka_unit_test(test_audit_archive),
 		cmocka_unit_test(test_partition_delete),
+		cmocka_unit_test(test_audit_read),
 		cmocka_unit_test(test_second_password_says_it_cancels),
 		cmocka_unit_test(test_status_json_and_store_dir),
 	};

@@ -667,8 +667,9 @@ static void test_admin_over_tls(void **state)
 	Keyward__RestoreBegin rb = KEYWARD__RESTORE_BEGIN__INIT;
 	Keyward__RestoreChunk rc = KEYWARD__RESTORE_CHUNK__INIT;
 	Keyward__RestoreCommit rm = KEYWARD__RESTORE_COMMIT__INIT;
-	Keyward__Request tr[5] = {KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT,
-				  KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT};
+	Keyward__AuditList al = KEYWARD__AUDIT_LIST__INIT;
+	Keyward__Request tr[6] = {KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT,
+				  KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT, KEYWARD__REQUEST__INIT};
 	Keyward__Response *resp;
 	char *before, *after, *out = NULL;
 	struct raw r;
@@ -715,7 +716,7 @@ static void test_admin_over_tls(void **state)
 		keyward__response__free_unpacked(resp, NULL);
 
 		/* HSM backup and restore: the admin socket's too, never a byte of a snapshot (on a fresh
-		 * connection: a stranger may send only 8 requests) */
+		 * connection: a stranger may send only 8 requests); the audit reader too */
 		raw_close(&r);
 		raw_open_as(&r, with_cert);
 		rb.size = 1000;
@@ -731,7 +732,10 @@ static void test_admin_over_tls(void **state)
 		tr[3].restore_chunk = &rc;
 		tr[4].body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
 		tr[4].restore_commit = &rm;
-		for (int i = 0; i < 5; i++) {
+		/* and the audit reader (100 to 109): never a record of the log over TLS */
+		tr[5].body_case = KEYWARD__REQUEST__BODY_AUDIT_LIST;
+		tr[5].audit_list = &al;
+		for (int i = 0; i < 6; i++) {
 			tr[i].id = 6 + (uint64_t)i;
 			raw_send_request(&r, &tr[i]);
 			resp = raw_expect(&r);
