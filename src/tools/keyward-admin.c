@@ -40,12 +40,13 @@ static const char *passphrase_file;
 static const char *opt_partition;
 static bool opt_json;
 static bool opt_yes;
+static bool opt_quiet;
 static unsigned opt_shares, opt_threshold;
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: keyward-admin [--socket PATH] COMMAND\n"
+		"usage: keyward-admin [--socket PATH] [--quiet] COMMAND\n"
 		"\n"
 		"commands:\n"
 		"  status [--json]                 state of the HSM\n"
@@ -80,6 +81,8 @@ static void usage(FILE *out)
 		"  restore FILE                    restore a backup into this HSM (same master key)\n"
 		"\n"
 		"The socket is --socket, else $KEYWARD_ADMIN_SOCKET, else /run/keyward/admin.sock.\n"
+		"backup and restore show their progress on standard error when it is a terminal; --quiet\n"
+		"(-q) silences it.\n"
 		"Exit codes: 0 done, 1 refused or failed, 2 usage, 3 keywardd not reachable.\n");
 }
 
@@ -118,6 +121,29 @@ static int fail(kw_rv rv)
 {
 	fprintf(stderr, "keyward-admin: %s\n", kw_last_error()[0] ? kw_last_error() : kw_rv_text(rv));
 	return rv == KW_ERR_UNREACHABLE ? 3 : 1;
+}
+
+/*
+ * A progress line on standard error, rewritten in place as work goes on:
+ * only when standard error is a terminal, never with --quiet, so scripts
+ * and logs see nothing of it. The line ends when done reaches total.
+ */
+static void progress(const char *what, uint64_t done, uint64_t total)
+{
+	if (opt_quiet || !isatty(STDERR_FILENO))
+		return;
+	fprintf(stderr, "\r%s: %llu of %llu bytes (%llu%%)", what, (unsigned long long)done, (unsigned long long)total,
+		total ? (unsigned long long)(done * 100 / total) : 100ULL);
+	if (done >= total)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* A line on standard error that says what is being waited for, under the same rule as progress(). */
+static void waiting(const char *text)
+{
+	if (!opt_quiet && isatty(STDERR_FILENO))
+		fprintf(stderr, "%s\n", text);
 }
 
 /* Connects, sends, and hands back the response (NULL on failure, after printing why). */
@@ -1280,6 +1306,7 @@ static int cmd_backup(const char *path)
 	begin.partition = (char *)(opt_partition ? opt_partition : "");
 	req.body_case = KEYWARD__REQUEST__BODY_BACKUP_BEGIN;
 	req.backup_begin = &begin;
+	waiting("backup: keywardd is taking the snapshot...");
 	if (!(info = call_on(fd, &req, &status)))
 		goto out;
 	size = (size_t)info->backup_info->size;
@@ -1315,6 +1342,7 @@ static int cmd_backup(const char *path)
 		}
 		memcpy(buf + got, c->data.data, c->data.len);
 		got += c->data.len;
+		progress("backup", got, size);
 		keyward__response__free_unpacked(resp, NULL);
 		resp = NULL;
 	}
@@ -1447,10 +1475,12 @@ static int cmd_restore(const char *path)
 		if (!(resp = call_on(fd, &req, &status)))
 			goto out;
 		sent += n;
+		progress("restore", sent, len);
 	}
 	keyward__response__free_unpacked(resp, NULL);
 	req.body_case = KEYWARD__REQUEST__BODY_RESTORE_COMMIT;
 	req.restore_commit = &commit;
+	waiting("restore: keywardd is checking and writing it...");
 	if (!(resp = call_on(fd, &req, &status)))
 		goto out;
 	r = resp->restore_result;
@@ -1580,6 +1610,7 @@ static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
 				     {"partition", required_argument, NULL, 'P'},
 				     {"json", no_argument, NULL, 'j'},
 				     {"yes", no_argument, NULL, 'y'},
+				     {"quiet", no_argument, NULL, 'q'},
 				     {"help", no_argument, NULL, 'h'},
 				     {"version", no_argument, NULL, 'V'},
 				     {NULL, 0, NULL, 0}};
@@ -1589,7 +1620,7 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+s:p:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:p:hq", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': socket_path = optarg; break;
 		case 'p': passphrase_file = optarg; break;
@@ -1605,6 +1636,9 @@ static int parse_options(int argc, char **argv, bool *with_shares)
 		case 'P': opt_partition = optarg; break;
 		case 'j': opt_json = true; break;
 		case 'y': opt_yes = true; break;
+		case 'q':
+			opt_quiet = true;
+			break;
 		case 'h': return 1;
 		case 'V':
 			return 2;

@@ -65,6 +65,7 @@ enum {
 	O_PASSWORD_FILE = 1 << 12,
 	O_PIN_FILE = 1 << 13,
 	O_FORCE = 1 << 14,
+	O_QUIET = 1 << 15,
 };
 
 struct opts {
@@ -89,6 +90,7 @@ static const struct option long_opts[] = {
 	{"password-file", required_argument, NULL, 'P'},
 	{"pin-file", required_argument, NULL, 'I'},
 	{"force", no_argument, NULL, 'F'},
+	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -113,6 +115,7 @@ static const struct {
 	{'P', O_PASSWORD_FILE, "--password-file"},
 	{'I', O_PIN_FILE, "--pin-file"},
 	{'F', O_FORCE, "--force"},
+	{'q', O_QUIET, "--quiet"},
 };
 
 static void usage(FILE *out)
@@ -123,10 +126,13 @@ static void usage(FILE *out)
 		"commands (the seed's ksputilcons verbs):\n"
 		"  enumkeys [-v] [-m | -a] [--json]     keys of the current user (-m: this machine; -a: every\n"
 		"                                       owner of the partition); -v adds capabilities, flags, date\n"
-		"  createtestkey [-m]                   create the test key (RSA 4096, \"" TEST_KEY_NAME "\"): shows the owner\n"
+		"  createtestkey [-m] [-q]              create the test key (RSA 4096, \"" TEST_KEY_NAME
+		"\"): shows the owner\n"
 		"  createkey [--name N] [--algorithm RSA|ECDSA|EDDSA] [--size S] [--curve P-256|P-384|P-521]\n"
-		"            [--exportable] [--sign] [--decrypt] [-m]\n"
-		"                                       create a key pair (default: the test key)\n"
+		"            [--exportable] [--sign] [--decrypt] [-m] [-q]\n"
+		"                                       create a key pair (default: the test key); on a terminal\n"
+		"                                       a line on standard error says it is being generated\n"
+		"                                       (RSA 4096 takes seconds); -q, --quiet: not that line\n"
 		"  chkeysowner KEYNAME OLDOWNER NEWOWNER [-v]\n"
 		"                                       move both halves of a key to another owner, atomically\n"
 		"  deletekey --name N [-m] [--yes]      delete a key (asks first unless --yes)\n"
@@ -693,6 +699,7 @@ static int cmd_createkey(const struct opts *o, bool test_key)
 	kw_object *priv = NULL, *pub = NULL;
 	struct own own;
 	kw_client *c;
+	bool waiting = false;
 	int status;
 	kw_rv rv;
 
@@ -756,7 +763,20 @@ static int cmd_createkey(const struct opts *o, bool test_key)
 		goto out;
 	}
 	own_owners(verb, c, false, &own);
+	/* a wait line while the HSM generates: on a terminal only, so scripts see nothing of it */
+	if (!(o->seen & O_QUIET) && isatty(STDERR_FILENO)) {
+		fprintf(stderr, "ksputil: %s: generating %s %u key \"%s\" in the HSM%s...", verb,
+			type == KW_KEY_RSA  ? "RSA"
+			: type == KW_KEY_EC ? "ECDSA"
+					    : "EDDSA",
+			bits ? bits : 256, name,
+			type == KW_KEY_RSA && bits >= 3072 ? " (this takes a few seconds)" : "");
+		fflush(stderr);
+		waiting = true;
+	}
 	rv = kw_generate_key(c, owner, name, type, type == KW_KEY_RSA ? bits : 0, curve, flags, usages, &priv, &pub);
+	if (waiting)
+		fprintf(stderr, " %s\n", rv ? "failed" : "done");
 	if (rv) {
 		status = fail(verb, rv, "; nothing was created");
 		goto out;
@@ -1122,8 +1142,9 @@ static const struct verb {
 } verbs[] = {
 	{"enumkeys", O_VERBOSE | O_MACHINE | O_ALL | O_JSON, 0},
 	{"createkey",
-	 O_VERBOSE | O_MACHINE | O_NAME | O_ALGORITHM | O_SIZE | O_CURVE | O_EXPORTABLE | O_SIGN | O_DECRYPT, 0},
-	{"createtestkey", O_VERBOSE | O_MACHINE, 0},
+	 O_VERBOSE | O_MACHINE | O_NAME | O_ALGORITHM | O_SIZE | O_CURVE | O_EXPORTABLE | O_SIGN | O_DECRYPT | O_QUIET,
+	 0},
+	{"createtestkey", O_VERBOSE | O_MACHINE | O_QUIET, 0},
 	{"chkeysowner", O_VERBOSE, 3},
 	{"deletekey", O_NAME | O_MACHINE | O_YES, 0},
 	{"hsmstatus", O_VERBOSE | O_JSON, 0},
@@ -1163,7 +1184,7 @@ int main(int argc, char **argv)
 	/* options anywhere after the verb (getopt permutes them to the front) */
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc - 1, argv + 1, ":vmahyn:", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc - 1, argv + 1, ":vmahyqn:", long_opts, NULL)) != -1) {
 		unsigned bit = 0;
 		const char *spelling = NULL;
 

@@ -340,6 +340,59 @@ static void test_restore_lists_and_signs(void **state)
 	kw_client_free(bq);
 }
 
+/* keyward-admin ARGS against s on a terminal (script(1)); its output in *out. */
+static int admin_tty(struct kwt_server *s, char **out, const char *args)
+{
+	return kwt_run(s->dir, out, "script -qec \"KEYWARD_ADMIN_SOCKET='%s' '%s' %s\" /dev/null </dev/null",
+		       s->admin_socket, KEYWARD_ADMIN_PATH, args);
+}
+
+/*
+ * backup and restore show bytes of the total on standard error when it is
+ * a terminal; nothing when it is not, nothing with --quiet.
+ */
+static void test_progress_on_terminal(void **state)
+{
+	char file[400], args[600], *out = NULL;
+
+	(void)state;
+	snprintf(file, sizeof file, "%s/progress.backup", A.dir);
+	snprintf(args, sizeof args, "backup %s", file);
+	assert_int_equal(admin_tty(&A, &out, args), 0);
+	if (!strstr(out, "backup: keywardd is taking the snapshot") || !strstr(out, "bytes (100%)") ||
+	    !strstr(out, "Backup written to"))
+		fail_msg("backup on a terminal: %s", out);
+	free(out);
+	snprintf(args, sizeof args, "restore %s", file);
+	assert_int_equal(admin_tty(&B, &out, args), 0);
+	if (!strstr(out, "restore: ") || !strstr(out, "bytes (100%)") || !strstr(out, "keywardd is checking") ||
+	    !strstr(out, "Restored "))
+		fail_msg("restore on a terminal: %s", out);
+	free(out);
+
+	/* --quiet, on a terminal still */
+	snprintf(args, sizeof args, "--quiet backup %s", file);
+	assert_int_equal(admin_tty(&A, &out, args), 0);
+	if (strstr(out, "bytes (") || strstr(out, "snapshot...") || !strstr(out, "Backup written to"))
+		fail_msg("backup --quiet: %s", out);
+	free(out);
+	snprintf(args, sizeof args, "restore %s -q", file);
+	assert_int_equal(admin_tty(&B, &out, args), 0);
+	if (strstr(out, "bytes (") || strstr(out, "checking and") || !strstr(out, "Restored "))
+		fail_msg("restore -q: %s", out);
+	free(out);
+
+	/* no terminal: nothing of it */
+	out = admin_ok(&A, "backup %s", file);
+	if (strstr(out, "bytes (") || strstr(out, "snapshot..."))
+		fail_msg("backup without a terminal: %s", out);
+	free(out);
+	out = admin_ok(&B, "restore %s", file);
+	if (strstr(out, "bytes (") || strstr(out, "checking and"))
+		fail_msg("restore without a terminal: %s", out);
+	free(out);
+}
+
 /* ---- the transfer's limits, on a raw admin connection ---- */
 
 /* One request on fd; the status as a kw_rv (the message in kw_last_error()). */
@@ -590,6 +643,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_lists_and_signs),
+		cmocka_unit_test(test_progress_on_terminal),
 		cmocka_unit_test(test_transfer_limits),
 		cmocka_unit_test(test_backup_holds_no_key_material),
 	};

@@ -664,6 +664,52 @@ static void test_deletekey(void **state)
 	free(err);
 }
 
+/* ksputil ARGS on a terminal (script(1)): stdout and stderr of the program together in *out. */
+static int run_tty(const char *mid, char **out, const char *args)
+{
+	return kwt_run(server.dir, out,
+		       "script -qec \"KEYWARD_CONF='%s' KEYWARD_MACHINE_ID_FILE='%s' '%s' %s\" /dev/null </dev/null",
+		       server.conf, mid, ksputil_path(), args);
+}
+
+/*
+ * Key generation says it is under way on a terminal (RSA 4096 takes
+ * seconds), and only there: not when standard error is a file or pipe,
+ * not with --quiet.
+ */
+static void test_createkey_wait_line(void **state)
+{
+	char *out = NULL, *err = NULL;
+
+	(void)state;
+	assert_int_equal(run_tty(mid_a, &out, "createkey --name waited --algorithm RSA --size 4096 -m"), 0);
+	assert_contains(out, "generating RSA 4096 key \"waited\" in the HSM (this takes a few seconds)... done");
+	assert_contains(out, "Created key \"waited\"");
+	free(out);
+	assert_int_equal(run_tty(mid_a, &out, "createkey --name waited2 --algorithm ECDSA -m --quiet"), 0);
+	assert_not_contains(out, "generating");
+	assert_contains(out, "Created key \"waited2\"");
+	free(out);
+	assert_int_equal(run(mid_a, &out, &err, "createkey --name waited3 --algorithm ECDSA -m"), 0);
+	assert_not_contains(err, "generating");
+	assert_not_contains(out, "generating");
+	free(out);
+	free(err);
+	/* a failure ends the line too */
+	assert_int_equal(run_tty(mid_a, &out, "createkey --name waited --algorithm ECDSA -m"), 1);
+	assert_contains(out, "generating ECDSA 256 key \"waited\" in the HSM... failed");
+	free(out);
+	assert_int_equal(run(mid_a, &out, &err, "deletekey --name waited -m --yes"), 0);
+	free(out);
+	free(err);
+	assert_int_equal(run(mid_a, &out, &err, "deletekey --name waited2 -m --yes"), 0);
+	free(out);
+	free(err);
+	assert_int_equal(run(mid_a, &out, &err, "deletekey --name waited3 -m --yes"), 0);
+	free(out);
+	free(err);
+}
+
 static void test_whoami_and_scopes(void **state)
 {
 	char *out = NULL, *err = NULL, user[KW_OWNER_MAX + 16], want[KW_OWNER_MAX + 96];
@@ -837,6 +883,7 @@ int main(void)
 		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_register_refusals),
 		cmocka_unit_test(test_deletekey),
+		cmocka_unit_test(test_createkey_wait_line),
 		cmocka_unit_test(test_whoami_and_scopes),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_ten_thousand_keys),
