@@ -1,27 +1,42 @@
 /*
  * keyward-ca's library, inside: what its files share. api.h is the way in
  * from outside; this header is for the library's own files. In the order
- * they build on each other (each uses only those above it):
+ * they build on each other (each uses only those above it; a file with a
+ * header of its own names it):
  *
- *   error.c     the one error type (api.h's enum ca_err)
- *   files.c     whole-file reads, atomic replacement; safe names; ca.conf-able text
- *   reason.c    CRL reason codes
- *   names.c     the names a certificate may carry
- *   request.c   PKCS#10 requests, parsed once
- *   template.c  issuance templates: built-ins, rules, extensions
- *   conf.c      ca.conf: reading, writing
- *   db.c        keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit, identity
- *   token.c     the CA key through libp11; key generation and listing through the module
- *   cert.c      CA certificates, subordinate requests, certificates built and signed
- *   crlder.c    a CRL's DER, built by hand
- *   instance.c  an open CA: ca_open, its identity checked, edits of ca.conf audited
- *   confchange.c configuration changes, audited (config set, templates)
- *   crl.c       full and delta CRLs, published
- *   issuance.c  the issuance pipeline; submit, approve, deny
- *   revoke.c    revoke, unrevoke
- *   query.c     status and listings
- *   setup.c     setup, install-cert
- *   keys.c      the keys a token holds, with or without a CA
+ *   error.c       the one error type (api.h's enum ca_err)
+ *   files.c       whole-file reads, atomic replacement; safe names; ca.conf-able text
+ *   reason.c      CRL reason codes
+ *   names.c       the names a certificate may carry
+ *   request.c     PKCS#10 requests, parsed once
+ *   template.c    issuance templates: built-ins, rules, extensions
+ *   conf.c        ca.conf: reading, writing
+ *   db.c          keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit, identity
+ *   db_status.c   certificate states for the OCSP responder, on a connection of its own (db_status.h)
+ *   p11raw.c      the module's own function list: key generation, batch signing (p11raw.h)
+ *   token.c       the CA key through libp11; key generation and listing through the module
+ *   batchsign.c   many certificates signed in one HSM round trip (keyward-pkcs11's "Keyward Batch")
+ *   cert.c        CA certificates, subordinate requests, certificates built and signed
+ *   crlder.c      a CRL's DER, built by hand
+ *   publish.c     the CA certificate in publish/, beside the CRLs (publish.h)
+ *   instance.c    an open CA: ca_open, its identity checked, edits of ca.conf audited
+ *   confchange.c  configuration changes, audited (config set, templates)
+ *   confexport.c  config export and import, without what belongs to one host
+ *   crl.c         full and delta CRLs, published
+ *   issuance.c    the issuance pipeline; submit, approve, deny
+ *   revoke.c      revoke, unrevoke
+ *   query.c       status and listings
+ *   setup.c       setup, install-cert
+ *   keys.c        the keys a token holds, with or without a CA
+ *   backup.c      backupdb, restoredb: a checked directory with a manifest
+ *   retire.c      retire: a final CRL, then no more issuing
+ *   hsmkeys.c     every owner's keys on a keyward HSM, through libkeyward
+ *   ocsp.c        OCSP requests decoded and answered, buffer to buffer (ocsp.h)
+ *   migrate.c     migrate: the whole move to a new server, checked
+ *   serve.c       serve: OCSP, CRLs and the CA certificate over HTTP (serve.h)
+ *
+ * Outside the library: keyfilter.c is keyward-ca-keyfilter.so, the PKCS#11
+ * module libp11 loads in front of the real one; cli/ is the command line.
  */
 #ifndef KW_CA_H
 #define KW_CA_H

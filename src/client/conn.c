@@ -4,8 +4,9 @@
  * CA and name, a Hello, then framed Request/Response exchanges, each bounded
  * by command_timeout. The socket stays non-blocking; every wait is a poll()
  * after OpenSSL said WANT_READ/WANT_WRITE, so bytes OpenSSL already buffered
- * are never waited for. SIGPIPE is blocked around writes, since a library
- * must not kill its host process when an HSM goes away.
+ * are never waited for. Writes go through send(MSG_NOSIGNAL) (a BIO of our
+ * own, below), since a library must not kill its host process with SIGPIPE
+ * when an HSM goes away.
  */
 #include "client/client.h"
 

@@ -2,12 +2,13 @@
  * keywardd internals shared between its files.
  *
  * Threads: one event loop per core (server.c) reads, runs and answers the
- * requests of its connections; the `slow` pool runs what takes long (key
- * generation, which can take a second for RSA-4096, init and unlock with
- * their KDF, audit flushes), so a burst of key generations never stalls
- * signing. Pool workers never touch a connection's SSL: they append the
- * encoded response to the connection's out-queue and wake its loop through
- * an eventfd.
+ * requests of its connections; the `slow` pool runs what takes long
+ * (kw_request_is_slow: key generation, which can take a second for
+ * RSA-4096, init and unlock with their KDF, audit verification, archiving
+ * and reading, a backup's snapshot and a restore's commit; and the audit
+ * flushes), so a burst of key generations never stalls signing. Pool
+ * workers never touch a connection's SSL: they append the encoded response
+ * to the connection's out-queue and wake its loop through an eventfd.
  */
 #ifndef KW_DAEMON_H
 #define KW_DAEMON_H
@@ -300,7 +301,8 @@ void kw_scratch_free(struct kw_scratch *s);
 
 /*
  * Runs one request and fills resp (status, message, body). May update peer
- * (Hello authenticates). Runs on a worker thread.
+ * (Hello authenticates). Runs on the connection's event loop, or on a slow
+ * pool worker when kw_request_is_slow says so.
  */
 void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keyward__Request *req,
 		       Keyward__Response *resp, struct kw_scratch *scratch);

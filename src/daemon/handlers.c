@@ -101,6 +101,7 @@ bool kw_request_is_slow(const Keyward__Request *req)
 	case KEYWARD__REQUEST__BODY_ADMIN_UNLOCK:
 	case KEYWARD__REQUEST__BODY_AUDIT_VERIFY:
 	case KEYWARD__REQUEST__BODY_AUDIT_ARCHIVE:
+	case KEYWARD__REQUEST__BODY_AUDIT_LIST: /* a page of the log, read from the store */
 	case KEYWARD__REQUEST__BODY_BACKUP_BEGIN:
 	case KEYWARD__REQUEST__BODY_RESTORE_COMMIT:
 		return true;
