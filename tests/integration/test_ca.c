@@ -917,13 +917,16 @@ static void test_existing_key(void **state)
 static void test_bad_input(void **state)
 {
 	const struct backend *b = *state;
-	const char *before, *out, *serial;
+	const char *before, *out, *serial, *held;
 	unsigned char *der;
 	size_t len;
 
 	enter(b, "input");
 	ca_ok("ca", "setup --name 'Input CA' --key-type EC-P256 --server-name ca.test %s", hsm_opts(b));
 	ca_ok("ca", "ca.cert ca.pem");
+	/* 12359d5: --key-type EC-P256 made a P-384 key (it tested the wrong character of the type) */
+	expect_has("ca.pem of an EC-P256 setup", cert_text("ca.pem"), "prime256v1");
+	expect_lacks("ca.pem of an EC-P256 setup", cert_text("ca.pem"), "secp384r1");
 	make_csr("ok", EC256, "/CN=ok.test", "-addext subjectAltName=DNS:ok.test");
 	serial = issue("ca", "ok", "WebServer");
 	before = ca_state("ca");
@@ -973,8 +976,18 @@ static void test_bad_input(void **state)
 	out = ca_refused("ca", 1, "submit ok.csr --template NoSuchTemplate --out nosuch.pem");
 	expect_has(last_cmd, out, "NoSuchTemplate");
 	expect_unchanged("an unknown template", before, ca_state("ca"));
+
+	/* 12359d5: a request naming nothing (no CN, no SAN) was issued by WebServer */
+	make_csr("nameless", EC256, "/O=Nobody Inc./C=US", "");
+	ca_refused("ca", 1, "submit nameless.csr --template WebServer --out nameless.pem");
+	expect_unchanged("a request naming nothing", before, ca_state("ca"));
+
+	/* 12359d5: an --out that cannot be written was found only after the certificate was issued */
+	out = ca_refused("ca", 1, "submit ok.csr --template WebServer --out no-such-dir/ok-again.pem");
+	expect_has(last_cmd, out, "no-such-dir/ok-again.pem");
+	expect_unchanged("a submit whose --out cannot be written", before, ca_state("ca"));
 	if (exists("garbage.pem") || exists("forged-cert.pem") || exists("weak.pem") || exists("email.pem") ||
-	    exists("nosuch.pem"))
+	    exists("nosuch.pem") || exists("nameless.pem"))
 		fail_full("a refused submit wrote a certificate:\n%s", sh_ok("ls -l"));
 
 	/* revoking a serial the CA never issued, then one twice */
@@ -989,6 +1002,19 @@ static void test_bad_input(void **state)
 	out = ca_refused("ca", 1, "revoke %s --reason keyCompromise", serial);
 	expect_has(last_cmd, out, "revoked");
 	expect_unchanged("revoking twice", before, ca_state("ca"));
+
+	/* 12359d5: a certificate on hold may be revoked for good (RFC 5280), and the revocation's
+	 * date is in the audit log */
+	make_csr("onhold", EC256, "/CN=onhold.test", "-addext subjectAltName=DNS:onhold.test");
+	held = issue("ca", "onhold", "WebServer");
+	ca_ok("ca", "revoke %s --reason certificateHold", held);
+	ca_ok("ca", "revoke %s --reason keyCompromise --date 2020-01-02T03:04:05Z", held);
+	out = ca_ok("ca", "view %s", held);
+	expect_has(last_cmd, out, "status: revoked");
+	expect_has(last_cmd, out, "keyCompromise");
+	out = ca_ok("ca", "audit");
+	expect_has("keyward-ca audit", out, keepf("serial %s reason keyCompromise date 2020-01-02T03:04:05Z", held));
+	before = ca_state("ca");
 
 	/* command lines that cannot be right whatever the CA holds: usage errors, exit 2, each named */
 	ca_refused("ca", 2, "no-such-command");
@@ -1348,6 +1374,8 @@ static void test_manual_approval(void **state)
 	expect_has("one.pem", ext_line(cert_text("one.pem"), "X509v3 Extended Key Usage"),
 		   "TLS Web Client Authentication");
 	expect_validity("one.pem", 30);
+	/* 12359d5: the approval is in the audit log, naming the request and the serial */
+	expect_has("keyward-ca audit", ca_ok("ca", "audit"), keepf("request %s issued as serial %s", id, serial));
 	ca_refused("ca", 1, "approve %s", id);
 
 	/* denied: never issued, and cannot be approved after */
