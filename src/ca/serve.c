@@ -44,6 +44,7 @@
 #include "ca/db_status.h"
 #include "ca/ocsp.h"
 #include "ca/publish.h"
+#include "ca/ocspder.h"
 #include "ca/serve.h"
 #include "common/log.h"
 
@@ -210,6 +211,7 @@ struct server {
 
 	pthread_rwlock_t signer_lock; /* read: signing; write: a renewed signer put in */
 	struct ocsp_signer signer;
+	struct ca_batch_signer *batch; /* the signer's key through the module's batch interface, if it has one */
 	EVP_PKEY *signer_pub; /* delegated: the key's public half; the certificate and key are owned here */
 	bool signer_owned;
 
@@ -489,9 +491,68 @@ static int on_change(void *arg, const char *serial)
 }
 
 /* Signs the answers in list, counting them down in the backlog; stops early when stopping. */
+/*
+ * The answers of list[from, from + n) signed in one HSM round trip
+ * (ocspder.c), those the CA knows (good or revoked) put in the cache.
+ */
+static void presign_batch(struct server *sv, const struct serials *list, size_t from, size_t n)
+{
+	struct ocsp_presign_item items[CA_SIGN_BATCH];
+	struct lookup l = {.sv = sv, .db = sv->pre};
+	time_t now = time(NULL);
+	size_t k = 0;
+	int rc;
+
+	for (size_t i = from; i < from + n; i++) {
+		memset(&items[k], 0, sizeof items[k]);
+		snprintf(items[k].serial, sizeof items[k].serial, "%s", list->v[i]);
+		if (lookup_status(&l, items[k].serial, &items[k].status) == 0 &&
+		    items[k].status.status != V_OCSP_CERTSTATUS_UNKNOWN)
+			k++;
+	}
+	if (!k)
+		return;
+	pthread_rwlock_rdlock(&sv->signer_lock);
+	{
+		struct ocsp_presign p = {.is = &sv->issuer,
+					 .signer_cert = sv->signer.cert,
+					 .include_cert = sv->signer.include_cert,
+					 .md = sv->signer.md,
+					 .batch = sv->batch};
+
+		rc = ocsp_presign_batch(&p, items, k, now, sv->sc.validity_seconds);
+	}
+	pthread_rwlock_unlock(&sv->signer_lock);
+	if (rc) {
+		atomic_fetch_add(&sv->hsm_errors, 1);
+		kw_log_limited("serve.sign", KW_LOG_ERROR, "keyward-ca serve: pre-signing: %s", ca_last_error());
+		return;
+	}
+	for (size_t i = 0; i < k; i++) {
+		cache_put(sv, items[i].serial,
+			  items[i].status.status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED : OCSP_OUT_GOOD,
+			  items[i].der, items[i].len, now, now + (time_t)sv->sc.validity_seconds, ~0ULL);
+		atomic_fetch_add(&sv->presigned, 1);
+		free(items[i].der);
+	}
+}
+
 static void presign_list(struct server *sv, const struct serials *list)
 {
 	atomic_fetch_add(&sv->backlog, (long long)list->n);
+	if (sv->batch) {
+		for (size_t i = 0; i < list->n; i += CA_SIGN_BATCH) {
+			size_t n = list->n - i < CA_SIGN_BATCH ? list->n - i : CA_SIGN_BATCH;
+
+			if (stopping(sv)) {
+				atomic_fetch_sub(&sv->backlog, (long long)(list->n - i));
+				return;
+			}
+			presign_batch(sv, list, i, n);
+			atomic_fetch_sub(&sv->backlog, (long long)n);
+		}
+		return;
+	}
 	for (size_t i = 0; i < list->n; i++) {
 		if (i % sv->sc.presign_batch == 0 && stopping(sv)) {
 			atomic_fetch_sub(&sv->backlog, (long long)(list->n - i));
@@ -1336,6 +1397,7 @@ static void server_free(struct server *sv)
 	}
 	ca_status_close(sv->live);
 	ca_status_close(sv->pre);
+	ca_batch_signer_close(sv->batch);
 	ca_close(sv->ca);
 	pthread_rwlock_destroy(&sv->signer_lock);
 	pthread_rwlock_destroy(&sv->cache_lock);
@@ -1396,6 +1458,19 @@ int ca_serve(const char *dir_in, const char *listen)
 		goto out;
 	if (ca_status_open(&sv->ca->conf, &sv->live) || ca_status_open(&sv->ca->conf, &sv->pre))
 		goto out;
+	{
+		/* the cache pre-signed in batches where the module offers it (KEYWARD_CA_BATCH=0: one by one) */
+		const char *want = getenv("KEYWARD_CA_BATCH");
+		char label[CA_NAME_MAX + 8];
+
+		snprintf(label, sizeof label, "ocsp-%s", sv->file);
+		if ((!want || strcmp(want, "0")) &&
+		    (sv->sc.signer_ca ? ca_batch_signer_open(&sv->ca->conf, sv->ca->pub, &sv->batch)
+				      : ca_batch_signer_open_label(&sv->ca->conf, label, sv->signer_pub, &sv->batch)))
+			goto out;
+		if (sv->batch)
+			kw_log(KW_LOG_INFO, "keyward-ca serve: pre-signing %d answers per HSM round trip", CA_SIGN_BATCH);
+	}
 
 	/* the signals are taken by sigwait below, in no other thread */
 	sigemptyset(&sigs);

@@ -423,13 +423,32 @@ static void test_second_responder(void **state)
 	(void)state;
 	port2 = kwt_free_port();
 	snprintf(log, sizeof log, "%s/serve2.log", work);
+	/* the second responder pre-signs one answer at a time (as on a module without the batch interface) */
+	assert_int_equal(setenv("KEYWARD_CA_BATCH", "0", 1), 0);
 	serve2_pid = serve_start(ca_dir, port2, log);
+	unsetenv("KEYWARD_CA_BATCH");
 	out = ocsp(port2, "-issuer ca.pem -cert rev.pem -cert good.pem -cert late.pem -no_nonce");
 	expect_has(out, "Response verify OK");
 	expect_has(out, "rev.pem: revoked");
 	expect_has(out, "good.pem: good");
 	expect_has(out, "late.pem: good");
 	free(out);
+	/* the first pre-signs through the batch interface, the second does not; both answered (above) */
+	{
+		char first[600], *log1, *log2;
+
+		snprintf(first, sizeof first, "%s/serve.log", work);
+		log1 = kwt_read_file(first, NULL);
+		log2 = kwt_read_file(log, NULL);
+		assert_non_null(log1);
+		assert_non_null(log2);
+		expect_has(log1, "answers per HSM round trip");
+		expect_has(log2, "on http://"); /* it said it serves, after it would have said how it pre-signs */
+		if (strstr(log2, "answers per HSM round trip"))
+			fail_msg("KEYWARD_CA_BATCH=0: the second responder pre-signed in batches:\n%s", log2);
+		free(log1);
+		free(log2);
+	}
 	/* a revocation (on hold) seen by both */
 	free(sh_ok(CA_CMD "'%s' revoke %s --reason certificateHold", ca_dir, serial));
 	for (int k = 0; k < 2; k++) {
