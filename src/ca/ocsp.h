@@ -85,6 +85,16 @@ OCSP_REQUEST *ocsp_request_decode(const unsigned char *der, size_t len);
 int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_REQUEST *req, ocsp_lookup_fn lookup,
 		void *arg, time_t now, unsigned validity, unsigned char **out, size_t *out_len, struct ocsp_result *res);
 
+/*
+ * ocsp_answer's first half: the response req asks for, unsigned, in *bs
+ * (a SingleResponse per id, the nonce echoed); or, when the answer is an
+ * error (malformed, unauthorized, a lookup failed), that answer's DER in
+ * *out and *bs NULL. res as ocsp_answer fills it. 0, or -1.
+ */
+int ocsp_answer_build(const struct ocsp_issuer *is, OCSP_REQUEST *req, ocsp_lookup_fn lookup, void *arg, time_t now,
+		      unsigned validity, OCSP_BASICRESP **bs, unsigned char **out, size_t *out_len,
+		      struct ocsp_result *res);
+
 /* A request for one serial under is, SHA-1 CertID, no nonce: what the cache pre-signs the answer to. */
 OCSP_REQUEST *ocsp_request_for_serial(const struct ocsp_issuer *is, const char *serial);
 

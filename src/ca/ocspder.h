@@ -29,4 +29,10 @@ struct ocsp_presign_item {
 int ocsp_presign_batch(const struct ocsp_presign *p, struct ocsp_presign_item *items, size_t n, time_t now,
 		       unsigned validity);
 
+/* The ResponseData of bs (built by ocsp_answer_build) for signer p, producedAt now, onto out. */
+int ocsp_der_tbs(const struct ocsp_presign *p, OCSP_BASICRESP *bs, time_t now, struct ca_der *out);
+/* The OCSPResponse of a signed ResponseData (tbs; alg: ca_batch_algorithm's; sig in X.509's form); malloc'd. */
+int ocsp_der_response(const struct ocsp_presign *p, const struct ca_der *tbs, const struct ca_der *alg,
+		      const unsigned char *sig, size_t sig_len, unsigned char **out, size_t *out_len);
+
 #endif
