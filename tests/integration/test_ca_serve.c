@@ -228,6 +228,18 @@ static const char *ocsp(unsigned short on, const char *fmt, ...)
 	return out;
 }
 
+/* openssl ocsp with args until its output has needle (the responder polls the database twice a second), at most 3 s. */
+static const char *ocsp_until(unsigned short on, const char *args, const char *needle)
+{
+	const char *out = ocsp(on, "%s", args);
+
+	for (int i = 0; i < 30 && !strstr(out, needle); i++) {
+		usleep(100 * 1000);
+		out = ocsp(on, "%s", args);
+	}
+	return out;
+}
+
 /* ---- OCSP ---- */
 
 static void test_ocsp_answers(void **state)
@@ -270,19 +282,13 @@ static void test_ocsp_answers(void **state)
 static void test_ocsp_revoke(void **state)
 {
 	const char *out = NULL, *serial = cert_serial("rev.pem");
-	bool revoked = false;
 
 	(void)state;
 	/* cached as good first */
 	ocsp(port, "-issuer ca.pem -cert rev.pem -no_nonce");
 	ca_ok(ca_dir, "revoke %s --reason keyCompromise", serial);
 	/* the next answer says revoked: the responder polls the database every half second */
-	for (int i = 0; i < 30 && !revoked; i++) {
-		out = ocsp(port, "-issuer ca.pem -cert rev.pem -no_nonce");
-		revoked = strstr(out, "rev.pem: revoked") != NULL;
-		if (!revoked)
-			usleep(100 * 1000);
-	}
+	out = ocsp_until(port, "-issuer ca.pem -cert rev.pem -no_nonce", "rev.pem: revoked");
 	expect_has(last_cmd, out, "rev.pem: revoked");
 	expect_has(last_cmd, out, "Reason: keyCompromise");
 	expect_has(last_cmd, out, "Revocation Time:");
@@ -290,11 +296,7 @@ static void test_ocsp_revoke(void **state)
 	/* backdated: revoked now, with the --date as its invalidityDate (RFC 5280 5.3.2) */
 	serial = cert_serial("old.pem");
 	ca_ok(ca_dir, "revoke %s --reason keyCompromise --date 2026-01-02T03:04:05Z", serial);
-	out = NULL;
-	for (int i = 0; i < 30 && !(out && strstr(out, "old.pem: revoked")); i++) {
-		out = ocsp(port, "-issuer ca.pem -cert old.pem -no_nonce -resp_text");
-		usleep(100 * 1000);
-	}
+	out = ocsp_until(port, "-issuer ca.pem -cert old.pem -no_nonce -resp_text", "old.pem: revoked");
 	expect_has(last_cmd, out, "old.pem: revoked");
 	expect_has(last_cmd, out, "Invalidity Date");
 	expect_has(last_cmd, out, "Jan  2 03:04:05 2026 GMT");
@@ -374,30 +376,14 @@ static void test_second_responder(void **state)
 	/* a revocation (on hold) seen by both */
 	ca_ok(ca_dir, "revoke %s --reason certificateHold", serial);
 	for (int k = 0; k < 2; k++) {
-		bool seen = false;
-
-		out = NULL;
-		for (int i = 0; i < 30 && !seen; i++) {
-			out = ocsp(k ? port2 : port, "-issuer ca.pem -cert late.pem -no_nonce");
-			seen = strstr(out, "late.pem: revoked") != NULL;
-			if (!seen)
-				usleep(100 * 1000);
-		}
+		out = ocsp_until(k ? port2 : port, "-issuer ca.pem -cert late.pem -no_nonce", "late.pem: revoked");
 		expect_has(last_cmd, out, "late.pem: revoked");
 		expect_has(last_cmd, out, "Reason: certificateHold");
 	}
 	/* taken back: good again, on both */
 	ca_ok(ca_dir, "unrevoke %s", serial);
 	for (int k = 0; k < 2; k++) {
-		bool good = false;
-
-		out = NULL;
-		for (int i = 0; i < 30 && !good; i++) {
-			out = ocsp(k ? port2 : port, "-issuer ca.pem -cert late.pem -no_nonce");
-			good = strstr(out, "late.pem: good") != NULL;
-			if (!good)
-				usleep(100 * 1000);
-		}
+		out = ocsp_until(k ? port2 : port, "-issuer ca.pem -cert late.pem -no_nonce", "late.pem: good");
 		expect_has(last_cmd, out, "late.pem: good");
 	}
 	serve_stop(serve2_pid);
