@@ -58,8 +58,7 @@ int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch
 	return ca_batch_signer_open_label(c, c->key, pub, out);
 }
 
-int ca_batch_signer_open_label(const struct ca_conf *c, const char *label, EVP_PKEY *pub,
-			       struct ca_batch_signer **out)
+int ca_batch_signer_open_label(const struct ca_conf *c, const char *label, EVP_PKEY *pub, struct ca_batch_signer **out)
 {
 	struct ca_batch_signer *s;
 	CK_C_GetInterface get;

@@ -18,7 +18,7 @@
 #include "ca/ca.h"
 #include "ca/ocsp.h"
 
-static const char *const outcome_names[OCSP_OUT_N] = {"good",	      "revoked",      "unknown",
+static const char *const outcome_names[OCSP_OUT_N] = {"good",	   "revoked",	   "unknown",
 						      "malformed", "unauthorized", "internal_error"};
 
 const char *ocsp_outcome_name(enum ocsp_outcome o)
@@ -127,8 +127,7 @@ void ocsp_error_bytes(int status, const unsigned char **der, size_t *len)
 	*len = sizeof err_bytes[status];
 }
 
-static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, size_t *out_len,
-			struct ocsp_result *res)
+static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, size_t *out_len, struct ocsp_result *res)
 {
 	const unsigned char *p;
 	size_t n;
@@ -144,7 +143,7 @@ static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, si
 
 static enum ocsp_outcome outcome_of(int status)
 {
-	return status == V_OCSP_CERTSTATUS_GOOD ? OCSP_OUT_GOOD
+	return status == V_OCSP_CERTSTATUS_GOOD	     ? OCSP_OUT_GOOD
 	       : status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED
 						     : OCSP_OUT_UNKNOWN;
 }
@@ -200,9 +199,9 @@ int ocsp_answer_build(const struct ocsp_issuer *is, OCSP_REQUEST *req, ocsp_look
 		}
 		if (st.status == V_OCSP_CERTSTATUS_REVOKED && !(revoked = ASN1_TIME_set(NULL, st.revoked_at)))
 			goto internal;
-		single = OCSP_basic_add1_status(bs, cid, st.status,
-						st.status == V_OCSP_CERTSTATUS_REVOKED && st.reason > 0 ? st.reason : -1,
-						revoked, this_update, next_update);
+		single = OCSP_basic_add1_status(
+			bs, cid, st.status, st.status == V_OCSP_CERTSTATUS_REVOKED && st.reason > 0 ? st.reason : -1,
+			revoked, this_update, next_update);
 		ASN1_TIME_free(revoked);
 		if (!single)
 			goto internal;

@@ -97,8 +97,8 @@ int ocsp_der_tbs(const struct ocsp_presign *p, OCSP_BASICRESP *bs, time_t now, s
 	/* each SingleResponse and response extension (a nonce) as OpenSSL encodes it */
 	for (int i = 0; i < OCSP_resp_count(bs); i++) {
 		unsigned char *der = NULL;
-		int len = i2d_OCSP_SINGLERESP(OCSP_resp_get0(bs, i), &der), bad = len <= 0 ||
-										     ca_der_put(&singles, der, (size_t)len);
+		int len = i2d_OCSP_SINGLERESP(OCSP_resp_get0(bs, i), &der),
+		    bad = len <= 0 || ca_der_put(&singles, der, (size_t)len);
 
 		OPENSSL_free(der);
 		if (bad) {
@@ -108,8 +108,8 @@ int ocsp_der_tbs(const struct ocsp_presign *p, OCSP_BASICRESP *bs, time_t now, s
 	}
 	for (int i = 0; i < OCSP_BASICRESP_get_ext_count(bs); i++) {
 		unsigned char *der = NULL;
-		int len = i2d_X509_EXTENSION(OCSP_BASICRESP_get_ext(bs, i), &der), bad = len <= 0 ||
-										      ca_der_put(&exts, der, (size_t)len);
+		int len = i2d_X509_EXTENSION(OCSP_BASICRESP_get_ext(bs, i), &der),
+		    bad = len <= 0 || ca_der_put(&exts, der, (size_t)len);
 
 		OPENSSL_free(der);
 		if (bad) {
@@ -160,8 +160,8 @@ int ocsp_der_response(const struct ocsp_presign *p, const struct ca_der *tbs, co
 		goto out;
 	if (cert_len > 0) {
 		struct ca_der list = {0};
-		int bad = ca_der_tlv(&list, 0x30, cert, (size_t)cert_len) || ca_der_tlv(&certs, 0xa0, list.p, list.len) ||
-			  ca_der_put(&seq, certs.p, certs.len);
+		int bad = ca_der_tlv(&list, 0x30, cert, (size_t)cert_len) ||
+			  ca_der_tlv(&certs, 0xa0, list.p, list.len) || ca_der_put(&seq, certs.p, certs.len);
 
 		ca_der_free(&list);
 		if (bad)

@@ -10,8 +10,8 @@
 
 struct ocsp_presign {
 	const struct ocsp_issuer *is;
-	X509 *signer_cert;	       /* the responder: the CA's certificate or the delegated one */
-	bool include_cert;	       /* put it in the answer (a delegated signer) */
+	X509 *signer_cert; /* the responder: the CA's certificate or the delegated one */
+	bool include_cert; /* put it in the answer (a delegated signer) */
 	const EVP_MD *md;
 	struct ca_batch_signer *batch; /* the signer's key, on a module with the batch interface */
 };

@@ -174,9 +174,8 @@ enum endpoint { EP_OCSP, EP_CRL, EP_CA, EP_HEALTH, EP_METRICS, EP_OTHER, EP_N };
 static const char *const endpoint_names[EP_N] = {"ocsp", "crl", "ca", "health", "metrics", "other"};
 /* outcomes: ocsp.h's, then HTTP's */
 enum { O_OK = OCSP_OUT_N, O_NOT_MODIFIED, O_BAD_REQUEST, O_NOT_FOUND, O_TOO_LARGE, O_METHOD, O_UNAVAILABLE, O_N };
-static const char *const http_outcome_names[] = {"ok",	      "not_modified",	    "bad_request",
-						 "not_found", "too_large",	    "method_not_allowed",
-						 "unavailable"};
+static const char *const http_outcome_names[] = {"ok",	      "not_modified",	    "bad_request", "not_found",
+						 "too_large", "method_not_allowed", "unavailable"};
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
 
@@ -218,7 +217,7 @@ struct server {
 		struct sign_job *head, **tail;
 		bool stop, started;
 		pthread_t tid;
-	} q; /* answers to live requests, signed CA_SIGN_BATCH at a time (with batch) */
+	} q;		      /* answers to live requests, signed CA_SIGN_BATCH at a time (with batch) */
 	EVP_PKEY *signer_pub; /* delegated: the key's public half; the certificate and key are owned here */
 	bool signer_owned;
 
@@ -529,8 +528,8 @@ static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct lookup *l, 
 	unsigned char *out = NULL;
 	size_t out_len = 0;
 	time_t now = time(NULL);
-	int rc = ocsp_answer_build(&sv->issuer, req, lookup_status, l, now, sv->sc.validity_seconds, &bs, der, len,
-				   res);
+	int rc =
+		ocsp_answer_build(&sv->issuer, req, lookup_status, l, now, sv->sc.validity_seconds, &bs, der, len, res);
 
 	if (rc || !bs)
 		return rc; /* an error answer (or none) */
@@ -772,7 +771,8 @@ static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 	snprintf(cn, sizeof cn, "%.48s OCSP Responder", sv->ca->conf.name);
 	if (!t || !d)
 		goto out;
-	if (!csr || !name || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
+	if (!csr || !name ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
 	    !X509_REQ_set_subject_name(csr, name) || !X509_REQ_set_pubkey(csr, pub) ||
 	    X509_REQ_sign(csr, priv, ca_md(&sv->ca->conf)) <= 0 || (len = i2d_X509_REQ(csr, &der)) <= 0) {
 		ca_error("cannot make the OCSP signer's request");
@@ -878,8 +878,8 @@ static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 	time_t nb, na;
 
 	if (!x || !pub || X509_verify(x, X509_get0_pubkey(ca_certificate(sv->ca))) != 1 ||
-	    EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1 ||
-	    !ASN1_TIME_to_tm(X509_get0_notBefore(x), &a) || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &b)) {
+	    EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1 || !ASN1_TIME_to_tm(X509_get0_notBefore(x), &a) ||
+	    !ASN1_TIME_to_tm(X509_get0_notAfter(x), &b)) {
 		ERR_clear_error();
 		return false;
 	}
@@ -1069,8 +1069,8 @@ static void http_date(time_t t, char *out, size_t size)
 	strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, struct rctx *r, unsigned status, int outcome,
-			     const char *type, const void *body, size_t len)
+static enum MHD_Result reply(struct MHD_Connection *c, struct rctx *r, unsigned status, int outcome, const char *type,
+			     const void *body, size_t len)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
@@ -1594,10 +1594,12 @@ int ca_serve(const char *dir_in, const char *listen)
 		ca_error("out of memory");
 		goto out;
 	}
-	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) || ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
+	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) ||
+	    ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
 		goto out;
 	if (sv->sc.signer_ca)
-		sv->signer = (struct ocsp_signer){.cert = ca_certificate(sv->ca), .key = sv->ca->priv, .md = ca_md(&sv->ca->conf)};
+		sv->signer = (struct ocsp_signer){
+			.cert = ca_certificate(sv->ca), .key = sv->ca->priv, .md = ca_md(&sv->ca->conf)};
 	else if (signer_delegated(sv))
 		goto out;
 	if (ca_status_open(&sv->ca->conf, &sv->live) || ca_status_open(&sv->ca->conf, &sv->pre))
@@ -1613,7 +1615,8 @@ int ca_serve(const char *dir_in, const char *listen)
 				      : ca_batch_signer_open_label(&sv->ca->conf, label, sv->signer_pub, &sv->batch)))
 			goto out;
 		if (sv->batch)
-			kw_log(KW_LOG_INFO, "keyward-ca serve: pre-signing %d answers per HSM round trip", CA_SIGN_BATCH);
+			kw_log(KW_LOG_INFO, "keyward-ca serve: pre-signing %d answers per HSM round trip",
+			       CA_SIGN_BATCH);
 	}
 	pthread_mutex_init(&sv->q.mu, NULL);
 	pthread_cond_init(&sv->q.work, NULL);
@@ -1628,15 +1631,13 @@ int ca_serve(const char *dir_in, const char *listen)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-				     (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-			     0, NULL, NULL, handle, sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-			     MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
-			     sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
-			     MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-			     (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED, completed, sv,
-			     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-			     MHD_OPTION_END);
+	d = MHD_start_daemon(
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
+		NULL, NULL, handle, sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
+		sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
+		MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, completed, sv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
 	if (!d) {
 		ca_error("cannot listen on %s: %s", sv->sc.listen, strerror(errno));
 		goto out;

@@ -367,7 +367,8 @@ static void test_second_responder(void **state)
 		assert_non_null(log1);
 		assert_non_null(log2);
 		expect_has("serve.log", log1, "answers per HSM round trip");
-		expect_has("serve2.log", log2, "on http://"); /* it said it serves, after it would have said how it pre-signs */
+		expect_has("serve2.log", log2,
+			   "on http://"); /* it said it serves, after it would have said how it pre-signs */
 		if (strstr(log2, "answers per HSM round trip"))
 			fail_msg("KEYWARD_CA_BATCH=0: the second responder pre-signed in batches:\n%s", log2);
 		free(log1);
@@ -571,8 +572,14 @@ static bool closed_within(int fd, int seconds)
 
 static void test_hostile(void **state)
 {
-	static const char *const paths[] = {"/ocsp", "/", "/crl/Serve-Test-CA.crl", "/crl/Serve-Test-CA+.crl",
-					    "/ca/Serve-Test-CA.crt", "/health", "/metrics", "/nothing"};
+	static const char *const paths[] = {"/ocsp",
+					    "/",
+					    "/crl/Serve-Test-CA.crl",
+					    "/crl/Serve-Test-CA+.crl",
+					    "/ca/Serve-Test-CA.crt",
+					    "/health",
+					    "/metrics",
+					    "/nothing"};
 	char req[1024], *resp, *big;
 	size_t len;
 	int slow[8];
@@ -603,8 +610,9 @@ static void test_hostile(void **state)
 		/* oversize: chunked, never announced */
 		big = malloc(80 * 1024 + 512);
 		assert_non_null(big);
-		len = (size_t)sprintf(big, "POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-					   "Connection: close\r\n\r\n%x\r\n",
+		len = (size_t)sprintf(big,
+				      "POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+				      "Connection: close\r\n\r\n%x\r\n",
 				      paths[i], 70 * 1024);
 		memset(big + len, 'A', 70 * 1024);
 		len += 70 * 1024;
@@ -641,9 +649,9 @@ static void test_hostile(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ocsp_answers),	 cmocka_unit_test(test_ocsp_revoke),
-		cmocka_unit_test(test_ocsp_get),	 cmocka_unit_test(test_second_responder),
-		cmocka_unit_test(test_ca_key_signer),	 cmocka_unit_test(test_crl_aia),
+		cmocka_unit_test(test_ocsp_answers),   cmocka_unit_test(test_ocsp_revoke),
+		cmocka_unit_test(test_ocsp_get),       cmocka_unit_test(test_second_responder),
+		cmocka_unit_test(test_ca_key_signer),  cmocka_unit_test(test_crl_aia),
 		cmocka_unit_test(test_health_metrics), cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_url_bases),
 	};
