@@ -15,7 +15,7 @@
  *   db_status.c   certificate states for the OCSP responder, on a connection of its own (db_status.h)
  *   p11raw.c      the module's own function list: key generation, batch signing (p11raw.h)
  *   token.c       the CA key through libp11; key generation and listing through the module
- *   batchsign.c   many certificates signed in one HSM round trip (keyward-pkcs11's "Keyward Batch")
+ *   batchsign.c   many signatures in one HSM round trip (keyward-pkcs11's "Keyward Batch")
  *   cert.c        CA certificates, subordinate requests, certificates built and signed
  *   crlder.c      a CRL's DER, built by hand
  *   publish.c     the CA certificate in publish/, beside the CRLs (publish.h)
@@ -32,6 +32,7 @@
  *   retire.c      retire: a final CRL, then no more issuing
  *   hsmkeys.c     every owner's keys on a keyward HSM, through libkeyward
  *   ocsp.c        OCSP requests decoded and answered, buffer to buffer (ocsp.h)
+ *   ocspder.c     the cache's OCSP answers assembled by hand, signed in batches (ocspder.h)
  *   migrate.c     migrate: the whole move to a new server, checked
  *   serve.c       serve: OCSP, CRLs and the CA certificate over HTTP (serve.h)
  *
