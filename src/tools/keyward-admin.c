@@ -793,7 +793,8 @@ static int write_file_atomic(const char *path, const unsigned char *data, size_t
 
 static void when_text(int64_t t, char *out, size_t size);
 
-#define AUDIT_LINE_MAX (8u * 65536u + 4096u) /* an exported line: four fields of 64 KiB, escaped */
+/* an exported line at most: four fields of 64 KiB, each byte escaped as \u00XX at worst */
+#define AUDIT_LINE_MAX (4u * 6u * 65536u + 4096u)
 
 static bool valid_utf8(const char *s)
 {
@@ -1181,25 +1182,35 @@ static int verify_export(const char *path, uint64_t expect_seq, const unsigned c
 	unsigned char prev[32] = {0}, zeros[32] = {0};
 	uint64_t next = 0, records = 0, first = 0;
 	unsigned long lineno = 0;
-	char *line = NULL, problem[400] = "";
-	size_t cap = 0;
-	ssize_t got;
+	char problem[400] = "";
 	bool expect_found = false;
 	FILE *f = fopen(path, "re");
+	/* one line at a time, in a buffer of the longest line an export can hold */
+	char *line = malloc(AUDIT_LINE_MAX + 2);
 	char hex[65];
 
-	if (!f) {
-		fprintf(stderr, "keyward-admin: audit verify --file: cannot open %s: %s\n", path, strerror(errno));
+	if (!f || !line) {
+		fprintf(stderr, "keyward-admin: audit verify --file: cannot open %s: %s\n", path,
+			f ? "out of memory" : strerror(errno));
+		if (f)
+			fclose(f);
+		free(line);
 		return 1;
 	}
-	while (!problem[0] && (got = getline(&line, &cap, f)) > 0) {
+	while (!problem[0] && fgets(line, AUDIT_LINE_MAX + 2, f)) {
 		struct kw_audit_entry e;
 		unsigned char h[32];
 		json_t *o = NULL, *seq, *t;
+		size_t got = strlen(line);
 
 		lineno++;
 		memset(&e, 0, sizeof e);
-		if ((size_t)got > AUDIT_LINE_MAX || !(o = json_loads(line, 0, NULL)) || !json_is_object(o) ||
+		if (got > AUDIT_LINE_MAX || (line[got - 1] != '\n' && !feof(f))) {
+			snprintf(problem, sizeof problem, "line %lu: longer than an exported record can be (%u bytes)",
+				 lineno, AUDIT_LINE_MAX);
+			break;
+		}
+		if (!(o = json_loads(line, 0, NULL)) || !json_is_object(o) ||
 		    !json_is_integer(seq = json_object_get(o, "seq")) || json_integer_value(seq) < 1 ||
 		    !json_is_integer(t = json_object_get(o, "time")) || !json_hash(o, "prev_hash", e.prev_hash) ||
 		    !json_hash(o, "hash", e.hash) || !(e.partition = json_text_field(o, "partition")) ||

@@ -801,6 +801,13 @@ static void test_audit_read(void **state)
 	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify --file %s", file), 1);
 	assert_non_null(strstr(out, "record 6 where 5 belongs"));
 	free(out);
+	/* a line longer than any record can be is refused, not read into memory whole */
+	snprintf(cmd, sizeof cmd, "head -c 3000000 /dev/zero | tr '\\0' x > %s", file);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kwt_admin(&s, NULL, &out, "audit verify --file %s", file), 1);
+	if (!strstr(out, "line 1: longer than an exported record can be"))
+		fail_msg("a 3 MB line: %s", out);
+	free(out);
 
 	/* bytes that are not UTF-8, and a terminal escape, in a (consistently rehashed) record */
 	snprintf(db, sizeof db, "%s/keystore.db", s.dir);
