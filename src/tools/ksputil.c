@@ -142,7 +142,7 @@ static void usage(FILE *out)
 		"                                       exchange the partition's setup password for a credential;\n"
 		"                                       the PIN has at least 8 characters; --force replaces\n"
 		"                                       an existing credential\n"
-		"  help                                 this text\n"
+		"  help, --version                      this text; the program and its version\n"
 		"\n"
 		"Names ending in \".global\" belong to the shared owner " KW_OWNER_SHARED ". --pin-file F gives the\n"
 		"PIN of an encrypted credential key file (mode 0600); register --pin-file records it as\n"
