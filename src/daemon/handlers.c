@@ -250,6 +250,9 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
+	if (rv == KW_ERR_STORE || rv == KW_ERR_NO_MEMORY)
+		/* the store could not answer (a shared store unreachable): no verdict on the credential, no lockout */
+		return kw_error_set(KW_ERR_STORE, "%s could not be checked: %s", who, kw_last_error());
 	if (rv) {
 		char why[200];
 		snprintf(why, sizeof why, "%s", kw_last_error());

@@ -20,7 +20,8 @@
  *
  * Integers are BIGINT and blobs BYTEA; results come back in binary
  * format. A connection that broke is reset before the next transaction
- * or read, never inside a transaction.
+ * or read, never inside a transaction; a lone read or a BEGIN that finds
+ * it broken is sent again once on the new connection.
  */
 #include "keystore/backend.h"
 
@@ -202,10 +203,23 @@ static kw_rv pg_run(struct pg_backend *p, const char *sql, const struct args *a,
 	if (rv)
 		return rv;
 	kw_debug(KW_DEBUG_STORE, "store %s: %s", p->where, sql);
-	if (a)
-		r = PQexecParams(p->conn, sql, a->n, a->type, a->val, a->len, a->fmt, 1);
-	else
-		r = PQexecParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 1);
+	for (int attempt = 0;; attempt++) {
+		if (a)
+			r = PQexecParams(p->conn, sql, a->n, a->type, a->val, a->len, a->fmt, 1);
+		else
+			r = PQexecParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 1);
+		/*
+		 * A connection found broken outside a transaction (the server
+		 * restarted since the last call) is reset and the statement sent
+		 * once more: it is a lone read or a BEGIN, which nothing saw.
+		 */
+		if (attempt > 0 || p->in_tx || PQstatus(p->conn) != CONNECTION_BAD)
+			break;
+		PQclear(r);
+		rv = pg_ready(p);
+		if (rv)
+			return rv;
+	}
 	if (!r)
 		return pg_fail(p, NULL, what);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {

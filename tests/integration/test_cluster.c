@@ -4,7 +4,8 @@
  * directory. A key created on one node signs on the other; a key moved
  * (ksputil chkeysowner) or deleted on one node is gone on the other at
  * once, also from its key cache; the audit chain stays one verified chain
- * after both nodes wrote to it at the same time.
+ * after both nodes wrote to it at the same time; PostgreSQL stopped says
+ * so (never "revoked"), and restarted, the nodes serve again at once.
  *
  * Runs under tests/pg/with-pg, which starts a throwaway PostgreSQL cluster
  * and names its database in KW_TEST_PG_DB.
@@ -222,6 +223,54 @@ static void test_audit_chain_after_concurrent_writes(void **state)
 	free(out2);
 }
 
+/* scripts/pg-throwaway --stop, or a start on the same directory and port */
+static void pg_cluster(bool start)
+{
+	const char *script = getenv("KW_TEST_PG_SCRIPT"), *dir = getenv("KW_TEST_PG_DIR");
+	const char *url = getenv("KW_TEST_PG_URL");
+	char cmd[1200];
+
+	assert_non_null(script);
+	assert_non_null(dir);
+	assert_non_null(url);
+	if (start)
+		snprintf(cmd, sizeof cmd, "'%s' '%s' %s >/dev/null", script, dir, strrchr(url, ':') + 1);
+	else
+		snprintf(cmd, sizeof cmd, "'%s' --stop '%s'", script, dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_postgres_restart(void **state)
+{
+	struct cluster *k = *state;
+	unsigned char spki[512], sig[132];
+	size_t spki_len = 0, sig_len;
+	kw_client *fresh = NULL;
+	uint64_t id;
+	kw_rv rv;
+
+	kwt_gen_ec(k->c1, "survivor", &id, spki, &spki_len);
+	assert_signs(k->c2, id, spki, spki_len);
+	pg_cluster(false);
+	/* a request while the store is down fails with an error that says so */
+	rv = sign_digest(k->c1, id, sig, &sig_len);
+	assert_int_not_equal(rv, KW_OK);
+	/* a new connection's credential cannot be checked: said so, not "revoked" */
+	kwt_ok(kw_client_new(k->n2.conf, &fresh));
+	rv = sign_digest(fresh, id, sig, &sig_len);
+	assert_int_not_equal(rv, KW_OK);
+	if (!strstr(kw_last_error(), "could not be checked") || strstr(kw_last_error(), "revoked"))
+		fail_msg("while PostgreSQL is down: %s", kw_last_error());
+	kw_client_free(fresh);
+	pg_cluster(true);
+	/* back: both nodes serve at the first request, without a restart of their own */
+	assert_signs(k->c1, id, spki, spki_len);
+	assert_signs(k->c2, id, spki, spki_len);
+	kwt_ok(kw_client_new(k->n1.conf, &fresh));
+	assert_signs(fresh, id, spki, spki_len);
+	kw_client_free(fresh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +278,7 @@ int main(void)
 		cmocka_unit_test(test_create_on_one_sign_on_other),
 		cmocka_unit_test(test_chkeysowner_on_two_seen_on_one),
 		cmocka_unit_test(test_audit_chain_after_concurrent_writes),
+		cmocka_unit_test(test_postgres_restart),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

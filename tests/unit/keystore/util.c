@@ -206,7 +206,7 @@ static void pg_sql(const char *in, char *out, size_t cap)
 		int n = 0, len = 0;
 		char a[256];
 
-		if ((in[0] == 'x' || in[0] == 'X') && in[1] == '\'' && o > 0 && strchr(" (,=", in[-1]) &&
+		if ((in[0] == 'x' || in[0] == 'X') && in[1] == '\'' && (o == 0 || strchr(" (,=", in[-1])) &&
 		    strchr(in + 2, '\'')) {
 			const char *e = strchr(in + 2, '\'');
 			PUT("'\\x%.*s'::bytea", (int)(e - in - 2), in + 2);
