@@ -278,6 +278,14 @@ struct ca_migrate {
 };
 int ca_migrate(const struct ca_migrate *m);
 
+/* ---- on the network ---- */
+/*
+ * keyward-ca serve (serve.c): OCSP, the CRLs and the CA certificate over
+ * HTTP for the CA in dir, until SIGTERM or SIGINT; listen (HOST:PORT, may
+ * be NULL) overrides serve.conf's. Holds the CA open (restoredb waits).
+ */
+int ca_serve(const char *dir, const char *listen);
+
 /* ---- configuration ---- */
 /* Sets one [ca] key, checked and audited; *changed false if it already had that value. */
 int ca_config_set(struct ca *ca, const char *key, const char *value, bool *changed);

@@ -93,10 +93,17 @@ static int hex_digit(char c)
 
 int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason)
 {
-	/* Extensions { Extension { id-ce-cRLReasons, OCTET STRING { ENUMERATED reason } } } */
-	unsigned char reason_ext[] = {0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55,
-				      0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, (unsigned char)reason};
-	unsigned char entry[128], num[40];
+	return ca_der_revoked_entry_ext(d, serial, when, reason, 0);
+}
+
+int ca_der_revoked_entry_ext(struct ca_der *d, const char *serial, time_t when, int reason, time_t invalid_at)
+{
+	/* Extension { id-ce-cRLReasons, OCTET STRING { ENUMERATED reason } } */
+	unsigned char reason_ext[] = {0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d,
+				      0x15, 0x04, 0x03, 0x0a, 0x01, (unsigned char)reason};
+	/* Extension { id-ce-invalidityDate, OCTET STRING { GeneralizedTime } } (RFC 5280 5.3.2) */
+	unsigned char invalid_ext[26] = {0x30, 0x18, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 0x11, 0x18, 0x0f};
+	unsigned char entry[160], num[40];
 	size_t hex = strlen(serial), nb = 1, first, e = 0, i = 0;
 	struct tm tm;
 	char t[20];
@@ -136,9 +143,24 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
 		memcpy(entry + e, t, 15);
 		e += 15;
 	}
-	if (reason > 0) { /* unspecified is left out, as RFC 5280 recommends */
-		memcpy(entry + e, reason_ext, sizeof reason_ext);
-		e += sizeof reason_ext;
+	if (reason > 0 || invalid_at > 0) {
+		/* Extensions: the reason (unspecified is left out, as RFC 5280 recommends), the invalidity date */
+		size_t n = (reason > 0 ? sizeof reason_ext : 0) + (invalid_at > 0 ? sizeof invalid_ext : 0);
+
+		e += header(entry + e, 0x30, n);
+		if (reason > 0) {
+			memcpy(entry + e, reason_ext, sizeof reason_ext);
+			e += sizeof reason_ext;
+		}
+		if (invalid_at > 0) {
+			gmtime_r(&invalid_at, &tm);
+			if (tm.tm_year + 1900 > 9999)
+				return ca_error("invalidity date past the year 9999");
+			strftime(t, sizeof t, "%Y%m%d%H%M%SZ", &tm);
+			memcpy(invalid_ext + 11, t, 15);
+			memcpy(entry + e, invalid_ext, sizeof invalid_ext);
+			e += sizeof invalid_ext;
+		}
 	}
 	return put_tlv(d, 0x30, entry, e);
 }
