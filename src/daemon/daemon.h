@@ -52,7 +52,7 @@ struct kw_server_config {
 	char audit_archive_dir[512];     /* [audit] archive_dir, "": beside a SQLite store */
 	char log_level[16];
 	char dev_dir[400];       /* set in development mode */
-	bool dev_join;           /* --dev on a shared store DIR's first node made: join it */
+	bool dev_join;		 /* --dev on a shared store DIR's first node made: join it */
 };
 
 void kw_server_config_defaults(struct kw_server_config *cfg);

@@ -178,7 +178,8 @@ static kw_rv join_shared(struct kw_server *srv)
 				    kw_last_error());
 	snprintf(path, sizeof path, "%s/client/%s.crt", dir, DEV_PARTITION);
 	if (access(path, F_OK) != 0)
-		return kw_error_set(KW_ERR_CONFIG, "--dev: %s is missing: the node that made this store wrote it", path);
+		return kw_error_set(KW_ERR_CONFIG, "--dev: %s is missing: the node that made this store wrote it",
+				    path);
 	srv->cfg.dev_join = true;
 	kw_keystore_audit(srv->ks, "", "keywardd", "dev.join", "a further node of the development store");
 	return KW_OK;
@@ -217,7 +218,8 @@ kw_rv kw_dev_prepare(struct kw_server *srv)
 	OPENSSL_cleanse(hash, sizeof hash);
 	if (rv == KW_OK)
 		kw_keystore_audit(srv->ks, "", "keywardd", "dev.prepare",
-				  shared ? "development store on PostgreSQL, partition dev" : "development store, partition dev");
+				  shared ? "development store on PostgreSQL, partition dev"
+					 : "development store, partition dev");
 	return rv;
 }
 

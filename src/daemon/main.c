@@ -28,7 +28,8 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: keywardd [--config FILE] [--store URL] [--listen HOST:PORT] [--log-level error|warn|info|debug]\n"
+	fprintf(out, "usage: keywardd [--config FILE] [--store URL] [--listen HOST:PORT] [--log-level "
+		     "error|warn|info|debug]\n"
 		     "       keywardd --dev DIR [--store postgresql://...] [--listen HOST:PORT]\n"
 		     "       keywardd --version\n"
 		     "\n"
@@ -112,7 +113,9 @@ int main(int argc, char **argv)
 		case 'c': config = optarg; break;
 		case 'd': dev = optarg; break;
 		case 'l': listen = optarg; break;
-		case 's': store = optarg; break;
+		case 's':
+			store = optarg;
+			break;
 		case 'L': level = optarg; break;
 		case 'C':
 			allow_core_dumps = true;

@@ -33,17 +33,20 @@ kw_rv kw_dev_config(struct kw_server_config *cfg, const char *store)
 		if (cfg->dev_join) {
 			port = strrchr(cfg->listen, ':');
 			if (port && atoi(port + 1) > 0)
-				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%d.sock", dir, atoi(port + 1));
+				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%d.sock", dir,
+					 atoi(port + 1));
 			else
-				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%ld.sock", dir, (long)getpid());
+				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%ld.sock", dir,
+					 (long)getpid());
 		}
 		return KW_OK;
 	}
 	if (store)
-		return kw_error_set(KW_ERR_CONFIG,
-				    "--dev: --store takes a postgresql:// URL, not \"%s\" (without --store the store is "
-				    "SQLite in DIR)",
-				    store);
+		return kw_error_set(
+			KW_ERR_CONFIG,
+			"--dev: --store takes a postgresql:// URL, not \"%s\" (without --store the store is "
+			"SQLite in DIR)",
+			store);
 	for (unsigned i = 0; i < sizeof old / sizeof old[0]; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, old[i]);
 		unlink(path);

@@ -235,8 +235,7 @@ static kw_rv pg_run(struct pg_backend *p, const char *sql, const struct args *a,
 }
 
 /* Runs a statement that changes rows; *changed (when not NULL) is how many. */
-static kw_rv pg_change(struct pg_backend *p, const char *sql, const struct args *a, const char *what,
-		       uint64_t *changed)
+static kw_rv pg_change(struct pg_backend *p, const char *sql, const struct args *a, const char *what, uint64_t *changed)
 {
 	PGresult *r;
 	kw_rv rv = pg_run(p, sql, a, what, &r);
@@ -396,9 +395,9 @@ static kw_rv pg_partition_insert(struct kw_backend *b, const char *name, const u
 	return KW_OK;
 }
 
-#define PART_COLS                                                                                  \
-	"p.id, p.name, p.setup_hash, "                                                             \
-	"(SELECT count(*) FROM objects o WHERE o.partition_id = p.id), "                           \
+#define PART_COLS                                                                                                      \
+	"p.id, p.name, p.setup_hash, "                                                                                 \
+	"(SELECT count(*) FROM objects o WHERE o.partition_id = p.id), "                                               \
 	"(SELECT count(*) FROM credentials c WHERE c.partition_id = p.id)"
 
 static void part_read(const PGresult *r, int row, struct kw_partition_info *out)
@@ -513,9 +512,9 @@ static kw_rv pg_credential_insert(struct kw_backend *b, const unsigned char fp[K
 	a_i64(&a, (int64_t)partition_id);
 	a_text(&a, subject);
 	a_i64(&a, created);
-	return pg_change(pg(b),
-			 "INSERT INTO credentials (fingerprint, partition_id, subject, created) VALUES ($1, $2, $3, $4)",
-			 &a, "recording a credential", NULL);
+	return pg_change(
+		pg(b), "INSERT INTO credentials (fingerprint, partition_id, subject, created) VALUES ($1, $2, $3, $4)",
+		&a, "recording a credential", NULL);
 }
 
 static kw_rv pg_credential_find(struct kw_backend *b, const unsigned char fp[KW_FINGERPRINT_LEN],
@@ -597,8 +596,8 @@ static kw_rv pg_credential_revoke(struct kw_backend *b, const unsigned char fp[K
 
 /* ---- objects ---- */
 
-#define OBJ_COLS                                                                                   \
-	"id, partition_id, owner, name, cls, key_type, bits, curve, value, sensitive, extractable, "  \
+#define OBJ_COLS                                                                                                       \
+	"id, partition_id, owner, name, cls, key_type, bits, curve, value, sensitive, extractable, "                   \
 	"modifiable, never_extractable, always_sensitive, usages, created, pair_id, ckaid, application"
 
 static kw_rv obj_read(const PGresult *r, int row, struct kw_object_row *o)
@@ -677,7 +676,8 @@ static kw_rv pg_object_get(struct kw_backend *b, uint64_t partition_id, uint64_t
 
 	a_i64(&a, (int64_t)id);
 	a_i64(&a, (int64_t)partition_id);
-	rv = pg_run(pg(b), "SELECT " OBJ_COLS ", spki, wrapped_dek, sealed FROM objects WHERE id = $1 AND partition_id = $2",
+	rv = pg_run(pg(b),
+		    "SELECT " OBJ_COLS ", spki, wrapped_dek, sealed FROM objects WHERE id = $1 AND partition_id = $2",
 		    &a, "reading an object", &r);
 	if (rv)
 		return rv;
@@ -801,7 +801,8 @@ static kw_rv pg_object_delete(struct kw_backend *b, uint64_t partition_id, uint6
 
 	a_i64(&a, (int64_t)id);
 	a_i64(&a, (int64_t)partition_id);
-	rv = pg_change(p, "DELETE FROM objects WHERE id = $1 AND partition_id = $2", &a, "deleting an object", &changed);
+	rv = pg_change(p, "DELETE FROM objects WHERE id = $1 AND partition_id = $2", &a, "deleting an object",
+		       &changed);
 	if (!rv && changed == 0)
 		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no object 0x%" PRIx64 " in this partition", id);
 	if (!rv)
@@ -816,7 +817,8 @@ static kw_rv pg_audit_insert(struct kw_backend *b, const struct kw_audit_rec *re
 	struct args a = {0};
 
 	if (!pg(b)->in_tx)
-		return kw_error_set(KW_ERR_STORE, "store %s: an audit record outside a write transaction", pg(b)->where);
+		return kw_error_set(KW_ERR_STORE, "store %s: an audit record outside a write transaction",
+				    pg(b)->where);
 	a_i64(&a, (int64_t)rec->seq);
 	a_i64(&a, rec->time);
 	a_text(&a, rec->partition);
@@ -934,9 +936,8 @@ static kw_rv backfill_ckaid(struct pg_backend *p)
 	for (int i = 0; i < PQntuples(r) && !rv; i++) {
 		struct args a = {0};
 
-		if (PQgetisnull(r, i, 1) ||
-		    kw_keystore_default_ckaid((const unsigned char *)PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1),
-					      id) != KW_OK)
+		if (PQgetisnull(r, i, 1) || kw_keystore_default_ckaid((const unsigned char *)PQgetvalue(r, i, 1),
+								      (size_t)PQgetlength(r, i, 1), id) != KW_OK)
 			continue;
 		a_blob(&a, id, sizeof id);
 		a_i64(&a, g_i64(r, i, 0));
@@ -1086,7 +1087,8 @@ kw_rv kw_pg_open(const char *url, uint64_t max_bytes, struct kw_backend **out)
 	snprintf(p->where, sizeof p->where, "postgresql://%s:%s/%s", PQhost(p->conn), PQport(p->conn), PQdb(p->conn));
 	PQsetNoticeProcessor(p->conn, pg_notice, NULL);
 	if (max_bytes)
-		kw_log(KW_LOG_WARN, "store %s: store_max_bytes is not enforced on PostgreSQL (set a quota in the database)",
+		kw_log(KW_LOG_WARN,
+		       "store %s: store_max_bytes is not enforced on PostgreSQL (set a quota in the database)",
 		       p->where);
 	rv = pg_script(p, "SET client_min_messages = warning", "configuring the session");
 	if (!rv)

@@ -227,7 +227,8 @@ static void pg_sql(const char *in, char *out, size_t cap)
 			PUT("position(%s in sealed)", inner);
 			in = e + 1;
 		} else if (sscanf(in, "pragma_table_info('%63[a-z]') WHERE name%n", a, &len) == 1 && len) {
-			PUT("information_schema.columns WHERE table_schema = current_schema() AND table_name = '%s' AND "
+			PUT("information_schema.columns WHERE table_schema = current_schema() AND table_name = '%s' "
+			    "AND "
 			    "column_name",
 			    a);
 			in += len;
