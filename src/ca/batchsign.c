@@ -187,7 +187,8 @@ int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **cert
 		}
 		data[i] = malloc(prefix_len + EVP_MAX_MD_SIZE);
 		sigs[i] = malloc((size_t)s->sig_max);
-		if (!data[i] || !sigs[i] || !EVP_Digest(tbs, (size_t)tbs_len, data[i] + prefix_len, &md_len, md, NULL)) {
+		if (!data[i] || !sigs[i] ||
+		    !EVP_Digest(tbs, (size_t)tbs_len, data[i] + prefix_len, &md_len, md, NULL)) {
 			OPENSSL_free(tbs);
 			ca_error("out of memory");
 			goto out;

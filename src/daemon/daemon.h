@@ -274,6 +274,7 @@ struct kw_peer {
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
 	uint64_t revocations_seen; /* kw_server.revocations when the credential was last found valid */
+	uint64_t store_generation_seen; /* a shared store's generation then (revocations on other nodes) */
 	/*
 	 * The connection's session objects (session.c): made at Hello, shared
 	 * with the copies slow jobs take, freed at the connection's last

@@ -91,9 +91,10 @@ struct kw_backend_ops {
 
 	/*
 	 * A counter the backend bumps with every change of objects (insert,
-	 * update, delete, a partition's removal), committed with the change,
-	 * so a node sharing the store with others knows when its cached keys
-	 * may be stale. NULL for a store that only one process opens (SQLite).
+	 * update, delete, a partition's removal) and every revocation of a
+	 * credential, committed with the change, so a node sharing the store
+	 * with others knows when its cached keys or credential checks may be
+	 * stale. NULL for a store that only one process opens (SQLite).
 	 */
 	kw_rv (*generation)(struct kw_backend *b, uint64_t *gen);
 };

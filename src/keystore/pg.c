@@ -13,7 +13,7 @@
  * committed (READ COMMITTED).
  *
  * Every change to objects (create, update, delete, a partition's removal)
- * also bumps meta('objects.generation') in its transaction; a node
+ * also bumps meta('store.generation') in its transaction; a node
  * compares it with the value its key cache was filled under before it
  * uses a cached key (kw_keystore_generation), so no node signs with a key
  * another node deleted, moved or changed.
@@ -306,14 +306,14 @@ static void pg_rollback(struct kw_backend *b)
 	p->in_tx = false;
 }
 
-/* The generation of objects, inside the caller's transaction. */
+/* Counts a change of objects or credentials, inside the caller's transaction. */
 static kw_rv pg_bump(struct pg_backend *p)
 {
 	return pg_run(p,
-		      "INSERT INTO meta (key, value) VALUES ('objects.generation', convert_to('1', 'UTF8'))"
+		      "INSERT INTO meta (key, value) VALUES ('store.generation', convert_to('1', 'UTF8'))"
 		      " ON CONFLICT (key) DO UPDATE SET value ="
 		      " convert_to((convert_from(meta.value, 'UTF8')::bigint + 1)::text, 'UTF8')",
-		      NULL, "counting a change of objects", NULL);
+		      NULL, "counting a change of the store", NULL);
 }
 
 static kw_rv pg_generation(struct kw_backend *b, uint64_t *gen)
@@ -323,8 +323,8 @@ static kw_rv pg_generation(struct kw_backend *b, uint64_t *gen)
 	kw_rv rv;
 
 	*gen = 0;
-	rv = pg_run(p, "SELECT convert_from(value, 'UTF8')::bigint FROM meta WHERE key = 'objects.generation'", NULL,
-		    "reading the generation of objects", &r);
+	rv = pg_run(p, "SELECT convert_from(value, 'UTF8')::bigint FROM meta WHERE key = 'store.generation'", NULL,
+		    "reading the store's generation", &r);
 	if (rv)
 		return rv;
 	if (PQntuples(r) == 1)
@@ -591,6 +591,8 @@ static kw_rv pg_credential_revoke(struct kw_backend *b, const unsigned char fp[K
 		       &a, "revoking a credential", &changed);
 	if (!rv && changed == 0)
 		rv = kw_error_set(KW_ERR_NOT_FOUND, "store: no such client credential");
+	if (!rv)
+		rv = pg_bump(pg(b));
 	return rv;
 }
 

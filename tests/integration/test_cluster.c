@@ -5,7 +5,9 @@
  * (ksputil chkeysowner) or deleted on one node is gone on the other at
  * once, also from its key cache; the audit chain stays one verified chain
  * after both nodes wrote to it at the same time; PostgreSQL stopped says
- * so (never "revoked"), and restarted, the nodes serve again at once.
+ * so (never "revoked"), and restarted, the nodes serve again at once; a
+ * credential revoked on one node is refused on the other's open
+ * connections.
  *
  * Runs under tests/pg/with-pg, which starts a throwaway PostgreSQL cluster
  * and names its database in KW_TEST_PG_DB.
@@ -271,6 +273,35 @@ static void test_postgres_restart(void **state)
 	kw_client_free(fresh);
 }
 
+/* Last: it revokes the directory's only credential. */
+static void test_revoke_on_two_refused_on_one(void **state)
+{
+	struct cluster *k = *state;
+	unsigned char sig[132];
+	size_t sig_len;
+	char *out = NULL, fp[17];
+	uint64_t id;
+
+	kwt_gen_ec(k->c1, "before-revoke", &id, NULL, NULL);
+	kwt_ok(sign_digest(k->c1, id, sig, &sig_len)); /* node 1's connection is open and checked */
+	assert_int_equal(kwt_admin(&k->n2, NULL, &out, "client list"), 0);
+	/* the first column of the one credential's line */
+	{
+		char *line = strstr(out, "\n");
+
+		assert_non_null(line);
+		assert_int_equal(sscanf(line + 1, "%16s", fp), 1);
+	}
+	free(out);
+	out = NULL;
+	if (kwt_admin(&k->n2, NULL, &out, "client revoke %s", fp) != 0)
+		fail_msg("client revoke %s on node 2: %s", fp, out ? out : "");
+	free(out);
+	/* node 1's open connection serves nothing more */
+	assert_int_equal(sign_digest(k->c1, id, sig, &sig_len), KW_ERR_AUTH);
+	assert_non_null(strstr(kw_last_error(), "revoked"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +310,7 @@ int main(void)
 		cmocka_unit_test(test_chkeysowner_on_two_seen_on_one),
 		cmocka_unit_test(test_audit_chain_after_concurrent_writes),
 		cmocka_unit_test(test_postgres_restart),
+		cmocka_unit_test(test_revoke_on_two_refused_on_one),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
