@@ -104,6 +104,9 @@ kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore *
 			path += 2;
 	} else if (kw_keystore_url_is_postgres(url)) {
 		pg = true;
+	} else if (strncmp(url, "postgres", 8) == 0) {
+		return kw_error_set(KW_ERR_CONFIG, "store \"%s\": a PostgreSQL store is postgresql://[USER@]HOST[:PORT]/DB",
+				    url);
 	}
 	if (!*path)
 		return kw_error_set(KW_ERR_CONFIG, "store: empty path in store URL \"%s\"", url);

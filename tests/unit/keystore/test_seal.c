@@ -391,6 +391,9 @@ static void test_open_urls(void **state)
 		assert_non_null(strstr(kw_last_error(), url));
 		assert_non_null(strstr(kw_last_error(), "cannot create directory"));
 	}
+	/* a PostgreSQL URL without its scheme's slashes is not taken for a file name */
+	assert_int_equal(kw_keystore_open("postgresql:keyward", 0, &ks), KW_ERR_CONFIG);
+	assert_non_null(strstr(kw_last_error(), "postgresql://"));
 	/* WAL and a schema version */
 	assert_int_equal(raw_int(f, "SELECT value = CAST('3' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
 	/* a store from a newer keywardd is refused */
