@@ -94,7 +94,7 @@ static int read_response(int fd, char *buf, size_t cap, int *keep)
 			clen = strtol(cl + 17, NULL, 10);
 			/* HTTP/1.0 (openssl ocsp) closes unless it says keep-alive; 1.1 keeps unless it says close */
 			*keep = !strncmp(buf, "HTTP/1.0", 8) ? strcasestr(buf, "\r\nConnection: keep-alive") != NULL
-							      : !strcasestr(buf, "\r\nConnection: close");
+							     : !strcasestr(buf, "\r\nConnection: close");
 			need = head + (size_t)clen;
 			if (need >= cap)
 				return -1;

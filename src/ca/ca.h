@@ -241,6 +241,8 @@ struct ca_der {
 	size_t len, cap;
 };
 int ca_der_put(struct ca_der *d, const void *p, size_t n);
+/* A tag, its length and value onto d. */
+int ca_der_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len);
 /* Room for more bytes at once, so a large buffer is allocated one time. */
 int ca_der_reserve(struct ca_der *d, size_t more);
 void ca_der_free(struct ca_der *d);
@@ -272,6 +274,17 @@ int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch
 void ca_batch_signer_close(struct ca_batch_signer *s);
 /* Signs n (1 to CA_SIGN_BATCH) built certificates with the CA key, hashing with md. */
 int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **certs, size_t n);
+/* The same key: a signer of the key labelled label (another key on the same token). */
+int ca_batch_signer_open_label(const struct ca_conf *c, const char *label, EVP_PKEY *pub,
+			       struct ca_batch_signer **out);
+/*
+ * n (1 to CA_SIGN_BATCH) messages signed in one round trip, hashed here with
+ * md: sigs[i] (malloc'd, sig_lens[i] bytes) in X.509's form (an ECDSA
+ * signature as DER); alg: the AlgorithmIdentifier's DER for md and the key.
+ */
+int ca_batch_sign_data(struct ca_batch_signer *s, const EVP_MD *md, const unsigned char *const *data,
+		       const size_t *lens, size_t n, unsigned char **sigs, size_t *sig_lens);
+int ca_batch_algorithm(const struct ca_batch_signer *s, const EVP_MD *md, struct ca_der *alg);
 
 /* ---- an open instance (instance.c) ---- */
 struct ca {

@@ -76,7 +76,7 @@ static size_t header(unsigned char *out, unsigned char tag, size_t len)
 	return n;
 }
 
-static int put_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len)
+int ca_der_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len)
 {
 	unsigned char h[8];
 
@@ -162,7 +162,7 @@ int ca_der_revoked_entry_ext(struct ca_der *d, const char *serial, time_t when, 
 			e += sizeof invalid_ext;
 		}
 	}
-	return put_tlv(d, 0x30, entry, e);
+	return ca_der_tlv(d, 0x30, entry, e);
 }
 
 /* An i2d's result (der, len; len <= 0: it failed) onto d; der freed. */
@@ -235,8 +235,8 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 	tbs_start = out->len;
 	if (ca_der_reserve(out, header_len(body_len) + body_len + algd.len + (size_t)EVP_PKEY_get_size(priv) + 64) ||
 	    ca_der_put(out, hdr, header(hdr, 0x30, body_len)) || ca_der_put(out, prefix.p, prefix.len) ||
-	    (entries->len && put_tlv(out, 0x30, entries->p, entries->len)) ||
-	    (ext.len && put_tlv(out, 0xa0, ext.p, ext.len)))
+	    (entries->len && ca_der_tlv(out, 0x30, entries->p, entries->len)) ||
+	    (ext.len && ca_der_tlv(out, 0xa0, ext.p, ext.len)))
 		goto out;
 	/* the signature, through the same EVP_PKEY (and so the same token) X509_CRL_sign used */
 	sig_len = (size_t)EVP_PKEY_get_size(priv);
@@ -248,7 +248,7 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 		goto out;
 	}
 	sig[0] = 0; /* BIT STRING: no unused bits */
-	if (ca_der_put(out, algd.p, algd.len) || put_tlv(out, 0x03, sig, sig_len + 1))
+	if (ca_der_put(out, algd.p, algd.len) || ca_der_tlv(out, 0x03, sig, sig_len + 1))
 		goto out;
 	total = out->len - tbs_start;
 	h = header(hdr, 0x30, total);

@@ -42,11 +42,13 @@ int ca_status_open(const struct ca_conf *c, struct ca_status_db **out)
 		size_t off;
 		const char *sql;
 	} stmts[] = {
-		{offsetof(struct ca_status_db, get), "SELECT status, revoked_at, reason, invalid_at FROM certs WHERE serial = ?"},
+		{offsetof(struct ca_status_db, get),
+		 "SELECT status, revoked_at, reason, invalid_at FROM certs WHERE serial = ?"},
 		{offsetof(struct ca_status_db, version), "PRAGMA data_version"},
-		{offsetof(struct ca_status_db, mark), "SELECT COALESCE(MAX(rowid), 0), COALESCE(MAX(changed_at), 0) FROM certs"},
-		{offsetof(struct ca_status_db, changes),
-		 "SELECT rowid, serial, changed_at FROM certs WHERE rowid > ? OR (changed_at > 0 AND changed_at >= ?) ORDER BY rowid"},
+		{offsetof(struct ca_status_db, mark),
+		 "SELECT COALESCE(MAX(rowid), 0), COALESCE(MAX(changed_at), 0) FROM certs"},
+		{offsetof(struct ca_status_db, changes), "SELECT rowid, serial, changed_at FROM certs WHERE rowid > ? "
+							 "OR (changed_at > 0 AND changed_at >= ?) ORDER BY rowid"},
 		{offsetof(struct ca_status_db, each), "SELECT serial FROM certs WHERE not_after >= ? ORDER BY rowid"},
 		{offsetof(struct ca_status_db, ping), "SELECT COUNT(*) FROM meta"},
 	};

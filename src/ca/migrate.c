@@ -117,7 +117,7 @@ static int read_backup(struct run *r)
 	char path[CA_PATH_MAX + 64], *text, cert_key[65];
 	json_error_t err;
 	json_t *m;
-	STACK_OF(X509) *chain;
+	STACK_OF(X509) * chain;
 	size_t len;
 	int rc = -1;
 
@@ -130,11 +130,12 @@ static int read_backup(struct run *r)
 		return ca_error("%s: not a keyward-ca backup manifest", path);
 	if (!json_is_true(json_object_get(m, "retired")) && !r->m->force) {
 		json_decref(m);
-		return ca_fail(CA_ERR_REFUSED,
-			       "%s is a backup of a CA that was not retired: the old server could still issue and "
-			       "publish. Run keyward-ca retire there, then backupdb again (or --force if the old server "
-			       "is gone for good)",
-			       r->m->from);
+		return ca_fail(
+			CA_ERR_REFUSED,
+			"%s is a backup of a CA that was not retired: the old server could still issue and "
+			"publish. Run keyward-ca retire there, then backupdb again (or --force if the old server "
+			"is gone for good)",
+			r->m->from);
 	}
 	snprintf(r->ca_name, sizeof r->ca_name, "%s", json_string_value(json_object_get(m, "ca_name")));
 	snprintf(r->key_sha256, sizeof r->key_sha256, "%s", json_string_value(json_object_get(m, "key_sha256")));
@@ -398,7 +399,8 @@ static int check_ocsp(struct ca *ca, const char *serial)
 	sk_X509_push(certs, ca_certificate(ca));
 	if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len)) || !(bs = OCSP_response_get1_basic(resp)) ||
 	    OCSP_basic_verify(bs, certs, store, OCSP_TRUSTOTHER) != 1) {
-		ca_error("the OCSP answer for the proof certificate %s does not verify with the CA certificate", serial);
+		ca_error("the OCSP answer for the proof certificate %s does not verify with the CA certificate",
+			 serial);
 		goto out;
 	}
 	status = OCSP_single_get0_status(OCSP_resp_get0(bs, 0), NULL, NULL, NULL, NULL);

@@ -18,7 +18,7 @@
 #include "ca/ca.h"
 #include "ca/ocsp.h"
 
-static const char *const outcome_names[OCSP_OUT_N] = {"good",	      "revoked",      "unknown",
+static const char *const outcome_names[OCSP_OUT_N] = {"good",	   "revoked",	   "unknown",
 						      "malformed", "unauthorized", "internal_error"};
 
 const char *ocsp_outcome_name(enum ocsp_outcome o)
@@ -127,8 +127,7 @@ void ocsp_error_bytes(int status, const unsigned char **der, size_t *len)
 	*len = sizeof err_bytes[status];
 }
 
-static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, size_t *out_len,
-			struct ocsp_result *res)
+static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, size_t *out_len, struct ocsp_result *res)
 {
 	const unsigned char *p;
 	size_t n;
@@ -144,21 +143,22 @@ static int error_answer(int status, enum ocsp_outcome o, unsigned char **out, si
 
 static enum ocsp_outcome outcome_of(int status)
 {
-	return status == V_OCSP_CERTSTATUS_GOOD ? OCSP_OUT_GOOD
+	return status == V_OCSP_CERTSTATUS_GOOD	     ? OCSP_OUT_GOOD
 	       : status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED
 						     : OCSP_OUT_UNKNOWN;
 }
 
-int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_REQUEST *req, ocsp_lookup_fn lookup,
-		void *arg, time_t now, unsigned validity, unsigned char **out, size_t *out_len, struct ocsp_result *res)
+int ocsp_answer_build(const struct ocsp_issuer *is, OCSP_REQUEST *req, ocsp_lookup_fn lookup, void *arg, time_t now,
+		      unsigned validity, OCSP_BASICRESP **bs_out, unsigned char **out, size_t *out_len,
+		      struct ocsp_result *res)
 {
 	OCSP_BASICRESP *bs = NULL;
-	OCSP_RESPONSE *resp = NULL;
 	ASN1_TIME *this_update = NULL, *next_update = NULL;
-	int n, len, rc = -1;
+	int n, rc = -1;
 	enum ocsp_outcome first = OCSP_OUT_UNKNOWN;
 	bool nonce;
 
+	*bs_out = NULL;
 	*out = NULL;
 	*out_len = 0;
 	memset(res, 0, sizeof *res);
@@ -199,9 +199,9 @@ int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_
 		}
 		if (st.status == V_OCSP_CERTSTATUS_REVOKED && !(revoked = ASN1_TIME_set(NULL, st.revoked_at)))
 			goto internal;
-		single = OCSP_basic_add1_status(bs, cid, st.status,
-						st.status == V_OCSP_CERTSTATUS_REVOKED && st.reason > 0 ? st.reason : -1,
-						revoked, this_update, next_update);
+		single = OCSP_basic_add1_status(
+			bs, cid, st.status, st.status == V_OCSP_CERTSTATUS_REVOKED && st.reason > 0 ? st.reason : -1,
+			revoked, this_update, next_update);
 		ASN1_TIME_free(revoked);
 		if (!single)
 			goto internal;
@@ -217,6 +217,32 @@ int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_
 	}
 	if (nonce && OCSP_copy_nonce(bs, req) != 1)
 		goto internal;
+	res->outcome = first;
+	*bs_out = bs;
+	bs = NULL;
+	rc = 0;
+	goto out;
+internal:
+	ERR_clear_error();
+	rc = error_answer(OCSP_RESPONSE_STATUS_INTERNALERROR, OCSP_OUT_INTERNAL, out, out_len, res);
+out:
+	OCSP_BASICRESP_free(bs);
+	ASN1_TIME_free(this_update);
+	ASN1_TIME_free(next_update);
+	return rc;
+}
+
+int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_REQUEST *req, ocsp_lookup_fn lookup,
+		void *arg, time_t now, unsigned validity, unsigned char **out, size_t *out_len, struct ocsp_result *res)
+{
+	OCSP_BASICRESP *bs = NULL;
+	OCSP_RESPONSE *resp = NULL;
+	enum ocsp_outcome outcome;
+	int len, rc;
+
+	if ((rc = ocsp_answer_build(is, req, lookup, arg, now, validity, &bs, out, out_len, res)) || !bs)
+		return rc; /* an error answer, or none */
+	outcome = res->outcome;
 	if (!OCSP_basic_sign(bs, s->cert, s->key, s->md, NULL, OCSP_RESPID_KEY | (s->include_cert ? 0 : OCSP_NOCERTS)))
 		goto internal;
 	if (!(resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs)))
@@ -225,7 +251,7 @@ int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_
 	if ((len = i2d_OCSP_RESPONSE(resp, out)) <= 0)
 		goto internal;
 	*out_len = (size_t)len;
-	res->outcome = first;
+	res->outcome = outcome;
 	rc = 0;
 	goto out;
 internal:
@@ -236,8 +262,6 @@ internal:
 out:
 	OCSP_RESPONSE_free(resp);
 	OCSP_BASICRESP_free(bs);
-	ASN1_TIME_free(this_update);
-	ASN1_TIME_free(next_update);
 	return rc;
 }
 

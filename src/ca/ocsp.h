@@ -62,8 +62,8 @@ enum ocsp_outcome {
 const char *ocsp_outcome_name(enum ocsp_outcome o);
 
 struct ocsp_result {
-	enum ocsp_outcome outcome; /* of the whole; for several ids: the first id's, or the error */
-	bool cacheable;		   /* one SHA-1 id, no nonce (RFC 5019): the same bytes answer anyone */
+	enum ocsp_outcome outcome;	  /* of the whole; for several ids: the first id's, or the error */
+	bool cacheable;			  /* one SHA-1 id, no nonce (RFC 5019): the same bytes answer anyone */
 	char serial[OCSP_SERIAL_HEX_MAX]; /* the first id's serial, if any */
 	time_t this_update, next_update;
 };
@@ -83,7 +83,18 @@ OCSP_REQUEST *ocsp_request_decode(const unsigned char *der, size_t len);
  * answer could not be encoded.
  */
 int ocsp_answer(const struct ocsp_issuer *is, const struct ocsp_signer *s, OCSP_REQUEST *req, ocsp_lookup_fn lookup,
-		void *arg, time_t now, unsigned validity, unsigned char **out, size_t *out_len, struct ocsp_result *res);
+		void *arg, time_t now, unsigned validity, unsigned char **out, size_t *out_len,
+		struct ocsp_result *res);
+
+/*
+ * ocsp_answer's first half: the response req asks for, unsigned, in *bs
+ * (a SingleResponse per id, the nonce echoed); or, when the answer is an
+ * error (malformed, unauthorized, a lookup failed), that answer's DER in
+ * *out and *bs NULL. res as ocsp_answer fills it. 0, or -1.
+ */
+int ocsp_answer_build(const struct ocsp_issuer *is, OCSP_REQUEST *req, ocsp_lookup_fn lookup, void *arg, time_t now,
+		      unsigned validity, OCSP_BASICRESP **bs, unsigned char **out, size_t *out_len,
+		      struct ocsp_result *res);
 
 /* A request for one serial under is, SHA-1 CertID, no nonce: what the cache pre-signs the answer to. */
 OCSP_REQUEST *ocsp_request_for_serial(const struct ocsp_issuer *is, const char *serial);

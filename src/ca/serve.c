@@ -44,6 +44,7 @@
 #include "ca/db_status.h"
 #include "ca/ocsp.h"
 #include "ca/publish.h"
+#include "ca/ocspder.h"
 #include "ca/serve.h"
 #include "common/log.h"
 
@@ -173,9 +174,8 @@ enum endpoint { EP_OCSP, EP_CRL, EP_CA, EP_HEALTH, EP_METRICS, EP_OTHER, EP_N };
 static const char *const endpoint_names[EP_N] = {"ocsp", "crl", "ca", "health", "metrics", "other"};
 /* outcomes: ocsp.h's, then HTTP's */
 enum { O_OK = OCSP_OUT_N, O_NOT_MODIFIED, O_BAD_REQUEST, O_NOT_FOUND, O_TOO_LARGE, O_METHOD, O_UNAVAILABLE, O_N };
-static const char *const http_outcome_names[] = {"ok",	      "not_modified",	    "bad_request",
-						 "not_found", "too_large",	    "method_not_allowed",
-						 "unavailable"};
+static const char *const http_outcome_names[] = {"ok",	      "not_modified",	    "bad_request", "not_found",
+						 "too_large", "method_not_allowed", "unavailable"};
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
 
@@ -210,6 +210,14 @@ struct server {
 
 	pthread_rwlock_t signer_lock; /* read: signing; write: a renewed signer put in */
 	struct ocsp_signer signer;
+	struct ca_batch_signer *batch; /* the signer's key through the module's batch interface, if it has one */
+	struct signq {
+		pthread_mutex_t mu;
+		pthread_cond_t work, done;
+		struct sign_job *head, **tail;
+		bool stop, started;
+		pthread_t tid;
+	} q;		      /* answers to live requests, signed CA_SIGN_BATCH at a time (with batch) */
 	EVP_PKEY *signer_pub; /* delegated: the key's public half; the certificate and key are owned here */
 	bool signer_owned;
 
@@ -415,15 +423,143 @@ static int lookup_status(void *arg, const char *serial, struct ocsp_status *st)
 	return rc;
 }
 
-/* ocsp_answer under the signer's read lock, counting a failed signature as an HSM error. */
+/*
+ * The signing queue: an HTTP thread with an answer to sign (a nonce, or not
+ * in the cache) puts its ResponseData here and waits; the queue's thread
+ * signs what has gathered, up to CA_SIGN_BATCH, in one HSM round trip. So
+ * round trips follow how many requests are in flight, not how many come.
+ */
+struct sign_job {
+	struct ca_der tbs;
+	const EVP_MD *md;
+	unsigned char *sig;
+	size_t sig_len;
+	int rc;
+	bool done;
+	struct sign_job *next;
+};
+
+static void *signq_main(void *arg)
+{
+	struct server *sv = arg;
+	struct signq *q = &sv->q;
+
+	for (;;) {
+		struct sign_job *jobs[CA_SIGN_BATCH];
+		const unsigned char *data[CA_SIGN_BATCH];
+		unsigned char *sigs[CA_SIGN_BATCH] = {NULL};
+		size_t lens[CA_SIGN_BATCH], sig_lens[CA_SIGN_BATCH], n = 0;
+		int rc;
+
+		pthread_mutex_lock(&q->mu);
+		while (!q->head && !q->stop)
+			pthread_cond_wait(&q->work, &q->mu);
+		if (!q->head) {
+			pthread_mutex_unlock(&q->mu);
+			return NULL;
+		}
+		/* one digest for the batch: the signer's (the same for every job) */
+		while (q->head && n < CA_SIGN_BATCH && (n == 0 || q->head->md == jobs[0]->md)) {
+			jobs[n] = q->head;
+			q->head = q->head->next;
+			n++;
+		}
+		if (!q->head)
+			q->tail = &q->head;
+		pthread_mutex_unlock(&q->mu);
+		for (size_t i = 0; i < n; i++) {
+			data[i] = jobs[i]->tbs.p;
+			lens[i] = jobs[i]->tbs.len;
+		}
+		rc = ca_batch_sign_data(sv->batch, jobs[0]->md, data, lens, n, sigs, sig_lens);
+		if (rc)
+			kw_log_limited("serve.sign", KW_LOG_ERROR, "keyward-ca serve: signing: %s", ca_last_error());
+		pthread_mutex_lock(&q->mu);
+		for (size_t i = 0; i < n; i++) {
+			jobs[i]->rc = rc;
+			jobs[i]->sig = rc ? NULL : sigs[i];
+			jobs[i]->sig_len = rc ? 0 : sig_lens[i];
+			jobs[i]->done = true;
+		}
+		pthread_cond_broadcast(&q->done);
+		pthread_mutex_unlock(&q->mu);
+	}
+}
+
+/* job signed by the queue's thread: 0, or -1. */
+static int signq_sign(struct server *sv, struct sign_job *job)
+{
+	struct signq *q = &sv->q;
+
+	pthread_mutex_lock(&q->mu);
+	job->next = NULL;
+	*q->tail = job;
+	q->tail = &job->next;
+	pthread_cond_signal(&q->work);
+	while (!job->done)
+		pthread_cond_wait(&q->done, &q->mu);
+	pthread_mutex_unlock(&q->mu);
+	return job->rc;
+}
+
+/* An internalError answer in *der (OPENSSL_malloc'd). */
+static int internal_answer(unsigned char **der, size_t *len, struct ocsp_result *res)
+{
+	const unsigned char *bytes;
+
+	ocsp_error_bytes(OCSP_RESPONSE_STATUS_INTERNALERROR, &bytes, len);
+	res->outcome = OCSP_OUT_INTERNAL;
+	res->cacheable = false;
+	return (*der = OPENSSL_memdup(bytes, *len)) ? 0 : -1;
+}
+
+/* The answer to req built here and signed through the queue (the signer's read lock held). */
+static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct lookup *l, unsigned char **der, size_t *len,
+			struct ocsp_result *res)
+{
+	struct ocsp_presign p = {.is = &sv->issuer,
+				 .signer_cert = sv->signer.cert,
+				 .include_cert = sv->signer.include_cert,
+				 .md = sv->signer.md,
+				 .batch = sv->batch};
+	struct sign_job job = {.md = sv->signer.md};
+	struct ca_der alg = {0};
+	OCSP_BASICRESP *bs = NULL;
+	unsigned char *out = NULL;
+	size_t out_len = 0;
+	time_t now = time(NULL);
+	int rc =
+		ocsp_answer_build(&sv->issuer, req, lookup_status, l, now, sv->sc.validity_seconds, &bs, der, len, res);
+
+	if (rc || !bs)
+		return rc; /* an error answer (or none) */
+	if (ocsp_der_tbs(&p, bs, now, &job.tbs) || signq_sign(sv, &job) || ca_batch_algorithm(sv->batch, p.md, &alg) ||
+	    ocsp_der_response(&p, &job.tbs, &alg, job.sig, job.sig_len, &out, &out_len) ||
+	    !(*der = OPENSSL_memdup(out, out_len))) {
+		rc = internal_answer(der, len, res);
+	} else {
+		*len = out_len;
+	}
+	OCSP_BASICRESP_free(bs);
+	ca_der_free(&job.tbs);
+	ca_der_free(&alg);
+	free(job.sig);
+	free(out);
+	return rc;
+}
+
+/* The answer to req, signed (through the queue when the HSM batches), under the signer's read lock. */
 static int sign_answer(struct server *sv, OCSP_REQUEST *req, struct lookup *l, unsigned char **der, size_t *len,
 		       struct ocsp_result *res)
 {
 	int rc;
 
 	pthread_rwlock_rdlock(&sv->signer_lock);
-	rc = ocsp_answer(&sv->issuer, &sv->signer, req, lookup_status, l, time(NULL), sv->sc.validity_seconds, der,
-			 len, res);
+	if (sv->batch && sv->q.started)
+		rc = queue_answer(sv, req, l, der, len, res);
+	else
+		rc = ocsp_answer(&sv->issuer, &sv->signer, req, lookup_status, l, time(NULL), sv->sc.validity_seconds,
+				 der, len, res);
 	pthread_rwlock_unlock(&sv->signer_lock);
 	if (!rc && res->outcome == OCSP_OUT_INTERNAL && !l->failed) {
 		atomic_fetch_add(&sv->hsm_errors, 1);
@@ -489,9 +625,68 @@ static int on_change(void *arg, const char *serial)
 }
 
 /* Signs the answers in list, counting them down in the backlog; stops early when stopping. */
+/*
+ * The answers of list[from, from + n) signed in one HSM round trip
+ * (ocspder.c), those the CA knows (good or revoked) put in the cache.
+ */
+static void presign_batch(struct server *sv, const struct serials *list, size_t from, size_t n)
+{
+	struct ocsp_presign_item items[CA_SIGN_BATCH];
+	struct lookup l = {.sv = sv, .db = sv->pre};
+	time_t now = time(NULL);
+	size_t k = 0;
+	int rc;
+
+	for (size_t i = from; i < from + n; i++) {
+		memset(&items[k], 0, sizeof items[k]);
+		snprintf(items[k].serial, sizeof items[k].serial, "%s", list->v[i]);
+		if (lookup_status(&l, items[k].serial, &items[k].status) == 0 &&
+		    items[k].status.status != V_OCSP_CERTSTATUS_UNKNOWN)
+			k++;
+	}
+	if (!k)
+		return;
+	pthread_rwlock_rdlock(&sv->signer_lock);
+	{
+		struct ocsp_presign p = {.is = &sv->issuer,
+					 .signer_cert = sv->signer.cert,
+					 .include_cert = sv->signer.include_cert,
+					 .md = sv->signer.md,
+					 .batch = sv->batch};
+
+		rc = ocsp_presign_batch(&p, items, k, now, sv->sc.validity_seconds);
+	}
+	pthread_rwlock_unlock(&sv->signer_lock);
+	if (rc) {
+		atomic_fetch_add(&sv->hsm_errors, 1);
+		kw_log_limited("serve.sign", KW_LOG_ERROR, "keyward-ca serve: pre-signing: %s", ca_last_error());
+		return;
+	}
+	for (size_t i = 0; i < k; i++) {
+		cache_put(sv, items[i].serial,
+			  items[i].status.status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED : OCSP_OUT_GOOD,
+			  items[i].der, items[i].len, now, now + (time_t)sv->sc.validity_seconds, ~0ULL);
+		atomic_fetch_add(&sv->presigned, 1);
+		free(items[i].der);
+	}
+}
+
 static void presign_list(struct server *sv, const struct serials *list)
 {
 	atomic_fetch_add(&sv->backlog, (long long)list->n);
+	if (sv->batch) {
+		for (size_t i = 0; i < list->n; i += CA_SIGN_BATCH) {
+			size_t n = list->n - i < CA_SIGN_BATCH ? list->n - i : CA_SIGN_BATCH;
+
+			if (stopping(sv)) {
+				atomic_fetch_sub(&sv->backlog, (long long)(list->n - i));
+				return;
+			}
+			presign_batch(sv, list, i, n);
+			atomic_fetch_sub(&sv->backlog, (long long)n);
+		}
+		return;
+	}
 	for (size_t i = 0; i < list->n; i++) {
 		if (i % sv->sc.presign_batch == 0 && stopping(sv)) {
 			atomic_fetch_sub(&sv->backlog, (long long)(list->n - i));
@@ -576,7 +771,8 @@ static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 	snprintf(cn, sizeof cn, "%.48s OCSP Responder", sv->ca->conf.name);
 	if (!t || !d)
 		goto out;
-	if (!csr || !name || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
+	if (!csr || !name ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
 	    !X509_REQ_set_subject_name(csr, name) || !X509_REQ_set_pubkey(csr, pub) ||
 	    X509_REQ_sign(csr, priv, ca_md(&sv->ca->conf)) <= 0 || (len = i2d_X509_REQ(csr, &der)) <= 0) {
 		ca_error("cannot make the OCSP signer's request");
@@ -682,8 +878,8 @@ static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 	time_t nb, na;
 
 	if (!x || !pub || X509_verify(x, X509_get0_pubkey(ca_certificate(sv->ca))) != 1 ||
-	    EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1 ||
-	    !ASN1_TIME_to_tm(X509_get0_notBefore(x), &a) || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &b)) {
+	    EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1 || !ASN1_TIME_to_tm(X509_get0_notBefore(x), &a) ||
+	    !ASN1_TIME_to_tm(X509_get0_notAfter(x), &b)) {
 		ERR_clear_error();
 		return false;
 	}
@@ -873,8 +1069,8 @@ static void http_date(time_t t, char *out, size_t size)
 	strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, struct rctx *r, unsigned status, int outcome,
-			     const char *type, const void *body, size_t len)
+static enum MHD_Result reply(struct MHD_Connection *c, struct rctx *r, unsigned status, int outcome, const char *type,
+			     const void *body, size_t len)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
@@ -1324,6 +1520,15 @@ static int parse_listen(const char *text, struct sockaddr_storage *addr)
 
 static void server_free(struct server *sv)
 {
+	if (sv->q.started) {
+		/* after the HTTP threads stopped (or never started): nothing is in the queue */
+		pthread_mutex_lock(&sv->q.mu);
+		sv->q.stop = true;
+		pthread_cond_broadcast(&sv->q.work);
+		pthread_mutex_unlock(&sv->q.mu);
+		pthread_join(sv->q.tid, NULL);
+		sv->q.started = false;
+	}
 	cache_free(sv);
 	for (int i = 0; i < 3; i++) {
 		free(sv->files[i].data);
@@ -1336,6 +1541,7 @@ static void server_free(struct server *sv)
 	}
 	ca_status_close(sv->live);
 	ca_status_close(sv->pre);
+	ca_batch_signer_close(sv->batch);
 	ca_close(sv->ca);
 	pthread_rwlock_destroy(&sv->signer_lock);
 	pthread_rwlock_destroy(&sv->cache_lock);
@@ -1388,14 +1594,36 @@ int ca_serve(const char *dir_in, const char *listen)
 		ca_error("out of memory");
 		goto out;
 	}
-	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) || ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
+	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) ||
+	    ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
 		goto out;
 	if (sv->sc.signer_ca)
-		sv->signer = (struct ocsp_signer){.cert = ca_certificate(sv->ca), .key = sv->ca->priv, .md = ca_md(&sv->ca->conf)};
+		sv->signer = (struct ocsp_signer){
+			.cert = ca_certificate(sv->ca), .key = sv->ca->priv, .md = ca_md(&sv->ca->conf)};
 	else if (signer_delegated(sv))
 		goto out;
 	if (ca_status_open(&sv->ca->conf, &sv->live) || ca_status_open(&sv->ca->conf, &sv->pre))
 		goto out;
+	{
+		/* the cache pre-signed in batches where the module offers it (KEYWARD_CA_BATCH=0: one by one) */
+		const char *want = getenv("KEYWARD_CA_BATCH");
+		char label[CA_NAME_MAX + 8];
+
+		snprintf(label, sizeof label, "ocsp-%s", sv->file);
+		if ((!want || strcmp(want, "0")) &&
+		    (sv->sc.signer_ca ? ca_batch_signer_open(&sv->ca->conf, sv->ca->pub, &sv->batch)
+				      : ca_batch_signer_open_label(&sv->ca->conf, label, sv->signer_pub, &sv->batch)))
+			goto out;
+		if (sv->batch)
+			kw_log(KW_LOG_INFO, "keyward-ca serve: pre-signing %d answers per HSM round trip",
+			       CA_SIGN_BATCH);
+	}
+	pthread_mutex_init(&sv->q.mu, NULL);
+	pthread_cond_init(&sv->q.work, NULL);
+	pthread_cond_init(&sv->q.done, NULL);
+	sv->q.tail = &sv->q.head;
+	if (sv->batch && pthread_create(&sv->q.tid, NULL, signq_main, sv) == 0)
+		sv->q.started = true;
 
 	/* the signals are taken by sigwait below, in no other thread */
 	sigemptyset(&sigs);
@@ -1403,15 +1631,13 @@ int ca_serve(const char *dir_in, const char *listen)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-				     (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-			     0, NULL, NULL, handle, sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-			     MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
-			     sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
-			     MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-			     (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED, completed, sv,
-			     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-			     MHD_OPTION_END);
+	d = MHD_start_daemon(
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
+		NULL, NULL, handle, sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
+		sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
+		MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, completed, sv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
 	if (!d) {
 		ca_error("cannot listen on %s: %s", sv->sc.listen, strerror(errno));
 		goto out;

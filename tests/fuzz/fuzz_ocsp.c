@@ -17,23 +17,21 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* the corpus's requests name this CA (tests/fuzz/corpus/ocsp) */
-static const char ca_pem[] =
-	"-----BEGIN CERTIFICATE-----\n"
-	"MIIBejCCASGgAwIBAgIUNE4nGtCh6Fw/0pMgSmwofvWeJkEwCgYIKoZIzj0EAwIw\n"
-	"EjEQMA4GA1UEAwwHRnV6eiBDQTAgFw0yNjEyMDQxNDU4NDVaGA8yMTI2MTExMDE0\n"
-	"NTg0NVowEjEQMA4GA1UEAwwHRnV6eiBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
-	"A0IABB/5S7DlrdQcSnTaZr/5L/dN7eYxzOCF0nfiAcJ1XncHS9HYtcQQtjzFn6EL\n"
-	"f8qTBAHK5XWsbanRDdJgkmUSz6ijUzBRMB0GA1UdDgQWBBSEJmL+6KTRVMkZi1fC\n"
-	"rP2ZccZT9DAfBgNVHSMEGDAWgBSEJmL+6KTRVMkZi1fCrP2ZccZT9DAPBgNVHRMB\n"
-	"Af8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIFrxD2JCp2DvNvnb1HSY96DySVwP\n"
-	"DtEYNVCj72u5QonQAiAK+oIv/8fLpgsqmrW2NSUFs90RS6t6Yx51jGBxVz5jlg==\n"
-	"-----END CERTIFICATE-----\n";
-static const char key_pem[] =
-	"-----BEGIN PRIVATE KEY-----\n"
-	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgq1xoXRHJ9Sdbpa6f\n"
-	"u73QbB8Ak+S4Xloud0bLdmtTFOehRANCAAQf+Uuw5a3UHEp02ma/+S/3Te3mMczg\n"
-	"hdJ34gHCdV53B0vR2LXEELY8xZ+hC3/KkwQByuV1rG2p0Q3SYJJlEs+o\n"
-	"-----END PRIVATE KEY-----\n";
+static const char ca_pem[] = "-----BEGIN CERTIFICATE-----\n"
+			     "MIIBejCCASGgAwIBAgIUNE4nGtCh6Fw/0pMgSmwofvWeJkEwCgYIKoZIzj0EAwIw\n"
+			     "EjEQMA4GA1UEAwwHRnV6eiBDQTAgFw0yNjEyMDQxNDU4NDVaGA8yMTI2MTExMDE0\n"
+			     "NTg0NVowEjEQMA4GA1UEAwwHRnV6eiBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+			     "A0IABB/5S7DlrdQcSnTaZr/5L/dN7eYxzOCF0nfiAcJ1XncHS9HYtcQQtjzFn6EL\n"
+			     "f8qTBAHK5XWsbanRDdJgkmUSz6ijUzBRMB0GA1UdDgQWBBSEJmL+6KTRVMkZi1fC\n"
+			     "rP2ZccZT9DAfBgNVHSMEGDAWgBSEJmL+6KTRVMkZi1fCrP2ZccZT9DAPBgNVHRMB\n"
+			     "Af8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIFrxD2JCp2DvNvnb1HSY96DySVwP\n"
+			     "DtEYNVCj72u5QonQAiAK+oIv/8fLpgsqmrW2NSUFs90RS6t6Yx51jGBxVz5jlg==\n"
+			     "-----END CERTIFICATE-----\n";
+static const char key_pem[] = "-----BEGIN PRIVATE KEY-----\n"
+			      "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgq1xoXRHJ9Sdbpa6f\n"
+			      "u73QbB8Ak+S4Xloud0bLdmtTFOehRANCAAQf+Uuw5a3UHEp02ma/+S/3Te3mMczg\n"
+			      "hdJ34gHCdV53B0vR2LXEELY8xZ+hC3/KkwQByuV1rG2p0Q3SYJJlEs+o\n"
+			      "-----END PRIVATE KEY-----\n";
 
 static struct ocsp_issuer issuer;
 static struct ocsp_signer signer;
