@@ -590,8 +590,8 @@ kw_rv kw_keystore_audit_list(struct kw_keystore *ks, uint64_t since, unsigned li
 	if (!rv)
 		rv = audit_base_locked(ks, &out->base_seq, out->base_hash);
 	if (!rv && since < out->head_seq) {
-		if (ks->b->ops->audit_after)
-			rv = ks->b->ops->audit_after(ks->b, since, list_cb, &l);
+		if (ks->b->ops->audit_after) /* one more than the page: whether there are more */
+			rv = ks->b->ops->audit_after(ks->b, since, limit + 1, list_cb, &l);
 		else
 			rv = ks->b->ops->audit_foreach(ks->b, list_cb, &l);
 		if (l.full)

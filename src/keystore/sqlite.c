@@ -761,7 +761,7 @@ static kw_rv sq_audit_insert(struct kw_backend *b, const struct kw_audit_rec *r)
 	return sq_done(s, st, "appending an audit record");
 }
 
-static kw_rv sq_audit_after(struct kw_backend *b, uint64_t after, kw_audit_cb cb, void *ctx)
+static kw_rv sq_audit_after(struct kw_backend *b, uint64_t after, unsigned limit, kw_audit_cb cb, void *ctx)
 {
 	struct sq_backend *s = sq(b);
 	struct kw_audit_rec r;
@@ -771,11 +771,12 @@ static kw_rv sq_audit_after(struct kw_backend *b, uint64_t after, kw_audit_cb cb
 
 	rv = sq_prepare(s,
 			"SELECT seq, time, partition, actor, event, detail, prev_hash, hash FROM audit WHERE seq > ?"
-			" ORDER BY seq",
+			" ORDER BY seq LIMIT ?",
 			&st);
 	if (rv)
 		return rv;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1); /* -1: no limit */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&r, 0, sizeof r);
 		r.seq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -808,7 +809,7 @@ static kw_rv sq_audit_after(struct kw_backend *b, uint64_t after, kw_audit_cb cb
 
 static kw_rv sq_audit_foreach(struct kw_backend *b, kw_audit_cb cb, void *ctx)
 {
-	return sq_audit_after(b, 0, cb, ctx);
+	return sq_audit_after(b, 0, 0, cb, ctx);
 }
 
 static kw_rv sq_audit_delete_upto(struct kw_backend *b, uint64_t seq)
