@@ -112,6 +112,11 @@ enum kw_mech {
 	KW_MECH_EDDSA = 6,
 	KW_MECH_AES_KEY_WRAP = 7,     /* kw_wrap_key: RFC 3394, secret keys of a multiple of 8 bytes */
 	KW_MECH_AES_KEY_WRAP_PAD = 8, /* kw_wrap_key: RFC 5649, private (PKCS#8 DER) and secret keys */
+	/* kw_secret_crypt, with an AES key of usage KW_USAGE_DECRYPT (encrypt and decrypt): */
+	KW_MECH_AES_ECB = 90,	  /* a multiple of 16 bytes, no IV */
+	KW_MECH_AES_CBC = 91,	  /* a multiple of 16 bytes, a 16-byte IV, no padding */
+	KW_MECH_AES_CBC_PAD = 92, /* PKCS#7 padding, a 16-byte IV */
+	KW_MECH_AES_GCM = 93,	  /* IV 1 to 128 bytes, AAD, tag 12 to 16 bytes at the ciphertext's end */
 };
 
 /* Usage bits */
@@ -240,6 +245,26 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 
 /* The most elements one kw_sign_batch (one SignBatch request) may carry. */
 #define KW_SIGN_BATCH_MAX 256
+/* Bytes of data one kw_secret_crypt takes. */
+#define KW_SECRET_CRYPT_MAX (256 * 1024)
+/*
+ * AES in the HSM with the secret key key_id (usage KW_USAGE_DECRYPT, which
+ * for a secret key is encrypt and decrypt): encrypt (1) or decrypt (0) in
+ * (at most KW_SECRET_CRYPT_MAX bytes) with m->mech KW_MECH_AES_ECB, _CBC,
+ * _CBC_PAD or _GCM. iv: CBC 16 bytes, GCM 1 to 128, ECB none; aad and
+ * tag_bits (0: 128) for GCM, whose tag ends the ciphertext. out: *out_len
+ * bytes, at least in_len + 16 is always enough; on return the output's
+ * length. A padding or tag that does not check: KW_ERR_ENCRYPTED_DATA.
+ */
+struct kw_aes_params {
+	const unsigned char *iv;
+	size_t iv_len;
+	const unsigned char *aad;
+	size_t aad_len;
+	unsigned tag_bits;
+};
+kw_rv kw_secret_crypt(kw_client *c, uint64_t key_id, enum kw_mech mech, int encrypt, const struct kw_aes_params *p,
+		      const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len);
 /*
  * n signatures with one key and mechanism in one round trip: sigs[i] (a
  * buffer of sig_lens[i] bytes; on return the signature's length) signs

@@ -279,6 +279,51 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 	return rv;
 }
 
+kw_rv kw_secret_crypt(kw_client *c, uint64_t key_id, enum kw_mech mech, int encrypt, const struct kw_aes_params *p,
+		      const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len)
+{
+	const char *fn = encrypt ? "encrypting" : "decrypting";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__SecretCrypt sc = KEYWARD__SECRET_CRYPT__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)))
+		return rv;
+	if (mech != KW_MECH_AES_ECB && mech != KW_MECH_AES_CBC && mech != KW_MECH_AES_CBC_PAD && mech != KW_MECH_AES_GCM)
+		return kw_error_set(KW_ERR_MECHANISM, "%s: mechanism %d is no AES mode (KW_MECH_AES_ECB, _CBC, _CBC_PAD, _GCM)",
+				    fn, (int)mech);
+	if (!out_len || !p || (!in && in_len) || (!p->iv && p->iv_len) || (!p->aad && p->aad_len))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: a NULL argument", fn);
+	if (!key_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (in_len > KW_SECRET_CRYPT_MAX || p->iv_len > 128 || p->aad_len > 65536)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes, at most %d in one request (IV at most 128, AAD 64 KiB)",
+				    fn, in_len, KW_SECRET_CRYPT_MAX);
+	ref.id = key_id;
+	sc.key = &ref;
+	sc.mechanism = (Keyward__Mechanism)mech;
+	sc.encrypt = encrypt != 0;
+	sc.iv.data = (uint8_t *)p->iv;
+	sc.iv.len = p->iv_len;
+	sc.aad.data = (uint8_t *)p->aad;
+	sc.aad.len = p->aad_len;
+	sc.tag_bits = p->tag_bits;
+	sc.data.data = (uint8_t *)in;
+	sc.data.len = in_len;
+	req.body_case = KEYWARD__REQUEST__BODY_SECRET_CRYPT;
+	req.secret_crypt = &sc;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_PLAINTEXT, &resp);
+	if (rv)
+		return rv;
+	rv = copy_out(fn, encrypt ? "ciphertext" : "plaintext", &resp->plaintext->data, out, out_len);
+	if (resp->plaintext->data.data)
+		OPENSSL_cleanse(resp->plaintext->data.data, resp->plaintext->data.len);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
 kw_rv kw_get_object(kw_client *c, uint64_t id, const char *owner, const char *name, enum kw_class cls, kw_object **out)
 {
 	static const char fn[] = "looking up an object";

@@ -311,3 +311,128 @@ kw_rv kw_crypto_sign_check(EVP_PKEY *pkey, enum kw_key_type type, const Keyward_
 		return kw_error_set(KW_ERR_KEY_TYPE, "key type %d cannot sign", (int)type);
 	}
 }
+
+/* The checks of kw_crypto_aes: mechanism, IV, tag and data lengths. */
+static kw_rv aes_check(size_t key_len, const Keyward__SecretCrypt *r, const char **mode, size_t *tag_len)
+{
+	size_t n = r->data.len;
+
+	if (key_len != 16 && key_len != 24 && key_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "an AES key has 16, 24 or 32 bytes, not %zu", key_len);
+	if (n > KW_SECRET_CRYPT_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "AES: %zu bytes, at most %d in one request", n, KW_SECRET_CRYPT_MAX);
+	*tag_len = 0;
+	switch (r->mechanism) {
+	case KEYWARD__MECHANISM__AES_ECB:
+	case KEYWARD__MECHANISM__AES_CBC:
+		*mode = r->mechanism == KEYWARD__MECHANISM__AES_ECB ? "ECB" : "CBC";
+		if (n % 16)
+			return kw_error_set(KW_ERR_DATA_LEN,
+					    "AES-%s without padding takes a multiple of 16 bytes, not %zu (AES_CBC_PAD "
+					    "pads)",
+					    *mode, n);
+		break;
+	case KEYWARD__MECHANISM__AES_CBC_PAD:
+		*mode = "CBC";
+		if (!r->encrypt && (n == 0 || n % 16))
+			return kw_error_set(KW_ERR_DATA_LEN,
+					    "AES-CBC-PAD: a ciphertext is a non-zero multiple of 16 bytes, not %zu", n);
+		break;
+	case KEYWARD__MECHANISM__AES_GCM:
+		*mode = "GCM";
+		*tag_len = r->tag_bits ? r->tag_bits / 8 : 16;
+		if (r->tag_bits % 8 || *tag_len < 12 || *tag_len > 16)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: the tag is 96 to 128 bits, a multiple of 8, "
+								    "not %u",
+					    r->tag_bits);
+		if (r->iv.len == 0 || r->iv.len > 128)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: the IV is 1 to 128 bytes, not %zu",
+					    r->iv.len);
+		if (r->aad.len > 65536)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: at most 64 KiB of AAD, not %zu",
+					    r->aad.len);
+		if (!r->encrypt && n < *tag_len)
+			return kw_error_set(KW_ERR_DATA_LEN, "AES-GCM: %zu bytes are shorter than the %zu-byte tag", n,
+					    *tag_len);
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "mechanism %d does not encrypt with an AES key (AES_ECB, AES_CBC, AES_CBC_PAD or "
+				    "AES_GCM)",
+				    (int)r->mechanism);
+	}
+	if (r->mechanism == KEYWARD__MECHANISM__AES_ECB ? r->iv.len != 0 : r->iv.len != 16)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-%s: the IV is %s, not %zu bytes", *mode,
+				    r->mechanism == KEYWARD__MECHANISM__AES_ECB ? "absent" : "16 bytes", r->iv.len);
+	return KW_OK;
+}
+
+kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__SecretCrypt *r, unsigned char *out,
+		    size_t *out_len)
+{
+	const unsigned char *in = r->data.data;
+	size_t n = r->data.len, tag_len = 0;
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	const char *mode = "";
+	char name[32];
+	int len = 0, fin = 0, enc = r->encrypt ? 1 : 0;
+	kw_rv rv;
+
+	if ((rv = aes_check(key_len, r, &mode, &tag_len)))
+		return rv;
+	if (*out_len < n + 16)
+		return kw_error_set(KW_ERR_DATA_LEN, "AES: the output needs %zu bytes, the buffer has %zu", n + 16,
+				    *out_len);
+	if (tag_len && !enc)
+		n -= tag_len;
+	snprintf(name, sizeof name, "AES-%zu-%s", key_len * 8, mode);
+	cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!cipher || !ctx) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s is not available", name);
+		goto out;
+	}
+	if (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
+	    (tag_len && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, (int)r->iv.len, NULL) != 1) ||
+	    EVP_CipherInit_ex2(ctx, NULL, key, r->iv.len ? r->iv.data : NULL, enc, NULL) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(ctx, r->mechanism == KEYWARD__MECHANISM__AES_CBC_PAD) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s set-up", name);
+		goto out;
+	}
+	if (tag_len && r->aad.len && EVP_CipherUpdate(ctx, NULL, &len, r->aad.data, (int)r->aad.len) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the AAD");
+		goto out;
+	}
+	len = 0;
+	if (n && EVP_CipherUpdate(ctx, out, &len, in, (int)n) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s", name);
+		goto out;
+	}
+	if (tag_len && !enc &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, (int)tag_len, (void *)(in + n)) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the tag");
+		goto out;
+	}
+	if (EVP_CipherFinal_ex(ctx, out + len, &fin) != 1) {
+		/* a padding or a tag that does not check: say no more than that */
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "%s: the %s does not check: wrong key, IV or data", name,
+				  tag_len ? "tag" : "padding");
+		OPENSSL_cleanse(out, (size_t)len);
+		goto out;
+	}
+	len += fin;
+	if (tag_len && enc) {
+		if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, (int)tag_len, out + len) != 1) {
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the tag");
+			goto out;
+		}
+		len += (int)tag_len;
+	}
+	*out_len = (size_t)len;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
+	return rv;
+}

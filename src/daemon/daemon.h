@@ -235,6 +235,16 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
  * at least 16) or AES_KEY_WRAP_PAD (RFC 5649). out has *out_len bytes; on
  * return *out_len is the wrapped length.
  */
+/*
+ * AES encryption or decryption of r->data with key (16, 24 or 32 bytes), as
+ * r->mechanism says (AES_ECB, AES_CBC, AES_CBC_PAD, AES_GCM; see
+ * SecretCrypt in proto/keyward.proto). out has *out_len bytes, at least
+ * r->data.len + 16; on return *out_len is the output's length. A padding or
+ * GCM tag that does not check: KW_ERR_ENCRYPTED_DATA.
+ */
+kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__SecretCrypt *r, unsigned char *out,
+		    size_t *out_len);
+
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);

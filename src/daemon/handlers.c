@@ -442,9 +442,10 @@ static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const 
 	unsigned usages = g->usages ? g->usages : KW_USAGE_WRAP;
 	kw_rv rv;
 
-	if (usages != KW_USAGE_WRAP)
-		return kw_error_set(KW_ERR_KEY_FUNCTION, "AES keys only wrap (usage 0x%x), not usages 0x%x", KW_USAGE_WRAP,
-				    usages);
+	if (usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
+		return kw_error_set(KW_ERR_KEY_FUNCTION,
+				    "AES keys wrap (usage 0x%x) and encrypt and decrypt (usage 0x%x), not usages 0x%x",
+				    KW_USAGE_WRAP, KW_USAGE_DECRYPT, usages);
 	if (g->bits != 128 && g->bits != 192 && g->bits != 256)
 		return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
 	if (RAND_priv_bytes(key, (int)g->bits / 8) != 1)
@@ -726,6 +727,61 @@ static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keywa
 		resp->plaintext = out;
 	}
 	kw_cached_key_release(&key);
+	return rv;
+}
+
+/* SecretCrypt: AES with a secret key of usage DECRYPT, which never leaves keywardd. */
+static kw_rv on_secret_crypt(struct kw_server *srv, struct kw_peer *peer, const Keyward__SecretCrypt *r,
+			     Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	struct kw_cached_key who = {0};
+	Keyward__Plaintext *out = kw_scratch_alloc(s, sizeof *out);
+	size_t cap = r->data.len + 16, len = cap, key_len = 0;
+	unsigned char *buf = calloc(1, cap), *key = NULL;
+	uint64_t id;
+	kw_rv rv;
+
+	/* the output may be a plaintext: wiped when the answer is sent */
+	if (buf && !kw_scratch_adopt(s, buf, cap, free_secret))
+		buf = NULL;
+	if (!out || !buf)
+		return KW_ERR_NO_MEMORY;
+	if ((rv = resolve(srv, peer, r->key, KW_CLASS_SECRET_KEY, &id)))
+		return rv;
+	if (kw_session_id(id))
+		return kw_error_set(KW_ERR_KEY_TYPE, "%scrypt: 0x%" PRIx64 " is a session object, not an AES key",
+				    r->encrypt ? "en" : "de", id);
+	/* unsealing authenticates the row's type and usages */
+	if ((rv = kw_keystore_load_secret(srv->ks, peer->partition_id, id, &key, &key_len, &row)))
+		goto out;
+	if (row.key_type != KW_KEY_AES) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "%scrypt: %s/%s is not an AES key", r->encrypt ? "en" : "de",
+				  row.owner, row.name);
+		goto out;
+	}
+	if (!(row.usages & KW_USAGE_DECRYPT)) {
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION,
+				  "%scrypt: key %s/%s may not encrypt or decrypt (its usages do not include decrypt; "
+				  "generate it with CKA_ENCRYPT or CKA_DECRYPT)",
+				  r->encrypt ? "en" : "de", row.owner, row.name);
+		goto out;
+	}
+	if ((rv = kw_crypto_aes(key, key_len, r, buf, &len)))
+		goto out;
+	who.key_type = row.key_type;
+	snprintf(who.owner, sizeof who.owner, "%s", row.owner);
+	snprintf(who.name, sizeof who.name, "%s", row.name);
+	kw_usage_count(srv->usage, peer->partition, peer->actor, r->encrypt ? "key.encrypt" : "key.decrypt", &who, id);
+	keyward__plaintext__init(out);
+	out->data.data = buf;
+	out->data.len = len;
+	resp->body_case = KEYWARD__RESPONSE__BODY_PLAINTEXT;
+	resp->plaintext = out;
+out:
+	if (key)
+		free_secret(key, key_len);
+	kw_object_row_cleanup(&row);
 	return rv;
 }
 
@@ -1206,6 +1262,9 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
 		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_SECRET_CRYPT:
+		rv = on_secret_crypt(srv, peer, req->secret_crypt, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_SIGN_BATCH:
 		rv = on_sign_batch(srv, peer, req->sign_batch, resp, s);

@@ -339,10 +339,11 @@ CK_RV p11_object_size_locked(CK_OBJECT_HANDLE h, CK_ULONG_PTR size)
 CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 			      CK_OBJECT_HANDLE_PTR out)
 {
-	static const CK_ATTRIBUTE_TYPE unsupported_uses[] = {CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY,
-							     CKA_DERIVE};
+	static const CK_ATTRIBUTE_TYPE unsupported_uses[] = {CKA_SIGN, CKA_VERIFY, CKA_DERIVE};
 	CK_ULONG len = 0, cls = CKO_SECRET_KEY, kt = CKK_AES;
-	int has_len, has_cls, has_kt, extractable = 0, sensitive = 1, modifiable = 1, wrap = 1, unwrap = 1, use = 0;
+	int has_len, has_cls, has_kt, extractable = 0, sensitive = 1, modifiable = 1, wrap = 0, unwrap = 0, use = 0;
+	int enc = 0, dec = 0;
+	unsigned usages = 0;
 	int token = 1;
 	char name[KW_NAME_MAX + 1];
 	const unsigned char *id;
@@ -362,6 +363,7 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
 	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
 	    (rv = p11_template_bool(t, n, CKA_WRAP, &wrap)) || (rv = p11_template_bool(t, n, CKA_UNWRAP, &unwrap)) ||
+	    (rv = p11_template_bool(t, n, CKA_ENCRYPT, &enc)) || (rv = p11_template_bool(t, n, CKA_DECRYPT, &dec)) ||
 	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
 	    (rv = template_ckaid(t, n, &id, &id_len)))
 		return rv;
@@ -370,20 +372,28 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 	/* AES keys are token objects only: the HSM keeps no session secret keys */
 	if ((len != 16 && len != 24 && len != 32) || cls != CKO_SECRET_KEY || kt != CKK_AES || !sensitive || !token)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	/* the HSM's AES keys wrap keys and do nothing else */
+	/* the HSM's AES keys wrap keys, and encrypt and decrypt (one usage: either means both) */
 	for (size_t i = 0; i < sizeof unsupported_uses / sizeof unsupported_uses[0]; i++) {
 		if ((rv = p11_template_bool(t, n, unsupported_uses[i], &use)))
 			return rv;
 		if (use)
 			return CKR_TEMPLATE_INCONSISTENT;
 	}
-	if (!wrap && !unwrap)
+	if (wrap || unwrap)
+		usages |= KW_USAGE_WRAP;
+	if (enc || dec)
+		usages |= KW_USAGE_DECRYPT;
+	/* a template that names no usage gets the one AES keys always had: wrap */
+	if (!usages && !p11_template_find(t, n, CKA_WRAP) && !p11_template_find(t, n, CKA_UNWRAP) &&
+	    !p11_template_find(t, n, CKA_ENCRYPT) && !p11_template_find(t, n, CKA_DECRYPT))
+		usages = KW_USAGE_WRAP;
+	if (!usages)
 		return CKR_TEMPLATE_INCONSISTENT;
 	if ((rv = p11_label_of_template(t, n, name, sizeof name)))
 		return rv;
 	krv = kw_generate_key_ckaid(p11.client, p11.slots[s->slot].owner, name, KW_KEY_AES, (unsigned)len * 8, NULL,
 				    (extractable ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE),
-				    KW_USAGE_WRAP, id, id_len, &key, &no_public);
+				    usages, id, id_len, &key, &no_public);
 	kw_object_free(no_public); /* a secret key has no public half: NULL */
 	if (krv)
 		return p11_ckr(krv, "generating a secret key");

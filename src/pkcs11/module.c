@@ -1125,6 +1125,10 @@ static CK_RV crypt_final(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG 
 		leave(CKR_OK);
 		return p11_decrypt_final(h, out, out_len);
 	}
+	if (kind == ENCRYPT && op->aes_mech) {
+		leave(CKR_OK);
+		return p11_aes_final(h, 1, out, out_len);
+	}
 	rv = kind == ENCRYPT ? p11_encrypt_final_locked(op, out, out_len) : p11_digest_final_locked(op, out, out_len);
 	/* a length query or a short buffer keeps the operation; anything else ends it */
 	if (!(rv == CKR_OK && !out) && rv != CKR_BUFFER_TOO_SMALL)

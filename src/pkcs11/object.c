@@ -457,7 +457,7 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		case CKA_SIGN:
 			return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_SIGN));
 		case CKA_DECRYPT:
-			return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DECRYPT));
+			return set_bool(v, (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) && (usages & KW_USAGE_DECRYPT));
 		case CKA_UNWRAP:
 			return set_bool(v, (usages & KW_USAGE_WRAP) != 0);
 		case CKA_VALUE:
@@ -477,7 +477,8 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 				return set_ulong(v, kw_object_bits(o) / 8);
 			case CKA_WRAP:
 				return set_bool(v, (usages & KW_USAGE_WRAP) != 0);
-			case CKA_ENCRYPT:
+			case CKA_ENCRYPT: /* a secret key's usage DECRYPT is encrypt and decrypt */
+				return set_bool(v, (usages & KW_USAGE_DECRYPT) != 0);
 			case CKA_SIGN:
 			case CKA_VERIFY:
 				return set_bool(v, 0);

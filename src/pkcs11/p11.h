@@ -69,8 +69,21 @@ struct p11_crypt {
 	unsigned char label[P11_RAW_DATA_MAX]; /* OAEP: kwm.label points here */
 	EVP_PKEY_CTX *pctx;		       /* encrypt: the public key, set up */
 	EVP_MD_CTX *mdctx;		       /* digest */
-	unsigned char buf[P11_RAW_DATA_MAX];   /* decrypt, encrypt: the input so far */
-	size_t len;
+	unsigned char buf[P11_RAW_DATA_MAX];   /* decrypt, encrypt: the input so far (RSA) */
+	size_t len;			       /* of buf, or for AES of data */
+	/*
+	 * AES (aes_mech set): the input is gathered in data (at most
+	 * KW_SECRET_CRYPT_MAX bytes) and the HSM en- or decrypts it at the end
+	 * in one request; the parts give no output before that.
+	 */
+	enum kw_mech aes_mech;
+	unsigned char *data;
+	size_t data_cap;
+	unsigned char iv[128];
+	size_t iv_len;
+	unsigned char *aad; /* GCM */
+	size_t aad_len;
+	unsigned tag_bits;
 };
 
 struct p11_session {
@@ -202,6 +215,8 @@ CK_RV p11_crypt_update(struct p11_crypt *op, const unsigned char *in, size_t len
 /* Decrypts what the session's operation accumulated; takes and releases p11.lock around the HSM call. */
 CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 CK_RV p11_encrypt_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+/* Ends an AES operation of session h (encrypt or decrypt); takes and releases p11.lock around the HSM call. */
+CK_RV p11_aes_final(CK_SESSION_HANDLE h, int encrypt, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 CK_RV p11_digest_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m);
 CK_RV p11_digest_update(struct p11_crypt *op, const unsigned char *in, size_t len);
 CK_RV p11_digest_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);

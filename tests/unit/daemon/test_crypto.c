@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -104,12 +105,111 @@ static void test_decrypt_checks(void **state)
 	EVP_PKEY_free(ec);
 }
 
+static void unhex(const char *h, unsigned char *out)
+{
+	for (size_t i = 0; h[2 * i]; i++) {
+		unsigned v;
+		assert_int_equal(sscanf(h + 2 * i, "%2x", &v), 1);
+		out[i] = (unsigned char)v;
+	}
+}
+
+/* One known answer: encrypt, then decrypt back. */
+static void aes_kat(Keyward__Mechanism mech, const char *key_hex, const char *iv_hex, const char *pt_hex,
+		    const char *ct_hex)
+{
+	unsigned char key[32], iv[16], pt[64], ct[80], out[96];
+	size_t key_len = strlen(key_hex) / 2, iv_len = strlen(iv_hex) / 2, pt_len = strlen(pt_hex) / 2,
+	       ct_len = strlen(ct_hex) / 2, len = sizeof out;
+	Keyward__SecretCrypt r = KEYWARD__SECRET_CRYPT__INIT;
+
+	unhex(key_hex, key);
+	unhex(iv_hex, iv);
+	unhex(pt_hex, pt);
+	unhex(ct_hex, ct);
+	r.mechanism = mech;
+	r.encrypt = true;
+	r.iv.data = iv;
+	r.iv.len = iv_len;
+	r.data.data = pt;
+	r.data.len = pt_len;
+	assert_int_equal(kw_crypto_aes(key, key_len, &r, out, &len), KW_OK);
+	assert_int_equal(len, ct_len);
+	assert_memory_equal(out, ct, ct_len);
+	r.encrypt = false;
+	r.data.data = ct;
+	r.data.len = ct_len;
+	len = sizeof out;
+	assert_int_equal(kw_crypto_aes(key, key_len, &r, out, &len), KW_OK);
+	assert_int_equal(len, pt_len);
+	assert_memory_equal(out, pt, pt_len);
+	/* a changed last byte: GCM's tag, CBC-PAD's padding (with this vector) do not check */
+	if (mech == KEYWARD__MECHANISM__AES_GCM) {
+		ct[ct_len - 1] ^= 1;
+		len = sizeof out;
+		assert_int_equal(kw_crypto_aes(key, key_len, &r, out, &len), KW_ERR_ENCRYPTED_DATA);
+	}
+}
+
+static void test_aes_known_answers(void **state)
+{
+	(void)state;
+	/* NIST SP 800-38A F.1.1 and F.2.1 (first block) */
+	aes_kat(KEYWARD__MECHANISM__AES_ECB, "2b7e151628aed2a6abf7158809cf4f3c", "", "6bc1bee22e409f96e93d7e117393172a",
+		"3ad77bb40d7a3660a89ecaf32466ef97");
+	aes_kat(KEYWARD__MECHANISM__AES_CBC, "2b7e151628aed2a6abf7158809cf4f3c", "000102030405060708090a0b0c0d0e0f",
+		"6bc1bee22e409f96e93d7e117393172a", "7649abac8119b246cee98e9b12e9197d");
+	/* AES-256 ECB, FIPS-197 C.3 */
+	aes_kat(KEYWARD__MECHANISM__AES_ECB, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", "",
+		"00112233445566778899aabbccddeeff", "8ea2b7ca516745bfeafc49904b496089");
+	/* GCM test case 2 (McGrew and Viega): ciphertext, then the tag */
+	aes_kat(KEYWARD__MECHANISM__AES_GCM, "00000000000000000000000000000000", "000000000000000000000000",
+		"00000000000000000000000000000000",
+		"0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf");
+}
+
+static void test_aes_checks(void **state)
+{
+	unsigned char key[16] = {0}, iv[16] = {0}, data[32] = {0}, out[64];
+	size_t len = sizeof out;
+	Keyward__SecretCrypt r = KEYWARD__SECRET_CRYPT__INIT;
+
+	(void)state;
+	r.mechanism = KEYWARD__MECHANISM__AES_CBC;
+	r.encrypt = true;
+	r.iv.data = iv;
+	r.iv.len = 16;
+	r.data.data = data;
+	r.data.len = 15;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_DATA_LEN);
+	r.data.len = 16;
+	r.iv.len = 8;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_MECHANISM_PARAM);
+	r.iv.len = 16;
+	assert_int_equal(kw_crypto_aes(key, 10, &r, out, &len), KW_ERR_KEY_SIZE);
+	r.mechanism = KEYWARD__MECHANISM__RSA_OAEP;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_MECHANISM);
+	r.mechanism = KEYWARD__MECHANISM__AES_GCM;
+	r.tag_bits = 64;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_MECHANISM_PARAM);
+	r.mechanism = KEYWARD__MECHANISM__AES_CBC_PAD;
+	r.encrypt = false;
+	r.data.len = 0;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_DATA_LEN);
+	len = 20; /* too small for 16 + 16 */
+	r.encrypt = true;
+	r.data.len = 16;
+	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_DATA_LEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_generate_refusals),
 		cmocka_unit_test(test_sign_checks),
 		cmocka_unit_test(test_decrypt_checks),
+		cmocka_unit_test(test_aes_known_answers),
+		cmocka_unit_test(test_aes_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
