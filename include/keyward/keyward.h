@@ -91,6 +91,7 @@ enum kw_key_type {
 	KW_KEY_EC = 2,
 	KW_KEY_ED25519 = 3,
 	KW_KEY_AES = 4, /* 128, 192 or 256 bits; class KW_CLASS_SECRET_KEY */
+	KW_KEY_GENERIC = 90, /* a generic secret for HMAC: 16 to 128 bytes; class KW_CLASS_SECRET_KEY */
 };
 
 enum kw_hash {
@@ -117,6 +118,7 @@ enum kw_mech {
 	KW_MECH_AES_CBC = 91,	  /* a multiple of 16 bytes, a 16-byte IV, no padding */
 	KW_MECH_AES_CBC_PAD = 92, /* PKCS#7 padding, a 16-byte IV */
 	KW_MECH_AES_GCM = 93,	  /* IV 1 to 128 bytes, AAD, tag 12 to 16 bytes at the ciphertext's end */
+	KW_MECH_HMAC = 94,	  /* kw_sign with a KW_KEY_GENERIC key: HMAC with hash SHA-256/384/512 of the data */
 };
 
 /* Usage bits */
@@ -245,6 +247,10 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 
 /* The most elements one kw_sign_batch (one SignBatch request) may carry. */
 #define KW_SIGN_BATCH_MAX 256
+/* Bytes of a generic secret (KW_KEY_GENERIC), and of a message kw_sign takes for an HMAC. */
+#define KW_GENERIC_MIN 16
+#define KW_GENERIC_MAX 128
+#define KW_HMAC_DATA_MAX (64 * 1024)
 /* Bytes of data one kw_secret_crypt takes. */
 #define KW_SECRET_CRYPT_MAX (256 * 1024)
 /*

@@ -73,7 +73,7 @@ static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
 
 	if (!m)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no mechanism given", fn);
-	if (m->mech == KW_MECH_NONE || (unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD)
+	if (m->mech == KW_MECH_NONE || ((unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD && m->mech != KW_MECH_HMAC))
 		return kw_error_set(KW_ERR_MECHANISM, "%s: unknown mechanism %d", fn, (int)m->mech);
 	rv = check_hash(fn, m->hash);
 	if (!rv)
@@ -132,8 +132,8 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) || (rv = check_opt_str(fn, "the curve", curve, 64)) ||
 	    (rv = check_ckaid(fn, ckaid, ckaid_len)))
 		return rv;
-	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_AES)
-		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn,
+	if (type == KW_KEY_NONE || ((unsigned)type > KW_KEY_AES && type != KW_KEY_GENERIC))
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519, AES or generic)", fn,
 				    (int)type);
 	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE | KW_GEN_SESSION))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
@@ -155,7 +155,7 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
 	if (rv)
 		return rv;
-	if (type == KW_KEY_AES) {
+	if (type == KW_KEY_AES || type == KW_KEY_GENERIC) {
 		/* one secret key: into *private_out, no public half */
 		if (private_out && (rv = kw_object_from_info(resp->key_pair->secret_key, &priv)))
 			goto out;

@@ -436,3 +436,25 @@ out:
 	EVP_CIPHER_free(cipher);
 	return rv;
 }
+
+kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Sign *r, unsigned char *out,
+		     size_t *out_len)
+{
+	const char *digest = r->hash == KEYWARD__HASH__SHA256	? "SHA256"
+			     : r->hash == KEYWARD__HASH__SHA384 ? "SHA384"
+			     : r->hash == KEYWARD__HASH__SHA512 ? "SHA512"
+								: NULL;
+	size_t len = 0;
+
+	if (r->mechanism != KEYWARD__MECHANISM__HMAC)
+		return kw_error_set(KW_ERR_MECHANISM, "a generic secret signs with HMAC only, not mechanism %d",
+				    (int)r->mechanism);
+	if (!digest)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "HMAC: hash %d (SHA256, SHA384 or SHA512)", (int)r->hash);
+	if (r->data.len > KW_HMAC_DATA_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "HMAC: %zu bytes, at most %d", r->data.len, KW_HMAC_DATA_MAX);
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, digest, NULL, key, key_len, r->data.data, r->data.len, out, *out_len, &len))
+		return kw_error_openssl(KW_ERR_CRYPTO, "HMAC-%s", digest);
+	*out_len = len;
+	return KW_OK;
+}

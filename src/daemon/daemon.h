@@ -245,6 +245,14 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__SecretCrypt *r, unsigned char *out,
 		    size_t *out_len);
 
+/*
+ * HMAC of r->data (at most KW_HMAC_DATA_MAX bytes) with key, with r->hash
+ * (SHA256, SHA384 or SHA512); r->mechanism must be HMAC. out has *out_len
+ * bytes (64 suffice); on return the MAC's length.
+ */
+kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Sign *r, unsigned char *out,
+		     size_t *out_len);
+
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);

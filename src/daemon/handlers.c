@@ -431,28 +431,39 @@ static kw_rv not_session(uint64_t id, const char *what)
 			    what, id);
 }
 
-/* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
+/* GenerateKey of an AES key or a generic secret: random bytes sealed as one SECRET_KEY row. */
 static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
 			     Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row row = {0};
 	struct kw_keygen spec;
 	Keyward__KeyPair *pair;
-	unsigned char key[32];
-	unsigned usages = g->usages ? g->usages : KW_USAGE_WRAP;
+	unsigned char key[KW_GENERIC_MAX];
+	bool generic = g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET;
+	unsigned usages = g->usages ? g->usages : generic ? KW_USAGE_SIGN : KW_USAGE_WRAP;
 	kw_rv rv;
 
-	if (usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
-		return kw_error_set(KW_ERR_KEY_FUNCTION,
-				    "AES keys wrap (usage 0x%x) and encrypt and decrypt (usage 0x%x), not usages 0x%x",
-				    KW_USAGE_WRAP, KW_USAGE_DECRYPT, usages);
-	if (g->bits != 128 && g->bits != 192 && g->bits != 256)
-		return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
+	if (generic) {
+		if (usages != KW_USAGE_SIGN)
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "generic secrets sign (HMAC, usage 0x%x), not usages 0x%x",
+					    KW_USAGE_SIGN, usages);
+		if (g->bits % 8 || !kw_secret_len_ok(KW_KEY_GENERIC, g->bits / 8))
+			return kw_error_set(KW_ERR_KEY_SIZE, "generic secrets have %d to %d bytes, not %u bits",
+					    KW_GENERIC_MIN, KW_GENERIC_MAX, g->bits);
+	} else {
+		if (usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
+			return kw_error_set(KW_ERR_KEY_FUNCTION,
+					    "AES keys wrap (usage 0x%x) and encrypt and decrypt (usage 0x%x), not usages "
+					    "0x%x",
+					    KW_USAGE_WRAP, KW_USAGE_DECRYPT, usages);
+		if (g->bits != 128 && g->bits != 192 && g->bits != 256)
+			return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
+	}
 	if (RAND_priv_bytes(key, (int)g->bits / 8) != 1)
 		return kw_error_set(KW_ERR_CRYPTO, "generate: the random generator failed");
 	spec = (struct kw_keygen){.owner = g->owner, .name = g->name, .extractable = g->extractable,
 				  .modifiable = !g->not_modifiable, .usages = usages, .ckaid = g->ckaid.data,
-				  .ckaid_len = g->ckaid.len};
+				  .ckaid_len = g->ckaid.len, .secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES};
 	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, key, g->bits / 8, &row);
 	OPENSSL_cleanse(key, sizeof key);
 	if (rv)
@@ -487,11 +498,11 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	if (g->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "generate: the CKA_ID is %zu bytes long, at most %d",
 				    g->ckaid.len, KW_CKAID_MAX);
-	if (g->key_type == KEYWARD__KEY_TYPE__AES && g->session)
-		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": AES keys are token objects only, not session "
+	if ((g->key_type == KEYWARD__KEY_TYPE__AES || g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET) && g->session)
+		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": secret keys are token objects only, not session "
 						      "objects",
 				    g->name ? g->name : "");
-	if (g->key_type == KEYWARD__KEY_TYPE__AES)
+	if (g->key_type == KEYWARD__KEY_TYPE__AES || g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET)
 		return generate_secret(srv, peer, g, resp, s);
 	if (!usages)
 		usages = g->key_type == KEYWARD__KEY_TYPE__RSA ? KW_USAGE_SIGN | KW_USAGE_DECRYPT : KW_USAGE_SIGN;
@@ -572,6 +583,49 @@ static void free_secret(void *ptr, size_t n)
 }
 
 /*
+ * The unsealed secret key a request names, if it is of type `type` and its
+ * usages include `usage` (verb names the use in messages): *key (the
+ * caller wipes and frees it), its row and id.
+ */
+static kw_rv usable_secret(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
+			   enum kw_key_type type, unsigned usage, const char *verb, unsigned char **key, size_t *key_len,
+			   struct kw_object_row *row, uint64_t *id)
+{
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, ref, KW_CLASS_SECRET_KEY, id)))
+		return rv;
+	if (kw_session_id(*id))
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: 0x%" PRIx64 " is a session object, not a secret key", verb, *id);
+	/* unsealing authenticates the row's type and usages */
+	if ((rv = kw_keystore_load_secret(srv->ks, peer->partition_id, *id, key, key_len, row)))
+		return rv;
+	if (row->key_type != type)
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "%s: %s/%s is not %s", verb, row->owner, row->name,
+				  type == KW_KEY_AES ? "an AES key" : "a generic secret");
+	else if (!(row->usages & usage))
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "%s: key %s/%s may not %s (its usages do not include %s)", verb,
+				  row->owner, row->name, verb, usage == KW_USAGE_SIGN ? "sign" : "decrypt");
+	if (rv) {
+		free_secret(*key, *key_len);
+		*key = NULL;
+	}
+	return rv;
+}
+
+/* Counts one use of secret key row in the key-use audit. */
+static void count_secret_use(struct kw_server *srv, const struct kw_peer *peer, const char *event,
+			     const struct kw_object_row *row, uint64_t id)
+{
+	struct kw_cached_key who = {0};
+
+	who.key_type = row->key_type;
+	snprintf(who.owner, sizeof who.owner, "%s", row->owner);
+	snprintf(who.name, sizeof who.name, "%s", row->name);
+	kw_usage_count(srv->usage, peer->partition, peer->actor, event, &who, id);
+}
+
+/*
  * Whether r may be signed with key: mechanism, parameters, data length.
  * Sign checks here just before signing; SignBatch checks every element
  * here before it signs any, so a check added here holds for both.
@@ -599,6 +653,36 @@ static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const s
 	return rv;
 }
 
+/* Sign with mechanism HMAC: a generic secret of usage SIGN, which never leaves keywardd. */
+static kw_rv on_hmac(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
+		     struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	Keyward__Signature *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *mac = kw_scratch_alloc(s, 64), *key = NULL;
+	size_t mac_len = 64, key_len = 0;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!out || !mac)
+		return KW_ERR_NO_MEMORY;
+	rv = usable_secret(srv, peer, r->key, KW_KEY_GENERIC, KW_USAGE_SIGN, "sign", &key, &key_len, &row, &id);
+	if (!rv)
+		rv = kw_crypto_hmac(key, key_len, r, mac, &mac_len);
+	if (!rv) {
+		count_secret_use(srv, peer, "key.sign", &row, id);
+		keyward__signature__init(out);
+		out->signature.data = mac;
+		out->signature.len = mac_len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_SIGNATURE;
+		resp->signature = out;
+	}
+	if (key)
+		free_secret(key, key_len);
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
 static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
 		     struct kw_scratch *s)
 {
@@ -611,6 +695,8 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 
 	if (!out || !sig)
 		return KW_ERR_NO_MEMORY;
+	if (r->mechanism == KEYWARD__MECHANISM__HMAC)
+		return on_hmac(srv, peer, r, resp, s);
 	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
 	rv = sign_one(srv, peer, &key, id, r, sig, &sig_len);
@@ -735,7 +821,6 @@ static kw_rv on_secret_crypt(struct kw_server *srv, struct kw_peer *peer, const 
 			     Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row row = {0};
-	struct kw_cached_key who = {0};
 	Keyward__Plaintext *out = kw_scratch_alloc(s, sizeof *out);
 	size_t cap = r->data.len + 16, len = cap, key_len = 0;
 	unsigned char *buf = calloc(1, cap), *key = NULL;
@@ -747,38 +832,18 @@ static kw_rv on_secret_crypt(struct kw_server *srv, struct kw_peer *peer, const 
 		buf = NULL;
 	if (!out || !buf)
 		return KW_ERR_NO_MEMORY;
-	if ((rv = resolve(srv, peer, r->key, KW_CLASS_SECRET_KEY, &id)))
-		return rv;
-	if (kw_session_id(id))
-		return kw_error_set(KW_ERR_KEY_TYPE, "%scrypt: 0x%" PRIx64 " is a session object, not an AES key",
-				    r->encrypt ? "en" : "de", id);
-	/* unsealing authenticates the row's type and usages */
-	if ((rv = kw_keystore_load_secret(srv->ks, peer->partition_id, id, &key, &key_len, &row)))
-		goto out;
-	if (row.key_type != KW_KEY_AES) {
-		rv = kw_error_set(KW_ERR_KEY_TYPE, "%scrypt: %s/%s is not an AES key", r->encrypt ? "en" : "de",
-				  row.owner, row.name);
-		goto out;
+	rv = usable_secret(srv, peer, r->key, KW_KEY_AES, KW_USAGE_DECRYPT, r->encrypt ? "encrypt" : "decrypt", &key,
+			   &key_len, &row, &id);
+	if (!rv)
+		rv = kw_crypto_aes(key, key_len, r, buf, &len);
+	if (!rv) {
+		count_secret_use(srv, peer, r->encrypt ? "key.encrypt" : "key.decrypt", &row, id);
+		keyward__plaintext__init(out);
+		out->data.data = buf;
+		out->data.len = len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_PLAINTEXT;
+		resp->plaintext = out;
 	}
-	if (!(row.usages & KW_USAGE_DECRYPT)) {
-		rv = kw_error_set(KW_ERR_KEY_FUNCTION,
-				  "%scrypt: key %s/%s may not encrypt or decrypt (its usages do not include decrypt; "
-				  "generate it with CKA_ENCRYPT or CKA_DECRYPT)",
-				  r->encrypt ? "en" : "de", row.owner, row.name);
-		goto out;
-	}
-	if ((rv = kw_crypto_aes(key, key_len, r, buf, &len)))
-		goto out;
-	who.key_type = row.key_type;
-	snprintf(who.owner, sizeof who.owner, "%s", row.owner);
-	snprintf(who.name, sizeof who.name, "%s", row.name);
-	kw_usage_count(srv->usage, peer->partition, peer->actor, r->encrypt ? "key.encrypt" : "key.decrypt", &who, id);
-	keyward__plaintext__init(out);
-	out->data.data = buf;
-	out->data.len = len;
-	resp->body_case = KEYWARD__RESPONSE__BODY_PLAINTEXT;
-	resp->plaintext = out;
-out:
 	if (key)
 		free_secret(key, key_len);
 	kw_object_row_cleanup(&row);

@@ -154,7 +154,11 @@ struct kw_keygen {
 	unsigned usages;
 	const unsigned char *ckaid; /* CKA_ID, or NULL/ckaid_len 0 for the default */
 	size_t ckaid_len;
+	enum kw_key_type secret_type; /* put_secret: KW_KEY_AES (also KW_KEY_NONE) or KW_KEY_GENERIC */
 };
+
+/* Whether a secret key of type t may have len bytes: AES 16, 24, 32; generic KW_GENERIC_MIN to _MAX. */
+bool kw_secret_len_ok(enum kw_key_type t, size_t len);
 
 /* kw_keystore_default_ckaid, the default CKA_ID of a key pair: row.h */
 
@@ -178,7 +182,8 @@ kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, str
 
 /*
  * Stores a freshly generated AES key (16, 24 or 32 bytes, else
- * KW_ERR_KEY_SIZE) as one KW_CLASS_SECRET_KEY row, sealed like a private
+ * KW_ERR_KEY_SIZE), or with spec->secret_type KW_KEY_GENERIC a generic
+ * secret (KW_GENERIC_MIN to _MAX bytes), as one KW_CLASS_SECRET_KEY row, sealed like a private
  * key (pair_id 0; no CKA_ID unless spec gives one). The same conflicts and
  * errors as put_keypair. The caller wipes key.
  */

@@ -791,6 +791,13 @@ out:
 
 /* ---- secret keys, certificates, data objects, export, copy ---- */
 
+bool kw_secret_len_ok(enum kw_key_type t, size_t len)
+{
+	if (t == KW_KEY_AES)
+		return len == 16 || len == 24 || len == 32;
+	return t == KW_KEY_GENERIC && len >= KW_GENERIC_MIN && len <= KW_GENERIC_MAX;
+}
+
 kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			     const unsigned char *key, size_t key_len, struct kw_object_row *out)
 {
@@ -804,8 +811,12 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	if (!ks || !spec || !key || !out)
 		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_secret needs a spec, a key and an output row");
 	memset(out, 0, sizeof *out);
-	if (key_len != 16 && key_len != 24 && key_len != 32)
-		return kw_error_set(KW_ERR_KEY_SIZE, "store: AES keys are 128, 192 or 256 bits, not %zu", key_len * 8);
+	if (spec->secret_type == KW_KEY_GENERIC ? !kw_secret_len_ok(KW_KEY_GENERIC, key_len)
+						 : !kw_secret_len_ok(KW_KEY_AES, key_len))
+		return kw_error_set(KW_ERR_KEY_SIZE, "store: %s, not %zu bytes",
+				    spec->secret_type == KW_KEY_GENERIC ? "generic secrets have 16 to 128 bytes"
+									 : "AES keys have 16, 24 or 32 bytes",
+				    key_len);
 	rv = kw_check_owner(spec->owner);
 	if (!rv)
 		rv = kw_check_name(spec->name);
@@ -825,7 +836,7 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
 	snprintf(r.name, sizeof r.name, "%s", spec->name);
 	r.cls = KW_CLASS_SECRET_KEY;
-	r.key_type = KW_KEY_AES;
+	r.key_type = spec->secret_type == KW_KEY_GENERIC ? KW_KEY_GENERIC : KW_KEY_AES;
 	r.bits = (unsigned)key_len * 8;
 	r.sensitive = true;
 	r.extractable = spec->extractable;

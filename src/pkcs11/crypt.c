@@ -158,34 +158,38 @@ CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 	return CKR_OK;
 }
 
+CK_RV p11_gather(unsigned char **data, size_t *cap, size_t *len, const unsigned char *in, size_t n, size_t max)
+{
+	if (n > max - *len)
+		return CKR_DATA_LEN_RANGE;
+	if (*len + n > *cap) {
+		/* a fresh buffer, so that no copy of the data is left unwiped */
+		size_t c = *len + n < 4096 ? 4096 : 2 * (*len + n);
+		unsigned char *d;
+
+		if (c > max)
+			c = max;
+		if (!(d = malloc(c)))
+			return CKR_HOST_MEMORY;
+		if (*len)
+			memcpy(d, *data, *len);
+		if (*data) {
+			OPENSSL_cleanse(*data, *cap);
+			free(*data);
+		}
+		*data = d;
+		*cap = c;
+	}
+	if (n)
+		memcpy(*data + *len, in, n);
+	*len += n;
+	return CKR_OK;
+}
+
 CK_RV p11_crypt_update(struct p11_crypt *op, const unsigned char *in, size_t len)
 {
-	if (op->aes_mech) {
-		if (len > KW_SECRET_CRYPT_MAX - op->len)
-			return CKR_DATA_LEN_RANGE;
-		if (op->len + len > op->data_cap) {
-			/* grown into a fresh buffer, so that no copy of the data is left unwiped */
-			size_t cap = op->len + len < 4096 ? 4096 : 2 * (op->len + len);
-			unsigned char *d;
-
-			if (cap > KW_SECRET_CRYPT_MAX)
-				cap = KW_SECRET_CRYPT_MAX;
-			if (!(d = malloc(cap)))
-				return CKR_HOST_MEMORY;
-			if (op->len)
-				memcpy(d, op->data, op->len);
-			if (op->data) {
-				OPENSSL_cleanse(op->data, op->data_cap);
-				free(op->data);
-			}
-			op->data = d;
-			op->data_cap = cap;
-		}
-		if (len)
-			memcpy(op->data + op->len, in, len);
-		op->len += len;
-		return CKR_OK;
-	}
+	if (op->aes_mech)
+		return p11_gather(&op->data, &op->data_cap, &op->len, in, len, KW_SECRET_CRYPT_MAX);
 	if (len > sizeof op->buf - op->len)
 		return CKR_DATA_LEN_RANGE;
 	if (len)

@@ -340,7 +340,9 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 			      CK_OBJECT_HANDLE_PTR out)
 {
 	static const CK_ATTRIBUTE_TYPE unsupported_uses[] = {CKA_SIGN, CKA_VERIFY, CKA_DERIVE};
-	CK_ULONG len = 0, cls = CKO_SECRET_KEY, kt = CKK_AES;
+	static const CK_ATTRIBUTE_TYPE generic_refused[] = {CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_DERIVE};
+	int generic = m->mechanism == CKM_GENERIC_SECRET_KEY_GEN;
+	CK_ULONG len = 0, cls = CKO_SECRET_KEY, kt = generic ? CKK_GENERIC_SECRET : CKK_AES;
 	int has_len, has_cls, has_kt, extractable = 0, sensitive = 1, modifiable = 1, wrap = 0, unwrap = 0, use = 0;
 	int enc = 0, dec = 0;
 	unsigned usages = 0;
@@ -352,7 +354,7 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 	kw_rv krv;
 	CK_RV rv;
 
-	if (m->mechanism != CKM_AES_KEY_GEN)
+	if (m->mechanism != CKM_AES_KEY_GEN && !generic)
 		return CKR_MECHANISM_INVALID;
 	if (m->pParameter || m->ulParameterLen)
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -369,8 +371,23 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 		return rv;
 	if (!has_len)
 		return CKR_TEMPLATE_INCOMPLETE;
-	/* AES keys are token objects only: the HSM keeps no session secret keys */
-	if ((len != 16 && len != 24 && len != 32) || cls != CKO_SECRET_KEY || kt != CKK_AES || !sensitive || !token)
+	/* secret keys are token objects only: the HSM keeps no session secret keys */
+	if (cls != CKO_SECRET_KEY || !sensitive || !token)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if (generic) {
+		/* a generic secret makes and checks HMACs (CKA_SIGN, CKA_VERIFY: one usage) and nothing else */
+		if (kt != CKK_GENERIC_SECRET || len < KW_GENERIC_MIN || len > KW_GENERIC_MAX)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		for (size_t i = 0; i < sizeof generic_refused / sizeof generic_refused[0]; i++) {
+			if ((rv = p11_template_bool(t, n, generic_refused[i], &use)))
+				return rv;
+			if (use)
+				return CKR_TEMPLATE_INCONSISTENT;
+		}
+		usages = KW_USAGE_SIGN;
+		goto make;
+	}
+	if ((len != 16 && len != 24 && len != 32) || kt != CKK_AES)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	/* the HSM's AES keys wrap keys, and encrypt and decrypt (one usage: either means both) */
 	for (size_t i = 0; i < sizeof unsupported_uses / sizeof unsupported_uses[0]; i++) {
@@ -389,9 +406,11 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 		usages = KW_USAGE_WRAP;
 	if (!usages)
 		return CKR_TEMPLATE_INCONSISTENT;
+make:
 	if ((rv = p11_label_of_template(t, n, name, sizeof name)))
 		return rv;
-	krv = kw_generate_key_ckaid(p11.client, p11.slots[s->slot].owner, name, KW_KEY_AES, (unsigned)len * 8, NULL,
+	krv = kw_generate_key_ckaid(p11.client, p11.slots[s->slot].owner, name, generic ? KW_KEY_GENERIC : KW_KEY_AES,
+				    (unsigned)len * 8, NULL,
 				    (extractable ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE),
 				    usages, id, id_len, &key, &no_public);
 	kw_object_free(no_public); /* a secret key has no public half: NULL */

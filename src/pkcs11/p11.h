@@ -58,6 +58,8 @@ struct p11_op {
 	unsigned char buf[P11_RAW_DATA_MAX];
 	size_t len;
 	EVP_PKEY *pub; /* verify: the public key */
+	unsigned char *data; /* HMAC: the message so far (at most KW_HMAC_DATA_MAX bytes), in len */
+	size_t data_cap;
 };
 
 /* A decrypt, encrypt or digest operation in progress on a session. */
@@ -208,6 +210,11 @@ CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wra
 		   CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 
 /* crypt.c */
+/*
+ * Appends n bytes of in to *data (*len bytes of *cap), growing it up to max
+ * bytes (CKR_DATA_LEN_RANGE beyond); the old buffer is wiped.
+ */
+CK_RV p11_gather(unsigned char **data, size_t *cap, size_t *len, const unsigned char *in, size_t n, size_t max);
 void p11_crypt_cleanup(struct p11_crypt *op);
 CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
 CK_RV p11_encrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
@@ -240,5 +247,11 @@ CK_RV p11_op_update(struct p11_op *op, const unsigned char *data, size_t len);
 /* Signs what op accumulated; takes and releases p11.lock around the HSM call. */
 CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len);
 CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_t sig_len);
+/*
+ * Ends session h's HMAC sign (verify 0) or verify operation: the HSM makes
+ * the MAC, the module compares it for a verification (in constant time).
+ * Takes and releases p11.lock around the HSM call.
+ */
+CK_RV p11_hmac_final(CK_SESSION_HANDLE h, int verify, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len);
 
 #endif

@@ -10,6 +10,12 @@
  * Known-answer vectors for the cipher itself are in
  * tests/unit/daemon/test_crypto.c. Refusals: a wrap-only key, lengths a
  * mode cannot take.
+ *
+ * Generic secrets (CKK_GENERIC_SECRET) made by pkcs11-tool sign and verify
+ * with CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC through pkcs11-tool
+ * --sign/--verify and the module (single- and multi-part, a message longer
+ * than the module's raw-data buffer); known answers (RFC 4231) are in
+ * tests/unit/daemon/test_crypto.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,12 +338,120 @@ static void test_refusals(void **state)
 	}
 }
 
+static void test_hmac(void **state)
+{
+	static const struct {
+		const char *tool;
+		CK_MECHANISM_TYPE ckm;
+		size_t len;
+	} h[] = {{"SHA256-HMAC", CKM_SHA256_HMAC, 32}, {"SHA384-HMAC", CKM_SHA384_HMAC, 48}, {"SHA512-HMAC", CKM_SHA512_HMAC, 64}};
+	unsigned char msg[5000], mac[64], mac2[64], other[64];
+	char path[400], *out, *file;
+	size_t file_len;
+	CK_ULONG len, kt = 0;
+	CK_BBOOL sign = CK_FALSE, verify = CK_FALSE, enc = CK_TRUE;
+	CK_ATTRIBUTE a[] = {{CKA_KEY_TYPE, &kt, sizeof kt},
+			    {CKA_SIGN, &sign, sizeof sign},
+			    {CKA_VERIFY, &verify, sizeof verify},
+			    {CKA_ENCRYPT, &enc, sizeof enc}};
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE k, k2, aes;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof msg; i++)
+		msg[i] = (unsigned char)(i % 251);
+	out = run_ok("pkcs11-tool --keygen GENERIC",
+		     P11TOOL "--keygen --key-type GENERIC:32 --sensitive --usage-sign --label hmac --id 60");
+	free(out);
+	free(run_ok("pkcs11-tool --keygen GENERIC",
+		    P11TOOL "--keygen --key-type GENERIC:64 --sensitive --usage-sign --label hmac2 --id 61"));
+	snprintf(path, sizeof path, "%s/msg", work);
+	kwt_write_file(path, "a message to authenticate\n");
+	for (size_t i = 0; i < 3; i++) {
+		free(run_ok("pkcs11-tool --sign HMAC",
+			    P11TOOL "--sign -m %s --id 60 -i '%s' -o '%s/mac'", h[i].tool, path, work));
+		out = run_ok("pkcs11-tool --verify HMAC",
+			     P11TOOL "--verify -m %s --id 60 -i '%s' --signature-file '%s/mac'", h[i].tool, path, work);
+		assert_non_null(strstr(out, "Signature is valid"));
+		free(out);
+		out = run_ok("pkcs11-tool --verify HMAC",
+			     P11TOOL "--verify -m %s --id 60 -i '%s/mac' --signature-file '%s/mac'", h[i].tool, work,
+			     work);
+		assert_non_null(strstr(out, "Invalid signature"));
+		free(out);
+		snprintf(path, sizeof path, "%s/mac", work);
+		assert_non_null(file = kwt_read_file(path, &file_len));
+		snprintf(path, sizeof path, "%s/msg", work);
+		assert_int_equal(file_len, h[i].len);
+
+		/* the same MAC through the module, single-part */
+		s = start();
+		k = find_secret(s, "hmac");
+		CK_MECHANISM m = {h[i].ckm, NULL, 0};
+		len = 0;
+		assert_int_equal(f->C_SignInit(s, &m, k), CKR_OK);
+		assert_int_equal(f->C_Sign(s, (CK_BYTE_PTR) "a message to authenticate\n", 26, NULL, &len), CKR_OK);
+		assert_int_equal(len, h[i].len);
+		assert_int_equal(f->C_Sign(s, (CK_BYTE_PTR) "a message to authenticate\n", 26, mac, &len), CKR_OK);
+		assert_memory_equal(mac, file, h[i].len);
+		free(file);
+		f->C_Finalize(NULL);
+	}
+
+	s = start();
+	k = find_secret(s, "hmac");
+	k2 = find_secret(s, "hmac2");
+	assert_int_equal(f->C_GetAttributeValue(s, k, a, 4), CKR_OK);
+	assert_int_equal(kt, CKK_GENERIC_SECRET);
+	assert_true(sign);
+	assert_true(verify);
+	assert_false(enc);
+	/* 5000 bytes, more than a raw signature takes: in parts, and in one */
+	CK_MECHANISM m = {CKM_SHA256_HMAC, NULL, 0};
+	assert_int_equal(f->C_SignInit(s, &m, k), CKR_OK);
+	assert_int_equal(f->C_SignUpdate(s, msg, 1000), CKR_OK);
+	assert_int_equal(f->C_SignUpdate(s, msg + 1000, sizeof msg - 1000), CKR_OK);
+	len = sizeof mac;
+	assert_int_equal(f->C_SignFinal(s, mac, &len), CKR_OK);
+	assert_int_equal(len, 32);
+	assert_int_equal(f->C_SignInit(s, &m, k), CKR_OK);
+	len = sizeof mac2;
+	assert_int_equal(f->C_Sign(s, msg, sizeof msg, mac2, &len), CKR_OK);
+	assert_memory_equal(mac, mac2, 32);
+	/* another key, another MAC */
+	assert_int_equal(f->C_SignInit(s, &m, k2), CKR_OK);
+	len = sizeof other;
+	assert_int_equal(f->C_Sign(s, msg, sizeof msg, other, &len), CKR_OK);
+	assert_memory_not_equal(mac, other, 32);
+	/* verified on the HSM's MAC: right, altered, short */
+	assert_int_equal(f->C_VerifyInit(s, &m, k), CKR_OK);
+	assert_int_equal(f->C_VerifyUpdate(s, msg, 3000), CKR_OK);
+	assert_int_equal(f->C_VerifyUpdate(s, msg + 3000, sizeof msg - 3000), CKR_OK);
+	assert_int_equal(f->C_VerifyFinal(s, mac, 32), CKR_OK);
+	mac[31] ^= 1;
+	assert_int_equal(f->C_VerifyInit(s, &m, k), CKR_OK);
+	assert_int_equal(f->C_Verify(s, msg, sizeof msg, mac, 32), CKR_SIGNATURE_INVALID);
+	assert_int_equal(f->C_VerifyInit(s, &m, k), CKR_OK);
+	assert_int_equal(f->C_Verify(s, msg, sizeof msg, mac, 31), CKR_SIGNATURE_LEN_RANGE);
+	/* an HMAC key does not encrypt; an AES key does not make HMACs */
+	{
+		unsigned char iv[16] = {0};
+		CK_MECHANISM cbc = {CKM_AES_CBC, iv, sizeof iv};
+		free(run_ok("pkcs11-tool --keygen",
+			    P11TOOL "--keygen --key-type AES:16 --sensitive --usage-decrypt --label notmac --id 62"));
+		aes = find_secret(s, "notmac");
+		assert_int_equal(f->C_EncryptInit(s, &cbc, k), CKR_KEY_TYPE_INCONSISTENT);
+		assert_int_equal(f->C_SignInit(s, &m, aes), CKR_KEY_TYPE_INCONSISTENT);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_pkcs11_tool, test_teardown),
 		cmocka_unit_test_teardown(test_gcm, test_teardown),
 		cmocka_unit_test_teardown(test_refusals, test_teardown),
+		cmocka_unit_test_teardown(test_hmac, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

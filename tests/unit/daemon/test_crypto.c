@@ -202,6 +202,38 @@ static void test_aes_checks(void **state)
 	assert_int_equal(kw_crypto_aes(key, 16, &r, out, &len), KW_ERR_DATA_LEN);
 }
 
+static void test_hmac_known_answers(void **state)
+{
+	/* RFC 4231, test case 2 */
+	static const char *want[] = {
+		"5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+		"af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649",
+		"164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"};
+	static const Keyward__Hash hashes[] = {KEYWARD__HASH__SHA256, KEYWARD__HASH__SHA384, KEYWARD__HASH__SHA512};
+	unsigned char mac[64], expect[64];
+	size_t len;
+	Keyward__Sign r = KEYWARD__SIGN__INIT;
+
+	(void)state;
+	r.mechanism = KEYWARD__MECHANISM__HMAC;
+	r.data.data = (uint8_t *)"what do ya want for nothing?";
+	r.data.len = 28;
+	for (int i = 0; i < 3; i++) {
+		r.hash = hashes[i];
+		len = sizeof mac;
+		unhex(want[i], expect);
+		assert_int_equal(kw_crypto_hmac((const unsigned char *)"Jefe", 4, &r, mac, &len), KW_OK);
+		assert_int_equal(len, strlen(want[i]) / 2);
+		assert_memory_equal(mac, expect, len);
+	}
+	r.hash = KEYWARD__HASH__SHA1;
+	len = sizeof mac;
+	assert_int_equal(kw_crypto_hmac((const unsigned char *)"Jefe", 4, &r, mac, &len), KW_ERR_MECHANISM_PARAM);
+	r.hash = KEYWARD__HASH__SHA256;
+	r.mechanism = KEYWARD__MECHANISM__ECDSA;
+	assert_int_equal(kw_crypto_hmac((const unsigned char *)"Jefe", 4, &r, mac, &len), KW_ERR_MECHANISM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_decrypt_checks),
 		cmocka_unit_test(test_aes_known_answers),
 		cmocka_unit_test(test_aes_checks),
+		cmocka_unit_test(test_hmac_known_answers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
