@@ -251,6 +251,31 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 #define KW_GENERIC_MIN 16
 #define KW_GENERIC_MAX 128
 #define KW_HMAC_DATA_MAX (64 * 1024)
+/*
+ * Imports a key into the HSM: the wrapped bytes are decrypted with the key
+ * unwrapping_id inside it (usage KW_USAGE_WRAP). m->mech:
+ * KW_MECH_AES_KEY_WRAP or _PAD with an AES key, KW_MECH_RSA_OAEP (m->hash,
+ * mgf1_hash, label) with an RSA private key. cls KW_CLASS_SECRET_KEY (type
+ * KW_KEY_AES or KW_KEY_GENERIC: the key's bytes) or KW_CLASS_PRIVATE_KEY
+ * (type RSA, EC or Ed25519: a PKCS#8 DER, AES unwrapping only). flags and
+ * usages as kw_generate_key's (KW_GEN_SESSION refused). The key is
+ * sensitive, not never-extractable, not always-sensitive.
+ * *private_out gets the private or secret key, *public_out (may be NULL)
+ * a private key's public half.
+ */
+struct kw_unwrap_spec {
+	const char *owner;
+	const char *name;
+	enum kw_class cls;
+	enum kw_key_type type;
+	unsigned flags;
+	unsigned usages;
+	const unsigned char *ckaid;
+	size_t ckaid_len;
+};
+kw_rv kw_unwrap_key(kw_client *c, uint64_t unwrapping_id, const struct kw_mechanism *m, const unsigned char *wrapped,
+		    size_t wrapped_len, const struct kw_unwrap_spec *spec, kw_object **private_out,
+		    kw_object **public_out);
 /* Bytes of data one kw_secret_crypt takes. */
 #define KW_SECRET_CRYPT_MAX (256 * 1024)
 /*
@@ -393,6 +418,15 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 			    unsigned bits, const char *curve, unsigned flags, unsigned usages,
 			    const unsigned char *ckaid, size_t ckaid_len, kw_object **private_out,
 			    kw_object **public_out);
+/*
+ * Stores a public key made elsewhere: spki one DER SubjectPublicKeyInfo
+ * (RSA 2048 to 4096 bits, EC P-256/384/521, Ed25519), usages
+ * KW_USAGE_SIGN (verify), KW_USAGE_DECRYPT and KW_USAGE_WRAP (encrypt and
+ * wrap, RSA). Otherwise as kw_create_object.
+ */
+kw_rv kw_create_public_key(kw_client *c, const char *owner, const char *name, const unsigned char *spki,
+			   size_t spki_len, const unsigned char *ckaid, size_t ckaid_len, unsigned usages, unsigned flags,
+			   kw_object **out);
 /*
  * Stores a certificate (value: one DER X.509 certificate, else
  * KW_ERR_ATTRIBUTE_VALUE) or a data object (value: 0 to

@@ -458,3 +458,48 @@ kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Si
 	*out_len = len;
 	return KW_OK;
 }
+
+kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		       size_t in_len, unsigned char *out, size_t *out_len)
+{
+	bool pad = mech == KEYWARD__MECHANISM__AES_KEY_WRAP_PAD;
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	char name[32];
+	int len = 0, fin = 0;
+	kw_rv rv = KW_OK;
+
+	if (!pad && mech != KEYWARD__MECHANISM__AES_KEY_WRAP)
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "mechanism %d does not unwrap with an AES key (AES_KEY_WRAP or AES_KEY_WRAP_PAD)",
+				    (int)mech);
+	if (kek_len != 16 && kek_len != 24 && kek_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "an AES unwrapping key has 16, 24 or 32 bytes, not %zu", kek_len);
+	if (in_len < 16 || in_len % 8 || in_len > KW_WRAP_MAX + 16)
+		return kw_error_set(KW_ERR_DATA_LEN, "a wrapped key is a multiple of 8 bytes, 16 to %d, not %zu",
+				    KW_WRAP_MAX + 16, in_len);
+	if (*out_len < in_len)
+		return kw_error_set(KW_ERR_DATA_LEN, "the unwrapped key needs %zu bytes, the buffer has %zu", in_len,
+				    *out_len);
+	snprintf(name, sizeof name, "AES-%zu-WRAP%s", kek_len * 8, pad ? "-PAD" : "");
+	cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!cipher || !ctx) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES key unwrap is not available");
+		goto out;
+	}
+	EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	if (EVP_DecryptInit_ex2(ctx, cipher, kek, NULL, NULL) != 1 ||
+	    EVP_DecryptUpdate(ctx, out, &len, in, (int)in_len) != 1 || len < 0 ||
+	    EVP_DecryptFinal_ex(ctx, out + len, &fin) != 1) {
+		ERR_clear_error();
+		OPENSSL_cleanse(out, in_len);
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "%s: the wrapped key does not check: wrong key or data", name);
+		goto out;
+	}
+	*out_len = (size_t)len + (size_t)fin;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
+	return rv;
+}

@@ -253,6 +253,14 @@ kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__Sec
 kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Sign *r, unsigned char *out,
 		     size_t *out_len);
 
+/*
+ * AES key unwrap of in (AES_KEY_WRAP: RFC 3394, AES_KEY_WRAP_PAD: RFC 5649)
+ * under kek: out has *out_len bytes, at least in_len; on return the key's
+ * length. An integrity check that fails: KW_ERR_ENCRYPTED_DATA.
+ */
+kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		       size_t in_len, unsigned char *out, size_t *out_len);
+
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);

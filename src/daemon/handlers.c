@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -484,7 +486,7 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 			 Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row priv = {0}, pub = {0};
-	struct kw_keygen spec;
+	struct kw_keygen spec = {0};
 	Keyward__KeyPair *pair;
 	EVP_PKEY *pkey = NULL;
 	unsigned usages = g->usages;
@@ -1052,10 +1054,11 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 
 	if (!c->owner || !c->owner[0] || !c->name || !c->name[0])
 		return kw_error_set(KW_ERR_ARGUMENTS, "create object: an owner and a name are needed");
-	if (c->cls != KEYWARD__OBJECT_CLASS__CERTIFICATE && c->cls != KEYWARD__OBJECT_CLASS__DATA)
+	if (c->cls != KEYWARD__OBJECT_CLASS__CERTIFICATE && c->cls != KEYWARD__OBJECT_CLASS__DATA &&
+	    c->cls != KEYWARD__OBJECT_CLASS__PUBLIC_KEY)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "create object \"%s\": only certificates and data objects are created this way "
-				    "(class %d); keys are generated on the HSM",
+				    "create object \"%s\": only certificates, data objects and public keys are created "
+				    "this way (class %d); private and secret keys are generated on the HSM or unwrapped",
 				    c->name, (int)c->cls);
 	if (c->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "create object \"%s\": the CKA_ID is %zu bytes long, at most %d",
@@ -1069,6 +1072,7 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	spec.ckaid_len = c->ckaid.len;
 	spec.application = c->application;
 	spec.modifiable = !c->not_modifiable;
+	spec.usages = c->usages;
 	if (c->session)
 		rv = kw_session_put_object(peer->session_objects, peer->partition_id, &spec, &row);
 	else
@@ -1168,6 +1172,179 @@ out:
 	}
 	kw_object_row_cleanup(&wrow);
 	kw_object_row_cleanup(&krow);
+	return rv;
+}
+
+/* The usages an unwrapped key of this class and type gets (0: the default), as GenerateKey's. */
+static kw_rv unwrap_usages(const Keyward__UnwrapKey *u, unsigned *usages)
+{
+	unsigned want = u->usages;
+
+	if (want & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
+		return kw_error_set(KW_ERR_ARGUMENTS, "unwrap: unknown usage bits 0x%x", want);
+	switch (u->key_type) {
+	case KEYWARD__KEY_TYPE__AES:
+		*usages = want ? want : KW_USAGE_WRAP;
+		if (*usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: AES keys wrap and encrypt, not usages 0x%x", want);
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__GENERIC_SECRET:
+		*usages = want ? want : KW_USAGE_SIGN;
+		if (*usages != KW_USAGE_SIGN)
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: generic secrets sign (HMAC), not usages 0x%x", want);
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__RSA:
+		*usages = want ? want : KW_USAGE_SIGN | KW_USAGE_DECRYPT;
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__EC:
+	case KEYWARD__KEY_TYPE__ED25519:
+		*usages = want ? want : KW_USAGE_SIGN;
+		if (*usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP) ||
+		    (u->key_type == KEYWARD__KEY_TYPE__ED25519 && (*usages & KW_USAGE_DERIVE)))
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: only RSA keys decrypt or wrap, Ed25519 keys only sign");
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_KEY_TYPE, "unwrap: key type %d (AES, GENERIC_SECRET, RSA, EC or ED25519)",
+				    (int)u->key_type);
+	}
+}
+
+/* A private key from its PKCS#8 DER, of the type u names and a size the HSM makes too. */
+static kw_rv unwrapped_private(const Keyward__UnwrapKey *u, const unsigned char *der, size_t len, EVP_PKEY **out)
+{
+	const unsigned char *p = der;
+	PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+	EVP_PKEY *pkey = p8 && p == der + len ? EVP_PKCS82PKEY(p8) : NULL;
+	int id = pkey ? EVP_PKEY_get_base_id(pkey) : 0, bits = pkey ? EVP_PKEY_get_bits(pkey) : 0;
+	kw_rv rv = KW_OK;
+
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	if (!pkey)
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "unwrap: the unwrapped bytes are no PKCS#8 private key");
+	else if ((u->key_type == KEYWARD__KEY_TYPE__RSA) != (id == EVP_PKEY_RSA) ||
+		 (u->key_type == KEYWARD__KEY_TYPE__EC) != (id == EVP_PKEY_EC) ||
+		 (u->key_type == KEYWARD__KEY_TYPE__ED25519) != (id == EVP_PKEY_ED25519))
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: the key is of another type than key type %d says",
+				  (int)u->key_type);
+	else if (id == EVP_PKEY_RSA && bits != 2048 && bits != 3072 && bits != 4096)
+		rv = kw_error_set(KW_ERR_KEY_SIZE, "unwrap: RSA keys are 2048, 3072 or 4096 bits, not %d", bits);
+	if (rv) {
+		ERR_clear_error();
+		EVP_PKEY_free(pkey);
+		return rv;
+	}
+	*out = pkey;
+	return KW_OK;
+}
+
+static kw_rv on_unwrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__UnwrapKey *u,
+			   Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0}, priv = {0}, pub = {0};
+	struct kw_cached_key rsa = {0};
+	Keyward__KeyPair *pair = kw_scratch_alloc(s, sizeof *pair);
+	bool secret = u->cls == KEYWARD__OBJECT_CLASS__SECRET_KEY, have_rsa = false;
+	size_t cap = u->wrapped.len + 16, plain_len = cap, kek_len = 0;
+	unsigned char *plain = calloc(1, cap), *kek = NULL;
+	EVP_PKEY *pkey = NULL;
+	struct kw_keygen spec;
+	unsigned usages = 0;
+	uint64_t uid;
+	kw_rv rv;
+
+	if (!pair || !plain) {
+		free(plain);
+		return KW_ERR_NO_MEMORY;
+	}
+	if (!secret && u->cls != KEYWARD__OBJECT_CLASS__PRIVATE_KEY)
+		rv = kw_error_set(KW_ERR_ARGUMENTS, "unwrap: class %d (SECRET_KEY or PRIVATE_KEY)", (int)u->cls);
+	else if (secret != (u->key_type == KEYWARD__KEY_TYPE__AES || u->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET))
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: key type %d is not of class %d", (int)u->key_type,
+				  (int)u->cls);
+	else if (u->ckaid.len > KW_CKAID_MAX)
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: the CKA_ID is %zu bytes long, at most %d",
+				  u->ckaid.len, KW_CKAID_MAX);
+	else if (u->wrapped.len == 0 || u->wrapped.len > KW_WRAP_MAX + 16)
+		rv = kw_error_set(KW_ERR_DATA_LEN, "unwrap: %zu wrapped bytes, 1 to %d can be", u->wrapped.len,
+				  KW_WRAP_MAX + 16);
+	else
+		rv = unwrap_usages(u, &usages);
+	if (rv)
+		goto out;
+	if (u->mechanism == KEYWARD__MECHANISM__RSA_OAEP) {
+		Keyward__Decrypt d = KEYWARD__DECRYPT__INIT;
+
+		if (!secret) {
+			rv = kw_error_set(KW_ERR_MECHANISM, "unwrap: RSA_OAEP unwraps secret keys only (a private key "
+							    "is unwrapped with AES_KEY_WRAP_PAD)");
+			goto out;
+		}
+		if ((rv = usable_key(srv, peer, u->unwrapping_key, KW_USAGE_WRAP, u->mechanism, "unwrap", &rsa, &uid)))
+			goto out;
+		have_rsa = true;
+		d.mechanism = u->mechanism;
+		d.hash = u->hash;
+		d.mgf1_hash = u->mgf1_hash;
+		d.label = u->label;
+		d.data = u->wrapped;
+		if ((rv = kw_crypto_decrypt(rsa.pkey, rsa.key_type, &d, plain, &plain_len))) {
+			if (rv == KW_ERR_ENCRYPTED_DATA)
+				rv = kw_error_set(rv, "unwrap: the wrapped key does not decrypt with %s/%s", rsa.owner,
+						  rsa.name);
+			goto out;
+		}
+	} else {
+		rv = usable_secret(srv, peer, u->unwrapping_key, KW_KEY_AES, KW_USAGE_WRAP, "unwrap", &kek, &kek_len,
+				   &row, &uid);
+		if (!rv)
+			rv = kw_crypto_unwrap(kek, kek_len, u->mechanism, u->wrapped.data, u->wrapped.len, plain,
+					      &plain_len);
+		if (rv)
+			goto out;
+	}
+	spec = (struct kw_keygen){.owner = u->owner, .name = u->name, .extractable = u->extractable,
+				  .modifiable = !u->not_modifiable, .usages = usages, .ckaid = u->ckaid.data,
+				  .ckaid_len = u->ckaid.len, .imported = true,
+				  .secret_type = u->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET ? KW_KEY_GENERIC : KW_KEY_AES};
+	if (secret) {
+		if (!kw_secret_len_ok(spec.secret_type, plain_len)) {
+			rv = kw_error_set(KW_ERR_KEY_SIZE, "unwrap: a %s cannot have %zu bytes",
+					  spec.secret_type == KW_KEY_AES ? "AES key" : "generic secret", plain_len);
+			goto out;
+		}
+		rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, plain, plain_len, &priv);
+	} else {
+		if ((rv = unwrapped_private(u, plain, plain_len, &pkey)))
+			goto out;
+		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
+	}
+	if (rv)
+		goto out;
+	audit(srv, peer, "key.unwrap", "%s/%s (0x%" PRIx64 ") imported, unwrapped with 0x%" PRIx64, priv.owner,
+	      priv.name, priv.id, uid);
+	keyward__key_pair__init(pair);
+	if (secret) {
+		pair->secret_key = info_of(s, &priv);
+	} else {
+		pair->private_key = info_of(s, &priv);
+		pair->public_key = info_of(s, &pub);
+	}
+	if (!(secret ? pair->secret_key != NULL : pair->private_key && pair->public_key)) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+out:
+	if (have_rsa)
+		kw_cached_key_release(&rsa);
+	if (kek)
+		free_secret(kek, kek_len);
+	free_secret(plain, cap);
+	EVP_PKEY_free(pkey);
+	kw_object_row_cleanup(&row);
+	kw_object_row_cleanup(&priv); /* emptied when answered */
+	kw_object_row_cleanup(&pub);
 	return rv;
 }
 
@@ -1327,6 +1504,9 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
 		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_UNWRAP_KEY:
+		rv = on_unwrap_key(srv, peer, req->unwrap_key, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_SECRET_CRYPT:
 		rv = on_secret_crypt(srv, peer, req->secret_crypt, resp, s);

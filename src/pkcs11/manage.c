@@ -4,8 +4,9 @@
  * C_DestroyObject change, copy and delete any object; C_GenerateKey makes
  * AES keys and C_WrapKey wraps a key under one.
  *
- * Keys are born on the HSM and never imported: a private, public or secret
- * key in C_CreateObject is CKR_ATTRIBUTE_VALUE_INVALID (on CKA_CLASS).
+ * Keys are born on the HSM or imported into it by C_UnwrapKey, which has
+ * the HSM decrypt them: a private, public or secret key in C_CreateObject
+ * is CKR_ATTRIBUTE_VALUE_INVALID (on CKA_CLASS).
  *
  * The one-way rules of PKCS#11 are checked here, so the caller gets the
  * code the standard names, and again by the HSM, which is what enforces
@@ -17,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include "p11.h"
@@ -80,6 +84,144 @@ static void label_of_cert(const unsigned char *der, size_t len, char *out, size_
 		p11_label_of_template(NULL, 0, out, size);
 }
 
+/* A template attribute's bytes, or NULL (with *len 0) if absent or empty. */
+static const unsigned char *attr_bytes(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, size_t *len)
+{
+	CK_ATTRIBUTE_PTR a = p11_template_find(t, n, type);
+
+	*len = a && a->pValue ? a->ulValueLen : 0;
+	return *len ? a->pValue : NULL;
+}
+
+/*
+ * The public key a C_CreateObject template describes, as a DER SPKI
+ * (OPENSSL_free): CKA_PUBLIC_KEY_INFO, or CKA_MODULUS and
+ * CKA_PUBLIC_EXPONENT (CKK_RSA), or CKA_EC_PARAMS and CKA_EC_POINT (CKK_EC,
+ * CKK_EC_EDWARDS; the point as a DER OCTET STRING or bare).
+ */
+static CK_RV public_key_spki(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_KEY_TYPE kt, unsigned char **der, int *der_len)
+{
+	const unsigned char *info, *a, *b, *p;
+	size_t info_len, a_len, b_len;
+	ASN1_OCTET_STRING *os = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *bn_n = NULL, *bn_e = NULL;
+	const char *curve;
+	CK_RV rv = CKR_ATTRIBUTE_VALUE_INVALID;
+
+	*der = NULL;
+	if ((info = attr_bytes(t, n, CKA_PUBLIC_KEY_INFO, &info_len))) {
+		p = info;
+		pkey = d2i_PUBKEY(NULL, &p, (long)info_len);
+		if (pkey && p != info + info_len) {
+			EVP_PKEY_free(pkey);
+			pkey = NULL;
+		}
+	} else if (kt == CKK_RSA) {
+		a = attr_bytes(t, n, CKA_MODULUS, &a_len);
+		b = attr_bytes(t, n, CKA_PUBLIC_EXPONENT, &b_len);
+		if (!a || !b)
+			return CKR_TEMPLATE_INCOMPLETE;
+		bn_n = BN_bin2bn(a, (int)a_len, NULL);
+		bn_e = BN_bin2bn(b, (int)b_len, NULL);
+		bld = OSSL_PARAM_BLD_new();
+		if (bn_n && bn_e && bld && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
+		    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
+			params = OSSL_PARAM_BLD_to_param(bld);
+		ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	} else if (kt == CKK_EC || kt == CKK_EC_EDWARDS) {
+		a = attr_bytes(t, n, CKA_EC_PARAMS, &a_len);
+		b = attr_bytes(t, n, CKA_EC_POINT, &b_len);
+		if (!a || !b)
+			return CKR_TEMPLATE_INCOMPLETE;
+		if (!(curve = p11_curve_of_params(a, a_len)) || (kt == CKK_EC_EDWARDS) != !strcmp(curve, "Ed25519"))
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		/* PKCS#11 says a DER OCTET STRING; some callers give the bare point */
+		p = b;
+		if ((os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)b_len)) && p == b + b_len) {
+			b = ASN1_STRING_get0_data(os);
+			b_len = (size_t)ASN1_STRING_length(os);
+		}
+		if (kt == CKK_EC_EDWARDS) {
+			pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, b, b_len);
+		} else {
+			bld = OSSL_PARAM_BLD_new();
+			if (bld && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curve, 0) &&
+			    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, b, b_len))
+				params = OSSL_PARAM_BLD_to_param(bld);
+			ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+		}
+	} else {
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	}
+	if (ctx && params && (EVP_PKEY_fromdata_init(ctx) != 1 ||
+			      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1))
+		pkey = NULL;
+	if (pkey && (*der_len = i2d_PUBKEY(pkey, der)) > 0)
+		rv = CKR_OK;
+	ERR_clear_error();
+	ASN1_OCTET_STRING_free(os);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	return rv;
+}
+
+/* C_CreateObject of a public key: its SPKI and usages from the template, stored on the HSM. */
+static CK_RV create_public_key_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, int token, int modifiable,
+				      const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE_PTR out)
+{
+	CK_ULONG kt = 0;
+	int has_kt, verify = -1, encrypt = -1, wrap = -1, derive = 0, der_len = 0;
+	unsigned usages = 0;
+	unsigned char *der = NULL;
+	char name[KW_NAME_MAX + 1];
+	kw_object *o = NULL;
+	kw_rv krv;
+	CK_RV rv;
+
+	if ((rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
+	    (rv = p11_template_bool(t, n, CKA_VERIFY, &verify)) || (rv = p11_template_bool(t, n, CKA_ENCRYPT, &encrypt)) ||
+	    (rv = p11_template_bool(t, n, CKA_WRAP, &wrap)) || (rv = p11_template_bool(t, n, CKA_DERIVE, &derive)))
+		return rv;
+	if (!has_kt)
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (derive > 0 || (kt != CKK_RSA && (encrypt > 0 || wrap > 0)))
+		return CKR_TEMPLATE_INCONSISTENT;
+	/* no usage named: verify, and for RSA encrypt too */
+	if (verify > 0 || (verify < 0 && encrypt <= 0 && wrap <= 0))
+		usages |= KW_USAGE_SIGN;
+	if (encrypt > 0 || (kt == CKK_RSA && verify < 0 && encrypt < 0 && wrap <= 0))
+		usages |= KW_USAGE_DECRYPT;
+	if (wrap > 0)
+		usages |= KW_USAGE_WRAP;
+	if ((rv = public_key_spki(t, n, kt, &der, &der_len)))
+		return rv;
+	rv = p11_label_of_template(t, n, name, sizeof name);
+	if (!rv) {
+		krv = kw_create_public_key(token ? p11.client : p11.sclient, p11.slots[s->slot].owner, name, der,
+					   (size_t)der_len, id, id_len, usages,
+					   (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE) | (token ? 0 : KW_GEN_SESSION), &o);
+		rv = krv == KW_ERR_KEY_SIZE ? p11_ckr_as(krv, "storing a public key", CKR_ATTRIBUTE_VALUE_INVALID)
+					    : p11_ckr(krv, "storing a public key");
+	}
+	OPENSSL_free(der);
+	if (rv)
+		return rv;
+	if (!token)
+		p11.sclient_used = 1;
+	*out = p11_object_adopt_locked(o);
+	if (*out && !token)
+		p11_object_set_creator_locked(*out, p11_session_handle_locked(s));
+	return *out ? CKR_OK : CKR_HOST_MEMORY;
+}
+
 CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
 	CK_ULONG cls = 0, ctype = CKC_X_509;
@@ -99,8 +241,10 @@ CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULO
 		return rv;
 	if (!has_cls)
 		return CKR_TEMPLATE_INCOMPLETE;
+	if (cls == CKO_PUBLIC_KEY)
+		return create_public_key_locked(s, t, n, token, modifiable, id, id_len, out);
 	if (cls != CKO_CERTIFICATE && cls != CKO_DATA)
-		return CKR_ATTRIBUTE_VALUE_INVALID; /* keys are generated on the HSM, never imported */
+		return CKR_ATTRIBUTE_VALUE_INVALID; /* private and secret keys: generated on the HSM, or unwrapped */
 	if (value && !value->pValue && value->ulValueLen)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	if (cls == CKO_CERTIFICATE) {
@@ -416,6 +560,150 @@ make:
 	kw_object_free(no_public); /* a secret key has no public half: NULL */
 	if (krv)
 		return p11_ckr(krv, "generating a secret key");
+	*out = p11_object_adopt_locked(key);
+	return *out ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+/* The usages a template asks of an unwrapped key of class cls and type kt (0: none named). */
+static CK_RV unwrap_usages(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, unsigned *usages)
+{
+	static const struct {
+		CK_ATTRIBUTE_TYPE a;
+		unsigned usage;
+	} map[] = {{CKA_SIGN, KW_USAGE_SIGN},	   {CKA_VERIFY, KW_USAGE_SIGN}, {CKA_DECRYPT, KW_USAGE_DECRYPT},
+		   {CKA_ENCRYPT, KW_USAGE_DECRYPT}, {CKA_WRAP, KW_USAGE_WRAP},	{CKA_UNWRAP, KW_USAGE_WRAP},
+		   {CKA_DERIVE, KW_USAGE_DERIVE}};
+	int v = 0;
+	CK_RV rv;
+
+	*usages = 0;
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+		/* a private key's CKA_VERIFY, CKA_ENCRYPT and CKA_WRAP are its public half's */
+		if (cls == CKO_PRIVATE_KEY && (map[i].a == CKA_VERIFY || map[i].a == CKA_ENCRYPT || map[i].a == CKA_WRAP))
+			continue;
+		v = 0; /* p11_template_bool leaves it alone when the template does not name the attribute */
+		if ((rv = p11_template_bool(t, n, map[i].a, &v)))
+			return rv;
+		if (v > 0)
+			*usages |= map[i].usage;
+	}
+	if ((kt == CKK_AES && (*usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))) ||
+	    (kt == CKK_GENERIC_SECRET && (*usages & ~KW_USAGE_SIGN)) ||
+	    ((kt == CKK_EC || kt == CKK_EC_EDWARDS) && (*usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP))) ||
+	    (kt == CKK_EC_EDWARDS && (*usages & KW_USAGE_DERIVE)))
+		return CKR_TEMPLATE_INCONSISTENT;
+	return CKR_OK;
+}
+
+CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+			    const unsigned char *wrapped, size_t wrapped_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			    CK_OBJECT_HANDLE_PTR out)
+{
+	const kw_object *u = p11_object_get_locked(unwrapping);
+	struct kw_mechanism kwm = {0};
+	struct kw_unwrap_spec spec = {0};
+	CK_ULONG cls = 0, kt = 0, value_len = 0;
+	int has_cls, has_kt, has_len, extractable = 0, sensitive = 1, modifiable = 1, token = 1;
+	char name[KW_NAME_MAX + 1];
+	kw_object *key = NULL, *pub = NULL;
+	kw_rv krv;
+	CK_RV rv;
+
+	if (!u)
+		return CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
+	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
+	    (rv = template_ulong(t, n, CKA_VALUE_LEN, &has_len, &value_len)) ||
+	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &extractable)) ||
+	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
+	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
+	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
+	    (rv = template_ckaid(t, n, &spec.ckaid, &spec.ckaid_len)))
+		return rv;
+	if (!has_cls || !has_kt)
+		return CKR_TEMPLATE_INCOMPLETE;
+	/* imported keys are sensitive token objects, as generated ones */
+	if (!sensitive || !token)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	switch (kt) {
+	case CKK_AES:
+	case CKK_GENERIC_SECRET:
+		if (cls != CKO_SECRET_KEY)
+			return CKR_TEMPLATE_INCONSISTENT;
+		spec.type = kt == CKK_AES ? KW_KEY_AES : KW_KEY_GENERIC;
+		spec.cls = KW_CLASS_SECRET_KEY;
+		break;
+	case CKK_RSA:
+	case CKK_EC:
+	case CKK_EC_EDWARDS:
+		if (cls != CKO_PRIVATE_KEY || has_len)
+			return CKR_TEMPLATE_INCONSISTENT;
+		spec.type = kt == CKK_RSA ? KW_KEY_RSA : kt == CKK_EC ? KW_KEY_EC : KW_KEY_ED25519;
+		spec.cls = KW_CLASS_PRIVATE_KEY;
+		break;
+	default:
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	}
+	if ((rv = unwrap_usages(t, n, cls, kt, &spec.usages)))
+		return rv;
+	/* the mechanism, and the unwrapping key it wants */
+	switch (m->mechanism) {
+	case CKM_AES_KEY_WRAP:
+	case CKM_AES_KEY_WRAP_KWP:
+		/* the default IV only (RFC 3394's A6..., RFC 5649's A65959A6) */
+		if (m->pParameter || m->ulParameterLen)
+			return CKR_MECHANISM_PARAM_INVALID;
+		kwm.mech = m->mechanism == CKM_AES_KEY_WRAP ? KW_MECH_AES_KEY_WRAP : KW_MECH_AES_KEY_WRAP_PAD;
+		if (kw_object_class(u) != KW_CLASS_SECRET_KEY || kw_object_key_type(u) != KW_KEY_AES)
+			return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+		break;
+	case CKM_RSA_PKCS_OAEP: {
+		const CK_RSA_PKCS_OAEP_PARAMS *pp = m->pParameter;
+
+		kwm.mech = KW_MECH_RSA_OAEP;
+		/* no parameter: RFC 8017's defaults, SHA-1 and MGF1 with SHA-1, no label (pkcs11-tool --unwrap) */
+		kwm.hash = kwm.mgf1_hash = KW_HASH_SHA1;
+		if (pp || m->ulParameterLen) {
+			if (!pp || m->ulParameterLen != sizeof *pp || (pp->source && pp->source != CKZ_DATA_SPECIFIED) ||
+			    (pp->ulSourceDataLen && !pp->pSourceData))
+				return CKR_MECHANISM_PARAM_INVALID;
+			kwm.hash = p11_hash_from_ckm(pp->hashAlg);
+			kwm.mgf1_hash = p11_hash_from_mgf(pp->mgf);
+			kwm.label = pp->pSourceData;
+			kwm.label_len = pp->ulSourceDataLen;
+			if (!kwm.hash || !kwm.mgf1_hash)
+				return CKR_MECHANISM_PARAM_INVALID;
+		}
+		if (kw_object_class(u) != KW_CLASS_PRIVATE_KEY || kw_object_key_type(u) != KW_KEY_RSA)
+			return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+		if (spec.cls != KW_CLASS_SECRET_KEY)
+			return CKR_TEMPLATE_INCONSISTENT; /* private keys come wrapped with CKM_AES_KEY_WRAP_KWP */
+		break;
+	}
+	default:
+		return CKR_MECHANISM_INVALID;
+	}
+	if (!(kw_object_usages(u) & KW_USAGE_WRAP))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if ((rv = p11_label_of_template(t, n, name, sizeof name)))
+		return rv;
+	spec.owner = p11.slots[s->slot].owner;
+	spec.name = name;
+	spec.flags = (extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
+	krv = kw_unwrap_key(p11.client, kw_object_id(u), &kwm, wrapped, wrapped_len, &spec, &key, &pub);
+	if (krv)
+		return krv == KW_ERR_ENCRYPTED_DATA ? p11_ckr_as(krv, "unwrapping a key", CKR_WRAPPED_KEY_INVALID)
+						    : p11_ckr(krv, "unwrapping a key");
+	/* CKA_VALUE_LEN, if the template gives it, must be what came out */
+	if (has_len && (CK_ULONG)kw_object_bits(key) / 8 != value_len) {
+		kw_delete_objects(p11.client, kw_object_id(key), NULL, NULL, KW_CLASS_ANY, NULL);
+		kw_object_free(key);
+		kw_object_free(pub);
+		return CKR_TEMPLATE_INCONSISTENT;
+	}
+	/* the public half joins the handle table too (the table owns it, or it is dropped) */
+	if (pub && !p11_object_adopt_locked(pub))
+		kw_object_free(pub);
 	*out = p11_object_adopt_locked(key);
 	return *out ? CKR_OK : CKR_HOST_MEMORY;
 }

@@ -395,7 +395,8 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 	case CKA_KEY_TYPE:
 		return set_ulong(v, ck_key_type(o));
 	case CKA_LOCAL:
-		return set_bool(v, 1);
+		/* made on the HSM: always sensitive; an unwrapped (imported) key was not (nor its public half) */
+		return set_bool(v, cls == CKO_PUBLIC_KEY || kw_object_always_sensitive(o));
 	case CKA_DERIVE:
 		return set_bool(v, 0);
 	case CKA_START_DATE:

@@ -272,7 +272,7 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	char name[KW_NAME_MAX + 1];
 	CK_ATTRIBUTE_PTR id, e;
 	kw_object *priv = NULL, *pub = NULL;
-	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1;
+	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1, wrap = -1, unwrap = -1;
 	int priv_token = -1, pub_token = -1, session;
 	kw_client *c;
 	kw_rv krv;
@@ -314,6 +314,8 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_MODIFIABLE, &modifiable)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_SIGN, &sign)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_DECRYPT, &decrypt)) ||
+	    (rv = p11_template_bool(priv_t, priv_n, CKA_UNWRAP, &unwrap)) ||
+	    (rv = p11_template_bool(pub_t, pub_n, CKA_WRAP, &wrap)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_VERIFY, &verify)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_ENCRYPT, &encrypt)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_TOKEN, &priv_token)) ||
@@ -325,12 +327,14 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	session = priv_token == 0 || pub_token == 0;
 	if (!sensitive)
 		return CKR_ATTRIBUTE_VALUE_INVALID; /* private keys on the HSM are always sensitive */
-	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0))
-		return CKR_TEMPLATE_INCONSISTENT; /* only RSA keys decrypt */
+	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0 || unwrap > 0 || wrap > 0))
+		return CKR_TEMPLATE_INCONSISTENT; /* only RSA keys decrypt and unwrap */
 	if (sign || verify > 0)
 		usages |= KW_USAGE_SIGN;
 	if (decrypt > 0 || encrypt > 0)
 		usages |= KW_USAGE_DECRYPT;
+	if (unwrap > 0 || wrap > 0)
+		usages |= KW_USAGE_WRAP; /* an RSA key unwraps (RSA-OAEP) in the HSM */
 	if (!usages)
 		return CKR_TEMPLATE_INCONSISTENT;
 	if (extractable)

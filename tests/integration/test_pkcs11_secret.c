@@ -8,7 +8,21 @@
  * the ECB chain, CBC-PAD adds a PKCS#7 block, GCM's ciphertext is CTR from
  * IV||2 (its tag is checked by decryption, which refuses a flipped bit).
  * Known-answer vectors for the cipher itself are in
- * tests/unit/daemon/test_crypto.c. Refusals: a wrap-only key, lengths a
+ * tests/unit/daemon/test_crypto.c.
+ *
+ * Import (C_UnwrapKey): pkcs11-tool --unwrap of an AES key that OpenSSL
+ * wrapped with RSA-OAEP under an HSM key's public half, then of another
+ * that OpenSSL wrapped (RFC 3394) under the first; both encrypt in the HSM
+ * as OpenSSL does with the same known key (known answers through the
+ * peer). A private key (PKCS#8, RFC 5649) unwrapped through the module
+ * signs what OpenSSL verifies. Imported keys are sensitive, not local,
+ * not never-extractable, not always-sensitive; a wrapped key that does not
+ * check is CKR_WRAPPED_KEY_INVALID.
+ *
+ * Public keys made elsewhere (C_CreateObject): pkcs11-tool --write-object
+ * --type pubkey stores OpenSSL's EC and RSA public keys, and pkcs11-tool
+ * --verify checks with them what OpenSSL signed; an RSA-1024 key is
+ * refused. Refusals: a wrap-only key, lengths a
  * mode cannot take.
  *
  * Generic secrets (CKK_GENERIC_SECRET) made by pkcs11-tool sign and verify
@@ -28,7 +42,11 @@
 #include <cmocka.h>
 
 #include <dlfcn.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
 #include "harness.h"
@@ -445,6 +463,264 @@ static void test_hmac(void **state)
 	}
 }
 
+/* OpenSSL's cipher `name` of in (n bytes) under the known key hex, no padding: into out. */
+static void ossl_encrypt(const char *name, const unsigned char *key, const unsigned char *iv, const unsigned char *in,
+			 int n, unsigned char *out, int *out_len)
+{
+	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, name, NULL);
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int len = 0, fin = 0;
+
+	assert_non_null(c);
+	assert_non_null(ctx);
+	EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	assert_int_equal(EVP_EncryptInit_ex2(ctx, c, key, iv, NULL), 1);
+	EVP_CIPHER_CTX_set_padding(ctx, 0);
+	assert_int_equal(EVP_EncryptUpdate(ctx, out, &len, in, n), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(ctx, out + len, &fin), 1);
+	*out_len = len + fin;
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(c);
+}
+
+static void write_bytes(const char *path, const unsigned char *b, size_t n)
+{
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(fp);
+	assert_int_equal(fwrite(b, 1, n, fp), n);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void test_unwrap(void **state)
+{
+	static const unsigned char k1[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+					     16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+	static const unsigned char k2[16] = {0xf0, 0xe0, 0xd0, 0xc0, 0xb0, 0xa0, 0x90, 0x80,
+					     0x70, 0x60, 0x50, 0x40, 0x30, 0x20, 0x10, 0x00};
+	unsigned char data[64], want[96], wrapped[4096], *der = NULL, sig[64], digest[32];
+	char path[400], *out, *got;
+	size_t got_len;
+	int want_len, der_len;
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE k, ec;
+	CK_BBOOL sens = CK_FALSE, never = CK_TRUE, always = CK_TRUE, local = CK_TRUE, ext = CK_TRUE;
+	CK_ATTRIBUTE a[] = {{CKA_SENSITIVE, &sens, sizeof sens},
+			    {CKA_NEVER_EXTRACTABLE, &never, sizeof never},
+			    {CKA_ALWAYS_SENSITIVE, &always, sizeof always},
+			    {CKA_LOCAL, &local, sizeof local},
+			    {CKA_EXTRACTABLE, &ext, sizeof ext}};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (unsigned char)(3 * i + 1);
+	snprintf(path, sizeof path, "%s/plain", work);
+	write_bytes(path, data, sizeof data);
+
+	/* 1. RSA-OAEP: OpenSSL wraps k1 under the public half of an HSM key with usage unwrap */
+	free(run_ok("keypairgen RSA unwrap",
+		    P11TOOL "--keypairgen --key-type rsa:2048 --usage-decrypt --usage-wrap --label rsaw --id 70"));
+	free(run_ok("read the public key", P11TOOL "--read-object --type pubkey --id 70 -o '%s/rsaw.der'", work));
+	snprintf(path, sizeof path, "%s/k1.bin", work);
+	write_bytes(path, k1, sizeof k1);
+	free(run_ok("openssl pkeyutl -encrypt",
+		    "openssl pkeyutl -encrypt -pubin -keyform DER -inkey '%s/rsaw.der' -pkeyopt rsa_padding_mode:oaep "
+		    "-in '%s/k1.bin' -out '%s/k1.wrapped'",
+		    work, work, work));
+	out = run_ok("pkcs11-tool --unwrap RSA-PKCS-OAEP",
+		     P11TOOL "--unwrap -m RSA-PKCS-OAEP --id 70 -i '%s/k1.wrapped' --key-type AES:32 --sensitive "
+			     "--usage-decrypt --usage-wrap --application-label k1 --application-id 71",
+		     work);
+	assert_non_null(strstr(out, "Key unwrapped"));
+	assert_non_null(strstr(out, "encrypt, decrypt, wrap, unwrap"));
+	free(out);
+	free(run_ok("pkcs11-tool --encrypt with k1",
+		    P11TOOL "--encrypt -m AES-CBC --iv " IV_HEX " --id 71 -i '%s/plain' -o '%s/k1.enc'", work, work));
+	snprintf(path, sizeof path, "%s/k1.enc", work);
+	assert_non_null(got = kwt_read_file(path, &got_len));
+	{
+		static const unsigned char iv[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+						     0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+		ossl_encrypt("AES-256-CBC", k1, iv, data, sizeof data, want, &want_len);
+	}
+	assert_int_equal(got_len, (size_t)want_len);
+	assert_memory_equal(got, want, got_len);
+	free(got);
+
+	/* 2. RFC 3394: OpenSSL wraps k2 under k1, now in the HSM */
+	ossl_encrypt("AES-256-WRAP", k1, NULL, k2, sizeof k2, wrapped, &want_len);
+	snprintf(path, sizeof path, "%s/k2.wrapped", work);
+	write_bytes(path, wrapped, (size_t)want_len);
+	free(run_ok("pkcs11-tool --unwrap AES-KEY-WRAP",
+		    P11TOOL "--unwrap -m AES-KEY-WRAP --id 71 -i '%s/k2.wrapped' --key-type AES:16 --sensitive "
+			    "--usage-decrypt --application-label k2 --application-id 72",
+		    work));
+	free(run_ok("pkcs11-tool --encrypt with k2",
+		    P11TOOL "--encrypt -m AES-ECB --id 72 -i '%s/plain' -o '%s/k2.enc'", work, work));
+	snprintf(path, sizeof path, "%s/k2.enc", work);
+	assert_non_null(got = kwt_read_file(path, &got_len));
+	ossl_encrypt("AES-128-ECB", k2, NULL, data, sizeof data, want, &want_len);
+	assert_int_equal(got_len, sizeof data);
+	assert_memory_equal(got, want, got_len);
+	free(got);
+	/* a wrapped key that does not check */
+	wrapped[3] ^= 0x40;
+	snprintf(path, sizeof path, "%s/bad.wrapped", work);
+	write_bytes(path, wrapped, (size_t)want_len);
+	{
+		int rc = run(&out, P11TOOL "--unwrap -m AES-KEY-WRAP --id 71 -i '%s/bad.wrapped' --key-type AES:16 "
+					   "--sensitive --usage-decrypt --application-label k3",
+			     work);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(out, "CKR_WRAPPED_KEY_INVALID"));
+		free(out);
+	}
+
+	/* imported: sensitive, not local, not never-extractable, not always-sensitive */
+	s = start();
+	k = find_secret(s, "k2");
+	assert_int_equal(f->C_GetAttributeValue(s, k, a, 5), CKR_OK);
+	assert_true(sens);
+	assert_false(never);
+	assert_false(always);
+	assert_false(local);
+	assert_false(ext);
+
+	/* 3. RFC 5649: an EC private key (PKCS#8) from OpenSSL, unwrapped with k1, signs in the HSM */
+	{
+		EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		PKCS8_PRIV_KEY_INFO *p8 = pk ? EVP_PKEY2PKCS8(pk) : NULL;
+		CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+		CK_KEY_TYPE kt = CKK_EC;
+		CK_BBOOL t = CK_TRUE, no = CK_FALSE;
+		CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},	{CKA_KEY_TYPE, &kt, sizeof kt},
+				       {CKA_TOKEN, &t, sizeof t},	{CKA_SENSITIVE, &t, sizeof t},
+				       {CKA_SIGN, &t, sizeof t},	{CKA_LABEL, "imported-ec", 11},
+				       {CKA_EXTRACTABLE, &no, sizeof no}};
+		CK_MECHANISM kwp = {0x210bUL /* CKM_AES_KEY_WRAP_KWP */, NULL, 0}, ecdsa = {CKM_ECDSA, NULL, 0};
+		CK_ULONG sig_len = sizeof sig;
+		unsigned char *p;
+
+		assert_non_null(p8);
+		der_len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
+		assert_true(der_len > 0);
+		ossl_encrypt("AES-256-WRAP-PAD", k1, NULL, der, der_len, wrapped, &want_len);
+		assert_int_equal(f->C_UnwrapKey(s, &kwp, find_secret(s, "k1"), wrapped, (CK_ULONG)want_len, tmpl, 7, &ec),
+				 CKR_OK);
+		SHA256(data, sizeof data, digest);
+		assert_int_equal(f->C_SignInit(s, &ecdsa, ec), CKR_OK);
+		assert_int_equal(f->C_Sign(s, digest, sizeof digest, sig, &sig_len), CKR_OK);
+		assert_int_equal(sig_len, 64);
+		{
+			ECDSA_SIG *es = ECDSA_SIG_new();
+			EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new(pk, NULL);
+			unsigned char *dsig = NULL;
+			int dlen;
+
+			assert_int_equal(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)), 1);
+			dlen = i2d_ECDSA_SIG(es, &dsig);
+			assert_int_equal(EVP_PKEY_verify_init(vc), 1);
+			assert_int_equal(EVP_PKEY_verify(vc, dsig, (size_t)dlen, digest, sizeof digest), 1);
+			OPENSSL_free(dsig);
+			ECDSA_SIG_free(es);
+			EVP_PKEY_CTX_free(vc);
+		}
+		/* the wrong key type for the PKCS#8, a private key through RSA-OAEP, a key not sensitive */
+		kt = CKK_RSA;
+		assert_int_equal(f->C_UnwrapKey(s, &kwp, find_secret(s, "k1"), wrapped, (CK_ULONG)want_len, tmpl, 7, &ec),
+				 CKR_ATTRIBUTE_VALUE_INVALID);
+		kt = CKK_EC;
+		tmpl[3].pValue = &no;
+		assert_int_equal(f->C_UnwrapKey(s, &kwp, find_secret(s, "k1"), wrapped, (CK_ULONG)want_len, tmpl, 7, &ec),
+				 CKR_ATTRIBUTE_VALUE_INVALID);
+		tmpl[3].pValue = &t;
+		/* a private key is still not created from its value */
+		p = der;
+		{
+			CK_ATTRIBUTE create[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt},
+						 {CKA_VALUE, p, (CK_ULONG)der_len}};
+			CK_OBJECT_HANDLE h;
+			assert_int_equal(f->C_CreateObject(s, create, 3, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+		}
+		OPENSSL_cleanse(der, (size_t)der_len);
+		OPENSSL_free(der);
+		PKCS8_PRIV_KEY_INFO_free(p8);
+		EVP_PKEY_free(pk);
+	}
+}
+
+static void test_public_key(void **state)
+{
+	char *out, *der;
+	size_t der_len;
+	CK_SESSION_HANDLE s;
+
+	(void)state;
+	free(run_ok("openssl: keys and signatures",
+		    "cd '%s' && printf 'signed elsewhere\n' > pdata && "
+		    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key && "
+		    "openssl pkey -in ec.key -pubout -outform DER -out ec.pub && "
+		    "openssl dgst -sha256 -sign ec.key -out ec.sig pdata && "
+		    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key && "
+		    "openssl pkey -in rsa.key -pubout -outform DER -out rsa.pub && "
+		    "openssl dgst -sha256 -sign rsa.key -out rsa.sig pdata && "
+		    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out small.key && "
+		    "openssl pkey -in small.key -pubout -outform DER -out small.pub",
+		    work));
+	out = run_ok("pkcs11-tool --write-object EC pubkey",
+		     P11TOOL "--write-object '%s/ec.pub' --type pubkey --id 80 --label ext-ec --usage-sign", work);
+	free(out);
+	free(run_ok("pkcs11-tool --write-object RSA pubkey",
+		    P11TOOL "--write-object '%s/rsa.pub' --type pubkey --id 81 --label ext-rsa", work));
+	out = run_ok("pkcs11-tool --verify with the EC public key",
+		     P11TOOL "--verify -m ECDSA-SHA256 --signature-format openssl --id 80 -i '%s/pdata' "
+			     "--signature-file '%s/ec.sig'",
+		     work, work);
+	assert_non_null(strstr(out, "Signature is valid"));
+	free(out);
+	out = run_ok("pkcs11-tool --verify with the RSA public key",
+		     P11TOOL "--verify -m SHA256-RSA-PKCS --id 81 -i '%s/pdata' --signature-file '%s/rsa.sig'", work,
+		     work);
+	assert_non_null(strstr(out, "Signature is valid"));
+	free(out);
+	out = run_ok("pkcs11-tool --verify, other data",
+		     P11TOOL "--verify -m SHA256-RSA-PKCS --id 81 -i '%s/ec.sig' --signature-file '%s/rsa.sig'", work,
+		     work);
+	assert_non_null(strstr(out, "Invalid signature"));
+	free(out);
+	/* read back: the same SPKI */
+	free(run_ok("pkcs11-tool --read-object", P11TOOL "--read-object --type pubkey --id 81 -o '%s/back.der'", work));
+	{
+		char path[400], *orig;
+		size_t orig_len;
+
+		snprintf(path, sizeof path, "%s/back.der", work);
+		assert_non_null(der = kwt_read_file(path, &der_len));
+		snprintf(path, sizeof path, "%s/rsa.pub", work);
+		assert_non_null(orig = kwt_read_file(path, &orig_len));
+		assert_int_equal(der_len, orig_len);
+		assert_memory_equal(der, orig, orig_len);
+		free(orig);
+		free(der);
+		/* RSA-1024: a size the HSM does not make is not stored either */
+		snprintf(path, sizeof path, "%s/small.pub", work);
+		assert_non_null(der = kwt_read_file(path, &der_len));
+	}
+	s = start();
+	{
+		CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+		CK_KEY_TYPE kt = CKK_RSA;
+		CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
+				    {CKA_KEY_TYPE, &kt, sizeof kt},
+				    {CKA_PUBLIC_KEY_INFO, der, der_len}};
+		CK_OBJECT_HANDLE h;
+
+		assert_int_equal(f->C_CreateObject(s, t, 3, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+		assert_int_equal(f->C_CreateObject(s, t, 2, &h), CKR_TEMPLATE_INCOMPLETE);
+	}
+	free(der);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -452,6 +728,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_gcm, test_teardown),
 		cmocka_unit_test_teardown(test_refusals, test_teardown),
 		cmocka_unit_test_teardown(test_hmac, test_teardown),
+		cmocka_unit_test_teardown(test_unwrap, test_teardown),
+		cmocka_unit_test_teardown(test_public_key, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
