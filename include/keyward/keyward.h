@@ -119,6 +119,7 @@ enum kw_mech {
 	KW_MECH_AES_CBC_PAD = 92, /* PKCS#7 padding, a 16-byte IV */
 	KW_MECH_AES_GCM = 93,	  /* IV 1 to 128 bytes, AAD, tag 12 to 16 bytes at the ciphertext's end */
 	KW_MECH_HMAC = 94,	  /* kw_sign with a KW_KEY_GENERIC key: HMAC with hash SHA-256/384/512 of the data */
+	KW_MECH_ECDH = 95,	  /* kw_derive_key with an EC private key of usage KW_USAGE_DERIVE */
 };
 
 /* Usage bits */
@@ -276,6 +277,25 @@ struct kw_unwrap_spec {
 kw_rv kw_unwrap_key(kw_client *c, uint64_t unwrapping_id, const struct kw_mechanism *m, const unsigned char *wrapped,
 		    size_t wrapped_len, const struct kw_unwrap_spec *spec, kw_object **private_out,
 		    kw_object **public_out);
+/*
+ * ECDH in the HSM: the EC private key base_id (usage KW_USAGE_DERIVE) and
+ * the peer's uncompressed point give a shared secret, from which a secret
+ * key of spec->type (KW_KEY_AES or KW_KEY_GENERIC), length bytes, is made
+ * and stored (spec->cls ignored): with kdf KW_HASH_NONE the secret's
+ * rightmost bytes, else the ANSI X9.63 KDF with that hash and shared data.
+ * *out gets the secret key.
+ */
+struct kw_ecdh_params {
+	const unsigned char *public_data;
+	size_t public_len;
+	enum kw_hash kdf;
+	const unsigned char *shared_data;
+	size_t shared_len;
+	int cofactor;
+	unsigned length;
+};
+kw_rv kw_derive_key(kw_client *c, uint64_t base_id, const struct kw_ecdh_params *p, const struct kw_unwrap_spec *spec,
+		    kw_object **out);
 /* Bytes of data one kw_secret_crypt takes. */
 #define KW_SECRET_CRYPT_MAX (256 * 1024)
 /*

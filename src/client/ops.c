@@ -73,7 +73,8 @@ static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
 
 	if (!m)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no mechanism given", fn);
-	if (m->mech == KW_MECH_NONE || ((unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD && m->mech != KW_MECH_HMAC))
+	if (m->mech == KW_MECH_NONE || ((unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD && m->mech != KW_MECH_HMAC &&
+					m->mech != KW_MECH_ECDH))
 		return kw_error_set(KW_ERR_MECHANISM, "%s: unknown mechanism %d", fn, (int)m->mech);
 	rv = check_hash(fn, m->hash);
 	if (!rv)
@@ -353,6 +354,63 @@ kw_rv kw_unwrap_key(kw_client *c, uint64_t unwrapping_id, const struct kw_mechan
 	else
 		kw_object_free(pub);
 	return KW_OK;
+}
+
+kw_rv kw_derive_key(kw_client *c, uint64_t base_id, const struct kw_ecdh_params *p, const struct kw_unwrap_spec *spec,
+		    kw_object **out)
+{
+	static const char fn[] = "deriving a key";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__DeriveKey dk = KEYWARD__DERIVE_KEY__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (out)
+		*out = NULL;
+	if ((rv = check_client(fn, c)))
+		return rv;
+	if (!p || !spec || !p->public_data || !p->public_len || (p->shared_len && !p->shared_data) ||
+	    (rv = check_hash(fn, p->kdf)))
+		return rv ? rv : kw_error_set(KW_ERR_ARGUMENTS, "%s: no parameters, spec or public data", fn);
+	if ((rv = check_str(fn, "the owner", spec->owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the name", spec->name, KW_NAME_MAX)) || (rv = check_ckaid(fn, spec->ckaid, spec->ckaid_len)))
+		return rv;
+	if (spec->flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: flags 0x%x (a derived key is a token object)", fn, spec->flags);
+	if (!base_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (p->public_len > 1024 || p->shared_len > 1024)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: public or shared data longer than 1 KiB", fn);
+	ref.id = base_id;
+	dk.base_key = &ref;
+	dk.mechanism = KEYWARD__MECHANISM__ECDH;
+	dk.cofactor = p->cofactor != 0;
+	dk.public_data.data = (uint8_t *)p->public_data;
+	dk.public_data.len = p->public_len;
+	dk.kdf = (Keyward__Hash)p->kdf;
+	dk.shared_data.data = (uint8_t *)p->shared_data;
+	dk.shared_data.len = p->shared_len;
+	dk.owner = (char *)spec->owner;
+	dk.name = (char *)spec->name;
+	dk.key_type = (Keyward__KeyType)spec->type;
+	dk.length = p->length;
+	dk.extractable = (spec->flags & KW_GEN_EXTRACTABLE) != 0;
+	dk.not_modifiable = (spec->flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	dk.usages = spec->usages;
+	dk.ckaid.data = (uint8_t *)spec->ckaid;
+	dk.ckaid.len = spec->ckaid_len;
+	req.body_case = KEYWARD__REQUEST__BODY_DERIVE_KEY;
+	req.derive_key = &dk;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
+	if (rv)
+		return rv;
+	if (!resp->key_pair->secret_key)
+		rv = kw_error_set(KW_ERR_PROTOCOL, "%s: the HSM answered no secret key", fn);
+	else if (out)
+		rv = kw_object_from_info(resp->key_pair->secret_key, out);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
 }
 
 kw_rv kw_secret_crypt(kw_client *c, uint64_t key_id, enum kw_mech mech, int encrypt, const struct kw_aes_params *p,

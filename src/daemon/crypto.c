@@ -8,6 +8,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/kdf.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
@@ -501,5 +502,70 @@ kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechan
 out:
 	EVP_CIPHER_CTX_free(ctx);
 	EVP_CIPHER_free(cipher);
+	return rv;
+}
+
+kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len, bool cofactor, Keyward__Hash kdf,
+		     const unsigned char *shared, size_t shared_len, unsigned char *out, size_t length)
+{
+	char group[64] = "";
+	unsigned char secret[80];
+	size_t secret_len = sizeof secret;
+	OSSL_PARAM params[3], kdf_params[4];
+	EVP_PKEY_CTX *pctx = NULL, *dctx = NULL;
+	EVP_PKEY *peer = NULL;
+	EVP_KDF *x963 = NULL;
+	EVP_KDF_CTX *kctx = NULL;
+	const EVP_MD *md = hash_md(kdf);
+	kw_rv rv = KW_OK;
+
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+	    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, NULL) != 1)
+		return kw_error_set(KW_ERR_KEY_TYPE, "ECDH: the base key is not an EC key");
+	if (kdf != KEYWARD__HASH__HASH_NONE && !md)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: kdf hash %d", (int)kdf);
+	if (kdf == KEYWARD__HASH__HASH_NONE && shared_len)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: shared data needs a KDF");
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point, point_len);
+	params[2] = OSSL_PARAM_construct_end();
+	pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (!pctx || EVP_PKEY_fromdata_init(pctx) != 1 || EVP_PKEY_fromdata(pctx, &peer, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: the public data is no point of curve %s", group);
+		goto out;
+	}
+	dctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	if (!dctx || EVP_PKEY_derive_init(dctx) != 1 || (cofactor && EVP_PKEY_CTX_set_ecdh_cofactor_mode(dctx, 1) != 1) ||
+	    EVP_PKEY_derive_set_peer_ex(dctx, peer, 1) != 1 || EVP_PKEY_derive(dctx, secret, &secret_len) != 1) {
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH with a point of curve %s failed: is it a valid point?",
+				  group);
+		goto out;
+	}
+	if (kdf == KEYWARD__HASH__HASH_NONE) {
+		if (length > secret_len) {
+			rv = kw_error_set(KW_ERR_KEY_SIZE, "ECDH: %zu bytes of shared secret on %s, not %zu (use a KDF)",
+					  secret_len, group, length);
+			goto out;
+		}
+		memcpy(out, secret + secret_len - length, length);
+		goto out;
+	}
+	x963 = EVP_KDF_fetch(NULL, "X963KDF", NULL);
+	kctx = x963 ? EVP_KDF_CTX_new(x963) : NULL;
+	kdf_params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0);
+	kdf_params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, secret, secret_len);
+	kdf_params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)shared, shared_len);
+	kdf_params[3] = OSSL_PARAM_construct_end();
+	if (!kctx || EVP_KDF_derive(kctx, out, length, kdf_params) != 1)
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "ECDH: the X9.63 KDF");
+out:
+	OPENSSL_cleanse(secret, sizeof secret);
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(x963);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_CTX_free(dctx);
+	EVP_PKEY_CTX_free(pctx);
 	return rv;
 }

@@ -261,6 +261,15 @@ kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Si
 kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		       size_t in_len, unsigned char *out, size_t *out_len);
 
+/*
+ * ECDH of the EC private key and the peer's point (on the key's curve;
+ * cofactor: the cofactor variant), then the key of `length` bytes: with
+ * kdf HASH_NONE the secret's rightmost bytes, else the X9.63 KDF with that
+ * hash over the secret and shared data. out has at least `length` bytes.
+ */
+kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len, bool cofactor, Keyward__Hash kdf,
+		     const unsigned char *shared, size_t shared_len, unsigned char *out, size_t length);
+
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);

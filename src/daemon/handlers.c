@@ -1348,6 +1348,76 @@ out:
 	return rv;
 }
 
+static kw_rv on_derive_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__DeriveKey *d,
+			   Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row base = {0}, row = {0};
+	struct kw_cached_key key = {0};
+	Keyward__KeyPair *pair = kw_scratch_alloc(s, sizeof *pair);
+	Keyward__UnwrapKey as = KEYWARD__UNWRAP_KEY__INIT;
+	unsigned char secret[KW_GENERIC_MAX];
+	bool generic = d->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET, have_key = false;
+	struct kw_keygen spec;
+	unsigned usages = 0;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!pair)
+		return KW_ERR_NO_MEMORY;
+	as.key_type = d->key_type;
+	as.usages = d->usages;
+	if (d->mechanism != KEYWARD__MECHANISM__ECDH)
+		rv = kw_error_set(KW_ERR_MECHANISM, "derive: mechanism %d (ECDH)", (int)d->mechanism);
+	else if (!generic && d->key_type != KEYWARD__KEY_TYPE__AES)
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "derive: key type %d (AES or GENERIC_SECRET)", (int)d->key_type);
+	else if (!kw_secret_len_ok(generic ? KW_KEY_GENERIC : KW_KEY_AES, d->length))
+		rv = kw_error_set(KW_ERR_KEY_SIZE, "derive: a %s of %u bytes", generic ? "generic secret" : "AES key",
+				  d->length);
+	else if (d->ckaid.len > KW_CKAID_MAX || d->public_data.len > 1024 || d->shared_data.len > 1024)
+		rv = kw_error_set(KW_ERR_ARGUMENTS, "derive: the CKA_ID, public or shared data is too long");
+	else
+		rv = unwrap_usages(&as, &usages);
+	if (rv)
+		return rv;
+	if ((rv = usable_key(srv, peer, d->base_key, KW_USAGE_DERIVE, d->mechanism, "derive", &key, &id)))
+		return rv;
+	have_key = true;
+	if (key.key_type != KW_KEY_EC) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "derive: %s/%s is not an EC key", key.owner, key.name);
+		goto out;
+	}
+	/* the base key's history carries over: a derived key is never-extractable only if its base was */
+	if (!kw_session_id(id) && (rv = kw_keystore_get(srv->ks, peer->partition_id, id, &base)))
+		goto out;
+	if ((rv = kw_crypto_ecdh(key.pkey, d->public_data.data, d->public_data.len, d->cofactor, d->kdf,
+				 d->shared_data.data, d->shared_data.len, secret, d->length)))
+		goto out;
+	spec = (struct kw_keygen){.owner = d->owner, .name = d->name, .extractable = d->extractable,
+				  .modifiable = !d->not_modifiable, .usages = usages, .ckaid = d->ckaid.data,
+				  .ckaid_len = d->ckaid.len, .secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES,
+				  .imported = kw_session_id(id) ? false : !(base.never_extractable && base.always_sensitive)};
+	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, secret, d->length, &row);
+	if (rv)
+		goto out;
+	kw_usage_count(srv->usage, peer->partition, peer->actor, "key.derive", &key, id);
+	audit(srv, peer, "key.derive", "%s/%s (0x%" PRIx64 ") derived by ECDH from 0x%" PRIx64, row.owner, row.name,
+	      row.id, id);
+	keyward__key_pair__init(pair);
+	if (!(pair->secret_key = info_of(s, &row))) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+out:
+	OPENSSL_cleanse(secret, sizeof secret);
+	if (have_key)
+		kw_cached_key_release(&key);
+	kw_object_row_cleanup(&base);
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
 static kw_rv on_copy_object(struct kw_server *srv, struct kw_peer *peer, const Keyward__CopyObject *c,
 			    Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -1504,6 +1574,9 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
 		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_DERIVE_KEY:
+		rv = on_derive_key(srv, peer, req->derive_key, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_UNWRAP_KEY:
 		rv = on_unwrap_key(srv, peer, req->unwrap_key, resp, s);

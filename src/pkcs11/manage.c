@@ -708,6 +708,103 @@ CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 	return *out ? CKR_OK : CKR_HOST_MEMORY;
 }
 
+CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+			    CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+{
+	static const struct {
+		CK_ULONG ckd;
+		enum kw_hash hash;
+	} kdfs[] = {{CKD_NULL, KW_HASH_NONE},	      {CKD_SHA1_KDF, KW_HASH_SHA1},	{CKD_SHA224_KDF, KW_HASH_SHA224},
+		    {CKD_SHA256_KDF, KW_HASH_SHA256}, {CKD_SHA384_KDF, KW_HASH_SHA384}, {CKD_SHA512_KDF, KW_HASH_SHA512}};
+	const kw_object *b = p11_object_get_locked(base);
+	const CK_ECDH1_DERIVE_PARAMS *pp = m->pParameter;
+	struct kw_ecdh_params ep = {0};
+	struct kw_unwrap_spec spec = {0};
+	CK_ULONG cls = CKO_SECRET_KEY, kt = 0, len = 0;
+	int has_cls, has_kt, has_len, extractable = 0, sensitive = 1, modifiable = 1, token = 1, kdf_ok = 0;
+	ASN1_OCTET_STRING *os = NULL;
+	const unsigned char *p;
+	char name[KW_NAME_MAX + 1];
+	kw_object *key = NULL;
+	kw_rv krv;
+	CK_RV rv;
+
+	if (m->mechanism != CKM_ECDH1_DERIVE && m->mechanism != CKM_ECDH1_COFACTOR_DERIVE)
+		return CKR_MECHANISM_INVALID;
+	if (!pp || m->ulParameterLen != sizeof *pp || !pp->pPublicData || !pp->ulPublicDataLen ||
+	    (pp->ulSharedDataLen && !pp->pSharedData))
+		return CKR_MECHANISM_PARAM_INVALID;
+	for (size_t i = 0; i < sizeof kdfs / sizeof kdfs[0]; i++)
+		if (kdfs[i].ckd == pp->kdf) {
+			ep.kdf = kdfs[i].hash;
+			kdf_ok = 1;
+		}
+	if (!kdf_ok || (pp->kdf == CKD_NULL && pp->ulSharedDataLen))
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (!b)
+		return CKR_KEY_HANDLE_INVALID;
+	if (kw_object_class(b) != KW_CLASS_PRIVATE_KEY || kw_object_key_type(b) != KW_KEY_EC)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	if (!(kw_object_usages(b) & KW_USAGE_DERIVE))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
+	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
+	    (rv = template_ulong(t, n, CKA_VALUE_LEN, &has_len, &len)) ||
+	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &extractable)) ||
+	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
+	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
+	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
+	    (rv = template_ckaid(t, n, &spec.ckaid, &spec.ckaid_len)))
+		return rv;
+	if (!has_kt)
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (cls != CKO_SECRET_KEY || (kt != CKK_AES && kt != CKK_GENERIC_SECRET))
+		return CKR_TEMPLATE_INCONSISTENT;
+	/* the derived key stays in the HSM: sensitive, a token object */
+	if (!sensitive || !token)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	/* an AES key's length may follow from CKA_VALUE_LEN only; a generic secret defaults to the field size */
+	if (!has_len) {
+		if (kt == CKK_AES)
+			return CKR_TEMPLATE_INCOMPLETE;
+		len = (kw_object_bits(b) + 7) / 8;
+	}
+	if ((rv = unwrap_usages(t, n, CKO_SECRET_KEY, kt, &spec.usages)))
+		return rv;
+	/* PKCS#11 says the point is a DER OCTET STRING; most callers give it bare */
+	p = pp->pPublicData;
+	if ((os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)pp->ulPublicDataLen)) && p == pp->pPublicData + pp->ulPublicDataLen) {
+		ep.public_data = ASN1_STRING_get0_data(os);
+		ep.public_len = (size_t)ASN1_STRING_length(os);
+	} else {
+		ep.public_data = pp->pPublicData;
+		ep.public_len = pp->ulPublicDataLen;
+	}
+	ERR_clear_error();
+	ep.shared_data = pp->pSharedData;
+	ep.shared_len = pp->ulSharedDataLen;
+	ep.cofactor = m->mechanism == CKM_ECDH1_COFACTOR_DERIVE;
+	ep.length = (unsigned)len;
+	spec.type = kt == CKK_AES ? KW_KEY_AES : KW_KEY_GENERIC;
+	spec.cls = KW_CLASS_SECRET_KEY;
+	spec.owner = p11.slots[s->slot].owner;
+	spec.flags = (extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
+	if ((rv = p11_label_of_template(t, n, name, sizeof name)))
+		goto out;
+	spec.name = name;
+	krv = kw_derive_key(p11_client_for_locked(kw_object_id(b)), kw_object_id(b), &ep, &spec, &key);
+	if (krv) {
+		rv = krv == KW_ERR_KEY_SIZE ? p11_ckr_as(krv, "deriving a key", CKR_TEMPLATE_INCONSISTENT)
+					    : p11_ckr(krv, "deriving a key");
+		goto out;
+	}
+	*out = p11_object_adopt_locked(key);
+	rv = *out ? CKR_OK : CKR_HOST_MEMORY;
+out:
+	ASN1_OCTET_STRING_free(os);
+	return rv;
+}
+
 CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 		   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {

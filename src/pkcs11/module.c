@@ -1051,6 +1051,19 @@ static CK_RV p11_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_
 	return leave(p11_unwrap_key_locked(s, m, unwrapping, wrapped, wrapped_len, t, n, out));
 }
 
+static CK_RV p11_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+			     CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, &s)))
+		return rv;
+	if (!m || (!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_derive_key_locked(s, m, base, t, n, out));
+}
+
 static CK_RV p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 			   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
@@ -1287,8 +1300,6 @@ P11_UNSUPPORTED(C_DigestEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_U
 P11_UNSUPPORTED(C_DecryptDigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,
-			      CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
 P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
 /* PKCS#11 3.0's message-based functions: keyward has no AEAD or per-message mechanism to offer. */
 P11_UNSUPPORTED(C_MessageInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))

@@ -398,7 +398,7 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		/* made on the HSM: always sensitive; an unwrapped (imported) key was not (nor its public half) */
 		return set_bool(v, cls == CKO_PUBLIC_KEY || kw_object_always_sensitive(o));
 	case CKA_DERIVE:
-		return set_bool(v, 0);
+		return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DERIVE));
 	case CKA_START_DATE:
 	case CKA_END_DATE:
 	case CKA_SUBJECT:

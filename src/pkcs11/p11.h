@@ -208,6 +208,8 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
 			    const unsigned char *wrapped, size_t wrapped_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 			    CK_OBJECT_HANDLE_PTR out);
+CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+			    CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
 /* Takes and releases p11.lock around the HSM call. */
 CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 		   CK_BYTE_PTR out, CK_ULONG_PTR out_len);

@@ -68,6 +68,8 @@ static const struct mech mechs[] = {
 	{CKM_ECDSA_SHA256, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA256, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA384, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA384, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA512, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA512, 256, 521, SV | EC_FLAGS},
+	{CKM_ECDH1_DERIVE, KW_KEY_EC, KW_MECH_ECDH, KW_HASH_NONE, 256, 521, CKF_DERIVE | CKF_HW | EC_FLAGS},
+	{CKM_ECDH1_COFACTOR_DERIVE, KW_KEY_EC, KW_MECH_ECDH, KW_HASH_NONE, 256, 521, CKF_DERIVE | CKF_HW | EC_FLAGS},
 	{CKM_EDDSA, KW_KEY_ED25519, KW_MECH_EDDSA, KW_HASH_NONE, 255, 255, SV},
 	{CKM_AES_ECB, KW_KEY_AES, KW_MECH_AES_ECB, KW_HASH_NONE, 16, 32, ED | CKF_HW},
 	{CKM_AES_CBC, KW_KEY_AES, KW_MECH_AES_CBC, KW_HASH_NONE, 16, 32, ED | CKF_HW},
@@ -131,6 +133,8 @@ size_t p11_allowed_mechanisms(const kw_object *o, CK_MECHANISM_TYPE *out, size_t
 		want |= CKF_DECRYPT | CKF_ENCRYPT;
 	if (usages & KW_USAGE_WRAP)
 		want |= CKF_WRAP;
+	if (usages & KW_USAGE_DERIVE)
+		want |= CKF_DERIVE;
 	for (size_t i = 0; i < N_MECHS && n < max; i++)
 		if (mechs[i].key_type == kw_object_key_type(o) && (mechs[i].flags & want))
 			out[n++] = mechs[i].type;
@@ -272,7 +276,7 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	char name[KW_NAME_MAX + 1];
 	CK_ATTRIBUTE_PTR id, e;
 	kw_object *priv = NULL, *pub = NULL;
-	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1, wrap = -1, unwrap = -1;
+	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1, wrap = -1, unwrap = -1, derive = -1;
 	int priv_token = -1, pub_token = -1, session;
 	kw_client *c;
 	kw_rv krv;
@@ -315,6 +319,7 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_SIGN, &sign)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_DECRYPT, &decrypt)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_UNWRAP, &unwrap)) ||
+	    (rv = p11_template_bool(priv_t, priv_n, CKA_DERIVE, &derive)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_WRAP, &wrap)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_VERIFY, &verify)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_ENCRYPT, &encrypt)) ||
@@ -335,6 +340,12 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 		usages |= KW_USAGE_DECRYPT;
 	if (unwrap > 0 || wrap > 0)
 		usages |= KW_USAGE_WRAP; /* an RSA key unwraps (RSA-OAEP) in the HSM */
+	/*
+	 * Only EC keys derive (ECDH). pkcs11-tool asks CKA_DERIVE of every EC-type
+	 * pair by default, Ed25519 too: elsewhere it is ignored (it reads false).
+	 */
+	if (derive > 0 && type == KW_KEY_EC)
+		usages |= KW_USAGE_DERIVE;
 	if (!usages)
 		return CKR_TEMPLATE_INCONSISTENT;
 	if (extractable)

@@ -22,7 +22,13 @@
  * Public keys made elsewhere (C_CreateObject): pkcs11-tool --write-object
  * --type pubkey stores OpenSSL's EC and RSA public keys, and pkcs11-tool
  * --verify checks with them what OpenSSL signed; an RSA-1024 key is
- * refused. Refusals: a wrap-only key, lengths a
+ * refused.
+ *
+ * ECDH (C_DeriveKey, CKM_ECDH1_DERIVE and _COFACTOR_DERIVE) with an HSM EC
+ * key and OpenSSL's peer key: the derived AES key (CKD_NULL, and the X9.63
+ * KDF with SHA-256 and shared data) encrypts in the HSM as OpenSSL does
+ * with the secret OpenSSL computes from the other side. pkcs11-tool
+ * --derive asks for a key that is not sensitive, which the HSM refuses. Refusals: a wrap-only key, lengths a
  * mode cannot take.
  *
  * Generic secrets (CKK_GENERIC_SECRET) made by pkcs11-tool sign and verify
@@ -45,6 +51,8 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
@@ -721,6 +729,149 @@ static void test_public_key(void **state)
 	free(der);
 }
 
+static void test_derive(void **state)
+{
+	static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+	unsigned char point_der[80], peer_point[80], secret[32], kdf_key[16], block[16] = "sixteen byte blk";
+	unsigned char want[16], got[16];
+	size_t peer_len = sizeof peer_point, secret_len = sizeof secret;
+	int want_len;
+	CK_ULONG got_len, len32 = 32, len16 = 16;
+	CK_BBOOL t = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE aes = CKK_AES;
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0}, ecb = {CKM_AES_ECB, NULL, 0};
+	CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, p256, sizeof p256}, {CKA_LABEL, "ecdh", 4}};
+	CK_ATTRIBUTE vt[] = {{CKA_DERIVE, &t, sizeof t}, {CKA_SIGN, &no, sizeof no}, {CKA_LABEL, "ecdh", 4}};
+	CK_ATTRIBUTE point = {CKA_EC_POINT, point_der, sizeof point_der};
+	CK_ATTRIBUTE kt[] = {{CKA_CLASS, &cls, sizeof cls},	 {CKA_KEY_TYPE, &aes, sizeof aes},
+			     {CKA_VALUE_LEN, &len32, sizeof len32}, {CKA_ENCRYPT, &t, sizeof t},
+			     {CKA_SENSITIVE, &t, sizeof t},	    {CKA_LABEL, "derived", 7}};
+	CK_ECDH1_DERIVE_PARAMS ep = {CKD_NULL, 0, NULL, 0, NULL};
+	CK_MECHANISM ecdh = {CKM_ECDH1_DERIVE, &ep, sizeof ep};
+	CK_OBJECT_HANDLE pub, priv, k;
+	CK_SESSION_HANDLE s;
+	EVP_PKEY *peer, *hsm_pub;
+	EVP_PKEY_CTX *dc;
+	const unsigned char *p;
+	ASN1_OCTET_STRING *os;
+	char *out;
+	int rc;
+
+	(void)state;
+	s = start();
+	assert_int_equal(f->C_GenerateKeyPair(s, &gen, pt, 2, vt, 3, &pub, &priv), CKR_OK);
+	assert_int_equal(f->C_GetAttributeValue(s, pub, &point, 1), CKR_OK);
+	/* the HSM's public key, and the secret as OpenSSL computes it from the peer's side */
+	p = point_der;
+	assert_non_null(os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)point.ulValueLen));
+	{
+		OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string("group", "P-256", 0),
+				    OSSL_PARAM_construct_octet_string("pub", (void *)ASN1_STRING_get0_data(os),
+								      (size_t)ASN1_STRING_length(os)),
+				    OSSL_PARAM_construct_end()};
+		EVP_PKEY_CTX *fc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+
+		hsm_pub = NULL;
+		assert_int_equal(EVP_PKEY_fromdata_init(fc), 1);
+		assert_int_equal(EVP_PKEY_fromdata(fc, &hsm_pub, EVP_PKEY_PUBLIC_KEY, prm), 1);
+		EVP_PKEY_CTX_free(fc);
+	}
+	ASN1_OCTET_STRING_free(os);
+	assert_non_null(peer = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"));
+	assert_int_equal(EVP_PKEY_get_octet_string_param(peer, "encoded-pub-key", peer_point, sizeof peer_point, &peer_len), 1);
+	dc = EVP_PKEY_CTX_new(peer, NULL);
+	assert_int_equal(EVP_PKEY_derive_init(dc), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(dc, hsm_pub), 1);
+	assert_int_equal(EVP_PKEY_derive(dc, secret, &secret_len), 1);
+	assert_int_equal(secret_len, 32);
+	EVP_PKEY_CTX_free(dc);
+
+	/* CKD_NULL: the secret itself is the AES-256 key, kept in the HSM */
+	ep.pPublicData = peer_point;
+	ep.ulPublicDataLen = peer_len;
+	for (int cof = 0; cof < 2; cof++) {
+		ecdh.mechanism = cof ? CKM_ECDH1_COFACTOR_DERIVE : CKM_ECDH1_DERIVE;
+		kt[5].pValue = cof ? "derived-c" : "derived";
+		kt[5].ulValueLen = strlen(kt[5].pValue);
+		assert_int_equal(f->C_DeriveKey(s, &ecdh, priv, kt, 6, &k), CKR_OK);
+		got_len = sizeof got;
+		assert_int_equal(f->C_EncryptInit(s, &ecb, k), CKR_OK);
+		assert_int_equal(f->C_Encrypt(s, block, 16, got, &got_len), CKR_OK);
+		ossl_encrypt("AES-256-ECB", secret, NULL, block, 16, want, &want_len);
+		assert_memory_equal(got, want, 16);
+	}
+	{
+		CK_BYTE value[32];
+		CK_BBOOL sens = CK_FALSE;
+		CK_ATTRIBUTE v = {CKA_VALUE, value, sizeof value}, sa = {CKA_SENSITIVE, &sens, sizeof sens};
+
+		assert_int_equal(f->C_GetAttributeValue(s, k, &v, 1), CKR_ATTRIBUTE_SENSITIVE);
+		assert_int_equal(f->C_GetAttributeValue(s, k, &sa, 1), CKR_OK);
+		assert_true(sens);
+	}
+	/* the X9.63 KDF with SHA-256 and shared data, to an AES-128 key */
+	{
+		unsigned char info[] = "shared info";
+		EVP_KDF *kdf = EVP_KDF_fetch(NULL, "X963KDF", NULL);
+		EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+		OSSL_PARAM kp[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
+				   OSSL_PARAM_construct_octet_string("key", secret, 32),
+				   OSSL_PARAM_construct_octet_string("info", info, sizeof info - 1), OSSL_PARAM_construct_end()};
+
+		assert_int_equal(EVP_KDF_derive(kc, kdf_key, sizeof kdf_key, kp), 1);
+		EVP_KDF_CTX_free(kc);
+		EVP_KDF_free(kdf);
+		ep.kdf = CKD_SHA256_KDF;
+		ep.pSharedData = info;
+		ep.ulSharedDataLen = sizeof info - 1;
+		ecdh.mechanism = CKM_ECDH1_DERIVE;
+		kt[2].pValue = &len16;
+		kt[5].pValue = "derived-kdf";
+		kt[5].ulValueLen = strlen(kt[5].pValue);
+		assert_int_equal(f->C_DeriveKey(s, &ecdh, priv, kt, 6, &k), CKR_OK);
+		got_len = sizeof got;
+		assert_int_equal(f->C_EncryptInit(s, &ecb, k), CKR_OK);
+		assert_int_equal(f->C_Encrypt(s, block, 16, got, &got_len), CKR_OK);
+		ossl_encrypt("AES-128-ECB", kdf_key, NULL, block, 16, want, &want_len);
+		assert_memory_equal(got, want, 16);
+	}
+	/* refused: a key that is not sensitive, a point off the curve, a base key without derive */
+	kt[5].pValue = "refused";
+	kt[5].ulValueLen = 7;
+	kt[4].pValue = &no;
+	assert_int_equal(f->C_DeriveKey(s, &ecdh, priv, kt, 6, &k), CKR_ATTRIBUTE_VALUE_INVALID);
+	kt[4].pValue = &t;
+	peer_point[peer_len - 1] ^= 1;
+	assert_int_equal(f->C_DeriveKey(s, &ecdh, priv, kt, 6, &k), CKR_MECHANISM_PARAM_INVALID);
+	peer_point[peer_len - 1] ^= 1;
+	{
+		CK_OBJECT_HANDLE spub, spriv;
+		CK_ATTRIBUTE st[] = {{CKA_SIGN, &t, sizeof t}, {CKA_LABEL, "nodrv", 5}};
+
+		assert_int_equal(f->C_GenerateKeyPair(s, &gen, pt, 1, st, 2, &spub, &spriv), CKR_OK);
+		assert_int_equal(f->C_DeriveKey(s, &ecdh, spriv, kt, 6, &k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	}
+	/* pkcs11-tool --derive wants the secret out of the HSM (CKA_SENSITIVE false): refused */
+	{
+		char path[400];
+		BIO *bio;
+
+		snprintf(path, sizeof path, "%s/peer.der", work);
+		assert_non_null(bio = BIO_new_file(path, "wb"));
+		assert_int_equal(i2d_PUBKEY_bio(bio, peer), 1);
+		BIO_free(bio);
+		free(run_ok("keypairgen EC derive", P11TOOL "--keypairgen --key-type EC:prime256v1 --usage-derive "
+							    "--label tool-ecdh --id 90"));
+		rc = run(&out, P11TOOL "--derive -m ECDH1-DERIVE --id 90 -i '%s' -o '%s/x.bin'", path, work);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(out, "CKR_ATTRIBUTE_VALUE_INVALID"));
+		free(out);
+	}
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(hsm_pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +881,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hmac, test_teardown),
 		cmocka_unit_test_teardown(test_unwrap, test_teardown),
 		cmocka_unit_test_teardown(test_public_key, test_teardown),
+		cmocka_unit_test_teardown(test_derive, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
