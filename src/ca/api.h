@@ -40,9 +40,9 @@ enum ca_err ca_last_error_kind(void);
 int ca_fail(enum ca_err kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- the instance ---- */
-struct ca;		/* an open instance */
-struct ca_request;	/* a parsed PKCS#10 request */
-struct ca_key_decoder;	/* decodes public keys of requests; made once, used by one thread at a time */
+struct ca;	       /* an open instance */
+struct ca_request;     /* a parsed PKCS#10 request */
+struct ca_key_decoder; /* decodes public keys of requests; made once, used by one thread at a time */
 
 struct ca_template {
 	char name[64];
@@ -176,7 +176,8 @@ int ca_approve(struct ca *ca, long long id, struct ca_issued *out);
 int ca_deny(struct ca *ca, long long id);
 
 /* ---- revocation and CRLs ---- */
-/* Revokes serial (as typed: any case, colons) for reason (RFC 5280 code); invalid_since (0: none) dates the compromise. */
+/* Revokes serial (as typed: any case, colons) for reason (RFC 5280 code); invalid_since (0: none) dates the compromise.
+ */
 int ca_revoke(struct ca *ca, const char *serial, int reason, time_t invalid_since);
 /* Takes back a certificateHold. */
 int ca_unrevoke(struct ca *ca, const char *serial);
@@ -221,8 +222,8 @@ int ca_find_cert(struct ca *ca, const char *serial, struct ca_db_cert *row, unsi
 /* ---- keys on the token, with or without a CA ---- */
 struct ca_key_info {
 	char label[128];
-	char id[129];	      /* hex */
-	char type[16];	      /* RSA, EC, ... */
+	char id[129];  /* hex */
+	char type[16]; /* RSA, EC, ... */
 	int bits;
 	char spki_sha256[65]; /* the public key's fingerprint */
 };
@@ -266,17 +267,25 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 
 /* The steps of migrate, run on the new server (migrate.c says what each does). */
 struct ca_migrate {
-	const char *dir;	 /* the CA directory here (made if missing) */
-	const char *from;	 /* the old server's backupdb directory */
-	const char *config;	 /* its config export; NULL: from/ca.conf.export */
-	const char *server_name; /* this server's name; NULL: the host name */
+	const char *dir;		       /* the CA directory here (made if missing) */
+	const char *from;		       /* the old server's backupdb directory */
+	const char *config;		       /* its config export; NULL: from/ca.conf.export */
+	const char *server_name;	       /* this server's name; NULL: the host name */
 	const char *module, *token, *pin_file; /* this host's, for setup; NULL: defaults */
-	bool dry_run;		 /* find the key, print the plan, change nothing */
-	bool force;		 /* migrate a backup of a CA that was not retired (its old server is gone) */
+	bool dry_run;			       /* find the key, print the plan, change nothing */
+	bool force; /* migrate a backup of a CA that was not retired (its old server is gone) */
 	void (*say)(void *arg, const char *line); /* progress, one line at a time */
 	void *say_arg;
 };
 int ca_migrate(const struct ca_migrate *m);
+
+/* ---- on the network ---- */
+/*
+ * keyward-ca serve (serve.c): OCSP, the CRLs and the CA certificate over
+ * HTTP for the CA in dir, until SIGTERM or SIGINT; listen (HOST:PORT, may
+ * be NULL) overrides serve.conf's. Holds the CA open (restoredb waits).
+ */
+int ca_serve(const char *dir, const char *listen);
 
 /* ---- configuration ---- */
 /* Sets one [ca] key, checked and audited; *changed false if it already had that value. */

@@ -164,7 +164,8 @@ int ca_backup(struct ca *ca, const char *dir, struct ca_status *st)
 		snprintf(path, sizeof path, "%s/%s", dir, backup_files[i]);
 		if (file_digest(path, hex, &size))
 			goto out;
-		json_object_set_new(files, backup_files[i], json_pack("{s:s, s:I}", "sha256", hex, "size", (json_int_t)size));
+		json_object_set_new(files, backup_files[i],
+				    json_pack("{s:s, s:I}", "sha256", hex, "size", (json_int_t)size));
 	}
 	free(text);
 	if (!(text = json_dumps(m, JSON_INDENT(2)))) {
@@ -241,8 +242,8 @@ json_t *ca_manifest_parse(const char *name, const char *text, size_t len)
 	}
 	if (!json_is_string(json_object_get(m, "format")) ||
 	    strcmp(json_string_value(json_object_get(m, "format")), FORMAT) ||
-	    json_integer_value(json_object_get(m, "version")) != 1 ||
-	    !json_is_string(json_object_get(m, "ca_name")) || !json_is_string(json_object_get(m, "key_sha256")) ||
+	    json_integer_value(json_object_get(m, "version")) != 1 || !json_is_string(json_object_get(m, "ca_name")) ||
+	    !json_is_string(json_object_get(m, "key_sha256")) ||
 	    strlen(json_string_value(json_object_get(m, "key_sha256"))) != 64 ||
 	    !json_is_string(json_object_get(m, "created")) || !json_is_integer(json_object_get(m, "last_crl")) ||
 	    json_integer_value(json_object_get(m, "last_crl")) < 0 ||
@@ -253,7 +254,8 @@ json_t *ca_manifest_parse(const char *name, const char *text, size_t len)
 	}
 	for (size_t i = 0; i < sizeof backup_files / sizeof backup_files[0]; i++)
 		if (!(f = json_object_get(files, backup_files[i])) || !json_is_string(json_object_get(f, "sha256")) ||
-		    !json_is_integer(json_object_get(f, "size")) || json_integer_value(json_object_get(f, "size")) < 0) {
+		    !json_is_integer(json_object_get(f, "size")) ||
+		    json_integer_value(json_object_get(f, "size")) < 0) {
 			ca_error("%s: the manifest does not list %s with its size and SHA-256", name, backup_files[i]);
 			goto bad;
 		}
@@ -286,8 +288,8 @@ static json_t *read_manifest(const char *dir)
 		if (file_digest(path, hex, &size))
 			goto bad;
 		if (size != json_integer_value(json_object_get(f, "size"))) {
-			ca_error("%s is %lld bytes, the manifest says %lld: truncated or damaged; nothing restored", path,
-				 size, (long long)json_integer_value(json_object_get(f, "size")));
+			ca_error("%s is %lld bytes, the manifest says %lld: truncated or damaged; nothing restored",
+				 path, size, (long long)json_integer_value(json_object_get(f, "size")));
 			goto bad;
 		}
 		if (strcmp(hex, json_string_value(json_object_get(f, "sha256")))) {

@@ -51,13 +51,21 @@ static CK_OBJECT_HANDLE find_key(struct ca_p11 *p, const char *label)
 
 int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch_signer **out)
 {
+	*out = NULL;
+	/* a key named by URI may carry its own PIN and token: libp11 alone handles those */
+	if (!strncmp(c->key, "pkcs11:", 7))
+		return 0;
+	return ca_batch_signer_open_label(c, c->key, pub, out);
+}
+
+int ca_batch_signer_open_label(const struct ca_conf *c, const char *label, EVP_PKEY *pub, struct ca_batch_signer **out)
+{
 	struct ca_batch_signer *s;
 	CK_C_GetInterface get;
 	CK_INTERFACE_PTR itf = NULL;
 
 	*out = NULL;
-	/* a key named by URI may carry its own PIN and token: libp11 alone handles those */
-	if (!strncmp(c->key, "pkcs11:", 7) || !(s = calloc(1, sizeof *s)))
+	if (!(s = calloc(1, sizeof *s)))
 		return 0;
 	if (ca_p11_open(c, &s->p11, NULL))
 		goto none;
@@ -65,7 +73,7 @@ int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch
 	if (!get || get((CK_UTF8CHAR_PTR)KW_P11_BATCH_INTERFACE, NULL, &itf, 0) != CKR_OK || !itf ||
 	    !(s->batch = itf->pFunctionList) || s->batch->version.major != KW_P11_BATCH_VERSION_MAJOR)
 		goto none;
-	if (!(s->key = find_key(&s->p11, c->key)))
+	if (!(s->key = find_key(&s->p11, label)))
 		goto none;
 	s->ec = EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC;
 	s->sig_max = EVP_PKEY_get_size(pub);
@@ -109,16 +117,39 @@ static const unsigned char *digest_info(const EVP_MD *md, size_t *len)
 	}
 }
 
+/* The signature algorithm's NID for this key and md. */
+static int signature_nid(const struct ca_batch_signer *s, const EVP_MD *md, int *nid)
+{
+	if (!OBJ_find_sigid_by_algs(nid, EVP_MD_get_type(md), s->ec ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption))
+		return ca_error("no signature algorithm for %s with this key", EVP_MD_get0_name(md));
+	return 0;
+}
+
+int ca_batch_algorithm(const struct ca_batch_signer *s, const EVP_MD *md, struct ca_der *alg)
+{
+	X509_ALGOR *a = X509_ALGOR_new();
+	unsigned char *der = NULL;
+	int nid = 0, len = -1, rc;
+
+	if (a && !signature_nid(s, md, &nid) &&
+	    X509_ALGOR_set0(a, OBJ_nid2obj(nid), s->ec ? V_ASN1_UNDEF : V_ASN1_NULL, NULL))
+		len = i2d_X509_ALGOR(a, &der);
+	rc = len > 0 && ca_der_put(alg, der, (size_t)len) == 0 ? 0 : ca_error("cannot encode the signature algorithm");
+	OPENSSL_free(der);
+	X509_ALGOR_free(a);
+	return rc;
+}
+
 /* x's signature algorithms (TBSCertificate's and the outer one) for this key and md. */
 static int set_algorithm(const struct ca_batch_signer *s, const EVP_MD *md, X509 *x)
 {
-	int nid = 0, md_nid = EVP_MD_get_type(md);
+	int nid = 0;
 	const X509_ALGOR *outer_c;
 	const ASN1_BIT_STRING *sig_c;
 	X509_ALGOR *tbs, *outer;
 
-	if (!OBJ_find_sigid_by_algs(&nid, md_nid, s->ec ? NID_X9_62_id_ecPublicKey : NID_rsaEncryption))
-		return ca_error("no signature algorithm for %s with this key", EVP_MD_get0_name(md));
+	if (signature_nid(s, md, &nid))
+		return -1;
 	/* OpenSSL has no setter for a certificate's algorithms: its fields, as X509_sign fills them */
 	tbs = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
 	X509_get0_signature(&sig_c, &outer_c, x);
@@ -129,18 +160,21 @@ static int set_algorithm(const struct ca_batch_signer *s, const EVP_MD *md, X509
 	return 0;
 }
 
-/* sig (PKCS#11's form) as x's signature: an ECDSA r || s as DER. */
-static int set_signature(const struct ca_batch_signer *s, X509 *x, const unsigned char *sig, size_t len)
+/* sig (PKCS#11's form) in X.509's: an ECDSA r || s as DER; malloc'd into *out. */
+static int x509_form(const struct ca_batch_signer *s, const unsigned char *sig, size_t len, unsigned char **out,
+		     size_t *out_len)
 {
-	const ASN1_BIT_STRING *bits_c;
-	const X509_ALGOR *alg;
-	ASN1_BIT_STRING *bits;
 	unsigned char *der = NULL;
-	int der_len = (int)len, ok;
+	int der_len;
 
-	X509_get0_signature(&bits_c, &alg, x);
-	bits = (ASN1_BIT_STRING *)bits_c;
-	if (s->ec) {
+	if (!s->ec) {
+		if (!(*out = malloc(len)))
+			return ca_error("out of memory");
+		memcpy(*out, sig, len);
+		*out_len = len;
+		return 0;
+	}
+	{
 		ECDSA_SIG *e = ECDSA_SIG_new();
 		BIGNUM *r = BN_bin2bn(sig, (int)(len / 2), NULL), *sv = BN_bin2bn(sig + len / 2, (int)(len / 2), NULL);
 
@@ -152,47 +186,55 @@ static int set_signature(const struct ca_batch_signer *s, X509 *x, const unsigne
 		}
 		der_len = i2d_ECDSA_SIG(e, &der);
 		ECDSA_SIG_free(e);
-		if (der_len <= 0)
-			return ca_error("cannot encode the ECDSA signature");
 	}
-	ok = ASN1_BIT_STRING_set(bits, der ? der : (unsigned char *)sig, der_len);
+	if (der_len <= 0 || !(*out = malloc((size_t)der_len))) {
+		OPENSSL_free(der);
+		return ca_error("cannot encode the ECDSA signature");
+	}
+	memcpy(*out, der, (size_t)der_len);
+	*out_len = (size_t)der_len;
+	OPENSSL_free(der);
+	return 0;
+}
+
+/* sig (X.509's form) as x's signature. */
+static int set_signature(X509 *x, const unsigned char *sig, size_t len)
+{
+	const ASN1_BIT_STRING *bits_c;
+	const X509_ALGOR *alg;
+	ASN1_BIT_STRING *bits;
+	int ok;
+
+	X509_get0_signature(&bits_c, &alg, x);
+	bits = (ASN1_BIT_STRING *)bits_c;
+	ok = ASN1_BIT_STRING_set(bits, (unsigned char *)sig, (int)len);
 	bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07); /* no unused bits */
 	bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
-	OPENSSL_free(der);
 	return ok ? 0 : ca_error("out of memory");
 }
 
-int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **certs, size_t n)
+int ca_batch_sign_data(struct ca_batch_signer *s, const EVP_MD *md, const unsigned char *const *msgs,
+		       const size_t *lens, size_t n, unsigned char **out, size_t *out_lens)
 {
 	unsigned char *data[CA_SIGN_BATCH] = {NULL}, *sigs[CA_SIGN_BATCH] = {NULL};
 	CK_ULONG data_lens[CA_SIGN_BATCH], sig_lens[CA_SIGN_BATCH];
 	CK_MECHANISM mech = {s->ec ? CKM_ECDSA : CKM_RSA_PKCS, NULL, 0};
-	size_t prefix_len = 0;
+	size_t prefix_len = 0, done = 0;
 	const unsigned char *prefix = s->ec ? NULL : digest_info(md, &prefix_len);
 	CK_RV rv;
 	int rc = -1;
 
 	if (n < 1 || n > CA_SIGN_BATCH)
-		return ca_usage_error("a signing batch holds 1 to %d certificates", CA_SIGN_BATCH);
+		return ca_usage_error("a signing batch holds 1 to %d messages", CA_SIGN_BATCH);
 	for (size_t i = 0; i < n; i++) {
-		unsigned char *tbs = NULL;
 		unsigned md_len = 0;
-		int tbs_len;
 
-		if (set_algorithm(s, md, certs[i]))
-			goto out;
-		if ((tbs_len = i2d_re_X509_tbs(certs[i], &tbs)) <= 0) {
-			ca_error("cannot encode the certificate to sign");
-			goto out;
-		}
 		data[i] = malloc(prefix_len + EVP_MAX_MD_SIZE);
 		sigs[i] = malloc((size_t)s->sig_max);
-		if (!data[i] || !sigs[i] || !EVP_Digest(tbs, (size_t)tbs_len, data[i] + prefix_len, &md_len, md, NULL)) {
-			OPENSSL_free(tbs);
+		if (!data[i] || !sigs[i] || !EVP_Digest(msgs[i], lens[i], data[i] + prefix_len, &md_len, md, NULL)) {
 			ca_error("out of memory");
 			goto out;
 		}
-		OPENSSL_free(tbs);
 		if (prefix)
 			memcpy(data[i], prefix, prefix_len);
 		data_lens[i] = prefix_len + md_len;
@@ -203,13 +245,49 @@ int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **cert
 		ca_p11_fail("batch signing (C_KW_SignBatch)", rv);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (set_signature(s, certs[i], sigs[i], sig_lens[i]))
+	for (; done < n; done++)
+		if (x509_form(s, sigs[done], sig_lens[done], &out[done], &out_lens[done]))
 			goto out;
 	rc = 0;
 out:
+	for (size_t i = 0; rc && i < done; i++) {
+		free(out[i]);
+		out[i] = NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		free(data[i]);
+		free(sigs[i]);
+	}
+	return rc;
+}
+
+int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **certs, size_t n)
+{
+	unsigned char *tbs[CA_SIGN_BATCH] = {NULL}, *sigs[CA_SIGN_BATCH] = {NULL};
+	size_t tbs_lens[CA_SIGN_BATCH], sig_lens[CA_SIGN_BATCH];
+	int rc = -1;
+
+	if (n < 1 || n > CA_SIGN_BATCH)
+		return ca_usage_error("a signing batch holds 1 to %d certificates", CA_SIGN_BATCH);
+	for (size_t i = 0; i < n; i++) {
+		int len;
+
+		if (set_algorithm(s, md, certs[i]))
+			goto out;
+		if ((len = i2d_re_X509_tbs(certs[i], &tbs[i])) <= 0) {
+			ca_error("cannot encode the certificate to sign");
+			goto out;
+		}
+		tbs_lens[i] = (size_t)len;
+	}
+	if (ca_batch_sign_data(s, md, (const unsigned char *const *)tbs, tbs_lens, n, sigs, sig_lens))
+		goto out;
+	rc = 0;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = set_signature(certs[i], sigs[i], sig_lens[i]);
+out:
+	for (size_t i = 0; i < n; i++) {
+		OPENSSL_free(tbs[i]);
 		free(sigs[i]);
 	}
 	return rc;

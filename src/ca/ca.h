@@ -184,7 +184,9 @@ int ca_db_audit(struct ca_db *db, const char *event, const char *fmt, ...) __att
 int ca_db_insert_cert(struct ca_db *db, const struct ca_db_cert *row, const unsigned char *der, size_t der_len);
 /* 0 found, 1 not found, -1 error. der (may be NULL) is malloc'd. */
 int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row, unsigned char **der, size_t *der_len);
-int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason);
+/* when: the revocation's time; invalid_at (0: none): the date the key is known or suspected bad since */
+int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason,
+			 time_t invalid_at);
 long long ca_db_insert_request(struct ca_db *db, const unsigned char *csr, size_t len, const char *template_name,
 			       const char *status);
 /* 0 found, 1 not found. */
@@ -197,12 +199,12 @@ int ca_db_each_request(struct ca_db *db, int (*fn)(void *arg, const struct ca_pe
 int ca_db_each_audit(struct ca_db *db, int (*fn)(void *arg, const struct ca_audit_row *r), void *arg);
 /* st's counts and CRL numbers, as of now. */
 int ca_db_counts(struct ca_db *db, time_t now, struct ca_status *st);
-/* Calls fn for every revoked certificate (revoked after since, if since > 0). */
-int ca_db_each_revoked(struct ca_db *db, time_t since,
-		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg);
+/* Calls fn for every revoked certificate, or (delta) every change after change number seq (a base's). */
+int ca_db_each_revoked(struct ca_db *db, bool delta, long long seq,
+		       int (*fn)(void *arg, const char *serial, time_t when, int reason, time_t invalid_at), void *arg);
 /* The next CRL number (stored in the transaction); the last full CRL's number and time. */
 int ca_db_next_crl_number(struct ca_db *db, long long *number);
-int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when);
+int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when, long long *seq);
 int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long base, time_t this_update,
 		     time_t next_update);
 /* meta values */
@@ -239,11 +241,15 @@ struct ca_der {
 	size_t len, cap;
 };
 int ca_der_put(struct ca_der *d, const void *p, size_t n);
+/* A tag, its length and value onto d. */
+int ca_der_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len);
 /* Room for more bytes at once, so a large buffer is allocated one time. */
 int ca_der_reserve(struct ca_der *d, size_t more);
 void ca_der_free(struct ca_der *d);
 /* One revokedCertificates entry (serial in hex; reason 0 or less: no reason extension) onto d. */
 int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason);
+/* The same with an invalidityDate extension (RFC 5280 5.3.2) if invalid_at > 0. */
+int ca_der_revoked_entry_ext(struct ca_der *d, const char *serial, time_t when, int reason, time_t invalid_at);
 /*
  * The signed CertificateList (DER, onto out): head's version, algorithm,
  * issuer, times and extensions (head is signed by the same key and digest,
@@ -268,6 +274,17 @@ int ca_batch_signer_open(const struct ca_conf *c, EVP_PKEY *pub, struct ca_batch
 void ca_batch_signer_close(struct ca_batch_signer *s);
 /* Signs n (1 to CA_SIGN_BATCH) built certificates with the CA key, hashing with md. */
 int ca_batch_sign_certs(struct ca_batch_signer *s, const EVP_MD *md, X509 **certs, size_t n);
+/* The same key: a signer of the key labelled label (another key on the same token). */
+int ca_batch_signer_open_label(const struct ca_conf *c, const char *label, EVP_PKEY *pub,
+			       struct ca_batch_signer **out);
+/*
+ * n (1 to CA_SIGN_BATCH) messages signed in one round trip, hashed here with
+ * md: sigs[i] (malloc'd, sig_lens[i] bytes) in X.509's form (an ECDSA
+ * signature as DER); alg: the AlgorithmIdentifier's DER for md and the key.
+ */
+int ca_batch_sign_data(struct ca_batch_signer *s, const EVP_MD *md, const unsigned char *const *data,
+		       const size_t *lens, size_t n, unsigned char **sigs, size_t *sig_lens);
+int ca_batch_algorithm(const struct ca_batch_signer *s, const EVP_MD *md, struct ca_der *alg);
 
 /* ---- an open instance (instance.c) ---- */
 struct ca {

@@ -41,7 +41,8 @@ char *ca_conf_export_text(const struct ca_conf *c)
 	/* the URLs the CA's certificates carry, written out: on another host they stay the same */
 	ca_url_base(c, e->url_base, sizeof e->url_base);
 	if ((text = ca_conf_text(e)) && (out = malloc(strlen(text) + 200))) {
-		n = (size_t)sprintf(out, "# keyward-ca configuration export (keyward-ca config import); no host settings\n");
+		n = (size_t)sprintf(out,
+				    "# keyward-ca configuration export (keyward-ca config import); no host settings\n");
 		for (const char *p = text; *p;) {
 			size_t len = strcspn(p, "\n");
 
@@ -90,8 +91,8 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 	if (ca_conf_parse(in, ca->conf.dir, file, text))
 		goto out;
 	if (strcmp(in->name, ca->conf.name)) {
-		ca_fail(CA_ERR_CONFLICT, "%s is the configuration of CA \"%s\", this is CA \"%s\"; nothing changed", file,
-			in->name, ca->conf.name);
+		ca_fail(CA_ERR_CONFLICT, "%s is the configuration of CA \"%s\", this is CA \"%s\"; nothing changed",
+			file, in->name, ca->conf.name);
 		goto out;
 	}
 	/*

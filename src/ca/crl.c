@@ -19,10 +19,11 @@
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
+#include "ca/publish.h"
 
-static int add_entry(void *arg, const char *serial, time_t when, int reason)
+static int add_entry(void *arg, const char *serial, time_t when, int reason, time_t invalid_at)
 {
-	return ca_der_revoked_entry(arg, serial, when, reason);
+	return ca_der_revoked_entry_ext(arg, serial, when, reason, invalid_at);
 }
 
 static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
@@ -39,7 +40,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		     long long *number_out, struct ca_der *der)
 {
 	char file[CA_NAME_MAX + 1], v[512];
-	long long number = 0, base = 0;
+	long long number = 0, base = 0, base_seq = 0;
 	time_t now = time(NULL), base_time = 0;
 	unsigned hours = delta ? c->delta_crl_period_hours : c->crl_period_hours;
 	time_t next = now + (time_t)(hours + c->crl_overlap_hours) * 3600;
@@ -55,7 +56,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		ca_error("out of memory");
 		goto out;
 	}
-	if (delta && ca_db_last_base_crl(db, &base, &base_time) != 0) {
+	if (delta && ca_db_last_base_crl(db, &base, &base_time, &base_seq) != 0) {
 		ca_error("a delta CRL needs a full CRL first: run keyward-ca crl");
 		goto out;
 	}
@@ -66,7 +67,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		ca_error("cannot build the CRL");
 		goto out;
 	}
-	if (ca_db_each_revoked(db, delta ? base_time : 0, add_entry, &entries))
+	if (ca_db_each_revoked(db, delta, base_seq, add_entry, &entries))
 		goto out;
 	if (add_ext(crl, ca, NID_authority_key_identifier, "keyid:always"))
 		goto out;
@@ -111,21 +112,6 @@ out:
 	return rc;
 }
 
-/* The CA certificate as DER at publish/NAME.crt, where the AIA caIssuers URL points. */
-static int publish_ca_cert(struct ca *ca, const char *dir, const char *file)
-{
-	char path[CA_PATH_MAX + 300];
-	unsigned char *der = NULL;
-	int len = i2d_X509(ca_certificate(ca), &der), rc;
-
-	if (len <= 0)
-		return ca_error("cannot encode the CA certificate");
-	snprintf(path, sizeof path, "%s/%s.crt", dir, file);
-	rc = ca_write_atomic(path, der, (size_t)len, 0644);
-	OPENSSL_free(der);
-	return rc;
-}
-
 int ca_crl_publish(struct ca *ca, bool delta, long long *number_out)
 {
 	return ca_check_active(ca, "publishes CRLs") ? -1 : ca_crl_publish_any(ca, delta, number_out);
@@ -166,7 +152,7 @@ int ca_crl_publish_any(struct ca *ca, bool delta, long long *number_out)
 			 ca_last_error());
 		goto out;
 	}
-	rc = publish_ca_cert(ca, dir, file);
+	rc = ca_publish_aia(c, ca_certificate(ca)); /* the CA certificate the AIA URL names, beside the CRLs */
 out:
 	if (lock >= 0)
 		close(lock);

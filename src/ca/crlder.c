@@ -76,7 +76,7 @@ static size_t header(unsigned char *out, unsigned char tag, size_t len)
 	return n;
 }
 
-static int put_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len)
+int ca_der_tlv(struct ca_der *d, unsigned char tag, const void *value, size_t len)
 {
 	unsigned char h[8];
 
@@ -93,10 +93,17 @@ static int hex_digit(char c)
 
 int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int reason)
 {
-	/* Extensions { Extension { id-ce-cRLReasons, OCTET STRING { ENUMERATED reason } } } */
-	unsigned char reason_ext[] = {0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55,
-				      0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, (unsigned char)reason};
-	unsigned char entry[128], num[40];
+	return ca_der_revoked_entry_ext(d, serial, when, reason, 0);
+}
+
+int ca_der_revoked_entry_ext(struct ca_der *d, const char *serial, time_t when, int reason, time_t invalid_at)
+{
+	/* Extension { id-ce-cRLReasons, OCTET STRING { ENUMERATED reason } } */
+	unsigned char reason_ext[] = {0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d,
+				      0x15, 0x04, 0x03, 0x0a, 0x01, (unsigned char)reason};
+	/* Extension { id-ce-invalidityDate, OCTET STRING { GeneralizedTime } } (RFC 5280 5.3.2) */
+	unsigned char invalid_ext[26] = {0x30, 0x18, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 0x11, 0x18, 0x0f};
+	unsigned char entry[160], num[40];
 	size_t hex = strlen(serial), nb = 1, first, e = 0, i = 0;
 	struct tm tm;
 	char t[20];
@@ -136,11 +143,26 @@ int ca_der_revoked_entry(struct ca_der *d, const char *serial, time_t when, int 
 		memcpy(entry + e, t, 15);
 		e += 15;
 	}
-	if (reason > 0) { /* unspecified is left out, as RFC 5280 recommends */
-		memcpy(entry + e, reason_ext, sizeof reason_ext);
-		e += sizeof reason_ext;
+	if (reason > 0 || invalid_at > 0) {
+		/* Extensions: the reason (unspecified is left out, as RFC 5280 recommends), the invalidity date */
+		size_t n = (reason > 0 ? sizeof reason_ext : 0) + (invalid_at > 0 ? sizeof invalid_ext : 0);
+
+		e += header(entry + e, 0x30, n);
+		if (reason > 0) {
+			memcpy(entry + e, reason_ext, sizeof reason_ext);
+			e += sizeof reason_ext;
+		}
+		if (invalid_at > 0) {
+			gmtime_r(&invalid_at, &tm);
+			if (tm.tm_year + 1900 > 9999)
+				return ca_error("invalidity date past the year 9999");
+			strftime(t, sizeof t, "%Y%m%d%H%M%SZ", &tm);
+			memcpy(invalid_ext + 11, t, 15);
+			memcpy(entry + e, invalid_ext, sizeof invalid_ext);
+			e += sizeof invalid_ext;
+		}
 	}
-	return put_tlv(d, 0x30, entry, e);
+	return ca_der_tlv(d, 0x30, entry, e);
 }
 
 /* An i2d's result (der, len; len <= 0: it failed) onto d; der freed. */
@@ -213,8 +235,8 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 	tbs_start = out->len;
 	if (ca_der_reserve(out, header_len(body_len) + body_len + algd.len + (size_t)EVP_PKEY_get_size(priv) + 64) ||
 	    ca_der_put(out, hdr, header(hdr, 0x30, body_len)) || ca_der_put(out, prefix.p, prefix.len) ||
-	    (entries->len && put_tlv(out, 0x30, entries->p, entries->len)) ||
-	    (ext.len && put_tlv(out, 0xa0, ext.p, ext.len)))
+	    (entries->len && ca_der_tlv(out, 0x30, entries->p, entries->len)) ||
+	    (ext.len && ca_der_tlv(out, 0xa0, ext.p, ext.len)))
 		goto out;
 	/* the signature, through the same EVP_PKEY (and so the same token) X509_CRL_sign used */
 	sig_len = (size_t)EVP_PKEY_get_size(priv);
@@ -226,7 +248,7 @@ int ca_crl_assemble(X509_CRL *head, const struct ca_der *entries, EVP_PKEY *priv
 		goto out;
 	}
 	sig[0] = 0; /* BIT STRING: no unused bits */
-	if (ca_der_put(out, algd.p, algd.len) || put_tlv(out, 0x03, sig, sig_len + 1))
+	if (ca_der_put(out, algd.p, algd.len) || ca_der_tlv(out, 0x03, sig, sig_len + 1))
 		goto out;
 	total = out->len - tbs_start;
 	h = header(hdr, 0x30, total);

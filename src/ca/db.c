@@ -30,8 +30,10 @@ static const char schema[] =
 	" not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
 	" status TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),"
 	" revoked_at INTEGER NOT NULL DEFAULT 0, reason INTEGER NOT NULL DEFAULT -1,"
-	" changed_at INTEGER NOT NULL DEFAULT 0," /* the revocation state's last change: deltas select on it */
-	" request_id INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL);"
+	" changed_at INTEGER NOT NULL DEFAULT 0," /* the revocation state's last change (time) */
+	" request_id INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL,"
+	" invalid_at INTEGER NOT NULL DEFAULT 0," /* a backdated revocation's date: the CRL's invalidityDate */
+	" change_seq INTEGER NOT NULL DEFAULT 0);" /* the revocation state's last change (order): deltas select on it */
 	/* covering: a full CRL reads the index alone */
 	"CREATE INDEX IF NOT EXISTS certs_revoked ON certs (status, serial, revoked_at, reason);"
 	"CREATE INDEX IF NOT EXISTS certs_changed ON certs (changed_at);"
@@ -41,7 +43,8 @@ static const char schema[] =
 	" submitted INTEGER NOT NULL, serial TEXT NOT NULL DEFAULT '');"
 	"CREATE TABLE IF NOT EXISTS crls ("
 	" number INTEGER PRIMARY KEY, delta INTEGER NOT NULL, base INTEGER NOT NULL,"
-	" this_update INTEGER NOT NULL, next_update INTEGER NOT NULL);"
+	" this_update INTEGER NOT NULL, next_update INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL DEFAULT 0);" /* a full CRL: the last change_seq it holds */
 	"CREATE TABLE IF NOT EXISTS audit ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" event TEXT NOT NULL, detail TEXT NOT NULL);";
@@ -49,6 +52,47 @@ static const char schema[] =
 static int db_fail(struct ca_db *db, const char *what)
 {
 	return ca_error("database: %s: %s", what, sqlite3_errmsg(db->db));
+}
+
+/*
+ * A database made before certs.invalid_at, certs.change_seq and crls.seq:
+ * the columns added, past changes numbered in time order, and each full
+ * CRL given the changes made before its second (as deltas chose them then).
+ */
+static const char migrate_seq[] =
+	"ALTER TABLE certs ADD COLUMN invalid_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE certs ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE crls ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE certs SET change_seq = (SELECT COUNT(*) FROM certs c2 WHERE c2.changed_at > 0 AND"
+	" (c2.changed_at < certs.changed_at OR (c2.changed_at = certs.changed_at AND c2.rowid <= certs.rowid)))"
+	" WHERE changed_at > 0;"
+	"UPDATE crls SET seq = (SELECT COALESCE(MAX(change_seq), 0) FROM certs"
+	" WHERE changed_at > 0 AND changed_at < crls.this_update) WHERE delta = 0;";
+
+static int migrate(struct ca_db *db)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, have;
+
+	if (sqlite3_prepare_v2(db->db, "SELECT COUNT(*) FROM pragma_table_info('certs') WHERE name = 'change_seq'", -1,
+			       &st, NULL) != SQLITE_OK)
+		return db_fail(db, "schema");
+	rc = sqlite3_step(st);
+	have = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (have < 0)
+		return db_fail(db, "schema");
+	if (have)
+		return 0;
+	if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(db, "schema upgrade");
+	if (sqlite3_exec(db->db, migrate_seq, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_fail(db, "schema upgrade");
+		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)
@@ -95,6 +139,10 @@ int ca_db_open_file(const char *path, bool create, struct ca_db **out)
 			 NULL, NULL) != SQLITE_OK ||
 	    (create && sqlite3_exec(db->db, schema, NULL, NULL, NULL) != SQLITE_OK)) {
 		db_fail(db, path);
+		ca_db_close(db);
+		return -1;
+	}
+	if (!create && migrate(db)) {
 		ca_db_close(db);
 		return -1;
 	}
@@ -254,12 +302,15 @@ int ca_db_get_cert(struct ca_db *db, const char *serial, struct ca_db_cert *row,
 	return rc == SQLITE_DONE ? 1 : db_fail(db, "read certificate");
 }
 
-int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason)
+int ca_db_set_revocation(struct ca_db *db, const char *serial, const char *status, time_t when, int reason,
+			 time_t invalid_at)
 {
 	return run(db,
 		   prepare(db,
-			   "UPDATE certs SET status = ?, revoked_at = ?, reason = ?, changed_at = ? WHERE serial = ?",
-			   "tiiit", status, (long long)when, (long long)reason, (long long)time(NULL), serial),
+			   "UPDATE certs SET status = ?, revoked_at = ?, reason = ?, changed_at = ?, invalid_at = ?,"
+			   " change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM certs) WHERE serial = ?",
+			   "tiiiit", status, (long long)when, (long long)reason, (long long)time(NULL),
+			   (long long)invalid_at, serial),
 		   "revocation");
 }
 
@@ -401,28 +452,30 @@ int ca_db_counts(struct ca_db *db, time_t now, struct ca_status *st_out)
 	return rc == SQLITE_ROW ? 0 : db_fail(db, "count certificates");
 }
 
-int ca_db_each_revoked(struct ca_db *db, time_t since,
-		       int (*fn)(void *arg, const char *serial, time_t when, int reason), void *arg)
+int ca_db_each_revoked(struct ca_db *db, bool delta, long long seq,
+		       int (*fn)(void *arg, const char *serial, time_t when, int reason, time_t invalid_at), void *arg)
 {
 	/*
-	 * A delta lists what changed since its base was made, whatever date a
+	 * A delta lists what changed after its base was made, whatever date a
 	 * revocation carries (it may be backdated): revocations, and holds
-	 * taken back (reason removeFromCRL, kept by unrevoke). A change in the
-	 * base's second is listed in both, which is harmless.
+	 * taken back (reason removeFromCRL, kept by unrevoke). Changes are
+	 * numbered in commit order (change_seq) and a full CRL records the
+	 * last it holds, so a delta never repeats its base.
 	 */
 	sqlite3_stmt *st =
-		since > 0 ? prepare(db,
-				    "SELECT serial, revoked_at, reason FROM certs WHERE changed_at >= ?"
-				    " AND (status = 'revoked' OR reason = 8)",
-				    "i", (long long)since)
-			  : prepare(db, "SELECT serial, revoked_at, reason FROM certs WHERE status = 'revoked'", "");
+		delta ? prepare(db,
+				"SELECT serial, revoked_at, reason, invalid_at FROM certs WHERE change_seq > ?"
+				" AND (status = 'revoked' OR reason = 8)",
+				"i", seq)
+		      : prepare(db, "SELECT serial, revoked_at, reason, invalid_at FROM certs WHERE status = 'revoked'",
+				"");
 	int rc;
 
 	if (!st)
 		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		if (fn(arg, (const char *)sqlite3_column_text(st, 0), (time_t)sqlite3_column_int64(st, 1),
-		       sqlite3_column_int(st, 2))) {
+		       sqlite3_column_int(st, 2), (time_t)sqlite3_column_int64(st, 3))) {
 			sqlite3_finalize(st);
 			return -1;
 		}
@@ -471,10 +524,10 @@ int ca_db_next_crl_number(struct ca_db *db, long long *number)
 	return rc == SQLITE_ROW ? 0 : db_fail(db, "CRL number");
 }
 
-int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when)
+int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when, long long *seq)
 {
 	sqlite3_stmt *st =
-		prepare(db, "SELECT number, this_update FROM crls WHERE delta = 0 ORDER BY number DESC LIMIT 1", "");
+		prepare(db, "SELECT number, this_update, seq FROM crls WHERE delta = 0 ORDER BY number DESC LIMIT 1", "");
 	int rc;
 
 	if (!st)
@@ -483,6 +536,7 @@ int ca_db_last_base_crl(struct ca_db *db, long long *number, time_t *when)
 	if (rc == SQLITE_ROW) {
 		*number = sqlite3_column_int64(st, 0);
 		*when = (time_t)sqlite3_column_int64(st, 1);
+		*seq = sqlite3_column_int64(st, 2);
 	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
@@ -495,7 +549,8 @@ int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long b
 {
 	return run(db,
 		   prepare(db,
-			   "INSERT INTO crls (number, delta, base, this_update, next_update) VALUES (?, ?, ?, ?, ?)",
+			   "INSERT INTO crls (number, delta, base, this_update, next_update, seq)"
+			   " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(change_seq), 0) FROM certs))",
 			   "iiiii", number, (long long)delta, base, (long long)this_update, (long long)next_update),
 		   "record CRL");
 }

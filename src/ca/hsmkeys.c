@@ -78,9 +78,9 @@ int ca_hsm_keys_list(kw_client *c, const char *my_owner, int (*fn)(void *arg, co
 		k.mine = my_owner && !strcmp(k.owner, my_owner);
 		ca_sha256_hex(spki, len, k.spki_sha256);
 		for (size_t j = 0; j < kw_object_list_count(all); j++)
-			k.has_private = k.has_private ||
-					(kw_object_id(kw_object_list_get(all, j)) == kw_object_pair_id(o) &&
-					 kw_object_class(kw_object_list_get(all, j)) == KW_CLASS_PRIVATE_KEY);
+			k.has_private =
+				k.has_private || (kw_object_id(kw_object_list_get(all, j)) == kw_object_pair_id(o) &&
+						  kw_object_class(kw_object_list_get(all, j)) == KW_CLASS_PRIVATE_KEY);
 		rc = fn(arg, &k);
 	}
 	kw_object_list_free(all);

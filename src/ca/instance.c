@@ -115,7 +115,8 @@ int ca_open(const char *dir, unsigned flags, struct ca **out)
 	if (!ca)
 		return ca_error("out of memory");
 	ca->lock = -1;
-	if (ca_conf_load(&ca->conf, dir) || lock_shared(ca, dir) || ca_db_open(&ca->conf, false, &ca->db) || check_identity(ca))
+	if (ca_conf_load(&ca->conf, dir) || lock_shared(ca, dir) || ca_db_open(&ca->conf, false, &ca->db) ||
+	    check_identity(ca))
 		goto fail;
 	/* an edit by hand goes to the audit log; failing that (a read-only database), the CA still opens */
 	if (ca_conf_note_edits(&ca->conf, ca->db) && !ca->warning[0])

@@ -401,8 +401,14 @@ static int issue_one(struct ca *ca, const struct ca_template *t, const struct ca
 		     struct ca_issued *out)
 {
 	struct one o = {.req = req, .out = out};
-	struct ca_batch b = {.t = t, .n = 1, .get = one_get, .get_arg = &o, .done = one_done, .done_arg = &o,
-			     .request_ids = request_id ? &request_id : NULL, .threads = 1};
+	struct ca_batch b = {.t = t,
+			     .n = 1,
+			     .get = one_get,
+			     .get_arg = &o,
+			     .done = one_done,
+			     .done_arg = &o,
+			     .request_ids = request_id ? &request_id : NULL,
+			     .threads = 1};
 
 	memset(out, 0, sizeof *out);
 	return ca_issue_batch(ca, &b);

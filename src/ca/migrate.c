@@ -10,7 +10,8 @@
  *   restore        the backup's database (restoredb)
  *   import-config  the old server's settings and templates (config import)
  *   prove          a test certificate issued and revoked, a CRL published,
- *                  each verified with the CA certificate
+ *                  the OCSP answer serve would give for it; each verified
+ *                  with the CA certificate
  *
  * Finished steps are written to CADIR/migrate.journal, so a run that was
  * interrupted resumes after the last finished step; every step is also
@@ -29,10 +30,14 @@
 
 #include <jansson.h>
 #include <keyward/keyward.h>
+#include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
+#include "ca/db_status.h"
+#include "ca/ocsp.h"
 
 static const char *const steps[] = {"find-key", "move-key", "setup", "restore", "import-config", "prove"};
 #define N_STEPS (sizeof steps / sizeof steps[0])
@@ -112,7 +117,7 @@ static int read_backup(struct run *r)
 	char path[CA_PATH_MAX + 64], *text, cert_key[65];
 	json_error_t err;
 	json_t *m;
-	STACK_OF(X509) *chain;
+	STACK_OF(X509) * chain;
 	size_t len;
 	int rc = -1;
 
@@ -125,11 +130,12 @@ static int read_backup(struct run *r)
 		return ca_error("%s: not a keyward-ca backup manifest", path);
 	if (!json_is_true(json_object_get(m, "retired")) && !r->m->force) {
 		json_decref(m);
-		return ca_fail(CA_ERR_REFUSED,
-			       "%s is a backup of a CA that was not retired: the old server could still issue and "
-			       "publish. Run keyward-ca retire there, then backupdb again (or --force if the old server "
-			       "is gone for good)",
-			       r->m->from);
+		return ca_fail(
+			CA_ERR_REFUSED,
+			"%s is a backup of a CA that was not retired: the old server could still issue and "
+			"publish. Run keyward-ca retire there, then backupdb again (or --force if the old server "
+			"is gone for good)",
+			r->m->from);
 	}
 	snprintf(r->ca_name, sizeof r->ca_name, "%s", json_string_value(json_object_get(m, "ca_name")));
 	snprintf(r->key_sha256, sizeof r->key_sha256, "%s", json_string_value(json_object_get(m, "key_sha256")));
@@ -358,6 +364,62 @@ static int check_crl(struct ca *ca, const char *serial)
 	return rc;
 }
 
+static int status_of(void *arg, const char *serial, struct ocsp_status *st)
+{
+	return ca_status_get(arg, serial, st);
+}
+
+/*
+ * The OCSP answer for serial as the responder (keyward-ca serve) gives it,
+ * from the restored database, signed with the CA key: parsed back,
+ * verified against the CA certificate, and revoked.
+ */
+static int check_ocsp(struct ca *ca, const char *serial)
+{
+	struct ocsp_issuer is;
+	struct ocsp_signer signer = {.cert = ca_certificate(ca), .key = ca->priv, .md = ca_md(&ca->conf)};
+	struct ca_status_db *db = NULL;
+	struct ocsp_result res;
+	OCSP_REQUEST *req = NULL;
+	OCSP_RESPONSE *resp = NULL;
+	OCSP_BASICRESP *bs = NULL;
+	X509_STORE *store = X509_STORE_new();
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	int status = -1, rc = -1;
+
+	if (!store || !certs || ocsp_issuer_init(&is, ca_certificate(ca)) || ca_status_open(&ca->conf, &db) ||
+	    !(req = ocsp_request_for_serial(&is, serial)) ||
+	    ocsp_answer(&is, &signer, req, status_of, db, time(NULL), 3600, &der, &len, &res))
+		goto out;
+	p = der;
+	X509_STORE_add_cert(store, ca_certificate(ca));
+	sk_X509_push(certs, ca_certificate(ca));
+	if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len)) || !(bs = OCSP_response_get1_basic(resp)) ||
+	    OCSP_basic_verify(bs, certs, store, OCSP_TRUSTOTHER) != 1) {
+		ca_error("the OCSP answer for the proof certificate %s does not verify with the CA certificate",
+			 serial);
+		goto out;
+	}
+	status = OCSP_single_get0_status(OCSP_resp_get0(bs, 0), NULL, NULL, NULL, NULL);
+	if (status != V_OCSP_CERTSTATUS_REVOKED)
+		ca_error("OCSP says the revoked proof certificate %s is %s", serial, OCSP_cert_status_str(status));
+	else
+		rc = 0;
+out:
+	ERR_clear_error();
+	OPENSSL_free(der);
+	OCSP_BASICRESP_free(bs);
+	OCSP_RESPONSE_free(resp);
+	OCSP_REQUEST_free(req);
+	ca_status_close(db);
+	sk_X509_free(certs);
+	X509_STORE_free(store);
+	return rc;
+}
+
 static int prove(struct run *r)
 {
 	struct ca *ca = NULL;
@@ -391,9 +453,10 @@ static int prove(struct run *r)
 		goto out;
 	}
 	if (ca_revoke(ca, c.serial, 5 /* cessationOfOperation */, 0) || ca_crl_publish(ca, false, &crl) ||
-	    check_crl(ca, c.serial))
+	    check_crl(ca, c.serial) || check_ocsp(ca, c.serial))
 		goto out;
-	snprintf(detail, sizeof detail, "certificate %s issued and revoked; CRL %lld lists it", c.serial, crl);
+	snprintf(detail, sizeof detail, "certificate %s issued and revoked; CRL %lld lists it; OCSP says revoked",
+		 c.serial, crl);
 	rc = finish(r, 5, detail);
 out:
 	X509_free(x);

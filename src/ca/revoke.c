@@ -53,8 +53,9 @@ static int change(struct ca *ca, const char *serial_in, bool unrevoke, int reaso
 			gmtime_r(&when, &tm);
 			strftime(date, sizeof date, " date %Y-%m-%dT%H:%M:%SZ", &tm);
 		}
-		if (!ca_db_set_revocation(ca->db, serial, unrevoke ? "issued" : "revoked", when ? when : time(NULL),
-					  unrevoke ? REASON_REMOVE : reason) &&
+		/* RFC 5280 5.3.2: the revocation's date is now; a backdated one is the invalidityDate */
+		if (!ca_db_set_revocation(ca->db, serial, unrevoke ? "issued" : "revoked", time(NULL),
+					  unrevoke ? REASON_REMOVE : reason, unrevoke ? 0 : when) &&
 		    !ca_db_audit(ca->db, unrevoke ? "unrevoke" : "revoke", "serial %s%s%s%s", serial,
 				 unrevoke ? "" : " reason ", unrevoke ? "" : ca_reason_name(reason), date) &&
 		    !ca_db_commit(ca->db))

@@ -52,6 +52,7 @@ struct kw_server_config {
 	char audit_archive_dir[512];     /* [audit] archive_dir, "": beside a SQLite store */
 	char log_level[16];
 	char dev_dir[400];       /* set in development mode */
+	bool dev_join;		 /* --dev on a shared store DIR's first node made: join it */
 };
 
 void kw_server_config_defaults(struct kw_server_config *cfg);
@@ -308,6 +309,7 @@ struct kw_peer {
 	unsigned char fingerprint[KW_FINGERPRINT_LEN];
 	char address[80];
 	uint64_t revocations_seen; /* kw_server.revocations when the credential was last found valid */
+	uint64_t store_generation_seen; /* a shared store's generation then (revocations on other nodes) */
 	/*
 	 * The connection's session objects (session.c): made at Hello, shared
 	 * with the copies slow jobs take, freed at the connection's last
@@ -381,14 +383,26 @@ void kw_server_stop(struct kw_server *srv);
 
 /* ---- setup.c ---- */
 
-/* --dev DIR: the store, TLS directory and admin socket inside DIR, the old store removed. */
-kw_rv kw_dev_config(struct kw_server_config *cfg);
+/*
+ * --dev DIR [--store URL]: the store, TLS directory and admin socket inside
+ * DIR, the old store removed; with a PostgreSQL store URL the store is
+ * there instead, and when DIR holds that store's dev passphrase (an
+ * earlier node made it) this node joins it (dev_join) with an admin
+ * socket of its own, DIR/admin-PORT.sock.
+ */
+kw_rv kw_dev_config(struct kw_server_config *cfg, const char *store);
+/* DIR's file (mode 0600) with the passphrase of a shared dev store's master key: what a joining node needs */
+#define KW_DEV_PASSPHRASE_FILE "dev-passphrase"
 /* Opens the store, TLS, pools and (with dev_dir) the development store, then listens. */
 kw_rv kw_server_setup(struct kw_server *srv);
 /* Stops and frees everything kw_server_setup made (also after a partial setup). */
 void kw_server_teardown(struct kw_server *srv);
 
-/* Development mode (dev.c): a fresh store, TLS, partition "dev", client.conf. */
+/*
+ * Development mode (dev.c): a fresh store, TLS, partition "dev",
+ * client.conf; or, joining a shared dev store, its unlock and a further
+ * [hsm] section in client.conf.
+ */
 kw_rv kw_dev_prepare(struct kw_server *srv);
 kw_rv kw_dev_write_client_conf(struct kw_server *srv);
 

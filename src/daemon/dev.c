@@ -7,10 +7,22 @@
  * after the listener is bound so it names the real port. Clients point
  * at it with KEYWARD_CONF=DIR/client.conf; keyward-admin with
  * KEYWARD_ADMIN_SOCKET=DIR/admin.sock.
+ *
+ * On PostgreSQL (--store postgresql://...) the store outlives the process
+ * and other nodes share it, so the master key cannot live in one node's
+ * memory: the first node makes it under a random passphrase it writes to
+ * DIR/dev-passphrase (mode 0600; development mode only, a real store is
+ * unlocked per node with keyward-admin unlock). A node started on the same
+ * DIR and store finds the store made and that file, unlocks with it and
+ * joins: it keeps the partition, credential and TLS material of DIR, takes
+ * the admin socket DIR/admin-PORT.sock and adds itself to client.conf as
+ * a further [hsm] of the same priority. A store made by anything else is
+ * refused, never reset.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -116,13 +128,84 @@ out:
 	return rv;
 }
 
+#define DEV_PASS_BYTES 32
+
+/* A fresh passphrase for a shared dev store's master key, in DIR/dev-passphrase (mode 0600). */
+static kw_rv write_dev_passphrase(const char *dir, char pass[2 * DEV_PASS_BYTES + 1])
+{
+	unsigned char r[DEV_PASS_BYTES];
+	char path[600];
+	ssize_t n;
+	int fd;
+
+	if (RAND_bytes(r, sizeof r) != 1)
+		return kw_error_set(KW_ERR_CRYPTO, "dev: random generator failed");
+	for (size_t i = 0; i < sizeof r; i++)
+		snprintf(pass + 2 * i, 3, "%02x", r[i]);
+	OPENSSL_cleanse(r, sizeof r);
+	snprintf(path, sizeof path, "%s/" KW_DEV_PASSPHRASE_FILE, dir);
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return kw_error_set(KW_ERR_CONFIG, "dev: cannot create %s: %s", path, strerror(errno));
+	n = write(fd, pass, 2 * DEV_PASS_BYTES);
+	if (close(fd) != 0 || n != 2 * DEV_PASS_BYTES)
+		return kw_error_set(KW_ERR_CONFIG, "dev: cannot write %s", path);
+	return KW_OK;
+}
+
+/* Joins the shared dev store of DIR: unlocks it with DIR/dev-passphrase. */
+static kw_rv join_shared(struct kw_server *srv)
+{
+	const char *dir = srv->cfg.dev_dir;
+	char path[600], pass[2 * DEV_PASS_BYTES + 2];
+	kw_rv rv;
+
+	snprintf(path, sizeof path, "%s/" KW_DEV_PASSPHRASE_FILE, dir);
+	if (access(path, F_OK) != 0)
+		return kw_error_set(KW_ERR_CONFIG,
+				    "--dev: the store %s is already initialized and %s has no " KW_DEV_PASSPHRASE_FILE
+				    ": it is not the development store of this directory (give an empty database, or "
+				    "the directory of the node that made it)",
+				    srv->cfg.store, dir);
+	rv = kw_secret_read_file(path, "the dev passphrase", pass, sizeof pass);
+	if (rv)
+		return rv;
+	rv = kw_keystore_unlock_passphrase(srv->ks, pass);
+	OPENSSL_cleanse(pass, sizeof pass);
+	if (rv)
+		return kw_error_set(rv, "--dev: cannot unlock the store %s with %s: %s", srv->cfg.store, path,
+				    kw_last_error());
+	snprintf(path, sizeof path, "%s/client/%s.crt", dir, DEV_PARTITION);
+	if (access(path, F_OK) != 0)
+		return kw_error_set(KW_ERR_CONFIG, "--dev: %s is missing: the node that made this store wrote it",
+				    path);
+	srv->cfg.dev_join = true;
+	kw_keystore_audit(srv->ks, "", "keywardd", "dev.join", "a further node of the development store");
+	return KW_OK;
+}
+
 kw_rv kw_dev_prepare(struct kw_server *srv)
 {
 	unsigned char setup[32], hash[KW_SETUP_HASH_LEN];
+	char pass[2 * DEV_PASS_BYTES + 1];
+	bool shared = kw_keystore_shared(srv->ks);
 	uint64_t pid;
 	kw_rv rv;
 
-	if ((rv = kw_keystore_init_dev(srv->ks)))
+	if (shared && kw_keystore_initialized(srv->ks))
+		return join_shared(srv);
+	if (shared) {
+		/* the first node: a master key under a passphrase the next nodes read from DIR */
+		srv->cfg.dev_join = false;
+		rv = write_dev_passphrase(srv->cfg.dev_dir, pass);
+		if (!rv)
+			rv = kw_keystore_init_passphrase(srv->ks, pass);
+		OPENSSL_cleanse(pass, sizeof pass);
+	} else {
+		rv = kw_keystore_init_dev(srv->ks);
+	}
+	if (rv)
 		return rv;
 	/* a setup password nobody sees, consumed at once by the dev client */
 	if (RAND_bytes(setup, sizeof setup) != 1)
@@ -134,7 +217,9 @@ kw_rv kw_dev_prepare(struct kw_server *srv)
 		rv = enroll_dev_client(srv, pid, hash);
 	OPENSSL_cleanse(hash, sizeof hash);
 	if (rv == KW_OK)
-		kw_keystore_audit(srv->ks, "", "keywardd", "dev.prepare", "development store, partition dev");
+		kw_keystore_audit(srv->ks, "", "keywardd", "dev.prepare",
+				  shared ? "development store on PostgreSQL, partition dev"
+					 : "development store, partition dev");
 	return rv;
 }
 
@@ -156,6 +241,16 @@ kw_rv kw_dev_write_client_conf(struct kw_server *srv)
 		host[strlen(host) - 1] = '\0';
 	}
 	snprintf(path, sizeof path, "%s/client.conf", dir);
+	if (srv->cfg.dev_join) {
+		/* one more node of the same store: clients may use any of them */
+		f = fopen(path, "a");
+		if (!f)
+			return kw_error_set(KW_ERR_CONFIG, "dev: cannot append to %s: %s", path, strerror(errno));
+		fprintf(f, "\n[hsm dev-%u]\nhost = %s\nport = %u\npriority = 0\n", srv->port, host, srv->port);
+		if (fclose(f) != 0)
+			return kw_error_set(KW_ERR_CONFIG, "dev: cannot write %s: %s", path, strerror(errno));
+		return KW_OK;
+	}
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	f = fopen(tmp, "w");
 	if (!f)

@@ -227,7 +227,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 {
 	Keyward__HelloResult *r = kw_scratch_alloc(s, sizeof *r);
 	char who[80], name[KW_PARTITION_NAME_MAX + 1];
-	uint64_t pid, generation;
+	uint64_t pid, generation, store_generation = 0;
 	kw_rv rv;
 
 	if (!r)
@@ -249,9 +249,14 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 	snprintf(who, sizeof who, "credential ");
 	hex_prefix(peer->fingerprint, who + strlen(who), 8);
 	generation = atomic_load(&srv->revocations);
+	if ((rv = kw_keystore_generation(srv->ks, &store_generation)))
+		return kw_error_set(KW_ERR_STORE, "%s could not be checked: %s", who, kw_last_error());
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK)
 		rv = kw_keystore_partition_name(srv->ks, pid, name);
+	if (rv == KW_ERR_STORE || rv == KW_ERR_NO_MEMORY)
+		/* the store could not answer (a shared store unreachable): no verdict on the credential, no lockout */
+		return kw_error_set(KW_ERR_STORE, "%s could not be checked: %s", who, kw_last_error());
 	if (rv) {
 		char why[200];
 		snprintf(why, sizeof why, "%s", kw_last_error());
@@ -275,6 +280,7 @@ static kw_rv on_hello(struct kw_server *srv, struct kw_peer *peer, const Keyward
 	}
 	kw_lockout_success(srv->lockout, KW_LOCKOUT_KNOWN, who);
 	peer->revocations_seen = generation;
+	peer->store_generation_seen = store_generation;
 	/* the table of this connection's session objects, before any request can use it */
 	if (!peer->session_objects && (rv = kw_session_objects_new(&srv->session_objects, &peer->session_objects)))
 		return rv;
@@ -1470,19 +1476,25 @@ static kw_rv on_random(const Keyward__GenerateRandom *g, Keyward__Response *resp
 /*
  * An authenticated connection's credential may have been revoked since its
  * Hello: looked up again only when a revocation happened since it was last
- * found valid, so the common case costs one atomic load.
+ * found valid, so the common case costs one atomic load. On a store shared
+ * with other nodes a revocation may happen on another node: there the
+ * store's generation (which every revocation and partition removal bumps,
+ * on any node) is read as well, and a change of it looks again too.
  */
 static kw_rv still_valid(struct kw_server *srv, struct kw_peer *peer)
 {
-	uint64_t generation = atomic_load(&srv->revocations), pid;
+	uint64_t generation = atomic_load(&srv->revocations), store_generation = 0, pid;
 	char who[80];
 	kw_rv rv;
 
-	if (generation == peer->revocations_seen)
+	if (kw_keystore_shared(srv->ks) && (rv = kw_keystore_generation(srv->ks, &store_generation)))
+		return rv; /* the store failed: say so, and look again next time */
+	if (generation == peer->revocations_seen && store_generation == peer->store_generation_seen)
 		return KW_OK;
 	rv = kw_keystore_credential_find(srv->ks, peer->fingerprint, &pid);
 	if (rv == KW_OK && pid == peer->partition_id) {
 		peer->revocations_seen = generation;
+		peer->store_generation_seen = store_generation;
 		return KW_OK;
 	}
 	if (rv != KW_OK && rv != KW_ERR_AUTH)

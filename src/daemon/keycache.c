@@ -3,7 +3,11 @@
  * OpenSSL's own does. Each key is unsealed (and its AAD checked) once; the
  * cache is dropped whole when the HSM is locked or a key is deleted or
  * changed (a generation counter keeps a key unsealed just before that from
- * being cached after it). Readers share a rwlock; an entry's
+ * being cached after it). On a store shared with other nodes (PostgreSQL)
+ * those changes may happen on another node: every lookup first reads the
+ * store's generation of objects, and a value other than the one the cache
+ * was filled under drops the cache, so a key deleted, moved or changed
+ * anywhere is not used from here after the change committed. Readers share a rwlock; an entry's
  * EVP_PKEY is up-referenced for the duration of an operation, so a key
  * dropped mid-signature is freed only after that signature.
  */
@@ -26,8 +30,37 @@ struct kw_keycache {
 	pthread_rwlock_t lock;
 	/* bumped by every clear, so a key unsealed before a delete is not cached after it */
 	uint64_t generation;
+	/* the store's generation of objects the entries were read under (shared stores) */
+	uint64_t store_generation;
 	struct node *buckets[BUCKETS];
 };
+
+static void clear_locked(struct kw_keycache *kc);
+
+/* Drops the cache when another node changed objects since it was filled. */
+static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks)
+{
+	uint64_t gen;
+	kw_rv rv;
+
+	if (!kw_keystore_shared(ks))
+		return KW_OK;
+	rv = kw_keystore_generation(ks, &gen);
+	if (rv)
+		return rv;
+	pthread_rwlock_rdlock(&kc->lock);
+	bool same = gen == kc->store_generation;
+	pthread_rwlock_unlock(&kc->lock);
+	if (same)
+		return KW_OK;
+	pthread_rwlock_wrlock(&kc->lock);
+	if (gen != kc->store_generation) {
+		clear_locked(kc);
+		kc->store_generation = gen;
+	}
+	pthread_rwlock_unlock(&kc->lock);
+	return KW_OK;
+}
 
 static unsigned bucket_of(uint64_t id)
 {
@@ -76,6 +109,9 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 	bool hit;
 	kw_rv rv;
 
+	rv = sync_store(kc, ks);
+	if (rv)
+		return rv;
 	pthread_rwlock_rdlock(&kc->lock);
 	hit = lookup_locked(kc, partition_id, id, out);
 	generation = kc->generation;
@@ -140,6 +176,12 @@ void kw_cached_key_release(struct kw_cached_key *key)
 void kw_keycache_clear(struct kw_keycache *kc)
 {
 	pthread_rwlock_wrlock(&kc->lock);
+	clear_locked(kc);
+	pthread_rwlock_unlock(&kc->lock);
+}
+
+static void clear_locked(struct kw_keycache *kc)
+{
 	kc->generation++;
 	for (unsigned b = 0; b < BUCKETS; b++) {
 		while (kc->buckets[b]) {
@@ -149,5 +191,4 @@ void kw_keycache_clear(struct kw_keycache *kc)
 			free(n);
 		}
 	}
-	pthread_rwlock_unlock(&kc->lock);
 }

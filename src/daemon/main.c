@@ -2,7 +2,7 @@
  * keywardd: the keyward network HSM.
  *
  *   keywardd [--config FILE] [--listen HOST:PORT] [--log-level LEVEL]
- *   keywardd --dev DIR [--listen HOST:PORT]
+ *   keywardd --dev DIR [--store postgresql://...] [--listen HOST:PORT]
  *
  * Runs in the foreground, logs to stderr, stops cleanly on SIGTERM/SIGINT.
  */
@@ -28,13 +28,17 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: keywardd [--config FILE] [--listen HOST:PORT] [--log-level error|warn|info|debug]\n"
-		     "       keywardd --dev DIR [--listen HOST:PORT]\n"
+	fprintf(out, "usage: keywardd [--config FILE] [--store URL] [--listen HOST:PORT] [--log-level "
+		     "error|warn|info|debug]\n"
+		     "       keywardd --dev DIR [--store postgresql://...] [--listen HOST:PORT]\n"
 		     "       keywardd --version\n"
 		     "\n"
 		     "  --config FILE    server configuration (default " DEFAULT_CONFIG " if it exists)\n"
 		     "  --dev DIR        development HSM: fresh store in DIR, unlocked, partition \"dev\",\n"
 		     "                   client configuration in DIR/client.conf\n"
+		     "  --store URL      the keystore (overrides store= of the configuration); with --dev a\n"
+		     "                   postgresql:// URL: the dev store is there, and a second --dev on the\n"
+		     "                   same DIR and URL joins it as another node\n"
 		     "  --listen H:P     address to listen on (port 0: any free port)\n"
 		     "  --log-level L    error, warn, info (default) or debug; KEYWARD_DEBUG=wire,tls,store,pool\n"
 		     "  --allow-core-dumps  let a crash dump core (debugging only: the core holds unsealed keys)\n"
@@ -54,10 +58,15 @@ static void print_banner(const struct kw_server *srv)
 		return;
 	}
 	printf("keywardd %s: development HSM listening on %s (unlocked; store %s)\n"
-	       "  Its store is thrown away at the next start. In another shell:\n"
+	       "  %s In another shell:\n"
 	       "    export KEYWARD_CONF=%s/client.conf KEYWARD_ADMIN_SOCKET=%s\n"
 	       "    keyward-admin status\n",
-	       KEYWARD_VERSION, srv->bound, cfg->store, cfg->dev_dir, cfg->admin_socket);
+	       KEYWARD_VERSION, srv->bound, cfg->store,
+	       cfg->dev_join ? "A further node of the development store of that directory."
+	       : kw_keystore_shared(srv->ks)
+		       ? "A shared development store: another keywardd --dev on this directory and store joins it."
+		       : "Its store is thrown away at the next start.",
+	       cfg->dev_dir, cfg->admin_socket);
 	fflush(stdout);
 }
 
@@ -86,23 +95,27 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"dev", required_argument, NULL, 'd'},
 					     {"listen", required_argument, NULL, 'l'},
+					     {"store", required_argument, NULL, 's'},
 					     {"log-level", required_argument, NULL, 'L'},
 					     {"allow-core-dumps", no_argument, NULL, 'C'},
 					     {"version", no_argument, NULL, 'V'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	struct kw_server srv;
-	const char *config = NULL, *listen = NULL, *level = NULL, *dev = NULL;
+	const char *config = NULL, *listen = NULL, *level = NULL, *dev = NULL, *store = NULL;
 	bool allow_core_dumps = false;
 	kw_rv rv;
 	int c;
 
 	memset(&srv, 0, sizeof srv);
-	while ((c = getopt_long(argc, argv, "c:d:l:L:Vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:l:s:L:Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 'd': dev = optarg; break;
 		case 'l': listen = optarg; break;
+		case 's':
+			store = optarg;
+			break;
 		case 'L': level = optarg; break;
 		case 'C':
 			allow_core_dumps = true;
@@ -124,15 +137,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "keywardd: %s\n", kw_last_error());
 		return 2;
 	}
+	if (listen)
+		snprintf(srv.cfg.listen, sizeof srv.cfg.listen, "%s", listen);
 	if (dev) {
 		snprintf(srv.cfg.dev_dir, sizeof srv.cfg.dev_dir, "%s", dev);
-		if ((rv = kw_dev_config(&srv.cfg))) {
+		if ((rv = kw_dev_config(&srv.cfg, store))) {
 			fprintf(stderr, "keywardd: %s\n", kw_last_error());
 			return 2;
 		}
+	} else if (store) {
+		snprintf(srv.cfg.store, sizeof srv.cfg.store, "%s", store);
 	}
-	if (listen)
-		snprintf(srv.cfg.listen, sizeof srv.cfg.listen, "%s", listen);
 	if (level && !kw_log_level_parse(level, &kw_log_threshold)) {
 		fprintf(stderr, "keywardd: --log-level must be error, warn, info or debug\n");
 		return 2;

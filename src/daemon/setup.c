@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,21 +14,46 @@
 #include "common/error.h"
 #include "daemon/daemon.h"
 
-kw_rv kw_dev_config(struct kw_server_config *cfg)
+kw_rv kw_dev_config(struct kw_server_config *cfg, const char *store)
 {
 	const char *dir = cfg->dev_dir;
 	static const char *const old[] = {"keystore.db", "keystore.db-wal", "keystore.db-shm", "client.conf"};
 	char path[600];
+	const char *port;
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return kw_error_set(KW_ERR_CONFIG, "--dev: cannot create %s: %s", dir, strerror(errno));
+	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "%s/tls", dir);
+	snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin.sock", dir);
+	if (store && kw_keystore_url_is_postgres(store)) {
+		/* the store outlives this node: nothing in DIR is removed, a node that finds DIR made joins */
+		snprintf(cfg->store, sizeof cfg->store, "%s", store);
+		snprintf(path, sizeof path, "%s/" KW_DEV_PASSPHRASE_FILE, dir);
+		cfg->dev_join = access(path, F_OK) == 0;
+		if (cfg->dev_join) {
+			port = strrchr(cfg->listen, ':');
+			if (port && atoi(port + 1) > 0)
+				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%d.sock", dir,
+					 atoi(port + 1));
+			else
+				snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin-%ld.sock", dir,
+					 (long)getpid());
+		}
+		return KW_OK;
+	}
+	if (store)
+		return kw_error_set(
+			KW_ERR_CONFIG,
+			"--dev: --store takes a postgresql:// URL, not \"%s\" (without --store the store is "
+			"SQLite in DIR)",
+			store);
 	for (unsigned i = 0; i < sizeof old / sizeof old[0]; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, old[i]);
 		unlink(path);
 	}
+	snprintf(path, sizeof path, "%s/" KW_DEV_PASSPHRASE_FILE, dir);
+	unlink(path);
 	snprintf(cfg->store, sizeof cfg->store, "sqlite:%s/keystore.db", dir);
-	snprintf(cfg->tls_dir, sizeof cfg->tls_dir, "%s/tls", dir);
-	snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s/admin.sock", dir);
 	return KW_OK;
 }
 

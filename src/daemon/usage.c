@@ -59,7 +59,7 @@ static time_t mono_now(void)
 	return ts.tv_sec;
 }
 
-/* [audit] archive_dir, or DIR/audit-archive beside a SQLite store at DIR/FILE. */
+/* [audit] archive_dir, or DIR/audit-archive beside a SQLite store at DIR/FILE (none for PostgreSQL). */
 static kw_rv archive_dir(const struct kw_server_config *cfg, char **out)
 {
 	const char *path = cfg->store, *slash;
@@ -74,6 +74,8 @@ static kw_rv archive_dir(const struct kw_server_config *cfg, char **out)
 			path += 2;
 		if (strchr(path, ':') && !strchr(path, '/'))
 			return KW_OK; /* ":memory:": no size policy without an archive_dir */
+		if (kw_keystore_url_is_postgres(cfg->store))
+			return KW_OK; /* a shared store has no directory of its own: archive_dir says where */
 		slash = strrchr(path, '/');
 		*out = malloc(strlen(path) + sizeof "/audit-archive" + 1);
 		if (*out)

@@ -2,8 +2,8 @@
  * The row-storage interface under the keystore. A backend stores and
  * returns rows (row.h) and a key row's sealed material as it is (seal.h);
  * it knows nothing of sealing, master keys or policy, which live in the
- * store modules above it (internal.h), so every backend (SQLite now,
- * PostgreSQL later) protects keys the same way.
+ * store modules above it (internal.h), so every backend (SQLite: sqlite.c,
+ * PostgreSQL: pg.c) protects keys the same way.
  *
  * Callers hold the keystore mutex around every call, so a backend needs no
  * locking of its own. Mutations run between begin() and commit(); any
@@ -88,6 +88,15 @@ struct kw_backend_ops {
 	kw_rv (*audit_foreach)(struct kw_backend *b, kw_audit_cb cb, void *ctx);
 	/* removes the records up to and including seq (archived) */
 	kw_rv (*audit_delete_upto)(struct kw_backend *b, uint64_t seq);
+
+	/*
+	 * A counter the backend bumps with every change of objects (insert,
+	 * update, delete, a partition's removal) and every revocation of a
+	 * credential, committed with the change, so a node sharing the store
+	 * with others knows when its cached keys or credential checks may be
+	 * stale. NULL for a store that only one process opens (SQLite).
+	 */
+	kw_rv (*generation)(struct kw_backend *b, uint64_t *gen);
 };
 
 struct kw_backend {
@@ -96,5 +105,7 @@ struct kw_backend {
 
 /* path: a file name, or ":memory:" */
 kw_rv kw_sqlite_open(const char *path, uint64_t max_bytes, struct kw_backend **out);
+/* url: a libpq connection URI (postgresql://...) or key=value string */
+kw_rv kw_pg_open(const char *url, uint64_t max_bytes, struct kw_backend **out);
 
 #endif

@@ -2,7 +2,7 @@
  * Opening and closing a keystore: the store URL, the backend connection,
  * the unlock method the store records, and the meta helpers with which the
  * store modules read and write their values. The schema and its forward
- * migrations are the backend's (sqlite.c). internal.h maps the modules.
+ * migrations are the backend's (sqlite.c, pg.c). internal.h maps the modules.
  */
 #include "keystore/keystore.h"
 
@@ -92,6 +92,7 @@ kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore *
 {
 	struct kw_keystore *ks;
 	const char *path = url;
+	bool pg = false;
 	kw_rv rv;
 
 	if (!url || !out)
@@ -101,8 +102,11 @@ kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore *
 		path = url + 7;
 		if (strncmp(path, "//", 2) == 0)
 			path += 2;
+	} else if (kw_keystore_url_is_postgres(url)) {
+		pg = true;
 	} else if (strncmp(url, "postgres", 8) == 0) {
-		return kw_error_set(KW_ERR_CONFIG, "store %s: the PostgreSQL backend is not built yet", url);
+		return kw_error_set(KW_ERR_CONFIG, "store \"%s\": a PostgreSQL store is postgresql://[USER@]HOST[:PORT]/DB",
+				    url);
 	}
 	if (!*path)
 		return kw_error_set(KW_ERR_CONFIG, "store: empty path in store URL \"%s\"", url);
@@ -113,7 +117,7 @@ kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore *
 		free(ks);
 		return kw_error_set(KW_ERR_NO_MEMORY, "store: cannot create a mutex");
 	}
-	rv = kw_sqlite_open(path, max_bytes, &ks->b);
+	rv = pg ? kw_pg_open(url, max_bytes, &ks->b) : kw_sqlite_open(path, max_bytes, &ks->b);
 	if (!rv)
 		rv = load_method_locked(ks);
 	if (rv) {
@@ -122,6 +126,29 @@ kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore *
 	}
 	*out = ks;
 	return KW_OK;
+}
+
+bool kw_keystore_url_is_postgres(const char *url)
+{
+	return url && (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
+}
+
+bool kw_keystore_shared(struct kw_keystore *ks)
+{
+	return ks && ks->b->ops->generation != NULL;
+}
+
+kw_rv kw_keystore_generation(struct kw_keystore *ks, uint64_t *gen)
+{
+	kw_rv rv = KW_OK;
+
+	*gen = 0;
+	if (!ks->b->ops->generation)
+		return KW_OK;
+	lock(ks);
+	rv = ks->b->ops->generation(ks->b, gen);
+	unlock(ks);
+	return rv;
 }
 
 void kw_wipe_mk_locked(struct kw_keystore *ks)

@@ -58,13 +58,27 @@ struct kw_keystore;
 /* ---- opening ---- */
 
 /*
- * url: "sqlite:/path/to/keystore.db" or a plain path (SQLite).
- * Creates the file and schema when missing; migrates older schemas forward.
+ * url: "sqlite:/path/to/keystore.db" or a plain path (SQLite), or
+ * "postgresql://[user@]host[:port]/db[?...]" (PostgreSQL, shared by
+ * several nodes). Creates the file or tables and schema when missing;
+ * migrates older schemas forward.
  * max_bytes: 0, or a size cap for the store (SQLite max_page_count), past
- * which writes fail with KW_ERR_STORE_FULL.
+ * which writes fail with KW_ERR_STORE_FULL; PostgreSQL ignores it (warns).
  */
 kw_rv kw_keystore_open(const char *url, uint64_t max_bytes, struct kw_keystore **out);
 void kw_keystore_free(struct kw_keystore *ks);
+/* "postgresql://..." or "postgres://..." */
+bool kw_keystore_url_is_postgres(const char *url);
+
+/*
+ * Whether other processes may change the store under this one (a shared
+ * PostgreSQL store). kw_keystore_generation then gives a counter that
+ * every committed change of objects and revocation of a credential bumps,
+ * on whichever node; what was cached or checked under one value is stale
+ * once it differs. Always 0 on a store only this process opens.
+ */
+bool kw_keystore_shared(struct kw_keystore *ks);
+kw_rv kw_keystore_generation(struct kw_keystore *ks, uint64_t *gen);
 
 /* ---- master key ---- */
 

@@ -135,7 +135,7 @@ static void start(void)
 	snprintf(srv.cfg.listen, sizeof srv.cfg.listen, "127.0.0.1:0");
 	srv.cfg.workers = 1;
 	srv.cfg.slow_workers = 1;
-	if (kw_dev_config(&srv.cfg) || kw_server_setup(&srv)) {
+	if (kw_dev_config(&srv.cfg, NULL) || kw_server_setup(&srv)) {
 		fprintf(stderr, "fuzz_handlers: cannot start the server: %s\n", kw_last_error());
 		abort();
 	}

@@ -112,7 +112,7 @@ static void start_server(void)
 	srv.cfg.admin_max_connections = 2;
 	srv.cfg.max_inflight = 4;
 	kw_server_block_signals();
-	if (kw_dev_config(&srv.cfg) || kw_server_setup(&srv)) {
+	if (kw_dev_config(&srv.cfg, NULL) || kw_server_setup(&srv)) {
 		fprintf(stderr, "fuzz_server: cannot start the server: %s\n", kw_last_error());
 		abort();
 	}

@@ -189,6 +189,49 @@ void kwt_start_dev(struct kwt_server *s)
 	assert_true(s->port > 0);
 }
 
+void kwt_start_dev_node(struct kwt_server *s, const struct kwt_server *first, const char *store)
+{
+	char listen[64], path[400];
+	char *argv[] = {(char *)keywardd_path(), "--dev", s->dir, "--store", (char *)store, "--listen", listen, NULL};
+	FILE *f;
+
+	memset(s, 0, sizeof *s);
+	s->dev = true;
+	s->port = kwt_free_port();
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", s->port);
+	if (first) {
+		snprintf(s->dir, sizeof s->dir, "%s", first->dir);
+		snprintf(s->admin_socket, sizeof s->admin_socket, "%s/admin-%u.sock", s->dir, s->port);
+		snprintf(s->log, sizeof s->log, "%s/keywardd-%u.log", s->dir, s->port);
+	} else {
+		make_dir(s);
+	}
+	argv[2] = s->dir;
+	snprintf(path, sizeof path, "%s/client.conf", s->dir);
+	spawn(s, argv);
+	kwt_wait_ready(s);
+	/* client.conf is written after the listener is bound: wait for it (the first node) */
+	for (int waited = 0; waited < START_TIMEOUT_MS && access(path, F_OK) != 0; waited += 20)
+		sleep_ms(20);
+	snprintf(s->conf, sizeof s->conf, "%s/node-%u.conf", s->dir, s->port);
+	f = fopen(s->conf, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"[client]\n"
+		"partition = dev\n"
+		"ca = tls/ca.crt\n"
+		"cert = client/dev.crt\n"
+		"key = client/dev.key\n"
+		"pin_file = pin\n"
+		"command_timeout = 60\n"
+		"\n"
+		"[hsm node]\n"
+		"host = 127.0.0.1\n"
+		"port = %u\n",
+		s->port);
+	fclose(f);
+}
+
 void kwt_start_config(struct kwt_server *s, const char *extra)
 {
 	char *argv[] = {(char *)keywardd_path(), "--config", s->server_conf, NULL};

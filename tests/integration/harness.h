@@ -28,6 +28,15 @@ struct kwt_server {
 /* keywardd --dev DIR --listen 127.0.0.1:0; waits for DIR/client.conf. */
 void kwt_start_dev(struct kwt_server *s);
 /*
+ * A node of a development store on PostgreSQL: keywardd --dev DIR --store
+ * STORE --listen 127.0.0.1:PORT on a port picked now. With first NULL, a
+ * fresh DIR (the node that makes the store); else first's DIR, which this
+ * node joins (admin socket DIR/admin-PORT.sock, log DIR/keywardd-PORT.log).
+ * Waits until it serves; s->conf is DIR/node-PORT.conf, a client
+ * configuration naming this node only. kwt_cleanup only the first node.
+ */
+void kwt_start_dev_node(struct kwt_server *s, const struct kwt_server *first, const char *store);
+/*
  * keywardd --config DIR/keywardd.conf with the given extra lines in its
  * [server] section (and any further sections after), on a port picked now.
  * The store is not initialized. Reuses dir and port when s->dir is set

@@ -250,6 +250,21 @@ static const char *crl_date(const char *text, const char *serial)
 	return keepf("%.*s", (int)strcspn(p, "\n"), p);
 }
 
+/* The invalidityDate of serial's entry in a CRL's text (kept); "" if it has none. */
+static const char *crl_invalidity(const char *text, const char *serial)
+{
+	const char *p = strstr(text, keepf("Serial Number: %s\n", serial)), *next, *d;
+
+	if (!p || !(d = strstr(p, "Invalidity Date:")))
+		return "";
+	next = strstr(p + 1, "Serial Number: ");
+	if (next && d > next)
+		return "";
+	d += strlen("Invalidity Date:");
+	d += strspn(d, " \n");
+	return keepf("%.*s", (int)strcspn(d, "\n"), d);
+}
+
 /* The time after key in text, as openssl prints times ("Nov 27 09:15:00 2026 GMT"). */
 static time_t gmt(const char *text, const char *key)
 {
@@ -758,7 +773,9 @@ static void revocation(const struct backend *b)
 
 	/*
 	 * backdated (--date, not in the future) to before the last full CRL: the
-	 * next delta lists it all the same, with that date
+	 * next delta lists it all the same, revoked now (RFC 5280 5.3.2: the
+	 * revocation date is when the CA revoked it) with that date as its
+	 * invalidityDate
 	 */
 	strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&when));
 	if (gmt(sh_ok("openssl crl -in base3.pem -noout -lastupdate"), "lastUpdate=") <= when)
@@ -773,9 +790,11 @@ static void revocation(const struct backend *b)
 	text = crl_check(delta, "delta4.pem");
 	if (crl_number(text, "X509v3 Delta CRL Indicator") != base3 ||
 	    !crl_reason(text, cert_serial("backdated.pem")) ||
-	    strcmp(crl_date(text, cert_serial("backdated.pem")), not_before) != 0)
-		fail_full("%s: not the revocation of %s dated %s (%s), since CRL %llu:\n%s", delta, backdated, date,
-			  not_before, base3, text);
+	    strcmp(crl_invalidity(text, cert_serial("backdated.pem")), not_before) != 0 ||
+	    gmt(keepf("d=%s", crl_date(text, cert_serial("backdated.pem"))), "d=") <
+		    gmt(sh_ok("openssl crl -in base3.pem -noout -lastupdate"), "lastUpdate="))
+		fail_full("%s: not the revocation of %s made now, invalid since %s (%s), since CRL %llu:\n%s", delta,
+			  backdated, date, not_before, base3, text);
 
 	/* a hold made permanent with another reason, which is not taken back */
 	make_csr("later", EC256, "/CN=later.test", "-addext subjectAltName=DNS:later.test");

@@ -1129,6 +1129,58 @@ static void test_restore_refusals(void **state)
 	expect_has(last_cmd, ca_refused("ca", 1, "crl"), "retired");
 }
 
+/*
+ * backupdb while the CA issues: three backups taken during one batch of
+ * 300 requests in another process are each whole (SQLite's integrity
+ * check; the manifest's counts are the copy's own) and restore into a CA
+ * set up on the same key, which then lists exactly what the manifest says.
+ */
+static void test_backup_while_issuing(void **state)
+{
+	const char *rc = NULL;
+	int backups = 0;
+
+	(void)state;
+	enter(&keyward_hsm, "online");
+	on(&host_a);
+	ca_ok("ca", "setup --name 'Online CA' --key-type EC-P256 --server-name a.test %s", hsm_opts(&keyward_hsm));
+	ca_ok("ca", "ca.cert ca.pem");
+	make_csr("r", EC256, "/CN=online.test", "-addext subjectAltName=DNS:online.test");
+	sh_ok("mkdir certs && for i in $(seq 300); do cp r.csr r$i.csr; done");
+	sh_ok("(" KWT_CA_ENV "'%s' --dir ca submit r[0-9]*.csr --template WebServer --out-dir certs --threads 2 "
+	      ">batch.out 2>&1; echo $? >batch.rc) >/dev/null 2>&1 &",
+	      ca_path());
+	/* backups until the batch is done, at least three while it runs (a slow machine: at least three) */
+	for (int i = 0; i < 600 && (backups < 3 || !exists("batch.rc")); i++) {
+		if (backups < 3) {
+			ca_ok("ca", "backupdb b%d", backups);
+			backups++;
+		} else {
+			usleep(100 * 1000);
+		}
+	}
+	if (!exists("batch.rc") || strcmp((rc = file("batch.rc")), "0\n") != 0)
+		fail_full("the batch beside the backups failed (%s):\n%s", rc ? rc : "still running", file("batch.out"));
+	for (int i = 0; i < backups; i++) {
+		json_t *m = json_loads(file(keepf("b%d/manifest.json", i)), 0, NULL);
+		long long n = (long long)json_integer_value(json_object_get(m, "issued")) +
+			      (long long)json_integer_value(json_object_get(m, "revoked"));
+		const char *dir = keepf("ca%d", i);
+
+		expect_has("integrity", sh_ok("sqlite3 b%d/keyward-ca.db 'PRAGMA integrity_check'", i), "ok");
+		if (strtoll(sh_ok("sqlite3 b%d/keyward-ca.db 'SELECT count(*) FROM certs'", i), NULL, 10) != n)
+			fail_full("backup b%d: the manifest counts %lld certificates, the database holds %s", i, n,
+				  sh_ok("sqlite3 b%d/keyward-ca.db 'SELECT count(*) FROM certs'", i));
+		ca_ok(dir, "setup --name 'Online CA' --existing-key 'ca-Online CA' --cert ca.pem %s",
+		      hsm_opts(&keyward_hsm));
+		ca_ok(dir, "restoredb b%d", i);
+		if ((long long)json_array_size(entries(list_json(dir, NULL))) != n)
+			fail_full("restored b%d lists %zu certificates, its manifest %lld", i,
+				  json_array_size(entries(list_json(dir, NULL))), n);
+		json_decref(m);
+	}
+}
+
 /* ---- no key material in any file ---- */
 
 /* A form of a private key component to look for: its bytes, and what it is. */
@@ -1494,6 +1546,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_migrate_interrupted, test_done),
 		cmocka_unit_test_teardown(test_migrate_after_manual_steps, test_done),
 		cmocka_unit_test_teardown(test_restore_refusals, test_done),
+		cmocka_unit_test_teardown(test_backup_while_issuing, test_done),
 		cmocka_unit_test_teardown(test_no_key_material, test_done),
 	};
 	// clang-format on

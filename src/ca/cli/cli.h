@@ -11,6 +11,7 @@
  *   cmd_certs.c   revoke, unrevoke, list, view, ca.cert, ca.chain, crl, audit, status
  *   cmd_config.c  config, templates
  *   cmd_move.c    backupdb, restoredb, retire, migrate
+ *   cmd_serve.c   serve
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -24,7 +25,7 @@ enum { EXIT_ERROR = 1, EXIT_USAGE = 2 };
 struct opts {
 	const char *dir, *name, *key_type, *existing_key, *cert, *hash, *server_name, *url_base, *module, *token,
 		*pin_file;
-	const char *template_name, *out, *out_dir, *reason, *date, *status, *file, *from, *config;
+	const char *template_name, *out, *out_dir, *reason, *date, *status, *file, *from, *config, *listen;
 	const char *sets[32]; /* --set KEY=VALUE */
 	size_t n_sets;
 	unsigned validity, threads;
@@ -60,5 +61,6 @@ int cmd_backupdb(const struct opts *o, const char *dir);
 int cmd_restoredb(const struct opts *o, const char *dir);
 int cmd_retire(const struct opts *o);
 int cmd_migrate(const struct opts *o);
+int cmd_serve(const struct opts *o);
 
 #endif

@@ -13,7 +13,7 @@
 #include "ca/cli/cli.h"
 
 #define REASONS                                                                                                        \
-	"unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, "            \
+	"unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, "             \
 	"certificateHold, privilegeWithdrawn"
 
 static int parse_date(const char *s, time_t *out)
@@ -249,13 +249,13 @@ int cmd_status(const struct opts *o)
 	if (st.last_crl_time)
 		cli_time(st.last_crl_time, when, sizeof when);
 	if (o->json) {
-		rc = cli_print_json(json_pack(
-			"{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:b, s:s}", "name", st.name,
-			"key_sha256", st.key_sha256, "cert_sha256", st.cert_sha256, "schema_version", st.schema_version,
-			"issued", (json_int_t)st.issued, "revoked", (json_int_t)st.revoked, "expired",
-			(json_int_t)st.expired, "pending", (json_int_t)st.pending, "last_crl", (json_int_t)st.last_crl,
-			"last_delta_crl", (json_int_t)st.last_delta_crl, "last_crl_time", when, "retired", st.retired,
-			"retired_note", st.retired_note));
+		rc = cli_print_json(
+			json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:b, s:s}", "name", st.name,
+				  "key_sha256", st.key_sha256, "cert_sha256", st.cert_sha256, "schema_version",
+				  st.schema_version, "issued", (json_int_t)st.issued, "revoked", (json_int_t)st.revoked,
+				  "expired", (json_int_t)st.expired, "pending", (json_int_t)st.pending, "last_crl",
+				  (json_int_t)st.last_crl, "last_delta_crl", (json_int_t)st.last_delta_crl,
+				  "last_crl_time", when, "retired", st.retired, "retired_note", st.retired_note));
 		goto out;
 	}
 	printf("CA \"%s\" in %s%s%s\n"

@@ -58,8 +58,9 @@ int cmd_config(const struct opts *o, int argc, char **argv)
 
 	if (!(argc == 0 || (argc == 1 && !strcmp(argv[0], "show")) || (argc == 3 && !strcmp(argv[0], "set")) ||
 	      (argc == 2 && (!strcmp(argv[0], "export") || !strcmp(argv[0], "import")))))
-		return ca_fail(CA_ERR_USAGE, "config [show], config set KEY VALUE, config export FILE, or config import "
-					     "FILE [--set KEY=VALUE]...");
+		return ca_fail(CA_ERR_USAGE,
+			       "config [show], config set KEY VALUE, config export FILE, or config import "
+			       "FILE [--set KEY=VALUE]...");
 	if (o->n_sets && strcmp(argv[0], "import"))
 		return ca_fail(CA_ERR_USAGE, "--set goes with config import");
 	if (cli_open(o, 0, &ca))

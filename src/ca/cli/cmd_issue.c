@@ -72,7 +72,8 @@ static int tell_issued(void *arg, size_t i, const struct ca_issued *c)
 			json_object_set_new(j, "certificate", cli_pem_json(c->der, c->der_len));
 		if (!j || json_dumpf(j, stdout, JSON_COMPACT) || fputc('\n', stdout) == EOF) {
 			json_decref(j);
-			return ca_fail(CA_ERR_FAILED, "cannot write to standard output (serial %s is issued)", c->serial);
+			return ca_fail(CA_ERR_FAILED, "cannot write to standard output (serial %s is issued)",
+				       c->serial);
 		}
 		json_decref(j);
 		if (!o->out && !o->out_dir)
@@ -129,7 +130,9 @@ static int submit_pending(struct ca *ca, const struct ca_template *t, const stru
 int cmd_submit(const struct opts *o, int nfiles, char **files)
 {
 	/* a line per certificate goes to standard output; the terminal also sees how far a long batch is */
-	struct submission s = {.o = o, .files = files, .n = nfiles,
+	struct submission s = {.o = o,
+			       .files = files,
+			       .n = nfiles,
 			       .progress = nfiles > 1 && !o->quiet && isatty(STDERR_FILENO) && !isatty(STDOUT_FILENO)};
 	const struct ca_template *t;
 	struct ca *ca = NULL;
@@ -197,7 +200,8 @@ int cmd_decide(const struct opts *o, const char *id_text, bool approve)
 	if (ca_approve(ca, id, &c))
 		goto out;
 	if (o->json) {
-		json_t *j = json_pack("{s:s, s:s, s:I}", "status", "issued", "serial", c.serial, "request", (json_int_t)id);
+		json_t *j =
+			json_pack("{s:s, s:s, s:I}", "status", "issued", "serial", c.serial, "request", (json_int_t)id);
 
 		if (j && !o->out)
 			json_object_set_new(j, "certificate", cli_pem_json(c.der, c.der_len));

@@ -18,8 +18,7 @@ int cmd_backupdb(const struct opts *o, const char *dir)
 		rc = ca_backup(ca, dir, &st);
 	if (!rc)
 		printf("backed up CA \"%s\" to %s: %lld issued, %lld revoked, %lld pending; last CRL %lld%s\n", st.name,
-		       dir, st.issued, st.revoked, st.pending, st.last_crl,
-		       st.retired ? "; the CA is retired" : "");
+		       dir, st.issued, st.revoked, st.pending, st.last_crl, st.retired ? "; the CA is retired" : "");
 	ca_close(ca);
 	return rc;
 }

@@ -51,8 +51,8 @@ int cmd_install_cert(const struct opts *o, const char *file)
 }
 
 struct keys_listing {
-	const char *want;   /* the fingerprint of --cert's key, or NULL */
-	json_t *json;	    /* with --json */
+	const char *want; /* the fingerprint of --cert's key, or NULL */
+	json_t *json;	  /* with --json */
 	unsigned n, found;
 };
 
@@ -64,11 +64,10 @@ static int print_key(void *arg, const struct ca_key_info *k)
 	l->n++;
 	l->found += match;
 	if (l->json)
-		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "source",
-								"token", "label", k->label,
-								"id", k->id, "type", k->type, "bits", k->bits,
-								"public_key_sha256", k->spki_sha256, "matches_cert",
-								match))
+		return json_array_append_new(l->json,
+					     json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "source", "token",
+						       "label", k->label, "id", k->id, "type", k->type, "bits", k->bits,
+						       "public_key_sha256", k->spki_sha256, "matches_cert", match))
 			       ? ca_fail(CA_ERR_FAILED, "out of memory")
 			       : 0;
 	printf("  %-32s id %-40s %s %d  sha256:%.16s%s\n", k->label, k->id, k->type, k->bits, k->spki_sha256,
@@ -83,12 +82,11 @@ static int print_hsm_key(void *arg, const struct ca_hsm_key *k)
 
 	l->found += match;
 	if (l->json)
-		return json_array_append_new(l->json, json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:b}", "source",
-								"hsm", "owner", k->owner,
-								"label", k->name, "bits", k->bits,
-								"public_key_sha256", k->spki_sha256, "private_key",
-								k->has_private, "this_machine", k->mine,
-								"matches_cert", match))
+		return json_array_append_new(l->json,
+					     json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:b}", "source", "hsm",
+						       "owner", k->owner, "label", k->name, "bits", k->bits,
+						       "public_key_sha256", k->spki_sha256, "private_key",
+						       k->has_private, "this_machine", k->mine, "matches_cert", match))
 			       ? ca_fail(CA_ERR_FAILED, "out of memory")
 			       : 0;
 	printf("  %-44s %-32s %4d  sha256:%.16s%s%s\n", k->owner, k->name, k->bits, k->spki_sha256,
@@ -151,7 +149,8 @@ int cmd_keys(const struct opts *o)
 	if (ca_keys_each(&where, print_key, &l))
 		goto out;
 	if (!o->json)
-		printf("%u key%s\nevery owner's key pairs on the HSM (ksputil chkeysowner or migrate moves one here):\n",
+		printf("%u key%s\nevery owner's key pairs on the HSM (ksputil chkeysowner or migrate moves one "
+		       "here):\n",
 		       l.n, l.n == 1 ? "" : "s");
 	/* a keyward HSM shows every owner's keys through libkeyward; another HSM has no owners to show */
 	if (ca_hsm_keys_each(o->pin_file, print_hsm_key, &l) && !o->json)

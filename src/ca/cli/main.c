@@ -30,13 +30,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: keyward-ca [--dir DIR] COMMAND ...\n"
 		"  setup --name NAME [--key-type T | --existing-key NAME|URI [--cert F]] [--hash H] [--validity DAYS]\n"
-		"        [--server-name HOST] [--url-base URL] [--subordinate] [--module PATH] [--token LABEL] [--pin-file F]\n"
+		"        [--server-name HOST] [--url-base URL] [--subordinate] [--module PATH] [--token LABEL] "
+		"[--pin-file F]\n"
 		"  install-cert FILE | keys [--cert F] [--json] | templates list|show N|add N --file F|remove N\n"
-		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] [--quiet] | approve ID | deny ID\n"
+		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] [--quiet] | approve ID | "
+		"deny ID\n"
 		"  revoke SERIAL --reason R [--date YYYY-MM-DDTHH:MM:SSZ] | unrevoke SERIAL\n"
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
-		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set KEY=VALUE]...\n"
-		"  audit [--json] | status [--json]\n"
+		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set "
+		"KEY=VALUE]...\n"
+		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'C'},
 		{"dry-run", no_argument, NULL, 'Z'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"listen", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
@@ -163,6 +167,9 @@ int main(int argc, char **argv)
 		case 'N':
 			if (number_option("--threads", optarg, 64, &o.threads))
 				return EXIT_USAGE;
+			break;
+		case 'L':
+			o.listen = optarg;
 			break;
 		case 'E':
 			o.der = true;
@@ -258,6 +265,9 @@ int main(int argc, char **argv)
 		rc = cmd_crl(&o);
 	} else if (!strcmp(cmd, "config")) {
 		rc = cmd_config(&o, nargs, args);
+	} else if (!strcmp(cmd, "serve")) {
+		NEED(0);
+		rc = cmd_serve(&o);
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);

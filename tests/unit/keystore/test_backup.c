@@ -18,18 +18,10 @@
 struct two {
 	struct fx *a;
 	struct kw_keystore *b; /* same master key, its own file */
-	char b_path[128];
+	char b_path[200];
 	uint64_t a_q; /* partition "q" of a */
 	struct kw_object_row k1, k1pub, k2, aes;
 };
-
-static void copy_file(const char *from, const char *to)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
-	assert_int_equal(system(cmd), 0);
-}
 
 static int setup(void **state)
 {
@@ -41,9 +33,8 @@ static int setup(void **state)
 	assert_int_equal(fx_setup((void **)&t->a), 0);
 	/* b: the store as init left it (partition "dev" only), under the same master key */
 	fx_reopen(t->a); /* closes the store: its WAL is checkpointed into the file */
-	snprintf(t->b_path, sizeof t->b_path, "%s/b.db", t->a->dir);
 	kw_keystore_free(t->a->ks);
-	copy_file(t->a->path, t->b_path);
+	fx_clone(t->a, "b", t->b_path, sizeof t->b_path);
 	assert_int_equal(kw_keystore_open(t->a->path, 0, &t->a->ks), KW_OK);
 	assert_int_equal(kw_keystore_unlock_passphrase(t->a->ks, PASS), KW_OK);
 	assert_int_equal(kw_keystore_open(t->b_path, 0, &t->b), KW_OK);
@@ -75,7 +66,7 @@ static int teardown(void **state)
 	struct two *t = *state;
 
 	kw_keystore_free(t->b);
-	unlink(t->b_path);
+	fx_clone_remove(t->b_path);
 	kw_object_row_cleanup(&t->k1);
 	kw_object_row_cleanup(&t->k1pub);
 	kw_object_row_cleanup(&t->k2);

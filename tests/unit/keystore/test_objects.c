@@ -505,6 +505,19 @@ static void test_store_full(void **state)
 	kw_keystore_free(f->ks);
 	assert_int_equal(kw_keystore_open(f->path, 24 * 4096, &f->ks), KW_OK);
 	assert_int_equal(kw_keystore_unlock_passphrase(f->ks, PASS), KW_OK);
+	if (fx_pg()) {
+		/* PostgreSQL has no size cap of keywardd's (docs/keywardd.conf.5: a quota in the database):
+		 * the cap is ignored, and writes past it succeed */
+		for (int i = 0; i < 200; i++) {
+			snprintf(name, sizeof name, "filler-key-with-a-longish-name-%04d", i);
+			spec.name = name;
+			assert_int_equal(kw_keystore_put_keypair(f->ks, f->pid, &spec, k, &priv, &pub), KW_OK);
+			kw_object_row_cleanup(&priv);
+			kw_object_row_cleanup(&pub);
+		}
+		EVP_PKEY_free(k);
+		return;
+	}
 	pid = f->pid;
 	for (int i = 0; i < 5000; i++) {
 		snprintf(name, sizeof name, "filler-key-with-a-longish-name-%04d", i);

@@ -366,17 +366,34 @@ static void test_open_urls(void **state)
 {
 	struct fx *f = *state;
 	struct kw_keystore *ks = NULL;
-	char url[200];
+	char url[300];
 
-	snprintf(url, sizeof url, "sqlite:%s", f->path);
-	assert_int_equal(kw_keystore_open(url, 0, &ks), KW_OK);
-	assert_true(kw_keystore_initialized(ks));
-	kw_keystore_free(ks);
-	/* a directory that cannot be made (its parent is a file): refused, naming the store */
-	snprintf(url, sizeof url, "%s/x/keystore.db", f->path);
-	assert_int_equal(kw_keystore_open(url, 0, &ks), KW_ERR_STORE);
-	assert_non_null(strstr(kw_last_error(), url));
-	assert_non_null(strstr(kw_last_error(), "cannot create directory"));
+	if (fx_pg()) {
+		/* a second connection to the same database sees the same store */
+		assert_int_equal(kw_keystore_open(f->path, 0, &ks), KW_OK);
+		assert_true(kw_keystore_initialized(ks));
+		assert_true(kw_keystore_shared(ks));
+		kw_keystore_free(ks);
+		/* a database that does not exist: refused, saying so */
+		snprintf(url, sizeof url, "%s/no_such_db", getenv("KW_TEST_PG_URL"));
+		assert_int_equal(kw_keystore_open(url, 0, &ks), KW_ERR_STORE);
+		assert_non_null(strstr(kw_last_error(), "cannot connect to PostgreSQL"));
+		assert_non_null(strstr(kw_last_error(), "no_such_db"));
+	} else {
+		snprintf(url, sizeof url, "sqlite:%s", f->path);
+		assert_int_equal(kw_keystore_open(url, 0, &ks), KW_OK);
+		assert_true(kw_keystore_initialized(ks));
+		assert_false(kw_keystore_shared(ks));
+		kw_keystore_free(ks);
+		/* a directory that cannot be made (its parent is a file): refused, naming the store */
+		snprintf(url, sizeof url, "%s/x/keystore.db", f->path);
+		assert_int_equal(kw_keystore_open(url, 0, &ks), KW_ERR_STORE);
+		assert_non_null(strstr(kw_last_error(), url));
+		assert_non_null(strstr(kw_last_error(), "cannot create directory"));
+	}
+	/* a PostgreSQL URL without its scheme's slashes is not taken for a file name */
+	assert_int_equal(kw_keystore_open("postgresql:keyward", 0, &ks), KW_ERR_CONFIG);
+	assert_non_null(strstr(kw_last_error(), "postgresql://"));
 	/* WAL and a schema version */
 	assert_int_equal(raw_int(f, "SELECT value = CAST('3' AS BLOB) FROM meta WHERE key = 'schema_version'"), 1);
 	/* a store from a newer keywardd is refused */

@@ -1,4 +1,8 @@
-/* Shared fixtures of the keystore unit tests: a fresh store in a temporary directory. */
+/*
+ * Shared fixtures of the keystore unit tests: a fresh store in a temporary
+ * directory, or a fresh database on the PostgreSQL server KW_TEST_PG_URL
+ * names (the _pg registrations, run by tests/pg/with-pg).
+ */
 #ifndef KW_TEST_KEYSTORE_UTIL_H
 #define KW_TEST_KEYSTORE_UTIL_H
 
@@ -15,7 +19,7 @@
 
 struct fx {
 	char dir[64];
-	char path[128];
+	char path[200]; /* the store's URL: a file, or postgresql://.../kwt_PID_N */
 	struct kw_keystore *ks;
 	uint64_t pid; /* partition "dev" */
 };
@@ -26,6 +30,11 @@ int fx_setup(void **state);
 int fx_setup_bare(void **state);
 int fx_teardown(void **state);
 void fx_reopen(struct fx *f);
+/* whether the stores are PostgreSQL databases (KW_TEST_PG_URL) */
+bool fx_pg(void);
+/* a copy of f's closed store (a file, or a database made from it as a template) named by suffix */
+void fx_clone(struct fx *f, const char *suffix, char *out, size_t cap);
+void fx_clone_remove(const char *path);
 
 /* "RSA" (2048), "P-256", "P-384", "Ed25519" */
 EVP_PKEY *gen_key(const char *what);
