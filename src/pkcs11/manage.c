@@ -564,6 +564,37 @@ make:
 	return *out ? CKR_OK : CKR_HOST_MEMORY;
 }
 
+/* What a template asks of a key the HSM makes from others (C_UnwrapKey, C_DeriveKey). */
+struct new_key {
+	CK_ULONG cls, kt, len;
+	int has_cls, has_kt, has_len, extractable, sensitive, modifiable, token;
+	const unsigned char *id;
+	size_t id_len;
+};
+
+/*
+ * Reads it: CKA_CLASS (default cls), CKA_KEY_TYPE (needed), CKA_VALUE_LEN,
+ * the flags, CKA_ID. Such a key is sensitive and a token object:
+ * CKA_SENSITIVE or CKA_TOKEN false is CKR_ATTRIBUTE_VALUE_INVALID.
+ */
+static CK_RV new_key_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_ULONG cls, struct new_key *k)
+{
+	CK_RV rv;
+
+	*k = (struct new_key){.cls = cls, .sensitive = 1, .modifiable = 1, .token = 1};
+	if ((rv = template_ulong(t, n, CKA_CLASS, &k->has_cls, &k->cls)) ||
+	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &k->has_kt, &k->kt)) ||
+	    (rv = template_ulong(t, n, CKA_VALUE_LEN, &k->has_len, &k->len)) ||
+	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &k->extractable)) ||
+	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &k->sensitive)) ||
+	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &k->modifiable)) ||
+	    (rv = p11_template_bool(t, n, CKA_TOKEN, &k->token)) || (rv = template_ckaid(t, n, &k->id, &k->id_len)))
+		return rv;
+	if (!k->has_kt)
+		return CKR_TEMPLATE_INCOMPLETE;
+	return k->sensitive && k->token ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
 /* The usages a template asks of an unwrapped key of class cls and type kt (0: none named). */
 static CK_RV unwrap_usages(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, unsigned *usages)
 {
@@ -602,8 +633,9 @@ CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 	const kw_object *u = p11_object_get_locked(unwrapping);
 	struct kw_mechanism kwm = {0};
 	struct kw_unwrap_spec spec = {0};
-	CK_ULONG cls = 0, kt = 0, value_len = 0;
-	int has_cls, has_kt, has_len, extractable = 0, sensitive = 1, modifiable = 1, token = 1;
+	struct new_key nk;
+	CK_ULONG cls, kt, value_len;
+	int has_len;
 	char name[KW_NAME_MAX + 1];
 	kw_object *key = NULL, *pub = NULL;
 	kw_rv krv;
@@ -611,20 +643,17 @@ CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 
 	if (!u)
 		return CKR_UNWRAPPING_KEY_HANDLE_INVALID;
-	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
-	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
-	    (rv = template_ulong(t, n, CKA_VALUE_LEN, &has_len, &value_len)) ||
-	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &extractable)) ||
-	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
-	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
-	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
-	    (rv = template_ckaid(t, n, &spec.ckaid, &spec.ckaid_len)))
+	/* CKA_CLASS is needed too; imported keys are sensitive token objects, as generated ones */
+	if ((rv = new_key_template(t, n, 0, &nk)))
 		return rv;
-	if (!has_cls || !has_kt)
+	if (!nk.has_cls)
 		return CKR_TEMPLATE_INCOMPLETE;
-	/* imported keys are sensitive token objects, as generated ones */
-	if (!sensitive || !token)
-		return CKR_ATTRIBUTE_VALUE_INVALID;
+	cls = nk.cls;
+	kt = nk.kt;
+	value_len = nk.len;
+	has_len = nk.has_len;
+	spec.ckaid = nk.id;
+	spec.ckaid_len = nk.id_len;
 	switch (kt) {
 	case CKK_AES:
 	case CKK_GENERIC_SECRET:
@@ -689,7 +718,7 @@ CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 		return rv;
 	spec.owner = p11.slots[s->slot].owner;
 	spec.name = name;
-	spec.flags = (extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
+	spec.flags = (nk.extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (nk.modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
 	krv = kw_unwrap_key(p11.client, kw_object_id(u), &kwm, wrapped, wrapped_len, &spec, &key, &pub);
 	if (krv)
 		return krv == KW_ERR_ENCRYPTED_DATA ? p11_ckr_as(krv, "unwrapping a key", CKR_WRAPPED_KEY_INVALID)
@@ -720,8 +749,9 @@ CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 	const CK_ECDH1_DERIVE_PARAMS *pp = m->pParameter;
 	struct kw_ecdh_params ep = {0};
 	struct kw_unwrap_spec spec = {0};
-	CK_ULONG cls = CKO_SECRET_KEY, kt = 0, len = 0;
-	int has_cls, has_kt, has_len, extractable = 0, sensitive = 1, modifiable = 1, token = 1, kdf_ok = 0;
+	struct new_key nk;
+	CK_ULONG kt, len;
+	int kdf_ok = 0;
 	ASN1_OCTET_STRING *os = NULL;
 	const unsigned char *p;
 	char name[KW_NAME_MAX + 1];
@@ -747,24 +777,17 @@ CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kw_object_usages(b) & KW_USAGE_DERIVE))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
-	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
-	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
-	    (rv = template_ulong(t, n, CKA_VALUE_LEN, &has_len, &len)) ||
-	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &extractable)) ||
-	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &sensitive)) ||
-	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) ||
-	    (rv = p11_template_bool(t, n, CKA_TOKEN, &token)) ||
-	    (rv = template_ckaid(t, n, &spec.ckaid, &spec.ckaid_len)))
-		return rv;
-	if (!has_kt)
-		return CKR_TEMPLATE_INCOMPLETE;
-	if (cls != CKO_SECRET_KEY || (kt != CKK_AES && kt != CKK_GENERIC_SECRET))
-		return CKR_TEMPLATE_INCONSISTENT;
 	/* the derived key stays in the HSM: sensitive, a token object */
-	if (!sensitive || !token)
-		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if ((rv = new_key_template(t, n, CKO_SECRET_KEY, &nk)))
+		return rv;
+	kt = nk.kt;
+	len = nk.len;
+	spec.ckaid = nk.id;
+	spec.ckaid_len = nk.id_len;
+	if (nk.cls != CKO_SECRET_KEY || (kt != CKK_AES && kt != CKK_GENERIC_SECRET))
+		return CKR_TEMPLATE_INCONSISTENT;
 	/* an AES key's length may follow from CKA_VALUE_LEN only; a generic secret defaults to the field size */
-	if (!has_len) {
+	if (!nk.has_len) {
 		if (kt == CKK_AES)
 			return CKR_TEMPLATE_INCOMPLETE;
 		len = (kw_object_bits(b) + 7) / 8;
@@ -788,7 +811,7 @@ CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 	spec.type = kt == CKK_AES ? KW_KEY_AES : KW_KEY_GENERIC;
 	spec.cls = KW_CLASS_SECRET_KEY;
 	spec.owner = p11.slots[s->slot].owner;
-	spec.flags = (extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
+	spec.flags = (nk.extractable > 0 ? KW_GEN_EXTRACTABLE : 0) | (nk.modifiable ? 0 : KW_GEN_NOT_MODIFIABLE);
 	if ((rv = p11_label_of_template(t, n, name, sizeof name)))
 		goto out;
 	spec.name = name;
