@@ -539,8 +539,14 @@ char *kwt_run_ok(const char *dir, const char *what, const char *fmt, ...)
 	va_end(ap);
 	assert_true(n > 0 && (size_t)n < sizeof cmd);
 	rc = kwt_run(dir, &out, "%s", cmd);
-	if (rc != 0)
-		fail_msg("%s: exit %d:\n%s", what, rc, out ? out : "");
+	if (rc != 0) {
+		/* fail_msg does not return: the output goes into it, not to a leak */
+		static char shown[8192];
+
+		snprintf(shown, sizeof shown, "%s", out ? out : "");
+		free(out);
+		fail_msg("%s: exit %d:\n%s", what, rc, shown);
+	}
 	return out;
 }
 

@@ -733,7 +733,7 @@ static void test_derive(void **state)
 {
 	static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 	unsigned char point_der[80], peer_point[80], secret[32], kdf_key[16], block[16] = "sixteen byte blk";
-	unsigned char want[16], got[16];
+	unsigned char want[16], got[16], info[] = "shared info";
 	size_t peer_len = sizeof peer_point, secret_len = sizeof secret;
 	int want_len;
 	CK_ULONG got_len, len32 = 32, len16 = 16;
@@ -812,7 +812,6 @@ static void test_derive(void **state)
 	}
 	/* the X9.63 KDF with SHA-256 and shared data, to an AES-128 key */
 	{
-		unsigned char info[] = "shared info";
 		EVP_KDF *kdf = EVP_KDF_fetch(NULL, "X963KDF", NULL);
 		EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
 		OSSL_PARAM kp[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
