@@ -91,6 +91,7 @@ enum kw_key_type {
 	KW_KEY_EC = 2,
 	KW_KEY_ED25519 = 3,
 	KW_KEY_AES = 4, /* 128, 192 or 256 bits; class KW_CLASS_SECRET_KEY */
+	KW_KEY_GENERIC = 90, /* a generic secret for HMAC: 16 to 128 bytes; class KW_CLASS_SECRET_KEY */
 };
 
 enum kw_hash {
@@ -112,6 +113,13 @@ enum kw_mech {
 	KW_MECH_EDDSA = 6,
 	KW_MECH_AES_KEY_WRAP = 7,     /* kw_wrap_key: RFC 3394, secret keys of a multiple of 8 bytes */
 	KW_MECH_AES_KEY_WRAP_PAD = 8, /* kw_wrap_key: RFC 5649, private (PKCS#8 DER) and secret keys */
+	/* kw_secret_crypt, with an AES key of usage KW_USAGE_DECRYPT (encrypt and decrypt): */
+	KW_MECH_AES_ECB = 90,	  /* a multiple of 16 bytes, no IV */
+	KW_MECH_AES_CBC = 91,	  /* a multiple of 16 bytes, a 16-byte IV, no padding */
+	KW_MECH_AES_CBC_PAD = 92, /* PKCS#7 padding, a 16-byte IV */
+	KW_MECH_AES_GCM = 93,	  /* IV 1 to 128 bytes, AAD, tag 12 to 16 bytes at the ciphertext's end */
+	KW_MECH_HMAC = 94,	  /* kw_sign with a KW_KEY_GENERIC key: HMAC with hash SHA-256/384/512 of the data */
+	KW_MECH_ECDH = 95,	  /* kw_derive_key with an EC private key of usage KW_USAGE_DERIVE */
 };
 
 /* Usage bits */
@@ -240,6 +248,74 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 
 /* The most elements one kw_sign_batch (one SignBatch request) may carry. */
 #define KW_SIGN_BATCH_MAX 256
+/* Bytes of a generic secret (KW_KEY_GENERIC), and of a message kw_sign takes for an HMAC. */
+#define KW_GENERIC_MIN 16
+#define KW_GENERIC_MAX 128
+#define KW_HMAC_DATA_MAX (64 * 1024)
+/*
+ * Imports a key into the HSM: the wrapped bytes are decrypted with the key
+ * unwrapping_id inside it (usage KW_USAGE_WRAP). m->mech:
+ * KW_MECH_AES_KEY_WRAP or _PAD with an AES key, KW_MECH_RSA_OAEP (m->hash,
+ * mgf1_hash, label) with an RSA private key. cls KW_CLASS_SECRET_KEY (type
+ * KW_KEY_AES or KW_KEY_GENERIC: the key's bytes) or KW_CLASS_PRIVATE_KEY
+ * (type RSA, EC or Ed25519: a PKCS#8 DER, AES unwrapping only). flags and
+ * usages as kw_generate_key's (KW_GEN_SESSION refused). The key is
+ * sensitive, not never-extractable, not always-sensitive.
+ * *private_out gets the private or secret key, *public_out (may be NULL)
+ * a private key's public half.
+ */
+struct kw_unwrap_spec {
+	const char *owner;
+	const char *name;
+	enum kw_class cls;
+	enum kw_key_type type;
+	unsigned flags;
+	unsigned usages;
+	const unsigned char *ckaid;
+	size_t ckaid_len;
+};
+kw_rv kw_unwrap_key(kw_client *c, uint64_t unwrapping_id, const struct kw_mechanism *m, const unsigned char *wrapped,
+		    size_t wrapped_len, const struct kw_unwrap_spec *spec, kw_object **private_out,
+		    kw_object **public_out);
+/*
+ * ECDH in the HSM: the EC private key base_id (usage KW_USAGE_DERIVE) and
+ * the peer's uncompressed point give a shared secret, from which a secret
+ * key of spec->type (KW_KEY_AES or KW_KEY_GENERIC), length bytes, is made
+ * and stored (spec->cls ignored): with kdf KW_HASH_NONE the secret's
+ * rightmost bytes, else the ANSI X9.63 KDF with that hash and shared data.
+ * *out gets the secret key.
+ */
+struct kw_ecdh_params {
+	const unsigned char *public_data;
+	size_t public_len;
+	enum kw_hash kdf;
+	const unsigned char *shared_data;
+	size_t shared_len;
+	int cofactor;
+	unsigned length;
+};
+kw_rv kw_derive_key(kw_client *c, uint64_t base_id, const struct kw_ecdh_params *p, const struct kw_unwrap_spec *spec,
+		    kw_object **out);
+/* Bytes of data one kw_secret_crypt takes. */
+#define KW_SECRET_CRYPT_MAX (256 * 1024)
+/*
+ * AES in the HSM with the secret key key_id (usage KW_USAGE_DECRYPT, which
+ * for a secret key is encrypt and decrypt): encrypt (1) or decrypt (0) in
+ * (at most KW_SECRET_CRYPT_MAX bytes) with m->mech KW_MECH_AES_ECB, _CBC,
+ * _CBC_PAD or _GCM. iv: CBC 16 bytes, GCM 1 to 128, ECB none; aad and
+ * tag_bits (0: 128) for GCM, whose tag ends the ciphertext. out: *out_len
+ * bytes, at least in_len + 16 is always enough; on return the output's
+ * length. A padding or tag that does not check: KW_ERR_ENCRYPTED_DATA.
+ */
+struct kw_aes_params {
+	const unsigned char *iv;
+	size_t iv_len;
+	const unsigned char *aad;
+	size_t aad_len;
+	unsigned tag_bits;
+};
+kw_rv kw_secret_crypt(kw_client *c, uint64_t key_id, enum kw_mech mech, int encrypt, const struct kw_aes_params *p,
+		      const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len);
 /*
  * n signatures with one key and mechanism in one round trip: sigs[i] (a
  * buffer of sig_lens[i] bytes; on return the signature's length) signs
@@ -362,6 +438,15 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 			    unsigned bits, const char *curve, unsigned flags, unsigned usages,
 			    const unsigned char *ckaid, size_t ckaid_len, kw_object **private_out,
 			    kw_object **public_out);
+/*
+ * Stores a public key made elsewhere: spki one DER SubjectPublicKeyInfo
+ * (RSA 2048 to 4096 bits, EC P-256/384/521, Ed25519), usages
+ * KW_USAGE_SIGN (verify), KW_USAGE_DECRYPT and KW_USAGE_WRAP (encrypt and
+ * wrap, RSA). Otherwise as kw_create_object.
+ */
+kw_rv kw_create_public_key(kw_client *c, const char *owner, const char *name, const unsigned char *spki,
+			   size_t spki_len, const unsigned char *ckaid, size_t ckaid_len, unsigned usages, unsigned flags,
+			   kw_object **out);
 /*
  * Stores a certificate (value: one DER X.509 certificate, else
  * KW_ERR_ATTRIBUTE_VALUE) or a data object (value: 0 to

@@ -73,7 +73,8 @@ static kw_rv check_mech(const char *fn, const struct kw_mechanism *m)
 
 	if (!m)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no mechanism given", fn);
-	if (m->mech == KW_MECH_NONE || (unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD)
+	if (m->mech == KW_MECH_NONE || ((unsigned)m->mech > KW_MECH_AES_KEY_WRAP_PAD && m->mech != KW_MECH_HMAC &&
+					m->mech != KW_MECH_ECDH))
 		return kw_error_set(KW_ERR_MECHANISM, "%s: unknown mechanism %d", fn, (int)m->mech);
 	rv = check_hash(fn, m->hash);
 	if (!rv)
@@ -132,8 +133,8 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) || (rv = check_opt_str(fn, "the curve", curve, 64)) ||
 	    (rv = check_ckaid(fn, ckaid, ckaid_len)))
 		return rv;
-	if (type == KW_KEY_NONE || (unsigned)type > KW_KEY_AES)
-		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519 or AES)", fn,
+	if (type == KW_KEY_NONE || ((unsigned)type > KW_KEY_AES && type != KW_KEY_GENERIC))
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: unknown key type %d (RSA, EC, Ed25519, AES or generic)", fn,
 				    (int)type);
 	if (flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE | KW_GEN_SESSION))
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: unknown flags 0x%x", fn, flags);
@@ -155,7 +156,7 @@ kw_rv kw_generate_key_ckaid(kw_client *c, const char *owner, const char *name, e
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
 	if (rv)
 		return rv;
-	if (type == KW_KEY_AES) {
+	if (type == KW_KEY_AES || type == KW_KEY_GENERIC) {
 		/* one secret key: into *private_out, no public half */
 		if (private_out && (rv = kw_object_from_info(resp->key_pair->secret_key, &priv)))
 			goto out;
@@ -273,6 +274,184 @@ kw_rv kw_decrypt(kw_client *c, uint64_t key_id, const struct kw_mechanism *m, co
 		return rv;
 	rv = copy_out(fn, "plaintext", &resp->plaintext->data, out, out_len);
 	/* the plaintext may be a secret: wipe the response's copy */
+	if (resp->plaintext->data.data)
+		OPENSSL_cleanse(resp->plaintext->data.data, resp->plaintext->data.len);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_unwrap_key(kw_client *c, uint64_t unwrapping_id, const struct kw_mechanism *m, const unsigned char *wrapped,
+		    size_t wrapped_len, const struct kw_unwrap_spec *spec, kw_object **private_out,
+		    kw_object **public_out)
+{
+	static const char fn[] = "unwrapping a key";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__UnwrapKey uk = KEYWARD__UNWRAP_KEY__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_object *priv = NULL, *pub = NULL;
+	kw_rv rv;
+
+	if (private_out)
+		*private_out = NULL;
+	if (public_out)
+		*public_out = NULL;
+	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
+		return rv;
+	if (!spec || !wrapped || !wrapped_len)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: no spec or no wrapped key", fn);
+	if ((rv = check_str(fn, "the owner", spec->owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the name", spec->name, KW_NAME_MAX)) || (rv = check_ckaid(fn, spec->ckaid, spec->ckaid_len)))
+		return rv;
+	if (spec->flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: flags 0x%x (an unwrapped key is a token object)", fn,
+				    spec->flags);
+	if (!unwrapping_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (wrapped_len > KW_MAX_FRAME - 1024)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu wrapped bytes", fn, wrapped_len);
+	ref.id = unwrapping_id;
+	uk.unwrapping_key = &ref;
+	uk.mechanism = (Keyward__Mechanism)m->mech;
+	uk.hash = (Keyward__Hash)m->hash;
+	uk.mgf1_hash = (Keyward__Hash)m->mgf1_hash;
+	uk.label.data = (uint8_t *)m->label;
+	uk.label.len = m->label_len;
+	uk.wrapped.data = (uint8_t *)wrapped;
+	uk.wrapped.len = wrapped_len;
+	uk.owner = (char *)spec->owner;
+	uk.name = (char *)spec->name;
+	uk.cls = (Keyward__ObjectClass)spec->cls;
+	uk.key_type = (Keyward__KeyType)spec->type;
+	uk.extractable = (spec->flags & KW_GEN_EXTRACTABLE) != 0;
+	uk.not_modifiable = (spec->flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	uk.usages = spec->usages;
+	uk.ckaid.data = (uint8_t *)spec->ckaid;
+	uk.ckaid.len = spec->ckaid_len;
+	req.body_case = KEYWARD__REQUEST__BODY_UNWRAP_KEY;
+	req.unwrap_key = &uk;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
+	if (rv)
+		return rv;
+	if (resp->key_pair->secret_key)
+		rv = kw_object_from_info(resp->key_pair->secret_key, &priv);
+	else if (!resp->key_pair->private_key || !resp->key_pair->public_key)
+		rv = kw_error_set(KW_ERR_PROTOCOL, "%s: the HSM answered no key", fn);
+	else if (!(rv = kw_object_from_info(resp->key_pair->private_key, &priv)))
+		rv = kw_object_from_info(resp->key_pair->public_key, &pub);
+	keyward__response__free_unpacked(resp, NULL);
+	if (rv) {
+		kw_object_free(priv);
+		kw_object_free(pub);
+		return rv;
+	}
+	if (private_out)
+		*private_out = priv;
+	else
+		kw_object_free(priv);
+	if (public_out)
+		*public_out = pub;
+	else
+		kw_object_free(pub);
+	return KW_OK;
+}
+
+kw_rv kw_derive_key(kw_client *c, uint64_t base_id, const struct kw_ecdh_params *p, const struct kw_unwrap_spec *spec,
+		    kw_object **out)
+{
+	static const char fn[] = "deriving a key";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__DeriveKey dk = KEYWARD__DERIVE_KEY__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if (out)
+		*out = NULL;
+	if ((rv = check_client(fn, c)))
+		return rv;
+	if (!p || !spec || !p->public_data || !p->public_len || (p->shared_len && !p->shared_data) ||
+	    (rv = check_hash(fn, p->kdf)))
+		return rv ? rv : kw_error_set(KW_ERR_ARGUMENTS, "%s: no parameters, spec or public data", fn);
+	if ((rv = check_str(fn, "the owner", spec->owner, KW_OWNER_MAX)) ||
+	    (rv = check_str(fn, "the name", spec->name, KW_NAME_MAX)) || (rv = check_ckaid(fn, spec->ckaid, spec->ckaid_len)))
+		return rv;
+	if (spec->flags & ~(KW_GEN_EXTRACTABLE | KW_GEN_NOT_MODIFIABLE))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: flags 0x%x (a derived key is a token object)", fn, spec->flags);
+	if (!base_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (p->public_len > 1024 || p->shared_len > 1024)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: public or shared data longer than 1 KiB", fn);
+	ref.id = base_id;
+	dk.base_key = &ref;
+	dk.mechanism = KEYWARD__MECHANISM__ECDH;
+	dk.cofactor = p->cofactor != 0;
+	dk.public_data.data = (uint8_t *)p->public_data;
+	dk.public_data.len = p->public_len;
+	dk.kdf = (Keyward__Hash)p->kdf;
+	dk.shared_data.data = (uint8_t *)p->shared_data;
+	dk.shared_data.len = p->shared_len;
+	dk.owner = (char *)spec->owner;
+	dk.name = (char *)spec->name;
+	dk.key_type = (Keyward__KeyType)spec->type;
+	dk.length = p->length;
+	dk.extractable = (spec->flags & KW_GEN_EXTRACTABLE) != 0;
+	dk.not_modifiable = (spec->flags & KW_GEN_NOT_MODIFIABLE) != 0;
+	dk.usages = spec->usages;
+	dk.ckaid.data = (uint8_t *)spec->ckaid;
+	dk.ckaid.len = spec->ckaid_len;
+	req.body_case = KEYWARD__REQUEST__BODY_DERIVE_KEY;
+	req.derive_key = &dk;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_KEY_PAIR, &resp);
+	if (rv)
+		return rv;
+	if (!resp->key_pair->secret_key)
+		rv = kw_error_set(KW_ERR_PROTOCOL, "%s: the HSM answered no secret key", fn);
+	else if (out)
+		rv = kw_object_from_info(resp->key_pair->secret_key, out);
+	keyward__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+kw_rv kw_secret_crypt(kw_client *c, uint64_t key_id, enum kw_mech mech, int encrypt, const struct kw_aes_params *p,
+		      const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len)
+{
+	const char *fn = encrypt ? "encrypting" : "decrypting";
+	Keyward__Request req = KEYWARD__REQUEST__INIT;
+	Keyward__SecretCrypt sc = KEYWARD__SECRET_CRYPT__INIT;
+	Keyward__ObjectRef ref = KEYWARD__OBJECT_REF__INIT;
+	Keyward__Response *resp = NULL;
+	kw_rv rv;
+
+	if ((rv = check_client(fn, c)))
+		return rv;
+	if (mech != KW_MECH_AES_ECB && mech != KW_MECH_AES_CBC && mech != KW_MECH_AES_CBC_PAD && mech != KW_MECH_AES_GCM)
+		return kw_error_set(KW_ERR_MECHANISM, "%s: mechanism %d is no AES mode (KW_MECH_AES_ECB, _CBC, _CBC_PAD, _GCM)",
+				    fn, (int)mech);
+	if (!out_len || !p || (!in && in_len) || (!p->iv && p->iv_len) || (!p->aad && p->aad_len))
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: a NULL argument", fn);
+	if (!key_id)
+		return kw_error_set(KW_ERR_ARGUMENTS, "%s: key id 0 names no key", fn);
+	if (in_len > KW_SECRET_CRYPT_MAX || p->iv_len > 128 || p->aad_len > 65536)
+		return kw_error_set(KW_ERR_DATA_LEN, "%s: %zu bytes, at most %d in one request (IV at most 128, AAD 64 KiB)",
+				    fn, in_len, KW_SECRET_CRYPT_MAX);
+	ref.id = key_id;
+	sc.key = &ref;
+	sc.mechanism = (Keyward__Mechanism)mech;
+	sc.encrypt = encrypt != 0;
+	sc.iv.data = (uint8_t *)p->iv;
+	sc.iv.len = p->iv_len;
+	sc.aad.data = (uint8_t *)p->aad;
+	sc.aad.len = p->aad_len;
+	sc.tag_bits = p->tag_bits;
+	sc.data.data = (uint8_t *)in;
+	sc.data.len = in_len;
+	req.body_case = KEYWARD__REQUEST__BODY_SECRET_CRYPT;
+	req.secret_crypt = &sc;
+	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_PLAINTEXT, &resp);
+	if (rv)
+		return rv;
+	rv = copy_out(fn, encrypt ? "ciphertext" : "plaintext", &resp->plaintext->data, out, out_len);
 	if (resp->plaintext->data.data)
 		OPENSSL_cleanse(resp->plaintext->data.data, resp->plaintext->data.len);
 	keyward__response__free_unpacked(resp, NULL);
@@ -551,9 +730,10 @@ kw_rv kw_set_ckaid(kw_client *c, uint64_t id, const char *owner, const char *nam
 	return set_attributes(fn, c, &ref, &chg);
 }
 
-kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls, const unsigned char *value,
-		       size_t value_len, const unsigned char *ckaid, size_t ckaid_len, const char *application,
-		       unsigned flags, kw_object **out)
+/* kw_create_object and kw_create_public_key; usages for a public key only. */
+static kw_rv create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls, const unsigned char *value,
+			   size_t value_len, const unsigned char *ckaid, size_t ckaid_len, const char *application,
+			   unsigned usages, unsigned flags, kw_object **out)
 {
 	static const char fn[] = "storing an object";
 	Keyward__Request req = KEYWARD__REQUEST__INIT;
@@ -567,9 +747,10 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 	    (rv = check_str(fn, "the name", name, KW_NAME_MAX)) || (rv = check_ckaid(fn, ckaid, ckaid_len)) ||
 	    (rv = check_opt_str(fn, "the application", application, KW_APPLICATION_MAX)))
 		return rv;
-	if (cls != KW_CLASS_CERTIFICATE && cls != KW_CLASS_DATA)
+	if (cls != KW_CLASS_CERTIFICATE && cls != KW_CLASS_DATA && cls != KW_CLASS_PUBLIC_KEY)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "%s: class %d: only certificates and data objects are created (keys are generated)",
+				    "%s: class %d: only certificates, data objects and public keys are created (private "
+				    "and secret keys are generated or unwrapped)",
 				    fn, (int)cls);
 	if (value_len && !value)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: value_len is %zu but value is NULL", fn, value_len);
@@ -589,6 +770,7 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 	co.application = (char *)(application ? application : "");
 	co.not_modifiable = (flags & KW_GEN_NOT_MODIFIABLE) != 0;
 	co.session = (flags & KW_GEN_SESSION) != 0;
+	co.usages = usages;
 	req.body_case = KEYWARD__REQUEST__BODY_CREATE_OBJECT;
 	req.create_object = &co;
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_OBJECT, &resp);
@@ -598,6 +780,23 @@ kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum k
 		rv = kw_object_from_info(resp->object, out);
 	keyward__response__free_unpacked(resp, NULL);
 	return rv;
+}
+
+kw_rv kw_create_object(kw_client *c, const char *owner, const char *name, enum kw_class cls, const unsigned char *value,
+		       size_t value_len, const unsigned char *ckaid, size_t ckaid_len, const char *application,
+		       unsigned flags, kw_object **out)
+{
+	if (cls == KW_CLASS_PUBLIC_KEY)
+		return kw_error_set(KW_ERR_ARGUMENTS, "storing an object: a public key is stored by kw_create_public_key");
+	return create_object(c, owner, name, cls, value, value_len, ckaid, ckaid_len, application, 0, flags, out);
+}
+
+kw_rv kw_create_public_key(kw_client *c, const char *owner, const char *name, const unsigned char *spki,
+			   size_t spki_len, const unsigned char *ckaid, size_t ckaid_len, unsigned usages, unsigned flags,
+			   kw_object **out)
+{
+	return create_object(c, owner, name, KW_CLASS_PUBLIC_KEY, spki, spki_len, ckaid, ckaid_len, NULL, usages, flags,
+			     out);
 }
 
 kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const struct kw_mechanism *m, unsigned char *out,

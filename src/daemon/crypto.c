@@ -8,6 +8,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/kdf.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
@@ -310,4 +311,261 @@ kw_rv kw_crypto_sign_check(EVP_PKEY *pkey, enum kw_key_type type, const Keyward_
 	default:
 		return kw_error_set(KW_ERR_KEY_TYPE, "key type %d cannot sign", (int)type);
 	}
+}
+
+/* The checks of kw_crypto_aes: mechanism, IV, tag and data lengths. */
+static kw_rv aes_check(size_t key_len, const Keyward__SecretCrypt *r, const char **mode, size_t *tag_len)
+{
+	size_t n = r->data.len;
+
+	if (key_len != 16 && key_len != 24 && key_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "an AES key has 16, 24 or 32 bytes, not %zu", key_len);
+	if (n > KW_SECRET_CRYPT_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "AES: %zu bytes, at most %d in one request", n, KW_SECRET_CRYPT_MAX);
+	*tag_len = 0;
+	switch (r->mechanism) {
+	case KEYWARD__MECHANISM__AES_ECB:
+	case KEYWARD__MECHANISM__AES_CBC:
+		*mode = r->mechanism == KEYWARD__MECHANISM__AES_ECB ? "ECB" : "CBC";
+		if (n % 16)
+			return kw_error_set(KW_ERR_DATA_LEN,
+					    "AES-%s without padding takes a multiple of 16 bytes, not %zu (AES_CBC_PAD "
+					    "pads)",
+					    *mode, n);
+		break;
+	case KEYWARD__MECHANISM__AES_CBC_PAD:
+		*mode = "CBC";
+		if (!r->encrypt && (n == 0 || n % 16))
+			return kw_error_set(KW_ERR_DATA_LEN,
+					    "AES-CBC-PAD: a ciphertext is a non-zero multiple of 16 bytes, not %zu", n);
+		break;
+	case KEYWARD__MECHANISM__AES_GCM:
+		*mode = "GCM";
+		*tag_len = r->tag_bits ? r->tag_bits / 8 : 16;
+		if (r->tag_bits % 8 || *tag_len < 12 || *tag_len > 16)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: the tag is 96 to 128 bits, a multiple of 8, "
+								    "not %u",
+					    r->tag_bits);
+		if (r->iv.len == 0 || r->iv.len > 128)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: the IV is 1 to 128 bytes, not %zu",
+					    r->iv.len);
+		if (r->aad.len > 65536)
+			return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-GCM: at most 64 KiB of AAD, not %zu",
+					    r->aad.len);
+		if (!r->encrypt && n < *tag_len)
+			return kw_error_set(KW_ERR_DATA_LEN, "AES-GCM: %zu bytes are shorter than the %zu-byte tag", n,
+					    *tag_len);
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "mechanism %d does not encrypt with an AES key (AES_ECB, AES_CBC, AES_CBC_PAD or "
+				    "AES_GCM)",
+				    (int)r->mechanism);
+	}
+	if (r->mechanism == KEYWARD__MECHANISM__AES_ECB ? r->iv.len != 0 : r->iv.len != 16)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "AES-%s: the IV is %s, not %zu bytes", *mode,
+				    r->mechanism == KEYWARD__MECHANISM__AES_ECB ? "absent" : "16 bytes", r->iv.len);
+	return KW_OK;
+}
+
+kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__SecretCrypt *r, unsigned char *out,
+		    size_t *out_len)
+{
+	const unsigned char *in = r->data.data;
+	size_t n = r->data.len, tag_len = 0;
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	const char *mode = "";
+	char name[32];
+	int len = 0, fin = 0, enc = r->encrypt ? 1 : 0;
+	kw_rv rv;
+
+	if ((rv = aes_check(key_len, r, &mode, &tag_len)))
+		return rv;
+	if (*out_len < n + 16)
+		return kw_error_set(KW_ERR_DATA_LEN, "AES: the output needs %zu bytes, the buffer has %zu", n + 16,
+				    *out_len);
+	if (tag_len && !enc)
+		n -= tag_len;
+	snprintf(name, sizeof name, "AES-%zu-%s", key_len * 8, mode);
+	cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!cipher || !ctx) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s is not available", name);
+		goto out;
+	}
+	if (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
+	    (tag_len && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, (int)r->iv.len, NULL) != 1) ||
+	    EVP_CipherInit_ex2(ctx, NULL, key, r->iv.len ? r->iv.data : NULL, enc, NULL) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(ctx, r->mechanism == KEYWARD__MECHANISM__AES_CBC_PAD) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s set-up", name);
+		goto out;
+	}
+	if (tag_len && r->aad.len && EVP_CipherUpdate(ctx, NULL, &len, r->aad.data, (int)r->aad.len) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the AAD");
+		goto out;
+	}
+	len = 0;
+	if (n && EVP_CipherUpdate(ctx, out, &len, in, (int)n) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "%s", name);
+		goto out;
+	}
+	if (tag_len && !enc &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, (int)tag_len, (void *)(in + n)) != 1) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the tag");
+		goto out;
+	}
+	if (EVP_CipherFinal_ex(ctx, out + len, &fin) != 1) {
+		/* a padding or a tag that does not check: say no more than that */
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "%s: the %s does not check: wrong key, IV or data", name,
+				  tag_len ? "tag" : "padding");
+		OPENSSL_cleanse(out, (size_t)len);
+		goto out;
+	}
+	len += fin;
+	if (tag_len && enc) {
+		if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, (int)tag_len, out + len) != 1) {
+			rv = kw_error_openssl(KW_ERR_CRYPTO, "AES-GCM: the tag");
+			goto out;
+		}
+		len += (int)tag_len;
+	}
+	*out_len = (size_t)len;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
+	return rv;
+}
+
+kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Sign *r, unsigned char *out,
+		     size_t *out_len)
+{
+	const char *digest = r->hash == KEYWARD__HASH__SHA256	? "SHA256"
+			     : r->hash == KEYWARD__HASH__SHA384 ? "SHA384"
+			     : r->hash == KEYWARD__HASH__SHA512 ? "SHA512"
+								: NULL;
+	size_t len = 0;
+
+	if (r->mechanism != KEYWARD__MECHANISM__HMAC)
+		return kw_error_set(KW_ERR_MECHANISM, "a generic secret signs with HMAC only, not mechanism %d",
+				    (int)r->mechanism);
+	if (!digest)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "HMAC: hash %d (SHA256, SHA384 or SHA512)", (int)r->hash);
+	if (r->data.len > KW_HMAC_DATA_MAX)
+		return kw_error_set(KW_ERR_DATA_LEN, "HMAC: %zu bytes, at most %d", r->data.len, KW_HMAC_DATA_MAX);
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, digest, NULL, key, key_len, r->data.data, r->data.len, out, *out_len, &len))
+		return kw_error_openssl(KW_ERR_CRYPTO, "HMAC-%s", digest);
+	*out_len = len;
+	return KW_OK;
+}
+
+kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		       size_t in_len, unsigned char *out, size_t *out_len)
+{
+	bool pad = mech == KEYWARD__MECHANISM__AES_KEY_WRAP_PAD;
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	char name[32];
+	int len = 0, fin = 0;
+	kw_rv rv = KW_OK;
+
+	if (!pad && mech != KEYWARD__MECHANISM__AES_KEY_WRAP)
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "mechanism %d does not unwrap with an AES key (AES_KEY_WRAP or AES_KEY_WRAP_PAD)",
+				    (int)mech);
+	if (kek_len != 16 && kek_len != 24 && kek_len != 32)
+		return kw_error_set(KW_ERR_KEY_SIZE, "an AES unwrapping key has 16, 24 or 32 bytes, not %zu", kek_len);
+	if (in_len < 16 || in_len % 8 || in_len > KW_WRAP_MAX + 16)
+		return kw_error_set(KW_ERR_DATA_LEN, "a wrapped key is a multiple of 8 bytes, 16 to %d, not %zu",
+				    KW_WRAP_MAX + 16, in_len);
+	if (*out_len < in_len)
+		return kw_error_set(KW_ERR_DATA_LEN, "the unwrapped key needs %zu bytes, the buffer has %zu", in_len,
+				    *out_len);
+	snprintf(name, sizeof name, "AES-%zu-WRAP%s", kek_len * 8, pad ? "-PAD" : "");
+	cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!cipher || !ctx) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "AES key unwrap is not available");
+		goto out;
+	}
+	EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	if (EVP_DecryptInit_ex2(ctx, cipher, kek, NULL, NULL) != 1 ||
+	    EVP_DecryptUpdate(ctx, out, &len, in, (int)in_len) != 1 || len < 0 ||
+	    EVP_DecryptFinal_ex(ctx, out + len, &fin) != 1) {
+		ERR_clear_error();
+		OPENSSL_cleanse(out, in_len);
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "%s: the wrapped key does not check: wrong key or data", name);
+		goto out;
+	}
+	*out_len = (size_t)len + (size_t)fin;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
+	return rv;
+}
+
+kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len, bool cofactor, Keyward__Hash kdf,
+		     const unsigned char *shared, size_t shared_len, unsigned char *out, size_t length)
+{
+	char group[64] = "";
+	unsigned char secret[80];
+	size_t secret_len = sizeof secret;
+	OSSL_PARAM params[3], kdf_params[4];
+	EVP_PKEY_CTX *pctx = NULL, *dctx = NULL;
+	EVP_PKEY *peer = NULL;
+	EVP_KDF *x963 = NULL;
+	EVP_KDF_CTX *kctx = NULL;
+	const EVP_MD *md = hash_md(kdf);
+	kw_rv rv = KW_OK;
+
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+	    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, NULL) != 1)
+		return kw_error_set(KW_ERR_KEY_TYPE, "ECDH: the base key is not an EC key");
+	if (kdf != KEYWARD__HASH__HASH_NONE && !md)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: kdf hash %d", (int)kdf);
+	if (kdf == KEYWARD__HASH__HASH_NONE && shared_len)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: shared data needs a KDF");
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point, point_len);
+	params[2] = OSSL_PARAM_construct_end();
+	pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (!pctx || EVP_PKEY_fromdata_init(pctx) != 1 || EVP_PKEY_fromdata(pctx, &peer, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH: the public data is no point of curve %s", group);
+		goto out;
+	}
+	dctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	if (!dctx || EVP_PKEY_derive_init(dctx) != 1 || (cofactor && EVP_PKEY_CTX_set_ecdh_cofactor_mode(dctx, 1) != 1) ||
+	    EVP_PKEY_derive_set_peer_ex(dctx, peer, 1) != 1 || EVP_PKEY_derive(dctx, secret, &secret_len) != 1) {
+		ERR_clear_error();
+		rv = kw_error_set(KW_ERR_MECHANISM_PARAM, "ECDH with a point of curve %s failed: is it a valid point?",
+				  group);
+		goto out;
+	}
+	if (kdf == KEYWARD__HASH__HASH_NONE) {
+		if (length > secret_len) {
+			rv = kw_error_set(KW_ERR_KEY_SIZE, "ECDH: %zu bytes of shared secret on %s, not %zu (use a KDF)",
+					  secret_len, group, length);
+			goto out;
+		}
+		memcpy(out, secret + secret_len - length, length);
+		goto out;
+	}
+	x963 = EVP_KDF_fetch(NULL, "X963KDF", NULL);
+	kctx = x963 ? EVP_KDF_CTX_new(x963) : NULL;
+	kdf_params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0);
+	kdf_params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, secret, secret_len);
+	kdf_params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)shared, shared_len);
+	kdf_params[3] = OSSL_PARAM_construct_end();
+	if (!kctx || EVP_KDF_derive(kctx, out, length, kdf_params) != 1)
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "ECDH: the X9.63 KDF");
+out:
+	OPENSSL_cleanse(secret, sizeof secret);
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(x963);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_CTX_free(dctx);
+	EVP_PKEY_CTX_free(pctx);
+	return rv;
 }

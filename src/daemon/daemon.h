@@ -237,6 +237,41 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
  * at least 16) or AES_KEY_WRAP_PAD (RFC 5649). out has *out_len bytes; on
  * return *out_len is the wrapped length.
  */
+/*
+ * AES encryption or decryption of r->data with key (16, 24 or 32 bytes), as
+ * r->mechanism says (AES_ECB, AES_CBC, AES_CBC_PAD, AES_GCM; see
+ * SecretCrypt in proto/keyward.proto). out has *out_len bytes, at least
+ * r->data.len + 16; on return *out_len is the output's length. A padding or
+ * GCM tag that does not check: KW_ERR_ENCRYPTED_DATA.
+ */
+kw_rv kw_crypto_aes(const unsigned char *key, size_t key_len, const Keyward__SecretCrypt *r, unsigned char *out,
+		    size_t *out_len);
+
+/*
+ * HMAC of r->data (at most KW_HMAC_DATA_MAX bytes) with key, with r->hash
+ * (SHA256, SHA384 or SHA512); r->mechanism must be HMAC. out has *out_len
+ * bytes (64 suffice); on return the MAC's length.
+ */
+kw_rv kw_crypto_hmac(const unsigned char *key, size_t key_len, const Keyward__Sign *r, unsigned char *out,
+		     size_t *out_len);
+
+/*
+ * AES key unwrap of in (AES_KEY_WRAP: RFC 3394, AES_KEY_WRAP_PAD: RFC 5649)
+ * under kek: out has *out_len bytes, at least in_len; on return the key's
+ * length. An integrity check that fails: KW_ERR_ENCRYPTED_DATA.
+ */
+kw_rv kw_crypto_unwrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
+		       size_t in_len, unsigned char *out, size_t *out_len);
+
+/*
+ * ECDH of the EC private key and the peer's point (on the key's curve;
+ * cofactor: the cofactor variant), then the key of `length` bytes: with
+ * kdf HASH_NONE the secret's rightmost bytes, else the X9.63 KDF with that
+ * hash over the secret and shared data. out has at least `length` bytes.
+ */
+kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len, bool cofactor, Keyward__Hash kdf,
+		     const unsigned char *shared, size_t shared_len, unsigned char *out, size_t length);
+
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -438,27 +440,39 @@ static kw_rv not_session(uint64_t id, const char *what)
 			    what, id);
 }
 
-/* GenerateKey of an AES key: random bytes sealed as one SECRET_KEY row. */
+/* GenerateKey of an AES key or a generic secret: random bytes sealed as one SECRET_KEY row. */
 static kw_rv generate_secret(struct kw_server *srv, struct kw_peer *peer, const Keyward__GenerateKey *g,
 			     Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row row = {0};
 	struct kw_keygen spec;
 	Keyward__KeyPair *pair;
-	unsigned char key[32];
-	unsigned usages = g->usages ? g->usages : KW_USAGE_WRAP;
+	unsigned char key[KW_GENERIC_MAX];
+	bool generic = g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET;
+	unsigned usages = g->usages ? g->usages : generic ? KW_USAGE_SIGN : KW_USAGE_WRAP;
 	kw_rv rv;
 
-	if (usages != KW_USAGE_WRAP)
-		return kw_error_set(KW_ERR_KEY_FUNCTION, "AES keys only wrap (usage 0x%x), not usages 0x%x", KW_USAGE_WRAP,
-				    usages);
-	if (g->bits != 128 && g->bits != 192 && g->bits != 256)
-		return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
+	if (generic) {
+		if (usages != KW_USAGE_SIGN)
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "generic secrets sign (HMAC, usage 0x%x), not usages 0x%x",
+					    KW_USAGE_SIGN, usages);
+		if (g->bits % 8 || !kw_secret_len_ok(KW_KEY_GENERIC, g->bits / 8))
+			return kw_error_set(KW_ERR_KEY_SIZE, "generic secrets have %d to %d bytes, not %u bits",
+					    KW_GENERIC_MIN, KW_GENERIC_MAX, g->bits);
+	} else {
+		if (usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
+			return kw_error_set(KW_ERR_KEY_FUNCTION,
+					    "AES keys wrap (usage 0x%x) and encrypt and decrypt (usage 0x%x), not usages "
+					    "0x%x",
+					    KW_USAGE_WRAP, KW_USAGE_DECRYPT, usages);
+		if (g->bits != 128 && g->bits != 192 && g->bits != 256)
+			return kw_error_set(KW_ERR_KEY_SIZE, "AES keys are 128, 192 or 256 bits, not %u", g->bits);
+	}
 	if (RAND_priv_bytes(key, (int)g->bits / 8) != 1)
 		return kw_error_set(KW_ERR_CRYPTO, "generate: the random generator failed");
 	spec = (struct kw_keygen){.owner = g->owner, .name = g->name, .extractable = g->extractable,
 				  .modifiable = !g->not_modifiable, .usages = usages, .ckaid = g->ckaid.data,
-				  .ckaid_len = g->ckaid.len};
+				  .ckaid_len = g->ckaid.len, .secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES};
 	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, key, g->bits / 8, &row);
 	OPENSSL_cleanse(key, sizeof key);
 	if (rv)
@@ -479,7 +493,7 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 			 Keyward__Response *resp, struct kw_scratch *s)
 {
 	struct kw_object_row priv = {0}, pub = {0};
-	struct kw_keygen spec;
+	struct kw_keygen spec = {0};
 	Keyward__KeyPair *pair;
 	EVP_PKEY *pkey = NULL;
 	unsigned usages = g->usages;
@@ -493,11 +507,11 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	if (g->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "generate: the CKA_ID is %zu bytes long, at most %d",
 				    g->ckaid.len, KW_CKAID_MAX);
-	if (g->key_type == KEYWARD__KEY_TYPE__AES && g->session)
-		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": AES keys are token objects only, not session "
+	if ((g->key_type == KEYWARD__KEY_TYPE__AES || g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET) && g->session)
+		return kw_error_set(KW_ERR_ARGUMENTS, "generate \"%s\": secret keys are token objects only, not session "
 						      "objects",
 				    g->name ? g->name : "");
-	if (g->key_type == KEYWARD__KEY_TYPE__AES)
+	if (g->key_type == KEYWARD__KEY_TYPE__AES || g->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET)
 		return generate_secret(srv, peer, g, resp, s);
 	if (!usages)
 		usages = g->key_type == KEYWARD__KEY_TYPE__RSA ? KW_USAGE_SIGN | KW_USAGE_DECRYPT : KW_USAGE_SIGN;
@@ -578,6 +592,49 @@ static void free_secret(void *ptr, size_t n)
 }
 
 /*
+ * The unsealed secret key a request names, if it is of type `type` and its
+ * usages include `usage` (verb names the use in messages): *key (the
+ * caller wipes and frees it), its row and id.
+ */
+static kw_rv usable_secret(struct kw_server *srv, const struct kw_peer *peer, const Keyward__ObjectRef *ref,
+			   enum kw_key_type type, unsigned usage, const char *verb, unsigned char **key, size_t *key_len,
+			   struct kw_object_row *row, uint64_t *id)
+{
+	kw_rv rv;
+
+	if ((rv = resolve(srv, peer, ref, KW_CLASS_SECRET_KEY, id)))
+		return rv;
+	if (kw_session_id(*id))
+		return kw_error_set(KW_ERR_KEY_TYPE, "%s: 0x%" PRIx64 " is a session object, not a secret key", verb, *id);
+	/* unsealing authenticates the row's type and usages */
+	if ((rv = kw_keystore_load_secret(srv->ks, peer->partition_id, *id, key, key_len, row)))
+		return rv;
+	if (row->key_type != type)
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "%s: %s/%s is not %s", verb, row->owner, row->name,
+				  type == KW_KEY_AES ? "an AES key" : "a generic secret");
+	else if (!(row->usages & usage))
+		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "%s: key %s/%s may not %s (its usages do not include %s)", verb,
+				  row->owner, row->name, verb, usage == KW_USAGE_SIGN ? "sign" : "decrypt");
+	if (rv) {
+		free_secret(*key, *key_len);
+		*key = NULL;
+	}
+	return rv;
+}
+
+/* Counts one use of secret key row in the key-use audit. */
+static void count_secret_use(struct kw_server *srv, const struct kw_peer *peer, const char *event,
+			     const struct kw_object_row *row, uint64_t id)
+{
+	struct kw_cached_key who = {0};
+
+	who.key_type = row->key_type;
+	snprintf(who.owner, sizeof who.owner, "%s", row->owner);
+	snprintf(who.name, sizeof who.name, "%s", row->name);
+	kw_usage_count(srv->usage, peer->partition, peer->actor, event, &who, id);
+}
+
+/*
  * Whether r may be signed with key: mechanism, parameters, data length.
  * Sign checks here just before signing; SignBatch checks every element
  * here before it signs any, so a check added here holds for both.
@@ -605,6 +662,36 @@ static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const s
 	return rv;
 }
 
+/* Sign with mechanism HMAC: a generic secret of usage SIGN, which never leaves keywardd. */
+static kw_rv on_hmac(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
+		     struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	Keyward__Signature *out = kw_scratch_alloc(s, sizeof *out);
+	unsigned char *mac = kw_scratch_alloc(s, 64), *key = NULL;
+	size_t mac_len = 64, key_len = 0;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!out || !mac)
+		return KW_ERR_NO_MEMORY;
+	rv = usable_secret(srv, peer, r->key, KW_KEY_GENERIC, KW_USAGE_SIGN, "sign", &key, &key_len, &row, &id);
+	if (!rv)
+		rv = kw_crypto_hmac(key, key_len, r, mac, &mac_len);
+	if (!rv) {
+		count_secret_use(srv, peer, "key.sign", &row, id);
+		keyward__signature__init(out);
+		out->signature.data = mac;
+		out->signature.len = mac_len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_SIGNATURE;
+		resp->signature = out;
+	}
+	if (key)
+		free_secret(key, key_len);
+	kw_object_row_cleanup(&row);
+	return rv;
+}
+
 static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward__Sign *r, Keyward__Response *resp,
 		     struct kw_scratch *s)
 {
@@ -617,6 +704,8 @@ static kw_rv on_sign(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 
 	if (!out || !sig)
 		return KW_ERR_NO_MEMORY;
+	if (r->mechanism == KEYWARD__MECHANISM__HMAC)
+		return on_hmac(srv, peer, r, resp, s);
 	if ((rv = usable_key(srv, peer, r->key, KW_USAGE_SIGN, r->mechanism, "sign", &key, &id)))
 		return rv;
 	rv = sign_one(srv, peer, &key, id, r, sig, &sig_len);
@@ -733,6 +822,40 @@ static kw_rv on_decrypt(struct kw_server *srv, struct kw_peer *peer, const Keywa
 		resp->plaintext = out;
 	}
 	kw_cached_key_release(&key);
+	return rv;
+}
+
+/* SecretCrypt: AES with a secret key of usage DECRYPT, which never leaves keywardd. */
+static kw_rv on_secret_crypt(struct kw_server *srv, struct kw_peer *peer, const Keyward__SecretCrypt *r,
+			     Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0};
+	Keyward__Plaintext *out = kw_scratch_alloc(s, sizeof *out);
+	size_t cap = r->data.len + 16, len = cap, key_len = 0;
+	unsigned char *buf = calloc(1, cap), *key = NULL;
+	uint64_t id;
+	kw_rv rv;
+
+	/* the output may be a plaintext: wiped when the answer is sent */
+	if (buf && !kw_scratch_adopt(s, buf, cap, free_secret))
+		buf = NULL;
+	if (!out || !buf)
+		return KW_ERR_NO_MEMORY;
+	rv = usable_secret(srv, peer, r->key, KW_KEY_AES, KW_USAGE_DECRYPT, r->encrypt ? "encrypt" : "decrypt", &key,
+			   &key_len, &row, &id);
+	if (!rv)
+		rv = kw_crypto_aes(key, key_len, r, buf, &len);
+	if (!rv) {
+		count_secret_use(srv, peer, r->encrypt ? "key.encrypt" : "key.decrypt", &row, id);
+		keyward__plaintext__init(out);
+		out->data.data = buf;
+		out->data.len = len;
+		resp->body_case = KEYWARD__RESPONSE__BODY_PLAINTEXT;
+		resp->plaintext = out;
+	}
+	if (key)
+		free_secret(key, key_len);
+	kw_object_row_cleanup(&row);
 	return rv;
 }
 
@@ -938,10 +1061,11 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 
 	if (!c->owner || !c->owner[0] || !c->name || !c->name[0])
 		return kw_error_set(KW_ERR_ARGUMENTS, "create object: an owner and a name are needed");
-	if (c->cls != KEYWARD__OBJECT_CLASS__CERTIFICATE && c->cls != KEYWARD__OBJECT_CLASS__DATA)
+	if (c->cls != KEYWARD__OBJECT_CLASS__CERTIFICATE && c->cls != KEYWARD__OBJECT_CLASS__DATA &&
+	    c->cls != KEYWARD__OBJECT_CLASS__PUBLIC_KEY)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "create object \"%s\": only certificates and data objects are created this way "
-				    "(class %d); keys are generated on the HSM",
+				    "create object \"%s\": only certificates, data objects and public keys are created "
+				    "this way (class %d); private and secret keys are generated on the HSM or unwrapped",
 				    c->name, (int)c->cls);
 	if (c->ckaid.len > KW_CKAID_MAX)
 		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "create object \"%s\": the CKA_ID is %zu bytes long, at most %d",
@@ -955,6 +1079,7 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	spec.ckaid_len = c->ckaid.len;
 	spec.application = c->application;
 	spec.modifiable = !c->not_modifiable;
+	spec.usages = c->usages;
 	if (c->session)
 		rv = kw_session_put_object(peer->session_objects, peer->partition_id, &spec, &row);
 	else
@@ -1054,6 +1179,249 @@ out:
 	}
 	kw_object_row_cleanup(&wrow);
 	kw_object_row_cleanup(&krow);
+	return rv;
+}
+
+/* The usages an unwrapped key of this class and type gets (0: the default), as GenerateKey's. */
+static kw_rv unwrap_usages(const Keyward__UnwrapKey *u, unsigned *usages)
+{
+	unsigned want = u->usages;
+
+	if (want & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_DERIVE | KW_USAGE_WRAP))
+		return kw_error_set(KW_ERR_ARGUMENTS, "unwrap: unknown usage bits 0x%x", want);
+	switch (u->key_type) {
+	case KEYWARD__KEY_TYPE__AES:
+		*usages = want ? want : KW_USAGE_WRAP;
+		if (*usages & ~(KW_USAGE_WRAP | KW_USAGE_DECRYPT))
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: AES keys wrap and encrypt, not usages 0x%x", want);
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__GENERIC_SECRET:
+		*usages = want ? want : KW_USAGE_SIGN;
+		if (*usages != KW_USAGE_SIGN)
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: generic secrets sign (HMAC), not usages 0x%x", want);
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__RSA:
+		*usages = want ? want : KW_USAGE_SIGN | KW_USAGE_DECRYPT;
+		return KW_OK;
+	case KEYWARD__KEY_TYPE__EC:
+	case KEYWARD__KEY_TYPE__ED25519:
+		*usages = want ? want : KW_USAGE_SIGN;
+		if (*usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP) ||
+		    (u->key_type == KEYWARD__KEY_TYPE__ED25519 && (*usages & KW_USAGE_DERIVE)))
+			return kw_error_set(KW_ERR_KEY_FUNCTION, "unwrap: only RSA keys decrypt or wrap, Ed25519 keys only sign");
+		return KW_OK;
+	default:
+		return kw_error_set(KW_ERR_KEY_TYPE, "unwrap: key type %d (AES, GENERIC_SECRET, RSA, EC or ED25519)",
+				    (int)u->key_type);
+	}
+}
+
+/* A private key from its PKCS#8 DER, of the type u names and a size the HSM makes too. */
+static kw_rv unwrapped_private(const Keyward__UnwrapKey *u, const unsigned char *der, size_t len, EVP_PKEY **out)
+{
+	const unsigned char *p = der;
+	PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+	EVP_PKEY *pkey = p8 && p == der + len ? EVP_PKCS82PKEY(p8) : NULL;
+	int id = pkey ? EVP_PKEY_get_base_id(pkey) : 0, bits = pkey ? EVP_PKEY_get_bits(pkey) : 0;
+	kw_rv rv = KW_OK;
+
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	if (!pkey)
+		rv = kw_error_set(KW_ERR_ENCRYPTED_DATA, "unwrap: the unwrapped bytes are no PKCS#8 private key");
+	else if ((u->key_type == KEYWARD__KEY_TYPE__RSA) != (id == EVP_PKEY_RSA) ||
+		 (u->key_type == KEYWARD__KEY_TYPE__EC) != (id == EVP_PKEY_EC) ||
+		 (u->key_type == KEYWARD__KEY_TYPE__ED25519) != (id == EVP_PKEY_ED25519))
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: the key is of another type than key type %d says",
+				  (int)u->key_type);
+	else if (id == EVP_PKEY_RSA && bits != 2048 && bits != 3072 && bits != 4096)
+		rv = kw_error_set(KW_ERR_KEY_SIZE, "unwrap: RSA keys are 2048, 3072 or 4096 bits, not %d", bits);
+	if (rv) {
+		ERR_clear_error();
+		EVP_PKEY_free(pkey);
+		return rv;
+	}
+	*out = pkey;
+	return KW_OK;
+}
+
+static kw_rv on_unwrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__UnwrapKey *u,
+			   Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row row = {0}, priv = {0}, pub = {0};
+	struct kw_cached_key rsa = {0};
+	Keyward__KeyPair *pair = kw_scratch_alloc(s, sizeof *pair);
+	bool secret = u->cls == KEYWARD__OBJECT_CLASS__SECRET_KEY, have_rsa = false;
+	size_t cap = u->wrapped.len + 16, plain_len = cap, kek_len = 0;
+	unsigned char *plain = calloc(1, cap), *kek = NULL;
+	EVP_PKEY *pkey = NULL;
+	struct kw_keygen spec;
+	unsigned usages = 0;
+	uint64_t uid;
+	kw_rv rv;
+
+	if (!pair || !plain) {
+		free(plain);
+		return KW_ERR_NO_MEMORY;
+	}
+	if (!secret && u->cls != KEYWARD__OBJECT_CLASS__PRIVATE_KEY)
+		rv = kw_error_set(KW_ERR_ARGUMENTS, "unwrap: class %d (SECRET_KEY or PRIVATE_KEY)", (int)u->cls);
+	else if (secret != (u->key_type == KEYWARD__KEY_TYPE__AES || u->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET))
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: key type %d is not of class %d", (int)u->key_type,
+				  (int)u->cls);
+	else if (u->ckaid.len > KW_CKAID_MAX)
+		rv = kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "unwrap: the CKA_ID is %zu bytes long, at most %d",
+				  u->ckaid.len, KW_CKAID_MAX);
+	else if (u->wrapped.len == 0 || u->wrapped.len > KW_WRAP_MAX + 16)
+		rv = kw_error_set(KW_ERR_DATA_LEN, "unwrap: %zu wrapped bytes, 1 to %d can be", u->wrapped.len,
+				  KW_WRAP_MAX + 16);
+	else
+		rv = unwrap_usages(u, &usages);
+	if (rv)
+		goto out;
+	if (u->mechanism == KEYWARD__MECHANISM__RSA_OAEP) {
+		Keyward__Decrypt d = KEYWARD__DECRYPT__INIT;
+
+		if (!secret) {
+			rv = kw_error_set(KW_ERR_MECHANISM, "unwrap: RSA_OAEP unwraps secret keys only (a private key "
+							    "is unwrapped with AES_KEY_WRAP_PAD)");
+			goto out;
+		}
+		if ((rv = usable_key(srv, peer, u->unwrapping_key, KW_USAGE_WRAP, u->mechanism, "unwrap", &rsa, &uid)))
+			goto out;
+		have_rsa = true;
+		d.mechanism = u->mechanism;
+		d.hash = u->hash;
+		d.mgf1_hash = u->mgf1_hash;
+		d.label = u->label;
+		d.data = u->wrapped;
+		if ((rv = kw_crypto_decrypt(rsa.pkey, rsa.key_type, &d, plain, &plain_len))) {
+			if (rv == KW_ERR_ENCRYPTED_DATA)
+				rv = kw_error_set(rv, "unwrap: the wrapped key does not decrypt with %s/%s", rsa.owner,
+						  rsa.name);
+			goto out;
+		}
+	} else {
+		rv = usable_secret(srv, peer, u->unwrapping_key, KW_KEY_AES, KW_USAGE_WRAP, "unwrap", &kek, &kek_len,
+				   &row, &uid);
+		if (!rv)
+			rv = kw_crypto_unwrap(kek, kek_len, u->mechanism, u->wrapped.data, u->wrapped.len, plain,
+					      &plain_len);
+		if (rv)
+			goto out;
+	}
+	spec = (struct kw_keygen){.owner = u->owner, .name = u->name, .extractable = u->extractable,
+				  .modifiable = !u->not_modifiable, .usages = usages, .ckaid = u->ckaid.data,
+				  .ckaid_len = u->ckaid.len, .imported = true,
+				  .secret_type = u->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET ? KW_KEY_GENERIC : KW_KEY_AES};
+	if (secret) {
+		if (!kw_secret_len_ok(spec.secret_type, plain_len)) {
+			rv = kw_error_set(KW_ERR_KEY_SIZE, "unwrap: a %s cannot have %zu bytes",
+					  spec.secret_type == KW_KEY_AES ? "AES key" : "generic secret", plain_len);
+			goto out;
+		}
+		rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, plain, plain_len, &priv);
+	} else {
+		if ((rv = unwrapped_private(u, plain, plain_len, &pkey)))
+			goto out;
+		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
+	}
+	if (rv)
+		goto out;
+	audit(srv, peer, "key.unwrap", "%s/%s (0x%" PRIx64 ") imported, unwrapped with 0x%" PRIx64, priv.owner,
+	      priv.name, priv.id, uid);
+	keyward__key_pair__init(pair);
+	if (secret) {
+		pair->secret_key = info_of(s, &priv);
+	} else {
+		pair->private_key = info_of(s, &priv);
+		pair->public_key = info_of(s, &pub);
+	}
+	if (!(secret ? pair->secret_key != NULL : pair->private_key && pair->public_key)) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+out:
+	if (have_rsa)
+		kw_cached_key_release(&rsa);
+	if (kek)
+		free_secret(kek, kek_len);
+	free_secret(plain, cap);
+	EVP_PKEY_free(pkey);
+	kw_object_row_cleanup(&row);
+	kw_object_row_cleanup(&priv); /* emptied when answered */
+	kw_object_row_cleanup(&pub);
+	return rv;
+}
+
+static kw_rv on_derive_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__DeriveKey *d,
+			   Keyward__Response *resp, struct kw_scratch *s)
+{
+	struct kw_object_row base = {0}, row = {0};
+	struct kw_cached_key key = {0};
+	Keyward__KeyPair *pair = kw_scratch_alloc(s, sizeof *pair);
+	Keyward__UnwrapKey as = KEYWARD__UNWRAP_KEY__INIT;
+	unsigned char secret[KW_GENERIC_MAX];
+	bool generic = d->key_type == KEYWARD__KEY_TYPE__GENERIC_SECRET, have_key = false;
+	struct kw_keygen spec;
+	unsigned usages = 0;
+	uint64_t id;
+	kw_rv rv;
+
+	if (!pair)
+		return KW_ERR_NO_MEMORY;
+	as.key_type = d->key_type;
+	as.usages = d->usages;
+	if (d->mechanism != KEYWARD__MECHANISM__ECDH)
+		rv = kw_error_set(KW_ERR_MECHANISM, "derive: mechanism %d (ECDH)", (int)d->mechanism);
+	else if (!generic && d->key_type != KEYWARD__KEY_TYPE__AES)
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "derive: key type %d (AES or GENERIC_SECRET)", (int)d->key_type);
+	else if (!kw_secret_len_ok(generic ? KW_KEY_GENERIC : KW_KEY_AES, d->length))
+		rv = kw_error_set(KW_ERR_KEY_SIZE, "derive: a %s of %u bytes", generic ? "generic secret" : "AES key",
+				  d->length);
+	else if (d->ckaid.len > KW_CKAID_MAX || d->public_data.len > 1024 || d->shared_data.len > 1024)
+		rv = kw_error_set(KW_ERR_ARGUMENTS, "derive: the CKA_ID, public or shared data is too long");
+	else
+		rv = unwrap_usages(&as, &usages);
+	if (rv)
+		return rv;
+	if ((rv = usable_key(srv, peer, d->base_key, KW_USAGE_DERIVE, d->mechanism, "derive", &key, &id)))
+		return rv;
+	have_key = true;
+	if (key.key_type != KW_KEY_EC) {
+		rv = kw_error_set(KW_ERR_KEY_TYPE, "derive: %s/%s is not an EC key", key.owner, key.name);
+		goto out;
+	}
+	/* the base key's history carries over: a derived key is never-extractable only if its base was */
+	if (!kw_session_id(id) && (rv = kw_keystore_get(srv->ks, peer->partition_id, id, &base)))
+		goto out;
+	if ((rv = kw_crypto_ecdh(key.pkey, d->public_data.data, d->public_data.len, d->cofactor, d->kdf,
+				 d->shared_data.data, d->shared_data.len, secret, d->length)))
+		goto out;
+	spec = (struct kw_keygen){.owner = d->owner, .name = d->name, .extractable = d->extractable,
+				  .modifiable = !d->not_modifiable, .usages = usages, .ckaid = d->ckaid.data,
+				  .ckaid_len = d->ckaid.len, .secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES,
+				  .imported = kw_session_id(id) ? false : !(base.never_extractable && base.always_sensitive)};
+	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, secret, d->length, &row);
+	if (rv)
+		goto out;
+	kw_usage_count(srv->usage, peer->partition, peer->actor, "key.derive", &key, id);
+	audit(srv, peer, "key.derive", "%s/%s (0x%" PRIx64 ") derived by ECDH from 0x%" PRIx64, row.owner, row.name,
+	      row.id, id);
+	keyward__key_pair__init(pair);
+	if (!(pair->secret_key = info_of(s, &row))) {
+		rv = KW_ERR_NO_MEMORY;
+		goto out;
+	}
+	resp->body_case = KEYWARD__RESPONSE__BODY_KEY_PAIR;
+	resp->key_pair = pair;
+out:
+	OPENSSL_cleanse(secret, sizeof secret);
+	if (have_key)
+		kw_cached_key_release(&key);
+	kw_object_row_cleanup(&base);
+	kw_object_row_cleanup(&row);
 	return rv;
 }
 
@@ -1221,6 +1589,15 @@ void kw_handle_request(struct kw_server *srv, struct kw_peer *peer, const Keywar
 		break;
 	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
 		rv = on_copy_object(srv, peer, req->copy_object, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_DERIVE_KEY:
+		rv = on_derive_key(srv, peer, req->derive_key, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_UNWRAP_KEY:
+		rv = on_unwrap_key(srv, peer, req->unwrap_key, resp, s);
+		break;
+	case KEYWARD__REQUEST__BODY_SECRET_CRYPT:
+		rv = on_secret_crypt(srv, peer, req->secret_crypt, resp, s);
 		break;
 	case KEYWARD__REQUEST__BODY_SIGN_BATCH:
 		rv = on_sign_batch(srv, peer, req->sign_batch, resp, s);

@@ -299,7 +299,7 @@ kw_rv kw_unseal_secret_locked(struct kw_keystore *ks, const struct kw_object_row
 		return kw_tampered_locked(ks, r, "the row was modified outside keywardd");
 	if (rv)
 		return rv;
-	if (r->key_type != KW_KEY_AES || len * 8 != r->bits) {
+	if (!kw_secret_len_ok(r->key_type, len) || len * 8 != r->bits) {
 		OPENSSL_cleanse(bytes, len);
 		free(bytes);
 		return kw_tampered_locked(ks, r, "the sealed secret key does not have the length its row says");

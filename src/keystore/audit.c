@@ -208,6 +208,7 @@ static const char *type_text(const struct kw_object_row *r)
 	case KW_KEY_EC: return "EC";
 	case KW_KEY_ED25519: return "Ed25519";
 	case KW_KEY_AES: return "AES";
+	case KW_KEY_GENERIC: return "generic secret";
 	default: return "-";
 	}
 }

@@ -403,7 +403,7 @@ static void get_object(struct rd *r, const struct kw_backup *b, struct kw_backup
 	o->sealed.sealed = get_dup(r, BYTES_MAX, &o->sealed.sealed_len, "a sealed key");
 	if (r->bad)
 		return;
-	if (row->cls < KW_CLASS_PRIVATE_KEY || row->cls > KW_CLASS_SECRET_KEY || row->key_type > KW_KEY_AES ||
+	if (row->cls < KW_CLASS_PRIVATE_KEY || row->cls > KW_CLASS_SECRET_KEY || (row->key_type > KW_KEY_AES && row->key_type != KW_KEY_GENERIC) ||
 	    flags > 31 || row->id == 0 || (row->id & KW_OBJECT_ID_SESSION) || !row->owner[0] || !row->name[0]) {
 		r->bad = "an object's fields";
 		return;

@@ -168,7 +168,12 @@ struct kw_keygen {
 	unsigned usages;
 	const unsigned char *ckaid; /* CKA_ID, or NULL/ckaid_len 0 for the default */
 	size_t ckaid_len;
+	enum kw_key_type secret_type; /* put_secret: KW_KEY_AES (also KW_KEY_NONE) or KW_KEY_GENERIC */
+	bool imported;		      /* unwrapped, not made here: never_extractable and always_sensitive false */
 };
+
+/* Whether a secret key of type t may have len bytes: AES 16, 24, 32; generic KW_GENERIC_MIN to _MAX. */
+bool kw_secret_len_ok(enum kw_key_type t, size_t len);
 
 /* kw_keystore_default_ckaid, the default CKA_ID of a key pair: row.h */
 
@@ -192,7 +197,8 @@ kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, str
 
 /*
  * Stores a freshly generated AES key (16, 24 or 32 bytes, else
- * KW_ERR_KEY_SIZE) as one KW_CLASS_SECRET_KEY row, sealed like a private
+ * KW_ERR_KEY_SIZE), or with spec->secret_type KW_KEY_GENERIC a generic
+ * secret (KW_GENERIC_MIN to _MAX bytes), as one KW_CLASS_SECRET_KEY row, sealed like a private
  * key (pair_id 0; no CKA_ID unless spec gives one). The same conflicts and
  * errors as put_keypair. The caller wipes key.
  */
@@ -200,7 +206,9 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 			     const unsigned char *key, size_t key_len, struct kw_object_row *out);
 
 /*
- * Stores a certificate or data object (public material, not sealed).
+ * Stores a certificate, data object or public key (public material, not
+ * sealed). cls KW_CLASS_PUBLIC_KEY: value one DER SubjectPublicKeyInfo of
+ * a key type and size the HSM makes, usages as kw_objspec says.
  * cls KW_CLASS_CERTIFICATE: value must be exactly one DER X.509
  * certificate; KW_CLASS_DATA: 0 to KW_OBJECT_VALUE_MAX bytes and an
  * optional application (certificates have none). Bad values:
@@ -217,6 +225,7 @@ struct kw_objspec {
 	size_t ckaid_len;
 	const char *application; /* NULL or "" for none */
 	bool modifiable;
+	unsigned usages; /* KW_CLASS_PUBLIC_KEY: KW_USAGE_SIGN (verify), _DECRYPT (encrypt), _WRAP; else 0 */
 };
 kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, const struct kw_objspec *spec,
 			     struct kw_object_row *out);

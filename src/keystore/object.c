@@ -197,8 +197,8 @@ kw_rv kw_keystore_keypair_rows(const struct kw_keygen *spec, EVP_PKEY *pkey, str
 	pr.sensitive = true;
 	pr.extractable = spec->extractable;
 	pr.modifiable = spec->modifiable;
-	pr.never_extractable = !spec->extractable;
-	pr.always_sensitive = true;
+	pr.never_extractable = !spec->extractable && !spec->imported;
+	pr.always_sensitive = !spec->imported;
 	pr.usages = spec->usages;
 	pr.created = now();
 
@@ -791,6 +791,13 @@ out:
 
 /* ---- secret keys, certificates, data objects, export, copy ---- */
 
+bool kw_secret_len_ok(enum kw_key_type t, size_t len)
+{
+	if (t == KW_KEY_AES)
+		return len == 16 || len == 24 || len == 32;
+	return t == KW_KEY_GENERIC && len >= KW_GENERIC_MIN && len <= KW_GENERIC_MAX;
+}
+
 kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			     const unsigned char *key, size_t key_len, struct kw_object_row *out)
 {
@@ -804,8 +811,12 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	if (!ks || !spec || !key || !out)
 		return kw_error_set(KW_ERR_ARGUMENTS, "store: put_secret needs a spec, a key and an output row");
 	memset(out, 0, sizeof *out);
-	if (key_len != 16 && key_len != 24 && key_len != 32)
-		return kw_error_set(KW_ERR_KEY_SIZE, "store: AES keys are 128, 192 or 256 bits, not %zu", key_len * 8);
+	if (spec->secret_type == KW_KEY_GENERIC ? !kw_secret_len_ok(KW_KEY_GENERIC, key_len)
+						 : !kw_secret_len_ok(KW_KEY_AES, key_len))
+		return kw_error_set(KW_ERR_KEY_SIZE, "store: %s, not %zu bytes",
+				    spec->secret_type == KW_KEY_GENERIC ? "generic secrets have 16 to 128 bytes"
+									 : "AES keys have 16, 24 or 32 bytes",
+				    key_len);
 	rv = kw_check_owner(spec->owner);
 	if (!rv)
 		rv = kw_check_name(spec->name);
@@ -825,13 +836,13 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
 	snprintf(r.name, sizeof r.name, "%s", spec->name);
 	r.cls = KW_CLASS_SECRET_KEY;
-	r.key_type = KW_KEY_AES;
+	r.key_type = spec->secret_type == KW_KEY_GENERIC ? KW_KEY_GENERIC : KW_KEY_AES;
 	r.bits = (unsigned)key_len * 8;
 	r.sensitive = true;
 	r.extractable = spec->extractable;
 	r.modifiable = spec->modifiable;
-	r.never_extractable = !spec->extractable;
-	r.always_sensitive = true;
+	r.never_extractable = !spec->extractable && !spec->imported;
+	r.always_sensitive = !spec->imported;
 	r.usages = spec->usages;
 	r.created = now();
 	if (spec->ckaid_len)
@@ -874,12 +885,15 @@ kw_rv kw_keystore_object_row(const struct kw_objspec *spec, struct kw_object_row
 	if (!spec || !out)
 		return kw_error_set(KW_ERR_ARGUMENTS, "store: an object needs a spec and an output row");
 	memset(out, 0, sizeof *out);
-	if (spec->cls != KW_CLASS_CERTIFICATE && spec->cls != KW_CLASS_DATA)
+	if (spec->cls != KW_CLASS_CERTIFICATE && spec->cls != KW_CLASS_DATA && spec->cls != KW_CLASS_PUBLIC_KEY)
 		return kw_error_set(KW_ERR_ARGUMENTS,
-				    "store: only certificates and data objects are created this way (class %d); keys "
-				    "are generated on the HSM",
+				    "store: only certificates, data objects and public keys are created this way (class "
+				    "%d); private and secret keys are generated on the HSM or unwrapped into it",
 				    (int)spec->cls);
-	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object";
+	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : spec->cls == KW_CLASS_DATA ? "data object" : "public key";
+	if (spec->cls != KW_CLASS_PUBLIC_KEY && spec->usages)
+		return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "store: %s \"%s\": only keys have usages", what,
+				    spec->name ? spec->name : "");
 	app = spec->application && spec->application[0] ? spec->application : NULL;
 	rv = kw_check_owner(spec->owner);
 	if (!rv)
@@ -914,11 +928,35 @@ kw_rv kw_keystore_object_row(const struct kw_objspec *spec, struct kw_object_row
 	}
 	if (app && (rv = check_text("application", app, KW_APPLICATION_MAX, false)))
 		return rv;
+	if (spec->cls == KW_CLASS_PUBLIC_KEY) {
+		const unsigned char *p = spec->value;
+		EVP_PKEY *pub = spec->value_len ? d2i_PUBKEY(NULL, &p, (long)spec->value_len) : NULL;
+		bool whole = pub && p == spec->value + spec->value_len;
+
+		ERR_clear_error();
+		if (!whole || app) {
+			EVP_PKEY_free(pub);
+			return kw_error_set(KW_ERR_ATTRIBUTE_VALUE, "store: public key \"%s\": %s", spec->name,
+					    app ? "a key has no application" : "the value is not one DER SubjectPublicKeyInfo");
+		}
+		rv = describe_key(pub, &r.key_type, &r.bits, r.curve);
+		EVP_PKEY_free(pub);
+		if (!rv && r.key_type == KW_KEY_RSA && (r.bits < 2048 || r.bits > 4096))
+			rv = kw_error_set(KW_ERR_KEY_SIZE, "store: public key \"%s\": RSA keys of 2048 to 4096 bits, not %u",
+					  spec->name, r.bits);
+		if (!rv && (spec->usages & ~(KW_USAGE_SIGN | KW_USAGE_DECRYPT | KW_USAGE_WRAP) ||
+			    (r.key_type != KW_KEY_RSA && (spec->usages & (KW_USAGE_DECRYPT | KW_USAGE_WRAP)))))
+			rv = kw_error_set(KW_ERR_KEY_FUNCTION,
+					  "store: public key \"%s\": usages 0x%x (verify; encrypt and wrap for RSA)",
+					  spec->name, spec->usages);
+		if (rv)
+			return rv;
+	}
 
 	snprintf(r.owner, sizeof r.owner, "%s", spec->owner);
 	snprintf(r.name, sizeof r.name, "%s", spec->name);
 	r.cls = spec->cls;
-	r.key_type = KW_KEY_NONE;
+	r.usages = spec->usages;
 	r.extractable = true;
 	r.modifiable = spec->modifiable;
 	r.created = now();
@@ -951,7 +989,7 @@ kw_rv kw_keystore_put_object(struct kw_keystore *ks, uint64_t partition_id, cons
 	rv = kw_keystore_object_row(spec, &r);
 	if (rv)
 		return rv;
-	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : "data object";
+	what = spec->cls == KW_CLASS_CERTIFICATE ? "certificate" : spec->cls == KW_CLASS_DATA ? "data object" : "public key";
 	r.partition_id = partition_id;
 	lock(ks);
 	rv = partition_exists_locked(ks, partition_id);

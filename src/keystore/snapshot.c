@@ -301,7 +301,7 @@ static kw_rv backup_unseal_locked(struct kw_keystore *ks, const struct kw_backup
 	if (rv)
 		return rv;
 	if (r->cls == KW_CLASS_SECRET_KEY) {
-		if (r->key_type != KW_KEY_AES || der_len * 8 != r->bits)
+		if (!kw_secret_len_ok(r->key_type, der_len) || der_len * 8 != r->bits)
 			rv = backup_refused(b, o, KW_ERR_TAMPERED,
 					    "has a secret key of another length than its row says");
 		goto out;

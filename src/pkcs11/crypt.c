@@ -21,6 +21,11 @@ void p11_crypt_cleanup(struct p11_crypt *op)
 {
 	EVP_PKEY_CTX_free(op->pctx);
 	EVP_MD_CTX_free(op->mdctx);
+	if (op->data) {
+		OPENSSL_cleanse(op->data, op->data_cap);
+		free(op->data);
+	}
+	free(op->aad);
 	OPENSSL_cleanse(op, sizeof *op);
 }
 
@@ -58,6 +63,68 @@ static CK_RV rsa_mechanism(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_FLAGS ne
 	return CKR_OK;
 }
 
+/* The AES mechanism of m (ECB, CBC, CBC_PAD, GCM), or KW_MECH_NONE. */
+static enum kw_mech aes_mech_of(CK_MECHANISM_TYPE t)
+{
+	switch (t) {
+	case CKM_AES_ECB:
+		return KW_MECH_AES_ECB;
+	case CKM_AES_CBC:
+		return KW_MECH_AES_CBC;
+	case CKM_AES_CBC_PAD:
+		return KW_MECH_AES_CBC_PAD;
+	case CKM_AES_GCM:
+		return KW_MECH_AES_GCM;
+	default:
+		return KW_MECH_NONE;
+	}
+}
+
+/* An AES operation with secret key o: the key checked, the parameters copied into op. */
+static CK_RV aes_init(struct p11_crypt *op, CK_MECHANISM_PTR m, const kw_object *o)
+{
+	op->aes_mech = aes_mech_of(m->mechanism);
+	if (!p11.logged_in)
+		return CKR_USER_NOT_LOGGED_IN;
+	if (kw_object_class(o) != KW_CLASS_SECRET_KEY || kw_object_key_type(o) != KW_KEY_AES)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	if (!(kw_object_usages(o) & KW_USAGE_DECRYPT))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	switch (op->aes_mech) {
+	case KW_MECH_AES_ECB:
+		if (m->pParameter || m->ulParameterLen)
+			return CKR_MECHANISM_PARAM_INVALID;
+		break;
+	case KW_MECH_AES_CBC:
+	case KW_MECH_AES_CBC_PAD:
+		if (!m->pParameter || m->ulParameterLen != 16)
+			return CKR_MECHANISM_PARAM_INVALID;
+		memcpy(op->iv, m->pParameter, 16);
+		op->iv_len = 16;
+		break;
+	default: {
+		CK_GCM_PARAMS *g = m->pParameter;
+
+		if (!g || m->ulParameterLen != sizeof *g || !g->pIv || g->ulIvLen == 0 || g->ulIvLen > sizeof op->iv ||
+		    (g->ulAADLen && !g->pAAD) || g->ulAADLen > 65536 || g->ulTagBits % 8 || g->ulTagBits < 96 ||
+		    g->ulTagBits > 128)
+			return CKR_MECHANISM_PARAM_INVALID;
+		memcpy(op->iv, g->pIv, g->ulIvLen);
+		op->iv_len = g->ulIvLen;
+		op->tag_bits = (unsigned)g->ulTagBits;
+		if (g->ulAADLen) {
+			if (!(op->aad = OPENSSL_memdup(g->pAAD, g->ulAADLen)))
+				return CKR_HOST_MEMORY;
+			op->aad_len = g->ulAADLen;
+		}
+		break;
+	}
+	}
+	op->key_id = kw_object_id(o);
+	op->active = 1;
+	return CKR_OK;
+}
+
 CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
 	const kw_object *o = p11_object_get_locked(key);
@@ -66,6 +133,11 @@ CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 	memset(op, 0, sizeof *op);
 	if (!o)
 		return CKR_KEY_HANDLE_INVALID;
+	if (aes_mech_of(m->mechanism)) {
+		if ((rv = aes_init(op, m, o)))
+			p11_crypt_cleanup(op);
+		return rv;
+	}
 	if ((rv = rsa_mechanism(op, m, CKF_DECRYPT, &op->kwm))) {
 		p11_crypt_cleanup(op);
 		return rv;
@@ -86,8 +158,38 @@ CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 	return CKR_OK;
 }
 
+CK_RV p11_gather(unsigned char **data, size_t *cap, size_t *len, const unsigned char *in, size_t n, size_t max)
+{
+	if (n > max - *len)
+		return CKR_DATA_LEN_RANGE;
+	if (*len + n > *cap) {
+		/* a fresh buffer, so that no copy of the data is left unwiped */
+		size_t c = *len + n < 4096 ? 4096 : 2 * (*len + n);
+		unsigned char *d;
+
+		if (c > max)
+			c = max;
+		if (!(d = malloc(c)))
+			return CKR_HOST_MEMORY;
+		if (*len)
+			memcpy(d, *data, *len);
+		if (*data) {
+			OPENSSL_cleanse(*data, *cap);
+			free(*data);
+		}
+		*data = d;
+		*cap = c;
+	}
+	if (n)
+		memcpy(*data + *len, in, n);
+	*len += n;
+	return CKR_OK;
+}
+
 CK_RV p11_crypt_update(struct p11_crypt *op, const unsigned char *in, size_t len)
 {
+	if (op->aes_mech)
+		return p11_gather(&op->data, &op->data_cap, &op->len, in, len, KW_SECRET_CRYPT_MAX);
 	if (len > sizeof op->buf - op->len)
 		return CKR_DATA_LEN_RANGE;
 	if (len)
@@ -112,7 +214,10 @@ CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 		rv = CKR_SESSION_HANDLE_INVALID;
 	else if (!s->decrypt.active)
 		rv = CKR_OPERATION_NOT_INITIALIZED;
-	else if (s->decrypt.len != s->decrypt.out_max)
+	else if (s->decrypt.aes_mech) {
+		pthread_mutex_unlock(&p11.lock);
+		return p11_aes_final(h, 0, out, out_len);
+	} else if (s->decrypt.len != s->decrypt.out_max)
 		rv = CKR_ENCRYPTED_DATA_LEN_RANGE;
 	else if (!out) {
 		/* the size query: the plaintext is at most the modulus long */
@@ -169,6 +274,11 @@ CK_RV p11_encrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJEC
 	memset(op, 0, sizeof *op);
 	if (!o)
 		return CKR_KEY_HANDLE_INVALID;
+	if (aes_mech_of(m->mechanism)) {
+		if ((rv = aes_init(op, m, o)))
+			goto fail;
+		return CKR_OK;
+	}
 	if ((rv = rsa_mechanism(op, m, CKF_ENCRYPT, &op->kwm)))
 		goto fail;
 	rv = CKR_KEY_TYPE_INCONSISTENT;
@@ -260,4 +370,116 @@ CK_RV p11_digest_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PT
 		return CKR_FUNCTION_FAILED;
 	*out_len = n;
 	return CKR_OK;
+}
+
+/*
+ * The output's length for n bytes in: exact, or for a CBC_PAD decryption
+ * the bound (the padding is known only once decrypted). A length the
+ * mechanism cannot take: the CK_RV that says so.
+ */
+static CK_RV aes_out_len(const struct p11_crypt *op, int encrypt, size_t n, size_t *out)
+{
+	size_t tag = op->tag_bits / 8;
+
+	switch (op->aes_mech) {
+	case KW_MECH_AES_ECB:
+	case KW_MECH_AES_CBC:
+		if (n % 16)
+			return encrypt ? CKR_DATA_LEN_RANGE : CKR_ENCRYPTED_DATA_LEN_RANGE;
+		*out = n;
+		return CKR_OK;
+	case KW_MECH_AES_CBC_PAD:
+		if (!encrypt && (n == 0 || n % 16))
+			return CKR_ENCRYPTED_DATA_LEN_RANGE;
+		*out = encrypt ? (n / 16 + 1) * 16 : n;
+		return CKR_OK;
+	default:
+		if (!encrypt && n < tag)
+			return CKR_ENCRYPTED_DATA_LEN_RANGE;
+		*out = encrypt ? n + tag : n - tag;
+		return CKR_OK;
+	}
+}
+
+CK_RV p11_aes_final(CK_SESSION_HANDLE h, int encrypt, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	struct p11_session *s;
+	struct p11_crypt *op;
+	struct kw_aes_params params = {0};
+	unsigned char *in = NULL, *res = NULL, *aad = NULL, iv[sizeof op->iv];
+	enum kw_mech mech;
+	size_t n = 0, bound = 0, res_len = 0;
+	uint64_t key_id;
+	kw_client *c;
+	kw_rv krv;
+	CK_RV rv;
+
+	pthread_mutex_lock(&p11.lock);
+	if (!(s = p11_session_get_locked(h))) {
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	op = encrypt ? &s->encrypt : &s->decrypt;
+	if (!op->active || !op->aes_mech) {
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	if ((rv = aes_out_len(op, encrypt, op->len, &bound))) {
+		p11_crypt_cleanup(op);
+		pthread_mutex_unlock(&p11.lock);
+		return rv;
+	}
+	if (!out) { /* the length query: nothing is sent yet */
+		*out_len = bound;
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_OK;
+	}
+	/* copies, for the HSM request that runs unlocked */
+	n = op->len;
+	res_len = n + 16;
+	in = malloc(n ? n : 1);
+	res = malloc(res_len);
+	aad = op->aad_len ? OPENSSL_memdup(op->aad, op->aad_len) : NULL;
+	if (!in || !res || (op->aad_len && !aad)) {
+		rv = CKR_HOST_MEMORY;
+		p11_crypt_cleanup(op);
+		pthread_mutex_unlock(&p11.lock);
+		goto out;
+	}
+	if (n)
+		memcpy(in, op->data, n);
+	memcpy(iv, op->iv, op->iv_len);
+	params = (struct kw_aes_params){.iv = op->iv_len ? iv : NULL, .iv_len = op->iv_len, .aad = aad,
+					.aad_len = op->aad_len, .tag_bits = op->tag_bits};
+	mech = op->aes_mech;
+	key_id = op->key_id;
+	c = p11_client_for_locked(key_id);
+	pthread_mutex_unlock(&p11.lock);
+
+	krv = kw_secret_crypt(c, key_id, mech, encrypt, &params, in, n, res, &res_len);
+	if (krv)
+		rv = p11_ckr(krv, encrypt ? "encrypting" : "decrypting");
+	else if (*out_len < res_len)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else
+		memcpy(out, res, res_len);
+	if (!krv)
+		*out_len = res_len;
+	/* a buffer too small keeps the operation for the next call; anything else ends it */
+	pthread_mutex_lock(&p11.lock);
+	if (rv != CKR_BUFFER_TOO_SMALL && (s = p11_session_get_locked(h)))
+		p11_crypt_cleanup(encrypt ? &s->encrypt : &s->decrypt);
+	pthread_mutex_unlock(&p11.lock);
+out:
+	if (in) {
+		OPENSSL_cleanse(in, n);
+		free(in);
+	}
+	if (res) {
+		OPENSSL_cleanse(res, n + 16);
+		free(res);
+	}
+	free(aad);
+	OPENSSL_cleanse(iv, sizeof iv);
+	return rv;
 }

@@ -903,6 +903,13 @@ static CK_RV verify_final(CK_SESSION_HANDLE h, const unsigned char *data, CK_ULO
 	if (!s->verify.active)
 		return leave(CKR_OPERATION_NOT_INITIALIZED);
 	rv = with_data ? p11_op_update(&s->verify, data, len) : CKR_OK;
+	if (!rv && s->verify.kwm.mech == KW_MECH_HMAC) {
+		/* the HSM makes the MAC: unlocked, as signing */
+		CK_ULONG n = sig_len;
+
+		leave(CKR_OK);
+		return p11_hmac_final(h, 1, sig, &n);
+	}
 	if (!rv)
 		rv = p11_verify_final_locked(&s->verify, sig, sig_len);
 	p11_op_cleanup(&s->verify);
@@ -1030,6 +1037,33 @@ static CK_RV p11_C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRI
 	return leave(p11_generate_key_locked(s, m, t, n, out));
 }
 
+static CK_RV p11_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+			     CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			     CK_OBJECT_HANDLE_PTR out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, &s)))
+		return rv;
+	if (!m || !wrapped || !wrapped_len || (!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_unwrap_key_locked(s, m, unwrapping, wrapped, wrapped_len, t, n, out));
+}
+
+static CK_RV p11_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+			     CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	if ((rv = enter_write(h, 1, &s)))
+		return rv;
+	if (!m || (!t && n) || !out)
+		return leave(CKR_ARGUMENTS_BAD);
+	return leave(p11_derive_key_locked(s, m, base, t, n, out));
+}
+
 static CK_RV p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 			   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
@@ -1124,6 +1158,10 @@ static CK_RV crypt_final(CK_SESSION_HANDLE h, const unsigned char *in, CK_ULONG 
 	if (kind == DECRYPT) {
 		leave(CKR_OK);
 		return p11_decrypt_final(h, out, out_len);
+	}
+	if (kind == ENCRYPT && op->aes_mech) {
+		leave(CKR_OK);
+		return p11_aes_final(h, 1, out, out_len);
 	}
 	rv = kind == ENCRYPT ? p11_encrypt_final_locked(op, out, out_len) : p11_digest_final_locked(op, out, out_len);
 	/* a length query or a short buffer keeps the operation; anything else ends it */
@@ -1262,10 +1300,6 @@ P11_UNSUPPORTED(C_DigestEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_U
 P11_UNSUPPORTED(C_DecryptDigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
 P11_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e))
-P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_BYTE_PTR d, CK_ULONG e,
-			      CK_ATTRIBUTE_PTR f, CK_ULONG g, CK_OBJECT_HANDLE_PTR h))
-P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,
-			      CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
 P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
 /* PKCS#11 3.0's message-based functions: keyward has no AEAD or per-message mechanism to offer. */
 P11_UNSUPPORTED(C_MessageInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))

@@ -213,6 +213,8 @@ static CK_KEY_TYPE ck_key_type(const kw_object *o)
 		return CKK_EC_EDWARDS;
 	case KW_KEY_AES:
 		return CKK_AES;
+	case KW_KEY_GENERIC:
+		return CKK_GENERIC_SECRET;
 	default:
 		return CK_UNAVAILABLE_INFORMATION;
 	}
@@ -393,9 +395,10 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 	case CKA_KEY_TYPE:
 		return set_ulong(v, ck_key_type(o));
 	case CKA_LOCAL:
-		return set_bool(v, 1);
+		/* made on the HSM: always sensitive; an unwrapped (imported) key was not (nor its public half) */
+		return set_bool(v, cls == CKO_PUBLIC_KEY || kw_object_always_sensitive(o));
 	case CKA_DERIVE:
-		return set_bool(v, 0);
+		return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DERIVE));
 	case CKA_START_DATE:
 	case CKA_END_DATE:
 	case CKA_SUBJECT:
@@ -404,6 +407,7 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		return set_ulong(v, kt == KW_KEY_RSA   ? CKM_RSA_PKCS_KEY_PAIR_GEN
 				    : kt == KW_KEY_EC  ? CKM_EC_KEY_PAIR_GEN
 				    : kt == KW_KEY_AES ? CKM_AES_KEY_GEN
+				    : kt == KW_KEY_GENERIC ? CKM_GENERIC_SECRET_KEY_GEN
 						       : CKM_EC_EDWARDS_KEY_PAIR_GEN);
 	case CKA_ALLOWED_MECHANISMS: {
 		CK_MECHANISM_TYPE *list = (CK_MECHANISM_TYPE *)(void *)v->scratch;
@@ -455,9 +459,9 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		case CKA_SIGN_RECOVER:
 			return set_bool(v, 0);
 		case CKA_SIGN:
-			return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_SIGN));
+			return set_bool(v, (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) && (usages & KW_USAGE_SIGN));
 		case CKA_DECRYPT:
-			return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DECRYPT));
+			return set_bool(v, (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) && (usages & KW_USAGE_DECRYPT));
 		case CKA_UNWRAP:
 			return set_bool(v, (usages & KW_USAGE_WRAP) != 0);
 		case CKA_VALUE:
@@ -477,10 +481,10 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 				return set_ulong(v, kw_object_bits(o) / 8);
 			case CKA_WRAP:
 				return set_bool(v, (usages & KW_USAGE_WRAP) != 0);
-			case CKA_ENCRYPT:
-			case CKA_SIGN:
-			case CKA_VERIFY:
-				return set_bool(v, 0);
+			case CKA_ENCRYPT: /* a secret key's usage DECRYPT is encrypt and decrypt */
+				return set_bool(v, (usages & KW_USAGE_DECRYPT) != 0);
+			case CKA_VERIFY: /* a generic secret's usage SIGN is sign and verify (HMAC) */
+				return set_bool(v, (usages & KW_USAGE_SIGN) != 0);
 			default:
 				break;
 			}

@@ -58,6 +58,8 @@ struct p11_op {
 	unsigned char buf[P11_RAW_DATA_MAX];
 	size_t len;
 	EVP_PKEY *pub; /* verify: the public key */
+	unsigned char *data; /* HMAC: the message so far (at most KW_HMAC_DATA_MAX bytes), in len */
+	size_t data_cap;
 };
 
 /* A decrypt, encrypt or digest operation in progress on a session. */
@@ -69,8 +71,21 @@ struct p11_crypt {
 	unsigned char label[P11_RAW_DATA_MAX]; /* OAEP: kwm.label points here */
 	EVP_PKEY_CTX *pctx;		       /* encrypt: the public key, set up */
 	EVP_MD_CTX *mdctx;		       /* digest */
-	unsigned char buf[P11_RAW_DATA_MAX];   /* decrypt, encrypt: the input so far */
-	size_t len;
+	unsigned char buf[P11_RAW_DATA_MAX];   /* decrypt, encrypt: the input so far (RSA) */
+	size_t len;			       /* of buf, or for AES of data */
+	/*
+	 * AES (aes_mech set): the input is gathered in data (at most
+	 * KW_SECRET_CRYPT_MAX bytes) and the HSM en- or decrypts it at the end
+	 * in one request; the parts give no output before that.
+	 */
+	enum kw_mech aes_mech;
+	unsigned char *data;
+	size_t data_cap;
+	unsigned char iv[128];
+	size_t iv_len;
+	unsigned char *aad; /* GCM */
+	size_t aad_len;
+	unsigned tag_bits;
 };
 
 struct p11_session {
@@ -190,11 +205,21 @@ CK_RV p11_copy_object_locked(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 CK_RV p11_object_size_locked(CK_OBJECT_HANDLE h, CK_ULONG_PTR size);
 CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 			      CK_OBJECT_HANDLE_PTR out);
+CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+			    const unsigned char *wrapped, size_t wrapped_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+			    CK_OBJECT_HANDLE_PTR out);
+CK_RV p11_derive_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+			    CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
 /* Takes and releases p11.lock around the HSM call. */
 CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 		   CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 
 /* crypt.c */
+/*
+ * Appends n bytes of in to *data (*len bytes of *cap), growing it up to max
+ * bytes (CKR_DATA_LEN_RANGE beyond); the old buffer is wiped.
+ */
+CK_RV p11_gather(unsigned char **data, size_t *cap, size_t *len, const unsigned char *in, size_t n, size_t max);
 void p11_crypt_cleanup(struct p11_crypt *op);
 CK_RV p11_decrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
 CK_RV p11_encrypt_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
@@ -202,6 +227,8 @@ CK_RV p11_crypt_update(struct p11_crypt *op, const unsigned char *in, size_t len
 /* Decrypts what the session's operation accumulated; takes and releases p11.lock around the HSM call. */
 CK_RV p11_decrypt_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 CK_RV p11_encrypt_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+/* Ends an AES operation of session h (encrypt or decrypt); takes and releases p11.lock around the HSM call. */
+CK_RV p11_aes_final(CK_SESSION_HANDLE h, int encrypt, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 CK_RV p11_digest_init_locked(struct p11_crypt *op, CK_MECHANISM_PTR m);
 CK_RV p11_digest_update(struct p11_crypt *op, const unsigned char *in, size_t len);
 CK_RV p11_digest_final_locked(struct p11_crypt *op, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
@@ -225,5 +252,11 @@ CK_RV p11_op_update(struct p11_op *op, const unsigned char *data, size_t len);
 /* Signs what op accumulated; takes and releases p11.lock around the HSM call. */
 CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len);
 CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_t sig_len);
+/*
+ * Ends session h's HMAC sign (verify 0) or verify operation: the HSM makes
+ * the MAC, the module compares it for a verification (in constant time).
+ * Takes and releases p11.lock around the HSM call.
+ */
+CK_RV p11_hmac_final(CK_SESSION_HANDLE h, int verify, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len);
 
 #endif

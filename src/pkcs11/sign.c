@@ -46,6 +46,8 @@ static const struct mech mechs[] = {
 	{CKM_EC_EDWARDS_KEY_PAIR_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 255, 255,
 	 CKF_GENERATE_KEY_PAIR | CKF_HW},
 	{CKM_AES_KEY_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, 16, 32, CKF_GENERATE | CKF_HW},
+	{CKM_GENERIC_SECRET_KEY_GEN, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_NONE, KW_GENERIC_MIN, KW_GENERIC_MAX,
+	 CKF_GENERATE | CKF_HW},
 	{CKM_RSA_PKCS, KW_KEY_RSA, KW_MECH_RSA_PKCS1, KW_HASH_NONE, 2048, 4096, SV | ED},
 	{CKM_RSA_X_509, KW_KEY_RSA, KW_MECH_RSA_RAW, KW_HASH_NONE, 2048, 4096, SV | ED},
 	{CKM_RSA_PKCS_OAEP, KW_KEY_RSA, KW_MECH_RSA_OAEP, KW_HASH_NONE, 2048, 4096, ED | CKF_HW},
@@ -66,7 +68,16 @@ static const struct mech mechs[] = {
 	{CKM_ECDSA_SHA256, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA256, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA384, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA384, 256, 521, SV | EC_FLAGS},
 	{CKM_ECDSA_SHA512, KW_KEY_EC, KW_MECH_ECDSA, KW_HASH_SHA512, 256, 521, SV | EC_FLAGS},
+	{CKM_ECDH1_DERIVE, KW_KEY_EC, KW_MECH_ECDH, KW_HASH_NONE, 256, 521, CKF_DERIVE | CKF_HW | EC_FLAGS},
+	{CKM_ECDH1_COFACTOR_DERIVE, KW_KEY_EC, KW_MECH_ECDH, KW_HASH_NONE, 256, 521, CKF_DERIVE | CKF_HW | EC_FLAGS},
 	{CKM_EDDSA, KW_KEY_ED25519, KW_MECH_EDDSA, KW_HASH_NONE, 255, 255, SV},
+	{CKM_AES_ECB, KW_KEY_AES, KW_MECH_AES_ECB, KW_HASH_NONE, 16, 32, ED | CKF_HW},
+	{CKM_AES_CBC, KW_KEY_AES, KW_MECH_AES_CBC, KW_HASH_NONE, 16, 32, ED | CKF_HW},
+	{CKM_AES_CBC_PAD, KW_KEY_AES, KW_MECH_AES_CBC_PAD, KW_HASH_NONE, 16, 32, ED | CKF_HW},
+	{CKM_AES_GCM, KW_KEY_AES, KW_MECH_AES_GCM, KW_HASH_NONE, 16, 32, ED | CKF_HW},
+	{CKM_SHA256_HMAC, KW_KEY_GENERIC, KW_MECH_HMAC, KW_HASH_SHA256, KW_GENERIC_MIN, KW_GENERIC_MAX, SV},
+	{CKM_SHA384_HMAC, KW_KEY_GENERIC, KW_MECH_HMAC, KW_HASH_SHA384, KW_GENERIC_MIN, KW_GENERIC_MAX, SV},
+	{CKM_SHA512_HMAC, KW_KEY_GENERIC, KW_MECH_HMAC, KW_HASH_SHA512, KW_GENERIC_MIN, KW_GENERIC_MAX, SV},
 	{CKM_AES_KEY_WRAP, KW_KEY_AES, KW_MECH_AES_KEY_WRAP, KW_HASH_NONE, 16, 32, CKF_WRAP | CKF_HW},
 	{CKM_AES_KEY_WRAP_KWP, KW_KEY_AES, KW_MECH_AES_KEY_WRAP_PAD, KW_HASH_NONE, 16, 32, CKF_WRAP | CKF_HW},
 	{CKM_SHA_1, KW_KEY_NONE, KW_MECH_NONE, KW_HASH_SHA1, 0, 0, CKF_DIGEST},
@@ -122,6 +133,8 @@ size_t p11_allowed_mechanisms(const kw_object *o, CK_MECHANISM_TYPE *out, size_t
 		want |= CKF_DECRYPT | CKF_ENCRYPT;
 	if (usages & KW_USAGE_WRAP)
 		want |= CKF_WRAP;
+	if (usages & KW_USAGE_DERIVE)
+		want |= CKF_DERIVE;
 	for (size_t i = 0; i < N_MECHS && n < max; i++)
 		if (mechs[i].key_type == kw_object_key_type(o) && (mechs[i].flags & want))
 			out[n++] = mechs[i].type;
@@ -199,6 +212,10 @@ void p11_op_cleanup(struct p11_op *op)
 {
 	EVP_MD_CTX_free(op->mdctx);
 	EVP_PKEY_free(op->pub);
+	if (op->data) {
+		OPENSSL_cleanse(op->data, op->data_cap);
+		free(op->data);
+	}
 	OPENSSL_cleanse(op, sizeof *op);
 	memset(op, 0, sizeof *op);
 }
@@ -259,7 +276,7 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	char name[KW_NAME_MAX + 1];
 	CK_ATTRIBUTE_PTR id, e;
 	kw_object *priv = NULL, *pub = NULL;
-	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1;
+	int extractable = 0, sensitive = 1, modifiable = 1, sign = 1, decrypt = -1, verify = -1, encrypt = -1, wrap = -1, unwrap = -1, derive = -1;
 	int priv_token = -1, pub_token = -1, session;
 	kw_client *c;
 	kw_rv krv;
@@ -301,6 +318,9 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_MODIFIABLE, &modifiable)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_SIGN, &sign)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_DECRYPT, &decrypt)) ||
+	    (rv = p11_template_bool(priv_t, priv_n, CKA_UNWRAP, &unwrap)) ||
+	    (rv = p11_template_bool(priv_t, priv_n, CKA_DERIVE, &derive)) ||
+	    (rv = p11_template_bool(pub_t, pub_n, CKA_WRAP, &wrap)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_VERIFY, &verify)) ||
 	    (rv = p11_template_bool(pub_t, pub_n, CKA_ENCRYPT, &encrypt)) ||
 	    (rv = p11_template_bool(priv_t, priv_n, CKA_TOKEN, &priv_token)) ||
@@ -312,12 +332,20 @@ CK_RV p11_generate_key_pair_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK
 	session = priv_token == 0 || pub_token == 0;
 	if (!sensitive)
 		return CKR_ATTRIBUTE_VALUE_INVALID; /* private keys on the HSM are always sensitive */
-	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0))
-		return CKR_TEMPLATE_INCONSISTENT; /* only RSA keys decrypt */
+	if (type != KW_KEY_RSA && (decrypt > 0 || encrypt > 0 || unwrap > 0 || wrap > 0))
+		return CKR_TEMPLATE_INCONSISTENT; /* only RSA keys decrypt and unwrap */
 	if (sign || verify > 0)
 		usages |= KW_USAGE_SIGN;
 	if (decrypt > 0 || encrypt > 0)
 		usages |= KW_USAGE_DECRYPT;
+	if (unwrap > 0 || wrap > 0)
+		usages |= KW_USAGE_WRAP; /* an RSA key unwraps (RSA-OAEP) in the HSM */
+	/*
+	 * Only EC keys derive (ECDH). pkcs11-tool asks CKA_DERIVE of every EC-type
+	 * pair by default, Ed25519 too: elsewhere it is ignored (it reads false).
+	 */
+	if (derive > 0 && type == KW_KEY_EC)
+		usages |= KW_USAGE_DERIVE;
 	if (!usages)
 		return CKR_TEMPLATE_INCONSISTENT;
 	if (extractable)
@@ -357,6 +385,7 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 	const kw_object *o = p11_object_get_locked(key);
 	const struct mech *me = mech_find(m->mechanism);
 	enum kw_class want = verify ? KW_CLASS_PUBLIC_KEY : KW_CLASS_PRIVATE_KEY;
+	int hmac = me && me->kw == KW_MECH_HMAC;
 	const unsigned char *spki, *p;
 	size_t spki_len = 0;
 	unsigned bits;
@@ -366,9 +395,12 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 		return CKR_KEY_HANDLE_INVALID;
 	if (!me || !(me->flags & (verify ? CKF_VERIFY : CKF_SIGN)))
 		return CKR_MECHANISM_INVALID;
-	/* a private key may verify too: its public half is known */
-	if (kw_object_class(o) != want && !(verify && kw_object_class(o) == KW_CLASS_PRIVATE_KEY))
+	/* a private key may verify too: its public half is known; an HMAC key (secret) does both, on the HSM */
+	if (hmac ? kw_object_class(o) != KW_CLASS_SECRET_KEY
+		 : kw_object_class(o) != want && !(verify && kw_object_class(o) == KW_CLASS_PRIVATE_KEY))
 		return CKR_KEY_TYPE_INCONSISTENT;
+	if (hmac && verify && !p11.logged_in)
+		return CKR_USER_NOT_LOGGED_IN;
 	if (kw_object_key_type(o) != me->key_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kw_object_usages(o) & KW_USAGE_SIGN))
@@ -383,9 +415,10 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 	op->kwm.mech = me->kw;
 	op->kwm.hash = me->hash;
 	op->kwm.salt_length = -1;
-	op->md = p11_hash_md(me->hash);
+	op->md = hmac ? NULL : p11_hash_md(me->hash); /* an HMAC takes the whole message */
 	bits = kw_object_bits(o);
-	op->sig_len = me->key_type == KW_KEY_RSA       ? (bits + 7) / 8
+	op->sig_len = hmac				 ? (size_t)EVP_MD_get_size(p11_hash_md(me->hash))
+		      : me->key_type == KW_KEY_RSA	 ? (bits + 7) / 8
 		      : me->key_type == KW_KEY_ED25519 ? 64
 						       : 2 * ((bits + 7) / 8);
 	if (me->kw == KW_MECH_RSA_PSS) {
@@ -413,7 +446,7 @@ CK_RV p11_op_init_locked(struct p11_session *s, struct p11_op *op, int verify, C
 		p11_op_cleanup(op);
 		return CKR_HOST_MEMORY;
 	}
-	if (verify) {
+	if (verify && !hmac) {
 		spki = p11_public_key_locked(o, &spki_len);
 		p = spki;
 		if (!spki || !(op->pub = d2i_PUBKEY(NULL, &p, (long)spki_len))) {
@@ -429,6 +462,8 @@ CK_RV p11_op_update(struct p11_op *op, const unsigned char *data, size_t len)
 {
 	if (op->mdctx)
 		return EVP_DigestUpdate(op->mdctx, data, len) == 1 ? CKR_OK : CKR_FUNCTION_FAILED;
+	if (op->kwm.mech == KW_MECH_HMAC)
+		return p11_gather(&op->data, &op->data_cap, &op->len, data, len, KW_HMAC_DATA_MAX);
 	if (len > sizeof op->buf - op->len)
 		return CKR_DATA_LEN_RANGE;
 	if (len)
@@ -484,7 +519,10 @@ CK_RV p11_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 		rv = CKR_SESSION_HANDLE_INVALID;
 	else if (!s->sign.active)
 		rv = CKR_OPERATION_NOT_INITIALIZED;
-	else if (!sig || *sig_len < s->sign.sig_len) {
+	else if (s->sign.kwm.mech == KW_MECH_HMAC) {
+		pthread_mutex_unlock(&p11.lock);
+		return p11_hmac_final(h, 0, sig, sig_len);
+	} else if (!sig || *sig_len < s->sign.sig_len) {
 		rv = sig ? CKR_BUFFER_TOO_SMALL : CKR_OK;
 		*sig_len = s->sign.sig_len;
 	} else if (!(rv = op_digest(&s->sign))) {
@@ -583,4 +621,69 @@ CK_RV p11_verify_final_locked(struct p11_op *op, const unsigned char *sig, size_
 	EVP_PKEY_CTX_free(ctx);
 	OPENSSL_cleanse(rec, sizeof rec);
 	return ok ? CKR_OK : CKR_SIGNATURE_INVALID;
+}
+
+CK_RV p11_hmac_final(CK_SESSION_HANDLE h, int verify, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+	unsigned char mac[64], *msg = NULL;
+	struct kw_mechanism kwm;
+	struct p11_session *s;
+	struct p11_op *op;
+	uint64_t key_id;
+	size_t msg_len, mac_len = sizeof mac, want;
+	kw_client *c;
+	kw_rv krv;
+	CK_RV rv;
+
+	pthread_mutex_lock(&p11.lock);
+	if (!(s = p11_session_get_locked(h))) {
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	op = verify ? &s->verify : &s->sign;
+	if (!op->active || op->kwm.mech != KW_MECH_HMAC) {
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	want = op->sig_len;
+	if (!verify && (!sig || *sig_len < want)) { /* the length query, or a buffer too small: kept */
+		rv = sig ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+		*sig_len = want;
+		pthread_mutex_unlock(&p11.lock);
+		return rv;
+	}
+	if (verify && *sig_len != want) {
+		p11_op_cleanup(op);
+		pthread_mutex_unlock(&p11.lock);
+		return CKR_SIGNATURE_LEN_RANGE;
+	}
+	/* the message moves to this call; the operation ends whatever happens now */
+	msg = op->data;
+	msg_len = op->len;
+	op->data = NULL;
+	op->data_cap = 0;
+	kwm = op->kwm;
+	key_id = op->key_id;
+	c = p11_client_for_locked(key_id);
+	p11_op_cleanup(op);
+	pthread_mutex_unlock(&p11.lock);
+
+	krv = kw_sign(c, key_id, &kwm, msg ? msg : (const unsigned char *)"", msg_len, mac, &mac_len);
+	if (krv)
+		rv = p11_ckr(krv, verify ? "verifying an HMAC" : "making an HMAC");
+	else if (mac_len != want)
+		rv = CKR_DEVICE_ERROR;
+	else if (verify)
+		rv = CRYPTO_memcmp(mac, sig, want) == 0 ? CKR_OK : CKR_SIGNATURE_INVALID;
+	else {
+		memcpy(sig, mac, want);
+		*sig_len = want;
+		rv = CKR_OK;
+	}
+	OPENSSL_cleanse(mac, sizeof mac);
+	if (msg) {
+		OPENSSL_cleanse(msg, msg_len);
+		free(msg);
+	}
+	return rv;
 }

@@ -353,6 +353,7 @@ static void algorithm_of(const kw_object *o, char *buf, size_t size)
 	switch (kw_object_key_type(o)) {
 	case KW_KEY_RSA: snprintf(buf, size, "RSA"); break;
 	case KW_KEY_AES: snprintf(buf, size, "AES"); break;
+	case KW_KEY_GENERIC: snprintf(buf, size, "generic secret"); break;
 	case KW_KEY_EC: snprintf(buf, size, "EC %s", curve && *curve ? curve : "(unknown curve)"); break;
 	case KW_KEY_ED25519: snprintf(buf, size, "EdDSA Ed25519"); break;
 	default: snprintf(buf, size, "none"); break;

@@ -528,6 +528,28 @@ int kwt_run(const char *dir, char **out, const char *fmt, ...)
 	return WEXITSTATUS(st);
 }
 
+char *kwt_run_ok(const char *dir, const char *what, const char *fmt, ...)
+{
+	char cmd[4096], *out = NULL;
+	va_list ap;
+	int rc, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof cmd);
+	rc = kwt_run(dir, &out, "%s", cmd);
+	if (rc != 0) {
+		/* fail_msg does not return: the output goes into it, not to a leak */
+		static char shown[8192];
+
+		snprintf(shown, sizeof shown, "%s", out ? out : "");
+		free(out);
+		fail_msg("%s: exit %d:\n%s", what, rc, shown);
+	}
+	return out;
+}
+
 kw_client *kwt_start_initialized(struct kwt_server *s, const char *extra)
 {
 	char pass_file[300], *out = NULL;

@@ -119,6 +119,8 @@ void kwt_dev_pin(const struct kwt_server *s, char *out, size_t size);
  */
 #define KWT_RUN_TIMEOUT "120"
 int kwt_run(const char *dir, char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* kwt_run of a command that must exit 0 (else the test fails with its output); returns the output (caller frees). */
+char *kwt_run_ok(const char *dir, const char *what, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Reads a whole file (caller frees); NULL if missing. */
 char *kwt_read_file(const char *path, size_t *len);
 /* Fails the test with the client's last error if rv is not KW_OK. */

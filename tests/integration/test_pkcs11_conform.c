@@ -49,6 +49,7 @@
 #define P11TOOL KWT_P11_ENV "pkcs11-tool --module '" KEYWARD_PKCS11_PATH "' "
 #define GNUTLS_P11TOOL KWT_P11_ENV "p11tool --provider '" KEYWARD_PKCS11_PATH "' "
 #define run(out, ...) kwt_run(work, out, __VA_ARGS__)
+#define run_ok(what, ...) kwt_run_ok(work, what, __VA_ARGS__)
 
 #define SLOT_MACHINE 0
 #define SLOT_SHARED 2
@@ -62,23 +63,6 @@ static void *module;
 static CK_FUNCTION_LIST_PTR f;
 static CK_C_GetInterface get_interface;
 static CK_BBOOL yes = CK_TRUE;
-
-/* Runs a shell command line (kwt_run) that must succeed; returns its output (caller frees). */
-static char *run_ok(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_ok(const char *what, const char *fmt, ...)
-{
-	char cmd[2048], *out = NULL;
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	assert_true(vsnprintf(cmd, sizeof cmd, fmt, ap) < (int)sizeof cmd);
-	va_end(ap);
-	rc = run(&out, "%s", cmd);
-	if (rc != 0)
-		fail_msg("%s: exit %d:\n%s", what, rc, out ? out : "");
-	return out;
-}
 
 static int setup(void **state)
 {

@@ -220,7 +220,7 @@ static void test_non_exportable(void **state)
 
 		assert_int_equal(f->C_SetAttributeValue(s, priv, &t, 1), CKR_ATTRIBUTE_READ_ONLY);
 	}
-	/* a private key cannot be imported either: keys are born on the HSM */
+	/* a private key is not created from its value: it is born on the HSM or unwrapped into it */
 	{
 		CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 		CK_KEY_TYPE kt = CKK_EC;
