@@ -1637,7 +1637,8 @@ int ca_serve(const char *dir_in, const char *listen)
 		(struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
 		sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
 		MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-		MHD_OPTION_NOTIFY_COMPLETED, completed, sv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+		/* no SO_REUSEPORT: a second responder on a busy port must fail, not share it with another CA's */
+		MHD_OPTION_NOTIFY_COMPLETED, completed, sv, MHD_OPTION_END);
 	if (!d) {
 		ca_error("cannot listen on %s: %s", sv->sc.listen, strerror(errno));
 		goto out;

@@ -507,6 +507,16 @@ static void test_url_bases(void **state)
 	assert_int_equal(http_status(on, "GET", "/other/crl/Serve-Test-CA.crl"), 404);
 	assert_int_equal(http_status(on, "GET", "/pkicrl/Serve-Test-CA.crl"), 404);
 	serve_stop(pid);
+	/* a port in use: a second responder fails at once, it does not share the port (SO_REUSEPORT) */
+	{
+		const char *out = NULL;
+		int rc = sh(&out, "timeout 20 " KWT_CA_ENV "'%s' --dir '%s' serve --listen 127.0.0.1:%u", ca_path(), ca_dir,
+			    port);
+
+		if (rc == 0 || rc == 124)
+			fail_full("serve on the busy port %u: exit %d, not a refusal:\n%s", port, rc, out);
+		expect_has("serve on a busy port", out, "cannot listen");
+	}
 	ca_ok(ca_dir, "config set url_base ''");
 	ca_ok(ca_dir, "config set legacy_url_bases ''");
 }
