@@ -1174,9 +1174,14 @@ static void test_backup_while_issuing(void **state)
 		ca_ok(dir, "setup --name 'Online CA' --existing-key 'ca-Online CA' --cert ca.pem %s",
 		      hsm_opts(&keyward_hsm));
 		ca_ok(dir, "restoredb b%d", i);
-		if ((long long)json_array_size(entries(list_json(dir, NULL))) != n)
-			fail_full("restored b%d lists %zu certificates, its manifest %lld", i,
-				  json_array_size(entries(list_json(dir, NULL))), n);
+		{
+			json_t *listing = list_json(dir, NULL);
+			size_t listed_n = json_array_size(entries(listing));
+
+			json_decref(listing);
+			if ((long long)listed_n != n)
+				fail_full("restored b%d lists %zu certificates, its manifest %lld", i, listed_n, n);
+		}
 		json_decref(m);
 	}
 }
