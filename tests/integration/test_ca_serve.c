@@ -510,7 +510,7 @@ static void test_url_bases(void **state)
 	/* a port in use: a second responder fails at once, it does not share the port (SO_REUSEPORT) */
 	{
 		const char *out = NULL;
-		int rc = sh(&out, "timeout 20 " KWT_CA_ENV "'%s' --dir '%s' serve --listen 127.0.0.1:%u", ca_path(), ca_dir,
+		int rc = sh(&out, KWT_CA_ENV "timeout 20 '%s' --dir '%s' serve --listen 127.0.0.1:%u", ca_path(), ca_dir,
 			    port);
 
 		if (rc == 0 || rc == 124)
