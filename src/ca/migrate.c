@@ -115,19 +115,19 @@ static int finish(struct run *r, size_t i, const char *detail)
 static int read_backup(struct run *r)
 {
 	char path[CA_PATH_MAX + 64], *text, cert_key[65];
-	json_error_t err;
 	json_t *m;
 	STACK_OF(X509) * chain;
 	size_t len;
 	int rc = -1;
 
 	snprintf(path, sizeof path, "%s/manifest.json", r->m->from);
+	/* the manifest read as restoredb reads it (ca_manifest_parse); its files are checked by the restore step */
 	if (!(text = ca_read_file(path, 64 * 1024, &len)))
 		return -1;
-	m = json_loadb(text, len, 0, &err);
+	m = ca_manifest_parse(path, text, len);
 	free(text);
-	if (!m || !json_is_string(json_object_get(m, "ca_name")) || !json_is_string(json_object_get(m, "key_sha256")))
-		return ca_error("%s: not a keyward-ca backup manifest", path);
+	if (!m)
+		return -1;
 	if (!json_is_true(json_object_get(m, "retired")) && !r->m->force) {
 		json_decref(m);
 		return ca_fail(
