@@ -98,8 +98,9 @@ struct ca_request {
 	GENERAL_NAMES *sans;		       /* of those, the subject alternative names; NULL if none */
 	unsigned char *der;		       /* the request's DER, as stored for approval */
 	size_t der_len;
+	struct ca_crmf *crmf; /* a CRMF CertReqMsg (CMP), not PKCS#10: asn is NULL */
 };
-/* A request from DER (as stored); NULL with the reason. */
+/* A request from DER as stored (PKCS#10, or CRMF for CMP's); NULL with the reason. */
 struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct ca_key_decoder *d);
 /* The request's signature verifies with its own key: 0, or -1 with the reason. */
 int ca_request_verify(const struct ca_request *r);

@@ -12,6 +12,7 @@
  *   cmd_config.c  config, templates
  *   cmd_move.c    backupdb, restoredb, retire, migrate
  *   cmd_serve.c   serve
+ *   cmd_cmp.c     cmp-secret
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -29,7 +30,7 @@ struct opts {
 	const char *sets[32]; /* --set KEY=VALUE */
 	size_t n_sets;
 	unsigned validity, threads;
-	bool subordinate, delta, json, der, force, yes, dry_run, quiet;
+	bool subordinate, delta, json, der, force, yes, dry_run, quiet, remove;
 };
 
 /* The CA in o->dir, opened with flags; a warning from opening it goes to stderr. */
@@ -62,5 +63,6 @@ int cmd_restoredb(const struct opts *o, const char *dir);
 int cmd_retire(const struct opts *o);
 int cmd_migrate(const struct opts *o);
 int cmd_serve(const struct opts *o);
+int cmd_cmp_secret(const struct opts *o, const char *tmpl);
 
 #endif

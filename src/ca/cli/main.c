@@ -39,7 +39,7 @@ static void usage(FILE *f)
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
 		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set "
 		"KEY=VALUE]...\n"
-		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
+		"  audit [--json] | status [--json] | serve [--listen HOST:PORT] | cmp-secret TEMPLATE [--remove]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
@@ -78,6 +78,7 @@ int main(int argc, char **argv)
 		{"from", required_argument, NULL, 'R'},
 		{"config", required_argument, NULL, 'C'},
 		{"dry-run", no_argument, NULL, 'Z'},
+		{"remove", no_argument, NULL, 'X'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"listen", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'H'},
@@ -193,6 +194,9 @@ int main(int argc, char **argv)
 		case 'C':
 			o.config = optarg;
 			break;
+		case 'X':
+			o.remove = true;
+			break;
 		case 'Z':
 			o.dry_run = true;
 			break;
@@ -268,6 +272,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "serve")) {
 		NEED(0);
 		rc = cmd_serve(&o);
+	} else if (!strcmp(cmd, "cmp-secret")) {
+		NEED(1);
+		rc = cmd_cmp_secret(&o, args[0]);
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);
