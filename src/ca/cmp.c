@@ -146,6 +146,10 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 	m->body_type = msg->body->type == V_ASN1_OTHER && msg->body->value.asn1_string->length > 0
 			       ? (msg->body->value.asn1_string->data[0] & 0x1f)
 			       : -1;
+	if (m->body_type >= 0) {
+		m->body = msg->body->value.asn1_string->data;
+		m->body_len = (size_t)msg->body->value.asn1_string->length;
+	}
 	m->tid = h->tid;
 	m->sender = h->sender->type == GEN_DIRNAME ? h->sender->d.directoryName : NULL;
 	m->sender_kid = h->sender_kid;
@@ -348,17 +352,6 @@ static void decoder_put(struct cmp_state *st, struct ca_key_decoder *d)
 	}
 	pthread_mutex_unlock(&st->txn_lock);
 	ca_key_decoder_free(d);
-}
-
-/* OpenSSL's CMP log: to serve's debug log, never to stdout. */
-static int cmp_log(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg)
-{
-	(void)func;
-	(void)file;
-	(void)line;
-	if (level <= OSSL_CMP_LOG_ERR)
-		kw_log(KW_LOG_DEBUG, "keyward-ca serve: cmp: %s", msg);
-	return 1;
 }
 
 static int cmp_open(const struct serve_env *env, void **state)
@@ -631,7 +624,6 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 		cmp_srv_bind(txn->srv, &call);
 	}
 	ctx = OSSL_CMP_SRV_CTX_get0_cmp_ctx(txn->srv);
-	OSSL_CMP_CTX_set_log_cb(ctx, cmp_log);
 	call.pending_id = txn->pending_id;
 	call.first = txn->first;
 	memcpy(call.serial, txn->serial, sizeof call.serial);

@@ -49,7 +49,9 @@ enum {
 enum cmp_protection { CMP_PROT_NONE, CMP_PROT_MAC, CMP_PROT_SIGNATURE };
 struct cmp_peek {
 	void *asn;		  /* the whole message, parsed; the pointers below are into it */
-	int body_type;		  /* PKIBody's tag: OSSL_CMP_PKIBODY_* */
+	int body_type;		  /* PKIBody's tag: CMP_BODY_*, -1 if not context-tagged */
+	const unsigned char *body; /* its encoding, tag and all */
+	size_t body_len;
 	enum cmp_protection protection;
 	const ASN1_OCTET_STRING *tid, *sender_kid;
 	const X509_NAME *sender; /* NULL unless a directory name */

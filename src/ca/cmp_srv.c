@@ -30,6 +30,7 @@
 #include <openssl/err.h>
 
 #include "ca/cmp.h"
+#include "common/log.h"
 
 #define FAIL(f) (1 << OSSL_CMP_PKIFAILUREINFO_##f)
 
@@ -376,6 +377,17 @@ static void error_msg(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, const OSSL
 		 si ? OSSL_CMP_snprint_PKIStatusInfo(si, buf, sizeof buf) : "(no status)");
 }
 
+/* OpenSSL's CMP log: to serve's debug log, never to stdout. */
+static int cmp_log(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg)
+{
+	(void)func;
+	(void)file;
+	(void)line;
+	if (level <= OSSL_CMP_LOG_ERR)
+		kw_log(KW_LOG_DEBUG, "keyward-ca serve: cmp: %s", msg);
+	return 1;
+}
+
 int cmp_srv_bind(OSSL_CMP_SRV_CTX *srv, struct cmp_call *call)
 {
 	return OSSL_CMP_SRV_CTX_init(srv, call, cert_request, rr, NULL, error_msg, cert_conf, poll_req) ? 0 : -1;
@@ -388,7 +400,8 @@ OSSL_CMP_SRV_CTX *cmp_srv_new(struct cmp_call *call)
 	if (!srv || cmp_srv_bind(srv, call) ||
 	    /* refusals and errors go out unprotected where the request's protection could not be checked */
 	    !OSSL_CMP_SRV_CTX_set_send_unprotected_errors(srv, 1) || !OSSL_CMP_SRV_CTX_set_accept_unprotected(srv, 0) ||
-	    !OSSL_CMP_SRV_CTX_set_accept_raverified(srv, 0) || !OSSL_CMP_SRV_CTX_set_grant_implicit_confirm(srv, 0)) {
+	    !OSSL_CMP_SRV_CTX_set_accept_raverified(srv, 0) || !OSSL_CMP_SRV_CTX_set_grant_implicit_confirm(srv, 0) ||
+	    !OSSL_CMP_CTX_set_log_cb(OSSL_CMP_SRV_CTX_get0_cmp_ctx(srv), cmp_log)) {
 		OSSL_CMP_SRV_CTX_free(srv);
 		ERR_clear_error();
 		ca_error("cannot make a CMP server context");
