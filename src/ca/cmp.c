@@ -250,6 +250,7 @@ struct cmp_state {
 	pthread_mutex_t txn_lock;   /* txns, n_txns, decoders */
 	struct txn *txns;	    /* newest first */
 	size_t n_txns;
+	struct cmp_queue queue; /* issuance in groups (cmp_srv.c) */
 	struct ca_key_decoder *decoders[16];
 	size_t n_decoders;
 	unsigned poll_after;
@@ -373,6 +374,7 @@ static int cmp_open(const struct serve_env *env, void **state)
 	pthread_mutex_unlock(env->ca_lock);
 	pthread_mutex_init(&st->store_lock, NULL);
 	pthread_mutex_init(&st->txn_lock, NULL);
+	cmp_queue_init(&st->queue);
 	*state = st;
 	return 0;
 }
@@ -397,6 +399,7 @@ static void cmp_close(void *state)
 	pthread_mutex_unlock(st->env->ca_lock);
 	pthread_mutex_destroy(&st->store_lock);
 	pthread_mutex_destroy(&st->txn_lock);
+	cmp_queue_destroy(&st->queue);
 	free(st);
 }
 
@@ -409,10 +412,18 @@ static void http_error(struct serve_resp *resp, unsigned status, const char *tex
 	serve_resp_set(resp, status, "text/plain; charset=utf-8", line, n < 0 ? 0 : (size_t)n);
 }
 
-/* The DER answer, as CMP over HTTP has it (RFC 6712 3.3: 200 also for error messages). */
+/*
+ * The DER answer, as CMP over HTTP has it (RFC 6712 3.3: 200 also for
+ * error messages), and the connection closed after it: OpenSSL's HTTP
+ * client writes a request's header and body apart, so on a kept-alive
+ * connection its body waits for the server's delayed ACK (Nagle's
+ * algorithm), some 40 ms a message; a new connection starts in quick-ACK
+ * mode, and on loopback or a LAN costs far less.
+ */
 static void cmp_answer(struct serve_resp *resp, const unsigned char *der, size_t len)
 {
 	serve_resp_set(resp, 200, "application/pkixcmp", der, len);
+	serve_resp_header(resp, "Connection", "close");
 }
 
 static void error_answer(struct serve_resp *resp, int fail_bit, const char *text)
@@ -541,7 +552,7 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 {
 	struct cmp_state *st = state;
 	struct cmp_peek m;
-	struct cmp_call call = {.env = st->env, .store = st->store, .store_lock = &st->store_lock};
+	struct cmp_call call = {.env = st->env, .store = st->store, .store_lock = &st->store_lock, .queue = &st->queue};
 	struct ca_template t;
 	const struct ca_template *found;
 	struct txn *txn = NULL;

@@ -80,12 +80,30 @@ int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, 
 int cmp_seen(struct cmp_store *s, const unsigned char *id, size_t len, time_t expires, time_t now);
 
 /* ---- cmp_srv.c ---- */
+/*
+ * Issuance shared by the requests that arrive together: one thread issues
+ * for all those waiting (one ca_issue_batch: one HSM round trip with a batch
+ * interface, one commit), the others wait for their certificate. On a
+ * disk whose fsync takes milliseconds this is what lets many clients
+ * enroll at once.
+ */
+struct cmp_job;
+struct cmp_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t done;
+	struct cmp_job *head, **tail;
+	bool issuing; /* a thread is issuing a group */
+};
+void cmp_queue_init(struct cmp_queue *q);
+void cmp_queue_destroy(struct cmp_queue *q);
+
 /* What one request to the server knows: the CA, the template of its path, who protected it. */
 struct cmp_call {
 	const struct serve_env *env;
 	struct cmp_store *store; /* for the state of pending requests, under store_lock */
 	pthread_mutex_t *store_lock;
 	struct ca_key_decoder *decoder;
+	struct cmp_queue *queue;
 	const struct ca_template *t;
 	X509 *signer;	     /* a signature-protected request: the certificate of this CA that signed it */
 	bool ca_locked;	     /* the caller holds env->ca_lock (it signs the answer with the CA key) */

@@ -18,6 +18,10 @@
  *                  rejects is revoked (cessationOfOperation);
  *   rr             revocation, for the certificate's own holder only.
  *
+ * Certificates are issued a group at a time (cmp.h, struct cmp_queue): the
+ * first thread to find nobody issuing issues for every request waiting
+ * under the same template, in one batch, while more queue up for the next.
+ *
  * A request signed with a certificate of this CA (not MAC-protected) gets
  * only the names that certificate has: its holder may renew, not widen.
  */
@@ -156,6 +160,142 @@ static OSSL_CMP_PKISI *check_kur(struct cmp_call *call, const OSSL_CRMF_MSG *crm
 	return NULL;
 }
 
+/* ---- issuance in groups ---- */
+
+struct cmp_job {
+	const struct ca_template *t;
+	const struct ca_request *req;
+	struct ca_issued *out;
+	bool done;
+	int rc;
+	enum ca_err kind;
+	char error[512];
+	struct cmp_job *next;
+};
+
+void cmp_queue_init(struct cmp_queue *q)
+{
+	memset(q, 0, sizeof *q);
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->done, NULL);
+	q->tail = &q->head;
+}
+
+void cmp_queue_destroy(struct cmp_queue *q)
+{
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->done);
+}
+
+#define GROUP_MAX 64
+
+struct group {
+	struct cmp_job *job[GROUP_MAX];
+	size_t n;
+};
+
+/* The pipeline frees what it gets: a copy parsed from the DER (as ca_issue's own does). */
+static struct ca_request *group_get(void *arg, size_t i, struct ca_key_decoder *d)
+{
+	struct group *g = arg;
+
+	return ca_request_parse(g->job[i]->req->der, g->job[i]->req->der_len, d);
+}
+
+static int group_done(void *arg, size_t i, const struct ca_issued *c)
+{
+	struct group *g = arg;
+	struct ca_issued *out = g->job[i]->out;
+
+	*out = *c;
+	if (!(out->der = OPENSSL_memdup(c->der, c->der_len)))
+		return ca_error("out of memory (serial %s is issued and recorded)", c->serial);
+	return 0;
+}
+
+static void job_result(struct cmp_job *j, int rc)
+{
+	j->rc = rc;
+	if (rc) {
+		j->kind = ca_last_error_kind();
+		snprintf(j->error, sizeof j->error, "%s", ca_last_error());
+	}
+}
+
+/* Issues the group under the CA lock; each job gets its own answer. */
+static void issue_group(struct cmp_call *call, struct group *g)
+{
+	struct ca_batch b = {.t = g->job[0]->t, .n = g->n, .get = group_get, .get_arg = g, .done = group_done,
+			     .done_arg = g};
+	int rc;
+
+	pthread_mutex_lock(call->env->ca_lock);
+	rc = ca_issue_batch(call->env->ca, &b);
+	if (rc && g->n > 1 && ca_last_error_kind() == CA_ERR_REFUSED) {
+		/* one request refused refuses the batch: each alone, for each its own answer */
+		for (size_t i = 0; i < g->n; i++) {
+			ca_issued_free(g->job[i]->out);
+			job_result(g->job[i], ca_issue(call->env->ca, g->job[i]->t, g->job[i]->req, g->job[i]->out));
+		}
+	} else {
+		for (size_t i = 0; i < g->n; i++) {
+			if (rc)
+				ca_issued_free(g->job[i]->out);
+			job_result(g->job[i], rc);
+		}
+	}
+	pthread_mutex_unlock(call->env->ca_lock);
+}
+
+/* req issued under t, with the requests that wait beside it; 0, or -1 with the error. */
+static int issue(struct cmp_call *call, const struct ca_template *t, const struct ca_request *req,
+		 struct ca_issued *out)
+{
+	struct cmp_queue *q = call->queue;
+	struct cmp_job me = {.t = t, .req = req, .out = out};
+
+	memset(out, 0, sizeof *out);
+	/* the caller holds the CA lock (a signed request): it issues alone */
+	if (!q || call->ca_locked)
+		return ca_issue(call->env->ca, t, req, out);
+	pthread_mutex_lock(&q->mu);
+	*q->tail = &me;
+	q->tail = &me.next;
+	while (!me.done) {
+		struct group g = {.n = 0};
+		struct cmp_job **pp;
+
+		if (q->issuing) {
+			pthread_cond_wait(&q->done, &q->mu);
+			continue;
+		}
+		/* nobody issues: this thread takes the waiting requests of the first one's template */
+		q->issuing = true;
+		for (pp = &q->head; *pp && g.n < GROUP_MAX;) {
+			if (!g.n || !strcmp((*pp)->t->name, g.job[0]->t->name)) {
+				g.job[g.n++] = *pp;
+				*pp = (*pp)->next;
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+		q->tail = &q->head;
+		while (*q->tail)
+			q->tail = &(*q->tail)->next;
+		pthread_mutex_unlock(&q->mu);
+		issue_group(call, &g);
+		pthread_mutex_lock(&q->mu);
+		for (size_t i = 0; i < g.n; i++)
+			g.job[i]->done = true;
+		q->issuing = false;
+		pthread_cond_broadcast(&q->done);
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (me.rc)
+		ca_fail(me.kind, "%s", me.error);
+	return me.rc;
+}
+
 /* The answer with the certificate of serial (issued now, or approved since). */
 static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 **certOut, STACK_OF(X509) **chainOut)
 {
@@ -221,10 +361,13 @@ static OSSL_CMP_PKISI *cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *m
 		si = reject(call, FAIL(badCertTemplate), "%s", ca_last_error());
 		goto out;
 	}
-	lock(call);
-	rc = call->t->manual ? ca_submit_pending(call->env->ca, call->t, req, &id)
-			     : ca_issue(call->env->ca, call->t, req, &issued);
-	unlock(call);
+	if (call->t->manual) {
+		lock(call);
+		rc = ca_submit_pending(call->env->ca, call->t, req, &id);
+		unlock(call);
+	} else {
+		rc = issue(call, call->t, req, &issued);
+	}
 	if (rc) {
 		si = reject(call, fail_info_of(ca_last_error_kind()), "%s", ca_last_error());
 	} else if (call->t->manual) {
