@@ -236,6 +236,7 @@ struct txn {
 	OSSL_CMP_SRV_CTX *srv;
 	OSSL_CMP_MSG *first; /* polling: the request waiting for approval */
 	X509 *signer;
+	enum cmp_protection protection; /* the first message's: the others' must be the same */
 	long long pending_id;
 	char serial[80];
 	time_t expires;
@@ -366,7 +367,9 @@ static int cmp_open(const struct serve_env *env, void **state)
 	st->env = env;
 	st->poll_after = after && atoi(after) > 0 ? (unsigned)atoi(after) : CMP_POLL_AFTER;
 	pthread_mutex_lock(env->ca_lock);
-	if (cmp_store_open(env->ca, &st->store)) {
+	/* the token's session opened now: unsealing then takes the store's lock, never the CA's */
+	if (cmp_store_open(env->ca, &st->store) || cmp_store_token(env->ca, st->store)) {
+		cmp_store_close(st->store);
 		pthread_mutex_unlock(env->ca_lock);
 		free(st);
 		return -1;
@@ -611,9 +614,11 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 			snprintf(call.refuse, sizeof call.refuse,
 				 busy ? "the transaction is busy with another message"
 				      : "no open transaction with this transactionID (it ended, or expired)");
-		} else if (strcmp(txn->tmpl, tmpl)) {
+		} else if (strcmp(txn->tmpl, tmpl) || txn->protection != m.protection) {
 			call.refuse_info = FAIL(badRequest);
-			snprintf(call.refuse, sizeof call.refuse, "the transaction began under template %s", txn->tmpl);
+			snprintf(call.refuse, sizeof call.refuse, "%s",
+				 strcmp(txn->tmpl, tmpl) ? "the transaction began under another template"
+							 : "the transaction began with another protection");
 			txn_put(st, txn, true, false);
 			txn = NULL;
 		}
@@ -630,6 +635,7 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 			memcpy(txn->id, m.tid->data, txn->id_len);
 		}
 		snprintf(txn->tmpl, sizeof txn->tmpl, "%s", tmpl);
+		txn->protection = m.protection;
 	} else {
 		/* the callbacks take this call: what the transaction knows so far */
 		cmp_srv_bind(txn->srv, &call);
@@ -643,10 +649,9 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	if (!call.refuse_info && m.protection == CMP_PROT_MAC) {
 		int rc;
 
+		/* (the store's token session is open: it does not take the CA, nor its lock) */
 		pthread_mutex_lock(&st->store_lock);
-		pthread_mutex_lock(st->env->ca_lock);
 		rc = cmp_secret_get(st->env->ca, st->store, tmpl, secret, &secret_len);
-		pthread_mutex_unlock(st->env->ca_lock);
 		pthread_mutex_unlock(&st->store_lock);
 		if (rc) {
 			call.refuse_info = FAIL(badMessageCheck);

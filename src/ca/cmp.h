@@ -67,6 +67,8 @@ struct cmp_store;
 /* The CMP tables of the CA's database (made if missing), on a connection of their own: one thread at a time. */
 int cmp_store_open(struct ca *ca, struct cmp_store **out);
 void cmp_store_close(struct cmp_store *s);
+/* A session on the CA's token for the seal key (the CA key logged in): after it, the store needs ca no more. */
+int cmp_store_token(struct ca *ca, struct cmp_store *s);
 /* A new secret for template tmpl, sealed and stored (replacing any): its text in out (NUL-terminated). */
 int cmp_secret_new(struct ca *ca, struct cmp_store *s, const char *tmpl, char *out, size_t size);
 /* Removes tmpl's secret; *removed false if it had none. */

@@ -141,6 +141,11 @@ fail:
 	return -1;
 }
 
+int cmp_store_token(struct ca *ca, struct cmp_store *s)
+{
+	return s->p11.open ? 0 : ca_open_key(ca) || ca_p11_open(ca_config(ca), &s->p11, NULL) ? -1 : 0;
+}
+
 /* The seal key, on the CA's token (logged in by the caller's ca_open_key), made if create and missing. */
 static int seal_key(struct ca *ca, struct cmp_store *s, bool create)
 {
@@ -163,7 +168,7 @@ static int seal_key(struct ca *ca, struct cmp_store *s, bool create)
 
 	if (s->key)
 		return 0;
-	if (!s->p11.open && (ca_open_key(ca) || ca_p11_open(ca_config(ca), &s->p11, NULL)))
+	if (cmp_store_token(ca, s))
 		return -1;
 	if ((rv = s->p11.f->C_FindObjectsInit(s->p11.s, find, 2)) != CKR_OK)
 		return ca_p11_fail("C_FindObjectsInit", rv);

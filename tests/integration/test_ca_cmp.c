@@ -3,7 +3,8 @@
  * has, openssl cmp, on loopback against a CA on a development keywardd:
  *
  *  - ir with MAC protection (the template's secret from cmp-secret) gets a
- *    certificate that verifies; cr and p10cr likewise;
+ *    certificate that verifies; cr and p10cr likewise; a dozen clients at
+ *    once, some signed, each get theirs;
  *  - kur, signed with that certificate, renews it (new key, same names);
  *    rr, signed with it, revokes it, and OCSP from the same serve then
  *    says revoked;
@@ -312,6 +313,32 @@ static void test_cr_p10cr(void **state)
 	assert_true(listed(ca_dir, "issued", cert_serial("p10.pem")));
 }
 
+/* Many clients at once (issued in groups), MAC and signed together: every one gets its certificate. */
+static void test_concurrent(void **state)
+{
+	const char *out;
+
+	(void)state;
+	enroll("sig1");
+	enroll("sig2");
+	sh_ok("for i in $(seq 12); do openssl ecparam -genkey -name prime256v1 -noout -out c$i.key; done");
+	out = sh_ok("for i in $(seq 12); do "
+		    "openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer -trusted ca.pem "
+		    "-unprotected_errors -cmd ir -ref WebServer -secret pass:%s -newkey c$i.key -subject /CN=c$i.example "
+		    "-sans c$i.example -certout c$i.pem >c$i.out 2>&1 & done; "
+		    "for s in sig1 sig2; do openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer "
+		    "-trusted ca.pem -unprotected_errors -cmd kur -cert $s.pem -key $s.key -newkey $s.key "
+		    "-certout $s-new.pem >$s.out 2>&1 & done; wait; "
+		    "for i in $(seq 12); do openssl verify -CAfile ca.pem c$i.pem || cat c$i.out; done; "
+		    "for s in sig1 sig2; do openssl verify -CAfile ca.pem $s-new.pem || cat $s.out; done",
+		    port, secret, port);
+	for (int i = 1; i <= 12; i++)
+		expect_has(last_cmd, out, keepf("c%d.pem: OK", i));
+	expect_has(last_cmd, out, "sig1-new.pem: OK");
+	expect_has(last_cmd, out, "sig2-new.pem: OK");
+	expect_has("c7.pem", cert_text("c7.pem"), "DNS:c7.example");
+}
+
 /* ---- refusals ---- */
 
 static void test_refused(void **state)
@@ -476,6 +503,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ir_kur_rr),	cmocka_unit_test(test_cr_p10cr),
+		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_refused),		cmocka_unit_test(test_manual_approval),
 		cmocka_unit_test(test_secret_sealed),
 	};
