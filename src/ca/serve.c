@@ -89,6 +89,7 @@ static void server_free(struct server *sv)
 		sv->q.started = false;
 	}
 	serve_cache_free(sv);
+	serve_tls_free(&sv->tls);
 	for (int i = 0; i < 3; i++) {
 		free(sv->files[i].data);
 		pthread_mutex_destroy(&sv->files[i].lock);
@@ -121,6 +122,7 @@ int ca_serve(const char *dir_in, const char *listen)
 	sigset_t sigs;
 	int sig = 0, rc = -1;
 	char dir[CA_PATH_MAX + 16];
+	struct MHD_OptionItem tls_opts[3];
 
 	if (!sv)
 		return ca_error("out of memory");
@@ -139,7 +141,7 @@ int ca_serve(const char *dir_in, const char *listen)
 		goto out;
 	if (listen && serve_conf_set(&sv->sc, "listen", listen))
 		goto out;
-	if (serve_listen_addr(sv->sc.listen, &addr))
+	if (serve_listen_addr(sv->sc.listen, &addr) || serve_tls_load(&sv->sc, &sv->tls))
 		goto out;
 	if ((!sv->sc.signer_ca && serve_signer_key_prepare_apart(dir_in, &sv->sc)) || serve_open_ca(dir_in, &sv->ca))
 		goto out;
@@ -196,14 +198,20 @@ int ca_serve(const char *dir_in, const char *listen)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, sv->tls.key};
+	tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, sv->tls.cert};
+	tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	d = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
-		NULL, NULL, serve_http_handle, sv, MHD_OPTION_EXTERNAL_LOGGER, serve_http_log, sv, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads, MHD_OPTION_CONNECTION_LIMIT,
-		sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->sc.per_address,
-		MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+			(sv->tls.on ? MHD_USE_TLS : 0),
+		0, NULL, NULL, serve_http_handle, sv, MHD_OPTION_EXTERNAL_LOGGER, serve_http_log, sv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, sv->sc.threads,
+		MHD_OPTION_CONNECTION_LIMIT, sv->sc.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		sv->sc.per_address, MHD_OPTION_CONNECTION_TIMEOUT, sv->sc.timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(32 * 1024),
 		/* no SO_REUSEPORT: a second responder on a busy port must fail, not share it with another CA's */
-		MHD_OPTION_NOTIFY_COMPLETED, serve_http_completed, sv, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_COMPLETED, serve_http_completed, sv, MHD_OPTION_ARRAY,
+		sv->tls.on ? tls_opts : tls_opts + 2, MHD_OPTION_END);
 	if (!d) {
 		ca_error("cannot listen on %s: %s", sv->sc.listen, strerror(errno));
 		goto out;
@@ -216,8 +224,9 @@ int ca_serve(const char *dir_in, const char *listen)
 		ca_error("cannot start threads");
 		goto stop;
 	}
-	kw_log(KW_LOG_INFO, "keyward-ca serve: CA \"%s\" on http://%s/ (OCSP signed by %s)", sv->ca->conf.name,
-	       sv->sc.listen, sv->sc.signer_ca ? "the CA key" : "a delegated certificate");
+	kw_log(KW_LOG_INFO, "keyward-ca serve: CA \"%s\" on %s://%s/ (OCSP signed by %s)", sv->ca->conf.name,
+	       sv->tls.on ? "https" : "http", sv->sc.listen,
+	       sv->sc.signer_ca ? "the CA key" : "a delegated certificate");
 	sd_notifyf(0, "READY=1\nSTATUS=serving CA \"%s\" on %s", sv->ca->conf.name, sv->sc.listen);
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		;

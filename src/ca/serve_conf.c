@@ -35,6 +35,14 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 		snprintf(sc->listen, sizeof sc->listen, "%s", v);
 		return 0;
 	}
+	if (!strcmp(key, "tls_certificate") || !strcmp(key, "tls_key")) {
+		char *to = key[4] == 'c' ? sc->tls_certificate : sc->tls_key;
+
+		if (strlen(v) >= CA_PATH_MAX)
+			return ca_error("too long");
+		snprintf(to, CA_PATH_MAX, "%s", v);
+		return 0;
+	}
 	if (!strcmp(key, "ocsp_signer")) {
 		if (strcmp(v, "ca") && strcmp(v, "delegated"))
 			return ca_error("ca or delegated");
@@ -75,7 +83,7 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 	}
 	return ca_error("unknown key (listen, ocsp_signer, ocsp_signer_key_type, ocsp_validity_hours, ocsp_max_age, "
 			"ocsp_signer_renew_percent, max_connections, per_address_connections, connection_timeout, "
-			"threads, presign_batch, crl_schedule)");
+			"threads, presign_batch, crl_schedule, tls_certificate, tls_key)");
 }
 
 struct conf_parse {
@@ -94,6 +102,19 @@ static int conf_handler(void *user, const char *section, const char *key, const 
 	else if (serve_conf_set(p->sc, key, value))
 		snprintf(p->error, sizeof p->error, "%.60s = \"%.100s\": %.300s", key, value, ca_last_error());
 	return 1;
+}
+
+/* A relative file name in serve.conf is the CA directory's (serve may run from anywhere). */
+static int absolute(char *path, const char *dir)
+{
+	char full[CA_PATH_MAX];
+
+	if (!path[0] || path[0] == '/')
+		return 0;
+	if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, path) >= sizeof full)
+		return ca_error("%s/%s: too long", dir, path);
+	memcpy(path, full, sizeof full);
+	return 0;
 }
 
 int serve_conf_load(struct serve_conf *sc, const char *dir)
@@ -121,7 +142,9 @@ int serve_conf_load(struct serve_conf *sc, const char *dir)
 	fclose(f);
 	if (p.error[0])
 		return ca_error("%s: %s", path, p.error);
-	return r ? ca_error("%s: line %d: not INI syntax", path, r) : 0;
+	if (r)
+		return ca_error("%s: line %d: not INI syntax", path, r);
+	return absolute(sc->tls_certificate, dir) || absolute(sc->tls_key, dir) ? -1 : 0;
 }
 
 int serve_open_ca(const char *dir, struct ca **ca)

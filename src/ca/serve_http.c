@@ -306,7 +306,7 @@ static void base_url(const struct server *sv, struct MHD_Connection *c, const ch
 	if (!host || !*host || strlen(host) > 255 ||
 	    host[strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")])
 		host = sv->sc.listen;
-	snprintf(out, size, "http://%s%s", host, prefix);
+	snprintf(out, size, "%s://%s%s", sv->tls.on ? "https" : "http", host, prefix);
 }
 
 static void peer_address(struct MHD_Connection *c, char *out, size_t size)

@@ -9,6 +9,7 @@
  *   serve_maint.c    the maint thread: CRLs on schedule, signer renewal
  *   serve_http.c     libmicrohttpd's callbacks: routes, replies, the apps
  *   serve_metrics.c  /health and /metrics
+ *   serve_tls.c      HTTPS's certificate and key
  */
 #ifndef KW_CA_SERVE_INTERNAL_H
 #define KW_CA_SERVE_INTERNAL_H
@@ -38,6 +39,16 @@ enum { SERVE_CLASS_OK, SERVE_CLASS_CLIENT, SERVE_CLASS_SERVER, SERVE_CLASS_N };
 #define N_BUCKETS 12
 extern const double serve_latency_buckets[N_BUCKETS];
 
+/* serve_tls.c: HTTPS's certificate and key (PEM, NUL-terminated) for libmicrohttpd, while it runs */
+struct serve_tls {
+	bool on;
+	char *cert, *key;
+	size_t key_len;
+};
+/* 0 with t->on false if serve.conf names neither file; -1 with the reason if they are not a usable pair. */
+int serve_tls_load(const struct serve_conf *sc, struct serve_tls *t);
+void serve_tls_free(struct serve_tls *t); /* wipes the key */
+
 struct centry {
 	struct centry *next;
 	char serial[OCSP_SERIAL_HEX_MAX];
@@ -63,6 +74,7 @@ struct pubfile {
 
 struct server {
 	const char *dir; /* the CA directory */
+	struct serve_tls tls;
 	struct serve_conf sc;
 	struct ca *ca;		 /* the certificate and key for all; any other use holds ca_lock */
 	pthread_mutex_t ca_lock; /* maint (CRLs, the signer) and the apps (serve_app.h) take turns on ca */
@@ -123,6 +135,7 @@ struct serve_lookup {
 	pthread_mutex_t *lock; /* NULL: db is the caller's alone */
 	bool failed;
 };
+
 
 /* serve.c: waits up to seconds for stop; true if stopping. */
 bool serve_stop_wait(struct server *sv, double seconds);
