@@ -30,8 +30,8 @@ void serve_etag(const unsigned char *der, size_t len, char *out, size_t size)
 }
 
 /* Puts an answer for serial in the cache; if generation is not ~0, only if nothing was invalidated since. */
-void serve_cache_put(struct server *sv, const char *serial, int outcome, const unsigned char *der, size_t len,
-		     time_t tu, time_t nu, unsigned long long generation)
+void serve_cache_put(struct server *sv, const char *serial, int outcome, const struct ocsp_status *st,
+		     const unsigned char *der, size_t len, time_t tu, time_t nu, unsigned long long generation)
 {
 	struct centry *e = calloc(1, sizeof *e), **slot;
 	size_t b = hash_serial(serial) & (sv->n_buckets - 1);
@@ -46,6 +46,10 @@ void serve_cache_put(struct server *sv, const char *serial, int outcome, const u
 	e->this_update = tu;
 	e->next_update = nu;
 	e->outcome = outcome;
+	if (st) {
+		e->status = *st;
+		e->has_status = true;
+	}
 	serve_etag(der, len, e->etag, sizeof e->etag);
 	pthread_rwlock_wrlock(&sv->cache_lock);
 	if (generation != ~0ULL && generation != atomic_load(&sv->generation)) {
@@ -104,6 +108,23 @@ int serve_cache_get(struct server *sv, const char *serial, time_t now, struct ce
 		out->next_update = e->next_update;
 		out->outcome = e->outcome;
 		memcpy(out->etag, e->etag, sizeof out->etag);
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&sv->cache_lock);
+	return rc;
+}
+
+int serve_cache_status(struct server *sv, const char *serial, time_t now, struct ocsp_status *st)
+{
+	size_t b = hash_serial(serial) & (sv->n_buckets - 1);
+	struct centry *e;
+	int rc = -1;
+
+	pthread_rwlock_rdlock(&sv->cache_lock);
+	for (e = sv->buckets[b]; e && strcmp(e->serial, serial); e = e->next)
+		;
+	if (e && e->has_status && e->next_update > now) {
+		*st = e->status;
 		rc = 0;
 	}
 	pthread_rwlock_unlock(&sv->cache_lock);

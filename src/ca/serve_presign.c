@@ -29,7 +29,7 @@ static int presign_one(struct server *sv, const char *serial)
 		return -1;
 	if (!serve_sign_answer(sv, req, &l, &der, &len, &res) &&
 	    (res.outcome == OCSP_OUT_GOOD || res.outcome == OCSP_OUT_REVOKED)) {
-		serve_cache_put(sv, serial, res.outcome, der, len, res.this_update, res.next_update, ~0ULL);
+		serve_cache_put(sv, serial, res.outcome, NULL, der, len, res.this_update, res.next_update, ~0ULL);
 		atomic_fetch_add(&sv->presigned, 1);
 	}
 	OPENSSL_free(der);
@@ -100,7 +100,8 @@ static void presign_batch(struct server *sv, const struct serials *list, size_t 
 					 .signer_cert = sv->signer.cert,
 					 .include_cert = sv->signer.include_cert,
 					 .md = sv->signer.md,
-					 .batch = sv->batch};
+					 .batch = sv->batch,
+					 .key_hash = sv->signer_key_hash};
 
 		rc = ocsp_presign_batch(&p, items, k, now, sv->sc.validity_seconds);
 	}
@@ -113,7 +114,8 @@ static void presign_batch(struct server *sv, const struct serials *list, size_t 
 	for (size_t i = 0; i < k; i++) {
 		serve_cache_put(sv, items[i].serial,
 				items[i].status.status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED : OCSP_OUT_GOOD,
-				items[i].der, items[i].len, now, now + (time_t)sv->sc.validity_seconds, ~0ULL);
+				&items[i].status, items[i].der, items[i].len, now,
+				now + (time_t)sv->sc.validity_seconds, ~0ULL);
 		atomic_fetch_add(&sv->presigned, 1);
 		free(items[i].der);
 	}
