@@ -125,6 +125,7 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 	const unsigned char *p = der;
 	CA_CMP_MSG *msg;
 	CA_CMP_HDR *h;
+	long version;
 	int nid;
 
 	memset(m, 0, sizeof *m);
@@ -138,12 +139,14 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 		cmp_peek_free(m);
 		return ca_usage_error("%zu bytes follow the CMP message", len - (size_t)(p - der));
 	}
-	if (ASN1_INTEGER_get(h->pvno) < 2 || ASN1_INTEGER_get(h->pvno) > 3) {
+	if ((version = ASN1_INTEGER_get(h->pvno)) < 2 || version > 3) {
 		cmp_peek_free(m);
-		return ca_usage_error("CMP version %ld: only 2 and 3 are spoken here", ASN1_INTEGER_get(h->pvno));
+		return ca_usage_error("CMP version %ld: only 2 and 3 are spoken here", version);
 	}
-	/* the body's tag: [n] of PKIBody */
-	m->body_type = msg->body->type == V_ASN1_OTHER && msg->body->value.asn1_string->length > 0
+	/* the body's tag: [n] of PKIBody, context-specific, one byte */
+	m->body_type = msg->body->type == V_ASN1_OTHER && msg->body->value.asn1_string->length > 0 &&
+				       (msg->body->value.asn1_string->data[0] & 0xc0) == 0x80 &&
+				       (msg->body->value.asn1_string->data[0] & 0x1f) != 0x1f
 			       ? (msg->body->value.asn1_string->data[0] & 0x1f)
 			       : -1;
 	if (m->body_type >= 0) {
