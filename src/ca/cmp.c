@@ -242,6 +242,8 @@ struct txn {
 	enum cmp_protection protection; /* the first message's: the others' must be the same */
 	long long pending_id;
 	char serial[80];
+	unsigned char hash[EVP_MAX_MD_SIZE]; /* the certificate's, for its certConf */
+	unsigned hash_len;
 	time_t expires;
 	bool busy;
 	struct txn *next;
@@ -647,6 +649,8 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	call.pending_id = txn->pending_id;
 	call.first = txn->first;
 	memcpy(call.serial, txn->serial, sizeof call.serial);
+	memcpy(call.hash, txn->hash, sizeof call.hash);
+	call.hash_len = txn->hash_len;
 
 	/* who sent it */
 	if (!call.refuse_info && m.protection == CMP_PROT_MAC) {
@@ -745,6 +749,8 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	if (keep) {
 		txn->pending_id = call.pending_id;
 		memcpy(txn->serial, call.serial, sizeof txn->serial);
+		memcpy(txn->hash, call.hash, sizeof txn->hash);
+		txn->hash_len = call.hash_len;
 		txn->expires = now + (call.pending_id && !call.serial[0] ? CMP_POLL_WAIT : CMP_CONFIRM_WAIT);
 		if (call.pending_id && !txn->first && !(txn->first = OSSL_CMP_MSG_dup(msg)))
 			keep = false;

@@ -118,6 +118,8 @@ struct cmp_call {
 	long long pending_id;
 	/* out: what happened, for the transaction and the log */
 	char serial[80]; /* the certificate issued or revoked */
+	unsigned char hash[EVP_MAX_MD_SIZE]; /* the certificate issued: its hash, as certConf's certHash has it */
+	unsigned hash_len;
 	char what[256];	 /* why it was refused */
 };
 /* A server context whose callbacks take call (OSSL_CMP_SRV_CTX_get0_custom_ctx). */

@@ -296,6 +296,22 @@ static int issue(struct cmp_call *call, const struct ca_template *t, const struc
 	return me.rc;
 }
 
+/* Keeps x's serial and its hash (the digest of its signature algorithm), which the certConf must name. */
+static OSSL_CMP_PKISI *issued_ok(struct cmp_call *call, X509 *x, const char *serial)
+{
+	ASN1_OCTET_STRING *h = X509_digest_sig(x, NULL, NULL);
+
+	if (!h || h->length > (int)sizeof call->hash) {
+		ASN1_OCTET_STRING_free(h);
+		return reject(call, FAIL(systemFailure), "cannot hash certificate %s", serial);
+	}
+	snprintf(call->serial, sizeof call->serial, "%s", serial);
+	memcpy(call->hash, h->data, (size_t)h->length);
+	call->hash_len = (unsigned)h->length;
+	ASN1_OCTET_STRING_free(h);
+	return OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_accepted, 0, NULL);
+}
+
 /* The answer with the certificate of serial (issued now, or approved since). */
 static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 **certOut, STACK_OF(X509) **chainOut)
 {
@@ -308,8 +324,7 @@ static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 
 	unlock(call);
 	if (!*certOut)
 		return reject(call, FAIL(systemFailure), "%s", ca_last_error());
-	snprintf(call->serial, sizeof call->serial, "%s", row.serial);
-	return OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_accepted, 0, NULL);
+	return issued_ok(call, *certOut, row.serial);
 }
 
 /* A pending request asked for again (pollReq found it decided): issued, denied or still waiting. */
@@ -376,12 +391,11 @@ static OSSL_CMP_PKISI *cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *m
 	} else {
 		const unsigned char *p = issued.der;
 
-		snprintf(call->serial, sizeof call->serial, "%s", issued.serial);
 		if ((*certOut = d2i_X509(NULL, &p, (long)issued.der_len))) {
 			lock(call);
 			*chainOut = X509_chain_up_ref(ca_chain(call->env->ca));
 			unlock(call);
-			si = OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_accepted, 0, NULL);
+			si = issued_ok(call, *certOut, issued.serial);
 		} else {
 			si = reject(call, FAIL(systemFailure), "certificate %s issued but not encodable", issued.serial);
 		}
@@ -429,13 +443,9 @@ static int cert_conf(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, int certReq
 		     const OSSL_CMP_PKISI *si)
 {
 	struct cmp_call *call = OSSL_CMP_SRV_CTX_get0_custom_ctx(srv);
-	struct ca_db_cert row;
-	ASN1_OCTET_STRING *want = NULL;
 	char text[200];
 	/* OpenSSL 3.0 has no getter for a PKIStatusInfo's status: its text starts with it */
 	bool rejected = si && strstr(OSSL_CMP_snprint_PKIStatusInfo(si, text, sizeof text) ? text : "", "rejection");
-	X509 *x = NULL;
-	int rc = 0;
 
 	(void)msg;
 	(void)certReqId;
@@ -448,28 +458,22 @@ static int cert_conf(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, int certReq
 		ERR_raise_data(ERR_LIB_CMP, CMP_R_ERROR_UNEXPECTED_CERTCONF, "%s", call->what);
 		return 0;
 	}
-	lock(call);
-	if ((x = cert_of(call, call->serial, &row)))
-		want = X509_digest_sig(x, NULL, NULL);
-	if (!want || !hash || ASN1_OCTET_STRING_cmp(want, hash)) {
+	if (!hash || (unsigned)hash->length != call->hash_len || CRYPTO_memcmp(hash->data, call->hash, call->hash_len)) {
 		snprintf(call->what, sizeof call->what, "certConf: the hash is not certificate %s's", call->serial);
 		ERR_raise_data(ERR_LIB_CMP, CMP_R_CERTHASH_UNMATCHED, "%s", call->what);
-	} else if (rejected) {
-		/* the client will not use it: nobody should */
-		if (ca_revoke(call->env->ca, call->serial, 5 /* cessationOfOperation */, 0) == 0)
-			snprintf(call->what, sizeof call->what, "certificate %s rejected by the client: revoked",
-				 call->serial);
-		else
-			snprintf(call->what, sizeof call->what, "certificate %s rejected by the client: %s",
-				 call->serial, ca_last_error());
-		rc = 1;
-	} else {
-		rc = 1;
+		return 0;
 	}
-	unlock(call);
-	ASN1_OCTET_STRING_free(want);
-	X509_free(x);
-	return rc;
+	if (rejected) {
+		int rc;
+
+		/* the client will not use it: nobody should */
+		lock(call);
+		rc = ca_revoke(call->env->ca, call->serial, 5 /* cessationOfOperation */, 0);
+		unlock(call);
+		snprintf(call->what, sizeof call->what, "certificate %s rejected by the client: %s", call->serial,
+			 rc ? ca_last_error() : "revoked");
+	}
+	return 1;
 }
 
 static int poll_req(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, int certReqId, OSSL_CMP_MSG **certReq,

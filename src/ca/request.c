@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include <openssl/asn1t.h>
-#include <openssl/crmf.h>
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -109,11 +108,73 @@ ASN1_SEQUENCE(CA_CERT_TEMPLATE) = {
 	ASN1_IMP_SEQUENCE_OF_OPT(CA_CERT_TEMPLATE, extensions, X509_EXTENSION, 9),
 } static_ASN1_SEQUENCE_END(CA_CERT_TEMPLATE)
 
-/* a request that came as a CRMF CertReqMsg */
-struct ca_crmf {
-	OSSL_CRMF_MSG *msg;	     /* as OpenSSL reads it: its proof of possession checked there */
-	CA_CERT_TEMPLATE *tmpl;	     /* its certTemplate, read here */
-};
+/* AttributeTypeAndValue, as controls and regInfo carry them: read, never used */
+typedef struct {
+	ASN1_OBJECT *type;
+	ASN1_TYPE *value;
+} CA_ATAV;
+
+ASN1_SEQUENCE(CA_ATAV) = {
+	ASN1_SIMPLE(CA_ATAV, type, ASN1_OBJECT),
+	ASN1_SIMPLE(CA_ATAV, value, ASN1_ANY),
+} static_ASN1_SEQUENCE_END(CA_ATAV)
+
+/* CertRequest; its encoding kept, for the proof of possession to be checked over the bytes sent */
+typedef struct {
+	ASN1_ENCODING enc;
+	ASN1_INTEGER *id;
+	CA_CERT_TEMPLATE *tmpl;
+	OPENSSL_STACK *controls;
+} CA_CERT_REQ;
+
+ASN1_SEQUENCE_enc(CA_CERT_REQ, enc, 0) = {
+	ASN1_SIMPLE(CA_CERT_REQ, id, ASN1_INTEGER),
+	ASN1_SIMPLE(CA_CERT_REQ, tmpl, CA_CERT_TEMPLATE),
+	ASN1_SEQUENCE_OF_OPT(CA_CERT_REQ, controls, CA_ATAV),
+} static_ASN1_SEQUENCE_END_ref(CA_CERT_REQ, CA_CERT_REQ)
+
+/* POPOSigningKey: poposkInput (not taken) read as whatever it holds */
+typedef struct {
+	OPENSSL_STACK *input;
+	X509_ALGOR *algorithm;
+	ASN1_BIT_STRING *signature;
+} CA_POPOSK;
+
+ASN1_SEQUENCE(CA_POPOSK) = {
+	ASN1_IMP_SEQUENCE_OF_OPT(CA_POPOSK, input, ASN1_ANY, 0),
+	ASN1_SIMPLE(CA_POPOSK, algorithm, X509_ALGOR),
+	ASN1_SIMPLE(CA_POPOSK, signature, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(CA_POPOSK)
+
+/* ProofOfPossession: raVerified [0], signature [1], keyEncipherment [2], keyAgreement [3] */
+typedef struct {
+	int type;
+	union {
+		ASN1_NULL *ra_verified;
+		CA_POPOSK *signature;
+		ASN1_TYPE *other;
+	} value;
+} CA_POPO;
+
+ASN1_CHOICE(CA_POPO) = {
+	ASN1_IMP(CA_POPO, value.ra_verified, ASN1_NULL, 0),
+	ASN1_IMP(CA_POPO, value.signature, CA_POPOSK, 1),
+	ASN1_EXP(CA_POPO, value.other, ASN1_ANY, 2),
+	ASN1_EXP(CA_POPO, value.other, ASN1_ANY, 3),
+} static_ASN1_CHOICE_END(CA_POPO)
+
+/* CertReqMsg (RFC 4211 3): a request that came as CRMF */
+typedef struct ca_crmf {
+	CA_CERT_REQ *req;
+	CA_POPO *popo;
+	OPENSSL_STACK *reg_info;
+} CA_CRMF;
+
+ASN1_SEQUENCE(CA_CRMF) = {
+	ASN1_SIMPLE(CA_CRMF, req, CA_CERT_REQ),
+	ASN1_OPT(CA_CRMF, popo, CA_POPO),
+	ASN1_SEQUENCE_OF_OPT(CA_CRMF, reg_info, CA_ATAV),
+} static_ASN1_SEQUENCE_END(CA_CRMF)
 
 struct ca_key_decoder {
 	OSSL_DECODER_CTX *ctx;
@@ -191,11 +252,7 @@ void ca_request_free(struct ca_request *r)
 	if (!r)
 		return;
 	ASN1_item_free((ASN1_VALUE *)r->asn, ASN1_ITEM_rptr(CA_REQ));
-	if (r->crmf) {
-		OSSL_CRMF_MSG_free(r->crmf->msg);
-		ASN1_item_free((ASN1_VALUE *)r->crmf->tmpl, ASN1_ITEM_rptr(CA_CERT_TEMPLATE));
-		free(r->crmf);
-	}
+	ASN1_item_free((ASN1_VALUE *)r->crmf, ASN1_ITEM_rptr(CA_CRMF));
 	EVP_PKEY_free(r->key);
 	sk_X509_EXTENSION_pop_free(r->extensions, X509_EXTENSION_free);
 	GENERAL_NAMES_free(r->sans);
@@ -262,23 +319,25 @@ fail:
 	return NULL;
 }
 
-/* A CRMF CertReqMsg from its DER, which it takes over; NULL with the reason. */
+/*
+ * A CRMF CertReqMsg from its DER, which it takes over; NULL with the
+ * reason. Read with the templates above, not OpenSSL's: d2i_OSSL_CRMF_MSG
+ * would decode the key with a decoder context made for it alone.
+ */
 static struct ca_request *parse_crmf(unsigned char *der, size_t len, struct ca_key_decoder *d)
 {
 	struct ca_request *r = calloc(1, sizeof *r);
 	const unsigned char *p = der;
-	unsigned char *tder = NULL;
-	int tlen;
+	CA_CERT_TEMPLATE *t;
 
-	if (!r || !(r->crmf = calloc(1, sizeof *r->crmf))) {
-		free(r);
+	if (!r) {
 		OPENSSL_free(der);
 		ca_error("out of memory");
 		return NULL;
 	}
 	r->der = der;
 	r->der_len = len;
-	if (len > CA_REQUEST_MAX || !(r->crmf->msg = d2i_OSSL_CRMF_MSG(NULL, &p, (long)len))) {
+	if (len > CA_REQUEST_MAX || !(r->crmf = (CA_CRMF *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_CRMF)))) {
 		ca_error("not a certificate request (CRMF)");
 		goto fail;
 	}
@@ -286,31 +345,22 @@ static struct ca_request *parse_crmf(unsigned char *der, size_t len, struct ca_k
 		ca_error("%zu bytes follow the certificate request", len - (size_t)(p - der));
 		goto fail;
 	}
-	/* the certTemplate, read again with the key left as bytes: OpenSSL 3.0 has no accessor for its key */
-	tlen = i2d_OSSL_CRMF_CERTTEMPLATE(OSSL_CRMF_MSG_get0_tmpl(r->crmf->msg), &tder);
-	p = tder;
-	if (tlen <= 0 || !(r->crmf->tmpl = (CA_CERT_TEMPLATE *)ASN1_item_d2i(NULL, &p, tlen,
-									  ASN1_ITEM_rptr(CA_CERT_TEMPLATE)))) {
-		OPENSSL_free(tder);
-		ca_error("the request's certificate template is malformed");
-		goto fail;
-	}
-	OPENSSL_free(tder);
-	if (!r->crmf->tmpl->spki) {
+	t = r->crmf->req->tmpl;
+	if (!t->spki) {
 		ca_error("the request's template has no public key (keys made by the CA are not offered)");
 		goto fail;
 	}
-	if (!r->crmf->tmpl->subject && !(r->crmf->tmpl->subject = X509_NAME_new())) {
+	if (!t->subject && !(t->subject = X509_NAME_new())) {
 		ca_error("out of memory");
 		goto fail;
 	}
 	/* the template's extensions are the request's: only its SANs are ever taken (template.c) */
-	if (r->crmf->tmpl->extensions && !(r->extensions = sk_X509_EXTENSION_deep_copy(
-						  r->crmf->tmpl->extensions, X509_EXTENSION_dup, X509_EXTENSION_free))) {
+	if (t->extensions && !(r->extensions = sk_X509_EXTENSION_deep_copy(t->extensions, X509_EXTENSION_dup,
+									   X509_EXTENSION_free))) {
 		ca_error("out of memory");
 		goto fail;
 	}
-	if (names_and_key(r, r->crmf->tmpl->subject, r->crmf->tmpl->spki, d))
+	if (names_and_key(r, t->subject, t->spki, d))
 		goto fail;
 	ERR_clear_error();
 	return r;
@@ -407,14 +457,18 @@ int ca_request_verify(const struct ca_request *r)
 	int ok;
 
 	if (r->crmf) {
-		/* its proof of possession: a signature by the template's key over the CertRequest */
-		STACK_OF(OSSL_CRMF_MSG) *one = sk_OSSL_CRMF_MSG_new_null();
+		/* its proof of possession: a signature by the template's key over the CertRequest as sent */
+		const CA_POPO *popo = r->crmf->popo;
 
-		ok = one && sk_OSSL_CRMF_MSG_push(one, r->crmf->msg) &&
-		     OSSL_CRMF_MSGS_verify_popo(one, OSSL_CRMF_MSG_get_certReqId(r->crmf->msg), 0, NULL, NULL);
-		sk_OSSL_CRMF_MSG_free(one);
+		if (!popo || popo->type != 1)
+			return ca_error("the request's proof of possession is not a signature (%s)",
+					!popo ? "it has none" : popo->type == 0 ? "raVerified is not taken" : "not taken");
+		if (popo->value.signature->input)
+			return ca_error("the request's proof of possession signs a POPOSigningKeyInput: not taken");
+		ok = ASN1_item_verify(ASN1_ITEM_rptr(CA_CERT_REQ), popo->value.signature->algorithm,
+				      popo->value.signature->signature, r->crmf->req, r->key);
 		ERR_clear_error();
-		return ok ? 0 : ca_error("the request's proof of possession does not verify with its public key");
+		return ok == 1 ? 0 : ca_error("the request's proof of possession does not verify with its public key");
 	}
 	ok = ASN1_item_verify(ASN1_ITEM_rptr(CA_REQ_INFO), r->asn->signature_algorithm, r->asn->signature,
 				  r->asn->info, r->key);

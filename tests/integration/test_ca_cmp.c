@@ -14,7 +14,8 @@
  *    replayed ir (the same transactionID and nonce), kur and rr with a
  *    MAC, an rr for another certificate, a signed request for names its
  *    certificate does not have, a body that is no CMP message at all; and
- *    serve keeps answering;
+ *    serve keeps answering; a certificate the client rejects in its
+ *    certConf is revoked;
  *  - a template with manual approval answers "waiting"; the client polls
  *    until keyward-ca approve, then gets the certificate;
  *  - the secret is nowhere in plain text: not in the database (nor its
@@ -403,6 +404,17 @@ static void test_refused(void **state)
 	expect_has("the answer to a stale certConf", sh_ok("openssl asn1parse -inform DER -in certconf.rsp"),
 		   "unexpected pkibody");
 	expect_unchanged("a replay", before, ca_state(ca_dir));
+
+	/* a certificate the client rejects in its certConf (it does not chain to -out_trusted) is revoked */
+	sh_ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout stranger.key "
+	      "-subj /CN=stranger -out stranger.pem");
+	cmp_refused("CMP client did not accept it", "WebServer",
+		    "-cmd ir -ref WebServer -secret pass:%s -newkey x.key -subject /CN=unwanted.example "
+		    "-out_trusted stranger.pem -certout unwanted.pem",
+		    secret);
+	out = ca_ok(ca_dir, "list --status revoked");
+	expect_has("list --status revoked", out, "/CN=unwanted.example");
+	expect_has("list --status revoked", line_with(out, "unwanted.example"), "cessationOfOperation");
 
 	/* what is no CMP message at all gets a CMP error message, and serve goes on */
 	sh_ok("head -c 2000 /dev/urandom > junk.bin");
