@@ -711,11 +711,18 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	if (!call.refuse_info && is_new) {
 		int seen;
 
+		/*
+		 * under the CA's lock too: this write then never meets the issuance's
+		 * transaction on the database, whose SQLite busy handler would sleep
+		 * up to 100 ms at a time to wait for it
+		 */
+		pthread_mutex_lock(st->env->ca_lock);
 		pthread_mutex_lock(&st->store_lock);
 		seen = cmp_seen(st->store, m.tid->data, (size_t)m.tid->length, m.time ? now + 2 * CMP_TIME_SKEW
 										  : now + CMP_SEEN_KEEP,
 				now);
 		pthread_mutex_unlock(&st->store_lock);
+		pthread_mutex_unlock(st->env->ca_lock);
 		if (seen) {
 			call.refuse_info = seen > 0 ? FAIL(transactionIdInUse) : FAIL(systemUnavail);
 			snprintf(call.refuse, sizeof call.refuse, "%s",

@@ -371,8 +371,12 @@ static OSSL_CMP_PKISI *cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *m
 			    "(its subject and subject alternative names): use the template's shared secret for others");
 		goto out;
 	}
-	/* checked here first, so that a refusal names the rule; ca_issue checks again */
-	if (ca_request_check(call->t, req)) {
+	/*
+	 * the template's rules checked here first, so that a refusal names the
+	 * rule (the framework checked the proof of possession; issuance checks
+	 * both again)
+	 */
+	if (ca_template_check(call->t, req)) {
 		si = reject(call, FAIL(badCertTemplate), "%s", ca_last_error());
 		goto out;
 	}
