@@ -288,6 +288,8 @@ static void handle(void *state, const struct serve_req *req, struct serve_resp *
 	snprintf(tname, sizeof tname, "%.*s", (int)n, name);
 	pthread_mutex_lock(a->env->ca_lock);
 	t = acme_listed(a->conf.templates, tname) ? ca_template_named(a->env->ca, tname) : NULL;
+	if (t && (t->ca || t->manual))
+		t = NULL; /* a CA certificate, or one a person approves, is never ACME's to give */
 	if (t)
 		x.t = *t;
 	pthread_mutex_unlock(a->env->ca_lock);

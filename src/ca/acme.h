@@ -10,6 +10,7 @@
  *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in keyward-ca.db
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
  *   acme_conf.c       acme.conf ([acme]): which templates, EAB, limits, test settings
+ *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab)
  */
 #ifndef KW_CA_ACME_H
 #define KW_CA_ACME_H
@@ -149,6 +150,10 @@ int acme_account_set_key(struct acme_db *db, long long id, const char *template_
 /* A new EAB key for template: its kid and key (the caller wipes it). */
 int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
 		 unsigned char key[ACME_EAB_KEY_LEN]);
+/* A new EAB key for template (audited): its kid, and its key in base64url for the operator (wipe it). */
+#define ACME_EAB_KEY_B64 43
+int acme_eab_create(struct ca *ca, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
+		    char key_b64[ACME_EAB_KEY_B64 + 1]);
 /* The key of kid for template: 0, 1 if none (or bound to an account already), -1 error. */
 int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid, unsigned char key[ACME_EAB_KEY_LEN]);
 
@@ -172,6 +177,7 @@ struct acme_authz {
 	char token[ACME_NONCE_LEN + 1];
 	char tried[16];	 /* the challenge type answered, or empty */
 	time_t validated;
+	char error_type[32]; /* the problem's type (incorrectResponse, connection, dns) when invalid */
 	char error[512];
 };
 /* An order for names (n, each a DNS name, "*." kept) and its authorizations, in one transaction. */
@@ -184,7 +190,8 @@ int acme_order_set(struct acme_db *db, long long id, const char *status, const c
 int acme_order_move(struct acme_db *db, long long id, const char *from, const char *to);
 int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a);
 /* Records a challenge's outcome on the authorization (status valid or invalid), if still pending: 1 if not. */
-int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error);
+int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error_type,
+		      const char *error);
 int acme_authz_set_status(struct acme_db *db, long long id, const char *status);
 
 /* ---- acme_challenge.c ---- */

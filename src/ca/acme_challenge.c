@@ -160,6 +160,9 @@ enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const c
 		ca_error("http-01 for %s: the name does not resolve", name);
 	} else if (rc == CURLE_TOO_MANY_REDIRECTS || rc == CURLE_UNSUPPORTED_PROTOCOL) {
 		ca_error("http-01 for %s: redirected too often, or elsewhere than plain HTTP", name);
+	} else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT) {
+		ca_error("http-01 for %s: cannot connect to %s port %u, or no answer within %u s", name, name,
+			 ac->http01_port, ac->fetch_timeout);
 	} else if (rc != CURLE_OK) {
 		ca_error("http-01 for %s: %s", name, err[0] ? err : curl_easy_strerror(rc));
 	} else if (status != 200) {

@@ -50,7 +50,7 @@ static const char schema[] =
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, order_id INTEGER NOT NULL, account INTEGER NOT NULL,"
 	" value TEXT NOT NULL, wildcard INTEGER NOT NULL, status TEXT NOT NULL, expires INTEGER NOT NULL,"
 	" token TEXT NOT NULL, tried TEXT NOT NULL DEFAULT '', validated INTEGER NOT NULL DEFAULT 0,"
-	" error TEXT NOT NULL DEFAULT '');"
+	" error_type TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX IF NOT EXISTS acme_authz_order ON acme_authz (order_id);";
 
 static int fail(struct acme_db *db, const char *what)
@@ -381,7 +381,7 @@ int acme_order_insert(struct acme_db *db, struct acme_order *o, const char *cons
 		if (run(db, prep(db,
 				 "INSERT INTO acme_authz (order_id, account, value, wildcard, status, expires, token) "
 				 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-				 "itiit", o->id, o->account, names[i] + (wild ? 2 : 0), (long long)wild,
+				 "iitiit", o->id, o->account, names[i] + (wild ? 2 : 0), (long long)wild,
 				 (long long)o->expires, token)) != 1)
 			goto rollback;
 		o->authz[o->n_authz++] = sqlite3_last_insert_rowid(db->db);
@@ -483,7 +483,8 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 
 	pthread_mutex_lock(&db->lock);
 	st = prep(db,
-		  "SELECT id, order_id, account, value, wildcard, status, expires, token, tried, validated, error "
+		  "SELECT id, order_id, account, value, wildcard, status, expires, token, tried, validated, error, "
+		  "error_type "
 		  "FROM acme_authz WHERE id = ?",
 		  "i", id);
 	if (st) {
@@ -500,6 +501,7 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 			col_text(st, 8, a->tried, sizeof a->tried);
 			a->validated = (time_t)sqlite3_column_int64(st, 9);
 			col_text(st, 10, a->error, sizeof a->error);
+			col_text(st, 11, a->error_type, sizeof a->error_type);
 			rc = 0;
 		} else {
 			rc = rc == SQLITE_DONE ? 1 : fail(db, "authorization");
@@ -510,15 +512,16 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 	return rc;
 }
 
-int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error)
+int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error_type,
+		      const char *error)
 {
 	int rc;
 
 	pthread_mutex_lock(&db->lock);
 	rc = run(db, prep(db,
-			  "UPDATE acme_authz SET status = ?, tried = ?, error = ?, validated = strftime('%s') "
+			  "UPDATE acme_authz SET status = ?, tried = ?, error_type = ?, error = ?, validated = strftime('%s') "
 			  "WHERE id = ? AND status = 'pending'",
-			  "ttti", status, type, error ? error : "", id));
+			  "tttti", status, type, error_type ? error_type : "", error ? error : "", id));
 	pthread_mutex_unlock(&db->lock);
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }

@@ -354,8 +354,8 @@ static json_t *challenge_json(const struct acme_ctx *x, const struct acme_authz 
 		json_object_set_new(c, "validated", json_string(when));
 	}
 	if (c && !strcmp(a->tried, type) && a->error[0])
-		json_object_set_new(c, "error", json_pack("{s:s,s:s}", "type", "urn:ietf:params:acme:error:incorrectResponse",
-							  "detail", a->error));
+		json_object_set_new(c, "error", json_pack("{s:s+,s:s}", "type", "urn:ietf:params:acme:error:",
+							  a->error_type, "detail", a->error));
 	return c;
 }
 
@@ -419,7 +419,8 @@ int acme_post_challenge(struct acme_ctx *x, long long id, const char *type)
 			acme_b64u_encode(md, sizeof md, digest);
 			p = acme_dns01(&x->a->conf, a.value, digest);
 		}
-		if (acme_authz_settle(x->a->db, id, type, p ? "invalid" : "valid", p ? ca_last_error() : NULL) < 0 ||
+		if (acme_authz_settle(x->a->db, id, type, p ? "invalid" : "valid", p ? acme_prob_type(p) : NULL,
+				      p ? ca_last_error() : NULL) < 0 ||
 		    acme_authz_get(x->a->db, id, &a))
 			return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
 	}

@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+# JWS requests certbot never sends, for test_ca_acme: made with certbot's own
+# ACME library (python3-acme, josepy), so the signatures are the real client's.
+#   acme_jws.py account DIRECTORY  a newAccount, no more (without EAB where it is required)
+#   acme_jws.py replay DIRECTORY   a newAccount sent twice with one nonce; a JWS for
+#                                  another URL; a JWS whose signature was altered
+#   acme_jws.py rollover DIRECTORY an account's key rolled over (RFC 8555 7.3.5), then
+#                                  used; the old key refused
+# Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
+import json
+import sys
+
+import josepy as jose
+import requests
+from acme import jws as acme_jws
+from cryptography.hazmat.primitives.asymmetric import ec
+
+JOSE = {"Content-Type": "application/jose+json"}
+
+
+def new_key():
+    return jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+class Client:
+    def __init__(self, directory):
+        self.dir = requests.get(directory, timeout=30).json()
+
+    def nonce(self):
+        return requests.head(self.dir["newNonce"], timeout=30).headers["Replay-Nonce"]
+
+    def sign(self, key, payload, url, nonce=None, kid=None, jwk=True):
+        n = jose.b64decode(nonce if nonce is not None else self.nonce())
+        data = b"" if payload is None else json.dumps(payload).encode()
+        if kid:
+            return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url, kid=kid).json_dumps()
+        return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url).json_dumps()
+
+    def post(self, url, body):
+        return requests.post(url, data=body, headers=JOSE, timeout=30)
+
+
+def show(name, r):
+    kind = "-"
+    if r.headers.get("Content-Type", "").startswith("application/problem+json"):
+        kind = r.json().get("type", "?")
+    print(name, r.status_code, kind, flush=True)
+    return r
+
+
+def replay(c):
+    key = new_key()
+    url = c.dir["newAccount"]
+    body = c.sign(key, {"termsOfServiceAgreed": True}, url)
+    show("first", c.post(url, body))
+    show("replayed", c.post(url, body))
+    show("other-url", c.post(c.dir["newOrder"], c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
+    bad = json.loads(c.sign(new_key(), {"termsOfServiceAgreed": True}, url))
+    sig = bytearray(jose.b64decode(bad["signature"]))
+    sig[5] ^= 1
+    bad["signature"] = jose.b64encode(bytes(sig)).decode()
+    show("bad-signature", c.post(url, json.dumps(bad)))
+    show("unknown-nonce", c.post(url, c.sign(new_key(), {}, url, nonce="AAAAAAAAAAAAAAAAAAAAAA")))
+
+
+def account(c):
+    url = c.dir["newAccount"]
+    show("account", c.post(url, c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
+
+
+def rollover(c):
+    old, new = new_key(), new_key()
+    r = show("account", c.post(c.dir["newAccount"], c.sign(old, {"termsOfServiceAgreed": True},
+                                                          c.dir["newAccount"])))
+    acct = r.headers["Location"]
+    url = c.dir["keyChange"]
+    inner = acme_jws.JWS.sign(json.dumps({"account": acct, "oldKey": old.public_key().to_json()}).encode(),
+                              key=new, alg=jose.ES256, nonce=None, url=url).json_dumps()
+    show("key-change", c.post(url, c.sign(old, json.loads(inner), url, kid=acct)))
+    show("new-key", c.post(acct, c.sign(new, None, acct, kid=acct)))
+    show("old-key", c.post(acct, c.sign(old, None, acct, kid=acct)))
+    show("deactivate", c.post(acct, c.sign(new, {"status": "deactivated"}, acct, kid=acct)))
+    show("after-deactivate", c.post(acct, c.sign(new, None, acct, kid=acct)))
+
+
+if __name__ == "__main__":
+    {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))

@@ -1,0 +1,297 @@
+/*
+ * ACME (RFC 8555) in keyward-ca serve, driven by certbot, the ACME client
+ * most used, against a CA set up on a development keywardd. Every name is
+ * resolved to 127.0.0.1 by the CA's test resolver (acme.conf: resolve,
+ * allow_loopback) and http-01 is fetched from certbot's --http-01-port.
+ *
+ *  - certbot certonly --standalone gets a certificate that verifies under
+ *    the CA; renew --force-renewal gets another; revoke revokes it (the
+ *    database lists it revoked);
+ *  - a failed challenge (nothing answers http-01) leaves no certificate
+ *    and the CA unchanged;
+ *  - dns-01 through the CA's hook, with certbot's manual auth hook
+ *    publishing the TXT value where the CA's hook looks;
+ *  - a template that requires external account binding refuses an
+ *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
+ *    `keyward-ca acme-eab`, and refuses that kid a second time;
+ *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
+ *    library): a replayed nonce (badNonce), a JWS for another URL, an
+ *    altered signature, key rollover and account deactivation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ca_helpers.h"
+#include "harness.h"
+#include "serve_helpers.h"
+
+static struct kwt_server server;
+static char work[300], ca_dir[400], pin[400];
+static unsigned short port, http01;
+static pid_t serve_pid;
+
+/* certbot's common options: its directories under work/CFG, the template's directory URL. */
+static const char *certbot_opts(const char *cfg, const char *tmpl)
+{
+	return keepf("--config-dir '%s/%s' --work-dir '%s/%s/work' --logs-dir '%s/%s/logs' --non-interactive "
+		     "--agree-tos --register-unsafely-without-email --server http://127.0.0.1:%u/acme/%s/directory",
+		     work, cfg, work, cfg, work, cfg, port, tmpl);
+}
+
+/* certbot certonly --standalone for name: its exit code, *out its output. */
+static int certonly(const char **out, const char *cfg, const char *tmpl, const char *name, unsigned short on,
+		    const char *extra)
+{
+	return sh(out, "certbot certonly %s --standalone --http-01-port %u -d %s %s 2>&1", certbot_opts(cfg, tmpl), on,
+		  name, extra);
+}
+
+static const char *live(const char *cfg, const char *name, const char *file)
+{
+	return keepf("%s/%s/live/%s/%s", work, cfg, name, file);
+}
+
+/* The certificate names exactly name, and verifies under the CA. */
+static void expect_cert_for(const char *pem, const char *name)
+{
+	const char *text = cert_text(pem);
+
+	expect_verifies("ca.pem", NULL, pem);
+	expect_has("the certificate's SAN", text, keepf("DNS:%s\n", name));
+	expect_has("the certificate's issuer", text, "Issuer: CN = ACME Test CA");
+}
+
+static int setup(void **state)
+{
+	char path[600];
+
+	(void)state;
+	kwt_start_dev(&server);
+	snprintf(path, sizeof path, "%s/machine-id", server.dir);
+	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
+	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
+	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
+	snprintf(pin, sizeof pin, "%s/pin", server.dir);
+	snprintf(work, sizeof work, "%s/acme", server.dir);
+	assert_int_equal(mkdir(work, 0700), 0);
+	snprintf(ca_dir, sizeof ca_dir, "%s/ca", work);
+	assert_int_equal(chdir(work), 0);
+	ca_ok(ca_dir,
+	      "setup --name 'ACME Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
+	      KEYWARD_PKCS11_PATH, pin);
+	ca_ok(ca_dir, "ca.cert ca.pem");
+	/* WebEAB: WebServer's rules, accounts only with external account binding */
+	kwt_write_file("webeab.tmpl", ca_ok(ca_dir, "templates show WebServer"));
+	ca_ok(ca_dir, "templates add WebEAB --file webeab.tmpl");
+	/* the CA's dns-01 hook reads what certbot's manual auth hook wrote: a stand-in for DNS */
+	assert_int_equal(mkdir("txt", 0700), 0);
+	kwt_write_file("dns-hook", keepf("#!/bin/sh\n[ \"$(cat '%s/txt/'\"$1\" 2>/dev/null)\" = \"$2\" ]\n", work));
+	kwt_write_file("certbot-auth", keepf("#!/bin/sh\necho \"$CERTBOT_VALIDATION\" > '%s/txt/'\"$CERTBOT_DOMAIN\"\n",
+					    work));
+	assert_int_equal(chmod("dns-hook", 0755), 0);
+	assert_int_equal(chmod("certbot-auth", 0755), 0);
+	http01 = kwt_free_port();
+	snprintf(path, sizeof path, "%s/acme.conf", ca_dir);
+	kwt_write_file(path, keepf("[acme]\ntemplates = WebServer WebEAB Client\neab_templates = WebEAB\n"
+				   "resolve = 127.0.0.1\nallow_loopback = true\nhttp01_port = %u\nfetch_timeout = 5\n"
+				   "dns01_hook = %s/dns-hook\nhook_timeout = 10\n",
+				   http01, work));
+	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
+	kwt_write_file(path, "[serve]\nthreads = 4\n");
+	port = kwt_free_port();
+	snprintf(path, sizeof path, "%s/serve.log", work);
+	serve_pid = serve_start(ca_dir, port, path);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	serve_stop(serve_pid);
+	forget_all();
+	assert_int_equal(chdir("/"), 0);
+	kwt_stop(&server);
+	kwt_cleanup(&server);
+	return 0;
+}
+
+static void test_issue_renew_revoke(void **state)
+{
+	const char *out, *first, *second, *pem = live("c1", "web.acme.test", "cert.pem");
+
+	(void)state;
+	if (certonly(&out, "c1", "WebServer", "web.acme.test", http01, ""))
+		fail_full("certbot certonly failed:\n%s\nserve's log:\n%s", out, file("serve.log"));
+	expect_cert_for(pem, "web.acme.test");
+	expect_verifies("ca.pem", NULL, live("c1", "web.acme.test", "fullchain.pem"));
+	first = norm_serial(cert_serial(pem));
+	assert_true(listed(ca_dir, "issued", first));
+
+	if (sh(&out, "certbot renew --force-renewal --no-random-sleep-on-renew --cert-name web.acme.test %s 2>&1", certbot_opts("c1", "WebServer")))
+		fail_full("certbot renew failed:\n%s", out);
+	expect_cert_for(pem, "web.acme.test");
+	second = norm_serial(cert_serial(pem));
+	if (!strcmp(first, second))
+		fail_full("certbot renew --force-renewal kept serial %s", first);
+
+	if (sh(&out, "certbot revoke --cert-path '%s' --reason keycompromise --no-delete-after-revoke %s 2>&1", pem,
+	       certbot_opts("c1", "WebServer")))
+		fail_full("certbot revoke failed:\n%s", out);
+	assert_true(listed(ca_dir, "revoked", second));
+	assert_false(listed(ca_dir, "revoked", first));
+	/* a second revocation is refused as such */
+	assert_int_not_equal(sh(&out, "certbot revoke --cert-path '%s' --no-delete-after-revoke %s 2>&1", pem,
+				certbot_opts("c1", "WebServer")),
+			     0);
+	/* (certbot 2.1 on Python 3.11 cannot print this ACME error: its log has it) */
+	expect_has("certbot's log, revoked twice", file(keepf("%s/c1/logs/letsencrypt.log", work)),
+		   "urn:ietf:params:acme:error:alreadyRevoked");
+}
+
+static void test_failed_challenge(void **state)
+{
+	const char *out, *before = ca_state(ca_dir);
+
+	(void)state;
+	/* certbot answers on a port the CA does not fetch from: nothing answers http-01 */
+	assert_int_not_equal(certonly(&out, "c2", "WebServer", "fail.acme.test", kwt_free_port(), ""), 0);
+	expect_has("certbot, challenge failed", out, "fail.acme.test");
+	expect_has("certbot, challenge failed", out, "Type:   connection");
+	expect_has("certbot, challenge failed", out, "cannot connect to fail.acme.test port");
+	assert_false(exists(live("c2", "fail.acme.test", "cert.pem")));
+	expect_unchanged("a failed challenge", before, ca_state(ca_dir));
+}
+
+static void test_dns01(void **state)
+{
+	const char *out;
+
+	(void)state;
+	if (sh(&out, "certbot certonly %s --manual --preferred-challenges dns --manual-auth-hook '%s/certbot-auth' "
+		     "-d dns.acme.test 2>&1",
+	       certbot_opts("c3", "WebServer"), work))
+		fail_full("certbot certonly (dns-01) failed:\n%s", out);
+	expect_cert_for(live("c3", "dns.acme.test", "cert.pem"), "dns.acme.test");
+	/* the hook says no: the TXT value is not there */
+	assert_int_not_equal(sh(&out,
+				"certbot certonly %s --manual --preferred-challenges dns --manual-auth-hook /bin/true "
+				"-d nodns.acme.test 2>&1",
+				certbot_opts("c3", "WebServer")),
+			     0);
+	expect_has("certbot, dns-01 failed", out, "incorrectResponse");
+	assert_false(exists(live("c3", "nodns.acme.test", "cert.pem")));
+}
+
+/* The line of out after word (kid, hmac_key), kept. */
+static const char *word_after(const char *out, const char *word)
+{
+	const char *p = strstr(out, word);
+
+	if (!p)
+		fail_full("no %s in:\n%s", word, out);
+	p += strlen(word) + 1;
+	return keepf("%.*s", (int)strcspn(p, "\n "), p);
+}
+
+static void test_eab(void **state)
+{
+	const char *out, *eab, *kid, *key, *other;
+
+	(void)state;
+	/* the server refuses an account without binding (certbot itself would not ask: the directory says so) */
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' account http://127.0.0.1:%u/acme/WebEAB/directory", SOURCE_DIR,
+		    port);
+	expect_has("newAccount without EAB", out, "account 400 urn:ietf:params:acme:error:externalAccountRequired");
+	assert_int_not_equal(certonly(&out, "c4", "WebEAB", "eab.acme.test", http01, ""), 0);
+	expect_has("certbot without EAB", out, "external account binding");
+
+	eab = ca_ok(ca_dir, "acme-eab WebEAB");
+	kid = word_after(eab, "kid");
+	key = word_after(eab, "hmac_key");
+	other = word_after(ca_ok(ca_dir, "acme-eab WebEAB"), "hmac_key");
+	/* the right kid with another kid's key */
+	assert_int_not_equal(certonly(&out, "c5", "WebEAB", "eab.acme.test", http01,
+				      keepf("--eab-kid %s --eab-hmac-key %s", kid, other)),
+			     0);
+	expect_has("certbot, wrong EAB key", out, "binding's MAC does not verify");
+	if (certonly(&out, "c4", "WebEAB", "eab.acme.test", http01, keepf("--eab-kid %s --eab-hmac-key %s", kid, key)))
+		fail_full("certbot with EAB failed:\n%s", out);
+	expect_cert_for(live("c4", "eab.acme.test", "cert.pem"), "eab.acme.test");
+	/* a kid binds one account */
+	assert_int_not_equal(certonly(&out, "c6", "WebEAB", "eab2.acme.test", http01,
+				      keepf("--eab-kid %s --eab-hmac-key %s", kid, key)),
+			     0);
+	expect_has("certbot, EAB kid reused", out, "not an unused EAB key");
+	/* the key is not in ca.conf, so not in a config export */
+	assert_null(strstr(file(keepf("%s/ca.conf", ca_dir)), key));
+	expect_lacks("the audit log", ca_ok(ca_dir, "audit"), key);
+}
+
+static void test_jws_refused(void **state)
+{
+	const char *out;
+
+	(void)state;
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' replay http://127.0.0.1:%u/acme/WebServer/directory",
+		    SOURCE_DIR, port);
+	expect_has("acme_jws.py replay", out, "first 201 -\n");
+	expect_has("acme_jws.py replay", out, "replayed 400 urn:ietf:params:acme:error:badNonce\n");
+	expect_has("acme_jws.py replay", out, "other-url 403 urn:ietf:params:acme:error:unauthorized\n");
+	expect_has("acme_jws.py replay", out, "bad-signature 403 urn:ietf:params:acme:error:unauthorized\n");
+	expect_has("acme_jws.py replay", out, "unknown-nonce 400 urn:ietf:params:acme:error:badNonce\n");
+}
+
+static void test_rollover_deactivate(void **state)
+{
+	const char *out;
+
+	(void)state;
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' rollover http://127.0.0.1:%u/acme/WebServer/directory",
+		    SOURCE_DIR, port);
+	expect_has("acme_jws.py rollover", out, "account 201 -\n");
+	expect_has("acme_jws.py rollover", out, "key-change 200 -\n");
+	expect_has("acme_jws.py rollover", out, "new-key 200 -\n");
+	expect_has("acme_jws.py rollover", out, "old-key 403 urn:ietf:params:acme:error:unauthorized\n");
+	expect_has("acme_jws.py rollover", out, "deactivate 200 -\n");
+	expect_has("acme_jws.py rollover", out, "after-deactivate 403 urn:ietf:params:acme:error:unauthorized\n");
+}
+
+static void test_directories(void **state)
+{
+	const char *out;
+
+	(void)state;
+	out = sh_ok("curl -sS http://127.0.0.1:%u/acme/WebServer/directory", port);
+	expect_has("the directory", out, keepf("\"newNonce\":\"http://127.0.0.1:%u/acme/WebServer/new-nonce\"", port));
+	/* not listed in acme.conf, or not ACME's to serve (a CA template) */
+	expect_has("SubCA's directory", sh_ok("curl -sS -o /dev/null -w '%%{http_code}' "
+					      "http://127.0.0.1:%u/acme/SubCA/directory", port), "404");
+	expect_has("User's directory", sh_ok("curl -sS -o /dev/null -w '%%{http_code}' "
+					     "http://127.0.0.1:%u/acme/User/directory", port), "404");
+	/* Client needs a subject CN, which certbot's CSR lacks: refused at finalize, with the template's reason */
+	assert_int_not_equal(certonly(&out, "c7", "Client", "client.acme.test", http01, ""), 0);
+	/* certbot 2.1 on Python 3.11 fails to print an ACME error at finalize ("can't set attribute"): its log has it */
+	out = file(keepf("%s/c7/logs/letsencrypt.log", work));
+	expect_has("certbot's log on Client", out, "urn:ietf:params:acme:error:badCSR");
+	expect_has("certbot's log on Client", out, "template Client needs a subject with a CN");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_issue_renew_revoke), cmocka_unit_test(test_failed_challenge),
+		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
+		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
+		cmocka_unit_test(test_directories),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
