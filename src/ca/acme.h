@@ -141,9 +141,8 @@ int acme_account_get(struct acme_db *db, long long id, struct acme_account *a);
 int acme_account_insert(struct acme_db *db, struct acme_account *a);
 int acme_account_set_status(struct acme_db *db, long long id, const char *status);
 int acme_account_set_contact(struct acme_db *db, long long id, const char *contact);
-/* New key for account id: 1 if another account of the template has thumb. */
-int acme_account_set_key(struct acme_db *db, long long id, const char *template_name, const char *thumb,
-			 const char *jwk);
+/* New key for account id: 1 if another account of its template has thumb. */
+int acme_account_set_key(struct acme_db *db, long long id, const char *thumb, const char *jwk);
 
 #define ACME_EAB_KEY_LEN 32
 #define ACME_EAB_KID_LEN 22

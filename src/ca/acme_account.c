@@ -208,7 +208,7 @@ int acme_key_change(struct acme_ctx *x)
 		acme_problem(x, AP_UNAUTHORIZED, "keyChange: oldKey is not the account's key");
 	} else if (!(jwk = json_dumps(in.jwk, JSON_COMPACT | JSON_SORT_KEYS)) || strlen(jwk) >= sizeof x->acct.jwk) {
 		acme_problem(x, AP_BAD_PUBKEY, "the new jwk is too long");
-	} else if ((rc = acme_account_set_key(x->a->db, x->acct.id, x->t.name, in.thumb, jwk)) != 0) {
+	} else if ((rc = acme_account_set_key(x->a->db, x->acct.id, in.thumb, jwk)) != 0) {
 		struct acme_account other;
 		char where[ACME_URL_MAX + 128];
 

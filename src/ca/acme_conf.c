@@ -13,22 +13,9 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <ini.h>
 
 #include "ca/acme.h"
-
-static int uint_value(const char *v, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || !*v || *end || n < min || n > max)
-		return ca_error("not a whole number from %u to %u", min, max);
-	*out = (unsigned)n;
-	return 0;
-}
+#include "ca/ini.h"
 
 static int text_value(const char *v, char *out, size_t size)
 {
@@ -61,15 +48,15 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 	if (!strcmp(key, "eab_templates"))
 		return text_value(v, ac->eab_templates, sizeof ac->eab_templates);
 	if (!strcmp(key, "order_lifetime"))
-		return uint_value(v, 60, 30 * 86400, &ac->order_lifetime);
+		return ca_uint_value(v, 60, 30 * 86400, &ac->order_lifetime);
 	if (!strcmp(key, "nonce_lifetime"))
-		return uint_value(v, 10, 86400, &ac->nonce_lifetime);
+		return ca_uint_value(v, 10, 86400, &ac->nonce_lifetime);
 	if (!strcmp(key, "http01_port"))
-		return uint_value(v, 1, 65535, &ac->http01_port);
+		return ca_uint_value(v, 1, 65535, &ac->http01_port);
 	if (!strcmp(key, "fetch_timeout"))
-		return uint_value(v, 1, 60, &ac->fetch_timeout);
+		return ca_uint_value(v, 1, 60, &ac->fetch_timeout);
 	if (!strcmp(key, "hook_timeout"))
-		return uint_value(v, 1, 600, &ac->hook_timeout);
+		return ca_uint_value(v, 1, 600, &ac->hook_timeout);
 	if (!strcmp(key, "dns01_hook")) {
 		if (*v && *v != '/')
 			return ca_error("an absolute path (the hook runs without a shell or PATH search)");
@@ -82,40 +69,20 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 			return ca_error("an IPv4 or IPv6 address");
 		return text_value(v, ac->resolve, sizeof ac->resolve);
 	}
-	if (!strcmp(key, "allow_loopback")) {
-		if (strcmp(v, "true") && strcmp(v, "false"))
-			return ca_error("true or false");
-		ac->allow_loopback = !strcmp(v, "true");
-		return 0;
-	}
+	if (!strcmp(key, "allow_loopback"))
+		return ca_bool_value(v, &ac->allow_loopback);
 	return ca_error("unknown key (templates, eab_templates, order_lifetime, nonce_lifetime, http01_port, "
 			"fetch_timeout, dns01_hook, hook_timeout, resolve, allow_loopback)");
 }
 
-struct parse {
-	struct acme_conf *ac;
-	char error[512];
-};
-
-static int handler(void *user, const char *section, const char *key, const char *value)
+static int conf_set(void *ac, const char *key, const char *value)
 {
-	struct parse *p = user;
-
-	if (p->error[0])
-		return 1;
-	if (strcmp(section, "acme"))
-		snprintf(p->error, sizeof p->error, "unknown section [%.100s] (known: [acme])", section);
-	else if (acme_conf_set(p->ac, key, value))
-		snprintf(p->error, sizeof p->error, "%.60s = \"%.100s\": %.300s", key, value, ca_last_error());
-	return 1;
+	return acme_conf_set(ac, key, value);
 }
 
 int acme_conf_load(struct acme_conf *ac, const char *dir)
 {
 	char path[CA_PATH_MAX + 16];
-	struct parse p = {.ac = ac};
-	FILE *f;
-	int r;
 
 	memset(ac, 0, sizeof *ac);
 	ac->order_lifetime = 7 * 86400;
@@ -124,11 +91,5 @@ int acme_conf_load(struct acme_conf *ac, const char *dir)
 	ac->fetch_timeout = 10;
 	ac->hook_timeout = 60;
 	snprintf(path, sizeof path, "%s/acme.conf", dir);
-	if (!(f = fopen(path, "re")))
-		return errno == ENOENT ? 0 : ca_error("%s: %s", path, strerror(errno));
-	r = ini_parse_file(f, handler, &p);
-	fclose(f);
-	if (p.error[0])
-		return ca_error("%s: %s", path, p.error);
-	return r ? ca_error("%s: line %d: not INI syntax", path, r) : 0;
+	return ca_ini_load(path, "acme", conf_set, ac);
 }

@@ -97,17 +97,15 @@ int acme_db_open(const struct ca_conf *c, struct acme_db **out)
  * A statement with its parameters bound from types: 'i' long long, 't'
  * text, 'b' blob (pointer, size_t). NULL after ca_error.
  */
-static sqlite3_stmt *prep(struct acme_db *db, const char *sql, const char *types, ...)
+static sqlite3_stmt *prepv(struct acme_db *db, const char *sql, const char *types, va_list ap)
 {
 	sqlite3_stmt *st = NULL;
-	va_list ap;
 	int rc = SQLITE_OK;
 
 	if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		fail(db, sql);
 		return NULL;
 	}
-	va_start(ap, types);
 	for (int i = 0; types[i] && rc == SQLITE_OK; i++) {
 		if (types[i] == 'i') {
 			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, long long));
@@ -119,12 +117,22 @@ static sqlite3_stmt *prep(struct acme_db *db, const char *sql, const char *types
 			rc = sqlite3_bind_blob(st, i + 1, p, (int)va_arg(ap, size_t), SQLITE_TRANSIENT);
 		}
 	}
-	va_end(ap);
 	if (rc != SQLITE_OK) {
 		fail(db, sql);
 		sqlite3_finalize(st);
 		return NULL;
 	}
+	return st;
+}
+
+static sqlite3_stmt *prep(struct acme_db *db, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+
+	va_start(ap, types);
+	st = prepv(db, sql, types, ap);
+	va_end(ap);
 	return st;
 }
 
@@ -140,6 +148,41 @@ static int run(struct acme_db *db, sqlite3_stmt *st)
 	if (rc != SQLITE_DONE)
 		return fail(db, "write");
 	return sqlite3_changes(db->db);
+}
+
+/* One writing statement under the lock: the rows it changed, or -1. */
+static int exec1(struct acme_db *db, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	int rc;
+
+	pthread_mutex_lock(&db->lock);
+	va_start(ap, types);
+	rc = run(db, prepv(db, sql, types, ap));
+	va_end(ap);
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
+
+/* A transaction under the lock: begin, then end with the outcome (0 commits, else rolls back); end returns it. */
+static int begin(struct acme_db *db)
+{
+	pthread_mutex_lock(&db->lock);
+	if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	fail(db, "begin");
+	pthread_mutex_unlock(&db->lock);
+	return -1;
+}
+
+static int end(struct acme_db *db, int rc)
+{
+	if (!rc && sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = fail(db, "commit");
+	if (rc)
+		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_unlock(&db->lock);
+	return rc;
 }
 
 static void col_text(sqlite3_stmt *st, int i, char *out, size_t size)
@@ -186,10 +229,8 @@ int acme_nonce_use(struct acme_db *db, const char *nonce, time_t now)
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
 	/* one statement: of two requests with one nonce, exactly one deletes it */
-	rc = run(db, prep(db, "DELETE FROM acme_nonces WHERE nonce = ? AND expires >= ?", "ti", nonce, (long long)now));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "DELETE FROM acme_nonces WHERE nonce = ? AND expires >= ?", "ti", nonce, (long long)now);
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }
 
@@ -243,49 +284,31 @@ int acme_account_get(struct acme_db *db, long long id, struct acme_account *a)
 
 int acme_account_insert(struct acme_db *db, struct acme_account *a)
 {
-	int rc = -1;
+	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		fail(db, "begin");
-		goto out;
-	}
-	if (run(db, prep(db,
-			 "INSERT INTO acme_accounts (template, thumb, jwk, status, contact, eab_kid, created) "
-			 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-			 "tttttti", a->template_name, a->thumb, a->jwk, a->status, a->contact,
-			 a->eab_kid, (long long)a->created)) != 1)
-		goto rollback;
+	if (begin(db))
+		return -1;
+	rc = run(db, prep(db,
+			  "INSERT INTO acme_accounts (template, thumb, jwk, status, contact, eab_kid, created) "
+			  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+			  "tttttti", a->template_name, a->thumb, a->jwk, a->status, a->contact, a->eab_kid,
+			  (long long)a->created));
+	rc = rc == 1 ? 0 : -1;
 	a->id = sqlite3_last_insert_rowid(db->db);
-	if (a->eab_kid[0]) {
+	if (!rc && a->eab_kid[0]) {
 		/* a kid binds one account: the first to use it */
 		rc = run(db, prep(db, "UPDATE acme_eab SET account = ? WHERE kid = ? AND template = ? AND account = 0",
 				  "itt", a->id, a->eab_kid, a->template_name));
-		if (rc != 1) {
-			rc = rc < 0 ? -1 : 1;
-			goto rollback;
-		}
+		rc = rc == 1 ? 0 : rc < 0 ? -1 : 1;
 	}
-	if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		fail(db, "commit");
-		goto rollback;
-	}
-	rc = 0;
-	goto out;
-rollback:
-	sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	pthread_mutex_unlock(&db->lock);
-	return rc;
+	return end(db, rc);
 }
 
 int acme_account_set_status(struct acme_db *db, long long id, const char *status)
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE acme_accounts SET status = ? WHERE id = ?", "ti", status, id));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "UPDATE acme_accounts SET status = ? WHERE id = ?", "ti", status, id);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -293,22 +316,15 @@ int acme_account_set_contact(struct acme_db *db, long long id, const char *conta
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE acme_accounts SET contact = ? WHERE id = ?", "ti", contact, id));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "UPDATE acme_accounts SET contact = ? WHERE id = ?", "ti", contact, id);
 	return rc < 0 ? -1 : 0;
 }
 
-int acme_account_set_key(struct acme_db *db, long long id, const char *template_name, const char *thumb,
-			 const char *jwk)
+int acme_account_set_key(struct acme_db *db, long long id, const char *thumb, const char *jwk)
 {
-	int rc;
+	/* UNIQUE (template, thumb) leaves the row as it was when another account of the template has the key */
+	int rc = exec1(db, "UPDATE OR IGNORE acme_accounts SET thumb = ?, jwk = ? WHERE id = ?", "tti", thumb, jwk, id);
 
-	(void)template_name; /* UNIQUE (template, thumb) refuses a key another account of the template has */
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE OR IGNORE acme_accounts SET thumb = ?, jwk = ? WHERE id = ?", "tti", thumb, jwk,
-			  id));
-	pthread_mutex_unlock(&db->lock);
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }
 
@@ -322,10 +338,8 @@ int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EA
 	if (RAND_bytes(key, ACME_EAB_KEY_LEN) != 1)
 		return ca_error("no random bytes for a key");
 	random_text(kid, 16);
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "INSERT INTO acme_eab (kid, template, key, created) VALUES (?, ?, ?, strftime('%s'))",
-			  "ttb", kid, template_name, (const void *)key, (size_t)ACME_EAB_KEY_LEN));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "INSERT INTO acme_eab (kid, template, key, created) VALUES (?, ?, ?, strftime('%s'))", "ttb", kid,
+		   template_name, (const void *)key, (size_t)ACME_EAB_KEY_LEN);
 	return rc == 1 ? 0 : -1;
 }
 
@@ -355,48 +369,35 @@ int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid,
 
 int acme_order_insert(struct acme_db *db, struct acme_order *o, const char *const *names, size_t n)
 {
-	int rc = -1;
+	int rc;
 
 	if (n > ACME_IDS_MAX)
 		return ca_error("more than %d identifiers", ACME_IDS_MAX);
-	pthread_mutex_lock(&db->lock);
-	if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		fail(db, "begin");
-		goto out;
-	}
-	if (run(db, prep(db,
-			 "INSERT INTO acme_orders (account, template, status, created, expires) VALUES (?, ?, "
-			 "'pending', ?, ?)",
-			 "itii", o->account, o->template_name, (long long)o->created, (long long)o->expires)) != 1)
-		goto rollback;
+	if (begin(db))
+		return -1;
+	rc = run(db, prep(db,
+			  "INSERT INTO acme_orders (account, template, status, created, expires) "
+			  "VALUES (?, ?, 'pending', ?, ?)",
+			  "itii", o->account, o->template_name, (long long)o->created, (long long)o->expires));
+	rc = rc == 1 ? 0 : -1;
 	o->id = sqlite3_last_insert_rowid(db->db);
 	snprintf(o->status, sizeof o->status, "pending");
 	o->n_authz = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !rc; i++) {
 		bool wild = !strncmp(names[i], "*.", 2);
 		char token[ACME_NONCE_LEN + 1];
 
 		/* 128 random bits, as RFC 8555 8.1 asks of a token */
 		random_text(token, 16);
-		if (run(db, prep(db,
-				 "INSERT INTO acme_authz (order_id, account, value, wildcard, status, expires, token) "
-				 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-				 "iitiit", o->id, o->account, names[i] + (wild ? 2 : 0), (long long)wild,
-				 (long long)o->expires, token)) != 1)
-			goto rollback;
+		rc = run(db, prep(db,
+				  "INSERT INTO acme_authz (order_id, account, value, wildcard, status, expires, token) "
+				  "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+				  "iitiit", o->id, o->account, names[i] + (wild ? 2 : 0), (long long)wild,
+				  (long long)o->expires, token));
+		rc = rc == 1 ? 0 : -1;
 		o->authz[o->n_authz++] = sqlite3_last_insert_rowid(db->db);
 	}
-	if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		fail(db, "commit");
-		goto rollback;
-	}
-	rc = 0;
-	goto out;
-rollback:
-	sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	pthread_mutex_unlock(&db->lock);
-	return rc;
+	return end(db, rc);
 }
 
 static int order_row(struct acme_db *db, sqlite3_stmt *st, struct acme_order *o)
@@ -459,10 +460,8 @@ int acme_order_set(struct acme_db *db, long long id, const char *status, const c
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE acme_orders SET status = ?, serial = ?, error = ? WHERE id = ?", "ttti", status,
-			  serial ? serial : "", error ? error : "", id));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "UPDATE acme_orders SET status = ?, serial = ?, error = ? WHERE id = ?", "ttti", status,
+			  serial ? serial : "", error ? error : "", id);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -470,9 +469,7 @@ int acme_order_move(struct acme_db *db, long long id, const char *from, const ch
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE acme_orders SET status = ? WHERE id = ? AND status = ?", "tit", to, id, from));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "UPDATE acme_orders SET status = ? WHERE id = ? AND status = ?", "tit", to, id, from);
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }
 
@@ -515,14 +512,11 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error_type,
 		      const char *error)
 {
-	int rc;
+	int rc = exec1(db,
+		       "UPDATE acme_authz SET status = ?, tried = ?, error_type = ?, error = ?, validated = strftime('%s') "
+		       "WHERE id = ? AND status = 'pending'",
+		       "tttti", status, type, error_type ? error_type : "", error ? error : "", id);
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db,
-			  "UPDATE acme_authz SET status = ?, tried = ?, error_type = ?, error = ?, validated = strftime('%s') "
-			  "WHERE id = ? AND status = 'pending'",
-			  "tttti", status, type, error_type ? error_type : "", error ? error : "", id));
-	pthread_mutex_unlock(&db->lock);
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }
 
@@ -530,8 +524,6 @@ int acme_authz_set_status(struct acme_db *db, long long id, const char *status)
 {
 	int rc;
 
-	pthread_mutex_lock(&db->lock);
-	rc = run(db, prep(db, "UPDATE acme_authz SET status = ? WHERE id = ?", "ti", status, id));
-	pthread_mutex_unlock(&db->lock);
+	rc = exec1(db, "UPDATE acme_authz SET status = ? WHERE id = ?", "ti", status, id);
 	return rc < 0 ? -1 : 0;
 }

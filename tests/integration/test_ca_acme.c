@@ -69,25 +69,14 @@ static void expect_cert_for(const char *pem, const char *name)
 	expect_has("the certificate's issuer", text, "Issuer: CN = ACME Test CA");
 }
 
+static void expect_steps(const char *mode, const char *tmpl, const char *const *steps);
+
 static int setup(void **state)
 {
 	char path[600];
 
 	(void)state;
-	kwt_start_dev(&server);
-	snprintf(path, sizeof path, "%s/machine-id", server.dir);
-	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
-	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
-	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
-	snprintf(pin, sizeof pin, "%s/pin", server.dir);
-	snprintf(work, sizeof work, "%s/acme", server.dir);
-	assert_int_equal(mkdir(work, 0700), 0);
-	snprintf(ca_dir, sizeof ca_dir, "%s/ca", work);
-	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir,
-	      "setup --name 'ACME Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
-	      KEYWARD_PKCS11_PATH, pin);
-	ca_ok(ca_dir, "ca.cert ca.pem");
+	serve_test_ca(&server, "acme", "ACME Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	/* WebEAB: WebServer's rules, accounts only with external account binding */
 	kwt_write_file("webeab.tmpl", ca_ok(ca_dir, "templates show WebServer"));
 	ca_ok(ca_dir, "templates add WebEAB --file webeab.tmpl");
@@ -207,9 +196,7 @@ static void test_eab(void **state)
 
 	(void)state;
 	/* the server refuses an account without binding (certbot itself would not ask: the directory says so) */
-	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' account http://127.0.0.1:%u/acme/WebEAB/directory", SOURCE_DIR,
-		    port);
-	expect_has("newAccount without EAB", out, "account 400 urn:ietf:params:acme:error:externalAccountRequired");
+	expect_steps("account", "WebEAB", (const char *const[]){"account 400 urn:ietf:params:acme:error:externalAccountRequired", NULL});
 	assert_int_not_equal(certonly(&out, "c4", "WebEAB", "eab.acme.test", http01, ""), 0);
 	expect_has("certbot without EAB", out, "external account binding");
 
@@ -235,33 +222,45 @@ static void test_eab(void **state)
 	expect_lacks("the audit log", ca_ok(ca_dir, "audit"), key);
 }
 
+/* acme_jws.py MODE on the template's directory prints each of steps (NULL-terminated) as a line. */
+static void expect_steps(const char *mode, const char *tmpl, const char *const *steps)
+{
+	const char *out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' %s http://127.0.0.1:%u/acme/%s/directory",
+				SOURCE_DIR, mode, port, tmpl);
+
+	for (; *steps; steps++)
+		expect_has(keepf("acme_jws.py %s", mode), out, keepf("%s\n", *steps));
+}
+
 static void test_jws_refused(void **state)
 {
-	const char *out;
+	static const char *const steps[] = {
+		"first 201 -",
+		"replayed 400 urn:ietf:params:acme:error:badNonce",
+		"other-url 403 urn:ietf:params:acme:error:unauthorized",
+		"bad-signature 403 urn:ietf:params:acme:error:unauthorized",
+		"unknown-nonce 400 urn:ietf:params:acme:error:badNonce",
+		NULL,
+	};
 
 	(void)state;
-	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' replay http://127.0.0.1:%u/acme/WebServer/directory",
-		    SOURCE_DIR, port);
-	expect_has("acme_jws.py replay", out, "first 201 -\n");
-	expect_has("acme_jws.py replay", out, "replayed 400 urn:ietf:params:acme:error:badNonce\n");
-	expect_has("acme_jws.py replay", out, "other-url 403 urn:ietf:params:acme:error:unauthorized\n");
-	expect_has("acme_jws.py replay", out, "bad-signature 403 urn:ietf:params:acme:error:unauthorized\n");
-	expect_has("acme_jws.py replay", out, "unknown-nonce 400 urn:ietf:params:acme:error:badNonce\n");
+	expect_steps("replay", "WebServer", steps);
 }
 
 static void test_rollover_deactivate(void **state)
 {
-	const char *out;
+	static const char *const steps[] = {
+		"account 201 -",
+		"key-change 200 -",
+		"new-key 200 -",
+		"old-key 403 urn:ietf:params:acme:error:unauthorized",
+		"deactivate 200 -",
+		"after-deactivate 403 urn:ietf:params:acme:error:unauthorized",
+		NULL,
+	};
 
 	(void)state;
-	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' rollover http://127.0.0.1:%u/acme/WebServer/directory",
-		    SOURCE_DIR, port);
-	expect_has("acme_jws.py rollover", out, "account 201 -\n");
-	expect_has("acme_jws.py rollover", out, "key-change 200 -\n");
-	expect_has("acme_jws.py rollover", out, "new-key 200 -\n");
-	expect_has("acme_jws.py rollover", out, "old-key 403 urn:ietf:params:acme:error:unauthorized\n");
-	expect_has("acme_jws.py rollover", out, "deactivate 200 -\n");
-	expect_has("acme_jws.py rollover", out, "after-deactivate 403 urn:ietf:params:acme:error:unauthorized\n");
+	expect_steps("rollover", "WebServer", steps);
 }
 
 static void test_directories(void **state)
