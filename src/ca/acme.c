@@ -43,6 +43,7 @@ static const struct {
 	[AP_INCORRECT_RESPONSE] = {"incorrectResponse", 403},
 	[AP_CONNECTION] = {"connection", 400},
 	[AP_DNS] = {"dns", 400},
+	[AP_RATE_LIMITED] = {"rateLimited", 429},
 	[AP_SERVER_INTERNAL] = {"serverInternal", 500},
 };
 
@@ -321,8 +322,10 @@ static int open_app(const struct serve_env *env, void **state)
 	pthread_mutex_lock(env->ca_lock);
 	rc = acme_db_open(ca_config(env->ca), &a->db);
 	pthread_mutex_unlock(env->ca_lock);
-	if (rc) {
+	if (rc || acme_validator_start(a, a->conf.validators, a->conf.queue, &a->validator)) {
+		acme_db_close(a->db);
 		curl_global_cleanup();
+		rc = -1;
 		goto out;
 	}
 	*state = a;
@@ -338,6 +341,8 @@ static void close_app(void *state)
 
 	if (!a)
 		return;
+	atomic_store(&a->stopping, true);
+	acme_validator_stop(a->validator);
 	acme_db_close(a->db);
 	curl_global_cleanup();
 	free(a);

@@ -9,6 +9,7 @@
  *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256, RS256, HS256 (EAB); JWK thumbprints
  *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in keyward-ca.db
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
+ *   acme_validate.c   validator threads: challenges checked off serve's HTTP threads
  *   acme_conf.c       acme.conf ([acme]): which templates, EAB, limits, test settings
  *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab)
  */
@@ -16,6 +17,7 @@
 #define KW_CA_ACME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -50,6 +52,7 @@ enum acme_prob {
 	AP_INCORRECT_RESPONSE,
 	AP_CONNECTION,
 	AP_DNS,
+	AP_RATE_LIMITED,
 	AP_SERVER_INTERNAL,
 };
 /* The problem's type URN and HTTP status. */
@@ -104,6 +107,8 @@ struct acme_conf {
 	bool allow_loopback;	 /* test: challenge targets on loopback and link-local addresses allowed */
 	char dns01_hook[CA_PATH_MAX]; /* HOOK NAME VALUE: exit 0 if _acme-challenge.NAME has TXT VALUE */
 	unsigned hook_timeout;	      /* seconds the hook may run */
+	unsigned validators;	      /* threads validating challenges */
+	unsigned queue;		      /* validations waiting, at most */
 };
 /* Defaults, then dir/acme.conf if there. */
 int acme_conf_load(struct acme_conf *ac, const char *dir);
@@ -188,6 +193,10 @@ int acme_order_set(struct acme_db *db, long long id, const char *status, const c
 /* status moves to to only from from (processing guards finalize): 0 moved, 1 not in from. */
 int acme_order_move(struct acme_db *db, long long id, const char *from, const char *to);
 int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a);
+/* Marks type as being validated (the authorization pending, nothing tried yet): 0, 1 if not so, -1 error. */
+int acme_authz_try(struct acme_db *db, long long id, const char *type);
+/* Takes back acme_authz_try when the validation could not be queued. */
+int acme_authz_try_undo(struct acme_db *db, long long id, const char *type);
 /* Records a challenge's outcome on the authorization (status valid or invalid), if still pending: 1 if not. */
 int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error_type,
 		      const char *error);
@@ -199,15 +208,34 @@ int acme_authz_set_status(struct acme_db *db, long long id, const char *status);
  * key_auth: AP_OK, or AP_INCORRECT_RESPONSE / AP_CONNECTION / AP_DNS with
  * the reason in ca_last_error().
  */
-enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const char *token, const char *key_auth);
-/* The dns-01 hook says _acme-challenge.NAME holds TXT value. */
-enum acme_prob acme_dns01(const struct acme_conf *ac, const char *name, const char *value);
+enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const char *token, const char *key_auth,
+			   const atomic_bool *stop);
+/* The dns-01 hook says _acme-challenge.NAME holds TXT value. Both give up when *stop (may be NULL) turns true. */
+enum acme_prob acme_dns01(const struct acme_conf *ac, const char *name, const char *value, const atomic_bool *stop);
+
+/* ---- acme_validate.c: validations on threads of their own ---- */
+struct acme;
+struct acme_validator;
+struct acme_job {
+	long long authz;
+	char type[8]; /* http-01, dns-01 */
+	char name[256];
+	char token[ACME_NONCE_LEN + 1];
+	char key_auth[ACME_NONCE_LEN + ACME_THUMB_LEN + 2];
+};
+int acme_validator_start(struct acme *a, unsigned threads, unsigned queue, struct acme_validator **out);
+/* Stops the threads after the validations under way (they give up at a->stopping). */
+void acme_validator_stop(struct acme_validator *v);
+/* Queues job: 0, or 1 when the queue is full. */
+int acme_validator_queue(struct acme_validator *v, const struct acme_job *job);
 
 /* ---- the app's state (acme.c), shared with the endpoint files ---- */
 struct acme {
 	const struct serve_env *env;
 	struct acme_conf conf;
 	struct acme_db *db;
+	struct acme_validator *validator;
+	atomic_bool stopping; /* serve is stopping: validations give up */
 };
 /* One request on its way through: what the endpoints fill in. */
 struct acme_ctx {

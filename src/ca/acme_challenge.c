@@ -34,6 +34,7 @@
 
 struct fetch {
 	const struct acme_conf *ac;
+	const atomic_bool *stop;
 	char body[FETCH_MAX];
 	size_t len;
 	bool too_big;
@@ -99,6 +100,15 @@ static bool target_allowed(struct fetch *f, const struct sockaddr *sa)
 	return true;
 }
 
+/* serve is stopping: the transfer ends now */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct fetch *f = arg;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return f->stop && atomic_load(f->stop);
+}
+
 static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	struct fetch *f = arg;
@@ -108,9 +118,10 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 	return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
-enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const char *token, const char *key_auth)
+enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const char *token, const char *key_auth,
+			   const atomic_bool *stop)
 {
-	struct fetch f = {.ac = ac};
+	struct fetch f = {.ac = ac, .stop = stop};
 	char url[512], resolve[400], err[CURL_ERROR_SIZE] = "";
 	struct curl_slist *res = NULL;
 	CURL *c = curl_easy_init();
@@ -146,6 +157,9 @@ enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const c
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &f);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &f);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
@@ -180,7 +194,7 @@ enum acme_prob acme_http01(const struct acme_conf *ac, const char *name, const c
 	return p;
 }
 
-enum acme_prob acme_dns01(const struct acme_conf *ac, const char *name, const char *value)
+enum acme_prob acme_dns01(const struct acme_conf *ac, const char *name, const char *value, const atomic_bool *stop)
 {
 	char *argv[] = {(char *)ac->dns01_hook, (char *)name, (char *)value, NULL};
 	char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
@@ -204,7 +218,7 @@ enum acme_prob acme_dns01(const struct acme_conf *ac, const char *name, const ch
 		if (rc == pid || (rc < 0 && errno != EINTR))
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= (time_t)ac->hook_timeout) {
+		if (now.tv_sec - start.tv_sec >= (time_t)ac->hook_timeout || (stop && atomic_load(stop))) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return ca_error("dns-01 hook %s: no answer for %s within %u s", ac->dns01_hook, name,

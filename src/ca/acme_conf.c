@@ -57,6 +57,10 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 		return ca_uint_value(v, 1, 60, &ac->fetch_timeout);
 	if (!strcmp(key, "hook_timeout"))
 		return ca_uint_value(v, 1, 600, &ac->hook_timeout);
+	if (!strcmp(key, "validators"))
+		return ca_uint_value(v, 1, 64, &ac->validators);
+	if (!strcmp(key, "validation_queue"))
+		return ca_uint_value(v, 1, 100000, &ac->queue);
 	if (!strcmp(key, "dns01_hook")) {
 		if (*v && *v != '/')
 			return ca_error("an absolute path (the hook runs without a shell or PATH search)");
@@ -72,7 +76,7 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 	if (!strcmp(key, "allow_loopback"))
 		return ca_bool_value(v, &ac->allow_loopback);
 	return ca_error("unknown key (templates, eab_templates, order_lifetime, nonce_lifetime, http01_port, "
-			"fetch_timeout, dns01_hook, hook_timeout, resolve, allow_loopback)");
+			"fetch_timeout, dns01_hook, hook_timeout, validators, validation_queue, resolve, allow_loopback)");
 }
 
 static int conf_set(void *ac, const char *key, const char *value)
@@ -90,6 +94,8 @@ int acme_conf_load(struct acme_conf *ac, const char *dir)
 	ac->http01_port = 80;
 	ac->fetch_timeout = 10;
 	ac->hook_timeout = 60;
+	ac->validators = 2;
+	ac->queue = 256;
 	snprintf(path, sizeof path, "%s/acme.conf", dir);
 	return ca_ini_load(path, "acme", conf_set, ac);
 }

@@ -509,13 +509,29 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 	return rc;
 }
 
+int acme_authz_try(struct acme_db *db, long long id, const char *type)
+{
+	int rc = exec1(db, "UPDATE acme_authz SET tried = ? WHERE id = ? AND status = 'pending' AND tried = ''", "ti",
+		       type, id);
+
+	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
+}
+
+int acme_authz_try_undo(struct acme_db *db, long long id, const char *type)
+{
+	return exec1(db, "UPDATE acme_authz SET tried = '' WHERE id = ? AND status = 'pending' AND tried = ?", "it", id,
+		     type) < 0
+		       ? -1
+		       : 0;
+}
+
 int acme_authz_settle(struct acme_db *db, long long id, const char *type, const char *status, const char *error_type,
 		      const char *error)
 {
 	int rc = exec1(db,
 		       "UPDATE acme_authz SET status = ?, tried = ?, error_type = ?, error = ?, validated = strftime('%s') "
-		       "WHERE id = ? AND status = 'pending'",
-		       "tttti", status, type, error_type ? error_type : "", error ? error : "", id);
+		       "WHERE id = ? AND status = 'pending' AND tried = ?",
+		       "ttttit", status, type, error_type ? error_type : "", error ? error : "", id, type);
 
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
 }

@@ -344,7 +344,7 @@ static json_t *challenge_json(const struct acme_ctx *x, const struct acme_authz 
 	json_t *c;
 
 	if (!strcmp(a->tried, type))
-		st = a->status;
+		st = strcmp(a->status, "pending") ? a->status : "processing";
 	else if (strcmp(a->status, "pending"))
 		st = strcmp(a->status, "valid") ? "invalid" : "pending";
 	snprintf(url, sizeof url, "%s/chall/%lld/%s", x->root, a->id, type);
@@ -399,29 +399,30 @@ int acme_post_authz(struct acme_ctx *x, long long id)
 int acme_post_challenge(struct acme_ctx *x, long long id, const char *type)
 {
 	struct acme_authz a;
-	char key_auth[ACME_NONCE_LEN + ACME_THUMB_LEN + 2], up[ACME_URL_MAX + 128];
-	enum acme_prob p;
+	struct acme_job job = {.authz = id};
+	char up[ACME_URL_MAX + 128];
+	int r;
 
 	if (own_authz(x, id, &a))
 		return -1;
 	if (!offered(x, &a, type))
 		return acme_problem(x, AP_NOT_FOUND, "authorization %lld offers no %s challenge", id, type);
-	if (!strcmp(authz_status(&a, time(NULL)), "pending") && x->jws.body) {
+	/* an empty payload only asks; {} asks for validation (RFC 8555 7.5.1), once */
+	if (!strcmp(authz_status(&a, time(NULL)), "pending") && x->jws.body && !a.tried[0]) {
+		snprintf(job.type, sizeof job.type, "%s", type);
+		snprintf(job.name, sizeof job.name, "%s", a.value);
+		snprintf(job.token, sizeof job.token, "%s", a.token);
 		/* the key authorization under the account's key now (RFC 8555 8.1) */
-		snprintf(key_auth, sizeof key_auth, "%s.%s", a.token, x->acct.thumb);
-		if (!strcmp(type, "http-01")) {
-			p = acme_http01(&x->a->conf, a.value, a.token, key_auth);
-		} else {
-			unsigned char md[32];
-			char digest[48];
-
-			EVP_Digest(key_auth, strlen(key_auth), md, NULL, EVP_sha256(), NULL);
-			acme_b64u_encode(md, sizeof md, digest);
-			p = acme_dns01(&x->a->conf, a.value, digest);
+		snprintf(job.key_auth, sizeof job.key_auth, "%s.%s", a.token, x->acct.thumb);
+		r = acme_authz_try(x->a->db, id, type);
+		if (r < 0)
+			return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
+		if (r == 0 && acme_validator_queue(x->a->validator, &job)) {
+			acme_authz_try_undo(x->a->db, id, type);
+			return acme_problem(x, AP_RATE_LIMITED, "%u validations are waiting: try again later",
+					    x->a->conf.queue);
 		}
-		if (acme_authz_settle(x->a->db, id, type, p ? "invalid" : "valid", p ? acme_prob_type(p) : NULL,
-				      p ? ca_last_error() : NULL) < 0 ||
-		    acme_authz_get(x->a->db, id, &a))
+		if (acme_authz_get(x->a->db, id, &a))
 			return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
 	}
 	snprintf(up, sizeof up, "%s/authz/%lld", x->root, id);

@@ -168,14 +168,14 @@ static void test_fetch_refuses(void **state)
 	ac.http01_port = 5002;
 	for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
 		snprintf(ac.resolve, sizeof ac.resolve, "%s", addrs[i]);
-		assert_int_equal(acme_http01(&ac, "www.example.com", "tok", "tok.thumb"), AP_CONNECTION);
+		assert_int_equal(acme_http01(&ac, "www.example.com", "tok", "tok.thumb", NULL), AP_CONNECTION);
 		expect_error(addrs[i], "loopback, link-local or reserved address");
 	}
 	/* allowed for tests, but not to another port than 80 and the http-01 port (a redirect's) */
 	snprintf(ac.resolve, sizeof ac.resolve, "127.0.0.1");
 	ac.allow_loopback = true;
 	ac.http01_port = 1;
-	assert_int_not_equal(acme_http01(&ac, "www.example.com", "tok", "tok.thumb"), AP_OK);
+	assert_int_not_equal(acme_http01(&ac, "www.example.com", "tok", "tok.thumb", NULL), AP_OK);
 }
 
 static void test_hook_overrun(void **state)
@@ -196,9 +196,9 @@ static void test_hook_overrun(void **state)
 	acme_conf_load(&ac, "/nonexistent");
 	snprintf(ac.dns01_hook, sizeof ac.dns01_hook, "%s", path);
 	ac.hook_timeout = 1;
-	assert_int_equal(acme_dns01(&ac, "ok.example", "v"), AP_OK);
-	assert_int_equal(acme_dns01(&ac, "ok.example", "w"), AP_INCORRECT_RESPONSE);
-	assert_int_equal(acme_dns01(&ac, "slow.example", "v"), AP_DNS);
+	assert_int_equal(acme_dns01(&ac, "ok.example", "v", NULL), AP_OK);
+	assert_int_equal(acme_dns01(&ac, "ok.example", "w", NULL), AP_INCORRECT_RESPONSE);
+	assert_int_equal(acme_dns01(&ac, "slow.example", "v", NULL), AP_DNS);
 	expect_error("a hook that overruns", "no answer for slow.example within 1 s");
 	unlink(path);
 	rmdir(dir);
