@@ -108,6 +108,8 @@ struct acme_conf {
 	char dns01_hook[CA_PATH_MAX]; /* HOOK NAME VALUE: exit 0 if _acme-challenge.NAME has TXT VALUE */
 	unsigned hook_timeout;	      /* seconds the hook may run */
 	unsigned validators;	      /* threads validating challenges */
+	unsigned accounts_per_hour;   /* new accounts from one address in an hour */
+	unsigned pending_orders;      /* orders one account may have pending */
 	unsigned queue;		      /* validations waiting, at most */
 };
 /* Defaults, then dir/acme.conf if there. */
@@ -135,6 +137,7 @@ struct acme_account {
 	char contact[1024]; /* JSON array text */
 	char eab_kid[64];
 	time_t created;
+	char remote[64]; /* the address it was made from */
 };
 /* 0 found, 1 not found, -1 error. */
 int acme_account_find(struct acme_db *db, const char *template_name, const char *thumb, struct acme_account *a);
@@ -144,6 +147,9 @@ int acme_account_get(struct acme_db *db, long long id, struct acme_account *a);
  * transaction: 1 if the kid is unknown or already bound (nothing inserted).
  */
 int acme_account_insert(struct acme_db *db, struct acme_account *a);
+/* Accounts made from remote since then, and an account's pending orders: counts for the limits, or -1. */
+long long acme_accounts_since(struct acme_db *db, const char *remote, time_t since);
+long long acme_orders_pending(struct acme_db *db, long long account, time_t now);
 int acme_account_set_status(struct acme_db *db, long long id, const char *status);
 int acme_account_set_contact(struct acme_db *db, long long id, const char *contact);
 /* New key for account id: 1 if another account of its template has thumb. */

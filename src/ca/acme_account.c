@@ -118,6 +118,7 @@ int acme_new_account(struct acme_ctx *x)
 	json_t *only = json_object_get(x->jws.body, "onlyReturnExisting");
 	char url[ACME_URL_MAX + 128], *jwk;
 	int rc;
+	long long n;
 
 	if (!x->jws.body)
 		return acme_problem(x, AP_MALFORMED, "newAccount needs a JSON object");
@@ -133,6 +134,14 @@ int acme_new_account(struct acme_ctx *x)
 		return acme_problem(x, AP_ACCOUNT_DNE, "no account of template %s has this key", x->t.name);
 	if (contacts(x, a.contact, sizeof a.contact))
 		return -1;
+	/* an unauthenticated peer makes accounts: a few an hour from one address */
+	n = acme_accounts_since(x->a->db, x->req->remote, time(NULL) - 3600);
+	if (n < 0)
+		return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
+	if (n >= x->a->conf.accounts_per_hour)
+		return acme_problem(x, AP_RATE_LIMITED, "%lld accounts from %s in the last hour (acme.conf: accounts_per_hour)",
+				    n, x->req->remote);
+	snprintf(a.remote, sizeof a.remote, "%s", x->req->remote);
 	if (acme_listed(x->a->conf.eab_templates, x->t.name) && check_eab(x, a.eab_kid))
 		return -1;
 	if (!(jwk = json_dumps(x->jws.jwk, JSON_COMPACT | JSON_SORT_KEYS)) || strlen(jwk) >= sizeof a.jwk) {

@@ -57,6 +57,10 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 		return ca_uint_value(v, 1, 60, &ac->fetch_timeout);
 	if (!strcmp(key, "hook_timeout"))
 		return ca_uint_value(v, 1, 600, &ac->hook_timeout);
+	if (!strcmp(key, "accounts_per_hour"))
+		return ca_uint_value(v, 1, 1000000, &ac->accounts_per_hour);
+	if (!strcmp(key, "pending_orders"))
+		return ca_uint_value(v, 1, 1000000, &ac->pending_orders);
 	if (!strcmp(key, "validators"))
 		return ca_uint_value(v, 1, 64, &ac->validators);
 	if (!strcmp(key, "validation_queue"))
@@ -76,7 +80,7 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 	if (!strcmp(key, "allow_loopback"))
 		return ca_bool_value(v, &ac->allow_loopback);
 	return ca_error("unknown key (templates, eab_templates, order_lifetime, nonce_lifetime, http01_port, "
-			"fetch_timeout, dns01_hook, hook_timeout, validators, validation_queue, resolve, allow_loopback)");
+			"fetch_timeout, dns01_hook, hook_timeout, validators, validation_queue, accounts_per_hour, pending_orders, resolve, allow_loopback)");
 }
 
 static int conf_set(void *ac, const char *key, const char *value)
@@ -95,6 +99,8 @@ int acme_conf_load(struct acme_conf *ac, const char *dir)
 	ac->fetch_timeout = 10;
 	ac->hook_timeout = 60;
 	ac->validators = 2;
+	ac->accounts_per_hour = 20;
+	ac->pending_orders = 300;
 	ac->queue = 256;
 	snprintf(path, sizeof path, "%s/acme.conf", dir);
 	return ca_ini_load(path, "acme", conf_set, ac);

@@ -36,7 +36,9 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS acme_accounts ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, template TEXT NOT NULL, thumb TEXT NOT NULL, jwk TEXT NOT NULL,"
 	" status TEXT NOT NULL CHECK (status IN ('valid', 'deactivated')), contact TEXT NOT NULL DEFAULT '[]',"
-	" eab_kid TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL, UNIQUE (template, thumb));"
+	" eab_kid TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL, remote TEXT NOT NULL DEFAULT '',"
+	" UNIQUE (template, thumb));"
+	"CREATE INDEX IF NOT EXISTS acme_accounts_remote ON acme_accounts (remote, created);"
 	/* the HMAC key is kept here, not in ca.conf: config export never carries it */
 	"CREATE TABLE IF NOT EXISTS acme_eab ("
 	" kid TEXT PRIMARY KEY, template TEXT NOT NULL, key BLOB NOT NULL, created INTEGER NOT NULL,"
@@ -46,6 +48,7 @@ static const char schema[] =
 	" status TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,"
 	" serial TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX IF NOT EXISTS acme_orders_serial ON acme_orders (serial);"
+	"CREATE INDEX IF NOT EXISTS acme_orders_account ON acme_orders (account, status, expires);"
 	"CREATE TABLE IF NOT EXISTS acme_authz ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, order_id INTEGER NOT NULL, account INTEGER NOT NULL,"
 	" value TEXT NOT NULL, wildcard INTEGER NOT NULL, status TEXT NOT NULL, expires INTEGER NOT NULL,"
@@ -216,6 +219,13 @@ int acme_nonce_new(struct acme_db *db, time_t now, unsigned lifetime, char out[A
 	if (rc >= 0 && ++db->inserts >= 256) {
 		db->inserts = 0;
 		run(db, prep(db, "DELETE FROM acme_nonces WHERE expires < ?", "i", (long long)now));
+		/* orders that never issued, a week after they expired, with their authorizations */
+		run(db, prep(db,
+			     "DELETE FROM acme_authz WHERE order_id IN (SELECT id FROM acme_orders WHERE serial = '' "
+			     "AND expires < ?)",
+			     "i", (long long)now - 7 * 86400));
+		run(db, prep(db, "DELETE FROM acme_orders WHERE serial = '' AND expires < ?", "i",
+			     (long long)now - 7 * 86400));
 		run(db, prep(db,
 			     "DELETE FROM acme_nonces WHERE nonce IN (SELECT nonce FROM acme_nonces ORDER BY expires DESC "
 			     "LIMIT -1 OFFSET ?)",
@@ -289,10 +299,10 @@ int acme_account_insert(struct acme_db *db, struct acme_account *a)
 	if (begin(db))
 		return -1;
 	rc = run(db, prep(db,
-			  "INSERT INTO acme_accounts (template, thumb, jwk, status, contact, eab_kid, created) "
-			  "VALUES (?, ?, ?, ?, ?, ?, ?)",
-			  "tttttti", a->template_name, a->thumb, a->jwk, a->status, a->contact, a->eab_kid,
-			  (long long)a->created));
+			  "INSERT INTO acme_accounts (template, thumb, jwk, status, contact, eab_kid, created, remote) "
+			  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			  "tttttti" "t", a->template_name, a->thumb, a->jwk, a->status, a->contact, a->eab_kid,
+			  (long long)a->created, a->remote));
 	rc = rc == 1 ? 0 : -1;
 	a->id = sqlite3_last_insert_rowid(db->db);
 	if (!rc && a->eab_kid[0]) {
@@ -326,6 +336,38 @@ int acme_account_set_key(struct acme_db *db, long long id, const char *thumb, co
 	int rc = exec1(db, "UPDATE OR IGNORE acme_accounts SET thumb = ?, jwk = ? WHERE id = ?", "tti", thumb, jwk, id);
 
 	return rc < 0 ? -1 : rc == 1 ? 0 : 1;
+}
+
+/* One number a query counts, or -1. */
+static long long count(struct acme_db *db, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	long long n = -1;
+
+	pthread_mutex_lock(&db->lock);
+	va_start(ap, types);
+	st = prepv(db, sql, types, ap);
+	va_end(ap);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else if (st)
+		fail(db, "count");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&db->lock);
+	return n;
+}
+
+long long acme_accounts_since(struct acme_db *db, const char *remote, time_t since)
+{
+	return count(db, "SELECT COUNT(*) FROM acme_accounts WHERE remote = ? AND created >= ?", "ti", remote,
+		     (long long)since);
+}
+
+long long acme_orders_pending(struct acme_db *db, long long account, time_t now)
+{
+	return count(db, "SELECT COUNT(*) FROM acme_orders WHERE account = ? AND status = 'pending' AND expires >= ?",
+		     "ii", account, (long long)now);
 }
 
 /* ---- external account binding keys ---- */

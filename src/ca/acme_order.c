@@ -136,7 +136,13 @@ int acme_new_order(struct acme_ctx *x)
 	const char *list[ACME_IDS_MAX];
 	size_t i, n = 0;
 	struct acme_order o = {0};
+	long long pending = acme_orders_pending(x->a->db, x->acct.id, time(NULL));
 
+	if (pending < 0)
+		return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
+	if (pending >= x->a->conf.pending_orders)
+		return acme_problem(x, AP_RATE_LIMITED, "the account has %lld orders pending (acme.conf: pending_orders)",
+				    pending);
 	if (!json_is_array(ids) || !json_array_size(ids) || json_array_size(ids) > ACME_IDS_MAX)
 		return acme_problem(x, AP_MALFORMED, "identifiers: an array of 1 to %d", ACME_IDS_MAX);
 	if (json_object_get(x->jws.body, "notBefore") || json_object_get(x->jws.body, "notAfter"))
