@@ -381,7 +381,12 @@ static int authz_answer(struct acme_ctx *x, const struct acme_authz *a)
 			"status", authz_status(a, time(NULL)), "expires", when, "challenges", ch);
 	if (obj && a->wildcard)
 		json_object_set_new(obj, "wildcard", json_true());
-	return acme_json(x, 200, obj, NULL);
+	if (acme_json(x, 200, obj, NULL))
+		return -1;
+	/* a validation under way takes a second or so: poll again then (clients wait 3 s without it) */
+	if (a->tried[0] && !strcmp(a->status, "pending"))
+		serve_resp_header(x->resp, "Retry-After", "1");
+	return 0;
 }
 
 int acme_post_authz(struct acme_ctx *x, long long id)
