@@ -4,11 +4,16 @@
 #   acme_jws.py account DIRECTORY  a newAccount, no more (without EAB where it is required)
 #   acme_jws.py replay DIRECTORY   a newAccount sent twice with one nonce; a JWS for
 #                                  another URL; a JWS whose signature was altered
+#   acme_jws.py http01 DIRECTORY WEBROOT
+#                                  orders, answers http-01 from files in WEBROOT (served by a
+#                                  static server): the right key authorization with trailing
+#                                  white space, a wrong one, one over 1 KB
 #   acme_jws.py rollover DIRECTORY an account's key rolled over (RFC 8555 7.3.5), then
 #                                  used; the old key refused
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
 import json
 import sys
+import time
 
 import josepy as jose
 import requests
@@ -68,6 +73,33 @@ def account(c):
     show("account", c.post(url, c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
 
 
+def http01(c, webroot):
+    key = new_key()
+    r = c.post(c.dir["newAccount"], c.sign(key, {"termsOfServiceAgreed": True}, c.dir["newAccount"]))
+    acct = r.headers["Location"]
+    thumb = jose.b64encode(key.thumbprint()).decode()
+    for kind in ("good", "wrong", "big"):
+        r = c.post(c.dir["newOrder"], c.sign(key, {"identifiers": [{"type": "dns", "value": kind + ".acme.test"}]},
+                                             c.dir["newOrder"], kid=acct))
+        authz = r.json()["authorizations"][0]
+        chall = next(ch for ch in c.post(authz, c.sign(key, None, authz, kid=acct)).json()["challenges"]
+                     if ch["type"] == "http-01")
+        text = {"good": chall["token"] + "." + thumb + "\r\n \n",
+                "wrong": chall["token"] + "." + thumb[:-1] + "A",
+                "big": chall["token"] + "." + thumb + " " * 2000}[kind]
+        with open(f"{webroot}/.well-known/acme-challenge/{chall['token']}", "w") as f:
+            f.write(text)
+        c.post(chall["url"], c.sign(key, {}, chall["url"], kid=acct))
+        for _ in range(600):
+            a = c.post(authz, c.sign(key, None, authz, kid=acct)).json()
+            if a["status"] != "pending":
+                break
+            time.sleep(0.1)
+        ch = next(ch for ch in a["challenges"] if ch["type"] == "http-01")
+        err = ch.get("error", {})
+        print(kind, a["status"], err.get("type", "-"), err.get("detail", ""), flush=True)
+
+
 def rollover(c):
     old, new = new_key(), new_key()
     r = show("account", c.post(c.dir["newAccount"], c.sign(old, {"termsOfServiceAgreed": True},
@@ -84,4 +116,7 @@ def rollover(c):
 
 
 if __name__ == "__main__":
-    {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))
+    if sys.argv[1] == "http01":
+        http01(Client(sys.argv[2]), sys.argv[3])
+    else:
+        {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))

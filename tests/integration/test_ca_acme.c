@@ -14,6 +14,8 @@
  *  - a template that requires external account binding refuses an
  *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
  *    `keyward-ca acme-eab`, and refuses that kid a second time;
+ *  - http-01 from a static web server: the key authorization with trailing
+ *    white space taken, a wrong one and one over 1 KB refused;
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
  *    altered signature, key rollover and account deactivation.
@@ -25,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -263,6 +267,37 @@ static void test_rollover_deactivate(void **state)
 	expect_steps("rollover", "WebServer", steps);
 }
 
+/* http-01 answered by a static web server from files: what the fetcher accepts and refuses. */
+static void test_http01_answers(void **state)
+{
+	const char *out;
+	pid_t web;
+
+	(void)state;
+	sh_ok("mkdir -p www/.well-known/acme-challenge");
+	web = fork();
+	assert_true(web >= 0);
+	if (web == 0) {
+		execl("/usr/bin/python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", "www",
+		      keepf("%u", http01), (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && sh(&out, "curl -sf -o /dev/null http://127.0.0.1:%u/", http01); i++)
+		usleep(100 * 1000);
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' http01 http://127.0.0.1:%u/acme/WebServer/directory www",
+		    SOURCE_DIR, port);
+	kill(web, SIGTERM);
+	waitpid(web, NULL, 0);
+	/* trailing white space is ignored (RFC 8555 8.3) */
+	expect_has("http-01, the key authorization", out, "good valid -");
+	expect_has("http-01, a wrong answer", out,
+		   "wrong invalid urn:ietf:params:acme:error:incorrectResponse http-01 for wrong.acme.test: the answer "
+		   "is not the key authorization");
+	expect_has("http-01, a long answer", out,
+		   "big invalid urn:ietf:params:acme:error:incorrectResponse http-01 for big.acme.test: the answer is "
+		   "longer than 1024 bytes");
+}
+
 static void test_directories(void **state)
 {
 	const char *out;
@@ -289,7 +324,7 @@ int main(void)
 		cmocka_unit_test(test_issue_renew_revoke), cmocka_unit_test(test_failed_challenge),
 		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
 		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
-		cmocka_unit_test(test_directories),
+		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
