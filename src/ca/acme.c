@@ -248,9 +248,13 @@ static void route(struct acme_ctx *x)
 	} else if (!strcmp(rest, "/new-order")) {
 		if (!check_jws(x, false, true))
 			acme_new_order(x);
-	} else if ((id = path_id(rest, "/acct/", &tail)) && !*tail) {
-		if (!check_jws(x, false, true))
-			acme_post_account(x, id);
+	} else if ((id = path_id(rest, "/acct/", &tail)) && (!*tail || !strcmp(tail, "/orders"))) {
+		if (!check_jws(x, false, true)) {
+			if (*tail)
+				acme_account_orders(x, id);
+			else
+				acme_post_account(x, id);
+		}
 	} else if ((id = path_id(rest, "/order/", &tail)) && (!*tail || !strcmp(tail, "/finalize"))) {
 		if (!check_jws(x, false, true)) {
 			if (*tail)

@@ -150,6 +150,8 @@ int acme_account_insert(struct acme_db *db, struct acme_account *a);
 /* Accounts made from remote since then, and an account's pending orders: counts for the limits, or -1. */
 long long acme_accounts_since(struct acme_db *db, const char *remote, time_t since);
 long long acme_orders_pending(struct acme_db *db, long long account, time_t now);
+/* Up to max of the account's orders not expired, newest first, into ids: how many, or -1. */
+long acme_orders_of(struct acme_db *db, long long account, time_t now, long long *ids, size_t max);
 int acme_account_set_status(struct acme_db *db, long long id, const char *status);
 int acme_account_set_contact(struct acme_db *db, long long id, const char *contact);
 /* New key for account id: 1 if another account of its template has thumb. */
@@ -261,12 +263,13 @@ void acme_headers(struct acme_ctx *x);
 int acme_problem(struct acme_ctx *x, enum acme_prob p, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Answers status with a JSON object (stolen), the Replay-Nonce and index Link; location if not NULL. */
 int acme_json(struct acme_ctx *x, unsigned status, json_t *obj, const char *location);
-/* The account object's JSON for a. */
-json_t *acme_account_json(const struct acme_account *a);
 
 /* acme_account.c */
 int acme_new_account(struct acme_ctx *x);
 int acme_post_account(struct acme_ctx *x, long long id);
+/* The account's orders list (RFC 8555 7.1.2.1): those pending or ready, and the last valid ones. */
+#define ACME_ORDERS_LIST 100
+int acme_account_orders(struct acme_ctx *x, long long id);
 int acme_key_change(struct acme_ctx *x);
 int acme_revoke_cert(struct acme_ctx *x);
 /* acme_order.c */

@@ -16,12 +16,15 @@
 
 #define CONTACTS_MAX 8
 
-json_t *acme_account_json(const struct acme_account *a)
+/* The account object (RFC 8555 7.1.2), its orders list at URL/orders. */
+static json_t *account_json(const struct acme_account *a, const char *url)
 {
 	json_t *contact = json_loads(a->contact, 0, NULL);
+	char orders[ACME_URL_MAX + 160];
 
-	return json_pack("{s:s,s:o,s:s*}", "status", a->status, "contact", contact ? contact : json_array(),
-			 "externalAccountBinding", NULL);
+	snprintf(orders, sizeof orders, "%s/orders", url);
+	return json_pack("{s:s,s:o,s:s}", "status", a->status, "contact", contact ? contact : json_array(), "orders",
+			 orders);
 }
 
 static void account_url(const struct acme_ctx *x, long long id, char *out, size_t size)
@@ -128,7 +131,7 @@ int acme_new_account(struct acme_ctx *x)
 	if (rc == 0) {
 		/* the key has an account already: its URL (RFC 8555 7.3.1), nothing changed */
 		account_url(x, a.id, url, sizeof url);
-		return acme_json(x, 200, acme_account_json(&a), url);
+		return acme_json(x, 200, account_json(&a, url), url);
 	}
 	if (json_is_true(only))
 		return acme_problem(x, AP_ACCOUNT_DNE, "no account of template %s has this key", x->t.name);
@@ -160,7 +163,7 @@ int acme_new_account(struct acme_ctx *x)
 	if (rc)
 		return acme_problem(x, AP_UNAUTHORIZED, "EAB kid %s was used by another account meanwhile", a.eab_kid);
 	account_url(x, a.id, url, sizeof url);
-	return acme_json(x, 201, acme_account_json(&a), url);
+	return acme_json(x, 201, account_json(&a, url), url);
 }
 
 int acme_post_account(struct acme_ctx *x, long long id)
@@ -184,7 +187,29 @@ int acme_post_account(struct acme_ctx *x, long long id)
 			return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
 	}
 	account_url(x, id, url, sizeof url);
-	return acme_json(x, 200, acme_account_json(&x->acct), url);
+	return acme_json(x, 200, account_json(&x->acct, url), url);
+}
+
+int acme_account_orders(struct acme_ctx *x, long long id)
+{
+	long long ids[ACME_ORDERS_LIST];
+	json_t *list = json_array();
+	char url[ACME_URL_MAX + 128];
+	long n;
+
+	if (id != x->acct.id) {
+		json_decref(list);
+		return acme_problem(x, AP_UNAUTHORIZED, "the account is not the signer's");
+	}
+	if ((n = acme_orders_of(x->a->db, id, time(NULL), ids, ACME_ORDERS_LIST)) < 0) {
+		json_decref(list);
+		return acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
+	}
+	for (long i = 0; i < n; i++) {
+		snprintf(url, sizeof url, "%s/order/%lld", x->root, ids[i]);
+		json_array_append_new(list, json_string(url));
+	}
+	return acme_json(x, 200, json_pack("{s:o}", "orders", list), NULL);
 }
 
 int acme_key_change(struct acme_ctx *x)
@@ -232,7 +257,7 @@ int acme_key_change(struct acme_ctx *x)
 	} else {
 		snprintf(x->acct.jwk, sizeof x->acct.jwk, "%s", jwk);
 		snprintf(x->acct.thumb, sizeof x->acct.thumb, "%s", in.thumb);
-		rc = acme_json(x, 200, acme_account_json(&x->acct), url);
+		rc = acme_json(x, 200, account_json(&x->acct, url), url);
 	}
 	free(jwk);
 	EVP_PKEY_free(old_key);

@@ -370,6 +370,26 @@ long long acme_orders_pending(struct acme_db *db, long long account, time_t now)
 		     "ii", account, (long long)now);
 }
 
+long acme_orders_of(struct acme_db *db, long long account, time_t now, long long *ids, size_t max)
+{
+	sqlite3_stmt *st;
+	long n = 0;
+	int rc = SQLITE_DONE;
+
+	pthread_mutex_lock(&db->lock);
+	st = prep(db, "SELECT id FROM acme_orders WHERE account = ? AND expires >= ? ORDER BY id DESC LIMIT ?", "iii",
+		  account, (long long)now, (long long)max);
+	while (st && (size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ids[n++] = sqlite3_column_int64(st, 0);
+	if (st && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		n = fail(db, "orders");
+	if (!st)
+		n = -1;
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&db->lock);
+	return n;
+}
+
 /* ---- external account binding keys ---- */
 
 int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
@@ -379,7 +399,10 @@ int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EA
 
 	if (RAND_bytes(key, ACME_EAB_KEY_LEN) != 1)
 		return ca_error("no random bytes for a key");
-	random_text(kid, 16);
+	/* a kid that starts with '-' reads as an option on command lines (certbot's --eab-kid) */
+	do
+		random_text(kid, 16);
+	while (kid[0] == '-');
 	rc = exec1(db, "INSERT INTO acme_eab (kid, template, key, created) VALUES (?, ?, ?, strftime('%s'))", "ttb", kid,
 		   template_name, (const void *)key, (size_t)ACME_EAB_KEY_LEN);
 	return rc == 1 ? 0 : -1;

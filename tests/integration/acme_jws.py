@@ -109,7 +109,12 @@ def rollover(c):
     inner = acme_jws.JWS.sign(json.dumps({"account": acct, "oldKey": old.public_key().to_json()}).encode(),
                               key=new, alg=jose.ES256, nonce=None, url=url).json_dumps()
     show("key-change", c.post(url, c.sign(old, json.loads(inner), url, kid=acct)))
-    show("new-key", c.post(acct, c.sign(new, None, acct, kid=acct)))
+    r = show("new-key", c.post(acct, c.sign(new, None, acct, kid=acct)))
+    orders = r.json()["orders"]
+    r = c.post(c.dir["newOrder"], c.sign(new, {"identifiers": [{"type": "dns", "value": "o.acme.test"}]},
+                                         c.dir["newOrder"], kid=acct))
+    listed = c.post(orders, c.sign(new, None, orders, kid=acct)).json()["orders"]
+    print("orders-listed", r.headers["Location"] in listed and len(listed) == 1, flush=True)
     show("old-key", c.post(acct, c.sign(old, None, acct, kid=acct)))
     show("deactivate", c.post(acct, c.sign(new, {"status": "deactivated"}, acct, kid=acct)))
     show("after-deactivate", c.post(acct, c.sign(new, None, acct, kid=acct)))

@@ -18,7 +18,8 @@
  *    white space taken, a wrong one and one over 1 KB refused;
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
- *    altered signature, key rollover and account deactivation.
+ *    altered signature, key rollover, the account's orders list and
+ *    account deactivation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,15 +211,15 @@ static void test_eab(void **state)
 	other = word_after(ca_ok(ca_dir, "acme-eab WebEAB"), "hmac_key");
 	/* the right kid with another kid's key */
 	assert_int_not_equal(certonly(&out, "c5", "WebEAB", "eab.acme.test", http01,
-				      keepf("--eab-kid %s --eab-hmac-key %s", kid, other)),
+				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, other)),
 			     0);
 	expect_has("certbot, wrong EAB key", out, "binding's MAC does not verify");
-	if (certonly(&out, "c4", "WebEAB", "eab.acme.test", http01, keepf("--eab-kid %s --eab-hmac-key %s", kid, key)))
+	if (certonly(&out, "c4", "WebEAB", "eab.acme.test", http01, keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)))
 		fail_full("certbot with EAB failed:\n%s", out);
 	expect_cert_for(live("c4", "eab.acme.test", "cert.pem"), "eab.acme.test");
 	/* a kid binds one account */
 	assert_int_not_equal(certonly(&out, "c6", "WebEAB", "eab2.acme.test", http01,
-				      keepf("--eab-kid %s --eab-hmac-key %s", kid, key)),
+				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)),
 			     0);
 	expect_has("certbot, EAB kid reused", out, "not an unused EAB key");
 	/* the key is not in ca.conf, so not in a config export */
@@ -257,6 +258,7 @@ static void test_rollover_deactivate(void **state)
 		"account 201 -",
 		"key-change 200 -",
 		"new-key 200 -",
+		"orders-listed True",
 		"old-key 403 urn:ietf:params:acme:error:unauthorized",
 		"deactivate 200 -",
 		"after-deactivate 403 urn:ietf:params:acme:error:unauthorized",

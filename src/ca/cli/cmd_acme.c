@@ -23,7 +23,7 @@ int cmd_acme_eab(const struct opts *o, const char *template_name)
 		rc = cli_print_json(json_pack("{s:s,s:s,s:s}", "template", template_name, "kid", kid, "hmac_key", key));
 	} else if (!rc) {
 		printf("kid %s\nhmac_key %s\n", kid, key);
-		printf("certbot: --eab-kid %s --eab-hmac-key %s\n", kid, key);
+		printf("certbot: --eab-kid=%s --eab-hmac-key=%s\n", kid, key);
 	}
 	OPENSSL_cleanse(key, sizeof key);
 	ca_close(ca);

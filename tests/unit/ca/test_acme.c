@@ -3,8 +3,9 @@
  * padding, one text per value), the RFC 7638 thumbprint against the RFC's
  * own example, a JWS signed by certbot's ACME library verified and, one
  * bit changed, refused; acme.conf's checks; the http-01 fetcher refusing
- * loopback and link-local targets before it connects, and the dns-01
- * hook killed when it overruns.
+ * loopback and link-local targets before it connects, the dns-01 hook
+ * killed when it overruns; EAB keys kept per template, their kids usable
+ * on a command line.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,15 @@
 #include <cmocka.h>
 
 #include "ca/acme.h"
+
+/* rm -rf dir as a command line (dir is mkdtemp's: no quoting needed) */
+static const char *keepf_rm(const char *dir)
+{
+	static char cmd[128];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return cmd;
+}
 
 static void expect_error(const char *what, const char *want)
 {
@@ -204,13 +214,41 @@ static void test_hook_overrun(void **state)
 	rmdir(dir);
 }
 
+/* Commit: a kid starting with '-' read as an option to certbot (--eab-kid -x...): 1 in 64 failed. */
+static void test_eab_kids(void **state)
+{
+	char dir[] = "/tmp/acme-db-XXXXXX", path[64], kid[ACME_EAB_KID_LEN + 1];
+	unsigned char key[ACME_EAB_KEY_LEN];
+	struct ca_conf c;
+	struct acme_db *db;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(ca_conf_defaults(&c, dir), 0);
+	assert_int_equal(acme_db_open(&c, &db), 0);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(acme_eab_new(db, "WebServer", kid, key), 0);
+		assert_int_equal(strlen(kid), ACME_EAB_KID_LEN);
+		if (kid[0] == '-')
+			fail_msg("kid %s starts with '-'", kid);
+		assert_int_equal(acme_eab_key(db, "WebServer", kid, key), 0);
+		assert_int_equal(acme_eab_key(db, "Client", kid, key), 1); /* another template's */
+	}
+	acme_db_close(db);
+	assert_int_equal(system(keepf_rm(dir)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base64url),	cmocka_unit_test(test_thumbprint),
 		cmocka_unit_test(test_verify),		cmocka_unit_test(test_refused_headers),
 		cmocka_unit_test(test_conf),		cmocka_unit_test(test_fetch_refuses),
-		cmocka_unit_test(test_hook_overrun),
+		cmocka_unit_test(test_hook_overrun),	cmocka_unit_test(test_eab_kids),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
