@@ -85,7 +85,7 @@ def http01(c, webroot):
         chall = next(ch for ch in c.post(authz, c.sign(key, None, authz, kid=acct)).json()["challenges"]
                      if ch["type"] == "http-01")
         text = {"good": chall["token"] + "." + thumb + "\r\n \n",
-                "wrong": chall["token"] + "." + thumb[:-1] + "A",
+                "wrong": chall["token"] + "." + ("B" if thumb[0] != "B" else "C") + thumb[1:],
                 "big": chall["token"] + "." + thumb + " " * 2000}[kind]
         with open(f"{webroot}/.well-known/acme-challenge/{chall['token']}", "w") as f:
             f.write(text)

@@ -11,6 +11,7 @@
  *    and the CA unchanged;
  *  - dns-01 through the CA's hook, with certbot's manual auth hook
  *    publishing the TXT value where the CA's hook looks;
+ *  - certbot against serve over HTTPS (serve.conf's tls_certificate);
  *  - a template that requires external account binding refuses an
  *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
  *    `keyward-ca acme-eab`, and refuses that kid a second time;
@@ -300,6 +301,36 @@ static void test_http01_answers(void **state)
 		   "longer than 1024 bytes");
 }
 
+/* serve over HTTPS (serve.conf's tls_*): the URLs in ACME's answers are https ones, and certbot follows them. */
+static void test_https(void **state)
+{
+	char conf[600];
+	const char *out;
+	unsigned short p3 = kwt_free_port();
+	pid_t pid;
+
+	(void)state;
+	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
+	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
+	      EC256);
+	snprintf(conf, sizeof conf, "%s/serve.conf", ca_dir);
+	kwt_write_file(conf, "[serve]\nthreads = 4\ntls_certificate = ../tls.crt\ntls_key = ../tls.key\n");
+	pid = serve_start_https(ca_dir, p3, "https.log");
+	kwt_write_file(conf, "[serve]\nthreads = 4\n");
+	out = sh_ok("curl -sS --cacert tls.crt https://127.0.0.1:%u/acme/WebServer/directory", p3);
+	expect_has("the directory over HTTPS", out, keepf("\"newOrder\":\"https://127.0.0.1:%u/acme/WebServer/new-order\"", p3));
+	if (sh(&out,
+	       "REQUESTS_CA_BUNDLE=tls.crt certbot certonly --config-dir '%s/c8' --work-dir '%s/c8/work' --logs-dir "
+	       "'%s/c8/logs' --non-interactive --agree-tos --register-unsafely-without-email --server "
+	       "https://127.0.0.1:%u/acme/WebServer/directory --standalone --http-01-port %u -d tls.acme.test 2>&1",
+	       work, work, work, p3, http01)) {
+		serve_stop(pid);
+		fail_full("certbot over HTTPS failed:\n%s", out);
+	}
+	serve_stop(pid);
+	expect_cert_for(live("c8", "tls.acme.test", "cert.pem"), "tls.acme.test");
+}
+
 static void test_directories(void **state)
 {
 	const char *out;
@@ -327,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
 		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
 		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
+		cmocka_unit_test(test_https),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
