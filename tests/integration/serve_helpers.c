@@ -165,3 +165,18 @@ void serve_test_ca(struct kwt_server *server, const char *sub, const char *name,
 	      pkcs11, pin);
 	ca_ok(ca_dir, "ca.cert ca.pem");
 }
+
+void serve_test_ca_end(struct kwt_server *server)
+{
+	forget_all();
+	assert_int_equal(chdir("/"), 0);
+	kwt_stop(server);
+	kwt_cleanup(server);
+}
+
+void serve_tls_files(void)
+{
+	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
+	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
+	      EC256);
+}

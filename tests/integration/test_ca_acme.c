@@ -111,10 +111,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	serve_stop(serve_pid);
-	forget_all();
-	assert_int_equal(chdir("/"), 0);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	serve_test_ca_end(&server);
 	return 0;
 }
 
@@ -310,9 +307,7 @@ static void test_https(void **state)
 	pid_t pid;
 
 	(void)state;
-	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
-	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
-	      EC256);
+	serve_tls_files();
 	snprintf(conf, sizeof conf, "%s/serve.conf", ca_dir);
 	kwt_write_file(conf, "[serve]\nthreads = 4\ntls_certificate = ../tls.crt\ntls_key = ../tls.key\n");
 	pid = serve_start_https(ca_dir, p3, "https.log");

@@ -81,10 +81,7 @@ static int teardown(void **state)
 	(void)state;
 	serve_stop(serve2_pid);
 	serve_stop(serve_pid);
-	forget_all();
-	assert_int_equal(chdir("/"), 0);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	serve_test_ca_end(&server);
 	return 0;
 }
 
@@ -540,9 +537,7 @@ static void test_https(void **state)
 	pid_t pid;
 
 	(void)state;
-	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
-	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
-	      EC256);
+	serve_tls_files();
 	sh_ok("openssl req -x509 -newkey %s -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other && "
 	      "chmod 600 other.key",
 	      EC256);
