@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # JWS requests certbot never sends, for test_ca_acme: made with certbot's own
 # ACME library (python3-acme, josepy), so the signatures are the real client's.
-#   acme_jws.py account DIRECTORY  a newAccount, no more (without EAB where it is required)
+#   acme_jws.py account DIRECTORY [N]  N newAccount (1), no more (without EAB where it is required)
 #   acme_jws.py replay DIRECTORY   a newAccount sent twice with one nonce; a JWS for
 #                                  another URL; a JWS whose signature was altered
 #   acme_jws.py http01 DIRECTORY WEBROOT
@@ -68,9 +68,10 @@ def replay(c):
     show("unknown-nonce", c.post(url, c.sign(new_key(), {}, url, nonce="AAAAAAAAAAAAAAAAAAAAAA")))
 
 
-def account(c):
+def account(c, n=1):
     url = c.dir["newAccount"]
-    show("account", c.post(url, c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
+    for _ in range(int(n)):
+        show("account", c.post(url, c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
 
 
 def http01(c, webroot):
@@ -123,5 +124,7 @@ def rollover(c):
 if __name__ == "__main__":
     if sys.argv[1] == "http01":
         http01(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "account" and len(sys.argv) > 3:
+        account(Client(sys.argv[2]), sys.argv[3])
     else:
         {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))

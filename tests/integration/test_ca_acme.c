@@ -17,6 +17,7 @@
  *    `keyward-ca acme-eab`, and refuses that kid a second time;
  *  - http-01 from a static web server: the key authorization with trailing
  *    white space taken, a wrong one and one over 1 KB refused;
+ *  - new accounts from one address capped (rateLimited);
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
  *    altered signature, key rollover, the account's orders list and
@@ -346,6 +347,22 @@ static void test_directories(void **state)
 	expect_has("certbot's log on Client", out, "template Client needs a subject with a CN");
 }
 
+/* Last: it uses up 127.0.0.1's accounts for the hour (acme.conf's accounts_per_hour, 20). */
+static void test_account_limit(void **state)
+{
+	const char *out, *p;
+	int made = 0;
+
+	(void)state;
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' account http://127.0.0.1:%u/acme/WebServer/directory 21",
+		    SOURCE_DIR, port);
+	for (p = out; (p = strstr(p, "account 201 -\n")); p++)
+		made++;
+	expect_has("21 accounts from one address", out, "account 429 urn:ietf:params:acme:error:rateLimited\n");
+	if (made >= 20)
+		fail_full("%d accounts made from one address in an hour, 20 allowed (others made before):\n%s", made, out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,7 +370,7 @@ int main(void)
 		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
 		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
 		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
-		cmocka_unit_test(test_https),
+		cmocka_unit_test(test_https),		   cmocka_unit_test(test_account_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
