@@ -24,10 +24,22 @@
 
 #define NONCES_MAX 200000 /* live nonces kept; beyond, the oldest go (a flood of newNonce costs its sender) */
 
+#define STMTS_KEPT 48 /* more than the file has: each is prepared once */
+
 struct acme_db {
 	sqlite3 *db;
-	pthread_mutex_t lock; /* one statement at a time on the connection */
+	pthread_mutex_t lock; /* one statement at a time on the connection, and the kept statements */
 	unsigned inserts;     /* nonces since the last sweep */
+	/*
+	 * prepared statements by their SQL (this file's literals, so by
+	 * address): SQLite's parser took the largest share of ACME's time in
+	 * the database when every call prepared its statement again
+	 */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} kept[STMTS_KEPT];
+	size_t n_kept;
 };
 
 static const char schema[] =
@@ -65,6 +77,8 @@ void acme_db_close(struct acme_db *db)
 {
 	if (!db)
 		return;
+	for (size_t i = 0; i < db->n_kept; i++)
+		sqlite3_finalize(db->kept[i].st);
 	sqlite3_close(db->db);
 	pthread_mutex_destroy(&db->lock);
 	free(db);
@@ -97,6 +111,21 @@ int acme_db_open(const struct ca_conf *c, struct acme_db **out)
 }
 
 /*
+ * Done with st: a kept statement is reset (its read or write ends) and its
+ * values unbound (an EAB key does not stay behind in it), any other finalized.
+ */
+static void release(struct acme_db *db, sqlite3_stmt *st)
+{
+	for (size_t i = 0; i < db->n_kept; i++)
+		if (db->kept[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
+/*
  * A statement with its parameters bound from types: 'i' long long, 't'
  * text, 'b' blob (pointer, size_t). NULL after ca_error.
  */
@@ -105,9 +134,18 @@ static sqlite3_stmt *prepv(struct acme_db *db, const char *sql, const char *type
 	sqlite3_stmt *st = NULL;
 	int rc = SQLITE_OK;
 
-	if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fail(db, sql);
-		return NULL;
+	for (size_t i = 0; i < db->n_kept && !st; i++)
+		if (db->kept[i].sql == sql)
+			st = db->kept[i].st;
+	if (!st) {
+		if (sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+			fail(db, sql);
+			return NULL;
+		}
+		if (db->n_kept < STMTS_KEPT) {
+			db->kept[db->n_kept].sql = sql;
+			db->kept[db->n_kept++].st = st;
+		}
 	}
 	for (int i = 0; types[i] && rc == SQLITE_OK; i++) {
 		if (types[i] == 'i') {
@@ -122,7 +160,7 @@ static sqlite3_stmt *prepv(struct acme_db *db, const char *sql, const char *type
 	}
 	if (rc != SQLITE_OK) {
 		fail(db, sql);
-		sqlite3_finalize(st);
+		release(db, st);
 		return NULL;
 	}
 	return st;
@@ -147,7 +185,7 @@ static int run(struct acme_db *db, sqlite3_stmt *st)
 	if (!st)
 		return -1;
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	release(db, st);
 	if (rc != SQLITE_DONE)
 		return fail(db, "write");
 	return sqlite3_changes(db->db);
@@ -266,7 +304,7 @@ static int account_row(struct acme_db *db, sqlite3_stmt *st, struct acme_account
 	} else {
 		rc = rc == SQLITE_DONE ? 1 : fail(db, "account");
 	}
-	sqlite3_finalize(st);
+	release(db, st);
 	return rc;
 }
 
@@ -353,7 +391,7 @@ static long long count(struct acme_db *db, const char *sql, const char *types, .
 		n = sqlite3_column_int64(st, 0);
 	else if (st)
 		fail(db, "count");
-	sqlite3_finalize(st);
+	release(db, st);
 	pthread_mutex_unlock(&db->lock);
 	return n;
 }
@@ -385,7 +423,7 @@ long acme_orders_of(struct acme_db *db, long long account, time_t now, long long
 		n = fail(db, "orders");
 	if (!st)
 		n = -1;
-	sqlite3_finalize(st);
+	release(db, st);
 	pthread_mutex_unlock(&db->lock);
 	return n;
 }
@@ -424,7 +462,7 @@ int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid,
 		} else {
 			rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 1 : fail(db, "EAB key");
 		}
-		sqlite3_finalize(st);
+		release(db, st);
 	}
 	pthread_mutex_unlock(&db->lock);
 	return rc;
@@ -485,7 +523,7 @@ static int order_row(struct acme_db *db, sqlite3_stmt *st, struct acme_order *o)
 	} else {
 		rc = rc == SQLITE_DONE ? 1 : fail(db, "order");
 	}
-	sqlite3_finalize(st);
+	release(db, st);
 	if (rc)
 		return rc;
 	o->n_authz = 0;
@@ -493,7 +531,7 @@ static int order_row(struct acme_db *db, sqlite3_stmt *st, struct acme_order *o)
 		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW && o->n_authz < ACME_IDS_MAX)
 		o->authz[o->n_authz++] = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	release(db, st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(db, "order");
 }
 
@@ -568,7 +606,7 @@ int acme_authz_get(struct acme_db *db, long long id, struct acme_authz *a)
 		} else {
 			rc = rc == SQLITE_DONE ? 1 : fail(db, "authorization");
 		}
-		sqlite3_finalize(st);
+		release(db, st);
 	}
 	pthread_mutex_unlock(&db->lock);
 	return rc;
