@@ -275,6 +275,13 @@ kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);
+/*
+ * RSA-OAEP encryption of in (a secret key's bytes) under spki (DER, an RSA
+ * public key) with w's hash, MGF1 hash and label, into out (*out_len bytes,
+ * the modulus at least; on return the wrapped length).
+ */
+kw_rv kw_crypto_wrap_oaep(const unsigned char *spki, size_t spki_len, const Keyward__WrapKey *w,
+			  const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len);
 
 /* ---- the server (server.c) and its request handlers (handlers.c, admin.c) ---- */
 
