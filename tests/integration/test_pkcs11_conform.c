@@ -814,6 +814,42 @@ static void test_eddsa(void **state)
 	free(out);
 }
 
+/* ---- the conformance runner: keyward and SoftHSM2 side by side ---- */
+
+/*
+ * conform_runner (conform_checks.c) on keyward's machine token and on a
+ * SoftHSM2 token made here, in one run: the table goes to the test's
+ * output, and any keyward failure that is not a policy refusal
+ * docs/pkcs11.md documents fails the test. SoftHSM2's column is the
+ * comparison; its failures (it lets the extraction attacks through) do
+ * not count.
+ */
+static void test_runner(void **state)
+{
+	char path[400], *out = NULL;
+	int rc;
+
+	(void)state;
+	kwt_softhsm_conf(work);
+	free(run_ok("softhsm2-util --init-token", "softhsm2-util --init-token --free --label conform --pin 12345678 "
+						  "--so-pin 87654321"));
+	snprintf(path, sizeof path, "%s/softhsm.pin", work);
+	kwt_write_file(path, "12345678\n");
+	snprintf(path, sizeof path, "%s/keyward.pin", work);
+	kwt_write_file(path, pin);
+	rc = run(&out,
+		 CONFORM_RUNNER_PATH " --gate keyward keyward '%s' '%s/keyward.pin' SoftHSM2 '%s' '%s/softhsm.pin'",
+		 KEYWARD_PKCS11_PATH, work, KWT_SOFTHSM_MODULE, work);
+	fputs(out, stdout); /* print_message cuts long text */
+	fflush(stdout);
+	if (rc != 0)
+		fail_msg("conform_runner: exit %d: keyward failed a check (above)", rc);
+	/* the runner ran every area on both modules */
+	assert_non_null(strstr(out, "Tookan"));
+	assert_non_null(strstr(out, "SoftHSM2"));
+	free(out);
+}
+
 int main(void)
 {
 	// clang-format off
@@ -828,6 +864,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_verify, test_teardown),
 		cmocka_unit_test_teardown(test_pkcs11_tool, test_teardown),
 		cmocka_unit_test_teardown(test_eddsa, test_teardown),
+		cmocka_unit_test_teardown(test_runner, test_teardown),
 	};
 	// clang-format on
 
