@@ -520,6 +520,8 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 		return kw_error_set(KW_ERR_KEY_FUNCTION, "only RSA keys may decrypt or wrap");
 	if (g->key_type == KEYWARD__KEY_TYPE__ED25519 && (usages & KW_USAGE_DERIVE))
 		return kw_error_set(KW_ERR_KEY_FUNCTION, "Ed25519 keys only sign");
+	if (g->key_type == KEYWARD__KEY_TYPE__RSA && (rv = kw_policy_rsa_bits(&srv->cfg, "generate", g->bits)))
+		return rv;
 	rv = kw_crypto_generate((enum kw_key_type)g->key_type, g->bits, g->curve ? g->curve : "", &pkey);
 	if (rv)
 		return rv;
@@ -655,7 +657,7 @@ static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const s
 {
 	kw_rv rv;
 
-	if ((rv = sign_check(key, r)))
+	if ((rv = sign_check(key, r)) || (rv = kw_policy_sign_hash(&srv->cfg, r->hash)))
 		return rv;
 	rv = kw_crypto_sign(key->pkey, key->key_type, r, sig, sig_len);
 	if (rv == KW_OK)
@@ -758,6 +760,10 @@ static kw_rv on_sign_batch(struct kw_server *srv, struct kw_peer *peer, const Ke
 						      "there (the data go in `data`)");
 	if ((rv = usable_key(srv, peer, b->sign->key, KW_USAGE_SIGN, b->sign->mechanism, "sign", &key, &id)))
 		return rv;
+	if ((rv = kw_policy_sign_hash(&srv->cfg, b->sign->hash))) {
+		kw_cached_key_release(&key);
+		return rv;
+	}
 	one = *b->sign;
 	for (size_t i = 0; i < n; i++) {
 		one.data = b->data[i];
@@ -1348,6 +1354,9 @@ static kw_rv on_unwrap_key(struct kw_server *srv, struct kw_peer *peer, const Ke
 		rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, plain, plain_len, &priv);
 	} else {
 		if ((rv = unwrapped_private(u, plain, plain_len, &pkey)))
+			goto out;
+		if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
+		    (rv = kw_policy_rsa_bits(&srv->cfg, "unwrap", (unsigned)EVP_PKEY_get_bits(pkey))))
 			goto out;
 		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
 	}
