@@ -440,7 +440,8 @@ static CK_RV gen_rsa(struct cr_ctx *c, CK_ULONG bits, CK_BBOOL sign, CK_BBOOL de
 	return rv;
 }
 
-static CK_RV gen_ec(struct cr_ctx *c, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+/* A P-256 pair whose private half signs and derives, extractable or not. */
+static CK_RV gen_ec(struct cr_ctx *c, CK_BBOOL extractable, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
 	char label[40];
 	CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
@@ -451,8 +452,8 @@ static CK_RV gen_ec(struct cr_ctx *c, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *p
 			     ATTR(CKA_VERIFY, T),
 			     l};
 	CK_ATTRIBUTE vt[] = {
-		ATTR(CKA_CLASS, priv_class), ATTR(CKA_TOKEN, T), ATTR(CKA_PRIVATE, T), ATTR(CKA_SENSITIVE, T),
-		ATTR(CKA_EXTRACTABLE, F),    ATTR(CKA_SIGN, T),	 ATTR(CKA_DERIVE, T),  l};
+		ATTR(CKA_CLASS, priv_class),	    ATTR(CKA_TOKEN, T), ATTR(CKA_PRIVATE, T), ATTR(CKA_SENSITIVE, T),
+		ATTR(CKA_EXTRACTABLE, extractable), ATTR(CKA_SIGN, T),	ATTR(CKA_DERIVE, T),  l};
 	CK_RV rv = c->f->C_GenerateKeyPair(c->s, &m, pt, sizeof pt / sizeof pt[0], vt, sizeof vt / sizeof vt[0], pub,
 					   priv);
 
@@ -471,8 +472,8 @@ static enum cr_outcome rsa_pair(struct cr_ctx *c)
 
 static enum cr_outcome ec_pair(struct cr_ctx *c)
 {
-	MUST(gen_ec(c, &c->ec_pub, &c->ec_priv));
-	MUST(gen_ec(c, &c->ec2_pub, &c->ec2_priv));
+	MUST(gen_ec(c, F, &c->ec_pub, &c->ec_priv));
+	MUST(gen_ec(c, F, &c->ec2_pub, &c->ec2_priv));
 	return generated_flags(c, c->ec_priv, c->ec_pub);
 }
 
@@ -563,6 +564,29 @@ static enum cr_outcome ecdh(struct cr_ctx *c)
 	if (local != 0 || as != 1 || ne != 1)
 		return say(c, CR_FAIL,
 			   "a derived key: CKA_LOCAL %d (want 0), ALWAYS_SENSITIVE %d, NEVER_EXTRACTABLE %d (want 1)",
+			   local, as, ne);
+	return CR_PASS;
+}
+
+/*
+ * C_DeriveKey from a base key that is extractable: the derived key was
+ * always sensitive (as its base), but not never extractable (its base may
+ * have left the token), and not local.
+ */
+static enum cr_outcome ecdh_extractable_base(struct cr_ctx *c)
+{
+	CK_OBJECT_HANDLE pub, priv, k;
+	int local, as, ne;
+
+	MUST(gen_ec(c, T, &pub, &priv));
+	MUST(derive(c, priv, c->ec2_pub, &k));
+	local = get_bool(c, k, CKA_LOCAL);
+	as = get_bool(c, k, CKA_ALWAYS_SENSITIVE);
+	ne = get_bool(c, k, CKA_NEVER_EXTRACTABLE);
+	if (local != 0 || as != 1 || ne != 0)
+		return say(c, CR_FAIL,
+			   "derived from an extractable key: CKA_LOCAL %d, ALWAYS_SENSITIVE %d (want 1), "
+			   "NEVER_EXTRACTABLE %d (want 0)",
 			   local, as, ne);
 	return CR_PASS;
 }
@@ -963,6 +987,7 @@ const struct cr_check cr_checks[] = {
 	{"keypair", "RSA-1024 (weak)", rsa_1024},
 	{"keypair", "a private exponent is sensitive", private_sensitive},
 	{"keypair", "ECDH both ways: one secret; the key not local", ecdh},
+	{"keypair", "ECDH from an extractable key: not never extractable", ecdh_extractable_base},
 	{"sign/verify", "SHA256_RSA_PKCS", rsa_pkcs},
 	{"sign/verify", "SHA256_RSA_PKCS_PSS", rsa_pss},
 	{"sign/verify", "ECDSA", ecdsa},
