@@ -416,6 +416,19 @@ static enum cr_outcome generated_flags(struct cr_ctx *c, CK_OBJECT_HANDLE priv, 
 	return CR_PASS;
 }
 
+/* C_GenerateKeyPair, the halves recorded for cr_cleanup. */
+static CK_RV gen_pair(struct cr_ctx *c, CK_MECHANISM *m, CK_ATTRIBUTE *pt, CK_ULONG pn, CK_ATTRIBUTE *vt, CK_ULONG vn,
+		      CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	CK_RV rv = c->f->C_GenerateKeyPair(c->s, m, pt, pn, vt, vn, pub, priv);
+
+	if (!rv) {
+		made(c, *priv);
+		made(c, *pub);
+	}
+	return rv;
+}
+
 /* An RSA pair of bits with the usages named (a private half that decrypts, one that unwraps, or both). */
 static CK_RV gen_rsa(struct cr_ctx *c, CK_ULONG bits, CK_BBOOL sign, CK_BBOOL decrypt, CK_BBOOL unwrap,
 		     CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
@@ -430,14 +443,7 @@ static CK_RV gen_rsa(struct cr_ctx *c, CK_ULONG bits, CK_BBOOL sign, CK_BBOOL de
 	CK_ATTRIBUTE vt[] = {ATTR(CKA_CLASS, priv_class), ATTR(CKA_TOKEN, T),	    ATTR(CKA_PRIVATE, T),
 			     ATTR(CKA_SENSITIVE, T),	  ATTR(CKA_EXTRACTABLE, F), ATTR(CKA_SIGN, sign),
 			     ATTR(CKA_DECRYPT, decrypt),  ATTR(CKA_UNWRAP, unwrap), l};
-	CK_RV rv = c->f->C_GenerateKeyPair(c->s, &m, pt, sizeof pt / sizeof pt[0], vt, sizeof vt / sizeof vt[0], pub,
-					   priv);
-
-	if (!rv) {
-		made(c, *priv);
-		made(c, *pub);
-	}
-	return rv;
+	return gen_pair(c, &m, pt, sizeof pt / sizeof pt[0], vt, sizeof vt / sizeof vt[0], pub, priv);
 }
 
 /* A P-256 pair whose private half signs and derives, extractable or not. */
@@ -454,14 +460,7 @@ static CK_RV gen_ec(struct cr_ctx *c, CK_BBOOL extractable, CK_OBJECT_HANDLE *pu
 	CK_ATTRIBUTE vt[] = {
 		ATTR(CKA_CLASS, priv_class),	    ATTR(CKA_TOKEN, T), ATTR(CKA_PRIVATE, T), ATTR(CKA_SENSITIVE, T),
 		ATTR(CKA_EXTRACTABLE, extractable), ATTR(CKA_SIGN, T),	ATTR(CKA_DERIVE, T),  l};
-	CK_RV rv = c->f->C_GenerateKeyPair(c->s, &m, pt, sizeof pt / sizeof pt[0], vt, sizeof vt / sizeof vt[0], pub,
-					   priv);
-
-	if (!rv) {
-		made(c, *priv);
-		made(c, *pub);
-	}
-	return rv;
+	return gen_pair(c, &m, pt, sizeof pt / sizeof pt[0], vt, sizeof vt / sizeof vt[0], pub, priv);
 }
 
 static enum cr_outcome rsa_pair(struct cr_ctx *c)
@@ -812,24 +811,25 @@ static enum cr_outcome tk_wrap_under_known(struct cr_ctx *c)
 	return rv != CKR_OK ? CR_PASS : say(c, CR_FAIL, "a non-extractable key came out under a key the caller knows");
 }
 
-static enum cr_outcome tk_sensitive_off(struct cr_ctx *c)
+/* The one-way attribute t of the non-extractable key set to value: refused, and the key unchanged. */
+static enum cr_outcome one_way(struct cr_ctx *c, CK_ATTRIBUTE_TYPE t, CK_BBOOL value, const char *name)
 {
-	CK_ATTRIBUTE a = ATTR(CKA_SENSITIVE, F);
+	CK_ATTRIBUTE a = {t, &value, sizeof value};
 	CK_RV rv = c->f->C_SetAttributeValue(c->s, c->fixed_key, &a, 1);
 
-	if (rv == CKR_OK || get_bool(c, c->fixed_key, CKA_SENSITIVE) != 1)
-		return say(c, CR_FAIL, "CKA_SENSITIVE set back to false: %s", rv_name(rv));
+	if (rv == CKR_OK || get_bool(c, c->fixed_key, t) != !value)
+		return say(c, CR_FAIL, "%s set back to %s: %s", name, value ? "true" : "false", rv_name(rv));
 	return CR_PASS;
+}
+
+static enum cr_outcome tk_sensitive_off(struct cr_ctx *c)
+{
+	return one_way(c, CKA_SENSITIVE, CK_FALSE, "CKA_SENSITIVE");
 }
 
 static enum cr_outcome tk_extractable_on(struct cr_ctx *c)
 {
-	CK_ATTRIBUTE a = ATTR(CKA_EXTRACTABLE, T);
-	CK_RV rv = c->f->C_SetAttributeValue(c->s, c->fixed_key, &a, 1);
-
-	if (rv == CKR_OK || get_bool(c, c->fixed_key, CKA_EXTRACTABLE) != 0)
-		return say(c, CR_FAIL, "CKA_EXTRACTABLE set back to true: %s", rv_name(rv));
-	return CR_PASS;
+	return one_way(c, CKA_EXTRACTABLE, CK_TRUE, "CKA_EXTRACTABLE");
 }
 
 static enum cr_outcome tk_copy_extractable(struct cr_ctx *c)
