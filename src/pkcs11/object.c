@@ -398,9 +398,13 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		/*
 		 * PKCS#11 3.0 4.7: generated on the token (or a copy of such a key).
 		 * A generated key is always sensitive; an unwrapped one is not, and a
-		 * derived one may be but was not generated.
+		 * derived one may be but was not generated. A public key stored by
+		 * C_CreateObject has no pair half; the public half of an unwrapped
+		 * private key says true, as the HSM keeps no history for it.
 		 */
-		return set_bool(v, cls == CKO_PUBLIC_KEY || (kw_object_always_sensitive(o) && !kw_object_derived(o)));
+		if (cls == CKO_PUBLIC_KEY)
+			return set_bool(v, kw_object_pair_id(o) != 0);
+		return set_bool(v, kw_object_always_sensitive(o) && !kw_object_derived(o));
 	case CKA_DERIVE:
 		return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DERIVE));
 	case CKA_START_DATE:

@@ -401,6 +401,33 @@ static enum cr_outcome set_label(struct cr_ctx *c)
 	return n == 1 ? CR_PASS : say(c, CR_FAIL, "found %lu objects by the new label", n);
 }
 
+/* A public key made elsewhere, stored with C_CreateObject (the RSA pair's, by value): not CKA_LOCAL. */
+static enum cr_outcome public_key_object(struct cr_ctx *c)
+{
+	CK_BYTE n[600], e[16];
+	CK_ATTRIBUTE get[] = {{CKA_MODULUS, n, sizeof n}, {CKA_PUBLIC_EXPONENT, e, sizeof e}};
+	CK_KEY_TYPE rsa = CKK_RSA;
+	char label[40];
+	CK_OBJECT_HANDLE h;
+	int local;
+
+	MUST(c->f->C_GetAttributeValue(c->s, c->rsa_pub, get, 2));
+	{
+		CK_ATTRIBUTE t[] = {ATTR(CKA_CLASS, pub_class),
+				    ATTR(CKA_KEY_TYPE, rsa),
+				    ATTR(CKA_TOKEN, T),
+				    ATTR(CKA_VERIFY, T),
+				    get[0],
+				    get[1],
+				    fresh_label(label)};
+
+		MUST(c->f->C_CreateObject(c->s, t, sizeof t / sizeof t[0], &h));
+	}
+	made(c, h);
+	local = get_bool(c, h, CKA_LOCAL);
+	return local == 0 ? CR_PASS : say(c, CR_FAIL, "a public key from C_CreateObject: CKA_LOCAL %d (want 0)", local);
+}
+
 /* ---- keypair ---- */
 
 /* Whether h says it was made on the token (CKA_LOCAL), always sensitive and never extractable. */
@@ -985,6 +1012,7 @@ const struct cr_check cr_checks[] = {
 	{"keypair", "RSA-2048: local, always sensitive, never extractable", rsa_pair},
 	{"keypair", "EC P-256: local, always sensitive, never extractable", ec_pair},
 	{"keypair", "RSA-1024 (weak)", rsa_1024},
+	{"keypair", "a stored public key is not local", public_key_object},
 	{"keypair", "a private exponent is sensitive", private_sensitive},
 	{"keypair", "ECDH both ways: one secret; the key not local", ecdh},
 	{"keypair", "ECDH from an extractable key: not never extractable", ecdh_extractable_base},
