@@ -154,11 +154,8 @@ int ca_serve(const char *dir_in, const char *listen)
 	snprintf(sv->files[2].path, sizeof sv->files[2].path, "%s/%s.crt", dir, sv->file);
 	sv->files[0].type = sv->files[1].type = "application/pkix-crl";
 	sv->files[2].type = "application/pkix-cert";
-	sv->n_buckets = 1 << 16;
-	if (!(sv->buckets = calloc(sv->n_buckets, sizeof *sv->buckets))) {
-		ca_error("out of memory");
+	if (serve_cache_init(sv))
 		goto out;
-	}
 	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) ||
 	    ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
 		goto out;
