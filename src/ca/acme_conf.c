@@ -48,7 +48,7 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 	if (!strcmp(key, "eab_templates"))
 		return text_value(v, ac->eab_templates, sizeof ac->eab_templates);
 	if (!strcmp(key, "order_lifetime"))
-		return ca_uint_value(v, 60, 30 * 86400, &ac->order_lifetime);
+		return ca_uint_value(v, 1, 30 * 86400, &ac->order_lifetime);
 	if (!strcmp(key, "nonce_lifetime"))
 		return ca_uint_value(v, 10, 86400, &ac->nonce_lifetime);
 	if (!strcmp(key, "http01_port"))

@@ -8,6 +8,9 @@
 #                                  orders, answers http-01 from files in WEBROOT (served by a
 #                                  static server): the right key authorization with trailing
 #                                  white space, a wrong one, one over 1 KB
+#   acme_jws.py expiry DIRECTORY SECONDS
+#                                  an order left alone past its lifetime: invalid, its
+#                                  authorization expired, nothing validated or finalized
 #   acme_jws.py rollover DIRECTORY an account's key rolled over (RFC 8555 7.3.5), then
 #                                  used; the old key refused
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
@@ -101,6 +104,24 @@ def http01(c, webroot):
         print(kind, a["status"], err.get("type", "-"), err.get("detail", ""), flush=True)
 
 
+def expiry(c, wait):
+    key = new_key()
+    acct = c.post(c.dir["newAccount"], c.sign(key, {"termsOfServiceAgreed": True},
+                                              c.dir["newAccount"])).headers["Location"]
+    r = c.post(c.dir["newOrder"], c.sign(key, {"identifiers": [{"type": "dns", "value": "late.acme.test"}]},
+                                         c.dir["newOrder"], kid=acct))
+    order, body = r.headers["Location"], r.json()
+    print("order", body["status"], flush=True)
+    time.sleep(float(wait))
+    print("order-later", c.post(order, c.sign(key, None, order, kid=acct)).json()["status"], flush=True)
+    authz = body["authorizations"][0]
+    a = c.post(authz, c.sign(key, None, authz, kid=acct)).json()
+    print("authz-later", a["status"], flush=True)
+    ch = next(ch for ch in a["challenges"] if ch["type"] == "http-01")
+    print("challenge-later", c.post(ch["url"], c.sign(key, {}, ch["url"], kid=acct)).json()["status"], flush=True)
+    show("finalize-later", c.post(body["finalize"], c.sign(key, {"csr": "AA"}, body["finalize"], kid=acct)))
+
+
 def rollover(c):
     old, new = new_key(), new_key()
     r = show("account", c.post(c.dir["newAccount"], c.sign(old, {"termsOfServiceAgreed": True},
@@ -124,6 +145,8 @@ def rollover(c):
 if __name__ == "__main__":
     if sys.argv[1] == "http01":
         http01(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "expiry":
+        expiry(Client(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "account" and len(sys.argv) > 3:
         account(Client(sys.argv[2]), sys.argv[3])
     else:

@@ -17,6 +17,8 @@
  *    `keyward-ca acme-eab`, and refuses that kid a second time;
  *  - http-01 from a static web server: the key authorization with trailing
  *    white space taken, a wrong one and one over 1 KB refused;
+ *  - an order left past its lifetime: invalid, its authorization expired,
+ *    its challenge not validated, finalize refused;
  *  - new accounts from one address capped (rateLimited);
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
@@ -347,6 +349,33 @@ static void test_directories(void **state)
 	expect_has("certbot's log on Client", out, "template Client needs a subject with a CN");
 }
 
+/* A serve whose orders live 2 s (acme.conf's order_lifetime): an order left alone expires. */
+static void test_expiry(void **state)
+{
+	char conf[600];
+	const char *out, *saved;
+	unsigned short p4 = kwt_free_port();
+	pid_t pid;
+
+	(void)state;
+	snprintf(conf, sizeof conf, "%s/acme.conf", ca_dir);
+	saved = file(conf);
+	kwt_write_file(conf, keepf("%sorder_lifetime = 2\n", saved));
+	pid = serve_start(ca_dir, p4, "expiry.log");
+	kwt_write_file(conf, saved);
+	if (sh(&out, "/usr/bin/python3 '%s/acme_jws.py' expiry http://127.0.0.1:%u/acme/WebServer/directory 3 2>&1",
+	       SOURCE_DIR, p4)) {
+		serve_stop(pid);
+		fail_full("acme_jws.py expiry failed:\n%s", out);
+	}
+	serve_stop(pid);
+	expect_has("an order at first", out, "order pending\n");
+	expect_has("an order past its lifetime", out, "order-later invalid\n");
+	expect_has("its authorization", out, "authz-later expired\n");
+	expect_has("its challenge, answered late", out, "challenge-later pending\n");
+	expect_has("its finalize", out, "finalize-later 403 urn:ietf:params:acme:error:orderNotReady\n");
+}
+
 /* Last: it uses up 127.0.0.1's accounts for the hour (acme.conf's accounts_per_hour, 20). */
 static void test_account_limit(void **state)
 {
@@ -370,7 +399,8 @@ int main(void)
 		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
 		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
 		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
-		cmocka_unit_test(test_https),		   cmocka_unit_test(test_account_limit),
+		cmocka_unit_test(test_https),		   cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_account_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
