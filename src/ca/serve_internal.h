@@ -28,6 +28,7 @@
 #include "ca/ocsp.h"
 #include "ca/serve.h"
 #include "ca/serve_app.h"
+#include "common/htab.h"
 
 enum endpoint { EP_OCSP, EP_CRL, EP_CA, EP_HEALTH, EP_METRICS, EP_OTHER, EP_N };
 /* outcomes: ocsp.h's, then HTTP's */
@@ -50,7 +51,7 @@ int serve_tls_load(const struct serve_conf *sc, struct serve_tls *t);
 void serve_tls_free(struct serve_tls *t); /* wipes the key */
 
 struct centry {
-	struct centry *next;
+	struct kw_hnode h;
 	char serial[OCSP_SERIAL_HEX_MAX];
 	unsigned char *der;
 	size_t len;
@@ -104,8 +105,7 @@ struct server {
 	struct ca_status_db *pre; /* presign's */
 
 	pthread_rwlock_t cache_lock;
-	struct centry **buckets;
-	size_t n_buckets, n_entries;
+	struct kw_htab cache;	  /* of struct centry, by serial */
 	atomic_ullong generation; /* bumped on every invalidation */
 
 	struct pubfile files[3]; /* FILE.crl, FILE+.crl, FILE.crt */
@@ -128,6 +128,7 @@ struct server {
 	atomic_llong backlog;
 	atomic_llong cache_size;
 
+	struct serve_env app_env;	 /* what the apps are given: valid from their open to their close */
 	void *app_state[SERVE_APPS_MAX]; /* serve_apps[i]'s, from its open */
 	size_t n_apps;			 /* apps opened */
 	atomic_ullong app_requests[SERVE_APPS_MAX][SERVE_CLASS_N];
@@ -164,6 +165,9 @@ int serve_cache_get(struct server *sv, const char *serial, time_t now, struct ce
  * second), so a live answer may take it instead of asking the database.
  */
 int serve_cache_status(struct server *sv, const char *serial, time_t now, struct ocsp_status *st);
+/* add(arg, serial) for every entry past half its validity at now (stops when add fails). */
+void serve_cache_stale(struct server *sv, time_t now, int (*add)(void *arg, const char *serial), void *arg);
+int serve_cache_init(struct server *sv);
 void serve_cache_free(struct server *sv);
 
 /* serve_answer.c */

@@ -147,18 +147,6 @@ static void presign_list(struct server *sv, const struct serials *list)
 	}
 }
 
-/* The serials whose cached answers are past half their validity. */
-static void stale_entries(struct server *sv, time_t now, struct serials *out)
-{
-	pthread_rwlock_rdlock(&sv->cache_lock);
-	for (size_t i = 0; i < sv->n_buckets; i++)
-		for (struct centry *e = sv->buckets[i]; e; e = e->next)
-			if (now - e->this_update >= (time_t)sv->sc.validity_seconds / 2 && serials_add(out, e->serial))
-				goto out;
-out:
-	pthread_rwlock_unlock(&sv->cache_lock);
-}
-
 void *serve_presign_main(void *arg)
 {
 	struct server *sv = arg;
@@ -189,7 +177,7 @@ void *serve_presign_main(void *arg)
 			presign_list(sv, &c.list);
 			free(c.list.v);
 		}
-		stale_entries(sv, time(NULL), &stale);
+		serve_cache_stale(sv, time(NULL), serials_add, &stale);
 		presign_list(sv, &stale);
 		free(stale.v);
 	}

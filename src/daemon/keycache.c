@@ -18,21 +18,27 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/htab.h"
 #include "daemon/daemon.h"
 
 #define BUCKETS 4096
 
 struct node {
+	struct kw_hnode h;
 	uint64_t id;
 	struct kw_cached_key key;
-	struct node *next;
+};
+
+/* what a node is found by */
+struct node_key {
+	uint64_t partition_id, id;
 };
 
 struct kw_keycache {
 	pthread_rwlock_t lock;
 	/* the store's generation the entries were read under */
 	uint64_t store_generation;
-	struct node *buckets[BUCKETS];
+	struct kw_htab nodes;
 };
 
 static void clear_locked(struct kw_keycache *kc);
@@ -58,9 +64,19 @@ static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t
 	return KW_OK;
 }
 
-static unsigned bucket_of(uint64_t id)
+static uint64_t hash_of(uint64_t partition_id, uint64_t id)
 {
-	return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 52) % BUCKETS;
+	struct node_key k = {partition_id, id};
+
+	return kw_hash(&k, sizeof k);
+}
+
+static bool node_is(const struct kw_hnode *h, const void *key)
+{
+	const struct node *n = kw_entry_of(h, struct node, h);
+	const struct node_key *k = key;
+
+	return n->id == k->id && n->key.partition_id == k->partition_id;
 }
 
 kw_rv kw_keycache_new(struct kw_keycache **out)
@@ -70,6 +86,11 @@ kw_rv kw_keycache_new(struct kw_keycache **out)
 	*out = kc;
 	if (!kc)
 		return KW_ERR_NO_MEMORY;
+	if (kw_htab_init(&kc->nodes, BUCKETS)) {
+		free(kc);
+		*out = NULL;
+		return KW_ERR_NO_MEMORY;
+	}
 	pthread_rwlock_init(&kc->lock, NULL);
 	return KW_OK;
 }
@@ -79,20 +100,21 @@ void kw_keycache_free(struct kw_keycache *kc)
 	if (!kc)
 		return;
 	kw_keycache_clear(kc);
+	kw_htab_free(&kc->nodes);
 	pthread_rwlock_destroy(&kc->lock);
 	free(kc);
 }
 
 static bool lookup_locked(struct kw_keycache *kc, uint64_t partition_id, uint64_t id, struct kw_cached_key *out)
 {
-	for (struct node *n = kc->buckets[bucket_of(id)]; n; n = n->next) {
-		if (n->id == id && n->key.partition_id == partition_id) {
-			*out = n->key;
-			EVP_PKEY_up_ref(out->pkey);
-			return true;
-		}
-	}
-	return false;
+	struct node_key k = {partition_id, id};
+	struct kw_hnode *h = kw_htab_find(&kc->nodes, hash_of(partition_id, id), node_is, &k);
+
+	if (!h)
+		return false;
+	*out = kw_entry_of(h, struct node, h)->key;
+	EVP_PKEY_up_ref(out->pkey);
+	return true;
 }
 
 kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
@@ -151,9 +173,7 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 		EVP_PKEY_free(node->key.pkey);
 		free(node);
 	} else {
-		unsigned b = bucket_of(id);
-		node->next = kc->buckets[b];
-		kc->buckets[b] = node;
+		kw_htab_add(&kc->nodes, &node->h, hash_of(partition_id, id));
 		*out = node->key;
 		EVP_PKEY_up_ref(out->pkey);
 	}
@@ -179,12 +199,10 @@ void kw_keycache_clear(struct kw_keycache *kc)
 
 static void clear_locked(struct kw_keycache *kc)
 {
-	for (unsigned b = 0; b < BUCKETS; b++) {
-		while (kc->buckets[b]) {
-			struct node *n = kc->buckets[b];
-			kc->buckets[b] = n->next;
-			EVP_PKEY_free(n->key.pkey);
-			free(n);
-		}
+	for (struct kw_hnode *h; (h = kw_htab_pop(&kc->nodes));) {
+		struct node *n = kw_entry_of(h, struct node, h);
+
+		EVP_PKEY_free(n->key.pkey);
+		free(n);
 	}
 }

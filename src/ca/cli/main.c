@@ -39,7 +39,8 @@ static void usage(FILE *f)
 		"  list [--status S] [--json] | view SERIAL | ca.cert FILE [--der] | ca.chain FILE | crl [--delta]\n"
 		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set "
 		"KEY=VALUE]...\n"
-		"  audit [--json] | status [--json] | serve [--listen HOST:PORT] | cmp-secret TEMPLATE [--remove]\n"
+		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
+		"  acme-eab TEMPLATE [--json] | cmp-secret TEMPLATE [--remove] [--quiet]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
@@ -272,6 +273,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "serve")) {
 		NEED(0);
 		rc = cmd_serve(&o);
+	} else if (!strcmp(cmd, "acme-eab")) {
+		NEED(1);
+		rc = cmd_acme_eab(&o, args[0]);
 	} else if (!strcmp(cmd, "cmp-secret")) {
 		NEED(1);
 		rc = cmd_cmp_secret(&o, args[0]);
