@@ -73,7 +73,8 @@ static void *worker(void *arg)
 		    !OSSL_CMP_CTX_set1_referenceValue(ctx, (const unsigned char *)ref, (int)strlen(ref)) ||
 		    !OSSL_CMP_CTX_set1_secretValue(ctx, (const unsigned char *)secret, (int)strlen(secret)) ||
 		    !EVP_PKEY_up_ref(key) || !OSSL_CMP_CTX_set0_newPkey(ctx, 1, key) ||
-		    !OSSL_CMP_CTX_set1_subjectName(ctx, subject) || !OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_MSG_TIMEOUT, 30)) {
+		    !OSSL_CMP_CTX_set1_subjectName(ctx, subject) ||
+		    !OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_MSG_TIMEOUT, 30)) {
 			fprintf(stderr, "keyward-bench-enroll: cannot set up a request\n");
 			exit(1);
 		}
@@ -115,7 +116,8 @@ int main(int argc, char **argv)
 	secret = argv[4];
 	threads = atol(argv[6]);
 	secs = atof(argv[7]);
-	if (threads < 1 || threads > 256 || secs <= 0 || !(f = fopen(argv[5], "r")) || !(ca = PEM_read_X509(f, NULL, NULL, NULL))) {
+	if (threads < 1 || threads > 256 || secs <= 0 || !(f = fopen(argv[5], "r")) ||
+	    !(ca = PEM_read_X509(f, NULL, NULL, NULL))) {
 		fprintf(stderr, "keyward-bench-enroll: bad arguments or CA certificate\n");
 		return 2;
 	}
@@ -130,7 +132,8 @@ int main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	printf("threads %ld seconds %.2f certs %ld rate %.1f errors %ld cpu %.3f\n", threads, secs, atomic_load(&certs),
 	       (double)atomic_load(&certs) / secs, atomic_load(&errors),
-	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	X509_free(ca);
 	return 0;
 }

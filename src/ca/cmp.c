@@ -39,10 +39,10 @@
 #include "common/log.h"
 
 #define CMP_TRANSACTIONS_MAX 4096
-#define CMP_TIME_SKEW 600		 /* seconds a messageTime may be off */
-#define CMP_CONFIRM_WAIT 300		 /* seconds a transaction waits for its certConf */
-#define CMP_POLL_WAIT (7 * 24 * 3600)	 /* seconds a waiting one is kept for the client's polls */
-#define CMP_SEEN_KEEP (7 * 24 * 3600)	 /* seconds a transactionID without messageTime is remembered */
+#define CMP_TIME_SKEW 600	      /* seconds a messageTime may be off */
+#define CMP_CONFIRM_WAIT 300	      /* seconds a transaction waits for its certConf */
+#define CMP_POLL_WAIT (7 * 24 * 3600) /* seconds a waiting one is kept for the client's polls */
+#define CMP_SEEN_KEEP (7 * 24 * 3600) /* seconds a transactionID without messageTime is remembered */
 #define CMP_PBM_ITERATIONS_MAX 10000
 #define CMP_POLL_AFTER 5 /* seconds a waiting client is told to wait; KEYWARD_CMP_POLL_AFTER overrides */
 #define FAIL(f) (1 << OSSL_CMP_PKIFAILUREINFO_##f)
@@ -112,9 +112,9 @@ ASN1_SEQUENCE(CA_PBM) = {
 	ASN1_SIMPLE(CA_PBM, iterations, ASN1_INTEGER),
 	ASN1_SIMPLE(CA_PBM, mac, X509_ALGOR),
 } static_ASN1_SEQUENCE_END(CA_PBM)
-// clang-format on
+	// clang-format on
 
-void cmp_peek_free(struct cmp_peek *m)
+	void cmp_peek_free(struct cmp_peek * m)
 {
 	ASN1_item_free((ASN1_VALUE *)m->asn, ASN1_ITEM_rptr(CA_CMP_MSG));
 	memset(m, 0, sizeof *m);
@@ -129,7 +129,8 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 	int nid;
 
 	memset(m, 0, sizeof *m);
-	if (len > SERVE_BODY_MAX || !(msg = (CA_CMP_MSG *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_CMP_MSG)))) {
+	if (len > SERVE_BODY_MAX ||
+	    !(msg = (CA_CMP_MSG *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_CMP_MSG)))) {
 		ERR_clear_error();
 		return ca_usage_error("not a CMP message (a DER PKIMessage)");
 	}
@@ -187,8 +188,9 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 		ERR_clear_error();
 		if (iterations < 1 || iterations > CMP_PBM_ITERATIONS_MAX) {
 			cmp_peek_free(m);
-			return ca_usage_error(iterations < 1 ? "the CMP message's PBM parameters are malformed"
-							     : "the CMP message's PBM asks for %ld iterations (at most %d)",
+			return ca_usage_error(iterations < 1
+						      ? "the CMP message's PBM parameters are malformed"
+						      : "the CMP message's PBM asks for %ld iterations (at most %d)",
 					      iterations, CMP_PBM_ITERATIONS_MAX);
 		}
 	} else {
@@ -219,8 +221,8 @@ static int error_der(int fail_bit, const char *text, struct ca_der *out)
 	rc = ca_der_put(&h, head, sizeof head) || ca_der_tlv(&ft, 0x0c, text, tl) ||
 	     ca_der_put(&si, rejection, sizeof rejection) || ca_der_tlv(&si, 0x30, ft.p, ft.len) ||
 	     ca_der_tlv(&si, 0x03, bits, n + 1) || ca_der_tlv(&e, 0x30, si.p, si.len) ||
-	     ca_der_tlv(&b, 0x30, e.p, e.len) || ca_der_tlv(&m, 0x30, h.p, h.len) ||
-	     ca_der_tlv(&m, 0xb7, b.p, b.len) || ca_der_tlv(out, 0x30, m.p, m.len);
+	     ca_der_tlv(&b, 0x30, e.p, e.len) || ca_der_tlv(&m, 0x30, h.p, h.len) || ca_der_tlv(&m, 0xb7, b.p, b.len) ||
+	     ca_der_tlv(out, 0x30, m.p, m.len);
 	ca_der_free(&h);
 	ca_der_free(&si);
 	ca_der_free(&ft);
@@ -470,7 +472,8 @@ static X509 *find_signer(struct cmp_state *st, const X509_NAME *sender, const ST
 		time_t now = time(NULL);
 
 		if (X509_NAME_cmp(X509_get_subject_name(x), sender) ||
-		    X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(ca_cert)) || X509_verify(x, ca_key) != 1)
+		    X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(ca_cert)) ||
+		    X509_verify(x, ca_key) != 1)
 			continue;
 		ca_serial_hex(X509_get0_serialNumber(x), serial, sizeof serial);
 		if (ca_find_cert(st->env->ca, serial, &row, NULL, NULL)) {
@@ -485,8 +488,8 @@ static X509 *find_signer(struct cmp_state *st, const X509_NAME *sender, const ST
 			return NULL;
 		}
 		if (now < row.not_before || now > row.not_after) {
-			ca_fail(CA_ERR_REFUSED, "the certificate the message is signed with (serial %s) is not valid now",
-				serial);
+			ca_fail(CA_ERR_REFUSED,
+				"the certificate the message is signed with (serial %s) is not valid now", serial);
 			return NULL;
 		}
 		X509_up_ref(x);
@@ -504,8 +507,8 @@ static X509 *find_signer(struct cmp_state *st, const X509_NAME *sender, const ST
 
 static bool starts_transaction(int body)
 {
-	return body == CMP_BODY_IR || body == CMP_BODY_CR || body == CMP_BODY_P10CR ||
-	       body == CMP_BODY_KUR || body == CMP_BODY_RR || body == CMP_BODY_GENM;
+	return body == CMP_BODY_IR || body == CMP_BODY_CR || body == CMP_BODY_P10CR || body == CMP_BODY_KUR ||
+	       body == CMP_BODY_RR || body == CMP_BODY_GENM;
 }
 
 /* The reason to refuse m before its protection is checked (into call), if any. */
@@ -515,8 +518,7 @@ static void pre_checks(struct cmp_state *st, const struct cmp_peek *m, const cha
 	if (m->time && (m->time < now - CMP_TIME_SKEW || m->time > now + CMP_TIME_SKEW)) {
 		call->refuse_info = FAIL(badTime);
 		snprintf(call->refuse, sizeof call->refuse,
-			 "the message's time is more than %d s from the CA's: check the client's clock",
-			 CMP_TIME_SKEW);
+			 "the message's time is more than %d s from the CA's: check the client's clock", CMP_TIME_SKEW);
 		return;
 	}
 	if (!m->tid || m->tid->length < 16 || m->tid->length > 64) {
@@ -531,9 +533,8 @@ static void pre_checks(struct cmp_state *st, const struct cmp_peek *m, const cha
 			 "certificate of this CA");
 		return;
 	}
-	if (m->protection == CMP_PROT_MAC &&
-	    (!m->sender_kid || (size_t)m->sender_kid->length != strlen(tmpl) ||
-	     memcmp(m->sender_kid->data, tmpl, strlen(tmpl)))) {
+	if (m->protection == CMP_PROT_MAC && (!m->sender_kid || (size_t)m->sender_kid->length != strlen(tmpl) ||
+					      memcmp(m->sender_kid->data, tmpl, strlen(tmpl)))) {
 		call->refuse_info = FAIL(badMessageCheck);
 		snprintf(call->refuse, sizeof call->refuse,
 			 "the message's reference (senderKID) is not the template of its path, %s: each template "
@@ -718,9 +719,8 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 		 */
 		pthread_mutex_lock(st->env->ca_lock);
 		pthread_mutex_lock(&st->store_lock);
-		seen = cmp_seen(st->store, m.tid->data, (size_t)m.tid->length, m.time ? now + 2 * CMP_TIME_SKEW
-										  : now + CMP_SEEN_KEEP,
-				now);
+		seen = cmp_seen(st->store, m.tid->data, (size_t)m.tid->length,
+				m.time ? now + 2 * CMP_TIME_SKEW : now + CMP_SEEN_KEEP, now);
 		pthread_mutex_unlock(&st->store_lock);
 		pthread_mutex_unlock(st->env->ca_lock);
 		if (seen) {

@@ -48,8 +48,8 @@ enum {
 /* ---- cmp.c: a message as read before OpenSSL's server sees it (buffer to buffer: fuzzed) ---- */
 enum cmp_protection { CMP_PROT_NONE, CMP_PROT_MAC, CMP_PROT_SIGNATURE };
 struct cmp_peek {
-	void *asn;		  /* the whole message, parsed; the pointers below are into it */
-	int body_type;		  /* PKIBody's tag: CMP_BODY_*, -1 if not context-tagged */
+	void *asn;		   /* the whole message, parsed; the pointers below are into it */
+	int body_type;		   /* PKIBody's tag: CMP_BODY_*, -1 if not context-tagged */
 	const unsigned char *body; /* its encoding, tag and all */
 	size_t body_len;
 	enum cmp_protection protection;
@@ -76,8 +76,8 @@ int cmp_secret_remove(struct ca *ca, struct cmp_store *s, const char *tmpl, bool
 /* tmpl's secret, unsealed, into secret (CMP_SECRET_MAX bytes; the caller wipes it); CA_ERR_NOT_FOUND: none. */
 int cmp_secret_get(struct ca *ca, struct cmp_store *s, const char *tmpl, unsigned char *secret, size_t *len);
 /* Request id's status (pending, issued, denied) and, once issued, its certificate's serial; -1 if none. */
-int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, char *status, size_t ssize, char *serial,
-		      size_t size);
+int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, char *status, size_t ssize,
+		      char *serial, size_t size);
 /* Records id (a transactionID) until expires: 0 if new, 1 if already recorded (a replay), -1 on error. */
 int cmp_seen(struct cmp_store *s, const unsigned char *id, size_t len, time_t expires, time_t now);
 
@@ -117,10 +117,10 @@ struct cmp_call {
 	/* in and out: a request waiting for approval */
 	long long pending_id;
 	/* out: what happened, for the transaction and the log */
-	char serial[80]; /* the certificate issued or revoked */
+	char serial[80];		     /* the certificate issued or revoked */
 	unsigned char hash[EVP_MAX_MD_SIZE]; /* the certificate issued: its hash, as certConf's certHash has it */
 	unsigned hash_len;
-	char what[256];	 /* why it was refused */
+	char what[256]; /* why it was refused */
 };
 /* A server context whose callbacks take call (OSSL_CMP_SRV_CTX_get0_custom_ctx). */
 OSSL_CMP_SRV_CTX *cmp_srv_new(struct cmp_call *call);

@@ -155,11 +155,11 @@ static int seal_key(struct ca *ca, struct cmp_store *s, bool create)
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ATTRIBUTE find[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, s->label, strlen(s->label)}};
 	CK_ATTRIBUTE make[] = {
-		{CKA_CLASS, &cls, sizeof cls},	     {CKA_KEY_TYPE, &kt, sizeof kt},
-		{CKA_VALUE_LEN, &len, sizeof len},   {CKA_TOKEN, &yes, sizeof yes},
-		{CKA_PRIVATE, &yes, sizeof yes},     {CKA_SENSITIVE, &yes, sizeof yes},
-		{CKA_EXTRACTABLE, &no, sizeof no},   {CKA_ENCRYPT, &yes, sizeof yes},
-		{CKA_DECRYPT, &yes, sizeof yes},     {CKA_LABEL, s->label, strlen(s->label)},
+		{CKA_CLASS, &cls, sizeof cls},	   {CKA_KEY_TYPE, &kt, sizeof kt},
+		{CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &yes, sizeof yes},
+		{CKA_PRIVATE, &yes, sizeof yes},   {CKA_SENSITIVE, &yes, sizeof yes},
+		{CKA_EXTRACTABLE, &no, sizeof no}, {CKA_ENCRYPT, &yes, sizeof yes},
+		{CKA_DECRYPT, &yes, sizeof yes},   {CKA_LABEL, s->label, strlen(s->label)},
 	};
 	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
 	CK_OBJECT_HANDLE found[2];
@@ -177,8 +177,9 @@ static int seal_key(struct ca *ca, struct cmp_store *s, bool create)
 	if (rv != CKR_OK)
 		return ca_p11_fail("C_FindObjects", rv);
 	if (n > 1)
-		return ca_error("the token holds two keys labelled %s: remove the one not made by keyward-ca cmp-secret",
-				s->label);
+		return ca_error(
+			"the token holds two keys labelled %s: remove the one not made by keyward-ca cmp-secret",
+			s->label);
 	if (n == 1) {
 		s->key = found[0];
 		return 0;
@@ -364,15 +365,14 @@ int cmp_seen(struct cmp_store *s, const unsigned char *id, size_t len, time_t ex
 	return sqlite3_changes(s->db) > 0 ? 0 : 1;
 }
 
-int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, char *status, size_t ssize, char *serial,
-		      size_t size)
+int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, char *status, size_t ssize,
+		      char *serial, size_t size)
 {
 	int step, rc = -1;
 
 	pthread_mutex_lock(lock);
-	if (!s->state &&
-	    sqlite3_prepare_v3(s->db, "SELECT status, serial FROM requests WHERE id = ?", -1, SQLITE_PREPARE_PERSISTENT,
-			       &s->state, NULL) != SQLITE_OK) {
+	if (!s->state && sqlite3_prepare_v3(s->db, "SELECT status, serial FROM requests WHERE id = ?", -1,
+					    SQLITE_PREPARE_PERSISTENT, &s->state, NULL) != SQLITE_OK) {
 		fail(s, "reading a request's state");
 		goto out;
 	}

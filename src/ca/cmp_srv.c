@@ -143,10 +143,11 @@ static OSSL_CMP_PKISI *check_kur(struct cmp_call *call, const OSSL_CRMF_MSG *crm
 	if (!call->signer)
 		return reject(call, FAIL(notAuthorized),
 			      "key update is for the holder of the certificate: sign the kur with it, not a MAC");
-	if (old && (ASN1_INTEGER_cmp(OSSL_CRMF_CERTID_get0_serialNumber(old),
-				     X509_get0_serialNumber(call->signer)) != 0 ||
-		    X509_NAME_cmp(OSSL_CRMF_CERTID_get0_issuer(old), X509_get_issuer_name(call->signer)) != 0))
-		return reject(call, FAIL(notAuthorized), "the kur renews another certificate than the one it is signed with");
+	if (old &&
+	    (ASN1_INTEGER_cmp(OSSL_CRMF_CERTID_get0_serialNumber(old), X509_get0_serialNumber(call->signer)) != 0 ||
+	     X509_NAME_cmp(OSSL_CRMF_CERTID_get0_issuer(old), X509_get_issuer_name(call->signer)) != 0))
+		return reject(call, FAIL(notAuthorized),
+			      "the kur renews another certificate than the one it is signed with");
 	ca_serial_hex(X509_get0_serialNumber(call->signer), serial, sizeof serial);
 	lock(call);
 	if (ca_find_cert(call->env->ca, serial, &row, NULL, NULL)) {
@@ -155,8 +156,8 @@ static OSSL_CMP_PKISI *check_kur(struct cmp_call *call, const OSSL_CRMF_MSG *crm
 	}
 	unlock(call);
 	if (strcmp(row.template_name, call->t->name))
-		return reject(call, FAIL(badCertTemplate), "certificate %s was issued under template %s, not %s", serial,
-			      row.template_name, call->t->name);
+		return reject(call, FAIL(badCertTemplate), "certificate %s was issued under template %s, not %s",
+			      serial, row.template_name, call->t->name);
 	return NULL;
 }
 
@@ -225,8 +226,8 @@ static void job_result(struct cmp_job *j, int rc)
 /* Issues the group under the CA lock; each job gets its own answer. */
 static void issue_group(struct cmp_call *call, struct group *g)
 {
-	struct ca_batch b = {.t = g->job[0]->t, .n = g->n, .get = group_get, .get_arg = g, .done = group_done,
-			     .done_arg = g};
+	struct ca_batch b = {
+		.t = g->job[0]->t, .n = g->n, .get = group_get, .get_arg = g, .done = group_done, .done_arg = g};
 	int rc;
 
 	pthread_mutex_lock(call->env->ca_lock);
@@ -313,7 +314,7 @@ static OSSL_CMP_PKISI *issued_ok(struct cmp_call *call, X509 *x, const char *ser
 }
 
 /* The answer with the certificate of serial (issued now, or approved since). */
-static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 **certOut, STACK_OF(X509) **chainOut)
+static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 **certOut, STACK_OF(X509) * *chainOut)
 {
 	struct ca_db_cert row;
 
@@ -328,7 +329,7 @@ static OSSL_CMP_PKISI *accepted(struct cmp_call *call, const char *serial, X509 
 }
 
 /* A pending request asked for again (pollReq found it decided): issued, denied or still waiting. */
-static OSSL_CMP_PKISI *resumed(struct cmp_call *call, X509 **certOut, STACK_OF(X509) **chainOut)
+static OSSL_CMP_PKISI *resumed(struct cmp_call *call, X509 **certOut, STACK_OF(X509) * *chainOut)
 {
 	char status[16], serial[80];
 
@@ -344,7 +345,7 @@ static OSSL_CMP_PKISI *resumed(struct cmp_call *call, X509 **certOut, STACK_OF(X
 
 static OSSL_CMP_PKISI *cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, int certReqId,
 				    const OSSL_CRMF_MSG *crm, const X509_REQ *p10cr, X509 **certOut,
-				    STACK_OF(X509) **chainOut, STACK_OF(X509) **caPubs)
+				    STACK_OF(X509) * *chainOut, STACK_OF(X509) * *caPubs)
 {
 	struct cmp_call *call = OSSL_CMP_SRV_CTX_get0_custom_ctx(srv);
 	struct ca_request *req = NULL;
@@ -401,7 +402,8 @@ static OSSL_CMP_PKISI *cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *m
 			unlock(call);
 			si = issued_ok(call, *certOut, issued.serial);
 		} else {
-			si = reject(call, FAIL(systemFailure), "certificate %s issued but not encodable", issued.serial);
+			si = reject(call, FAIL(systemFailure), "certificate %s issued but not encodable",
+				    issued.serial);
 		}
 	}
 out:
@@ -436,8 +438,9 @@ static OSSL_CMP_PKISI *rr(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, const 
 	rc = ca_revoke(call->env->ca, hex, call->reason, 0);
 	unlock(call);
 	if (rc)
-		return reject(call, ca_last_error_kind() == CA_ERR_CONFLICT ? FAIL(certRevoked)
-									    : fail_info_of(ca_last_error_kind()),
+		return reject(call,
+			      ca_last_error_kind() == CA_ERR_CONFLICT ? FAIL(certRevoked)
+								      : fail_info_of(ca_last_error_kind()),
 			      "%s", ca_last_error());
 	snprintf(call->serial, sizeof call->serial, "%s", hex);
 	return OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_accepted, 0, NULL);
@@ -462,7 +465,8 @@ static int cert_conf(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *msg, int certReq
 		ERR_raise_data(ERR_LIB_CMP, CMP_R_ERROR_UNEXPECTED_CERTCONF, "%s", call->what);
 		return 0;
 	}
-	if (!hash || (unsigned)hash->length != call->hash_len || CRYPTO_memcmp(hash->data, call->hash, call->hash_len)) {
+	if (!hash || (unsigned)hash->length != call->hash_len ||
+	    CRYPTO_memcmp(hash->data, call->hash, call->hash_len)) {
 		snprintf(call->what, sizeof call->what, "certConf: the hash is not certificate %s's", call->serial);
 		ERR_raise_data(ERR_LIB_CMP, CMP_R_CERTHASH_UNMATCHED, "%s", call->what);
 		return 0;

@@ -337,7 +337,8 @@ static struct ca_request *parse_crmf(unsigned char *der, size_t len, struct ca_k
 	}
 	r->der = der;
 	r->der_len = len;
-	if (len > CA_REQUEST_MAX || !(r->crmf = (CA_CRMF *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_CRMF)))) {
+	if (len > CA_REQUEST_MAX ||
+	    !(r->crmf = (CA_CRMF *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(CA_CRMF)))) {
 		ca_error("not a certificate request (CRMF)");
 		goto fail;
 	}
@@ -355,8 +356,8 @@ static struct ca_request *parse_crmf(unsigned char *der, size_t len, struct ca_k
 		goto fail;
 	}
 	/* the template's extensions are the request's: only its SANs are ever taken (template.c) */
-	if (t->extensions && !(r->extensions = sk_X509_EXTENSION_deep_copy(t->extensions, X509_EXTENSION_dup,
-									   X509_EXTENSION_free))) {
+	if (t->extensions &&
+	    !(r->extensions = sk_X509_EXTENSION_deep_copy(t->extensions, X509_EXTENSION_dup, X509_EXTENSION_free))) {
 		ca_error("out of memory");
 		goto fail;
 	}
@@ -462,7 +463,9 @@ int ca_request_verify(const struct ca_request *r)
 
 		if (!popo || popo->type != 1)
 			return ca_error("the request's proof of possession is not a signature (%s)",
-					!popo ? "it has none" : popo->type == 0 ? "raVerified is not taken" : "not taken");
+					!popo		  ? "it has none"
+					: popo->type == 0 ? "raVerified is not taken"
+							  : "not taken");
 		if (popo->value.signature->input)
 			return ca_error("the request's proof of possession signs a POPOSigningKeyInput: not taken");
 		ok = ASN1_item_verify(ASN1_ITEM_rptr(CA_CERT_REQ), popo->value.signature->algorithm,
@@ -470,8 +473,8 @@ int ca_request_verify(const struct ca_request *r)
 		ERR_clear_error();
 		return ok == 1 ? 0 : ca_error("the request's proof of possession does not verify with its public key");
 	}
-	ok = ASN1_item_verify(ASN1_ITEM_rptr(CA_REQ_INFO), r->asn->signature_algorithm, r->asn->signature,
-				  r->asn->info, r->key);
+	ok = ASN1_item_verify(ASN1_ITEM_rptr(CA_REQ_INFO), r->asn->signature_algorithm, r->asn->signature, r->asn->info,
+			      r->key);
 
 	ERR_clear_error();
 	return ok == 1 ? 0 : ca_error("the request's signature does not verify with its public key");

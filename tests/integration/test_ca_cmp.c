@@ -166,7 +166,8 @@ static const char *cmp_ok(const char *tmpl, const char *fmt, ...)
 }
 
 /* openssl cmp fails, and its output has needle (the server's reason). */
-static void cmp_refused(const char *needle, const char *tmpl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cmp_refused(const char *needle, const char *tmpl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static void cmp_refused(const char *needle, const char *tmpl, const char *fmt, ...)
 {
 	char args[2048];
@@ -190,8 +191,9 @@ static void new_key(const char *name)
 static void enroll(const char *name)
 {
 	new_key(name);
-	cmp_ok("WebServer", "-cmd ir -ref WebServer -secret pass:%s -newkey %s.key -subject /CN=%s.example -sans %s.example "
-			    "-certout %s.pem",
+	cmp_ok("WebServer",
+	       "-cmd ir -ref WebServer -secret pass:%s -newkey %s.key -subject /CN=%s.example -sans %s.example "
+	       "-certout %s.pem",
 	       secret, name, name, name, name);
 	expect_verifies("ca.pem", NULL, keepf("%s.pem", name));
 }
@@ -224,7 +226,8 @@ static int setup(void **state)
 	assert_int_equal(mkdir(work, 0700), 0);
 	snprintf(ca_dir, sizeof ca_dir, "%s/ca", work);
 	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir, "setup --name 'CMP Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
+	ca_ok(ca_dir,
+	      "setup --name 'CMP Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
 	      KEYWARD_PKCS11_PATH, pin);
 	ca_ok(ca_dir, "ca.cert ca.pem");
 	/* a template whose requests wait for approval */
@@ -285,7 +288,8 @@ static void test_ir_kur_rr(void **state)
 	expect_has(last_cmd, out, "revocation accepted");
 	assert_true(listed(ca_dir, "revoked", serial));
 	for (int i = 0; i < 30; i++) {
-		sh(&out, "openssl ocsp -url http://127.0.0.1:%u/ocsp -CAfile ca.pem -issuer ca.pem -cert web1b.pem", port);
+		sh(&out, "openssl ocsp -url http://127.0.0.1:%u/ocsp -CAfile ca.pem -issuer ca.pem -cert web1b.pem",
+		   port);
 		if (strstr(out, "web1b.pem: revoked"))
 			break;
 		usleep(100 * 1000);
@@ -303,11 +307,12 @@ static void test_cr_p10cr(void **state)
 {
 	(void)state;
 	new_key("cr");
-	cmp_ok("WebServer", "-cmd cr -ref WebServer -secret pass:%s -newkey cr.key -subject /CN=cr.example -certout cr.pem",
-	       secret);
+	cmp_ok("WebServer",
+	       "-cmd cr -ref WebServer -secret pass:%s -newkey cr.key -subject /CN=cr.example -certout cr.pem", secret);
 	expect_verifies("ca.pem", NULL, "cr.pem");
 	new_key("p10");
-	sh_ok("openssl req -new -key p10.key -subj /CN=p10.example -addext subjectAltName=DNS:p10.example -out p10.csr");
+	sh_ok("openssl req -new -key p10.key -subj /CN=p10.example -addext subjectAltName=DNS:p10.example -out "
+	      "p10.csr");
 	cmp_ok("WebServer", "-cmd p10cr -ref WebServer -secret pass:%s -csr p10.csr -certout p10.pem", secret);
 	expect_verifies("ca.pem", NULL, "p10.pem");
 	expect_has("p10.pem", cert_text("p10.pem"), "DNS:p10.example");
@@ -323,16 +328,17 @@ static void test_concurrent(void **state)
 	enroll("sig1");
 	enroll("sig2");
 	sh_ok("for i in $(seq 12); do openssl ecparam -genkey -name prime256v1 -noout -out c$i.key; done");
-	out = sh_ok("for i in $(seq 12); do "
-		    "openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer -trusted ca.pem "
-		    "-unprotected_errors -cmd ir -ref WebServer -secret pass:%s -newkey c$i.key -subject /CN=c$i.example "
-		    "-sans c$i.example -certout c$i.pem >c$i.out 2>&1 & done; "
-		    "for s in sig1 sig2; do openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer "
-		    "-trusted ca.pem -unprotected_errors -cmd kur -cert $s.pem -key $s.key -newkey $s.key "
-		    "-certout $s-new.pem >$s.out 2>&1 & done; wait; "
-		    "for i in $(seq 12); do openssl verify -CAfile ca.pem c$i.pem || cat c$i.out; done; "
-		    "for s in sig1 sig2; do openssl verify -CAfile ca.pem $s-new.pem || cat $s.out; done",
-		    port, secret, port);
+	out = sh_ok(
+		"for i in $(seq 12); do "
+		"openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer -trusted ca.pem "
+		"-unprotected_errors -cmd ir -ref WebServer -secret pass:%s -newkey c$i.key -subject /CN=c$i.example "
+		"-sans c$i.example -certout c$i.pem >c$i.out 2>&1 & done; "
+		"for s in sig1 sig2; do openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/WebServer "
+		"-trusted ca.pem -unprotected_errors -cmd kur -cert $s.pem -key $s.key -newkey $s.key "
+		"-certout $s-new.pem >$s.out 2>&1 & done; wait; "
+		"for i in $(seq 12); do openssl verify -CAfile ca.pem c$i.pem || cat c$i.out; done; "
+		"for s in sig1 sig2; do openssl verify -CAfile ca.pem $s-new.pem || cat $s.out; done",
+		port, secret, port);
 	for (int i = 1; i <= 12; i++)
 		expect_has(last_cmd, out, keepf("c%d.pem: OK", i));
 	expect_has(last_cmd, out, "sig1-new.pem: OK");
@@ -353,13 +359,15 @@ static void test_refused(void **state)
 	before = ca_state(ca_dir);
 	/* a wrong secret: the MAC does not check */
 	cmp_refused("wrong pbm value", "WebServer",
-		    "-cmd ir -ref WebServer -secret pass:not-the-secret -newkey x.key -subject /CN=x.example -certout x.pem");
+		    "-cmd ir -ref WebServer -secret pass:not-the-secret -newkey x.key -subject /CN=x.example -certout "
+		    "x.pem");
 	/* the right secret, but a reference naming another template than the path's */
 	cmp_refused("not the template of its path", "WebServer",
 		    "-cmd ir -ref Client -secret pass:%s -newkey x.key -subject /CN=x.example -certout x.pem", secret);
 	/* WebServer's secret at another template's path */
 	cmp_refused("not the template of its path", "Client",
-		    "-cmd ir -ref WebServer -secret pass:%s -newkey x.key -subject /CN=x.example -certout x.pem", secret);
+		    "-cmd ir -ref WebServer -secret pass:%s -newkey x.key -subject /CN=x.example -certout x.pem",
+		    secret);
 	/* a template without a secret takes no MAC */
 	cmp_refused("has no CMP secret", "Client",
 		    "-cmd ir -ref Client -secret pass:%s -newkey x.key -subject /CN=x.example -certout x.pem", secret);
@@ -380,16 +388,17 @@ static void test_refused(void **state)
 	cmp_refused("another certificate than the one it is signed with", "WebServer",
 		    "-cmd rr -cert holder.pem -key holder.key -oldcert other.pem");
 	/* signed with a certificate: only its own names */
-	cmp_refused("only for that certificate's names", "WebServer",
-		    "-cmd ir -cert holder.pem -key holder.key -newkey x.key -subject /CN=elsewhere.example -certout x.pem");
+	cmp_refused(
+		"only for that certificate's names", "WebServer",
+		"-cmd ir -cert holder.pem -key holder.key -newkey x.key -subject /CN=elsewhere.example -certout x.pem");
 	/* a kur under another template than the certificate's */
-	cmp_refused("not Client", "Client",
-		    "-cmd kur -cert holder.pem -key holder.key -newkey x.key -certout x.pem");
+	cmp_refused("not Client", "Client", "-cmd kur -cert holder.pem -key holder.key -newkey x.key -certout x.pem");
 	expect_unchanged("refused requests", before, ca_state(ca_dir));
 
 	/* a replay: the same ir (transactionID, nonce, MAC) sent again issues nothing */
-	cmp_ok("WebServer", "-cmd ir -ref WebServer -secret pass:%s -newkey x.key -subject /CN=replay.example -certout "
-			    "replay.pem -reqout ir.der,certconf.der",
+	cmp_ok("WebServer",
+	       "-cmd ir -ref WebServer -secret pass:%s -newkey x.key -subject /CN=replay.example -certout "
+	       "replay.pem -reqout ir.der,certconf.der",
 	       secret);
 	before = ca_state(ca_dir);
 	cmp_refused("replayed message is refused", "WebServer",
@@ -442,8 +451,10 @@ static void test_manual_approval(void **state)
 
 	(void)state;
 	new_key("m");
-	/* the client polls in the background until the request is approved (its output line-buffered, to be read meanwhile) */
-	sh_ok("(stdbuf -oL -eL openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/Approved -trusted ca.pem -unprotected_errors "
+	/* the client polls in the background until the request is approved (its output line-buffered, to be read
+	 * meanwhile) */
+	sh_ok("(stdbuf -oL -eL openssl cmp -server 127.0.0.1:%u -path /.well-known/cmp/p/Approved -trusted ca.pem "
+	      "-unprotected_errors "
 	      "-total_timeout 100 -cmd ir -ref Approved -secret pass:%s -newkey m.key -subject /CN=m.example "
 	      "-sans m.example -certout m.pem >poll.out 2>&1; echo $? >poll.rc) </dev/null >/dev/null 2>&1 &",
 	      port, manual_secret);
@@ -492,7 +503,8 @@ static void test_secret_sealed(void **state)
 	expect_has(last_cmd, out, "WebServer|48");
 	expect_has("audit", ca_ok(ca_dir, "audit"), "new CMP shared secret for template WebServer");
 	/* a row moved to another template does not unseal there */
-	sh_ok("sqlite3 '%s/keyward-ca.db' \"INSERT OR REPLACE INTO cmp_secrets SELECT 'Client', iv, sealed, created FROM "
+	sh_ok("sqlite3 '%s/keyward-ca.db' \"INSERT OR REPLACE INTO cmp_secrets SELECT 'Client', iv, sealed, created "
+	      "FROM "
 	      "cmp_secrets WHERE template = 'WebServer'\"",
 	      ca_dir);
 	new_key("y");
@@ -515,9 +527,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ir_kur_rr),	cmocka_unit_test(test_cr_p10cr),
-		cmocka_unit_test(test_concurrent),
-		cmocka_unit_test(test_refused),		cmocka_unit_test(test_manual_approval),
-		cmocka_unit_test(test_secret_sealed),
+		cmocka_unit_test(test_concurrent),	cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_manual_approval), cmocka_unit_test(test_secret_sealed),
 	};
 
 	return cmocka_run_group_tests_name("integration_ca_cmp", tests, setup, teardown);

@@ -26,10 +26,10 @@ int cmd_cmp_secret(const struct opts *o, const char *tmpl)
 		if (o->quiet) {
 			printf("%s\n", secret);
 		} else {
-			printf("template %s: new CMP secret (shown this once; the one before no longer works):\n%s\n", tmpl,
-			       secret);
-			printf("client: openssl cmp -ref %s -secret pass:SECRET -path /.well-known/cmp/p/%s ...\n", tmpl,
-			       tmpl);
+			printf("template %s: new CMP secret (shown this once; the one before no longer works):\n%s\n",
+			       tmpl, secret);
+			printf("client: openssl cmp -ref %s -secret pass:SECRET -path /.well-known/cmp/p/%s ...\n",
+			       tmpl, tmpl);
 		}
 		fflush(stdout);
 	}
