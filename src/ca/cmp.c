@@ -752,6 +752,13 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	if (call.what[0] || call.refuse_info)
 		kw_log_limited("cmp.refused", KW_LOG_INFO, "keyward-ca serve: cmp: %s: template %s: %s", req->remote,
 			       tmpl, call.refuse_info ? call.refuse : call.what);
+	else if (starts_transaction(body) && call.serial[0])
+		kw_log(KW_LOG_INFO, "keyward-ca serve: cmp: %s: template %s: %s serial %s (%s)", req->remote, tmpl,
+		       body == CMP_BODY_RR ? "revoked" : "issued", call.serial,
+		       m.protection == CMP_PROT_MAC ? "the template's secret" : "signed by the holder");
+	else if (starts_transaction(body) && call.pending_id)
+		kw_log(KW_LOG_INFO, "keyward-ca serve: cmp: %s: template %s: request %lld pending approval",
+		       req->remote, tmpl, call.pending_id);
 	keep = !call.refuse_info && goes_on(rsp, &call, body);
 	if (keep) {
 		txn->pending_id = call.pending_id;
