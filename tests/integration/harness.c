@@ -232,6 +232,16 @@ void kwt_start_dev_node(struct kwt_server *s, const struct kwt_server *first, co
 	fclose(f);
 }
 
+void kwt_start_pg_pair(struct kwt_server *n1, struct kwt_server *n2)
+{
+	const char *db = getenv("KW_TEST_PG_DB");
+
+	if (!db || !*db)
+		fail_msg("KW_TEST_PG_DB is not set: run this test through tests/pg/with-pg (ctest does)");
+	kwt_start_dev_node(n1, NULL, db);
+	kwt_start_dev_node(n2, n1, db);
+}
+
 void kwt_start_config(struct kwt_server *s, const char *extra)
 {
 	char *argv[] = {(char *)keywardd_path(), "--config", s->server_conf, NULL};
@@ -300,6 +310,22 @@ void kwt_stop(struct kwt_server *s)
 		char *log = kwt_read_file(s->log, NULL);
 		fail_msg("keywardd did not exit cleanly (status 0x%x); its log:\n%s", status, log ? log : "");
 	}
+}
+
+void kwt_pg_cluster(bool start)
+{
+	const char *script = getenv("KW_TEST_PG_SCRIPT"), *dir = getenv("KW_TEST_PG_DIR");
+	const char *url = getenv("KW_TEST_PG_URL");
+	char cmd[1200];
+
+	if (!script || !dir || !url || !strrchr(url, ':'))
+		fail_msg("KW_TEST_PG_SCRIPT, KW_TEST_PG_DIR or KW_TEST_PG_URL is not set: run this test through "
+			 "tests/pg/with-pg (ctest does)");
+	if (start)
+		snprintf(cmd, sizeof cmd, "'%s' '%s' %s >/dev/null", script, dir, strrchr(url, ':') + 1);
+	else
+		snprintf(cmd, sizeof cmd, "'%s' --stop '%s'", script, dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 void kwt_kill9(struct kwt_server *s)
