@@ -133,9 +133,12 @@ void kw_keycache_free(struct kw_keycache *kc);
 /*
  * The private key `id` of `partition_id`, unsealed once and then kept (its
  * EVP_PKEY up-referenced into *out; release with kw_cached_key_release).
+ * store_generation: on a store shared with other nodes, its generation as
+ * this request read it (the credential check reads it first), so that a
+ * signature costs one round trip to the store, not two; ignored otherwise.
  */
-kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
-		      struct kw_cached_key *out);
+kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t store_generation,
+		      uint64_t partition_id, uint64_t id, struct kw_cached_key *out);
 void kw_cached_key_release(struct kw_cached_key *key);
 void kw_keycache_clear(struct kw_keycache *kc);
 

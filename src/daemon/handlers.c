@@ -567,7 +567,8 @@ static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const
 	if (kw_session_id(*id))
 		rv = kw_session_key(peer->session_objects, peer->partition_id, *id, key);
 	else
-		rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key);
+		/* still_valid read the store's generation for this request: the key cache needs no second read */
+		rv = kw_keycache_get(srv->keys, srv->ks, peer->store_generation_seen, peer->partition_id, *id, key);
 	if (rv)
 		return rv;
 	if (!(key->usages & usage)) {

@@ -4,10 +4,12 @@
  * cache is dropped whole when the HSM is locked or a key is deleted or
  * changed (a generation counter keeps a key unsealed just before that from
  * being cached after it). On a store shared with other nodes (PostgreSQL)
- * those changes may happen on another node: every lookup first reads the
- * store's generation of objects, and a value other than the one the cache
- * was filled under drops the cache, so a key deleted, moved or changed
- * anywhere is not used from here after the change committed. Readers share a rwlock; an entry's
+ * those changes may happen on another node: every lookup first compares the
+ * store's generation of objects, as its request read it (handlers.c reads
+ * it once per request, for the credential check and for this), with the one
+ * the cache was filled under, and a different value drops the cache, so a
+ * key deleted, moved or changed anywhere is not used from here after the
+ * change committed. Readers share a rwlock; an entry's
  * EVP_PKEY is up-referenced for the duration of an operation, so a key
  * dropped mid-signature is freed only after that signature.
  */
@@ -37,29 +39,22 @@ struct kw_keycache {
 
 static void clear_locked(struct kw_keycache *kc);
 
-/* Drops the cache when another node changed objects since it was filled. */
-static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks)
+/* Drops the cache when another node changed objects since it was filled (gen: as this request read it). */
+static void sync_store(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t gen)
 {
-	uint64_t gen;
-	kw_rv rv;
-
 	if (!kw_keystore_shared(ks))
-		return KW_OK;
-	rv = kw_keystore_generation(ks, &gen);
-	if (rv)
-		return rv;
+		return;
 	pthread_rwlock_rdlock(&kc->lock);
 	bool same = gen == kc->store_generation;
 	pthread_rwlock_unlock(&kc->lock);
 	if (same)
-		return KW_OK;
+		return;
 	pthread_rwlock_wrlock(&kc->lock);
 	if (gen != kc->store_generation) {
 		clear_locked(kc);
 		kc->store_generation = gen;
 	}
 	pthread_rwlock_unlock(&kc->lock);
-	return KW_OK;
 }
 
 static unsigned bucket_of(uint64_t id)
@@ -99,8 +94,8 @@ static bool lookup_locked(struct kw_keycache *kc, uint64_t partition_id, uint64_
 	return false;
 }
 
-kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
-		      struct kw_cached_key *out)
+kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t store_generation,
+		      uint64_t partition_id, uint64_t id, struct kw_cached_key *out)
 {
 	struct kw_object_row row = {0};
 	struct node *node = NULL;
@@ -109,9 +104,7 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 	bool hit;
 	kw_rv rv;
 
-	rv = sync_store(kc, ks);
-	if (rv)
-		return rv;
+	sync_store(kc, ks, store_generation);
 	pthread_rwlock_rdlock(&kc->lock);
 	hit = lookup_locked(kc, partition_id, id, out);
 	generation = kc->generation;
