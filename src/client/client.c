@@ -517,8 +517,8 @@ static bool conn_broken(kw_rv rv)
  * A request whose connection failed is sent again, on a fresh connection
  * to another HSM first, when the HSM cannot have received it or when
  * repeating it is safe (and the stream was not garbled: a PROTOCOL error
- * is not the network's fault); at most once per configured HSM, so a
- * request outlives the loss of every HSM but one. Otherwise its caller
+ * is not the network's fault); repeated at most once per configured HSM,
+ * so a request outlives the loss of every HSM but one. Otherwise its caller
  * hears which HSM failed and, if the request may have been carried out,
  * that its outcome is unknown: it is never repeated blindly.
  */
