@@ -13,18 +13,20 @@
 
 /* serve.conf in the CA directory ([serve] section; every key optional) */
 struct serve_conf {
-	char listen[300];	   /* HOST:PORT, [V6]:PORT */
-	bool signer_ca;		   /* ocsp_signer = ca: the CA key signs; else a delegated certificate */
-	char signer_key_type[16];  /* ocsp_signer_key_type: of the delegated signer's key */
-	unsigned validity_seconds; /* ocsp_validity_hours: nextUpdate - thisUpdate */
-	unsigned max_age;	   /* ocsp_max_age: Cache-Control max-age ceiling, seconds */
-	unsigned renew_percent;	   /* ocsp_signer_renew_percent: renew when less life is left */
-	unsigned max_connections;  /* max_connections */
-	unsigned per_address;	   /* per_address_connections */
-	unsigned timeout;	   /* connection_timeout (seconds of idleness) */
-	unsigned threads;	   /* threads: HTTP worker threads */
-	unsigned presign_batch;	   /* presign_batch: responses signed between cache publications */
-	bool crl_schedule;	   /* crl_schedule = true|false: publish CRLs on their periods */
+	char listen[300];		   /* HOST:PORT, [V6]:PORT */
+	bool signer_ca;			   /* ocsp_signer = ca: the CA key signs; else a delegated certificate */
+	char signer_key_type[16];	   /* ocsp_signer_key_type: of the delegated signer's key */
+	unsigned validity_seconds;	   /* ocsp_validity_hours: nextUpdate - thisUpdate */
+	unsigned max_age;		   /* ocsp_max_age: Cache-Control max-age ceiling, seconds */
+	unsigned renew_percent;		   /* ocsp_signer_renew_percent: renew when less life is left */
+	unsigned max_connections;	   /* max_connections */
+	unsigned per_address;		   /* per_address_connections */
+	unsigned timeout;		   /* connection_timeout (seconds of idleness) */
+	unsigned threads;		   /* threads: HTTP worker threads */
+	unsigned presign_batch;		   /* presign_batch: responses signed between cache publications */
+	bool crl_schedule;		   /* crl_schedule = true|false: publish CRLs on their periods */
+	char tls_certificate[CA_PATH_MAX]; /* tls_certificate: PEM, the chain to send (HTTPS with tls_key) */
+	char tls_key[CA_PATH_MAX];	   /* tls_key: PEM, unencrypted, mode 0600 */
 };
 #define SERVE_BODY_MAX (64 * 1024) /* bytes of a request body */
 

@@ -17,31 +17,32 @@
 
 /* What an app may use while serve runs; valid from open to close. */
 struct serve_env {
-	const char *dir;		/* the CA directory */
-	const struct serve_conf *sc;	/* serve.conf */
-	struct ca *ca;			/* the CA, opened with its certificate and key ... */
-	pthread_mutex_t *ca_lock;	/* ... held around every call that takes ca (serve's CRL thread shares it) */
+	const char *dir;	     /* the CA directory */
+	const struct serve_conf *sc; /* serve.conf */
+	struct ca *ca;		     /* the CA, opened with its certificate and key ... */
+	pthread_mutex_t *ca_lock;    /* ... held around every call that takes ca (serve's CRL thread shares it) */
 };
 
 struct serve_req {
-	const char *method;	 /* GET, HEAD, POST, ... */
-	const char *path;	 /* the URL's path, the URL base's path prefix taken off: starts with the app's prefix */
-	const char *query;	 /* the raw query string after '?', or "" */
+	const char *method; /* GET, HEAD, POST, ... */
+	const char *path;   /* the URL's path, the URL base's path prefix taken off: starts with the app's prefix */
 	const unsigned char *body;
 	size_t len;
-	const char *remote;	 /* the peer's address as text */
-	const char *base;	 /* http://HOST[:PORT][/prefix] as the client addressed serve (its Host header) */
-	void *conn;		 /* serve's, for serve_req_header */
+	const char *remote; /* the peer's address as text */
+	const char *base;   /* http://HOST[:PORT][/prefix] as the client addressed serve (its Host header) */
+	void *conn;	    /* serve's, for serve_req_header */
 };
 
 /* A request header's value (name case-insensitive), or NULL. */
 const char *serve_req_header(const struct serve_req *r, const char *name);
+/* A query argument's value (?name=value, decoded), or NULL. */
+const char *serve_req_arg(const struct serve_req *r, const char *name);
 
 #define SERVE_RESP_HEADERS 8
 struct serve_resp {
-	unsigned status;	/* HTTP status; 0 means 500 */
-	const char *type;	/* Content-Type, a string that outlives the call */
-	unsigned char *body;	/* malloc()ed by the app, freed by serve */
+	unsigned status;     /* HTTP status; 0 means 500 */
+	const char *type;    /* Content-Type, a string that outlives the call */
+	unsigned char *body; /* malloc()ed by the app, freed by serve */
 	size_t len;
 	size_t n_headers;
 	struct {

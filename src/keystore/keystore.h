@@ -72,10 +72,12 @@ bool kw_keystore_url_is_postgres(const char *url);
 
 /*
  * Whether other processes may change the store under this one (a shared
- * PostgreSQL store). kw_keystore_generation then gives a counter that
- * every committed change of objects and revocation of a credential bumps,
- * on whichever node; what was cached or checked under one value is stale
- * once it differs. Always 0 on a store only this process opens.
+ * PostgreSQL store). kw_keystore_generation gives a counter that every
+ * committed deletion, change, move or restore of objects and every lock
+ * of the store bumps (and, on a shared store, every revocation of a
+ * credential, on whichever node); what was cached or checked under one
+ * value is stale once it differs. A key cache compares it before every
+ * use, so no caller invalidates by hand.
  */
 bool kw_keystore_shared(struct kw_keystore *ks);
 kw_rv kw_keystore_generation(struct kw_keystore *ks, uint64_t *gen);
@@ -170,7 +172,22 @@ struct kw_keygen {
 	size_t ckaid_len;
 	enum kw_key_type secret_type; /* put_secret: KW_KEY_AES (also KW_KEY_NONE) or KW_KEY_GENERIC */
 	bool imported;		      /* unwrapped, not made here: never_extractable and always_sensitive false */
+	/*
+	 * put_secret: made by DeriveKey from a base key. Never-extractable only
+	 * if the base key was too (PKCS#11 C_DeriveKey); the row's usages carry
+	 * KW_ROW_DERIVED.
+	 */
+	bool derived;
+	bool base_never_extractable;
 };
+
+/*
+ * In a row's usages, beside the KW_USAGE_* bits: the key was derived
+ * (PKCS#11: not CKA_LOCAL; a copy keeps it). Not a usage, but a fact kept
+ * where the sealing binds it, so it cannot be edited away; keywardd strips
+ * it from the usages it sends (ObjectInfo.derived says it).
+ */
+#define KW_ROW_DERIVED 0x10000u
 
 /* Whether a secret key of type t may have len bytes: AES 16, 24, 32; generic KW_GENERIC_MIN to _MAX. */
 bool kw_secret_len_ok(enum kw_key_type t, size_t len);

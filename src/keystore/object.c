@@ -520,6 +520,7 @@ done:
 out:
 	unlock(ks);
 	kw_object_rows_free(rows, n ? n : (rows ? 1 : 0));
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 
@@ -690,6 +691,7 @@ out:
 	kw_object_row_cleanup(&row);
 	kw_object_row_cleanup(&pair);
 	kw_sealed_cleanup(&s);
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 
@@ -786,6 +788,7 @@ out:
 			*n = cnt;
 	}
 	kw_object_rows_free(rows, cnt);
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 
@@ -841,9 +844,9 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	r.sensitive = true;
 	r.extractable = spec->extractable;
 	r.modifiable = spec->modifiable;
-	r.never_extractable = !spec->extractable && !spec->imported;
+	r.never_extractable = !spec->extractable && !spec->imported && (!spec->derived || spec->base_never_extractable);
 	r.always_sensitive = !spec->imported;
-	r.usages = spec->usages;
+	r.usages = spec->usages | (spec->derived ? KW_ROW_DERIVED : 0);
 	r.created = now();
 	if (spec->ckaid_len)
 		memcpy(r.ckaid, spec->ckaid, spec->ckaid_len);

@@ -40,124 +40,12 @@
 
 #include "ca_helpers.h"
 #include "harness.h"
+#include "serve_helpers.h"
 
 static struct kwt_server server;
 static char work[300], ca_dir[400], pin[400];
 static unsigned short port, port2;
 static pid_t serve_pid, serve2_pid;
-
-/* ---- commands ---- */
-
-/* ---- serve as a process ---- */
-
-/* Starts keyward-ca --dir dir serve on port, its stderr in log; waits for /health. */
-static pid_t serve_start(const char *dir, unsigned short on, const char *log);
-/* SIGTERM, and it must exit 0 within 10 s. */
-static void serve_stop(pid_t pid);
-
-/* One HTTP exchange on a fresh connection: the response (status line first, caller frees), or NULL. */
-static char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(on)};
-	size_t n = 0, cap = 1 << 16;
-	char *buf = malloc(cap + 1);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	assert_non_null(buf);
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
-		close(fd);
-		free(buf);
-		return NULL;
-	}
-	while (n < cap && poll(&p, 1, 10000) == 1) {
-		ssize_t r = recv(fd, buf + n, cap - n, 0);
-
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	buf[n] = '\0';
-	if (resp_len)
-		*resp_len = n;
-	return buf;
-}
-
-static int http_status(unsigned short on, const char *method, const char *path)
-{
-	char req[512], *resp;
-	int status = -1;
-
-	snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", method, path);
-	resp = http_raw(on, req, strlen(req), NULL);
-	if (resp && sscanf(resp, "HTTP/1.1 %d", &status) != 1)
-		status = -1;
-	free(resp);
-	return status;
-}
-
-static pid_t serve_start(const char *dir, unsigned short on, const char *log)
-{
-	char listen[64];
-	pid_t pid;
-
-	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		if (KWT_CA_ENV[0])
-			execl("/bin/sh", "sh", "-c", KWT_CA_ENV "exec \"$0\" --dir \"$1\" serve --listen \"$2\"",
-			      KEYWARD_CA_PATH, dir, listen, (char *)NULL);
-		else
-			execl(KEYWARD_CA_PATH, "keyward-ca", "--dir", dir, "serve", "--listen", listen, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		int st;
-
-		if (http_status(on, "GET", "/health") == 200)
-			return pid;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			char *text = kwt_read_file(log, NULL);
-
-			fail_msg("keyward-ca serve exited (status %d):\n%.900s", st, text ? text : "");
-		}
-		usleep(100 * 1000);
-	}
-	kill(pid, SIGKILL);
-	fail_msg("keyward-ca serve did not answer /health on port %u within 30 s", on);
-	return -1;
-}
-
-static void serve_stop(pid_t pid)
-{
-	int st = 0;
-
-	if (pid <= 0)
-		return;
-	assert_int_equal(kill(pid, SIGTERM), 0);
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-				fail_msg("keyward-ca serve did not exit cleanly on SIGTERM (status 0x%x)", st);
-			return;
-		}
-		usleep(50 * 1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	fail_msg("keyward-ca serve did not stop within 10 s of SIGTERM");
-}
 
 /* ---- fixtures ---- */
 
@@ -656,6 +544,57 @@ static void test_hostile(void **state)
 	expect_still_serving();
 }
 
+/* serve.conf's tls_certificate and tls_key: the same answers over HTTPS, and unusable files refused by name. */
+static void test_https(void **state)
+{
+	char conf[600], log[500], listen[64];
+	const char *out;
+	unsigned short p3 = kwt_free_port();
+	pid_t pid;
+
+	(void)state;
+	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
+	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
+	      EC256);
+	sh_ok("openssl req -x509 -newkey %s -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other && "
+	      "chmod 600 other.key",
+	      EC256);
+	snprintf(conf, sizeof conf, "%s/serve.conf", ca_dir);
+	snprintf(log, sizeof log, "%s/https.log", work);
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", p3);
+
+	/* refused, each naming the file and what is wrong; nothing listens */
+	kwt_write_file(conf, "[serve]\ntls_certificate = ../tls.crt\n");
+	out = ca_refused(ca_dir, 1, "serve --listen %s", listen);
+	expect_has(last_cmd, out, "tls_certificate and tls_key go together");
+	kwt_write_file(conf, "[serve]\ntls_certificate = ../tls.crt\ntls_key = ../other.key\n");
+	out = ca_refused(ca_dir, 1, "serve --listen %s", listen);
+	expect_has(last_cmd, out, "is not the key of tls_certificate");
+	sh_ok("chmod 644 tls.key");
+	kwt_write_file(conf, "[serve]\ntls_certificate = ../tls.crt\ntls_key = ../tls.key\n");
+	out = ca_refused(ca_dir, 1, "serve --listen %s", listen);
+	expect_has(last_cmd, out, "chmod 600");
+	sh_ok("chmod 600 tls.key");
+
+	/* relative to the CA directory, as serve.conf's other files */
+	pid = serve_start_https(ca_dir, p3, log);
+	kwt_write_file(conf, "[serve]\nconnection_timeout = 2\nper_address_connections = 32\nthreads = 2\n");
+	sh_ok("curl -sf --cacert tls.crt -o https-ca.crt https://127.0.0.1:%u/ca/Serve-Test-CA.crt && "
+	      "openssl x509 -inform DER -in https-ca.crt -out https-ca.pem && cmp https-ca.pem ca.pem",
+	      p3);
+	sh_ok("openssl ocsp -issuer ca.pem -cert good.pem -no_nonce -reqout https-req.der");
+	sh_ok("curl -sf --cacert tls.crt -H 'Content-Type: application/ocsp-request' --data-binary @https-req.der "
+	      "-o https-resp.der https://127.0.0.1:%u/ocsp",
+	      p3);
+	out = sh_ok("openssl ocsp -respin https-resp.der -issuer ca.pem -cert good.pem -CAfile ca.pem");
+	expect_has(last_cmd, out, "Response verify OK");
+	expect_has(last_cmd, out, "good.pem: good");
+	/* plain HTTP on the HTTPS port gets no HTTP answer; the server keeps serving */
+	assert_int_not_equal(http_status(p3, "GET", "/health"), 200);
+	sh_ok("curl -sf --cacert tls.crt -o /dev/null https://127.0.0.1:%u/health", p3);
+	serve_stop(pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -663,7 +602,7 @@ int main(void)
 		cmocka_unit_test(test_ocsp_get),       cmocka_unit_test(test_second_responder),
 		cmocka_unit_test(test_ca_key_signer),  cmocka_unit_test(test_crl_aia),
 		cmocka_unit_test(test_health_metrics), cmocka_unit_test(test_hostile),
-		cmocka_unit_test(test_url_bases),
+		cmocka_unit_test(test_url_bases),      cmocka_unit_test(test_https),
 	};
 
 	return cmocka_run_group_tests_name("integration_ca_serve", tests, setup, teardown);

@@ -1,0 +1,147 @@
+/*
+ * keyward-ca serve as a process (serve_helpers.h).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ca_helpers.h"
+#include "harness.h"
+#include "serve_helpers.h"
+
+/* One HTTP exchange on a fresh connection: the response (status line first, caller frees), or NULL. */
+char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(on)};
+	size_t n = 0, cap = 1 << 16;
+	char *buf = malloc(cap + 1);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		close(fd);
+		free(buf);
+		return NULL;
+	}
+	while (n < cap && poll(&p, 1, 10000) == 1) {
+		ssize_t r = recv(fd, buf + n, cap - n, 0);
+
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (resp_len)
+		*resp_len = n;
+	return buf;
+}
+
+int http_status(unsigned short on, const char *method, const char *path)
+{
+	char req[512], *resp;
+	int status = -1;
+
+	snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", method, path);
+	resp = http_raw(on, req, strlen(req), NULL);
+	if (resp && sscanf(resp, "HTTP/1.1 %d", &status) != 1)
+		status = -1;
+	free(resp);
+	return status;
+}
+
+static bool https_ready(unsigned short on)
+{
+	const char *out = NULL;
+
+	return sh(&out, "curl -sk -o /dev/null -w '%%{http_code}' https://127.0.0.1:%u/health", on) == 0 && out &&
+	       !strncmp(out, "200", 3);
+}
+
+static pid_t start(const char *dir, unsigned short on, const char *log, bool https)
+{
+	char listen[64];
+	pid_t pid;
+
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (KWT_CA_ENV[0])
+			execl("/bin/sh", "sh", "-c", KWT_CA_ENV "exec \"$0\" --dir \"$1\" serve --listen \"$2\"",
+			      ca_path(), dir, listen, (char *)NULL);
+		else
+			execl(ca_path(), "keyward-ca", "--dir", dir, "serve", "--listen", listen, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		int st;
+
+		if (https ? https_ready(on) : http_status(on, "GET", "/health") == 200)
+			return pid;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			char *text = kwt_read_file(log, NULL);
+
+			fail_msg("keyward-ca serve exited (status %d):\n%.900s", st, text ? text : "");
+		}
+		usleep(100 * 1000);
+	}
+	kill(pid, SIGKILL);
+	fail_msg("keyward-ca serve did not answer /health on port %u within 30 s", on);
+	return -1;
+}
+
+pid_t serve_start(const char *dir, unsigned short on, const char *log)
+{
+	return start(dir, on, log, false);
+}
+
+pid_t serve_start_https(const char *dir, unsigned short on, const char *log)
+{
+	return start(dir, on, log, true);
+}
+
+void serve_stop(pid_t pid)
+{
+	int st = 0;
+
+	if (pid <= 0)
+		return;
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				fail_msg("keyward-ca serve did not exit cleanly on SIGTERM (status 0x%x)", st);
+			return;
+		}
+		usleep(50 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	fail_msg("keyward-ca serve did not stop within 10 s of SIGTERM");
+}
+

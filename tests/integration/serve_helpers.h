@@ -1,0 +1,25 @@
+/*
+ * keyward-ca serve as a process, for the tests that talk to it (test_ca_serve,
+ * the enrollment tests): started on a port with its log in a file, ready
+ * when /health answers, stopped by its PID; and raw HTTP exchanges.
+ */
+#ifndef KW_TEST_SERVE_HELPERS_H
+#define KW_TEST_SERVE_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Starts keyward-ca --dir dir serve --listen 127.0.0.1:on, its output in log; waits up to 30 s for /health. */
+pid_t serve_start(const char *dir, unsigned short on, const char *log);
+/* The same over HTTPS (serve.conf's tls_certificate and tls_key): /health asked with curl. */
+pid_t serve_start_https(const char *dir, unsigned short on, const char *log);
+/* SIGTERM, and it must exit 0 within 10 s. pid <= 0: nothing. */
+void serve_stop(pid_t pid);
+
+/* One HTTP exchange on a fresh connection to 127.0.0.1:on: the response (status line first, caller frees), or NULL. */
+char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len);
+/* The status of METHOD path (no body), or -1. */
+int http_status(unsigned short on, const char *method, const char *path);
+
+#endif
