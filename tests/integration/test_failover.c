@@ -16,6 +16,9 @@
  *   failed is said to have an unknown outcome; the audit chain, written by
  *   both nodes and cut by the kill, verifies.
  *
+ * - Key uses counted on node 1 while PostgreSQL goes down are written to
+ *   the audit log once it is back, not lost.
+ *
  * Outcomes are counted, never timed: the waits below only bound how long
  * a test may take before it fails instead of hanging.
  *
@@ -369,6 +372,79 @@ static bool alive(const struct kwt_server *s)
 	return s->pid > 0 && kill(s->pid, 0) == 0;
 }
 
+/* How many lines of node's log say a key-use count could not be written. */
+static int failed_use_flushes(const struct kwt_server *node)
+{
+	char *log = kwt_read_file(node->log, NULL), *p = log;
+	int n = 0;
+
+	while (p && (p = strstr(p, "cannot record key use"))) {
+		n++;
+		p++;
+	}
+	free(log);
+	return n;
+}
+
+/* The operations node's audit log counts for key `name` with event key.sign (flushing what it holds). */
+static unsigned long audited_signatures(struct kwt_server *node, const char *name)
+{
+	char *out = NULL, *line, *save = NULL, want[100];
+	unsigned long total = 0;
+
+	snprintf(want, sizeof want, "/%s (0x", name);
+	if (kwt_admin(node, NULL, &out, "audit list") != 0)
+		fail_msg("audit list: %s", out ? out : "");
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *colon = strstr(line, want) ? strstr(strstr(line, want), "): ") : NULL;
+
+		if (strstr(line, "key.sign") && colon)
+			total += strtoul(colon + 3, NULL, 10);
+	}
+	free(out);
+	return total;
+}
+
+/*
+ * Key uses are counted in memory and written once a second; a write that
+ * finds PostgreSQL down must keep them for the next one, or signatures go
+ * unaudited. Signs, stops PostgreSQL until node 1 has failed to write its
+ * counts (another round if it had nothing pending), starts it, and counts
+ * the audited signatures.
+ */
+static void test_key_uses_outlive_a_store_outage(void **state)
+{
+	struct failover *k = *state;
+	struct kw_mechanism m = {.mech = KW_MECH_ECDSA};
+	unsigned long signed_ok = 0;
+	unsigned char digest[32] = {7};
+	bool failed_flush = false;
+	uint64_t id;
+
+	kwt_gen_ec(k->c1, "counted", &id, NULL, NULL);
+	for (int round = 0; round < 5 && !failed_flush; round++) {
+		int before = failed_use_flushes(&k->n1);
+
+		for (int i = 0; i < 200; i++) {
+			unsigned char sig[132];
+			size_t len = sizeof sig;
+
+			kwt_ok(kw_sign(k->c1, id, &m, digest, sizeof digest, sig, &len));
+			signed_ok++;
+		}
+		kwt_pg_cluster(false);
+		/* the flush runs once a second: within a few, it has tried, if it had anything to write */
+		for (int waited = 0; waited < 60 && !failed_flush; waited++) {
+			nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+			failed_flush = failed_use_flushes(&k->n1) > before;
+		}
+		kwt_pg_cluster(true);
+	}
+	if (!failed_flush)
+		fail_msg("node 1 never failed to write its key-use counts while PostgreSQL was down (5 rounds)");
+	assert_int_equal(audited_signatures(&k->n1, "counted"), signed_ok);
+}
+
 /* Whether the private key `name` exists, asked of node 2 (-1: neither answer). */
 static int exists_on_node2(struct failover *k, const char *name)
 {
@@ -570,6 +646,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_postgres_restart_under_load),
 		cmocka_unit_test(test_hung_node),
+		cmocka_unit_test(test_key_uses_outlive_a_store_outage),
 		cmocka_unit_test(test_kill9_under_load),
 	};
 
