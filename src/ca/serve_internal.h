@@ -128,6 +128,7 @@ struct server {
 	atomic_llong backlog;
 	atomic_llong cache_size;
 
+	struct serve_env app_env;	 /* what the apps are given: valid from their open to their close */
 	void *app_state[SERVE_APPS_MAX]; /* serve_apps[i]'s, from its open */
 	size_t n_apps;			 /* apps opened */
 	atomic_ullong app_requests[SERVE_APPS_MAX][SERVE_CLASS_N];
