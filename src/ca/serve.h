@@ -34,6 +34,13 @@ struct serve_conf {
 int serve_conf_load(struct serve_conf *sc, const char *dir);
 int serve_conf_set(struct serve_conf *sc, const char *key, const char *value);
 
+/*
+ * The delegated signer's key "ocsp-FILE" on the CA's token, made there
+ * (ocsp_signer_key_type, else the CA key's kind) if it is not; the module
+ * is loaded and unloaded again. serve runs it in a child process.
+ */
+int serve_signer_key_prepare(const char *dir, const struct serve_conf *sc);
+
 /* The CA opened for serving: configuration, database, certificate chain and key (the one place that opens it). */
 int serve_open_ca(const char *dir, struct ca **ca);
 

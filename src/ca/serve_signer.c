@@ -65,12 +65,8 @@ out:
 	return ret;
 }
 
-/*
- * The delegated signer's key "ocsp-FILE" made on the CA's token if it is
- * not there, before the CA opens the token for itself: a module that
- * libp11 has initialized cannot be initialized again for key generation.
- */
-static int signer_key_prepare(const char *dir, const struct serve_conf *sc)
+/* Before the CA opens the token for itself (serve.h). */
+int serve_signer_key_prepare(const char *dir, const struct serve_conf *sc)
 {
 	struct ca_conf *c = calloc(1, sizeof *c);
 	struct ca_token *t = NULL;
@@ -100,6 +96,14 @@ static int signer_key_prepare(const char *dir, const struct serve_conf *sc)
 			goto out;
 		type = EVP_PKEY_is_a(pub, "RSA") ? "RSA-3072" : "EC-P256";
 	}
+	/*
+	 * libp11's keys go before its context: freed after it, they read and
+	 * write what it freed (the heap corruption once blamed on loading the
+	 * module twice, test_ca_signer_key)
+	 */
+	EVP_PKEY_free(priv);
+	EVP_PKEY_free(pub);
+	priv = pub = NULL;
 	ca_token_close(t);
 	t = NULL;
 	kw_log(KW_LOG_INFO, "keyward-ca serve: making the OCSP signing key \"%s\" (%s) on the token", label, type);
@@ -113,9 +117,10 @@ out:
 }
 
 /*
- * signer_key_prepare in a child process: the module is loaded, finalized
- * and loaded again there, never in this process (a module need not
- * survive being initialized twice).
+ * serve_signer_key_prepare in a child process: the module is loaded,
+ * finalized and loaded again there, never in this process. keyward-pkcs11.so
+ * survives that (test_pkcs11_reload); PKCS#11 does not promise it of
+ * every module, and the child costs little once per start.
  */
 int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 {
@@ -126,7 +131,7 @@ int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 	if ((pid = fork()) < 0)
 		return ca_error("fork: %s", strerror(errno));
 	if (pid == 0) {
-		int rc = signer_key_prepare(dir, sc);
+		int rc = serve_signer_key_prepare(dir, sc);
 
 		if (rc)
 			fprintf(stderr, "keyward-ca: serve: %s\n", ca_last_error());
