@@ -25,6 +25,9 @@ struct serve_conf {
 	unsigned threads;		   /* threads: HTTP worker threads */
 	unsigned presign_batch;		   /* presign_batch: responses signed between cache publications */
 	bool crl_schedule;		   /* crl_schedule = true|false: publish CRLs on their periods */
+	unsigned crl_republish;		   /* crl_republish_seconds: the full CRL at least this often (0: no more) */
+	unsigned delta_republish;	   /* delta_republish_seconds: the delta CRL likewise */
+	unsigned signer_validity;	   /* ocsp_signer_validity_minutes, in seconds (0: the template's days) */
 	char tls_certificate[CA_PATH_MAX]; /* tls_certificate: PEM, the chain to send (HTTPS with tls_key) */
 	char tls_key[CA_PATH_MAX];	   /* tls_key: PEM, unencrypted, mode 0600 */
 };

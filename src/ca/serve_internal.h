@@ -122,6 +122,7 @@ struct server {
 	atomic_ullong cache_hits, cache_misses, hsm_errors, db_errors, presigned;
 	atomic_llong backlog;
 	atomic_llong cache_size;
+	atomic_llong resign_before; /* cached answers signed before this time are signed again (a new signer) */
 
 	void *app_state[SERVE_APPS_MAX]; /* serve_apps[i]'s, from its open */
 	size_t n_apps;			 /* apps opened */

@@ -145,13 +145,17 @@ static void presign_list(struct server *sv, const struct serials *list)
 	}
 }
 
-/* The serials whose cached answers are past half their validity. */
+/* The serials whose cached answers are past half their validity, or older than the signer. */
 static void stale_entries(struct server *sv, time_t now, struct serials *out)
 {
+	time_t signer_since = (time_t)atomic_load(&sv->resign_before);
+
 	pthread_rwlock_rdlock(&sv->cache_lock);
 	for (size_t i = 0; i < sv->n_buckets; i++)
 		for (struct centry *e = sv->buckets[i]; e; e = e->next)
-			if (now - e->this_update >= (time_t)sv->sc.validity_seconds / 2 && serials_add(out, e->serial))
+			if ((now - e->this_update >= (time_t)sv->sc.validity_seconds / 2 ||
+			     e->this_update < signer_since) &&
+			    serials_add(out, e->serial))
 				goto out;
 out:
 	pthread_rwlock_unlock(&sv->cache_lock);

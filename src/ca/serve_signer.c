@@ -2,8 +2,9 @@
  * keyward-ca serve: the delegated OCSP signer. Its key is made in the HSM
  * (in a child process: see serve_signer_key_prepare_apart), its
  * certificate issued from the OCSPSigning template through the CA's one
- * issuance path, and renewed when less than ocsp_signer_renew_percent of
- * its life is left.
+ * issuance path (for ocsp_signer_validity_minutes, if set), and renewed
+ * when less than ocsp_signer_renew_percent of its life is left; the
+ * cached answers are signed again by the new one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,9 @@
  */
 static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 {
-	const struct ca_template *t = ca_template_named(sv->ca, "OCSPSigning");
+	const struct ca_template *named = ca_template_named(sv->ca, "OCSPSigning");
+	struct ca_template short_lived;
+	const struct ca_template *t = named;
 	X509_REQ *csr = X509_REQ_new();
 	X509_NAME *name = X509_NAME_new();
 	struct ca_key_decoder *d = ca_key_decoder_new();
@@ -38,6 +41,11 @@ static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 	X509 *ret = NULL;
 
 	snprintf(cn, sizeof cn, "%.48s OCSP Responder", sv->ca->conf.name);
+	if (named && sv->sc.signer_validity) {
+		short_lived = *named;
+		short_lived.validity_seconds = sv->sc.signer_validity;
+		t = &short_lived;
+	}
 	if (!t || !d)
 		goto out;
 	if (!csr || !name ||
@@ -145,7 +153,11 @@ int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 	return 0;
 }
 
-/* Whether x is the CA's, for pub, and has more than renew_percent of its life left at now. */
+/*
+ * Whether x is the CA's, for pub, has more than renew_percent of its life
+ * left at now, and lives no longer than ocsp_signer_validity_minutes says
+ * (so that a shorter setting takes effect at the next start).
+ */
 static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 {
 	struct tm a, b;
@@ -159,6 +171,8 @@ static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 	}
 	nb = timegm(&a);
 	na = timegm(&b);
+	if (sv->sc.signer_validity && na - nb > (time_t)sv->sc.signer_validity + 60)
+		return false;
 	return na > now && (double)(na - now) * 100.0 > (double)sv->sc.renew_percent * (double)(na - nb);
 }
 
@@ -209,6 +223,8 @@ int serve_signer_delegated(struct server *sv)
 		X509_free(sv->signer.cert);
 		EVP_PKEY_free(sv->signer.key);
 		EVP_PKEY_free(sv->signer_pub);
+		/* renewed: what the old certificate signed is signed again (it may end before those answers) */
+		atomic_store(&sv->resign_before, (long long)time(NULL) + 1);
 	}
 	sv->signer = (struct ocsp_signer){.cert = x, .key = priv, .md = ca_md(&sv->ca->conf), .include_cert = true};
 	sv->signer_pub = pub;
