@@ -184,6 +184,14 @@ int ca_revoke(struct ca *ca, const char *serial, int reason, time_t invalid_sinc
 int ca_unrevoke(struct ca *ca, const char *serial);
 /* Signs and publishes a full or delta CRL to publish/, with the CA certificate beside it (AIA). */
 int ca_crl_publish(struct ca *ca, bool delta, long long *number);
+/*
+ * How far long work on ca has gone (a CRL's entries, CA_PROGRESS_EVERY at a
+ * time, then once more with finished): for a front end's progress line.
+ * Only work that reaches CA_PROGRESS_EVERY reports. NULL: none.
+ */
+#define CA_PROGRESS_EVERY 65536
+typedef void ca_progress_fn(void *arg, const char *what, unsigned long long done, bool finished);
+void ca_set_progress(struct ca *ca, ca_progress_fn *fn, void *arg);
 int ca_reason_code(const char *name);
 const char *ca_reason_name(int code);
 /* A serial as typed (any case, leading zeros, colons) in the form stored: upper-case hex. */

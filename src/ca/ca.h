@@ -312,6 +312,8 @@ struct ca {
 	int lock; /* .keyward-ca.lock, held shared while open (-1: none) */
 	struct ca_batch_signer *batch; /* the module's batch signing, if it has it (issuance.c) */
 	bool batch_tried;
+	ca_progress_fn *progress; /* ca_set_progress's */
+	void *progress_arg;
 	char warning[1100]; /* something the front end should tell, though the CA opened */
 };
 /* confchange.c: ca.conf's text (as c would write it) recorded in db's open transaction. */

@@ -21,9 +21,26 @@
 #include "ca/ca.h"
 #include "ca/publish.h"
 
+/* The entries as they are encoded, and who is told how many. */
+struct entries {
+	struct ca_der der;
+	unsigned long long n;
+	const struct ca *ca;
+};
+
 static int add_entry(void *arg, const char *serial, time_t when, int reason, time_t invalid_at)
 {
-	return ca_der_revoked_entry_ext(arg, serial, when, reason, invalid_at);
+	struct entries *e = arg;
+
+	if (++e->n % CA_PROGRESS_EVERY == 0 && e->ca->progress)
+		e->ca->progress(e->ca->progress_arg, "CRL entries", e->n, false);
+	return ca_der_revoked_entry_ext(&e->der, serial, when, reason, invalid_at);
+}
+
+void ca_set_progress(struct ca *ca, ca_progress_fn *fn, void *arg)
+{
+	ca->progress = fn;
+	ca->progress_arg = arg;
 }
 
 static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
@@ -36,9 +53,11 @@ static int add_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
 }
 
 /* Builds and signs the CRL into der and records its number, in the open transaction. */
-static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PKEY *priv, bool delta,
-		     long long *number_out, struct ca_der *der)
+static int build_crl(const struct ca *owner, X509 *ca, EVP_PKEY *priv, bool delta, long long *number_out,
+		     struct ca_der *der)
 {
+	const struct ca_conf *c = &owner->conf;
+	struct ca_db *db = owner->db;
 	char file[CA_NAME_MAX + 1], v[512];
 	long long number = 0, base = 0, base_seq = 0;
 	time_t now = time(NULL), base_time = 0;
@@ -48,7 +67,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 	ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
 	ASN1_TIME *next_update = ASN1_TIME_set(NULL, next);
 	ASN1_INTEGER *num = NULL;
-	struct ca_der entries = {0};
+	struct entries entries = {.ca = owner};
 	int rc = -1;
 
 	ca_file_name(c->name, file, sizeof file);
@@ -69,6 +88,8 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 	}
 	if (ca_db_each_revoked(db, delta, base_seq, add_entry, &entries))
 		goto out;
+	if (entries.n >= CA_PROGRESS_EVERY && owner->progress)
+		owner->progress(owner->progress_arg, "CRL entries", entries.n, true);
 	if (add_ext(crl, ca, NID_authority_key_identifier, "keyid:always"))
 		goto out;
 	num = ASN1_INTEGER_new();
@@ -96,7 +117,7 @@ static int build_crl(const struct ca_conf *c, struct ca_db *db, X509 *ca, EVP_PK
 		ca_error("the token did not sign the CRL");
 		goto out;
 	}
-	if (ca_crl_assemble(crl, &entries, priv, ca_md(c), der))
+	if (ca_crl_assemble(crl, &entries.der, priv, ca_md(c), der))
 		goto out;
 	if (ca_db_record_crl(db, number, delta, delta ? base : number, now, next) ||
 	    ca_db_audit(db, delta ? "crl.delta" : "crl", "CRL number %lld%s", number, delta ? " (delta)" : ""))
@@ -108,7 +129,7 @@ out:
 	ASN1_TIME_free(this_update);
 	ASN1_TIME_free(next_update);
 	X509_CRL_free(crl);
-	ca_der_free(&entries);
+	ca_der_free(&entries.der);
 	return rc;
 }
 
@@ -142,7 +163,7 @@ int ca_crl_publish_any(struct ca *ca, bool delta, long long *number_out)
 	}
 	if (ca_db_begin(ca->db))
 		goto out;
-	if (build_crl(c, ca->db, ca_certificate(ca), ca->priv, delta, number_out, &der) || ca_db_commit(ca->db)) {
+	if (build_crl(ca, ca_certificate(ca), ca->priv, delta, number_out, &der) || ca_db_commit(ca->db)) {
 		ca_db_rollback(ca->db);
 		goto out;
 	}

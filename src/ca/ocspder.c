@@ -86,8 +86,12 @@ int ocsp_der_tbs(const struct ocsp_presign *p, OCSP_BASICRESP *bs, time_t now, s
 	int t_len = produced ? i2d_ASN1_GENERALIZEDTIME(produced, &t) : -1, rc = -1;
 
 	/* KeyHash: SHA-1 of the responder's public key BIT STRING's value (RFC 6960 4.2.1) */
-	if (!X509_pubkey_digest(p->signer_cert, EVP_sha1(), key_hash, &hash_len) || hash_len != sizeof key_hash ||
-	    t_len <= 0) {
+	if (p->key_hash) {
+		memcpy(key_hash, p->key_hash, sizeof key_hash);
+		hash_len = sizeof key_hash;
+	}
+	if ((!p->key_hash && !X509_pubkey_digest(p->signer_cert, EVP_sha1(), key_hash, &hash_len)) ||
+	    hash_len != sizeof key_hash || t_len <= 0) {
 		ca_error("cannot encode the responder's id");
 		goto out;
 	}

@@ -14,6 +14,7 @@ struct ocsp_presign {
 	bool include_cert; /* put it in the answer (a delegated signer) */
 	const EVP_MD *md;
 	struct ca_batch_signer *batch; /* the signer's key, on a module with the batch interface */
+	const unsigned char *key_hash; /* SHA-1 of the signer's public key (ResponderID), or NULL: computed each time */
 };
 struct ocsp_presign_item {
 	char serial[OCSP_SERIAL_HEX_MAX];

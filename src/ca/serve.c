@@ -102,6 +102,7 @@ static void server_free(struct server *sv)
 	ca_status_close(sv->live);
 	ca_status_close(sv->pre);
 	ca_batch_signer_close(sv->batch);
+	ca_der_free(&sv->sig_alg);
 	ca_close(sv->ca);
 	pthread_rwlock_destroy(&sv->signer_lock);
 	pthread_rwlock_destroy(&sv->cache_lock);
@@ -153,11 +154,8 @@ int ca_serve(const char *dir_in, const char *listen)
 	snprintf(sv->files[2].path, sizeof sv->files[2].path, "%s/%s.crt", dir, sv->file);
 	sv->files[0].type = sv->files[1].type = "application/pkix-crl";
 	sv->files[2].type = "application/pkix-cert";
-	sv->n_buckets = 1 << 16;
-	if (!(sv->buckets = calloc(sv->n_buckets, sizeof *sv->buckets))) {
-		ca_error("out of memory");
+	if (serve_cache_init(sv))
 		goto out;
-	}
 	if (ocsp_issuer_init(&sv->issuer, ca_certificate(sv->ca)) ||
 	    ca_publish_aia(&sv->ca->conf, ca_certificate(sv->ca)))
 		goto out;
@@ -172,19 +170,26 @@ int ca_serve(const char *dir_in, const char *listen)
 		/* the cache pre-signed in batches where the module offers it (KEYWARD_CA_BATCH=0: one by one) */
 		const char *want = getenv("KEYWARD_CA_BATCH");
 		char label[CA_NAME_MAX + 8];
+		unsigned hash_len = 0;
 
 		snprintf(label, sizeof label, "ocsp-%s", sv->file);
 		if ((!want || strcmp(want, "0")) &&
 		    (sv->sc.signer_ca ? ca_batch_signer_open(&sv->ca->conf, sv->ca->pub, &sv->batch)
 				      : ca_batch_signer_open_label(&sv->ca->conf, label, sv->signer_pub, &sv->batch)))
 			goto out;
+		if (sv->batch && ca_batch_algorithm(sv->batch, sv->signer.md, &sv->sig_alg))
+			goto out;
+		if (!X509_pubkey_digest(sv->signer.cert, EVP_sha1(), sv->signer_key_hash, &hash_len) ||
+		    hash_len != sizeof sv->signer_key_hash) {
+			ca_error("cannot hash the OCSP signer's key");
+			goto out;
+		}
 		if (sv->batch)
 			kw_log(KW_LOG_INFO, "keyward-ca serve: pre-signing %d answers per HSM round trip",
 			       CA_SIGN_BATCH);
 	}
 	pthread_mutex_init(&sv->q.mu, NULL);
 	pthread_cond_init(&sv->q.work, NULL);
-	pthread_cond_init(&sv->q.done, NULL);
 	sv->q.tail = &sv->q.head;
 	if (sv->batch && pthread_create(&sv->q.tid, NULL, serve_signq_main, sv) == 0)
 		sv->q.started = true;

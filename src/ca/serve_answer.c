@@ -3,6 +3,7 @@
  * signer's key; through the signing queue where the module signs in
  * batches.
  */
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@ int serve_lookup_status(void *arg, const char *serial, struct ocsp_status *st)
 	struct serve_lookup *l = arg;
 	int rc;
 
+	if (l->cache_first && serve_cache_status(l->sv, serial, time(NULL), st) == 0)
+		return 0;
 	if (l->lock)
 		pthread_mutex_lock(l->lock);
 	rc = ca_status_get(l->db, serial, st);
@@ -43,7 +46,7 @@ struct sign_job {
 	unsigned char *sig;
 	size_t sig_len;
 	int rc;
-	bool done;
+	sem_t done; /* posted by the queue's thread: only this job's thread wakes */
 	struct sign_job *next;
 };
 
@@ -60,8 +63,10 @@ void *serve_signq_main(void *arg)
 		int rc;
 
 		pthread_mutex_lock(&q->mu);
+		q->idle = true;
 		while (!q->head && !q->stop)
 			pthread_cond_wait(&q->work, &q->mu);
+		q->idle = false;
 		if (!q->head) {
 			pthread_mutex_unlock(&q->mu);
 			return NULL;
@@ -82,15 +87,12 @@ void *serve_signq_main(void *arg)
 		rc = ca_batch_sign_data(sv->batch, jobs[0]->md, data, lens, n, sigs, sig_lens);
 		if (rc)
 			kw_log_limited("serve.sign", KW_LOG_ERROR, "keyward-ca serve: signing: %s", ca_last_error());
-		pthread_mutex_lock(&q->mu);
 		for (size_t i = 0; i < n; i++) {
 			jobs[i]->rc = rc;
 			jobs[i]->sig = rc ? NULL : sigs[i];
 			jobs[i]->sig_len = rc ? 0 : sig_lens[i];
-			jobs[i]->done = true;
+			sem_post(&jobs[i]->done); /* the last touch: the job lives on its thread's stack */
 		}
-		pthread_cond_broadcast(&q->done);
-		pthread_mutex_unlock(&q->mu);
 	}
 }
 
@@ -99,14 +101,18 @@ static int signq_sign(struct server *sv, struct sign_job *job)
 {
 	struct signq *q = &sv->q;
 
+	sem_init(&job->done, 0, 0);
 	pthread_mutex_lock(&q->mu);
 	job->next = NULL;
 	*q->tail = job;
 	q->tail = &job->next;
-	pthread_cond_signal(&q->work);
-	while (!job->done)
-		pthread_cond_wait(&q->done, &q->mu);
+	/* a busy queue thread takes what gathered when it comes back: waking it again is a wasted syscall */
+	if (q->idle)
+		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->mu);
+	while (sem_wait(&job->done) != 0)
+		;
+	sem_destroy(&job->done);
 	return job->rc;
 }
 
@@ -129,9 +135,9 @@ static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct serve_looku
 				 .signer_cert = sv->signer.cert,
 				 .include_cert = sv->signer.include_cert,
 				 .md = sv->signer.md,
-				 .batch = sv->batch};
+				 .batch = sv->batch,
+				 .key_hash = sv->signer_key_hash};
 	struct sign_job job = {.md = sv->signer.md};
-	struct ca_der alg = {0};
 	OCSP_BASICRESP *bs = NULL;
 	unsigned char *out = NULL;
 	size_t out_len = 0;
@@ -141,8 +147,8 @@ static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct serve_looku
 
 	if (rc || !bs)
 		return rc; /* an error answer (or none) */
-	if (ocsp_der_tbs(&p, bs, now, &job.tbs) || signq_sign(sv, &job) || ca_batch_algorithm(sv->batch, p.md, &alg) ||
-	    ocsp_der_response(&p, &job.tbs, &alg, job.sig, job.sig_len, &out, &out_len) ||
+	if (ocsp_der_tbs(&p, bs, now, &job.tbs) || signq_sign(sv, &job) ||
+	    ocsp_der_response(&p, &job.tbs, &sv->sig_alg, job.sig, job.sig_len, &out, &out_len) ||
 	    !(*der = OPENSSL_memdup(out, out_len))) {
 		rc = internal_answer(der, len, res);
 	} else {
@@ -150,7 +156,6 @@ static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct serve_looku
 	}
 	OCSP_BASICRESP_free(bs);
 	ca_der_free(&job.tbs);
-	ca_der_free(&alg);
 	free(job.sig);
 	free(out);
 	return rc;

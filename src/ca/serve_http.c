@@ -131,7 +131,7 @@ static enum MHD_Result handle_ocsp(struct server *sv, struct MHD_Connection *c, 
 				   const unsigned char *der, size_t len)
 {
 	OCSP_REQUEST *req = ocsp_request_decode(der, len);
-	struct serve_lookup l = {.sv = sv, .db = sv->live, .lock = &sv->live_lock};
+	struct serve_lookup l = {.sv = sv, .db = sv->live, .lock = &sv->live_lock, .cache_first = true};
 	char serial[OCSP_SERIAL_HEX_MAX];
 	time_t now = time(NULL);
 	struct centry hit = {0};
@@ -166,7 +166,7 @@ static enum MHD_Result handle_ocsp(struct server *sv, struct MHD_Connection *c, 
 		unsigned age = left < (time_t)sv->sc.max_age ? (unsigned)left : sv->sc.max_age;
 		char etag[24];
 
-		serve_cache_put(sv, res.serial, res.outcome, out, out_len, res.this_update, res.next_update,
+		serve_cache_put(sv, res.serial, res.outcome, NULL, out, out_len, res.this_update, res.next_update,
 				generation);
 		serve_etag(out, out_len, etag, sizeof etag);
 		ret = reply_cached(c, r, res.outcome, "application/ocsp-response", out, out_len, etag, res.this_update,

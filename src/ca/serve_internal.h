@@ -28,6 +28,7 @@
 #include "ca/ocsp.h"
 #include "ca/serve.h"
 #include "ca/serve_app.h"
+#include "common/htab.h"
 
 enum endpoint { EP_OCSP, EP_CRL, EP_CA, EP_HEALTH, EP_METRICS, EP_OTHER, EP_N };
 /* outcomes: ocsp.h's, then HTTP's */
@@ -50,12 +51,14 @@ int serve_tls_load(const struct serve_conf *sc, struct serve_tls *t);
 void serve_tls_free(struct serve_tls *t); /* wipes the key */
 
 struct centry {
-	struct centry *next;
+	struct kw_hnode h;
 	char serial[OCSP_SERIAL_HEX_MAX];
 	unsigned char *der;
 	size_t len;
 	time_t this_update, next_update;
-	int outcome; /* good or revoked, for the counters */
+	int outcome;		   /* good or revoked, for the counters */
+	struct ocsp_status status; /* what the database said when it was signed ... */
+	bool has_status;	   /* ... if known */
 	char etag[24];
 };
 
@@ -84,11 +87,14 @@ struct server {
 	pthread_rwlock_t signer_lock; /* read: signing; write: a renewed signer put in */
 	struct ocsp_signer signer;
 	struct ca_batch_signer *batch; /* the signer's key through the module's batch interface, if it has one */
+	unsigned char
+		signer_key_hash[20]; /* SHA-1 of the signer's public key: the ResponderID (renewal keeps the key) */
+	struct ca_der sig_alg;	     /* with batch: the answers' signatureAlgorithm (the key and md never change) */
 	struct signq {
 		pthread_mutex_t mu;
-		pthread_cond_t work, done;
+		pthread_cond_t work;
 		struct sign_job *head, **tail;
-		bool stop, started;
+		bool stop, started, idle; /* idle: waiting for work */
 		pthread_t tid;
 	} q;		      /* answers to live requests, signed CA_SIGN_BATCH at a time (with batch) */
 	EVP_PKEY *signer_pub; /* delegated: the key's public half; the certificate and key are owned here */
@@ -99,8 +105,7 @@ struct server {
 	struct ca_status_db *pre; /* presign's */
 
 	pthread_rwlock_t cache_lock;
-	struct centry **buckets;
-	size_t n_buckets, n_entries;
+	struct kw_htab cache;	  /* of struct centry, by serial */
 	atomic_ullong generation; /* bumped on every invalidation */
 
 	struct pubfile files[3]; /* FILE.crl, FILE+.crl, FILE.crt */
@@ -134,9 +139,9 @@ struct serve_lookup {
 	struct server *sv;
 	struct ca_status_db *db;
 	pthread_mutex_t *lock; /* NULL: db is the caller's alone */
+	bool cache_first;      /* a live answer: a cached entry's status serves (serve_cache_status) */
 	bool failed;
 };
-
 
 /* serve.c: waits up to seconds for stop; true if stopping. */
 bool serve_stop_wait(struct server *sv, double seconds);
@@ -148,11 +153,24 @@ int serve_listen_addr(const char *text, struct sockaddr_storage *addr);
 /* serve_cache.c */
 void serve_etag(const unsigned char *der, size_t len, char *out, size_t size);
 /* Puts an answer in unless the cache was invalidated since generation (~0ULL: put it in anyway). */
-void serve_cache_put(struct server *sv, const char *serial, int outcome, const unsigned char *der, size_t len,
-		     time_t this_update, time_t next_update, unsigned long long generation);
+void serve_cache_put(struct server *sv, const char *serial, int outcome, const struct ocsp_status *st,
+		     const unsigned char *der, size_t len, time_t this_update, time_t next_update,
+		     unsigned long long generation);
 void serve_cache_drop(struct server *sv, const char *serial);
 /* A copy of serial's answer if cached and fresh at now: 0, else -1. out->der is the caller's to free. */
 int serve_cache_get(struct server *sv, const char *serial, time_t now, struct centry *out);
+/*
+ * The status serial's cached answer was signed with (0), or -1: a change in
+ * the database drops the entry as soon as presign sees it (within half a
+ * second), so a live answer may take it instead of asking the database.
+ */
+int serve_cache_status(struct server *sv, const char *serial, time_t now, struct ocsp_status *st);
+/*
+ * add(arg, serial) for every entry past half its validity at now, or
+ * signed before the signer was renewed (stops when add fails).
+ */
+void serve_cache_stale(struct server *sv, time_t now, int (*add)(void *arg, const char *serial), void *arg);
+int serve_cache_init(struct server *sv);
 void serve_cache_free(struct server *sv);
 
 /* serve_answer.c */

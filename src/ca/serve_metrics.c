@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -47,7 +48,8 @@ static bool hsm_answers(struct server *sv)
 
 char *serve_health_text(struct server *sv, bool *ok)
 {
-	char body[512];
+	json_t *doc;
+	char *text;
 	bool db_ok, hsm_ok;
 
 	pthread_mutex_lock(&sv->live_lock);
@@ -55,11 +57,22 @@ char *serve_health_text(struct server *sv, bool *ok)
 	pthread_mutex_unlock(&sv->live_lock);
 	hsm_ok = hsm_answers(sv);
 	*ok = db_ok && hsm_ok;
-	snprintf(body, sizeof body,
-		 "{\"status\": \"%s\", \"database\": \"%s\", \"hsm\": \"%s\", \"cached\": %lld, \"backlog\": %lld}\n",
-		 *ok ? "ok" : "unavailable", db_ok ? "ok" : "failing", hsm_ok ? "ok" : "failing",
-		 (long long)atomic_load(&sv->cache_size), (long long)atomic_load(&sv->backlog));
-	return strdup(body);
+	doc = json_pack("{s:s, s:s, s:s, s:I, s:I}", "status", *ok ? "ok" : "unavailable", "database",
+			db_ok ? "ok" : "failing", "hsm", hsm_ok ? "ok" : "failing", "cached",
+			(json_int_t)atomic_load(&sv->cache_size), "backlog", (json_int_t)atomic_load(&sv->backlog));
+	text = doc ? json_dumps(doc, JSON_PRESERVE_ORDER) : NULL;
+	json_decref(doc);
+	if (text) { /* a line, as curl users expect */
+		char *line = realloc(text, strlen(text) + 2);
+
+		if (!line) {
+			free(text);
+			return NULL;
+		}
+		strcat(line, "\n");
+		text = line;
+	}
+	return text;
 }
 
 static const char *outcome_name(int o)

@@ -29,7 +29,7 @@ static int presign_one(struct server *sv, const char *serial)
 		return -1;
 	if (!serve_sign_answer(sv, req, &l, &der, &len, &res) &&
 	    (res.outcome == OCSP_OUT_GOOD || res.outcome == OCSP_OUT_REVOKED)) {
-		serve_cache_put(sv, serial, res.outcome, der, len, res.this_update, res.next_update, ~0ULL);
+		serve_cache_put(sv, serial, res.outcome, NULL, der, len, res.this_update, res.next_update, ~0ULL);
 		atomic_fetch_add(&sv->presigned, 1);
 	}
 	OPENSSL_free(der);
@@ -100,7 +100,8 @@ static void presign_batch(struct server *sv, const struct serials *list, size_t 
 					 .signer_cert = sv->signer.cert,
 					 .include_cert = sv->signer.include_cert,
 					 .md = sv->signer.md,
-					 .batch = sv->batch};
+					 .batch = sv->batch,
+					 .key_hash = sv->signer_key_hash};
 
 		rc = ocsp_presign_batch(&p, items, k, now, sv->sc.validity_seconds);
 	}
@@ -113,7 +114,8 @@ static void presign_batch(struct server *sv, const struct serials *list, size_t 
 	for (size_t i = 0; i < k; i++) {
 		serve_cache_put(sv, items[i].serial,
 				items[i].status.status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_OUT_REVOKED : OCSP_OUT_GOOD,
-				items[i].der, items[i].len, now, now + (time_t)sv->sc.validity_seconds, ~0ULL);
+				&items[i].status, items[i].der, items[i].len, now,
+				now + (time_t)sv->sc.validity_seconds, ~0ULL);
 		atomic_fetch_add(&sv->presigned, 1);
 		free(items[i].der);
 	}
@@ -143,22 +145,6 @@ static void presign_list(struct server *sv, const struct serials *list)
 		presign_one(sv, list->v[i]);
 		atomic_fetch_sub(&sv->backlog, 1);
 	}
-}
-
-/* The serials whose cached answers are past half their validity, or older than the signer. */
-static void stale_entries(struct server *sv, time_t now, struct serials *out)
-{
-	time_t signer_since = (time_t)atomic_load(&sv->resign_before);
-
-	pthread_rwlock_rdlock(&sv->cache_lock);
-	for (size_t i = 0; i < sv->n_buckets; i++)
-		for (struct centry *e = sv->buckets[i]; e; e = e->next)
-			if ((now - e->this_update >= (time_t)sv->sc.validity_seconds / 2 ||
-			     e->this_update < signer_since) &&
-			    serials_add(out, e->serial))
-				goto out;
-out:
-	pthread_rwlock_unlock(&sv->cache_lock);
 }
 
 void *serve_presign_main(void *arg)
@@ -191,7 +177,7 @@ void *serve_presign_main(void *arg)
 			presign_list(sv, &c.list);
 			free(c.list.v);
 		}
-		stale_entries(sv, time(NULL), &stale);
+		serve_cache_stale(sv, time(NULL), serials_add, &stale);
 		presign_list(sv, &stale);
 		free(stale.v);
 	}

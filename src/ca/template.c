@@ -5,6 +5,7 @@
  * from the template only; of the request, only the subject, the public key
  * and the SAN kinds the template allows are used, never other extensions.
  */
+#include <ini.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,37 +247,54 @@ int ca_template_check(const struct ca_template *t, const struct ca_request *req)
 	return ca_names_check(t, req);
 }
 
+struct template_file {
+	struct ca_template *t;
+	char error[600];
+};
+
+static int template_line(void *user, const char *section, const char *key, const char *value)
+{
+	struct template_file *p = user;
+
+	if (p->error[0])
+		return 0;
+	/* KEY = VALUE lines, as in ca.conf's [template NAME] sections; such a header may stay in the file */
+	if (section[0] && strncmp(section, "template ", 9))
+		snprintf(p->error, sizeof p->error, "[%.100s]: a template file holds KEY = VALUE lines only", section);
+	else if (ca_template_set(p->t, key, value))
+		snprintf(p->error, sizeof p->error, "%.60s: %.500s", key, ca_last_error());
+	return !p->error[0];
+}
+
+#define CA_TEMPLATE_LINE_MAX 200 /* inih's INI_MAX_LINE, with the line end */
+
+/* The file's KEY = VALUE lines through inih, as ca.conf's template sections are read (conf.c). */
 int ca_template_parse(struct ca_template *t, const char *name, const char *text, size_t len)
 {
-	const char *end = text + len;
-	int n = 0;
+	struct template_file p = {.t = t};
+	char *copy;
+	int line;
 
-	for (const char *p = text; p < end; n++) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *line_end = nl ? nl : end;
-		char line[512], *eq, *k = line, *v;
-		size_t l = (size_t)(line_end - p);
+	if (memchr(text, '\0', len))
+		return ca_error("%s: holds a NUL byte", name);
+	/* inih reads a longer line as two (ca.conf's limit too): refused by its own number instead */
+	line = 1;
+	for (const char *p0 = text, *end = text + len; p0 < end; line++) {
+		const char *nl = memchr(p0, '\n', (size_t)(end - p0));
+		size_t l = (size_t)((nl ? nl : end) - p0);
 
-		if (l >= sizeof line)
-			return ca_error("%s: line %d: longer than %zu bytes", name, n + 1, sizeof line - 1);
-		memcpy(line, p, l);
-		line[l] = '\0';
-		p = nl ? nl + 1 : end;
-		if (memchr(line, '\0', l))
-			return ca_error("%s: line %d: holds a NUL byte", name, n + 1);
-		line[strcspn(line, "\r")] = '\0';
-		k += strspn(k, " \t");
-		if (!*k || *k == '#' || *k == ';' || *k == '[')
-			continue;
-		if (!(eq = strchr(k, '=')))
-			return ca_error("%s: line %d: not KEY = VALUE", name, n + 1);
-		*eq = '\0';
-		v = eq + 1;
-		for (char *e = eq - 1; e >= k && (*e == ' ' || *e == '\t'); e--)
-			*e = '\0';
-		v += strspn(v, " \t");
-		if (ca_template_set(t, k, v))
-			return ca_error("%s: line %d: %s: %s", name, n + 1, k, ca_last_error());
+		if (l >= CA_TEMPLATE_LINE_MAX)
+			return ca_error("%s: line %d: longer than %d bytes", name, line, CA_TEMPLATE_LINE_MAX - 1);
+		p0 = nl ? nl + 1 : end;
 	}
+	if (!(copy = strndup(text, len)))
+		return ca_error("out of memory");
+	line = ini_parse_string(copy, template_line, &p);
+	free(copy);
+	if (line < 0)
+		return ca_error("out of memory");
+	if (line > 0)
+		return ca_error("%s: line %d: %s", name, line, p.error[0] ? p.error : "not KEY = VALUE");
 	return 0;
 }
 

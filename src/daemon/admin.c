@@ -264,8 +264,8 @@ static kw_rv on_partition_delete(struct kw_server *srv, const Keyward__Partition
 					    p->name);
 		return rv;
 	}
-	/* its keys leave the cache; its credentials' open connections look again at their next request */
-	kw_keycache_clear(srv->keys);
+	/* its keys leave the key cache at its next use (the store's generation moved); its credentials' open
+	 * connections look again at their next request */
 	atomic_fetch_add(&srv->revocations, 1);
 	snprintf(detail, sizeof detail, "partition \"%s\" deleted with %u objects and %u client credentials", part.name,
 		 part.objects, part.credentials);
@@ -570,6 +570,7 @@ void kw_handle_admin(struct kw_server *srv, struct kw_peer *peer, const Keyward_
 		break;
 	case KEYWARD__REQUEST__BODY_ADMIN_LOCK:
 		kw_keystore_lock(srv->ks);
+		/* not only stale: unsealed keys must leave memory now, not at the next use */
 		kw_keycache_clear(srv->keys);
 		admin_audit(srv, "hsm.lock", "master key wiped from memory");
 		kw_log(KW_LOG_INFO, "HSM locked");

@@ -26,12 +26,13 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/htab.h"
 #include "daemon/gate.h"
 
 struct address_count {
+	struct kw_hnode h;
 	unsigned char key[KW_GATE_KEY_LEN];
 	unsigned strangers;
-	struct address_count *next;
 };
 
 struct kw_gate {
@@ -41,8 +42,7 @@ struct kw_gate {
 	/* strangers, oldest first */
 	struct kw_gate_slot *oldest, *newest;
 	/* strangers per source address: at most max_unauthenticated entries */
-	struct address_count **buckets;
-	size_t n_buckets;
+	struct kw_htab addresses;
 	uint64_t refused, evicted;
 };
 
@@ -54,9 +54,7 @@ kw_rv kw_gate_new(const struct kw_gate_limits *limits, struct kw_gate **out)
 	if (!g)
 		return KW_ERR_NO_MEMORY;
 	g->limits = *limits;
-	g->n_buckets = limits->max_unauthenticated ? limits->max_unauthenticated : 1;
-	g->buckets = calloc(g->n_buckets, sizeof *g->buckets);
-	if (!g->buckets) {
+	if (kw_htab_init(&g->addresses, limits->max_unauthenticated ? limits->max_unauthenticated : 1)) {
 		free(g);
 		return KW_ERR_NO_MEMORY;
 	}
@@ -69,14 +67,9 @@ void kw_gate_free(struct kw_gate *g)
 {
 	if (!g)
 		return;
-	for (size_t i = 0; i < g->n_buckets; i++) {
-		while (g->buckets[i]) {
-			struct address_count *a = g->buckets[i];
-			g->buckets[i] = a->next;
-			free(a);
-		}
-	}
-	free(g->buckets);
+	for (struct kw_hnode *h; (h = kw_htab_pop(&g->addresses));)
+		free(kw_entry_of(h, struct address_count, h));
+	kw_htab_free(&g->addresses);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
@@ -101,28 +94,23 @@ void kw_gate_key(const struct sockaddr *sa, unsigned char key[KW_GATE_KEY_LEN])
 	}
 }
 
-static size_t bucket_of(const struct kw_gate *g, const unsigned char *key)
+static bool address_is(const struct kw_hnode *h, const void *key)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < KW_GATE_KEY_LEN; i++)
-		h = (h ^ key[i]) * 1099511628211ull;
-	return (size_t)(h % g->n_buckets);
+	return memcmp(kw_entry_of(h, struct address_count, h)->key, key, KW_GATE_KEY_LEN) == 0;
 }
 
-static struct address_count **find_locked(struct kw_gate *g, const unsigned char *key)
+/* The count of key's strangers, or NULL. */
+static struct address_count *find_locked(struct kw_gate *g, const unsigned char *key)
 {
-	struct address_count **p = &g->buckets[bucket_of(g, key)];
+	struct kw_hnode *h = kw_htab_find(&g->addresses, kw_hash(key, KW_GATE_KEY_LEN), address_is, key);
 
-	while (*p && memcmp((*p)->key, key, KW_GATE_KEY_LEN) != 0)
-		p = &(*p)->next;
-	return p;
+	return h ? kw_entry_of(h, struct address_count, h) : NULL;
 }
 
 /* Takes a stranger out of the FIFO and its address's count. */
 static void forget_stranger_locked(struct kw_gate *g, struct kw_gate_slot *s)
 {
-	struct address_count **p = find_locked(g, s->key);
+	struct address_count *a = find_locked(g, s->key);
 
 	if (s->prev)
 		s->prev->next = s->next;
@@ -133,9 +121,8 @@ static void forget_stranger_locked(struct kw_gate *g, struct kw_gate_slot *s)
 	else
 		g->newest = s->prev;
 	s->prev = s->next = NULL;
-	if (*p && --(*p)->strangers == 0) {
-		struct address_count *a = *p;
-		*p = a->next;
+	if (a && --a->strangers == 0) {
+		kw_htab_take(&g->addresses, kw_hash(s->key, KW_GATE_KEY_LEN), address_is, s->key);
 		free(a);
 	}
 	g->count[KW_GATE_STRANGER]--;
@@ -144,7 +131,7 @@ static void forget_stranger_locked(struct kw_gate *g, struct kw_gate_slot *s)
 kw_rv kw_gate_enter_stranger(struct kw_gate *g, struct kw_gate_slot *s, const unsigned char key[KW_GATE_KEY_LEN],
 			     void (*hold)(struct kw_gate_slot *), struct kw_gate_slot **evicted)
 {
-	struct address_count **p, *a;
+	struct address_count *a;
 	kw_rv rv = KW_OK;
 
 	*evicted = NULL;
@@ -156,12 +143,12 @@ kw_rv kw_gate_enter_stranger(struct kw_gate *g, struct kw_gate_slot *s, const un
 		rv = kw_error_set(KW_ERR_BUSY, "no unauthenticated connections are allowed");
 		goto out;
 	}
-	p = find_locked(g, key);
-	if ((*p && (*p)->strangers >= g->limits.max_unauthenticated_per_address) ||
+	a = find_locked(g, key);
+	if ((a && a->strangers >= g->limits.max_unauthenticated_per_address) ||
 	    g->count[KW_GATE_STRANGER] >= g->limits.max_unauthenticated) {
 		/* room is made by the oldest stranger of this address if it holds its share, else of all */
 		struct kw_gate_slot *victim = g->oldest;
-		if (*p && (*p)->strangers >= g->limits.max_unauthenticated_per_address)
+		if (a && a->strangers >= g->limits.max_unauthenticated_per_address)
 			while (memcmp(victim->key, key, KW_GATE_KEY_LEN) != 0)
 				victim = victim->next;
 		forget_stranger_locked(g, victim);
@@ -170,17 +157,17 @@ kw_rv kw_gate_enter_stranger(struct kw_gate *g, struct kw_gate_slot *s, const un
 			hold(victim);
 		g->evicted++;
 		*evicted = victim;
-		p = find_locked(g, key); /* the victim's entry may have been this one, and gone */
+		a = find_locked(g, key); /* the victim's entry may have been this one, and gone */
 	}
-	if (!*p) {
+	if (!a) {
 		if (!(a = calloc(1, sizeof *a))) {
 			rv = KW_ERR_NO_MEMORY;
 			goto out;
 		}
 		memcpy(a->key, key, KW_GATE_KEY_LEN);
-		*p = a;
+		kw_htab_add(&g->addresses, &a->h, kw_hash(key, KW_GATE_KEY_LEN));
 	}
-	(*p)->strangers++;
+	a->strangers++;
 	s->prev = g->newest;
 	if (g->newest)
 		g->newest->next = s;

@@ -982,8 +982,6 @@ static kw_rv on_delete(struct kw_server *srv, struct kw_peer *peer, const Keywar
 			return rv;
 		deleted += stored;
 	}
-	/* a deleted key must not go on signing from the cache */
-	kw_keycache_clear(srv->keys);
 	keyward__count__init(out);
 	out->count = deleted;
 	resp->body_case = KEYWARD__RESPONSE__BODY_COUNT;
@@ -1020,7 +1018,6 @@ static kw_rv on_set_attributes(struct kw_server *srv, struct kw_peer *peer, cons
 	rv = kw_keystore_modify(srv->ks, peer->partition_id, id, &chg);
 	if (rv)
 		return rv;
-	kw_keycache_clear(srv->keys);
 	if ((rv = kw_keystore_get(srv->ks, peer->partition_id, id, &row)))
 		return rv;
 	if (a->set_ckaid)
@@ -1043,7 +1040,6 @@ static kw_rv on_change_owner(struct kw_server *srv, struct kw_peer *peer, const 
 	rv = kw_keystore_change_owner(srv->ks, peer->partition_id, c->name, c->old_owner, c->new_owner, &rows, &n);
 	if (rv)
 		return rv;
-	kw_keycache_clear(srv->keys);
 	keyward__object_infos__init(out);
 	out->objects = infos_of(s, rows, n);
 	out->n_objects = out->objects ? n : 0;

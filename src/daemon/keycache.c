@@ -1,70 +1,82 @@
 /*
  * Unsealed private keys, kept after first use so a signature costs what
- * OpenSSL's own does. Each key is unsealed (and its AAD checked) once; the
- * cache is dropped whole when the HSM is locked or a key is deleted or
- * changed (a generation counter keeps a key unsealed just before that from
- * being cached after it). On a store shared with other nodes (PostgreSQL)
- * those changes may happen on another node: every lookup first reads the
- * store's generation of objects, and a value other than the one the cache
- * was filled under drops the cache, so a key deleted, moved or changed
- * anywhere is not used from here after the change committed. Readers share a rwlock; an entry's
- * EVP_PKEY is up-referenced for the duration of an operation, so a key
- * dropped mid-signature is freed only after that signature.
+ * OpenSSL's own does. Each key is unsealed (and its AAD checked) once.
+ * Nobody invalidates the cache by hand: every lookup first reads the
+ * store's generation (kw_keystore_generation), which every deletion,
+ * change, move or restore of objects and every lock of the store bumps
+ * after it committed (on a shared PostgreSQL store, on whichever node),
+ * and a value other than the one the cache was filled under drops the
+ * cache; a key unsealed under one generation is not kept if the
+ * generation moved meanwhile. So a key deleted, moved or changed anywhere
+ * is not used from here after the change committed. Readers share a
+ * rwlock; an entry's EVP_PKEY is up-referenced for the duration of an
+ * operation, so a key dropped mid-signature is freed only after that
+ * signature.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/htab.h"
 #include "daemon/daemon.h"
 
 #define BUCKETS 4096
 
 struct node {
+	struct kw_hnode h;
 	uint64_t id;
 	struct kw_cached_key key;
-	struct node *next;
+};
+
+/* what a node is found by */
+struct node_key {
+	uint64_t partition_id, id;
 };
 
 struct kw_keycache {
 	pthread_rwlock_t lock;
-	/* bumped by every clear, so a key unsealed before a delete is not cached after it */
-	uint64_t generation;
-	/* the store's generation of objects the entries were read under (shared stores) */
+	/* the store's generation the entries were read under */
 	uint64_t store_generation;
-	struct node *buckets[BUCKETS];
+	struct kw_htab nodes;
 };
 
 static void clear_locked(struct kw_keycache *kc);
 
-/* Drops the cache when another node changed objects since it was filled. */
-static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks)
+/* Drops the cache if objects changed since it was filled; *gen: the store's generation now. */
+static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t *gen)
 {
-	uint64_t gen;
-	kw_rv rv;
+	kw_rv rv = kw_keystore_generation(ks, gen);
 
-	if (!kw_keystore_shared(ks))
-		return KW_OK;
-	rv = kw_keystore_generation(ks, &gen);
 	if (rv)
 		return rv;
 	pthread_rwlock_rdlock(&kc->lock);
-	bool same = gen == kc->store_generation;
+	bool same = *gen == kc->store_generation;
 	pthread_rwlock_unlock(&kc->lock);
 	if (same)
 		return KW_OK;
 	pthread_rwlock_wrlock(&kc->lock);
-	if (gen != kc->store_generation) {
+	if (*gen != kc->store_generation) {
 		clear_locked(kc);
-		kc->store_generation = gen;
+		kc->store_generation = *gen;
 	}
 	pthread_rwlock_unlock(&kc->lock);
 	return KW_OK;
 }
 
-static unsigned bucket_of(uint64_t id)
+static uint64_t hash_of(uint64_t partition_id, uint64_t id)
 {
-	return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 52) % BUCKETS;
+	struct node_key k = {partition_id, id};
+
+	return kw_hash(&k, sizeof k);
+}
+
+static bool node_is(const struct kw_hnode *h, const void *key)
+{
+	const struct node *n = kw_entry_of(h, struct node, h);
+	const struct node_key *k = key;
+
+	return n->id == k->id && n->key.partition_id == k->partition_id;
 }
 
 kw_rv kw_keycache_new(struct kw_keycache **out)
@@ -74,6 +86,11 @@ kw_rv kw_keycache_new(struct kw_keycache **out)
 	*out = kc;
 	if (!kc)
 		return KW_ERR_NO_MEMORY;
+	if (kw_htab_init(&kc->nodes, BUCKETS)) {
+		free(kc);
+		*out = NULL;
+		return KW_ERR_NO_MEMORY;
+	}
 	pthread_rwlock_init(&kc->lock, NULL);
 	return KW_OK;
 }
@@ -83,20 +100,21 @@ void kw_keycache_free(struct kw_keycache *kc)
 	if (!kc)
 		return;
 	kw_keycache_clear(kc);
+	kw_htab_free(&kc->nodes);
 	pthread_rwlock_destroy(&kc->lock);
 	free(kc);
 }
 
 static bool lookup_locked(struct kw_keycache *kc, uint64_t partition_id, uint64_t id, struct kw_cached_key *out)
 {
-	for (struct node *n = kc->buckets[bucket_of(id)]; n; n = n->next) {
-		if (n->id == id && n->key.partition_id == partition_id) {
-			*out = n->key;
-			EVP_PKEY_up_ref(out->pkey);
-			return true;
-		}
-	}
-	return false;
+	struct node_key k = {partition_id, id};
+	struct kw_hnode *h = kw_htab_find(&kc->nodes, hash_of(partition_id, id), node_is, &k);
+
+	if (!h)
+		return false;
+	*out = kw_entry_of(h, struct node, h)->key;
+	EVP_PKEY_up_ref(out->pkey);
+	return true;
 }
 
 kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
@@ -105,16 +123,15 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 	struct kw_object_row row = {0};
 	struct node *node = NULL;
 	EVP_PKEY *pkey = NULL;
-	uint64_t generation;
-	bool hit;
+	uint64_t generation, now;
+	bool hit, changed;
 	kw_rv rv;
 
-	rv = sync_store(kc, ks);
+	rv = sync_store(kc, ks, &generation);
 	if (rv)
 		return rv;
 	pthread_rwlock_rdlock(&kc->lock);
 	hit = lookup_locked(kc, partition_id, id, out);
-	generation = kc->generation;
 	pthread_rwlock_unlock(&kc->lock);
 	if (hit)
 		return KW_OK;
@@ -144,9 +161,11 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 	memcpy(node->key.name, row.name, sizeof row.name);
 	pkey = NULL;
 
+	/* the store's generation after the load: a change committed meanwhile (or no answer) leaves it uncached */
+	changed = kw_keystore_generation(ks, &now) != KW_OK || now != generation;
 	pthread_rwlock_wrlock(&kc->lock);
-	if (kc->generation != generation) {
-		/* the cache was cleared meanwhile: use the key this once, keep nothing */
+	if (changed || kc->store_generation != generation) {
+		/* objects changed meanwhile: use the key this once, keep nothing */
 		*out = node->key;
 		free(node);
 	} else if (lookup_locked(kc, partition_id, id, out)) {
@@ -154,9 +173,7 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 		EVP_PKEY_free(node->key.pkey);
 		free(node);
 	} else {
-		unsigned b = bucket_of(id);
-		node->next = kc->buckets[b];
-		kc->buckets[b] = node;
+		kw_htab_add(&kc->nodes, &node->h, hash_of(partition_id, id));
 		*out = node->key;
 		EVP_PKEY_up_ref(out->pkey);
 	}
@@ -182,13 +199,10 @@ void kw_keycache_clear(struct kw_keycache *kc)
 
 static void clear_locked(struct kw_keycache *kc)
 {
-	kc->generation++;
-	for (unsigned b = 0; b < BUCKETS; b++) {
-		while (kc->buckets[b]) {
-			struct node *n = kc->buckets[b];
-			kc->buckets[b] = n->next;
-			EVP_PKEY_free(n->key.pkey);
-			free(n);
-		}
+	for (struct kw_hnode *h; (h = kw_htab_pop(&kc->nodes));) {
+		struct node *n = kw_entry_of(h, struct node, h);
+
+		EVP_PKEY_free(n->key.pkey);
+		free(n);
 	}
 }

@@ -27,6 +27,7 @@
 #define KW_KEYSTORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,7 +45,15 @@ struct kw_keystore {
 	struct kw_backend *b;
 	unsigned char *mk; /* secure heap; NULL while locked */
 	char method[32];   /* "passphrase", "shamir 2-of-3", "dev", "" */
+	/* bumped after every change of objects that a key cache may hold (kw_keystore_generation) */
+	atomic_uint_fast64_t changes;
 };
+
+/* Every function that deletes, changes, moves or restores objects, or locks the store, calls this last. */
+static inline void kw_store_changed(struct kw_keystore *ks)
+{
+	atomic_fetch_add(&ks->changes, 1);
+}
 
 static inline void lock(struct kw_keystore *ks)
 {

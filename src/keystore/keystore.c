@@ -140,14 +140,17 @@ bool kw_keystore_shared(struct kw_keystore *ks)
 
 kw_rv kw_keystore_generation(struct kw_keystore *ks, uint64_t *gen)
 {
+	uint64_t shared = 0;
 	kw_rv rv = KW_OK;
 
-	*gen = 0;
+	/* this process's changes, without the store's lock: a key cache asks before every use */
+	*gen = atomic_load(&ks->changes);
 	if (!ks->b->ops->generation)
 		return KW_OK;
 	lock(ks);
-	rv = ks->b->ops->generation(ks->b, gen);
+	rv = ks->b->ops->generation(ks->b, &shared);
 	unlock(ks);
+	*gen += shared; /* both only grow: the sum moves when either does */
 	return rv;
 }
 

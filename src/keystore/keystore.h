@@ -72,10 +72,12 @@ bool kw_keystore_url_is_postgres(const char *url);
 
 /*
  * Whether other processes may change the store under this one (a shared
- * PostgreSQL store). kw_keystore_generation then gives a counter that
- * every committed change of objects and revocation of a credential bumps,
- * on whichever node; what was cached or checked under one value is stale
- * once it differs. Always 0 on a store only this process opens.
+ * PostgreSQL store). kw_keystore_generation gives a counter that every
+ * committed deletion, change, move or restore of objects and every lock
+ * of the store bumps (and, on a shared store, every revocation of a
+ * credential, on whichever node); what was cached or checked under one
+ * value is stale once it differs. A key cache compares it before every
+ * use, so no caller invalidates by hand.
  */
 bool kw_keystore_shared(struct kw_keystore *ks);
 kw_rv kw_keystore_generation(struct kw_keystore *ks, uint64_t *gen);

@@ -520,6 +520,7 @@ done:
 out:
 	unlock(ks);
 	kw_object_rows_free(rows, n ? n : (rows ? 1 : 0));
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 
@@ -690,6 +691,7 @@ out:
 	kw_object_row_cleanup(&row);
 	kw_object_row_cleanup(&pair);
 	kw_sealed_cleanup(&s);
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 
@@ -786,6 +788,7 @@ out:
 			*n = cnt;
 	}
 	kw_object_rows_free(rows, cnt);
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 

@@ -141,6 +141,7 @@ kw_rv kw_keystore_partition_delete(struct kw_keystore *ks, const char *name, str
 	unlock(ks);
 	if (!rv && out)
 		*out = info;
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }
 

@@ -723,5 +723,6 @@ out:
 	free(pl.idx);
 	free(pl.target_pid);
 	kw_backup_free(pl.b);
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 	return rv;
 }

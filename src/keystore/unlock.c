@@ -348,4 +348,5 @@ void kw_keystore_lock(struct kw_keystore *ks)
 	kw_wipe_mk_locked(ks);
 	unlock(ks);
 	kw_debug(KW_DEBUG_STORE, "store: locked");
+	kw_store_changed(ks); /* after the commit: a key read before it is not cached after it */
 }

@@ -819,6 +819,27 @@ static void revocation(const struct backend *b)
 	expect_has(last_cmd, ca_ok("root", "view %s", bad), "keyCompromise");
 	expect_has(last_cmd, ca_ok("root", "view %s", held), "status: issued");
 	expect_has(last_cmd, ca_ok("root", "view %s", good), "Subject: CN=good.test");
+
+	/*
+	 * A long CRL says how far it is on a terminal (standard error), and
+	 * nothing with --quiet or off a terminal: 70,000 revocations put in
+	 * with SQLite, as bench/ca does for its million.
+	 */
+	sh_ok("sqlite3 root/keyward-ca.db \"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 70000)"
+	      " INSERT INTO certs (serial, subject, template, not_before, not_after, status, revoked_at, reason,"
+	      " request_id, der) SELECT printf('7E%%014X', i), '/CN=bulk-' || i, 'WebServer', 0, 4102444800,"
+	      " 'revoked', 1700000000 + i, 1, 0, x'00' FROM n\"");
+	out = sh_ok("script -qec \"" KWT_CA_ENV "'%s' --dir root crl >crl.out\" /dev/null", ca_path());
+	expect_has(last_cmd, out, "keyward-ca: CRL entries: 65536");
+	expect_has(last_cmd, out, "keyward-ca: CRL entries: 700");
+	expect_lacks(last_cmd, file("crl.out"), "CRL entries");
+	out = sh_ok("script -qec \"" KWT_CA_ENV "'%s' --dir root crl --quiet >crl.out\" /dev/null", ca_path());
+	expect_lacks(last_cmd, out, "CRL entries");
+	out = ca_ok("root", "crl");
+	expect_lacks(last_cmd, out, "CRL entries");
+	if (!strstr(sh_ok("openssl crl -inform DER -in '%s' -noout -text | grep -c 'Serial Number: 7E' || true", full),
+		    "70000"))
+		fail_full("%s does not list the 70,000 revocations", full);
 }
 
 /* Cases 1 to 4 on one backend. */

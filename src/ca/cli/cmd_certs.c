@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -190,13 +192,30 @@ out:
 	return rc;
 }
 
+/* "CRL entries: N" on the terminal, redrawn at most five times a second, and at the end. */
+static void show_progress(void *arg, const char *what, unsigned long long done, bool finished)
+{
+	struct timespec *shown = arg, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!finished && (now.tv_sec - shown->tv_sec) * 1000 + (now.tv_nsec - shown->tv_nsec) / 1000000 < 200)
+		return;
+	*shown = now;
+	fprintf(stderr, "\rkeyward-ca: %s: %llu%s", what, done, finished ? "\n" : "");
+}
+
 int cmd_crl(const struct opts *o)
 {
 	long long number = 0;
 	struct ca *ca = NULL;
+	struct timespec shown = {0};
 	int rc = -1;
 
-	if (cli_open(o, CA_OPEN_CERT, &ca) || ca_crl_publish(ca, o->delta, &number))
+	if (cli_open(o, CA_OPEN_CERT, &ca))
+		goto out;
+	if (!o->quiet && isatty(STDERR_FILENO))
+		ca_set_progress(ca, show_progress, &shown);
+	if (ca_crl_publish(ca, o->delta, &number))
 		goto out;
 	printf("published %s CRL number %lld\n", o->delta ? "delta" : "full", number);
 	rc = 0;

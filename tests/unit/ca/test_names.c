@@ -360,7 +360,9 @@ static void test_template_parse(void **state)
 {
 	static struct ca_conf c;
 	struct ca_template *t;
-	static const char good[] = "# comment\n; another\n\nvalidity_days = 30\r\nwildcard = true\n  san=dns,ip\n";
+	static const char good[] = "# comment\n; another\n\nvalidity_days = 30\r\nwildcard = true\nsan=dns,ip\n";
+	/* read as ca.conf is (inih): an indented line continues the value above it */
+	static const char indented[] = "wildcard = true\n  san = dns\n";
 
 	(void)state;
 	ca_conf_defaults(&c, "/nonexistent");
@@ -376,6 +378,21 @@ static void test_template_parse(void **state)
 	expect_error("no =", "line 1: not KEY = VALUE");
 	assert_int_equal(ca_template_parse(t, "t.tmpl", "san = dns\0ip\n", 13), -1);
 	expect_error("NUL", "NUL");
+	assert_int_equal(ca_template_parse(t, "t.tmpl", indented, sizeof indented - 1), -1);
+	expect_error("continued", "t.tmpl: line 2: wildcard");
+	/* the [template NAME] header of ca.conf may stay; another section may not */
+	assert_int_equal(ca_template_parse(t, "t.tmpl", "[template T]\nvalidity_days = 31\n", 32), 0);
+	assert_int_equal(t->validity_days, 31);
+	assert_int_equal(ca_template_parse(t, "t.tmpl", "[ca]\nvalidity_days = 31\n", 24), -1);
+	expect_error("section", "t.tmpl: line 2: [ca]");
+	{
+		char long_line[400];
+
+		memset(long_line, 'a', sizeof long_line);
+		memcpy(long_line, "# ok\nsan = ", 11);
+		assert_int_equal(ca_template_parse(t, "t.tmpl", long_line, sizeof long_line), -1);
+		expect_error("long", "t.tmpl: line 2: longer than 199 bytes");
+	}
 }
 
 int main(void)
