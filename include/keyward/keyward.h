@@ -367,6 +367,8 @@ int kw_object_extractable(const kw_object *o);
 int kw_object_modifiable(const kw_object *o);
 int kw_object_never_extractable(const kw_object *o);
 int kw_object_always_sensitive(const kw_object *o);
+/* Made by kw_derive_key (or a copy of such a key): not made by the HSM from nothing, PKCS#11 CKA_LOCAL false. */
+int kw_object_derived(const kw_object *o);
 unsigned kw_object_usages(const kw_object *o);
 int64_t kw_object_created(const kw_object *o);
 /* Whether o is a session object (KW_GEN_SESSION): 1, else 0. */
@@ -481,9 +483,12 @@ struct kw_object_change {
 kw_rv kw_modify_object(kw_client *c, uint64_t id, const struct kw_object_change *chg);
 /*
  * Wraps key key_id (a private key: its PKCS#8 DER; a secret key: its
- * bytes) under the secret key wrapping_id, which must have usage
- * KW_USAGE_WRAP (KW_ERR_KEY_FUNCTION). m->mech: KW_MECH_AES_KEY_WRAP_PAD,
- * or KW_MECH_AES_KEY_WRAP for secret keys. The key must be extractable:
+ * bytes) under the key wrapping_id, which must have usage KW_USAGE_WRAP
+ * and not also KW_USAGE_DECRYPT (KW_ERR_KEY_FUNCTION: it could decrypt
+ * the wrapped key). m->mech: KW_MECH_AES_KEY_WRAP_PAD, or
+ * KW_MECH_AES_KEY_WRAP for secret keys, under an AES key; KW_MECH_RSA_OAEP
+ * (m->hash, mgf1_hash, label) for secret keys under an RSA public key
+ * (hash KW_HASH_NONE: SHA-1). The key must be extractable:
  * KW_ERR_UNEXTRACTABLE otherwise, it never leaves the HSM. out: a buffer of
  * *out_len bytes; on return *out_len is the wrapped key's length
  * (KW_ERR_DATA_LEN, with *out_len set, when the buffer is too small).

@@ -21,7 +21,7 @@ struct kw_object {
 	unsigned bits;
 	unsigned char *public_key;
 	size_t public_key_len;
-	int sensitive, extractable, modifiable, never_extractable, always_sensitive;
+	int sensitive, extractable, modifiable, never_extractable, always_sensitive, derived;
 	unsigned usages;
 	int64_t created;
 	unsigned char *ckaid;
@@ -77,6 +77,7 @@ kw_rv kw_object_from_info(const Keyward__ObjectInfo *info, kw_object **out)
 	o->modifiable = info->modifiable;
 	o->never_extractable = info->never_extractable;
 	o->always_sensitive = info->always_sensitive;
+	o->derived = info->derived;
 	o->usages = info->usages;
 	o->created = info->created;
 	o->session = info->session;
@@ -185,6 +186,11 @@ int kw_object_never_extractable(const kw_object *o)
 int kw_object_always_sensitive(const kw_object *o)
 {
 	return o ? o->always_sensitive : 0;
+}
+
+int kw_object_derived(const kw_object *o)
+{
+	return o ? o->derived : 0;
 }
 
 unsigned kw_object_usages(const kw_object *o)

@@ -811,11 +811,14 @@ kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const str
 
 	if ((rv = check_client(fn, c)) || (rv = check_mech(fn, m)))
 		return rv;
-	if (m->mech != KW_MECH_AES_KEY_WRAP && m->mech != KW_MECH_AES_KEY_WRAP_PAD)
+	if (m->mech != KW_MECH_AES_KEY_WRAP && m->mech != KW_MECH_AES_KEY_WRAP_PAD && m->mech != KW_MECH_RSA_OAEP)
 		return kw_error_set(KW_ERR_MECHANISM,
-				    "%s: mechanism %d does not wrap (KW_MECH_AES_KEY_WRAP or "
-				    "KW_MECH_AES_KEY_WRAP_PAD)",
+				    "%s: mechanism %d does not wrap (KW_MECH_AES_KEY_WRAP, "
+				    "KW_MECH_AES_KEY_WRAP_PAD or KW_MECH_RSA_OAEP)",
 				    fn, (int)m->mech);
+	if (m->label_len > 1024)
+		return kw_error_set(KW_ERR_MECHANISM_PARAM, "%s: an OAEP label of %zu bytes (at most 1024)", fn,
+				    m->label_len);
 	if (!out_len)
 		return kw_error_set(KW_ERR_ARGUMENTS, "%s: out_len is NULL", fn);
 	if (!wrapping_id || !key_id)
@@ -825,6 +828,12 @@ kw_rv kw_wrap_key(kw_client *c, uint64_t wrapping_id, uint64_t key_id, const str
 	wk.wrapping_key = &wref;
 	wk.key = &kref;
 	wk.mechanism = (Keyward__Mechanism)m->mech;
+	if (m->mech == KW_MECH_RSA_OAEP) {
+		wk.hash = (Keyward__Hash)m->hash;
+		wk.mgf1_hash = (Keyward__Hash)m->mgf1_hash;
+		wk.label.data = (uint8_t *)m->label;
+		wk.label.len = m->label_len;
+	}
 	req.body_case = KEYWARD__REQUEST__BODY_WRAP_KEY;
 	req.wrap_key = &wk;
 	rv = kw_client_call(c, &req, KEYWARD__RESPONSE__BODY_WRAPPED_KEY, &resp);

@@ -35,6 +35,9 @@ void kw_server_config_defaults(struct kw_server_config *cfg)
 	/* one host spraying setup passwords or partition names is slowed too */
 	cfg->lockout_address_failures = 1000;
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+	cfg->rsa_min_bits = 2048;
+	/* on by default: SSH's ssh-rsa and older peers still ask for SHA-1 signatures */
+	cfg->sha1_signatures = true;
 }
 
 struct load_state {
@@ -114,6 +117,13 @@ static int on_value(void *user, const char *section, const char *key, const char
 			c->audit_max_records = big;
 		else if (ok)
 			c->store_max_bytes = big;
+	}
+	if (strcmp(section, "policy") == 0 && strcmp(key, "rsa_min_bits") == 0)
+		ok = parse_unsigned(value, 4096, &c->rsa_min_bits) &&
+		     (c->rsa_min_bits == 2048 || c->rsa_min_bits == 3072 || c->rsa_min_bits == 4096);
+	if (strcmp(section, "policy") == 0 && strcmp(key, "sha1_signatures") == 0) {
+		ok = strcmp(value, "yes") == 0 || strcmp(value, "no") == 0;
+		c->sha1_signatures = strcmp(value, "yes") == 0;
 	}
 	if (ok == -1) {
 		st->rv = kw_error_set(KW_ERR_CONFIG, "%s: unknown setting [%s] %s", st->path, section, key);

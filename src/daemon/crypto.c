@@ -11,6 +11,7 @@
 #include <openssl/kdf.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "common/error.h"
 #include "daemon/daemon.h"
@@ -178,6 +179,66 @@ out:
 	return rv;
 }
 
+/* OAEP padding on ctx (set up to en- or decrypt): hash (HASH_NONE: SHA-1), MGF1 hash (HASH_NONE: hash), label. */
+static kw_rv oaep_params(EVP_PKEY_CTX *ctx, Keyward__Hash hash, Keyward__Hash mgf1_hash,
+			 const ProtobufCBinaryData *label)
+{
+	const EVP_MD *md = hash_md(hash ? hash : KEYWARD__HASH__SHA1);
+	const EVP_MD *mgf = mgf1_hash ? hash_md(mgf1_hash) : md;
+	unsigned char *l;
+
+	if (!md || !mgf || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0)
+		return kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP parameters");
+	if (!label->len)
+		return KW_OK;
+	l = OPENSSL_memdup(label->data, label->len);
+	if (!l || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, l, (int)label->len) <= 0) {
+		OPENSSL_free(l);
+		return kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP label");
+	}
+	return KW_OK;
+}
+
+kw_rv kw_crypto_wrap_oaep(const unsigned char *spki, size_t spki_len, const Keyward__WrapKey *w,
+			  const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)spki_len);
+	EVP_PKEY_CTX *ctx = NULL;
+	kw_rv rv = KW_OK;
+
+	if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+		rv = kw_error_openssl(KW_ERR_KEY_TYPE, "RSA_OAEP wraps under an RSA public key only");
+		goto out;
+	}
+	if (w->label.len > 1024) {
+		rv = kw_error_set(KW_ERR_MECHANISM_PARAM, "an RSA-OAEP label of %zu bytes: at most 1024", w->label.len);
+		goto out;
+	}
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
+	if (!ctx || EVP_PKEY_encrypt_init(ctx) <= 0) {
+		rv = kw_error_openssl(KW_ERR_CRYPTO, "encrypt init");
+		goto out;
+	}
+	if ((rv = oaep_params(ctx, w->hash, w->mgf1_hash, &w->label)))
+		goto out;
+	if (*out_len < (size_t)EVP_PKEY_get_size(pub)) {
+		rv = kw_error_set(KW_ERR_DATA_LEN, "the wrapped key needs %d bytes, the buffer has %zu",
+				  EVP_PKEY_get_size(pub), *out_len);
+		goto out;
+	}
+	/* a key longer than the padding leaves room for (an RSA-2048 key with SHA-512: 126 bytes) */
+	if (EVP_PKEY_encrypt(ctx, out, out_len, in, in_len) <= 0)
+		rv = kw_error_openssl(KW_ERR_KEY_SIZE,
+				      "RSA-OAEP cannot wrap %zu bytes under a %d-bit key with this hash", in_len,
+				      EVP_PKEY_get_bits(pub));
+out:
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pub);
+	return rv;
+}
+
 kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__Decrypt *req, unsigned char *out,
 			size_t *out_len)
 {
@@ -196,21 +257,8 @@ kw_rv kw_crypto_decrypt(EVP_PKEY *pkey, enum kw_key_type type, const Keyward__De
 		goto out;
 	}
 	if (req->mechanism == KEYWARD__MECHANISM__RSA_OAEP) {
-		const EVP_MD *md = hash_md(req->hash ? req->hash : KEYWARD__HASH__SHA1);
-		const EVP_MD *mgf = req->mgf1_hash ? hash_md(req->mgf1_hash) : md;
-		if (!md || !mgf || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
-		    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) <= 0) {
-			rv = kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP parameters");
+		if ((rv = oaep_params(ctx, req->hash, req->mgf1_hash, &req->label)))
 			goto out;
-		}
-		if (req->label.len) {
-			unsigned char *label = OPENSSL_memdup(req->label.data, req->label.len);
-			if (!label || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, label, (int)req->label.len) <= 0) {
-				OPENSSL_free(label);
-				rv = kw_error_openssl(KW_ERR_MECHANISM_PARAM, "RSA-OAEP label");
-				goto out;
-			}
-		}
 	} else if (req->mechanism == KEYWARD__MECHANISM__RSA_PKCS1) {
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0) {
 			rv = kw_error_openssl(KW_ERR_CRYPTO, "RSA padding");

@@ -52,6 +52,8 @@ struct kw_server_config {
 	uint64_t audit_max_records;      /* [audit] max_records, 0: no limit */
 	char audit_archive_dir[512];     /* [audit] archive_dir, "": beside a SQLite store */
 	char log_level[16];
+	unsigned rsa_min_bits;	 /* [policy] rsa_min_bits: 2048, 3072 or 4096 */
+	bool sha1_signatures;	 /* [policy] sha1_signatures: sign SHA-1 digests */
 	char dev_dir[400];       /* set in development mode */
 	bool dev_join;		 /* --dev on a shared store DIR's first node made: join it */
 };
@@ -62,6 +64,13 @@ kw_rv kw_server_config_load(struct kw_server_config *cfg, const char *path);
 /* The same from the file's text (NUL-terminated), path naming it in errors. */
 kw_rv kw_server_config_parse(struct kw_server_config *cfg, const char *path, const char *text);
 #define KW_SERVER_CONFIG_MAX (1 << 20) /* bytes of a keywardd.conf */
+
+/* ---- the weak-algorithm policy, [policy] (policy.c) ---- */
+
+/* KW_ERR_KEY_SIZE, naming the setting, for an RSA key of bits below [policy] rsa_min_bits (what: the request). */
+kw_rv kw_policy_rsa_bits(const struct kw_server_config *cfg, const char *what, unsigned bits);
+/* KW_ERR_MECHANISM, naming the setting, for a signature over a SHA-1 digest with [policy] sha1_signatures = no. */
+kw_rv kw_policy_sign_hash(const struct kw_server_config *cfg, Keyward__Hash hash);
 
 /* ---- TLS material (tls.c) ---- */
 
@@ -275,6 +284,13 @@ kw_rv kw_crypto_ecdh(EVP_PKEY *key, const unsigned char *point, size_t point_len
 #define KW_WRAP_MAX 16384 /* bytes of a key to wrap: an RSA-4096 PKCS#8 is about 2.4 KiB */
 kw_rv kw_crypto_wrap(const unsigned char *kek, size_t kek_len, Keyward__Mechanism mech, const unsigned char *in,
 		     size_t in_len, unsigned char *out, size_t *out_len);
+/*
+ * RSA-OAEP encryption of in (a secret key's bytes) under spki (DER, an RSA
+ * public key) with w's hash, MGF1 hash and label, into out (*out_len bytes,
+ * the modulus at least; on return the wrapped length).
+ */
+kw_rv kw_crypto_wrap_oaep(const unsigned char *spki, size_t spki_len, const Keyward__WrapKey *w,
+			  const unsigned char *in, size_t in_len, unsigned char *out, size_t *out_len);
 
 /* ---- the server (server.c) and its request handlers (handlers.c, admin.c) ---- */
 

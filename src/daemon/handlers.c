@@ -138,7 +138,8 @@ static void fill_info(Keyward__ObjectInfo *info, const struct kw_object_row *row
 	info->modifiable = row->modifiable;
 	info->never_extractable = row->never_extractable;
 	info->always_sensitive = row->always_sensitive;
-	info->usages = row->usages;
+	info->usages = row->usages & ~KW_ROW_DERIVED;
+	info->derived = (row->usages & KW_ROW_DERIVED) != 0;
 	info->created = row->created;
 	info->pair_id = row->pair_id;
 	info->session = kw_session_id(row->id);
@@ -519,6 +520,8 @@ static kw_rv on_generate(struct kw_server *srv, struct kw_peer *peer, const Keyw
 		return kw_error_set(KW_ERR_KEY_FUNCTION, "only RSA keys may decrypt or wrap");
 	if (g->key_type == KEYWARD__KEY_TYPE__ED25519 && (usages & KW_USAGE_DERIVE))
 		return kw_error_set(KW_ERR_KEY_FUNCTION, "Ed25519 keys only sign");
+	if (g->key_type == KEYWARD__KEY_TYPE__RSA && (rv = kw_policy_rsa_bits(&srv->cfg, "generate", g->bits)))
+		return rv;
 	rv = kw_crypto_generate((enum kw_key_type)g->key_type, g->bits, g->curve ? g->curve : "", &pkey);
 	if (rv)
 		return rv;
@@ -654,7 +657,7 @@ static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const s
 {
 	kw_rv rv;
 
-	if ((rv = sign_check(key, r)))
+	if ((rv = sign_check(key, r)) || (rv = kw_policy_sign_hash(&srv->cfg, r->hash)))
 		return rv;
 	rv = kw_crypto_sign(key->pkey, key->key_type, r, sig, sig_len);
 	if (rv == KW_OK)
@@ -757,6 +760,10 @@ static kw_rv on_sign_batch(struct kw_server *srv, struct kw_peer *peer, const Ke
 						      "there (the data go in `data`)");
 	if ((rv = usable_key(srv, peer, b->sign->key, KW_USAGE_SIGN, b->sign->mechanism, "sign", &key, &id)))
 		return rv;
+	if ((rv = kw_policy_sign_hash(&srv->cfg, b->sign->hash))) {
+		kw_cached_key_release(&key);
+		return rv;
+	}
 	one = *b->sign;
 	for (size_t i = 0; i < n; i++) {
 		one.data = b->data[i];
@@ -1085,6 +1092,39 @@ static kw_rv on_create_object(struct kw_server *srv, struct kw_peer *peer, const
 	return answer_object(resp, s, &row);
 }
 
+/*
+ * The wrapping key of a WrapKey, checked: a key with usage wrap, of the
+ * class the mechanism wants (AES: a secret key; RSA_OAEP: an RSA public
+ * key), and not one that also decrypts (for a public key: whose private
+ * half does), which would decrypt the wrapped key back into the clear.
+ */
+static kw_rv wrapping_key_ok(const Keyward__WrapKey *w, const struct kw_object_row *wrow, uint64_t wid)
+{
+	bool oaep = w->mechanism == KEYWARD__MECHANISM__RSA_OAEP;
+
+	if (!(wrow->usages & KW_USAGE_WRAP))
+		return kw_error_set(KW_ERR_KEY_FUNCTION,
+				    "wrap: key %s/%s may not wrap (its usages do not include wrap)", wrow->owner,
+				    wrow->name);
+	if (!oaep && wrow->cls != KW_CLASS_SECRET_KEY)
+		return kw_error_set(KW_ERR_KEY_TYPE,
+				    "wrap: %s/%s (0x%" PRIx64 ") is not a secret key: AES key wrap "
+				    "wraps under AES keys",
+				    wrow->owner, wrow->name, wid);
+	if (oaep && (wrow->cls != KW_CLASS_PUBLIC_KEY || wrow->key_type != KW_KEY_RSA))
+		return kw_error_set(KW_ERR_KEY_TYPE,
+				    "wrap: %s/%s (0x%" PRIx64 ") is not an RSA public key: RSA_OAEP "
+				    "wraps under one",
+				    wrow->owner, wrow->name, wid);
+	if ((wrow->usages & KW_USAGE_DECRYPT) && (wrow->cls == KW_CLASS_SECRET_KEY || wrow->pair_id))
+		return kw_error_set(
+			KW_ERR_KEY_FUNCTION,
+			"wrap: key %s/%s also decrypts, so the wrapped key could be decrypted into the clear "
+			"with it: wrap with a key whose only usage is wrap",
+			wrow->owner, wrow->name);
+	return KW_OK;
+}
+
 static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyward__WrapKey *w,
 			 Keyward__Response *resp, struct kw_scratch *s)
 {
@@ -1092,40 +1132,33 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	Keyward__WrappedKey *out = kw_scratch_alloc(s, sizeof *out);
 	unsigned char *wrapped = kw_scratch_alloc(s, WRAPPED_MAX), *kek = NULL, *plain = NULL;
 	size_t kek_len = 0, plain_len = 0, wrapped_len = WRAPPED_MAX;
+	bool oaep = w->mechanism == KEYWARD__MECHANISM__RSA_OAEP;
+	const char *mech_name = oaep						   ? "RSA_OAEP"
+				: w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP ? "AES_KEY_WRAP"
+										   : "AES_KEY_WRAP_PAD";
 	uint64_t wid, kid;
 	kw_rv rv;
 
 	if (!out || !wrapped)
 		return KW_ERR_NO_MEMORY;
-	if (w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP && w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP_PAD)
-		return kw_error_set(KW_ERR_MECHANISM, "wrap: mechanism %d does not wrap keys (AES_KEY_WRAP or "
-						      "AES_KEY_WRAP_PAD)",
+	if (w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP && w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP_PAD &&
+	    !oaep)
+		return kw_error_set(KW_ERR_MECHANISM,
+				    "wrap: mechanism %d does not wrap keys (AES_KEY_WRAP, "
+				    "AES_KEY_WRAP_PAD or RSA_OAEP)",
 				    (int)w->mechanism);
-	if ((rv = resolve(srv, peer, w->wrapping_key, KW_CLASS_SECRET_KEY, &wid)) ||
+	if ((rv = resolve(srv, peer, w->wrapping_key, oaep ? KW_CLASS_PUBLIC_KEY : KW_CLASS_SECRET_KEY, &wid)) ||
 	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)) || (rv = not_session(kid, "wrap")))
 		return rv;
-	/* the wrapping key: a secret key with usage wrap */
 	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
-	if (rv)
+	if (rv || (rv = wrapping_key_ok(w, &wrow, wid)))
 		goto out;
-	if (!(wrow.usages & KW_USAGE_WRAP)) {
-		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "wrap: key %s/%s may not wrap (its usages do not include wrap)",
-				  wrow.owner, wrow.name);
-		goto out;
-	}
-	if (wrow.cls != KW_CLASS_SECRET_KEY) {
-		rv = kw_error_set(KW_ERR_KEY_TYPE, "wrap: %s/%s (0x%" PRIx64 ") is not a secret key: only AES keys wrap",
-				  wrow.owner, wrow.name, wid);
-		goto out;
-	}
 	rv = kw_keystore_get(srv->ks, peer->partition_id, kid, &krow);
 	if (rv)
 		goto out;
-	if (w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP && krow.cls != KW_CLASS_SECRET_KEY) {
-		rv = kw_error_set(KW_ERR_MECHANISM,
-				  "wrap: AES_KEY_WRAP (RFC 3394) wraps secret keys only; wrap %s/%s with "
-				  "AES_KEY_WRAP_PAD",
-				  krow.owner, krow.name);
+	if (w->mechanism != KEYWARD__MECHANISM__AES_KEY_WRAP_PAD && krow.cls != KW_CLASS_SECRET_KEY) {
+		rv = kw_error_set(KW_ERR_MECHANISM, "wrap: %s wraps secret keys only; wrap %s/%s with AES_KEY_WRAP_PAD",
+				  mech_name, krow.owner, krow.name);
 		goto out;
 	}
 	kw_object_row_cleanup(&krow);
@@ -1133,24 +1166,23 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	rv = kw_keystore_export_key(srv->ks, peer->partition_id, kid, &plain, &plain_len, &krow);
 	if (rv)
 		goto out;
-	kw_object_row_cleanup(&wrow);
-	rv = kw_keystore_load_secret(srv->ks, peer->partition_id, wid, &kek, &kek_len, &wrow);
-	if (rv)
-		goto out;
-	if (!(wrow.usages & KW_USAGE_WRAP)) { /* now authenticated by unsealing */
-		rv = kw_error_set(KW_ERR_KEY_FUNCTION, "wrap: key %s/%s may not wrap (its usages do not include wrap)",
-				  wrow.owner, wrow.name);
-		goto out;
+	if (oaep) {
+		/* a public key is not sealed: its row is what there is */
+		rv = kw_crypto_wrap_oaep(wrow.value, wrow.value_len, w, plain, plain_len, wrapped, &wrapped_len);
+	} else {
+		kw_object_row_cleanup(&wrow);
+		rv = kw_keystore_load_secret(srv->ks, peer->partition_id, wid, &kek, &kek_len, &wrow);
+		/* the usages again, now authenticated by unsealing */
+		if (!rv && !(rv = wrapping_key_ok(w, &wrow, wid)))
+			rv = kw_crypto_wrap(kek, kek_len, w->mechanism, plain, plain_len, wrapped, &wrapped_len);
 	}
-	rv = kw_crypto_wrap(kek, kek_len, w->mechanism, plain, plain_len, wrapped, &wrapped_len);
 	if (rv)
 		goto out;
 	/* a key leaves the HSM: only once that is on record */
 	{
 		char detail[600];
 		snprintf(detail, sizeof detail, "%s/%s (0x%" PRIx64 ") wrapped under %s/%s (0x%" PRIx64 ") with %s",
-			 krow.owner, krow.name, kid, wrow.owner, wrow.name, wid,
-			 w->mechanism == KEYWARD__MECHANISM__AES_KEY_WRAP ? "AES_KEY_WRAP" : "AES_KEY_WRAP_PAD");
+			 krow.owner, krow.name, kid, wrow.owner, wrow.name, wid, mech_name);
 		rv = kw_keystore_audit(srv->ks, peer->partition, peer->actor, "key.wrap", detail);
 		if (rv) {
 			char why[512];
@@ -1319,6 +1351,9 @@ static kw_rv on_unwrap_key(struct kw_server *srv, struct kw_peer *peer, const Ke
 	} else {
 		if ((rv = unwrapped_private(u, plain, plain_len, &pkey)))
 			goto out;
+		if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
+		    (rv = kw_policy_rsa_bits(&srv->cfg, "unwrap", (unsigned)EVP_PKEY_get_bits(pkey))))
+			goto out;
 		rv = kw_keystore_put_keypair(srv->ks, peer->partition_id, &spec, pkey, &priv, &pub);
 	}
 	if (rv)
@@ -1395,10 +1430,19 @@ static kw_rv on_derive_key(struct kw_server *srv, struct kw_peer *peer, const Ke
 	if ((rv = kw_crypto_ecdh(key.pkey, d->public_data.data, d->public_data.len, d->cofactor, d->kdf,
 				 d->shared_data.data, d->shared_data.len, secret, d->length)))
 		goto out;
-	spec = (struct kw_keygen){.owner = d->owner, .name = d->name, .extractable = d->extractable,
-				  .modifiable = !d->not_modifiable, .usages = usages, .ckaid = d->ckaid.data,
-				  .ckaid_len = d->ckaid.len, .secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES,
-				  .imported = kw_session_id(id) ? false : !(base.never_extractable && base.always_sensitive)};
+	spec = (struct kw_keygen){
+		.owner = d->owner,
+		.name = d->name,
+		.extractable = d->extractable,
+		.modifiable = !d->not_modifiable,
+		.usages = usages,
+		.ckaid = d->ckaid.data,
+		.ckaid_len = d->ckaid.len,
+		.secret_type = generic ? KW_KEY_GENERIC : KW_KEY_AES,
+		/* PKCS#11 C_DeriveKey: always sensitive if the base was, never extractable if it was too */
+		.imported = kw_session_id(id) ? false : !base.always_sensitive,
+		.derived = true,
+		.base_never_extractable = kw_session_id(id) ? true : base.never_extractable};
 	rv = kw_keystore_put_secret(srv->ks, peer->partition_id, &spec, secret, d->length, &row);
 	if (rv)
 		goto out;

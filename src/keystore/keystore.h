@@ -172,7 +172,22 @@ struct kw_keygen {
 	size_t ckaid_len;
 	enum kw_key_type secret_type; /* put_secret: KW_KEY_AES (also KW_KEY_NONE) or KW_KEY_GENERIC */
 	bool imported;		      /* unwrapped, not made here: never_extractable and always_sensitive false */
+	/*
+	 * put_secret: made by DeriveKey from a base key. Never-extractable only
+	 * if the base key was too (PKCS#11 C_DeriveKey); the row's usages carry
+	 * KW_ROW_DERIVED.
+	 */
+	bool derived;
+	bool base_never_extractable;
 };
+
+/*
+ * In a row's usages, beside the KW_USAGE_* bits: the key was derived
+ * (PKCS#11: not CKA_LOCAL; a copy keeps it). Not a usage, but a fact kept
+ * where the sealing binds it, so it cannot be edited away; keywardd strips
+ * it from the usages it sends (ObjectInfo.derived says it).
+ */
+#define KW_ROW_DERIVED 0x10000u
 
 /* Whether a secret key of type t may have len bytes: AES 16, 24, 32; generic KW_GENERIC_MIN to _MAX. */
 bool kw_secret_len_ok(enum kw_key_type t, size_t len);

@@ -844,9 +844,9 @@ kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, cons
 	r.sensitive = true;
 	r.extractable = spec->extractable;
 	r.modifiable = spec->modifiable;
-	r.never_extractable = !spec->extractable && !spec->imported;
+	r.never_extractable = !spec->extractable && !spec->imported && (!spec->derived || spec->base_never_extractable);
 	r.always_sensitive = !spec->imported;
-	r.usages = spec->usages;
+	r.usages = spec->usages | (spec->derived ? KW_ROW_DERIVED : 0);
 	r.created = now();
 	if (spec->ckaid_len)
 		memcpy(r.ckaid, spec->ckaid, spec->ckaid_len);

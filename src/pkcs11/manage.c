@@ -237,7 +237,7 @@ CK_RV p11_create_object_locked(struct p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULO
 	if ((rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
 	    (rv = template_ulong(t, n, CKA_CERTIFICATE_TYPE, &has_ctype, &ctype)) ||
 	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &modifiable)) || (rv = check_fixed(t, n, &token)) ||
-	    (rv = template_ckaid(t, n, &id, &id_len)))
+	    (rv = template_ckaid(t, n, &id, &id_len)) || (rv = p11_template_untrusted(t, n)))
 		return rv;
 	if (!has_cls)
 		return CKR_TEMPLATE_INCOMPLETE;
@@ -502,6 +502,8 @@ CK_RV p11_generate_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_ATTR
 		return CKR_MECHANISM_INVALID;
 	if (m->pParameter || m->ulParameterLen)
 		return CKR_MECHANISM_PARAM_INVALID;
+	if ((rv = p11_template_untrusted(t, n)))
+		return rv;
 	if ((rv = template_ulong(t, n, CKA_VALUE_LEN, &has_len, &len)) ||
 	    (rv = template_ulong(t, n, CKA_CLASS, &has_cls, &cls)) ||
 	    (rv = template_ulong(t, n, CKA_KEY_TYPE, &has_kt, &kt)) ||
@@ -588,7 +590,8 @@ static CK_RV new_key_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_ULONG cls, stru
 	    (rv = p11_template_bool(t, n, CKA_EXTRACTABLE, &k->extractable)) ||
 	    (rv = p11_template_bool(t, n, CKA_SENSITIVE, &k->sensitive)) ||
 	    (rv = p11_template_bool(t, n, CKA_MODIFIABLE, &k->modifiable)) ||
-	    (rv = p11_template_bool(t, n, CKA_TOKEN, &k->token)) || (rv = template_ckaid(t, n, &k->id, &k->id_len)))
+	    (rv = p11_template_bool(t, n, CKA_TOKEN, &k->token)) || (rv = template_ckaid(t, n, &k->id, &k->id_len)) ||
+	    (rv = p11_template_untrusted(t, n)))
 		return rv;
 	if (!k->has_kt)
 		return CKR_TEMPLATE_INCOMPLETE;
@@ -624,6 +627,29 @@ static CK_RV unwrap_usages(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_CLASS cls, 
 	    (kt == CKK_EC_EDWARDS && (*usages & KW_USAGE_DERIVE)))
 		return CKR_TEMPLATE_INCONSISTENT;
 	return CKR_OK;
+}
+
+/*
+ * A CKM_RSA_PKCS_OAEP mechanism of C_WrapKey or C_UnwrapKey into kwm (the
+ * label pointing into m). No parameter: RFC 8017's defaults, SHA-1 and MGF1
+ * with SHA-1, no label (what pkcs11-tool --wrap and --unwrap send).
+ */
+static CK_RV oaep_of(CK_MECHANISM_PTR m, struct kw_mechanism *kwm)
+{
+	const CK_RSA_PKCS_OAEP_PARAMS *pp = m->pParameter;
+
+	kwm->mech = KW_MECH_RSA_OAEP;
+	kwm->hash = kwm->mgf1_hash = KW_HASH_SHA1;
+	if (!pp && !m->ulParameterLen)
+		return CKR_OK;
+	if (!pp || m->ulParameterLen != sizeof *pp || (pp->source && pp->source != CKZ_DATA_SPECIFIED) ||
+	    (pp->ulSourceDataLen && !pp->pSourceData) || pp->ulSourceDataLen > 1024)
+		return CKR_MECHANISM_PARAM_INVALID;
+	kwm->hash = p11_hash_from_ckm(pp->hashAlg);
+	kwm->mgf1_hash = p11_hash_from_mgf(pp->mgf);
+	kwm->label = pp->pSourceData;
+	kwm->label_len = pp->ulSourceDataLen;
+	return kwm->hash && kwm->mgf1_hash ? CKR_OK : CKR_MECHANISM_PARAM_INVALID;
 }
 
 CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
@@ -686,29 +712,14 @@ CK_RV p11_unwrap_key_locked(struct p11_session *s, CK_MECHANISM_PTR m, CK_OBJECT
 		if (kw_object_class(u) != KW_CLASS_SECRET_KEY || kw_object_key_type(u) != KW_KEY_AES)
 			return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
 		break;
-	case CKM_RSA_PKCS_OAEP: {
-		const CK_RSA_PKCS_OAEP_PARAMS *pp = m->pParameter;
-
-		kwm.mech = KW_MECH_RSA_OAEP;
-		/* no parameter: RFC 8017's defaults, SHA-1 and MGF1 with SHA-1, no label (pkcs11-tool --unwrap) */
-		kwm.hash = kwm.mgf1_hash = KW_HASH_SHA1;
-		if (pp || m->ulParameterLen) {
-			if (!pp || m->ulParameterLen != sizeof *pp || (pp->source && pp->source != CKZ_DATA_SPECIFIED) ||
-			    (pp->ulSourceDataLen && !pp->pSourceData))
-				return CKR_MECHANISM_PARAM_INVALID;
-			kwm.hash = p11_hash_from_ckm(pp->hashAlg);
-			kwm.mgf1_hash = p11_hash_from_mgf(pp->mgf);
-			kwm.label = pp->pSourceData;
-			kwm.label_len = pp->ulSourceDataLen;
-			if (!kwm.hash || !kwm.mgf1_hash)
-				return CKR_MECHANISM_PARAM_INVALID;
-		}
+	case CKM_RSA_PKCS_OAEP:
+		if ((rv = oaep_of(m, &kwm)))
+			return rv;
 		if (kw_object_class(u) != KW_CLASS_PRIVATE_KEY || kw_object_key_type(u) != KW_KEY_RSA)
 			return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
 		if (spec.cls != KW_CLASS_SECRET_KEY)
 			return CKR_TEMPLATE_INCONSISTENT; /* private keys come wrapped with CKM_AES_KEY_WRAP_KWP */
 		break;
-	}
 	default:
 		return CKR_MECHANISM_INVALID;
 	}
@@ -828,11 +839,33 @@ out:
 	return rv;
 }
 
+/*
+ * The wrapping key w fits mechanism m: an AES key (AES key wrap) or an RSA
+ * public key (RSA-OAEP, which wraps secret keys only), of usage wrap.
+ */
+static CK_RV wrapping_fits(CK_MECHANISM_PTR m, const kw_object *w, const kw_object *k)
+{
+	int oaep = m->mechanism == CKM_RSA_PKCS_OAEP;
+
+	if (oaep ? kw_object_class(w) != KW_CLASS_PUBLIC_KEY || kw_object_key_type(w) != KW_KEY_RSA
+		 : kw_object_key_type(w) != KW_KEY_AES)
+		return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+	if (!(kw_object_usages(w) & KW_USAGE_WRAP))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if ((kw_object_class(k) != KW_CLASS_PRIVATE_KEY && kw_object_class(k) != KW_CLASS_SECRET_KEY) ||
+	    kw_object_session(k) || (oaep && kw_object_class(k) != KW_CLASS_SECRET_KEY))
+		return CKR_KEY_NOT_WRAPPABLE;
+	if (!kw_object_extractable(k))
+		return CKR_KEY_UNEXTRACTABLE; /* the HSM refuses too; this spares the request */
+	return CKR_OK;
+}
+
 CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
 		   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-	const kw_object *w, *k;
+	const kw_object *w = NULL, *k = NULL;
 	struct kw_mechanism kwm = {0};
+	unsigned char label[1024];
 	uint64_t wrapping_id, key_id;
 	enum kw_key_type kt;
 	enum kw_hash hash;
@@ -848,24 +881,23 @@ CK_RV p11_wrap_key(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wra
 		rv = CKR_USER_NOT_LOGGED_IN;
 	else if ((rv = p11_mechanism_of(m->mechanism, CKF_WRAP, &kt, &kwm.mech, &hash)))
 		;
+	else if (m->mechanism == CKM_RSA_PKCS_OAEP)
+		rv = oaep_of(m, &kwm);
 	else if (m->pParameter || m->ulParameterLen)
 		rv = CKR_MECHANISM_PARAM_INVALID; /* the default IVs of RFC 3394 and 5649 only */
-	else if (!(w = p11_object_get_locked(wrapping)))
+	if (!rv && !(w = p11_object_get_locked(wrapping)))
 		rv = CKR_WRAPPING_KEY_HANDLE_INVALID;
-	else if (kw_object_key_type(w) != KW_KEY_AES)
-		rv = CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
-	else if (!(kw_object_usages(w) & KW_USAGE_WRAP))
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-	else if (!(k = p11_object_get_locked(key)))
+	else if (!rv && !(k = p11_object_get_locked(key)))
 		rv = CKR_KEY_HANDLE_INVALID;
-	else if ((kw_object_class(k) != KW_CLASS_PRIVATE_KEY && kw_object_class(k) != KW_CLASS_SECRET_KEY) ||
-		 kw_object_session(k))
-		rv = CKR_KEY_NOT_WRAPPABLE;
-	else if (!kw_object_extractable(k))
-		rv = CKR_KEY_UNEXTRACTABLE; /* the HSM refuses too; this spares the request */
+	else if (!rv)
+		rv = wrapping_fits(m, w, k);
 	if (rv) {
 		pthread_mutex_unlock(&p11.lock);
 		return rv;
+	}
+	if (kwm.label_len) { /* a copy: the caller's buffer is not ours once unlocked */
+		memcpy(label, kwm.label, kwm.label_len);
+		kwm.label = label;
 	}
 	wrapping_id = kw_object_id(w);
 	key_id = kw_object_id(k);

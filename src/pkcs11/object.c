@@ -395,8 +395,16 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 	case CKA_KEY_TYPE:
 		return set_ulong(v, ck_key_type(o));
 	case CKA_LOCAL:
-		/* made on the HSM: always sensitive; an unwrapped (imported) key was not (nor its public half) */
-		return set_bool(v, cls == CKO_PUBLIC_KEY || kw_object_always_sensitive(o));
+		/*
+		 * PKCS#11 3.0 4.7: generated on the token (or a copy of such a key).
+		 * A generated key is always sensitive; an unwrapped one is not, and a
+		 * derived one may be but was not generated. A public key stored by
+		 * C_CreateObject has no pair half; the public half of an unwrapped
+		 * private key says true, as the HSM keeps no history for it.
+		 */
+		if (cls == CKO_PUBLIC_KEY)
+			return set_bool(v, kw_object_pair_id(o) != 0);
+		return set_bool(v, kw_object_always_sensitive(o) && !kw_object_derived(o));
 	case CKA_DERIVE:
 		return set_bool(v, cls == CKO_PRIVATE_KEY && (usages & KW_USAGE_DERIVE));
 	case CKA_START_DATE:
@@ -496,8 +504,9 @@ static CK_RV attr_value(const kw_object *o, CK_ATTRIBUTE_TYPE t, struct value *v
 		return set_bool(v, (usages & KW_USAGE_SIGN) != 0);
 	case CKA_ENCRYPT:
 		return set_bool(v, (usages & KW_USAGE_DECRYPT) != 0);
+	case CKA_WRAP: /* an RSA public key wraps with RSA-OAEP in the HSM */
+		return set_bool(v, (usages & KW_USAGE_WRAP) != 0);
 	case CKA_VERIFY_RECOVER:
-	case CKA_WRAP:
 	case CKA_TRUSTED:
 		return set_bool(v, 0);
 	default:
@@ -621,6 +630,19 @@ CK_RV p11_template_bool(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYP
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	*out = *(CK_BBOOL *)a->pValue != CK_FALSE;
 	return CKR_OK;
+}
+
+CK_RV p11_template_untrusted(CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	int trusted = 0, wrap_with_trusted = 0;
+	CK_RV rv;
+
+	if ((rv = p11_template_bool(t, n, CKA_TRUSTED, &trusted)) ||
+	    (rv = p11_template_bool(t, n, CKA_WRAP_WITH_TRUSTED, &wrap_with_trusted)))
+		return rv;
+	if (trusted)
+		return CKR_ATTRIBUTE_READ_ONLY;
+	return wrap_with_trusted ? CKR_ATTRIBUTE_VALUE_INVALID : CKR_OK;
 }
 
 CK_RV p11_label_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, char *out, size_t size)

@@ -192,6 +192,15 @@ CK_RV p11_get_attributes_locked(const kw_object *o, CK_ATTRIBUTE_PTR templ, CK_U
 CK_RV p11_template_bool(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYPE t, int *out);
 CK_ATTRIBUTE_PTR p11_template_find(CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_ATTRIBUTE_TYPE t);
 
+/*
+ * keyward has no trusted keys: CKA_TRUSTED is the SO's to set, and the
+ * module has no SO login. A key to be wrapped only under trusted keys
+ * could never be wrapped, so a template asking for one is refused
+ * (CKA_WRAP_WITH_TRUSTED true: CKR_ATTRIBUTE_VALUE_INVALID; a key that is
+ * not to leave the HSM is made non-extractable), as is CKA_TRUSTED true
+ * (CKR_ATTRIBUTE_READ_ONLY). docs/pkcs11.md, "Refused by policy".
+ */
+CK_RV p11_template_untrusted(CK_ATTRIBUTE_PTR t, CK_ULONG n);
 /* CKA_LABEL (NUL-terminated into out), else a fresh name "key-<16 hex digits>". */
 CK_RV p11_label_of_template(CK_ATTRIBUTE_PTR t, CK_ULONG n, char *out, size_t size);
 /* The mechanisms key o may be used with, for CKA_ALLOWED_MECHANISMS; returns how many (at most max). */

@@ -203,20 +203,12 @@ const char *hsm_opts(const struct backend *b)
 
 void softhsm_token(struct backend *b, const char *home)
 {
-	char path[400], conf[600];
 	const char *out;
 
-	snprintf(path, sizeof path, "%s/tokens", home);
-	assert_int_equal(mkdir(path, 0700), 0);
-	snprintf(conf, sizeof conf, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", path);
-	snprintf(path, sizeof path, "%s/softhsm2.conf", home);
-	kwt_write_file(path, conf);
-	assert_int_equal(setenv("SOFTHSM2_CONF", path, 1), 0);
+	kwt_softhsm_conf(home);
 	snprintf(b->pin_file, sizeof b->pin_file, "%s/pin", home);
 	kwt_write_file(b->pin_file, "1234\n");
 	assert_int_equal(chmod(b->pin_file, 0600), 0); /* keyward-ca refuses a PIN file others may read */
-	if (access(SOFTHSM_MODULE, R_OK) != 0)
-		fail_full("no %s: install softhsm2 (scripts/packages)", SOFTHSM_MODULE);
 	assert_int_equal(chdir(home), 0);
 	out = sh_ok("softhsm2-util --init-token --free --label '%s' --pin 1234 --so-pin 5678", b->token);
 	expect_has(last_cmd, out, "has been initialized");

@@ -22,7 +22,7 @@
 #define KWT_CA_ENV ""
 #endif
 
-#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define SOFTHSM_MODULE KWT_SOFTHSM_MODULE
 
 /* openssl req -newkey arguments */
 #define EC256 "ec -pkeyopt ec_paramgen_curve:P-256"

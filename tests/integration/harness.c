@@ -439,6 +439,20 @@ void kwt_p11_env(const struct kwt_server *s, char *pin, size_t size)
 	kwt_dev_pin(s, pin, size);
 }
 
+void kwt_softhsm_conf(const char *dir)
+{
+	char path[400], conf[600];
+
+	if (access(KWT_SOFTHSM_MODULE, R_OK) != 0)
+		fail_msg("no %s: install softhsm2 (scripts/packages)", KWT_SOFTHSM_MODULE);
+	snprintf(path, sizeof path, "%s/tokens", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(conf, sizeof conf, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", path);
+	snprintf(path, sizeof path, "%s/softhsm2.conf", dir);
+	kwt_write_file(path, conf);
+	assert_int_equal(setenv("SOFTHSM2_CONF", path, 1), 0);
+}
+
 void kwt_stop_client(struct kwt_server *s, kw_client *c)
 {
 	kw_client_free(c);

@@ -97,6 +97,14 @@ int kwt_dev_teardown(void **state);
  * (DIR/machine-id, $KEYWARD_MACHINE_ID_FILE), $KEYWARD_CONF, and the user PIN.
  */
 void kwt_p11_env(const struct kwt_server *s, char *pin, size_t size);
+/* SoftHSM2's module, the comparison (and second) PKCS#11 HSM of the tests. */
+#define KWT_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+/*
+ * A SoftHSM2 configuration keeping its tokens in DIR/tokens (made here),
+ * in DIR/softhsm2.conf, named by SOFTHSM2_CONF; fails the test when
+ * SoftHSM2 is not installed (softhsm2, scripts/packages).
+ */
+void kwt_softhsm_conf(const char *dir);
 
 /* The owner the tests file their keys under. */
 #define KWT_OWNER "S-1-5-21-1-2-3"

@@ -357,6 +357,66 @@ static void test_lockout_flags(void **state)
 	kwt_cleanup(&s);
 }
 
+/*
+ * The weak-algorithm policy, both ways. The development HSM keeps the
+ * defaults: RSA-2048 keys and SHA-1 signatures (SSH's ssh-rsa still asks
+ * for them). An HSM with [policy] rsa_min_bits = 3072 and sha1_signatures
+ * = no refuses a 2048-bit key (CKR_KEY_SIZE_RANGE) and a SHA-1 signature
+ * (CKR_MECHANISM_INVALID), and makes and uses a 3072-bit key with SHA-256.
+ */
+static CK_RV policy_pair(CK_SESSION_HANDLE s, CK_ULONG bits, CK_OBJECT_HANDLE *priv)
+{
+	CK_BBOOL no = CK_FALSE;
+	CK_OBJECT_HANDLE pub;
+	CK_MECHANISM m = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pt[] = {{CKA_TOKEN, &no, sizeof no}, {CKA_MODULUS_BITS, &bits, sizeof bits}};
+	CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &no, sizeof no}, {CKA_SIGN, &yes, sizeof yes}};
+
+	return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 2, &pub, priv);
+}
+
+static CK_RV policy_sign(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE priv)
+{
+	CK_MECHANISM m = {mech, NULL, 0};
+	CK_BYTE sig[512];
+	CK_ULONG len = sizeof sig;
+	CK_RV rv = f->C_SignInit(s, &m, priv);
+
+	return rv ? rv : f->C_Sign(s, (CK_BYTE_PTR) "data", 4, sig, &len);
+}
+
+static void test_policy(void **state)
+{
+	struct kwt_server srv = {0};
+	char conf[400], saved[400];
+	CK_OBJECT_HANDLE priv;
+	CK_SESSION_HANDLE h;
+	kw_client *c;
+
+	(void)state;
+	h = start(SLOT_MACHINE, 1, 1);
+	assert_int_equal(policy_pair(h, 2048, &priv), CKR_OK);
+	assert_int_equal(policy_sign(h, CKM_SHA1_RSA_PKCS, priv), CKR_OK);
+	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
+
+	snprintf(saved, sizeof saved, "%s", getenv("KEYWARD_CONF"));
+	c = kwt_start_initialized(&srv, "[policy]\nrsa_min_bits = 3072\nsha1_signatures = no\n");
+	kw_client_free(c);
+	snprintf(conf, sizeof conf, "%s/p.conf", srv.dir);
+	assert_int_equal(setenv("KEYWARD_CONF", conf, 1), 0);
+	h = start(SLOT_MACHINE, 1, 0);
+	/* p's key file is not encrypted: any PIN opens it */
+	assert_int_equal(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+	assert_int_equal(policy_pair(h, 2048, &priv), CKR_KEY_SIZE_RANGE);
+	assert_int_equal(policy_pair(h, 3072, &priv), CKR_OK);
+	assert_int_equal(policy_sign(h, CKM_SHA1_RSA_PKCS, priv), CKR_MECHANISM_INVALID);
+	assert_int_equal(policy_sign(h, CKM_SHA256_RSA_PKCS, priv), CKR_OK);
+	assert_int_equal(f->C_Finalize(NULL), CKR_OK);
+	assert_int_equal(setenv("KEYWARD_CONF", saved, 1), 0);
+	kwt_stop(&srv);
+	kwt_cleanup(&srv);
+}
+
 /* ---- 2. a serial number per token ---- */
 
 /* Slot's serial number and owner (from its description "<space> <owner>"). */
@@ -814,6 +874,42 @@ static void test_eddsa(void **state)
 	free(out);
 }
 
+/* ---- the conformance runner: keyward and SoftHSM2 side by side ---- */
+
+/*
+ * conform_runner (conform_checks.c) on keyward's machine token and on a
+ * SoftHSM2 token made here, in one run: the table goes to the test's
+ * output, and any keyward failure that is not a policy refusal
+ * docs/pkcs11.md documents fails the test. SoftHSM2's column is the
+ * comparison; its failures (it lets the extraction attacks through) do
+ * not count.
+ */
+static void test_runner(void **state)
+{
+	char path[400], *out = NULL;
+	int rc;
+
+	(void)state;
+	kwt_softhsm_conf(work);
+	free(run_ok("softhsm2-util --init-token", "softhsm2-util --init-token --free --label conform --pin 12345678 "
+						  "--so-pin 87654321"));
+	snprintf(path, sizeof path, "%s/softhsm.pin", work);
+	kwt_write_file(path, "12345678\n");
+	snprintf(path, sizeof path, "%s/keyward.pin", work);
+	kwt_write_file(path, pin);
+	rc = run(&out,
+		 CONFORM_RUNNER_PATH " --gate keyward keyward '%s' '%s/keyward.pin' SoftHSM2 '%s' '%s/softhsm.pin'",
+		 KEYWARD_PKCS11_PATH, work, KWT_SOFTHSM_MODULE, work);
+	fputs(out, stdout); /* print_message cuts long text */
+	fflush(stdout);
+	if (rc != 0)
+		fail_msg("conform_runner: exit %d: keyward failed a check (above)", rc);
+	/* the runner ran every area on both modules */
+	assert_non_null(strstr(out, "Tookan"));
+	assert_non_null(strstr(out, "SoftHSM2"));
+	free(out);
+}
+
 int main(void)
 {
 	// clang-format off
@@ -822,12 +918,14 @@ int main(void)
 		cmocka_unit_test_teardown(test_login_codes, test_teardown),
 		cmocka_unit_test_teardown(test_operation_ends, test_teardown),
 		cmocka_unit_test_teardown(test_lockout_flags, test_teardown),
+		cmocka_unit_test_teardown(test_policy, test_teardown),
 		cmocka_unit_test_teardown(test_serials, test_teardown),
 		cmocka_unit_test_teardown(test_interface_3_0, test_teardown),
 		cmocka_unit_test_teardown(test_digests, test_teardown),
 		cmocka_unit_test_teardown(test_verify, test_teardown),
 		cmocka_unit_test_teardown(test_pkcs11_tool, test_teardown),
 		cmocka_unit_test_teardown(test_eddsa, test_teardown),
+		cmocka_unit_test_teardown(test_runner, test_teardown),
 	};
 	// clang-format on
 

@@ -80,11 +80,40 @@ static void test_mistakes(void **state)
 	}
 }
 
+/* [policy]: defaults 2048 bits and SHA-1 signatures on; only RSA sizes keywardd makes, only yes or no. */
+static void test_policy(void **state)
+{
+	static const char *const bad[] = {"[policy]\nrsa_min_bits = 1024\n", "[policy]\nrsa_min_bits = 2500\n",
+					  "[policy]\nsha1_signatures = maybe\n"};
+	struct kw_server_config cfg;
+
+	(void)state;
+	kw_server_config_defaults(&cfg);
+	assert_int_equal(cfg.rsa_min_bits, 2048);
+	assert_true(cfg.sha1_signatures);
+	assert_int_equal(
+		kw_server_config_parse(&cfg, "p.conf", "[policy]\nrsa_min_bits = 3072\nsha1_signatures = no\n"), KW_OK);
+	assert_int_equal(cfg.rsa_min_bits, 3072);
+	assert_false(cfg.sha1_signatures);
+	assert_int_equal(kw_policy_rsa_bits(&cfg, "generate", 2048), KW_ERR_KEY_SIZE);
+	assert_non_null(strstr(kw_last_error(), "rsa_min_bits = 3072"));
+	assert_int_equal(kw_policy_rsa_bits(&cfg, "generate", 4096), KW_OK);
+	assert_int_equal(kw_policy_sign_hash(&cfg, KEYWARD__HASH__SHA1), KW_ERR_MECHANISM);
+	assert_non_null(strstr(kw_last_error(), "sha1_signatures = no"));
+	assert_int_equal(kw_policy_sign_hash(&cfg, KEYWARD__HASH__SHA256), KW_OK);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		kw_server_config_defaults(&cfg);
+		assert_int_equal(kw_server_config_parse(&cfg, "p.conf", bad[i]), KW_ERR_CONFIG);
+		assert_non_null(strstr(kw_last_error(), "[policy]"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_mistakes),
+		cmocka_unit_test(test_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

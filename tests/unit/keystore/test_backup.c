@@ -26,7 +26,8 @@ struct two {
 static int setup(void **state)
 {
 	struct two *t = calloc(1, sizeof *t);
-	struct kw_keygen aes = {"S-1-5-21-7-7-7", "aes", true, true, KW_USAGE_WRAP, NULL, 0, KW_KEY_AES, false};
+	struct kw_keygen aes = {"S-1-5-21-7-7-7", "aes", true,	true, KW_USAGE_WRAP, NULL, 0,
+				KW_KEY_AES,	  false, false, false};
 	unsigned char key[32];
 
 	assert_non_null(t);

@@ -181,7 +181,8 @@ static void test_credential_revoke(void **state)
 static void test_put_duplicate_and_names(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {OWNER_A, "myDemoCA", false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {OWNER_A, "myDemoCA",  false, true,  KW_USAGE_SIGN, NULL,
+				 0,	  KW_KEY_NONE, false, false, false};
 	struct kw_object_row priv, pub;
 	EVP_PKEY *k = gen_key("P-256");
 	char *before, *after, longname[KW_NAME_MAX + 2];
@@ -493,7 +494,7 @@ static void test_isolation(void **state)
 static void test_store_full(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {OWNER_A, NULL, false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {OWNER_A, NULL, false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false, false, false};
 	struct kw_object_row priv, pub, first_priv, got;
 	EVP_PKEY *k = gen_key("P-256");
 	char name[64], *before, *after;

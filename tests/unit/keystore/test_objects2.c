@@ -237,7 +237,8 @@ static void test_ckaid(void **state)
 
 	/* an explicit CKA_ID at generation */
 	{
-		struct kw_keygen spec = {OWNER_A, "withid", false, true, KW_USAGE_SIGN, (const unsigned char *)"ID", 2, KW_KEY_NONE, false};
+		struct kw_keygen spec = {OWNER_A, "withid",    false, true,  KW_USAGE_SIGN, (const unsigned char *)"ID",
+					 2,	  KW_KEY_NONE, false, false, false};
 		struct kw_object_row a, b;
 
 		k = gen_key("P-256");
@@ -255,7 +256,8 @@ static void test_ckaid(void **state)
 static void put_aes(struct fx *f, const char *name, bool extractable, bool modifiable, const unsigned char *key,
 		    size_t len, struct kw_object_row *out)
 {
-	struct kw_keygen spec = {OWNER_A, name, extractable, modifiable, KW_USAGE_WRAP, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {OWNER_A, name,	       extractable, modifiable, KW_USAGE_WRAP, NULL,
+				 0,	  KW_KEY_NONE, false,	    false,	false};
 	kw_rv rv = kw_keystore_put_secret(f->ks, f->pid, &spec, key, len, out);
 
 	if (rv)
@@ -266,7 +268,7 @@ static void put_aes(struct fx *f, const char *name, bool extractable, bool modif
 static void test_aes(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {OWNER_A, "x", false, true, KW_USAGE_WRAP, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {OWNER_A, "x", false, true, KW_USAGE_WRAP, NULL, 0, KW_KEY_NONE, false, false, false};
 	struct kw_object_row row, got;
 	unsigned char key[32], *out = NULL;
 	size_t len = 0, before;
@@ -322,7 +324,8 @@ static void test_aes(void **state)
 	before++;
 	before++;
 	{
-		struct kw_keygen ps = {OWNER_A, "wrap", false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+		struct kw_keygen ps = {OWNER_A, "wrap",	     false, true,  KW_USAGE_SIGN, NULL,
+				       0,	KW_KEY_NONE, false, false, false};
 		struct kw_object_row a, b;
 		EVP_PKEY *k = gen_key("P-256");
 

@@ -10,7 +10,8 @@
 static void round_trip(void **state, const char *type, enum kw_key_type kt, unsigned bits, const char *curve)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {"S-1-5-21-1-2-3", "myDemoCA", false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {"S-1-5-21-1-2-3", "myDemoCA", false, true, KW_USAGE_SIGN, NULL, 0,
+				 KW_KEY_NONE,	   false,      false, false};
 	struct kw_object_row priv, pub, got;
 	EVP_PKEY *k = gen_key(type), *loaded = NULL;
 	unsigned char *spki = NULL;
@@ -209,7 +210,8 @@ static void test_passphrase(void **state)
 static void test_restart_and_locked(void **state)
 {
 	struct fx *f = *state;
-	struct kw_keygen spec = {"S-1-5-21-1-2-3", "second", false, true, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {"S-1-5-21-1-2-3", "second", false, true, KW_USAGE_SIGN, NULL, 0,
+				 KW_KEY_NONE,	   false,    false, false};
 	struct kw_object_row priv, pub, got, a, b, *rows = NULL;
 	EVP_PKEY *loaded = NULL, *k = gen_key("P-256");
 	size_t n = 0;

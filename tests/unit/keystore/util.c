@@ -175,7 +175,8 @@ EVP_PKEY *gen_key(const char *what)
 void put_pair(struct fx *f, uint64_t pid, const char *owner, const char *name, const char *type, bool extractable,
 	      bool modifiable, struct kw_object_row *priv, struct kw_object_row *pub)
 {
-	struct kw_keygen spec = {owner, name, extractable, modifiable, KW_USAGE_SIGN, NULL, 0, KW_KEY_NONE, false};
+	struct kw_keygen spec = {owner, name,	     extractable, modifiable, KW_USAGE_SIGN, NULL,
+				 0,	KW_KEY_NONE, false,	  false,      false};
 	struct kw_object_row a, b;
 	EVP_PKEY *k = gen_key(type);
 	kw_rv rv = kw_keystore_put_keypair(f->ks, pid, &spec, k, priv ? priv : &a, pub ? pub : &b);
