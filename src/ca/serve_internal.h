@@ -119,6 +119,7 @@ struct server {
 
 	pthread_mutex_t health_lock;
 	time_t health_checked;
+	time_t health_asking; /* when the thread asking the HSM now began (0: none is) */
 	bool hsm_ok;
 
 	atomic_ullong requests[EP_N][O_N];

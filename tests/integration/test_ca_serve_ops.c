@@ -9,8 +9,9 @@
  *  - the full and delta CRLs republished on their schedule
  *    (crl_republish_seconds, delta_republish_seconds): the CRL numbers at
  *    /crl/ go up with nobody running keyward-ca crl;
- *  - /health: 503 naming the HSM when keywardd is locked or gone, cached
- *    OCSP answers still served meanwhile, 200 again once it is back;
+ *  - /health: 503 naming the HSM when keywardd is locked, gone or frozen
+ *    (SIGSTOP: no answer at all), cached OCSP answers and the rest still
+ *    served meanwhile, 200 again once it is back;
  *  - per_address_connections alone: the next connection from that address
  *    is refused, another address is served, and a slot freed is usable;
  *  - --listen [::1]:PORT: OCSP and the CRL over IPv6;
@@ -48,6 +49,7 @@
 static struct kwt_server hsm;
 static char work[300], ca_dir[400], pin_file[400], pass_file[400];
 static pid_t running; /* the test's serve, stopped after it even when the test fails */
+static bool frozen;   /* keywardd stopped with SIGSTOP, continued after the test even when it fails */
 
 /* serve.conf of the CA in dir (the next serve reads it). */
 static void serve_conf(const char *dir, const char *text)
@@ -82,6 +84,10 @@ static void stop(void)
 static int kill_running(void **state)
 {
 	(void)state;
+	if (frozen) {
+		kill(hsm.pid, SIGCONT);
+		frozen = false;
+	}
 	if (running > 0) {
 		kill(running, SIGKILL);
 		waitpid(running, NULL, 0);
@@ -307,6 +313,45 @@ static void test_health_hsm(void **state)
 	stop();
 }
 
+/*
+ * keywardd frozen (SIGSTOP): it neither answers nor refuses, and serve's
+ * client waits command_timeout for it (600 s here). /health must say the
+ * HSM is failing without waiting that long, and probes piling up must not
+ * hold the HTTP threads that serve the rest.
+ */
+static void test_health_hsm_frozen(void **state)
+{
+	char conf[600], saved[600];
+	const char *out;
+	unsigned short port;
+
+	(void)state;
+	snprintf(conf, sizeof conf, "%s/patient.conf", hsm.dir);
+	sh_ok("sed 's/^command_timeout = .*/command_timeout = 600/' '%s/p.conf' > '%s' && grep -q 600 '%s'", hsm.dir,
+	      conf, conf);
+	snprintf(saved, sizeof saved, "%s", getenv("KEYWARD_CONF"));
+	assert_int_equal(setenv("KEYWARD_CONF", conf, 1), 0);
+	start_with("[serve]\n", &port, "frozen.log");
+	assert_int_equal(setenv("KEYWARD_CONF", saved, 1), 0);
+	health_until(port, 200, "\"hsm\": \"ok\"");
+	assert_int_equal(kill(hsm.pid, SIGSTOP), 0);
+	frozen = true;
+	/* probes as a load balancer sends them, one after another, none waiting for the others */
+	for (int i = 0; i < 6; i++)
+		sh_ok("(curl -s -m 700 -o /dev/null http://127.0.0.1:%u/health &)", port);
+	out = health_until(port, 503, "\"hsm\": \"failing\"");
+	expect_has("/health", out, "\"database\": \"ok\"");
+	/* meanwhile the rest is served: the CA certificate, the cached OCSP answer */
+	assert_int_equal(http_status(port, "GET", "/ca/" CA_FILE ".crt"), 200);
+	out = ocsp_good(port, "-no_nonce");
+	expect_has(last_cmd, out, "Response verify OK");
+	expect_has(last_cmd, out, "good.pem: good");
+	assert_int_equal(kill(hsm.pid, SIGCONT), 0);
+	frozen = false;
+	health_until(port, 200, "\"hsm\": \"ok\"");
+	stop();
+}
+
 /* ---- the per-address connection limit ---- */
 
 /* A connection from 127.0.0.1 that had one answer and stays open (kept alive); its fd. */
@@ -436,6 +481,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_per_address_limit, kill_running),
 		cmocka_unit_test_teardown(test_crl_republished, kill_running),
 		cmocka_unit_test_teardown(test_health_hsm, kill_running),
+		cmocka_unit_test_teardown(test_health_hsm_frozen, kill_running),
 		cmocka_unit_test_teardown(test_signer_renewed, kill_running),
 		cmocka_unit_test(test_systemd_unit),
 	};
