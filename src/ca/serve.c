@@ -63,12 +63,12 @@ bool serve_stopping(struct server *sv)
 /* Opens every app of serve_apps.c: 0, or -1 with the first failure's reason. */
 static int apps_open(struct server *sv)
 {
-	struct serve_env env = {.dir = sv->dir, .sc = &sv->sc, .ca = sv->ca, .ca_lock = &sv->ca_lock};
-
+	/* in the server, not on this stack: apps keep it until they close (serve_app.h) */
+	sv->app_env = (struct serve_env){.dir = sv->dir, .sc = &sv->sc, .ca = sv->ca, .ca_lock = &sv->ca_lock};
 	for (size_t i = 0; serve_apps[i]; i++) {
 		if (i == SERVE_APPS_MAX)
 			return ca_error("more than %d applications in serve_apps.c", SERVE_APPS_MAX);
-		if (serve_apps[i]->open(&env, &sv->app_state[i]))
+		if (serve_apps[i]->open(&sv->app_env, &sv->app_state[i]))
 			return ca_error("%s: %s", serve_apps[i]->name, ca_last_error());
 		sv->n_apps = i + 1;
 	}

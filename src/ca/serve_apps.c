@@ -4,8 +4,10 @@
  */
 #include <stddef.h>
 
+#include "ca/acme.h"
 #include "ca/serve_app.h"
 
 const struct serve_app *const serve_apps[] = {
+	&acme_app,
 	NULL,
 };

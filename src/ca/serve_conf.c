@@ -10,20 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca/ini.h"
 #include "ca/serve_internal.h"
-
-static int uint_value(const char *v, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || !*v || *end || n < min || n > max)
-		return ca_error("not a whole number from %u to %u", min, max);
-	*out = (unsigned)n;
-	return 0;
-}
 
 int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 {
@@ -56,42 +44,39 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 		return 0;
 	}
 	if (!strcmp(key, "ocsp_validity_hours")) {
-		if (uint_value(v, 1, 24 * 31, &hours))
+		if (ca_uint_value(v, 1, 24 * 31, &hours))
 			return -1;
 		sc->validity_seconds = hours * 3600;
 		return 0;
 	}
 	if (!strcmp(key, "ocsp_max_age"))
-		return uint_value(v, 0, 31 * 86400, &sc->max_age);
+		return ca_uint_value(v, 0, 31 * 86400, &sc->max_age);
 	if (!strcmp(key, "ocsp_signer_renew_percent"))
-		return uint_value(v, 1, 90, &sc->renew_percent);
+		return ca_uint_value(v, 1, 90, &sc->renew_percent);
 	if (!strcmp(key, "max_connections"))
-		return uint_value(v, 1, 100000, &sc->max_connections);
+		return ca_uint_value(v, 1, 100000, &sc->max_connections);
 	if (!strcmp(key, "per_address_connections"))
-		return uint_value(v, 1, 100000, &sc->per_address);
+		return ca_uint_value(v, 1, 100000, &sc->per_address);
 	if (!strcmp(key, "connection_timeout"))
-		return uint_value(v, 1, 3600, &sc->timeout);
+		return ca_uint_value(v, 1, 3600, &sc->timeout);
 	if (!strcmp(key, "threads"))
-		return uint_value(v, 1, 256, &sc->threads);
+		return ca_uint_value(v, 1, 256, &sc->threads);
 	if (!strcmp(key, "presign_batch"))
-		return uint_value(v, 1, 100000, &sc->presign_batch);
+		return ca_uint_value(v, 1, 100000, &sc->presign_batch);
 	if (!strcmp(key, "crl_republish_seconds"))
-		return uint_value(v, 0, 366 * 86400, &sc->crl_republish);
+		return ca_uint_value(v, 0, 366 * 86400, &sc->crl_republish);
 	if (!strcmp(key, "delta_republish_seconds"))
-		return uint_value(v, 0, 366 * 86400, &sc->delta_republish);
+		return ca_uint_value(v, 0, 366 * 86400, &sc->delta_republish);
 	if (!strcmp(key, "ocsp_signer_validity_minutes")) {
 		unsigned minutes;
 
-		if (uint_value(v, 0, 366 * 1440, &minutes))
+		if (ca_uint_value(v, 0, 366 * 1440, &minutes))
 			return -1;
 		sc->signer_validity = minutes * 60;
 		return 0;
 	}
 	if (!strcmp(key, "crl_schedule")) {
-		if (strcmp(v, "true") && strcmp(v, "false"))
-			return ca_error("true or false");
-		sc->crl_schedule = !strcmp(v, "true");
-		return 0;
+		return ca_bool_value(v, &sc->crl_schedule);
 	}
 	return ca_error("unknown key (listen, ocsp_signer, ocsp_signer_key_type, ocsp_validity_hours, ocsp_max_age, "
 			"ocsp_signer_renew_percent, max_connections, per_address_connections, connection_timeout, "
@@ -99,22 +84,9 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 			"ocsp_signer_validity_minutes, tls_certificate, tls_key)");
 }
 
-struct conf_parse {
-	struct serve_conf *sc;
-	char error[512];
-};
-
-static int conf_handler(void *user, const char *section, const char *key, const char *value)
+static int conf_set(void *sc, const char *key, const char *value)
 {
-	struct conf_parse *p = user;
-
-	if (p->error[0])
-		return 1;
-	if (strcmp(section, "serve"))
-		snprintf(p->error, sizeof p->error, "unknown section [%.100s] (known: [serve])", section);
-	else if (serve_conf_set(p->sc, key, value))
-		snprintf(p->error, sizeof p->error, "%.60s = \"%.100s\": %.300s", key, value, ca_last_error());
-	return 1;
+	return serve_conf_set(sc, key, value);
 }
 
 /* A relative file name in serve.conf is the CA directory's (serve may run from anywhere). */
@@ -133,9 +105,6 @@ static int absolute(char *path, const char *dir)
 int serve_conf_load(struct serve_conf *sc, const char *dir)
 {
 	char path[CA_PATH_MAX + 16];
-	struct conf_parse p = {.sc = sc};
-	FILE *f;
-	int r;
 
 	memset(sc, 0, sizeof *sc);
 	snprintf(sc->listen, sizeof sc->listen, "127.0.0.1:8080");
@@ -149,14 +118,8 @@ int serve_conf_load(struct serve_conf *sc, const char *dir)
 	sc->presign_batch = 256;
 	sc->crl_schedule = true;
 	snprintf(path, sizeof path, "%s/serve.conf", dir);
-	if (!(f = fopen(path, "re")))
-		return errno == ENOENT ? 0 : ca_error("%s: %s", path, strerror(errno));
-	r = ini_parse_file(f, conf_handler, &p);
-	fclose(f);
-	if (p.error[0])
-		return ca_error("%s: %s", path, p.error);
-	if (r)
-		return ca_error("%s: line %d: not INI syntax", path, r);
+	if (ca_ini_load(path, "serve", conf_set, sc))
+		return -1;
 	return absolute(sc->tls_certificate, dir) || absolute(sc->tls_key, dir) ? -1 : 0;
 }
 
@@ -176,7 +139,7 @@ int serve_listen_addr(const char *text, struct sockaddr_storage *addr)
 	unsigned port;
 
 	memset(addr, 0, sizeof *addr);
-	if (!colon || colon == text || (size_t)(colon - text) >= sizeof host || uint_value(colon + 1, 1, 65535, &port))
+	if (!colon || colon == text || (size_t)(colon - text) >= sizeof host || ca_uint_value(colon + 1, 1, 65535, &port))
 		return ca_usage_error("listen \"%s\": HOST:PORT or [IPV6]:PORT, HOST an address", text);
 	snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {

@@ -130,6 +130,7 @@ struct server {
 	atomic_llong cache_size;
 	atomic_llong resign_before; /* cached answers signed before this time are signed again (a new signer) */
 
+	struct serve_env app_env;	 /* what the apps are given: valid from their open to their close */
 	void *app_state[SERVE_APPS_MAX]; /* serve_apps[i]'s, from its open */
 	size_t n_apps;			 /* apps opened */
 	atomic_ullong app_requests[SERVE_APPS_MAX][SERVE_CLASS_N];

@@ -207,10 +207,16 @@ static const char *san_kind(const GENERAL_NAME *g)
 				      : "other";
 }
 
-/* The request's SANs (the template allowed their kinds: ca_template_check) onto x. */
+/*
+ * The request's SANs (the template allowed their kinds: ca_template_check)
+ * onto x; critical when the subject is empty, as RFC 5280 4.2.1.6 requires
+ * (certbot's requests have no subject: the names are all in the SAN).
+ */
 static int copy_sans(const struct ca_request *req, X509 *x)
 {
-	int ok = sk_GENERAL_NAME_num(req->sans) <= 0 || X509_add1_ext_i2d(x, NID_subject_alt_name, req->sans, 0, 0);
+	int critical = X509_NAME_entry_count(req->subject) == 0;
+	int ok = sk_GENERAL_NAME_num(req->sans) <= 0 ||
+		 X509_add1_ext_i2d(x, NID_subject_alt_name, req->sans, critical, 0);
 
 	return ok ? 0 : ca_error("cannot add the subject alternative names");
 }

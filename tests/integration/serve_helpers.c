@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -203,3 +204,37 @@ void serve_stop(pid_t pid)
 	fail_msg("keyward-ca serve did not stop within 10 s of SIGTERM");
 }
 
+void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
+		   char ca_dir[400], char pin[400])
+{
+	char path[600];
+
+	kwt_start_dev(server);
+	snprintf(path, sizeof path, "%s/machine-id", server->dir);
+	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
+	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
+	assert_int_equal(setenv("KEYWARD_CONF", server->conf, 1), 0);
+	snprintf(pin, 400, "%s/pin", server->dir);
+	snprintf(work, 300, "%s/%s", server->dir, sub);
+	assert_int_equal(mkdir(work, 0700), 0);
+	snprintf(ca_dir, 400, "%s/ca", work);
+	assert_int_equal(chdir(work), 0);
+	ca_ok(ca_dir, "setup --name '%s' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'", name,
+	      pkcs11, pin);
+	ca_ok(ca_dir, "ca.cert ca.pem");
+}
+
+void serve_test_ca_end(struct kwt_server *server)
+{
+	forget_all();
+	assert_int_equal(chdir("/"), 0);
+	kwt_stop(server);
+	kwt_cleanup(server);
+}
+
+void serve_tls_files(void)
+{
+	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
+	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
+	      EC256);
+}

@@ -10,6 +10,24 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "harness.h"
+
+/*
+ * A development keywardd (server) with a fixed machine id and $KEYWARD_CONF
+ * set, and a CA called name (EC-P256, through the module pkcs11) set up on
+ * it in server->dir/sub/ca; the test works in server->dir/sub (the current
+ * directory after this), which holds ca.pem. work, ca_dir and pin (the
+ * PIN file) are filled in.
+ */
+void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
+		   char ca_dir[400], char pin[400]);
+
+/* The end of serve_test_ca: kept outputs forgotten, out of the directory, keywardd stopped and removed. */
+void serve_test_ca_end(struct kwt_server *server);
+
+/* tls.key (0600) and tls.crt in the current directory: a self-signed P-256 certificate for IP 127.0.0.1. */
+void serve_tls_files(void);
+
 /* Starts keyward-ca --dir dir serve --listen 127.0.0.1:on, its output in log; waits up to 30 s for /health. */
 pid_t serve_start(const char *dir, unsigned short on, const char *log);
 /* The same on listen ("127.0.0.1:PORT", "[::1]:PORT"). */

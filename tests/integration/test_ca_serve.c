@@ -62,20 +62,7 @@ static int setup(void **state)
 	char path[600];
 
 	(void)state;
-	kwt_start_dev(&server);
-	snprintf(path, sizeof path, "%s/machine-id", server.dir);
-	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
-	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
-	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
-	snprintf(pin, sizeof pin, "%s/pin", server.dir);
-	snprintf(work, sizeof work, "%s/serve", server.dir);
-	assert_int_equal(mkdir(work, 0700), 0);
-	snprintf(ca_dir, sizeof ca_dir, "%s/ca", work);
-	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir,
-	      "setup --name 'Serve Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
-	      KEYWARD_PKCS11_PATH, pin);
-	ca_ok(ca_dir, "ca.cert ca.pem");
+	serve_test_ca(&server, "serve", "Serve Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	issue_web("good");
 	issue_web("rev");
 	issue_web("late");
@@ -94,10 +81,7 @@ static int teardown(void **state)
 	(void)state;
 	serve_stop(serve2_pid);
 	serve_stop(serve_pid);
-	forget_all();
-	assert_int_equal(chdir("/"), 0);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	serve_test_ca_end(&server);
 	return 0;
 }
 
@@ -553,9 +537,7 @@ static void test_https(void **state)
 	pid_t pid;
 
 	(void)state;
-	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "
-	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
-	      EC256);
+	serve_tls_files();
 	sh_ok("openssl req -x509 -newkey %s -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other && "
 	      "chmod 600 other.key",
 	      EC256);

@@ -12,6 +12,7 @@
  *   cmd_config.c  config, templates
  *   cmd_move.c    backupdb, restoredb, retire, migrate
  *   cmd_serve.c   serve
+ *   cmd_acme.c    acme-eab
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -62,5 +63,6 @@ int cmd_restoredb(const struct opts *o, const char *dir);
 int cmd_retire(const struct opts *o);
 int cmd_migrate(const struct opts *o);
 int cmd_serve(const struct opts *o);
+int cmd_acme_eab(const struct opts *o, const char *template_name);
 
 #endif

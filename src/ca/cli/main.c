@@ -40,6 +40,7 @@ static void usage(FILE *f)
 		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set "
 		"KEY=VALUE]...\n"
 		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
+		"  acme-eab TEMPLATE [--json]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
@@ -268,6 +269,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "serve")) {
 		NEED(0);
 		rc = cmd_serve(&o);
+	} else if (!strcmp(cmd, "acme-eab")) {
+		NEED(1);
+		rc = cmd_acme_eab(&o, args[0]);
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+# JWS requests certbot never sends, for test_ca_acme: made with certbot's own
+# ACME library (python3-acme, josepy), so the signatures are the real client's.
+#   acme_jws.py account DIRECTORY [N]  N newAccount (1), no more (without EAB where it is required)
+#   acme_jws.py replay DIRECTORY   a newAccount sent twice with one nonce; a JWS for
+#                                  another URL; a JWS whose signature was altered
+#   acme_jws.py http01 DIRECTORY WEBROOT
+#                                  orders, answers http-01 from files in WEBROOT (served by a
+#                                  static server): the right key authorization with trailing
+#                                  white space, a wrong one, one over 1 KB
+#   acme_jws.py expiry DIRECTORY SECONDS
+#                                  an order left alone past its lifetime: invalid, its
+#                                  authorization expired, nothing validated or finalized
+#   acme_jws.py rollover DIRECTORY an account's key rolled over (RFC 8555 7.3.5), then
+#                                  used; the old key refused
+# Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
+import json
+import sys
+import time
+
+import josepy as jose
+import requests
+from acme import jws as acme_jws
+from cryptography.hazmat.primitives.asymmetric import ec
+
+JOSE = {"Content-Type": "application/jose+json"}
+
+
+def new_key():
+    return jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+class Client:
+    def __init__(self, directory):
+        self.dir = requests.get(directory, timeout=30).json()
+
+    def nonce(self):
+        return requests.head(self.dir["newNonce"], timeout=30).headers["Replay-Nonce"]
+
+    def sign(self, key, payload, url, nonce=None, kid=None, jwk=True):
+        n = jose.b64decode(nonce if nonce is not None else self.nonce())
+        data = b"" if payload is None else json.dumps(payload).encode()
+        if kid:
+            return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url, kid=kid).json_dumps()
+        return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url).json_dumps()
+
+    def post(self, url, body):
+        return requests.post(url, data=body, headers=JOSE, timeout=30)
+
+
+def show(name, r):
+    kind = "-"
+    if r.headers.get("Content-Type", "").startswith("application/problem+json"):
+        kind = r.json().get("type", "?")
+    print(name, r.status_code, kind, flush=True)
+    return r
+
+
+def replay(c):
+    key = new_key()
+    url = c.dir["newAccount"]
+    body = c.sign(key, {"termsOfServiceAgreed": True}, url)
+    show("first", c.post(url, body))
+    show("replayed", c.post(url, body))
+    show("other-url", c.post(c.dir["newOrder"], c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
+    bad = json.loads(c.sign(new_key(), {"termsOfServiceAgreed": True}, url))
+    sig = bytearray(jose.b64decode(bad["signature"]))
+    sig[5] ^= 1
+    bad["signature"] = jose.b64encode(bytes(sig)).decode()
+    show("bad-signature", c.post(url, json.dumps(bad)))
+    show("unknown-nonce", c.post(url, c.sign(new_key(), {}, url, nonce="AAAAAAAAAAAAAAAAAAAAAA")))
+
+
+def account(c, n=1):
+    url = c.dir["newAccount"]
+    for _ in range(int(n)):
+        show("account", c.post(url, c.sign(new_key(), {"termsOfServiceAgreed": True}, url)))
+
+
+def http01(c, webroot):
+    key = new_key()
+    r = c.post(c.dir["newAccount"], c.sign(key, {"termsOfServiceAgreed": True}, c.dir["newAccount"]))
+    acct = r.headers["Location"]
+    thumb = jose.b64encode(key.thumbprint()).decode()
+    for kind in ("good", "wrong", "big"):
+        r = c.post(c.dir["newOrder"], c.sign(key, {"identifiers": [{"type": "dns", "value": kind + ".acme.test"}]},
+                                             c.dir["newOrder"], kid=acct))
+        authz = r.json()["authorizations"][0]
+        chall = next(ch for ch in c.post(authz, c.sign(key, None, authz, kid=acct)).json()["challenges"]
+                     if ch["type"] == "http-01")
+        text = {"good": chall["token"] + "." + thumb + "\r\n \n",
+                "wrong": chall["token"] + "." + ("B" if thumb[0] != "B" else "C") + thumb[1:],
+                "big": chall["token"] + "." + thumb + " " * 2000}[kind]
+        with open(f"{webroot}/.well-known/acme-challenge/{chall['token']}", "w") as f:
+            f.write(text)
+        c.post(chall["url"], c.sign(key, {}, chall["url"], kid=acct))
+        for _ in range(600):
+            a = c.post(authz, c.sign(key, None, authz, kid=acct)).json()
+            if a["status"] != "pending":
+                break
+            time.sleep(0.1)
+        ch = next(ch for ch in a["challenges"] if ch["type"] == "http-01")
+        err = ch.get("error", {})
+        print(kind, a["status"], err.get("type", "-"), err.get("detail", ""), flush=True)
+
+
+def expiry(c, wait):
+    key = new_key()
+    acct = c.post(c.dir["newAccount"], c.sign(key, {"termsOfServiceAgreed": True},
+                                              c.dir["newAccount"])).headers["Location"]
+    r = c.post(c.dir["newOrder"], c.sign(key, {"identifiers": [{"type": "dns", "value": "late.acme.test"}]},
+                                         c.dir["newOrder"], kid=acct))
+    order, body = r.headers["Location"], r.json()
+    print("order", body["status"], flush=True)
+    time.sleep(float(wait))
+    print("order-later", c.post(order, c.sign(key, None, order, kid=acct)).json()["status"], flush=True)
+    authz = body["authorizations"][0]
+    a = c.post(authz, c.sign(key, None, authz, kid=acct)).json()
+    print("authz-later", a["status"], flush=True)
+    ch = next(ch for ch in a["challenges"] if ch["type"] == "http-01")
+    print("challenge-later", c.post(ch["url"], c.sign(key, {}, ch["url"], kid=acct)).json()["status"], flush=True)
+    show("finalize-later", c.post(body["finalize"], c.sign(key, {"csr": "AA"}, body["finalize"], kid=acct)))
+
+
+def rollover(c):
+    old, new = new_key(), new_key()
+    r = show("account", c.post(c.dir["newAccount"], c.sign(old, {"termsOfServiceAgreed": True},
+                                                          c.dir["newAccount"])))
+    acct = r.headers["Location"]
+    url = c.dir["keyChange"]
+    inner = acme_jws.JWS.sign(json.dumps({"account": acct, "oldKey": old.public_key().to_json()}).encode(),
+                              key=new, alg=jose.ES256, nonce=None, url=url).json_dumps()
+    show("key-change", c.post(url, c.sign(old, json.loads(inner), url, kid=acct)))
+    r = show("new-key", c.post(acct, c.sign(new, None, acct, kid=acct)))
+    orders = r.json()["orders"]
+    r = c.post(c.dir["newOrder"], c.sign(new, {"identifiers": [{"type": "dns", "value": "o.acme.test"}]},
+                                         c.dir["newOrder"], kid=acct))
+    listed = c.post(orders, c.sign(new, None, orders, kid=acct)).json()["orders"]
+    print("orders-listed", r.headers["Location"] in listed and len(listed) == 1, flush=True)
+    show("old-key", c.post(acct, c.sign(old, None, acct, kid=acct)))
+    show("deactivate", c.post(acct, c.sign(new, {"status": "deactivated"}, acct, kid=acct)))
+    show("after-deactivate", c.post(acct, c.sign(new, None, acct, kid=acct)))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "http01":
+        http01(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "expiry":
+        expiry(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "account" and len(sys.argv) > 3:
+        account(Client(sys.argv[2]), sys.argv[3])
+    else:
+        {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))
