@@ -58,6 +58,7 @@ struct ca_template {
 	bool ocsp_nocheck;
 	bool builtin;  /* not from ca.conf */
 	bool wildcard; /* a DNS name (or CN) may be a wildcard: "*" as the whole leftmost label */
+	unsigned validity_seconds; /* not 0: the validity instead of validity_days (callers', never ca.conf's) */
 };
 
 struct ca_conf {

@@ -264,7 +264,8 @@ X509 *ca_cert_build(const struct ca_issuer *is, const struct ca_request *req)
 	ok = x && serial && X509_set_version(x, 2) && X509_set_serialNumber(x, serial) && set_subject(t, req, x) &&
 	     X509_set_issuer_name(x, X509_get_subject_name(ca)) && copy_public_key(req, x) &&
 	     X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
-	     (not_after = X509_time_adj_ex(NULL, (int)t->validity_days, 0, NULL));
+	     (not_after = X509_time_adj_ex(NULL, t->validity_seconds ? 0 : (int)t->validity_days,
+					   (long)t->validity_seconds, NULL));
 	if (!ok) {
 		ca_error("cannot build the certificate");
 		goto fail;

@@ -25,6 +25,9 @@ struct serve_conf {
 	unsigned threads;		   /* threads: HTTP worker threads */
 	unsigned presign_batch;		   /* presign_batch: responses signed between cache publications */
 	bool crl_schedule;		   /* crl_schedule = true|false: publish CRLs on their periods */
+	unsigned crl_republish;		   /* crl_republish_seconds: the full CRL at least this often (0: no more) */
+	unsigned delta_republish;	   /* delta_republish_seconds: the delta CRL likewise */
+	unsigned signer_validity;	   /* ocsp_signer_validity_minutes, in seconds (0: the template's days) */
 	char tls_certificate[CA_PATH_MAX]; /* tls_certificate: PEM, the chain to send (HTTPS with tls_key) */
 	char tls_key[CA_PATH_MAX];	   /* tls_key: PEM, unencrypted, mode 0600 */
 };
@@ -33,6 +36,13 @@ struct serve_conf {
 /* Defaults, then dir/serve.conf if there. */
 int serve_conf_load(struct serve_conf *sc, const char *dir);
 int serve_conf_set(struct serve_conf *sc, const char *key, const char *value);
+
+/*
+ * The delegated signer's key "ocsp-FILE" on the CA's token, made there
+ * (ocsp_signer_key_type, else the CA key's kind) if it is not; the module
+ * is loaded and unloaded again. serve runs it in a child process.
+ */
+int serve_signer_key_prepare(const char *dir, const struct serve_conf *sc);
 
 /* The CA opened for serving: configuration, database, certificate chain and key (the one place that opens it). */
 int serve_open_ca(const char *dir, struct ca **ca);

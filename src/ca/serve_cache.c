@@ -137,7 +137,7 @@ int serve_cache_status(struct server *sv, const char *serial, time_t now, struct
 
 struct stale {
 	struct server *sv;
-	time_t now;
+	time_t now, signer_since;
 	int (*add)(void *arg, const char *serial);
 	void *arg;
 };
@@ -146,13 +146,15 @@ static bool stale_one(struct kw_hnode *h, void *arg)
 {
 	struct stale *s = arg;
 	const struct centry *e = kw_entry_of(h, struct centry, h);
+	bool fresh =
+		s->now - e->this_update < (time_t)s->sv->sc.validity_seconds / 2 && e->this_update >= s->signer_since;
 
-	return (s->now - e->this_update) < (time_t)s->sv->sc.validity_seconds / 2 || s->add(s->arg, e->serial) == 0;
+	return fresh || s->add(s->arg, e->serial) == 0;
 }
 
 void serve_cache_stale(struct server *sv, time_t now, int (*add)(void *arg, const char *serial), void *arg)
 {
-	struct stale s = {sv, now, add, arg};
+	struct stale s = {sv, now, (time_t)atomic_load(&sv->resign_before), add, arg};
 
 	pthread_rwlock_rdlock(&sv->cache_lock);
 	kw_htab_each(&sv->cache, stale_one, &s);

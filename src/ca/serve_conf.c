@@ -63,12 +63,25 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 		return ca_uint_value(v, 1, 256, &sc->threads);
 	if (!strcmp(key, "presign_batch"))
 		return ca_uint_value(v, 1, 100000, &sc->presign_batch);
+	if (!strcmp(key, "crl_republish_seconds"))
+		return ca_uint_value(v, 0, 366 * 86400, &sc->crl_republish);
+	if (!strcmp(key, "delta_republish_seconds"))
+		return ca_uint_value(v, 0, 366 * 86400, &sc->delta_republish);
+	if (!strcmp(key, "ocsp_signer_validity_minutes")) {
+		unsigned minutes;
+
+		if (ca_uint_value(v, 0, 366 * 1440, &minutes))
+			return -1;
+		sc->signer_validity = minutes * 60;
+		return 0;
+	}
 	if (!strcmp(key, "crl_schedule")) {
 		return ca_bool_value(v, &sc->crl_schedule);
 	}
 	return ca_error("unknown key (listen, ocsp_signer, ocsp_signer_key_type, ocsp_validity_hours, ocsp_max_age, "
 			"ocsp_signer_renew_percent, max_connections, per_address_connections, connection_timeout, "
-			"threads, presign_batch, crl_schedule, tls_certificate, tls_key)");
+			"threads, presign_batch, crl_schedule, crl_republish_seconds, delta_republish_seconds, "
+			"ocsp_signer_validity_minutes, tls_certificate, tls_key)");
 }
 
 static int conf_set(void *sc, const char *key, const char *value)

@@ -119,6 +119,7 @@ struct server {
 
 	pthread_mutex_t health_lock;
 	time_t health_checked;
+	time_t health_asking; /* when the thread asking the HSM now began (0: none is) */
 	bool hsm_ok;
 
 	atomic_ullong requests[EP_N][O_N];
@@ -127,6 +128,7 @@ struct server {
 	atomic_ullong cache_hits, cache_misses, hsm_errors, db_errors, presigned;
 	atomic_llong backlog;
 	atomic_llong cache_size;
+	atomic_llong resign_before; /* cached answers signed before this time are signed again (a new signer) */
 
 	struct serve_env app_env;	 /* what the apps are given: valid from their open to their close */
 	void *app_state[SERVE_APPS_MAX]; /* serve_apps[i]'s, from its open */
@@ -165,7 +167,10 @@ int serve_cache_get(struct server *sv, const char *serial, time_t now, struct ce
  * second), so a live answer may take it instead of asking the database.
  */
 int serve_cache_status(struct server *sv, const char *serial, time_t now, struct ocsp_status *st);
-/* add(arg, serial) for every entry past half its validity at now (stops when add fails). */
+/*
+ * add(arg, serial) for every entry past half its validity at now, or
+ * signed before the signer was renewed (stops when add fails).
+ */
 void serve_cache_stale(struct server *sv, time_t now, int (*add)(void *arg, const char *serial), void *arg);
 int serve_cache_init(struct server *sv);
 void serve_cache_free(struct server *sv);

@@ -1,7 +1,9 @@
 /*
- * keyward-ca serve: the maint thread. Every 30 seconds it publishes the
- * full and delta CRLs that are due (crl_period, delta_crl_period) and
- * renews the delegated signer when it is due; both hold ca_lock.
+ * keyward-ca serve: the maint thread. Every 30 seconds (less when
+ * serve.conf sets shorter periods) it publishes the full and delta CRLs
+ * that are due (ca.conf's crl_period_hours and delta_crl_period_hours, or
+ * serve.conf's *_republish_seconds if shorter) and renews the delegated
+ * signer when it is due; both hold ca_lock.
  */
 #include <sys/stat.h>
 
@@ -18,6 +20,14 @@ static bool file_age(const char *path, time_t *mtime)
 	return true;
 }
 
+/* hours from ca.conf, or serve.conf's seconds if they are fewer (0: not set) */
+static time_t period(unsigned hours, unsigned seconds)
+{
+	time_t p = (time_t)hours * 3600;
+
+	return seconds && (time_t)seconds < p ? (time_t)seconds : p;
+}
+
 static void crl_tick(struct server *sv)
 {
 	const struct ca_conf *c = &sv->ca->conf;
@@ -25,7 +35,7 @@ static void crl_tick(struct server *sv)
 	bool have_full = file_age(sv->files[0].path, &full), have_delta = file_age(sv->files[1].path, &delta);
 	long long number;
 
-	if (!have_full || now - full >= (time_t)c->crl_period_hours * 3600) {
+	if (!have_full || now - full >= period(c->crl_period_hours, sv->sc.crl_republish)) {
 		if (ca_crl_publish(sv->ca, false, &number)) {
 			kw_log_limited("serve.crl", KW_LOG_ERROR, "keyward-ca serve: full CRL: %s", ca_last_error());
 			return;
@@ -33,12 +43,27 @@ static void crl_tick(struct server *sv)
 		kw_log(KW_LOG_INFO, "keyward-ca serve: published full CRL number %lld", number);
 		have_delta = false; /* a delta on the new base follows it */
 	}
-	if (c->delta_crl_period_hours && (!have_delta || now - delta >= (time_t)c->delta_crl_period_hours * 3600)) {
+	if (c->delta_crl_period_hours &&
+	    (!have_delta || now - delta >= period(c->delta_crl_period_hours, sv->sc.delta_republish))) {
 		if (ca_crl_publish(sv->ca, true, &number))
 			kw_log_limited("serve.crl", KW_LOG_ERROR, "keyward-ca serve: delta CRL: %s", ca_last_error());
 		else
 			kw_log(KW_LOG_INFO, "keyward-ca serve: published delta CRL number %lld", number);
 	}
+}
+
+/* Seconds between ticks: 30, or half the shortest period serve.conf sets, a tenth of the signer's life. */
+static double tick(const struct serve_conf *sc)
+{
+	double s = 30;
+
+	if (sc->crl_republish && sc->crl_republish / 2.0 < s)
+		s = sc->crl_republish / 2.0;
+	if (sc->delta_republish && sc->delta_republish / 2.0 < s)
+		s = sc->delta_republish / 2.0;
+	if (sc->signer_validity && sc->signer_validity / 10.0 < s)
+		s = sc->signer_validity / 10.0;
+	return s < 1 ? 1 : s;
 }
 
 void *serve_maint_main(void *arg)
@@ -53,6 +78,6 @@ void *serve_maint_main(void *arg)
 			kw_log_limited("serve.signer", KW_LOG_ERROR, "keyward-ca serve: renewing the OCSP signer: %s",
 				       ca_last_error());
 		pthread_mutex_unlock(&sv->ca_lock);
-	} while (!serve_stop_wait(sv, 30));
+	} while (!serve_stop_wait(sv, tick(&sv->sc)));
 	return NULL;
 }

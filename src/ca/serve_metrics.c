@@ -19,29 +19,56 @@ static const char *const http_outcome_names[] = {"ok",	      "not_modified",	   
 const double serve_latency_buckets[N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 						 0.05,	 0.1,	0.25,	0.5,   1,    2.5};
 
-/* Whether the signer's key signs, asked at most every 5 seconds. */
+#define HSM_SILENCE 5 /* seconds without an answer that make the HSM failing */
+
+/* A signature by the signer's key, as the HSM makes it (blocks as long as the module waits for it). */
+static bool hsm_signs(struct server *sv)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char sig[1024];
+	size_t n = sizeof sig;
+	bool ok;
+
+	pthread_rwlock_rdlock(&sv->signer_lock);
+	ok = ctx && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, sv->signer.key) == 1 &&
+	     EVP_DigestSign(ctx, sig, &n, (const unsigned char *)"health", 6) == 1;
+	pthread_rwlock_unlock(&sv->signer_lock);
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+/*
+ * Whether the signer's key signs, asked at most every 5 seconds, by one
+ * thread at a time and without the lock: an HSM that does not answer at
+ * all (frozen, a dropped network) holds that thread for the module's
+ * command_timeout, while the other probes answer at once, failing once it
+ * has been silent for HSM_SILENCE seconds. (Waiting on the lock, every
+ * probe took an HTTP thread for a command_timeout each, and a few stalled
+ * the whole server.)
+ */
 static bool hsm_answers(struct server *sv)
 {
 	time_t now = time(NULL);
-	bool ok;
+	bool ok = false, ask = false;
 
 	pthread_mutex_lock(&sv->health_lock);
-	if (now - sv->health_checked >= 5) {
-		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-		unsigned char sig[1024];
-		size_t n = sizeof sig;
-
-		pthread_rwlock_rdlock(&sv->signer_lock);
-		sv->hsm_ok = ctx && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, sv->signer.key) == 1 &&
-			     EVP_DigestSign(ctx, sig, &n, (const unsigned char *)"health", 6) == 1;
-		pthread_rwlock_unlock(&sv->signer_lock);
-		EVP_MD_CTX_free(ctx);
-		ERR_clear_error();
-		if (!sv->hsm_ok)
-			atomic_fetch_add(&sv->hsm_errors, 1);
-		sv->health_checked = now;
-	}
-	ok = sv->hsm_ok;
+	if (sv->health_asking)
+		ok = sv->hsm_ok && now - sv->health_asking < HSM_SILENCE;
+	else if ((ask = now - sv->health_checked >= 5))
+		sv->health_asking = now;
+	else
+		ok = sv->hsm_ok;
+	pthread_mutex_unlock(&sv->health_lock);
+	if (!ask)
+		return ok;
+	ok = hsm_signs(sv);
+	if (!ok)
+		atomic_fetch_add(&sv->hsm_errors, 1);
+	pthread_mutex_lock(&sv->health_lock);
+	sv->hsm_ok = ok;
+	sv->health_checked = time(NULL);
+	sv->health_asking = 0;
 	pthread_mutex_unlock(&sv->health_lock);
 	return ok;
 }

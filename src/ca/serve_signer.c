@@ -2,8 +2,9 @@
  * keyward-ca serve: the delegated OCSP signer. Its key is made in the HSM
  * (in a child process: see serve_signer_key_prepare_apart), its
  * certificate issued from the OCSPSigning template through the CA's one
- * issuance path, and renewed when less than ocsp_signer_renew_percent of
- * its life is left.
+ * issuance path (for ocsp_signer_validity_minutes, if set), and renewed
+ * when less than ocsp_signer_renew_percent of its life is left; the
+ * cached answers are signed again by the new one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,9 @@
  */
 static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 {
-	const struct ca_template *t = ca_template_named(sv->ca, "OCSPSigning");
+	const struct ca_template *named = ca_template_named(sv->ca, "OCSPSigning");
+	struct ca_template short_lived;
+	const struct ca_template *t = named;
 	X509_REQ *csr = X509_REQ_new();
 	X509_NAME *name = X509_NAME_new();
 	struct ca_key_decoder *d = ca_key_decoder_new();
@@ -38,6 +41,11 @@ static X509 *issue_signer(struct server *sv, EVP_PKEY *priv, EVP_PKEY *pub)
 	X509 *ret = NULL;
 
 	snprintf(cn, sizeof cn, "%.48s OCSP Responder", sv->ca->conf.name);
+	if (named && sv->sc.signer_validity) {
+		short_lived = *named;
+		short_lived.validity_seconds = sv->sc.signer_validity;
+		t = &short_lived;
+	}
 	if (!t || !d)
 		goto out;
 	if (!csr || !name ||
@@ -65,12 +73,8 @@ out:
 	return ret;
 }
 
-/*
- * The delegated signer's key "ocsp-FILE" made on the CA's token if it is
- * not there, before the CA opens the token for itself: a module that
- * libp11 has initialized cannot be initialized again for key generation.
- */
-static int signer_key_prepare(const char *dir, const struct serve_conf *sc)
+/* Before the CA opens the token for itself (serve.h). */
+int serve_signer_key_prepare(const char *dir, const struct serve_conf *sc)
 {
 	struct ca_conf *c = calloc(1, sizeof *c);
 	struct ca_token *t = NULL;
@@ -100,6 +104,14 @@ static int signer_key_prepare(const char *dir, const struct serve_conf *sc)
 			goto out;
 		type = EVP_PKEY_is_a(pub, "RSA") ? "RSA-3072" : "EC-P256";
 	}
+	/*
+	 * libp11's keys go before its context: freed after it, they read and
+	 * write what it freed (the heap corruption once blamed on loading the
+	 * module twice, test_ca_signer_key)
+	 */
+	EVP_PKEY_free(priv);
+	EVP_PKEY_free(pub);
+	priv = pub = NULL;
 	ca_token_close(t);
 	t = NULL;
 	kw_log(KW_LOG_INFO, "keyward-ca serve: making the OCSP signing key \"%s\" (%s) on the token", label, type);
@@ -113,9 +125,10 @@ out:
 }
 
 /*
- * signer_key_prepare in a child process: the module is loaded, finalized
- * and loaded again there, never in this process (a module need not
- * survive being initialized twice).
+ * serve_signer_key_prepare in a child process: the module is loaded,
+ * finalized and loaded again there, never in this process. keyward-pkcs11.so
+ * survives that (test_pkcs11_reload); PKCS#11 does not promise it of
+ * every module, and the child costs little once per start.
  */
 int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 {
@@ -126,7 +139,7 @@ int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 	if ((pid = fork()) < 0)
 		return ca_error("fork: %s", strerror(errno));
 	if (pid == 0) {
-		int rc = signer_key_prepare(dir, sc);
+		int rc = serve_signer_key_prepare(dir, sc);
 
 		if (rc)
 			fprintf(stderr, "keyward-ca: serve: %s\n", ca_last_error());
@@ -140,7 +153,11 @@ int serve_signer_key_prepare_apart(const char *dir, const struct serve_conf *sc)
 	return 0;
 }
 
-/* Whether x is the CA's, for pub, and has more than renew_percent of its life left at now. */
+/*
+ * Whether x is the CA's, for pub, has more than renew_percent of its life
+ * left at now, and lives no longer than ocsp_signer_validity_minutes says
+ * (so that a shorter setting takes effect at the next start).
+ */
 static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 {
 	struct tm a, b;
@@ -154,6 +171,8 @@ static bool signer_usable(struct server *sv, X509 *x, EVP_PKEY *pub, time_t now)
 	}
 	nb = timegm(&a);
 	na = timegm(&b);
+	if (sv->sc.signer_validity && na - nb > (time_t)sv->sc.signer_validity + 60)
+		return false;
 	return na > now && (double)(na - now) * 100.0 > (double)sv->sc.renew_percent * (double)(na - nb);
 }
 
@@ -204,6 +223,8 @@ int serve_signer_delegated(struct server *sv)
 		X509_free(sv->signer.cert);
 		EVP_PKEY_free(sv->signer.key);
 		EVP_PKEY_free(sv->signer_pub);
+		/* renewed: what the old certificate signed is signed again (it may end before those answers) */
+		atomic_store(&sv->resign_before, (long long)time(NULL) + 1);
 	}
 	sv->signer = (struct ocsp_signer){.cert = x, .key = priv, .md = ca_md(&sv->ca->conf), .include_cert = true};
 	sv->signer_pub = pub;

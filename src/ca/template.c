@@ -15,17 +15,17 @@
 
 static const struct ca_template builtins[] = {
 	{"WebServer", 397, "critical,digitalSignature,keyEncipherment", "serverAuth", false, -1,
-	 "RSA-2048+,EC-P256,EC-P384", false, "dns,ip", false, false, true, false},
+	 "RSA-2048+,EC-P256,EC-P384", false, "dns,ip", false, false, true, false, 0},
 	{"Client", 397, "critical,digitalSignature", "clientAuth", false, -1, "RSA-2048+,EC-P256,EC-P384", true, "dns",
-	 false, false, true, false},
+	 false, false, true, false, 0},
 	{"User", 365, "critical,digitalSignature,keyEncipherment", "clientAuth,emailProtection", false, -1,
-	 "RSA-2048+,EC-P256,EC-P384", true, "email", false, false, true, false},
+	 "RSA-2048+,EC-P256,EC-P384", true, "email", false, false, true, false, 0},
 	{"SubCA", 1825, "critical,keyCertSign,cRLSign,digitalSignature", "", true, 0, "RSA-2048+,EC-P256,EC-P384", true,
-	 "", false, false, true, false},
+	 "", false, false, true, false, 0},
 	{"OCSPSigning", 90, "critical,digitalSignature", "OCSPSigning", false, -1, "RSA-2048+,EC-P256,EC-P384", true,
-	 "", false, true, true, false},
+	 "", false, true, true, false, 0},
 	{"CodeSigning", 365, "critical,digitalSignature", "codeSigning", false, -1, "RSA-3072+,EC-P256,EC-P384", true,
-	 "", false, false, true, false},
+	 "", false, false, true, false, 0},
 };
 
 void ca_templates_builtin(struct ca_conf *c)

@@ -268,7 +268,19 @@ static uint32_t rand32(void *arg)
 	return v;
 }
 
+static kw_rv connect_avoiding(kw_client *c, bool with_cred, size_t avoid, struct kw_conn **out);
+
 kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out)
+{
+	return connect_avoiding(c, with_cred, SIZE_MAX, out);
+}
+
+/*
+ * kw_client_connect, trying the HSM `avoid` (SIZE_MAX: none) last: a
+ * request repeated after that HSM failed goes to another one first, and
+ * does not wait out a hung HSM's handshake before it.
+ */
+static kw_rv connect_avoiding(kw_client *c, bool with_cred, size_t avoid, struct kw_conn **out)
 {
 	size_t n = c->cfg.n_hsms, *order;
 	char msg[1024], why[384];
@@ -287,6 +299,13 @@ kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out)
 		return kw_error_set(KW_ERR_NO_MEMORY, "out of memory choosing an HSM");
 	}
 	kw_failover_order(&c->cfg, order, rand32, NULL);
+	for (size_t k = 0; k + 1 < n; k++) {
+		if (order[k] == avoid) {
+			memmove(order + k, order + k + 1, (n - k - 1) * sizeof *order);
+			order[n - 1] = avoid;
+			break;
+		}
+	}
 	msg[0] = '\0';
 	for (size_t k = 0; k < n; k++) {
 		const struct kw_hsm_cfg *h = &c->cfg.hsms[order[k]];
@@ -347,45 +366,14 @@ static void unlist_locked(kw_client *c, struct kw_conn *conn)
 	conn->listed = false;
 }
 
-/*
- * Joins the least busy shared connection (reused = true), or opens a new
- * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
- */
-static kw_rv take_conn_once(kw_client *c, struct kw_conn **out, bool *reused)
+/* A new connection (HSM `avoid` tried last), listed for other calls while the list has room. */
+static kw_rv open_listed(kw_client *c, size_t avoid, struct kw_conn **out)
 {
-	struct kw_conn *best, *dead = NULL, *fresh;
+	struct kw_conn *fresh;
 	kw_rv rv;
 
 	*out = NULL;
-	*reused = false;
-	for (;;) {
-		pthread_mutex_lock(&c->lock);
-		drop_if_forked_locked(c);
-		best = NULL;
-		for (size_t i = 0; i < c->n_conns; i++)
-			if (!best || c->conns[i]->users < best->users)
-				best = c->conns[i];
-		if (best && (best->users < KW_PIPELINE_DEPTH || c->n_conns >= c->cfg.pool_size)) {
-			/* only a connection idle for a while may have been closed by the HSM */
-			if (best->users || now_mono() - best->last_used < IDLE_CHECK_AFTER || kw_conn_alive(best)) {
-				best->users++;
-				*out = best;
-				*reused = true;
-				pthread_mutex_unlock(&c->lock);
-				return KW_OK;
-			}
-			kw_debug(KW_DEBUG_POOL, "pool: idle connection to %s was closed by the HSM",
-				 c->cfg.hsms[best->hsm].address);
-			unlist_locked(c, best);
-			dead = best;
-		}
-		pthread_mutex_unlock(&c->lock);
-		if (!dead)
-			break;
-		kw_conn_close(dead, false);
-		dead = NULL;
-	}
-	rv = kw_client_connect(c, true, &fresh);
+	rv = connect_avoiding(c, true, avoid, &fresh);
 	if (rv)
 		return rv;
 	pthread_mutex_lock(&c->lock);
@@ -400,18 +388,56 @@ static kw_rv take_conn_once(kw_client *c, struct kw_conn **out, bool *reused)
 }
 
 /*
+ * Joins the least busy shared connection, or opens a new
+ * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
+ */
+static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
+{
+	struct kw_conn *best, *dead = NULL;
+
+	*out = NULL;
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		drop_if_forked_locked(c);
+		best = NULL;
+		for (size_t i = 0; i < c->n_conns; i++)
+			if (!best || c->conns[i]->users < best->users)
+				best = c->conns[i];
+		if (best && (best->users < KW_PIPELINE_DEPTH || c->n_conns >= c->cfg.pool_size)) {
+			/* only a connection idle for a while may have been closed by the HSM */
+			if (best->users || now_mono() - best->last_used < IDLE_CHECK_AFTER || kw_conn_alive(best)) {
+				best->users++;
+				*out = best;
+				pthread_mutex_unlock(&c->lock);
+				return KW_OK;
+			}
+			kw_debug(KW_DEBUG_POOL, "pool: idle connection to %s was closed by the HSM",
+				 c->cfg.hsms[best->hsm].address);
+			unlist_locked(c, best);
+			dead = best;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!dead)
+			break;
+		kw_conn_close(dead, false);
+		dead = NULL;
+	}
+	return open_listed(c, SIZE_MAX, out);
+}
+
+/*
  * take_conn_once; on a single-connection client one call at a time, so
  * two first calls never open two connections (the second's would close
  * after its call, and whatever the HSM kept for it with it).
  */
-static kw_rv take_conn(kw_client *c, struct kw_conn **out, bool *reused)
+static kw_rv take_conn(kw_client *c, struct kw_conn **out)
 {
 	kw_rv rv;
 
 	if (!c->single)
-		return take_conn_once(c, out, reused);
+		return take_conn_once(c, out);
 	pthread_mutex_lock(&c->take_lock);
-	rv = take_conn_once(c, out, reused);
+	rv = take_conn_once(c, out);
 	pthread_mutex_unlock(&c->take_lock);
 	return rv;
 }
@@ -433,16 +459,20 @@ static void give_back(kw_client *c, struct kw_conn *conn)
 }
 
 /*
- * Requests that change nothing, which may be sent again when a connection
- * fails under them; a key generation, deletion or move may have been
- * carried out already, so the caller hears of the failure instead.
+ * Requests that change nothing, which may be sent again (to another HSM)
+ * when a connection fails under them: at worst the HSM that failed
+ * carried one out too, and a second signature or random string harms
+ * nothing. A key generation, deletion, move or change may have been
+ * carried out already, so its caller hears that the outcome is unknown.
  */
 static bool safe_to_repeat(const Keyward__Request *req)
 {
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_HELLO:
 	case KEYWARD__REQUEST__BODY_SIGN:
+	case KEYWARD__REQUEST__BODY_SIGN_BATCH:
 	case KEYWARD__REQUEST__BODY_DECRYPT:
+	case KEYWARD__REQUEST__BODY_SECRET_CRYPT:
 	case KEYWARD__REQUEST__BODY_GET_OBJECT:
 	case KEYWARD__REQUEST__BODY_LIST_OBJECTS:
 	case KEYWARD__REQUEST__BODY_GENERATE_RANDOM:
@@ -453,38 +483,88 @@ static bool safe_to_repeat(const Keyward__Request *req)
 	}
 }
 
+/* What an unsafe request would have done, for the message that its outcome is unknown. */
+static const char *request_effect(const Keyward__Request *req)
+{
+	switch (req->body_case) {
+	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
+		return "the key was generated";
+	case KEYWARD__REQUEST__BODY_CREATE_OBJECT:
+		return "the object was created";
+	case KEYWARD__REQUEST__BODY_COPY_OBJECT:
+		return "the object was copied";
+	case KEYWARD__REQUEST__BODY_UNWRAP_KEY:
+		return "the key was unwrapped";
+	case KEYWARD__REQUEST__BODY_DERIVE_KEY:
+		return "the key was derived";
+	case KEYWARD__REQUEST__BODY_DELETE_OBJECTS:
+		return "the objects were deleted";
+	case KEYWARD__REQUEST__BODY_CHANGE_OWNER:
+		return "the key was moved";
+	case KEYWARD__REQUEST__BODY_SET_ATTRIBUTES:
+		return "the attributes were changed";
+	default:
+		return "the request was carried out";
+	}
+}
+
 static bool conn_broken(kw_rv rv)
 {
 	return rv == KW_ERR_NETWORK || rv == KW_ERR_PROTOCOL || rv == KW_ERR_TIMEOUT;
 }
 
+/*
+ * A request whose connection failed is sent again, on a fresh connection
+ * to another HSM first, when the HSM cannot have received it or when
+ * repeating it is safe (and the stream was not garbled: a PROTOCOL error
+ * is not the network's fault); repeated at most once per configured HSM,
+ * so a request outlives the loss of every HSM but one. Otherwise its caller
+ * hears which HSM failed and, if the request may have been carried out,
+ * that its outcome is unknown: it is never repeated blindly.
+ */
 kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect, Keyward__Response **resp)
 {
+	size_t failed_hsm = SIZE_MAX;
+	char why[768], before[900] = "";
 	struct kw_conn *conn;
-	bool reused;
+	bool sent;
 	kw_rv rv;
 
 	*resp = NULL;
-	for (int attempt = 0;; attempt++) {
-		rv = take_conn(c, &conn, &reused);
+	for (size_t attempt = 0;; attempt++) {
+		if (failed_hsm == SIZE_MAX || c->single)
+			rv = take_conn(c, &conn);
+		else
+			rv = open_listed(c, failed_hsm, &conn);
 		if (rv)
-			return rv;
-		rv = kw_conn_call(conn, c->cfg.command_timeout, req, resp);
+			break;
+		rv = kw_conn_call(conn, c->cfg.command_timeout, req, resp, &sent);
 		if (!conn_broken(rv)) {
 			give_back(c, conn);
 			break;
 		}
 		/* kw_conn_call set a message; name the HSM too */
-		{
-			char why[768];
-			snprintf(why, sizeof why, "%s", kw_last_error());
-			kw_error_set(rv, "%s: %s", c->cfg.hsms[conn->hsm].address, why);
-		}
+		failed_hsm = conn->hsm;
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		snprintf(before, sizeof before, "%s: %s", c->cfg.hsms[failed_hsm].address, why);
 		give_back(c, conn); /* broken: it leaves the list, its last user closes it */
-		/* an idle connection the server closed meanwhile: once more, fresh */
-		if (!(rv == KW_ERR_NETWORK && reused && attempt == 0 && safe_to_repeat(req)))
-			return rv;
-		kw_debug(KW_DEBUG_POOL, "pool: retrying on a fresh connection");
+		if (sent && !safe_to_repeat(req))
+			return kw_error_set(rv,
+					    "%s: %s; whether %s is unknown: the request was sent, the answer never "
+					    "came, and it is not repeated as doing it twice would not be safe (look, "
+					    "e.g. ksputil enumkeys, before trying again)",
+					    c->cfg.hsms[failed_hsm].address, why, request_effect(req));
+		/* a hung HSM answers the same a second time; only another one may do better */
+		if ((sent && rv == KW_ERR_PROTOCOL) || (rv == KW_ERR_TIMEOUT && c->cfg.n_hsms < 2) ||
+		    attempt >= c->cfg.n_hsms)
+			return kw_error_set(rv, "%s: %s", c->cfg.hsms[failed_hsm].address, why);
+		kw_debug(KW_DEBUG_POOL, "pool: %s failed (%s); %s on a fresh connection",
+			 c->cfg.hsms[failed_hsm].address, why, sent ? "repeating the request" : "sending the request");
+	}
+	/* a repeat that failed too: say what made it one (a session object is not on a fresh connection) */
+	if (rv && before[0]) {
+		snprintf(why, sizeof why, "%s", kw_last_error());
+		return kw_error_set(rv, "%s (the request was sent again after %s)", why, before);
 	}
 	if (rv)
 		return rv;

@@ -133,9 +133,12 @@ kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct
  * from several threads on one connection. A non-OK status is returned as
  * that kw_rv with the server's message, the connection still usable;
  * KW_ERR_NETWORK / PROTOCOL / TIMEOUT mean the connection is broken (see
- * kw_conn_broken). *resp is set only on KW_OK.
+ * kw_conn_broken). *resp is set only on KW_OK. *sent (may be NULL) says
+ * whether the request was queued for the HSM at all: false when the
+ * connection was already broken or the request could not be encoded, so
+ * the HSM cannot have carried it out.
  */
-kw_rv kw_conn_call(struct kw_conn *conn, double timeout, Keyward__Request *req, Keyward__Response **resp);
+kw_rv kw_conn_call(struct kw_conn *conn, double timeout, Keyward__Request *req, Keyward__Response **resp, bool *sent);
 
 /* Whether the connection failed and must not take new calls. */
 bool kw_conn_broken(struct kw_conn *conn);
@@ -178,9 +181,12 @@ kw_rv kw_client_connect(kw_client *c, bool with_cred, struct kw_conn **out);
 void kw_client_drop_connections(kw_client *c);
 
 /*
- * One request on a pooled connection, retried once on a fresh connection
- * if a reused one turns out closed. Checks that the response body is
- * `expect` (0: any). Free *resp with keyward__response__free_unpacked.
+ * One request on a pooled connection. When the connection fails, the
+ * request goes again on a fresh one, to another HSM first, if the HSM
+ * cannot have received it or it changes nothing (sign, read); one that
+ * may have changed something is reported with its outcome unknown, never
+ * repeated. Checks that the response body is `expect` (0: any). Free
+ * *resp with keyward__response__free_unpacked.
  */
 kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__BodyCase expect,
 		     Keyward__Response **resp);

@@ -642,7 +642,7 @@ bool kw_conn_broken(struct kw_conn *c)
 	return broken;
 }
 
-kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Keyward__Response **resp_out)
+kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Keyward__Response **resp_out, bool *sent)
 {
 	double deadline = now() + timeout;
 	struct kw_waiter me = {0};
@@ -651,6 +651,8 @@ kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Key
 	kw_rv rv;
 
 	*resp_out = NULL;
+	if (sent)
+		*sent = false;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&me.cond, &attr);
@@ -673,6 +675,9 @@ kw_rv kw_conn_call(struct kw_conn *c, double timeout, Keyward__Request *req, Key
 		goto out;
 	}
 	kw_debug(KW_DEBUG_WIRE, "wire: request %llu, body %d", (unsigned long long)req->id, (int)req->body_case);
+	/* from here on the HSM may receive it, whatever happens to the stream */
+	if (sent)
+		*sent = true;
 	me.next = c->waiters;
 	c->waiters = &me;
 	while (!me.done && !c->broken) {
@@ -807,7 +812,7 @@ kw_rv kw_conn_open(const struct kw_config *cfg, size_t hsm, SSL_CTX *ctx, struct
 	hello.client = program_invocation_short_name;
 	req.body_case = KEYWARD__REQUEST__BODY_HELLO;
 	req.hello = &hello;
-	rv = kw_conn_call(c, cfg->command_timeout, &req, &resp);
+	rv = kw_conn_call(c, cfg->command_timeout, &req, &resp, NULL);
 	if (rv)
 		goto out;
 	if (resp->body_case != KEYWARD__RESPONSE__BODY_HELLO) {

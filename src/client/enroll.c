@@ -270,7 +270,7 @@ kw_rv kw_enroll(kw_client *c, const char *setup_password, const char *pin)
 	en.csr.len = (size_t)csr_len;
 	req.body_case = KEYWARD__REQUEST__BODY_ENROLL;
 	req.enroll = &en;
-	rv = kw_conn_call(conn, c->cfg.command_timeout, &req, &resp);
+	rv = kw_conn_call(conn, c->cfg.command_timeout, &req, &resp, NULL);
 	if (rv) {
 		char why[768];
 		snprintf(why, sizeof why, "%s", kw_last_error());

@@ -142,9 +142,13 @@ void kw_keycache_free(struct kw_keycache *kc);
 /*
  * The private key `id` of `partition_id`, unsealed once and then kept (its
  * EVP_PKEY up-referenced into *out; release with kw_cached_key_release).
+ * request_generation: the store's generation (kw_keystore_generation) as
+ * this request already read it, or NULL to read it here; on a store shared
+ * with other nodes the credential check reads it first, and passing that
+ * makes a signature one round trip to the store, not two.
  */
-kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
-		      struct kw_cached_key *out);
+kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, const uint64_t *request_generation,
+		      uint64_t partition_id, uint64_t id, struct kw_cached_key *out);
 void kw_cached_key_release(struct kw_cached_key *key);
 void kw_keycache_clear(struct kw_keycache *kc);
 

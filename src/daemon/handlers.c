@@ -570,7 +570,10 @@ static kw_rv usable_key(struct kw_server *srv, const struct kw_peer *peer, const
 	if (kw_session_id(*id))
 		rv = kw_session_key(peer->session_objects, peer->partition_id, *id, key);
 	else
-		rv = kw_keycache_get(srv->keys, srv->ks, peer->partition_id, *id, key);
+		/* on a shared store still_valid read the generation for this request: no second round trip */
+		rv = kw_keycache_get(srv->keys, srv->ks,
+				     kw_keystore_shared(srv->ks) ? &peer->store_generation_seen : NULL,
+				     peer->partition_id, *id, key);
 	if (rv)
 		return rv;
 	if (!(key->usages & usage)) {

@@ -6,12 +6,13 @@
  * change, move or restore of objects and every lock of the store bumps
  * after it committed (on a shared PostgreSQL store, on whichever node),
  * and a value other than the one the cache was filled under drops the
- * cache; a key unsealed under one generation is not kept if the
- * generation moved meanwhile. So a key deleted, moved or changed anywhere
- * is not used from here after the change committed. Readers share a
- * rwlock; an entry's EVP_PKEY is up-referenced for the duration of an
- * operation, so a key dropped mid-signature is freed only after that
- * signature.
+ * cache (on a shared store, where that read is a round trip, the value the
+ * request's credential check read a moment before stands in for it); a
+ * key unsealed under one generation is not kept if the generation moved
+ * meanwhile. So a key deleted, moved or changed anywhere is not used from
+ * here after the change committed. Readers share a rwlock; an entry's
+ * EVP_PKEY is up-referenced for the duration of an operation, so a key
+ * dropped mid-signature is freed only after that signature.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,11 +44,18 @@ struct kw_keycache {
 
 static void clear_locked(struct kw_keycache *kc);
 
-/* Drops the cache if objects changed since it was filled; *gen: the store's generation now. */
-static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t *gen)
+/*
+ * Drops the cache if objects changed since it was filled; *gen: the store's
+ * generation now, or as the request read it (known, when not NULL).
+ */
+static kw_rv sync_store(struct kw_keycache *kc, struct kw_keystore *ks, const uint64_t *known, uint64_t *gen)
 {
-	kw_rv rv = kw_keystore_generation(ks, gen);
+	kw_rv rv = KW_OK;
 
+	if (known)
+		*gen = *known;
+	else
+		rv = kw_keystore_generation(ks, gen);
 	if (rv)
 		return rv;
 	pthread_rwlock_rdlock(&kc->lock);
@@ -117,8 +125,8 @@ static bool lookup_locked(struct kw_keycache *kc, uint64_t partition_id, uint64_
 	return true;
 }
 
-kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t partition_id, uint64_t id,
-		      struct kw_cached_key *out)
+kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, const uint64_t *request_generation,
+		      uint64_t partition_id, uint64_t id, struct kw_cached_key *out)
 {
 	struct kw_object_row row = {0};
 	struct node *node = NULL;
@@ -127,7 +135,7 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, uint64_t p
 	bool hit, changed;
 	kw_rv rv;
 
-	rv = sync_store(kc, ks, &generation);
+	rv = sync_store(kc, ks, request_generation, &generation);
 	if (rv)
 		return rv;
 	pthread_rwlock_rdlock(&kc->lock);

@@ -3,8 +3,9 @@
  * fsync on the signing path; instead every use is counted here, per key,
  * event and client, and the counts are written as audit records once a
  * second ("key.sign dev: S-1-5-21-1-2-3/myDemoCA (0x1f..): 1234 operations
- * by CN=..."). A crash loses at most that last second of counts; every
- * administrative event is written at once by its handler.
+ * by CN=..."). A crash loses at most that last second of counts; a store
+ * that cannot take them (PostgreSQL down) gets them again at the next
+ * flush; every administrative event is written at once by its handler.
  *
  * The same once-a-second flush writes the summaries of failures by
  * unauthenticated peers (failagg.c), the log limiter's summaries, and the
@@ -239,6 +240,33 @@ done:
 	pthread_mutex_unlock(&u->lock);
 }
 
+/*
+ * Puts back a count the store did not take (a PostgreSQL store that is
+ * down), so the next flush writes it: a key use is never left out of the
+ * log because the store was away for a moment. Caller holds u->lock.
+ */
+static void restore_locked(struct kw_usage *u, const struct count *c)
+{
+	unsigned free_slot = SLOTS;
+
+	for (unsigned i = 0; i < SLOTS; i++) {
+		struct count *s = &u->slots[i];
+
+		if (s->used && s->id == c->id && strcmp(s->event, c->event) == 0 && strcmp(s->actor, c->actor) == 0) {
+			s->n += c->n;
+			return;
+		}
+		if (!s->used && free_slot == SLOTS)
+			free_slot = i;
+	}
+	if (free_slot == SLOTS || u->used >= SLOTS * 3 / 4) {
+		u->dropped += c->n; /* still written, as a number without the key's name */
+		return;
+	}
+	u->slots[free_slot] = *c;
+	u->used++;
+}
+
 static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 {
 	struct count *batch;
@@ -268,12 +296,21 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 			continue;
 		snprintf(detail, sizeof detail, "%s/%s (0x%" PRIx64 "): %" PRIu64 " operation%s", c->owner, c->name,
 			 c->id, c->n, c->n == 1 ? "" : "s");
-		if (kw_keystore_audit(ks, c->partition, c->actor, c->event, detail))
-			kw_log(KW_LOG_ERROR, "audit: cannot record key use: %s", kw_last_error());
+		if (kw_keystore_audit(ks, c->partition, c->actor, c->event, detail)) {
+			kw_log_limited("audit.use", KW_LOG_ERROR,
+				       "audit: cannot record key use (kept for the next attempt): %s", kw_last_error());
+			pthread_mutex_lock(&u->lock);
+			restore_locked(u, c);
+			pthread_mutex_unlock(&u->lock);
+		}
 	}
 	if (dropped) {
 		snprintf(detail, sizeof detail, "%" PRIu64 " key uses over more keys than one interval tracks", dropped);
-		kw_keystore_audit(ks, "", "keywardd", "key.use", detail);
+		if (kw_keystore_audit(ks, "", "keywardd", "key.use", detail)) {
+			pthread_mutex_lock(&u->lock);
+			u->dropped += dropped;
+			pthread_mutex_unlock(&u->lock);
+		}
 	}
 	free(full);
 }

@@ -1,6 +1,7 @@
 /* The integration-test harness (see harness.h). */
 #include "harness.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -163,15 +164,49 @@ static bool can_connect_unix(const char *path)
 	return ok;
 }
 
+/*
+ * With KW_TEST_STORE=postgres (the suite's pass on PostgreSQL, under
+ * tests/pg/with-pg), a server's store is a database of its own on the
+ * throwaway cluster, named after its directory so that a restart finds it
+ * again: its URL in url. Returns false for the default, SQLite in the
+ * directory.
+ */
+static bool pg_store(const struct kwt_server *s, char *url, size_t size)
+{
+	const char *mode = getenv("KW_TEST_STORE"), *server = getenv("KW_TEST_PG_URL");
+	char db[64], cmd[600];
+
+	if (!mode || strcmp(mode, "postgres") != 0)
+		return false;
+	if (!server || !*server)
+		fail_msg("KW_TEST_STORE=postgres needs KW_TEST_PG_URL: run the test through tests/pg/with-pg");
+	/* /tmp/kwtest.AbC123 -> kwtest_abc123 (a lower-case SQL name) */
+	snprintf(db, sizeof db, "kw_%s", strrchr(s->dir, '.') ? strrchr(s->dir, '.') + 1 : "x");
+	for (char *p = db; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	snprintf(cmd, sizeof cmd,
+		 "psql -qAt '%s/postgres' -c \"SELECT 1 FROM pg_database WHERE datname = '%s'\" | grep -q 1 || "
+		 "psql -q '%s/postgres' -c 'CREATE DATABASE %s' >/dev/null",
+		 server, db, server, db);
+	assert_int_equal(system(cmd), 0);
+	snprintf(url, size, "%s/%s", server, db);
+	return true;
+}
+
 void kwt_start_dev(struct kwt_server *s)
 {
-	char *argv[] = {(char *)keywardd_path(), "--dev", s->dir, "--listen", "127.0.0.1:0", NULL};
+	char store[300];
+	char *argv[] = {(char *)keywardd_path(), "--dev", s->dir, "--listen", "127.0.0.1:0", NULL, NULL, NULL};
 	char *conf = NULL;
 
 	memset(s, 0, sizeof *s);
 	make_dir(s);
 	s->dev = true;
 	argv[2] = s->dir;
+	if (pg_store(s, store, sizeof store)) {
+		argv[5] = "--store";
+		argv[6] = store;
+	}
 	snprintf(s->conf, sizeof s->conf, "%s/client.conf", s->dir);
 	spawn(s, argv);
 	for (int waited = 0; waited < START_TIMEOUT_MS; waited += 20) {
@@ -232,9 +267,20 @@ void kwt_start_dev_node(struct kwt_server *s, const struct kwt_server *first, co
 	fclose(f);
 }
 
+void kwt_start_pg_pair(struct kwt_server *n1, struct kwt_server *n2)
+{
+	const char *db = getenv("KW_TEST_PG_DB");
+
+	if (!db || !*db)
+		fail_msg("KW_TEST_PG_DB is not set: run this test through tests/pg/with-pg (ctest does)");
+	kwt_start_dev_node(n1, NULL, db);
+	kwt_start_dev_node(n2, n1, db);
+}
+
 void kwt_start_config(struct kwt_server *s, const char *extra)
 {
 	char *argv[] = {(char *)keywardd_path(), "--config", s->server_conf, NULL};
+	char store[300];
 	FILE *f;
 
 	if (!s->dir[0]) {
@@ -244,16 +290,18 @@ void kwt_start_config(struct kwt_server *s, const char *extra)
 	}
 	snprintf(s->server_conf, sizeof s->server_conf, "%s/keywardd.conf", s->dir);
 	argv[2] = s->server_conf;
+	if (!pg_store(s, store, sizeof store))
+		snprintf(store, sizeof store, "sqlite:%s/keystore.db", s->dir);
 	f = fopen(s->server_conf, "w");
 	assert_non_null(f);
 	fprintf(f,
 		"[server]\n"
 		"listen = 127.0.0.1:%u\n"
 		"admin_socket = %s\n"
-		"store = sqlite:%s/keystore.db\n"
+		"store = %s\n"
 		"tls_dir = %s/tls\n"
 		"%s\n",
-		s->port, s->admin_socket, s->dir, s->dir, extra ? extra : "");
+		s->port, s->admin_socket, store, s->dir, extra ? extra : "");
 	fclose(f);
 	spawn(s, argv);
 	kwt_wait_ready(s);
@@ -300,6 +348,22 @@ void kwt_stop(struct kwt_server *s)
 		char *log = kwt_read_file(s->log, NULL);
 		fail_msg("keywardd did not exit cleanly (status 0x%x); its log:\n%s", status, log ? log : "");
 	}
+}
+
+void kwt_pg_cluster(bool start)
+{
+	const char *script = getenv("KW_TEST_PG_SCRIPT"), *dir = getenv("KW_TEST_PG_DIR");
+	const char *url = getenv("KW_TEST_PG_URL");
+	char cmd[1200];
+
+	if (!script || !dir || !url || !strrchr(url, ':'))
+		fail_msg("KW_TEST_PG_SCRIPT, KW_TEST_PG_DIR or KW_TEST_PG_URL is not set: run this test through "
+			 "tests/pg/with-pg (ctest does)");
+	if (start)
+		snprintf(cmd, sizeof cmd, "'%s' '%s' %s >/dev/null", script, dir, strrchr(url, ':') + 1);
+	else
+		snprintf(cmd, sizeof cmd, "'%s' --stop '%s'", script, dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 void kwt_kill9(struct kwt_server *s)

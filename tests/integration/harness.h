@@ -37,6 +37,11 @@ void kwt_start_dev(struct kwt_server *s);
  */
 void kwt_start_dev_node(struct kwt_server *s, const struct kwt_server *first, const char *store);
 /*
+ * Two such nodes on the database tests/pg/with-pg made ($KW_TEST_PG_DB):
+ * n1 makes the store, n2 joins it. Fails the test when run without with-pg.
+ */
+void kwt_start_pg_pair(struct kwt_server *n1, struct kwt_server *n2);
+/*
  * keywardd --config DIR/keywardd.conf with the given extra lines in its
  * [server] section (and any further sections after), on a port picked now.
  * The store is not initialized. Reuses dir and port when s->dir is set
@@ -114,6 +119,13 @@ void kwt_gen_ec(kw_client *c, const char *name, uint64_t *id, unsigned char *spk
 int kwt_ecdsa_verifies(const unsigned char *spki, size_t spki_len, const unsigned char *digest, size_t digest_len,
 		       const unsigned char *sig, size_t sig_len);
 void kwt_write_file(const char *path, const char *text);
+
+/*
+ * Stops (start false) or starts again, on the same directory and port, the
+ * throwaway PostgreSQL cluster tests/pg/with-pg made for this test (its
+ * KW_TEST_PG_* variables); returns when it is down or accepting.
+ */
+void kwt_pg_cluster(bool start);
 
 /* A port on 127.0.0.1 that nothing listens on right now. */
 unsigned short kwt_free_port(void);

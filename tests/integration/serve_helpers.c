@@ -24,23 +24,57 @@
 #include "harness.h"
 #include "serve_helpers.h"
 
-/* One HTTP exchange on a fresh connection: the response (status line first, caller frees), or NULL. */
-char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len)
+/* "HOST:PORT" or "[V6]:PORT" into a; false if it is neither. */
+static bool parse_addr(const char *text, struct sockaddr_storage *a, socklen_t *len)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(on)};
+	char host[64];
+	const char *colon = strrchr(text, ':');
+	struct sockaddr_in *v4 = (struct sockaddr_in *)a;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)a;
+	int port;
+
+	memset(a, 0, sizeof *a);
+	if (!colon || (size_t)(colon - text) >= sizeof host || (port = atoi(colon + 1)) <= 0 || port > 65535)
+		return false;
+	snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
+	if (host[0] == '[') {
+		host[strlen(host) - 1] = '\0';
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((unsigned short)port);
+		*len = sizeof *v6;
+		return inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1;
+	}
+	v4->sin_family = AF_INET;
+	v4->sin_port = htons((unsigned short)port);
+	*len = sizeof *v4;
+	return inet_pton(AF_INET, host, &v4->sin_addr) == 1;
+}
+
+char *http_raw_at(const char *addr, const char *from, const void *req, size_t len, size_t *resp_len)
+{
+	struct sockaddr_storage a;
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	socklen_t alen = 0;
 	size_t n = 0, cap = 1 << 16;
 	char *buf = malloc(cap + 1);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int fd;
+	struct pollfd p = {.events = POLLIN};
 
 	assert_non_null(buf);
+	if (!parse_addr(addr, &a, &alen))
+		fail_msg("not HOST:PORT or [V6]:PORT: %s", addr);
+	fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+	if (from) {
+		assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
+		assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
+	}
+	if (connect(fd, (struct sockaddr *)&a, alen) != 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
 		close(fd);
 		free(buf);
 		return NULL;
 	}
+	p.fd = fd;
 	while (n < cap && poll(&p, 1, 10000) == 1) {
 		ssize_t r = recv(fd, buf + n, cap - n, 0);
 
@@ -55,34 +89,47 @@ char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len)
 	return buf;
 }
 
-int http_status(unsigned short on, const char *method, const char *path)
+char *http_raw(unsigned short port, const void *req, size_t len, size_t *resp_len)
+{
+	char addr[32];
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	return http_raw_at(addr, NULL, req, len, resp_len);
+}
+
+int http_status_at(const char *addr, const char *method, const char *path)
 {
 	char req[512], *resp;
 	int status = -1;
 
 	snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", method, path);
-	resp = http_raw(on, req, strlen(req), NULL);
+	resp = http_raw_at(addr, NULL, req, strlen(req), NULL);
 	if (resp && sscanf(resp, "HTTP/1.1 %d", &status) != 1)
 		status = -1;
 	free(resp);
 	return status;
 }
 
-static bool https_ready(unsigned short on)
+int http_status(unsigned short port, const char *method, const char *path)
+{
+	char addr[32];
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	return http_status_at(addr, method, path);
+}
+
+static bool https_ready(const char *listen)
 {
 	const char *out = NULL;
 
-	return sh(&out, "curl -sk -o /dev/null -w '%%{http_code}' https://127.0.0.1:%u/health", on) == 0 && out &&
+	return sh(&out, "curl -gsk -o /dev/null -w '%%{http_code}' 'https://%s/health'", listen) == 0 && out &&
 	       !strncmp(out, "200", 3);
 }
 
-static pid_t start(const char *dir, unsigned short on, const char *log, bool https)
+static pid_t start(const char *dir, const char *listen, const char *log, bool https)
 {
-	char listen[64];
-	pid_t pid;
+	pid_t pid = fork();
 
-	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
-	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -102,7 +149,7 @@ static pid_t start(const char *dir, unsigned short on, const char *log, bool htt
 	for (int i = 0; i < 300; i++) {
 		int st;
 
-		if (https ? https_ready(on) : http_status(on, "GET", "/health") == 200)
+		if (https ? https_ready(listen) : http_status_at(listen, "GET", "/health") == 200)
 			return pid;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			char *text = kwt_read_file(log, NULL);
@@ -112,18 +159,29 @@ static pid_t start(const char *dir, unsigned short on, const char *log, bool htt
 		usleep(100 * 1000);
 	}
 	kill(pid, SIGKILL);
-	fail_msg("keyward-ca serve did not answer /health on port %u within 30 s", on);
+	fail_msg("keyward-ca serve did not answer /health on %s within 30 s", listen);
 	return -1;
+}
+
+pid_t serve_start_at(const char *dir, const char *listen, const char *log)
+{
+	return start(dir, listen, log, false);
 }
 
 pid_t serve_start(const char *dir, unsigned short on, const char *log)
 {
-	return start(dir, on, log, false);
+	char listen[32];
+
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
+	return start(dir, listen, log, false);
 }
 
 pid_t serve_start_https(const char *dir, unsigned short on, const char *log)
 {
-	return start(dir, on, log, true);
+	char listen[32];
+
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
+	return start(dir, listen, log, true);
 }
 
 void serve_stop(pid_t pid)

@@ -30,14 +30,24 @@ void serve_tls_files(void);
 
 /* Starts keyward-ca --dir dir serve --listen 127.0.0.1:on, its output in log; waits up to 30 s for /health. */
 pid_t serve_start(const char *dir, unsigned short on, const char *log);
+/* The same on listen ("127.0.0.1:PORT", "[::1]:PORT"). */
+pid_t serve_start_at(const char *dir, const char *listen, const char *log);
 /* The same over HTTPS (serve.conf's tls_certificate and tls_key): /health asked with curl. */
 pid_t serve_start_https(const char *dir, unsigned short on, const char *log);
 /* SIGTERM, and it must exit 0 within 10 s. pid <= 0: nothing. */
 void serve_stop(pid_t pid);
 
-/* One HTTP exchange on a fresh connection to 127.0.0.1:on: the response (status line first, caller frees), or NULL. */
+/*
+ * One HTTP exchange on a fresh connection to addr ("127.0.0.1:PORT",
+ * "[::1]:PORT") from the IPv4 address from (NULL: the system's choice):
+ * the response (status line first, caller frees), or NULL if connecting or
+ * sending failed. Waits at most 10 s for each read.
+ */
+char *http_raw_at(const char *addr, const char *from, const void *req, size_t len, size_t *resp_len);
+/* http_raw_at 127.0.0.1:on. */
 char *http_raw(unsigned short on, const void *req, size_t len, size_t *resp_len);
 /* The status of METHOD path (no body), or -1. */
+int http_status_at(const char *addr, const char *method, const char *path);
 int http_status(unsigned short on, const char *method, const char *path);
 
 #endif

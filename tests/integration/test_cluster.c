@@ -36,13 +36,9 @@ struct cluster {
 static int setup(void **state)
 {
 	struct cluster *k = calloc(1, sizeof *k);
-	const char *db = getenv("KW_TEST_PG_DB");
 
 	assert_non_null(k);
-	if (!db || !*db)
-		fail_msg("KW_TEST_PG_DB is not set: run this test through tests/pg/with-pg (ctest does)");
-	kwt_start_dev_node(&k->n1, NULL, db);
-	kwt_start_dev_node(&k->n2, &k->n1, db);
+	kwt_start_pg_pair(&k->n1, &k->n2);
 	kwt_ok(kw_client_new(k->n1.conf, &k->c1));
 	kwt_ok(kw_client_new(k->n2.conf, &k->c2));
 	*state = k;
@@ -225,23 +221,6 @@ static void test_audit_chain_after_concurrent_writes(void **state)
 	free(out2);
 }
 
-/* scripts/pg-throwaway --stop, or a start on the same directory and port */
-static void pg_cluster(bool start)
-{
-	const char *script = getenv("KW_TEST_PG_SCRIPT"), *dir = getenv("KW_TEST_PG_DIR");
-	const char *url = getenv("KW_TEST_PG_URL");
-	char cmd[1200];
-
-	assert_non_null(script);
-	assert_non_null(dir);
-	assert_non_null(url);
-	if (start)
-		snprintf(cmd, sizeof cmd, "'%s' '%s' %s >/dev/null", script, dir, strrchr(url, ':') + 1);
-	else
-		snprintf(cmd, sizeof cmd, "'%s' --stop '%s'", script, dir);
-	assert_int_equal(system(cmd), 0);
-}
-
 static void test_postgres_restart(void **state)
 {
 	struct cluster *k = *state;
@@ -253,7 +232,7 @@ static void test_postgres_restart(void **state)
 
 	kwt_gen_ec(k->c1, "survivor", &id, spki, &spki_len);
 	assert_signs(k->c2, id, spki, spki_len);
-	pg_cluster(false);
+	kwt_pg_cluster(false);
 	/* a request while the store is down fails with an error that says so */
 	rv = sign_digest(k->c1, id, sig, &sig_len);
 	assert_int_not_equal(rv, KW_OK);
@@ -264,7 +243,7 @@ static void test_postgres_restart(void **state)
 	if (!strstr(kw_last_error(), "could not be checked") || strstr(kw_last_error(), "revoked"))
 		fail_msg("while PostgreSQL is down: %s", kw_last_error());
 	kw_client_free(fresh);
-	pg_cluster(true);
+	kwt_pg_cluster(true);
 	/* back: both nodes serve at the first request, without a restart of their own */
 	assert_signs(k->c1, id, spki, spki_len);
 	assert_signs(k->c2, id, spki, spki_len);

@@ -53,7 +53,7 @@ static int teardown(void **state)
 /* The key from the cache (now cached, if it was not), which must be there. */
 static void get_ok(struct kfx *k, struct kw_cached_key *out)
 {
-	kw_rv rv = kw_keycache_get(k->kc, k->f.ks, k->f.pid, k->priv.id, out);
+	kw_rv rv = kw_keycache_get(k->kc, k->f.ks, NULL, k->f.pid, k->priv.id, out);
 
 	if (rv)
 		fail_msg("kw_keycache_get: %s", kw_last_error());
@@ -67,7 +67,7 @@ static void test_deleted_key_is_not_served(void **state)
 	get_ok(k, &key);
 	kw_cached_key_release(&key);
 	assert_int_equal(kw_keystore_delete(k->f.ks, k->f.pid, k->priv.id, NULL, NULL, KW_CLASS_ANY, NULL), KW_OK);
-	assert_int_equal(kw_keycache_get(k->kc, k->f.ks, k->f.pid, k->priv.id, &key), KW_ERR_NOT_FOUND);
+	assert_int_equal(kw_keycache_get(k->kc, k->f.ks, NULL, k->f.pid, k->priv.id, &key), KW_ERR_NOT_FOUND);
 }
 
 static void test_renamed_key_has_its_new_name(void **state)
@@ -114,7 +114,7 @@ static void test_locked_store_serves_nothing(void **state)
 	get_ok(k, &key);
 	kw_cached_key_release(&key);
 	kw_keystore_lock(k->f.ks);
-	rv = kw_keycache_get(k->kc, k->f.ks, k->f.pid, k->priv.id, &key);
+	rv = kw_keycache_get(k->kc, k->f.ks, NULL, k->f.pid, k->priv.id, &key);
 	assert_int_equal(rv, KW_ERR_STORE_LOCKED);
 }
 
