@@ -21,115 +21,25 @@
  *  - the secret is nowhere in plain text: not in the database (nor its
  *    WAL), not in config export; a new secret replaces the old one.
  */
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "ca_helpers.h"
 #include "harness.h"
+#include "serve_helpers.h"
 
 static struct kwt_server server;
 static char work[300], ca_dir[400], pin[400];
 static char secret[128], manual_secret[128];
 static unsigned short port;
 static pid_t serve_pid;
-
-/* ---- serve as a process (as test_ca_serve.c starts it) ---- */
-
-static int http_status(unsigned short on, const char *path)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(on)};
-	char req[256], resp[64] = "";
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = -1;
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req) && poll(&p, 1, 5000) == 1 &&
-	    recv(fd, resp, sizeof resp - 1, 0) > 0 && sscanf(resp, "HTTP/1.1 %d", &status) != 1)
-		status = -1;
-	if (fd >= 0)
-		close(fd);
-	return status;
-}
-
-static pid_t serve_start(const char *dir, unsigned short on, const char *log)
-{
-	char listen[64];
-	pid_t pid;
-
-	snprintf(listen, sizeof listen, "127.0.0.1:%u", on);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		/* a waiting client is told to poll again after a second, not five */
-		setenv("KEYWARD_CMP_POLL_AFTER", "1", 1);
-		if (KWT_CA_ENV[0])
-			execl("/bin/sh", "sh", "-c", KWT_CA_ENV "exec \"$0\" --dir \"$1\" serve --listen \"$2\"",
-			      KEYWARD_CA_PATH, dir, listen, (char *)NULL);
-		else
-			execl(KEYWARD_CA_PATH, "keyward-ca", "--dir", dir, "serve", "--listen", listen, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		int st;
-
-		if (http_status(on, "/health") == 200)
-			return pid;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			char *text = kwt_read_file(log, NULL);
-
-			fail_msg("keyward-ca serve exited (status %d):\n%.900s", st, text ? text : "");
-		}
-		usleep(100 * 1000);
-	}
-	kill(pid, SIGKILL);
-	fail_msg("keyward-ca serve did not answer /health on port %u within 30 s", on);
-	return -1;
-}
-
-static void serve_stop(pid_t pid)
-{
-	int st = 0;
-
-	if (pid <= 0)
-		return;
-	assert_int_equal(kill(pid, SIGTERM), 0);
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-				fail_msg("keyward-ca serve did not exit cleanly on SIGTERM (status 0x%x)", st);
-			return;
-		}
-		usleep(50 * 1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	fail_msg("keyward-ca serve did not stop within 10 s of SIGTERM");
-}
 
 /* ---- openssl cmp ---- */
 
@@ -216,20 +126,7 @@ static int setup(void **state)
 	char path[600];
 
 	(void)state;
-	kwt_start_dev(&server);
-	snprintf(path, sizeof path, "%s/machine-id", server.dir);
-	kwt_write_file(path, "0123456789abcdef0123456789abcdef\n");
-	assert_int_equal(setenv("KEYWARD_MACHINE_ID_FILE", path, 1), 0);
-	assert_int_equal(setenv("KEYWARD_CONF", server.conf, 1), 0);
-	snprintf(pin, sizeof pin, "%s/pin", server.dir);
-	snprintf(work, sizeof work, "%s/cmp", server.dir);
-	assert_int_equal(mkdir(work, 0700), 0);
-	snprintf(ca_dir, sizeof ca_dir, "%s/ca", work);
-	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir,
-	      "setup --name 'CMP Test CA' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'",
-	      KEYWARD_PKCS11_PATH, pin);
-	ca_ok(ca_dir, "ca.cert ca.pem");
+	serve_test_ca(&server, "cmp", "CMP Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	/* a template whose requests wait for approval */
 	kwt_write_file("approved.tmpl", "validity_days = 30\nkey_usage = digitalSignature\nextended_key_usage = "
 					"serverAuth\nkey_types = EC-P256\nsan = dns\napproval = manual\n");
@@ -238,6 +135,8 @@ static int setup(void **state)
 	make_secret("Approved", manual_secret, sizeof manual_secret);
 	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
 	kwt_write_file(path, "[serve]\nthreads = 4\n");
+	/* (serve inherits it) a waiting client is told to poll again after a second, not five */
+	assert_int_equal(setenv("KEYWARD_CMP_POLL_AFTER", "1", 1), 0);
 	port = kwt_free_port();
 	snprintf(path, sizeof path, "%s/serve.log", work);
 	serve_pid = serve_start(ca_dir, port, path);
@@ -248,10 +147,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	serve_stop(serve_pid);
-	forget_all();
-	assert_int_equal(chdir("/"), 0);
-	kwt_stop(&server);
-	kwt_cleanup(&server);
+	serve_test_ca_end(&server);
 	return 0;
 }
 
@@ -434,12 +330,12 @@ static void test_refused(void **state)
 	out = sh_ok("openssl asn1parse -inform DER -in junk.rsp");
 	expect_has("the answer to junk", out, "not a CMP message");
 	/* GET, and a template that does not exist */
-	assert_int_equal(http_status(port, "/.well-known/cmp/p/WebServer"), 405);
+	assert_int_equal(http_status(port, "GET", "/.well-known/cmp/p/WebServer"), 405);
 	out = sh_ok("curl -s -o /dev/null -w '%%{http_code}' --data-binary @ir.der "
 		    "http://127.0.0.1:%u/.well-known/cmp/p/NoSuchTemplate",
 		    port);
 	expect_has(last_cmd, out, "404");
-	assert_int_equal(http_status(port, "/health"), 200);
+	assert_int_equal(http_status(port, "GET", "/health"), 200);
 	enroll("after");
 }
 
