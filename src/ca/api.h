@@ -104,6 +104,9 @@ void ca_key_decoder_free(struct ca_key_decoder *d);
 struct ca_request *ca_request_read(const char *path, struct ca_key_decoder *d);
 /* A request from bytes (PEM or DER, at most CA_REQUEST_MAX), named name in errors; NULL with the reason. */
 struct ca_request *ca_request_from_bytes(const char *name, const char *bytes, size_t len, struct ca_key_decoder *d);
+/* A request from a CRMF CertReqMsg's DER (CMP's ir, cr, kur), its proof of possession checked as a
+ * PKCS#10 request's signature is; NULL with the reason. */
+struct ca_request *ca_request_from_crmf(const unsigned char *der, size_t len, struct ca_key_decoder *d);
 void ca_request_free(struct ca_request *r);
 /* req's signature verifies with its own key, and t's rules hold; -1 with the reason. */
 int ca_request_check(const struct ca_template *t, const struct ca_request *req);
@@ -295,6 +298,14 @@ int ca_migrate(const struct ca_migrate *m);
  * be NULL) overrides serve.conf's. Holds the CA open (restoredb waits).
  */
 int ca_serve(const char *dir, const char *listen);
+/*
+ * CMP (cmp_secret.c): a new shared secret for template tmpl (its text, at
+ * most 64 characters, in out), sealed by the CA's token and stored,
+ * replacing the one before; or tmpl's secret removed (*removed false if it
+ * had none). The secret is the PBM secret, the template's name the reference.
+ */
+int ca_cmp_secret_new(struct ca *ca, const char *tmpl, char *out, size_t size);
+int ca_cmp_secret_remove(struct ca *ca, const char *tmpl, bool *removed);
 
 /* ---- configuration ---- */
 /* Sets one [ca] key, checked and audited; *changed false if it already had that value. */

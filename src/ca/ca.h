@@ -35,6 +35,9 @@
  *   ocspder.c     the cache's OCSP answers assembled by hand, signed in batches (ocspder.h)
  *   migrate.c     migrate: the whole move to a new server, checked
  *   serve.c       serve: OCSP, CRLs and the CA certificate over HTTP (serve.h)
+ *   cmp_secret.c  CMP: the templates' shared secrets, sealed by the token; the replay record (cmp.h)
+ *   cmp_srv.c     CMP: OpenSSL's server callbacks, over the library's issuance (cmp.h)
+ *   cmp.c         CMP: the app serve mounts at /.well-known/cmp/ (cmp.h)
  *
  * Outside the library: keyfilter.c is keyward-ca-keyfilter.so, the PKCS#11
  * module libp11 loads in front of the real one; cli/ is the command line.
@@ -98,8 +101,9 @@ struct ca_request {
 	GENERAL_NAMES *sans;		       /* of those, the subject alternative names; NULL if none */
 	unsigned char *der;		       /* the request's DER, as stored for approval */
 	size_t der_len;
+	struct ca_crmf *crmf; /* a CRMF CertReqMsg (CMP), not PKCS#10: asn is NULL */
 };
-/* A request from DER (as stored); NULL with the reason. */
+/* A request from DER as stored (PKCS#10, or CRMF for CMP's); NULL with the reason. */
 struct ca_request *ca_request_parse(const unsigned char *der, size_t len, struct ca_key_decoder *d);
 /* The request's signature verifies with its own key: 0, or -1 with the reason. */
 int ca_request_verify(const struct ca_request *r);
@@ -314,6 +318,7 @@ struct ca {
 	bool batch_tried;
 	ca_progress_fn *progress; /* ca_set_progress's */
 	void *progress_arg;
+	struct ca_key_decoder *decoder; /* the issuance pipeline's preparer's, made at its first batch */
 	char warning[1100]; /* something the front end should tell, though the CA opened */
 };
 /* confchange.c: ca.conf's text (as c would write it) recorded in db's open transaction. */

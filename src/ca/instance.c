@@ -157,6 +157,7 @@ void ca_close(struct ca *ca)
 	if (!ca)
 		return;
 	ca_batch_signer_close(ca->batch);
+	ca_key_decoder_free(ca->decoder);
 	ca_db_close(ca->db);
 	sk_X509_pop_free(ca->chain, X509_free);
 	EVP_PKEY_free(ca->priv);

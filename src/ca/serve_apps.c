@@ -5,9 +5,11 @@
 #include <stddef.h>
 
 #include "ca/acme.h"
+#include "ca/cmp.h"
 #include "ca/serve_app.h"
 
 const struct serve_app *const serve_apps[] = {
 	&acme_app,
+	&cmp_app,
 	NULL,
 };

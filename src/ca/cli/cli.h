@@ -13,6 +13,7 @@
  *   cmd_move.c    backupdb, restoredb, retire, migrate
  *   cmd_serve.c   serve
  *   cmd_acme.c    acme-eab
+ *   cmd_cmp.c     cmp-secret
  */
 #ifndef KW_CA_CLI_H
 #define KW_CA_CLI_H
@@ -30,7 +31,7 @@ struct opts {
 	const char *sets[32]; /* --set KEY=VALUE */
 	size_t n_sets;
 	unsigned validity, threads;
-	bool subordinate, delta, json, der, force, yes, dry_run, quiet;
+	bool subordinate, delta, json, der, force, yes, dry_run, quiet, remove;
 };
 
 /* The CA in o->dir, opened with flags; a warning from opening it goes to stderr. */
@@ -64,5 +65,6 @@ int cmd_retire(const struct opts *o);
 int cmd_migrate(const struct opts *o);
 int cmd_serve(const struct opts *o);
 int cmd_acme_eab(const struct opts *o, const char *template_name);
+int cmd_cmp_secret(const struct opts *o, const char *tmpl);
 
 #endif

@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"  config [show] | config set KEY VALUE | config export FILE | config import FILE [--set "
 		"KEY=VALUE]...\n"
 		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
-		"  acme-eab TEMPLATE [--json]\n"
+		"  acme-eab TEMPLATE [--json] | cmp-secret TEMPLATE [--remove] [--quiet]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
@@ -79,6 +79,7 @@ int main(int argc, char **argv)
 		{"from", required_argument, NULL, 'R'},
 		{"config", required_argument, NULL, 'C'},
 		{"dry-run", no_argument, NULL, 'Z'},
+		{"remove", no_argument, NULL, 'X'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"listen", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'H'},
@@ -194,6 +195,9 @@ int main(int argc, char **argv)
 		case 'C':
 			o.config = optarg;
 			break;
+		case 'X':
+			o.remove = true;
+			break;
 		case 'Z':
 			o.dry_run = true;
 			break;
@@ -272,6 +276,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "acme-eab")) {
 		NEED(1);
 		rc = cmd_acme_eab(&o, args[0]);
+	} else if (!strcmp(cmd, "cmp-secret")) {
+		NEED(1);
+		rc = cmd_cmp_secret(&o, args[0]);
 	} else if (!strcmp(cmd, "audit")) {
 		NEED(0);
 		rc = cmd_audit(&o);
