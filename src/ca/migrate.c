@@ -197,6 +197,31 @@ static int find_key(struct run *r)
 	return 0;
 }
 
+/*
+ * The key CMP's shared secrets are sealed under (cmp_secret.c,
+ * "FILE.cmp-seal"), if the CA has one, goes where the CA key goes: without
+ * it the secrets in the restored database do not unseal. Moved before the
+ * CA key, so that a run interrupted between the two, which resumes by
+ * moving the CA key, finds it moved already.
+ */
+static int move_seal_key(struct run *r)
+{
+	char file[CA_NAME_MAX + 1], label[CA_NAME_MAX + 16];
+	kw_rv rv;
+
+	ca_file_name(r->ca_name, file, sizeof file);
+	snprintf(label, sizeof label, "%s.cmp-seal", file);
+	rv = kw_change_owner(r->client, label, r->key_owner, r->my_owner, NULL);
+	if (rv == KW_OK) {
+		say(r, "moved CMP's seal key \"%s\" with it", label);
+		return 0;
+	}
+	if (rv == KW_ERR_NOT_FOUND)
+		return 0; /* the CA has no CMP secrets (or the key was moved with it already) */
+	return ca_error("moving CMP's seal key \"%s\" from owner %s to %s: %s", label, r->key_owner, r->my_owner,
+			kw_last_error());
+}
+
 static int move_key(struct run *r)
 {
 	if (!strcmp(r->key_owner, r->my_owner)) {
@@ -207,9 +232,12 @@ static int move_key(struct run *r)
 		return finish(r, 1, "already under this machine's owner");
 	}
 	if (r->m->dry_run) {
-		say(r, "would move \"%s\" from owner %s to %s (chkeysowner)", r->key_name, r->key_owner, r->my_owner);
+		say(r, "would move \"%s\" from owner %s to %s (chkeysowner), and CMP's seal key if there is one",
+		    r->key_name, r->key_owner, r->my_owner);
 		return 0;
 	}
+	if (move_seal_key(r))
+		return -1;
 	if (kw_change_owner(r->client, r->key_name, r->key_owner, r->my_owner, NULL))
 		return ca_error("moving \"%s\" from owner %s to %s: %s", r->key_name, r->key_owner, r->my_owner,
 				kw_last_error());

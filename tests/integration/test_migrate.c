@@ -258,6 +258,7 @@ struct ca_spec {
 	const char *hash;
 	bool subordinate; /* under a root set up on A first, on a key of its own */
 	bool moved;	  /* the key moved to B's owner by hand (chkeysowner) before migrate */
+	bool cmp_secret;  /* a CMP secret made on A: migrate moves its seal key with the CA key */
 	int issue, revoke;
 };
 
@@ -433,6 +434,8 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 	a->label = spec->key ? spec->key : keepf("ca-%s", spec->name);
 	kwt_write_file(keepf("%s/mig.tmpl", getcwd(cwd, sizeof cwd)), mig_tmpl);
 	ca_ok("A", "templates add MigServer --file mig.tmpl");
+	if (spec->cmp_secret)
+		ca_ok("A", "cmp-secret MigServer --quiet");
 	if (!key_line(ca_ok("A", "keys"), a->label))
 		fail_full("%s: no key \"%s\":\n%s", last_cmd, a->label, ca_ok("A", "keys"));
 	ca_ok("A", "ca.cert ca.pem");
@@ -814,14 +817,28 @@ static void test_migrate(void **state)
 		ksputil_ok("chkeysowner '%s' %s %s", a.label, host_a.owner, host_b.owner);
 	}
 	migrate(&a, &keyward_hsm, spec->key_type[0] == 'R' ? " --config A.conf.export" : "");
+	if (spec->cmp_secret) {
+		const char *seal = keepf("%s.cmp-seal", file_name(spec->name));
+		const char *out = ksputil_ok("enumkeys -a"), *under_b = strstr(out, keepf("Owner: %s", host_b.owner));
+		const char *under_a = strstr(out, keepf("Owner: %s", host_a.owner));
+
+		expect_has("migrate's output", file("B/migrate.journal"), "move-key");
+		if (!under_b || !strstr(under_b, seal) || (under_a && under_a < under_b && strstr(under_a, seal) < under_b))
+			fail_full("enumkeys -a on B: CMP's seal key \"%s\" is not under B's owner %s:\n%s", seal,
+				  host_b.owner, out);
+	}
 	if (spec->moved)
 		expect_has("migrate.journal (the key under B's owner already)",
 			   line_with(file("B/migrate.journal"), "move-key"), "already");
 	expect_taken_over(&a, 1);
 }
 
-static const struct ca_spec rsa_ca = {
-	.name = "Migrated RSA CA", .key_type = "RSA-2048", .hash = "sha256", .issue = 100, .revoke = 10};
+static const struct ca_spec rsa_ca = {.name = "Migrated RSA CA",
+				      .key_type = "RSA-2048",
+				      .hash = "sha256",
+				      .cmp_secret = true,
+				      .issue = 100,
+				      .revoke = 10};
 static const struct ca_spec p384_ca = {
 	.name = "Migrated P384 CA", .key_type = "EC-P384", .hash = "sha384", .issue = 30, .revoke = 5, .moved = true};
 
