@@ -391,7 +391,8 @@ static void test_secret_sealed(void **state)
 	ca_ok(ca_dir, "config export export.conf");
 	expect_lacks("config export", file("export.conf"), secret);
 	expect_lacks("config export", file("export.conf"), manual_secret);
-	sh(&out, "cat '%s'/keyward-ca.db* | grep -c -a -F '%s'", ca_dir, secret);
+	sh(&out, "cat '%s'/keyward-ca.db* | grep -c -a -F -e '%s'", ca_dir,
+	   secret); /* -e: a secret may start with '-' */
 	assert_string_equal(out, "0\n");
 	out = sh_ok("sqlite3 '%s/keyward-ca.db' 'SELECT template, length(sealed) FROM cmp_secrets ORDER BY template'",
 		    ca_dir);
