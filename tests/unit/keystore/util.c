@@ -6,7 +6,8 @@
  */
 #include "util.h"
 
-#include <dirent.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,26 +126,26 @@ int fx_setup(void **state)
 	return 0;
 }
 
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0; /* best effort: go on with the rest */
+}
+
 int fx_teardown(void **state)
 {
 	struct fx *f = *state;
-	struct dirent *de;
-	char p[512];
-	DIR *d;
 
 	kw_keystore_free(f->ks);
 	if (fx_pg())
 		pg_drop_db(f->path);
-	d = opendir(f->dir);
-	while (d && (de = readdir(d))) {
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
-			unlink(p);
-		}
-	}
-	if (d)
-		closedir(d);
-	rmdir(f->dir);
+	/* the whole tree: test_audit_archive leaves an archive/ directory in it */
+	nftw(f->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
 }
