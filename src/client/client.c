@@ -388,10 +388,10 @@ static kw_rv open_listed(kw_client *c, size_t avoid, struct kw_conn **out)
 }
 
 /*
- * Joins the least busy shared connection, or opens a new
- * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
+ * Joins the least busy shared connection, or opens a new one (HSM `avoid`
+ * tried last) when each carries KW_PIPELINE_DEPTH calls and the list has room.
  */
-static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
+static kw_rv take_conn_once(kw_client *c, size_t avoid, struct kw_conn **out)
 {
 	struct kw_conn *best, *dead = NULL;
 
@@ -422,7 +422,7 @@ static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
 		kw_conn_close(dead, false);
 		dead = NULL;
 	}
-	return open_listed(c, SIZE_MAX, out);
+	return open_listed(c, avoid, out);
 }
 
 /*
@@ -430,14 +430,14 @@ static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
  * two first calls never open two connections (the second's would close
  * after its call, and whatever the HSM kept for it with it).
  */
-static kw_rv take_conn(kw_client *c, struct kw_conn **out)
+static kw_rv take_conn(kw_client *c, size_t avoid, struct kw_conn **out)
 {
 	kw_rv rv;
 
 	if (!c->single)
-		return take_conn_once(c, out);
+		return take_conn_once(c, avoid, out);
 	pthread_mutex_lock(&c->take_lock);
-	rv = take_conn_once(c, out);
+	rv = take_conn_once(c, avoid, out);
 	pthread_mutex_unlock(&c->take_lock);
 	return rv;
 }
@@ -527,8 +527,9 @@ kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__Bod
 
 	*resp = NULL;
 	for (size_t attempt = 0;; attempt++) {
+		/* after a failure a fresh connection, to another HSM first (one connection only: the one there is) */
 		if (failed_hsm == SIZE_MAX || c->single)
-			rv = take_conn(c, &conn);
+			rv = take_conn(c, failed_hsm, &conn);
 		else
 			rv = open_listed(c, failed_hsm, &conn);
 		if (rv)
