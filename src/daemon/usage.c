@@ -284,6 +284,7 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 {
 	struct count *batch;
 	uint64_t dropped;
+	bool refused = false;
 	char detail[512];
 
 	/* swap the table out, so counting never waits for the disk */
@@ -303,15 +304,23 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 	u->dropped = 0;
 	pthread_mutex_unlock(&u->lock);
 
+	/*
+	 * Once the store refused one record the rest wait for the next flush
+	 * untried: on a PostgreSQL store that is down every attempt is a
+	 * reconnection, under the store's lock that requests wait for.
+	 */
 	for (unsigned i = 0; i < SLOTS; i++) {
 		struct count *c = &full[i];
 		if (!c->used)
 			continue;
 		snprintf(detail, sizeof detail, "%s/%s (0x%" PRIx64 "): %" PRIu64 " operation%s", c->owner, c->name,
 			 c->id, c->n, c->n == 1 ? "" : "s");
-		if (kw_keystore_audit(ks, c->partition, c->actor, c->event, detail)) {
-			kw_log_limited("audit.use", KW_LOG_ERROR,
-				       "audit: cannot record key use (kept for the next attempt): %s", kw_last_error());
+		if (refused || kw_keystore_audit(ks, c->partition, c->actor, c->event, detail)) {
+			if (!refused)
+				kw_log_limited("audit.use", KW_LOG_ERROR,
+					       "audit: cannot record key use (kept for the next attempt): %s",
+					       kw_last_error());
+			refused = true;
 			pthread_mutex_lock(&u->lock);
 			restore_locked(u, c);
 			pthread_mutex_unlock(&u->lock);
@@ -319,7 +328,7 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 	}
 	if (dropped) {
 		snprintf(detail, sizeof detail, "%" PRIu64 " key uses over more keys than one interval tracks", dropped);
-		if (kw_keystore_audit(ks, "", "keywardd", "key.use", detail)) {
+		if (refused || kw_keystore_audit(ks, "", "keywardd", "key.use", detail)) {
 			pthread_mutex_lock(&u->lock);
 			u->dropped += dropped;
 			pthread_mutex_unlock(&u->lock);
