@@ -1153,7 +1153,9 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)) || (rv = not_session(kid, "wrap")))
 		return rv;
 	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
-	if (rv || (rv = wrapping_key_ok(w, &wrow, wid)))
+	/* a key leaves under an RSA key only as strong as the policy asks (a public key may be older, or imported) */
+	if (rv || (rv = wrapping_key_ok(w, &wrow, wid)) ||
+	    (oaep && (rv = kw_policy_rsa_bits(&srv->cfg, "wrap", wrow.bits))))
 		goto out;
 	rv = kw_keystore_get(srv->ks, peer->partition_id, kid, &krow);
 	if (rv)
