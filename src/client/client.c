@@ -388,10 +388,10 @@ static kw_rv open_listed(kw_client *c, size_t avoid, struct kw_conn **out)
 }
 
 /*
- * Joins the least busy shared connection, or opens a new
- * one when each carries KW_PIPELINE_DEPTH calls and the list has room.
+ * Joins the least busy shared connection, or opens a new one (HSM `avoid`
+ * tried last) when each carries KW_PIPELINE_DEPTH calls and the list has room.
  */
-static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
+static kw_rv take_conn_once(kw_client *c, size_t avoid, struct kw_conn **out)
 {
 	struct kw_conn *best, *dead = NULL;
 
@@ -422,7 +422,7 @@ static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
 		kw_conn_close(dead, false);
 		dead = NULL;
 	}
-	return open_listed(c, SIZE_MAX, out);
+	return open_listed(c, avoid, out);
 }
 
 /*
@@ -430,14 +430,14 @@ static kw_rv take_conn_once(kw_client *c, struct kw_conn **out)
  * two first calls never open two connections (the second's would close
  * after its call, and whatever the HSM kept for it with it).
  */
-static kw_rv take_conn(kw_client *c, struct kw_conn **out)
+static kw_rv take_conn(kw_client *c, size_t avoid, struct kw_conn **out)
 {
 	kw_rv rv;
 
 	if (!c->single)
-		return take_conn_once(c, out);
+		return take_conn_once(c, avoid, out);
 	pthread_mutex_lock(&c->take_lock);
-	rv = take_conn_once(c, out);
+	rv = take_conn_once(c, avoid, out);
 	pthread_mutex_unlock(&c->take_lock);
 	return rv;
 }
@@ -459,13 +459,16 @@ static void give_back(kw_client *c, struct kw_conn *conn)
 }
 
 /*
- * Requests that change nothing, which may be sent again (to another HSM)
- * when a connection fails under them: at worst the HSM that failed
- * carried one out too, and a second signature or random string harms
- * nothing. A key generation, deletion, move or change may have been
- * carried out already, so its caller hears that the outcome is unknown.
+ * What a request would have done if the HSM carried it out, for the
+ * message that its outcome is unknown; NULL for one that changes nothing,
+ * which may be sent again (to another HSM) when a connection fails under
+ * it: at worst the HSM that failed carried it out too, and a second
+ * signature or random string harms nothing. A key generation, deletion,
+ * move or change may have been carried out already, so its caller hears
+ * that the outcome is unknown. One table, so a request type is either
+ * repeated or explained, never neither.
  */
-static bool safe_to_repeat(const Keyward__Request *req)
+static const char *unsafe_effect(const Keyward__Request *req)
 {
 	switch (req->body_case) {
 	case KEYWARD__REQUEST__BODY_HELLO:
@@ -477,16 +480,7 @@ static bool safe_to_repeat(const Keyward__Request *req)
 	case KEYWARD__REQUEST__BODY_LIST_OBJECTS:
 	case KEYWARD__REQUEST__BODY_GENERATE_RANDOM:
 	case KEYWARD__REQUEST__BODY_WRAP_KEY:
-		return true;
-	default:
-		return false;
-	}
-}
-
-/* What an unsafe request would have done, for the message that its outcome is unknown. */
-static const char *request_effect(const Keyward__Request *req)
-{
-	switch (req->body_case) {
+		return NULL;
 	case KEYWARD__REQUEST__BODY_GENERATE_KEY:
 		return "the key was generated";
 	case KEYWARD__REQUEST__BODY_CREATE_OBJECT:
@@ -526,14 +520,16 @@ kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__Bod
 {
 	size_t failed_hsm = SIZE_MAX;
 	char why[768], before[900] = "";
+	const char *effect;
 	struct kw_conn *conn;
 	bool sent;
 	kw_rv rv;
 
 	*resp = NULL;
 	for (size_t attempt = 0;; attempt++) {
+		/* after a failure a fresh connection, to another HSM first (one connection only: the one there is) */
 		if (failed_hsm == SIZE_MAX || c->single)
-			rv = take_conn(c, &conn);
+			rv = take_conn(c, failed_hsm, &conn);
 		else
 			rv = open_listed(c, failed_hsm, &conn);
 		if (rv)
@@ -548,12 +544,12 @@ kw_rv kw_client_call(kw_client *c, Keyward__Request *req, Keyward__Response__Bod
 		snprintf(why, sizeof why, "%s", kw_last_error());
 		snprintf(before, sizeof before, "%s: %s", c->cfg.hsms[failed_hsm].address, why);
 		give_back(c, conn); /* broken: it leaves the list, its last user closes it */
-		if (sent && !safe_to_repeat(req))
+		if (sent && (effect = unsafe_effect(req)))
 			return kw_error_set(rv,
 					    "%s: %s; whether %s is unknown: the request was sent, the answer never "
 					    "came, and it is not repeated as doing it twice would not be safe (look, "
 					    "e.g. ksputil enumkeys, before trying again)",
-					    c->cfg.hsms[failed_hsm].address, why, request_effect(req));
+					    c->cfg.hsms[failed_hsm].address, why, effect);
 		/* a hung HSM answers the same a second time; only another one may do better */
 		if ((sent && rv == KW_ERR_PROTOCOL) || (rv == KW_ERR_TIMEOUT && c->cfg.n_hsms < 2) ||
 		    attempt >= c->cfg.n_hsms)

@@ -641,13 +641,16 @@ static void count_secret_use(struct kw_server *srv, const struct kw_peer *peer, 
 }
 
 /*
- * Whether r may be signed with key: mechanism, parameters, data length.
- * Sign checks here just before signing; SignBatch checks every element
- * here before it signs any, so a check added here holds for both.
+ * Whether r may be signed with key: mechanism, parameters, data length,
+ * and the [policy] on its hash. Sign checks here just before signing;
+ * SignBatch checks every element here before it signs any, so a check
+ * added here holds for both.
  */
-static kw_rv sign_check(const struct kw_cached_key *key, const Keyward__Sign *r)
+static kw_rv sign_check(const struct kw_server *srv, const struct kw_cached_key *key, const Keyward__Sign *r)
 {
-	return kw_crypto_sign_check(key->pkey, key->key_type, r);
+	kw_rv rv = kw_crypto_sign_check(key->pkey, key->key_type, r);
+
+	return rv ? rv : kw_policy_sign_hash(&srv->cfg, r->hash);
 }
 
 /*
@@ -660,7 +663,7 @@ static kw_rv sign_one(struct kw_server *srv, const struct kw_peer *peer, const s
 {
 	kw_rv rv;
 
-	if ((rv = sign_check(key, r)) || (rv = kw_policy_sign_hash(&srv->cfg, r->hash)))
+	if ((rv = sign_check(srv, key, r)))
 		return rv;
 	rv = kw_crypto_sign(key->pkey, key->key_type, r, sig, sig_len);
 	if (rv == KW_OK)
@@ -763,14 +766,10 @@ static kw_rv on_sign_batch(struct kw_server *srv, struct kw_peer *peer, const Ke
 						      "there (the data go in `data`)");
 	if ((rv = usable_key(srv, peer, b->sign->key, KW_USAGE_SIGN, b->sign->mechanism, "sign", &key, &id)))
 		return rv;
-	if ((rv = kw_policy_sign_hash(&srv->cfg, b->sign->hash))) {
-		kw_cached_key_release(&key);
-		return rv;
-	}
 	one = *b->sign;
 	for (size_t i = 0; i < n; i++) {
 		one.data = b->data[i];
-		if ((rv = sign_check(&key, &one))) {
+		if ((rv = sign_check(srv, &key, &one))) {
 			rv = batch_error(rv, i);
 			goto out;
 		}
@@ -1154,7 +1153,9 @@ static kw_rv on_wrap_key(struct kw_server *srv, struct kw_peer *peer, const Keyw
 	    (rv = resolve(srv, peer, w->key, KW_CLASS_ANY, &kid)) || (rv = not_session(kid, "wrap")))
 		return rv;
 	rv = kw_keystore_get(srv->ks, peer->partition_id, wid, &wrow);
-	if (rv || (rv = wrapping_key_ok(w, &wrow, wid)))
+	/* a key leaves under an RSA key only as strong as the policy asks (a public key may be older, or imported) */
+	if (rv || (rv = wrapping_key_ok(w, &wrow, wid)) ||
+	    (oaep && (rv = kw_policy_rsa_bits(&srv->cfg, "wrap", wrow.bits))))
 		goto out;
 	rv = kw_keystore_get(srv->ks, peer->partition_id, kid, &krow);
 	if (rv)

@@ -8,9 +8,10 @@
  * and a value other than the one the cache was filled under drops the
  * cache (on a shared store, where that read is a round trip, the value the
  * request's credential check read a moment before stands in for it); a
- * key unsealed under one generation is not kept if the generation moved
- * meanwhile. So a key deleted, moved or changed anywhere is not used from
- * here after the change committed. Readers share a rwlock; an entry's
+ * key unsealed under one generation is not kept if the cache moved to
+ * another meanwhile, and one kept just before a change is dropped by the
+ * next lookup, which reads the moved generation. So a key deleted, moved
+ * or changed anywhere is not used from here after the change committed. Readers share a rwlock; an entry's
  * EVP_PKEY is up-referenced for the duration of an operation, so a key
  * dropped mid-signature is freed only after that signature.
  */
@@ -131,8 +132,8 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, const uint
 	struct kw_object_row row = {0};
 	struct node *node = NULL;
 	EVP_PKEY *pkey = NULL;
-	uint64_t generation, now;
-	bool hit, changed;
+	uint64_t generation;
+	bool hit;
 	kw_rv rv;
 
 	rv = sync_store(kc, ks, request_generation, &generation);
@@ -169,11 +170,15 @@ kw_rv kw_keycache_get(struct kw_keycache *kc, struct kw_keystore *ks, const uint
 	memcpy(node->key.name, row.name, sizeof row.name);
 	pkey = NULL;
 
-	/* the store's generation after the load: a change committed meanwhile (or no answer) leaves it uncached */
-	changed = kw_keystore_generation(ks, &now) != KW_OK || now != generation;
+	/*
+	 * Kept under the generation read before the load. A change committed
+	 * meanwhile moves the store's generation, so the next lookup, which
+	 * reads it, drops the entry before anyone uses it: the store is not
+	 * asked again here.
+	 */
 	pthread_rwlock_wrlock(&kc->lock);
-	if (changed || kc->store_generation != generation) {
-		/* objects changed meanwhile: use the key this once, keep nothing */
+	if (kc->store_generation != generation) {
+		/* another lookup saw objects change meanwhile: use the key this once, keep nothing */
 		*out = node->key;
 		free(node);
 	} else if (lookup_locked(kc, partition_id, id, out)) {

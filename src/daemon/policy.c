@@ -1,6 +1,7 @@
 /*
  * The weak-algorithm policy of keywardd.conf's [policy] section: which RSA
- * sizes the HSM makes and takes in, and whether it signs SHA-1 digests.
+ * sizes the HSM makes, takes in and wraps keys under, and whether it signs
+ * SHA-1 digests.
  * The HSM enforces it, whatever client asks (the PKCS#11 module, a program
  * on libkeyward, a raw peer): a refusal names the setting that made it.
  *

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/htab.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
 
@@ -208,35 +209,54 @@ out:
 	pthread_mutex_unlock(&u->head_lock);
 }
 
+/*
+ * The slot counting key id's event by actor: the one already there, or a
+ * fresh one (*fresh set; n 0, the rest of it the caller's to fill), or NULL
+ * when the table is as full as it may get. Caller holds u->lock.
+ */
+static struct count *slot_locked(struct kw_usage *u, uint64_t id, const char *event, const char *actor, bool *fresh)
+{
+	unsigned i = (unsigned)((id ^ kw_hash(event, strlen(event))) * 0x9E3779B97F4A7C15ull >> 52) % SLOTS;
+
+	*fresh = false;
+	for (unsigned probe = 0; probe < SLOTS; probe++, i = (i + 1) % SLOTS) {
+		struct count *c = &u->slots[i];
+		if (c->used && c->id == id && strcmp(c->event, event) == 0 && strcmp(c->actor, actor) == 0)
+			return c;
+		if (!c->used) {
+			if (u->used >= SLOTS * 3 / 4)
+				return NULL;
+			memset(c, 0, sizeof *c);
+			c->used = true;
+			c->id = id;
+			snprintf(c->event, sizeof c->event, "%s", event);
+			snprintf(c->actor, sizeof c->actor, "%s", actor);
+			u->used++;
+			*fresh = true;
+			return c;
+		}
+	}
+	return NULL;
+}
+
 void kw_usage_count(struct kw_usage *u, const char *partition, const char *actor, const char *event,
 		    const struct kw_cached_key *key, uint64_t id)
 {
-	unsigned i = (unsigned)((id ^ (uint64_t)(uintptr_t)event) * 0x9E3779B97F4A7C15ull >> 52) % SLOTS;
+	struct count *c;
+	bool fresh;
 
 	pthread_mutex_lock(&u->lock);
-	for (unsigned probe = 0; probe < SLOTS; probe++, i = (i + 1) % SLOTS) {
-		struct count *c = &u->slots[i];
-		if (c->used && c->id == id && strcmp(c->event, event) == 0 && strcmp(c->actor, actor) == 0) {
-			c->n++;
-			goto done;
-		}
-		if (!c->used) {
-			if (u->used >= SLOTS * 3 / 4)
-				break;
-			c->used = true;
-			c->id = id;
-			c->n = 1;
-			snprintf(c->event, sizeof c->event, "%s", event);
+	c = slot_locked(u, id, event, actor, &fresh);
+	if (!c) {
+		u->dropped++;
+	} else {
+		if (fresh) {
 			snprintf(c->partition, sizeof c->partition, "%s", partition);
-			snprintf(c->actor, sizeof c->actor, "%s", actor);
 			snprintf(c->owner, sizeof c->owner, "%s", key->owner);
 			snprintf(c->name, sizeof c->name, "%s", key->name);
-			u->used++;
-			goto done;
 		}
+		c->n++;
 	}
-	u->dropped++;
-done:
 	pthread_mutex_unlock(&u->lock);
 }
 
@@ -247,30 +267,24 @@ done:
  */
 static void restore_locked(struct kw_usage *u, const struct count *c)
 {
-	unsigned free_slot = SLOTS;
+	bool fresh;
+	struct count *s = slot_locked(u, c->id, c->event, c->actor, &fresh);
 
-	for (unsigned i = 0; i < SLOTS; i++) {
-		struct count *s = &u->slots[i];
-
-		if (s->used && s->id == c->id && strcmp(s->event, c->event) == 0 && strcmp(s->actor, c->actor) == 0) {
-			s->n += c->n;
-			return;
-		}
-		if (!s->used && free_slot == SLOTS)
-			free_slot = i;
-	}
-	if (free_slot == SLOTS || u->used >= SLOTS * 3 / 4) {
+	if (!s) {
 		u->dropped += c->n; /* still written, as a number without the key's name */
 		return;
 	}
-	u->slots[free_slot] = *c;
-	u->used++;
+	if (fresh)
+		*s = *c;
+	else
+		s->n += c->n;
 }
 
 static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 {
 	struct count *batch;
 	uint64_t dropped;
+	bool refused = false;
 	char detail[512];
 
 	/* swap the table out, so counting never waits for the disk */
@@ -290,15 +304,23 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 	u->dropped = 0;
 	pthread_mutex_unlock(&u->lock);
 
+	/*
+	 * Once the store refused one record the rest wait for the next flush
+	 * untried: on a PostgreSQL store that is down every attempt is a
+	 * reconnection, under the store's lock that requests wait for.
+	 */
 	for (unsigned i = 0; i < SLOTS; i++) {
 		struct count *c = &full[i];
 		if (!c->used)
 			continue;
 		snprintf(detail, sizeof detail, "%s/%s (0x%" PRIx64 "): %" PRIu64 " operation%s", c->owner, c->name,
 			 c->id, c->n, c->n == 1 ? "" : "s");
-		if (kw_keystore_audit(ks, c->partition, c->actor, c->event, detail)) {
-			kw_log_limited("audit.use", KW_LOG_ERROR,
-				       "audit: cannot record key use (kept for the next attempt): %s", kw_last_error());
+		if (refused || kw_keystore_audit(ks, c->partition, c->actor, c->event, detail)) {
+			if (!refused)
+				kw_log_limited("audit.use", KW_LOG_ERROR,
+					       "audit: cannot record key use (kept for the next attempt): %s",
+					       kw_last_error());
+			refused = true;
 			pthread_mutex_lock(&u->lock);
 			restore_locked(u, c);
 			pthread_mutex_unlock(&u->lock);
@@ -306,7 +328,7 @@ static void flush_counts(struct kw_usage *u, struct kw_keystore *ks)
 	}
 	if (dropped) {
 		snprintf(detail, sizeof detail, "%" PRIu64 " key uses over more keys than one interval tracks", dropped);
-		if (kw_keystore_audit(ks, "", "keywardd", "key.use", detail)) {
+		if (refused || kw_keystore_audit(ks, "", "keywardd", "key.use", detail)) {
 			pthread_mutex_lock(&u->lock);
 			u->dropped += dropped;
 			pthread_mutex_unlock(&u->lock);

@@ -417,6 +417,42 @@ static void test_policy(void **state)
 	kwt_cleanup(&srv);
 }
 
+/*
+ * The policy holds for a key leaving the HSM too: under [policy]
+ * rsa_min_bits = 3072 an RSA-2048 public key (which the store takes in
+ * for verifying) does not wrap an extractable key with RSA-OAEP
+ * (KW_ERR_KEY_SIZE, naming the setting).
+ */
+static void test_policy_wrap(void **state)
+{
+	struct kwt_server srv = {0};
+	struct kw_mechanism oaep = {.mech = KW_MECH_RSA_OAEP, .hash = KW_HASH_SHA256};
+	kw_object *weak = NULL, *aes = NULL;
+	unsigned char spki[600], *p = spki, wrapped[512];
+	size_t len = sizeof wrapped;
+	EVP_PKEY *rsa = EVP_RSA_gen(2048);
+	int spki_len;
+	kw_client *c;
+
+	(void)state;
+	assert_non_null(rsa);
+	spki_len = i2d_PUBKEY(rsa, NULL);
+	assert_true(spki_len > 0 && (size_t)spki_len <= sizeof spki);
+	assert_int_equal(i2d_PUBKEY(rsa, &p), spki_len);
+	EVP_PKEY_free(rsa);
+	c = kwt_start_initialized(&srv, "[policy]\nrsa_min_bits = 3072\n");
+	kwt_ok(kw_create_public_key(c, KWT_OWNER, "weak-wrap", spki, (size_t)spki_len, NULL, 0, KW_USAGE_WRAP, 0,
+				    &weak));
+	kwt_ok(kw_generate_key(c, KWT_OWNER, "leaving", KW_KEY_AES, 128, NULL, KW_GEN_EXTRACTABLE, 0, &aes, NULL));
+	assert_int_equal(kw_wrap_key(c, kw_object_id(weak), kw_object_id(aes), &oaep, wrapped, &len), KW_ERR_KEY_SIZE);
+	assert_non_null(strstr(kw_last_error(), "rsa_min_bits = 3072"));
+	kw_object_free(weak);
+	kw_object_free(aes);
+	kw_client_free(c);
+	kwt_stop(&srv);
+	kwt_cleanup(&srv);
+}
+
 /* ---- 2. a serial number per token ---- */
 
 /* Slot's serial number and owner (from its description "<space> <owner>"). */
@@ -919,6 +955,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_operation_ends, test_teardown),
 		cmocka_unit_test_teardown(test_lockout_flags, test_teardown),
 		cmocka_unit_test_teardown(test_policy, test_teardown),
+		cmocka_unit_test_teardown(test_policy_wrap, test_teardown),
 		cmocka_unit_test_teardown(test_serials, test_teardown),
 		cmocka_unit_test_teardown(test_interface_3_0, test_teardown),
 		cmocka_unit_test_teardown(test_digests, test_teardown),
