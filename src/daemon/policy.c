@@ -5,8 +5,9 @@
  * The HSM enforces it, whatever client asks (the PKCS#11 module, a program
  * on libkeyward, a raw peer): a refusal names the setting that made it.
  *
- * What no setting allows is not here: DES and 3DES and RSA below 2048 bits
- * are not implemented at all (docs/pkcs11.md, "Refused by policy").
+ * What no setting allows is not here: keyward deliberately has no DES, no
+ * 3DES and no RSA below 2048 bits, so there is nothing to switch on
+ * (docs/pkcs11.md, "Refused by policy").
  */
 #include "common/error.h"
 #include "daemon/daemon.h"
