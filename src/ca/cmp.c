@@ -201,20 +201,19 @@ int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m)
 
 /* ---- answers made here, where the framework has no context to make one ---- */
 
-/*
- * An unprotected error PKIMessage (RFC 4210 5.3.21) with status rejection,
- * failure fail_bit and text: for what is not a CMP message at all. DER
- * built directly: OpenSSL 3.0 makes error messages only inside its server.
- */
-static int error_der(int fail_bit, const char *text, struct ca_der *out)
+/* DER built directly: OpenSSL 3.0 makes error messages only inside its server. */
+int cmp_error_der(int fail_bit, const char *text, struct ca_der *out)
 {
 	struct ca_der h = {0}, si = {0}, ft = {0}, e = {0}, b = {0}, m = {0};
 	/* pvno 2, sender and recipient the NULL-DN: [4] { SEQUENCE {} } */
 	static const unsigned char head[] = {0x02, 0x01, 0x02, 0xa4, 0x02, 0x30, 0x00, 0xa4, 0x02, 0x30, 0x00};
-	unsigned char bits[4] = {0x00, 0x00, 0x00, 0x00}, rejection[] = {0x02, 0x01, 0x02};
+	/* the unused bits' count, then room for the bits up to OSSL_CMP_PKIFAILUREINFO_MAX */
+	unsigned char bits[1 + OSSL_CMP_PKIFAILUREINFO_MAX / 8 + 1] = {0}, rejection[] = {0x02, 0x01, 0x02};
 	size_t n = (size_t)fail_bit / 8 + 1, tl = strlen(text) > 200 ? 200 : strlen(text);
 	int rc;
 
+	if (fail_bit < 0 || fail_bit > OSSL_CMP_PKIFAILUREINFO_MAX)
+		return ca_usage_error("cmp_error_der: no failure bit %d", fail_bit);
 	/* failInfo: a named BIT STRING, DER: no trailing zero bits */
 	bits[0] = (unsigned char)(7 - fail_bit % 8);
 	bits[n] = (unsigned char)(0x80 >> (fail_bit % 8));
@@ -440,7 +439,7 @@ static void error_answer(struct serve_resp *resp, int fail_bit, const char *text
 {
 	struct ca_der d = {0};
 
-	if (error_der(fail_bit, text, &d) == 0)
+	if (cmp_error_der(fail_bit, text, &d) == 0)
 		cmp_answer(resp, d.p, d.len);
 	else
 		http_error(resp, 500, "out of memory");
@@ -512,8 +511,7 @@ static bool starts_transaction(int body)
 }
 
 /* The reason to refuse m before its protection is checked (into call), if any. */
-static void pre_checks(struct cmp_state *st, const struct cmp_peek *m, const char *tmpl, struct cmp_call *call,
-		       time_t now)
+static void pre_checks(const struct cmp_peek *m, const char *tmpl, struct cmp_call *call, time_t now)
 {
 	if (m->time && (m->time < now - CMP_TIME_SKEW || m->time > now + CMP_TIME_SKEW)) {
 		call->refuse_info = FAIL(badTime);
@@ -542,7 +540,6 @@ static void pre_checks(struct cmp_state *st, const struct cmp_peek *m, const cha
 			 tmpl);
 		return;
 	}
-	(void)st;
 }
 
 /* Whether the transaction with this answer goes on: a certificate to confirm, or a request to poll for. */
@@ -610,7 +607,7 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 		return;
 	}
 	body = OSSL_CMP_MSG_get_bodytype(msg);
-	pre_checks(st, &m, tmpl, &call, now);
+	pre_checks(&m, tmpl, &call, now);
 
 	/* the transaction: a new one, or the one this message continues */
 	if (!call.refuse_info && !starts_transaction(body)) {
@@ -633,6 +630,7 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 		is_new = true;
 		if (!(txn = calloc(1, sizeof *txn)) || !(txn->srv = cmp_srv_new(&call))) {
 			free(txn);
+			txn = NULL; /* out: would free it again */
 			http_error(resp, 500, "out of memory");
 			goto out;
 		}

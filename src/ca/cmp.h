@@ -61,6 +61,12 @@ struct cmp_peek {
 /* Reads a PKIMessage's header and extraCerts, checking the PBM parameters' bounds; -1 (CA_ERR_USAGE) saying why. */
 int cmp_peek(const unsigned char *der, size_t len, struct cmp_peek *m);
 void cmp_peek_free(struct cmp_peek *m);
+/*
+ * An unprotected error PKIMessage (RFC 4210 5.3.21) with status rejection,
+ * failure fail_bit (OSSL_CMP_PKIFAILUREINFO_*) and text: for what is not a
+ * CMP message at all. Into out; -1 with ca_error() if out of memory.
+ */
+int cmp_error_der(int fail_bit, const char *text, struct ca_der *out);
 
 /* ---- cmp_secret.c ---- */
 struct cmp_store;

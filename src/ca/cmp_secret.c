@@ -94,6 +94,7 @@ int cmp_store_open(struct ca *ca, struct cmp_store **out)
 		{offsetof(struct cmp_store, del), "DELETE FROM cmp_secrets WHERE template = ?"},
 		{offsetof(struct cmp_store, seen), "INSERT OR IGNORE INTO cmp_seen VALUES (?, ?)"},
 		{offsetof(struct cmp_store, prune), "DELETE FROM cmp_seen WHERE expires < ?"},
+		{offsetof(struct cmp_store, state), "SELECT status, serial FROM requests WHERE id = ?"},
 	};
 	const struct ca_conf *c = ca_config(ca);
 	char path[CA_PATH_MAX + 32], fname[CA_NAME_MAX + 1];
@@ -371,11 +372,6 @@ int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, 
 	int step, rc = -1;
 
 	pthread_mutex_lock(lock);
-	if (!s->state && sqlite3_prepare_v3(s->db, "SELECT status, serial FROM requests WHERE id = ?", -1,
-					    SQLITE_PREPARE_PERSISTENT, &s->state, NULL) != SQLITE_OK) {
-		fail(s, "reading a request's state");
-		goto out;
-	}
 	sqlite3_reset(s->state);
 	sqlite3_bind_int64(s->state, 1, id);
 	step = sqlite3_step(s->state);
@@ -389,7 +385,6 @@ int cmp_request_state(struct cmp_store *s, pthread_mutex_t *lock, long long id, 
 		fail(s, "reading a request's state");
 	}
 	sqlite3_reset(s->state);
-out:
 	pthread_mutex_unlock(lock);
 	return rc;
 }

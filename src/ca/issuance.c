@@ -175,11 +175,10 @@ static X509 *prepare(struct pipeline *p, struct ca_key_decoder *d, size_t i)
 static void *preparer(void *arg)
 {
 	struct pipeline *p = arg;
-	/* the open CA's decoder: making one costs about as much as preparing a certificate (request.c) */
-	struct ca_key_decoder *d = p->ca->decoder ? p->ca->decoder : (p->ca->decoder = ca_key_decoder_new());
+	struct ca_key_decoder *d = p->ca->decoder;
 	size_t i;
 
-	for (i = 0; d && i < p->b->n && !pipeline_failed(p); i++) {
+	for (i = 0; i < p->b->n && !pipeline_failed(p); i++) {
 		X509 *x = prepare(p, d, i);
 
 		if (!x)
@@ -315,8 +314,10 @@ int ca_issue_batch(struct ca *ca, const struct ca_batch *b)
 	if (b->t->manual)
 		return ca_fail(CA_ERR_REFUSED, "template %s wants approval: requests under it are submitted pending",
 			       b->t->name);
+	/* the open CA's decoder, made once: making one costs about as much as preparing a certificate (request.c) */
 	if (ca_check_active(ca, "issues") || ca_open_key(ca) ||
-	    (!ca->chain && ca_cert_load_chain(&ca->conf, &ca->chain)))
+	    (!ca->chain && ca_cert_load_chain(&ca->conf, &ca->chain)) ||
+	    (!ca->decoder && !(ca->decoder = ca_key_decoder_new())))
 		return -1;
 	/* the module's batch interface, looked for once per open CA (KEYWARD_CA_BATCH=0: never) */
 	if (!ca->batch_tried) {

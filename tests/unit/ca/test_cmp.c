@@ -4,7 +4,8 @@
  * with their proof of possession, read back from their stored DER as an
  * approval does; and cmp_peek (cmp.c) on messages openssl cmp sent
  * (tests/fuzz/corpus/cmp): body, protection, reference, extraCerts; a PBM
- * asking for too many iterations and trailing bytes refused.
+ * asking for too many iterations and trailing bytes refused; and the error
+ * message cmp.c makes itself (cmp_error_der), for every failure bit's size.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -154,11 +155,43 @@ static void test_peek(void **state)
 	assert_non_null(strstr(ca_last_error(), "not a CMP message"));
 }
 
+/* The error message for what is no CMP message: one OpenSSL reads, with the failure bit asked for, also the last. */
+static void test_error_der(void **state)
+{
+	static const struct {
+		int bit;
+		const char *fail_info; /* BIT STRING: length, unused bits, the bytes up to the bit */
+		size_t len;
+	} cases[] = {
+		{OSSL_CMP_PKIFAILUREINFO_badDataFormat, "\x03\x02\x02\x04", 4},
+		{OSSL_CMP_PKIFAILUREINFO_systemFailure, "\x03\x05\x06\x00\x00\x00\x40", 7},
+		{OSSL_CMP_PKIFAILUREINFO_MAX, "\x03\x05\x05\x00\x00\x00\x20", 7},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct ca_der d = {0};
+		const unsigned char *p;
+		OSSL_CMP_MSG *msg;
+
+		assert_int_equal(cmp_error_der(cases[i].bit, "not a CMP message", &d), 0);
+		p = d.p;
+		assert_non_null(msg = d2i_OSSL_CMP_MSG(NULL, &p, (long)d.len));
+		assert_ptr_equal(p, d.p + d.len);
+		assert_int_equal(OSSL_CMP_MSG_get_bodytype(msg), CMP_BODY_ERROR);
+		assert_non_null(memmem(d.p, d.len, cases[i].fail_info, cases[i].len));
+		assert_non_null(memmem(d.p, d.len, "not a CMP message", 17));
+		OSSL_CMP_MSG_free(msg);
+		ca_der_free(&d);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crmf_request),
 		cmocka_unit_test(test_peek),
+		cmocka_unit_test(test_error_der),
 	};
 
 	return cmocka_run_group_tests_name("ca_cmp", tests, NULL, NULL);
