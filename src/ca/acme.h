@@ -27,6 +27,7 @@
 
 #include "ca/ca.h"
 #include "ca/serve_app.h"
+#include "common/htab.h"
 
 extern const struct serve_app acme_app;
 
@@ -244,6 +245,8 @@ struct acme {
 	struct acme_db *db;
 	struct acme_validator *validator;
 	atomic_bool stopping; /* serve is stopping: validations give up */
+	pthread_mutex_t keys_lock; /* over keys */
+	struct kw_htab keys;	   /* accounts' keys by thumbprint, parsed and checked once (acme.c) */
 };
 /* One request on its way through: what the endpoints fill in. */
 struct acme_ctx {
