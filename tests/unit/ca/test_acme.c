@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "ca/acme.h"
 
@@ -242,13 +243,65 @@ static void test_eab_kids(void **state)
 	assert_int_equal(system(keepf_rm(dir)), 0);
 }
 
+/*
+ * The sweep (every 256th nonce) takes an order that never issued, a week
+ * after it expired, with its authorizations, or neither: it deleted the
+ * authorizations and then, in a statement of its own, the order.
+ */
+static void test_sweep_whole(void **state)
+{
+	char dir[] = "/tmp/acme-db-XXXXXX", path[64], nonce[ACME_NONCE_LEN + 1];
+	const char *const names[] = {"a.example"};
+	time_t now = time(NULL);
+	struct acme_order o = {
+		.account = 1, .template_name = "WebServer", .created = now - 30 * 86400, .expires = now - 8 * 86400};
+	struct acme_authz az;
+	struct ca_conf c;
+	struct acme_db *db;
+	sqlite3 *side;
+	long long authz;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(ca_conf_defaults(&c, dir), 0);
+	assert_int_equal(acme_db_open(&c, &db), 0);
+	assert_int_equal(acme_order_insert(db, &o, names, 1), 0);
+	authz = o.authz[0];
+	/* the order cannot be deleted: the sweep fails at that step */
+	assert_int_equal(sqlite3_open(path, &side), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(side,
+			     "CREATE TRIGGER keep BEFORE DELETE ON acme_orders BEGIN SELECT RAISE(ABORT, 'kept'); END",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(acme_nonce_new(db, now, 60, nonce), 0);
+	assert_int_equal(acme_order_get(db, o.id, &o), 0);
+	assert_int_equal(o.n_authz, 1);
+	assert_int_equal(acme_authz_get(db, authz, &az), 0);
+	/* once it can go, both go */
+	assert_int_equal(sqlite3_exec(side, "DROP TRIGGER keep", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(acme_nonce_new(db, now, 60, nonce), 0);
+	assert_int_equal(acme_order_get(db, o.id, &o), 1);
+	assert_int_equal(acme_authz_get(db, authz, &az), 1);
+	sqlite3_close(side);
+	acme_db_close(db);
+	assert_int_equal(system(keepf_rm(dir)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base64url),	cmocka_unit_test(test_thumbprint),
-		cmocka_unit_test(test_verify),		cmocka_unit_test(test_refused_headers),
-		cmocka_unit_test(test_conf),		cmocka_unit_test(test_fetch_refuses),
-		cmocka_unit_test(test_hook_overrun),	cmocka_unit_test(test_eab_kids),
+		cmocka_unit_test(test_base64url),    cmocka_unit_test(test_thumbprint),
+		cmocka_unit_test(test_verify),	     cmocka_unit_test(test_refused_headers),
+		cmocka_unit_test(test_conf),	     cmocka_unit_test(test_fetch_refuses),
+		cmocka_unit_test(test_hook_overrun), cmocka_unit_test(test_eab_kids),
+		cmocka_unit_test(test_sweep_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
