@@ -294,6 +294,59 @@ static void test_sweep_whole(void **state)
 	assert_int_equal(system(keepf_rm(dir)), 0);
 }
 
+/*
+ * Validations that serve's stopping cuts short, or that never started,
+ * are taken back so that the challenge can be answered again: the one
+ * under way was recorded invalid ("no answer"), the queued one left
+ * processing until it expired.
+ */
+static void test_stop_takes_back(void **state)
+{
+	char dir[] = "/tmp/acme-stop-XXXXXX", path[64];
+	const char *const names[] = {"slow.example", "next.example"};
+	time_t now = time(NULL);
+	struct acme a = {0};
+	struct acme_order o = {.account = 1, .template_name = "WebServer", .created = now, .expires = now + 3600};
+	struct acme_job job = {.type = "dns-01", .key_auth = "tok.thumb"};
+	struct acme_validator *v;
+	struct acme_authz az;
+	struct ca_conf c;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/hook", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("#!/bin/sh\nexec sleep 60\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0700), 0);
+	acme_conf_load(&a.conf, "/nonexistent");
+	snprintf(a.conf.dns01_hook, sizeof a.conf.dns01_hook, "%s", path);
+	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(ca_conf_defaults(&c, dir), 0);
+	assert_int_equal(acme_db_open(&c, &a.db), 0);
+	assert_int_equal(acme_order_insert(a.db, &o, names, 2), 0);
+	assert_int_equal(acme_validator_start(&a, 1, 4, &v), 0);
+	for (size_t i = 0; i < 2; i++) {
+		job.authz = o.authz[i];
+		snprintf(job.name, sizeof job.name, "%s", names[i]);
+		assert_int_equal(acme_authz_try(a.db, job.authz, job.type), 0);
+		assert_int_equal(acme_validator_queue(v, &job), 0);
+	}
+	usleep(200 * 1000); /* the first under way (the hook sleeping), the second waiting */
+	atomic_store(&a.stopping, true);
+	acme_validator_stop(v);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(acme_authz_get(a.db, o.authz[i], &az), 0);
+		assert_string_equal(az.status, "pending");
+		assert_string_equal(az.tried, "");
+	}
+	acme_db_close(a.db);
+	assert_int_equal(system(keepf_rm(dir)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,7 +354,7 @@ int main(void)
 		cmocka_unit_test(test_verify),	     cmocka_unit_test(test_refused_headers),
 		cmocka_unit_test(test_conf),	     cmocka_unit_test(test_fetch_refuses),
 		cmocka_unit_test(test_hook_overrun), cmocka_unit_test(test_eab_kids),
-		cmocka_unit_test(test_sweep_whole),
+		cmocka_unit_test(test_sweep_whole),  cmocka_unit_test(test_stop_takes_back),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
