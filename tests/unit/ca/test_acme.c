@@ -215,22 +215,30 @@ static void test_hook_overrun(void **state)
 	rmdir(dir);
 }
 
+/* An empty keyward-ca.db with ACME's tables, opened, in a new directory (dir: mkdtemp's template); its path into path. */
+static struct acme_db *temp_db(char *dir, char path[64])
+{
+	struct ca_conf c;
+	struct acme_db *db;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, 64, "%s/keyward-ca.db", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(ca_conf_defaults(&c, dir), 0);
+	assert_int_equal(acme_db_open(&c, &db), 0);
+	return db;
+}
+
 /* Commit: a kid starting with '-' read as an option to certbot (--eab-kid -x...): 1 in 64 failed. */
 static void test_eab_kids(void **state)
 {
 	char dir[] = "/tmp/acme-db-XXXXXX", path[64], kid[ACME_EAB_KID_LEN + 1];
 	unsigned char key[ACME_EAB_KEY_LEN];
-	struct ca_conf c;
-	struct acme_db *db;
-	FILE *f;
+	struct acme_db *db = temp_db(dir, path);
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fclose(f);
-	assert_int_equal(ca_conf_defaults(&c, dir), 0);
-	assert_int_equal(acme_db_open(&c, &db), 0);
 	for (int i = 0; i < 300; i++) {
 		assert_int_equal(acme_eab_new(db, "WebServer", kid, key), 0);
 		assert_int_equal(strlen(kid), ACME_EAB_KID_LEN);
@@ -256,19 +264,11 @@ static void test_sweep_whole(void **state)
 	struct acme_order o = {
 		.account = 1, .template_name = "WebServer", .created = now - 30 * 86400, .expires = now - 8 * 86400};
 	struct acme_authz az;
-	struct ca_conf c;
-	struct acme_db *db;
+	struct acme_db *db = temp_db(dir, path);
 	sqlite3 *side;
 	long long authz;
-	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fclose(f);
-	assert_int_equal(ca_conf_defaults(&c, dir), 0);
-	assert_int_equal(acme_db_open(&c, &db), 0);
 	assert_int_equal(acme_order_insert(db, &o, names, 1), 0);
 	authz = o.authz[0];
 	/* the order cannot be deleted: the sweep fails at that step */
@@ -302,7 +302,7 @@ static void test_sweep_whole(void **state)
  */
 static void test_stop_takes_back(void **state)
 {
-	char dir[] = "/tmp/acme-stop-XXXXXX", path[64];
+	char dir[] = "/tmp/acme-db-XXXXXX", path[64];
 	const char *const names[] = {"slow.example", "next.example"};
 	time_t now = time(NULL);
 	struct acme a = {0};
@@ -310,11 +310,10 @@ static void test_stop_takes_back(void **state)
 	struct acme_job job = {.type = "dns-01", .key_auth = "tok.thumb"};
 	struct acme_validator *v;
 	struct acme_authz az;
-	struct ca_conf c;
 	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	a.db = temp_db(dir, path);
 	snprintf(path, sizeof path, "%s/hook", dir);
 	assert_non_null(f = fopen(path, "w"));
 	fputs("#!/bin/sh\nexec sleep 60\n", f);
@@ -322,11 +321,6 @@ static void test_stop_takes_back(void **state)
 	assert_int_equal(chmod(path, 0700), 0);
 	acme_conf_load(&a.conf, "/nonexistent");
 	snprintf(a.conf.dns01_hook, sizeof a.conf.dns01_hook, "%s", path);
-	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fclose(f);
-	assert_int_equal(ca_conf_defaults(&c, dir), 0);
-	assert_int_equal(acme_db_open(&c, &a.db), 0);
 	assert_int_equal(acme_order_insert(a.db, &o, names, 2), 0);
 	assert_int_equal(acme_validator_start(&a, 1, 4, &v), 0);
 	for (size_t i = 0; i < 2; i++) {
