@@ -118,6 +118,80 @@ static int directory(struct acme_ctx *x)
 			 NULL);
 }
 
+/*
+ * Accounts' keys, parsed from their JWK and checked once, then kept by
+ * thumbprint (which names one key): checking an RSA public key costs
+ * milliseconds, far more than verifying a signature with it, and every
+ * kid-signed request needs its account's key.
+ */
+#define KEYS_KEPT 4096 /* beyond, an old one goes for each new one */
+
+struct kept_key {
+	struct kw_hnode h;
+	char thumb[ACME_THUMB_LEN + 1];
+	EVP_PKEY *key;
+};
+
+static bool key_is(const struct kw_hnode *n, const void *thumb)
+{
+	return !strcmp(kw_entry_of(n, struct kept_key, h)->thumb, thumb);
+}
+
+static void kept_key_free(struct kw_hnode *n)
+{
+	struct kept_key *k = kw_entry_of(n, struct kept_key, h);
+
+	EVP_PKEY_free(k->key);
+	free(k);
+}
+
+/* An account's key from its stored JWK text and thumbprint: a reference the caller frees, or NULL after ca_error. */
+static EVP_PKEY *account_key(struct acme *a, const char *jwk_text, const char *thumb)
+{
+	struct kw_hnode *n;
+	struct kept_key *k;
+	EVP_PKEY *key = NULL;
+	json_t *jwk;
+	enum acme_prob p;
+	uint64_t hash;
+
+	pthread_mutex_lock(&a->keys_lock);
+	if ((n = kw_htab_find(&a->keys, kw_hash(thumb, strlen(thumb)), key_is, thumb))) {
+		key = kw_entry_of(n, struct kept_key, h)->key;
+		EVP_PKEY_up_ref(key);
+	}
+	pthread_mutex_unlock(&a->keys_lock);
+	if (key)
+		return key;
+	if (!(jwk = json_loads(jwk_text, 0, NULL)))
+		return ca_error("the stored jwk is not JSON"), NULL;
+	if (!(k = calloc(1, sizeof *k))) {
+		json_decref(jwk);
+		return ca_error("out of memory"), NULL;
+	}
+	/* kept under the thumbprint of the key parsed, so that a thumbprint always finds its own key */
+	p = acme_jwk_key(jwk, &k->key, k->thumb);
+	json_decref(jwk);
+	if (p) {
+		kept_key_free(&k->h);
+		return NULL;
+	}
+	key = k->key;
+	EVP_PKEY_up_ref(key); /* the caller's reference; the table holds the other */
+	hash = kw_hash(k->thumb, strlen(k->thumb));
+	pthread_mutex_lock(&a->keys_lock);
+	/* another request may have kept it meanwhile */
+	if (kw_htab_find(&a->keys, hash, key_is, k->thumb)) {
+		kept_key_free(&k->h);
+	} else {
+		if (a->keys.n >= KEYS_KEPT && (n = kw_htab_pop(&a->keys)))
+			kept_key_free(n);
+		kw_htab_add(&a->keys, &k->h, hash);
+	}
+	pthread_mutex_unlock(&a->keys_lock);
+	return key;
+}
+
 /* The account a kid names: it must be this template's, and valid. */
 static int kid_account(struct acme_ctx *x)
 {
@@ -179,15 +253,9 @@ static int check_jws(struct acme_ctx *x, bool jwk_ok, bool kid_ok)
 	if (!x->jws.jwk && !x->jws.kid[0])
 		return acme_problem(x, AP_MALFORMED, "the JWS has neither jwk nor kid");
 	if (x->jws.kid[0]) {
-		json_t *jwk;
-		char thumb[ACME_THUMB_LEN + 1];
-
 		if (kid_account(x))
 			return -1;
-		jwk = json_loads(x->acct.jwk, 0, NULL);
-		p = jwk ? acme_jwk_key(jwk, &key, thumb) : AP_SERVER_INTERNAL;
-		json_decref(jwk);
-		if (p)
+		if (!(key = account_key(x->a, x->acct.jwk, x->acct.thumb)))
 			return acme_problem(x, AP_SERVER_INTERNAL, "account %lld's key: %s", x->acct.id, ca_last_error());
 		p = acme_jws_verify(&x->jws, key);
 		EVP_PKEY_free(key);
@@ -317,6 +385,11 @@ static int open_app(const struct serve_env *env, void **state)
 	if (!a)
 		return ca_error("out of memory");
 	a->env = env;
+	pthread_mutex_init(&a->keys_lock, NULL);
+	if (kw_htab_init(&a->keys, KEYS_KEPT)) {
+		ca_error("out of memory");
+		goto out;
+	}
 	if (acme_conf_load(&a->conf, env->dir))
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -335,6 +408,8 @@ static int open_app(const struct serve_env *env, void **state)
 	*state = a;
 	return 0;
 out:
+	kw_htab_free(&a->keys);
+	pthread_mutex_destroy(&a->keys_lock);
 	free(a);
 	return -1;
 }
@@ -349,6 +424,10 @@ static void close_app(void *state)
 	acme_validator_stop(a->validator);
 	acme_db_close(a->db);
 	curl_global_cleanup();
+	for (struct kw_hnode *n; (n = kw_htab_pop(&a->keys));)
+		kept_key_free(n);
+	kw_htab_free(&a->keys);
+	pthread_mutex_destroy(&a->keys_lock);
 	free(a);
 }
 

@@ -27,6 +27,7 @@
 
 #include "ca/ca.h"
 #include "ca/serve_app.h"
+#include "common/htab.h"
 
 extern const struct serve_app acme_app;
 
@@ -232,7 +233,10 @@ struct acme_job {
 	char key_auth[ACME_NONCE_LEN + ACME_THUMB_LEN + 2];
 };
 int acme_validator_start(struct acme *a, unsigned threads, unsigned queue, struct acme_validator **out);
-/* Stops the threads after the validations under way (they give up at a->stopping). */
+/*
+ * Stops the threads after the validations under way (they give up at
+ * a->stopping); those cut short, and those still queued, are taken back.
+ */
 void acme_validator_stop(struct acme_validator *v);
 /* Queues job: 0, or 1 when the queue is full. */
 int acme_validator_queue(struct acme_validator *v, const struct acme_job *job);
@@ -244,6 +248,8 @@ struct acme {
 	struct acme_db *db;
 	struct acme_validator *validator;
 	atomic_bool stopping; /* serve is stopping: validations give up */
+	pthread_mutex_t keys_lock; /* over keys */
+	struct kw_htab keys;	   /* accounts' keys by thumbprint, parsed and checked once (acme.c) */
 };
 /* One request on its way through: what the endpoints fill in. */
 struct acme_ctx {

@@ -17,14 +17,6 @@
 #include "ca/acme.h"
 #include "ca/ini.h"
 
-static int text_value(const char *v, char *out, size_t size)
-{
-	if (strlen(v) >= size)
-		return ca_error("longer than %zu bytes", size - 1);
-	snprintf(out, size, "%s", v);
-	return 0;
-}
-
 bool acme_listed(const char *list, const char *name)
 {
 	size_t len = strlen(name);
@@ -44,9 +36,9 @@ bool acme_listed(const char *list, const char *name)
 int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 {
 	if (!strcmp(key, "templates"))
-		return text_value(v, ac->templates, sizeof ac->templates);
+		return ca_text_value(v, ac->templates, sizeof ac->templates);
 	if (!strcmp(key, "eab_templates"))
-		return text_value(v, ac->eab_templates, sizeof ac->eab_templates);
+		return ca_text_value(v, ac->eab_templates, sizeof ac->eab_templates);
 	if (!strcmp(key, "order_lifetime"))
 		return ca_uint_value(v, 1, 30 * 86400, &ac->order_lifetime);
 	if (!strcmp(key, "nonce_lifetime"))
@@ -68,14 +60,14 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *v)
 	if (!strcmp(key, "dns01_hook")) {
 		if (*v && *v != '/')
 			return ca_error("an absolute path (the hook runs without a shell or PATH search)");
-		return text_value(v, ac->dns01_hook, sizeof ac->dns01_hook);
+		return ca_text_value(v, ac->dns01_hook, sizeof ac->dns01_hook);
 	}
 	if (!strcmp(key, "resolve")) {
 		unsigned char a[16];
 
 		if (*v && inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1)
 			return ca_error("an IPv4 or IPv6 address");
-		return text_value(v, ac->resolve, sizeof ac->resolve);
+		return ca_text_value(v, ac->resolve, sizeof ac->resolve);
 	}
 	if (!strcmp(key, "allow_loopback"))
 		return ca_bool_value(v, &ac->allow_loopback);

@@ -205,23 +205,37 @@ static int exec1(struct acme_db *db, const char *sql, const char *types, ...)
 	return rc;
 }
 
-/* A transaction under the lock: begin, then end with the outcome (0 commits, else rolls back); end returns it. */
+/*
+ * A transaction: begin, then end with the outcome (0 commits, else rolls
+ * back); end returns it. begin and end take and give back the lock, the
+ * _locked ones leave it to the caller.
+ */
+static int begin_locked(struct acme_db *db)
+{
+	return sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : fail(db, "begin");
+}
+
+static int end_locked(struct acme_db *db, int rc)
+{
+	if (!rc && sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = fail(db, "commit");
+	if (rc)
+		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static int begin(struct acme_db *db)
 {
 	pthread_mutex_lock(&db->lock);
-	if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
+	if (!begin_locked(db))
 		return 0;
-	fail(db, "begin");
 	pthread_mutex_unlock(&db->lock);
 	return -1;
 }
 
 static int end(struct acme_db *db, int rc)
 {
-	if (!rc && sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = fail(db, "commit");
-	if (rc)
-		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+	rc = end_locked(db, rc);
 	pthread_mutex_unlock(&db->lock);
 	return rc;
 }
@@ -243,6 +257,36 @@ static void random_text(char *out, size_t bytes)
 
 /* ---- nonces ---- */
 
+/*
+ * What has had its time goes, in one transaction (so that an order never
+ * loses its authorizations without going itself): expired nonces, orders
+ * that never issued a week after they expired with their authorizations,
+ * and the oldest nonces beyond NONCES_MAX. A failure leaves it all for
+ * the next sweep.
+ */
+static void sweep_locked(struct acme_db *db, time_t now)
+{
+	long long week_ago = (long long)now - 7 * 86400;
+	int rc;
+
+	if (begin_locked(db))
+		return;
+	rc = run(db, prep(db, "DELETE FROM acme_nonces WHERE expires < ?", "i", (long long)now));
+	if (rc >= 0)
+		rc = run(db, prep(db,
+				  "DELETE FROM acme_authz WHERE order_id IN (SELECT id FROM acme_orders "
+				  "WHERE serial = '' AND expires < ?)",
+				  "i", week_ago));
+	if (rc >= 0)
+		rc = run(db, prep(db, "DELETE FROM acme_orders WHERE serial = '' AND expires < ?", "i", week_ago));
+	if (rc >= 0)
+		rc = run(db, prep(db,
+				  "DELETE FROM acme_nonces WHERE nonce IN (SELECT nonce FROM acme_nonces "
+				  "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+				  "i", (long long)NONCES_MAX));
+	end_locked(db, rc < 0 ? -1 : 0);
+}
+
 int acme_nonce_new(struct acme_db *db, time_t now, unsigned lifetime, char out[ACME_NONCE_LEN + 1])
 {
 	unsigned char r[16];
@@ -256,18 +300,7 @@ int acme_nonce_new(struct acme_db *db, time_t now, unsigned lifetime, char out[A
 			  (long long)now + lifetime));
 	if (rc >= 0 && ++db->inserts >= 256) {
 		db->inserts = 0;
-		run(db, prep(db, "DELETE FROM acme_nonces WHERE expires < ?", "i", (long long)now));
-		/* orders that never issued, a week after they expired, with their authorizations */
-		run(db, prep(db,
-			     "DELETE FROM acme_authz WHERE order_id IN (SELECT id FROM acme_orders WHERE serial = '' "
-			     "AND expires < ?)",
-			     "i", (long long)now - 7 * 86400));
-		run(db, prep(db, "DELETE FROM acme_orders WHERE serial = '' AND expires < ?", "i",
-			     (long long)now - 7 * 86400));
-		run(db, prep(db,
-			     "DELETE FROM acme_nonces WHERE nonce IN (SELECT nonce FROM acme_nonces ORDER BY expires DESC "
-			     "LIMIT -1 OFFSET ?)",
-			     "i", (long long)NONCES_MAX));
+		sweep_locked(db, now);
 	}
 	pthread_mutex_unlock(&db->lock);
 	return rc < 0 ? -1 : 0;

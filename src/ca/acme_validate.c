@@ -6,6 +6,9 @@
  * client that points its name at a slow or silent host ties up a
  * validator for at most fetch_timeout, never serve's OCSP or CRL
  * answers; the queue is bounded and a full one is answered rateLimited.
+ * When serve stops, the validations it cuts short or never starts are
+ * taken back (acme_authz_try_undo): the client answers the challenge
+ * again once serve is back.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,11 @@ static void validate(struct acme_validator *v, const struct acme_job *job)
 		EVP_Digest(job->key_auth, strlen(job->key_auth), md, NULL, EVP_sha256(), NULL);
 		acme_b64u_encode(md, sizeof md, digest);
 		p = acme_dns01(&v->a->conf, job->name, digest, &v->a->stopping);
+	}
+	/* cut short by serve stopping, which is not the client's failure: the challenge may be answered again */
+	if (p && atomic_load(&v->a->stopping)) {
+		acme_authz_try_undo(v->a->db, job->authz, job->type);
+		return;
 	}
 	/* if this fails the authorization stays pending, and expires */
 	acme_authz_settle(v->a->db, job->authz, job->type, p ? "invalid" : "valid", p ? acme_prob_type(p) : NULL,
@@ -98,6 +106,9 @@ void acme_validator_stop(struct acme_validator *v)
 	pthread_mutex_unlock(&v->lock);
 	for (unsigned i = 0; i < v->n_threads; i++)
 		pthread_join(v->threads[i], NULL);
+	/* the validations never started are taken back likewise, not left processing until they expire */
+	for (; v->n; v->n--, v->head = (v->head + 1) % v->cap)
+		acme_authz_try_undo(v->a->db, v->jobs[v->head].authz, v->jobs[v->head].type);
 	pthread_cond_destroy(&v->more);
 	pthread_mutex_destroy(&v->lock);
 	free(v->jobs);

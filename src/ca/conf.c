@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ca/ca.h"
+#include "ca/ini.h"
 
 void ca_path(const struct ca_conf *c, const char *name, char *out, size_t size)
 {
@@ -83,19 +84,6 @@ struct parse {
 	char error[512];
 };
 
-static int set_unsigned(const char *v, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || !*v || *end || n == 0 || n > max)
-		return ca_error("not a whole number from 1 to %u", max);
-	*out = (unsigned)n;
-	return 0;
-}
-
 /* A URL base: http:// or https://, a host, an optional path; no spaces, quotes or trailing slash. */
 static int url_base_ok(const char *v)
 {
@@ -130,51 +118,41 @@ static int url_bases_ok(const char *v)
 	return 0;
 }
 
-static int set_string(const char *v, char *out, size_t size)
-{
-	if (strlen(v) >= size)
-		return ca_error("longer than %zu bytes", size - 1);
-	snprintf(out, size, "%s", v);
-	return 0;
-}
-
 int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 {
 	if (ca_conf_text_ok(strlen(key), v))
 		return -1;
 	if (!strcmp(key, "name"))
-		return set_string(v, c->name, sizeof c->name);
+		return ca_text_value(v, c->name, sizeof c->name);
 	if (!strcmp(key, "key"))
-		return set_string(v, c->key, sizeof c->key);
+		return ca_text_value(v, c->key, sizeof c->key);
 	if (!strcmp(key, "token"))
-		return set_string(v, c->token, sizeof c->token);
+		return ca_text_value(v, c->token, sizeof c->token);
 	if (!strcmp(key, "module"))
-		return set_string(v, c->module, sizeof c->module);
+		return ca_text_value(v, c->module, sizeof c->module);
 	if (!strcmp(key, "pin_file"))
-		return set_string(v, c->pin_file, sizeof c->pin_file);
+		return ca_text_value(v, c->pin_file, sizeof c->pin_file);
 	if (!strcmp(key, "hash")) {
 		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512"))
 			return ca_error("sha256, sha384 or sha512");
-		return set_string(v, c->hash, sizeof c->hash);
+		return ca_text_value(v, c->hash, sizeof c->hash);
 	}
 	if (!strcmp(key, "validity_days"))
-		return set_unsigned(v, 36500, &c->validity_days);
+		return ca_uint_value(v, 1, 36500, &c->validity_days);
 	if (!strcmp(key, "server_name"))
-		return set_string(v, c->server_name, sizeof c->server_name);
+		return ca_text_value(v, c->server_name, sizeof c->server_name);
 	if (!strcmp(key, "url_base"))
-		return url_base_ok(v) ? -1 : set_string(v, c->url_base, sizeof c->url_base);
+		return url_base_ok(v) ? -1 : ca_text_value(v, c->url_base, sizeof c->url_base);
 	if (!strcmp(key, "legacy_url_bases"))
-		return url_bases_ok(v) ? -1 : set_string(v, c->legacy_url_bases, sizeof c->legacy_url_bases);
+		return url_bases_ok(v) ? -1 : ca_text_value(v, c->legacy_url_bases, sizeof c->legacy_url_bases);
 	if (!strcmp(key, "crl_period_hours"))
-		return set_unsigned(v, 24 * 366, &c->crl_period_hours);
+		return ca_uint_value(v, 1, 24 * 366, &c->crl_period_hours);
 	if (!strcmp(key, "crl_overlap_hours"))
-		return set_unsigned(v, 24 * 366, &c->crl_overlap_hours);
+		return ca_uint_value(v, 1, 24 * 366, &c->crl_overlap_hours);
 	if (!strcmp(key, "delta_crl_period_hours"))
-		return set_unsigned(v, 24 * 366, &c->delta_crl_period_hours);
-	if (!strcmp(key, "subordinate")) {
-		c->subordinate = !strcmp(v, "true");
-		return strcmp(v, "true") && strcmp(v, "false") ? ca_error("true or false") : 0;
-	}
+		return ca_uint_value(v, 1, 24 * 366, &c->delta_crl_period_hours);
+	if (!strcmp(key, "subordinate"))
+		return ca_bool_value(v, &c->subordinate);
 	return ca_error("unknown key");
 }
 

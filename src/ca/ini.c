@@ -67,3 +67,11 @@ int ca_bool_value(const char *v, bool *out)
 	*out = !strcmp(v, "true");
 	return 0;
 }
+
+int ca_text_value(const char *v, char *out, size_t size)
+{
+	if (strlen(v) >= size)
+		return ca_error("longer than %zu bytes", size - 1);
+	snprintf(out, size, "%s", v);
+	return 0;
+}

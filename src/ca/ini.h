@@ -1,12 +1,13 @@
 /*
  * keyward-ca's small INI files beside ca.conf (serve.conf, acme.conf): one
  * section each, read with inih, every error naming the file, the key and
- * the value; and the value checks their keys share.
+ * the value; and the value checks their keys and ca.conf's share.
  */
 #ifndef KW_CA_INI_H
 #define KW_CA_INI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /*
  * Reads path's [section] through set (0, or -1 after ca_error saying why
@@ -19,5 +20,7 @@ int ca_ini_load(const char *path, const char *section, int (*set)(void *arg, con
 int ca_uint_value(const char *v, unsigned min, unsigned max, unsigned *out);
 /* true or false. */
 int ca_bool_value(const char *v, bool *out);
+/* v copied into out (size bytes): 0, or -1 saying it is too long. */
+int ca_text_value(const char *v, char *out, size_t size);
 
 #endif

@@ -224,6 +224,16 @@ void serve_test_ca(struct kwt_server *server, const char *sub, const char *name,
 	ca_ok(ca_dir, "ca.cert ca.pem");
 }
 
+pid_t serve_test_start(const char *ca_dir, const char *conf, unsigned short *port)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
+	kwt_write_file(path, conf);
+	*port = kwt_free_port();
+	return serve_start(ca_dir, *port, "serve.log");
+}
+
 void serve_test_ca_end(struct kwt_server *server)
 {
 	forget_all();

@@ -22,6 +22,13 @@
 void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
 		   char ca_dir[400], char pin[400]);
 
+/*
+ * The fixture's serve, after serve_test_ca: serve.conf in ca_dir holding
+ * conf, then serve_start on a free port (into *port) with its log in
+ * serve.log of the current directory.
+ */
+pid_t serve_test_start(const char *ca_dir, const char *conf, unsigned short *port);
+
 /* The end of serve_test_ca: kept outputs forgotten, out of the directory, keywardd stopped and removed. */
 void serve_test_ca_end(struct kwt_server *server);
 

@@ -102,11 +102,7 @@ static int setup(void **state)
 				   "resolve = 127.0.0.1\nallow_loopback = true\nhttp01_port = %u\nfetch_timeout = 5\n"
 				   "dns01_hook = %s/dns-hook\nhook_timeout = 10\n",
 				   http01, work));
-	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
-	kwt_write_file(path, "[serve]\nthreads = 4\n");
-	port = kwt_free_port();
-	snprintf(path, sizeof path, "%s/serve.log", work);
-	serve_pid = serve_start(ca_dir, port, path);
+	serve_pid = serve_test_start(ca_dir, "[serve]\nthreads = 4\n", &port);
 	return 0;
 }
 

@@ -123,8 +123,6 @@ static void make_secret(const char *tmpl, char *out, size_t size)
 
 static int setup(void **state)
 {
-	char path[600];
-
 	(void)state;
 	serve_test_ca(&server, "cmp", "CMP Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	/* a template whose requests wait for approval */
@@ -133,13 +131,9 @@ static int setup(void **state)
 	ca_ok(ca_dir, "templates add Approved --file approved.tmpl");
 	make_secret("WebServer", secret, sizeof secret);
 	make_secret("Approved", manual_secret, sizeof manual_secret);
-	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
-	kwt_write_file(path, "[serve]\nthreads = 4\n");
 	/* (serve inherits it) a waiting client is told to poll again after a second, not five */
 	assert_int_equal(setenv("KEYWARD_CMP_POLL_AFTER", "1", 1), 0);
-	port = kwt_free_port();
-	snprintf(path, sizeof path, "%s/serve.log", work);
-	serve_pid = serve_start(ca_dir, port, path);
+	serve_pid = serve_test_start(ca_dir, "[serve]\nthreads = 4\n", &port);
 	return 0;
 }
 

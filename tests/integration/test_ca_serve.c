@@ -59,8 +59,6 @@ static void issue_web(const char *name)
 
 static int setup(void **state)
 {
-	char path[600];
-
 	(void)state;
 	serve_test_ca(&server, "serve", "Serve Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	issue_web("good");
@@ -68,11 +66,8 @@ static int setup(void **state)
 	issue_web("late");
 	issue_web("old");
 	/* short idle timeout and a per-address cap the slow-request test can reach */
-	snprintf(path, sizeof path, "%s/serve.conf", ca_dir);
-	kwt_write_file(path, "[serve]\nconnection_timeout = 2\nper_address_connections = 32\nthreads = 2\n");
-	port = kwt_free_port();
-	snprintf(path, sizeof path, "%s/serve.log", work);
-	serve_pid = serve_start(ca_dir, port, path);
+	serve_pid = serve_test_start(
+		ca_dir, "[serve]\nconnection_timeout = 2\nper_address_connections = 32\nthreads = 2\n", &port);
 	return 0;
 }
 

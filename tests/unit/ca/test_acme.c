@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "ca/acme.h"
 
@@ -214,22 +215,30 @@ static void test_hook_overrun(void **state)
 	rmdir(dir);
 }
 
+/* An empty keyward-ca.db with ACME's tables, opened, in a new directory (dir: mkdtemp's template); its path into path. */
+static struct acme_db *temp_db(char *dir, char path[64])
+{
+	struct ca_conf c;
+	struct acme_db *db;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, 64, "%s/keyward-ca.db", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(ca_conf_defaults(&c, dir), 0);
+	assert_int_equal(acme_db_open(&c, &db), 0);
+	return db;
+}
+
 /* Commit: a kid starting with '-' read as an option to certbot (--eab-kid -x...): 1 in 64 failed. */
 static void test_eab_kids(void **state)
 {
 	char dir[] = "/tmp/acme-db-XXXXXX", path[64], kid[ACME_EAB_KID_LEN + 1];
 	unsigned char key[ACME_EAB_KEY_LEN];
-	struct ca_conf c;
-	struct acme_db *db;
-	FILE *f;
+	struct acme_db *db = temp_db(dir, path);
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/keyward-ca.db", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fclose(f);
-	assert_int_equal(ca_conf_defaults(&c, dir), 0);
-	assert_int_equal(acme_db_open(&c, &db), 0);
 	for (int i = 0; i < 300; i++) {
 		assert_int_equal(acme_eab_new(db, "WebServer", kid, key), 0);
 		assert_int_equal(strlen(kid), ACME_EAB_KID_LEN);
@@ -242,13 +251,104 @@ static void test_eab_kids(void **state)
 	assert_int_equal(system(keepf_rm(dir)), 0);
 }
 
+/*
+ * The sweep (every 256th nonce) takes an order that never issued, a week
+ * after it expired, with its authorizations, or neither: it deleted the
+ * authorizations and then, in a statement of its own, the order.
+ */
+static void test_sweep_whole(void **state)
+{
+	char dir[] = "/tmp/acme-db-XXXXXX", path[64], nonce[ACME_NONCE_LEN + 1];
+	const char *const names[] = {"a.example"};
+	time_t now = time(NULL);
+	struct acme_order o = {
+		.account = 1, .template_name = "WebServer", .created = now - 30 * 86400, .expires = now - 8 * 86400};
+	struct acme_authz az;
+	struct acme_db *db = temp_db(dir, path);
+	sqlite3 *side;
+	long long authz;
+
+	(void)state;
+	assert_int_equal(acme_order_insert(db, &o, names, 1), 0);
+	authz = o.authz[0];
+	/* the order cannot be deleted: the sweep fails at that step */
+	assert_int_equal(sqlite3_open(path, &side), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(side,
+			     "CREATE TRIGGER keep BEFORE DELETE ON acme_orders BEGIN SELECT RAISE(ABORT, 'kept'); END",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(acme_nonce_new(db, now, 60, nonce), 0);
+	assert_int_equal(acme_order_get(db, o.id, &o), 0);
+	assert_int_equal(o.n_authz, 1);
+	assert_int_equal(acme_authz_get(db, authz, &az), 0);
+	/* once it can go, both go */
+	assert_int_equal(sqlite3_exec(side, "DROP TRIGGER keep", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(acme_nonce_new(db, now, 60, nonce), 0);
+	assert_int_equal(acme_order_get(db, o.id, &o), 1);
+	assert_int_equal(acme_authz_get(db, authz, &az), 1);
+	sqlite3_close(side);
+	acme_db_close(db);
+	assert_int_equal(system(keepf_rm(dir)), 0);
+}
+
+/*
+ * Validations that serve's stopping cuts short, or that never started,
+ * are taken back so that the challenge can be answered again: the one
+ * under way was recorded invalid ("no answer"), the queued one left
+ * processing until it expired.
+ */
+static void test_stop_takes_back(void **state)
+{
+	char dir[] = "/tmp/acme-db-XXXXXX", path[64];
+	const char *const names[] = {"slow.example", "next.example"};
+	time_t now = time(NULL);
+	struct acme a = {0};
+	struct acme_order o = {.account = 1, .template_name = "WebServer", .created = now, .expires = now + 3600};
+	struct acme_job job = {.type = "dns-01", .key_auth = "tok.thumb"};
+	struct acme_validator *v;
+	struct acme_authz az;
+	FILE *f;
+
+	(void)state;
+	a.db = temp_db(dir, path);
+	snprintf(path, sizeof path, "%s/hook", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("#!/bin/sh\nexec sleep 60\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0700), 0);
+	acme_conf_load(&a.conf, "/nonexistent");
+	snprintf(a.conf.dns01_hook, sizeof a.conf.dns01_hook, "%s", path);
+	assert_int_equal(acme_order_insert(a.db, &o, names, 2), 0);
+	assert_int_equal(acme_validator_start(&a, 1, 4, &v), 0);
+	for (size_t i = 0; i < 2; i++) {
+		job.authz = o.authz[i];
+		snprintf(job.name, sizeof job.name, "%s", names[i]);
+		assert_int_equal(acme_authz_try(a.db, job.authz, job.type), 0);
+		assert_int_equal(acme_validator_queue(v, &job), 0);
+	}
+	usleep(200 * 1000); /* the first under way (the hook sleeping), the second waiting */
+	atomic_store(&a.stopping, true);
+	acme_validator_stop(v);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(acme_authz_get(a.db, o.authz[i], &az), 0);
+		assert_string_equal(az.status, "pending");
+		assert_string_equal(az.tried, "");
+	}
+	acme_db_close(a.db);
+	assert_int_equal(system(keepf_rm(dir)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base64url),	cmocka_unit_test(test_thumbprint),
-		cmocka_unit_test(test_verify),		cmocka_unit_test(test_refused_headers),
-		cmocka_unit_test(test_conf),		cmocka_unit_test(test_fetch_refuses),
-		cmocka_unit_test(test_hook_overrun),	cmocka_unit_test(test_eab_kids),
+		cmocka_unit_test(test_base64url),    cmocka_unit_test(test_thumbprint),
+		cmocka_unit_test(test_verify),	     cmocka_unit_test(test_refused_headers),
+		cmocka_unit_test(test_conf),	     cmocka_unit_test(test_fetch_refuses),
+		cmocka_unit_test(test_hook_overrun), cmocka_unit_test(test_eab_kids),
+		cmocka_unit_test(test_sweep_whole),  cmocka_unit_test(test_stop_takes_back),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
