@@ -127,16 +127,21 @@ static int internal_answer(unsigned char **der, size_t *len, struct ocsp_result 
 	return (*der = OPENSSL_memdup(bytes, *len)) ? 0 : -1;
 }
 
+struct ocsp_presign serve_presign_locked(struct server *sv)
+{
+	return (struct ocsp_presign){.is = &sv->issuer,
+				     .signer_cert = sv->signer.cert,
+				     .include_cert = sv->signer.include_cert,
+				     .md = sv->signer.md,
+				     .batch = sv->batch,
+				     .key_hash = sv->signer_key_hash};
+}
+
 /* The answer to req built here and signed through the queue (the signer's read lock held). */
 static int queue_answer(struct server *sv, OCSP_REQUEST *req, struct serve_lookup *l, unsigned char **der, size_t *len,
 			struct ocsp_result *res)
 {
-	struct ocsp_presign p = {.is = &sv->issuer,
-				 .signer_cert = sv->signer.cert,
-				 .include_cert = sv->signer.include_cert,
-				 .md = sv->signer.md,
-				 .batch = sv->batch,
-				 .key_hash = sv->signer_key_hash};
+	struct ocsp_presign p = serve_presign_locked(sv);
 	struct sign_job job = {.md = sv->signer.md};
 	OCSP_BASICRESP *bs = NULL;
 	unsigned char *out = NULL;

@@ -26,6 +26,7 @@
 #include "ca/ca.h"
 #include "ca/db_status.h"
 #include "ca/ocsp.h"
+#include "ca/ocspder.h"
 #include "ca/serve.h"
 #include "ca/serve_app.h"
 #include "common/htab.h"
@@ -180,6 +181,8 @@ int serve_lookup_status(void *arg, const char *serial, struct ocsp_status *st);
 void *serve_signq_main(void *arg);
 int serve_sign_answer(struct server *sv, OCSP_REQUEST *req, struct serve_lookup *l, unsigned char **der, size_t *len,
 		      struct ocsp_result *res);
+/* The signer as ocspder.c takes it, for signing through the batch interface (the caller holds signer_lock). */
+struct ocsp_presign serve_presign_locked(struct server *sv);
 
 /* serve_presign.c */
 void *serve_presign_main(void *arg);

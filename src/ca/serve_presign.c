@@ -96,12 +96,7 @@ static void presign_batch(struct server *sv, const struct serials *list, size_t 
 		return;
 	pthread_rwlock_rdlock(&sv->signer_lock);
 	{
-		struct ocsp_presign p = {.is = &sv->issuer,
-					 .signer_cert = sv->signer.cert,
-					 .include_cert = sv->signer.include_cert,
-					 .md = sv->signer.md,
-					 .batch = sv->batch,
-					 .key_hash = sv->signer_key_hash};
+		struct ocsp_presign p = serve_presign_locked(sv);
 
 		rc = ocsp_presign_batch(&p, items, k, now, sv->sc.validity_seconds);
 	}

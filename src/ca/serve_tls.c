@@ -7,10 +7,13 @@
  * inside MHD_start_daemon with no reason. This key is the responder's TLS
  * key, not the CA's: the CA's stays in the HSM.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -21,21 +24,59 @@
 
 #define TLS_FILE_MAX (1u << 20)
 
-/* The key's bytes, read only if the file is its owner's alone (as kw_secret_read_file asks of secrets). */
+/*
+ * The key's bytes (NUL-terminated), read only if the file is its owner's
+ * alone (as kw_secret_read_file asks of secrets), and as that reads them:
+ * with read(2) straight into the one buffer, so that no stdio buffer or
+ * outgrown copy is freed still holding the key.
+ */
 static char *read_key(const char *path, size_t *len)
 {
 	struct stat st;
+	char *buf = NULL;
+	size_t size = 0, n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
-	if (stat(path, &st) != 0) {
+	if (fd < 0 || fstat(fd, &st) != 0) {
 		ca_error("tls_key %s: cannot read it", path);
-		return NULL;
+		goto out;
 	}
 	if (st.st_mode & 077) {
 		ca_error("tls_key %s has mode %04o: group or others may read it; refused (chmod 600 %s)", path,
 			 (unsigned)(st.st_mode & 07777), path);
-		return NULL;
+		goto out;
 	}
-	return ca_read_file(path, TLS_FILE_MAX, len);
+	if (!S_ISREG(st.st_mode) || st.st_size > TLS_FILE_MAX) {
+		ca_error("tls_key %s: not a file of at most %u bytes", path, TLS_FILE_MAX);
+		goto out;
+	}
+	size = (size_t)st.st_size;
+	if (!(buf = malloc(size + 1))) {
+		ca_error("tls_key %s: out of memory", path);
+		goto out;
+	}
+	while (n < size) {
+		ssize_t r = read(fd, buf + n, size - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n < size) {
+		ca_error("tls_key %s: read error", path);
+		OPENSSL_cleanse(buf, size);
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*len = n;
+out:
+	if (fd >= 0)
+		close(fd);
+	return buf;
 }
 
 static int check_pair(const struct serve_conf *sc, const char *cert, size_t cert_len, const char *key, size_t key_len)

@@ -43,6 +43,7 @@ int kw_htab_init(struct kw_htab *t, size_t min_buckets)
 	t->buckets = calloc(n, sizeof *t->buckets);
 	t->mask = n - 1;
 	t->n = 0;
+	t->low = 0;
 	return t->buckets ? 0 : -1;
 }
 
@@ -51,6 +52,7 @@ void kw_htab_free(struct kw_htab *t)
 	free(t->buckets);
 	t->buckets = NULL;
 	t->n = 0;
+	t->low = 0;
 }
 
 static struct kw_hnode **slot_of(const struct kw_htab *t, uint64_t hash,
@@ -71,8 +73,11 @@ struct kw_hnode *kw_htab_find(const struct kw_htab *t, uint64_t hash,
 
 void kw_htab_add(struct kw_htab *t, struct kw_hnode *n, uint64_t hash)
 {
-	struct kw_hnode **b = &t->buckets[hash & t->mask];
+	size_t i = hash & t->mask;
+	struct kw_hnode **b = &t->buckets[i];
 
+	if (i < t->low)
+		t->low = i;
 	n->hash = hash;
 	n->next = *b;
 	*b = n;
@@ -91,14 +96,16 @@ struct kw_hnode *kw_htab_take(struct kw_htab *t, uint64_t hash, bool (*eq)(const
 	return n;
 }
 
+/* From t->low on, not from bucket 0: emptying a table of N entries costs N + buckets steps, not N * buckets / 2. */
 struct kw_hnode *kw_htab_pop(struct kw_htab *t)
 {
-	for (size_t i = 0; t->buckets && t->n && i <= t->mask; i++) {
+	for (size_t i = t->low; t->buckets && t->n && i <= t->mask; i++) {
 		struct kw_hnode *n = t->buckets[i];
 
 		if (n) {
 			t->buckets[i] = n->next;
 			t->n--;
+			t->low = i;
 			return n;
 		}
 	}

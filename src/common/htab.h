@@ -23,6 +23,7 @@ struct kw_htab {
 	struct kw_hnode **buckets;
 	size_t mask; /* buckets - 1: a power of two */
 	size_t n;    /* entries */
+	size_t low;  /* no bucket below this holds an entry: where kw_htab_pop starts looking */
 };
 
 /* The entry of type that holds node p as member. */

@@ -19,6 +19,7 @@
 #define KW_CA_CLI_H
 
 #include <jansson.h>
+#include <time.h>
 
 #include "ca/api.h"
 
@@ -44,6 +45,12 @@ json_t *cli_pem_json(const unsigned char *der, size_t len);
 int cli_print_json(json_t *j);
 /* t as ISO 8601 UTC into buf. */
 const char *cli_time(time_t t, char *buf, size_t size);
+/*
+ * A progress line on standard error, "keyward-ca: " and fmt's text over the
+ * one before: redrawn at most five times a second (*shown: when it last
+ * was), and always when finished, which ends the line.
+ */
+void cli_progress(struct timespec *shown, bool finished, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 int cmd_setup(const struct opts *o);
 int cmd_install_cert(const struct opts *o, const char *file);

@@ -192,16 +192,10 @@ out:
 	return rc;
 }
 
-/* "CRL entries: N" on the terminal, redrawn at most five times a second, and at the end. */
+/* "CRL entries: N" on the terminal (cli_progress). */
 static void show_progress(void *arg, const char *what, unsigned long long done, bool finished)
 {
-	struct timespec *shown = arg, now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (!finished && (now.tv_sec - shown->tv_sec) * 1000 + (now.tv_nsec - shown->tv_nsec) / 1000000 < 200)
-		return;
-	*shown = now;
-	fprintf(stderr, "\rkeyward-ca: %s: %llu%s", what, done, finished ? "\n" : "");
+	cli_progress(arg, finished, "%s: %llu", what, done);
 }
 
 int cmd_crl(const struct opts *o)

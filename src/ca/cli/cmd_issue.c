@@ -32,19 +32,11 @@ struct submission {
 	struct timespec shown; /* when it was last redrawn */
 };
 
-/* "issued I of N" on the terminal, redrawn at most five times a second, and at the end. */
+/* "issued I of N" on the terminal (cli_progress). */
 static void show_progress(struct submission *s, size_t i)
 {
-	struct timespec now;
-
-	if (!s->progress)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (i + 1 < (size_t)s->n &&
-	    (now.tv_sec - s->shown.tv_sec) * 1000 + (now.tv_nsec - s->shown.tv_nsec) / 1000000 < 200)
-		return;
-	s->shown = now;
-	fprintf(stderr, "\rkeyward-ca: issued %zu of %d%s", i + 1, s->n, i + 1 == (size_t)s->n ? "\n" : "");
+	if (s->progress)
+		cli_progress(&s->shown, i + 1 >= (size_t)s->n, "issued %zu of %d", i + 1, s->n);
 }
 
 static struct ca_request *read_request(void *arg, size_t i, struct ca_key_decoder *d)

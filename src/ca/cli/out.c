@@ -4,6 +4,7 @@
  * subjects escaped as JSON wants, nothing else on standard output).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,4 +65,21 @@ const char *cli_time(time_t t, char *buf, size_t size)
 	gmtime_r(&t, &tm);
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return buf;
+}
+
+void cli_progress(struct timespec *shown, bool finished, const char *fmt, ...)
+{
+	struct timespec now;
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!finished && (now.tv_sec - shown->tv_sec) * 1000 + (now.tv_nsec - shown->tv_nsec) / 1000000 < 200)
+		return;
+	*shown = now;
+	fputs("\rkeyward-ca: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (finished)
+		fputc('\n', stderr);
 }
