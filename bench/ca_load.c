@@ -38,12 +38,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "clock.h"
 
 static double tv_seconds(struct timeval tv)
 {

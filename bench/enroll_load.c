@@ -26,19 +26,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
+
 static const char *host, *path, *ref, *secret;
 static int port;
 static X509 *ca;
 static double stop_at;
 static atomic_long certs, errors;
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int quiet(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg)
 {

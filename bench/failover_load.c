@@ -25,19 +25,13 @@
 
 #include <keyward/keyward.h>
 
+#include "clock.h"
+
 static kw_client *client;
 static uint64_t key_id;
 static atomic_bool stop;
 /* monotonic seconds at the event's end; 0 before it */
 static _Atomic double event_end;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s)
 {

@@ -28,20 +28,14 @@
 #include <openssl/ocsp.h>
 #include <openssl/rand.h>
 
+#include "clock.h"
+
 static struct sockaddr_in addr;
 static const char *mode, *path, *host;
 static unsigned char *req_der;
 static size_t req_len;
 static double deadline;
 static atomic_ullong answers, errors;
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int dial(void)
 {

@@ -26,6 +26,8 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "clock.h"
+
 static CK_FUNCTION_LIST_PTR p11;
 static CK_MECHANISM mech;
 static CK_ULONG data_len;
@@ -38,13 +40,6 @@ struct worker {
 	CK_SESSION_HANDLE session;
 	unsigned long count;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Any CKR other than CKR_OK ends the benchmark: a figure with errors in it means nothing. */
 static void check(const char *call, CK_RV rv)
