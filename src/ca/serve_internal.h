@@ -127,6 +127,7 @@ struct server {
 	atomic_ullong latency[N_BUCKETS + 1];
 	atomic_ullong latency_us_sum;
 	atomic_ullong cache_hits, cache_misses, hsm_errors, db_errors, presigned;
+	atomic_ullong crl_errors; /* CRLs the maint thread failed to publish */
 	atomic_llong backlog;
 	atomic_llong cache_size;
 	atomic_llong resign_before; /* cached answers signed before this time are signed again (a new signer) */

@@ -37,6 +37,7 @@ static void crl_tick(struct server *sv)
 
 	if (!have_full || now - full >= period(c->crl_period_hours, sv->sc.crl_republish)) {
 		if (ca_crl_publish(sv->ca, false, &number)) {
+			atomic_fetch_add(&sv->crl_errors, 1);
 			kw_log_limited("serve.crl", KW_LOG_ERROR, "keyward-ca serve: full CRL: %s", ca_last_error());
 			return;
 		}
@@ -45,10 +46,12 @@ static void crl_tick(struct server *sv)
 	}
 	if (c->delta_crl_period_hours &&
 	    (!have_delta || now - delta >= period(c->delta_crl_period_hours, sv->sc.delta_republish))) {
-		if (ca_crl_publish(sv->ca, true, &number))
+		if (ca_crl_publish(sv->ca, true, &number)) {
+			atomic_fetch_add(&sv->crl_errors, 1);
 			kw_log_limited("serve.crl", KW_LOG_ERROR, "keyward-ca serve: delta CRL: %s", ca_last_error());
-		else
+		} else {
 			kw_log(KW_LOG_INFO, "keyward-ca serve: published delta CRL number %lld", number);
+		}
 	}
 }
 

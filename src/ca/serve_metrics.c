@@ -1,15 +1,19 @@
 /*
  * keyward-ca serve: /health (JSON: the database and the HSM answer) and
  * /metrics (Prometheus text format 0.0.4: requests by endpoint and
- * outcome, latency, the cache, pre-signing, errors, the apps).
+ * outcome, latency, the cache, pre-signing, errors, the apps, and the
+ * dates an administrator alerts on: when the CA's and the OCSP signer's
+ * certificates expire, when each CRL was last published).
  */
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "ca/serve_internal.h"
 
@@ -107,6 +111,47 @@ static const char *outcome_name(int o)
 	return o < OCSP_OUT_N ? ocsp_outcome_name((enum ocsp_outcome)o) : http_outcome_names[o - OCSP_OUT_N];
 }
 
+/* x's notAfter as a Unix time, or -1 if it cannot be read. */
+static long long not_after(const X509 *x)
+{
+	struct tm tm;
+
+	if (!x || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm))
+		return -1;
+	return (long long)timegm(&tm);
+}
+
+/* The expiry dates and CRL publication times, as gauges; what cannot be read is left out. */
+static void dates(struct server *sv, FILE *f)
+{
+	static const char *const crls[2] = {"full", "delta"};
+	long long ca = not_after(sv->issuer.cert), signer;
+	struct stat st;
+
+	pthread_rwlock_rdlock(&sv->signer_lock);
+	signer = not_after(sv->signer.cert);
+	pthread_rwlock_unlock(&sv->signer_lock);
+	fputs("# HELP keyward_ca_certificate_expiry_timestamp_seconds When a certificate serve relies on expires.\n"
+	      "# TYPE keyward_ca_certificate_expiry_timestamp_seconds gauge\n",
+	      f);
+	if (ca >= 0)
+		fprintf(f, "keyward_ca_certificate_expiry_timestamp_seconds{certificate=\"ca\"} %lld\n", ca);
+	if (signer >= 0)
+		fprintf(f, "keyward_ca_certificate_expiry_timestamp_seconds{certificate=\"ocsp_signer\"} %lld\n", signer);
+	fputs("# HELP keyward_ca_crl_published_timestamp_seconds When each CRL in publish/ was last written.\n"
+	      "# TYPE keyward_ca_crl_published_timestamp_seconds gauge\n",
+	      f);
+	for (int i = 0; i < 2; i++)
+		if (stat(sv->files[i].path, &st) == 0)
+			fprintf(f, "keyward_ca_crl_published_timestamp_seconds{crl=\"%s\"} %lld\n", crls[i],
+				(long long)st.st_mtime);
+	fprintf(f,
+		"# HELP keyward_ca_crl_publish_errors_total CRLs serve failed to publish when due.\n"
+		"# TYPE keyward_ca_crl_publish_errors_total counter\n"
+		"keyward_ca_crl_publish_errors_total %llu\n",
+		atomic_load(&sv->crl_errors));
+}
+
 char *serve_metrics_text(struct server *sv, size_t *len)
 {
 	char *text = NULL;
@@ -165,6 +210,7 @@ char *serve_metrics_text(struct server *sv, size_t *len)
 		(double)atomic_load(&sv->latency_us_sum) / 1e6, cumulative, atomic_load(&sv->cache_hits),
 		atomic_load(&sv->cache_misses), (long long)atomic_load(&sv->cache_size), atomic_load(&sv->presigned),
 		(long long)atomic_load(&sv->backlog), atomic_load(&sv->hsm_errors), atomic_load(&sv->db_errors));
+	dates(sv, f);
 	fputs("# HELP keyward_ca_app_requests_total Requests to the mounted applications (CMP, ACME) by status class.\n"
 	      "# TYPE keyward_ca_app_requests_total counter\n",
 	      f);

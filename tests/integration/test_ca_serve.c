@@ -390,6 +390,8 @@ static void test_url_bases(void **state)
 
 /* ---- health, metrics ---- */
 
+static void expect_dates(void);
+
 static void test_health_metrics(void **state)
 {
 	const char *out;
@@ -406,6 +408,41 @@ static void test_health_metrics(void **state)
 	expect_has(last_cmd, out, "keyward_ca_hsm_errors_total 0");
 	expect_lacks(last_cmd, out, "keyward_ca_ocsp_cache_hits_total 0\n");
 	assert_int_equal(http_status(port, "DELETE", "/health"), 405);
+	expect_dates();
+}
+
+/* The line "NAME{LABEL} " + the Unix time of the date text `when` (date -d) is in /metrics. */
+static void expect_metric_date(const char *name_label, const char *when)
+{
+	char want[256], secs[32];
+	const char *out = sh_ok("date -u -d '%s' +%%s", when);
+
+	snprintf(secs, sizeof secs, "%.*s", (int)strcspn(out, "\n"), out);
+	snprintf(want, sizeof want, "%s %s\n", name_label, secs);
+	out = sh_ok("curl -sS http://127.0.0.1:%u/metrics", port);
+	expect_has(last_cmd, out, want);
+}
+
+/* The dates an administrator alerts on: the CA's and the signer's expiry, the CRLs' publication. */
+static void expect_dates(void)
+{
+	char when[64];
+	const char *out = sh_ok("openssl x509 -enddate -noout -in ca.pem"), *p;
+
+	snprintf(when, sizeof when, "%.*s", (int)strcspn(out + 9, "\n"), out + 9); /* notAfter=... */
+	expect_metric_date("keyward_ca_certificate_expiry_timestamp_seconds{certificate=\"ca\"}", when);
+	/* the delegated signer's certificate, as the response carries it */
+	out = ocsp(port, "-issuer ca.pem -cert good.pem -no_nonce -resp_text");
+	assert_non_null(p = strstr(out, "Not After : "));
+	p += strlen("Not After : ");
+	snprintf(when, sizeof when, "%.*s", (int)strcspn(p, "\n"), p);
+	expect_metric_date("keyward_ca_certificate_expiry_timestamp_seconds{certificate=\"ocsp_signer\"}", when);
+	/* the full CRL's publication: the file's time */
+	out = sh_ok("date -u -r ca/publish/Serve-Test-CA.crl '+%%Y-%%m-%%d %%H:%%M:%%S UTC'");
+	snprintf(when, sizeof when, "%.*s", (int)strcspn(out, "\n"), out);
+	expect_metric_date("keyward_ca_crl_published_timestamp_seconds{crl=\"full\"}", when);
+	out = sh_ok("curl -sS http://127.0.0.1:%u/metrics", port);
+	expect_has(last_cmd, out, "keyward_ca_crl_publish_errors_total 0\n");
 }
 
 /* ---- hostile requests ---- */
