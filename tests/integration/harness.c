@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -640,4 +641,38 @@ kw_client *kwt_start_initialized(struct kwt_server *s, const char *extra)
 		fail_msg("init: %s", out ? out : "");
 	free(out);
 	return kwt_new_partition_client(s, "p");
+}
+
+void kwt_notify_open(struct kwt_notify *n)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {30, 0};
+
+	snprintf(n->dir, sizeof n->dir, "/tmp/kwnotify.XXXXXX");
+	assert_non_null(mkdtemp(n->dir));
+	snprintf(n->path, sizeof n->path, "%s/notify", n->dir);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", n->path);
+	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(n->fd >= 0);
+	assert_int_equal(bind(n->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(setsockopt(n->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+}
+
+void kwt_expect_notification(struct kwt_notify *n, const char *who, const char *want, const char *also)
+{
+	char msg[512];
+	ssize_t len = recv(n->fd, msg, sizeof msg - 1, 0);
+
+	if (len <= 0)
+		fail_msg("%s sent no notification (want \"%s\")", who, want);
+	msg[len] = '\0';
+	if (!strstr(msg, want) || (also && !strstr(msg, also)))
+		fail_msg("%s notified \"%s\"; want \"%s\"%s%s", who, msg, want, also ? " and " : "", also ? also : "");
+}
+
+void kwt_notify_close(struct kwt_notify *n)
+{
+	close(n->fd);
+	unlink(n->path);
+	rmdir(n->dir);
 }

@@ -141,6 +141,20 @@ void kwt_dev_pin(const struct kwt_server *s, char *out, size_t size);
 int kwt_run(const char *dir, char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* kwt_run of a command that must exit 0 (else the test fails with its output); returns the output (caller frees). */
 char *kwt_run_ok(const char *dir, const char *what, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * A service manager's notification socket, as systemd gives a Type=notify
+ * service: a datagram socket bound in a new temporary directory, its path
+ * in n->path for NOTIFY_SOCKET; receives wait at most 30 s.
+ */
+struct kwt_notify {
+	int fd;
+	char dir[32];
+	char path[108];
+};
+void kwt_notify_open(struct kwt_notify *n);
+/* The next notification has want (and also, if not NULL), else the test fails naming who sent none or what. */
+void kwt_expect_notification(struct kwt_notify *n, const char *who, const char *want, const char *also);
+void kwt_notify_close(struct kwt_notify *n);
 /* Reads a whole file (caller frees); NULL if missing. */
 char *kwt_read_file(const char *path, size_t *len);
 /* Fails the test with the client's last error if rv is not KW_OK. */

@@ -16,7 +16,9 @@
  *    is refused, another address is served, and a slot freed is usable;
  *  - --listen [::1]:PORT: OCSP and the CRL over IPv6;
  *  - dist/keyward-ca@.service as built: systemd-analyze verify, and
- *    systemd-analyze security's exposure level.
+ *    systemd-analyze security's exposure level; and Type=notify: serve
+ *    says READY=1 (with the CA it serves) and STOPPING=1 on a socket of
+ *    the test's, named by NOTIFY_SOCKET as systemd names its own.
  *
  * Each test starts its own serve with its own serve.conf and stops it.
  */
@@ -460,6 +462,24 @@ static void test_ipv6(void **state)
 
 /* ---- the systemd unit ---- */
 
+/* Under systemd (Type=notify): READY=1 once it answers, with what it serves in STATUS; STOPPING=1 on SIGTERM. */
+static void test_notify(void **state)
+{
+	struct kwt_notify n;
+	unsigned short port;
+
+	(void)state;
+	kwt_notify_open(&n);
+	setenv("NOTIFY_SOCKET", n.path, 1);
+	start_with("[serve]\n", &port, "notify.log");
+	unsetenv("NOTIFY_SOCKET");
+	kwt_expect_notification(&n, "keyward-ca serve", "READY=1", "STATUS=serving CA \"" CA_NAME "\" on 127.0.0.1:");
+	assert_int_equal(http_status(port, "GET", "/health"), 200);
+	stop();
+	kwt_expect_notification(&n, "keyward-ca serve", "STOPPING=1", NULL);
+	kwt_notify_close(&n);
+}
+
 static void test_systemd_unit(void **state)
 {
 	const char *out, *level;
@@ -489,6 +509,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_health_hsm, kill_running),
 		cmocka_unit_test_teardown(test_health_hsm_frozen, kill_running),
 		cmocka_unit_test_teardown(test_signer_renewed, kill_running),
+		cmocka_unit_test_teardown(test_notify, kill_running),
 		cmocka_unit_test(test_systemd_unit),
 	};
 
