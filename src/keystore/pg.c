@@ -286,6 +286,13 @@ static kw_rv pg_begin(struct kw_backend *b)
 	return rv;
 }
 
+/*
+ * A COMMIT whose connection broke before its answer came may have been
+ * made or not: the server may have written the commit record just before
+ * it went. Saying "failed" would invite the caller to make the change
+ * again (a second key, a second import), so the error says the outcome is
+ * unknown and what to do.
+ */
 static kw_rv pg_commit(struct kw_backend *b)
 {
 	struct pg_backend *p = pg(b);
@@ -293,6 +300,11 @@ static kw_rv pg_commit(struct kw_backend *b)
 
 	if (rv && PQstatus(p->conn) == CONNECTION_OK)
 		PQclear(PQexec(p->conn, "ROLLBACK"));
+	else if (rv && rv != KW_ERR_NO_MEMORY)
+		rv = kw_error_set(KW_ERR_STORE,
+				  "store %s: the connection broke during COMMIT: the change may or may not have been "
+				  "made; look (enumkeys, list) before making it again",
+				  p->where);
 	p->in_tx = false;
 	return rv;
 }

@@ -7,7 +7,8 @@
  * after both nodes wrote to it at the same time; PostgreSQL stopped says
  * so (never "revoked"), and restarted, the nodes serve again at once; a
  * credential revoked on one node is refused on the other's open
- * connections.
+ * connections; a COMMIT whose connection breaks is reported as a change
+ * that may or may not have been made, and the node serves on.
  *
  * Runs under tests/pg/with-pg, which starts a throwaway PostgreSQL cluster
  * and names its database in KW_TEST_PG_DB.
@@ -252,6 +253,45 @@ static void test_postgres_restart(void **state)
 	kw_client_free(fresh);
 }
 
+/* psql on the test's database, which must succeed. */
+static void psql(const char *sql)
+{
+	char *out = NULL;
+
+	if (kwt_run("/tmp", &out, "psql -qX -v ON_ERROR_STOP=1 '%s' -c \"%s\"", getenv("KW_TEST_PG_DB"), sql) != 0)
+		fail_msg("psql: %s", out ? out : "");
+	free(out);
+}
+
+/*
+ * A trigger that runs at COMMIT (deferred) and ends its own server
+ * process: the node's COMMIT sees its connection break with no answer.
+ */
+static void test_commit_cut(void **state)
+{
+	struct cluster *k = *state;
+	kw_object *priv = NULL, *pub = NULL;
+	kw_object_list *found = NULL;
+	uint64_t id;
+	kw_rv rv;
+
+	psql("CREATE FUNCTION kwt_cut() RETURNS trigger LANGUAGE plpgsql AS "
+	     "\\$\\$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END "
+	     "\\$\\$; CREATE CONSTRAINT TRIGGER kwt_cut AFTER INSERT ON objects DEFERRABLE INITIALLY DEFERRED "
+	     "FOR EACH ROW EXECUTE FUNCTION kwt_cut()");
+	rv = kw_generate_key(k->c1, "S-1-5-21-0-0-0", "cut-at-commit", KW_KEY_EC, 0, "P-256", 0, KW_USAGE_SIGN, &priv,
+			     &pub);
+	psql("DROP TRIGGER kwt_cut ON objects; DROP FUNCTION kwt_cut()");
+	assert_int_not_equal(rv, KW_OK);
+	if (!strstr(kw_last_error(), "may or may not have been made"))
+		fail_msg("a COMMIT cut short: %s", kw_last_error());
+	/* the node serves on, and the server ended before its commit record: no key */
+	kwt_gen_ec(k->c1, "after-the-cut", &id, NULL, NULL);
+	kwt_ok(kw_list_objects(k->c2, "S-1-5-21-0-0-0", "cut-at-commit", &found));
+	assert_int_equal(kw_object_list_count(found), 0);
+	kw_object_list_free(found);
+}
+
 /* Last: it revokes the directory's only credential. */
 static void test_revoke_on_two_refused_on_one(void **state)
 {
@@ -289,6 +329,7 @@ int main(void)
 		cmocka_unit_test(test_chkeysowner_on_two_seen_on_one),
 		cmocka_unit_test(test_audit_chain_after_concurrent_writes),
 		cmocka_unit_test(test_postgres_restart),
+		cmocka_unit_test(test_commit_cut),
 		cmocka_unit_test(test_revoke_on_two_refused_on_one),
 	};
 
