@@ -237,6 +237,28 @@ bool exists(const char *path)
 	return access(path, F_OK) == 0;
 }
 
+void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len)
+{
+	const char *const where[] = {"keyward-ca.db", "keyward-ca.db-wal", "export.conf"};
+
+	ca_ok(dir, "config export '%s/export.conf'", dir);
+	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+		const char *path = keepf("%s/%s", dir, where[i]);
+		size_t n = 0;
+		char *bytes = kwt_read_file(path, &n);
+
+		/* (the WAL is gone after a clean close: nothing to look at then) */
+		if (!bytes && i != 1)
+			fail_full("%s was not written", path);
+		if (bytes && n >= len && memmem(bytes, n, secret, len)) {
+			free(bytes);
+			fail_full("%s: the %s is there in plain (%zu bytes)", path, what, len);
+		}
+		free(bytes);
+	}
+	unlink(keepf("%s/export.conf", dir));
+}
+
 const char *ext_line(const char *text, const char *header)
 {
 	const char *p = strstr(text, header), *end;

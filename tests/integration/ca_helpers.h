@@ -100,6 +100,13 @@ const char *file(const char *path);
 /* Whether path exists. */
 bool exists(const char *path);
 
+/*
+ * secret (len bytes) is nowhere in plain: not in DIR's keyward-ca.db, nor
+ * its WAL, nor in what config export writes; else the test fails naming
+ * what (a CMP secret, an EAB key) and where.
+ */
+void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len);
+
 /* The line after the one with header in text, trimmed (kept); NULL without header. */
 const char *ext_line(const char *text, const char *header);
 
