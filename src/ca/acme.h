@@ -11,7 +11,7 @@
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
  *   acme_validate.c   validator threads: challenges checked off serve's HTTP threads
  *   acme_conf.c       acme.conf ([acme]): which templates, EAB, limits, test settings
- *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab)
+ *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab), sealed by the token (seal.c)
  */
 #ifndef KW_CA_ACME_H
 #define KW_CA_ACME_H
@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "ca/ca.h"
+#include "ca/seal.h"
 #include "ca/serve_app.h"
 #include "common/htab.h"
 
@@ -160,15 +161,36 @@ int acme_account_set_key(struct acme_db *db, long long id, const char *thumb, co
 
 #define ACME_EAB_KEY_LEN 32
 #define ACME_EAB_KID_LEN 22
-/* A new EAB key for template: its kid and key (the caller wipes it). */
-int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
-		 unsigned char key[ACME_EAB_KEY_LEN]);
+#define ACME_EAB_IV_LEN 12			    /* CA_SEAL_IV */
+#define ACME_EAB_SEALED_MAX (ACME_EAB_KEY_LEN + 16) /* the key and GCM's tag (CA_SEAL_TAG) */
+/* A new kid: 16 random bytes in base64url, not starting with '-'. */
+void acme_eab_kid(char kid[ACME_EAB_KID_LEN + 1]);
+/* Stores kid's sealed key for template. */
+int acme_eab_insert(struct acme_db *db, const char *template_name, const char *kid, const unsigned char *iv,
+		    const unsigned char *sealed, size_t len);
+/* kid's sealed key for template: 0, 1 if none (or bound to an account already), -1 error. */
+int acme_eab_sealed(struct acme_db *db, const char *template_name, const char *kid, unsigned char iv[ACME_EAB_IV_LEN],
+		    unsigned char sealed[ACME_EAB_SEALED_MAX], size_t *len);
+/* Seals key (ACME_EAB_KEY_LEN bytes) of kid for template into iv and out (*out_len: its room, then its length). */
+typedef int (*acme_eab_seal_fn)(void *arg, const char *template_name, const char *kid, const unsigned char *key,
+				unsigned char iv[ACME_EAB_IV_LEN], unsigned char *out, size_t *out_len);
+/*
+ * An acme_eab of before (the key in plain, column "key") sealed in place
+ * with seal, in one transaction: how many keys were sealed (0: nothing
+ * to do), or -1 with nothing changed.
+ */
+int acme_eab_migrate(struct acme_db *db, acme_eab_seal_fn seal, void *arg);
+
+/* ---- acme_eab.c: EAB keys sealed by the CA's token (seal.c) ---- */
 /* A new EAB key for template (audited): its kid, and its key in base64url for the operator (wipe it). */
 #define ACME_EAB_KEY_B64 43
 int acme_eab_create(struct ca *ca, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
 		    char key_b64[ACME_EAB_KEY_B64 + 1]);
-/* The key of kid for template: 0, 1 if none (or bound to an account already), -1 error. */
-int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid, unsigned char key[ACME_EAB_KEY_LEN]);
+/* Seals the plain keys an older keyward-ca left in db (acme_eab_migrate), audited: how many, or -1. */
+int acme_eab_seal_old(struct ca *ca, struct ca_seal *seal, struct acme_db *db);
+/* The key of kid for template, unsealed (the caller wipes it): 0, 1 if none (or bound already), -1 error. */
+int acme_eab_key(struct ca *ca, struct ca_seal *seal, struct acme_db *db, const char *template_name, const char *kid,
+		 unsigned char key[ACME_EAB_KEY_LEN]);
 
 #define ACME_IDS_MAX 100 /* identifiers of one order (CA_SANS_MAX) */
 struct acme_order {
@@ -248,6 +270,8 @@ struct acme {
 	struct acme_db *db;
 	struct acme_validator *validator;
 	atomic_bool stopping; /* serve is stopping: validations give up */
+	struct ca_seal seal;  /* the EAB keys' seal (acme_eab.c), under seal_lock */
+	pthread_mutex_t seal_lock;
 	pthread_mutex_t keys_lock; /* over keys */
 	struct kw_htab keys;	   /* accounts' keys by thumbprint, parsed and checked once (acme.c) */
 };

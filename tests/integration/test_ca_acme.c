@@ -14,7 +14,10 @@
  *  - certbot against serve over HTTPS (serve.conf's tls_certificate);
  *  - a template that requires external account binding refuses an
  *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
- *    `keyward-ca acme-eab`, and refuses that kid a second time;
+ *    `keyward-ca acme-eab`, and refuses that kid a second time; the key is
+ *    stored sealed only (not in the database, its WAL, a config export),
+ *    and a database whose keys an older keyward-ca kept in plain has them
+ *    sealed in place when serve starts, the key still good;
  *  - http-01 from a static web server: the key authorization with trailing
  *    white space taken, a wrong one and one over 1 KB refused;
  *  - an order left past its lifetime: invalid, its authorization expired,
@@ -79,6 +82,7 @@ static void expect_cert_for(const char *pem, const char *name)
 }
 
 static void expect_steps(const char *mode, const char *tmpl, const char *const *steps);
+static void expect_eab_sealed(const char *kid, const char *key);
 
 static int setup(void **state)
 {
@@ -219,9 +223,84 @@ static void test_eab(void **state)
 				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)),
 			     0);
 	expect_has("certbot, EAB kid reused", out, "not an unused EAB key");
-	/* the key is not in ca.conf, so not in a config export */
+	/* the key is in plain nowhere: not in ca.conf, the database, its WAL, a config export, the audit log */
 	assert_null(strstr(file(keepf("%s/ca.conf", ca_dir)), key));
+	expect_eab_sealed(kid, key);
 	expect_lacks("the audit log", ca_ok(ca_dir, "audit"), key);
+}
+
+/* base64url (no padding) decoded into out: its length. */
+static size_t b64u_bytes(const char *in, unsigned char *out)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned acc = 0, bits = 0;
+	size_t n = 0;
+
+	for (; *in; in++) {
+		const char *p = strchr(abc, *in);
+
+		assert_non_null(p);
+		acc = (acc << 6) | (unsigned)(p - abc);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return n;
+}
+
+/* kid's EAB key (base64url, as acme-eab prints it) is kept sealed only: neither its text nor its bytes are stored. */
+static void expect_eab_sealed(const char *kid, const char *key)
+{
+	unsigned char raw[64];
+	size_t n = b64u_bytes(key, raw);
+
+	assert_int_equal(n, 32);
+	expect_not_stored(ca_dir, "EAB key (base64url)", key, strlen(key));
+	expect_not_stored(ca_dir, "EAB key (its bytes)", raw, n);
+	expect_has("acme_eab",
+		   sh_ok("sqlite3 '%s/keyward-ca.db' \"SELECT kid, length(iv), length(sealed) FROM acme_eab "
+			 "WHERE kid = '%s'\"",
+			 ca_dir, kid),
+		   keepf("%s|12|48\n", kid));
+}
+
+/*
+ * A database from before EAB keys were sealed (acme_eab with the key in
+ * plain, column "key"): serve seals the keys in place when it starts, and
+ * the key still binds an account.
+ */
+static void test_eab_old_schema(void **state)
+{
+	/* a kid of the form acme-eab makes, and a key of 32 bytes */
+	const char *kid = "oldKid-0123456789abcdE", *key = "b2xkIGtleSBvbGQga2V5IG9sZCBrZXkgb2xkIGtleSE", *out;
+	unsigned char raw[64];
+	size_t n = b64u_bytes(key, raw);
+	char hex[2 * sizeof raw + 1];
+	unsigned short p5 = kwt_free_port();
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(n, 32);
+	for (size_t i = 0; i < n; i++)
+		sprintf(hex + 2 * i, "%02X", raw[i]);
+	sh_ok("sqlite3 '%s/keyward-ca.db' \"DROP TABLE acme_eab; CREATE TABLE acme_eab (kid TEXT PRIMARY KEY, template "
+	      "TEXT NOT NULL, key BLOB NOT NULL, created INTEGER NOT NULL, account INTEGER NOT NULL DEFAULT 0); "
+	      "INSERT INTO acme_eab VALUES ('%s', 'WebEAB', X'%s', strftime('%%s'), 0)\"",
+	      ca_dir, kid, hex);
+	/* a second serve on the database: it seals the key as it starts */
+	pid = serve_start(ca_dir, p5, "old-eab.log");
+	serve_stop(pid);
+	expect_eab_sealed(kid, key);
+	out = sh_ok("sqlite3 '%s/keyward-ca.db' \"SELECT name FROM pragma_table_info('acme_eab')\"", ca_dir);
+	expect_lacks("acme_eab's columns after the migration", out, "key\n");
+	expect_has("the audit log", ca_ok(ca_dir, "audit"), "1 EAB keys stored in plain by an older keyward-ca sealed");
+	/* and it still binds an account (on the first serve, which reads the sealed row now) */
+	if (certonly(&out, "c9", "WebEAB", "old-eab.acme.test", http01,
+		     keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)))
+		fail_full("certbot with the migrated EAB key failed:\n%s\nthe second serve's log:\n%s", out,
+			  file("old-eab.log"));
+	expect_cert_for(live("c9", "old-eab.acme.test", "cert.pem"), "old-eab.acme.test");
 }
 
 /* acme_jws.py MODE on the template's directory prints each of steps (NULL-terminated) as a line. */
@@ -391,11 +470,17 @@ static void test_account_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_issue_renew_revoke), cmocka_unit_test(test_failed_challenge),
-		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
-		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
-		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
-		cmocka_unit_test(test_https),		   cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_issue_renew_revoke),
+		cmocka_unit_test(test_failed_challenge),
+		cmocka_unit_test(test_dns01),
+		cmocka_unit_test(test_eab),
+		cmocka_unit_test(test_eab_old_schema),
+		cmocka_unit_test(test_jws_refused),
+		cmocka_unit_test(test_rollover_deactivate),
+		cmocka_unit_test(test_directories),
+		cmocka_unit_test(test_http01_answers),
+		cmocka_unit_test(test_https),
+		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_account_limit),
 	};
 
