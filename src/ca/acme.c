@@ -84,6 +84,7 @@ static void set_json(struct acme_ctx *x, unsigned status, const char *type, json
 int acme_problem(struct acme_ctx *x, enum acme_prob p, const char *fmt, ...)
 {
 	char detail[1024];
+	json_t *obj;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -91,9 +92,12 @@ int acme_problem(struct acme_ctx *x, enum acme_prob p, const char *fmt, ...)
 	va_end(ap);
 	x->resp->n_headers = 0;
 	acme_headers(x);
-	set_json(x, probs[p].status, "application/problem+json",
-		 json_pack("{s:s+,s:s,s:i}", "type", "urn:ietf:params:acme:error:", probs[p].type, "detail", detail,
-			   "status", (int)probs[p].status));
+	obj = json_pack("{s:s+,s:s,s:i}", "type", "urn:ietf:params:acme:error:", probs[p].type, "detail", detail,
+			"status", (int)probs[p].status);
+	/* RFC 8555 6.2: the problem lists the algs the server takes */
+	if (obj && p == AP_BAD_SIG_ALG)
+		json_object_set_new(obj, "algorithms", acme_jws_algs());
+	set_json(x, probs[p].status, "application/problem+json", obj);
 	return -1;
 }
 

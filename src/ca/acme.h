@@ -6,7 +6,8 @@
  *   acme.c            the mounted app: routing, the JWS checked against nonce, URL and account
  *   acme_account.c    newAccount (with EAB), account update and deactivation, keyChange, revokeCert
  *   acme_order.c      newOrder, authorizations, challenges, finalize, certificate download
- *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256, RS256, HS256 (EAB); JWK thumbprints
+ *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256/384/512, RS256, EdDSA, HS256 (EAB);
+ *                     JWK thumbprints
  *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in keyward-ca.db
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
  *   acme_validate.c   validator threads: challenges checked off serve's HTTP threads
@@ -68,12 +69,12 @@ unsigned acme_prob_status(enum acme_prob p);
 
 /* A JWS in the flattened JSON serialization (RFC 7515 7.2.2), decoded but not yet trusted. */
 struct acme_jws {
-	char alg[8];		       /* ES256, RS256, HS256 */
+	char alg[8];		       /* ES256, ES384, ES512, RS256, EdDSA, HS256 */
 	char nonce[128];	       /* empty if none */
 	char url[ACME_URL_MAX];	       /* the protected header's url */
 	char kid[ACME_URL_MAX];	       /* empty if the header has jwk */
 	json_t *jwk;		       /* the header's jwk, or NULL */
-	EVP_PKEY *key;		       /* jwk's key (ES256/RS256), or NULL */
+	EVP_PKEY *key;		       /* jwk's key (not HS256), or NULL */
 	char thumb[ACME_THUMB_LEN + 1]; /* jwk's RFC 7638 thumbprint */
 	unsigned char *payload;	       /* decoded; length 0 for POST-as-GET */
 	size_t payload_len;
@@ -85,12 +86,17 @@ struct acme_jws {
 };
 /* Decodes body (at most ACME_JWS_MAX bytes): 0, or a problem with ca_last_error() saying what. */
 enum acme_prob acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out);
-/* The signature verifies under key (the alg's kind): 0, or AP_MALFORMED / AP_BAD_SIG_ALG. */
+/* The signature verifies under key, alg being the one key signs with: 0, or AP_MALFORMED / AP_BAD_SIG_ALG. */
 enum acme_prob acme_jws_verify(const struct acme_jws *j, EVP_PKEY *key);
 /* An HS256 signature (EAB) verifies under the HMAC key. */
 enum acme_prob acme_jws_verify_hmac(const struct acme_jws *j, const unsigned char *key, size_t key_len);
 void acme_jws_cleanup(struct acme_jws *j);
-/* An ES256 (P-256) or RS256 (RSA 2048..8192) public key from a JWK object, and its thumbprint. */
+/* The algs accepted for accounts (RFC 8555 6.2: a badSignatureAlgorithm problem lists them), as a JSON array. */
+json_t *acme_jws_algs(void);
+/*
+ * A public key from a JWK object (EC P-256, P-384, P-521; RSA 2048..8192;
+ * OKP Ed25519), and its thumbprint.
+ */
 enum acme_prob acme_jwk_key(const json_t *jwk, EVP_PKEY **key, char thumb[ACME_THUMB_LEN + 1]);
 /* base64url without padding: decoded length, or -1 on a bad character or length (out holds at most max). */
 long acme_b64u_decode(const char *in, size_t len, unsigned char *out, size_t max);

@@ -7,6 +7,8 @@
  *  - certbot certonly --standalone gets a certificate that verifies under
  *    the CA; renew --force-renewal gets another; revoke revokes it (the
  *    database lists it revoked);
+ *  - a P-384 certificate key (ES384): certonly, then revoke signed by the
+ *    certificate's key (--key-path), no account involved: revoked;
  *  - a failed challenge (nothing answers http-01) leaves no certificate
  *    and the CA unchanged;
  *  - dns-01 through the CA's hook, with certbot's manual auth hook
@@ -26,7 +28,9 @@
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
  *    altered signature, key rollover, the account's orders list and
- *    account deactivation.
+ *    account deactivation; accounts on P-384 and P-521 keys (ES384,
+ *    ES512), and ES384 claimed for a P-256 key (badSignatureAlgorithm,
+ *    listing the algs served).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -149,6 +153,32 @@ static void test_issue_renew_revoke(void **state)
 	/* (certbot 2.1 on Python 3.11 cannot print this ACME error: its log has it) */
 	expect_has("certbot's log, revoked twice", file(keepf("%s/c1/logs/letsencrypt.log", work)),
 		   "urn:ietf:params:acme:error:alreadyRevoked");
+}
+
+/*
+ * A P-384 certificate key (certbot signs its JWS with ES384 then), and
+ * revokeCert signed by that key rather than an account's (certbot revoke
+ * --key-path, from a configuration without any account): revoked.
+ */
+static void test_p384_revoke_by_key(void **state)
+{
+	const char *out, *serial, *pem = live("c10", "p384.acme.test", "cert.pem");
+
+	(void)state;
+	if (certonly(&out, "c10", "WebServer", "p384.acme.test", http01, "--key-type ecdsa --elliptic-curve secp384r1"))
+		fail_full("certbot certonly (P-384) failed:\n%s\nserve's log:\n%s", out, file("serve.log"));
+	expect_cert_for(pem, "p384.acme.test");
+	expect_has("the certificate's key", cert_text(pem), "NIST CURVE: P-384");
+	serial = norm_serial(cert_serial(pem));
+	assert_true(listed(ca_dir, "issued", serial));
+	if (sh(&out,
+	       "certbot revoke --cert-path '%s' --key-path '%s' --reason superseded --no-delete-after-revoke %s 2>&1",
+	       pem, live("c10", "p384.acme.test", "privkey.pem"), certbot_opts("c11", "WebServer")))
+		fail_full("certbot revoke --key-path (ES384) failed:\n%s\ncertbot's log:\n%s", out,
+			  file(keepf("%s/c11/logs/letsencrypt.log", work)));
+	expect_has("certbot's log", file(keepf("%s/c11/logs/letsencrypt.log", work)), "using certificate key");
+	assert_false(exists(keepf("%s/c11/accounts", work)));
+	assert_true(listed(ca_dir, "revoked", serial));
 }
 
 static void test_failed_challenge(void **state)
@@ -328,6 +358,23 @@ static void test_jws_refused(void **state)
 	expect_steps("replay", "WebServer", steps);
 }
 
+/* Accounts on P-384 and P-521 keys (josepy signs ES384, ES512), and an alg that is not the key's refused. */
+static void test_jws_algs(void **state)
+{
+	static const char *const steps[] = {
+		"es384 201 -",
+		"es384-order 201 -",
+		"es512 201 -",
+		"es512-order 201 -",
+		"es384-p256 400 urn:ietf:params:acme:error:badSignatureAlgorithm",
+		"algorithms ES256,ES384,ES512,RS256,EdDSA",
+		NULL,
+	};
+
+	(void)state;
+	expect_steps("algs", "WebServer", steps);
+}
+
 static void test_rollover_deactivate(void **state)
 {
 	static const char *const steps[] = {
@@ -471,11 +518,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_issue_renew_revoke),
+		cmocka_unit_test(test_p384_revoke_by_key),
 		cmocka_unit_test(test_failed_challenge),
 		cmocka_unit_test(test_dns01),
 		cmocka_unit_test(test_eab),
 		cmocka_unit_test(test_eab_old_schema),
 		cmocka_unit_test(test_jws_refused),
+		cmocka_unit_test(test_jws_algs),
 		cmocka_unit_test(test_rollover_deactivate),
 		cmocka_unit_test(test_directories),
 		cmocka_unit_test(test_http01_answers),
