@@ -16,6 +16,8 @@
 #   acme_jws.py algs DIRECTORY     accounts with ES384 (P-384) and ES512 (P-521) keys, each
 #                                  then ordering with its kid; ES384 claimed for a P-256 key
 #                                  refused, the problem listing the algs served
+#   acme_jws.py eab DIRECTORY KID HMAC_KEY
+#                                  a newAccount bound to an EAB key (RFC 8555 7.3.4)
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
 import json
 import sys
@@ -24,6 +26,7 @@ import time
 import josepy as jose
 import requests
 from acme import jws as acme_jws
+from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
 
 JOSE = {"Content-Type": "application/jose+json"}
@@ -85,6 +88,15 @@ def algs(c):
     key = new_key()
     r = show("es384-p256", c.post(url, c.sign(key, {"termsOfServiceAgreed": True}, url, alg=jose.ES384)))
     print("algorithms", ",".join(r.json().get("algorithms", [])), flush=True)
+
+
+def eab(c, kid, hmac_key):
+    key = new_key()
+    url = c.dir["newAccount"]
+    binding = messages.ExternalAccountBinding.from_data(account_public_key=key.public_key(), kid=kid,
+                                                        hmac_key=hmac_key, directory=c.dir)
+    show("eab-account", c.post(url, c.sign(key, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+                                           url)))
 
 
 def account(c, n=1):
@@ -163,6 +175,8 @@ if __name__ == "__main__":
         http01(Client(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "expiry":
         expiry(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "eab":
+        eab(Client(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "account" and len(sys.argv) > 3:
         account(Client(sys.argv[2]), sys.argv[3])
     else:

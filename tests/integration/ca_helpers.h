@@ -107,6 +107,12 @@ bool exists(const char *path);
  */
 void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len);
 
+/* base64url (no padding) decoded into out: its length. */
+size_t b64u_bytes(const char *in, unsigned char *out, size_t max);
+
+/* expect_not_stored for a secret printed in base64url (an EAB key): neither the text nor its bytes. */
+void expect_b64u_not_stored(const char *dir, const char *what, const char *b64u);
+
 /* The line after the one with header in text, trimmed (kept); NULL without header. */
 const char *ext_line(const char *text, const char *header);
 
