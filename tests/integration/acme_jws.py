@@ -17,7 +17,8 @@
 #                                  then ordering with its kid; ES384 claimed for a P-256 key
 #                                  refused, the problem listing the algs served
 #   acme_jws.py eab DIRECTORY KID HMAC_KEY
-#                                  a newAccount bound to an EAB key (RFC 8555 7.3.4)
+#                                  a newAccount bound to an EAB key (RFC 8555 7.3.4); refused:
+#                                  the problem's detail too
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
 import json
 import sys
@@ -95,8 +96,10 @@ def eab(c, kid, hmac_key):
     url = c.dir["newAccount"]
     binding = messages.ExternalAccountBinding.from_data(account_public_key=key.public_key(), kid=kid,
                                                         hmac_key=hmac_key, directory=c.dir)
-    show("eab-account", c.post(url, c.sign(key, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
-                                           url)))
+    r = show("eab-account", c.post(url, c.sign(key, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+                                               url)))
+    if r.status_code >= 400:
+        print("detail", r.json().get("detail"), flush=True)
 
 
 def account(c, n=1):

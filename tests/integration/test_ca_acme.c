@@ -17,7 +17,8 @@
  *  - a template that requires external account binding refuses an
  *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
  *    `keyward-ca acme-eab`, and refuses that kid a second time; the key is
- *    stored sealed only (not in the database, its WAL, a config export),
+ *    stored sealed only (not in the database, its WAL, a config export;
+ *    a sealed row copied to another kid does not unseal),
  *    and a database whose keys an older keyward-ca kept in plain has them
  *    sealed in place when serve starts, the key still good;
  *  - http-01 from a static web server: the key authorization with trailing
@@ -228,7 +229,7 @@ static const char *word_after(const char *out, const char *word)
 
 static void test_eab(void **state)
 {
-	const char *out, *eab, *kid, *key, *other;
+	const char *out, *eab, *kid, *key, *other, *other_kid;
 
 	(void)state;
 	/* the server refuses an account without binding (certbot itself would not ask: the directory says so) */
@@ -239,7 +240,9 @@ static void test_eab(void **state)
 	eab = ca_ok(ca_dir, "acme-eab WebEAB");
 	kid = word_after(eab, "kid");
 	key = word_after(eab, "hmac_key");
-	other = word_after(ca_ok(ca_dir, "acme-eab WebEAB"), "hmac_key");
+	eab = ca_ok(ca_dir, "acme-eab WebEAB");
+	other_kid = word_after(eab, "kid");
+	other = word_after(eab, "hmac_key");
 	/* the right kid with another kid's key */
 	assert_int_not_equal(certonly(&out, "c5", "WebEAB", "eab.acme.test", http01,
 				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, other)),
@@ -257,6 +260,19 @@ static void test_eab(void **state)
 	assert_null(strstr(file(keepf("%s/ca.conf", ca_dir)), key));
 	expect_eab_sealed(kid, key);
 	expect_lacks("the audit log", ca_ok(ca_dir, "audit"), key);
+	/* a sealed key copied to another kid does not unseal there: the kid is in its associated data */
+	sh_ok("sqlite3 '%s/keyward-ca.db' \"INSERT INTO acme_eab (kid, template, iv, sealed, created) SELECT "
+	      "'copiedKid-0123456789ab', template, iv, sealed, created FROM acme_eab WHERE kid = '%s'\"",
+	      ca_dir, other_kid);
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' eab http://127.0.0.1:%u/acme/WebEAB/directory "
+		    "copiedKid-0123456789ab '%s'",
+		    SOURCE_DIR, port, other);
+	expect_has("a copied EAB row", out, "eab-account 500 urn:ietf:params:acme:error:serverInternal\n");
+	expect_has("a copied EAB row", out, "the sealed EAB key does not unseal");
+	/* the row it came from still does */
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' eab http://127.0.0.1:%u/acme/WebEAB/directory '%s' '%s'",
+		    SOURCE_DIR, port, other_kid, other);
+	expect_has("the EAB key copied from", out, "eab-account 201 -\n");
 }
 
 /* kid's EAB key (base64url, as acme-eab prints it) is kept sealed only: neither its text nor its bytes are stored. */
