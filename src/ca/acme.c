@@ -84,6 +84,7 @@ static void set_json(struct acme_ctx *x, unsigned status, const char *type, json
 int acme_problem(struct acme_ctx *x, enum acme_prob p, const char *fmt, ...)
 {
 	char detail[1024];
+	json_t *obj;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -91,9 +92,12 @@ int acme_problem(struct acme_ctx *x, enum acme_prob p, const char *fmt, ...)
 	va_end(ap);
 	x->resp->n_headers = 0;
 	acme_headers(x);
-	set_json(x, probs[p].status, "application/problem+json",
-		 json_pack("{s:s+,s:s,s:i}", "type", "urn:ietf:params:acme:error:", probs[p].type, "detail", detail,
-			   "status", (int)probs[p].status));
+	obj = json_pack("{s:s+,s:s,s:i}", "type", "urn:ietf:params:acme:error:", probs[p].type, "detail", detail,
+			"status", (int)probs[p].status);
+	/* RFC 8555 6.2: the problem lists the algs the server takes */
+	if (obj && p == AP_BAD_SIG_ALG)
+		json_object_set_new(obj, "algorithms", acme_jws_algs());
+	set_json(x, probs[p].status, "application/problem+json", obj);
 	return -1;
 }
 
@@ -376,6 +380,14 @@ static void handle(void *state, const struct serve_req *req, struct serve_resp *
 	acme_jws_cleanup(&x.jws);
 }
 
+/* The seal's token session shares the CA's module: closed while the CA is still open. */
+static void close_seal(struct acme *a)
+{
+	pthread_mutex_lock(a->env->ca_lock);
+	ca_seal_cleanup(&a->seal);
+	pthread_mutex_unlock(a->env->ca_lock);
+}
+
 static int open_app(const struct serve_env *env, void **state)
 {
 	struct acme *a = calloc(1, sizeof *a);
@@ -386,6 +398,7 @@ static int open_app(const struct serve_env *env, void **state)
 		return ca_error("out of memory");
 	a->env = env;
 	pthread_mutex_init(&a->keys_lock, NULL);
+	pthread_mutex_init(&a->seal_lock, NULL);
 	if (kw_htab_init(&a->keys, KEYS_KEPT)) {
 		ca_error("out of memory");
 		goto out;
@@ -396,12 +409,23 @@ static int open_app(const struct serve_env *env, void **state)
 		ca_error("ACME: libcurl does not start");
 		goto out;
 	}
+	/*
+	 * Under the CA's lock: EAB keys an older keyward-ca stored in plain are
+	 * sealed now, and with EAB in use the token's session is opened now, so
+	 * that unsealing then takes the seal's lock, never the CA's.
+	 */
 	pthread_mutex_lock(env->ca_lock);
-	rc = acme_db_open(ca_config(env->ca), &a->db);
+	rc = acme_db_open(ca_config(env->ca), &a->db) || ca_seal_init(env->ca, &a->seal) ||
+	     acme_eab_seal_old(env->ca, &a->seal, a->db) < 0 ||
+	     (a->conf.eab_templates[0] && ca_seal_token(env->ca, &a->seal));
+	if (rc)
+		ca_seal_cleanup(&a->seal);
 	pthread_mutex_unlock(env->ca_lock);
 	if (rc || acme_validator_start(a, a->conf.validators, a->conf.queue, &a->validator)) {
 		acme_db_close(a->db);
 		curl_global_cleanup();
+		if (!rc)
+			close_seal(a);
 		rc = -1;
 		goto out;
 	}
@@ -410,6 +434,7 @@ static int open_app(const struct serve_env *env, void **state)
 out:
 	kw_htab_free(&a->keys);
 	pthread_mutex_destroy(&a->keys_lock);
+	pthread_mutex_destroy(&a->seal_lock);
 	free(a);
 	return -1;
 }
@@ -423,11 +448,13 @@ static void close_app(void *state)
 	atomic_store(&a->stopping, true);
 	acme_validator_stop(a->validator);
 	acme_db_close(a->db);
+	close_seal(a);
 	curl_global_cleanup();
 	for (struct kw_hnode *n; (n = kw_htab_pop(&a->keys));)
 		kept_key_free(n);
 	kw_htab_free(&a->keys);
 	pthread_mutex_destroy(&a->keys_lock);
+	pthread_mutex_destroy(&a->seal_lock);
 	free(a);
 }
 

@@ -6,12 +6,13 @@
  *   acme.c            the mounted app: routing, the JWS checked against nonce, URL and account
  *   acme_account.c    newAccount (with EAB), account update and deactivation, keyChange, revokeCert
  *   acme_order.c      newOrder, authorizations, challenges, finalize, certificate download
- *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256, RS256, HS256 (EAB); JWK thumbprints
+ *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256/384/512, RS256, EdDSA, HS256 (EAB);
+ *                     JWK thumbprints
  *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in keyward-ca.db
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
  *   acme_validate.c   validator threads: challenges checked off serve's HTTP threads
  *   acme_conf.c       acme.conf ([acme]): which templates, EAB, limits, test settings
- *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab)
+ *   acme_eab.c        EAB keys made for the operator (keyward-ca acme-eab), sealed by the token (seal.c)
  */
 #ifndef KW_CA_ACME_H
 #define KW_CA_ACME_H
@@ -26,6 +27,7 @@
 #include <openssl/evp.h>
 
 #include "ca/ca.h"
+#include "ca/seal.h"
 #include "ca/serve_app.h"
 #include "common/htab.h"
 
@@ -67,12 +69,12 @@ unsigned acme_prob_status(enum acme_prob p);
 
 /* A JWS in the flattened JSON serialization (RFC 7515 7.2.2), decoded but not yet trusted. */
 struct acme_jws {
-	char alg[8];		       /* ES256, RS256, HS256 */
+	char alg[8];		       /* ES256, ES384, ES512, RS256, EdDSA, HS256 */
 	char nonce[128];	       /* empty if none */
 	char url[ACME_URL_MAX];	       /* the protected header's url */
 	char kid[ACME_URL_MAX];	       /* empty if the header has jwk */
 	json_t *jwk;		       /* the header's jwk, or NULL */
-	EVP_PKEY *key;		       /* jwk's key (ES256/RS256), or NULL */
+	EVP_PKEY *key;		       /* jwk's key (not HS256), or NULL */
 	char thumb[ACME_THUMB_LEN + 1]; /* jwk's RFC 7638 thumbprint */
 	unsigned char *payload;	       /* decoded; length 0 for POST-as-GET */
 	size_t payload_len;
@@ -84,12 +86,17 @@ struct acme_jws {
 };
 /* Decodes body (at most ACME_JWS_MAX bytes): 0, or a problem with ca_last_error() saying what. */
 enum acme_prob acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out);
-/* The signature verifies under key (the alg's kind): 0, or AP_MALFORMED / AP_BAD_SIG_ALG. */
+/* The signature verifies under key, alg being the one key signs with: 0, or AP_MALFORMED / AP_BAD_SIG_ALG. */
 enum acme_prob acme_jws_verify(const struct acme_jws *j, EVP_PKEY *key);
 /* An HS256 signature (EAB) verifies under the HMAC key. */
 enum acme_prob acme_jws_verify_hmac(const struct acme_jws *j, const unsigned char *key, size_t key_len);
 void acme_jws_cleanup(struct acme_jws *j);
-/* An ES256 (P-256) or RS256 (RSA 2048..8192) public key from a JWK object, and its thumbprint. */
+/* The algs accepted for accounts (RFC 8555 6.2: a badSignatureAlgorithm problem lists them), as a JSON array. */
+json_t *acme_jws_algs(void);
+/*
+ * A public key from a JWK object (EC P-256, P-384, P-521; RSA 2048..8192;
+ * OKP Ed25519), and its thumbprint.
+ */
 enum acme_prob acme_jwk_key(const json_t *jwk, EVP_PKEY **key, char thumb[ACME_THUMB_LEN + 1]);
 /* base64url without padding: decoded length, or -1 on a bad character or length (out holds at most max). */
 long acme_b64u_decode(const char *in, size_t len, unsigned char *out, size_t max);
@@ -160,15 +167,36 @@ int acme_account_set_key(struct acme_db *db, long long id, const char *thumb, co
 
 #define ACME_EAB_KEY_LEN 32
 #define ACME_EAB_KID_LEN 22
-/* A new EAB key for template: its kid and key (the caller wipes it). */
-int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
-		 unsigned char key[ACME_EAB_KEY_LEN]);
+#define ACME_EAB_IV_LEN 12			    /* CA_SEAL_IV */
+#define ACME_EAB_SEALED_MAX (ACME_EAB_KEY_LEN + 16) /* the key and GCM's tag (CA_SEAL_TAG) */
+/* A new kid: 16 random bytes in base64url, not starting with '-'. */
+void acme_eab_kid(char kid[ACME_EAB_KID_LEN + 1]);
+/* Stores kid's sealed key for template. */
+int acme_eab_insert(struct acme_db *db, const char *template_name, const char *kid, const unsigned char *iv,
+		    const unsigned char *sealed, size_t len);
+/* kid's sealed key for template: 0, 1 if none (or bound to an account already), -1 error. */
+int acme_eab_sealed(struct acme_db *db, const char *template_name, const char *kid, unsigned char iv[ACME_EAB_IV_LEN],
+		    unsigned char sealed[ACME_EAB_SEALED_MAX], size_t *len);
+/* Seals key (ACME_EAB_KEY_LEN bytes) of kid for template into iv and out (*out_len: its room, then its length). */
+typedef int (*acme_eab_seal_fn)(void *arg, const char *template_name, const char *kid, const unsigned char *key,
+				unsigned char iv[ACME_EAB_IV_LEN], unsigned char *out, size_t *out_len);
+/*
+ * An acme_eab of before (the key in plain, column "key") sealed in place
+ * with seal, in one transaction: how many keys were sealed (0: nothing
+ * to do), or -1 with nothing changed.
+ */
+int acme_eab_migrate(struct acme_db *db, acme_eab_seal_fn seal, void *arg);
+
+/* ---- acme_eab.c: EAB keys sealed by the CA's token (seal.c) ---- */
 /* A new EAB key for template (audited): its kid, and its key in base64url for the operator (wipe it). */
 #define ACME_EAB_KEY_B64 43
 int acme_eab_create(struct ca *ca, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
 		    char key_b64[ACME_EAB_KEY_B64 + 1]);
-/* The key of kid for template: 0, 1 if none (or bound to an account already), -1 error. */
-int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid, unsigned char key[ACME_EAB_KEY_LEN]);
+/* Seals the plain keys an older keyward-ca left in db (acme_eab_migrate), audited: how many, or -1. */
+int acme_eab_seal_old(struct ca *ca, struct ca_seal *seal, struct acme_db *db);
+/* The key of kid for template, unsealed (the caller wipes it): 0, 1 if none (or bound already), -1 error. */
+int acme_eab_key(struct ca *ca, struct ca_seal *seal, struct acme_db *db, const char *template_name, const char *kid,
+		 unsigned char key[ACME_EAB_KEY_LEN]);
 
 #define ACME_IDS_MAX 100 /* identifiers of one order (CA_SANS_MAX) */
 struct acme_order {
@@ -248,6 +276,8 @@ struct acme {
 	struct acme_db *db;
 	struct acme_validator *validator;
 	atomic_bool stopping; /* serve is stopping: validations give up */
+	struct ca_seal seal;  /* the EAB keys' seal (acme_eab.c), under seal_lock */
+	pthread_mutex_t seal_lock;
 	pthread_mutex_t keys_lock; /* over keys */
 	struct kw_htab keys;	   /* accounts' keys by thumbprint, parsed and checked once (acme.c) */
 };

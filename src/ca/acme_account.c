@@ -65,6 +65,17 @@ static int contacts(struct acme_ctx *x, char *out, size_t size)
 	return 0;
 }
 
+/* kid's EAB key, unsealed (the token's session opened at start: the seal's lock, not the CA's). */
+static int eab_key(struct acme_ctx *x, const char *kid, unsigned char key[ACME_EAB_KEY_LEN])
+{
+	int rc;
+
+	pthread_mutex_lock(&x->a->seal_lock);
+	rc = acme_eab_key(x->a->env->ca, &x->a->seal, x->a->db, x->t.name, kid, key);
+	pthread_mutex_unlock(&x->a->seal_lock);
+	return rc;
+}
+
 /*
  * The externalAccountBinding (RFC 8555 7.3.4): a JWS by the EAB key (HS256,
  * kid the EAB kid, no nonce, the same url) whose payload is the account's
@@ -96,7 +107,7 @@ static int check_eab(struct acme_ctx *x, char kid[ACME_EAB_KID_LEN + 1])
 		acme_problem(x, AP_UNAUTHORIZED, "externalAccountBinding: signed for another url");
 	} else if (!in.body || !json_equal(in.body, x->jws.jwk)) {
 		acme_problem(x, AP_UNAUTHORIZED, "externalAccountBinding: its payload is not the account's jwk");
-	} else if ((rc = acme_eab_key(x->a->db, x->t.name, in.kid, key)) != 0) {
+	} else if ((rc = eab_key(x, in.kid, key)) != 0) {
 		if (rc < 0)
 			acme_problem(x, AP_SERVER_INTERNAL, "%s", ca_last_error());
 		else

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "ca/acme.h"
+#include "common/log.h"
 
 #define NONCES_MAX 200000 /* live nonces kept; beyond, the oldest go (a flood of newNonce costs its sender) */
 
@@ -42,6 +43,10 @@ struct acme_db {
 	size_t n_kept;
 };
 
+#define EAB_COLS                                                                                                       \
+	" kid TEXT PRIMARY KEY, template TEXT NOT NULL, iv BLOB NOT NULL, sealed BLOB NOT NULL,"                       \
+	" created INTEGER NOT NULL, account INTEGER NOT NULL DEFAULT 0"
+
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS acme_nonces (nonce TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS acme_nonces_expires ON acme_nonces (expires);"
@@ -51,10 +56,12 @@ static const char schema[] =
 	" eab_kid TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL, remote TEXT NOT NULL DEFAULT '',"
 	" UNIQUE (template, thumb));"
 	"CREATE INDEX IF NOT EXISTS acme_accounts_remote ON acme_accounts (remote, created);"
-	/* the HMAC key is kept here, not in ca.conf: config export never carries it */
-	"CREATE TABLE IF NOT EXISTS acme_eab ("
-	" kid TEXT PRIMARY KEY, template TEXT NOT NULL, key BLOB NOT NULL, created INTEGER NOT NULL,"
-	" account INTEGER NOT NULL DEFAULT 0);"
+	/*
+	 * the HMAC key is kept here sealed by the CA's token (acme_eab.c), not
+	 * in ca.conf: config export never carries it. (Before, the column "key"
+	 * held it in plain: acme_eab_migrate seals such rows.)
+	 */
+	"CREATE TABLE IF NOT EXISTS acme_eab (" EAB_COLS ");"
 	"CREATE TABLE IF NOT EXISTS acme_orders ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, account INTEGER NOT NULL, template TEXT NOT NULL,"
 	" status TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,"
@@ -463,42 +470,146 @@ long acme_orders_of(struct acme_db *db, long long account, time_t now, long long
 
 /* ---- external account binding keys ---- */
 
-int acme_eab_new(struct acme_db *db, const char *template_name, char kid[ACME_EAB_KID_LEN + 1],
-		 unsigned char key[ACME_EAB_KEY_LEN])
+void acme_eab_kid(char kid[ACME_EAB_KID_LEN + 1])
 {
-	int rc;
-
-	if (RAND_bytes(key, ACME_EAB_KEY_LEN) != 1)
-		return ca_error("no random bytes for a key");
 	/* a kid that starts with '-' reads as an option on command lines (certbot's --eab-kid) */
 	do
 		random_text(kid, 16);
 	while (kid[0] == '-');
-	rc = exec1(db, "INSERT INTO acme_eab (kid, template, key, created) VALUES (?, ?, ?, strftime('%s'))", "ttb", kid,
-		   template_name, (const void *)key, (size_t)ACME_EAB_KEY_LEN);
+}
+
+int acme_eab_insert(struct acme_db *db, const char *template_name, const char *kid, const unsigned char *iv,
+		    const unsigned char *sealed, size_t len)
+{
+	int rc = exec1(
+		db, "INSERT INTO acme_eab (kid, template, iv, sealed, created) VALUES (?, ?, ?, ?, strftime('%s'))",
+		"ttbb", kid, template_name, (const void *)iv, (size_t)ACME_EAB_IV_LEN, (const void *)sealed, len);
+
 	return rc == 1 ? 0 : -1;
 }
 
-int acme_eab_key(struct acme_db *db, const char *template_name, const char *kid, unsigned char key[ACME_EAB_KEY_LEN])
+int acme_eab_sealed(struct acme_db *db, const char *template_name, const char *kid, unsigned char iv[ACME_EAB_IV_LEN],
+		    unsigned char sealed[ACME_EAB_SEALED_MAX], size_t *len)
 {
 	sqlite3_stmt *st;
 	int rc = -1;
+	size_t n;
 
 	pthread_mutex_lock(&db->lock);
-	st = prep(db, "SELECT key FROM acme_eab WHERE kid = ? AND template = ? AND account = 0", "tt", kid,
+	st = prep(db, "SELECT iv, sealed FROM acme_eab WHERE kid = ? AND template = ? AND account = 0", "tt", kid,
 		  template_name);
 	if (st) {
 		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == ACME_EAB_KEY_LEN) {
-			memcpy(key, sqlite3_column_blob(st, 0), ACME_EAB_KEY_LEN);
+		n = rc == SQLITE_ROW ? (size_t)sqlite3_column_bytes(st, 1) : 0;
+		if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == ACME_EAB_IV_LEN && n &&
+		    n <= ACME_EAB_SEALED_MAX) {
+			memcpy(iv, sqlite3_column_blob(st, 0), ACME_EAB_IV_LEN);
+			memcpy(sealed, sqlite3_column_blob(st, 1), n);
+			*len = n;
 			rc = 0;
+		} else if (rc == SQLITE_ROW) {
+			rc = ca_fail(CA_ERR_CONFLICT, "the sealed EAB key of kid %s is damaged (%zu bytes)", kid, n);
 		} else {
-			rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 1 : fail(db, "EAB key");
+			rc = rc == SQLITE_DONE ? 1 : fail(db, "EAB key");
 		}
 		release(db, st);
 	}
 	pthread_mutex_unlock(&db->lock);
 	return rc;
+}
+
+/* Whether keyward-ca.db's acme_eab is the old one, with the plain key: 1, 0, -1 error. */
+static int eab_plain_locked(struct acme_db *db)
+{
+	sqlite3_stmt *st = prep(db, "SELECT COUNT(*) FROM pragma_table_info('acme_eab') WHERE name = 'key'", "");
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) > 0 : fail(db, "acme_eab's columns");
+	release(db, st);
+	return rc;
+}
+
+/*
+ * Rows are copied, each sealed, into a table of the new shape that then
+ * takes the old one's place, in one transaction: a failure leaves the old
+ * table as it was. secure_delete makes SQLite overwrite the old rows'
+ * bytes with zeros as it frees them, and the checkpoint that follows
+ * writes the zeros into the database file and empties the WAL, which
+ * held the plain keys too.
+ */
+int acme_eab_migrate(struct acme_db *db, acme_eab_seal_fn seal, void *arg)
+{
+	unsigned char key[ACME_EAB_KEY_LEN], iv[ACME_EAB_IV_LEN], sealed[ACME_EAB_SEALED_MAX];
+	char kid[64], tmpl[CA_NAME_MAX + 1];
+	sqlite3_stmt *st = NULL;
+	size_t len;
+	long long n = 0;
+	int rc, step = SQLITE_DONE;
+
+	pthread_mutex_lock(&db->lock);
+	if ((rc = eab_plain_locked(db)) <= 0) {
+		pthread_mutex_unlock(&db->lock);
+		return rc;
+	}
+	rc = sqlite3_exec(db->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL) == SQLITE_OK
+		     ? 0
+		     : fail(db, "secure_delete");
+	if (rc || begin_locked(db)) {
+		pthread_mutex_unlock(&db->lock);
+		return -1;
+	}
+	/* again inside the transaction: another serve starting on the database may have sealed them meanwhile */
+	if ((rc = eab_plain_locked(db)) <= 0) {
+		end_locked(db, 0);
+		sqlite3_exec(db->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+		pthread_mutex_unlock(&db->lock);
+		return rc;
+	}
+	rc = sqlite3_exec(db->db, "CREATE TABLE acme_eab_new (" EAB_COLS ")", NULL, NULL, NULL) == SQLITE_OK
+		     ? 0
+		     : fail(db, "acme_eab_new");
+	/* (not kept: this runs once, and the table it reads goes) */
+	if (!rc && sqlite3_prepare_v2(db->db, "SELECT kid, template, key, created, account FROM acme_eab", -1, &st,
+				      NULL) != SQLITE_OK)
+		rc = fail(db, "reading acme_eab");
+	while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		col_text(st, 0, kid, sizeof kid);
+		col_text(st, 1, tmpl, sizeof tmpl);
+		len = sizeof sealed;
+		if (sqlite3_column_bytes(st, 2) != ACME_EAB_KEY_LEN) {
+			rc = ca_fail(CA_ERR_CONFLICT,
+				     "the EAB key of kid %s in acme_eab is not %d bytes: remove its row", kid,
+				     ACME_EAB_KEY_LEN);
+			break;
+		}
+		memcpy(key, sqlite3_column_blob(st, 2), ACME_EAB_KEY_LEN);
+		rc = seal(arg, tmpl, kid, key, iv, sealed, &len);
+		OPENSSL_cleanse(key, sizeof key);
+		if (!rc && run(db, prep(db, "INSERT INTO acme_eab_new VALUES (?, ?, ?, ?, ?, ?)", "ttbbii", kid, tmpl,
+					(const void *)iv, sizeof iv, (const void *)sealed, len,
+					sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4))) != 1)
+			rc = -1;
+		n++;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = fail(db, "reading acme_eab");
+	sqlite3_finalize(st);
+	if (!rc && sqlite3_exec(db->db, "DROP TABLE acme_eab; ALTER TABLE acme_eab_new RENAME TO acme_eab", NULL, NULL,
+				NULL) != SQLITE_OK)
+		rc = fail(db, "replacing acme_eab");
+	rc = end_locked(db, rc);
+	if (!rc && sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+		/* sealed already: the old bytes leave the WAL at a later checkpoint */
+		kw_log(KW_LOG_WARN,
+		       "keyward-ca: the EAB keys are sealed, but the WAL still holds them in plain "
+		       "until the next checkpoint: %s",
+		       sqlite3_errmsg(db->db));
+	sqlite3_exec(db->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+	pthread_mutex_unlock(&db->lock);
+	return rc ? -1 : (int)n;
 }
 
 /* ---- orders and authorizations ---- */

@@ -1,7 +1,10 @@
 /*
  * ACME's JWS (RFC 7515 flattened JSON, RFC 8555 6.2), decoded buffer to
- * buffer and verified with OpenSSL: ES256 (P-256) and RS256 account keys,
- * HS256 for external account binding; JWK thumbprints (RFC 7638). All of
+ * buffer and verified with OpenSSL: account keys (and, for revokeCert, the
+ * certificate's own key) with ES256 (P-256), ES384 (P-384), ES512 (P-521),
+ * RS256 (RSA) and EdDSA (Ed25519; RFC 8037), each alg with its one kind
+ * of key; HS256 for external account binding; JWK thumbprints (RFC 7638,
+ * RFC 8037 2 for OKP keys). All of
  * it reads hostile bytes: every length is checked before use, duplicate
  * JSON members are refused (two parsers must not see two messages), and
  * a JWK must be in its one canonical form, so that one key has one
@@ -22,6 +25,63 @@
 #define SIG_MAX 1024	   /* RSA-8192's signature is 1024 bytes */
 #define RSA_BITS_MIN 2048
 #define RSA_BITS_MAX 8192
+
+/* The algs served (RFC 7518 3.1, RFC 8037 3.1), each with the only key it takes. */
+struct alg {
+	const char *name;  /* the JWS alg */
+	int type;	   /* EVP_PKEY_EC, EVP_PKEY_RSA, EVP_PKEY_ED25519 */
+	const char *crv;   /* the JWK's crv (NULL: RSA) */
+	const char *group; /* OpenSSL's name of the curve (EC) */
+	size_t len;	   /* bytes of a coordinate (EC, OKP), and of r and of s (EC) */
+	const char *md;	   /* the digest signed (NULL: EdDSA signs the message itself) */
+};
+static const struct alg algs[] = {
+	{"ES256", EVP_PKEY_EC, "P-256", "prime256v1", 32, "SHA256"},
+	{"ES384", EVP_PKEY_EC, "P-384", "secp384r1", 48, "SHA384"},
+	{"ES512", EVP_PKEY_EC, "P-521", "secp521r1", 66, "SHA512"},
+	{"RS256", EVP_PKEY_RSA, NULL, NULL, 0, "SHA256"},
+	{"EdDSA", EVP_PKEY_ED25519, "Ed25519", NULL, 32, NULL},
+};
+#define N_ALGS (sizeof algs / sizeof algs[0])
+#define ALG_NAMES "ES256, ES384, ES512, RS256, EdDSA"
+
+static const struct alg *alg_named(const char *name)
+{
+	for (size_t i = 0; i < N_ALGS; i++)
+		if (!strcmp(algs[i].name, name))
+			return &algs[i];
+	return NULL;
+}
+
+/* The alg that key signs with, or NULL for a key no alg here takes. */
+static const struct alg *alg_of_key(EVP_PKEY *key)
+{
+	char group[64];
+	int type = EVP_PKEY_get_base_id(key);
+
+	if (type == EVP_PKEY_EC &&
+	    !EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, NULL))
+		return NULL;
+	for (size_t i = 0; i < N_ALGS; i++)
+		if (algs[i].type == type && (type != EVP_PKEY_EC || !strcmp(algs[i].group, group)))
+			return &algs[i];
+	return NULL;
+}
+
+/* What key is, for messages: its curve, or RSA. */
+static const char *key_kind(const struct alg *a)
+{
+	return !a ? "unsupported" : a->crv ? a->crv : "RSA";
+}
+
+json_t *acme_jws_algs(void)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; list && i < N_ALGS; i++)
+		json_array_append_new(list, json_string(algs[i].name));
+	return list;
+}
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -131,28 +191,62 @@ out:
 
 static enum acme_prob ec_key(const json_t *jwk, EVP_PKEY **key, char thumb[ACME_THUMB_LEN + 1])
 {
-	unsigned char pub[65];
-	char canon[256];
+	const char *crv = json_string_value(json_object_get(jwk, "crv"));
+	const struct alg *a = NULL;
+	unsigned char pub[1 + 2 * 66];
+	char canon[400];
 	OSSL_PARAM_BLD *bld;
 
-	if (!json_is_string(json_object_get(jwk, "crv")) ||
-	    strcmp(json_string_value(json_object_get(jwk, "crv")), "P-256"))
-		return ca_error("the jwk's curve is not P-256 (ES256 is the EC algorithm served)"), AP_BAD_PUBKEY;
+	for (size_t i = 0; crv && i < N_ALGS && !a; i++)
+		if (algs[i].type == EVP_PKEY_EC && !strcmp(algs[i].crv, crv))
+			a = &algs[i];
+	if (!a)
+		return ca_error("the jwk's curve is \"%.20s\", not P-256, P-384 or P-521 (ES256, ES384, ES512)",
+				crv ? crv : "(none)"),
+		       AP_BAD_PUBKEY;
 	pub[0] = 4; /* uncompressed point */
-	if (jwk_bytes(jwk, "x", pub + 1, 32) != 32 || jwk_bytes(jwk, "y", pub + 33, 32) != 32)
-		return ca_error("the jwk's x and y are not 32 bytes each"), AP_BAD_PUBKEY;
+	if (jwk_bytes(jwk, "x", pub + 1, a->len) != (long)a->len ||
+	    jwk_bytes(jwk, "y", pub + 1 + a->len, a->len) != (long)a->len)
+		return ca_error("the jwk's x and y are not %zu bytes each (%s)", a->len, a->crv), AP_BAD_PUBKEY;
 	if (!(bld = OSSL_PARAM_BLD_new()))
 		return ca_error("out of memory"), AP_SERVER_INTERNAL;
-	if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub))
+	if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, a->group, 0) ||
+	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, 1 + 2 * a->len))
 		*key = NULL;
 	else
 		*key = from_params("EC", bld);
 	OSSL_PARAM_BLD_free(bld);
 	if (!*key)
-		return ca_error("the jwk's point is not on P-256"), AP_BAD_PUBKEY;
-	snprintf(canon, sizeof canon, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+		return ca_error("the jwk's point is not on %s", a->crv), AP_BAD_PUBKEY;
+	snprintf(canon, sizeof canon, "{\"crv\":\"%s\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", a->crv,
 		 json_string_value(json_object_get(jwk, "x")), json_string_value(json_object_get(jwk, "y")));
+	thumbprint(canon, thumb);
+	return AP_OK;
+}
+
+/* An Ed25519 key (RFC 8037 2): kty OKP, crv Ed25519, x the 32 bytes of the public key. */
+static enum acme_prob okp_key(const json_t *jwk, EVP_PKEY **key, char thumb[ACME_THUMB_LEN + 1])
+{
+	const char *crv = json_string_value(json_object_get(jwk, "crv"));
+	unsigned char pub[32];
+	char canon[200];
+	OSSL_PARAM_BLD *bld;
+
+	if (!crv || strcmp(crv, "Ed25519"))
+		return ca_error("the jwk's OKP curve is \"%.20s\", not Ed25519 (EdDSA)", crv ? crv : "(none)"),
+		       AP_BAD_PUBKEY;
+	if (jwk_bytes(jwk, "x", pub, sizeof pub) != (long)sizeof pub)
+		return ca_error("the jwk's x is not 32 bytes (Ed25519)"), AP_BAD_PUBKEY;
+	if (!(bld = OSSL_PARAM_BLD_new()))
+		return ca_error("out of memory"), AP_SERVER_INTERNAL;
+	*key = OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub)
+		       ? from_params("ED25519", bld)
+		       : NULL;
+	OSSL_PARAM_BLD_free(bld);
+	if (!*key)
+		return ca_error("the jwk's x is not an Ed25519 public key"), AP_BAD_PUBKEY;
+	snprintf(canon, sizeof canon, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}",
+		 json_string_value(json_object_get(jwk, "x")));
 	thumbprint(canon, thumb);
 	return AP_OK;
 }
@@ -201,7 +295,11 @@ enum acme_prob acme_jwk_key(const json_t *jwk, EVP_PKEY **key, char thumb[ACME_T
 		return ec_key(jwk, key, thumb);
 	if (!strcmp(kty, "RSA"))
 		return rsa_key(jwk, key, thumb);
-	return ca_error("the jwk's kty is \"%.20s\"; EC (P-256) and RSA are accepted", kty), AP_BAD_PUBKEY;
+	if (!strcmp(kty, "OKP"))
+		return okp_key(jwk, key, thumb);
+	return ca_error("the jwk's kty is \"%.20s\"; EC (P-256, P-384, P-521), RSA and OKP (Ed25519) are accepted",
+			kty),
+	       AP_BAD_PUBKEY;
 }
 
 void acme_jws_cleanup(struct acme_jws *j)
@@ -234,6 +332,7 @@ static enum acme_prob parse_header(const char *b64, size_t len, struct acme_jws 
 	long n = acme_b64u_decode(b64, len, raw, sizeof raw);
 	json_t *h = NULL;
 	const char *k;
+	const struct alg *ka;
 	json_t *v;
 	enum acme_prob p = AP_MALFORMED;
 
@@ -252,12 +351,12 @@ static enum acme_prob parse_header(const char *b64, size_t len, struct acme_jws 
 	}
 	if (header_string(h, "alg", out->alg, sizeof out->alg) != 1) {
 		p = AP_BAD_SIG_ALG;
-		ca_error("the protected header's alg is not ES256, RS256 or HS256");
+		ca_error("the protected header's alg is not one of " ALG_NAMES " or HS256");
 		goto out;
 	}
-	if (strcmp(out->alg, "ES256") && strcmp(out->alg, "RS256") && strcmp(out->alg, "HS256")) {
+	if (!alg_named(out->alg) && strcmp(out->alg, "HS256")) {
 		p = AP_BAD_SIG_ALG;
-		ca_error("alg %s is not accepted (ES256, RS256; HS256 in external account binding)", out->alg);
+		ca_error("alg %s is not accepted (" ALG_NAMES "; HS256 in external account binding)", out->alg);
 		goto out;
 	}
 	if (header_string(h, "nonce", out->nonce, sizeof out->nonce) < 0 ||
@@ -275,9 +374,10 @@ static enum acme_prob parse_header(const char *b64, size_t len, struct acme_jws 
 		out->jwk = json_incref(v);
 		if (strcmp(out->alg, "HS256") && (p = acme_jwk_key(v, &out->key, out->thumb)))
 			goto out;
-		if (out->key && (EVP_PKEY_get_base_id(out->key) == EVP_PKEY_EC) != !strcmp(out->alg, "ES256")) {
+		if (out->key && (ka = alg_of_key(out->key)) != alg_named(out->alg)) {
 			p = AP_BAD_SIG_ALG;
-			ca_error("alg %s does not go with the jwk's key type", out->alg);
+			ca_error("alg %s does not go with the jwk's %s key (it signs with %s)", out->alg, key_kind(ka),
+				 ka ? ka->name : "none of " ALG_NAMES);
 			goto out;
 		}
 	}
@@ -341,46 +441,59 @@ out:
 	return p;
 }
 
+/* JWS carries r || s (RFC 7518 3.4); OpenSSL verifies the DER of ECDSA-Sig-Value: into der (room for size). */
+static enum acme_prob ecdsa_der(const struct acme_jws *j, const struct alg *a, unsigned char *der, size_t size,
+				size_t *der_len)
+{
+	ECDSA_SIG *es;
+	BIGNUM *r, *s;
+	unsigned char *w = der;
+	int n = -1;
+
+	if (j->sig_len != 2 * a->len)
+		return ca_error("an %s signature is %zu bytes (r || s), not %zu", a->name, 2 * a->len, j->sig_len),
+		       AP_MALFORMED;
+	es = ECDSA_SIG_new();
+	r = BN_bin2bn(j->sig, (int)a->len, NULL);
+	s = BN_bin2bn(j->sig + a->len, (int)a->len, NULL);
+	if (es && r && s && ECDSA_SIG_set0(es, r, s)) {
+		r = s = NULL;
+		if (i2d_ECDSA_SIG(es, NULL) <= (int)size)
+			n = i2d_ECDSA_SIG(es, &w);
+	}
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	if (n <= 0)
+		return ca_error("out of memory"), AP_SERVER_INTERNAL;
+	*der_len = (size_t)n;
+	return AP_OK;
+}
+
 enum acme_prob acme_jws_verify(const struct acme_jws *j, EVP_PKEY *key)
 {
+	const struct alg *a = alg_of_key(key);
 	EVP_MD_CTX *md = NULL;
-	unsigned char der[80];
+	unsigned char der[160]; /* P-521's r and s, 66 bytes each, in DER: at most 139 */
 	const unsigned char *sig = j->sig;
 	size_t sig_len = j->sig_len;
-	enum acme_prob p = AP_MALFORMED;
-	bool ec = EVP_PKEY_get_base_id(key) == EVP_PKEY_EC;
+	enum acme_prob p;
 
-	if (strcmp(j->alg, ec ? "ES256" : "RS256"))
-		return ca_error("alg %s does not go with the account's %s key", j->alg, ec ? "EC" : "RSA"), AP_BAD_SIG_ALG;
-	if (ec) {
-		/* JWS carries r || s (RFC 7518 3.4); OpenSSL verifies the DER of ECDSA-Sig-Value */
-		ECDSA_SIG *es;
-		BIGNUM *r, *s;
-		unsigned char *w = der;
-		int n = -1;
-
-		if (j->sig_len != 64)
-			return ca_error("an ES256 signature is 64 bytes, not %zu", j->sig_len), AP_MALFORMED;
-		es = ECDSA_SIG_new();
-		r = BN_bin2bn(j->sig, 32, NULL);
-		s = BN_bin2bn(j->sig + 32, 32, NULL);
-		if (es && r && s && ECDSA_SIG_set0(es, r, s)) {
-			r = s = NULL;
-			if (i2d_ECDSA_SIG(es, NULL) <= (int)sizeof der)
-				n = i2d_ECDSA_SIG(es, &w);
-		}
-		BN_free(r);
-		BN_free(s);
-		ECDSA_SIG_free(es);
-		if (n <= 0)
-			return ca_error("out of memory"), AP_SERVER_INTERNAL;
+	if (!a || strcmp(j->alg, a->name))
+		return ca_error("alg %s does not go with the %s key (it signs with %s)", j->alg, key_kind(a),
+				a ? a->name : "none of " ALG_NAMES),
+		       AP_BAD_SIG_ALG;
+	if (a->type == EVP_PKEY_EC) {
+		if ((p = ecdsa_der(j, a, der, sizeof der, &sig_len)))
+			return p;
 		sig = der;
-		sig_len = (size_t)n;
 	}
-	if (!(md = EVP_MD_CTX_new()) || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) <= 0) {
+	if (!(md = EVP_MD_CTX_new()) || EVP_DigestVerifyInit_ex(md, NULL, a->md, NULL, NULL, key, NULL) <= 0) {
 		EVP_MD_CTX_free(md);
 		return ca_error("out of memory"), AP_SERVER_INTERNAL;
 	}
+	p = AP_MALFORMED;
+	/* (one shot: EdDSA cannot take the message in parts) */
 	if (EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)j->signing_input, j->signing_len) == 1)
 		p = AP_OK;
 	else

@@ -35,6 +35,7 @@
  *   ocspder.c     the cache's OCSP answers assembled by hand, signed in batches (ocspder.h)
  *   migrate.c     migrate: the whole move to a new server, checked
  *   serve.c       serve: OCSP, CRLs and the CA certificate over HTTP (serve.h)
+ *   seal.c        short secrets (CMP secrets, EAB keys) sealed by the token (seal.h)
  *   cmp_secret.c  CMP: the templates' shared secrets, sealed by the token; the replay record (cmp.h)
  *   cmp_srv.c     CMP: OpenSSL's server callbacks, over the library's issuance (cmp.h)
  *   cmp.c         CMP: the app serve mounts at /.well-known/cmp/ (cmp.h)

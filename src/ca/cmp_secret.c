@@ -5,14 +5,8 @@
  * A template's secret is what a client proves it knows with PBM (RFC 4210
  * 5.1.3.1): the MAC's key is derived from the secret itself, so the CA
  * needs the plain secret each time it checks one, and a hash of it would
- * not do. It is kept sealed: AES-256-GCM under a secret key made on the
- * CA's token, not extractable and sensitive, so the database, a backup of
- * it or a config export holds only ciphertext, and unsealing takes the
- * HSM. The key is labelled "<CA file name>.cmp-seal" beside the CA key; a
- * move to another server moves it with the CA key (or the secrets are
- * made again). The AEAD's associated data binds each row to its template
- * and to the CA's key, so a row copied to another template or another CA
- * does not unseal. Plain secrets live in buffers the caller wipes.
+ * not do. It is kept sealed by the CA's token (seal.c), its associated
+ * data binding it to its template and to the CA's key.
  *
  * The replay record holds each transactionID that began a transaction,
  * until its message could no longer be taken for fresh (cmp.c checks the
@@ -29,18 +23,12 @@
 #include <sqlite3.h>
 
 #include "ca/cmp.h"
-#include "ca/p11raw.h"
-
-#define IV_LEN 12
-#define TAG_LEN 16
+#include "ca/seal.h"
 
 struct cmp_store {
 	sqlite3 *db;
 	sqlite3_stmt *get, *put, *del, *seen, *prune, *state;
-	struct ca_p11 p11; /* the token, for the seal key; opened when first needed */
-	CK_OBJECT_HANDLE key;
-	char key_fp[65]; /* the CA key's fingerprint: in the associated data */
-	char label[CA_NAME_MAX + 16];
+	struct ca_seal seal;
 	long long inserts;
 };
 
@@ -79,7 +67,7 @@ void cmp_store_close(struct cmp_store *s)
 	sqlite3_finalize(s->prune);
 	sqlite3_finalize(s->state);
 	sqlite3_close(s->db);
-	ca_p11_close(&s->p11);
+	ca_seal_cleanup(&s->seal);
 	free(s);
 }
 
@@ -97,9 +85,8 @@ int cmp_store_open(struct ca *ca, struct cmp_store **out)
 		{offsetof(struct cmp_store, state), "SELECT status, serial FROM requests WHERE id = ?"},
 	};
 	const struct ca_conf *c = ca_config(ca);
-	char path[CA_PATH_MAX + 32], fname[CA_NAME_MAX + 1];
+	char path[CA_PATH_MAX + 32];
 	struct cmp_store *s = calloc(1, sizeof *s);
-	EVP_PKEY *pub;
 
 	*out = NULL;
 	if (!s)
@@ -126,15 +113,8 @@ int cmp_store_open(struct ca *ca, struct cmp_store **out)
 			fail(s, stmts[i].sql);
 			goto fail;
 		}
-	if (!(pub = ca_cert_public_key(c)))
+	if (ca_seal_init(ca, &s->seal))
 		goto fail;
-	if (ca_key_fingerprint(pub, s->key_fp)) {
-		EVP_PKEY_free(pub);
-		goto fail;
-	}
-	EVP_PKEY_free(pub);
-	ca_file_name(c->name, fname, sizeof fname);
-	snprintf(s->label, sizeof s->label, "%s.cmp-seal", fname);
 	*out = s;
 	return 0;
 fail:
@@ -144,110 +124,32 @@ fail:
 
 int cmp_store_token(struct ca *ca, struct cmp_store *s)
 {
-	return s->p11.open ? 0 : ca_open_key(ca) || ca_p11_open(ca_config(ca), &s->p11, NULL) ? -1 : 0;
+	return ca_seal_token(ca, &s->seal);
 }
 
-/* The seal key, on the CA's token (logged in by the caller's ca_open_key), made if create and missing. */
-static int seal_key(struct ca *ca, struct cmp_store *s, bool create)
-{
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE kt = CKK_AES;
-	CK_ULONG len = 32;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ATTRIBUTE find[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, s->label, strlen(s->label)}};
-	CK_ATTRIBUTE make[] = {
-		{CKA_CLASS, &cls, sizeof cls},	   {CKA_KEY_TYPE, &kt, sizeof kt},
-		{CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &yes, sizeof yes},
-		{CKA_PRIVATE, &yes, sizeof yes},   {CKA_SENSITIVE, &yes, sizeof yes},
-		{CKA_EXTRACTABLE, &no, sizeof no}, {CKA_ENCRYPT, &yes, sizeof yes},
-		{CKA_DECRYPT, &yes, sizeof yes},   {CKA_LABEL, s->label, strlen(s->label)},
-	};
-	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
-	CK_OBJECT_HANDLE found[2];
-	CK_ULONG n = 0;
-	CK_RV rv;
-
-	if (s->key)
-		return 0;
-	if (cmp_store_token(ca, s))
-		return -1;
-	if ((rv = s->p11.f->C_FindObjectsInit(s->p11.s, find, 2)) != CKR_OK)
-		return ca_p11_fail("C_FindObjectsInit", rv);
-	rv = s->p11.f->C_FindObjects(s->p11.s, found, 2, &n);
-	s->p11.f->C_FindObjectsFinal(s->p11.s);
-	if (rv != CKR_OK)
-		return ca_p11_fail("C_FindObjects", rv);
-	if (n > 1)
-		return ca_error(
-			"the token holds two keys labelled %s: remove the one not made by keyward-ca cmp-secret",
-			s->label);
-	if (n == 1) {
-		s->key = found[0];
-		return 0;
-	}
-	if (!create)
-		return ca_fail(CA_ERR_NOT_FOUND,
-			       "no key %s on the token to unseal CMP secrets with (make a secret with keyward-ca "
-			       "cmp-secret, or move the key here with the CA key)",
-			       s->label);
-	if ((rv = s->p11.f->C_GenerateKey(s->p11.s, &gen, make, sizeof make / sizeof make[0], &s->key)) != CKR_OK)
-		return ca_p11_fail("C_GenerateKey (the CMP seal key, AES-256)", rv);
-	return 0;
-}
-
-/* The associated data: what a sealed secret is for. */
-static int aad_of(const struct cmp_store *s, const char *tmpl, unsigned char *out, size_t size)
-{
-	int n = snprintf((char *)out, size, "keyward-ca cmp secret v1|%s|%s", s->key_fp, tmpl);
-
-	return n < 0 || (size_t)n >= size ? ca_usage_error("template name too long") : n;
-}
-
-/* One GCM operation on the token: encrypt (in n bytes, out n + TAG_LEN) or decrypt. */
-static int gcm(struct cmp_store *s, bool encrypt, const unsigned char *iv, const unsigned char *aad, size_t aad_len,
-	       const unsigned char *in, size_t n, unsigned char *out, size_t *out_len)
-{
-	CK_GCM_PARAMS g = {(unsigned char *)iv, IV_LEN, IV_LEN * 8, (unsigned char *)aad, aad_len, TAG_LEN * 8};
-	CK_MECHANISM m = {CKM_AES_GCM, &g, sizeof g};
-	CK_ULONG len = *out_len;
-	CK_RV rv;
-
-	rv = encrypt ? s->p11.f->C_EncryptInit(s->p11.s, &m, s->key) : s->p11.f->C_DecryptInit(s->p11.s, &m, s->key);
-	if (rv != CKR_OK)
-		return ca_p11_fail(encrypt ? "C_EncryptInit (AES-GCM)" : "C_DecryptInit (AES-GCM)", rv);
-	rv = encrypt ? s->p11.f->C_Encrypt(s->p11.s, (unsigned char *)in, n, out, &len)
-		     : s->p11.f->C_Decrypt(s->p11.s, (unsigned char *)in, n, out, &len);
-	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
-		return ca_fail(CA_ERR_CONFLICT, "the sealed CMP secret does not unseal: it was altered, or sealed "
-						"for another template or CA (make a new one with cmp-secret)");
-	if (rv != CKR_OK)
-		return ca_p11_fail(encrypt ? "C_Encrypt (AES-GCM)" : "C_Decrypt (AES-GCM)", rv);
-	*out_len = len;
-	return 0;
-}
+/* What the seal's associated data calls a CMP secret: never changed, or the secrets made before do not unseal. */
+static const struct ca_seal_kind kind = {"keyward-ca cmp secret v1", "CMP secret", "keyward-ca cmp-secret TEMPLATE"};
 
 int cmp_secret_new(struct ca *ca, struct cmp_store *s, const char *tmpl, char *out, size_t size)
 {
-	unsigned char raw[24], iv[IV_LEN], aad[CA_NAME_MAX + 128], sealed[CMP_SECRET_MAX + TAG_LEN];
+	unsigned char raw[24], iv[CA_SEAL_IV], sealed[CMP_SECRET_MAX + CA_SEAL_TAG];
 	size_t sealed_len = sizeof sealed, secret_len;
-	int aad_len, rc = -1;
+	int rc = -1;
 
 	if (!ca_template_named(ca, tmpl))
 		return ca_fail(CA_ERR_NOT_FOUND, "no template \"%s\"", tmpl);
 	if (size < CMP_SECRET_MAX + 1)
 		return ca_usage_error("cmp_secret_new: buffer too small");
-	if ((aad_len = aad_of(s, tmpl, aad, sizeof aad)) < 0)
-		return -1;
 	/* 192 random bits, printable without quoting: base64url, unpadded (32 characters) */
-	if (RAND_bytes(raw, sizeof raw) != 1 || RAND_bytes(iv, sizeof iv) != 1)
+	if (RAND_bytes(raw, sizeof raw) != 1)
 		return ca_error("no random bytes");
 	EVP_EncodeBlock((unsigned char *)out, raw, sizeof raw);
 	OPENSSL_cleanse(raw, sizeof raw);
 	for (char *p = out; *p; p++)
 		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
 	secret_len = strlen(out);
-	if (ca_check_active(ca, "makes CMP secrets") || seal_key(ca, s, true) ||
-	    gcm(s, true, iv, aad, (size_t)aad_len, (unsigned char *)out, secret_len, sealed, &sealed_len))
+	if (ca_check_active(ca, "makes CMP secrets") ||
+	    ca_seal(ca, &s->seal, &kind, tmpl, (unsigned char *)out, secret_len, iv, sealed, &sealed_len))
 		goto out;
 	sqlite3_reset(s->put);
 	sqlite3_bind_text(s->put, 1, tmpl, -1, SQLITE_TRANSIENT);
@@ -266,7 +168,7 @@ int cmp_secret_new(struct ca *ca, struct cmp_store *s, const char *tmpl, char *o
 	if (ca_db_begin(ca->db))
 		goto out;
 	if (ca_db_audit(ca->db, "cmp-secret", "new CMP shared secret for template %s (sealed under %s)", tmpl,
-			s->label) ||
+			s->seal.label) ||
 	    ca_db_commit(ca->db)) {
 		ca_db_rollback(ca->db);
 		goto out;
@@ -304,13 +206,11 @@ int cmp_secret_remove(struct ca *ca, struct cmp_store *s, const char *tmpl, bool
 
 int cmp_secret_get(struct ca *ca, struct cmp_store *s, const char *tmpl, unsigned char *secret, size_t *len)
 {
-	unsigned char iv[IV_LEN], aad[CA_NAME_MAX + 128], sealed[CMP_SECRET_MAX + TAG_LEN];
+	unsigned char iv[CA_SEAL_IV], sealed[CMP_SECRET_MAX + CA_SEAL_TAG];
 	size_t sealed_len, n = CMP_SECRET_MAX;
-	int aad_len, step, rc = -1;
+	int step, rc = -1;
 
 	*len = 0;
-	if ((aad_len = aad_of(s, tmpl, aad, sizeof aad)) < 0)
-		return -1;
 	sqlite3_reset(s->get);
 	sqlite3_bind_text(s->get, 1, tmpl, -1, SQLITE_TRANSIENT);
 	step = sqlite3_step(s->get);
@@ -324,14 +224,14 @@ int cmp_secret_get(struct ca *ca, struct cmp_store *s, const char *tmpl, unsigne
 		goto out;
 	}
 	sealed_len = (size_t)sqlite3_column_bytes(s->get, 1);
-	if (sqlite3_column_bytes(s->get, 0) != IV_LEN || sealed_len <= TAG_LEN || sealed_len > sizeof sealed) {
+	if (sqlite3_column_bytes(s->get, 0) != CA_SEAL_IV || sealed_len <= CA_SEAL_TAG || sealed_len > sizeof sealed) {
 		rc = ca_fail(CA_ERR_CONFLICT, "the sealed CMP secret of template %s is damaged", tmpl);
 		goto out;
 	}
-	memcpy(iv, sqlite3_column_blob(s->get, 0), IV_LEN);
+	memcpy(iv, sqlite3_column_blob(s->get, 0), CA_SEAL_IV);
 	memcpy(sealed, sqlite3_column_blob(s->get, 1), sealed_len);
 	sqlite3_reset(s->get);
-	if (seal_key(ca, s, false) || gcm(s, false, iv, aad, (size_t)aad_len, sealed, sealed_len, secret, &n))
+	if (ca_unseal(ca, &s->seal, &kind, tmpl, iv, sealed, sealed_len, secret, &n))
 		goto out;
 	*len = n;
 	rc = 0;

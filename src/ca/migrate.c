@@ -38,6 +38,7 @@
 #include "ca/ca.h"
 #include "ca/db_status.h"
 #include "ca/ocsp.h"
+#include "ca/seal.h"
 
 static const char *const steps[] = {"find-key", "move-key", "setup", "restore", "import-config", "prove"};
 #define N_STEPS (sizeof steps / sizeof steps[0])
@@ -198,27 +199,26 @@ static int find_key(struct run *r)
 }
 
 /*
- * The key CMP's shared secrets are sealed under (cmp_secret.c,
- * "FILE.cmp-seal"), if the CA has one, goes where the CA key goes: without
- * it the secrets in the restored database do not unseal. Moved before the
- * CA key, so that a run interrupted between the two, which resumes by
- * moving the CA key, finds it moved already.
+ * The key CMP's shared secrets and ACME's EAB keys are sealed under
+ * (seal.c, "FILE.cmp-seal"), if the CA has one, goes where the CA key
+ * goes: without it the secrets in the restored database do not unseal.
+ * Moved before the CA key, so that a run interrupted between the two,
+ * which resumes by moving the CA key, finds it moved already.
  */
 static int move_seal_key(struct run *r)
 {
-	char file[CA_NAME_MAX + 1], label[CA_NAME_MAX + 16];
+	char label[CA_SEAL_LABEL_MAX];
 	kw_rv rv;
 
-	ca_file_name(r->ca_name, file, sizeof file);
-	snprintf(label, sizeof label, "%s.cmp-seal", file);
+	ca_seal_label(r->ca_name, label, sizeof label);
 	rv = kw_change_owner(r->client, label, r->key_owner, r->my_owner, NULL);
 	if (rv == KW_OK) {
-		say(r, "moved CMP's seal key \"%s\" with it", label);
+		say(r, "moved the seal key of CMP secrets and EAB keys \"%s\" with it", label);
 		return 0;
 	}
 	if (rv == KW_ERR_NOT_FOUND)
-		return 0; /* the CA has no CMP secrets (or the key was moved with it already) */
-	return ca_error("moving CMP's seal key \"%s\" from owner %s to %s: %s", label, r->key_owner, r->my_owner,
+		return 0; /* the CA has no CMP secrets nor EAB keys (or the key was moved with it already) */
+	return ca_error("moving the seal key \"%s\" from owner %s to %s: %s", label, r->key_owner, r->my_owner,
 			kw_last_error());
 }
 
@@ -232,7 +232,9 @@ static int move_key(struct run *r)
 		return finish(r, 1, "already under this machine's owner");
 	}
 	if (r->m->dry_run) {
-		say(r, "would move \"%s\" from owner %s to %s (chkeysowner), and CMP's seal key if there is one",
+		say(r,
+		    "would move \"%s\" from owner %s to %s (chkeysowner), and the seal key of CMP secrets and EAB keys "
+		    "if there is one",
 		    r->key_name, r->key_owner, r->my_owner);
 		return 0;
 	}

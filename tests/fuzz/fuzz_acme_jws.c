@@ -1,9 +1,10 @@
 /*
  * Fuzz target: ACME's JWS decoder (acme_jws.c) as keyward-ca serve runs it
  * on every POST body from an unauthenticated peer: the flattened JWS and
- * its protected header, the JWK (EC P-256, RSA) and its thumbprint, the
- * payload as JSON; then the signature verified under the JWS's own key
- * and, as for external account binding, under a fixed HMAC key. The same
+ * its protected header, the JWK (EC P-256/384/521, RSA, OKP Ed25519) and
+ * its thumbprint, the payload as JSON; then the signature verified under
+ * the JWS's own key (ES256/384/512, RS256, EdDSA) and, as for external
+ * account binding, under a fixed HMAC key. The same
  * bytes also go through the bare base64url decoder, which must agree
  * with the encoder on whatever it accepts.
  */

@@ -13,6 +13,12 @@
 #                                  authorization expired, nothing validated or finalized
 #   acme_jws.py rollover DIRECTORY an account's key rolled over (RFC 8555 7.3.5), then
 #                                  used; the old key refused
+#   acme_jws.py algs DIRECTORY     accounts with ES384 (P-384) and ES512 (P-521) keys, each
+#                                  then ordering with its kid; ES384 claimed for a P-256 key
+#                                  refused, the problem listing the algs served
+#   acme_jws.py eab DIRECTORY KID HMAC_KEY
+#                                  a newAccount bound to an EAB key (RFC 8555 7.3.4); refused:
+#                                  the problem's detail too
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
 import json
 import sys
@@ -21,6 +27,7 @@ import time
 import josepy as jose
 import requests
 from acme import jws as acme_jws
+from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
 
 JOSE = {"Content-Type": "application/jose+json"}
@@ -37,12 +44,12 @@ class Client:
     def nonce(self):
         return requests.head(self.dir["newNonce"], timeout=30).headers["Replay-Nonce"]
 
-    def sign(self, key, payload, url, nonce=None, kid=None, jwk=True):
+    def sign(self, key, payload, url, nonce=None, kid=None, jwk=True, alg=jose.ES256):
         n = jose.b64decode(nonce if nonce is not None else self.nonce())
         data = b"" if payload is None else json.dumps(payload).encode()
         if kid:
-            return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url, kid=kid).json_dumps()
-        return acme_jws.JWS.sign(data, key=key, alg=jose.ES256, nonce=n, url=url).json_dumps()
+            return acme_jws.JWS.sign(data, key=key, alg=alg, nonce=n, url=url, kid=kid).json_dumps()
+        return acme_jws.JWS.sign(data, key=key, alg=alg, nonce=n, url=url).json_dumps()
 
     def post(self, url, body):
         return requests.post(url, data=body, headers=JOSE, timeout=30)
@@ -69,6 +76,30 @@ def replay(c):
     bad["signature"] = jose.b64encode(bytes(sig)).decode()
     show("bad-signature", c.post(url, json.dumps(bad)))
     show("unknown-nonce", c.post(url, c.sign(new_key(), {}, url, nonce="AAAAAAAAAAAAAAAAAAAAAA")))
+
+
+def algs(c):
+    url = c.dir["newAccount"]
+    order = {"identifiers": [{"type": "dns", "value": "algs.acme.test"}]}
+    for name, curve, alg in (("es384", ec.SECP384R1(), jose.ES384), ("es512", ec.SECP521R1(), jose.ES512)):
+        key = jose.JWKEC(key=ec.generate_private_key(curve))
+        r = show(name, c.post(url, c.sign(key, {"termsOfServiceAgreed": True}, url, alg=alg)))
+        kid = r.headers.get("Location")
+        show(name + "-order", c.post(c.dir["newOrder"], c.sign(key, order, c.dir["newOrder"], kid=kid, alg=alg)))
+    key = new_key()
+    r = show("es384-p256", c.post(url, c.sign(key, {"termsOfServiceAgreed": True}, url, alg=jose.ES384)))
+    print("algorithms", ",".join(r.json().get("algorithms", [])), flush=True)
+
+
+def eab(c, kid, hmac_key):
+    key = new_key()
+    url = c.dir["newAccount"]
+    binding = messages.ExternalAccountBinding.from_data(account_public_key=key.public_key(), kid=kid,
+                                                        hmac_key=hmac_key, directory=c.dir)
+    r = show("eab-account", c.post(url, c.sign(key, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+                                               url)))
+    if r.status_code >= 400:
+        print("detail", r.json().get("detail"), flush=True)
 
 
 def account(c, n=1):
@@ -147,7 +178,9 @@ if __name__ == "__main__":
         http01(Client(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "expiry":
         expiry(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "eab":
+        eab(Client(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "account" and len(sys.argv) > 3:
         account(Client(sys.argv[2]), sys.argv[3])
     else:
-        {"account": account, "replay": replay, "rollover": rollover}[sys.argv[1]](Client(sys.argv[2]))
+        {"account": account, "replay": replay, "rollover": rollover, "algs": algs}[sys.argv[1]](Client(sys.argv[2]))

@@ -237,6 +237,59 @@ bool exists(const char *path)
 	return access(path, F_OK) == 0;
 }
 
+void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len)
+{
+	const char *const where[] = {"keyward-ca.db", "keyward-ca.db-wal", "export.conf"};
+
+	ca_ok(dir, "config export '%s/export.conf'", dir);
+	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+		const char *path = keepf("%s/%s", dir, where[i]);
+		size_t n = 0;
+		char *bytes = kwt_read_file(path, &n);
+
+		/* (the WAL is gone after a clean close: nothing to look at then) */
+		if (!bytes && i != 1)
+			fail_full("%s was not written", path);
+		if (bytes && n >= len && memmem(bytes, n, secret, len)) {
+			free(bytes);
+			fail_full("%s: the %s is there in plain (%zu bytes)", path, what, len);
+		}
+		free(bytes);
+	}
+	unlink(keepf("%s/export.conf", dir));
+}
+
+size_t b64u_bytes(const char *in, unsigned char *out, size_t max)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned acc = 0, bits = 0;
+	size_t n = 0;
+
+	for (; *in; in++) {
+		const char *p = strchr(abc, *in);
+
+		if (!p)
+			fail_full("not base64url: %s", in);
+		acc = (acc << 6) | (unsigned)(p - abc);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			assert_true(n < max);
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return n;
+}
+
+void expect_b64u_not_stored(const char *dir, const char *what, const char *b64u)
+{
+	unsigned char raw[256];
+	size_t n = b64u_bytes(b64u, raw, sizeof raw);
+
+	assert_true(n >= 16);
+	expect_not_stored(dir, keepf("%s (base64url)", what), b64u, strlen(b64u));
+	expect_not_stored(dir, keepf("%s (its bytes)", what), raw, n);
+}
+
 const char *ext_line(const char *text, const char *header)
 {
 	const char *p = strstr(text, header), *end;

@@ -100,6 +100,19 @@ const char *file(const char *path);
 /* Whether path exists. */
 bool exists(const char *path);
 
+/*
+ * secret (len bytes) is nowhere in plain: not in DIR's keyward-ca.db, nor
+ * its WAL, nor in what config export writes; else the test fails naming
+ * what (a CMP secret, an EAB key) and where.
+ */
+void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len);
+
+/* base64url (no padding) decoded into out: its length. */
+size_t b64u_bytes(const char *in, unsigned char *out, size_t max);
+
+/* expect_not_stored for a secret printed in base64url (an EAB key): neither the text nor its bytes. */
+void expect_b64u_not_stored(const char *dir, const char *what, const char *b64u);
+
 /* The line after the one with header in text, trimmed (kept); NULL without header. */
 const char *ext_line(const char *text, const char *header);
 

@@ -7,6 +7,8 @@
  *  - certbot certonly --standalone gets a certificate that verifies under
  *    the CA; renew --force-renewal gets another; revoke revokes it (the
  *    database lists it revoked);
+ *  - a P-384 certificate key (ES384): certonly, then revoke signed by the
+ *    certificate's key (--key-path), no account involved: revoked;
  *  - a failed challenge (nothing answers http-01) leaves no certificate
  *    and the CA unchanged;
  *  - dns-01 through the CA's hook, with certbot's manual auth hook
@@ -14,7 +16,11 @@
  *  - certbot against serve over HTTPS (serve.conf's tls_certificate);
  *  - a template that requires external account binding refuses an
  *    account without it, takes certbot's --eab-kid/--eab-hmac-key from
- *    `keyward-ca acme-eab`, and refuses that kid a second time;
+ *    `keyward-ca acme-eab`, and refuses that kid a second time; the key is
+ *    stored sealed only (not in the database, its WAL, a config export;
+ *    a sealed row copied to another kid does not unseal),
+ *    and a database whose keys an older keyward-ca kept in plain has them
+ *    sealed in place when serve starts, the key still good;
  *  - http-01 from a static web server: the key authorization with trailing
  *    white space taken, a wrong one and one over 1 KB refused;
  *  - an order left past its lifetime: invalid, its authorization expired,
@@ -23,7 +29,9 @@
  *  - JWS certbot never sends (acme_jws.py, with certbot's own ACME
  *    library): a replayed nonce (badNonce), a JWS for another URL, an
  *    altered signature, key rollover, the account's orders list and
- *    account deactivation.
+ *    account deactivation; accounts on P-384 and P-521 keys (ES384,
+ *    ES512), and ES384 claimed for a P-256 key (badSignatureAlgorithm,
+ *    listing the algs served).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,6 +87,7 @@ static void expect_cert_for(const char *pem, const char *name)
 }
 
 static void expect_steps(const char *mode, const char *tmpl, const char *const *steps);
+static void expect_eab_sealed(const char *kid, const char *key);
 
 static int setup(void **state)
 {
@@ -147,6 +156,32 @@ static void test_issue_renew_revoke(void **state)
 		   "urn:ietf:params:acme:error:alreadyRevoked");
 }
 
+/*
+ * A P-384 certificate key (certbot signs its JWS with ES384 then), and
+ * revokeCert signed by that key rather than an account's (certbot revoke
+ * --key-path, from a configuration without any account): revoked.
+ */
+static void test_p384_revoke_by_key(void **state)
+{
+	const char *out, *serial, *pem = live("c10", "p384.acme.test", "cert.pem");
+
+	(void)state;
+	if (certonly(&out, "c10", "WebServer", "p384.acme.test", http01, "--key-type ecdsa --elliptic-curve secp384r1"))
+		fail_full("certbot certonly (P-384) failed:\n%s\nserve's log:\n%s", out, file("serve.log"));
+	expect_cert_for(pem, "p384.acme.test");
+	expect_has("the certificate's key", cert_text(pem), "NIST CURVE: P-384");
+	serial = norm_serial(cert_serial(pem));
+	assert_true(listed(ca_dir, "issued", serial));
+	if (sh(&out,
+	       "certbot revoke --cert-path '%s' --key-path '%s' --reason superseded --no-delete-after-revoke %s 2>&1",
+	       pem, live("c10", "p384.acme.test", "privkey.pem"), certbot_opts("c11", "WebServer")))
+		fail_full("certbot revoke --key-path (ES384) failed:\n%s\ncertbot's log:\n%s", out,
+			  file(keepf("%s/c11/logs/letsencrypt.log", work)));
+	expect_has("certbot's log", file(keepf("%s/c11/logs/letsencrypt.log", work)), "using certificate key");
+	assert_false(exists(keepf("%s/c11/accounts", work)));
+	assert_true(listed(ca_dir, "revoked", serial));
+}
+
 static void test_failed_challenge(void **state)
 {
 	const char *out, *before = ca_state(ca_dir);
@@ -194,7 +229,7 @@ static const char *word_after(const char *out, const char *word)
 
 static void test_eab(void **state)
 {
-	const char *out, *eab, *kid, *key, *other;
+	const char *out, *eab, *kid, *key, *other, *other_kid;
 
 	(void)state;
 	/* the server refuses an account without binding (certbot itself would not ask: the directory says so) */
@@ -205,7 +240,9 @@ static void test_eab(void **state)
 	eab = ca_ok(ca_dir, "acme-eab WebEAB");
 	kid = word_after(eab, "kid");
 	key = word_after(eab, "hmac_key");
-	other = word_after(ca_ok(ca_dir, "acme-eab WebEAB"), "hmac_key");
+	eab = ca_ok(ca_dir, "acme-eab WebEAB");
+	other_kid = word_after(eab, "kid");
+	other = word_after(eab, "hmac_key");
 	/* the right kid with another kid's key */
 	assert_int_not_equal(certonly(&out, "c5", "WebEAB", "eab.acme.test", http01,
 				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, other)),
@@ -219,9 +256,72 @@ static void test_eab(void **state)
 				      keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)),
 			     0);
 	expect_has("certbot, EAB kid reused", out, "not an unused EAB key");
-	/* the key is not in ca.conf, so not in a config export */
+	/* the key is in plain nowhere: not in ca.conf, the database, its WAL, a config export, the audit log */
 	assert_null(strstr(file(keepf("%s/ca.conf", ca_dir)), key));
+	expect_eab_sealed(kid, key);
 	expect_lacks("the audit log", ca_ok(ca_dir, "audit"), key);
+	/* a sealed key copied to another kid does not unseal there: the kid is in its associated data */
+	sh_ok("sqlite3 '%s/keyward-ca.db' \"INSERT INTO acme_eab (kid, template, iv, sealed, created) SELECT "
+	      "'copiedKid-0123456789ab', template, iv, sealed, created FROM acme_eab WHERE kid = '%s'\"",
+	      ca_dir, other_kid);
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' eab http://127.0.0.1:%u/acme/WebEAB/directory "
+		    "copiedKid-0123456789ab '%s'",
+		    SOURCE_DIR, port, other);
+	expect_has("a copied EAB row", out, "eab-account 500 urn:ietf:params:acme:error:serverInternal\n");
+	expect_has("a copied EAB row", out, "the sealed EAB key does not unseal");
+	/* the row it came from still does */
+	out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' eab http://127.0.0.1:%u/acme/WebEAB/directory '%s' '%s'",
+		    SOURCE_DIR, port, other_kid, other);
+	expect_has("the EAB key copied from", out, "eab-account 201 -\n");
+}
+
+/* kid's EAB key (base64url, as acme-eab prints it) is kept sealed only: neither its text nor its bytes are stored. */
+static void expect_eab_sealed(const char *kid, const char *key)
+{
+	expect_b64u_not_stored(ca_dir, "EAB key", key);
+	expect_has("acme_eab",
+		   sh_ok("sqlite3 '%s/keyward-ca.db' \"SELECT kid, length(iv), length(sealed) FROM acme_eab "
+			 "WHERE kid = '%s'\"",
+			 ca_dir, kid),
+		   keepf("%s|12|48\n", kid));
+}
+
+/*
+ * A database from before EAB keys were sealed (acme_eab with the key in
+ * plain, column "key"): serve seals the keys in place when it starts, and
+ * the key still binds an account.
+ */
+static void test_eab_old_schema(void **state)
+{
+	/* a kid of the form acme-eab makes, and a key of 32 bytes */
+	const char *kid = "oldKid-0123456789abcdE", *key = "b2xkIGtleSBvbGQga2V5IG9sZCBrZXkgb2xkIGtleSE", *out;
+	unsigned char raw[64];
+	size_t n = b64u_bytes(key, raw, sizeof raw);
+	char hex[2 * sizeof raw + 1];
+	unsigned short p5 = kwt_free_port();
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(n, 32);
+	for (size_t i = 0; i < n; i++)
+		sprintf(hex + 2 * i, "%02X", raw[i]);
+	sh_ok("sqlite3 '%s/keyward-ca.db' \"DROP TABLE acme_eab; CREATE TABLE acme_eab (kid TEXT PRIMARY KEY, template "
+	      "TEXT NOT NULL, key BLOB NOT NULL, created INTEGER NOT NULL, account INTEGER NOT NULL DEFAULT 0); "
+	      "INSERT INTO acme_eab VALUES ('%s', 'WebEAB', X'%s', strftime('%%s'), 0)\"",
+	      ca_dir, kid, hex);
+	/* a second serve on the database: it seals the key as it starts */
+	pid = serve_start(ca_dir, p5, "old-eab.log");
+	serve_stop(pid);
+	expect_eab_sealed(kid, key);
+	out = sh_ok("sqlite3 '%s/keyward-ca.db' \"SELECT name FROM pragma_table_info('acme_eab')\"", ca_dir);
+	expect_lacks("acme_eab's columns after the migration", out, "key\n");
+	expect_has("the audit log", ca_ok(ca_dir, "audit"), "1 EAB keys stored in plain by an older keyward-ca sealed");
+	/* and it still binds an account (on the first serve, which reads the sealed row now) */
+	if (certonly(&out, "c9", "WebEAB", "old-eab.acme.test", http01,
+		     keepf("--eab-kid=%s --eab-hmac-key=%s", kid, key)))
+		fail_full("certbot with the migrated EAB key failed:\n%s\nthe second serve's log:\n%s", out,
+			  file("old-eab.log"));
+	expect_cert_for(live("c9", "old-eab.acme.test", "cert.pem"), "old-eab.acme.test");
 }
 
 /* acme_jws.py MODE on the template's directory prints each of steps (NULL-terminated) as a line. */
@@ -247,6 +347,23 @@ static void test_jws_refused(void **state)
 
 	(void)state;
 	expect_steps("replay", "WebServer", steps);
+}
+
+/* Accounts on P-384 and P-521 keys (josepy signs ES384, ES512), and an alg that is not the key's refused. */
+static void test_jws_algs(void **state)
+{
+	static const char *const steps[] = {
+		"es384 201 -",
+		"es384-order 201 -",
+		"es512 201 -",
+		"es512-order 201 -",
+		"es384-p256 400 urn:ietf:params:acme:error:badSignatureAlgorithm",
+		"algorithms ES256,ES384,ES512,RS256,EdDSA",
+		NULL,
+	};
+
+	(void)state;
+	expect_steps("algs", "WebServer", steps);
 }
 
 static void test_rollover_deactivate(void **state)
@@ -391,11 +508,19 @@ static void test_account_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_issue_renew_revoke), cmocka_unit_test(test_failed_challenge),
-		cmocka_unit_test(test_dns01),		   cmocka_unit_test(test_eab),
-		cmocka_unit_test(test_jws_refused),	   cmocka_unit_test(test_rollover_deactivate),
-		cmocka_unit_test(test_directories),	   cmocka_unit_test(test_http01_answers),
-		cmocka_unit_test(test_https),		   cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_issue_renew_revoke),
+		cmocka_unit_test(test_p384_revoke_by_key),
+		cmocka_unit_test(test_failed_challenge),
+		cmocka_unit_test(test_dns01),
+		cmocka_unit_test(test_eab),
+		cmocka_unit_test(test_eab_old_schema),
+		cmocka_unit_test(test_jws_refused),
+		cmocka_unit_test(test_jws_algs),
+		cmocka_unit_test(test_rollover_deactivate),
+		cmocka_unit_test(test_directories),
+		cmocka_unit_test(test_http01_answers),
+		cmocka_unit_test(test_https),
+		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_account_limit),
 	};
 

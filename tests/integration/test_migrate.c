@@ -53,6 +53,7 @@
 #include <openssl/pem.h>
 
 #include "ca_helpers.h"
+#include "serve_helpers.h"
 #include "harness.h"
 #include "keystore/keystore.h"
 
@@ -258,7 +259,7 @@ struct ca_spec {
 	const char *hash;
 	bool subordinate; /* under a root set up on A first, on a key of its own */
 	bool moved;	  /* the key moved to B's owner by hand (chkeysowner) before migrate */
-	bool cmp_secret;  /* a CMP secret made on A: migrate moves its seal key with the CA key */
+	bool cmp_secret;  /* a CMP secret and an ACME EAB key made on A: migrate moves their seal key with the CA key */
 	int issue, revoke;
 };
 
@@ -270,6 +271,7 @@ struct a_side {
 	const char **serials;	     /* A's certificates; the first spec->revoke revoked */
 	unsigned long long last_crl; /* the number of the last CRL A published (retire's) */
 	const char *crl_file;	     /* DIR/publish/NAME.crl */
+	const char *eab_kid, *eab_key; /* with spec->cmp_secret: an EAB key made on A (acme-eab), not yet used */
 };
 
 /* The CRL number of DIR/publish/NAME.crl under the CA certificate issuer (PEM copy in pem); its text in *text. */
@@ -434,8 +436,14 @@ static void run_a(const struct ca_spec *spec, struct a_side *a, const struct bac
 	a->label = spec->key ? spec->key : keepf("ca-%s", spec->name);
 	kwt_write_file(keepf("%s/mig.tmpl", getcwd(cwd, sizeof cwd)), mig_tmpl);
 	ca_ok("A", "templates add MigServer --file mig.tmpl");
-	if (spec->cmp_secret)
+	if (spec->cmp_secret) {
+		const char *eab;
+
 		ca_ok("A", "cmp-secret MigServer --quiet");
+		eab = ca_ok("A", "acme-eab MigServer");
+		a->eab_kid = keepf("%.22s", strstr(eab, "kid ") + 4);
+		a->eab_key = keepf("%.43s", strstr(eab, "hmac_key ") + 9);
+	}
 	if (!key_line(ca_ok("A", "keys"), a->label))
 		fail_full("%s: no key \"%s\":\n%s", last_cmd, a->label, ca_ok("A", "keys"));
 	ca_ok("A", "ca.cert ca.pem");
@@ -801,6 +809,29 @@ static void test_manual(void **state)
 }
 
 /*
+ * The EAB key made on A, sealed in A's database, unseals on B: serve on B
+ * takes an ACME account bound to it (certbot's ACME library), and the key
+ * is in plain nowhere in B's database.
+ */
+static void expect_eab_works(const struct a_side *a)
+{
+	unsigned short port = kwt_free_port();
+	const char *out;
+	pid_t pid;
+
+	on(&host_b);
+	expect_b64u_not_stored("B", "EAB key", a->eab_key);
+	kwt_write_file("B/acme.conf", "[acme]\ntemplates = MigServer\neab_templates = MigServer\n");
+	pid = serve_start("B", port, "b-serve.log");
+	sh(&out, "/usr/bin/python3 '%s/acme_jws.py' eab http://127.0.0.1:%u/acme/MigServer/directory '%s' '%s' 2>&1",
+	   SOURCE_DIR, port, a->eab_kid, a->eab_key);
+	serve_stop(pid);
+	unlink("B/acme.conf");
+	if (!strstr(out, "eab-account 201 -\n"))
+		fail_full("an ACME account with A's EAB key on B:\n%s\nserve's log:\n%s", out, file("b-serve.log"));
+}
+
+/*
  * b and c: the same with keyward-ca migrate, one command on B (the key found
  * across owners and moved by it, or found where it was moved by hand), for
  * the CA of the state.
@@ -831,6 +862,9 @@ static void test_migrate(void **state)
 		expect_has("migrate.journal (the key under B's owner already)",
 			   line_with(file("B/migrate.journal"), "move-key"), "already");
 	expect_taken_over(&a, 1);
+	/* (after: serve makes its delegated OCSP certificate, which expect_taken_over would count) */
+	if (spec->cmp_secret)
+		expect_eab_works(&a);
 }
 
 static const struct ca_spec rsa_ca = {.name = "Migrated RSA CA",
