@@ -207,6 +207,14 @@ void serve_stop(pid_t pid)
 void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
 		   char ca_dir[400], char pin[400])
 {
+	serve_test_dirs(server, sub, work, ca_dir, pin);
+	ca_ok(ca_dir, "setup --name '%s' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'", name,
+	      pkcs11, pin);
+	ca_ok(ca_dir, "ca.cert ca.pem");
+}
+
+void serve_test_dirs(struct kwt_server *server, const char *sub, char work[300], char ca_dir[400], char pin[400])
+{
 	char path[600];
 
 	kwt_start_dev(server);
@@ -219,9 +227,6 @@ void serve_test_ca(struct kwt_server *server, const char *sub, const char *name,
 	assert_int_equal(mkdir(work, 0700), 0);
 	snprintf(ca_dir, 400, "%s/ca", work);
 	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir, "setup --name '%s' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'", name,
-	      pkcs11, pin);
-	ca_ok(ca_dir, "ca.cert ca.pem");
 }
 
 pid_t serve_test_start(const char *ca_dir, const char *conf, unsigned short *port)
