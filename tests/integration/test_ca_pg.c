@@ -8,7 +8,8 @@
  *    keyward-ca.db is left beside ca.conf;
  *  - issue, revoke, full and delta CRLs (verified by openssl), status;
  *  - two `serve` processes (two ports, one CA directory, one database)
- *    both answer OCSP "revoked" right after a revocation by the CLI;
+ *    both answer OCSP "revoked" right after a revocation by the CLI, also
+ *    after PostgreSQL was stopped and started under them;
  *  - two copies of the CA directory (two hosts sharing the database: no
  *    file lock in common) issuing batches and publishing CRLs at once:
  *    every serial unique, CRL numbers strictly increasing in audit order,
@@ -209,6 +210,22 @@ static void test_two_responders(void **state)
 		out = ocsp_until(k ? port2 : port, "-cert new.pem -no_nonce", "new.pem: good");
 		expect_has(last_cmd, out, "new.pem: good");
 	}
+	/*
+	 * PostgreSQL restarted under the responders: they answer from their
+	 * cache meanwhile, reconnect by themselves, and see the next change
+	 */
+	kwt_pg_cluster(false);
+	for (int k = 0; k < 2; k++) {
+		out = ocsp_until(k ? port2 : port, "-cert good.pem -no_nonce", "good.pem: good");
+		expect_has(last_cmd, out, "good.pem: good");
+	}
+	kwt_pg_cluster(true);
+	ca_ok(ca_dir, "revoke %s --reason cessationOfOperation", cert_serial("new.pem"));
+	for (int k = 0; k < 2; k++) {
+		out = ocsp_until(k ? port2 : port, "-cert new.pem -no_nonce", "new.pem: revoked");
+		expect_has(last_cmd, out, "new.pem: revoked");
+		expect_has(last_cmd, out, "Reason: cessationOfOperation");
+	}
 	serve_stop(serve2_pid);
 	serve2_pid = 0;
 	serve_stop(serve_pid);
@@ -338,7 +355,7 @@ static void test_backup_and_limits(void **state)
 		fail_full("the backup holds %s audit rows, the database held %s", out, audit_rows);
 	/* the revocations came along: the backup's CA, opened on SQLite, lists them */
 	out = sh_ok("sqlite3 bk/keyward-ca.db \"SELECT COUNT(*) FROM certs WHERE status = 'revoked'\"");
-	expect_has(last_cmd, out, "2\n");
+	expect_has(last_cmd, out, "3\n"); /* rev, late, new */
 	out = ca_refused(ca_dir, 1, "restoredb bk --force");
 	expect_has(last_cmd, out, "PostgreSQL");
 	expect_has(last_cmd, out, "nothing changed");
