@@ -95,10 +95,12 @@ static void test_bad_database(void **state)
 	expect_has(last_cmd, out, "names no database");
 	assert_int_not_equal(stat("bad/ca.conf", &st), 0);
 	/* a server that is not there: an error naming where, still without a password (PGPASSWORD's) */
-	out = sh_ok("PGPASSWORD=hunter2 %s --dir nowhere setup --name Nowhere --key-type EC-P256 --module '%s' "
+	out = sh_ok("PGPASSWORD=hunter2 " KWT_CA_ENV
+		    "%s --dir nowhere setup --name Nowhere --key-type EC-P256 --module '%s' "
 		    "--pin-file '%s' --database 'postgresql://keyward@127.0.0.1:1/none' 2>&1; echo rc=$?",
 		    ca_path(), KEYWARD_PKCS11_PATH, pin);
 	expect_has(last_cmd, out, "rc=1");
+	expect_clean(out);
 	expect_has(last_cmd, out, "postgresql://127.0.0.1:1/none");
 	expect_lacks(last_cmd, out, "hunter2");
 }
@@ -296,8 +298,10 @@ static void test_two_issuers(void **state)
 	      "-addext subjectAltName=DNS:$h$i.example -out $h$i.csr 2>/dev/null || exit 1; done; done",
 	      BATCH);
 	/* each host: a batch, then CRLs, and meanwhile the other does the same */
-	out = sh_ok("run() { d=$1; h=$2; '%s' --dir \"$d\" submit $(seq -f \"$h%%g.csr\" 1 %d) --template WebServer "
-		    "--out-dir out-$h --quiet && for r in $(seq 1 %d); do '%s' --dir \"$d\" crl >/dev/null && "
+	out = sh_ok("run() { d=$1; h=$2; " KWT_CA_ENV
+		    "'%s' --dir \"$d\" submit $(seq -f \"$h%%g.csr\" 1 %d) --template WebServer "
+		    "--out-dir out-$h --quiet && for r in $(seq 1 %d); do " KWT_CA_ENV
+		    "'%s' --dir \"$d\" crl >/dev/null && " KWT_CA_ENV
 		    "'%s' --dir \"$d\" crl --delta >/dev/null || return 1; done; }; mkdir out-a out-b; "
 		    "run '%s' a > a.log 2>&1 & pa=$!; run ca2 b > b.log 2>&1 & pb=$!; "
 		    "wait $pa; echo a=$?; wait $pb; echo b=$?; cat a.log b.log",
@@ -306,6 +310,7 @@ static void test_two_issuers(void **state)
 	b_rc = strstr(out, "b=0\n") ? 0 : 1;
 	if (a_rc || b_rc)
 		fail_full("the concurrent issuers failed:\n%s", out);
+	expect_clean(out);
 	/* every certificate of both batches, each serial once */
 	root = list_json(ca_dir, NULL);
 	list = entries(root);
@@ -362,10 +367,11 @@ static void test_backup_and_limits(void **state)
 	/* ACME keeps its records in keyward-ca.db: serve refuses it when acme.conf switches it on, saying why */
 	snprintf(path, sizeof path, "%s/acme.conf", ca_dir);
 	kwt_write_file(path, "[acme]\ntemplates = WebServer\n");
-	out = sh_ok("timeout 20 %s --dir '%s' serve --listen 127.0.0.1:%u 2>&1; echo rc=$?", ca_path(), ca_dir,
-		    kwt_free_port());
+	out = sh_ok("timeout 20 " KWT_CA_ENV "%s --dir '%s' serve --listen 127.0.0.1:%u 2>&1; echo rc=$?", ca_path(),
+		    ca_dir, kwt_free_port());
 	expect_has(last_cmd, out, "ACME needs the SQLite CA database for now");
 	expect_lacks(last_cmd, out, "rc=0");
+	expect_clean(out);
 	out = ca_refused(ca_dir, 1, "cmp-secret WebServer --quiet");
 	expect_has(last_cmd, out, "CMP needs the SQLite CA database for now");
 	out = ca_refused(ca_dir, 1, "acme-eab WebServer");
