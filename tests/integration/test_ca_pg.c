@@ -367,7 +367,7 @@ static void test_backup_and_limits(void **state)
 	/* ACME keeps its records in keyward-ca.db: serve refuses it when acme.conf switches it on, saying why */
 	snprintf(path, sizeof path, "%s/acme.conf", ca_dir);
 	kwt_write_file(path, "[acme]\ntemplates = WebServer\n");
-	out = sh_ok("timeout 20 " KWT_CA_ENV "%s --dir '%s' serve --listen 127.0.0.1:%u 2>&1; echo rc=$?", ca_path(),
+	out = sh_ok(KWT_CA_ENV "timeout 20 %s --dir '%s' serve --listen 127.0.0.1:%u 2>&1; echo rc=$?", ca_path(),
 		    ca_dir, kwt_free_port());
 	expect_has(last_cmd, out, "ACME needs the SQLite CA database for now");
 	expect_lacks(last_cmd, out, "rc=0");
