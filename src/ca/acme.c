@@ -358,7 +358,7 @@ static void handle(void *state, const struct serve_req *req, struct serve_resp *
 	const struct ca_template *t;
 	char tname[64];
 
-	if (n == 0 || n >= sizeof tname) {
+	if (!a || n == 0 || n >= sizeof tname) { /* !a: not mounted (open_app) */
 		serve_resp_set(resp, 404, "text/plain", "no such ACME directory\n", 23);
 		return;
 	}
@@ -405,6 +405,15 @@ static int open_app(const struct serve_env *env, void **state)
 	}
 	if (acme_conf_load(&a->conf, env->dir))
 		goto out;
+	/*
+	 * ACME's records live in keyward-ca.db: on a PostgreSQL CA database
+	 * it is not mounted (every /acme/ path a 404), and refused if
+	 * acme.conf switches it on (acme_db_open says why)
+	 */
+	if (!ca_db_is_sqlite(ca_config(env->ca)) && !a->conf.templates[0]) {
+		rc = 0;
+		goto out;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		ca_error("ACME: libcurl does not start");
 		goto out;
@@ -436,7 +445,7 @@ out:
 	pthread_mutex_destroy(&a->keys_lock);
 	pthread_mutex_destroy(&a->seal_lock);
 	free(a);
-	return -1;
+	return rc ? -1 : 0;
 }
 
 static void close_app(void *state)

@@ -97,6 +97,11 @@ int acme_db_open(const struct ca_conf *c, struct acme_db **out)
 	struct acme_db *db = calloc(1, sizeof *db);
 
 	*out = NULL;
+	/* its tables live in keyward-ca.db: not ported to PostgreSQL yet */
+	if (!ca_db_is_sqlite(c)) {
+		free(db);
+		return ca_db_sqlite_only("ACME");
+	}
 	if (!db)
 		return ca_error("out of memory");
 	pthread_mutex_init(&db->lock, NULL);

@@ -68,6 +68,7 @@ struct ca_conf {
 	char token[64];	       /* the token label, when key is a label */
 	char module[CA_PATH_MAX];
 	char pin_file[CA_PATH_MAX];
+	char database[512]; /* empty: keyward-ca.db in dir (SQLite); else postgresql://... (db_pg.c) */
 	char hash[16];
 	unsigned validity_days;
 	char server_name[256];	     /* this host's name: where the CA runs */
@@ -135,6 +136,7 @@ struct ca_setup {
 	const char *existing_key; /* or a key already on the token: a label or a pkcs11: URI */
 	const char *cert;	  /* with existing_key: its certificate (and chain), PEM */
 	const char *hash, *server_name, *url_base, *module, *token, *pin_file;
+	const char *database; /* ca.conf's database: postgresql://...; NULL: keyward-ca.db (SQLite) */
 	unsigned validity_days;
 	bool subordinate; /* writes ca.csr for the parent CA; install-cert completes it */
 };

@@ -424,7 +424,17 @@ int ca_restore(const char *dir, const char *backup, bool force, struct ca_restor
 	memset(out, 0, sizeof *out);
 	if (!c)
 		return ca_error("out of memory");
-	if (ca_conf_load(c, dir) || (lock = ca_lock_exclusive(dir)) < 0 || !(m = read_manifest(backup)))
+	if (ca_conf_load(c, dir))
+		goto out;
+	/* a restore swaps keyward-ca.db for the backup's copy: a PostgreSQL database is not a file to swap */
+	if (!ca_db_is_sqlite(c)) {
+		ca_error("restoredb: %s's database is on PostgreSQL (ca.conf's database =), which restoredb cannot "
+			 "replace yet: restore into a CA directory without database = (SQLite), or load the backup's "
+			 "keyward-ca.db into a new PostgreSQL database by hand; nothing changed",
+			 dir);
+		goto out;
+	}
+	if ((lock = ca_lock_exclusive(dir)) < 0 || !(m = read_manifest(backup)))
 		goto out;
 	ca_path(c, "keyward-ca.db", live, sizeof live);
 	if (ca_db_open_file(live, false, &db) || (mine = ca_db_max_crl(db)) < 0)

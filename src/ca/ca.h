@@ -11,8 +11,13 @@
  *   request.c     PKCS#10 requests, parsed once
  *   template.c    issuance templates: built-ins, rules, extensions
  *   conf.c        ca.conf: reading, writing
- *   db.c          keyward-ca.db (SQLite, WAL): certificates, requests, CRL numbers, audit, identity
+ *   db.c          the CA database: certificates, requests, CRL numbers, audit, identity (db_backend.h)
+ *   db_sqlite.c   ... in keyward-ca.db (SQLite, WAL), the default
+ *   db_pg.c       ... in PostgreSQL (ca.conf's database = postgresql://...), several processes and hosts
+ *   db_pgconn.c   PostgreSQL connections and messages without passwords (db_pg.h)
+ *   db_pgbackup.c a PostgreSQL CA database copied into a SQLite file: backups keep one format
  *   db_status.c   certificate states for the OCSP responder, on a connection of its own (db_status.h)
+ *   db_status_pg.c ... on PostgreSQL
  *   p11raw.c      the module's own function list: key generation, batch signing (p11raw.h)
  *   token.c       the CA key through libp11; key generation and listing through the module
  *   batchsign.c   many signatures in one HSM round trip (keyward-pkcs11's "Keyward Batch")
@@ -185,18 +190,23 @@ int ca_token_generate(const struct ca_conf *c, const char *type, const char *lab
 
 /* db.c */
 struct ca_db;
+/* c's database: ca.conf's database (PostgreSQL), else keyward-ca.db in c's directory. */
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out);
-/* A database file by its path (a backup's, a restore's copy). */
+/* A SQLite database file by its path (a backup's, a restore's copy). */
 int ca_db_open_file(const char *path, bool create, struct ca_db **out);
-/* A consistent copy of db at path (SQLite's online backup), one file, no WAL. */
+/* Whether v is a database value ca.conf takes: empty, or a PostgreSQL URL without a password; -1 saying why. */
+int ca_db_url_check(const char *v);
+/* Whether c's database is keyward-ca.db (SQLite): what ACME, CMP and restoredb need for now. */
+bool ca_db_is_sqlite(const struct ca_conf *c);
+/* A consistent copy of db at path, one SQLite file, no WAL (from PostgreSQL too: one backup format). */
 int ca_db_backup(struct ca_db *db, const char *path);
-/* PRAGMA integrity_check says ok: 0, or -1 saying what is damaged. */
+/* The database answers and is whole (SQLite: PRAGMA integrity_check): 0, or -1 saying what is wrong. */
 int ca_db_check(struct ca_db *db);
 /* The highest CRL number db recorded (0: none); -1 on error. */
 long long ca_db_max_crl(struct ca_db *db);
 int ca_db_delete_meta(struct ca_db *db, const char *key);
 void ca_db_close(struct ca_db *db);
-/* BEGIN IMMEDIATE: one writer; others wait (busy timeout). */
+/* One writer at a time, across processes: others wait (SQLite's BEGIN IMMEDIATE; ca_writer's row lock). */
 int ca_db_begin(struct ca_db *db);
 int ca_db_commit(struct ca_db *db);
 void ca_db_rollback(struct ca_db *db);
@@ -232,6 +242,8 @@ int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long b
 /* 0 found (*value malloc'd), 1 not found, -1 error. */
 int ca_db_get_meta(struct ca_db *db, const char *key, char **value);
 int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
+/* The error for what (ACME, CMP, restoredb) when the database is not SQLite: -1. */
+int ca_db_sqlite_only(const char *what);
 
 /* cert.c */
 /* The PEM certificates of path, in order (an empty stack if none); NULL with errno if unreadable. */

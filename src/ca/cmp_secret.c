@@ -89,6 +89,11 @@ int cmp_store_open(struct ca *ca, struct cmp_store **out)
 	struct cmp_store *s = calloc(1, sizeof *s);
 
 	*out = NULL;
+	/* its tables live in keyward-ca.db: not ported to PostgreSQL yet */
+	if (!ca_db_is_sqlite(c)) {
+		free(s);
+		return ca_db_sqlite_only("CMP");
+	}
 	if (!s)
 		return ca_error("out of memory");
 	ca_path(c, "keyward-ca.db", path, sizeof path);

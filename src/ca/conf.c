@@ -132,6 +132,8 @@ int ca_conf_set(struct ca_conf *c, const char *key, const char *v)
 		return ca_text_value(v, c->module, sizeof c->module);
 	if (!strcmp(key, "pin_file"))
 		return ca_text_value(v, c->pin_file, sizeof c->pin_file);
+	if (!strcmp(key, "database"))
+		return ca_db_url_check(v) ? -1 : ca_text_value(v, c->database, sizeof c->database);
 	if (!strcmp(key, "hash")) {
 		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512"))
 			return ca_error("sha256, sha384 or sha512");
@@ -163,9 +165,10 @@ static int handler(void *user, const char *section, const char *key, const char 
 	if (p->error[0])
 		return 0;
 	if (!strcmp(section, "ca")) {
+		/* a database URL is not echoed: a bad one may hold a password */
 		if (ca_conf_set(p->c, key, value))
-			snprintf(p->error, sizeof p->error, "[ca] %.60s = \"%.200s\": %.200s", key, value,
-				 ca_last_error());
+			snprintf(p->error, sizeof p->error, "[ca] %.60s = \"%.200s\": %.200s", key,
+				 strcmp(key, "database") ? value : "...", ca_last_error());
 		return 1;
 	}
 	if (!strncmp(section, "template ", 9)) {
@@ -225,10 +228,10 @@ int ca_conf_load(struct ca_conf *c, const char *dir)
 
 int ca_conf_check(const struct ca_conf *c, const char *text)
 {
-	static const char *const keys[] = {"name",	 "key",	     "token",	"module",
-					   "pin_file", "server_name", "url_base", "legacy_url_bases"};
-	const char *values[] = {c->name,	c->key,	     c->token,	  c->module,
-				c->pin_file, c->server_name, c->url_base, c->legacy_url_bases};
+	static const char *const keys[] = {"name",     "key",	      "token",	  "module",	     "pin_file",
+					   "database", "server_name", "url_base", "legacy_url_bases"};
+	const char *values[] = {c->name,     c->key,	     c->token,	  c->module,	      c->pin_file,
+				c->database, c->server_name, c->url_base, c->legacy_url_bases};
 	struct ca_conf *again = malloc(sizeof *again);
 	char *back = NULL;
 	int rc = -1;
@@ -236,7 +239,8 @@ int ca_conf_check(const struct ca_conf *c, const char *text)
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (ca_conf_text_ok(strlen(keys[i]), values[i])) {
 			free(again);
-			return ca_error("%s \"%.200s\": %s; nothing written", keys[i], values[i], ca_last_error());
+			return ca_error("%s \"%.200s\": %s; nothing written", keys[i],
+					strcmp(keys[i], "database") ? values[i] : "...", ca_last_error());
 		}
 	/* and read back as written: what keyward-ca writes, it reads as it meant */
 	if (!again)
@@ -266,6 +270,7 @@ char *ca_conf_text(const struct ca_conf *c)
 		"token = %s\n"
 		"module = %s\n"
 		"pin_file = %s\n"
+		"%s%s%s"
 		"hash = %s\n"
 		"validity_days = %u\n"
 		"server_name = %s\n"
@@ -275,9 +280,11 @@ char *ca_conf_text(const struct ca_conf *c)
 		"crl_overlap_hours = %u\n"
 		"delta_crl_period_hours = %u\n"
 		"subordinate = %s\n",
-		c->name, c->key, c->token, c->module, c->pin_file, c->hash, c->validity_days, c->server_name,
-		c->url_base, c->legacy_url_bases, c->crl_period_hours, c->crl_overlap_hours, c->delta_crl_period_hours,
-		c->subordinate ? "true" : "false");
+		c->name, c->key, c->token, c->module, c->pin_file,
+		/* only when set: a CA on SQLite keeps the ca.conf it had */
+		c->database[0] ? "database = " : "", c->database, c->database[0] ? "\n" : "", c->hash, c->validity_days,
+		c->server_name, c->url_base, c->legacy_url_bases, c->crl_period_hours, c->crl_overlap_hours,
+		c->delta_crl_period_hours, c->subordinate ? "true" : "false");
 	for (size_t i = 0; i < c->n_templates; i++) {
 		if (c->templates[i].builtin)
 			continue;

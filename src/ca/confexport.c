@@ -4,7 +4,8 @@
  * holds the CA's name, hash, validity, CRL periods, the URL base its
  * certificates point to (so a new server keeps the old URLs unless told
  * otherwise), the key's label and token, and the templates; never the
- * PKCS#11 module, the PIN file or the server's own name: each host
+ * PKCS#11 module, the PIN file, the server's own name or where its
+ * database is (database =): each host
  * resolves those itself (ca_module, ca_pin_file).
  */
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include "ca/ca.h"
 
 /* keys that describe the host, not the CA: left out of an export, kept on import */
-static const char *const host_keys[] = {"module", "pin_file", "server_name"};
+static const char *const host_keys[] = {"module", "pin_file", "server_name", "database"};
 
 static bool host_key_line(const char *line, size_t len)
 {
@@ -105,6 +106,7 @@ int ca_config_import(struct ca *ca, const char *file, const char *const *sets, s
 	memcpy(next->module, ca->conf.module, sizeof next->module);
 	memcpy(next->pin_file, ca->conf.pin_file, sizeof next->pin_file);
 	memcpy(next->server_name, ca->conf.server_name, sizeof next->server_name);
+	memcpy(next->database, ca->conf.database, sizeof next->database);
 	for (size_t i = 0; i < n_sets; i++) {
 		const char *eq = strchr(sets[i], '=');
 		char key[64];

@@ -1,6 +1,7 @@
 /*
  * keyward-ca: certificate states for the OCSP responder (db_status.h), on
- * a connection of its own, statements prepared once.
+ * a connection of its own, statements prepared once: from keyward-ca.db
+ * here, or from ca.conf's PostgreSQL database (db_status_pg.c).
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -11,8 +12,10 @@
 #include <sqlite3.h>
 
 #include "ca/db_status.h"
+#include "ca/db_status_pg.h"
 
 struct ca_status_db {
+	struct ca_status_pg *pg; /* when the database is PostgreSQL: the rest is unused */
 	sqlite3 *db;
 	sqlite3_stmt *get, *version, *mark, *changes, *each, *ping;
 };
@@ -26,6 +29,7 @@ void ca_status_close(struct ca_status_db *s)
 {
 	if (!s)
 		return;
+	ca_status_pg_close(s->pg);
 	sqlite3_finalize(s->get);
 	sqlite3_finalize(s->version);
 	sqlite3_finalize(s->mark);
@@ -58,6 +62,14 @@ int ca_status_open(const struct ca_conf *c, struct ca_status_db **out)
 	*out = NULL;
 	if (!s)
 		return ca_error("out of memory");
+	if (c->database[0]) {
+		if (ca_status_pg_open(c->database, &s->pg)) {
+			free(s);
+			return -1;
+		}
+		*out = s;
+		return 0;
+	}
 	ca_path(c, "keyward-ca.db", path, sizeof path);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		ca_error("cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -85,6 +97,8 @@ int ca_status_get(struct ca_status_db *s, const char *serial, struct ocsp_status
 {
 	int rc;
 
+	if (s->pg)
+		return ca_status_pg_get(s->pg, serial, st);
 	st->status = V_OCSP_CERTSTATUS_UNKNOWN;
 	st->revoked_at = 0;
 	st->reason = -1;
@@ -125,16 +139,22 @@ int ca_status_ping(struct ca_status_db *s)
 {
 	long long n;
 
+	if (s->pg)
+		return ca_status_pg_ping(s->pg);
 	return one_row(s, s->ping, "ping", &n, NULL);
 }
 
 int ca_status_version(struct ca_status_db *s, long long *version)
 {
+	if (s->pg)
+		return ca_status_pg_version(s->pg, version);
 	return one_row(s, s->version, "data_version", version, NULL);
 }
 
 int ca_status_mark(struct ca_status_db *s, struct ca_status_mark *m)
 {
+	if (s->pg)
+		return ca_status_pg_mark(s->pg, m);
 	return one_row(s, s->mark, "mark", &m->rowid, &m->changed_at);
 }
 
@@ -144,6 +164,8 @@ int ca_status_changes(struct ca_status_db *s, struct ca_status_mark *m, int (*fn
 	struct ca_status_mark next = *m;
 	int rc;
 
+	if (s->pg)
+		return ca_status_pg_changes(s->pg, m, fn, arg);
 	/* one read transaction: the walk and the new mark see the same database */
 	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return fail(s, "begin");
@@ -176,6 +198,8 @@ int ca_status_each(struct ca_status_db *s, time_t now, int (*fn)(void *arg, cons
 {
 	int rc;
 
+	if (s->pg)
+		return ca_status_pg_each(s->pg, now, fn, arg);
 	sqlite3_bind_int64(s->each, 1, (long long)now);
 	while ((rc = sqlite3_step(s->each)) == SQLITE_ROW)
 		if (fn(arg, (const char *)sqlite3_column_text(s->each, 0))) {

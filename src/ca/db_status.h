@@ -4,7 +4,8 @@
  * readers never wait for the CA's writers). A change by any process on
  * the database (the CLI's revoke, another serve) is noticed through
  * SQLite's data_version, and then which rows changed through
- * certs.changed_at and new rowids.
+ * certs.changed_at and new rowids. On a PostgreSQL CA database
+ * (db_status_pg.c) the same, with ca_writer.generation for data_version.
  */
 #ifndef KW_CA_DB_STATUS_H
 #define KW_CA_DB_STATUS_H

@@ -97,6 +97,11 @@ int ca_setup(const struct ca_setup *o)
 		c.validity_days = o->validity_days;
 	if (o->server_name)
 		snprintf(c.server_name, sizeof c.server_name, "%s", o->server_name);
+	/* the URL is not repeated: it may hold a password (which ca.conf refuses) */
+	if (o->database && ca_conf_set(&c, "database", o->database)) {
+		ca_usage_error("--database: %s", ca_last_error());
+		goto out;
+	}
 	if (o->url_base && ca_conf_set(&c, "url_base", o->url_base)) {
 		ca_usage_error("url_base %s: %s", o->url_base, ca_last_error());
 		goto out;

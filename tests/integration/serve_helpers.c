@@ -2,6 +2,7 @@
  * keyward-ca serve as a process (serve_helpers.h).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -204,8 +205,65 @@ void serve_stop(pid_t pid)
 	fail_msg("keyward-ca serve did not stop within 10 s of SIGTERM");
 }
 
+/*
+ * In the suite's pass on PostgreSQL (KW_TEST_STORE=postgres, under
+ * tests/pg/with-pg), a CA database of its own on the throwaway cluster,
+ * named after the server's directory as harness.c names the store's (one
+ * database per CA: a keystore's tables would clash): " --database URL"
+ * into opt. Else an empty opt: keyward-ca.db.
+ */
+static void pg_ca_database(const struct kwt_server *s, char *opt, size_t size)
+{
+	const char *mode = getenv("KW_TEST_STORE"), *pg = getenv("KW_TEST_PG_URL");
+	char db[64];
+
+	opt[0] = '\0';
+	if (!mode || strcmp(mode, "postgres") != 0)
+		return;
+	if (!pg || !*pg)
+		fail_msg("KW_TEST_STORE=postgres needs KW_TEST_PG_URL: run the test through tests/pg/with-pg");
+	snprintf(db, sizeof db, "kwca_%s", strrchr(s->dir, '.') ? strrchr(s->dir, '.') + 1 : "x");
+	for (char *p = db; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	sh_ok("psql -q '%s/postgres' -c 'DROP DATABASE IF EXISTS %s' -c 'CREATE DATABASE %s'", pg, db, db);
+	snprintf(opt, size, " --database '%s/%s'", pg, db);
+}
+
+static void test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, bool on_pg,
+		    char work[300], char ca_dir[400], char pin[400])
+{
+	char database[400] = "";
+
+	serve_test_dirs(server, sub, work, ca_dir, pin);
+	if (on_pg)
+		pg_ca_database(server, database, sizeof database);
+	ca_ok(ca_dir, "setup --name '%s' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'%s",
+	      name, pkcs11, pin, database);
+	ca_ok(ca_dir, "ca.cert ca.pem");
+	if (database[0]) {
+		/* the records went to PostgreSQL, not to a file beside ca.conf */
+		char path[600];
+		struct stat st;
+
+		snprintf(path, sizeof path, "%s/keyward-ca.db", ca_dir);
+		if (stat(path, &st) == 0)
+			fail_msg("%s exists: the CA's database is not on PostgreSQL", path);
+	}
+}
+
 void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
 		   char ca_dir[400], char pin[400])
+{
+	test_ca(server, sub, name, pkcs11, false, work, ca_dir, pin);
+}
+
+void serve_test_ca_any_db(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11,
+			  char work[300], char ca_dir[400], char pin[400])
+{
+	test_ca(server, sub, name, pkcs11, true, work, ca_dir, pin);
+}
+
+void serve_test_dirs(struct kwt_server *server, const char *sub, char work[300], char ca_dir[400], char pin[400])
 {
 	char path[600];
 
@@ -219,9 +277,6 @@ void serve_test_ca(struct kwt_server *server, const char *sub, const char *name,
 	assert_int_equal(mkdir(work, 0700), 0);
 	snprintf(ca_dir, 400, "%s/ca", work);
 	assert_int_equal(chdir(work), 0);
-	ca_ok(ca_dir, "setup --name '%s' --key-type EC-P256 --server-name ca.test --module '%s' --pin-file '%s'", name,
-	      pkcs11, pin);
-	ca_ok(ca_dir, "ca.cert ca.pem");
 }
 
 pid_t serve_test_start(const char *ca_dir, const char *conf, unsigned short *port)

@@ -21,6 +21,15 @@
  */
 void serve_test_ca(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11, char work[300],
 		   char ca_dir[400], char pin[400]);
+/*
+ * serve_test_ca, but in the suite's pass on PostgreSQL (KW_TEST_STORE=postgres) the CA's database
+ * is on the throwaway cluster (setup --database), in a database of its own: for the tests that run
+ * on either (ACME and CMP need keyward-ca.db).
+ */
+void serve_test_ca_any_db(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11,
+			  char work[300], char ca_dir[400], char pin[400]);
+/* serve_test_ca without the CA: keywardd, the environment, work (the current directory), ca_dir and pin named. */
+void serve_test_dirs(struct kwt_server *server, const char *sub, char work[300], char ca_dir[400], char pin[400]);
 
 /*
  * The fixture's serve, after serve_test_ca: serve.conf in ca_dir holding

@@ -15,7 +15,8 @@
  *  - garbage, oversize, truncated and slow requests on every endpoint,
  *    after which the server still answers.
  *
- * serve is stopped by its PID with SIGTERM and must exit 0.
+ * serve is stopped by its PID with SIGTERM and must exit 0. In the suite's
+ * pass on PostgreSQL (scripts/test) the CA's database is on PostgreSQL too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,7 +61,7 @@ static void issue_web(const char *name)
 static int setup(void **state)
 {
 	(void)state;
-	serve_test_ca(&server, "serve", "Serve Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
+	serve_test_ca_any_db(&server, "serve", "Serve Test CA", KEYWARD_PKCS11_PATH, work, ca_dir, pin);
 	issue_web("good");
 	issue_web("rev");
 	issue_web("late");

@@ -27,7 +27,7 @@ enum { EXIT_ERROR = 1, EXIT_USAGE = 2 };
 
 struct opts {
 	const char *dir, *name, *key_type, *existing_key, *cert, *hash, *server_name, *url_base, *module, *token,
-		*pin_file;
+		*pin_file, *database;
 	const char *template_name, *out, *out_dir, *reason, *date, *status, *file, *from, *config, *listen;
 	const char *sets[32]; /* --set KEY=VALUE */
 	size_t n_sets;

@@ -24,6 +24,7 @@ int cmd_setup(const struct opts *o)
 		.module = o->module,
 		.token = o->token,
 		.pin_file = o->pin_file,
+		.database = o->database,
 		.validity_days = o->validity,
 		.subordinate = o->subordinate,
 	};

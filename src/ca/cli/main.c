@@ -32,6 +32,7 @@ static void usage(FILE *f)
 		"  setup --name NAME [--key-type T | --existing-key NAME|URI [--cert F]] [--hash H] [--validity DAYS]\n"
 		"        [--server-name HOST] [--url-base URL] [--subordinate] [--module PATH] [--token LABEL] "
 		"[--pin-file F]\n"
+		"        [--database postgresql://[USER@]HOST[:PORT]/DB]\n"
 		"  install-cert FILE | keys [--cert F] [--json] | templates list|show N|add N --file F|remove N\n"
 		"  submit CSR... --template T [--out F | --out-dir D] [--threads N] [--json] [--quiet] | approve ID | "
 		"deny ID\n"
@@ -82,6 +83,7 @@ int main(int argc, char **argv)
 		{"remove", no_argument, NULL, 'X'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"listen", required_argument, NULL, 'L'},
+		{"database", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
@@ -126,6 +128,9 @@ int main(int argc, char **argv)
 			break;
 		case 'U':
 			o.url_base = optarg;
+			break;
+		case 'B':
+			o.database = optarg;
 			break;
 		case 'S':
 			o.subordinate = true;

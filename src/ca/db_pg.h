@@ -1,0 +1,60 @@
+/*
+ * keyward-ca: what the CA database's PostgreSQL files share (db_pg.c,
+ * db_status_pg.c, db_pgbackup.c): a connection with its statements,
+ * prepared once per connection (PQprepare) the first time each runs, and
+ * messages that name the server as postgresql://HOST:PORT/DB, never with
+ * a password (ca.conf refuses one, but PGPASSWORD or a service file may
+ * add one, and libpq's own messages are not repeated with the URL).
+ *
+ * Parameters go as text (integers printed) or binary (bytea); results
+ * come back binary: integers are BIGINT (8 bytes), counts too.
+ */
+#ifndef KW_CA_DB_PG_H
+#define KW_CA_DB_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+#define CA_PG_STMTS_MAX 32
+#define CA_PG_ARGS_MAX 8
+
+struct ca_pg {
+	PGconn *conn;
+	char where[320];	/* postgresql://HOST:PORT/DB, for messages */
+	const char *const *sql; /* the statements, by index */
+	size_t n_sql;
+	bool prepared[CA_PG_STMTS_MAX];
+	bool in_tx;
+};
+
+struct ca_pg_args {
+	int n;
+	const char *val[CA_PG_ARGS_MAX];
+	int len[CA_PG_ARGS_MAX];
+	int fmt[CA_PG_ARGS_MAX];
+	char num[CA_PG_ARGS_MAX][24];
+};
+
+void ca_pg_int(struct ca_pg_args *a, long long v);
+void ca_pg_text(struct ca_pg_args *a, const char *s);
+void ca_pg_blob(struct ca_pg_args *a, const void *p, size_t len);
+
+/* Connects to url, with the statements sql[0..n) for ca_pg_run; -1 saying where and why. */
+int ca_pg_connect(struct ca_pg *p, const char *url, const char *const *sql, size_t n);
+void ca_pg_disconnect(struct ca_pg *p);
+/* Records the failure of what (res: its result, or NULL for the connection's): -1. */
+int ca_pg_fail(struct ca_pg *p, const PGresult *res, const char *what);
+/* Runs statement i with a (may be NULL); *res (when res is not NULL) is the result, for PQclear. 0 or -1. */
+int ca_pg_run(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
+/* Runs sql (no parameters; several statements allowed): 0 or -1. */
+int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
+/* A column of a binary result: an integer (0 if NULL); text into dst (cut at cap). */
+long long ca_pg_int_at(const PGresult *r, int row, int col);
+void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);
+
+/* db_pgbackup.c: every row of p's CA tables into a new SQLite file at path, as one consistent snapshot. */
+int ca_pg_backup(struct ca_pg *p, const char *path);
+
+#endif
