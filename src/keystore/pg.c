@@ -1082,6 +1082,11 @@ static void pg_notice(void *arg, const char *message)
 	kw_debug(KW_DEBUG_STORE, "store: postgresql: %s", message);
 }
 
+static const char *or_none(const char *s)
+{
+	return s && *s ? s : "?";
+}
+
 kw_rv kw_pg_open(const char *url, uint64_t max_bytes, struct kw_backend **out)
 {
 	struct pg_backend *p;
@@ -1105,7 +1110,9 @@ kw_rv kw_pg_open(const char *url, uint64_t max_bytes, struct kw_backend **out)
 		l = strlen(msg);
 		while (l && msg[l - 1] == '\n')
 			msg[--l] = '\0';
-		rv = kw_error_set(KW_ERR_STORE, "store: cannot connect to PostgreSQL (%s): %s", url, msg);
+		/* named by host, port and database as libpq parsed them: the URL may hold a password */
+		rv = kw_error_set(KW_ERR_STORE, "store: cannot connect to PostgreSQL (postgresql://%s:%s/%s): %s",
+				  or_none(PQhost(p->conn)), or_none(PQport(p->conn)), or_none(PQdb(p->conn)), msg);
 		pg_close(&p->base);
 		return rv;
 	}

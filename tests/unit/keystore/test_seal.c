@@ -393,6 +393,10 @@ static void test_open_urls(void **state)
 		assert_non_null(strstr(kw_last_error(), url));
 		assert_non_null(strstr(kw_last_error(), "cannot create directory"));
 	}
+	/* a server that cannot be reached: named in the error, without the URL's password */
+	assert_int_equal(kw_keystore_open("postgresql://keyward:hunter2@127.0.0.1:1/kw", 0, &ks), KW_ERR_STORE);
+	assert_non_null(strstr(kw_last_error(), "postgresql://127.0.0.1:1/kw"));
+	assert_null(strstr(kw_last_error(), "hunter2"));
 	/* a PostgreSQL URL without its scheme's slashes is not taken for a file name */
 	assert_int_equal(kw_keystore_open("postgresql:keyward", 0, &ks), KW_ERR_CONFIG);
 	assert_non_null(strstr(kw_last_error(), "postgresql://"));
