@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 #include "ca/db_backend.h"
 
 bool ca_db_is_sqlite(const struct ca_conf *c)
@@ -22,37 +20,6 @@ int ca_db_sqlite_only(const char *what)
 	return ca_error("%s needs the SQLite CA database for now: this CA's database is on PostgreSQL (ca.conf's "
 			"database =); run it on a CA without database =, or disable it in serve.conf",
 			what);
-}
-
-int ca_db_url_check(const char *v)
-{
-	PQconninfoOption *opts;
-	char *err = NULL;
-	bool password = false, dbname = false;
-
-	if (!*v)
-		return 0;
-	if (strncmp(v, "postgresql://", 13) && strncmp(v, "postgres://", 11))
-		return ca_error("a database is postgresql://[USER@]HOST[:PORT]/DB (empty: keyward-ca.db, SQLite)");
-	/* libpq's own message may quote a piece of the URL, which may be the password: not repeated */
-	if (!(opts = PQconninfoParse(v, &err))) {
-		PQfreemem(err);
-		return ca_error("not a URL libpq takes: postgresql://[USER@]HOST[:PORT]/DB[?PARAM=VALUE...]");
-	}
-	PQfreemem(err);
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (o->val && *o->val && !strcmp(o->keyword, "password"))
-			password = true;
-		if (o->val && *o->val && !strcmp(o->keyword, "dbname"))
-			dbname = true;
-	}
-	PQconninfoFree(opts);
-	/* ca.conf is recorded in the database and its audit log: a password there would be copied */
-	if (password)
-		return ca_error("the URL holds a password: keep it in ~/.pgpass (or PGPASSFILE), not in ca.conf");
-	if (!dbname)
-		return ca_error("the URL names no database: postgresql://[USER@]HOST[:PORT]/DB");
-	return 0;
 }
 
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)

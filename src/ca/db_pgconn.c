@@ -2,7 +2,8 @@
  * keyward-ca: PostgreSQL connections for the CA database (db_pg.h):
  * statements prepared once per connection, a connection that broke reset
  * before the next statement outside a transaction (a responder outlives a
- * server restart), and messages without passwords.
+ * server restart), and messages without passwords; and the check of
+ * ca.conf's database URL (conf.c), which must not hold one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,37 @@
 
 #include "ca/ca.h"
 #include "ca/db_pg.h"
+
+int ca_db_url_check(const char *v)
+{
+	PQconninfoOption *opts;
+	char *err = NULL;
+	bool password = false, dbname = false;
+
+	if (!*v)
+		return 0;
+	if (strncmp(v, "postgresql://", 13) && strncmp(v, "postgres://", 11))
+		return ca_error("a database is postgresql://[USER@]HOST[:PORT]/DB (empty: keyward-ca.db, SQLite)");
+	/* libpq's own message may quote a piece of the URL, which may be the password: not repeated */
+	if (!(opts = PQconninfoParse(v, &err))) {
+		PQfreemem(err);
+		return ca_error("not a URL libpq takes: postgresql://[USER@]HOST[:PORT]/DB[?PARAM=VALUE...]");
+	}
+	PQfreemem(err);
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val && *o->val && !strcmp(o->keyword, "password"))
+			password = true;
+		if (o->val && *o->val && !strcmp(o->keyword, "dbname"))
+			dbname = true;
+	}
+	PQconninfoFree(opts);
+	/* ca.conf is recorded in the database and its audit log: a password there would be copied */
+	if (password)
+		return ca_error("the URL holds a password: keep it in ~/.pgpass (or PGPASSFILE), not in ca.conf");
+	if (!dbname)
+		return ca_error("the URL names no database: postgresql://[USER@]HOST[:PORT]/DB");
+	return 0;
+}
 
 void ca_pg_int(struct ca_pg_args *a, long long v)
 {
