@@ -794,13 +794,6 @@ out:
 
 /* ---- secret keys, certificates, data objects, export, copy ---- */
 
-bool kw_secret_len_ok(enum kw_key_type t, size_t len)
-{
-	if (t == KW_KEY_AES)
-		return len == 16 || len == 24 || len == 32;
-	return t == KW_KEY_GENERIC && len >= KW_GENERIC_MIN && len <= KW_GENERIC_MAX;
-}
-
 kw_rv kw_keystore_put_secret(struct kw_keystore *ks, uint64_t partition_id, const struct kw_keygen *spec,
 			     const unsigned char *key, size_t key_len, struct kw_object_row *out)
 {

@@ -1,6 +1,7 @@
 /*
  * The rows the keystore and its backends exchange (row.h): freeing them,
- * and the default CKA_ID a key row gets from its public key.
+ * the default CKA_ID a key row gets from its public key, and the lengths
+ * a secret key's value may have (keystore.h's kw_secret_len_ok).
  */
 #include "keystore/row.h"
 
@@ -12,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "common/error.h"
+#include "keystore/keystore.h"
 
 void kw_object_row_cleanup(struct kw_object_row *row)
 {
@@ -48,4 +50,11 @@ kw_rv kw_keystore_default_ckaid(const unsigned char *spki, size_t spki_len, unsi
 		SHA1(bits, (size_t)bits_len, out);
 	X509_PUBKEY_free(pub);
 	return rv;
+}
+
+bool kw_secret_len_ok(enum kw_key_type t, size_t len)
+{
+	if (t == KW_KEY_AES)
+		return len == 16 || len == 24 || len == 32;
+	return t == KW_KEY_GENERIC && len >= KW_GENERIC_MIN && len <= KW_GENERIC_MAX;
 }
