@@ -54,6 +54,14 @@ int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 long long ca_pg_int_at(const PGresult *r, int row, int col);
 void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);
 
+/*
+ * db_pgstore.c: connects to url for a store beside the CA's tables (sql as
+ * for ca_pg_connect) and makes its tables (schema) unless meta's key holds
+ * its version already; a newer version is refused. 0, or -1 disconnected.
+ */
+int ca_pg_store_open(struct ca_pg *p, const char *url, const char *const *sql, size_t n, const char *key, int version,
+		     const char *schema);
+
 /* db_pgbackup.c: every row of p's CA tables into a new SQLite file at path, as one consistent snapshot. */
 int ca_pg_backup(struct ca_pg *p, const char *path);
 
