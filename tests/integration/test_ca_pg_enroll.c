@@ -13,7 +13,8 @@
  *    is answered by B, and the same message replayed at A refused;
  *  - the CMP secret and an EAB key (`keyward-ca acme-eab`) are in the
  *    database sealed only: a pg_dump holds neither, in text or hex;
- *  - ACME's and CMP's tables carry their schema versions in meta.
+ *  - ACME's and CMP's tables carry their schema versions in meta;
+ *  - PostgreSQL restarted under both: each takes a new ACME account.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,12 +169,29 @@ static void test_cmp_shared(void **state)
 	expect_has(last_cmd, out, "acme.schema_version=1\ncmp.schema_version=1\ndb.schema_version=1\n");
 }
 
+/* PostgreSQL restarted under both: their ACME connections reset by themselves, no serve restarted. */
+static void test_restart(void **state)
+{
+	const char *out;
+
+	(void)state;
+	kwt_pg_cluster(false);
+	kwt_pg_cluster(true);
+	for (int k = 0; k < 2; k++) {
+		out = sh_ok("/usr/bin/python3 '%s/acme_jws.py' account http://127.0.0.1:%u/acme/WebServer/directory 2>&1",
+			    SOURCE_DIR, k ? port_b : port_a);
+		expect_has(k ? "a new account at B after the restart" : "a new account at A after the restart", out,
+			   "account 201 -\n");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_certbot),
 		cmocka_unit_test(test_acme_shared),
 		cmocka_unit_test(test_cmp_shared),
+		cmocka_unit_test(test_restart),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
