@@ -1,6 +1,7 @@
 /*
  * keyward-ca: what the CA database's PostgreSQL files share (db_pg.c,
- * db_status_pg.c, db_pgbackup.c): a connection with its statements,
+ * db_status_pg.c, db_pgbackup.c, and the stores beside it: db_pgstore.c,
+ * acme_db_pg.c, cmp_store_pg.c): a connection with its statements,
  * prepared once per connection (PQprepare) the first time each runs, and
  * messages that name the server as postgresql://HOST:PORT/DB, never with
  * a password (ca.conf refuses one, but PGPASSWORD or a service file may
