@@ -14,6 +14,8 @@
  *  - the CMP secret and an EAB key (`keyward-ca acme-eab`) are in the
  *    database sealed only: a pg_dump holds neither, in text or hex;
  *  - ACME's and CMP's tables carry their schema versions in meta;
+ *  - the periodic sweep deletes expired nonces and week-old orders that
+ *    never issued (with their authorizations), not an order that issued;
  *  - PostgreSQL restarted under both: each takes a new ACME account.
  */
 #include <setjmp.h>
@@ -169,6 +171,34 @@ static void test_cmp_shared(void **state)
 	expect_has(last_cmd, out, "acme.schema_version=1\ncmp.schema_version=1\ndb.schema_version=1\n");
 }
 
+/*
+ * The sweep, in PostgreSQL: after its 256 nonces a serve deletes expired
+ * nonces, and orders a week past their expiry that never issued with
+ * their authorizations; an order that issued stays.
+ */
+static void test_sweep(void **state)
+{
+	const char *out;
+
+	(void)state;
+	sh_ok("psql '%s' -Atqc \"INSERT INTO acme_nonces VALUES ('expiredNonce', 1)\" "
+	      "-c \"INSERT INTO acme_orders (id, account, template, status, created, expires) "
+	      "VALUES (900001, 1, 'WebServer', 'pending', 1, 2), (900002, 1, 'WebServer', 'valid', 1, 2)\" "
+	      "-c \"UPDATE acme_orders SET serial = 'AB' WHERE id = 900002\" "
+	      "-c \"INSERT INTO acme_authz (order_id, account, value, wildcard, status, expires, token) "
+	      "VALUES (900001, 1, 'old.example', 0, 'pending', 2, 't')\"",
+	      db_url);
+	sh_ok("n=$(curl -sf http://127.0.0.1:%u/acme/WebServer/directory | /usr/bin/python3 -c "
+	      "'import json, sys; print(json.load(sys.stdin)[\"newNonce\"])') && "
+	      "for i in $(seq 1 260); do curl -sf -o /dev/null -I \"$n\" || exit 1; done",
+	      port_a);
+	out = sh_ok("psql '%s' -Atqc \"SELECT COUNT(*) FROM acme_nonces WHERE nonce = 'expiredNonce'\" "
+		    "-c 'SELECT id FROM acme_orders WHERE id > 900000' "
+		    "-c 'SELECT COUNT(*) FROM acme_authz WHERE order_id = 900001'",
+		    db_url);
+	expect_has("after the sweep", out, "0\n900002\n0\n");
+}
+
 /* PostgreSQL restarted under both: their ACME connections reset by themselves, no serve restarted. */
 static void test_restart(void **state)
 {
@@ -191,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_certbot),
 		cmocka_unit_test(test_acme_shared),
 		cmocka_unit_test(test_cmp_shared),
+		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_restart),
 	};
 
