@@ -170,17 +170,7 @@ int acme_db_pg_open(const char *url, struct acme_db **out)
 /* The rows statement i changed (or returned), or -1; *res kept when res is not NULL (rows or not). */
 static long long run_locked(struct pg *db, int i, const struct ca_pg_args *a, PGresult **res)
 {
-	PGresult *r;
-	long long n;
-
-	if (ca_pg_run(&db->pg, (size_t)i, a, "ACME", &r))
-		return -1;
-	n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : atoll(PQcmdTuples(r));
-	if (res)
-		*res = r;
-	else
-		PQclear(r);
-	return n;
+	return ca_pg_rows(&db->pg, (size_t)i, a, "ACME", res);
 }
 
 /* One statement under the lock: the rows it changed, or -1. */

@@ -70,17 +70,7 @@ int cmp_db_pg_open(const char *url, struct cmp_db **out)
 /* Statement i: the rows it changed or returned (*res kept when res is not NULL), or -1. */
 static long long run(struct cmp_db *b, int i, const struct ca_pg_args *a, const char *what, PGresult **res)
 {
-	PGresult *r;
-	long long n;
-
-	if (ca_pg_run(&((struct pg *)b)->pg, (size_t)i, a, what, &r))
-		return -1;
-	n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : atoll(PQcmdTuples(r));
-	if (res)
-		*res = r;
-	else
-		PQclear(r);
-	return n;
+	return ca_pg_rows(&((struct pg *)b)->pg, (size_t)i, a, what, res);
 }
 
 static int pg_get(struct cmp_db *b, const char *tmpl, unsigned char iv[CA_SEAL_IV],

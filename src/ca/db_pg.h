@@ -49,6 +49,8 @@ void ca_pg_disconnect(struct ca_pg *p);
 int ca_pg_fail(struct ca_pg *p, const PGresult *res, const char *what);
 /* Runs statement i with a (may be NULL); *res (when res is not NULL) is the result, for PQclear. 0 or -1. */
 int ca_pg_run(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
+/* ca_pg_run counting: the rows statement i changed or returned (*res kept when res is not NULL), or -1. */
+long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
 /* Runs sql (no parameters; several statements allowed): 0 or -1. */
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 /* A column of a binary result: an integer (0 if NULL); text into dst (cut at cap). */
