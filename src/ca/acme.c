@@ -405,15 +405,6 @@ static int open_app(const struct serve_env *env, void **state)
 	}
 	if (acme_conf_load(&a->conf, env->dir))
 		goto out;
-	/*
-	 * ACME's records live in keyward-ca.db: on a PostgreSQL CA database
-	 * it is not mounted (every /acme/ path a 404), and refused if
-	 * acme.conf switches it on (acme_db_open says why)
-	 */
-	if (!ca_db_is_sqlite(ca_config(env->ca)) && !a->conf.templates[0]) {
-		rc = 0;
-		goto out;
-	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		ca_error("ACME: libcurl does not start");
 		goto out;

@@ -8,7 +8,8 @@
  *   acme_order.c      newOrder, authorizations, challenges, finalize, certificate download
  *   acme_jws.c        JWS (flattened JSON) decoded and verified: ES256/384/512, RS256, EdDSA, HS256 (EAB);
  *                     JWK thumbprints
- *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in keyward-ca.db
+ *   acme_db.c         accounts, orders, authorizations, nonces and EAB keys in the CA's database, over
+ *                     acme_db_sqlite.c (keyward-ca.db) or acme_db_pg.c (PostgreSQL): acme_db_backend.h
  *   acme_challenge.c  http-01 fetched with libcurl (bounded, no loopback), dns-01 through a hook command
  *   acme_validate.c   validator threads: challenges checked off serve's HTTP threads
  *   acme_conf.c       acme.conf ([acme]): which templates, EAB, limits, test settings
@@ -126,7 +127,7 @@ int acme_conf_set(struct acme_conf *ac, const char *key, const char *value);
 /* Whether name is a word of list (space or comma separated). */
 bool acme_listed(const char *list, const char *name);
 
-/* ---- acme_db.c: tables of their own in keyward-ca.db, on a connection of their own ---- */
+/* ---- acme_db.c: tables of their own in the CA's database, on a connection of their own ---- */
 struct acme_db;
 int acme_db_open(const struct ca_conf *c, struct acme_db **out);
 void acme_db_close(struct acme_db *db);

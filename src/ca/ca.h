@@ -242,8 +242,6 @@ int ca_db_record_crl(struct ca_db *db, long long number, bool delta, long long b
 /* 0 found (*value malloc'd), 1 not found, -1 error. */
 int ca_db_get_meta(struct ca_db *db, const char *key, char **value);
 int ca_db_set_meta(struct ca_db *db, const char *key, const char *value);
-/* The error for what (ACME, CMP, restoredb) when the database is not SQLite: -1. */
-int ca_db_sqlite_only(const char *what);
 
 /* cert.c */
 /* The PEM certificates of path, in order (an empty stack if none); NULL with errno if unreadable. */

@@ -368,11 +368,6 @@ static int cmp_open(const struct serve_env *env, void **state)
 	const char *after = getenv("KEYWARD_CMP_POLL_AFTER");
 
 	*state = NULL;
-	/* CMP's secrets live in keyward-ca.db, which a PostgreSQL CA has none of: not mounted (a 404) */
-	if (!ca_db_is_sqlite(ca_config(env->ca))) {
-		free(st);
-		return 0;
-	}
 	if (!st)
 		return ca_error("out of memory");
 	st->env = env;
@@ -578,10 +573,6 @@ static void cmp_handle(void *state, const struct serve_req *req, struct serve_re
 	bool is_new = false, busy = false, keep = false;
 	time_t now = time(NULL);
 
-	if (!st) { /* not mounted (cmp_open) */
-		http_error(resp, 404, "CMP needs the SQLite CA database for now");
-		return;
-	}
 	call = (struct cmp_call){
 		.env = st->env, .store = st->store, .store_lock = &st->store_lock, .queue = &st->queue};
 	if (strncmp(req->path, CMP_PREFIX "p/", strlen(CMP_PREFIX "p/"))) {

@@ -15,13 +15,6 @@ bool ca_db_is_sqlite(const struct ca_conf *c)
 	return !c->database[0];
 }
 
-int ca_db_sqlite_only(const char *what)
-{
-	return ca_error("%s needs the SQLite CA database for now: this CA's database is on PostgreSQL (ca.conf's "
-			"database =); run it on a CA without database =, or disable it in serve.conf",
-			what);
-}
-
 int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out)
 {
 	char path[CA_PATH_MAX + 32];

@@ -1,6 +1,7 @@
 /*
  * keyward-ca: what the CA database's PostgreSQL files share (db_pg.c,
- * db_status_pg.c, db_pgbackup.c): a connection with its statements,
+ * db_status_pg.c, db_pgbackup.c, and the stores beside it: db_pgstore.c,
+ * acme_db_pg.c, cmp_store_pg.c): a connection with its statements,
  * prepared once per connection (PQprepare) the first time each runs, and
  * messages that name the server as postgresql://HOST:PORT/DB, never with
  * a password (ca.conf refuses one, but PGPASSWORD or a service file may
@@ -48,11 +49,21 @@ void ca_pg_disconnect(struct ca_pg *p);
 int ca_pg_fail(struct ca_pg *p, const PGresult *res, const char *what);
 /* Runs statement i with a (may be NULL); *res (when res is not NULL) is the result, for PQclear. 0 or -1. */
 int ca_pg_run(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
+/* ca_pg_run counting: the rows statement i changed or returned (*res kept when res is not NULL), or -1. */
+long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
 /* Runs sql (no parameters; several statements allowed): 0 or -1. */
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 /* A column of a binary result: an integer (0 if NULL); text into dst (cut at cap). */
 long long ca_pg_int_at(const PGresult *r, int row, int col);
 void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);
+
+/*
+ * db_pgstore.c: connects to url for a store beside the CA's tables (sql as
+ * for ca_pg_connect) and makes its tables (schema) unless meta's key holds
+ * its version already; a newer version is refused. 0, or -1 disconnected.
+ */
+int ca_pg_store_open(struct ca_pg *p, const char *url, const char *const *sql, size_t n, const char *key, int version,
+		     const char *schema);
 
 /* db_pgbackup.c: every row of p's CA tables into a new SQLite file at path, as one consistent snapshot. */
 int ca_pg_backup(struct ca_pg *p, const char *path);

@@ -201,6 +201,21 @@ int ca_pg_run(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char 
 	return done(p, r, what, res);
 }
 
+long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res)
+{
+	PGresult *r;
+	long long n;
+
+	if (ca_pg_run(p, i, a, what, &r))
+		return -1;
+	n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : atoll(PQcmdTuples(r));
+	if (res)
+		*res = r;
+	else
+		PQclear(r);
+	return n;
+}
+
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what)
 {
 	if (ready(p))

@@ -19,16 +19,28 @@
 #   acme_jws.py eab DIRECTORY KID HMAC_KEY
 #                                  a newAccount bound to an EAB key (RFC 8555 7.3.4); refused:
 #                                  the problem's detail too
+#   acme_jws.py shared DIRECTORY ADDR_B HTTP01_PORT
+#                                  two serve processes on one PostgreSQL CA, B (at ADDR_B,
+#                                  HOST:PORT) reached under A's name as behind a load balancer: a
+#                                  nonce taken by A replayed at B, B's nonce good at A, an order
+#                                  made through A validated (http-01 answered here on
+#                                  HTTP01_PORT) and finalized through B, its certificate from A
 # Each step prints "NAME STATUS TYPE" (TYPE: the problem's, or "-").
+import http.server
 import json
 import sys
+import threading
 import time
+import urllib.parse
 
 import josepy as jose
 import requests
 from acme import jws as acme_jws
 from acme import messages
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 JOSE = {"Content-Type": "application/jose+json"}
 
@@ -173,11 +185,80 @@ def rollover(c):
     show("after-deactivate", c.post(acct, c.sign(new, None, acct, kid=acct)))
 
 
+def shared(c, addr_b, http01_port):
+    """c is A's; at(url) is url sent to B with A's name in Host, as a load balancer would."""
+    a_host = urllib.parse.urlsplit(c.dir["newAccount"]).netloc
+
+    def at_b(url):
+        return urllib.parse.urlsplit(url)._replace(netloc=addr_b).geturl()
+
+    def post_b(url, body):
+        return requests.post(at_b(url), data=body, headers={**JOSE, "Host": a_host}, timeout=30)
+
+    key = new_key()
+    url = c.dir["newAccount"]
+    body = c.sign(key, {"termsOfServiceAgreed": True}, url)
+    r = show("account-at-a", c.post(url, body))
+    acct = r.headers["Location"]
+    show("replayed-at-b", post_b(url, body))
+    b_nonce = requests.head(at_b(c.dir["newNonce"]), headers={"Host": a_host}, timeout=30).headers["Replay-Nonce"]
+    show("b-nonce-at-a", c.post(acct, c.sign(key, None, acct, nonce=b_nonce, kid=acct)))
+    name = "shared.acme.test"
+    order_url = c.dir["newOrder"]
+    r = show("order-at-a", c.post(order_url, c.sign(key, {"identifiers": [{"type": "dns", "value": name}]},
+                                                     order_url, kid=acct)))
+    order, body = r.headers["Location"], r.json()
+    authz = body["authorizations"][0]
+    chall = next(ch for ch in post_b(authz, c.sign(key, None, authz, kid=acct)).json()["challenges"]
+                 if ch["type"] == "http-01")
+    answer = (chall["token"] + "." + jose.b64encode(key.thumbprint()).decode()).encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/.well-known/acme-challenge/" + chall["token"]
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            if ok:
+                self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    web = http.server.HTTPServer(("127.0.0.1", int(http01_port)), Answer)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    show("challenge-at-b", post_b(chall["url"], c.sign(key, {}, chall["url"], kid=acct)))
+    for _ in range(300):
+        o = c.post(order, c.sign(key, None, order, kid=acct)).json()
+        if o["status"] != "pending":
+            break
+        time.sleep(0.1)
+    web.shutdown()
+    print("order-at-a", o["status"], flush=True)
+    csr_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+           .sign(csr_key, hashes.SHA256()))
+    der = jose.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
+    show("finalize-at-b", post_b(body["finalize"], c.sign(key, {"csr": der}, body["finalize"], kid=acct)))
+    for _ in range(300):
+        o = c.post(order, c.sign(key, None, order, kid=acct)).json()
+        if o["status"] != "processing":
+            break
+        time.sleep(0.1)
+    print("finalized-at-a", o["status"], flush=True)
+    r = c.post(o.get("certificate", order), c.sign(key, None, o.get("certificate", order), kid=acct))
+    print("certificate-at-a", r.status_code, "BEGIN CERTIFICATE" in r.text, flush=True)
+    sys.stdout.write(r.text)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "http01":
         http01(Client(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "expiry":
         expiry(Client(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "shared":
+        shared(Client(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "eab":
         eab(Client(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "account" and len(sys.argv) > 3:

@@ -237,26 +237,52 @@ bool exists(const char *path)
 	return access(path, F_OK) == 0;
 }
 
+/* Whether bytes (n) hold secret (len) in plain, or as the hex a PostgreSQL dump prints a bytea in. */
+static bool holds(const char *bytes, size_t n, const void *secret, size_t len)
+{
+	char hex[2 * 256 + 1];
+
+	if (n >= len && memmem(bytes, n, secret, len))
+		return true;
+	if (len > 256)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)secret)[i]);
+	return n >= 2 * len && memmem(bytes, n, hex, 2 * len);
+}
+
 void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len)
 {
-	const char *const where[] = {"keyward-ca.db", "keyward-ca.db-wal", "export.conf"};
+	const char *const sqlite[] = {"keyward-ca.db", "keyward-ca.db-wal", "export.conf"};
+	const char *const pg[] = {"pg.dump", "export.conf"};
+	const char *url = conf_value(file(keepf("%s/ca.conf", dir)), "database");
+	const char *const *where;
+	size_t n_where;
 
+	if (url && !*url)
+		url = NULL;
+	where = url ? pg : sqlite;
+	n_where = url ? 2 : 3;
 	ca_ok(dir, "config export '%s/export.conf'", dir);
-	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+	/* on PostgreSQL: every row of the CA's database, ACME's and CMP's tables with them */
+	if (url)
+		sh_ok("pg_dump --data-only '%s' > '%s/pg.dump'", url, dir);
+	for (size_t i = 0; i < n_where; i++) {
 		const char *path = keepf("%s/%s", dir, where[i]);
 		size_t n = 0;
 		char *bytes = kwt_read_file(path, &n);
 
 		/* (the WAL is gone after a clean close: nothing to look at then) */
-		if (!bytes && i != 1)
+		if (!bytes && strcmp(where[i], "keyward-ca.db-wal"))
 			fail_full("%s was not written", path);
-		if (bytes && n >= len && memmem(bytes, n, secret, len)) {
+		if (bytes && holds(bytes, n, secret, len)) {
 			free(bytes);
 			fail_full("%s: the %s is there in plain (%zu bytes)", path, what, len);
 		}
 		free(bytes);
 	}
 	unlink(keepf("%s/export.conf", dir));
+	unlink(keepf("%s/pg.dump", dir));
 }
 
 size_t b64u_bytes(const char *in, unsigned char *out, size_t max)
@@ -552,4 +578,14 @@ const char *crl_reason(const char *text, const char *serial)
 	if (!r || (next && r > next))
 		return "";
 	return ext_line(r, "X509v3 CRL Reason Code:");
+}
+
+const char *word_after(const char *out, const char *word)
+{
+	const char *p = strstr(out, word);
+
+	if (!p)
+		fail_full("no %s in:\n%s", word, out);
+	p += strlen(word) + 1;
+	return keepf("%.*s", (int)strcspn(p, "\n "), p);
 }

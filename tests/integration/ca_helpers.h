@@ -102,8 +102,10 @@ bool exists(const char *path);
 
 /*
  * secret (len bytes) is nowhere in plain: not in DIR's keyward-ca.db, nor
- * its WAL, nor in what config export writes; else the test fails naming
- * what (a CMP secret, an EAB key) and where.
+ * its WAL (or, with ca.conf's database = postgresql://..., not in a
+ * pg_dump of that database, bytea's hex included), nor in what config
+ * export writes; else the test fails naming what (a CMP secret, an EAB
+ * key) and where.
  */
 void expect_not_stored(const char *dir, const char *what, const void *secret, size_t len);
 
@@ -115,6 +117,9 @@ void expect_b64u_not_stored(const char *dir, const char *what, const char *b64u)
 
 /* The line after the one with header in text, trimmed (kept); NULL without header. */
 const char *ext_line(const char *text, const char *header);
+
+/* The word after word and one separator in out ("kid X" -> X; kept); fails if word is not there. */
+const char *word_after(const char *out, const char *word);
 
 /* The line of text with needle (kept); NULL if none. */
 const char *line_with(const char *text, const char *needle);

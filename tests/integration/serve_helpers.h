@@ -24,7 +24,8 @@ void serve_test_ca(struct kwt_server *server, const char *sub, const char *name,
 /*
  * serve_test_ca, but in the suite's pass on PostgreSQL (KW_TEST_STORE=postgres) the CA's database
  * is on the throwaway cluster (setup --database), in a database of its own: for the tests that run
- * on either (ACME and CMP need keyward-ca.db).
+ * on either (test_ca_acme and test_ca_cmp read keyward-ca.db with sqlite3, so they stay on SQLite;
+ * ACME and CMP on PostgreSQL: test_ca_pg_enroll).
  */
 void serve_test_ca_any_db(struct kwt_server *server, const char *sub, const char *name, const char *pkcs11,
 			  char work[300], char ca_dir[400], char pin[400]);

@@ -216,17 +216,6 @@ static void test_dns01(void **state)
 	assert_false(exists(live("c3", "nodns.acme.test", "cert.pem")));
 }
 
-/* The line of out after word (kid, hmac_key), kept. */
-static const char *word_after(const char *out, const char *word)
-{
-	const char *p = strstr(out, word);
-
-	if (!p)
-		fail_full("no %s in:\n%s", word, out);
-	p += strlen(word) + 1;
-	return keepf("%.*s", (int)strcspn(p, "\n "), p);
-}
-
 static void test_eab(void **state)
 {
 	const char *out, *eab, *kid, *key, *other, *other_kid;

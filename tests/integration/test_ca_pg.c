@@ -15,7 +15,8 @@
  *    every serial unique, CRL numbers strictly increasing in audit order,
  *    every issue's audit record present;
  *  - backupdb writes the SQLite backup format (sqlite3 reads it, the rows
- *    all there); restoredb and serve with ACME refused, saying why.
+ *    all there); restoredb refused, saying why.
+ * ACME and CMP on such a CA: test_ca_pg_enroll.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -339,13 +340,10 @@ static void test_two_issuers(void **state)
 	crl_check("ca2/publish/PG-Test-CA.crl", "ca2-full.pem");
 }
 
-/* backupdb: the SQLite format, whole; restoredb and ACME refused with the reason. */
+/* backupdb: the SQLite format, whole; restoredb refused with the reason. */
 static void test_backup_and_limits(void **state)
 {
-	const char *out;
-	char path[600];
-
-	const char *audit_rows;
+	const char *out, *audit_rows;
 
 	(void)state;
 	/* the audit rows before backupdb, which records its own after the copy */
@@ -364,18 +362,6 @@ static void test_backup_and_limits(void **state)
 	out = ca_refused(ca_dir, 1, "restoredb bk --force");
 	expect_has(last_cmd, out, "PostgreSQL");
 	expect_has(last_cmd, out, "nothing changed");
-	/* ACME keeps its records in keyward-ca.db: serve refuses it when acme.conf switches it on, saying why */
-	snprintf(path, sizeof path, "%s/acme.conf", ca_dir);
-	kwt_write_file(path, "[acme]\ntemplates = WebServer\n");
-	out = sh_ok(KWT_CA_ENV "timeout 20 %s --dir '%s' serve --listen 127.0.0.1:%u 2>&1; echo rc=$?", ca_path(),
-		    ca_dir, kwt_free_port());
-	expect_has(last_cmd, out, "ACME needs the SQLite CA database for now");
-	expect_lacks(last_cmd, out, "rc=0");
-	expect_clean(out);
-	out = ca_refused(ca_dir, 1, "cmp-secret WebServer --quiet");
-	expect_has(last_cmd, out, "CMP needs the SQLite CA database for now");
-	out = ca_refused(ca_dir, 1, "acme-eab WebServer");
-	expect_has(last_cmd, out, "ACME needs the SQLite CA database for now");
 	/* where the database is cannot be changed in place: moving the records is not there yet */
 	ca_refused(ca_dir, 2, "config set database postgresql://kwca@elsewhere/db");
 }
