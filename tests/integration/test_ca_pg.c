@@ -361,6 +361,10 @@ static void test_backup_and_limits(void **state)
 	/* the revocations came along: the backup's CA, opened on SQLite, lists them */
 	out = sh_ok("sqlite3 bk/keyward-ca.db \"SELECT COUNT(*) FROM certs WHERE status = 'revoked'\"");
 	expect_has(last_cmd, out, "3\n"); /* rev, late, new */
+	/* with their reasons, as integers (a backup once copied them as text, and restored them as 0) */
+	out = sh_ok("sqlite3 bk/keyward-ca.db \"SELECT typeof(reason) || ':' || reason FROM certs WHERE status = "
+		    "'revoked' ORDER BY reason\"");
+	expect_has(last_cmd, out, "integer:1\ninteger:4\ninteger:5\n");
 	out = ca_refused(ca_dir, 1, "restoredb bk --force");
 	expect_has(last_cmd, out, "PostgreSQL");
 	expect_has(last_cmd, out, "nothing changed");
