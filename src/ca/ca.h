@@ -354,6 +354,8 @@ struct json_t;
 struct json_t *ca_manifest_parse(const char *name, const char *text, size_t len);
 /* backup.c: an exclusive hold on the CA in dir (a file descriptor to close), or -1 if a keyward-ca has it open. */
 int ca_lock_exclusive(const char *dir);
+/* restoredb's work, for a caller that holds ca_lock_exclusive on c's directory. */
+int ca_restore_locked(const struct ca_conf *c, const char *backup, bool force, struct ca_restored *out);
 /* The lines of ca.conf that go ("-line") and come ("+line") from was to now, into out. */
 int ca_conf_diff(const struct ca_conf *was, const struct ca_conf *now, char *out, size_t size);
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */

@@ -60,5 +60,14 @@ int ca_db_sqlite_open(const char *path, bool create, struct ca_db **out);
 extern const char ca_db_sqlite_schema[];
 /* db_pg.c: the PostgreSQL database at url (its tables made on first open). */
 int ca_db_pg_open(const char *url, bool create, struct ca_db **out);
+/*
+ * db_pgrestore.c: the rows of from (a SQLite CA database, checked and made
+ * this CA's) into url's database in one transaction under the writer lock,
+ * replacing this CA's rows or filling an empty database; another CA's, or
+ * this CA retired (unless force), refused. *floor: CRL numbers continue
+ * above it, raised to the database's own. kept (or NULL): where the rows
+ * replaced are written first, as a backup file.
+ */
+int ca_db_pg_restore(const char *url, const char *from, bool force, const char *kept, long long *floor);
 
 #endif

@@ -54,6 +54,15 @@ int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 long long ca_pg_int_at(const PGresult *r, int row, int col);
 void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);
 
+/* meta's key for the schema's version: forward migrations go by it */
+#define CA_PG_SCHEMA_KEY "db.schema_version"
+#define CA_PG_SCHEMA_VERSION 1
+#define CA_PG_SCHEMA_VERSION_TEXT "1"
+/* the advisory lock under which the tables are made (db_pg.c) or filled by a restore (db_pgrestore.c) */
+#define CA_PG_SCHEMA_LOCK "1801812344"
+/* The tables (CREATE ... IF NOT EXISTS: run again, it changes nothing). */
+extern const char ca_db_pg_schema[];
+
 /* db_pgbackup.c: every row of p's CA tables into a new SQLite file at path, as one consistent snapshot. */
 int ca_pg_backup(struct ca_pg *p, const char *path);
 
