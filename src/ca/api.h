@@ -115,6 +115,7 @@ int ca_request_check(const struct ca_template *t, const struct ca_request *req);
 enum {
 	CA_OPEN_CERT = 1, /* the chain in ca.crt: for issuing, publishing, exporting */
 	CA_OPEN_KEY = 2,  /* logged in to the token, the CA key found, and it is the key ca.crt (ca.csr) names */
+	CA_OPEN_READ_ONLY = 4, /* the database only read: every change refused (a read-only responder) */
 };
 /* Opens the CA in dir: its configuration and database, and what flags ask for. */
 int ca_open(const char *dir, unsigned flags, struct ca **out);

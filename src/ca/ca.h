@@ -206,6 +206,10 @@ int ca_db_check(struct ca_db *db);
 long long ca_db_max_crl(struct ca_db *db);
 int ca_db_delete_meta(struct ca_db *db, const char *key);
 void ca_db_close(struct ca_db *db);
+/* From now on db refuses every change (begin says why), and so does its session, as a second guard. */
+int ca_db_read_only(struct ca_db *db);
+/* 0: db takes writes; 1 with the reason: it cannot (a PostgreSQL hot standby, a read-only file); -1: error. */
+int ca_db_writable(struct ca_db *db);
 /* One writer at a time, across processes: others wait (SQLite's BEGIN IMMEDIATE; ca_writer's row lock). */
 int ca_db_begin(struct ca_db *db);
 int ca_db_commit(struct ca_db *db);

@@ -47,11 +47,16 @@ struct ca_db_ops {
 	int (*backup)(struct ca_db *db, const char *path);
 	int (*check)(struct ca_db *db);
 	long long (*max_crl)(struct ca_db *db);
+	/* The session refuses writes from now on (SQLite's query_only; PostgreSQL's default_transaction_read_only). */
+	int (*read_only)(struct ca_db *db);
+	/* 0: the database takes writes; 1 (saying why): it cannot (a hot standby, a read-only file); -1: error. */
+	int (*writable)(struct ca_db *db);
 };
 
 /* Every backend's handle starts with this. */
 struct ca_db {
 	const struct ca_db_ops *ops;
+	bool read_only; /* ca_db_read_only: begin refuses, saying so */
 };
 
 /* db_sqlite.c: path's SQLite database (made, with the schema, when create). */

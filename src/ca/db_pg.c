@@ -528,6 +528,32 @@ static long long pg_max_crl(struct ca_db *b)
 	return one_int(b, S_MAX_CRL, "CRL number", &n) ? -1 : n;
 }
 
+static int first_row(struct ca_pg *p, const char *sql, const char *what, char *out, size_t size);
+
+static int pg_read_only(struct ca_db *b)
+{
+	return ca_pg_exec(pg(b), "SET default_transaction_read_only = on", "read only");
+}
+
+static int pg_writable(struct ca_db *b)
+{
+	struct ca_pg *p = pg(b);
+	char v[16];
+	int found;
+
+	/* a hot standby answers every write "cannot execute ... in a read-only transaction" */
+	if ((found = first_row(p, "SELECT pg_is_in_recovery()::text || current_setting('transaction_read_only')",
+			       "asking whether the server takes writes", v, sizeof v)) < 0)
+		return -1;
+	if (found && !strncmp(v, "true", 4))
+		return ca_error("database %s is a hot standby (pg_is_in_recovery() is true): it takes no writes",
+				p->where),
+		       1;
+	if (found && strcmp(v, "falseoff"))
+		return ca_error("database %s takes no writes (transaction_read_only is on)", p->where), 1;
+	return 0;
+}
+
 static const struct ca_db_ops pg_ops = {
 	.close = pg_close,
 	.begin = pg_begin,
@@ -554,6 +580,8 @@ static const struct ca_db_ops pg_ops = {
 	.backup = pg_backup,
 	.check = pg_check,
 	.max_crl = pg_max_crl,
+	.read_only = pg_read_only,
+	.writable = pg_writable,
 };
 
 /*
@@ -599,8 +627,8 @@ static int schema_open(struct pg_db *db, bool create)
 		goto out;
 	if (create) {
 		/* setup on a database that already holds a CA would merge two CAs' records */
-		if ((found = first_row(p, "SELECT key FROM meta WHERE key <> '" CA_PG_SCHEMA_KEY "' LIMIT 1", "schema", v,
-				       sizeof v)) != 0) {
+		if ((found = first_row(p, "SELECT key FROM meta WHERE key <> '" CA_PG_SCHEMA_KEY "' LIMIT 1", "schema",
+				       v, sizeof v)) != 0) {
 			if (found > 0)
 				ca_error(
 					"database %s already holds a CA's records: each CA needs a database of its own",
