@@ -164,6 +164,7 @@ int ca_db_move(const struct ca_db_move *m)
 	time_t now = time(NULL);
 	struct tm tm;
 	long long next_crl = 0;
+	bool restored_file = false, switching = false;
 	int lock = -1, rc = -1;
 
 	if (!next || !src) {
@@ -210,6 +211,7 @@ int ca_db_move(const struct ca_db_move *m)
 	    copied.st.last_crl);
 	if (ca_restore_locked(next, bdir, false, &restored))
 		goto out;
+	restored_file = !*target; /* a new keyward-ca.db: not to be left beside a ca.conf that names another */
 	say(m, "restored into %s", *target ? target : "keyward-ca.db");
 	/* verify: the target holds what the backup does, and the source did not change meanwhile */
 	if (ca_db_open(next, false, &dst) || figures_of(dst, now, &after) || ca_db_next_crl_number(dst, &next_crl) ||
@@ -240,6 +242,9 @@ int ca_db_move(const struct ca_db_move *m)
 	    "last delta %lld; the next CRL number is %lld",
 	    after.certs, after.st.issued, after.st.revoked, after.st.expired, after.st.pending, after.st.last_crl,
 	    after.st.last_delta_crl, next_crl);
+	/* from here ca.conf may name the target (even if its record fails): the target and backup stay */
+	restored_file = false;
+	switching = true;
 	if (ca_conf_change(next, dst, "database moved from %s to %s (backup %s): %lld certificates, last CRL %lld",
 			   src->conf.database[0] ? src->conf.database : "keyward-ca.db",
 			   *target ? target : "keyward-ca.db", bdir, after.certs, after.st.last_crl))
@@ -266,9 +271,13 @@ int ca_db_move(const struct ca_db_move *m)
 	}
 	rc = 0;
 out:
-	if (rc && bdir[0])
-		drop_backup(bdir); /* nothing switched: the CA stays where it was, nothing to go back to */
 	ca_db_close(dst);
+	if (rc && restored_file) {
+		ca_path(next, "keyward-ca.db", path, sizeof path);
+		unlink(path);
+	}
+	if (rc && bdir[0] && !switching)
+		drop_backup(bdir); /* nothing switched: the CA stays where it was, nothing to go back to */
 	ca_close(src);
 	if (lock >= 0)
 		close(lock);
