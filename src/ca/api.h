@@ -115,6 +115,7 @@ int ca_request_check(const struct ca_template *t, const struct ca_request *req);
 enum {
 	CA_OPEN_CERT = 1, /* the chain in ca.crt: for issuing, publishing, exporting */
 	CA_OPEN_KEY = 2,  /* logged in to the token, the CA key found, and it is the key ca.crt (ca.csr) names */
+	CA_OPEN_READ_ONLY = 4, /* the database only read: every change refused (a read-only responder) */
 };
 /* Opens the CA in dir: its configuration and database, and what flags ask for. */
 int ca_open(const char *dir, unsigned flags, struct ca **out);
@@ -272,6 +273,17 @@ struct ca_restored {
 	bool backup_retired; /* the backup's CA was retired: its server issues no more */
 };
 int ca_restore(const char *dir, const char *backup, bool force, struct ca_restored *out);
+/*
+ * database move: the records of the CA in dir moved to target (a
+ * postgresql:// URL, or "sqlite" for keyward-ca.db), checked, and ca.conf
+ * switched; the CA stopped on this host meanwhile (dbmove.c).
+ */
+struct ca_db_move {
+	const char *dir, *target;
+	void (*say)(void *arg, const char *line); /* each step done */
+	void *arg;
+};
+int ca_db_move(const struct ca_db_move *m);
 /* Stops this CA for good (recorded in its database) after a final full CRL, whose number is *final_crl. */
 int ca_retire(struct ca *ca, long long *final_crl);
 /* config export: the CA's settings and templates without this host's (module, PIN file, server name). */

@@ -13,8 +13,10 @@
  * the manifest, every file's size and hash, the database's integrity, that
  * the backup is this CA's, and that no keyward-ca has the CA open (an
  * exclusive lock on .keyward-ca.lock, which every open holds shared). The
- * database replaced is kept beside it, renamed; the restore is audited in
- * the database restored; CRL numbers continue above every number either
+ * database replaced is kept beside it, renamed (on PostgreSQL, its rows are
+ * replaced in one transaction under the writer lock, db_pgrestore.c, and
+ * kept beside ca.conf as a backup file); the restore is audited in the
+ * database restored; CRL numbers continue above every number either
  * side published (the backup's, this database's, publish/'s files).
  */
 #include <dirent.h>
@@ -31,7 +33,7 @@
 #include <jansson.h>
 #include <openssl/x509v3.h>
 
-#include "ca/ca.h"
+#include "ca/db_backend.h"
 
 #define MANIFEST "manifest.json"
 #define MANIFEST_MAX (64 * 1024)
@@ -409,52 +411,76 @@ out:
 	return rc;
 }
 
-int ca_restore(const char *dir, const char *backup, bool force, struct ca_restored *out)
+/* The live database's highest CRL number and retired check (SQLite: the file; PostgreSQL: under the lock, later). */
+static int live_checks(const struct ca_conf *c, bool force, long long *mine)
 {
-	struct ca_conf *c = malloc(sizeof *c);
-	char live[CA_PATH_MAX + 64], copy[CA_PATH_MAX + 64], kept[CA_PATH_MAX + 128], path[CA_PATH_MAX + 64], when[32];
+	char live[CA_PATH_MAX + 64], *retired = NULL;
 	struct ca_db *db = NULL;
+	int found, rc = -1;
+
+	*mine = 0;
+	if (!ca_db_is_sqlite(c))
+		return 0; /* ca_db_pg_restore checks the database under its writer lock */
+	ca_path(c, "keyward-ca.db", live, sizeof live);
+	if (access(live, F_OK) != 0 && errno == ENOENT)
+		return 0; /* database move onto SQLite: no file yet */
+	if (ca_db_open_file(live, false, &db) || (*mine = ca_db_max_crl(db)) < 0)
+		goto out;
+	/* a retired CA stays retired: a restore must not bring back one that issues */
+	found = ca_db_get_meta(db, CA_META_RETIRED, &retired);
+	if (found == 0 && !force)
+		ca_fail(CA_ERR_REFUSED,
+			"the CA in %s is retired (%s): a restore would make it issue again; restore on the new server, "
+			"or --force; nothing restored",
+			c->dir, retired);
+	if (found < 0 || (found == 0 && !force))
+		goto out;
+	rc = 0;
+out:
+	free(retired);
+	ca_db_close(db);
+	return rc;
+}
+
+/* Swaps the SQLite database for the prepared copy, the old one kept beside it as kept. */
+static int swap_in(const char *dir, const char *live, const char *copy, const char *kept)
+{
+	for (int i = 0; i < 2; i++) {
+		char side[CA_PATH_MAX + 80], kept_side[CA_PATH_MAX + 140];
+
+		/* no process has it open (the lock): its WAL goes with it, so the kept copy stays whole */
+		snprintf(side, sizeof side, "%s-%s", live, i ? "shm" : "wal");
+		snprintf(kept_side, sizeof kept_side, "%s-%s", kept, i ? "shm" : "wal");
+		if (rename(side, kept_side) != 0 && errno != ENOENT)
+			return ca_error("cannot move %s aside: %s; nothing restored", side, strerror(errno));
+	}
+	if ((rename(live, kept) != 0 && errno != ENOENT) || rename(copy, live) != 0)
+		return ca_error("cannot put the restored database in place: %s (the old one is %s)", strerror(errno),
+				kept);
+	{
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	return 0;
+}
+
+int ca_restore_locked(const struct ca_conf *c, const char *backup, bool force, struct ca_restored *out)
+{
+	char live[CA_PATH_MAX + 64], copy[CA_PATH_MAX + 64], kept[CA_PATH_MAX + 128], path[CA_PATH_MAX + 64], when[32];
 	json_t *m = NULL;
 	long long floor, mine;
 	time_t now = time(NULL);
 	struct tm tm;
-	int lock = -1, rc = -1;
+	int rc = -1;
 
 	copy[0] = '\0';
 	memset(out, 0, sizeof *out);
-	if (!c)
-		return ca_error("out of memory");
-	if (ca_conf_load(c, dir))
+	if (!(m = read_manifest(backup)) || live_checks(c, force, &mine))
 		goto out;
-	/* a restore swaps keyward-ca.db for the backup's copy: a PostgreSQL database is not a file to swap */
-	if (!ca_db_is_sqlite(c)) {
-		ca_error("restoredb: %s's database is on PostgreSQL (ca.conf's database =), which restoredb cannot "
-			 "replace yet: restore into a CA directory without database = (SQLite), or load the backup's "
-			 "keyward-ca.db into a new PostgreSQL database by hand; nothing changed",
-			 dir);
-		goto out;
-	}
-	if ((lock = ca_lock_exclusive(dir)) < 0 || !(m = read_manifest(backup)))
-		goto out;
-	ca_path(c, "keyward-ca.db", live, sizeof live);
-	if (ca_db_open_file(live, false, &db) || (mine = ca_db_max_crl(db)) < 0)
-		goto out;
-	{
-		/* a retired CA stays retired: a restore must not bring back one that issues */
-		char *retired = NULL;
-		int found = ca_db_get_meta(db, CA_META_RETIRED, &retired);
-
-		if (found == 0 && !force)
-			ca_fail(CA_ERR_REFUSED,
-				"the CA in %s is retired (%s): a restore would make it issue again; restore on the "
-				"new server, or --force; nothing restored",
-				dir, retired);
-		free(retired);
-		if (found < 0 || (found == 0 && !force))
-			goto out;
-	}
-	ca_db_close(db);
-	db = NULL;
 	/* above anything either side published */
 	floor = json_integer_value(json_object_get(m, "last_crl"));
 	if (json_integer_value(json_object_get(m, "last_delta_crl")) > floor)
@@ -465,37 +491,21 @@ int ca_restore(const char *dir, const char *backup, bool force, struct ca_restor
 	if (published_max(path) > floor)
 		floor = published_max(path);
 
-	snprintf(copy, sizeof copy, "%s/keyward-ca.db.restoring", dir);
+	snprintf(copy, sizeof copy, "%s/keyward-ca.db.restoring", c->dir);
 	snprintf(path, sizeof path, "%s/keyward-ca.db", backup);
 	if (copy_file(path, copy) || prepare_copy(c, copy, m, force, floor, backup))
 		goto out;
 	/* checked, all of it: now the change, the old database kept */
 	gmtime_r(&now, &tm);
 	strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+	ca_path(c, "keyward-ca.db", live, sizeof live);
 	snprintf(kept, sizeof kept, "%s.replaced-%s", live, when);
-	for (int i = 0; i < 2; i++) {
-		char side[CA_PATH_MAX + 80], kept_side[CA_PATH_MAX + 140];
-
-		/* no process has it open (the lock): its WAL goes with it, so the kept copy stays whole */
-		snprintf(side, sizeof side, "%s-%s", live, i ? "shm" : "wal");
-		snprintf(kept_side, sizeof kept_side, "%s-%s", kept, i ? "shm" : "wal");
-		if (rename(side, kept_side) != 0 && errno != ENOENT) {
-			ca_error("cannot move %s aside: %s; nothing restored", side, strerror(errno));
+	if (ca_db_is_sqlite(c)) {
+		if (swap_in(c->dir, live, copy, kept))
 			goto out;
-		}
-	}
-	if (rename(live, kept) != 0 || rename(copy, live) != 0) {
-		ca_error("cannot put the restored database in place: %s (the old one is %s)", strerror(errno), kept);
+		copy[0] = '\0';
+	} else if (ca_db_pg_restore(c->database, copy, force, kept, &floor)) {
 		goto out;
-	}
-	copy[0] = '\0';
-	{
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
 	}
 	out->next_crl = floor + 1;
 	out->backup_retired = json_is_true(json_object_get(m, "retired"));
@@ -503,8 +513,33 @@ int ca_restore(const char *dir, const char *backup, bool force, struct ca_restor
 out:
 	if (copy[0])
 		unlink(copy);
-	ca_db_close(db);
 	json_decref(m);
+	return rc;
+}
+
+int ca_restore(const char *dir, const char *backup, bool force, struct ca_restored *out)
+{
+	struct ca_conf *c = malloc(sizeof *c);
+	int lock = -1, rc = -1;
+
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return ca_error("out of memory");
+	if (ca_conf_load(c, dir))
+		goto out;
+	if (ca_db_is_sqlite(c)) {
+		char live[CA_PATH_MAX + 64];
+		struct ca_db *db = NULL;
+
+		/* a CA set up here: its database there to replace (only database move makes a new one) */
+		ca_path(c, "keyward-ca.db", live, sizeof live);
+		if (ca_db_open_file(live, false, &db))
+			goto out;
+		ca_db_close(db);
+	}
+	if ((lock = ca_lock_exclusive(dir)) >= 0)
+		rc = ca_restore_locked(c, backup, force, out);
+out:
 	if (lock >= 0)
 		close(lock);
 	free(c);

@@ -206,6 +206,10 @@ int ca_db_check(struct ca_db *db);
 long long ca_db_max_crl(struct ca_db *db);
 int ca_db_delete_meta(struct ca_db *db, const char *key);
 void ca_db_close(struct ca_db *db);
+/* From now on db refuses every change (begin says why), and so does its session, as a second guard. */
+int ca_db_read_only(struct ca_db *db);
+/* 0: db takes writes; 1 with the reason: it cannot (a PostgreSQL hot standby, a read-only file); -1: error. */
+int ca_db_writable(struct ca_db *db);
 /* One writer at a time, across processes: others wait (SQLite's BEGIN IMMEDIATE; ca_writer's row lock). */
 int ca_db_begin(struct ca_db *db);
 int ca_db_commit(struct ca_db *db);
@@ -352,6 +356,8 @@ struct json_t;
 struct json_t *ca_manifest_parse(const char *name, const char *text, size_t len);
 /* backup.c: an exclusive hold on the CA in dir (a file descriptor to close), or -1 if a keyward-ca has it open. */
 int ca_lock_exclusive(const char *dir);
+/* restoredb's work, for a caller that holds ca_lock_exclusive on c's directory. */
+int ca_restore_locked(const struct ca_conf *c, const char *backup, bool force, struct ca_restored *out);
 /* The lines of ca.conf that go ("-line") and come ("+line") from was to now, into out. */
 int ca_conf_diff(const struct ca_conf *was, const struct ca_conf *now, char *out, size_t size);
 /* If ca.conf is not as keyward-ca last wrote it, audits the lines that changed (own transaction). */

@@ -197,6 +197,10 @@ int ca_config_set(struct ca *ca, const char *key, const char *value, bool *chang
 	*changed = false;
 	for (size_t i = 0; i < sizeof settable / sizeof settable[0]; i++)
 		known = known || !strcmp(key, settable[i]);
+	/* the records must move with it: database move copies, checks and then switches */
+	if (!strcmp(key, "database"))
+		return ca_usage_error("database cannot be set: keyward-ca database move postgresql://... (or sqlite) "
+				      "copies the records there, checks them and then switches ca.conf");
 	if (!known)
 		return ca_usage_error("%s cannot be set (name, validity_days and subordinate are the CA's "
 				      "own, fixed at setup); settable: server_name, url_base, legacy_url_bases, hash, "

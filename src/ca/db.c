@@ -38,7 +38,22 @@ void ca_db_close(struct ca_db *db)
 
 int ca_db_begin(struct ca_db *db)
 {
+	/* every change begins here: a read-only responder's stops before it reaches the database */
+	if (db->read_only)
+		return ca_fail(CA_ERR_REFUSED, "this CA's database is open read-only (serve.conf's read_only = true): "
+					       "no change is made here; make it where the CA issues");
 	return db->ops->begin(db);
+}
+
+int ca_db_read_only(struct ca_db *db)
+{
+	db->read_only = true;
+	return db->ops->read_only(db);
+}
+
+int ca_db_writable(struct ca_db *db)
+{
+	return db->ops->writable(db);
 }
 
 int ca_db_commit(struct ca_db *db)

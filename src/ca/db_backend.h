@@ -47,11 +47,16 @@ struct ca_db_ops {
 	int (*backup)(struct ca_db *db, const char *path);
 	int (*check)(struct ca_db *db);
 	long long (*max_crl)(struct ca_db *db);
+	/* The session refuses writes from now on (SQLite's query_only; PostgreSQL's default_transaction_read_only). */
+	int (*read_only)(struct ca_db *db);
+	/* 0: the database takes writes; 1 (saying why): it cannot (a hot standby, a read-only file); -1: error. */
+	int (*writable)(struct ca_db *db);
 };
 
 /* Every backend's handle starts with this. */
 struct ca_db {
 	const struct ca_db_ops *ops;
+	bool read_only; /* ca_db_read_only: begin refuses, saying so */
 };
 
 /* db_sqlite.c: path's SQLite database (made, with the schema, when create). */
@@ -60,5 +65,14 @@ int ca_db_sqlite_open(const char *path, bool create, struct ca_db **out);
 extern const char ca_db_sqlite_schema[];
 /* db_pg.c: the PostgreSQL database at url (its tables made on first open). */
 int ca_db_pg_open(const char *url, bool create, struct ca_db **out);
+/*
+ * db_pgrestore.c: the rows of from (a SQLite CA database, checked and made
+ * this CA's) into url's database in one transaction under the writer lock,
+ * replacing this CA's rows or filling an empty database; another CA's, or
+ * this CA retired (unless force), refused. *floor: CRL numbers continue
+ * above it, raised to the database's own. kept (or NULL): where the rows
+ * replaced are written first, as a backup file.
+ */
+int ca_db_pg_restore(const char *url, const char *from, bool force, const char *kept, long long *floor);
 
 #endif

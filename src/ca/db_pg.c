@@ -30,10 +30,8 @@
 #include "ca/db_pg.h"
 
 /* meta's key for the schema's version: forward migrations go by it */
-#define SCHEMA_KEY "db.schema_version"
-#define SCHEMA_VERSION 1
 
-static const char schema[] =
+const char ca_db_pg_schema[] =
 	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS ca_writer (id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL);"
 	"INSERT INTO ca_writer (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING;"
@@ -530,6 +528,32 @@ static long long pg_max_crl(struct ca_db *b)
 	return one_int(b, S_MAX_CRL, "CRL number", &n) ? -1 : n;
 }
 
+static int first_row(struct ca_pg *p, const char *sql, const char *what, char *out, size_t size);
+
+static int pg_read_only(struct ca_db *b)
+{
+	return ca_pg_exec(pg(b), "SET default_transaction_read_only = on", "read only");
+}
+
+static int pg_writable(struct ca_db *b)
+{
+	struct ca_pg *p = pg(b);
+	char v[16];
+	int found;
+
+	/* a hot standby answers every write "cannot execute ... in a read-only transaction" */
+	if ((found = first_row(p, "SELECT pg_is_in_recovery()::text || current_setting('transaction_read_only')",
+			       "asking whether the server takes writes", v, sizeof v)) < 0)
+		return -1;
+	if (found && !strncmp(v, "true", 4))
+		return ca_error("database %s is a hot standby (pg_is_in_recovery() is true): it takes no writes",
+				p->where),
+		       1;
+	if (found && strcmp(v, "falseoff"))
+		return ca_error("database %s takes no writes (transaction_read_only is on)", p->where), 1;
+	return 0;
+}
+
 static const struct ca_db_ops pg_ops = {
 	.close = pg_close,
 	.begin = pg_begin,
@@ -556,6 +580,8 @@ static const struct ca_db_ops pg_ops = {
 	.backup = pg_backup,
 	.check = pg_check,
 	.max_crl = pg_max_crl,
+	.read_only = pg_read_only,
+	.writable = pg_writable,
 };
 
 /*
@@ -587,8 +613,8 @@ static int schema_open(struct pg_db *db, bool create)
 	    ca_pg_exec(p, "BEGIN", "begin"))
 		return -1;
 	p->in_tx = true;
-	if (ca_pg_exec(p, "SELECT pg_advisory_xact_lock(1801812344)", "waiting for the schema lock") ||
-	    (create && ca_pg_exec(p, schema, "making the tables")))
+	if (ca_pg_exec(p, "SELECT pg_advisory_xact_lock(" CA_PG_SCHEMA_LOCK ")", "waiting for the schema lock") ||
+	    (create && ca_pg_exec(p, ca_db_pg_schema, "making the tables")))
 		goto out;
 	if ((found = first_row(p, "SELECT to_regclass('meta') IS NOT NULL AND to_regclass('ca_writer') IS NOT NULL",
 			       "schema", v, sizeof v)) < 0)
@@ -597,27 +623,27 @@ static int schema_open(struct pg_db *db, bool create)
 		ca_error("database %s holds no keyward-ca tables: keyward-ca setup --database makes them", p->where);
 		goto out;
 	}
-	if (pg_get_meta(&db->base, SCHEMA_KEY, &version) < 0)
+	if (pg_get_meta(&db->base, CA_PG_SCHEMA_KEY, &version) < 0)
 		goto out;
 	if (create) {
 		/* setup on a database that already holds a CA would merge two CAs' records */
-		if ((found = first_row(p, "SELECT key FROM meta WHERE key <> '" SCHEMA_KEY "' LIMIT 1", "schema", v,
-				       sizeof v)) != 0) {
+		if ((found = first_row(p, "SELECT key FROM meta WHERE key <> '" CA_PG_SCHEMA_KEY "' LIMIT 1", "schema",
+				       v, sizeof v)) != 0) {
 			if (found > 0)
 				ca_error(
 					"database %s already holds a CA's records: each CA needs a database of its own",
 					p->where);
 			goto out;
 		}
-		if (!version && pg_set_meta(&db->base, SCHEMA_KEY, "1"))
+		if (!version && pg_set_meta(&db->base, CA_PG_SCHEMA_KEY, CA_PG_SCHEMA_VERSION_TEXT))
 			goto out;
 	} else if (!version) {
 		ca_error("database %s has no schema version (meta %s): not a keyward-ca database", p->where,
-			 SCHEMA_KEY);
+			 CA_PG_SCHEMA_KEY);
 		goto out;
-	} else if (atoi(version) != SCHEMA_VERSION) {
+	} else if (atoi(version) != CA_PG_SCHEMA_VERSION) {
 		ca_error("database %s has schema version %s; this keyward-ca knows %d: use a newer keyward-ca",
-			 p->where, version, SCHEMA_VERSION);
+			 p->where, version, CA_PG_SCHEMA_VERSION);
 		goto out;
 	}
 	rc = ca_pg_exec(p, "COMMIT", "making the tables");

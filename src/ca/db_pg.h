@@ -57,6 +57,14 @@ int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 long long ca_pg_int_at(const PGresult *r, int row, int col);
 void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);
 
+/* meta's key for the schema's version: forward migrations go by it */
+#define CA_PG_SCHEMA_KEY "db.schema_version"
+#define CA_PG_SCHEMA_VERSION 1
+#define CA_PG_SCHEMA_VERSION_TEXT "1"
+/* the advisory lock under which the tables are made (db_pg.c) or filled by a restore (db_pgrestore.c) */
+#define CA_PG_SCHEMA_LOCK "1801812344"
+/* The tables (CREATE ... IF NOT EXISTS: run again, it changes nothing). */
+extern const char ca_db_pg_schema[];
 /*
  * db_pgstore.c: connects to url for a store beside the CA's tables (sql as
  * for ca_pg_connect) and makes its tables (schema) unless meta's key holds

@@ -24,7 +24,7 @@ static const struct {
 	{"certs",
 	 "serial, subject, template, not_before, not_after, status, revoked_at, reason, changed_at, request_id, der,"
 	 " invalid_at, change_seq",
-	 "tttiititiibii", "id"},
+	 "tttiitiiiibii", "id"},
 	{"requests", "id, csr, template, status, submitted, serial", "ibttit", "id"},
 	{"crls", "number, delta, base, this_update, next_update, seq", "iiiiii", "number"},
 	{"audit", "id, time, uid, event, detail", "iiitt", "id"},

@@ -593,6 +593,23 @@ static int sq_delete_meta(struct ca_db *b, const char *key)
 	return run(db, prepare(db, "DELETE FROM meta WHERE key = ?", "t", key), "meta");
 }
 
+static int sq_read_only(struct ca_db *b)
+{
+	struct sq_db *db = sq(b);
+
+	return sqlite3_exec(db->db, "PRAGMA query_only = ON", NULL, NULL, NULL) == SQLITE_OK ? 0
+											     : db_fail(db, "read only");
+}
+
+static int sq_writable(struct ca_db *b)
+{
+	struct sq_db *db = sq(b);
+
+	if (sqlite3_db_readonly(db->db, "main") == 1)
+		return ca_error("%s is read-only (the file or its directory)", sqlite3_db_filename(db->db, "main")), 1;
+	return 0;
+}
+
 static const struct ca_db_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -619,6 +636,8 @@ static const struct ca_db_ops sqlite_ops = {
 	.backup = sq_backup,
 	.check = sq_check,
 	.max_crl = sq_max_crl,
+	.read_only = sq_read_only,
+	.writable = sq_writable,
 };
 
 int ca_db_sqlite_open(const char *path, bool create, struct ca_db **out)

@@ -116,10 +116,13 @@ int ca_open(const char *dir, unsigned flags, struct ca **out)
 		return ca_error("out of memory");
 	ca->lock = -1;
 	if (ca_conf_load(&ca->conf, dir) || lock_shared(ca, dir) || ca_db_open(&ca->conf, false, &ca->db) ||
-	    check_identity(ca))
+	    ((flags & CA_OPEN_READ_ONLY) && ca_db_read_only(ca->db)) || check_identity(ca))
 		goto fail;
-	/* an edit by hand goes to the audit log; failing that (a read-only database), the CA still opens */
-	if (ca_conf_note_edits(&ca->conf, ca->db) && !ca->warning[0])
+	/*
+	 * an edit by hand goes to the audit log; failing that (a read-only database), the CA still opens.
+	 * A read-only responder's ca.conf differs from the issuer's (database =): nothing to note there.
+	 */
+	if (!(flags & CA_OPEN_READ_ONLY) && ca_conf_note_edits(&ca->conf, ca->db) && !ca->warning[0])
 		snprintf(ca->warning, sizeof ca->warning, "%s", ca_last_error());
 	if ((flags & CA_OPEN_CERT) && ca_cert_load_chain(&ca->conf, &ca->chain))
 		goto fail;

@@ -6,7 +6,9 @@
  * Threads: the HTTP pool answers requests; "presign" fills the RFC 5019
  * cache and follows the database's changes (serve_presign.c); "maint"
  * publishes CRLs on their periods and renews the delegated OCSP signer
- * (serve_maint.c); with a batch-signing module, the signing queue signs
+ * (serve_maint.c; with read_only = true it publishes nothing and only
+ * reloads a renewed signer certificate, and ACME and CMP are not mounted:
+ * the database is never written, a hot standby's); with a batch-signing module, the signing queue signs
  * live answers in batches (serve_answer.c). The CA's own database handle
  * (struct ca) is shared by maint and the apps under ca_lock; the HTTP
  * pool and presign read states on connections of their own
@@ -144,7 +146,9 @@ int ca_serve(const char *dir_in, const char *listen)
 		goto out;
 	if (serve_listen_addr(sv->sc.listen, &addr) || serve_tls_load(&sv->sc, &sv->tls))
 		goto out;
-	if ((!sv->sc.signer_ca && serve_signer_key_prepare_apart(dir_in, &sv->sc)) || serve_open_ca(dir_in, &sv->ca))
+	/* read-only: the signer's key must be there already (the HSM is the issuer's too; nothing is made) */
+	if ((!sv->sc.signer_ca && !sv->sc.read_only && serve_signer_key_prepare_apart(dir_in, &sv->sc)) ||
+	    serve_open_ca(dir_in, &sv->sc, &sv->ca))
 		goto out;
 	ca_file_name(sv->ca->conf.name, sv->file, sizeof sv->file);
 	serve_url_prefixes(sv);
@@ -194,7 +198,8 @@ int ca_serve(const char *dir_in, const char *listen)
 	if (sv->batch && pthread_create(&sv->q.tid, NULL, serve_signq_main, sv) == 0)
 		sv->q.started = true;
 
-	if (apps_open(sv))
+	/* ACME and CMP write (orders, nonces, requests): not on a read-only responder */
+	if (!sv->sc.read_only && apps_open(sv))
 		goto out;
 
 	/* the signals are taken by sigwait below, in no other thread */
@@ -229,9 +234,10 @@ int ca_serve(const char *dir_in, const char *listen)
 		ca_error("cannot start threads");
 		goto stop;
 	}
-	kw_log(KW_LOG_INFO, "keyward-ca serve: CA \"%s\" on %s://%s/ (OCSP signed by %s)", sv->ca->conf.name,
+	kw_log(KW_LOG_INFO, "keyward-ca serve: CA \"%s\" on %s://%s/ (OCSP signed by %s)%s", sv->ca->conf.name,
 	       sv->tls.on ? "https" : "http", sv->sc.listen,
-	       sv->sc.signer_ca ? "the CA key" : "a delegated certificate");
+	       sv->sc.signer_ca ? "the CA key" : "a delegated certificate",
+	       sv->sc.read_only ? "; read-only: no CRLs published, no signer issued, no ACME or CMP" : "");
 	sd_notifyf(0, "READY=1\nSTATUS=serving CA \"%s\" on %s", sv->ca->conf.name, sv->sc.listen);
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		;

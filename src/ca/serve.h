@@ -30,6 +30,7 @@ struct serve_conf {
 	unsigned signer_validity;	   /* ocsp_signer_validity_minutes, in seconds (0: the template's days) */
 	char tls_certificate[CA_PATH_MAX]; /* tls_certificate: PEM, the chain to send (HTTPS with tls_key) */
 	char tls_key[CA_PATH_MAX];	   /* tls_key: PEM, unencrypted, mode 0600 */
+	bool read_only; /* read_only = true: answers from a database it never writes (a hot standby's) */
 };
 #define SERVE_BODY_MAX (64 * 1024) /* bytes of a request body */
 
@@ -44,7 +45,12 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *value);
  */
 int serve_signer_key_prepare(const char *dir, const struct serve_conf *sc);
 
-/* The CA opened for serving: configuration, database, certificate chain and key (the one place that opens it). */
-int serve_open_ca(const char *dir, struct ca **ca);
+/*
+ * The CA opened for serving: configuration, database, certificate chain and
+ * key (the one place that opens it). With sc->read_only the database is only
+ * read (every change refused); without, a database that takes no writes (a
+ * hot standby) is refused, saying so.
+ */
+int serve_open_ca(const char *dir, const struct serve_conf *sc, struct ca **ca);
 
 #endif

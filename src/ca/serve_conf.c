@@ -78,10 +78,12 @@ int serve_conf_set(struct serve_conf *sc, const char *key, const char *v)
 	if (!strcmp(key, "crl_schedule")) {
 		return ca_bool_value(v, &sc->crl_schedule);
 	}
+	if (!strcmp(key, "read_only"))
+		return ca_bool_value(v, &sc->read_only);
 	return ca_error("unknown key (listen, ocsp_signer, ocsp_signer_key_type, ocsp_validity_hours, ocsp_max_age, "
 			"ocsp_signer_renew_percent, max_connections, per_address_connections, connection_timeout, "
 			"threads, presign_batch, crl_schedule, crl_republish_seconds, delta_republish_seconds, "
-			"ocsp_signer_validity_minutes, tls_certificate, tls_key)");
+			"ocsp_signer_validity_minutes, tls_certificate, tls_key, read_only)");
 }
 
 static int conf_set(void *sc, const char *key, const char *value)
@@ -123,10 +125,28 @@ int serve_conf_load(struct serve_conf *sc, const char *dir)
 	return absolute(sc->tls_certificate, dir) || absolute(sc->tls_key, dir) ? -1 : 0;
 }
 
-int serve_open_ca(const char *dir, struct ca **ca)
+int serve_open_ca(const char *dir, const struct serve_conf *sc, struct ca **ca)
 {
+	int w;
+
 	/* the configuration, the database, the chain and the key; held open (and so locked shared) while serving */
-	return ca_open(dir, CA_OPEN_CERT | CA_OPEN_KEY, ca);
+	if (ca_open(dir, CA_OPEN_CERT | CA_OPEN_KEY | (sc->read_only ? CA_OPEN_READ_ONLY : 0), ca))
+		return -1;
+	if (sc->read_only)
+		return 0;
+	/* a writing serve publishes CRLs and issues its signer: on a database that takes no writes, it would fail later
+	 */
+	if ((w = ca_db_writable((*ca)->db)) != 0) {
+		if (w > 0)
+			ca_error("%s; serve publishes CRLs and renews its OCSP signer there: point ca.conf at the "
+				 "primary, "
+				 "or set read_only = true in serve.conf for a responder that only answers",
+				 ca_last_error());
+		ca_close(*ca);
+		*ca = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* HOST:PORT or [V6]:PORT into addr. */
@@ -139,7 +159,8 @@ int serve_listen_addr(const char *text, struct sockaddr_storage *addr)
 	unsigned port;
 
 	memset(addr, 0, sizeof *addr);
-	if (!colon || colon == text || (size_t)(colon - text) >= sizeof host || ca_uint_value(colon + 1, 1, 65535, &port))
+	if (!colon || colon == text || (size_t)(colon - text) >= sizeof host ||
+	    ca_uint_value(colon + 1, 1, 65535, &port))
 		return ca_usage_error("listen \"%s\": HOST:PORT or [IPV6]:PORT, HOST an address", text);
 	snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {

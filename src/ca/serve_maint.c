@@ -3,7 +3,9 @@
  * serve.conf sets shorter periods) it publishes the full and delta CRLs
  * that are due (ca.conf's crl_period_hours and delta_crl_period_hours, or
  * serve.conf's *_republish_seconds if shorter) and renews the delegated
- * signer when it is due; both hold ca_lock.
+ * signer when it is due; both hold ca_lock. A read-only responder
+ * (read_only = true) publishes nothing and, when its signer is due, takes
+ * the renewed certificate from ocsp-signer.crt if it is there.
  */
 #include <sys/stat.h>
 
@@ -75,7 +77,8 @@ void *serve_maint_main(void *arg)
 
 	do {
 		pthread_mutex_lock(&sv->ca_lock);
-		if (sv->sc.crl_schedule)
+		/* read-only: the issuer publishes; its CRL files reach publish/ here by copy (docs/scale.md) */
+		if (sv->sc.crl_schedule && !sv->sc.read_only)
 			crl_tick(sv);
 		if (sv->signer_owned && serve_signer_due(sv) && serve_signer_delegated(sv))
 			kw_log_limited("serve.signer", KW_LOG_ERROR, "keyward-ca serve: renewing the OCSP signer: %s",

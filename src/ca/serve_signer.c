@@ -191,11 +191,24 @@ int serve_signer_delegated(struct server *sv)
 	int len, rc = -1;
 	snprintf(label, sizeof label, "ocsp-%s", sv->file);
 	ca_path(&sv->ca->conf, "ocsp-signer.crt", path, sizeof path);
-	if (ca_token_key(sv->ca->token, label, &priv, &pub))
+	if (ca_token_key(sv->ca->token, label, &priv, &pub)) {
+		if (sv->sc.read_only)
+			ca_error(
+				"read_only = true: the delegated OCSP signer's key \"%s\" is not on the token (%s), "
+				"and a "
+				"read-only responder makes none: start the issuing serve once, or set ocsp_signer = ca",
+				label, ca_last_error());
 		return -1;
+	}
 	if ((certs = ca_read_certs(path)) && sk_X509_num(certs) > 0 &&
 	    signer_usable(sv, sk_X509_value(certs, 0), pub, time(NULL))) {
 		x = X509_dup(sk_X509_value(certs, 0));
+	} else if (sv->sc.read_only) {
+		ca_error("read_only = true: %s is missing, not for the key \"%s\", or near its end, and a read-only "
+			 "responder issues no certificate: copy ocsp-signer.crt from the serve that issues (it renews "
+			 "it), or set ocsp_signer = ca in serve.conf",
+			 path, label);
+		goto out;
 	} else {
 		if (!(x = issue_signer(sv, priv, pub)))
 			goto out;

@@ -303,3 +303,16 @@ void serve_tls_files(void)
 	      "-addext subjectAltName=IP:127.0.0.1 && chmod 600 tls.key",
 	      EC256);
 }
+
+const char *serve_ocsp_until(unsigned short on, const char *args, const char *needle, int seconds)
+{
+	const char *out = NULL;
+
+	for (int i = 0; i < seconds * 10; i++) {
+		sh(&out, "openssl ocsp -url http://127.0.0.1:%u/ocsp -CAfile ca.pem -issuer ca.pem %s", on, args);
+		if (strstr(out, needle))
+			break;
+		usleep(100 * 1000);
+	}
+	return out;
+}

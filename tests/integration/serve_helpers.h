@@ -51,6 +51,12 @@ pid_t serve_start(const char *dir, unsigned short on, const char *log);
 pid_t serve_start_at(const char *dir, const char *listen, const char *log);
 /* The same over HTTPS (serve.conf's tls_certificate and tls_key): /health asked with curl. */
 pid_t serve_start_https(const char *dir, unsigned short on, const char *log);
+/*
+ * openssl ocsp against serve on 127.0.0.1:on (issuer and trust: ca.pem in
+ * the current directory) with args, whatever its exit code, asked again
+ * every 100 ms until its output has needle, at most seconds: the output (kept).
+ */
+const char *serve_ocsp_until(unsigned short on, const char *args, const char *needle, int seconds);
 /* SIGTERM, and it must exit 0 within 10 s. pid <= 0: nothing. */
 void serve_stop(pid_t pid);
 

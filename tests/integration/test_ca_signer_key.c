@@ -64,7 +64,7 @@ static int prepare_then_open(const char *dir)
 		return 1;
 	}
 	for (int i = 0; i < 3; i++) {
-		if (serve_open_ca(dir, &ca)) {
+		if (serve_open_ca(dir, &sc, &ca)) {
 			fprintf(stderr, "opening the CA (%d): %s\n", i, ca_last_error());
 			return 2;
 		}

@@ -68,6 +68,7 @@ int cmd_templates(const struct opts *o, int argc, char **argv);
 int cmd_config(const struct opts *o, int argc, char **argv);
 int cmd_backupdb(const struct opts *o, const char *dir);
 int cmd_restoredb(const struct opts *o, const char *dir);
+int cmd_database(const struct opts *o, int argc, char **argv);
 int cmd_retire(const struct opts *o);
 int cmd_migrate(const struct opts *o);
 int cmd_serve(const struct opts *o);

@@ -1,6 +1,7 @@
 /*
  * keyward-ca backupdb, restoredb, retire and migrate: moving the CA to
- * another server (docs/migration.md).
+ * another server (docs/migration.md); database move: its records to
+ * another database (docs/ca.md).
  */
 #include <stdio.h>
 #include <string.h>
@@ -85,4 +86,17 @@ int cmd_migrate(const struct opts *o)
 	if (!o->from)
 		return ca_fail(CA_ERR_USAGE, "migrate needs --from BACKUPDIR (the old server's backupdb)");
 	return ca_migrate(&m);
+}
+
+int cmd_database(const struct opts *o, int argc, char **argv)
+{
+	struct ca_db_move m = {.dir = o->dir, .say = print_line};
+
+	if (argc != 2 || strcmp(argv[0], "move"))
+		return ca_fail(CA_ERR_USAGE, "database move postgresql://[USER@]HOST[:PORT]/DB | database move sqlite");
+	m.target = argv[1];
+	if (ca_db_move(&m))
+		return -1;
+	printf("moved: the CA's database is %s\n", strcmp(argv[1], "sqlite") ? argv[1] : "keyward-ca.db (SQLite)");
+	return 0;
 }

@@ -43,6 +43,7 @@ static void usage(FILE *f)
 		"  audit [--json] | status [--json] | serve [--listen HOST:PORT]\n"
 		"  acme-eab TEMPLATE [--json] | cmp-secret TEMPLATE [--remove] [--quiet]\n"
 		"  backupdb DIR | restoredb DIR [--force] | retire [--yes]\n"
+		"  database move postgresql://[USER@]HOST[:PORT]/DB | database move sqlite\n"
 		"  migrate --from BACKUPDIR [--config EXPORT] [--server-name HOST] [--dry-run]\n"
 		"See keyward-ca(8).\n");
 }
@@ -293,6 +294,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "restoredb")) {
 		NEED(1);
 		rc = cmd_restoredb(&o, args[0]);
+	} else if (!strcmp(cmd, "database")) {
+		rc = cmd_database(&o, nargs, args);
 	} else if (!strcmp(cmd, "retire")) {
 		NEED(0);
 		rc = cmd_retire(&o);
