@@ -202,6 +202,13 @@ int ca_serve(const char *dir_in, const char *listen)
 	if (!sv->sc.read_only && apps_open(sv))
 		goto out;
 
+	/*
+	 * The CRLs that are due, published before the port opens: a client
+	 * that follows a CDP URL the moment serve answers must not get a 404
+	 * because the maint thread has not run yet.
+	 */
+	serve_maint_publish(sv);
+
 	/* the signals are taken by sigwait below, in no other thread */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

@@ -194,6 +194,8 @@ int serve_signer_delegated(struct server *sv);
 bool serve_signer_due(struct server *sv);
 
 /* serve_maint.c */
+/* The CRLs that are due (none on a read-only responder), published now: serve runs it once before it listens. */
+void serve_maint_publish(struct server *sv);
 void *serve_maint_main(void *arg);
 
 /* serve_http.c */

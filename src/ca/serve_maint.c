@@ -71,15 +71,22 @@ static double tick(const struct serve_conf *sc)
 	return s < 1 ? 1 : s;
 }
 
+void serve_maint_publish(struct server *sv)
+{
+	pthread_mutex_lock(&sv->ca_lock);
+	/* read-only: the issuer publishes; its CRL files reach publish/ here by copy (docs/scale.md) */
+	if (sv->sc.crl_schedule && !sv->sc.read_only)
+		crl_tick(sv);
+	pthread_mutex_unlock(&sv->ca_lock);
+}
+
 void *serve_maint_main(void *arg)
 {
 	struct server *sv = arg;
 
 	do {
+		serve_maint_publish(sv);
 		pthread_mutex_lock(&sv->ca_lock);
-		/* read-only: the issuer publishes; its CRL files reach publish/ here by copy (docs/scale.md) */
-		if (sv->sc.crl_schedule && !sv->sc.read_only)
-			crl_tick(sv);
 		if (sv->signer_owned && serve_signer_due(sv) && serve_signer_delegated(sv))
 			kw_log_limited("serve.signer", KW_LOG_ERROR, "keyward-ca serve: renewing the OCSP signer: %s",
 				       ca_last_error());
