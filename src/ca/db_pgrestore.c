@@ -118,6 +118,19 @@ static int copy_table(struct ca_pg *p, sqlite3 *src, const char *from, size_t t)
 		if (!has)
 			return 0; /* its CA never served ACME or CMP: nothing to carry */
 	}
+	/* an older keyward-ca's EAB keys in plain (column key): never copied, sealed first */
+	if (!strcmp(tables[t].table, "acme_eab") &&
+	    sqlite3_prepare_v2(src, "SELECT 1 FROM pragma_table_info('acme_eab') WHERE name = 'key'", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return ca_error("restore from %s: its EAB keys are in plain, as an older keyward-ca stored them: start "
+				"keyward-ca serve (or run acme-eab) once on the CA it came from, which seals them, and "
+				"back it up again; nothing changed",
+				from);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
 	for (int c = 0; c < n; c++)
 		snprintf(marks + strlen(marks), sizeof marks - strlen(marks), "%s$%d", c ? ", " : "", c + 1);
 	snprintf(sql, sizeof sql, "INSERT INTO %s (%s) VALUES (%s)", tables[t].table, tables[t].to, marks);

@@ -18,7 +18,8 @@
  *    a CMP secret and EAB keys made on SQLite, and an ACME account bound to
  *    one of them; on PostgreSQL and back on SQLite, serve takes openssl cmp
  *    -cmd ir with the old secret and a new account bound to an old unused
- *    EAB key, refuses the used one, and the secret and keys are sealed only.
+ *    EAB key, refuses the used one, and the secret and keys are sealed only;
+ *    EAB keys an older keyward-ca kept in plain are refused, never copied.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -328,13 +329,32 @@ static void test_move_back(void **state)
 	expect_enroll_sealed(ca_dir);
 }
 
+/* A SQLite database whose EAB keys an older keyward-ca kept in plain: not moved, the keys never copied. */
+static void test_plain_eab_refused(void **state)
+{
+	const char *out;
+
+	(void)state;
+	sh_ok("mkdir ca5 && chmod 700 ca5 && cp '%s/ca.conf' '%s/ca.crt' '%s/keyward-ca.db' ca5/ && "
+	      "sqlite3 ca5/keyward-ca.db \"DROP TABLE acme_eab; CREATE TABLE acme_eab (kid TEXT PRIMARY KEY, template "
+	      "TEXT NOT NULL, key BLOB NOT NULL, created INTEGER NOT NULL, account INTEGER NOT NULL DEFAULT 0); "
+	      "INSERT INTO acme_eab VALUES ('plainKid', 'WebServer', X'504C41494E4B4559', 1, 0)\"",
+	      ca_dir, ca_dir, ca_dir);
+	out = ca_refused("ca5", 1, "database move '%s'", url_b);
+	expect_has(last_cmd, out, "its EAB keys are in plain");
+	expect_has(last_cmd, out, "nothing changed");
+	expect_lacks("ca.conf", file("ca5/ca.conf"), "database =");
+	out = sh_ok("psql '%s' -Atqc \"SELECT COUNT(*) FROM acme_eab WHERE kid = 'plainKid'\"", url_b);
+	expect_has(last_cmd, out, "0\n");
+	expect_lacks("pg_dump", sh_ok("pg_dump --data-only '%s'", url_b), "PLAINKEY");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_move_to_pg),
-		cmocka_unit_test(test_backup_restore_pg),
-		cmocka_unit_test(test_other_ca_refused),
-		cmocka_unit_test(test_move_back),
+		cmocka_unit_test(test_move_to_pg),	  cmocka_unit_test(test_backup_restore_pg),
+		cmocka_unit_test(test_other_ca_refused),  cmocka_unit_test(test_move_back),
+		cmocka_unit_test(test_plain_eab_refused),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
