@@ -18,12 +18,10 @@
 #include <string.h>
 
 #include "ca/acme_db_backend.h"
+#include "ca/db_backend.h"
 #include "ca/db_pg.h"
 
-#define SCHEMA_KEY "acme.schema_version"
-#define SCHEMA_VERSION 1
-
-static const char schema[] =
+const char ca_acme_pg_schema[] =
 	"CREATE TABLE IF NOT EXISTS acme_nonces (nonce TEXT PRIMARY KEY, expires BIGINT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS acme_nonces_expires ON acme_nonces (expires);"
 	"CREATE TABLE IF NOT EXISTS acme_accounts ("
@@ -158,7 +156,8 @@ int acme_db_pg_open(const char *url, struct acme_db **out)
 	if (!db)
 		return ca_error("out of memory");
 	db->base.ops = &pg_ops;
-	if (ca_pg_store_open(&db->pg, url, statements, S_N, SCHEMA_KEY, SCHEMA_VERSION, schema)) {
+	if (ca_pg_store_open(&db->pg, url, statements, S_N, CA_ACME_PG_SCHEMA_KEY, CA_ACME_PG_SCHEMA_VERSION,
+			     ca_acme_pg_schema)) {
 		free(db);
 		return -1;
 	}

@@ -22,6 +22,7 @@
 
 #include "ca/acme.h"
 #include "ca/acme_db_backend.h"
+#include "ca/db_backend.h"
 #include "common/log.h"
 
 #define STMTS_KEPT 48 /* more than the file has: each is prepared once */
@@ -47,7 +48,7 @@ struct sq {
 	" kid TEXT PRIMARY KEY, template TEXT NOT NULL, iv BLOB NOT NULL, sealed BLOB NOT NULL,"                       \
 	" created INTEGER NOT NULL, account INTEGER NOT NULL DEFAULT 0"
 
-static const char schema[] =
+const char ca_acme_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS acme_nonces (nonce TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS acme_nonces_expires ON acme_nonces (expires);"
 	"CREATE TABLE IF NOT EXISTS acme_accounts ("
@@ -111,7 +112,7 @@ int acme_db_sqlite_open(const char *path, struct acme_db **out)
 	}
 	sqlite3_busy_timeout(db->db, 30000);
 	if (sqlite3_exec(db->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(db->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(db->db, ca_acme_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK) {
 		fail(db, path);
 		sq_db_close(&db->base);
 		return -1;

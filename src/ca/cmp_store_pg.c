@@ -12,12 +12,10 @@
 #include <string.h>
 
 #include "ca/cmp_store.h"
+#include "ca/db_backend.h"
 #include "ca/db_pg.h"
 
-#define SCHEMA_KEY "cmp.schema_version"
-#define SCHEMA_VERSION 1
-
-static const char schema[] =
+const char ca_cmp_pg_schema[] =
 	"CREATE TABLE IF NOT EXISTS cmp_secrets ("
 	" template TEXT PRIMARY KEY, iv BYTEA NOT NULL, sealed BYTEA NOT NULL, created BIGINT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS cmp_seen (id BYTEA PRIMARY KEY, expires BIGINT NOT NULL);"
@@ -59,7 +57,8 @@ int cmp_db_pg_open(const char *url, struct cmp_db **out)
 	if (!s)
 		return ca_error("out of memory");
 	s->base.ops = &pg_ops;
-	if (ca_pg_store_open(&s->pg, url, statements, S_N, SCHEMA_KEY, SCHEMA_VERSION, schema)) {
+	if (ca_pg_store_open(&s->pg, url, statements, S_N, CA_CMP_PG_SCHEMA_KEY, CA_CMP_PG_SCHEMA_VERSION,
+			     ca_cmp_pg_schema)) {
 		free(s);
 		return -1;
 	}

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "ca/cmp_store.h"
+#include "ca/db_backend.h"
 
 struct sq {
 	struct cmp_db base;
@@ -18,7 +19,7 @@ struct sq {
 	sqlite3_stmt *get, *put, *del, *seen, *prune, *state;
 };
 
-static const char schema[] =
+const char ca_cmp_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS cmp_secrets ("
 	" template TEXT PRIMARY KEY, iv BLOB NOT NULL, sealed BLOB NOT NULL, created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS cmp_seen (id BLOB PRIMARY KEY, expires INTEGER NOT NULL);";
@@ -90,7 +91,7 @@ int cmp_db_sqlite_open(const char *path, struct cmp_db **out)
 	 * says a secret is stored.
 	 */
 	if (sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(s->db, ca_cmp_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK) {
 		fail(s, path);
 		goto fail;
 	}

@@ -63,6 +63,15 @@ struct ca_db {
 int ca_db_sqlite_open(const char *path, bool create, struct ca_db **out);
 /* The SQLite schema: what db_pg.c's backup writes into a new file. */
 extern const char ca_db_sqlite_schema[];
+/*
+ * ACME's and CMP's tables on each side (acme_db_*.c, cmp_store_*.c): what
+ * a PostgreSQL CA's backup writes beside the CA's, and its restore makes.
+ */
+extern const char ca_acme_sqlite_schema[], ca_acme_pg_schema[], ca_cmp_sqlite_schema[], ca_cmp_pg_schema[];
+#define CA_ACME_PG_SCHEMA_KEY "acme.schema_version"
+#define CA_ACME_PG_SCHEMA_VERSION 1
+#define CA_CMP_PG_SCHEMA_KEY "cmp.schema_version"
+#define CA_CMP_PG_SCHEMA_VERSION 1
 /* db_pg.c: the PostgreSQL database at url (its tables made on first open). */
 int ca_db_pg_open(const char *url, bool create, struct ca_db **out);
 /*

@@ -5,6 +5,12 @@
  * the CA uses. The rows are read in one REPEATABLE READ transaction: a
  * consistent copy while other processes go on issuing. Certificates are
  * copied in insertion order, so their SQLite rowids keep it.
+ *
+ * ACME's and CMP's durable records come along (accounts, EAB keys, orders
+ * and authorizations, CMP secrets; the keys and secrets as they are stored,
+ * sealed: the seal binds the CA's key, not the database), so a backup or a
+ * database move leaves none behind. Nonces and CMP's replay record are
+ * minutes long and stay: a client asks for a new nonce.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,19 +22,44 @@
 #include "ca/db_backend.h"
 #include "ca/db_pg.h"
 
-/* a table's columns, and each one's type: i integer, t text, b blob */
+/*
+ * a table's columns, and each one's type: i integer, t text, b blob;
+ * enroll: ACME's or CMP's, made by serve when first needed, so possibly absent
+ */
 static const struct {
 	const char *table, *columns, *types, *order;
+	bool enroll;
 } tables[] = {
-	{"meta", "key, value", "tt", "key"},
+	{"meta", "key, value", "tt", "key", false},
 	{"certs",
 	 "serial, subject, template, not_before, not_after, status, revoked_at, reason, changed_at, request_id, der,"
 	 " invalid_at, change_seq",
-	 "tttiitiiiibii", "id"},
-	{"requests", "id, csr, template, status, submitted, serial", "ibttit", "id"},
-	{"crls", "number, delta, base, this_update, next_update, seq", "iiiiii", "number"},
-	{"audit", "id, time, uid, event, detail", "iiitt", "id"},
+	 "tttiitiiiibii", "id", false},
+	{"requests", "id, csr, template, status, submitted, serial", "ibttit", "id", false},
+	{"crls", "number, delta, base, this_update, next_update, seq", "iiiiii", "number", false},
+	{"audit", "id, time, uid, event, detail", "iiitt", "id", false},
+	{"acme_accounts", "id, template, thumb, jwk, status, contact, eab_kid, created, remote", "ittttttit", "id",
+	 true},
+	{"acme_eab", "kid, template, iv, sealed, created, account", "ttbbii", "kid", true},
+	{"acme_orders", "id, account, template, status, created, expires, serial, error", "iittiitt", "id", true},
+	{"acme_authz",
+	 "id, order_id, account, value, wildcard, status, expires, token, tried, validated, error_type, error",
+	 "iiititittitt", "id", true},
+	{"cmp_secrets", "template, iv, sealed, created", "tbbi", "template", true},
 };
+
+/* Whether the PostgreSQL table exists: 1 yes, 0 no, -1 error. */
+static int pg_has_table(struct ca_pg *p, const char *table)
+{
+	const char *vals[1] = {table};
+	PGresult *r = PQexecParams(p->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, vals, NULL, NULL, 0);
+	int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? !strcmp(PQgetvalue(r, 0, 0), "t") : -1;
+
+	if (rc < 0)
+		ca_pg_fail(p, r, "backup");
+	PQclear(r);
+	return rc;
+}
 
 static int sq_fail(sqlite3 *dest, const char *path, const char *what)
 {
@@ -72,7 +103,9 @@ int ca_pg_backup(struct ca_pg *p, const char *path)
 		goto out;
 	}
 	if (sqlite3_exec(dest, "PRAGMA journal_mode=DELETE; BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(dest, ca_db_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(dest, ca_db_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(dest, ca_acme_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(dest, ca_cmp_sqlite_schema, NULL, NULL, NULL) != SQLITE_OK) {
 		sq_fail(dest, path, "schema");
 		goto out;
 	}
@@ -81,7 +114,12 @@ int ca_pg_backup(struct ca_pg *p, const char *path)
 	p->in_tx = true;
 	for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
 		char marks[64] = "";
+		int has = tables[t].enroll ? pg_has_table(p, tables[t].table) : 1;
 
+		if (has < 0)
+			goto out;
+		if (!has)
+			continue; /* serve never made it: nothing to carry */
 		for (size_t c = 0; tables[t].types[c]; c++)
 			strcat(marks, c ? ", ?" : "?");
 		snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s", tables[t].columns, tables[t].table,

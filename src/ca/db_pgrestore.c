@@ -13,6 +13,13 @@
  * along, raised above the database's own CRLs, so the next CRL number is
  * above every one either side published and the next delta selects on
  * the restored change numbers.
+ *
+ * ACME's and CMP's durable records replace the database's in the same
+ * transaction (accounts, EAB keys, orders and authorizations, CMP secrets,
+ * sealed as they were: the seal binds the CA's key, not the database), their
+ * sequences set past the restored ids. Nonces and CMP's replay record are
+ * left as the database has them: short-lived, and a replay record dropped
+ * would let a recent CMP message be accepted again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,29 +32,54 @@
 #include "ca/db_backend.h"
 #include "ca/db_pg.h"
 
-/* each table's columns on each side, and their types: i integer, t text, b blob */
+/*
+ * each table's columns on each side, their types (i integer, t text, b
+ * blob), its order; enroll: ACME's or CMP's, absent from a database whose
+ * CA never served them
+ */
 static const struct {
-	const char *table, *from, *to, *types;
+	const char *table, *from, *to, *types, *order;
+	bool enroll;
 } tables[] = {
-	{"meta", "key, value", "key, value", "tt"},
+	{"meta", "key, value", "key, value", "tt", "key", false},
 	{"certs",
 	 "rowid, serial, subject, template, not_before, not_after, status, revoked_at, reason, changed_at, request_id,"
 	 " der, invalid_at, change_seq",
 	 "id, serial, subject, template, not_before, not_after, status, revoked_at, reason, changed_at, request_id,"
 	 " der, invalid_at, change_seq",
-	 "itttiitiiiibii"},
+	 "itttiitiiiibii", "rowid", false},
 	{"requests", "id, csr, template, status, submitted, serial", "id, csr, template, status, submitted, serial",
-	 "ibttit"},
+	 "ibttit", "id", false},
 	{"crls", "number, delta, base, this_update, next_update, seq",
-	 "number, delta, base, this_update, next_update, seq", "iiiiii"},
-	{"audit", "id, time, uid, event, detail", "id, time, uid, event, detail", "iiitt"},
+	 "number, delta, base, this_update, next_update, seq", "iiiiii", "number", false},
+	{"audit", "id, time, uid, event, detail", "id, time, uid, event, detail", "iiitt", "id", false},
+#define ACCOUNT_COLS "id, template, thumb, jwk, status, contact, eab_kid, created, remote"
+#define EAB_COLS "kid, template, iv, sealed, created, account"
+#define ORDER_COLS "id, account, template, status, created, expires, serial, error"
+#define AUTHZ_COLS "id, order_id, account, value, wildcard, status, expires, token, tried, validated, error_type, error"
+#define SECRET_COLS "template, iv, sealed, created"
+	{"acme_accounts", ACCOUNT_COLS, ACCOUNT_COLS, "ittttttit", "id", true},
+	{"acme_eab", EAB_COLS, EAB_COLS, "ttbbii", "kid", true},
+	{"acme_orders", ORDER_COLS, ORDER_COLS, "iittiitt", "id", true},
+	{"acme_authz", AUTHZ_COLS, AUTHZ_COLS, "iiititittitt", "id", true},
+	{"cmp_secrets", SECRET_COLS, SECRET_COLS, "tbbi", "template", true},
 };
 
 /* the sequences behind BIGSERIAL columns, set past the restored ids */
 static const char set_sequences[] =
 	"SELECT setval(pg_get_serial_sequence('certs', 'id'), COALESCE((SELECT MAX(id) FROM certs), 0) + 1, false),"
 	" setval(pg_get_serial_sequence('requests', 'id'), COALESCE((SELECT MAX(id) FROM requests), 0) + 1, false),"
-	" setval(pg_get_serial_sequence('audit', 'id'), COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false)";
+	" setval(pg_get_serial_sequence('audit', 'id'), COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false),"
+	" setval(pg_get_serial_sequence('acme_accounts', 'id'),"
+	" COALESCE((SELECT MAX(id) FROM acme_accounts), 0) + 1, false),"
+	" setval(pg_get_serial_sequence('acme_orders', 'id'),"
+	" COALESCE((SELECT MAX(id) FROM acme_orders), 0) + 1, false),"
+	" setval(pg_get_serial_sequence('acme_authz', 'id'), COALESCE((SELECT MAX(id) FROM acme_authz), 0) + 1, false)";
+
+/* ACME's and CMP's records this restore replaces (their tables made first) */
+static const char replace_enroll[] =
+	"DELETE FROM acme_accounts; DELETE FROM acme_eab; DELETE FROM acme_orders; DELETE FROM acme_authz;"
+	" DELETE FROM cmp_secrets";
 
 /* what the database holds before the restore: text columns of one row */
 static const char target_sql[] =
@@ -73,6 +105,32 @@ static int copy_table(struct ca_pg *p, sqlite3 *src, const char *from, size_t t)
 	sqlite3_stmt *st = NULL;
 	PGresult *r;
 
+	if (tables[t].enroll) {
+		bool has;
+
+		if (sqlite3_prepare_v2(src, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
+				       NULL) != SQLITE_OK)
+			return sq_fail(src, from, tables[t].table);
+		sqlite3_bind_text(st, 1, tables[t].table, -1, SQLITE_STATIC);
+		has = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		st = NULL;
+		if (!has)
+			return 0; /* its CA never served ACME or CMP: nothing to carry */
+	}
+	/* an older keyward-ca's EAB keys in plain (column key): never copied, sealed first */
+	if (!strcmp(tables[t].table, "acme_eab") &&
+	    sqlite3_prepare_v2(src, "SELECT 1 FROM pragma_table_info('acme_eab') WHERE name = 'key'", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return ca_error("restore from %s: its EAB keys are in plain, as an older keyward-ca stored them: start "
+				"keyward-ca serve (or run acme-eab) once on the CA it came from, which seals them, and "
+				"back it up again; nothing changed",
+				from);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
 	for (int c = 0; c < n; c++)
 		snprintf(marks + strlen(marks), sizeof marks - strlen(marks), "%s$%d", c ? ", " : "", c + 1);
 	snprintf(sql, sizeof sql, "INSERT INTO %s (%s) VALUES (%s)", tables[t].table, tables[t].to, marks);
@@ -83,11 +141,7 @@ static int copy_table(struct ca_pg *p, sqlite3 *src, const char *from, size_t t)
 		return -1;
 	}
 	PQclear(r);
-	snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s", tables[t].from, tables[t].table,
-		 t == 1	  ? "rowid"
-		 : t == 3 ? "number"
-		 : t == 0 ? "key"
-			  : "id");
+	snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s", tables[t].from, tables[t].table, tables[t].order);
 	if (sqlite3_prepare_v2(src, sql, -1, &st, NULL) != SQLITE_OK) {
 		sq_fail(src, from, tables[t].table);
 		goto out;
@@ -185,7 +239,7 @@ int ca_db_pg_restore(const char *url, const char *from, bool force, const char *
 {
 	struct ca_pg p = {0};
 	sqlite3 *src = NULL;
-	char *want = NULL, sql[256], detail[600];
+	char *want = NULL, sql[512], detail[600];
 	PGresult *r;
 	long long had = 0;
 	int rc = -1;
@@ -228,15 +282,19 @@ int ca_db_pg_restore(const char *url, const char *from, bool force, const char *
 	    check_target(&p, want, force, floor, &had) ||
 	    ca_pg_exec(&p,
 		       "DELETE FROM certs; DELETE FROM requests; DELETE FROM crls; DELETE FROM audit; DELETE FROM meta",
-		       "removing the rows restored over"))
+		       "removing the rows restored over") ||
+	    ca_pg_exec(&p, ca_acme_pg_schema, "making ACME's tables") ||
+	    ca_pg_exec(&p, ca_cmp_pg_schema, "making CMP's tables") ||
+	    ca_pg_exec(&p, replace_enroll, "removing the ACME and CMP records restored over"))
 		goto out;
 	for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
 		if (copy_table(&p, src, from, t))
 			goto out;
 	snprintf(sql, sizeof sql,
 		 "INSERT INTO meta (key, value) VALUES ('" CA_PG_SCHEMA_KEY "', '" CA_PG_SCHEMA_VERSION_TEXT "'),"
-		 " ('" CA_META_CRL_FLOOR "', '%lld') ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-		 *floor);
+		 " ('" CA_META_CRL_FLOOR "', '%lld'), ('" CA_ACME_PG_SCHEMA_KEY "', '%d'), ('" CA_CMP_PG_SCHEMA_KEY
+		 "', '%d') ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+		 *floor, CA_ACME_PG_SCHEMA_VERSION, CA_CMP_PG_SCHEMA_VERSION);
 	snprintf(detail, sizeof detail, "rows of %s loaded into %s (%s); CRL numbers continue above %lld", from,
 		 p.where, had ? "replacing this CA's own" : "an empty database", *floor);
 	{

@@ -13,9 +13,10 @@
  *            source audits where its records went, and a SQLite source
  *            is renamed keyward-ca.db.moved-WHEN so nothing opens it again
  *
- * The move carries the CA's tables (backupdb's), not ACME's and CMP's,
- * which a PostgreSQL CA keeps in tables of their own: a SQLite database
- * holding any such records is not moved, rather than leaving them behind.
+ * The move carries what backupdb does: the CA's tables and ACME's and
+ * CMP's durable records (accounts, EAB keys, orders and authorizations, CMP
+ * secrets, sealed as they are stored). Nonces and CMP's replay record are
+ * short-lived and stay behind.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,8 +25,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "ca/ca.h"
 
@@ -79,46 +78,6 @@ static bool same_counts(const struct figures *a, const struct figures *b)
 	return a->certs == b->certs && a->st.issued == b->st.issued && a->st.revoked == b->st.revoked &&
 	       a->st.expired == b->st.expired && a->st.pending == b->st.pending && a->st.last_crl == b->st.last_crl &&
 	       a->st.last_delta_crl == b->st.last_delta_crl;
-}
-
-/* A SQLite database's ACME and CMP rows: tables that do not move yet. 0 none, 1 some (said), -1 error. */
-static int other_records(const char *path)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	char sql[200];
-	int rc = 0;
-
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		rc = ca_error("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-		goto out;
-	}
-	if (sqlite3_prepare_v2(
-		    db,
-		    "SELECT name FROM sqlite_master WHERE type = 'table' AND (name LIKE 'acme\\_%' ESCAPE '\\'"
-		    " OR name LIKE 'cmp\\_%' ESCAPE '\\')",
-		    -1, &st, NULL) != SQLITE_OK) {
-		rc = ca_error("%s: %s", path, sqlite3_errmsg(db));
-		goto out;
-	}
-	while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-		sqlite3_stmt *n = NULL;
-
-		snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM \"%s\"", (const char *)sqlite3_column_text(st, 0));
-		if (sqlite3_prepare_v2(db, sql, -1, &n, NULL) == SQLITE_OK && sqlite3_step(n) == SQLITE_ROW &&
-		    sqlite3_column_int64(n, 0) > 0) {
-			ca_fail(CA_ERR_REFUSED,
-				"%s holds ACME or CMP records (table %s: %lld rows), which database move does not "
-				"carry yet; nothing moved",
-				path, (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(n, 0));
-			rc = 1;
-		}
-		sqlite3_finalize(n);
-	}
-out:
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return rc;
 }
 
 /* The source's records, renamed (SQLite) so nothing opens them as the CA's again. */
@@ -190,11 +149,6 @@ int ca_db_move(const struct ca_db_move *m)
 	/* the CA stopped on this host, and kept stopped until the move is done */
 	if ((lock = ca_lock_exclusive(m->dir)) < 0 || ca_db_open(&src->conf, false, &src->db))
 		goto out;
-	if (ca_db_is_sqlite(&src->conf)) {
-		ca_path(&src->conf, "keyward-ca.db", path, sizeof path);
-		if (other_records(path))
-			goto out;
-	}
 	if (figures_of(src->db, now, &before))
 		goto out;
 	gmtime_r(&now, &tm);
