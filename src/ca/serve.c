@@ -32,36 +32,6 @@
 #include "ca/serve_internal.h"
 #include "common/log.h"
 
-bool serve_stop_wait(struct server *sv, double seconds)
-{
-	struct timespec until;
-	bool stop;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)seconds;
-	until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&sv->stop_lock);
-	while (!sv->stopping && pthread_cond_timedwait(&sv->stop_cond, &sv->stop_lock, &until) == 0)
-		;
-	stop = sv->stopping;
-	pthread_mutex_unlock(&sv->stop_lock);
-	return stop;
-}
-
-bool serve_stopping(struct server *sv)
-{
-	bool stop;
-
-	pthread_mutex_lock(&sv->stop_lock);
-	stop = sv->stopping;
-	pthread_mutex_unlock(&sv->stop_lock);
-	return stop;
-}
-
 /* Opens every app of serve_apps.c: 0, or -1 with the first failure's reason. */
 static int apps_open(struct server *sv)
 {
