@@ -209,10 +209,7 @@ int main(int argc, char **argv)
 		pthread_create(&workers[i].tid, NULL, worker, &workers[i]);
 	pthread_barrier_wait(&start_line);
 	start = now();
-	while (now() - start < seconds) {
-		struct timespec ts = {0, 50 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
+	wait_until(start, seconds);
 	atomic_store(&stop, true);
 	for (unsigned i = 0; i < threads; i++) {
 		pthread_join(workers[i].tid, NULL);

@@ -127,10 +127,7 @@ int main(int argc, char **argv)
 	cpu = cpu_seconds();
 	for (unsigned i = 0; i < threads; i++)
 		pthread_create(&tids[i], NULL, worker, &counts[i]);
-	while (now() - start < seconds) {
-		struct timespec ts = {0, 50 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
+	wait_until(start, seconds);
 	atomic_store(&stop, true);
 	for (unsigned i = 0; i < threads; i++) {
 		pthread_join(tids[i], NULL);
