@@ -16,6 +16,8 @@
  *   db_pg.c       ... in PostgreSQL (ca.conf's database = postgresql://...), several processes and hosts
  *   db_pgconn.c   PostgreSQL connections and messages without passwords (db_pg.h)
  *   db_pgbackup.c a PostgreSQL CA database copied into a SQLite file: backups keep one format
+ *   db_pgrestore.c ... and such a file restored into PostgreSQL (restoredb, database move)
+ *   db_pgstore.c  ACME's and CMP's tables beside the CA's on PostgreSQL
  *   db_status.c   certificate states for the OCSP responder, on a connection of its own (db_status.h)
  *   db_status_pg.c ... on PostgreSQL
  *   p11raw.c      the module's own function list: key generation, batch signing (p11raw.h)
@@ -34,6 +36,7 @@
  *   setup.c       setup, install-cert
  *   keys.c        the keys a token holds, with or without a CA
  *   backup.c      backupdb, restoredb: a checked directory with a manifest
+ *   dbmove.c      database move: the records to another database, checked, then ca.conf switched
  *   retire.c      retire: a final CRL, then no more issuing
  *   hsmkeys.c     every owner's keys on a keyward HSM, through libkeyward
  *   ocsp.c        OCSP requests decoded and answered, buffer to buffer (ocsp.h)
@@ -42,6 +45,7 @@
  *   serve.c       serve: OCSP, CRLs and the CA certificate over HTTP (serve.h)
  *   seal.c        short secrets (CMP secrets, EAB keys) sealed by the token (seal.h)
  *   cmp_secret.c  CMP: the templates' shared secrets, sealed by the token; the replay record (cmp.h)
+ *   cmp_store_sqlite.c, cmp_store_pg.c  ... their rows on either backend (cmp_store.h)
  *   cmp_srv.c     CMP: OpenSSL's server callbacks, over the library's issuance (cmp.h)
  *   cmp.c         CMP: the app serve mounts at /.well-known/cmp/ (cmp.h)
  *
@@ -196,7 +200,7 @@ int ca_db_open(const struct ca_conf *c, bool create, struct ca_db **out);
 int ca_db_open_file(const char *path, bool create, struct ca_db **out);
 /* Whether v is a database value ca.conf takes: empty, or a PostgreSQL URL without a password; -1 saying why. */
 int ca_db_url_check(const char *v);
-/* Whether c's database is keyward-ca.db (SQLite): what ACME, CMP and restoredb need for now. */
+/* Whether c's database is keyward-ca.db (SQLite): the stores and backups that differ by backend ask. */
 bool ca_db_is_sqlite(const struct ca_conf *c);
 /* A consistent copy of db at path, one SQLite file, no WAL (from PostgreSQL too: one backup format). */
 int ca_db_backup(struct ca_db *db, const char *path);
