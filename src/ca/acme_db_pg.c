@@ -217,12 +217,7 @@ static int begin_locked(struct pg *db)
 
 static int end_locked(struct pg *db, int rc)
 {
-	if (!rc && ca_pg_exec(&db->pg, "COMMIT", "ACME: commit"))
-		rc = -1;
-	if (rc && PQstatus(db->pg.conn) == CONNECTION_OK)
-		PQclear(PQexec(db->pg.conn, "ROLLBACK"));
-	db->pg.in_tx = false;
-	return rc;
+	return ca_pg_end(&db->pg, rc, "ACME: commit");
 }
 
 /* ---- nonces ---- */

@@ -144,6 +144,11 @@ static void pg_close(struct ca_db *b)
 	free(b);
 }
 
+static void pg_rollback(struct ca_db *b)
+{
+	ca_pg_rollback(pg(b));
+}
+
 static int pg_begin(struct ca_db *b)
 {
 	struct ca_pg *p = pg(b);
@@ -153,8 +158,7 @@ static int pg_begin(struct ca_db *b)
 	p->in_tx = true;
 	/* the database's one writer until commit or rollback, whichever process or host this is */
 	if (ca_pg_run(p, S_LOCK, NULL, "waiting for the writer lock", NULL)) {
-		ca_pg_exec(p, "ROLLBACK", "rollback");
-		p->in_tx = false;
+		ca_pg_rollback(p);
 		return -1;
 	}
 	return 0;
@@ -167,15 +171,6 @@ static int pg_commit(struct ca_db *b)
 
 	p->in_tx = rc != 0; /* a failed commit is rolled back by the caller */
 	return rc;
-}
-
-static void pg_rollback(struct ca_db *b)
-{
-	struct ca_pg *p = pg(b);
-
-	if (PQstatus(p->conn) == CONNECTION_OK)
-		PQclear(PQexec(p->conn, "ROLLBACK"));
-	p->in_tx = false;
 }
 
 /* Runs statement i, which returns no rows. */
@@ -646,11 +641,9 @@ static int schema_open(struct pg_db *db, bool create)
 			 p->where, version, CA_PG_SCHEMA_VERSION);
 		goto out;
 	}
-	rc = ca_pg_exec(p, "COMMIT", "making the tables");
+	rc = 0;
 out:
-	if (rc)
-		PQclear(PQexec(p->conn, "ROLLBACK"));
-	p->in_tx = false;
+	rc = ca_pg_end(p, rc, "making the tables");
 	free(version);
 	return rc;
 }

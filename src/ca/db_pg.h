@@ -53,6 +53,10 @@ int ca_pg_run(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char 
 long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, const char *what, PGresult **res);
 /* Runs sql (no parameters; several statements allowed): 0 or -1. */
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
+/* Ends p's transaction keeping nothing, quietly (the error that ended it is the one to show). */
+void ca_pg_rollback(struct ca_pg *p);
+/* Ends p's transaction: committed if rc is 0 (what names a failed commit), else rolled back. rc, or -1. */
+int ca_pg_end(struct ca_pg *p, int rc, const char *what);
 /* A column of a binary result: an integer (0 if NULL); text into dst (cut at cap). */
 long long ca_pg_int_at(const PGresult *r, int row, int col);
 void ca_pg_text_at(char *dst, size_t cap, const PGresult *r, int row, int col);

@@ -223,6 +223,24 @@ int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what)
 	return done(p, PQexec(p->conn, sql), what, NULL);
 }
 
+void ca_pg_rollback(struct ca_pg *p)
+{
+	/* a connection that broke took its transaction with it */
+	if (PQstatus(p->conn) == CONNECTION_OK)
+		PQclear(PQexec(p->conn, "ROLLBACK"));
+	p->in_tx = false;
+}
+
+int ca_pg_end(struct ca_pg *p, int rc, const char *what)
+{
+	if (!rc && ca_pg_exec(p, "COMMIT", what))
+		rc = -1;
+	if (rc)
+		ca_pg_rollback(p);
+	p->in_tx = false;
+	return rc;
+}
+
 long long ca_pg_int_at(const PGresult *r, int row, int col)
 {
 	const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);

@@ -323,8 +323,8 @@ int ca_db_pg_restore(const char *url, const char *from, bool force, const char *
 	p.in_tx = false;
 	rc = 0;
 out:
-	if (p.conn && p.in_tx)
-		PQclear(PQexec(p.conn, "ROLLBACK"));
+	if (p.in_tx)
+		ca_pg_rollback(&p);
 	ca_pg_disconnect(&p);
 	sqlite3_close(src);
 	free(want);

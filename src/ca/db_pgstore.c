@@ -27,7 +27,7 @@ int ca_pg_store_open(struct ca_pg *p, const char *url, const char *const *sql, s
 		goto out;
 	p->in_tx = true;
 	/* the CA's tables first: a database setup did not make is not a CA's */
-	if (ca_pg_exec(p, "SELECT pg_advisory_xact_lock(1801812344)", "waiting for the schema lock"))
+	if (ca_pg_exec(p, "SELECT pg_advisory_xact_lock(" CA_PG_SCHEMA_LOCK ")", "waiting for the schema lock"))
 		goto out;
 	r = PQexecParams(p->conn, "SELECT value FROM meta WHERE key = $1", 1, NULL, vals, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -53,12 +53,10 @@ int ca_pg_store_open(struct ca_pg *p, const char *url, const char *const *sql, s
 			goto out;
 		}
 	}
-	rc = ca_pg_exec(p, "COMMIT", "making the tables");
+	rc = 0;
 out:
 	PQclear(r);
-	if (rc && PQstatus(p->conn) == CONNECTION_OK)
-		PQclear(PQexec(p->conn, "ROLLBACK"));
-	p->in_tx = false;
+	rc = ca_pg_end(p, rc, "making the tables");
 	if (rc)
 		ca_pg_disconnect(p);
 	return rc;
