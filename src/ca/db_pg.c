@@ -167,7 +167,7 @@ static int pg_begin(struct ca_db *b)
 static int pg_commit(struct ca_db *b)
 {
 	struct ca_pg *p = pg(b);
-	int rc = ca_pg_run(p, S_BUMP, NULL, "commit", NULL) || ca_pg_exec(p, "COMMIT", "commit") ? -1 : 0;
+	int rc = ca_pg_run(p, S_BUMP, NULL, "commit", NULL) || ca_pg_commit(p, "commit") ? -1 : 0;
 
 	p->in_tx = rc != 0; /* a failed commit is rolled back by the caller */
 	return rc;

@@ -55,6 +55,8 @@ long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, cons
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 /* Ends p's transaction keeping nothing, quietly (the error that ended it is the one to show). */
 void ca_pg_rollback(struct ca_pg *p);
+/* COMMIT: 0, or -1 saying why; a connection that broke before the answer: the outcome is unknown, said so. */
+int ca_pg_commit(struct ca_pg *p, const char *what);
 /* Ends p's transaction: committed if rc is 0 (what names a failed commit), else rolled back. rc, or -1. */
 int ca_pg_end(struct ca_pg *p, int rc, const char *what);
 /* A column of a binary result: an integer (0 if NULL); text into dst (cut at cap). */

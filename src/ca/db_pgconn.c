@@ -231,9 +231,25 @@ void ca_pg_rollback(struct ca_pg *p)
 	p->in_tx = false;
 }
 
+int ca_pg_commit(struct ca_pg *p, const char *what)
+{
+	if (!ca_pg_exec(p, "COMMIT", what))
+		return 0;
+	/*
+	 * No answer to COMMIT: the server may have written the commit record
+	 * just before the connection went. "Failed" would invite the caller to
+	 * issue or revoke again, so the outcome is said to be unknown.
+	 */
+	if (PQstatus(p->conn) != CONNECTION_OK)
+		return ca_error("database %s: the connection broke during COMMIT (%s): the change may or may not have "
+				"been made; look (keyward-ca list, status) before making it again",
+				p->where, what);
+	return -1;
+}
+
 int ca_pg_end(struct ca_pg *p, int rc, const char *what)
 {
-	if (!rc && ca_pg_exec(p, "COMMIT", what))
+	if (!rc && ca_pg_commit(p, what))
 		rc = -1;
 	if (rc)
 		ca_pg_rollback(p);

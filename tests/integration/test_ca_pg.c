@@ -352,6 +352,21 @@ static void test_backup_and_limits(void **state)
 	/* where the database is cannot be changed in place: database move moves the records, then switches */
 	out = ca_refused(ca_dir, 2, "config set database postgresql://kwca@elsewhere/db");
 	expect_has(last_cmd, out, "database move");
+	/*
+	 * A COMMIT whose connection breaks (a deferred trigger ends the server
+	 * process at COMMIT): the revocation may or may not have been made, and
+	 * keyward-ca says so rather than "failed", which would invite a second one.
+	 */
+	sh_ok("psql '%s' -Atqc 'CREATE FUNCTION kwt_cut() RETURNS trigger LANGUAGE plpgsql AS "
+	      "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$' "
+	      "-c 'CREATE CONSTRAINT TRIGGER kwt_cut AFTER UPDATE ON certs DEFERRABLE INITIALLY DEFERRED "
+	      "FOR EACH ROW EXECUTE FUNCTION kwt_cut()'",
+	      db_url);
+	out = keepf("%s", ca_refused(ca_dir, 1, "revoke %s --reason superseded", cert_serial("good.pem")));
+	sh_ok("psql '%s' -Atqc 'DROP TRIGGER kwt_cut ON certs' -c 'DROP FUNCTION kwt_cut()'", db_url);
+	expect_has(last_cmd, out, "may or may not have been made");
+	/* the server ended before its commit record: the certificate is still good */
+	assert_false(listed(ca_dir, "revoked", cert_serial("good.pem")));
 }
 
 int main(void)
