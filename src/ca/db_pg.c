@@ -527,7 +527,7 @@ static int first_row(struct ca_pg *p, const char *sql, const char *what, char *o
 
 static int pg_read_only(struct ca_db *b)
 {
-	return ca_pg_exec(pg(b), "SET default_transaction_read_only = on", "read only");
+	return ca_pg_read_only(pg(b), "read only");
 }
 
 static int pg_writable(struct ca_db *b)

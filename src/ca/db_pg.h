@@ -28,6 +28,7 @@ struct ca_pg {
 	size_t n_sql;
 	bool prepared[CA_PG_STMTS_MAX];
 	bool in_tx;
+	bool read_only; /* ca_pg_read_only: the session said so again after every reconnect */
 };
 
 struct ca_pg_args {
@@ -55,6 +56,8 @@ long long ca_pg_rows(struct ca_pg *p, size_t i, const struct ca_pg_args *a, cons
 int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what);
 /* Ends p's transaction keeping nothing, quietly (the error that ended it is the one to show). */
 void ca_pg_rollback(struct ca_pg *p);
+/* Every transaction of p's session read-only from now on, a reconnected one too: 0, or -1 saying why. */
+int ca_pg_read_only(struct ca_pg *p, const char *what);
 /* COMMIT: 0, or -1 saying why; a connection that broke before the answer: the outcome is unknown, said so. */
 int ca_pg_commit(struct ca_pg *p, const char *what);
 /* Ends p's transaction: committed if rc is 0 (what names a failed commit), else rolled back. rc, or -1. */

@@ -147,7 +147,9 @@ void ca_pg_disconnect(struct ca_pg *p)
 	p->conn = NULL;
 }
 
-/* A connection that broke is reset, outside a transaction only: its prepared statements went with it. */
+static int done(struct ca_pg *p, PGresult *r, const char *what, PGresult **res);
+
+/* A connection that broke is reset, outside a transaction only: its prepared statements and settings went with it. */
 static int ready(struct ca_pg *p)
 {
 	if (PQstatus(p->conn) == CONNECTION_OK)
@@ -157,7 +159,11 @@ static int ready(struct ca_pg *p)
 				p->where);
 	PQreset(p->conn);
 	memset(p->prepared, 0, sizeof p->prepared);
-	return PQstatus(p->conn) == CONNECTION_OK ? 0 : ca_pg_fail(p, NULL, "reconnecting");
+	if (PQstatus(p->conn) != CONNECTION_OK)
+		return ca_pg_fail(p, NULL, "reconnecting");
+	/* a session's settings went with it */
+	return p->read_only ? done(p, PQexec(p->conn, "SET default_transaction_read_only = on"), "reconnecting", NULL)
+			    : 0;
 }
 
 static int done(struct ca_pg *p, PGresult *r, const char *what, PGresult **res)
@@ -221,6 +227,12 @@ int ca_pg_exec(struct ca_pg *p, const char *sql, const char *what)
 	if (ready(p))
 		return -1;
 	return done(p, PQexec(p->conn, sql), what, NULL);
+}
+
+int ca_pg_read_only(struct ca_pg *p, const char *what)
+{
+	p->read_only = true;
+	return ca_pg_exec(p, "SET default_transaction_read_only = on", what);
 }
 
 void ca_pg_rollback(struct ca_pg *p)

@@ -39,7 +39,7 @@ int ca_status_pg_open(const char *url, struct ca_status_pg **out)
 	if (!s)
 		return ca_error("out of memory");
 	if (ca_pg_connect(&s->pg, url, statements, S_N) ||
-	    ca_pg_exec(&s->pg, "SET default_transaction_read_only = on", "configuring the session")) {
+	    ca_pg_read_only(&s->pg, "configuring the session")) {
 		ca_status_pg_close(s);
 		return -1;
 	}
