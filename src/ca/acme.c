@@ -128,7 +128,7 @@ static int directory(struct acme_ctx *x)
  * milliseconds, far more than verifying a signature with it, and every
  * kid-signed request needs its account's key.
  */
-#define KEYS_KEPT 4096 /* beyond, an old one goes for each new one */
+#define KEYS_KEPT 4096 /* beyond, one kept (whichever kw_htab_pop finds, not the oldest) goes for each new one */
 
 struct kept_key {
 	struct kw_hnode h;
@@ -426,7 +426,6 @@ static int open_app(const struct serve_env *env, void **state)
 		curl_global_cleanup();
 		if (!rc)
 			close_seal(a);
-		rc = -1;
 		goto out;
 	}
 	*state = a;
@@ -436,7 +435,7 @@ out:
 	pthread_mutex_destroy(&a->keys_lock);
 	pthread_mutex_destroy(&a->seal_lock);
 	free(a);
-	return rc ? -1 : 0;
+	return -1;
 }
 
 static void close_app(void *state)

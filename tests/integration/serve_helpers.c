@@ -297,6 +297,13 @@ void serve_test_ca_end(struct kwt_server *server)
 	kwt_cleanup(server);
 }
 
+void serve_test_end(struct kwt_server *server, pid_t serve_pid, pid_t serve2_pid)
+{
+	serve_stop(serve2_pid);
+	serve_stop(serve_pid);
+	serve_test_ca_end(server);
+}
+
 void serve_tls_files(void)
 {
 	sh_ok("openssl req -x509 -newkey %s -nodes -keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 "

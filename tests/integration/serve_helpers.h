@@ -41,6 +41,8 @@ pid_t serve_test_start(const char *ca_dir, const char *conf, unsigned short *por
 
 /* The end of serve_test_ca: kept outputs forgotten, out of the directory, keywardd stopped and removed. */
 void serve_test_ca_end(struct kwt_server *server);
+/* A fixture's teardown: its serves stopped (serve_stop: each must exit 0; pid <= 0 none), then serve_test_ca_end. */
+void serve_test_end(struct kwt_server *server, pid_t serve_pid, pid_t serve2_pid);
 
 /* tls.key (0600) and tls.crt in the current directory: a self-signed P-256 certificate for IP 127.0.0.1. */
 void serve_tls_files(void);

@@ -75,9 +75,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	serve_stop(serve2_pid);
-	serve_stop(serve_pid);
-	serve_test_ca_end(&server);
+	serve_test_end(&server, serve_pid, serve2_pid);
 	return 0;
 }
 
